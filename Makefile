@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Both bootstrap first (idempotent).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap demo test test-fast lint fmt bench lock clean
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+## make demo: start local S3 + MariaDB, seed the demo world, run the pipelines (S3OPS_DEMO_UI=1 keeps the UI up)
+demo: bootstrap
+	@$(PY) -m scripts.stack run -- $(PY) -m scripts.demo
+
+## make test: lint, then the whole suite (unit, integration, DAG integrity, e2e). `--fast` skips the slow ones.
+test: bootstrap lint
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: bootstrap lint
+	@$(PY) -m pytest --fast $(PYTEST_ARGS)
+
+lint: bootstrap
+	@.venv/bin/ruff check . && .venv/bin/ruff check --select AIR3 dags include plugins
+
+fmt: bootstrap
+	@.venv/bin/ruff check --fix .
+
+## make bench: side-by-side benchmarks against s5cmd, rclone and the AWS CLI (see bench/README.md)
+bench: bootstrap
+	@bash scripts/bootstrap.sh --with-bench
+	@$(PY) -m bench.run $(BENCH_ARGS)
+
+## make lock: regenerate requirements.txt from requirements.in
+lock:
+	@rm -rf .s3ops/lockenv && python3 -m venv .s3ops/lockenv && .s3ops/lockenv/bin/pip install -q -r requirements.in
+	@{ echo "# Full lock generated from requirements.in (make lock). Do not edit by hand."; .s3ops/lockenv/bin/pip freeze; } > requirements.txt
+
+clean:
+	rm -rf .s3ops

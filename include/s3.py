@@ -1,0 +1,130 @@
+"""S3 client construction and the few S3 calls every pipeline shares.
+
+Clients always use botocore's retry modes with enough attempts that throttling (503 SlowDown) and
+dropped connections are retried, not fatal. In Airflow, credentials come from a connection
+(``aws_default`` unless overridden); on the command line, from a profile or the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.config import Config
+
+log = logging.getLogger(__name__)
+
+#: ``standard`` for ordinary work; ``adaptive`` (client-side rate limiting) for heavy listing.
+RETRY_MODES = ("standard", "adaptive")
+DEFAULT_MAX_ATTEMPTS = 10
+DELETE_BATCH = 1000  # DeleteObjects' limit per request
+
+
+class S3AccessError(RuntimeError):
+    """Credentials are missing or wrong, or the endpoint is unreachable: one clear line for the user."""
+
+
+def client_config(mode: str = "standard", max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = 32) -> Config:
+    if mode not in RETRY_MODES:
+        raise ValueError(f"retry mode {mode!r} is not one of {RETRY_MODES}")
+    return Config(
+        retries={"mode": mode, "total_max_attempts": max_attempts},  # total, first try included
+        connect_timeout=10,
+        read_timeout=120,
+        max_pool_connections=pool,
+        s3={"addressing_style": "path"},
+    )
+
+
+def client_from_connection(
+    conn_id: str = "aws_default", *, region_name: str | None = None, mode: str = "standard", pool: int = 32
+) -> Any:
+    """A boto3 S3 client from an Airflow connection (its ``endpoint_url`` extra is honoured)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3", config=client_config(mode, pool=pool))
+    return hook.get_client_type(region_name=region_name)
+
+
+def client_from_args(
+    *, profile: str | None = None, endpoint_url: str | None = None, region_name: str | None = None,
+    mode: str = "standard", pool: int = 32, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> Any:
+    """A boto3 S3 client for the command line (no Airflow needed)."""
+    import boto3
+
+    session = boto3.session.Session(profile_name=profile, region_name=region_name)
+    return session.client("s3", endpoint_url=endpoint_url, config=client_config(mode, max_attempts, pool=pool))
+
+
+def check_access(client: Any) -> None:
+    """Fail fast, in one line, when credentials are missing/wrong or the endpoint is unreachable."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    try:
+        client.list_buckets(MaxBuckets=1)
+    except NoCredentialsError as exc:
+        raise S3AccessError(
+            "no AWS credentials found: set the Airflow connection (aws_default or the run's aws_conn_id), "
+            "or AWS_PROFILE / AWS_ACCESS_KEY_ID for the command line"
+        ) from exc
+    except EndpointConnectionError as exc:
+        raise S3AccessError(f"cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url')}: is it up?") from exc
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "?")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken"):
+            raise S3AccessError(f"S3 refused the credentials ({code}): check the connection's login/password") from exc
+        raise
+
+
+def error_text(exc: BaseException) -> str:
+    """``"<code>: <message>"`` for an S3 error, for reports and audits."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        err = response["Error"]
+        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class DeleteResult:
+    """What a batch delete did: keys deleted and per-key errors (key, code, message)."""
+
+    deleted: list[str] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    requests: int = 0
+
+
+def delete_objects(
+    client: Any, bucket: str, objects: Iterable[dict[str, str]], *, batch: int = DELETE_BATCH
+) -> Iterator[DeleteResult]:
+    """Delete ``{"Key", ["VersionId"]}`` objects with DeleteObjects, ``batch`` per request.
+
+    Yields one result per request so callers can record progress as it happens. Per-key ``Errors``
+    are returned, not raised: one failing key never abandons the rest. An empty input sends nothing.
+    """
+    if not 1 <= batch <= DELETE_BATCH:
+        raise ValueError(f"batch must be 1..{DELETE_BATCH}, got {batch}")
+    chunk: list[dict[str, str]] = []
+
+    def send(items: list[dict[str, str]]) -> DeleteResult:
+        resp = client.delete_objects(Bucket=bucket, Delete={"Objects": items, "Quiet": False})
+        return DeleteResult(
+            deleted=[d["Key"] for d in resp.get("Deleted", [])],
+            errors=[
+                {"key": e.get("Key", ""), "version_id": e.get("VersionId", ""), "code": e.get("Code", ""),
+                 "message": e.get("Message", "")}
+                for e in resp.get("Errors", [])
+            ],
+            requests=1,
+        )
+
+    for obj in objects:
+        chunk.append(obj)
+        if len(chunk) == batch:
+            yield send(chunk)
+            chunk = []
+    if chunk:
+        yield send(chunk)

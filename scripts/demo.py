@@ -1,0 +1,114 @@
+"""``make demo``: seed the demo world on the local stack and run the pipelines end to end.
+
+Runs inside ``python -m scripts.stack run --`` (which provides the servers and the connections). Each
+pipeline runs as a real DAG run (``airflow dags test``), then its outputs are shown. Exit status is
+non-zero if any run fails. ``S3OPS_DEMO_UI=1`` then keeps ``airflow standalone`` up (Ctrl-C stops it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def demo_runs(upload_dir: Path) -> list[tuple[str, dict[str, object]]]:
+    """(dag_id, conf) in the order the demo runs them."""
+    from include.seed import DemoWorld
+
+    w = DemoWorld()
+    return [
+        ("s3_storage_report", {"size_unit": "auto", "include_versions": True}),
+        ("s3_upload", {"base_dir": str(upload_dir), "bucket": w.upload_bucket, "settle_seconds": 30}),
+        ("s3_retention", {"bucket": w.jobs_bucket, "approval": "auto", "orphan_min_age_days": 0}),
+        ("s3_deploy_cleanup", {"bucket": w.deploys_bucket, "prefix": w.deploys_prefix, "keep": 5, "approval": "auto"}),
+    ]
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+
+
+def run(cmd: list[str], **kw: object) -> int:
+    return subprocess.call(cmd, cwd=ROOT, **kw)  # type: ignore[arg-type]
+
+
+def main() -> int:
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    banner("airflow db migrate (isolated AIRFLOW_HOME)")
+    if run([AIRFLOW, "db", "migrate"], stdout=subprocess.DEVNULL) != 0:
+        print("airflow db migrate failed", file=sys.stderr)
+        return 1
+    banner("seeding the demo world (buckets in two regions, versions, a multipart upload, jobs, .dat files)")
+    upload_dir = home.parent / "upload-base-dir"
+    if run([sys.executable, "-m", "include.seed", "--upload-dir", str(upload_dir)]) != 0:
+        return 1
+
+    dags_present = {p.stem for p in (ROOT / "dags").glob("*.py")}
+    failed: list[str] = []
+    artifacts = Path(os.environ["S3OPS_ARTIFACT_ROOT"])
+    for dag_id, conf in demo_runs(upload_dir):
+        if dag_id not in dags_present:
+            print(f"(skipping {dag_id}: not in dags/ yet)")
+            continue
+        banner(f"airflow dags test {dag_id} -c '{json.dumps(conf)}'")
+        log = home / f"demo-{dag_id}.log"
+        with log.open("w") as fh:
+            code = run([AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(conf)], stdout=fh, stderr=subprocess.STDOUT)
+        if code != 0:
+            failed.append(dag_id)
+            print(f"FAILED: {dag_id} (log: {log})")
+            print("".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:]))
+            continue
+        print(f"ok: {dag_id} (log: {log})")
+        outputs = sorted((artifacts / dag_id).glob("*/*"))
+        for path in outputs[-6:]:
+            print(f"   artifact: {path}")
+        if dag_id == "s3_storage_report":
+            tables = sorted((artifacts / dag_id).glob("*/report.txt"))
+            if tables:
+                print(tables[-1].read_text())
+
+    if failed:
+        print(f"\ndemo: {len(failed)} pipeline(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"\ndemo: all pipelines succeeded at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC; "
+          f"artifacts under {artifacts}")
+
+    if os.environ.get("S3OPS_DEMO_UI") == "1":
+        return serve_ui(home)
+    return 0
+
+
+def serve_ui(home: Path) -> int:
+    """Keep a real Airflow up on http://127.0.0.1:8080 until Ctrl-C (login admin / admin, local only)."""
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({"admin": "admin"}))
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    banner("airflow standalone on http://127.0.0.1:8080 (user admin, password admin); Ctrl-C to stop")
+    proc = subprocess.Popen([shutil.which("airflow", path=env["PATH"]) or AIRFLOW, "standalone"], env=env,
+                            cwd=ROOT, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Local S3-protocol server for the demo, tests and benchmarks: moto's server, plus a control API.
+
+It is moto's own WSGI app (the same one ``moto_server`` runs) behind a thin middleware that adds
+endpoints under ``/_s3ops/`` which real S3 does not have and tests need:
+
+- ``POST /_s3ops/seed``: write objects straight into moto's backend (~30x faster than HTTP PUTs), with
+  an optional ``last_modified`` so tests can build old data without waiting months.
+- ``POST /_s3ops/touch``: set ``LastModified`` of existing objects (by key or prefix).
+- ``POST /_s3ops/faults``: make the next N matching S3 requests fail (503 SlowDown, 500, or a dropped
+  connection), to prove that clients retry.
+- ``GET /_s3ops/stats`` / ``POST /_s3ops/stats/reset``: S3 requests served, by operation.
+
+Run: ``python -m scripts.s3server --port PORT`` (binds 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs
+
+ACCOUNT_ID = "123456789012"
+
+_SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+_INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
+
+
+def _operation(environ: dict[str, Any]) -> str:
+    """A coarse S3 operation name for stats and fault matching (e.g. ``GET:list-type``)."""
+    method = environ.get("REQUEST_METHOD", "")
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    path = environ.get("PATH_INFO", "/")
+    if method == "GET" and path.strip("/") == "":
+        return "ListBuckets"
+    is_bucket = path.strip("/").count("/") == 0
+    if method == "GET" and "versions" in query:
+        return "ListObjectVersions"
+    if method == "GET" and "uploads" in query:
+        return "ListMultipartUploads"
+    if method == "GET" and is_bucket and "list-type" in query:
+        return "ListObjectsV2"
+    if method == "GET" and is_bucket and "location" in query:
+        return "GetBucketLocation"
+    if method == "GET" and is_bucket and "versioning" in query:
+        return "GetBucketVersioning"
+    if method == "GET" and is_bucket and not query:
+        return "ListObjects"
+    if method == "POST" and "delete" in query:
+        return "DeleteObjects"
+    if method == "HEAD" and is_bucket:
+        return "HeadBucket"
+    if method == "HEAD":
+        return "HeadObject"
+    if method == "PUT" and is_bucket:
+        return "PutBucket"
+    if method == "PUT" and "partNumber" in query:
+        return "UploadPart"
+    if method == "PUT":
+        return "PutObject"
+    if method == "GET":
+        return "GetObject"
+    if method == "DELETE":
+        return "DeleteObject"
+    if method == "POST" and "uploads" in query:
+        return "CreateMultipartUpload"
+    return f"{method}:other"
+
+
+class ControlMiddleware:
+    """Adds the ``/_s3ops/`` control API and request accounting in front of moto's app."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.stats: Counter[str] = Counter()
+        # Each fault: {"operation": str|None, "mode": "slowdown"|"error"|"drop", "remaining": int}
+        self.faults: list[dict[str, Any]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_s3ops/"):
+            return self._control(path[len("/_s3ops/") :], environ, start_response)
+        if path.startswith("/moto-api"):
+            return self.app(environ, start_response)
+        op = _operation(environ)
+        fault = self._take_fault(op)
+        with self.lock:
+            self.stats[op] += 1
+            self.stats["total"] += 1
+        if fault == "drop":
+            # Close the socket without a response: the client sees a dropped connection.
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                import socket
+
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            raise ConnectionAbortedError("s3ops fault injection: connection dropped")
+        if fault in ("slowdown", "error"):
+            body = _SLOWDOWN if fault == "slowdown" else _INTERNAL
+            status = "503 Slow Down" if fault == "slowdown" else "500 Internal Server Error"
+            start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            return [body]
+        return self.app(environ, start_response)
+
+    def _take_fault(self, op: str) -> str | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault["remaining"] > 0 and fault.get("operation") in (None, op):
+                    fault["remaining"] -= 1
+                    return str(fault["mode"])
+        return None
+
+    def _control(self, what: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+            result = self._dispatch(what, environ.get("REQUEST_METHOD", "GET"), body)
+            payload, status = json.dumps(result).encode(), "200 OK"
+        except Exception as exc:  # noqa: BLE001 - the caller is a test: tell it exactly what was wrong
+            payload, status = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode(), "400 Bad Request"
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        return [payload]
+
+    def _dispatch(self, what: str, method: str, body: dict[str, Any]) -> Any:
+        if what == "stats" and method == "GET":
+            with self.lock:
+                return dict(self.stats)
+        if what == "stats/reset":
+            with self.lock:
+                self.stats.clear()
+            return {}
+        if what == "faults":
+            with self.lock:
+                if body.get("mode", "off") == "off":
+                    left = sum(f["remaining"] for f in self.faults)
+                    self.faults.clear()
+                    return {"cleared": left}
+                self.faults.append(
+                    {"operation": body.get("operation"), "mode": body["mode"], "remaining": int(body.get("count", 1))}
+                )
+                return {"faults": self.faults}
+        if what == "seed":
+            return {"written": seed(body)}
+        if what == "touch":
+            return {"touched": touch(body)}
+        raise ValueError(f"unknown control endpoint /_s3ops/{what} ({method})")
+
+
+def _backend() -> Any:
+    from moto.s3.models import s3_backends
+
+    return s3_backends[ACCOUNT_ID]["aws"]
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    # moto keeps naive UTC datetimes
+    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def seed(body: dict[str, Any]) -> int:
+    """Write objects into an existing bucket: ``{"bucket", "objects": [{"key", "size"|"body",
+    "storage_class", "last_modified"}]}`` or ``{"bucket", "generate": {"prefix", "count", "size",
+    "storage_classes", "start"}}`` (keys ``<prefix><i:08d>``, classes round-robin)."""
+    backend = _backend()
+    bucket = body["bucket"]
+    backend.get_bucket(bucket)  # raises if missing: seed never creates buckets by surprise
+    objects = body.get("objects")
+    if objects is None:
+        gen = body["generate"]
+        classes = gen.get("storage_classes") or ["STANDARD"]
+        start = int(gen.get("start", 0))
+        objects = (
+            {
+                "key": f"{gen.get('prefix', '')}{i:08d}",
+                "size": gen.get("size", 100),
+                "storage_class": classes[i % len(classes)],
+                "last_modified": gen.get("last_modified"),
+            }
+            for i in range(start, start + int(gen["count"]))
+        )
+    written = 0
+    for obj in objects:
+        data = obj["body"].encode() if "body" in obj else b"x" * int(obj.get("size", 0))
+        key = backend.put_object(bucket, obj["key"], data, storage=obj.get("storage_class") or "STANDARD")
+        when = _parse_time(obj.get("last_modified"))
+        if when is not None:
+            key.last_modified = when
+        written += 1
+    return written
+
+
+def touch(body: dict[str, Any]) -> int:
+    """Set LastModified: ``{"bucket", "key"|"prefix", "last_modified"}`` (all versions of the keys)."""
+    backend = _backend()
+    bucket = backend.get_bucket(body["bucket"])
+    when = _parse_time(body["last_modified"])
+    touched = 0
+    for name, versions in bucket.keys.iterlists():
+        if ("key" in body and name == body["key"]) or ("prefix" in body and name.startswith(body["prefix"])):
+            for version in versions:
+                version.last_modified = when
+                touched += 1
+    return touched
+
+
+def make_app() -> ControlMiddleware:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return ControlMiddleware(DomainDispatcherApplication(create_backend_app))
+
+
+def main() -> None:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import make_server
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    server = make_server(args.host, args.port, make_app(), threaded=True, request_handler=MotoRequestHandler)
+    print(f"s3server listening on http://{args.host}:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Shared test harness: real local servers (session-scoped), an isolated Airflow, ``dag.test()`` helpers.
+
+Airflow reads its settings when first imported, so the isolated AIRFLOW_HOME is set here, at import
+time, before any test module imports airflow. Servers start lazily: a unit test run starts none.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, STATE, LocalStack, airflow_env  # noqa: E402
+
+STATE.mkdir(exist_ok=True)
+RUN_DIR = Path(tempfile.mkdtemp(prefix="pytest-", dir=STATE))
+os.environ.update(airflow_env(RUN_DIR / "airflow"))
+os.environ["S3OPS_ARTIFACT_ROOT"] = str(RUN_DIR / "artifacts")
+# Never let a test reach real AWS: dummy credentials, and no profile or CA bundle from the host.
+for var in ("AWS_PROFILE", "AWS_CA_BUNDLE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(var, None)
+os.environ.update(AWS_ACCESS_KEY_ID=LOCAL_AWS_KEY, AWS_SECRET_ACCESS_KEY=LOCAL_AWS_SECRET, AWS_DEFAULT_REGION=LOCAL_REGION)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fast", action="store_true", help="skip tests marked slow (e2e, crash loops, scale-out)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--fast"):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("slow") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("S3OPS_KEEP_STATE") != "1":
+        shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """The S3 server and MariaDB, started once per session; their Airflow connections are set."""
+    local = LocalStack(RUN_DIR / "stack").start()
+    saved = dict(os.environ)
+    env = local.env()
+    env.pop("PYTHONPATH", None)
+    env.pop("S3OPS_ARTIFACT_ROOT", None)
+    env.pop("AIRFLOW_HOME", None)
+    os.environ.update(env)
+    try:
+        yield local
+    finally:
+        local.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def s3_server(stack: LocalStack) -> Any:
+    assert stack.s3 is not None
+    return stack.s3
+
+
+@pytest.fixture(scope="session")
+def mysql_server(stack: LocalStack) -> Any:
+    assert stack.mysql is not None
+    return stack.mysql
+
+
+@pytest.fixture(scope="session")
+def s3(s3_server: Any) -> Any:
+    """A plain boto3 client on the local server, for arranging and checking (not the code under test)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=s3_server.endpoint_url, region_name=LOCAL_REGION,
+        aws_access_key_id=LOCAL_AWS_KEY, aws_secret_access_key=LOCAL_AWS_SECRET,
+        config=Config(retries={"mode": "standard", "max_attempts": 10}, s3={"addressing_style": "path"}),
+    )
+
+
+@pytest.fixture
+def mysql_conn(mysql_server: Any) -> Iterator[Any]:
+    conn = mysql_server.connect()
+    conn.cursor().execute("SET time_zone = '+00:00'")
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def demo_world(s3: Any, s3_server: Any, mysql_server: Any) -> Any:
+    """The demo world (include/seed.py) in S3 and MySQL, seeded once. Tests must not modify it:
+    a test that deletes or changes data seeds its own bucket or table."""
+    from include.seed import DemoWorld, reference_job_rows, seed_jobs, seed_s3
+
+    world = DemoWorld()
+    seed_s3(s3, world, control=s3_server.control)
+    conn = mysql_server.connect()
+    try:
+        seed_jobs(conn, reference_job_rows(datetime.now().astimezone()), table=world.jobs_table)
+    finally:
+        conn.close()
+    return world
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated metadata DB in the isolated AIRFLOW_HOME (once per session)."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        env={**os.environ}, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return home
+
+
+class DagRunResult:
+    """A finished ``dag.test()`` run: its state, task states and XCom return values."""
+
+    def __init__(self, dag_run: Any) -> None:
+        self.dag_run = dag_run
+        self.run_id: str = dag_run.run_id
+        self.dag_id: str = dag_run.dag_id
+        self.state: str = str(dag_run.state)
+
+    def task_states(self) -> dict[tuple[str, int], str]:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            rows = session.execute(
+                select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state).where(
+                    TaskInstance.dag_id == self.dag_id, TaskInstance.run_id == self.run_id
+                )
+            ).all()
+        return {(task_id, map_index): str(state) for task_id, map_index, state in rows}
+
+    def xcom(self, task_id: str, map_index: int = -1, key: str = "return_value") -> Any:
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            row = session.scalars(
+                select(XComModel).where(
+                    XComModel.dag_id == self.dag_id, XComModel.run_id == self.run_id,
+                    XComModel.task_id == task_id, XComModel.map_index == map_index, XComModel.key == key,
+                )
+            ).first()
+            if row is None:
+                raise KeyError(f"no XCom {key!r} for {task_id}[{map_index}] in {self.run_id}")
+            return XComModel.deserialize_value(row)
+
+    def artifacts(self) -> Path:
+        """This run's artifact folder (``<root>/<dag_id>/<run_id>``)."""
+        return Path(os.environ["S3OPS_ARTIFACT_ROOT"]) / self.dag_id / self.run_id
+
+
+@pytest.fixture
+def run_dag(airflow_db: Path, stack: LocalStack) -> Any:
+    """``run_dag(dag_id, conf, logical_date=…, mark_success_pattern=…)`` runs the DAG with ``dag.test()``
+    against the local servers and returns a :class:`DagRunResult` (failed runs do not raise)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    def _run(
+        dag_id: str, conf: dict[str, Any] | None = None, *, logical_date: datetime | None = None,
+        mark_success_pattern: str | None = None,
+    ) -> DagRunResult:
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+        assert not bag.import_errors, bag.import_errors
+        dag = bag.get_dag(dag_id)
+        assert dag is not None, f"no DAG {dag_id!r} in dags/"
+        kwargs: dict[str, Any] = {"run_conf": conf or {}}
+        if logical_date is not None:
+            kwargs["logical_date"] = logical_date
+            kwargs["run_after"] = logical_date
+        if mark_success_pattern:
+            kwargs["mark_success_pattern"] = mark_success_pattern
+        return DagRunResult(dag.test(**kwargs))
+
+    return _run
