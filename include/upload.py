@@ -363,8 +363,9 @@ def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
     return [Candidate(epoch, rel, int(size), int(mtime_ns)) for rel, size, mtime_ns in rows]
 
 
-def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = None) -> dict[str, Any]:
-    """Walk ``base_dir``, write the batches and ``scan.json``; return the small XCom summary."""
+def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = None) -> list[str]:
+    """Walk ``base_dir``, write the batches and ``scan.json`` (with the run's resolved settings, so
+    every task of the run uses the same ones); return the batch names (the only thing in XCom)."""
     base = Path(settings.base_dir)
     if not base.is_dir():
         raise UploadError(f"base_dir {settings.base_dir!r} is not an existing folder: create it or fix the setting")
@@ -380,15 +381,19 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = 
     for path, error in scan.errors:
         log.warning("scan error: %s: %s", path, error)
     info = {
-        "scanned_at": _iso(now), "batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
+        "settings": settings.to_dict(), "scanned_at": _iso(now), "batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
         "not_ready": scan.not_ready, "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
         "errors": [{"path": p, "error": e} for p, e in scan.errors],
     }
     artifacts.write_json(run_dir / "scan.json", info)
     log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed, in %d batch(es)",
              base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, len(scan.malformed), len(names))
-    return {"batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
-            "not_ready": scan.not_ready, "malformed": len(scan.malformed), "settings": settings.to_dict()}
+    return names
+
+
+def run_settings(run_dir: Any) -> UploadSettings:
+    """The settings the run's scan resolved (read back by upload_batch and tidy)."""
+    return UploadSettings(**artifacts.read_json(run_dir / "scan.json")["settings"])
 
 
 def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch: str,
