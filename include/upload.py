@@ -52,6 +52,7 @@ MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow in
 IN_MEMORY_MAX = 32 * 1024 * 1024  # read smaller files once into memory; stream bigger ones
 SINGLE_PUT_MAX = 5 * 1024**3  # PutObject's limit
 LIST_CAP = 10_000  # names kept per list in summary.json
+SMALL_PUT = 1024 * 1024  # below this, skip "Expect: 100-continue" (a round trip per PUT for nothing)
 RECOVERY_SLACK = timedelta(minutes=1)  # clock skew between this host and S3 when recognising our own upload
 _MD5_ETAG = re.compile(r"[0-9a-f]{32}")
 
@@ -184,6 +185,17 @@ def stored_same(client: Any, bucket: str, key: str, local: Local) -> bool:
     return verdict if verdict is not None else _fetched_same(client, bucket, key, local)
 
 
+def _no_expect_for_small_bodies(request: Any, **_: Any) -> None:
+    """botocore asks for ``100 Continue`` before every PUT body; for a small file that only adds a
+    round trip. Big bodies keep it, so a refused PUT (412, 403) does not send gigabytes first."""
+    from botocore.utils import determine_content_length
+
+    if "Expect" in request.headers:
+        length = determine_content_length(request.body)
+        if length is not None and length <= SMALL_PUT:
+            del request.headers["Expect"]
+
+
 # --- one file --------------------------------------------------------------------------------------
 
 
@@ -194,6 +206,11 @@ class Uploader:
     client: Any
     settings: UploadSettings
     scanned_at: datetime = field(default_factory=_now)
+
+    def __post_init__(self) -> None:
+        self.client.meta.events.register(
+            "before-sign.s3.PutObject", _no_expect_for_small_bodies, unique_id="s3ops-upload-no-expect"
+        )
 
     def upload_one(self, cand: Candidate) -> Outcome:
         """Upload → verify → delete one file; never raises for a per-file problem (it is the outcome)."""

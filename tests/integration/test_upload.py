@@ -278,15 +278,25 @@ def test_sigkill_at_any_instant_never_loses_a_file(tmp_path, s3, bucket, s3_serv
                 checked.add(rel)
         return on_disk
 
-    remaining, mid_batch_kills, deadline = len(truth), 0, time.monotonic() + 40
-    while remaining and time.monotonic() < deadline:
+    def on_disk() -> int:
+        return sum(1 for _ in tmp_path.rglob("*.dat"))
+
+    remaining, mid_batch_kills = len(truth), 0
+    for kill in range(12):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.4, 1.6))
+        if kill % 2:  # at a random instant, startup included
+            time.sleep(rng.uniform(0.05, 1.5))
+        else:  # once files are moving, a little later
+            deadline = time.monotonic() + 20
+            while on_disk() == remaining and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 0.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         before, remaining = remaining, check_every_file()
         mid_batch_kills += 0 < remaining < before
-    assert mid_batch_kills >= 3, "the kills should land while files are being moved"
+    assert mid_batch_kills >= 5, f"only {mid_batch_kills} kills landed while files were being moved"
+    assert remaining, "some files must be left for the clean run"
 
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -369,3 +379,20 @@ def test_tidy_refuses_to_summarize_a_batch_without_result(tmp_path):
     artifacts.write_json(run_dir / "scan.json", {"batches": ["00000"], "malformed": [], "not_ready": 0})
     with pytest.raises(RuntimeError, match="batch 00000 left no result"):
         tidy_task(settings(tmp_path, "some-bucket"), run_dir, ["00000"])
+
+
+def test_big_files_are_streamed_and_verified(tmp_path, s3, bucket, client, monkeypatch):
+    import include.upload as upload
+
+    monkeypatch.setattr(upload, "IN_MEMORY_MAX", 1000)  # everything bigger takes the streaming path
+    monkeypatch.setattr(upload, "SMALL_PUT", 1000)  # and keeps "Expect: 100-continue"
+    truth = {rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "big"): os.urandom(50_000 + m) for m in range(3)}
+    for rel, body in truth.items():
+        write(tmp_path, rel, body)
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=3)
+
+    assert summary["uploaded"] == 3 and summary["failed"] == 0
+    assert {k: body_of(s3, bucket, k) for k in keys_in(s3, bucket)} == truth
+    assert {r["key"]: r["checksum"] for r in manifest} == {
+        k: "sha256:" + hashlib.sha256(v).hexdigest() for k, v in truth.items()}
