@@ -325,7 +325,8 @@ def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
     empty_hour.mkdir(parents=True)
     finished_bytes = sum(p.stat().st_size for p in kinds["finished"])
 
-    result = run_dag("s3_upload", {"base_dir": str(base), "bucket": bucket, "key_prefix": "in/", "settle_seconds": 30})
+    # the demo's conf, with a settle time long enough that a slow machine cannot make the in-progress file ready
+    result = run_dag("s3_upload", {"base_dir": str(base), "bucket": bucket, "key_prefix": "in/", "settle_seconds": 120})
 
     assert result.state == "success", result.task_states()
     counts = result.xcom("tidy")
@@ -346,13 +347,17 @@ def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
     assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/in")] == [20]
 
 
-def test_scheduled_run_reads_env_and_missing_settings_fail_the_run(tmp_path, s3, bucket, run_dag, monkeypatch):
+def test_scheduled_run_reads_variable_and_env_and_missing_settings_fail_the_run(
+    tmp_path, s3, bucket, run_dag, monkeypatch
+):
     rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
     write(tmp_path, rel, b"from env\n")
     monkeypatch.delenv("S3OPS_UPLOAD_BASE_DIR", raising=False)
-    monkeypatch.setenv("S3OPS_UPLOAD_BUCKET", bucket)
+    monkeypatch.setenv("S3OPS_UPLOAD_BUCKET", "s3ops-env-bucket-loses")
+    # the Variable s3_upload (through Airflow's env secrets backend) beats S3OPS_UPLOAD_* env
+    monkeypatch.setenv("AIRFLOW_VAR_S3_UPLOAD", json.dumps({"bucket": bucket, "key_prefix": "var"}))
 
-    failed = run_dag("s3_upload", {})
+    failed = run_dag("s3_upload", {})  # no base_dir anywhere
     assert failed.state == "failed"
     assert failed.task_states()[("scan", -1)] == "failed"
     assert (tmp_path / rel).exists()
@@ -361,7 +366,19 @@ def test_scheduled_run_reads_env_and_missing_settings_fail_the_run(tmp_path, s3,
     ok = run_dag("s3_upload", {})
     assert ok.state == "success", ok.task_states()
     assert ok.xcom("tidy")["uploaded"] == 1
-    assert body_of(s3, bucket, rel) == b"from env\n"
+    assert body_of(s3, bucket, f"var/{rel}") == b"from env\n"
+    scan = json.loads((ok.artifacts() / "scan.json").read_text())
+    assert scan["settings"]["base_dir"] == str(tmp_path) and scan["settings"]["key_prefix"] == "var/"
+
+
+def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):
+    (tmp_path / "berlin").mkdir()
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
+    assert result.state == "success", result.task_states()
+    assert result.xcom("tidy") == {"uploaded": 0, "skipped_not_ready": 0, "malformed": 0, "conflicts": 0,
+                                   "failed": 0, "bytes": 0}
+    assert (result.artifacts() / "manifest.jsonl").read_text() == ""
+    assert _asset_events(f"s3://{bucket}/") == []
 
 
 def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag):
