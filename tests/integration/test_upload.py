@@ -86,10 +86,12 @@ def test_keys_mirror_the_layout_for_several_locations_and_days(tmp_path, s3, buc
     assert {row["key"]: (row["size"], row["checksum"]) for row in manifest} == {
         f"incoming/{rel}": (len(body), "sha256:" + hashlib.sha256(body).hexdigest()) for rel, body in truth.items()
     }
-    # the finished, now empty date folders are gone; base_dir and the locations stay
+    # every emptied date folder whose period is over is gone; the locations and today's year/month/day stay
     assert sorted(p.name for p in tmp_path.iterdir()) == ["berlin", "paris", "site-7"]
-    assert all(not any((tmp_path / loc).iterdir()) or (tmp_path / loc / f"{NOW:%Y}").exists()
-               for loc in ("berlin", "paris", "site-7"))
+    today = (f"{NOW:%Y}", f"{NOW:%m}", f"{NOW:%d}")
+    for folder in tmp_path.rglob("*"):
+        parts = folder.relative_to(tmp_path).parts[1:]
+        assert folder.is_dir() and parts == today[: len(parts)], f"{folder} should have been removed"
 
 
 def test_files_inside_the_settle_window_wait_for_a_later_run(tmp_path, s3, bucket, client):
