@@ -415,3 +415,26 @@ def test_big_files_are_streamed_and_verified(tmp_path, s3, bucket, client, monke
     assert {k: body_of(s3, bucket, k) for k in keys_in(s3, bucket)} == truth
     assert {r["key"]: r["checksum"] for r in manifest} == {
         k: "sha256:" + hashlib.sha256(v).hexdigest() for k, v in truth.items()}
+
+
+def test_unreadable_file_is_kept_and_the_rest_move(tmp_path, s3, bucket, client, monkeypatch):
+    import include.upload as upload
+
+    locked = rel_at("berlin", NOW - timedelta(hours=1), "locked")
+    fine = rel_at("berlin", NOW - timedelta(hours=1), "fine")
+    write(tmp_path, locked, b"secret\n")
+    write(tmp_path, fine, b"ok\n")
+    real_read = upload.read_local
+
+    def read_local(fh):  # tests run as root, where chmod 000 does not stop a read
+        if fh.name.endswith("locked.dat"):
+            raise PermissionError(13, "Permission denied")
+        return real_read(fh)
+
+    monkeypatch.setattr(upload, "read_local", read_local)
+    summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=2)
+
+    assert (summary["uploaded"], summary["failed"]) == (1, 1)
+    assert summary["failures"] == [{"path": str(tmp_path / locked), "error": "unreadable: Permission denied"}]
+    assert (tmp_path / locked).read_bytes() == b"secret\n"
+    assert keys_in(s3, bucket) == {fine}
