@@ -350,7 +350,7 @@ def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
 
 
 def test_scheduled_run_reads_variable_and_env_and_missing_settings_fail_the_run(
-    tmp_path, s3, bucket, run_dag, monkeypatch
+    tmp_path, s3, bucket, run_dag, monkeypatch, capfd
 ):
     rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
     write(tmp_path, rel, b"from env\n")
@@ -362,6 +362,7 @@ def test_scheduled_run_reads_variable_and_env_and_missing_settings_fail_the_run(
     failed = run_dag("s3_upload", {})  # no base_dir anywhere
     assert failed.state == "failed"
     assert failed.task_states()[("scan", -1)] == "failed"
+    assert "base_dir is not set" in capfd.readouterr().out  # the task log names the setting
     assert (tmp_path / rel).exists()
 
     monkeypatch.setenv("S3OPS_UPLOAD_BASE_DIR", str(tmp_path))
@@ -383,11 +384,12 @@ def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):
     assert _asset_events(f"s3://{bucket}/") == []
 
 
-def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag):
+def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag, capfd):
     rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
     write(tmp_path, rel, b"keep me\n")
     result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": "s3ops-no-such-bucket"})
     assert result.state == "failed"
+    assert "bucket 's3ops-no-such-bucket' does not exist" in capfd.readouterr().out
     assert (tmp_path / rel).read_bytes() == b"keep me\n"
 
 
