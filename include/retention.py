@@ -327,3 +327,63 @@ def plan_retention(
         "expired_trial_rows": jobs.by_class["trial_expired"],
     }
 
+
+
+# ---------------------------------------------------------------------------------------- run glue
+
+
+def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator[S3Object]:
+    """Pass the listing through; if it breaks (S3 still failing after the client's retries), stop and
+    record why in ``failure``: the plan is closed as incomplete and the guard refuses it."""
+    try:
+        yield from objects
+    except Exception as exc:  # noqa: BLE001 - any listing failure makes the plan incomplete, never partial-and-trusted
+        from include.s3 import error_text
+
+        failure.append(error_text(exc))
+
+
+def write_plan(
+    objects: Iterable[S3Object], rows: Iterable[JobRow], run_dir: Any, *, key_prefix: str, policy: Policy,
+    lookup: Lookup | None, chunk_size: int = 1000, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary."""
+    from include.deletion import PlanItem, PlanWriter
+
+    writer = PlanWriter(run_dir, chunk_size=chunk_size)
+    failure: list[str] = []
+    counts = plan_retention(
+        guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup,
+        add=lambda o, reason: writer.add(PlanItem(key=o.key, size=o.size, reason=reason, last_modified=o.last_modified)),
+        note_scanned=writer.note_scanned,
+    )
+    if failure:
+        counts["listing_error"] = failure[0]
+    return writer.close(listing_complete=not failure, extra={**counts, **(extra or {})})
+
+
+def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool) -> list[str]:
+    """Retention's own guard: an empty job query must never turn every file into an orphan."""
+    found: list[str] = []
+    if not summary.get("jobs", {}).get("rows") and not allow_empty_jobs:
+        found.append(
+            f"the job query on {jobs_table!r} returned no rows, so every file would look like an orphan; "
+            "check the table and the connection, or set allow_empty_jobs if the table really is empty"
+        )
+    if summary.get("listing_error"):
+        found.append(f"listing the bucket failed: {summary['listing_error']}")
+    return found
+
+
+def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[list[Any]], dict[str, str]]:
+    """The delete step's re-check: ``{key: why it is protected now}`` for plan items whose file a job
+    (inserted or changed since planning) now protects, or that the table now matches loosely."""
+
+    def recheck(items: list[Any]) -> dict[str, str]:
+        names = {item.key: item.key[len(key_prefix):] for item in items if item.key.startswith(key_prefix)}
+        found = lookup(sorted(set(names.values())))
+        why = {key: protected_now(name, found.get(name, ()), policy) for key, name in names.items()}
+        outside = {item.key: "outside key_prefix" for item in items if item.key not in names}
+        return {**{k: v for k, v in why.items() if v}, **outside}
+
+    return recheck
