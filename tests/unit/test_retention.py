@@ -210,3 +210,11 @@ def test_listing_out_of_order_stops_the_plan():
     with pytest.raises(OrderError, match="not in key order"):
         plan_retention([obj("b"), obj("a")], [], key_prefix="", policy=Policy.at(NOW), add=lambda *a: None,
                        note_scanned=lambda s: None)
+
+
+def test_policy_from_a_pendulum_logical_date_stays_aware():
+    import pendulum
+
+    policy = Policy.at(pendulum.datetime(2019, 6, 3, tz="UTC"), "P3M", 0)
+    assert policy.orphan_cutoff == NOW and policy.orphan_cutoff.tzinfo is not None
+    assert policy.trial_cutoff == datetime(2019, 3, 3, tzinfo=UTC)
