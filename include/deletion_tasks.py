@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 PLAN, GUARD, APPROVE, DELETE, AUDIT = "plan", "guard", "approve", "delete", "audit"
 APPROVAL_CHOICES = ("required", "auto")
 MAX_MAP_LENGTH_DEFAULT = 1024
+ANSWER_KEY = "answer"
 
 
 class DeleteRefused(RuntimeError):
@@ -152,6 +153,19 @@ class PlanApprovalOperator(ApprovalOperator):
         self.body = approval_body(summary, params)
         return super().execute(context)
 
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        # On Reject the operator skips downstream by raising, so its return value never reaches XCom:
+        # record the answer first, under a key of its own, for delete's and audit's checks.
+        if "error" not in event:
+            context["ti"].xcom_push(key=ANSWER_KEY, value=list(event.get("chosen_options") or []))
+        return super().execute_complete(context, event)
+
+
+def approval_answer(ti: Any) -> dict[str, Any] | None:
+    """The human's answer recorded by ``approve`` (None when nobody answered or it was skipped)."""
+    chosen = ti.xcom_pull(task_ids=APPROVE, key=ANSWER_KEY)
+    return {"chosen_options": chosen} if chosen else None
+
 
 def run_dir_of(context: Any) -> Any:
     """This run's artifact folder, ``<root>/<dag_id>/<run_id>/``."""
@@ -183,7 +197,7 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
         plan=plan, summary=summary, chunk=chunk if chunk is not None else ((plan or {}).get("chunks") or [""])[0],
         guard_passed=ti.xcom_pull(task_ids=GUARD, key="passed"),
         guard_plan_id=ti.xcom_pull(task_ids=GUARD, key="plan_id"),
-        params=context["params"], approval_result=ti.xcom_pull(task_ids=APPROVE),
+        params=context["params"], approval_result=approval_answer(ti),
     )
 
 
@@ -260,7 +274,7 @@ def add_deletion_tasks(
 
         context = get_current_context()
         params, ti = context["params"], context["ti"]
-        verdict = approval_verdict(params, ti.xcom_pull(task_ids=APPROVE))
+        verdict = approval_verdict(params, approval_answer(ti))
         plan_summary = ti.xcom_pull(task_ids=plan_task_id) or {}
         outcome = {"dry_run": "dry_run", "rejected": "rejected", "no_answer": "not_approved"}.get(verdict)
         if outcome is None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -89,6 +92,69 @@ def test_required_approval_is_not_bypassed_by_marking_approve_successful(s3, s3_
     assert result.state == "failed"
     assert result.task_states()[("delete", 0)] == "failed"
     assert _keys(s3, bucket) == before
+
+
+@contextmanager
+def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: float = 120):
+    """Answer the run's 'approve' task as a human would, through the same code path as the REST API's
+    PATCH …/hitlDetails (dag.test() only waits for such an answer)."""
+    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    class Approver:
+        def get_id(self) -> str:
+            return "tester"
+
+        def get_name(self) -> str:
+            return "tester"
+
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def answer() -> None:
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            with create_session() as session:
+                ti = session.scalars(select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve",
+                    TaskInstance.state == "awaiting_input")).first()
+                if ti is not None:
+                    update_hitl_detail(dag_id, ti.run_id, "approve",
+                                       UpdateHITLDetailPayload(chosen_options=[choice], params_input={}),
+                                       user=Approver(), session=session)
+                    answered.append(ti.run_id)
+                    return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield answered
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("choice", ["Approve", "Reject"])
+def test_required_approval_approve_deletes_and_reject_deletes_nothing(s3, s3_server, run_dag, bucket, choice):
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    with answering_approval(choice) as answered:
+        result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                               "approval": "required"})
+    assert answered == [result.run_id]
+    assert result.state == "success", result.task_states()
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    if choice == "Approve":
+        assert _deployments_left(s3, bucket) == ["c"]
+        assert (audit["outcome"], audit["approval"], audit["deleted_count"]) == ("deleted", "approved", 4)
+    else:
+        assert _keys(s3, bucket) == before
+        assert result.task_states()[("delete", -1)] == "skipped"
+        assert (audit["outcome"], audit["approval"], audit["deleted_count"]) == ("rejected", "rejected", 0)
 
 
 def test_guard_refuses_a_plan_over_max_delete_count(s3, s3_server, run_dag, bucket):
