@@ -87,16 +87,17 @@ def approval_verdict(params: Mapping[str, Any], approval_result: Mapping[str, An
 
 
 def authorize_delete(
-    *, plan: Mapping[str, Any] | None, summary: Mapping[str, Any], chunk: str, guard_passed: Any,
+    *, plan: Mapping[str, Any] | None, summary: Mapping[str, Any], chunk: str | None, guard_passed: Any,
     guard_plan_id: Any, params: Mapping[str, Any], approval_result: Mapping[str, Any] | None,
 ) -> str:
-    """Raise :class:`DeleteRefused` unless this chunk may be deleted; return the approval verdict."""
+    """Raise :class:`DeleteRefused` unless this chunk (or, with ``chunk=None``, this plan) may be
+    deleted; return the approval verdict."""
     if plan is None:
         raise DeleteRefused("no plan.json for this run: nothing may be deleted without a written plan")
     if plan.get("plan_id") != summary.get("plan_id") or guard_plan_id != plan.get("plan_id"):
         raise DeleteRefused("plan.json is not the plan the guard checked (was the plan task re-run?): "
                             "clear guard, approve and delete too")
-    if chunk not in plan.get("chunks", []):
+    if chunk is not None and chunk not in plan.get("chunks", []):
         raise DeleteRefused(f"chunk {chunk!r} is not part of the plan")
     if guard_passed is not True:
         raise DeleteRefused("the guard did not pass for this plan")
@@ -194,7 +195,7 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
     plan = read_plan(run_dir) if artifacts.exists(run_dir / PLAN_FILE) else None
     summary = ti.xcom_pull(task_ids=plan_task_id) or {}
     return authorize_delete(
-        plan=plan, summary=summary, chunk=chunk if chunk is not None else ((plan or {}).get("chunks") or [""])[0],
+        plan=plan, summary=summary, chunk=chunk,
         guard_passed=ti.xcom_pull(task_ids=GUARD, key="passed"),
         guard_plan_id=ti.xcom_pull(task_ids=GUARD, key="plan_id"),
         params=context["params"], approval_result=approval_answer(ti),

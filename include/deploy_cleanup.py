@@ -202,8 +202,13 @@ def plan_cleanup(
         for item in _items(client, bucket, settings, doomed):
             writer.add(item)
     kept = [d.name for d in decisions if not d.delete]
-    headline = (f"Delete {len(doomed)} of {len(decisions)} deployments under s3://{bucket}/{settings.prefix} "
-                f"(keeping {len(kept)}: newest {', '.join(kept[:5])}{' …' if len(kept) > 5 else ''}).")
+    def names(some: list[str]) -> str:
+        return ", ".join(some[:5]) + (f" … (+{len(some) - 5})" if len(some) > 5 else "")
+
+    doomed_names = [d.name for d in decisions if d.delete]
+    headline = (f"Delete {len(doomed)} of {len(decisions)} deployments under s3://{bucket}/{settings.prefix}"
+                + (f": {names(doomed_names)}" if doomed else "") + f"; keep {len(kept)}"
+                + (f": {names(kept)}." if kept else "."))
     summary = writer.close(listing_complete=True, extra={
         "headline": headline,
         "now": now.isoformat(),
@@ -212,7 +217,7 @@ def plan_cleanup(
         "deployments_delete": len(doomed),
         "deployments_keep": len(kept),
         "loose_objects": scanned.loose_objects,
-        "delete_sample": sorted(doomed, key=lambda n: doomed[n].rank)[:20],
+        "delete_sample": doomed_names[:20],
         "include_versions": settings.include_versions,
         "deployments_uri": artifacts.uri(run_dir / DEPLOYMENTS_FILE),
     })

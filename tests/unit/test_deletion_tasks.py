@@ -65,3 +65,9 @@ def test_resolve_factory():
     assert resolve_factory(None) is None
     with pytest.raises(ValueError, match="module:function"):
         resolve_factory("include.deploy_cleanup.make_recheck")
+
+
+def test_a_plan_wide_check_needs_no_chunk():
+    assert _auth(chunk=None) == "approved"
+    with pytest.raises(DeleteRefused, match="got: rejected"):
+        _auth(chunk=None, approval_result=REJECTED)
