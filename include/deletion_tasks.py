@@ -296,7 +296,8 @@ def add_deletion_tasks(
 
     guarded = guard(summary)
     approve = PlanApprovalOperator(
-        task_id=APPROVE, plan_task_id=plan_task_id, subject="Approve deleting the objects in this plan?",
+        task_id=APPROVE, plan_task_id=plan_task_id,
+        subject="{{ dag.dag_id }}: approve deleting the planned objects from s3://{{ params.bucket }}?",
         body="(the plan summary is shown when the task runs)", defaults=ApprovalOperator.REJECT,
         response_timeout=approval_timeout,
     )
