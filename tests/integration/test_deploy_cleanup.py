@@ -225,14 +225,20 @@ def test_keep_and_age_both_must_hold(s3, s3_server, bucket, tmp_path):
     assert _deployments_left(s3, bucket) == ["c", "d", "e", "f"]
 
 
-def test_a_deployment_updated_between_plan_and_delete_is_skipped(s3, s3_server, bucket, tmp_path):
-    _seed_deployments(s3_server, bucket, {"a": 60, "b": 50, "c": 1})
-    summary = _plan(s3, bucket, tmp_path, keep=1)
+@pytest.mark.parametrize("range_listing_from", [20, 1], ids=["listing-per-deployment", "one-range-listing"])
+def test_a_deployment_updated_between_plan_and_delete_is_skipped(s3, s3_server, bucket, tmp_path, monkeypatch,
+                                                                 range_listing_from):
+    from include import deploy_cleanup
+
+    monkeypatch.setattr(deploy_cleanup, "RANGE_LISTING_FROM", range_listing_from)
+    # "a-x" and "b0" sort next to "a"/"b" and would confuse a careless range listing
+    _seed_deployments(s3_server, bucket, {"a": 60, "a-x": 1, "b": 50, "b0": 1, "c": 1})
+    summary = _plan(s3, bucket, tmp_path, keep=3)
     assert summary["deployments_delete"] == 2
     # someone redeploys b after the plan was written: its newest object is now newer than planned
     s3_server.control("POST", "touch", {"bucket": bucket, "key": "deploys/b/index.html", "last_modified": _iso(0)})
     audit = _delete_all(s3, bucket, tmp_path, summary)
-    assert _deployments_left(s3, bucket) == ["b", "c"]
+    assert _deployments_left(s3, bucket) == ["a-x", "b", "b0", "c"]
     assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (2, 2, 0)
     skipped = json.loads((tmp_path / "audit.json").read_text())["skipped"]
     assert {s["key"] for s in skipped} == {"deploys/b/index.html", "deploys/b/assets/app.js"}
