@@ -261,3 +261,20 @@ def test_include_versions_deletes_every_version_and_delete_marker(s3, s3_server,
     left = s3.list_object_versions(Bucket=bucket, Prefix="deploys/")
     keys = {v["Key"] for v in left.get("Versions", []) + left.get("DeleteMarkers", [])}
     assert keys == {"deploys/new/app.js", "deploys/new/gone.js", "deploys/new/index.html"}
+
+
+def test_command_line_plans_by_default_and_deletes_on_request(s3, s3_server, bucket, tmp_path, capsys):
+    from include.deploy_cleanup_cli import main
+
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    base = ["--bucket", bucket, "--prefix", "deploys/", "--keep", "1", "--endpoint-url", s3_server.endpoint_url]
+    assert main([*base, "--out", str(tmp_path / "plan-only")]) == 0
+    out = capsys.readouterr().out
+    assert "DELETE  a " in out and "keep    c " in out and "run again with --delete" in out
+    assert _keys(s3, bucket) == before
+    assert main([*base, "--min-keep", "0"]) == 2
+    assert "min_keep must be a whole number >= 1" in capsys.readouterr().err
+    assert main([*base, "--delete", "--out", str(tmp_path / "real")]) == 0
+    assert _deployments_left(s3, bucket) == ["c"]
+    assert json.loads((tmp_path / "real" / "audit.json").read_text())["deleted_count"] == 4
