@@ -45,7 +45,14 @@ ANSWER_KEY = "answer"
 
 
 class DeleteRefused(RuntimeError):
-    """The delete task found a precondition missing (no plan, guard not passed, not approved)."""
+    """The delete task found a precondition missing (no plan, guard not passed, not approved).
+
+    ``verdict`` is the approval verdict when that was the reason (``rejected``, ``dry_run``, ``no_answer``).
+    """
+
+    def __init__(self, message: str, verdict: str = "") -> None:
+        super().__init__(message)
+        self.verdict = verdict
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ def authorize_delete(
     verdict = approval_verdict(params, approval_result)
     if verdict not in ("auto", "approved"):
         raise DeleteRefused(f"deletion needs approval (approval={params.get('approval')!r}) and got: {verdict}; "
-                            "answer the 'approve' task in Browse → Required Actions")
+                            "answer the 'approve' task in Browse → Required Actions", verdict)
     return verdict
 
 
@@ -186,7 +193,13 @@ def _max_map_length() -> int:
 
 
 def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: str = PLAN) -> str:
-    """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows)."""
+    """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows).
+
+    Returns the verdict (``auto`` or ``approved``). A Reject or a dry run skips the calling task (nothing
+    to do, not an error); any other missing precondition fails it without retries.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include import artifacts
     from include.deletion import PLAN_FILE, read_plan
 
@@ -194,12 +207,17 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
     run_dir = run_dir_of(context)
     plan = read_plan(run_dir) if artifacts.exists(run_dir / PLAN_FILE) else None
     summary = ti.xcom_pull(task_ids=plan_task_id) or {}
-    return authorize_delete(
-        plan=plan, summary=summary, chunk=chunk,
-        guard_passed=ti.xcom_pull(task_ids=GUARD, key="passed"),
-        guard_plan_id=ti.xcom_pull(task_ids=GUARD, key="plan_id"),
-        params=context["params"], approval_result=approval_answer(ti),
-    )
+    try:
+        return authorize_delete(
+            plan=plan, summary=summary, chunk=chunk,
+            guard_passed=ti.xcom_pull(task_ids=GUARD, key="passed"),
+            guard_plan_id=ti.xcom_pull(task_ids=GUARD, key="plan_id"),
+            params=context["params"], approval_result=approval_answer(ti),
+        )
+    except DeleteRefused as exc:
+        if exc.verdict in ("rejected", "dry_run"):
+            raise AirflowSkipException(f"nothing deleted: {exc.verdict}") from exc
+        raise AirflowFailException(str(exc)) from exc
 
 
 def add_deletion_tasks(
@@ -247,17 +265,13 @@ def add_deletion_tasks(
     def delete(chunk: str) -> dict[str, Any]:
         """Re-check one plan chunk and delete it; per-key errors are recorded for the audit."""
         from airflow.sdk import get_current_context
-        from airflow.sdk.exceptions import AirflowFailException
 
         from include.deletion import delete_chunk, read_plan
         from include.s3 import client_from_connection
 
         context = get_current_context()
         params = context["params"]
-        try:
-            verdict = require_authorized(context, chunk, plan_task_id=plan_task_id)
-        except DeleteRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
+        verdict = require_authorized(context, chunk, plan_task_id=plan_task_id)
         log.info("chunk %s authorised (%s)", chunk, verdict)
         run_dir = run_dir_of(context)
         client = client_from_connection(params["aws_conn_id"])

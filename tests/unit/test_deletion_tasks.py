@@ -102,3 +102,30 @@ def test_wiring_with_a_task_between_delete_and_audit():
     assert isinstance(t["approve"], PlanApprovalOperator) and t["approve"].defaults == ["Reject"]
     # delete and audit must still run when approve is skipped (auto) or delete is skipped (reject, dry run)
     assert t["delete"].trigger_rule == t["audit"].trigger_rule == "none_failed"
+
+
+def test_require_authorized_skips_on_reject_and_fails_without_retry_otherwise(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from include.deletion import PlanWriter
+    from include.deletion_tasks import require_authorized
+
+    monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
+    summary = PlanWriter(tmp_path / "d" / "r").close(listing_complete=True)
+
+    class TI:
+        dag_id, run_id = "d", "r"
+
+        def __init__(self, answer):
+            self.xcoms = {("plan", "return_value"): summary, ("guard", "passed"): True,
+                          ("guard", "plan_id"): summary["plan_id"], ("approve", "answer"): answer}
+
+        def xcom_pull(self, task_ids, key="return_value"):
+            return self.xcoms.get((task_ids, key))
+
+    params = {"approval": "required", "dry_run": False}
+    assert require_authorized({"ti": TI(["Approve"]), "params": params}) == "approved"
+    with pytest.raises(AirflowSkipException):
+        require_authorized({"ti": TI(["Reject"]), "params": params})
+    with pytest.raises(AirflowFailException, match="no_answer"):
+        require_authorized({"ti": TI(None), "params": params})
