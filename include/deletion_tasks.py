@@ -284,6 +284,7 @@ def add_deletion_tasks(
     def audit(extra_task_ids: list[str]) -> dict[str, Any]:
         """Write audit.json and return its summary; fail, after recording, if keys were not deleted."""
         from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowFailException
 
         from include.deletion import write_audit
 
@@ -301,11 +302,12 @@ def add_deletion_tasks(
         result = write_audit(run_dir_of(context), extra=extra)
         log.info("audit: %s", {k: result[k] for k in ("outcome", "deleted_count", "deleted_bytes",
                                                         "error_count", "skipped_count")})
+        # AirflowFailException: retrying the audit cannot delete anything; clearing delete can
         if result["error_count"]:
-            raise RuntimeError(f"{result['error_count']} keys could not be deleted (recorded in "
+            raise AirflowFailException(f"{result['error_count']} keys could not be deleted (recorded in "
                                f"{result['audit_uri']}); fix the cause and clear the failed run's delete tasks")
         if outcome == "deleted" and result["chunks_missing"]:
-            raise RuntimeError(f"plan chunks {result['chunks_missing']} were approved but not deleted")
+            raise AirflowFailException(f"plan chunks {result['chunks_missing']} were approved but not deleted")
         return result
 
     guarded = guard(summary)

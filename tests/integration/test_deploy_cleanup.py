@@ -278,3 +278,26 @@ def test_command_line_plans_by_default_and_deletes_on_request(s3, s3_server, buc
     assert main([*base, "--delete", "--out", str(tmp_path / "real")]) == 0
     assert _deployments_left(s3, bucket) == ["c"]
     assert json.loads((tmp_path / "real" / "audit.json").read_text())["deleted_count"] == 4
+
+
+def test_per_key_errors_fail_the_run_after_the_audit_records_them(s3, s3_server, run_dag):
+    """A legal hold (Object Lock) makes DeleteObjects refuse one version; the rest is deleted."""
+    bucket = f"locked-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    held = None
+    for name in ("old", "new"):
+        for f in ("a.js", "b.js"):
+            vid = s3.put_object(Bucket=bucket, Key=f"deploys/{name}/{f}", Body=b"x")["VersionId"]
+            if (name, f) == ("old", "b.js"):
+                held = vid
+    s3.put_object_legal_hold(Bucket=bucket, Key="deploys/old/b.js", VersionId=held, LegalHold={"Status": "ON"})
+    s3_server.control("POST", "touch", {"bucket": bucket, "prefix": "deploys/old/", "last_modified": _iso(10)})
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                           "include_versions": True, "approval": "auto"})
+    assert result.state == "failed"
+    states = result.task_states()
+    assert states[("delete", 0)] == "success" and states[("audit", -1)] == "failed"
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["deleted_count"], audit["error_count"]) == (1, 1)
+    assert audit["errors"][0]["key"] == "deploys/old/b.js" and audit["errors"][0]["code"] == "AccessDenied"
+    assert _keys(s3, bucket) == ["deploys/new/a.js", "deploys/new/b.js", "deploys/old/b.js"]
