@@ -128,6 +128,9 @@ def test_plan_matches_brute_force(world, retention, min_age):
     assert scanned == [o.size for o in under]
     assert extra["protected"]["count"] + len(planned) == len(under)
     assert extra["jobs"]["rows"] == len(rows)
+    sources = {r.source_data for r in rows if r.source_data is not None}
+    assert extra["jobs"]["sources"] == len(sources)
+    assert extra["jobs"]["sources_without_object"] == len(sources - {o.key[len(prefix):] for o in under})
     assert extra["unknown_type_rows"]["count"] == sum(
         1 for r in rows if (r.type or "").strip().upper() not in ("OFFICIAL", "TRIAL")
     )
