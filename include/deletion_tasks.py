@@ -246,7 +246,8 @@ def add_deletion_tasks(
         params = context["params"]
         plan = read_plan(run_dir_of(context))
         if plan.get("plan_id") != plan_summary.get("plan_id"):
-            raise RuntimeError("plan.json does not match the plan task's summary: re-run the plan task")
+            raise AirflowFailException("plan.json does not match the plan task's summary: clear the plan task "
+                                       "and everything after it")
         chunks = list(plan_summary.get("chunks") or [])
         limit = _max_map_length()
         refusals = [f"the plan has {len(chunks)} chunks, more than Airflow's max_map_length={limit}"] \
@@ -304,8 +305,9 @@ def add_deletion_tasks(
                                                         "error_count", "skipped_count")})
         # AirflowFailException: retrying the audit cannot delete anything; clearing delete can
         if result["error_count"]:
-            raise AirflowFailException(f"{result['error_count']} keys could not be deleted (recorded in "
-                               f"{result['audit_uri']}); fix the cause and clear the failed run's delete tasks")
+            raise AirflowFailException(
+                f"{result['error_count']} keys could not be deleted (recorded in {result['audit_uri']}); fix the "
+                "cause, then clear this run's delete and audit tasks: only what is left is sent again")
         if outcome == "deleted" and result["chunks_missing"]:
             raise AirflowFailException(f"plan chunks {result['chunks_missing']} were approved but not deleted")
         return result

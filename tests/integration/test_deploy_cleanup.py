@@ -100,6 +100,7 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
     PATCH …/hitlDetails (dag.test() only waits for such an answer)."""
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -112,12 +113,13 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
             return "tester"
 
     answered: list[str] = []
+    shown: dict[str, str] = {}  # what the approver was shown
     stop = threading.Event()
 
     def answer() -> None:
         deadline = time.monotonic() + timeout
         while not stop.is_set() and time.monotonic() < deadline:
-            with create_session() as session:
+            with create_session() as session:  # commits on exit: dag.test() then resumes the task
                 ti = session.scalars(select(TaskInstance).where(
                     TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve",
                     TaskInstance.state == "awaiting_input")).first()
@@ -126,13 +128,18 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
                                        UpdateHITLDetailPayload(chosen_options=[choice], params_input={}),
                                        user=Approver(), session=session)
                     answered.append(ti.run_id)
-                    return
+                    ti_id = ti.id
+            if answered:
+                with create_session() as session:
+                    detail = session.scalars(select(HITLDetail).where(HITLDetail.ti_id == ti_id)).one()
+                    shown.update(subject=detail.subject, body=detail.body)
+                return
             time.sleep(0.5)
 
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()
     try:
-        yield answered
+        yield answered, shown
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -142,10 +149,14 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
 def test_required_approval_approve_deletes_and_reject_deletes_nothing(s3, s3_server, run_dag, bucket, choice):
     _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
     before = _keys(s3, bucket)
-    with answering_approval(choice) as answered:
+    with answering_approval(choice) as (answered, shown):
         result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
                                                "approval": "required"})
     assert answered == [result.run_id]
+    assert shown["subject"] == f"s3_deploy_cleanup: approve deleting the planned objects from s3://{bucket}?"
+    for part in ("Delete 2 of 3 deployments", "**4 objects** (40 B)", "| beyond_keep | 4 | 40 B |",
+                 "- `deploys/a/assets/app.js`", str(result.artifacts() / "plan.json")):
+        assert part in shown["body"]
     assert result.state == "success", result.task_states()
     audit = json.loads((result.artifacts() / "audit.json").read_text())
     if choice == "Approve":
