@@ -9,8 +9,9 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 ## make demo: start local S3 + MariaDB, seed the demo world, run the pipelines (S3OPS_DEMO_UI=1 keeps the UI up)
+# The demo's artifacts are kept in .s3ops/demo-artifacts (the servers' data is removed on exit).
 demo: bootstrap
-	@$(PY) -m scripts.stack run -- $(PY) -m scripts.demo
+	@S3OPS_ARTIFACT_ROOT=$${S3OPS_ARTIFACT_ROOT:-$(CURDIR)/.s3ops/demo-artifacts} $(PY) -m scripts.stack run -- $(PY) -m scripts.demo
 
 ## make test: lint, then the whole suite (unit, integration, DAG integrity, e2e). `--fast` skips the slow ones.
 test: bootstrap lint

@@ -41,6 +41,28 @@ def run(cmd: list[str], **kw: object) -> int:
     return subprocess.call(cmd, cwd=ROOT, **kw)  # type: ignore[arg-type]
 
 
+def newest(folder: Path, name: str) -> dict | str | None:
+    found = sorted(folder.glob(f"*/{name}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    return json.loads(found[-1].read_text()) if name.endswith(".json") else found[-1].read_text()
+
+
+def show_outcome(dag_id: str, folder: Path) -> None:
+    """The few numbers a person wants to see after each run (the full artifacts are on disk)."""
+    if dag_id == "s3_storage_report":
+        print(newest(folder, "report.txt") or "")
+    elif dag_id == "s3_upload":
+        summary = newest(folder, "summary.json") or {}
+        keys = ("uploaded", "skipped_not_ready", "malformed", "conflicts", "failed", "bytes")
+        print("   " + ", ".join(f"{k}={summary.get(k)}" for k in keys))
+    else:
+        audit = newest(folder, "audit.json") or {}
+        print(f"   outcome={audit.get('outcome')} planned={audit.get('planned_count')} "
+              f"deleted={audit.get('deleted_count')} ({audit.get('deleted_bytes')} bytes) "
+              f"by reason={audit.get('deleted_by_reason')} errors={audit.get('error_count')}")
+
+
 def main() -> int:
     home = Path(os.environ["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
@@ -56,12 +78,15 @@ def main() -> int:
     dags_present = {p.stem for p in (ROOT / "dags").glob("*.py")}
     failed: list[str] = []
     artifacts = Path(os.environ["S3OPS_ARTIFACT_ROOT"])
+    artifacts.mkdir(parents=True, exist_ok=True)
     for dag_id, conf in demo_runs(upload_dir):
         if dag_id not in dags_present:
             print(f"(skipping {dag_id}: not in dags/ yet)")
             continue
         banner(f"airflow dags test {dag_id} -c '{json.dumps(conf)}'")
-        log = home / f"demo-{dag_id}.log"
+        logs = artifacts.parent / "demo-logs"  # kept after exit, like the artifacts
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{dag_id}.log"
         with log.open("w") as fh:
             code = run([AIRFLOW, "dags", "test", dag_id, "-c", json.dumps(conf)], stdout=fh, stderr=subprocess.STDOUT)
         if code != 0:
@@ -73,10 +98,7 @@ def main() -> int:
         outputs = sorted((artifacts / dag_id).glob("*/*"))
         for path in outputs[-6:]:
             print(f"   artifact: {path}")
-        if dag_id == "s3_storage_report":
-            tables = sorted((artifacts / dag_id).glob("*/report.txt"))
-            if tables:
-                print(tables[-1].read_text())
+        show_outcome(dag_id, artifacts / dag_id)
 
     if failed:
         print(f"\ndemo: {len(failed)} pipeline(s) failed: {', '.join(failed)}", file=sys.stderr)
