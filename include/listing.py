@@ -59,10 +59,12 @@ def parse_time(value: str) -> datetime:
 
 # --- the fast page parser -------------------------------------------------------------------------
 
-# S3's (and moto's) element order. A page where any entry does not match (another server's order,
-# pretty-printed XML) is parsed by the order-free fallback instead, so this is only ever a shortcut.
+# S3's (and moto's) element order and timestamp form. A page where any entry does not match (another
+# server's order or timestamps, pretty-printed XML) is parsed by the order-free fallback instead, so
+# this is only ever a shortcut.
 _CONTENTS_FAST = re.compile(
-    r"<Contents><Key>([^<]*)</Key><LastModified>([^<]*)</LastModified><ETag>([^<]*)</ETag>"
+    r"<Contents><Key>([^<]*)</Key><LastModified>(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)</LastModified>"
+    r"<ETag>([^<]*)</ETag>"
     r"(?:<Checksum\w*>[^<]*</Checksum\w*>)*<Size>(\d+)</Size>(?:<Owner>.*?</Owner>)?"
     r"(?:<StorageClass>([^<]*)</StorageClass>)?",
     re.S,
@@ -98,8 +100,10 @@ def parse_objects_page(text: str) -> list[S3Object]:
     url = _URL_ENCODED in text
     entries = _CONTENTS_FAST.findall(text)
     if len(entries) == text.count("<Contents>"):
+        # the common case inline (no call per key): plain keys, canonical timestamps, quoted ETags
         return [
-            S3Object(_key(k, url), int(size), _iso(lm), sc or "STANDARD", _etag(etag))
+            S3Object(_key(k, url) if ("&" in k or (url and ("%" in k or "+" in k))) else k, int(size), lm,
+                     sc or "STANDARD", _etag(etag) if "&" in etag else etag.strip('"'))
             for k, lm, etag, size, sc in entries
         ]
     objects = []
@@ -141,18 +145,47 @@ def _envelope(text: str) -> bytes:
 
 def _before_parse(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
     parse = getattr(_state, "parse", None)
-    if parse is None or response_dict.get("status_code") != 200 or response_dict.get("body") is None:
+    if parse is None or response_dict.get("status_code") != 200 or not response_dict.get("body"):
         return  # not ours, or an error: botocore parses it (and its retry logic sees it) as usual
     text = response_dict["body"].decode("utf-8")
     customized_response_dict["S3OpsEntries"] = parse(text)
     response_dict["body"] = _envelope(text)
 
 
+_ROOT_END = {"ListObjectsV2": b"</ListBucketResult>", "ListObjectVersions": b"</ListVersionsResult>"}
+
+
+def _check_200(operation_model: Any, response_dict: dict[str, Any], **kwargs: Any) -> None:
+    """botocore's check for S3's "200 with an error body" (or a body cut short by a dropped connection)
+    builds a whole element tree of every page just to look at its root, which costs as much as the
+    fast parser. A list page that ends with its own root's closing tag is neither; anything else still
+    goes through botocore's check (and so becomes a retried 500)."""
+    end = _ROOT_END.get(operation_model.name)
+    body = response_dict.get("body")
+    if (end is not None and getattr(_state, "parse", None) is not None and response_dict.get("status_code") == 200
+            and body and body.rstrip().endswith(end)):
+        return
+    _BOTOCORE_200_CHECK(operation_model=operation_model, response_dict=response_dict, **kwargs)
+
+
+try:  # private in botocore: without it, its check simply keeps running (slower, equally correct)
+    from botocore.handlers import _handle_200_error as _BOTOCORE_200_CHECK
+except ImportError:  # pragma: no cover
+    _BOTOCORE_200_CHECK = None
+
+
+def _install(events: Any) -> None:
+    """Register the hooks on this client's own event emitter (botocore copies it per client)."""
+    if _BOTOCORE_200_CHECK is not None:
+        events.unregister("before-parse.s3.*", _BOTOCORE_200_CHECK)  # a no-op once done
+        events.register_first("before-parse.s3.*", _check_200, unique_id="s3ops-200-check")
+    for operation in _ROOT_END:
+        events.register(f"before-parse.s3.{operation}", _before_parse, unique_id=f"s3ops-fast-{operation}")
+
+
 def _fast_call(client: Any, operation: str, parse: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``client.<operation>(**kwargs)`` with the page's entries parsed by ``parse`` into ``S3OpsEntries``."""
-    events = client.meta.events
-    event = "before-parse.s3.ListObjectsV2" if operation == "list_objects_v2" else "before-parse.s3.ListObjectVersions"
-    events.register(event, _before_parse, unique_id=f"s3ops-fast-{event}")  # idempotent per client
+    _install(client.meta.events)  # idempotent
     _state.parse = parse
     try:
         return getattr(client, operation)(**kwargs)

@@ -43,3 +43,26 @@ def test_versions_in_real_s3_order_sorted_by_key_versions_before_markers():
     got = parse_versions_page(body)
     assert [(v.key, v.version_id, v.is_delete_marker, v.is_latest, v.size) for v in got] == [
         ("0&", "null", False, True, 1), ("a", "v1", False, False, 3), ("a", "m1", True, True, 0)]
+
+
+class _Op:
+    def __init__(self, name):
+        self.name = name
+        self.has_event_stream_output = False
+        self.output_shape = type("Shape", (), {"serialization": {}})()
+
+
+def test_a_page_cut_short_still_becomes_a_retried_500_and_a_complete_page_skips_the_tree_build(monkeypatch):
+    from include import listing
+
+    monkeypatch.setattr(listing._state, "parse", listing.parse_objects_page, raising=False)
+    complete = {"status_code": 200, "body": b"<ListBucketResult><Contents><Key>a</Key></Contents></ListBucketResult>\n"}
+    cut = {"status_code": 200, "body": b"<ListBucketResult><Contents><Key>a</Key></Cont"}
+    error = {"status_code": 200, "body": b"<Error><Code>InternalError</Code></Error>"}
+    for response, status in ((complete, 200), (cut, 500), (error, 500)):
+        listing._check_200(_Op("ListObjectsV2"), response)
+        assert response["status_code"] == status
+    monkeypatch.setattr(listing._state, "parse", None)
+    other = {"status_code": 200, "body": b"<ListBucketResult></ListBucket"}  # not a fast-path call: botocore's check
+    listing._check_200(_Op("ListObjectsV2"), other)
+    assert other["status_code"] == 500
