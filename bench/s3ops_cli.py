@@ -2,6 +2,7 @@
 
     python -m bench.s3ops_cli summarize --endpoint-url URL BUCKET...   # the storage report's listing phase
     python -m bench.s3ops_cli delete --endpoint-url URL --bucket B --run-dir D   # delete every chunk of a plan
+    python -m bench.s3ops_cli retention-plan --endpoint-url URL --bucket B --key-prefix P --mysql JSON --table T --run-dir D
 
 Both print one JSON line (what was counted or deleted) so the bench can check the work was really done.
 """
@@ -36,6 +37,27 @@ def delete(client: Any, bucket: str, run_dir: Path) -> dict[str, Any]:
             "requests": sum(c["requests"] for c in counts)}
 
 
+def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, Any], table: str,
+                   run_dir: Path) -> dict[str, Any]:
+    """The retention DAG's plan step: the bucket listing merged with the job rows, plan chunks written."""
+    from datetime import datetime, timezone
+    from functools import partial
+
+    import MySQLdb
+
+    from include import jobs_db, retention
+    from include.listing import iter_objects
+
+    rows_conn = jobs_db.prepare(MySQLdb.connect(**mysql))  # streams the rows (SSCursor): its own connection
+    lookup_conn = jobs_db.prepare(MySQLdb.connect(**mysql))
+    summary = retention.write_plan(
+        iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(rows_conn, table), run_dir,
+        key_prefix=key_prefix, policy=retention.Policy.at(datetime.now(timezone.utc)),
+        lookup=partial(jobs_db.rows_for_sources, lookup_conn, table))
+    return {"delete_count": summary["delete_count"], "scanned_count": summary["scanned_count"],
+            "by_reason": summary["by_reason"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     from include.s3 import client_from_args
 
@@ -47,12 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     p_del = sub.add_parser("delete")
     p_del.add_argument("--bucket", required=True)
     p_del.add_argument("--run-dir", type=Path, required=True)
+    p_ret = sub.add_parser("retention-plan")
+    p_ret.add_argument("--bucket", required=True)
+    p_ret.add_argument("--key-prefix", default="")
+    p_ret.add_argument("--mysql", type=json.loads, required=True, help="MySQLdb.connect() arguments as JSON")
+    p_ret.add_argument("--table", required=True)
+    p_ret.add_argument("--run-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     client = client_from_args(endpoint_url=args.endpoint_url, region_name="us-east-1", mode="adaptive")
     if args.command == "summarize":
         result = summarize(client, args.buckets)
-    else:
+    elif args.command == "delete":
         result = delete(client, args.bucket, args.run_dir)
+    else:
+        result = retention_plan(client, args.bucket, args.key_prefix, args.mysql, args.table, args.run_dir)
     print(json.dumps(result))
     return 0
 
