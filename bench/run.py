@@ -1,6 +1,7 @@
 """Side-by-side benchmarks: s3ops against s5cmd, rclone and the AWS CLI on one local S3 endpoint.
 
-    python -m bench.run [--quick] [--reps 3] [--json out.json] [--scenarios 1,2,5] [--no-bootstrap]
+    python -m bench.run [--quick|--smoke] [--reps 3] [--json out.json] [--scenarios 1,2,5] [--tools s3ops,s5cmd]
+                        [--no-bootstrap] [--endpoint-url URL]
 
 Every tool runs as its own process, alternately with the others, ``--reps`` times; the table shows the
 median (and min–max) wall time, client CPU (user+sys of the process and its children, from ``wait4``),
@@ -33,13 +34,13 @@ VENV = STATE / "bench-venv"
 TIME = "/usr/bin/time"  # GNU time (apt: time): user, sys and peak RSS of exactly the measured command
 WORK = STATE / "bench"
 SERVER = "moto (scripts.s3server)"
-SIZES = {  # full / --quick
-    "s1": (100_000, 3_000),
-    "s2": ((10, 10_000), (3, 1_000)),
-    "s3": ((10_000, 100_000), (1_000, 3_000)),
-    "s4": ((100_000, 10_000), (3_000, 1_000)),
-    "s5": (10_000, 2_000),
-    "s6": (2_000, 200),
+SIZES = {  # full / --quick / --smoke (the test suite's: seconds)
+    "s1": (100_000, 3_000, 1_500),
+    "s2": ((10, 10_000), (3, 1_000), (2, 500)),
+    "s3": ((10_000, 100_000), (1_000, 3_000), (500, 1_500)),
+    "s4": ((100_000, 10_000), (3_000, 1_000), (1_500, 500)),
+    "s5": (10_000, 2_000, 1_500),
+    "s6": (2_000, 200, 50),
 }
 
 
@@ -170,9 +171,12 @@ def measure(cmd: list[str], env: dict[str, str], server: S3Server) -> Run:
                requests=int(stats.pop("total", 0)), by_operation=stats, output=text[-600:])
 
 
-def alternate(scenario: Scenario, tools: dict[str, tuple[list[str] | None, bool]], env: dict[str, str],
-              server: S3Server, reps: int, before: Callable[[str], None] | None = None) -> None:
-    """Each tool once per round, ``reps`` rounds, so machine noise hits all of them alike."""
+def alternate(ctx: Context, scenario: Scenario, tools: dict[str, tuple[list[str] | None, bool]],
+              before: Callable[[str], None] | None = None) -> None:
+    """Each tool once per round, ``ctx.reps`` rounds, so machine noise hits all of them alike."""
+    env, server, reps = ctx.tools.env, ctx.server, ctx.reps
+    if ctx.only:
+        tools = {k: v for k, v in tools.items() if any(k.startswith(p) for p in ctx.only)}
     for name, (cmd, peer) in tools.items():
         scenario.rows.append(Row(name, peer, note="" if cmd else "not installed"))
     names = [name for name, (cmd, _) in tools.items() if cmd is not None]
@@ -228,7 +232,7 @@ def scenario_1(ctx: Context) -> Scenario:
     bucket = ctx.bucket(f"n{n}", n)
     tools = {"s3ops (storage report listing)": (ctx.tools.s3ops("summarize", bucket), False)}
     tools.update({k: (v, True) for k, v in ctx.tools.summarize_peers(bucket).items()})
-    alternate(sc, tools, ctx.tools.env, ctx.server, ctx.reps)
+    alternate(ctx, sc, tools)
     mine = sc.row("s3ops (storage report listing)")
     check_count(mine, n)
     sc.bar("client CPU ÷ s5cmd du", mine.median("cpu") / sc.row("s5cmd du").median("cpu"), 1.0)
@@ -246,7 +250,7 @@ def scenario_2(ctx: Context) -> Scenario:
     s5_loop = ["sh", "-c", "; ".join(shlex.join(loop).replace("BUCKET", b) for b in buckets)] if loop else None
     tools = {"s3ops (storage report listing)": (ctx.tools.s3ops("summarize", *buckets), False),
              "s5cmd du (sequential loop)": (s5_loop, True)}
-    alternate(sc, tools, ctx.tools.env, ctx.server, ctx.reps)
+    alternate(ctx, sc, tools)
     mine = sc.row("s3ops (storage report listing)")
     check_count(mine, count * n)
     sc.bar("wall ÷ s5cmd du loop", mine.median("wall") / sc.best_peer("wall"), 1.0)
@@ -260,7 +264,7 @@ def scenario_3(ctx: Context) -> Scenario:
     tools = {}
     for n in (small, large):
         tools[f"s3ops summarize {n:,}"] = (ctx.tools.s3ops("summarize", ctx.bucket(f"n{n}", n)), False)
-    alternate(sc, tools, ctx.tools.env, ctx.server, ctx.reps)
+    alternate(ctx, sc, tools)
     grow = sc.row(f"s3ops summarize {large:,}").median("rss_mb") - sc.row(f"s3ops summarize {small:,}").median("rss_mb")
     sc.bar(f"peak RSS growth {small:,} → {large:,} objects", grow, 20.0, "MB")
     sc.extra["retention"] = "its memory bar is measured in scenario 4 (same N and N/10)"
@@ -290,7 +294,7 @@ def scenario_5(ctx: Context) -> Scenario:
     tools = {"s3ops (delete step: plan chunks → DeleteObjects → audit)":
              (ctx.tools.s3ops("delete", "--bucket", bucket, "--run-dir", str(run_dir)), False),
              "s5cmd rm": (ctx.tools.s5("rm", f"s3://{bucket}/{prefix}*"), True)}
-    alternate(sc, tools, ctx.tools.env, ctx.server, ctx.reps, before=refill)
+    alternate(ctx, sc, tools, before=refill)
     mine = sc.rows[0]
     deletes = statistics.median(r.by_operation.get("DeleteObjects", 0) for r in mine.runs)
     sc.bar(f"DeleteObjects requests (= {math.ceil(n / 1000)})", deletes / math.ceil(n / 1000), 1.0)
@@ -329,7 +333,7 @@ def scenario_4(ctx: Context) -> Scenario:
         both = (["sh", "-c", f"{shlex.join(ls)} > /dev/null && {shlex.join(dump)} > /dev/null"]
                 if ls and mysql_bin else None)
         tools["s5cmd ls + mysql dump (inputs only)"] = (both, True)
-        alternate(sc, tools, ctx.tools.env, ctx.server, ctx.reps)
+        alternate(ctx, sc, tools)
     finally:
         db.stop()
     mine, little = sc.row(f"s3ops retention plan {n:,}"), sc.row(f"s3ops retention plan {small:,}")
@@ -383,7 +387,7 @@ def scenario_6(ctx: Context) -> Scenario:
     tools = {"s3ops upload (put → verify → delete local)": ([sys.executable, "-m", "include.upload", "--base-dir", str(base),
               "--bucket", bucket, "--endpoint-url", ctx.server.endpoint_url, "--settle-seconds", "0"], False),
              "s5cmd cp": (ctx.tools.s5("cp", f"{base}/*", f"s3://{bucket}/"), True)}
-    alternate(sc, tools, ctx.tools.env, ctx.server, ctx.reps, before=refill)
+    alternate(ctx, sc, tools, before=refill)
     mine = sc.rows[0]
     puts = statistics.median(r.by_operation.get("PutObject", 0) for r in mine.runs)
     if puts != n:
@@ -469,11 +473,12 @@ class Context:
     server: S3Server
     tools: Tools
     reps: int
-    quick: bool
+    scale: str
+    only: list[str] = field(default_factory=list)  # tool name prefixes to run (all when empty)
     seeded: dict[str, int] = field(default_factory=dict)
 
     def size(self, name: str) -> Any:
-        return SIZES[name][1 if self.quick else 0]
+        return SIZES[name][("full", "quick", "smoke").index(self.scale)]
 
     def bucket(self, name: str, count: int) -> str:
         bucket = f"bench-{name}".lower().replace("_", "-")
@@ -529,7 +534,11 @@ def render(scenarios: list[Scenario]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (a minute), for a smoke check")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    scale.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): the test suite's check")
+    parser.add_argument("--tools", help="only tools whose name starts with one of these (comma list), e.g. s3ops,s5cmd")
+    parser.add_argument("--endpoint-url", help="use this running scripts.s3server instead of starting one")
     parser.add_argument("--reps", type=int, default=3, help="runs per tool (median reported; default 3)")
     parser.add_argument("--scenarios", default="1,2,3,4,5,6,7", help="comma-separated scenario numbers")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -543,11 +552,15 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("AWS_CA_BUNDLE", "AWS_PROFILE", "AWS_SESSION_TOKEN"):  # local endpoint, local credentials
         os.environ.pop(var, None)
     os.environ.update(AWS_ACCESS_KEY_ID=LOCAL_AWS_KEY, AWS_SECRET_ACCESS_KEY=LOCAL_AWS_SECRET, AWS_DEFAULT_REGION=LOCAL_REGION)
-    server = S3Server(WORK / "s3").start()
+    if args.endpoint_url:
+        server = S3Server(WORK / "s3", port=int(args.endpoint_url.rsplit(":", 1)[1].strip("/")))
+    else:
+        server = S3Server(WORK / "s3").start()
+    scale_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     results: list[Scenario] = []
     try:
         tools = Tools(server.endpoint_url, bootstrap=not args.no_bootstrap)
-        ctx = Context(server, tools, args.reps, args.quick)
+        ctx = Context(server, tools, args.reps, scale_name, only=(args.tools or "").split(",") if args.tools else [])
         for number in wanted:
             print(f"scenario {number} …", flush=True)
             try:
@@ -556,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(Scenario(number, f"scenario {number}", status=f"not available yet: {exc}"))
             print(render(results[-1:]), flush=True)  # as it completes: a long run is never all-or-nothing
     finally:
-        server.stop()
+        if not args.endpoint_url:
+            server.stop()
     machine = f"{os.cpu_count()} cores, {_mem_gib()} GiB, {platform.platform()}"
     header = f"# s3ops bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine}, median of {args.reps}"
     table = header + "\n" + render(results)
@@ -564,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "header": header, "reps": args.reps, "quick": args.quick,
+            "header": header, "reps": args.reps, "scale": scale_name,
             "scenarios": [{**{k: v for k, v in asdict(sc).items() if k != "rows"},
                            "rows": [r.summary() for r in sc.rows]} for sc in results],
         }, indent=2, default=str))
