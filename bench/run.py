@@ -233,6 +233,8 @@ def scenario_1(ctx: Context) -> Scenario:
     bucket = ctx.bucket(f"n{n}", n)
     tools = {"s3ops (storage report listing)": (ctx.tools.s3ops("summarize", bucket), False)}
     tools.update({k: (v, True) for k, v in ctx.tools.summarize_peers(bucket).items()})
+    if ctx.reference:  # what every pipeline paid before the fast listing
+        tools["reference: plain boto3 paginator"] = (ctx.tools.s3ops("summarize", "--plain", bucket), False)
     alternate(ctx, sc, tools)
     mine = sc.row("s3ops (storage report listing)")
     check_count(mine, n)
@@ -485,6 +487,7 @@ class Context:
     scale: str
     only: list[str] = field(default_factory=list)  # tool name prefixes to run (all when empty)
     seeded: dict[str, int] = field(default_factory=dict)
+    reference: bool = False  # also run the plain-paginator reference in scenario 1
     measured: dict[str, Row] = field(default_factory=dict)  # command line → its row, for reuse
 
     def size(self, name: str) -> Any:
@@ -549,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     scale.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): the test suite's check")
     parser.add_argument("--tools", help="only tools whose name starts with one of these (comma list), e.g. s3ops,s5cmd")
+    parser.add_argument("--reference", action="store_true", help="scenario 1 also runs a plain boto3 paginator")
     parser.add_argument("--endpoint-url", help="use this running scripts.s3server instead of starting one")
     parser.add_argument("--reps", type=int, default=3, help="runs per tool (median reported; default 3)")
     parser.add_argument("--scenarios", default="1,2,3,4,5,6,7", help="comma-separated scenario numbers")
@@ -571,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Scenario] = []
     try:
         tools = Tools(server.endpoint_url, bootstrap=not args.no_bootstrap)
-        ctx = Context(server, tools, args.reps, scale_name, only=(args.tools or "").split(",") if args.tools else [])
+        ctx = Context(server, tools, args.reps, scale_name, only=(args.tools or "").split(",") if args.tools else [],
+                      reference=args.reference)
         for number in wanted:
             print(f"scenario {number} …", flush=True)
             try:

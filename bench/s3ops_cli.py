@@ -26,6 +26,22 @@ def summarize(client: Any, buckets: list[str]) -> dict[str, Any]:
     return {"objects": total.object_count, "bytes": total.total_bytes, "pages": total.pages, "classes": total.classes}
 
 
+def summarize_plain(client: Any, buckets: list[str]) -> dict[str, Any]:
+    """The same totals through a plain boto3 paginator: the reference the fast listing is measured against."""
+    objects = total = pages = 0
+    classes: dict[str, list[int]] = {}
+    for bucket in buckets:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            pages += 1
+            for obj in page.get("Contents", []):
+                objects += 1
+                total += obj["Size"]
+                counts = classes.setdefault(obj.get("StorageClass", "STANDARD"), [0, 0])
+                counts[0] += 1
+                counts[1] += obj["Size"]
+    return {"objects": objects, "bytes": total, "pages": pages, "classes": classes}
+
+
 def delete(client: Any, bucket: str, run_dir: Path) -> dict[str, Any]:
     """The retention / deploy-cleanup delete step: every chunk of the plan in ``run_dir``, then the audit."""
     from include import deletion
@@ -66,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_sum = sub.add_parser("summarize")
     p_sum.add_argument("buckets", nargs="+")
+    p_sum.add_argument("--plain", action="store_true", help="list with a plain boto3 paginator (reference)")
     p_del = sub.add_parser("delete")
     p_del.add_argument("--bucket", required=True)
     p_del.add_argument("--run-dir", type=Path, required=True)
@@ -78,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     client = client_from_args(endpoint_url=args.endpoint_url, region_name="us-east-1", mode="adaptive")
     if args.command == "summarize":
-        result = summarize(client, args.buckets)
+        result = (summarize_plain if args.plain else summarize)(client, args.buckets)
     elif args.command == "delete":
         result = delete(client, args.bucket, args.run_dir)
     else:
