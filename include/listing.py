@@ -123,9 +123,11 @@ def parse_versions_page(text: str) -> list[S3Version]:
     markers: list[S3Version] = []
     for tag, block in _ENTRY.findall(text):
         f = _fields(block)
-        key, vid, lm, latest = _key(f["Key"], url), _text(f.get("VersionId", "null")), _iso(f["LastModified"]), f.get("IsLatest") == "true"
+        key, vid = _key(f["Key"], url), _text(f.get("VersionId", "null"))
+        lm, latest = _iso(f["LastModified"]), f.get("IsLatest") == "true"
         if tag == "Version":
-            versions.append(S3Version(key, vid, int(f.get("Size", 0)), lm, _text(f.get("StorageClass", "")) or "STANDARD", latest, False))
+            storage_class = _text(f.get("StorageClass", "")) or "STANDARD"
+            versions.append(S3Version(key, vid, int(f.get("Size", 0)), lm, storage_class, latest, False))
         elif tag == "DeleteMarker":
             markers.append(S3Version(key, vid, 0, lm, "", latest, True))
     items = versions + markers
