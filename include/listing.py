@@ -4,13 +4,24 @@ Every pipeline lists through here, so a faster implementation (see bench/) speed
 Keys come in S3's order (UTF-8 binary). ``last_modified`` stays the ISO 8601 UTC string S3 sent
 (``2026-11-22T04:28:13.000Z``): comparable as a string, and converted with :func:`parse_time` only
 where a datetime is really needed (building one per key is a large part of listing CPU).
+
+The fast path: botocore still builds, signs, sends and retries every request (throttling, dropped
+connections), but for the list pages requested from here a ``before-parse`` hook reads the entries
+straight from the XML bytes with a specialised regex and hands botocore only the small envelope
+(``IsTruncated``, continuation token, …). botocore's generic XML-to-dict parsing and its datetime per
+key were ~80 % of listing CPU. Other calls on the same client are untouched: the hook only acts while
+a listing in this thread asked for it.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from html import unescape
 from typing import Any, NamedTuple
+from urllib.parse import unquote_plus
 
 
 class S3Object(NamedTuple):
@@ -33,13 +44,162 @@ class S3Version(NamedTuple):
 
 def _iso(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        if len(value) == 24 and value[19] == "." and value[23] == "Z":
+            return value  # already S3's canonical form
+        from botocore.utils import parse_timestamp
+
+        value = parse_timestamp(value)
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def parse_time(value: str) -> datetime:
     """``2026-11-22T04:28:13.000Z`` → an aware UTC datetime."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+# --- the fast page parser -------------------------------------------------------------------------
+
+# S3's (and moto's) element order and timestamp form. A page where any entry does not match (another
+# server's order or timestamps, pretty-printed XML) is parsed by the order-free fallback instead, so
+# this is only ever a shortcut.
+_CONTENTS_FAST = re.compile(
+    r"<Contents><Key>([^<]*)</Key><LastModified>(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)</LastModified>"
+    r"<ETag>([^<]*)</ETag>"
+    r"(?:<Checksum\w*>[^<]*</Checksum\w*>)*<Size>(\d+)</Size>(?:<Owner>.*?</Owner>)?"
+    r"(?:<StorageClass>([^<]*)</StorageClass>)?",
+    re.S,
+)
+_ENTRY = re.compile(r"<(Contents|Version|DeleteMarker)>(.*?)</\1>", re.S)
+_FIELD = re.compile(r"<(\w+)>([^<]*)</\1>")
+_URL_ENCODED = "<EncodingType>url</EncodingType>"
+_state = threading.local()
+
+
+def _key(raw: str, url: bool) -> str:
+    # botocore's order: XML entities first, then (EncodingType=url) unquote_plus
+    if "&" in raw:
+        raw = unescape(raw)
+    return unquote_plus(raw) if url and ("%" in raw or "+" in raw) else raw
+
+
+def _etag(raw: str) -> str:
+    return (unescape(raw) if "&" in raw else raw).strip('"')
+
+
+def _text(raw: str) -> str:
+    return unescape(raw) if "&" in raw else raw
+
+
+def _fields(block: str) -> dict[str, str]:
+    # Owner's children (ID, DisplayName) come out too; they are simply not read.
+    return dict(_FIELD.findall(block))
+
+
+def parse_objects_page(text: str) -> list[S3Object]:
+    """The ``<Contents>`` entries of one ListObjectsV2 response body, as :class:`S3Object`."""
+    url = _URL_ENCODED in text
+    entries = _CONTENTS_FAST.findall(text)
+    if len(entries) == text.count("<Contents>"):
+        # the common case inline (no call per key): plain keys, canonical timestamps, quoted ETags
+        return [
+            S3Object(_key(k, url) if ("&" in k or (url and ("%" in k or "+" in k))) else k, int(size), lm,
+                     sc or "STANDARD", _etag(etag) if "&" in etag else etag.strip('"'))
+            for k, lm, etag, size, sc in entries
+        ]
+    objects = []
+    for tag, block in _ENTRY.findall(text):
+        if tag != "Contents":
+            continue
+        f = _fields(block)
+        objects.append(S3Object(_key(f["Key"], url), int(f.get("Size", 0)), _iso(_text(f["LastModified"])),
+                                _text(f.get("StorageClass", "")) or "STANDARD", _etag(f.get("ETag", ""))))
+    return objects
+
+
+def parse_versions_page(text: str) -> list[S3Version]:
+    """The versions and delete markers of one ListObjectVersions body, in :func:`iter_versions`' order."""
+    url = _URL_ENCODED in text
+    versions: list[S3Version] = []
+    markers: list[S3Version] = []
+    for tag, block in _ENTRY.findall(text):
+        f = _fields(block)
+        key, vid = _key(f["Key"], url), _text(f.get("VersionId", "null"))
+        lm, latest = _iso(f["LastModified"]), f.get("IsLatest") == "true"
+        if tag == "Version":
+            storage_class = _text(f.get("StorageClass", "")) or "STANDARD"
+            versions.append(S3Version(key, vid, int(f.get("Size", 0)), lm, storage_class, latest, False))
+        elif tag == "DeleteMarker":
+            markers.append(S3Version(key, vid, 0, lm, "", latest, True))
+    items = versions + markers
+    items.sort(key=lambda v: v.key)
+    return items
+
+
+def _envelope(text: str) -> bytes:
+    """The body without its entries: what is left for botocore to parse (a few hundred bytes)."""
+    first = text.find("<Contents>")
+    if first >= 0:
+        last = text.rfind("</Contents>")
+        if text.count("<CommonPrefixes>", first, last) == 0:  # entries are contiguous (no delimiter)
+            return (text[:first] + text[last + len("</Contents>") :]).encode()
+    return _ENTRY.sub("", text).encode()
+
+
+def _before_parse(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
+    parse = getattr(_state, "parse", None)
+    if parse is None or response_dict.get("status_code") != 200 or not response_dict.get("body"):
+        return  # not ours, or an error: botocore parses it (and its retry logic sees it) as usual
+    text = response_dict["body"].decode("utf-8")
+    customized_response_dict["S3OpsEntries"] = parse(text)
+    response_dict["body"] = _envelope(text)
+
+
+_ROOT_END = {"ListObjectsV2": b"</ListBucketResult>", "ListObjectVersions": b"</ListVersionsResult>"}
+
+
+def _check_200(operation_model: Any, response_dict: dict[str, Any], **kwargs: Any) -> None:
+    """botocore's check for S3's "200 with an error body" (or a body cut short by a dropped connection)
+    builds a whole element tree of every page just to look at its root, which costs as much as the
+    fast parser. A list page that ends with its own root's closing tag is neither; anything else still
+    goes through botocore's check (and so becomes a retried 500)."""
+    end = _ROOT_END.get(operation_model.name)
+    body = response_dict.get("body")
+    if (end is not None and getattr(_state, "parse", None) is not None and response_dict.get("status_code") == 200
+            and body and body.rstrip().endswith(end)):
+        return
+    _BOTOCORE_200_CHECK(operation_model=operation_model, response_dict=response_dict, **kwargs)
+
+
+try:  # private in botocore: without it, its check simply keeps running (slower, equally correct)
+    from botocore.handlers import _handle_200_error as _BOTOCORE_200_CHECK
+except ImportError:  # pragma: no cover
+    _BOTOCORE_200_CHECK = None
+
+
+def _install(events: Any) -> None:
+    """Register the hooks on this client's own event emitter (botocore copies it per client)."""
+    if _BOTOCORE_200_CHECK is not None:
+        events.unregister("before-parse.s3.*", _BOTOCORE_200_CHECK)  # a no-op once done
+        events.register_first("before-parse.s3.*", _check_200, unique_id="s3ops-200-check")
+    for operation in _ROOT_END:
+        events.register(f"before-parse.s3.{operation}", _before_parse, unique_id=f"s3ops-fast-{operation}")
+
+
+def _fast_call(client: Any, operation: str, parse: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``client.<operation>(**kwargs)`` with the page's entries parsed by ``parse`` into ``S3OpsEntries``."""
+    _install(client.meta.events)  # idempotent
+    _state.parse = parse
+    try:
+        return getattr(client, operation)(**kwargs)
+    finally:
+        _state.parse = None
+
+
+def _has_events(client: Any) -> bool:
+    return hasattr(getattr(getattr(client, "meta", None), "events", None), "register")
+
+
+# --- the interface ---------------------------------------------------------------------------------
 
 
 def iter_objects(
@@ -51,17 +211,24 @@ def iter_objects(
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
     if start_after:
         kwargs["StartAfter"] = start_after
+    fast = _has_events(client)
     while True:
-        page = client.list_objects_v2(**kwargs)
-        contents = page.get("Contents", [])
-        for obj in contents:
-            key = obj["Key"]
-            if end_before is not None and key >= end_before:
-                return
-            yield S3Object(key, int(obj["Size"]), _iso(obj["LastModified"]), obj.get("StorageClass", "STANDARD"),
-                           obj.get("ETag", "").strip('"'))
+        if fast:
+            page = _fast_call(client, "list_objects_v2", parse_objects_page, kwargs)
+            objects: list[S3Object] = page.get("S3OpsEntries", [])
+        else:
+            page = client.list_objects_v2(**kwargs)
+            objects = [
+                S3Object(o["Key"], int(o["Size"]), _iso(o["LastModified"]), o.get("StorageClass", "STANDARD"),
+                         o.get("ETag", "").strip('"'))
+                for o in page.get("Contents", [])
+            ]
+        if end_before is not None and objects and objects[-1].key >= end_before:
+            yield from (o for o in objects if o.key < end_before)
+            return
+        yield from objects
         if on_page is not None:
-            on_page(len(contents))
+            on_page(len(objects))
         if not page.get("IsTruncated"):
             return
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
@@ -73,17 +240,22 @@ def iter_versions(
 ) -> Iterator[S3Version]:
     """Every version and delete marker under ``prefix`` (ListObjectVersions), key order."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
+    fast = _has_events(client)
     while True:
-        page = client.list_object_versions(**kwargs)
-        items: list[S3Version] = [
-            S3Version(v["Key"], v.get("VersionId", "null"), int(v.get("Size", 0)), _iso(v["LastModified"]),
-                      v.get("StorageClass", "STANDARD"), bool(v.get("IsLatest")), False)
-            for v in page.get("Versions", [])
-        ] + [
-            S3Version(m["Key"], m.get("VersionId", "null"), 0, _iso(m["LastModified"]), "", bool(m.get("IsLatest")), True)
-            for m in page.get("DeleteMarkers", [])
-        ]
-        items.sort(key=lambda v: v.key)
+        if fast:
+            page = _fast_call(client, "list_object_versions", parse_versions_page, kwargs)
+            items: list[S3Version] = page.get("S3OpsEntries", [])
+        else:
+            page = client.list_object_versions(**kwargs)
+            items = [
+                S3Version(v["Key"], v.get("VersionId", "null"), int(v.get("Size", 0)), _iso(v["LastModified"]),
+                          v.get("StorageClass", "STANDARD"), bool(v.get("IsLatest")), False)
+                for v in page.get("Versions", [])
+            ] + [
+                S3Version(m["Key"], m.get("VersionId", "null"), 0, _iso(m["LastModified"]), "", bool(m.get("IsLatest")), True)
+                for m in page.get("DeleteMarkers", [])
+            ]
+            items.sort(key=lambda v: v.key)
         yield from items
         if on_page is not None:
             on_page(len(items))

@@ -1,0 +1,108 @@
+"""The s3ops side of the benchmarks, as a command so it is measured as its own process, like the peers.
+
+    python -m bench.s3ops_cli summarize --endpoint-url URL BUCKET...   # the storage report's listing phase
+    python -m bench.s3ops_cli delete --endpoint-url URL --bucket B --run-dir D   # delete every chunk of a plan
+    python -m bench.s3ops_cli retention-plan --endpoint-url URL --bucket B --key-prefix P --mysql JSON --table T --run-dir D
+
+Both print one JSON line (what was counted or deleted) so the bench can check the work was really done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def summarize(client: Any, buckets: list[str]) -> dict[str, Any]:
+    """Objects, bytes and per-class totals of whole buckets, through the storage report's listing code."""
+    from include.storage_report import Totals, count_range
+
+    total = Totals()
+    for bucket in buckets:
+        total.merge(count_range(client, bucket, None, None))
+    return {"objects": total.object_count, "bytes": total.total_bytes, "pages": total.pages, "classes": total.classes}
+
+
+def summarize_plain(client: Any, buckets: list[str]) -> dict[str, Any]:
+    """The same totals through a plain boto3 paginator: the reference the fast listing is measured against."""
+    objects = total = pages = 0
+    classes: dict[str, list[int]] = {}
+    for bucket in buckets:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            pages += 1
+            for obj in page.get("Contents", []):
+                objects += 1
+                total += obj["Size"]
+                counts = classes.setdefault(obj.get("StorageClass", "STANDARD"), [0, 0])
+                counts[0] += 1
+                counts[1] += obj["Size"]
+    return {"objects": objects, "bytes": total, "pages": pages, "classes": classes}
+
+
+def delete(client: Any, bucket: str, run_dir: Path) -> dict[str, Any]:
+    """The retention / deploy-cleanup delete step: every chunk of the plan in ``run_dir``, then the audit."""
+    from include import deletion
+
+    counts = [deletion.delete_chunk(client, bucket, run_dir, chunk, recheck=None, dry_run=False)
+              for chunk in deletion.read_plan(run_dir)["chunks"]]
+    deletion.write_audit(run_dir)
+    return {"deleted": sum(c["deleted"] for c in counts), "errors": sum(c["errors"] for c in counts),
+            "requests": sum(c["requests"] for c in counts)}
+
+
+def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, Any], table: str,
+                   run_dir: Path) -> dict[str, Any]:
+    """The retention DAG's plan step: the bucket listing merged with the job rows, plan chunks written."""
+    from datetime import datetime, timezone
+    from functools import partial
+
+    import MySQLdb
+
+    from include import jobs_db, retention
+    from include.listing import iter_objects
+
+    rows_conn = jobs_db.prepare(MySQLdb.connect(**mysql))  # streams the rows (SSCursor): its own connection
+    lookup_conn = jobs_db.prepare(MySQLdb.connect(**mysql))
+    summary = retention.write_plan(
+        iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(rows_conn, table), run_dir,
+        key_prefix=key_prefix, policy=retention.Policy.at(datetime.now(timezone.utc)),
+        lookup=partial(jobs_db.rows_for_sources, lookup_conn, table), jobs_table=table, allow_empty_jobs=False)
+    return {"delete_count": summary["delete_count"], "scanned_count": summary["scanned_count"],
+            "by_reason": summary["by_reason"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from include.s3 import client_from_args
+
+    parser = argparse.ArgumentParser(prog="python -m bench.s3ops_cli", description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint-url", required=True)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_sum = sub.add_parser("summarize")
+    p_sum.add_argument("buckets", nargs="+")
+    p_sum.add_argument("--plain", action="store_true", help="list with a plain boto3 paginator (reference)")
+    p_del = sub.add_parser("delete")
+    p_del.add_argument("--bucket", required=True)
+    p_del.add_argument("--run-dir", type=Path, required=True)
+    p_ret = sub.add_parser("retention-plan")
+    p_ret.add_argument("--bucket", required=True)
+    p_ret.add_argument("--key-prefix", default="")
+    p_ret.add_argument("--mysql", type=json.loads, required=True, help="MySQLdb.connect() arguments as JSON")
+    p_ret.add_argument("--table", required=True)
+    p_ret.add_argument("--run-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    client = client_from_args(endpoint_url=args.endpoint_url, region_name="us-east-1", mode="adaptive")
+    if args.command == "summarize":
+        result = (summarize_plain if args.plain else summarize)(client, args.buckets)
+    elif args.command == "delete":
+        result = delete(client, args.bucket, args.run_dir)
+    else:
+        result = retention_plan(client, args.bucket, args.key_prefix, args.mysql, args.table, args.run_dir)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The benchmark harness at a tiny size, so it cannot rot: it runs against the session's S3 server,
+produces the table and the JSON, and the numbers are sane (s3ops lists in ceil(N/1000) requests and
+deletes in ceil(N/1000) DeleteObjects)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from bench import run as bench
+
+N_LIST = bench.SIZES["s1"][2]
+N_DELETE = bench.SIZES["s5"][2]
+
+
+def test_bench_smoke_produces_the_table_with_sane_numbers(s3_server, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = bench.main(["--smoke", "--reps", "1", "--scenarios", "1,5", "--tools", "s3ops,s5cmd", "--no-bootstrap",
+                       "--endpoint-url", s3_server.endpoint_url, "--json", str(out)])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert f"Scenario 1: summarize one bucket of {N_LIST:,} objects" in table
+    assert "| s3ops (storage report listing) |" in table
+
+    result = json.loads(out.read_text())
+    listing, delete = result["scenarios"]
+    mine = listing["rows"][0]
+    assert mine["tool"].startswith("s3ops") and mine["runs"] == 1
+    assert 0 < mine["wall_median"] < 120 and 0 < mine["cpu_median"] < 60
+    assert 10 < mine["rss_mb_median"] < 1000  # a Python process, not the bench's own (big) one
+    assert mine["by_operation"] == {"ListObjectsV2": math.ceil(N_LIST / 1000)}
+    bars = {b["bar"]: b for b in listing["bars"]}
+    assert bars[f"ListObjectsV2 requests ÷ ceil(N/1000) = {math.ceil(N_LIST / 1000)}"]["met"]
+
+    deleter = delete["rows"][0]
+    assert deleter["by_operation"] == {"DeleteObjects": math.ceil(N_DELETE / 1000)}
+    # s5cmd is measured too when its venv exists (make bench installs it); the bench never fakes a peer
+    for row in listing["rows"][1:]:
+        assert row["runs"] == 1 or row["note"] == "not installed"
