@@ -162,6 +162,17 @@ def _fetched_same(client: Any, bucket: str, key: str, local: Local) -> bool:
     return sha.digest() == local.sha256
 
 
+def put_verified(response: dict[str, Any], local: Local) -> bool:
+    """Did the PUT itself prove the stored bytes are ours? S3 recomputes the SHA-256 and MD5 we sent
+    (``ChecksumSHA256``, ``Content-MD5``), refuses the PUT on a mismatch, and echoes what it stored: an
+    echo equal to the local digest is the verification, without a HeadObject round trip. Anything else
+    (no echo, a KMS ETag) falls back to :func:`stored_same`."""
+    if response.get("ChecksumSHA256") and response["ChecksumSHA256"] == local.sha256_b64:
+        return True
+    etag = str(response.get("ETag", "")).strip('"')
+    return bool(etag) and "-" not in etag and etag == local.md5_hex and not response.get("SSEKMSKeyId")
+
+
 def _head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
@@ -234,11 +245,11 @@ class Uploader:
                 return Outcome(FAILED, cand.rel, key, local.size, error="larger than 5 GiB (single PUT limit)")
             if data is None:
                 fh.seek(0)
-            status = self._put(key, data if data is not None else fh, local)
+            status, put_response = self._put(key, data if data is not None else fh, local)
         if status == CONFLICT:
             return Outcome(CONFLICT, cand.rel, key, local.size, local.checksum,
                            error="a different object already exists at this key")
-        if status == UPLOADED and not stored_same(self.client, bucket, key, local):
+        if status == UPLOADED and not (put_verified(put_response, local) or stored_same(self.client, bucket, key, local)):
             return Outcome(FAILED, cand.rel, key, local.size, error="verification failed: the object differs after upload")
         now = os.stat(path)
         if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
@@ -246,8 +257,9 @@ class Uploader:
         path.unlink(missing_ok=True)
         return Outcome(status, cand.rel, key, local.size, local.checksum, _iso(_now()))
 
-    def _put(self, key: str, body: Any, local: Local) -> str:
-        """PUT unless an object exists (If-None-Match) → UPLOADED, ALREADY_PRESENT or CONFLICT."""
+    def _put(self, key: str, body: Any, local: Local) -> tuple[str, dict[str, Any]]:
+        """PUT unless an object exists (If-None-Match) → (UPLOADED, the PUT response), ALREADY_PRESENT or
+        CONFLICT."""
         kwargs: dict[str, Any] = {
             "Bucket": self.settings.bucket, "Key": key, "Body": body,
             "ContentMD5": base64.b64encode(bytes.fromhex(local.md5_hex)).decode(),
@@ -256,13 +268,13 @@ class Uploader:
         if not self.settings.overwrite:
             kwargs["IfNoneMatch"] = "*"
         try:
-            self.client.put_object(**kwargs)
-            return UPLOADED
+            return UPLOADED, self.client.put_object(**kwargs)
         except ClientError as exc:
             # 412: an object exists; 409: a concurrent conditional write to the same key.
             if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise
-        return ALREADY_PRESENT if stored_same(self.client, self.settings.bucket, key, local) else CONFLICT
+        same = stored_same(self.client, self.settings.bucket, key, local)
+        return (ALREADY_PRESENT if same else CONFLICT), {}
 
     def _vanished(self, cand: Candidate, key: str) -> Outcome:
         """The file is gone. If this run already moved it (a retried task), the object is there, newer

@@ -212,7 +212,7 @@ def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, cl
         write(tmp_path, rel, body)
     s3_server.control("POST", "stats/reset", {})
     s3_server.control("POST", "faults", {"mode": "slowdown", "operation": "PutObject", "count": 3})
-    s3_server.control("POST", "faults", {"mode": "error", "operation": "HeadObject", "count": 2})
+    s3_server.control("POST", "faults", {"mode": "error", "operation": "PutObject", "count": 2})
     s3_server.control("POST", "faults", {"mode": "drop", "operation": "PutObject", "count": 2})
     try:
         summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=3)
@@ -223,7 +223,7 @@ def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, cl
     assert left == 0, "every injected fault was hit"
     assert summary["uploaded"] == 6 and summary["failed"] == 0
     assert {k: body_of(s3, bucket, k) for k in keys_in(s3, bucket)} == truth
-    assert s3_server.control("GET", "stats")["PutObject"] == 6 + 3 + 2
+    assert s3_server.control("GET", "stats")["PutObject"] == 6 + 3 + 2 + 2
 
 
 def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket, s3_server):
@@ -441,3 +441,38 @@ def test_unreadable_file_is_kept_and_the_rest_move(tmp_path, s3, bucket, client,
     assert summary["failures"] == [{"path": str(tmp_path / locked), "error": "unreadable: Permission denied"}]
     assert (tmp_path / locked).read_bytes() == b"secret\n"
     assert keys_in(s3, bucket) == {fine}
+
+
+def test_the_put_itself_verifies_so_each_file_costs_one_request(tmp_path, s3, bucket, client, s3_server):
+    """S3 recomputes the SHA-256/MD5 sent with the PUT and echoes them: no HeadObject per file."""
+    bodies = {rel_at("berlin", NOW - timedelta(hours=2, minutes=m), "t"): f"{m}\n".encode() * 50 for m in range(30)}
+    for rel, body in bodies.items():
+        write(tmp_path, rel, body)
+    s3_server.control("POST", "stats/reset")
+    summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=4, tidy=False)
+    stats = s3_server.control("GET", "stats")
+    assert summary["uploaded"] == 30 and summary["failed"] == 0
+    assert stats.get("PutObject") == 30
+    assert stats.get("HeadObject", 0) == 0
+    for rel, body in bodies.items():
+        assert body_of(s3, bucket, rel) == body and not (tmp_path / rel).exists()
+
+
+def test_a_put_whose_echo_does_not_match_falls_back_to_a_head_and_keeps_the_file(tmp_path, bucket, client, s3):
+    """If the stored object does not hold our bytes, the local file is never deleted."""
+    rel = rel_at("paris", NOW - timedelta(hours=3), "t")
+    write(tmp_path, rel, b"local bytes\n")
+    real_put = client.put_object
+
+    def corrupting_put(**kwargs: Any) -> dict[str, Any]:
+        kwargs = {**kwargs, "Body": b"other bytes\n"}
+        kwargs.pop("ContentMD5"), kwargs.pop("ChecksumSHA256"), kwargs.pop("ChecksumAlgorithm")
+        return real_put(**kwargs)
+
+    try:
+        client.put_object = corrupting_put
+        summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
+    finally:
+        del client.put_object
+    assert summary["failed"] == 1 and summary["uploaded"] == 0
+    assert (tmp_path / rel).read_bytes() == b"local bytes\n"
