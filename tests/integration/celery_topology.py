@@ -63,6 +63,8 @@ class CeleryTopology:
     workers: tuple[str, ...] = ("w1", "w2")
     worker_concurrency: int = 2
     extra_env: dict[str, str] = field(default_factory=dict)
+    # An airflow_local_settings.py (cluster policies) for $AIRFLOW_HOME/config, as docker compose mounts it.
+    local_settings: Path | None = None
     tmp: Path = field(init=False)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     api_port: int = 0
@@ -185,6 +187,9 @@ class CeleryTopology:
         home.mkdir()
         (self.tmp / "pylib").mkdir()
         (self.tmp / "pylib" / "s3ops_topology_host.py").write_text(HOSTNAME_MODULE)
+        if self.local_settings is not None:
+            (home / "config").mkdir()
+            shutil.copy(self.local_settings, home / "config" / "airflow_local_settings.py")
         passwords = home / "passwords.json"
         passwords.write_text(json.dumps({"admin": self.password}))
         keep = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}

@@ -1,59 +1,102 @@
 """Scale-out proof without Docker: the docker compose topology (PostgreSQL, Redis, CeleryExecutor,
-scheduler, dag-processor, api-server, two Celery workers) as local processes."""
+scheduler, dag-processor, api-server, two Celery workers) as local processes, running the real
+``s3_storage_report`` on a bucket big enough to be sharded."""
 
 from __future__ import annotations
 
-import textwrap
+import json
+import uuid
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.integration.celery_topology import CeleryTopology
+from tests.integration.celery_topology import ROOT, CeleryTopology
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-PROBE_DAG = textwrap.dedent(
-    '''
-    """Probe: a mapped task over shards, like the storage report's summarize_shard."""
-    import time
-    from datetime import datetime
-
-    from airflow.sdk import dag, task
+PREFIXES = 12  # top-level "folders": the shard planner cuts key ranges at their first keys
+PER_PREFIX = 250
+SHARD_PARTS = 6
+CLASSES = ["STANDARD", "STANDARD_IA", "GLACIER"]
 
 
-    @dag(schedule=None, start_date=datetime(2026, 1, 1), catchup=False, tags=["probe"])
-    def topology_probe():
-        @task
-        def plan_shards() -> list[int]:
-            return list(range(8))
-
-        @task
-        def summarize_shard(shard: int) -> int:
-            time.sleep(2)
-            return shard * shard
-
-        @task
-        def aggregate(parts) -> int:
-            return sum(parts)
-
-        aggregate(summarize_shard.expand(shard=plan_shards()))
+def seed_big_bucket(s3: Any, s3_server: Any) -> str:
+    bucket = f"scale-out-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    for i in range(PREFIXES):
+        s3_server.control("POST", "seed", {"bucket": bucket, "generate": {
+            "prefix": f"p{i:02d}/obj-", "count": PER_PREFIX, "size": 100 + 37 * i, "storage_classes": CLASSES,
+            "last_modified": f"2026-0{1 + i % 9}-15T12:00:00Z",
+        }})
+    return bucket
 
 
-    topology_probe()
-    '''
-)
+def ground_truth(s3: Any, bucket: str) -> dict[str, Any]:
+    """Counted here from a plain boto3 listing, not by the code under test."""
+    count, total, newest = 0, 0, None
+    classes: dict[str, dict[str, int]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            count += 1
+            total += obj["Size"]
+            c = classes.setdefault(obj.get("StorageClass", "STANDARD"), {"object_count": 0, "bytes": 0})
+            c["object_count"] += 1
+            c["bytes"] += obj["Size"]
+            newest = max(newest or obj["LastModified"], obj["LastModified"])
+    return {"object_count": count, "total_bytes": total, "classes": classes, "last_modified": newest}
 
 
-def test_mapped_tasks_spread_over_two_celery_workers(tmp_path: Path) -> None:
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "topology_probe.py").write_text(PROBE_DAG)
-    with CeleryTopology(dags_folder=dags) as topo:
-        run = topo.run("topology_probe", {}, run_id="probe-1")
-        tis = topo.task_instances("topology_probe", "probe-1")
-        assert run["state"] == "success", topo.logs()
-        shards = [ti for ti in tis if ti["task_id"] == "summarize_shard"]
-        assert len(shards) == 8
-        hosts = Counter(ti["hostname"] for ti in shards)
-        assert set(hosts) == {"w1", "w2"}, hosts
+def test_storage_report_shards_run_on_both_workers_and_equal_the_single_machine_report(
+    s3: Any, s3_server: Any, tmp_path: Path
+) -> None:
+    from include import storage_report
+    from include.s3 import client_from_args
+
+    bucket = seed_big_bucket(s3, s3_server)
+    artifacts = tmp_path / "artifacts"
+    topo = CeleryTopology(
+        dags_folder=ROOT / "dags",
+        local_settings=ROOT / "config" / "airflow_local_settings.py",
+        extra_env={
+            "AIRFLOW_CONN_AWS_DEFAULT": s3_server.airflow_conn(),
+            "S3OPS_ARTIFACT_ROOT": str(artifacts),
+            # split anything above 1000 objects, into SHARD_PARTS key ranges
+            "S3OPS_REPORT_SHARD_OBJECTS": "1000",
+            "S3OPS_REPORT_SHARD_PARTS": str(SHARD_PARTS),
+        },
+    )
+    with topo:
+        # what airflow-init does in docker compose; the cluster policy puts s3ops tasks in this pool
+        topo.api("POST", "/pools", {"name": "s3_requests", "slots": 4, "description": "compose parity"})
+        run_id = "scale-out-1"
+        run = topo.run("s3_storage_report", {"buckets": [bucket], "size_unit": "B"}, run_id=run_id)
+        tis = topo.task_instances("s3_storage_report", run_id)
+        assert run["state"] == "success", json.dumps(tis, indent=1)[:3000] + topo.logs()
+
+    shards = [ti for ti in tis if ti["task_id"] == "summarize_shard"]
+    assert len(shards) == SHARD_PARTS, [ti["map_index"] for ti in shards]
+    assert {ti["state"] for ti in shards} == {"success"}
+    hosts = Counter(ti["hostname"] for ti in shards)
+    assert set(hosts) == {"w1", "w2"}, f"every shard ran on one worker: {hosts}"
+    assert {ti["pool"] for ti in tis} == {"s3_requests"}
+
+    report = json.loads((artifacts / "s3_storage_report" / run_id / "report.json").read_text())
+    [entry] = report["buckets"]
+
+    # the same report, computed in one process with one sequential listing (no shards)
+    local = storage_report.run_local(
+        lambda region: client_from_args(endpoint_url=s3_server.endpoint_url, region_name=region or "us-east-1"),
+        patterns=[bucket], size_unit="B",
+    )
+    assert report["buckets"] == local["buckets"]
+    assert report["totals"] == local["totals"]
+
+    truth = ground_truth(s3, bucket)
+    assert truth["object_count"] == PREFIXES * PER_PREFIX
+    assert (entry["object_count"], entry["total_bytes"]) == (truth["object_count"], truth["total_bytes"])
+    assert {c: {"object_count": v["object_count"], "bytes": v["bytes"]} for c, v in entry["storage_classes"].items()} \
+        == truth["classes"]
+    assert datetime.fromisoformat(entry["last_modified"].replace("Z", "+00:00")) == truth["last_modified"]
