@@ -247,6 +247,8 @@ def test_every_airflow_setting_exists_and_every_s3ops_variable_is_read_by_the_co
                 assert option in described.get(section, {}).get("options", {}), f"{name}: {key} is not an Airflow setting"
             elif key.startswith("S3OPS_"):
                 assert f'"{key}"' in code or f"'{key}'" in code, f"{name} passes {key}, which no code reads"
+    # the containers get dags/, include/, plugins/ and config/ only: nothing there may need scripts/ or tests/
+    assert not re.search(r"^\s*(from|import)\s+(scripts|tests)\b", code, flags=re.M)
     e = environment(services["airflow-worker"])
     # what include/artifacts.py and the storage report read
     assert {"S3OPS_ARTIFACT_ROOT", "S3OPS_ARTIFACT_CONN_ID", "S3OPS_REPORT_SHARD_OBJECTS"} <= set(e)
