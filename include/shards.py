@@ -10,7 +10,7 @@ A *shard* is what one mapped task lists: a few parts (several small buckets, or 
 bucket). There are never more shards than ``[core] max_map_length``.
 
 Finding boundaries is cheap: a bucket is big when a probe of ``threshold`` objects (``threshold/1000``
-pages) does not reach its end; its prefix tree is then walked with ``Delimiter="/"`` (CommonPrefixes
+pages) does not reach its end (small buckets are packed several to a shard by the count the probe saw); its prefix tree is then walked with ``Delimiter="/"`` (CommonPrefixes
 only, a few requests) and the first key under evenly spaced prefixes becomes a boundary. A flat
 bucket (no ``/``) stays one part.
 """
@@ -70,17 +70,18 @@ def ranges(boundaries: Sequence[str]) -> list[tuple[str | None, str | None]]:
     return list(zip(lows, highs, strict=True))
 
 
-def is_big(client: Any, bucket: str, threshold: int) -> bool:
-    """True when the bucket holds more than ``threshold`` objects (lists at most ``threshold`` keys)."""
+def probe_count(client: Any, bucket: str, threshold: int) -> int | None:
+    """The bucket's object count when it holds at most ``threshold`` objects, else None (big).
+    Lists at most ``threshold`` keys."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, threshold)}
     seen = 0
     while True:
         page = client.list_objects_v2(**kwargs)
         seen += int(page.get("KeyCount", len(page.get("Contents", []))))
         if not page.get("IsTruncated"):
-            return False
+            return seen
         if seen >= threshold:
-            return True
+            return None
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
         kwargs["MaxKeys"] = min(1000, threshold - seen)
 
@@ -146,21 +147,32 @@ def parts_for(bucket: str, region: str | None, cuts: Sequence[str]) -> list[Part
     ]
 
 
-def pack(parts_by_bucket: Sequence[list[Part]], max_shards: int) -> list[Shard]:
+def pack(parts_by_bucket: Sequence[list[Part]], max_shards: int, *, sizes: Sequence[int] = (),
+         capacity: int = DEFAULT_SHARD_OBJECTS) -> list[Shard]:
     """Shards for ``max_shards`` mapped tasks at most: each range of a split bucket is a shard of its
-    own; single-part (small) buckets share the shards that are left, in order."""
+    own; single-part (small) buckets are packed in order into shards of about ``capacity`` objects
+    (``sizes``: one object count per bucket, when known), into the shards that are left."""
     if max_shards < 1:
         raise ValueError("max_shards must be >= 1")
     split = [p for parts in parts_by_bucket if len(parts) > 1 for p in parts]
-    small = [parts[0] for parts in parts_by_bucket if len(parts) == 1]
-    if len(split) + (1 if small else 0) > max_shards:
-        raise ValueError(f"{len(split)} ranges of split buckets do not fit in {max_shards} shards")
+    small = [(parts[0], sizes[i] if i < len(sizes) else capacity)
+             for i, parts in enumerate(parts_by_bucket) if len(parts) == 1]
+    room = max_shards - len(split)
+    if small and room < 1:
+        raise ValueError(f"{len(split)} ranges of split buckets leave no shard for {len(small)} small buckets")
     groups: list[list[Part]] = [[p] for p in split]
-    if small:
-        room = max_shards - len(split)
+    packed: list[list[Part]] = []
+    load = 0
+    for part, size in small:
+        if not packed or load + size > capacity:
+            packed.append([])
+            load = 0
+        packed[-1].append(part)
+        load += size
+    if len(packed) > room:  # too many: spread evenly over the room left instead
         per_shard = math.ceil(len(small) / room)
-        groups += [small[i : i + per_shard] for i in range(0, len(small), per_shard)]
-    return [Shard(index=i, parts=g) for i, g in enumerate(groups)]
+        packed = [[p for p, _ in small[i : i + per_shard]] for i in range(0, len(small), per_shard)]
+    return [Shard(index=i, parts=g) for i, g in enumerate(groups + packed)]
 
 
 def parts_budget(big_buckets: int, max_shards: int, parts_per_bucket: int) -> int:

@@ -418,16 +418,17 @@ def plan(
     if source == "cloudwatch":
         return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards)
 
-    def probe(bucket: dict[str, Any]) -> bool:
+    def probe(bucket: dict[str, Any]) -> int | None:
         try:
-            return shards.is_big(client_for(bucket["region"]), bucket["name"], threshold)
+            return shards.probe_count(client_for(bucket["region"]), bucket["name"], threshold)
         except ClientError as exc:
             if bucket_error(exc) is None:
                 raise
-            return False
+            return 0  # one part; its listing records the error
 
     with ThreadPoolExecutor(threads) as pool:
-        big = list(pool.map(probe, readable))
+        counts = list(pool.map(probe, readable))
+    big = [c is None for c in counts]
     budget = shards.parts_budget(sum(big), max_shards, parts_per_bucket)
 
     def split(args: tuple[dict[str, Any], bool]) -> list[shards.Part]:
@@ -444,7 +445,8 @@ def plan(
 
     with ThreadPoolExecutor(threads) as pool:
         parts = list(pool.map(split, zip(readable, big, strict=True)))
-    return shards.pack(parts, max_shards)
+    sizes = [threshold if c is None else c for c in counts]
+    return shards.pack(parts, max_shards, sizes=sizes, capacity=threshold)
 
 
 # ------------------------------------------------------------------------------------------- the report
