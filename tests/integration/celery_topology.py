@@ -11,10 +11,12 @@ data folder that user owns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,12 @@ HOSTNAME_MODULE = "import os\n\ndef hostname():\n    return os.environ['S3OPS_WO
 
 def _as_unprivileged() -> list[str]:
     return ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process and everything it started (each component runs in its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
@@ -110,12 +118,20 @@ class CeleryTopology:
         return self
 
     def stop(self) -> None:
-        # Workers first (a warm shutdown finishes nothing here: runs are over), the databases last.
-        order = [n for n in self.procs if n.startswith("worker-")] + [
-            n for n in ("scheduler", "dag-processor", "api-server", "redis", "postgres") if n in self.procs
-        ]
-        for name in order:
-            _stop(self.procs[name], timeout=20)
+        # Airflow first, all at once (runs are over: nothing to finish gracefully), the databases last.
+        airflow = [p for n, p in self.procs.items() if n not in ("redis", "postgres")]
+        for proc in airflow:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in airflow:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait(5)
+        for name in ("redis", "postgres"):
+            if name in self.procs:
+                _stop(self.procs[name], timeout=20)
         self.procs.clear()
         if getattr(self, "tmp", None) and os.environ.get("S3OPS_KEEP_STATE") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)
