@@ -235,8 +235,14 @@ class CeleryTopology:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "S3OPS_WORKER_NAME": "scheduler",
+            "S3OPS_ARTIFACT_ROOT": str(self.artifact_root),
             **self.extra_env,
         }
+
+    @property
+    def artifact_root(self) -> Path:
+        """Shared by every component, as the artifacts volume is in docker compose."""
+        return self.tmp / "artifacts"
 
     def _reserve_api_port(self) -> int:
         self.api_port = self.api_port or free_port()

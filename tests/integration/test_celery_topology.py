@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,32 +49,49 @@ def ground_truth(s3: Any, bucket: str) -> dict[str, Any]:
     return {"object_count": count, "total_bytes": total, "classes": classes, "last_modified": newest}
 
 
+def drop_bucket(s3: Any, bucket: str) -> None:
+    """The session's S3 server is shared: other tests report on every bucket it has."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        if page.get("Contents"):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in page["Contents"]]})
+    s3.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture
+def big_bucket(s3: Any, s3_server: Any) -> Iterator[str]:
+    bucket = seed_big_bucket(s3, s3_server)
+    try:
+        yield bucket
+    finally:
+        drop_bucket(s3, bucket)
+
+
 def test_storage_report_shards_run_on_both_workers_and_equal_the_single_machine_report(
-    s3: Any, s3_server: Any, tmp_path: Path
+    s3: Any, s3_server: Any, big_bucket: str
 ) -> None:
     from include import storage_report
     from include.s3 import client_from_args
 
-    bucket = seed_big_bucket(s3, s3_server)
-    artifacts = tmp_path / "artifacts"
+    bucket = big_bucket
     topo = CeleryTopology(
         dags_folder=ROOT / "dags",
         local_settings=ROOT / "config" / "airflow_local_settings.py",
         extra_env={
             "AIRFLOW_CONN_AWS_DEFAULT": s3_server.airflow_conn(),
-            "S3OPS_ARTIFACT_ROOT": str(artifacts),
             # split anything above 1000 objects, into SHARD_PARTS key ranges
             "S3OPS_REPORT_SHARD_OBJECTS": "1000",
             "S3OPS_REPORT_SHARD_PARTS": str(SHARD_PARTS),
         },
     )
+    run_id = "scale-out-1"
     with topo:
         # what airflow-init does in docker compose; the cluster policy puts s3ops tasks in this pool
         topo.api("POST", "/pools", {"name": "s3_requests", "slots": 4, "description": "compose parity"})
-        run_id = "scale-out-1"
         run = topo.run("s3_storage_report", {"buckets": [bucket], "size_unit": "B"}, run_id=run_id)
         tis = topo.task_instances("s3_storage_report", run_id)
         assert run["state"] == "success", json.dumps(tis, indent=1)[:3000] + topo.logs()
+        # the artifact root is inside the topology's folder, which stop() removes
+        report = json.loads((topo.artifact_root / "s3_storage_report" / run_id / "report.json").read_text())
 
     shards = [ti for ti in tis if ti["task_id"] == "summarize_shard"]
     assert len(shards) == SHARD_PARTS, [ti["map_index"] for ti in shards]
@@ -83,9 +100,7 @@ def test_storage_report_shards_run_on_both_workers_and_equal_the_single_machine_
     assert set(hosts) == {"w1", "w2"}, f"every shard ran on one worker: {hosts}"
     assert {ti["pool"] for ti in tis} == {"s3_requests"}
 
-    report = json.loads((artifacts / "s3_storage_report" / run_id / "report.json").read_text())
     [entry] = report["buckets"]
-
     # the same report, computed in one process with one sequential listing (no shards)
     local = storage_report.run_local(
         lambda region: client_from_args(endpoint_url=s3_server.endpoint_url, region_name=region or "us-east-1"),
