@@ -59,8 +59,15 @@ class Clients:
 
 def list_buckets(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Visible buckets matching ``buckets``/``regions``, with creation date and region → buckets.json."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     from include.s3 import S3AccessError, check_access
 
+    try:  # an unknown connection would silently fall back to the host's default credentials
+        BaseHook.get_connection(params["aws_conn_id"])
+    except AirflowNotFoundException:
+        raise _fail(f"Airflow connection {params['aws_conn_id']!r} is not defined: create it or set aws_conn_id") from None
     clients = Clients(params["aws_conn_id"])
     client = clients.s3("us-east-1")  # CreationDate with us-east-1 semantics
     try:

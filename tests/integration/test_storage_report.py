@@ -303,3 +303,17 @@ def test_cli_table_csv_filters_and_errors(world, s3, s3_server, capsys, monkeypa
     assert main(["--endpoint-url", url]) == 2  # no credentials anywhere: one line, no traceback
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("storage report:")
+
+
+def test_bad_param_and_unknown_connection_fail_fast(world, run_dag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="kb"):
+        run_dag("s3_storage_report", {"size_unit": "kb"})
+    with pytest.raises(ParamValidationError, match="SUPER_COLD"):
+        run_dag("s3_storage_report", {"storage_classes": ["SUPER_COLD"]})
+    result = run_dag("s3_storage_report", {"aws_conn_id": "no_such_connection"})
+    assert result.state == "failed"
+    states = result.task_states()
+    assert states[("list_buckets", -1)] == "failed" and states.get(("publish", -1)) != "success"
+    assert not (result.artifacts() / "report.json").exists()
