@@ -312,6 +312,12 @@ def test_images_are_the_pinned_versions(services: dict[str, Any]) -> None:
     # every provider the project pins itself (requirements.in) is in the image at that version
     assert {n for n in pins(ROOT / "requirements.in") if n.startswith("apache-airflow-providers-")} <= set(added)
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in dockerfile  # keeps pip from touching Airflow
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    for m in re.finditer(r"^COPY\s+(?:--\S+\s+)*(.+)\s+\S+$", dockerfile, flags=re.M):
+        for source in m.group(1).split():
+            assert (ROOT / source).is_file(), f"the Dockerfile copies {source}, which is not in the repository"
+            assert not any(source == i or source.startswith(i.rstrip("/") + "/") for i in ignored), source
     for name, svc in services.items():
         image = svc.get("image", "")
         assert ":" in image and not image.endswith(":latest"), f"{name}: unpinned image {image!r}"
