@@ -6,7 +6,7 @@ Used by ``test_celery_topology.py`` to prove, without Docker, that the deploymen
 folder that :meth:`CeleryTopology.stop` removes, with every process it started.
 
 PostgreSQL refuses to run as root, so when the tests run as root the cluster runs as ``nobody`` in a
-data folder that user owns.
+data folder that user owns. Redis and PostgreSQL come from the system (``make bootstrap`` installs them).
 """
 
 from __future__ import annotations
@@ -29,7 +29,18 @@ from typing import Any
 
 from scripts.stack import ROOT, StackError, _stop, _wait, free_port
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _pg_bin() -> Path:
+    """PostgreSQL's server binaries: Debian/Ubuntu keep them per version, Homebrew puts them on PATH."""
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    raise StackError("no PostgreSQL server found: run `make bootstrap` (apt-get install postgresql)")
+
+
 VENV_BIN = Path(sys.executable).parent
 # Each worker reports this name as TaskInstance.hostname (both run on one machine, so the FQDN
 # would not tell them apart); in docker compose every worker container has its own hostname.
@@ -150,7 +161,7 @@ class CeleryTopology:
             if os.geteuid() == 0:
                 shutil.chown(d, "nobody", "nogroup")
         init = subprocess.run(
-            [*_as_unprivileged(), str(PG_BIN / "initdb"), "-D", str(data), "-U", "airflow", "-A", "trust",
+            [*_as_unprivileged(), str(_pg_bin() / "initdb"), "-D", str(data), "-U", "airflow", "-A", "trust",
              "-E", "UTF8", "--no-sync"],
             cwd=self.tmp, capture_output=True, text=True, timeout=120,
         )
@@ -159,7 +170,7 @@ class CeleryTopology:
         port = free_port()
         log = self.tmp / "logs" / "postgres.log"
         self.procs["postgres"] = subprocess.Popen(
-            [*_as_unprivileged(), str(PG_BIN / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
+            [*_as_unprivileged(), str(_pg_bin() / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off", "-c", "max_connections=200"],
             cwd=self.tmp, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
