@@ -25,16 +25,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from include import shards
-from include.pricing import PriceTable, load_prices
+from include.pricing import STORAGE_CLASSES, PriceTable, load_prices
 from include.units import SIZE_UNITS, check_unit, format_size
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("listing", "cloudwatch")
-STORAGE_CLASSES = (
-    "STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
-    "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW",
-)
+CLOUDWATCH_BUCKETS_PER_SHARD = 50  # a few metric requests per bucket
 #: CloudWatch ``StorageType`` dimension → storage class.
 CLOUDWATCH_STORAGE_TYPES = {
     "StandardStorage": "STANDARD",
@@ -416,7 +413,8 @@ def plan(
     parts_per_bucket = parts_per_bucket or default_parts
     readable = [b for b in buckets if not b.get("error")]
     if source == "cloudwatch":
-        return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards)
+        return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards,
+                           sizes=[1] * len(readable), capacity=CLOUDWATCH_BUCKETS_PER_SHARD)
 
     def probe(bucket: dict[str, Any]) -> int | None:
         try:

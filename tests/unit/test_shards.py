@@ -85,14 +85,18 @@ def test_sharded_storage_class_filter():
     assert set(total.classes) == {"GLACIER"}
 
 
-def test_small_bucket_is_one_part_and_big_flat_bucket_too():
+def test_small_bucket_is_one_part_and_a_big_flat_bucket_is_cut_by_characters():
     fake = FakeS3()
-    for i in range(30):
-        fake.put(f"k{i:03d}", 1)
-    planned, total = sharded(fake, versions=False, threshold=100, parts=8)
-    assert [len(s["parts"]) for s in planned] == [1] and total.object_count == 30
-    planned, total = sharded(fake, versions=False, threshold=10, parts=8)  # big, but no "/" to cut at
-    assert sum(len(s["parts"]) for s in planned) == 1 and total.object_count == 30
+    for i in range(300):
+        fake.put(f"part-{i:05d}", i)
+    planned, total = sharded(fake, versions=False, threshold=1000, parts=8)
+    assert [len(s["parts"]) for s in planned] == [1] and total.object_count == 300
+    fake.calls = 0
+    planned, total = sharded(fake, versions=True, threshold=100, parts=8)  # big, no "/" to cut at
+    cuts = [p["upto"] for s in planned for p in s["parts"]][:-1]
+    assert len(cuts) == 7 and cuts == sorted(cuts)
+    assert (total.object_count, total.total_bytes) == (300, sum(range(300)))
+    assert fake.calls < 75  # probe, ~2 hops per level (+1 per child at the last), cut keys, the listing
 
 
 def test_ranges_partition_the_key_space():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -174,3 +174,82 @@ def test_renderings_agree_with_the_report():
     assert page.startswith("<!doctype html>") and "Bytes per bucket" in page and "width:100.0%" in page
     assert "<script" not in page and "http://" not in page
     assert "&lt;b&gt;" in report_render.render_html({**report, "buckets": [{**report["buckets"][0], "name": "<b>"}]})
+
+
+def test_a_bucket_gone_mid_run_is_an_error_of_that_bucket_only():
+    from include import shards
+    from include.storage_report import summarize_part
+
+    class Gone:
+        def list_objects_v2(self, **kw):
+            raise _client_error(404, "NoSuchBucket", "The specified bucket does not exist")
+
+    class Throttled:
+        def list_objects_v2(self, **kw):
+            raise _client_error(503, "SlowDown", "slow down")
+
+    p = shards.Part(bucket="b", region="us-east-1", after=None, upto=None, part=0, of=1)
+    assert summarize_part(Gone(), p) == {"bucket": "b", "part": 0, "of": 1, "totals": None,
+                                         "error": "NoSuchBucket: The specified bucket does not exist"}
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):  # not the bucket's fault: the task retries
+        summarize_part(Throttled(), p)
+
+
+def test_region_of_a_refused_bucket_comes_from_the_403_header():
+    from botocore.exceptions import ClientError
+
+    class Refusing(_Buckets):
+        def head_bucket(self, Bucket):
+            raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}, "ResponseMetadata": {
+                "HTTPStatusCode": 403, "HTTPHeaders": {"x-amz-bucket-region": "eu-west-1"}}}, "HeadBucket")
+
+    found = list_buckets(Refusing(), ["logs-a"])
+    assert [(b["region"], b["error"]) for b in found] == [("eu-west-1", "AccessDenied: Forbidden")]
+
+
+class _CloudWatch:
+    """Daily S3 metrics for one bucket; intelligent-tiering spread over two tiers."""
+
+    def __init__(self, day: datetime) -> None:
+        self.day = day
+        self.points = {("BucketSizeBytes", "StandardStorage"): 1000, ("BucketSizeBytes", "IntelligentTieringFAStorage"): 30,
+                       ("BucketSizeBytes", "IntelligentTieringIAStorage"): 70, ("NumberOfObjects", "AllStorageTypes"): 12}
+
+    def list_metrics(self, **kw):
+        return {"Metrics": [{"Dimensions": [{"Name": "BucketName", "Value": "b"}, {"Name": "StorageType", "Value": st}]}
+                            for (m, st) in self.points if m == kw["MetricName"]]}
+
+    def get_metric_statistics(self, **kw):
+        assert kw["EndTime"] <= NOW.replace(hour=0, minute=0)  # only whole days before the run
+        st = next(d["Value"] for d in kw["Dimensions"] if d["Name"] == "StorageType")
+        value = self.points.get((kw["MetricName"], st))
+        old = {"Timestamp": self.day - timedelta(days=1), "Average": 1.0}
+        return {"Datapoints": [] if value is None else [old, {"Timestamp": self.day, "Average": float(value)}]}
+
+
+def test_cloudwatch_newest_daily_point_per_storage_type():
+    from include.storage_report import summarize_cloudwatch
+
+    day = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    result = summarize_cloudwatch(_CloudWatch(day), "b", NOW)
+    assert result["error"] is None
+    t = result["totals"]
+    assert t["metric_date"] == "2026-11-21" and t["object_count"] == 12 and t["total_bytes"] == 1100
+    assert t["classes"] == {"STANDARD": [0, 1000], "INTELLIGENT_TIERING": [0, 100]}
+    only = summarize_cloudwatch(_CloudWatch(day), "b", NOW, storage_classes=["INTELLIGENT_TIERING"])
+    assert only["totals"]["total_bytes"] == 100
+    report = build_report([bucket("b")], [result], prices=load_prices(), size_unit="B", source="cloudwatch",
+                          include_versions=True, generated_at=NOW)
+    entry = report["buckets"][0]
+    assert report["metric_date"] == "2026-11-21" and entry["noncurrent_versions"] is None
+    assert entry["storage_classes"]["STANDARD"]["object_count"] is None and entry["object_count"] == 12
+
+
+def test_cloudwatch_plan_packs_buckets_without_listing():
+    from include.storage_report import plan
+
+    buckets = [bucket(f"b{i:03d}") for i in range(120)] + [bucket("bad", None, "AccessDenied: x")]
+    planned = plan(lambda region: None, buckets, max_shards=1024, source="cloudwatch")
+    assert [len(s["parts"]) for s in planned] == [50, 50, 20]
