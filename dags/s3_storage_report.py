@@ -91,7 +91,7 @@ def s3_storage_report():
         now = ctx.get("logical_date") or ctx["dag_run"].run_after
         return storage_report_tasks.summarize_shard(shard, ctx["params"], now)
 
-    @task
+    @task(trigger_rule="none_failed")  # no bucket matched: zero shards, still an (empty) report
     def aggregate(shard_results: list[list[dict]]) -> dict:
         from include import storage_report_tasks
 

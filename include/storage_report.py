@@ -515,6 +515,8 @@ def build_report(
 ) -> dict[str, Any]:
     """report.json: one entry per bucket (in name order) and the totals over the readable ones."""
     check_unit(size_unit)
+    if source not in SOURCES:
+        raise ValueError(f"source {source!r} is not one of {', '.join(SOURCES)}")
     by_bucket: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         by_bucket.setdefault(r["bucket"], []).append(r)

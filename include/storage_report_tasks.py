@@ -122,7 +122,7 @@ def _prices_override() -> dict[str, Any] | None:
 def aggregate(shard_results: Iterable[list[dict[str, Any]]], params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Merge every range's totals per bucket, price them → report.json; returns the totals."""
     buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
-    results = [r for shard in shard_results for r in shard]
+    results = [r for shard in shard_results or () for r in shard or ()]
     try:
         prices = load_prices(_prices_override())
     except ValueError as exc:

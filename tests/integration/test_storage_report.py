@@ -305,6 +305,14 @@ def test_cli_table_csv_filters_and_errors(world, s3, s3_server, capsys, monkeypa
     assert len(err.splitlines()) == 1 and err.startswith("storage report:")
 
 
+def test_no_matching_bucket_still_publishes_an_empty_report(world, run_dag):
+    result = run_dag("s3_storage_report", {"buckets": [f"nothing-matches-{UID}-*"]})
+    assert result.state == "success", result.task_states()
+    report = _report(result)
+    assert report["buckets"] == [] and report["totals"]["object_count"] == 0
+    assert result.xcom("publish")["bucket_count"] == 0
+
+
 def test_bad_param_and_unknown_connection_fail_fast(world, run_dag):
     from airflow.sdk.exceptions import ParamValidationError
 
