@@ -223,6 +223,26 @@ def deploy_objects(prefix: str, now: datetime, count: int = 12) -> list[dict[str
     return objs
 
 
+def control_api(endpoint_url: str) -> Control | None:
+    """The local S3 server's ``/_s3ops/`` control API (fast seeding, backdating), if it has one."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def call(method: str, what: str, body: dict[str, Any] | None = None) -> Any:
+        req = urllib.request.Request(f"{endpoint_url.rstrip('/')}/_s3ops/{what}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return json.loads(resp.read())
+
+    try:
+        call("GET", "stats")
+    except (urllib.error.URLError, ValueError, OSError):
+        return None  # plain S3 (or moto without the control API): seed through the S3 API
+    return call
+
+
 def main() -> None:
     import boto3
     from botocore.config import Config
@@ -234,17 +254,14 @@ def main() -> None:
     args = parser.parse_args()
     client = boto3.client("s3", endpoint_url=args.endpoint_url, region_name="us-east-1",
                           config=Config(retries={"mode": "standard", "max_attempts": 10}))
-    control = None
-    if args.endpoint_url and "127.0.0.1" in args.endpoint_url:
-        from scripts.stack import S3Server
-
-        server = S3Server(Path("."), port=int(args.endpoint_url.rsplit(":", 1)[1]))
-        control = server.control
+    control = control_api(args.endpoint_url) if args.endpoint_url else None
     seed_s3(client, control=control)
     if not args.no_mysql:
         import MySQLdb
 
-        conn = MySQLdb.connect(host="127.0.0.1", port=int(os.environ["S3OPS_MYSQL_PORT"]),
+        # S3OPS_MYSQL_HOST: the `mysql` service in docker compose; the local stack listens on 127.0.0.1.
+        conn = MySQLdb.connect(host=os.environ.get("S3OPS_MYSQL_HOST", "127.0.0.1"),
+                               port=int(os.environ["S3OPS_MYSQL_PORT"]),
                                user=os.environ["S3OPS_MYSQL_USER"], passwd=os.environ["S3OPS_MYSQL_PASSWORD"],
                                db=os.environ["S3OPS_MYSQL_DATABASE"])
         seed_jobs(conn, reference_job_rows(datetime.now(timezone.utc)))

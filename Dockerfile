@@ -1,0 +1,21 @@
+# The s3ops images for docker-compose.yaml.
+#
+#   airflow:   the official apache/airflow image plus this project's pinned providers
+#              (docker/requirements-airflow.txt). DAGs, plugins and include/ are mounted, not copied.
+#   s3server:  moto's S3 server with the project's control API (scripts/s3server.py), demo profile only.
+
+FROM apache/airflow:3.3.2 AS airflow
+COPY --chown=airflow:0 docker/requirements-airflow.txt /opt/s3ops/requirements-airflow.txt
+# Naming apache-airflow at the image's own version keeps pip from upgrading or downgrading Airflow
+# while it resolves the providers (the official way to extend the image).
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/s3ops/requirements-airflow.txt
+# Owned by airflow so that fresh named volumes mounted here are writable by the workers.
+RUN mkdir -p /opt/airflow/artifacts /opt/airflow/uploads
+
+FROM python:3.12-slim AS s3server
+RUN pip install --no-cache-dir "moto[server]==5.2.5"
+WORKDIR /opt/s3ops
+COPY scripts/__init__.py scripts/s3server.py scripts/
+USER nobody
+EXPOSE 5000
+CMD ["python", "-m", "scripts.s3server", "--host", "0.0.0.0", "--port", "5000"]
