@@ -7,7 +7,8 @@ endpoints under ``/_s3ops/`` which real S3 does not have and tests need:
   an optional ``last_modified`` so tests can build old data without waiting months.
 - ``POST /_s3ops/touch``: set ``LastModified`` of existing objects (by key or prefix).
 - ``POST /_s3ops/faults``: make the next N matching S3 requests fail (503 SlowDown, 500, or a dropped
-  connection), to prove that clients retry.
+  connection), to prove that clients retry; or refuse them (``denied``: 403 AccessDenied). A fault
+  matches an ``operation`` and/or a ``bucket`` (both optional).
 - ``GET /_s3ops/stats`` / ``POST /_s3ops/stats/reset``: S3 requests served, by operation.
 
 Run: ``python -m scripts.s3server --port PORT`` (binds 127.0.0.1).
@@ -32,6 +33,10 @@ _SLOWDOWN = (
 _INTERNAL = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
     b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
+_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
 )
 
 
@@ -83,7 +88,8 @@ class ControlMiddleware:
         self.app = app
         self.lock = threading.Lock()
         self.stats: Counter[str] = Counter()
-        # Each fault: {"operation": str|None, "mode": "slowdown"|"error"|"drop", "remaining": int}
+        # Each fault: {"operation": str|None, "bucket": str|None, "mode": "slowdown"|"error"|"drop"|"denied",
+        # "remaining": int}
         self.faults: list[dict[str, Any]] = []
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -93,7 +99,7 @@ class ControlMiddleware:
         if path.startswith("/moto-api"):
             return self.app(environ, start_response)
         op = _operation(environ)
-        fault = self._take_fault(op)
+        fault = self._take_fault(op, environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0])
         with self.lock:
             self.stats[op] += 1
             self.stats["total"] += 1
@@ -111,12 +117,15 @@ class ControlMiddleware:
             status = "503 Slow Down" if fault == "slowdown" else "500 Internal Server Error"
             start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
             return [body]
+        if fault == "denied":
+            start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(_DENIED)))])
+            return [_DENIED]
         return self.app(environ, start_response)
 
-    def _take_fault(self, op: str) -> str | None:
+    def _take_fault(self, op: str, bucket: str) -> str | None:
         with self.lock:
             for fault in self.faults:
-                if fault["remaining"] > 0 and fault.get("operation") in (None, op):
+                if fault["remaining"] > 0 and fault.get("operation") in (None, op) and fault.get("bucket") in (None, bucket):
                     fault["remaining"] -= 1
                     return str(fault["mode"])
         return None
@@ -147,7 +156,8 @@ class ControlMiddleware:
                     self.faults.clear()
                     return {"cleared": left}
                 self.faults.append(
-                    {"operation": body.get("operation"), "mode": body["mode"], "remaining": int(body.get("count", 1))}
+                    {"operation": body.get("operation"), "bucket": body.get("bucket"), "mode": body["mode"],
+                     "remaining": int(body.get("count", 1))}
                 )
                 return {"faults": self.faults}
         if what == "seed":

@@ -1,0 +1,170 @@
+"""Split buckets into key ranges that can be listed in parallel and merged exactly.
+
+A *part* is one key range of one bucket: the keys ``k`` with ``after < k <= upto`` (``None`` = open).
+A bucket's parts are cut at boundary keys ``b1 < b2 < … < bn``: ``(None, b1]``, ``(b1, b2]``, …,
+``(bn, None)``. They partition the key space, so summing the parts equals one sequential listing,
+whatever the keys are. Boundaries are *existing keys* (the first key under a prefix), which keeps
+``KeyMarker`` of ListObjectVersions exact on every S3 implementation.
+
+A *shard* is what one mapped task lists: a few parts (several small buckets, or one range of a big
+bucket). There are never more shards than ``[core] max_map_length``.
+
+Finding boundaries is cheap: a bucket is big when a probe of ``threshold`` objects (``threshold/1000``
+pages) does not reach its end; its prefix tree is then walked with ``Delimiter="/"`` (CommonPrefixes
+only, a few requests) and the first key under evenly spaced prefixes becomes a boundary. A flat
+bucket (no ``/``) stays one part.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+#: A bucket with more objects than this is split (``S3OPS_REPORT_SHARD_OBJECTS`` overrides).
+DEFAULT_SHARD_OBJECTS = 20_000
+#: At most this many parts per big bucket (``S3OPS_REPORT_SHARD_PARTS`` overrides).
+DEFAULT_PARTS_PER_BUCKET = 16
+_MAX_PREFIX_DEPTH = 4
+
+
+class Part(TypedDict):
+    bucket: str
+    region: str | None
+    after: str | None  # exclusive lower bound (a key), None = from the start
+    upto: str | None  # inclusive upper bound (a key), None = to the end
+    part: int  # 0-based index of this part within its bucket
+    of: int  # how many parts the bucket has
+
+
+class Shard(TypedDict):
+    index: int
+    parts: list[Part]
+
+
+def shard_settings() -> tuple[int, int]:
+    """(objects above which a bucket is split, most parts per bucket), from the environment."""
+    threshold = int(os.environ.get("S3OPS_REPORT_SHARD_OBJECTS", DEFAULT_SHARD_OBJECTS))
+    parts = int(os.environ.get("S3OPS_REPORT_SHARD_PARTS", DEFAULT_PARTS_PER_BUCKET))
+    if threshold < 1 or parts < 1:
+        raise ValueError("S3OPS_REPORT_SHARD_OBJECTS and S3OPS_REPORT_SHARD_PARTS must be >= 1")
+    return threshold, parts
+
+
+def in_range(key: str, after: str | None, upto: str | None) -> bool:
+    return (after is None or key > after) and (upto is None or key <= upto)
+
+
+def end_before(upto: str | None) -> str | None:
+    """The exclusive bound equal to ``<= upto``: nothing sorts between ``s`` and ``s + "\\0"``, and S3
+    keys cannot hold NUL (XML 1.0 cannot carry it)."""
+    return None if upto is None else upto + "\x00"
+
+
+def ranges(boundaries: Sequence[str]) -> list[tuple[str | None, str | None]]:
+    """``[b1, b2]`` → ``[(None, b1), (b1, b2), (b2, None)]`` (boundaries sorted and deduplicated)."""
+    cuts = sorted(set(boundaries))
+    lows: list[str | None] = [None, *cuts]
+    highs: list[str | None] = [*cuts, None]
+    return list(zip(lows, highs, strict=True))
+
+
+def is_big(client: Any, bucket: str, threshold: int) -> bool:
+    """True when the bucket holds more than ``threshold`` objects (lists at most ``threshold`` keys)."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, threshold)}
+    seen = 0
+    while True:
+        page = client.list_objects_v2(**kwargs)
+        seen += int(page.get("KeyCount", len(page.get("Contents", []))))
+        if not page.get("IsTruncated"):
+            return False
+        if seen >= threshold:
+            return True
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        kwargs["MaxKeys"] = min(1000, threshold - seen)
+
+
+def _common_prefixes(client: Any, bucket: str, prefix: str, cap: int) -> list[str]:
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+    found: list[str] = []
+    while len(found) < cap:
+        page = client.list_objects_v2(**kwargs)
+        found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        if not page.get("IsTruncated"):
+            break
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+    return found[:cap]
+
+
+def prefix_tree(client: Any, bucket: str, want: int) -> list[str]:
+    """Sorted prefixes (ending in ``/``) that cut the bucket into at least ``want`` pieces where the
+    tree allows, descending level by level; a prefix without sub-prefixes stays as it is."""
+    level = [""]
+    for _ in range(_MAX_PREFIX_DEPTH):
+        deeper: list[str] = []
+        grew = False
+        for prefix in level:
+            children = _common_prefixes(client, bucket, prefix, cap=want * 8)
+            grew |= bool(children)
+            deeper += children or [prefix]
+        if not grew:
+            break
+        level = sorted(set(deeper))
+        if len(level) >= want:
+            break
+    return [p for p in level if p]
+
+
+def pick_evenly(items: Sequence[str], count: int) -> list[str]:
+    """``count`` items spread evenly over ``items`` (all of them when there are not more)."""
+    if count >= len(items):
+        return list(items)
+    step = len(items) / count
+    return [items[min(len(items) - 1, math.floor(i * step))] for i in range(count)]
+
+
+def boundaries(client: Any, bucket: str, parts: int) -> list[str]:
+    """Boundary keys that split ``bucket`` into at most ``parts`` key ranges."""
+    if parts < 2:
+        return []
+    prefixes = prefix_tree(client, bucket, parts)
+    cuts: list[str] = []
+    # The first prefix starts the first range anyway; each later one starts a new range.
+    for prefix in pick_evenly(prefixes[1:], parts - 1):
+        page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        if page.get("Contents"):
+            cuts.append(page["Contents"][0]["Key"])
+    return sorted(set(cuts))
+
+
+def parts_for(bucket: str, region: str | None, cuts: Sequence[str]) -> list[Part]:
+    spans = ranges(cuts)
+    return [
+        Part(bucket=bucket, region=region, after=lo, upto=hi, part=i, of=len(spans))
+        for i, (lo, hi) in enumerate(spans)
+    ]
+
+
+def pack(parts_by_bucket: Sequence[list[Part]], max_shards: int) -> list[Shard]:
+    """Shards for ``max_shards`` mapped tasks at most: each range of a split bucket is a shard of its
+    own; single-part (small) buckets share the shards that are left, in order."""
+    if max_shards < 1:
+        raise ValueError("max_shards must be >= 1")
+    split = [p for parts in parts_by_bucket if len(parts) > 1 for p in parts]
+    small = [parts[0] for parts in parts_by_bucket if len(parts) == 1]
+    if len(split) + (1 if small else 0) > max_shards:
+        raise ValueError(f"{len(split)} ranges of split buckets do not fit in {max_shards} shards")
+    groups: list[list[Part]] = [[p] for p in split]
+    if small:
+        room = max_shards - len(split)
+        per_shard = math.ceil(len(small) / room)
+        groups += [small[i : i + per_shard] for i in range(0, len(small), per_shard)]
+    return [Shard(index=i, parts=g) for i, g in enumerate(groups)]
+
+
+def parts_budget(big_buckets: int, max_shards: int, parts_per_bucket: int) -> int:
+    """Parts each big bucket may have so that split buckets use at most half the shards."""
+    if big_buckets == 0:
+        return parts_per_bucket
+    return max(1, min(parts_per_bucket, (max_shards // 2) // big_buckets))

@@ -1,0 +1,619 @@
+"""The storage report: every bucket the credentials can see, with counts, sizes, classes and costs.
+
+Pipeline (the DAG ``s3_storage_report`` runs each step as a task; the command line runs them in one
+process): :func:`list_buckets` → :func:`plan` (shards, see ``include.shards``) → :func:`summarize_part`
+for every part of every shard → :func:`build_report` → ``include.report_render``.
+
+Listing keeps running totals only (constant memory). Sizes are bytes; units appear only in
+``total_size`` and the rendered tables. A bucket that cannot be read (4xx: AccessDenied, NoSuchBucket…)
+is reported with its ``error`` and null counts; other failures raise so the task is retried.
+
+    python -m include.storage_report --bucket 'logs-*' --unit GiB --versions --endpoint-url http://127.0.0.1:9000
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from include import shards
+from include.pricing import PriceTable, load_prices
+from include.units import SIZE_UNITS, check_unit, format_size
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("listing", "cloudwatch")
+STORAGE_CLASSES = (
+    "STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW",
+)
+#: CloudWatch ``StorageType`` dimension → storage class.
+CLOUDWATCH_STORAGE_TYPES = {
+    "StandardStorage": "STANDARD",
+    "IntelligentTieringFAStorage": "INTELLIGENT_TIERING",
+    "IntelligentTieringIAStorage": "INTELLIGENT_TIERING",
+    "IntelligentTieringAAStorage": "INTELLIGENT_TIERING",
+    "IntelligentTieringAIAStorage": "INTELLIGENT_TIERING",
+    "IntelligentTieringDAAStorage": "INTELLIGENT_TIERING",
+    "StandardIAStorage": "STANDARD_IA",
+    "OneZoneIAStorage": "ONEZONE_IA",
+    "GlacierInstantRetrievalStorage": "GLACIER_IR",
+    "GlacierStorage": "GLACIER",
+    "DeepArchiveStorage": "DEEP_ARCHIVE",
+    "ReducedRedundancyStorage": "REDUCED_REDUNDANCY",
+    "ExpressOneZone": "EXPRESS_ONEZONE",
+}
+PROGRESS_SECONDS = 5.0
+
+
+class BucketError(Exception):
+    """A bucket could not be read; the report keeps its ``"<code>: <message>"``."""
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _s3_iso(value: str) -> str:
+    """S3's ``…T04:28:13.000Z`` → ``…T04:28:13Z`` (the report's ISO 8601 UTC form)."""
+    return value[:19] + "Z" if len(value) >= 19 else value
+
+
+def bucket_error(exc: BaseException) -> str | None:
+    """``"<code>: <message>"`` when ``exc`` means this bucket cannot be read (a 4xx from S3), else None."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if not 400 <= status < 500:
+        return None
+    err = response.get("Error", {})
+    code = err.get("Code") or str(status)
+    if code == "403":
+        code = "AccessDenied"
+    elif code == "404":
+        code = "NoSuchBucket"
+    message = err.get("Message") or {"AccessDenied": "Access Denied", "NoSuchBucket": "The bucket does not exist"}.get(
+        code, "request refused")
+    return f"{code}: {message}"
+
+
+# ---------------------------------------------------------------------------------------------- buckets
+
+
+def matches(name: str, patterns: Sequence[str]) -> bool:
+    """Glob match (``*``, ``?``, ``[…]``), case-sensitive like bucket names; no patterns = everything."""
+    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def bucket_region(client: Any, bucket: str) -> str:
+    """The bucket's region from HeadBucket's ``x-amz-bucket-region`` (S3 sends it on 403/301 too)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+        if region:
+            exc.response.setdefault("BucketRegion", region)
+        raise
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return headers.get("x-amz-bucket-region") or response.get("BucketRegion") or "us-east-1"
+
+
+def list_buckets(
+    client: Any, patterns: Sequence[str] = (), regions: Sequence[str] = (), *, threads: int = 8
+) -> list[dict[str, Any]]:
+    """``[{"name", "creation_date", "region", "error"}]`` for every visible bucket matching ``patterns``
+    and ``regions`` (ListBuckets paginated; ``client`` should be a us-east-1 client so creation dates
+    have us-east-1 semantics). A bucket whose region cannot be read keeps its error and stays in the
+    report unless a region filter is set (it cannot be placed then)."""
+    from botocore.exceptions import ClientError
+
+    found: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = client.list_buckets(**kwargs)
+        for b in page.get("Buckets", []):
+            if matches(b["Name"], patterns):
+                found.append({"name": b["Name"], "creation_date": _iso(b["CreationDate"]),
+                              "region": b.get("BucketRegion"), "error": None})
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+        kwargs["ContinuationToken"] = token
+
+    def locate(bucket: dict[str, Any]) -> dict[str, Any]:
+        try:
+            bucket["region"] = bucket_region(client, bucket["name"])
+        except ClientError as exc:
+            text = bucket_error(exc)
+            if text is None:
+                raise
+            bucket["region"] = exc.response.get("BucketRegion") or bucket["region"]
+            bucket["error"] = text
+        return bucket
+
+    with ThreadPoolExecutor(threads) as pool:
+        located = list(pool.map(locate, found))
+    return sorted((b for b in located if not regions or b["region"] in regions), key=lambda b: b["name"])
+
+
+# ------------------------------------------------------------------------------------------------ totals
+
+
+@dataclass
+class Totals:
+    """Running totals of one key range (or a whole bucket once merged); JSON-able via to/from_dict."""
+
+    object_count: int = 0
+    total_bytes: int = 0
+    last_modified: str | None = None
+    classes: dict[str, list[int]] = field(default_factory=dict)  # class -> [objects, bytes] (current)
+    noncurrent: dict[str, list[int]] = field(default_factory=dict)  # class -> [versions, bytes]
+    delete_markers: int = 0
+    multipart_uploads: int = 0
+    multipart_bytes: int = 0
+    pages: int = 0
+
+    def add_object(self, size: int, last_modified: str, storage_class: str) -> None:
+        self.object_count += 1
+        self.total_bytes += size
+        if self.last_modified is None or last_modified > self.last_modified:
+            self.last_modified = last_modified
+        counts = self.classes.setdefault(storage_class, [0, 0])
+        counts[0] += 1
+        counts[1] += size
+
+    def add_noncurrent(self, size: int, storage_class: str) -> None:
+        counts = self.noncurrent.setdefault(storage_class, [0, 0])
+        counts[0] += 1
+        counts[1] += size
+
+    def merge(self, other: Totals) -> Totals:
+        self.object_count += other.object_count
+        self.total_bytes += other.total_bytes
+        if other.last_modified and (self.last_modified is None or other.last_modified > self.last_modified):
+            self.last_modified = other.last_modified
+        for mine, theirs in ((self.classes, other.classes), (self.noncurrent, other.noncurrent)):
+            for cls, (n, b) in theirs.items():
+                counts = mine.setdefault(cls, [0, 0])
+                counts[0] += n
+                counts[1] += b
+        self.delete_markers += other.delete_markers
+        self.multipart_uploads += other.multipart_uploads
+        self.multipart_bytes += other.multipart_bytes
+        self.pages += other.pages
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Totals:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class Progress:
+    """Logs pages/objects/bytes of a long listing every ``every`` seconds (and at the end)."""
+
+    def __init__(self, what: str, totals: Totals, every: float = PROGRESS_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.what, self.totals, self.every, self.clock = what, totals, every, clock
+        self.started = self.last = clock()
+        self.seen = 0
+
+    def page(self, items: int) -> None:
+        self.totals.pages += 1
+        self.seen += items
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            self.report("listing")
+
+    def report(self, state: str) -> None:
+        t = self.totals
+        log.info("%s: %s, %d pages, %d entries, %d objects, %s (%.1fs)", self.what, state, t.pages, self.seen,
+                 t.object_count, format_size(t.total_bytes), self.clock() - self.started)
+
+
+def _version_pages(client: Any, bucket: str, after: str | None) -> Iterator[dict[str, Any]]:
+    """ListObjectVersions pages from the first key after ``after`` (a key, see include.shards)."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1000}
+    if after is not None:
+        kwargs["KeyMarker"] = after
+    while True:
+        page = client.list_object_versions(**kwargs)
+        yield page
+        if not page.get("IsTruncated"):
+            return
+        kwargs["KeyMarker"] = page["NextKeyMarker"]
+        kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker", "")
+
+
+def count_range(
+    client: Any, bucket: str, after: str | None, upto: str | None, *, include_versions: bool = False,
+    storage_classes: Sequence[str] = (), progress_every: float = PROGRESS_SECONDS,
+) -> Totals:
+    """Totals of the keys ``after < key <= upto`` (current objects; with ``include_versions`` also
+    noncurrent versions and delete markers). ``storage_classes`` limits what is counted."""
+    from include.listing import iter_objects
+
+    totals = Totals()
+    progress = Progress(f"{bucket} ({after or '…'}, {upto or '…'}]", totals, progress_every)
+    wanted = set(storage_classes)
+    if not include_versions:
+        for obj in iter_objects(client, bucket, start_after=after, end_before=shards.end_before(upto),
+                                on_page=progress.page):
+            if not wanted or obj.storage_class in wanted:
+                totals.add_object(obj.size, obj.last_modified, obj.storage_class)
+    else:
+        for page in _version_pages(client, bucket, after):
+            versions, markers = page.get("Versions", []), page.get("DeleteMarkers", [])
+            past_end = False
+            for v in versions:
+                key = v["Key"]
+                if not shards.in_range(key, after, upto):
+                    past_end |= upto is not None and key > upto
+                    continue
+                cls = v.get("StorageClass", "STANDARD")
+                if wanted and cls not in wanted:
+                    continue
+                last_modified = v["LastModified"]
+                if not isinstance(last_modified, str):
+                    last_modified = last_modified.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+                if v.get("IsLatest"):
+                    totals.add_object(int(v.get("Size", 0)), last_modified, cls)
+                else:
+                    totals.add_noncurrent(int(v.get("Size", 0)), cls)
+            for m in markers:
+                if shards.in_range(m["Key"], after, upto):
+                    totals.delete_markers += 1
+                else:
+                    past_end |= upto is not None and m["Key"] > upto
+            progress.page(len(versions) + len(markers))
+            if past_end:
+                break
+    progress.report("done")
+    return totals
+
+
+def count_multipart_uploads(client: Any, bucket: str, storage_classes: Sequence[str] = ()) -> tuple[int, int]:
+    """(incomplete multipart uploads, bytes of their uploaded parts): ListMultipartUploads + ListParts."""
+    count = size = 0
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    while True:
+        page = client.list_multipart_uploads(**kwargs)
+        for upload in page.get("Uploads", []):
+            if storage_classes and upload.get("StorageClass", "STANDARD") not in storage_classes:
+                continue
+            count += 1
+            part_kwargs: dict[str, Any] = {"Bucket": bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
+            while True:
+                parts = client.list_parts(**part_kwargs)
+                size += sum(int(p.get("Size", 0)) for p in parts.get("Parts", []))
+                if not parts.get("IsTruncated"):
+                    break
+                part_kwargs["PartNumberMarker"] = parts["NextPartNumberMarker"]
+        if not page.get("IsTruncated"):
+            return count, size
+        kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
+        kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+
+def summarize_part(
+    client: Any, part: shards.Part, *, include_versions: bool = False, storage_classes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``{"bucket", "part", "of", "totals", "error"}`` for one key range; part 0 also counts the bucket's
+    incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises."""
+    from botocore.exceptions import ClientError
+
+    result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
+                              "error": None}
+    try:
+        totals = count_range(client, part["bucket"], part["after"], part["upto"],
+                             include_versions=include_versions, storage_classes=storage_classes)
+        if part["part"] == 0:
+            totals.multipart_uploads, totals.multipart_bytes = count_multipart_uploads(
+                client, part["bucket"], storage_classes)
+        result["totals"] = totals.to_dict()
+    except ClientError as exc:
+        result["error"] = bucket_error(exc)
+        if result["error"] is None:
+            raise
+        log.warning("bucket %s cannot be read: %s", part["bucket"], result["error"])
+    return result
+
+
+# ------------------------------------------------------------------------------------------- cloudwatch
+
+
+def metric_day(now: datetime) -> datetime:
+    """The newest day CloudWatch's daily S3 metrics can be complete for: the day before ``now``."""
+    return now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+
+
+def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage_classes: Sequence[str] = (),
+                         lookback_days: int = 3) -> dict[str, Any]:
+    """A part result from the daily ``BucketSizeBytes`` (per StorageType) and ``NumberOfObjects``
+    metrics: the newest datapoint in the ``lookback_days`` days before ``now``'s day. Object counts per
+    class do not exist there; ``totals["metric_date"]`` is the day the numbers are for."""
+    from botocore.exceptions import ClientError
+
+    end = metric_day(now) + timedelta(days=1)
+    start = end - timedelta(days=lookback_days)
+    result: dict[str, Any] = {"bucket": bucket, "part": 0, "of": 1, "totals": None, "error": None}
+
+    def newest(metric: str, storage_type: str) -> tuple[datetime, float] | None:
+        points = cloudwatch.get_metric_statistics(
+            Namespace="AWS/S3", MetricName=metric, StartTime=start, EndTime=end, Period=86400, Statistics=["Average"],
+            Dimensions=[{"Name": "BucketName", "Value": bucket}, {"Name": "StorageType", "Value": storage_type}],
+        ).get("Datapoints", [])
+        if not points:
+            return None
+        best = max(points, key=lambda p: p["Timestamp"])
+        return best["Timestamp"], float(best["Average"])
+
+    try:
+        storage_types: set[str] = set()
+        kwargs: dict[str, Any] = {"Namespace": "AWS/S3", "MetricName": "BucketSizeBytes",
+                                  "Dimensions": [{"Name": "BucketName", "Value": bucket}]}
+        while True:
+            page = cloudwatch.list_metrics(**kwargs)
+            for metric in page.get("Metrics", []):
+                storage_types |= {d["Value"] for d in metric["Dimensions"] if d["Name"] == "StorageType"}
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+        totals = Totals()
+        dates: list[datetime] = []
+        for storage_type in sorted(storage_types):
+            cls = CLOUDWATCH_STORAGE_TYPES.get(storage_type)
+            if cls is None or (storage_classes and cls not in storage_classes):
+                continue
+            point = newest("BucketSizeBytes", storage_type)
+            if point is not None:
+                dates.append(point[0])
+                counts = totals.classes.setdefault(cls, [0, 0])
+                counts[1] += int(point[1])
+                totals.total_bytes += int(point[1])
+        objects = newest("NumberOfObjects", "AllStorageTypes")
+        if objects is not None:
+            dates.append(objects[0])
+            totals.object_count = int(objects[1])
+        data = totals.to_dict()
+        data["metric_date"] = max(dates).astimezone(timezone.utc).strftime("%Y-%m-%d") if dates else None
+        result["totals"] = data
+    except ClientError as exc:
+        result["error"] = bucket_error(exc)
+        if result["error"] is None:
+            raise
+    return result
+
+
+# --------------------------------------------------------------------------------------------- the plan
+
+
+def plan(
+    client_for: Callable[[str | None], Any], buckets: Sequence[dict[str, Any]], *, max_shards: int,
+    source: str = "listing", threshold: int | None = None, parts_per_bucket: int | None = None, threads: int = 8,
+) -> list[shards.Shard]:
+    """Shards over the readable ``buckets`` (``client_for(region)`` gives a client). With ``source``
+    ``cloudwatch`` every bucket is one part. A bucket whose probe fails gets one part (its listing
+    will then record the error)."""
+    from botocore.exceptions import ClientError
+
+    default_threshold, default_parts = shards.shard_settings()
+    threshold = threshold or default_threshold
+    parts_per_bucket = parts_per_bucket or default_parts
+    readable = [b for b in buckets if not b.get("error")]
+    if source == "cloudwatch":
+        return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards)
+
+    def probe(bucket: dict[str, Any]) -> bool:
+        try:
+            return shards.is_big(client_for(bucket["region"]), bucket["name"], threshold)
+        except ClientError as exc:
+            if bucket_error(exc) is None:
+                raise
+            return False
+
+    with ThreadPoolExecutor(threads) as pool:
+        big = list(pool.map(probe, readable))
+    budget = shards.parts_budget(sum(big), max_shards, parts_per_bucket)
+
+    def split(args: tuple[dict[str, Any], bool]) -> list[shards.Part]:
+        bucket, is_big = args
+        cuts: list[str] = []
+        if is_big:
+            try:
+                cuts = shards.boundaries(client_for(bucket["region"]), bucket["name"], budget)
+            except ClientError as exc:
+                if bucket_error(exc) is None:
+                    raise
+            log.info("%s holds more than %d objects: %d key ranges", bucket["name"], threshold, len(cuts) + 1)
+        return shards.parts_for(bucket["name"], bucket["region"], cuts)
+
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(split, zip(readable, big, strict=True)))
+    return shards.pack(parts, max_shards)
+
+
+# ------------------------------------------------------------------------------------------- the report
+
+
+def _money(usd: float) -> float:
+    return round(usd, 4)
+
+
+def bucket_entry(
+    bucket: dict[str, Any], results: Sequence[dict[str, Any]], prices: PriceTable, size_unit: str,
+    include_versions: bool,
+) -> dict[str, Any]:
+    """One ``buckets[]`` entry of report.json from the bucket and the results of all its parts."""
+    entry: dict[str, Any] = {
+        "name": bucket["name"], "creation_date": bucket["creation_date"], "region": bucket["region"],
+        "object_count": None, "total_bytes": None, "total_size": None, "last_modified": None,
+        "storage_classes": {}, "estimated_monthly_cost_usd": None,
+        "noncurrent_versions": None, "delete_markers": None,
+        "incomplete_multipart_uploads": None, "error": bucket.get("error"),
+    }
+    if entry["error"] is None:
+        errors = [r["error"] for r in results if r.get("error")]
+        expected = results[0]["of"] if results else 1
+        if errors:
+            entry["error"] = errors[0]
+        elif sorted(r["part"] for r in results) != list(range(expected)):
+            entry["error"] = f"Incomplete: {len(results)} of {expected} key ranges were listed"
+    if entry["error"] is not None:
+        return entry
+    totals = Totals()
+    for r in results:
+        totals.merge(Totals.from_dict(r["totals"]))
+    region = bucket["region"]
+    cloudwatch = any("metric_date" in r["totals"] for r in results)
+    classes = {}
+    cost = 0.0
+    for cls, (n, size) in sorted(totals.classes.items()):
+        cls_cost = prices.monthly_cost(region, cls, size)
+        cost += cls_cost
+        classes[cls] = {"object_count": None if cloudwatch else n, "bytes": size,
+                        "estimated_monthly_cost_usd": _money(cls_cost)}
+    for cls, (_, size) in totals.noncurrent.items():
+        cost += prices.monthly_cost(region, cls, size)
+    cost += prices.monthly_cost(region, "STANDARD", totals.multipart_bytes)
+    entry.update(
+        object_count=totals.object_count,
+        total_bytes=totals.total_bytes,
+        total_size=format_size(totals.total_bytes, size_unit),
+        last_modified=_s3_iso(totals.last_modified) if totals.last_modified else None,
+        storage_classes=classes,
+        estimated_monthly_cost_usd=_money(cost),
+        incomplete_multipart_uploads={"count": totals.multipart_uploads, "bytes": totals.multipart_bytes},
+    )
+    if include_versions and not cloudwatch:
+        entry["noncurrent_versions"] = {"object_count": sum(n for n, _ in totals.noncurrent.values()),
+                                        "bytes": sum(b for _, b in totals.noncurrent.values())}
+        entry["delete_markers"] = totals.delete_markers
+    if cloudwatch:
+        entry["incomplete_multipart_uploads"] = None
+        entry["metric_date"] = next((r["totals"].get("metric_date") for r in results), None)
+    return entry
+
+
+def build_report(
+    buckets: Sequence[dict[str, Any]], results: Iterable[dict[str, Any]], *, prices: PriceTable, size_unit: str,
+    source: str, include_versions: bool, generated_at: datetime,
+) -> dict[str, Any]:
+    """report.json: one entry per bucket (in name order) and the totals over the readable ones."""
+    check_unit(size_unit)
+    by_bucket: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_bucket.setdefault(r["bucket"], []).append(r)
+    entries = [bucket_entry(b, by_bucket.get(b["name"], []), prices, size_unit, include_versions)
+               for b in sorted(buckets, key=lambda b: b["name"])]
+    ok = [e for e in entries if e["error"] is None]
+    report: dict[str, Any] = {
+        "generated_at": _iso(generated_at),
+        "source": source,
+        "size_unit": size_unit,
+        "buckets": entries,
+        "totals": {
+            "bucket_count": len(entries),
+            "object_count": sum(e["object_count"] for e in ok),
+            "total_bytes": sum(e["total_bytes"] for e in ok),
+            "estimated_monthly_cost_usd": _money(sum(e["estimated_monthly_cost_usd"] for e in ok)),
+            "total_size": format_size(sum(e["total_bytes"] for e in ok), size_unit),
+            "error_count": len(entries) - len(ok),
+        },
+        "pricing": prices.describe(),
+    }
+    if source == "cloudwatch":
+        dates = sorted({e["metric_date"] for e in ok if e.get("metric_date")})
+        report["metric_date"] = dates[-1] if dates else None
+        report["note"] = ("approximate: CloudWatch daily storage metrics (BucketSizeBytes, NumberOfObjects), "
+                          "not a listing; no per-class object counts, newest object or hidden costs")
+    return report
+
+
+# ------------------------------------------------------------------------------------- the command line
+
+
+def run_local(
+    client_for: Callable[[str | None], Any], *, patterns: Sequence[str] = (), regions: Sequence[str] = (),
+    storage_classes: Sequence[str] = (), size_unit: str = "auto", include_versions: bool = False,
+    prices: PriceTable | None = None, now: datetime | None = None,
+) -> dict[str, Any]:
+    """The whole report in one process (the command line): the same steps the DAG runs as tasks."""
+    buckets = list_buckets(client_for("us-east-1"), patterns, regions)
+    planned = plan(client_for, buckets, max_shards=1024)
+    results = [
+        summarize_part(client_for(part["region"]), part, include_versions=include_versions,
+                       storage_classes=storage_classes)
+        for shard in planned for part in shard["parts"]
+    ]
+    return build_report(buckets, results, prices=prices or load_prices(), size_unit=size_unit, source="listing",
+                        include_versions=include_versions, generated_at=now or datetime.now(timezone.utc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import json
+
+    from include import report_render
+    from include.s3 import S3AccessError, check_access, client_from_args
+
+    parser = argparse.ArgumentParser(prog="python -m include.storage_report",
+                                     description="Storage report of every S3 bucket the credentials can see.")
+    parser.add_argument("--bucket", action="append", default=[], help="bucket name or glob (repeatable)")
+    parser.add_argument("--region", action="append", default=[], help="only buckets in this region (repeatable)")
+    parser.add_argument("--storage-class", action="append", default=[], choices=STORAGE_CLASSES,
+                        help="count only this storage class (repeatable)")
+    parser.add_argument("--unit", default="auto", choices=SIZE_UNITS, help="size unit (default auto)")
+    parser.add_argument("--versions", action="store_true", help="also count noncurrent versions and delete markers")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print report.json instead of the table")
+    fmt.add_argument("--csv", action="store_true", help="print report.csv instead of the table")
+    parser.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
+    parser.add_argument("--pricing", help="JSON file overriding list prices (format of the s3ops_pricing Variable)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+    clients: dict[str | None, Any] = {}
+
+    def client_for(region: str | None) -> Any:
+        if region not in clients:
+            clients[region] = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url,
+                                               region_name=region or "us-east-1", mode="adaptive")
+        return clients[region]
+
+    try:
+        check_access(client_for("us-east-1"))
+        override = None
+        if args.pricing:
+            with open(args.pricing, encoding="utf-8") as fh:
+                override = json.load(fh)
+        report = run_local(client_for, patterns=args.bucket, regions=args.region, storage_classes=args.storage_class,
+                           size_unit=args.unit, include_versions=args.versions, prices=load_prices(override))
+    except (S3AccessError, ValueError, OSError) as exc:
+        print(f"storage report: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif args.csv:
+        sys.stdout.write(report_render.render_csv(report))
+    else:
+        print(report_render.render_table(report))
+    return 1 if report["totals"]["error_count"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

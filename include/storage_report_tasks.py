@@ -1,0 +1,147 @@
+"""The Airflow side of the storage report: what each task of ``s3_storage_report`` does.
+
+The DAG file only wires these. Everything bulky goes to the run's artifact folder
+(``<root>/s3_storage_report/<run_id>/``): ``buckets.json`` (list_buckets), ``report.json``
+(aggregate), ``report.csv|.html|.txt`` (publish). XCom carries shard descriptors (key *ranges*, never
+key lists), per-range totals and small summaries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from include import artifacts, report_render, storage_report
+from include.pricing import VARIABLE, load_prices
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "s3_storage_report"
+
+
+def _fail(message: str) -> Exception:
+    """A task failure without retries: the message is the whole story."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+def _run_dir(run_id: str) -> Any:
+    return artifacts.run_dir(DAG_ID, run_id)
+
+
+class Clients:
+    """One client per (service, region), from the run's AWS connection."""
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+        self._made: dict[tuple[str, str], Any] = {}
+
+    def s3(self, region: str | None) -> Any:
+        from include.s3 import client_from_connection
+
+        key = ("s3", region or "us-east-1")
+        if key not in self._made:
+            self._made[key] = client_from_connection(self.conn_id, region_name=key[1], mode="adaptive")
+        return self._made[key]
+
+    def cloudwatch(self, region: str | None) -> Any:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        key = ("cloudwatch", region or "us-east-1")
+        if key not in self._made:
+            hook = AwsBaseHook(aws_conn_id=self.conn_id, client_type="cloudwatch")
+            self._made[key] = hook.get_client_type(region_name=key[1])
+        return self._made[key]
+
+
+def list_buckets(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Visible buckets matching ``buckets``/``regions``, with creation date and region → buckets.json."""
+    from include.s3 import S3AccessError, check_access
+
+    clients = Clients(params["aws_conn_id"])
+    client = clients.s3("us-east-1")  # CreationDate with us-east-1 semantics
+    try:
+        check_access(client)
+    except S3AccessError as exc:
+        raise _fail(f"{exc} (connection {params['aws_conn_id']!r})") from None
+    buckets = storage_report.list_buckets(client, params["buckets"], params["regions"])
+    artifacts.write_json(_run_dir(run_id) / "buckets.json", buckets)
+    unreadable = [b["name"] for b in buckets if b["error"]]
+    log.info("%d buckets to report (%d unreadable: %s)", len(buckets), len(unreadable), ", ".join(unreadable) or "-")
+    return {"bucket_count": len(buckets), "unreadable": len(unreadable)}
+
+
+def plan_shards(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
+    """Shard descriptors for ``summarize_shard``: never more than ``[core] max_map_length``."""
+    from airflow.sdk import conf
+
+    buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
+    clients = Clients(params["aws_conn_id"])
+    max_shards = conf.getint("core", "max_map_length")
+    planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"])
+    parts = sum(len(s["parts"]) for s in planned)
+    log.info("%d shards (%d key ranges) over %d buckets, limit %d", len(planned), parts, len(buckets), max_shards)
+    return [dict(s) for s in planned]
+
+
+def summarize_shard(shard: dict[str, Any], params: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """Totals of every key range in ``shard`` (or its buckets' CloudWatch metrics)."""
+    clients = Clients(params["aws_conn_id"])
+    results = []
+    for part in shard["parts"]:
+        if params["source"] == "cloudwatch":
+            result = storage_report.summarize_cloudwatch(clients.cloudwatch(part["region"]), part["bucket"], now,
+                                                         storage_classes=params["storage_classes"])
+        else:
+            result = storage_report.summarize_part(clients.s3(part["region"]), part,
+                                                   include_versions=params["include_versions"],
+                                                   storage_classes=params["storage_classes"])
+        results.append(result)
+    return results
+
+
+def _prices_override() -> dict[str, Any] | None:
+    from airflow.sdk import Variable
+
+    try:
+        return Variable.get(VARIABLE, default=None, deserialize_json=True)
+    except ValueError as exc:
+        raise _fail(f"Airflow Variable {VARIABLE} is not valid JSON: {exc}") from None
+
+
+def aggregate(shard_results: Iterable[list[dict[str, Any]]], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Merge every range's totals per bucket, price them → report.json; returns the totals."""
+    buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
+    results = [r for shard in shard_results for r in shard]
+    try:
+        prices = load_prices(_prices_override())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    report = storage_report.build_report(
+        buckets, results, prices=prices, size_unit=params["size_unit"], source=params["source"],
+        include_versions=params["include_versions"], generated_at=datetime.now(timezone.utc),
+    )
+    path = _run_dir(run_id) / "report.json"
+    artifacts.write_json(path, report)
+    return {**report["totals"], "report_uri": artifacts.uri(path)}
+
+
+def publish(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """report.csv, report.html and report.txt next to report.json; the table goes to the log too.
+    With ``fail_on_bucket_error`` the run fails afterwards if any bucket could not be read."""
+    folder = _run_dir(run_id)
+    report = artifacts.read_json(folder / "report.json")
+    table = report_render.render_table(report)
+    artifacts.write_text(folder / "report.txt", table)
+    artifacts.write_text(folder / "report.csv", report_render.render_csv(report))
+    artifacts.write_text(folder / "report.html", report_render.render_html(report))
+    log.info("storage report\n%s", table)
+    totals = report["totals"]
+    failed = [f"{b['name']} ({b['error']})" for b in report["buckets"] if b["error"]]
+    if failed and params["fail_on_bucket_error"]:
+        raise _fail(f"{len(failed)} bucket(s) could not be read (report published): {'; '.join(failed)}")
+    return {"report_uri": artifacts.uri(folder / "report.json"), "bucket_count": totals["bucket_count"],
+            "object_count": totals["object_count"], "total_bytes": totals["total_bytes"]}
