@@ -1,0 +1,137 @@
+"""s3_upload: move finished .dat files from a local folder into S3, verified, never losing one."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import AssetAlias, Param, dag, task
+
+UPLOADED_ALIAS = AssetAlias("s3_upload")
+
+DOC_MD = """
+### Move finished `.dat` files into S3
+
+A producer writes `base_dir/<location>/YYYY/MM/DD/HH/<mm>-<topic>.dat` (UTC). Every minute this DAG
+moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH/<mm>-<topic>.dat`:
+
+1. **scan** walks `base_dir`. A file is eligible when its path is in the layout with a real date and
+   time, its data minute ended at least `settle_seconds` ago (wall clock) and its mtime is at least
+   `settle_seconds` old. Anything else in the tree is *malformed*: never uploaded or deleted, named in
+   the log and the summary. Batches of files go to the artifact store (not XCom).
+2. **upload_batch** (one task per batch, threads inside): PUT with `Content-MD5` and a SHA-256 checksum,
+   `If-None-Match: *` (never replaces an object unless `overwrite`), HeadObject to verify, then delete
+   the local file. An identical object already there (a crash after upload) only costs the local
+   delete; a different one is a **conflict**: the file stays. Any failure keeps the file for the next run.
+3. **tidy** removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
+   ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
+   an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
+
+**Settings.** Scheduled runs read the Airflow Variable `s3_upload` (JSON, keys = the params below), then
+env vars `S3OPS_UPLOAD_BASE_DIR`, `S3OPS_UPLOAD_BUCKET`, … (one per param), then the defaults. A manual
+run's conf overrides them. A missing `base_dir`/`bucket` fails the run with a message naming it.
+See `docs/upload.md`.
+"""
+
+DEFAULT_ARGS = {
+    "owner": "s3ops",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+PARAMS = {
+    "base_dir": Param(None, type=["null", "string"], title="Base folder",
+                      description="Absolute path of the producer's folder (holds <location>/YYYY/MM/DD/HH/). "
+                                  "Empty: taken from the Variable s3_upload or S3OPS_UPLOAD_BASE_DIR."),
+    "bucket": Param(None, type=["null", "string"], title="Bucket",
+                    description="Target bucket. Empty: taken from the Variable s3_upload or S3OPS_UPLOAD_BUCKET."),
+    "key_prefix": Param("", type="string", title="Key prefix",
+                        description="Prefix for every key, e.g. 'incoming/' (a '/' is added if missing)."),
+    "settle_seconds": Param(30, type="integer", minimum=0, title="Settle time (seconds)",
+                            description="A file is finished when its data minute ended and its mtime are at "
+                                        "least this many seconds old."),
+    "overwrite": Param(False, type="boolean", title="Overwrite",
+                       description="Replace an existing object with different content (otherwise: a conflict, "
+                                   "the local file is kept)."),
+    "max_files": Param(100_000, type="integer", minimum=1, title="Max files per run",
+                       description="At most this many files per run, oldest data first; the rest wait."),
+    "aws_conn_id": Param("aws_default", type="string", title="AWS connection",
+                         description="Airflow connection with the S3 credentials (and endpoint_url, if any)."),
+}
+
+
+def _workers() -> int:
+    from include.upload import DEFAULT_WORKERS
+
+    return int(os.environ.get("S3OPS_UPLOAD_WORKERS", DEFAULT_WORKERS))
+
+
+def _settings(values: dict[str, Any]) -> Any:
+    from include.upload_settings import UploadSettings
+
+    return UploadSettings(**values)
+
+
+@dag(
+    dag_id="s3_upload",
+    schedule="* * * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    doc_md=DOC_MD,
+    tags=["s3ops", "s3", "upload"],
+)
+def s3_upload() -> None:
+    @task(multiple_outputs=True)
+    def scan(*, dag_run: Any = None, run_id: str = "") -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.artifacts import run_dir
+        from include.s3 import client_from_connection
+        from include.upload import UploadError, check_bucket, scan_task
+        from include.upload_settings import SettingsError, load_settings
+
+        try:
+            settings = load_settings(dag_run.conf or {})
+            check_bucket(client_from_connection(settings.aws_conn_id), settings.bucket)
+            return scan_task(settings, run_dir("s3_upload", run_id))
+        except (SettingsError, UploadError) as exc:
+            raise AirflowFailException(str(exc)) from exc  # a retry would not fix the configuration
+
+    @task
+    def upload_batch(batch: str, settings: dict[str, Any], *, run_id: str = "") -> dict[str, int]:
+        from include.artifacts import run_dir
+        from include.s3 import client_from_connection
+        from include.upload import client_pool_size, upload_batch_task
+
+        cfg = _settings(settings)
+        client = client_from_connection(cfg.aws_conn_id, pool=client_pool_size(_workers()))
+        return upload_batch_task(client, cfg, run_dir("s3_upload", run_id), batch, workers=_workers())
+
+    @task(outlets=[UPLOADED_ALIAS], trigger_rule="none_failed")
+    def tidy(settings: dict[str, Any], batches: list[str], *, run_id: str = "",
+             outlet_events: Any = None) -> dict[str, int]:
+        from airflow.sdk import Asset
+
+        from include.artifacts import run_dir
+        from include.upload import RETURN_KEYS, tidy_task
+
+        cfg = _settings(settings)
+        summary = tidy_task(cfg, run_dir("s3_upload", run_id), batches)
+        if summary["uploaded"]:
+            outlet_events[UPLOADED_ALIAS].add(
+                Asset(cfg.asset_uri), extra={"uploaded": summary["uploaded"], "bytes": summary["bytes"], "run_id": run_id}
+            )
+        return {k: summary[k] for k in RETURN_KEYS}
+
+    scanned = scan()
+    uploads = upload_batch.partial(settings=scanned["settings"]).expand(batch=scanned["batches"])
+    uploads >> tidy(scanned["settings"], scanned["batches"])
+
+
+s3_upload()

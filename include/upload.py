@@ -1,0 +1,515 @@
+"""Move finished ``.dat`` files into S3: upload with an integrity check, verify, then delete locally.
+
+The one rule: a local file is deleted only after a HeadObject has shown an object at its key with
+the same size and content. A PUT is atomic in S3, so killing the process at any instant leaves each
+file either still on disk or in S3 with identical content, never neither. Everything else (a
+conflict, a vanished or unreadable file, a missing bucket, a network error) keeps the local file and
+is reported; the next run tries again.
+
+Per file: read once (md5 + sha256 in the same pass) → ``PutObject`` with ``Content-MD5`` and
+``x-amz-checksum-sha256`` (S3 rejects a body that does not match) and ``If-None-Match: *`` (never
+replace an object behind someone's back) → ``HeadObject`` → compare → unlink. An existing object with
+the same content (a crash after the upload, before the delete) only costs the local delete; a
+different one is a conflict unless ``overwrite``. Files of a batch run concurrently in a thread
+pool sharing one client (one connection pool).
+
+The DAG ``s3_upload`` wires :func:`scan_task` → :func:`upload_batch_task` (mapped) → :func:`tidy_task`;
+file lists travel through the artifact store, never XCom. The same code runs without Airflow:
+
+    python -m include.upload --base-dir DIR --bucket BUCKET [--endpoint-url URL] [--key-prefix P] …
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from include import artifacts
+from include.upload_layout import Candidate, remove_empty_folders, scan_base_dir, split_batches
+from include.upload_settings import UploadSettings
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "s3_upload"
+DEFAULT_WORKERS = 16
+BATCH_SIZE = 500  # files per mapped upload_batch task
+MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow instead
+IN_MEMORY_MAX = 32 * 1024 * 1024  # read smaller files once into memory; stream bigger ones
+SINGLE_PUT_MAX = 5 * 1024**3  # PutObject's limit
+LIST_CAP = 10_000  # names kept per list in summary.json
+RECOVERY_SLACK = timedelta(minutes=1)  # clock skew between this host and S3 when recognising our own upload
+_MD5_ETAG = re.compile(r"[0-9a-f]{32}")
+
+# Outcomes of one file
+UPLOADED, ALREADY_PRESENT, CONFLICT, FAILED, NOT_READY = "uploaded", "already_present", "conflict", "failed", "not_ready"
+
+
+class UploadError(RuntimeError):
+    """The run cannot start (missing base_dir, missing bucket, no access): the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Local:
+    """The content of one local file as read for the upload."""
+
+    size: int
+    md5_hex: str
+    sha256: bytes
+    stat: os.stat_result
+
+    @property
+    def sha256_b64(self) -> str:
+        return base64.b64encode(self.sha256).decode()
+
+    @property
+    def checksum(self) -> str:
+        """The manifest's checksum: ``sha256:<hex>``, comparable with ``sha256sum`` output."""
+        return f"sha256:{self.sha256.hex()}"
+
+
+@dataclass
+class Outcome:
+    status: str
+    rel: str
+    key: str
+    size: int = 0
+    checksum: str = ""
+    uploaded_at: str = ""
+    error: str = ""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def error_text(exc: BaseException) -> str:
+    from include.s3 import error_text as s3_error_text
+
+    return s3_error_text(exc)
+
+
+# --- content ---------------------------------------------------------------------------------------
+
+
+def read_local(fh: Any) -> tuple[bytes | None, Local]:
+    """Hash an open file in one pass; small files are kept in memory so they are read only once."""
+    st = os.fstat(fh.fileno())
+    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    keep = st.st_size <= IN_MEMORY_MAX
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := fh.read(1024 * 1024):
+        md5.update(chunk)
+        sha.update(chunk)
+        size += len(chunk)
+        if keep:
+            chunks.append(chunk)
+    return (b"".join(chunks) if keep else None), Local(size, md5.hexdigest(), sha.digest(), st)
+
+
+def same_content(head: dict[str, Any], local: Local) -> bool | None:
+    """Does the object HeadObject describes hold exactly ``local``? None: cannot tell from the headers.
+
+    The ETag is the body's MD5 for single-part objects without KMS/customer-key encryption; the stored
+    SHA-256 (when the object was uploaded with one) is checked by S3 at upload. Both are used when
+    present: either one disagreeing means different content.
+    """
+    if int(head.get("ContentLength", -1)) != local.size:
+        return False
+    verdict: bool | None = None
+    checksum = head.get("ChecksumSHA256")
+    if checksum and "-" not in checksum:  # "-N": a composite checksum of a multipart upload
+        if checksum != local.sha256_b64:
+            return False
+        verdict = True
+    etag = str(head.get("ETag", "")).strip('"')
+    etag_is_md5 = (
+        _MD5_ETAG.fullmatch(etag)
+        and head.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
+        and not head.get("SSECustomerAlgorithm")
+    )
+    if etag_is_md5:
+        return etag == local.md5_hex
+    return verdict
+
+
+def _fetched_same(client: Any, bucket: str, key: str, local: Local) -> bool:
+    """Last resort when the headers cannot tell: download and compare SHA-256."""
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    sha = hashlib.sha256()
+    for chunk in iter(lambda: body.read(1024 * 1024), b""):
+        sha.update(chunk)
+    return sha.digest() == local.sha256
+
+
+def _head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as exc:
+        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def stored_same(client: Any, bucket: str, key: str, local: Local) -> bool:
+    """Is there an object at ``key`` holding exactly ``local``? (HeadObject; a download only if it cannot tell.)"""
+    head = _head(client, bucket, key)
+    if head is None:
+        return False
+    verdict = same_content(head, local)
+    return verdict if verdict is not None else _fetched_same(client, bucket, key, local)
+
+
+# --- one file --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Uploader:
+    """Uploads files of one run: a shared client (thread-safe, one connection pool) and the settings."""
+
+    client: Any
+    settings: UploadSettings
+    scanned_at: datetime = field(default_factory=_now)
+
+    def upload_one(self, cand: Candidate) -> Outcome:
+        """Upload → verify → delete one file; never raises for a per-file problem (it is the outcome)."""
+        key = self.settings.key(cand.rel)
+        path = Path(self.settings.base_dir) / cand.rel
+        try:
+            return self._move(cand, key, path)
+        except FileNotFoundError:
+            return self._vanished(cand, key)
+        except (ClientError, BotoCoreError) as exc:
+            text = error_text(exc)
+            if _code(exc) == "NoSuchBucket":
+                text = f"bucket {self.settings.bucket!r} does not exist ({text})"
+            return Outcome(FAILED, cand.rel, key, cand.size, error=text)
+        except OSError as exc:
+            return Outcome(FAILED, cand.rel, key, cand.size, error=f"unreadable: {exc.strerror or exc}")
+
+    def _move(self, cand: Candidate, key: str, path: Path) -> Outcome:
+        bucket = self.settings.bucket
+        with path.open("rb") as fh:
+            data, local = read_local(fh)
+            st = local.stat
+            if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
+                return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan")
+            if local.size > SINGLE_PUT_MAX:
+                return Outcome(FAILED, cand.rel, key, local.size, error="larger than 5 GiB (single PUT limit)")
+            if data is None:
+                fh.seek(0)
+            status = self._put(key, data if data is not None else fh, local)
+        if status == CONFLICT:
+            return Outcome(CONFLICT, cand.rel, key, local.size, local.checksum,
+                           error="a different object already exists at this key")
+        if status == UPLOADED and not stored_same(self.client, bucket, key, local):
+            return Outcome(FAILED, cand.rel, key, local.size, error="verification failed: the object differs after upload")
+        now = os.stat(path)
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+            return Outcome(FAILED, cand.rel, key, local.size, error="changed while uploading; kept")
+        path.unlink(missing_ok=True)
+        return Outcome(status, cand.rel, key, local.size, local.checksum, _iso(_now()))
+
+    def _put(self, key: str, body: Any, local: Local) -> str:
+        """PUT unless an object exists (If-None-Match) → UPLOADED, ALREADY_PRESENT or CONFLICT."""
+        kwargs: dict[str, Any] = {
+            "Bucket": self.settings.bucket, "Key": key, "Body": body,
+            "ContentMD5": base64.b64encode(bytes.fromhex(local.md5_hex)).decode(),
+            "ChecksumAlgorithm": "SHA256", "ChecksumSHA256": local.sha256_b64,
+        }
+        if not self.settings.overwrite:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            self.client.put_object(**kwargs)
+            return UPLOADED
+        except ClientError as exc:
+            # 412: an object exists; 409: a concurrent conditional write to the same key.
+            if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+        return ALREADY_PRESENT if stored_same(self.client, self.settings.bucket, key, local) else CONFLICT
+
+    def _vanished(self, cand: Candidate, key: str) -> Outcome:
+        """The file is gone. If this run already moved it (a retried task), the object is there, newer
+        than the scan: report it as uploaded. Otherwise someone else removed it: say so."""
+        try:
+            head = _head(self.client, self.settings.bucket, key)
+        except (ClientError, BotoCoreError) as exc:
+            return Outcome(FAILED, cand.rel, key, cand.size, error=f"vanished; cannot check S3: {error_text(exc)}")
+        if head is not None and head["LastModified"] >= self.scanned_at - RECOVERY_SLACK:
+            checksum = head.get("ChecksumSHA256")
+            return Outcome(
+                UPLOADED, cand.rel, key, int(head["ContentLength"]),
+                f"sha256:{base64.b64decode(checksum).hex()}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
+                _iso(head["LastModified"]),
+            )
+        return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
+
+
+# --- a batch ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What a batch did. ``uploaded`` rows are the manifest rows (key, size, checksum, uploaded_at)."""
+
+    uploaded: list[dict[str, Any]] = field(default_factory=list)
+    already_present: int = 0
+    conflicts: list[dict[str, str]] = field(default_factory=list)  # key, path
+    failed: list[dict[str, str]] = field(default_factory=list)  # path, error
+    not_ready: list[dict[str, str]] = field(default_factory=list)  # path, why
+    bytes: int = 0
+
+    def add(self, outcome: Outcome, base_dir: str) -> None:
+        path = str(Path(base_dir) / outcome.rel)
+        if outcome.status in (UPLOADED, ALREADY_PRESENT):
+            self.uploaded.append(
+                {"key": outcome.key, "size": outcome.size, "checksum": outcome.checksum, "uploaded_at": outcome.uploaded_at}
+            )
+            self.bytes += outcome.size
+            self.already_present += outcome.status == ALREADY_PRESENT
+        elif outcome.status == CONFLICT:
+            self.conflicts.append({"key": outcome.key, "path": path})
+            log.warning("conflict: %s exists in S3 with different content; kept %s", outcome.key, path)
+        elif outcome.status == NOT_READY:
+            self.not_ready.append({"path": path, "why": outcome.error})
+        else:
+            self.failed.append({"path": path, "error": outcome.error})
+            log.warning("failed: %s kept for the next run: %s", path, outcome.error)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "uploaded": len(self.uploaded), "already_present": self.already_present,
+            "conflicts": len(self.conflicts), "failed": len(self.failed),
+            "skipped_not_ready": len(self.not_ready), "bytes": self.bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchResult:
+        return cls(**data)
+
+
+def upload_candidates(
+    uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> BatchResult:
+    """Upload files concurrently (``workers`` threads, one shared client)."""
+    result = BatchResult()
+    lock = threading.Lock()
+
+    def one(cand: Candidate) -> None:
+        outcome = uploader.upload_one(cand)
+        with lock:
+            result.add(outcome, uploader.settings.base_dir)
+            if on_outcome:
+                on_outcome(outcome)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
+        for _ in pool.map(one, candidates):
+            pass
+    return result
+
+
+def check_bucket(client: Any, bucket: str) -> None:
+    """Fail the run early, in one line, when the bucket is missing or not ours to write."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = _code(exc)
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise UploadError(f"bucket {bucket!r} does not exist: create it or fix the 'bucket' setting") from exc
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise UploadError(f"access to bucket {bucket!r} denied: check the connection's credentials") from exc
+        raise
+
+
+def client_pool_size(workers: int) -> int:
+    return workers + 4
+
+
+# --- run steps (Airflow-free; the DAG calls these) -----------------------------------------------
+
+
+def _candidate_rows(cands: Iterable[Candidate]) -> list[list[Any]]:
+    return [[c.rel, c.size, c.mtime_ns] for c in cands]
+
+
+def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
+    # The minute is only used for ordering in the scan; the upload does not need it.
+    epoch = datetime.fromtimestamp(0, timezone.utc)
+    return [Candidate(epoch, rel, int(size), int(mtime_ns)) for rel, size, mtime_ns in rows]
+
+
+def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """Walk ``base_dir``, write the batches and ``scan.json``; return the small XCom summary."""
+    base = Path(settings.base_dir)
+    if not base.is_dir():
+        raise UploadError(f"base_dir {settings.base_dir!r} is not an existing folder: create it or fix the setting")
+    now = now or _now()
+    scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
+    batches = split_batches(scan.eligible, BATCH_SIZE, MAX_BATCHES)
+    names = [f"{i:05d}" for i in range(len(batches))]
+    for name, batch in zip(names, batches, strict=True):
+        artifacts.write_json(run_dir / "batches" / f"{name}.json",
+                             {"scanned_at": _iso(now), "files": _candidate_rows(batch)})
+    for path, reason in scan.malformed:
+        log.warning("malformed, left alone: %s (%s)", path, reason)
+    for path, error in scan.errors:
+        log.warning("scan error: %s: %s", path, error)
+    info = {
+        "scanned_at": _iso(now), "batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
+        "not_ready": scan.not_ready, "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
+        "errors": [{"path": p, "error": e} for p, e in scan.errors],
+    }
+    artifacts.write_json(run_dir / "scan.json", info)
+    log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed, in %d batch(es)",
+             base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, len(scan.malformed), len(names))
+    return {"batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
+            "not_ready": scan.not_ready, "malformed": len(scan.malformed), "settings": settings.to_dict()}
+
+
+def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch: str,
+                      *, workers: int = DEFAULT_WORKERS) -> dict[str, int]:
+    """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry."""
+    spec = artifacts.read_json(run_dir / "batches" / f"{batch}.json")
+    scanned_at = datetime.fromisoformat(spec["scanned_at"].replace("Z", "+00:00"))
+    result = upload_candidates(Uploader(client, settings, scanned_at), _candidates(spec["files"]), workers=workers)
+    artifacts.write_json(run_dir / "results" / f"{batch}.json", asdict(result))
+    counts = result.counts()
+    log.info("batch %s: %s", batch, counts)
+    return counts
+
+
+def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iterable[BatchResult],
+              *, removed_folders: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's ``summary.json`` and manifest rows from the scan and the batch results."""
+    manifest: list[dict[str, Any]] = []
+    conflicts: list[dict[str, str]] = []
+    failed: list[dict[str, str]] = list(scan_info.get("errors", []))
+    not_ready = int(scan_info.get("not_ready", 0))
+    already = total_bytes = 0
+    for res in results:
+        manifest += res.uploaded
+        conflicts += res.conflicts
+        failed += res.failed
+        not_ready += len(res.not_ready)
+        already += res.already_present
+        total_bytes += res.bytes
+    malformed = scan_info.get("malformed", [])
+    summary = {
+        "uploaded": len(manifest), "skipped_not_ready": not_ready, "malformed": len(malformed),
+        "conflicts": len(conflicts), "failed": len(failed), "bytes": total_bytes,
+        "already_present": already, "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders,
+        "malformed_paths": [m["path"] for m in malformed][:LIST_CAP],
+        "conflict_keys": [c["key"] for c in conflicts][:LIST_CAP],
+        "failed_paths": [f["path"] for f in failed][:LIST_CAP],
+        "failures": failed[:LIST_CAP],
+        "bucket": settings.bucket, "key_prefix": settings.key_prefix, "base_dir": settings.base_dir,
+        "scanned_at": scan_info.get("scanned_at"), "finished_at": _iso(_now()),
+    }
+    return summary, manifest
+
+
+RETURN_KEYS = ("uploaded", "skipped_not_ready", "malformed", "conflicts", "failed", "bytes")
+
+
+def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
+              now: datetime | None = None) -> dict[str, Any]:
+    """Remove finished empty folders, write ``manifest.jsonl`` and ``summary.json``; return the summary."""
+    scan_info = artifacts.read_json(run_dir / "scan.json")
+    results = []
+    for batch in batches:
+        path = run_dir / "results" / f"{batch}.json"
+        if not artifacts.exists(path):
+            raise UploadError(f"batch {batch} left no result at {artifacts.uri(path)}: did upload_batch run?")
+        results.append(BatchResult.from_dict(artifacts.read_json(path)))
+    removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
+    summary, manifest = summarize(settings, scan_info, results, removed_folders=len(removed))
+    artifacts.write_jsonl(run_dir / "manifest.jsonl", manifest)
+    artifacts.write_json(run_dir / "summary.json", summary)
+    log.info("upload to s3://%s/%s: %s; removed %d empty folder(s); artifacts at %s", settings.bucket,
+             settings.key_prefix, {k: summary[k] for k in RETURN_KEYS}, len(removed), artifacts.uri(run_dir))
+    return summary
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+
+def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT_WORKERS, tidy: bool = True,
+                now: datetime | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Scan, upload every eligible file in one process and tidy: what the DAG does, without Airflow."""
+    base = Path(settings.base_dir)
+    if not base.is_dir():
+        raise UploadError(f"base_dir {settings.base_dir!r} is not an existing folder")
+    now = now or _now()
+    scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
+    scan_info = {
+        "scanned_at": _iso(now), "not_ready": scan.not_ready, "deferred": scan.deferred,
+        "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
+        "errors": [{"path": p, "error": e} for p, e in scan.errors],
+    }
+    result = upload_candidates(Uploader(client, settings, now), scan.eligible, workers=workers)
+    removed = remove_empty_folders(base, _now(), settings.settle_seconds) if tidy else []
+    return summarize(settings, scan_info, [result], removed_folders=len(removed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from include.s3 import client_from_args
+    from include.upload_settings import DEFAULTS, SettingsError, resolve_settings
+
+    parser = argparse.ArgumentParser(prog="python -m include.upload", description=__doc__.splitlines()[0])
+    parser.add_argument("--base-dir", help="the producer's folder (env S3OPS_UPLOAD_BASE_DIR)")
+    parser.add_argument("--bucket", help="target bucket (env S3OPS_UPLOAD_BUCKET)")
+    parser.add_argument("--key-prefix", help="prefix for every key (default '')")
+    parser.add_argument("--settle-seconds", type=int, help=f"default {DEFAULTS['settle_seconds']}")
+    parser.add_argument("--overwrite", action="store_true", default=None, help="replace objects with different content")
+    parser.add_argument("--max-files", type=int, help=f"default {DEFAULTS['max_files']}")
+    parser.add_argument("--endpoint-url", default=os.environ.get("S3OPS_S3_ENDPOINT"))
+    parser.add_argument("--profile")
+    parser.add_argument("--region")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--no-tidy", action="store_true", help="leave empty folders")
+    parser.add_argument("--manifest", type=Path, help="also write the manifest (JSON lines) here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files")}
+    try:
+        settings, _ = resolve_settings(conf, None, os.environ)
+        client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, region_name=args.region,
+                                  pool=client_pool_size(args.workers))
+        check_bucket(client, settings.bucket)
+        summary, manifest = upload_tree(client, settings, workers=args.workers, tidy=not args.no_tidy)
+    except (SettingsError, UploadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.manifest:
+        artifacts.write_jsonl(args.manifest, manifest)
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["failed"] or summary["conflicts"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

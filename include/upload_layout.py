@@ -1,0 +1,221 @@
+"""The producer's file layout, which files are finished, and which folders are done with.
+
+Files are written as ``base_dir/<location>/YYYY/MM/DD/HH/<mm>-<topic>.dat`` (UTC; ``mm`` is the
+data's minute). This module only reads and removes *empty* folders on the local disk; it never
+touches S3 and never deletes a file. Everything here is pure and works without Airflow.
+
+A file is *eligible* for upload when its path is in the layout with a real date and time, the data
+minute ended at least ``settle_seconds`` ago, and the file's mtime is at least ``settle_seconds``
+old. Anything that does not match the layout is *malformed*: never uploaded, never deleted, named
+in the run's summary so a person can look at it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path, PurePosixPath
+
+MINUTE = timedelta(minutes=1)
+FILE_RE = re.compile(r"(?P<minute>\d{2})-(?P<topic>[^/\x00-\x1f]+)\.dat")
+YEAR_RE, TWO_DIGITS_RE = re.compile(r"\d{4}"), re.compile(r"\d{2}")
+# Location names are free-form, but never hidden or control characters.
+LOCATION_RE = re.compile(r"[^./\x00-\x1f][^/\x00-\x1f]*")
+
+
+class MalformedPath(ValueError):
+    """A path that does not follow ``<location>/YYYY/MM/DD/HH/<mm>-<topic>.dat``; the message says why."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A path in the layout: ``rel`` is relative to ``base_dir`` with ``/`` separators (also the key suffix)."""
+
+    rel: str
+    location: str
+    minute: datetime  # start of the data's minute, UTC
+    topic: str
+
+    @property
+    def minute_end(self) -> datetime:
+        return self.minute + MINUTE
+
+
+def parse_data_path(rel: str) -> DataFile:
+    """Parse a path relative to ``base_dir``; raises :class:`MalformedPath` naming the first problem."""
+    parts = PurePosixPath(rel).parts
+    if len(parts) != 6:
+        raise MalformedPath(f"expected <location>/YYYY/MM/DD/HH/<mm>-<topic>.dat, got {len(parts)} path parts")
+    location, year, month, day, hour, name = parts
+    if not LOCATION_RE.fullmatch(location):
+        raise MalformedPath(f"location folder {location!r} is hidden or has control characters")
+    match = FILE_RE.fullmatch(name)
+    if not match:
+        raise MalformedPath(f"file name {name!r} is not <mm>-<topic>.dat")
+    if not YEAR_RE.fullmatch(year) or not all(TWO_DIGITS_RE.fullmatch(p) for p in (month, day, hour)):
+        raise MalformedPath(f"date folders {year}/{month}/{day}/{hour} are not YYYY/MM/DD/HH")
+    try:
+        minute = datetime(int(year), int(month), int(day), int(hour), int(match["minute"]), tzinfo=timezone.utc)
+    except ValueError as exc:
+        raise MalformedPath(f"{year}-{month}-{day} {hour}:{match['minute']} is not a real date and time ({exc})") from None
+    return DataFile(rel=rel, location=location, minute=minute, topic=match["topic"])
+
+
+def is_eligible(data: DataFile, mtime: float, now: datetime, settle_seconds: float) -> bool:
+    """Finished: the data minute ended, and the file was last written, at least ``settle_seconds`` ago."""
+    settle = timedelta(seconds=settle_seconds)
+    return now - data.minute_end >= settle and now.timestamp() - mtime >= settle_seconds
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    """An eligible file as the scan saw it; the upload re-checks size and mtime before trusting it."""
+
+    minute: datetime
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Scan:
+    """What one walk of ``base_dir`` found. ``eligible`` holds at most ``max_files``, oldest data first."""
+
+    eligible: list[Candidate] = field(default_factory=list)
+    eligible_total: int = 0
+    not_ready: int = 0
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, reason)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, error): unreadable folders
+
+    @property
+    def deferred(self) -> int:
+        """Eligible files left for a later run because of ``max_files``."""
+        return self.eligible_total - len(self.eligible)
+
+
+def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
+    """Yield (relative path, lstat) for every regular file under ``base``; symlinks are malformed."""
+    stack = [base]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                items = list(entries)
+        except OSError as exc:
+            scan.errors.append((str(folder), f"cannot list folder: {exc.strerror or exc}"))
+            continue
+        for entry in items:
+            try:
+                if entry.is_symlink():
+                    scan.malformed.append((entry.path, "symbolic link (never followed)"))
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    yield Path(entry.path).relative_to(base).as_posix(), entry.stat(follow_symlinks=False)
+                else:
+                    scan.malformed.append((entry.path, "not a regular file"))
+            except OSError as exc:  # vanished or unreadable between listing and stat
+                scan.errors.append((entry.path, f"cannot stat: {exc.strerror or exc}"))
+
+
+def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_files: int) -> Scan:
+    """Walk ``base_dir`` once: classify every file, keep the ``max_files`` oldest eligible ones.
+
+    Memory stays bounded by ``max_files`` however many files are waiting (a heap, not a full sort).
+    """
+    scan = Scan()
+
+    def eligible() -> Iterator[Candidate]:
+        for rel, st in _walk(base_dir, scan):
+            try:
+                data = parse_data_path(rel)
+            except MalformedPath as exc:
+                scan.malformed.append((str(base_dir / rel), str(exc)))
+                continue
+            if not is_eligible(data, st.st_mtime, now, settle_seconds):
+                scan.not_ready += 1
+                continue
+            scan.eligible_total += 1
+            yield Candidate(data.minute, rel, st.st_size, st.st_mtime_ns)
+
+    scan.eligible = heapq.nsmallest(max_files, eligible())
+    scan.malformed.sort()
+    return scan
+
+
+def split_batches(items: list[Candidate], batch_size: int, max_batches: int) -> list[list[Candidate]]:
+    """Split into batches of ``batch_size``, growing the size so there are never more than ``max_batches``."""
+    if not items:
+        return []
+    size = max(batch_size, -(-len(items) // max_batches))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# --- tidy: empty folders whose period is over -------------------------------------------------------
+
+def _period_end(parts: tuple[str, ...]) -> datetime | None:
+    """End of the period a ``YYYY[/MM[/DD[/HH]]]`` folder covers, or None if it is not a real one."""
+    if not 1 <= len(parts) <= 4 or not YEAR_RE.fullmatch(parts[0]):
+        return None
+    if not all(TWO_DIGITS_RE.fullmatch(p) for p in parts[1:]):
+        return None
+    nums = [int(p) for p in parts]
+    try:
+        month, day, hour = (nums[1:] + [1, 1, 0][len(nums) - 1 :])[:3]
+        start = datetime(nums[0], month, day, hour, tzinfo=timezone.utc)
+        if len(nums) == 1:
+            return start.replace(year=start.year + 1)
+    except ValueError:
+        return None
+    if len(nums) == 2:
+        return (start + timedelta(days=32)).replace(day=1)
+    return start + (timedelta(days=1) if len(nums) == 3 else timedelta(hours=1))
+
+
+def remove_empty_folders(base_dir: Path, now: datetime, settle_seconds: float) -> list[str]:
+    """Remove empty year/month/day/hour folders whose period ended more than ``settle_seconds`` ago.
+
+    Never ``base_dir`` or a location folder, never a folder whose name is not a real date (unknown
+    data is left alone), never a folder a producer may still write into (its period is not over).
+    ``rmdir`` itself refuses a folder that is not empty, so a file created meanwhile is never lost.
+    Returns the removed folders (absolute paths), deepest first.
+    """
+    removed: list[str] = []
+    settle = timedelta(seconds=settle_seconds)
+
+    def visit(folder: Path, parts: tuple[str, ...]) -> None:
+        if len(parts) < 4:
+            try:
+                children = [e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                return
+            for child in children:
+                child_parts = (*parts, child.name)
+                if _period_end(child_parts) is not None:
+                    visit(Path(child.path), child_parts)
+        end = _period_end(parts)
+        if end is None or now - end <= settle:
+            return
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone, or not ours to remove): leave it
+            return
+        removed.append(str(folder))
+
+    try:
+        locations = [e for e in os.scandir(base_dir) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for location in locations:
+        try:
+            years = [e for e in os.scandir(location.path) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for year in years:
+            if _period_end((year.name,)) is not None:
+                visit(Path(year.path), (year.name,))
+    return removed
