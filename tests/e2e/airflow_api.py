@@ -182,16 +182,21 @@ class AirflowClient:
 
     # DAGs ----------------------------------------------------------------------------------------
     def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
-        """Wait until the dag-processor has parsed (serialized) every DAG in ``dag_ids``."""
+        """Wait until the dag-processor has parsed (serialized) every DAG in ``dag_ids``; fails at once
+        with the traceback when one of their files has an import error."""
         wanted = set(dag_ids)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             found = {d["dag_id"] for d in self.get("/api/v2/dags", limit=100)["dags"]}
             if wanted <= found:
                 return
+            errors = [e for e in self.get("/api/v2/importErrors")["import_errors"]
+                      if Path(e["filename"]).stem in wanted - found]
+            if errors:
+                raise AirflowError("import errors:\n" + "\n".join(f"{e['filename']}: {e['stack_trace']}" for e in errors))
+            if time.monotonic() > deadline:
+                raise self._fail(f"DAGs not parsed within {timeout:.0f} s: {sorted(wanted - found)}")
             time.sleep(2)
-        errors = self.get("/api/v2/importErrors")
-        raise self._fail(f"DAGs not parsed within {timeout:.0f} s: {sorted(wanted - found)}; import errors: {errors}")
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         resp = self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
@@ -200,11 +205,13 @@ class AirflowClient:
     # Runs ----------------------------------------------------------------------------------------
     def trigger_raw(self, dag_id: str, conf: dict[str, Any], *, run_id: str | None = None,
                     logical_date: str | None = None) -> httpx.Response:
+        self.wait_for_dags([dag_id])
         body = {"dag_run_id": run_id or f"e2e__{uuid.uuid4().hex[:12]}", "logical_date": logical_date, "conf": conf}
         return self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
 
     def trigger(self, dag_id: str, conf: dict[str, Any], **kwargs: Any) -> str:
         """Unpause ``dag_id`` (manual runs stay queued on a paused DAG) and trigger a run; returns its id."""
+        self.wait_for_dags([dag_id])
         self.set_paused(dag_id, False)
         resp = self.trigger_raw(dag_id, conf, **kwargs)
         assert resp.status_code == 200, f"trigger {dag_id}: {resp.status_code} {resp.text}"
