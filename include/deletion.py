@@ -1,0 +1,374 @@
+"""The deletion building blocks shared by every pipeline that deletes: plan → guard → delete → audit.
+
+One implementation, several policies (``s3_retention``, ``s3_deploy_cleanup``). A policy decides *what*
+may go and streams it into a :class:`PlanWriter`; everything after that is policy-free:
+
+- the plan lives in the artifact store (``<run_dir>/plan/00000.jsonl``, … and ``plan.json``), never in XCom;
+- :func:`check_guards` refuses, naming every violated limit, before anything is deleted;
+- :func:`delete_chunk` re-checks a chunk with the policy's ``recheck`` right before deleting it, deletes
+  with DeleteObjects (1000 keys a request), records per-key errors in ``<run_dir>/audit/<chunk>.json``
+  and is safe to retry;
+- :func:`write_audit` merges the chunk audits into ``audit.json``.
+
+Nothing here deletes anything that is not named in a plan chunk: an empty plan deletes nothing.
+Works without Airflow (plain ``pathlib`` run folders, a boto3 client).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from include import artifacts
+from include.s3 import DELETE_BATCH, delete_objects
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+AUDIT_FILE = "audit.json"
+PLAN_DIR = "plan"
+AUDIT_DIR = "audit"
+_CHUNK_NAME = re.compile(r"^[0-9]{5,}$")
+
+#: ``recheck(items) -> {key: why it is protected now}``; the keys it returns are skipped, not deleted.
+Recheck = Callable[[list["PlanItem"]], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One object (or one version, when ``version_id`` is set) a plan deletes, and why."""
+
+    key: str
+    size: int
+    reason: str
+    version_id: str | None = None
+    last_modified: str = ""
+    group: str = ""  # policy-defined grouping (the deployment name, …) for re-checks and reports
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> PlanItem:
+        return cls(
+            key=row["key"], size=int(row.get("size", 0)), reason=row.get("reason", ""),
+            version_id=row.get("version_id") or None, last_modified=row.get("last_modified", ""),
+            group=row.get("group", ""),
+        )
+
+
+def _reason_totals(items: Iterable[PlanItem]) -> dict[str, dict[str, int]]:
+    totals: dict[str, dict[str, int]] = {}
+    for item in items:
+        slot = totals.setdefault(item.reason, {"count": 0, "bytes": 0})
+        slot["count"] += 1
+        slot["bytes"] += item.size
+    return dict(sorted(totals.items()))
+
+
+class PlanWriter:
+    """Streams a plan into ``<run_dir>/plan/00000.jsonl``, ``00001.jsonl``, … (``chunk_size`` items each).
+
+    Memory stays at one chunk whatever the plan size. Writing a plan replaces any earlier plan of the
+    same run (a retried plan task starts clean); each plan gets a fresh ``plan_id`` so chunk audits of
+    an earlier plan are never mistaken for this one's.
+    """
+
+    def __init__(self, run_dir: Any, *, chunk_size: int = 1000, sample_size: int = 20) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.run_dir = run_dir
+        self.chunk_size = chunk_size
+        self.sample_size = sample_size
+        self.plan_id = uuid.uuid4().hex
+        self._buffer: list[PlanItem] = []
+        self._chunks: list[str] = []
+        self._delete_count = 0
+        self._delete_bytes = 0
+        self._by_reason: dict[str, dict[str, int]] = {}
+        self._samples: list[str] = []
+        self._scanned_count = 0
+        self._scanned_bytes = 0
+        self._closed = False
+        _remove_children(run_dir / PLAN_DIR, suffix=".jsonl")
+
+    def add(self, item: PlanItem) -> None:
+        if self._closed:
+            raise RuntimeError("PlanWriter is closed")
+        if not item.key:
+            raise ValueError("a plan item needs a non-empty key")
+        if not item.reason:
+            raise ValueError(f"plan item {item.key!r} needs a reason")
+        self._buffer.append(item)
+        self._delete_count += 1
+        self._delete_bytes += item.size
+        slot = self._by_reason.setdefault(item.reason, {"count": 0, "bytes": 0})
+        slot["count"] += 1
+        slot["bytes"] += item.size
+        if len(self._samples) < self.sample_size:
+            self._samples.append(item.key)
+        if len(self._buffer) >= self.chunk_size:
+            self._flush()
+
+    def note_scanned(self, size: int) -> None:
+        """Count one object seen under the policy's scope (the base of ``max_delete_fraction``)."""
+        self._scanned_count += 1
+        self._scanned_bytes += size
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        name = f"{len(self._chunks):05d}"
+        artifacts.write_jsonl(self.run_dir / PLAN_DIR / f"{name}.jsonl", (i.to_row() for i in self._buffer))
+        self._chunks.append(name)
+        self._buffer = []
+
+    def close(self, *, listing_complete: bool, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the last chunk and ``plan.json``; return the small summary that goes to XCom."""
+        self._flush()
+        self._closed = True
+        plan_path = self.run_dir / PLAN_FILE
+        summary: dict[str, Any] = {
+            "plan_uri": artifacts.uri(plan_path),
+            "plan_id": self.plan_id,
+            "chunks": list(self._chunks),
+            "delete_count": self._delete_count,
+            "delete_bytes": self._delete_bytes,
+            "by_reason": dict(sorted(self._by_reason.items())),
+            "scanned_count": self._scanned_count,
+            "scanned_bytes": self._scanned_bytes,
+            "listing_complete": bool(listing_complete),
+            "samples": list(self._samples),
+            **(extra or {}),
+        }
+        artifacts.write_json(plan_path, {**summary, "chunk_size": self.chunk_size})
+        return summary
+
+
+def _remove_children(folder: Any, *, suffix: str) -> None:
+    if not artifacts.exists(folder):
+        return
+    for child in folder.iterdir():
+        if child.name.endswith(suffix):
+            child.unlink()
+
+
+class GuardRefused(RuntimeError):
+    """The plan breaks a safety limit: nothing is deleted. The message names every violated limit."""
+
+    def __init__(self, violations: list[str]) -> None:
+        self.violations = list(violations)
+        super().__init__("deletion refused, nothing was deleted: " + "; ".join(self.violations))
+
+
+def guard_violations(
+    summary: dict[str, Any], *, max_delete_count: int, max_delete_fraction: float | None,
+    refusals: Iterable[str] = (),
+) -> list[str]:
+    """Every safety limit the plan ``summary`` breaks (empty when it may proceed)."""
+    if max_delete_count is None or max_delete_count < 0:
+        raise ValueError(f"max_delete_count must be a number >= 0, got {max_delete_count!r}")
+    if max_delete_fraction is not None and not 0 <= max_delete_fraction <= 1:
+        raise ValueError(f"max_delete_fraction must be within 0..1, got {max_delete_fraction!r}")
+    violations = [str(r) for r in refusals] + [str(r) for r in summary.get("refusals", [])]
+    if not summary.get("listing_complete", False):
+        violations.append("the listing was incomplete, so the plan cannot be trusted")
+    count = int(summary.get("delete_count", 0))
+    if count > max_delete_count:
+        violations.append(f"the plan deletes {count} objects, more than max_delete_count={max_delete_count}")
+    if max_delete_fraction is not None and count:
+        scanned = int(summary.get("scanned_count", 0))
+        fraction = count / scanned if scanned else 1.0
+        if fraction > max_delete_fraction:
+            violations.append(
+                f"the plan deletes {count} of {scanned} objects ({fraction:.1%}), more than "
+                f"max_delete_fraction={max_delete_fraction:g}"
+            )
+    return violations
+
+
+def check_guards(
+    summary: dict[str, Any], *, max_delete_count: int, max_delete_fraction: float | None,
+    refusals: Iterable[str] = (),
+) -> None:
+    """Raise :class:`GuardRefused` naming every violated limit (policy ``refusals`` — given here or as
+    ``summary["refusals"]`` — an incomplete listing, ``max_delete_count``, ``max_delete_fraction``)."""
+    violations = guard_violations(
+        summary, max_delete_count=max_delete_count, max_delete_fraction=max_delete_fraction, refusals=refusals
+    )
+    if violations:
+        raise GuardRefused(violations)
+
+
+def _check_chunk_name(chunk: str) -> None:
+    if not _CHUNK_NAME.match(chunk or ""):
+        raise ValueError(f"{chunk!r} is not a plan chunk name (expected digits such as '00000')")
+
+
+def read_plan(run_dir: Any) -> dict[str, Any]:
+    """``plan.json`` of the run; a clear error when the run has no plan."""
+    path = run_dir / PLAN_FILE
+    if not artifacts.exists(path):
+        raise FileNotFoundError(f"no plan at {artifacts.uri(path)}: nothing may be deleted without a plan")
+    return dict(artifacts.read_json(path))
+
+
+def read_chunk(run_dir: Any, chunk: str) -> list[PlanItem]:
+    _check_chunk_name(chunk)
+    path = run_dir / PLAN_DIR / f"{chunk}.jsonl"
+    if not artifacts.exists(path):
+        raise FileNotFoundError(f"plan chunk {chunk} not found at {artifacts.uri(path)}")
+    return [PlanItem.from_row(row) for row in artifacts.read_jsonl(path)]
+
+
+def _ident(item: PlanItem) -> tuple[str, str]:
+    return item.key, item.version_id or ""
+
+
+def _row(item: PlanItem, **more: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"key": item.key, "size": item.size, "reason": item.reason}
+    if item.version_id:
+        row["version_id"] = item.version_id
+    if item.group:
+        row["group"] = item.group
+    row.update(more)
+    return row
+
+
+def _chunk_counts(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "chunk": record["chunk"],
+        "deleted": len(record["deleted"]),
+        "deleted_bytes": sum(int(r["size"]) for r in record["deleted"]),
+        "errors": len(record["errors"]),
+        "skipped": len(record["skipped"]),
+        "requests": record.get("requests", 0),
+    }
+
+
+def delete_chunk(
+    client: Any, bucket: str, run_dir: Any, chunk: str, *, recheck: Recheck | None, dry_run: bool,
+    plan_id: str | None = None,
+) -> dict[str, Any]:
+    """Re-check and delete one plan chunk; record the outcome in ``<run_dir>/audit/<chunk>.json``.
+
+    ``recheck(items)`` returns ``{key: why it is protected now}``; those keys are skipped. The rest go
+    to DeleteObjects (1000 a request); per-key errors are recorded, never raised. Safe to retry: items
+    an earlier attempt of the same plan already deleted are not sent again, a finished chunk without
+    errors is not touched. ``dry_run`` re-checks and counts but deletes and records nothing.
+    Returns counts only (``chunk``, ``deleted``, ``deleted_bytes``, ``errors``, ``skipped``, ``requests``).
+    """
+    plan = read_plan(run_dir)
+    plan_id = plan_id or plan.get("plan_id", "")
+    if chunk not in plan.get("chunks", []):
+        raise ValueError(f"chunk {chunk!r} is not part of the plan at {artifacts.uri(run_dir / PLAN_FILE)}")
+    items = read_chunk(run_dir, chunk)
+    audit_path = run_dir / AUDIT_DIR / f"{chunk}.json"
+
+    done: list[dict[str, Any]] = []
+    if artifacts.exists(audit_path):
+        previous = artifacts.read_json(audit_path)
+        if previous.get("plan_id") == plan_id:
+            if previous.get("complete") and not previous.get("errors"):
+                log.info("chunk %s was already deleted by an earlier attempt; nothing to do", chunk)
+                return _chunk_counts(previous)
+            done = list(previous.get("deleted", []))
+    already = {(r["key"], r.get("version_id", "")) for r in done}
+    todo = [i for i in items if _ident(i) not in already]
+
+    protected = (recheck(todo) if (recheck is not None and todo) else {}) or {}
+    skipped = [_row(i, why=protected[i.key]) for i in todo if i.key in protected]
+    to_send = [i for i in todo if i.key not in protected]
+    if dry_run:
+        return {"chunk": chunk, "deleted": 0, "would_delete": len(to_send), "deleted_bytes": 0,
+                "errors": 0, "skipped": len(skipped), "requests": 0}
+
+    deleted: list[dict[str, Any]] = list(done)
+    errors: list[dict[str, Any]] = []
+    requests = 0
+    for begin in range(0, len(to_send), DELETE_BATCH):
+        sent = to_send[begin:begin + DELETE_BATCH]
+        for result in delete_objects(client, bucket, [_s3_ident(i) for i in sent]):  # one request
+            requests += result.requests
+            failed = {(e["key"], e.get("version_id") or ""): e for e in result.errors}
+            confirmed = Counter(result.deleted)
+            for item in sent:
+                err = failed.get(_ident(item)) or failed.get((item.key, ""))
+                if err is not None:
+                    errors.append(_row(item, code=err.get("code", ""), message=err.get("message", "")))
+                elif confirmed[item.key] > 0:
+                    confirmed[item.key] -= 1
+                    deleted.append(_row(item))
+                else:
+                    errors.append(_row(item, code="NoResult", message="S3 reported neither Deleted nor an error"))
+    record = {
+        "chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": True, "requests": requests,
+        "deleted": deleted, "errors": errors, "skipped": skipped,
+    }
+    artifacts.write_json(audit_path, record)
+    counts = _chunk_counts(record)
+    log.info("chunk %s: %d deleted, %d errors, %d skipped (re-check)", chunk, counts["deleted"],
+             counts["errors"], counts["skipped"])
+    return counts
+
+
+def _s3_ident(item: PlanItem) -> dict[str, str]:
+    ident = {"Key": item.key}
+    if item.version_id:
+        ident["VersionId"] = item.version_id
+    return ident
+
+
+def write_audit(run_dir: Any, *, extra: dict[str, Any] | None = None, sample_size: int = 20) -> dict[str, Any]:
+    """Merge this plan's ``audit/<chunk>.json`` files into ``audit.json``; return its summary.
+
+    ``audit.json`` holds the counts, bytes per reason, every per-key error and every skipped key (the
+    deleted keys stay in the chunk audits). Chunks that have no audit are listed as ``chunks_missing``.
+    """
+    plan = read_plan(run_dir)
+    plan_id = plan.get("plan_id", "")
+    deleted_by_reason: dict[str, dict[str, int]] = {}
+    errors: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    done: list[str] = []
+    requests = 0
+    for chunk in plan.get("chunks", []):
+        path = run_dir / AUDIT_DIR / f"{chunk}.json"
+        if not artifacts.exists(path):
+            continue
+        record = artifacts.read_json(path)
+        if record.get("plan_id") != plan_id:
+            continue  # left over from an earlier plan of this run
+        done.append(chunk)
+        requests += int(record.get("requests", 0))
+        for row in record["deleted"]:
+            slot = deleted_by_reason.setdefault(row["reason"], {"count": 0, "bytes": 0})
+            slot["count"] += 1
+            slot["bytes"] += int(row["size"])
+        errors.extend({**row, "chunk": chunk} for row in record["errors"])
+        skipped.extend({**row, "chunk": chunk} for row in record["skipped"])
+    summary: dict[str, Any] = {
+        "plan_uri": artifacts.uri(run_dir / PLAN_FILE),
+        "audit_uri": artifacts.uri(run_dir / AUDIT_FILE),
+        "plan_id": plan_id,
+        "planned_count": int(plan.get("delete_count", 0)),
+        "planned_bytes": int(plan.get("delete_bytes", 0)),
+        "deleted_count": sum(s["count"] for s in deleted_by_reason.values()),
+        "deleted_bytes": sum(s["bytes"] for s in deleted_by_reason.values()),
+        "deleted_by_reason": dict(sorted(deleted_by_reason.items())),
+        "error_count": len(errors),
+        "skipped_count": len(skipped),
+        "requests": requests,
+        "chunks_planned": len(plan.get("chunks", [])),
+        "chunks_done": len(done),
+        "chunks_missing": [c for c in plan.get("chunks", []) if c not in done],
+        **(extra or {}),
+    }
+    artifacts.write_json(run_dir / AUDIT_FILE, {**summary, "errors": errors, "skipped": skipped})
+    return {**summary, "chunks_missing": summary["chunks_missing"][:sample_size],
+            "error_samples": errors[:sample_size], "skipped_samples": skipped[:sample_size]}

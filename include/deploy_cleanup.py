@@ -1,0 +1,262 @@
+"""Deploy cleanup: which deployment folders under a prefix to delete, and the plan that deletes them.
+
+A deployment is a folder directly under the prefix (``<prefix><name>/…``, any depth, any number of
+objects). Its time is the newest ``LastModified`` among its objects; ties are broken by name (the name
+that sorts last counts as newer). Objects directly under the prefix are not in a deployment and are
+never touched.
+
+Selection (:func:`select`), at the run's logical time ``now``, ranking deployments newest first:
+
+- ``protect`` (names or globs): never deleted;
+- the newest ``min_keep`` (≥ 1): never deleted;
+- ``keep`` = N: only deployments outside the newest N are candidates;
+- ``older_than_days`` = X: only deployments older than X days at ``now`` are candidates;
+- with both ``keep`` and ``older_than_days``, a candidate must satisfy both.
+
+Planning lists the prefix twice (streaming, constant memory per deployment): once to date and rank the
+deployments, once to write every object (or, with ``include_versions``, every version and delete
+marker) of the doomed ones to the plan. ``deployments.jsonl`` in the run folder records every
+deployment's time, size and decision; the re-check before delete compares against it and skips a
+deployment whose newest object changed since planning.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from include import artifacts
+from include.deletion import PlanItem, PlanWriter
+from include.listing import iter_objects, iter_versions, parse_time
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENTS_FILE = "deployments.jsonl"
+
+
+@dataclass(frozen=True)
+class CleanupSettings:
+    """Validated cleanup parameters (see :func:`settings_from_params`)."""
+
+    prefix: str = ""
+    keep: int | None = None
+    older_than_days: float | None = None
+    min_keep: int = 1
+    protect: tuple[str, ...] = ()
+    include_versions: bool = False
+
+
+def settings_from_params(params: Mapping[str, Any]) -> CleanupSettings:
+    """Check the parameters before anything is listed; a :class:`ValueError` names what is wrong."""
+    problems: list[str] = []
+    prefix = params.get("prefix") or ""
+    if not isinstance(prefix, str) or (prefix and not prefix.endswith("/")):
+        problems.append(f"prefix must be empty or end with '/' (got {prefix!r}; did you mean {str(prefix) + '/'!r}?)")
+    keep, days, min_keep = params.get("keep"), params.get("older_than_days"), params.get("min_keep", 1)
+    for name, value in (("keep", keep), ("older_than_days", days)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            problems.append(f"{name} must be a number >= 0 or empty, got {value!r}")
+    if keep is not None and isinstance(keep, float) and not keep.is_integer():
+        problems.append(f"keep must be a whole number, got {keep!r}")
+    if keep is None and days is None:
+        problems.append("set keep (keep the newest N deployments) and/or older_than_days (delete older ones): "
+                        "with neither, nothing says what to delete")
+    if min_keep is None or isinstance(min_keep, bool) or not isinstance(min_keep, int) or min_keep < 1:
+        problems.append(f"min_keep must be a whole number >= 1 (the newest deployment is never deleted), got {min_keep!r}")
+    protect = params.get("protect") or []
+    if isinstance(protect, str):
+        protect = [p.strip() for p in protect.split(",")]
+    if not all(isinstance(p, str) for p in protect):
+        problems.append(f"protect must be a list of names or globs, got {protect!r}")
+    if problems:
+        raise ValueError("invalid deploy cleanup parameters: " + "; ".join(problems))
+    return CleanupSettings(
+        prefix=prefix, keep=None if keep is None else int(keep), older_than_days=None if days is None else float(days),
+        min_keep=int(min_keep), protect=tuple(p for p in protect if p), include_versions=bool(params.get("include_versions")),
+    )
+
+
+def deployment_name(key: str, prefix: str) -> str | None:
+    """The deployment a key belongs to, or None for objects directly under the prefix (or outside it)."""
+    if not key.startswith(prefix):
+        return None
+    name, slash, _ = key[len(prefix):].partition("/")
+    return name if slash and name else None
+
+
+@dataclass
+class Deployment:
+    name: str
+    newest: str  # ISO 8601 UTC LastModified of its newest object
+    objects: int = 0
+    bytes: int = 0
+    newest_key: str = ""
+
+    def add(self, key: str, size: int, last_modified: str) -> None:
+        self.objects += 1
+        self.bytes += size
+        if last_modified > self.newest:
+            self.newest, self.newest_key = last_modified, key
+
+
+@dataclass(frozen=True)
+class Decision:
+    name: str
+    rank: int  # 0 = newest
+    delete: bool
+    why: str
+    reason: str = ""  # the plan reason when deleted
+
+
+@dataclass
+class ScanResult:
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    loose_objects: int = 0
+    objects: int = 0
+    bytes: int = 0
+
+
+def scan(objects: Iterable[Any], prefix: str, *, on_object: Any = None) -> ScanResult:
+    """Group ``(key, size, last_modified, …)`` objects into deployments; count the loose ones."""
+    result = ScanResult()
+    for obj in objects:
+        result.objects += 1
+        result.bytes += obj.size
+        if on_object is not None:
+            on_object(obj)
+        name = deployment_name(obj.key, prefix)
+        if name is None:
+            result.loose_objects += 1
+            continue
+        dep = result.deployments.get(name)
+        if dep is None:
+            dep = result.deployments[name] = Deployment(name, obj.last_modified, newest_key=obj.key)
+        dep.add(obj.key, obj.size, obj.last_modified)
+    return result
+
+
+def protected_by(name: str, patterns: Sequence[str]) -> str | None:
+    return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+
+
+def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: datetime) -> list[Decision]:
+    """Decide every deployment, newest first (see the module docstring for the rule)."""
+    ranked = sorted(deployments, key=lambda d: (d.newest, d.name), reverse=True)
+    cutoff = now - timedelta(days=settings.older_than_days) if settings.older_than_days is not None else None
+    reason = ("beyond_keep_and_older_than" if settings.keep is not None and cutoff is not None
+              else "beyond_keep" if settings.keep is not None else "older_than")
+    decisions = []
+    for rank, dep in enumerate(ranked):
+        pattern = protected_by(dep.name, settings.protect)
+        if pattern is not None:
+            decisions.append(Decision(dep.name, rank, False, f"protected by {pattern!r}"))
+        elif rank < settings.min_keep:
+            decisions.append(Decision(dep.name, rank, False, f"among the newest min_keep={settings.min_keep}"))
+        elif settings.keep is not None and rank < settings.keep:
+            decisions.append(Decision(dep.name, rank, False, f"among the newest keep={settings.keep}"))
+        elif cutoff is not None and not parse_time(dep.newest) < cutoff:
+            decisions.append(Decision(dep.name, rank, False, f"not older than {settings.older_than_days:g} days"))
+        else:
+            why = []
+            if settings.keep is not None:
+                why.append(f"not among the newest {settings.keep}")
+            if cutoff is not None:
+                why.append(f"older than {settings.older_than_days:g} days")
+            decisions.append(Decision(dep.name, rank, True, " and ".join(why), reason))
+    return decisions
+
+
+def _items(client: Any, bucket: str, settings: CleanupSettings, doomed: Mapping[str, Decision]) -> Iterator[PlanItem]:
+    """Every object (or version) of the doomed deployments, listed again."""
+    if settings.include_versions:
+        for v in iter_versions(client, bucket, settings.prefix):
+            name = deployment_name(v.key, settings.prefix)
+            if name in doomed:
+                yield PlanItem(v.key, v.size, doomed[name].reason, version_id=v.version_id,
+                               last_modified=v.last_modified, group=name)
+    else:
+        for o in iter_objects(client, bucket, settings.prefix):
+            name = deployment_name(o.key, settings.prefix)
+            if name in doomed:
+                yield PlanItem(o.key, o.size, doomed[name].reason, last_modified=o.last_modified, group=name)
+
+
+def plan_cleanup(
+    client: Any, bucket: str, settings: CleanupSettings, run_dir: Any, now: datetime, *, chunk_size: int = 1000,
+) -> dict[str, Any]:
+    """List, select and write the plan (plus ``deployments.jsonl``); return the plan summary."""
+    writer = PlanWriter(run_dir, chunk_size=chunk_size)
+    scanned = scan(iter_objects(client, bucket, settings.prefix), settings.prefix,
+                   on_object=lambda o: writer.note_scanned(o.size))
+    decisions = select(scanned.deployments.values(), settings, now)
+    deps = scanned.deployments
+    artifacts.write_jsonl(run_dir / DEPLOYMENTS_FILE, (
+        {**asdict(deps[d.name]), "rank": d.rank, "delete": d.delete, "why": d.why} for d in decisions
+    ))
+    doomed = {d.name: d for d in decisions if d.delete}
+    if doomed:
+        for item in _items(client, bucket, settings, doomed):
+            writer.add(item)
+    kept = [d.name for d in decisions if not d.delete]
+    headline = (f"Delete {len(doomed)} of {len(decisions)} deployments under s3://{bucket}/{settings.prefix} "
+                f"(keeping {len(kept)}: newest {', '.join(kept[:5])}{' …' if len(kept) > 5 else ''}).")
+    summary = writer.close(listing_complete=True, extra={
+        "headline": headline,
+        "now": now.isoformat(),
+        "prefix": settings.prefix,
+        "deployments_total": len(decisions),
+        "deployments_delete": len(doomed),
+        "deployments_keep": len(kept),
+        "loose_objects": scanned.loose_objects,
+        "delete_sample": sorted(doomed, key=lambda n: doomed[n].rank)[:20],
+        "include_versions": settings.include_versions,
+        "deployments_uri": artifacts.uri(run_dir / DEPLOYMENTS_FILE),
+    })
+    log.info("%s", headline)
+    return summary
+
+
+def planned_deployments(run_dir: Any, names: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Rows of ``deployments.jsonl`` (only ``names`` when given)."""
+    return {row["name"]: row for row in artifacts.read_jsonl(run_dir / DEPLOYMENTS_FILE)
+            if names is None or row["name"] in names}
+
+
+def recheck_deployments(
+    client: Any, bucket: str, prefix: str, planned: Mapping[str, Mapping[str, Any]], items: list[PlanItem],
+) -> dict[str, str]:
+    """``{key: why}`` for items that must not be deleted now: their deployment got a newer (or an extra)
+    object since planning, was not planned for deletion, or the key is not inside its deployment folder."""
+    protected: dict[str, str] = {}
+    groups = sorted({i.group for i in items})
+    why_group: dict[str, str] = {}
+    for name in groups:
+        row = planned.get(name)
+        if not name or row is None or not row.get("delete"):
+            why_group[name] = f"deployment {name!r} was not planned for deletion"
+            continue
+        current = scan(iter_objects(client, bucket, f"{prefix}{name}/"), prefix).deployments.get(name)
+        if current is not None and current.newest > row["newest"]:
+            why_group[name] = (f"deployment {name!r} changed since planning: newest object {current.newest_key} "
+                               f"at {current.newest} (planned newest {row['newest']})")
+    for item in items:
+        if item.group in why_group:
+            protected[item.key] = why_group[item.group]
+        elif not item.key.startswith(f"{prefix}{item.group}/"):
+            protected[item.key] = f"key is not inside deployment folder {prefix}{item.group}/"
+    return protected
+
+
+def make_recheck(ctx: Any) -> Any:
+    """The re-check factory for :func:`include.deletion_tasks.add_deletion_tasks`."""
+    prefix = str(ctx.plan.get("prefix", ""))
+
+    def recheck(items: list[PlanItem]) -> dict[str, str]:
+        planned = planned_deployments(ctx.run_dir, {i.group for i in items})
+        return recheck_deployments(ctx.client, ctx.bucket, prefix, planned, items)
+
+    return recheck

@@ -1,0 +1,257 @@
+"""s3_deploy_cleanup end to end with dag.test() on the local S3 server, plus library-level scenarios."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _iso(days_ago: float) -> str:
+    return (NOW - timedelta(days=days_ago)).isoformat()
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"deploys-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def _seed_deployments(s3_server, bucket, ages: dict[str, float], files=("index.html", "assets/app.js"), prefix="deploys/"):
+    objs = [{"key": f"{prefix}README.txt", "body": "loose", "last_modified": _iso(400)}]
+    for name, age in ages.items():
+        for f in files:
+            objs.append({"key": f"{prefix}{name}/{f}", "size": 10, "last_modified": _iso(age)})
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": objs})
+
+
+def _keys(s3, bucket, prefix=""):
+    return sorted(o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                  for o in p.get("Contents", []))
+
+
+def _deployments_left(s3, bucket, prefix="deploys/"):
+    return sorted({k[len(prefix):].split("/")[0] for k in _keys(s3, bucket, prefix) if "/" in k[len(prefix):]})
+
+
+def test_keep_n_deletes_older_deployments_and_rerun_deletes_nothing(s3, s3_server, run_dag, bucket):
+    ages = {f"release-{i:03d}": 5 * (12 - i) for i in range(1, 13)}  # release-012 is the newest
+    _seed_deployments(s3_server, bucket, ages)
+    conf = {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "auto"}
+    result = run_dag("s3_deploy_cleanup", conf)
+    assert result.state == "success", result.task_states()
+    assert _deployments_left(s3, bucket) == [f"release-{i:03d}" for i in range(8, 13)]
+    assert "deploys/README.txt" in _keys(s3, bucket)
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert audit["outcome"] == "deleted" and audit["deleted_count"] == 14 and audit["error_count"] == 0
+    assert audit["deleted_by_reason"] == {"beyond_keep": {"count": 14, "bytes": 140}}
+    assert result.xcom("audit")["deleted_count"] == 14
+
+    again = run_dag("s3_deploy_cleanup", conf)
+    assert again.state == "success"
+    assert again.xcom("plan")["delete_count"] == 0 and again.xcom("audit")["deleted_count"] == 0
+    assert again.xcom("audit")["outcome"] == "nothing_to_delete"
+    assert _deployments_left(s3, bucket) == [f"release-{i:03d}" for i in range(8, 13)]
+
+
+def test_age_only_dry_run_with_min_keep_and_protect_deletes_nothing(s3, s3_server, run_dag, bucket):
+    _seed_deployments(s3_server, bucket, {"old-a": 90, "old-b": 80, "pinned": 70, "mid": 20, "new": 2})
+    before = _keys(s3, bucket)
+    conf = {"bucket": bucket, "prefix": "deploys/", "older_than_days": 30, "min_keep": 1,
+            "protect": ["pin*"], "dry_run": True, "approval": "required"}
+    result = run_dag("s3_deploy_cleanup", conf)
+    assert result.state == "success", result.task_states()
+    assert _keys(s3, bucket) == before
+    states = result.task_states()
+    assert states[("approve", -1)] == "skipped" and states[("delete", -1)] == "skipped"
+    plan = result.xcom("plan")
+    assert (plan["deployments_total"], plan["deployments_delete"], plan["delete_count"]) == (5, 2, 4)
+    assert plan["by_reason"] == {"older_than": {"count": 4, "bytes": 40}} and plan["loose_objects"] == 1
+    rows = {json.loads(line)["name"]: json.loads(line) for line in
+            (result.artifacts() / "deployments.jsonl").read_text().splitlines()}
+    assert {n for n, r in rows.items() if r["delete"]} == {"old-a", "old-b"}
+    assert rows["pinned"]["why"] == "protected by 'pin*'" and rows["mid"]["why"] == "not older than 30 days"
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert audit["outcome"] == "dry_run" and audit["deleted_count"] == 0 and audit["planned_count"] == 4
+
+
+def test_required_approval_is_not_bypassed_by_marking_approve_successful(s3, s3_server, run_dag, bucket):
+    """Defence in depth: 'approve' marked success by hand carries no Approve answer, so delete refuses."""
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "required"},
+                     mark_success_pattern="approve")
+    assert result.state == "failed"
+    assert result.task_states()[("delete", 0)] == "failed"
+    assert _keys(s3, bucket) == before
+
+
+@contextmanager
+def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: float = 120):
+    """Answer the run's 'approve' task as a human would, through the same code path as the REST API's
+    PATCH …/hitlDetails (dag.test() only waits for such an answer)."""
+    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    class Approver:
+        def get_id(self) -> str:
+            return "tester"
+
+        def get_name(self) -> str:
+            return "tester"
+
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def answer() -> None:
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            with create_session() as session:
+                ti = session.scalars(select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve",
+                    TaskInstance.state == "awaiting_input")).first()
+                if ti is not None:
+                    update_hitl_detail(dag_id, ti.run_id, "approve",
+                                       UpdateHITLDetailPayload(chosen_options=[choice], params_input={}),
+                                       user=Approver(), session=session)
+                    answered.append(ti.run_id)
+                    return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield answered
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("choice", ["Approve", "Reject"])
+def test_required_approval_approve_deletes_and_reject_deletes_nothing(s3, s3_server, run_dag, bucket, choice):
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    with answering_approval(choice) as answered:
+        result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                               "approval": "required"})
+    assert answered == [result.run_id]
+    assert result.state == "success", result.task_states()
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    if choice == "Approve":
+        assert _deployments_left(s3, bucket) == ["c"]
+        assert (audit["outcome"], audit["approval"], audit["deleted_count"]) == ("deleted", "approved", 4)
+    else:
+        assert _keys(s3, bucket) == before
+        assert result.task_states()[("delete", -1)] == "skipped"
+        assert (audit["outcome"], audit["approval"], audit["deleted_count"]) == ("rejected", "rejected", 0)
+
+
+def test_guard_refuses_a_plan_over_max_delete_count(s3, s3_server, run_dag, bucket):
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1, "max_delete_count": 3})
+    assert result.state == "failed"
+    states = result.task_states()
+    assert states[("guard", -1)] == "failed" and states[("delete", -1)] == "upstream_failed"
+    assert _keys(s3, bucket) == before
+
+
+def test_invalid_combination_is_rejected_before_listing(s3_server, run_dag, bucket):
+    s3_server.control("POST", "stats/reset", {})
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/"})
+    assert result.state == "failed" and result.task_states()[("plan", -1)] == "failed"
+    assert s3_server.control("GET", "stats", None).get("ListObjectsV2", 0) == 0
+
+
+def test_invalid_numbers_are_rejected_by_the_trigger_form(run_dag, bucket):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        run_dag("s3_deploy_cleanup", {"bucket": bucket, "keep": 2, "min_keep": 0})
+    with pytest.raises(ParamValidationError):
+        run_dag("s3_deploy_cleanup", {"bucket": bucket, "keep": -1})
+
+
+def test_more_than_1000_deployments_and_a_deployment_of_more_than_1000_objects(s3, s3_server, run_dag, bucket):
+    # 1100 one-object deployments d-0000 (oldest) … d-1099, and "huge" (2500 objects), older than all of them
+    objs = [{"key": f"deploys/d-{i:04d}/index.html", "size": 1, "last_modified": _iso(2000 - i)} for i in range(1100)]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": objs})
+    s3_server.control("POST", "seed", {"bucket": bucket, "generate": {"prefix": "deploys/huge/assets/", "count": 2500,
+                                                                      "size": 2, "last_modified": _iso(3000)}})
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1000, "approval": "auto"})
+    assert result.state == "success", result.task_states()
+    plan = result.xcom("plan")
+    assert (plan["deployments_total"], plan["deployments_delete"], plan["delete_count"]) == (1101, 101, 2600)
+    assert len(plan["chunks"]) == 3 and result.xcom("audit")["deleted_count"] == 2600
+    assert _deployments_left(s3, bucket) == [f"d-{i:04d}" for i in range(100, 1100)]
+    assert _keys(s3, bucket, "deploys/huge/") == []
+
+
+# --- library level: the same code the DAG tasks call, without a DAG run -------------------------------
+
+def _plan(s3, bucket, tmp_path, **params):
+    from include.deploy_cleanup import plan_cleanup, settings_from_params
+
+    return plan_cleanup(s3, bucket, settings_from_params({"prefix": "deploys/", **params}), tmp_path, NOW)
+
+
+def _delete_all(s3, bucket, tmp_path, summary):
+    from include.deletion import delete_chunk, read_plan, write_audit
+    from include.deletion_tasks import RecheckContext
+    from include.deploy_cleanup import make_recheck
+
+    recheck = make_recheck(RecheckContext(s3, bucket, {}, read_plan(tmp_path), tmp_path))
+    for chunk in summary["chunks"]:
+        delete_chunk(s3, bucket, tmp_path, chunk, recheck=recheck, dry_run=False)
+    return write_audit(tmp_path)
+
+
+def test_keep_and_age_both_must_hold(s3, s3_server, bucket, tmp_path):
+    _seed_deployments(s3_server, bucket, {"a": 60, "b": 50, "c": 40, "d": 5, "e": 4, "f": 3})
+    summary = _plan(s3, bucket, tmp_path, keep=2, older_than_days=45)
+    assert summary["by_reason"] == {"beyond_keep_and_older_than": {"count": 4, "bytes": 40}}
+    _delete_all(s3, bucket, tmp_path, summary)
+    assert _deployments_left(s3, bucket) == ["c", "d", "e", "f"]
+
+
+def test_a_deployment_updated_between_plan_and_delete_is_skipped(s3, s3_server, bucket, tmp_path):
+    _seed_deployments(s3_server, bucket, {"a": 60, "b": 50, "c": 1})
+    summary = _plan(s3, bucket, tmp_path, keep=1)
+    assert summary["deployments_delete"] == 2
+    # someone redeploys b after the plan was written: its newest object is now newer than planned
+    s3_server.control("POST", "touch", {"bucket": bucket, "key": "deploys/b/index.html", "last_modified": _iso(0)})
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert _deployments_left(s3, bucket) == ["b", "c"]
+    assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (2, 2, 0)
+    skipped = json.loads((tmp_path / "audit.json").read_text())["skipped"]
+    assert {s["key"] for s in skipped} == {"deploys/b/index.html", "deploys/b/assets/app.js"}
+    assert all("changed since planning" in s["why"] for s in skipped)
+
+
+def test_include_versions_deletes_every_version_and_delete_marker(s3, s3_server, bucket, tmp_path):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for name in ("old", "new"):
+        for body in (b"v1", b"v2"):
+            s3.put_object(Bucket=bucket, Key=f"deploys/{name}/app.js", Body=body)
+        s3.put_object(Bucket=bucket, Key=f"deploys/{name}/gone.js", Body=b"x")
+        s3.delete_object(Bucket=bucket, Key=f"deploys/{name}/gone.js")
+        s3.put_object(Bucket=bucket, Key=f"deploys/{name}/index.html", Body=b"i")
+    s3_server.control("POST", "touch", {"bucket": bucket, "prefix": "deploys/old/", "last_modified": _iso(10)})
+    summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    assert summary["deployments_delete"] == 1 and summary["delete_count"] == 5  # 2 + 1 + marker + 1
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert audit["deleted_count"] == 5 and audit["error_count"] == 0
+    left = s3.list_object_versions(Bucket=bucket, Prefix="deploys/")
+    keys = {v["Key"] for v in left.get("Versions", []) + left.get("DeleteMarkers", [])}
+    assert keys == {"deploys/new/app.js", "deploys/new/gone.js", "deploys/new/index.html"}

@@ -1,0 +1,114 @@
+"""The shared deletion building blocks without a server: plan chunking, summary counts, guards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from include.deletion import GuardRefused, PlanItem, PlanWriter, check_guards, guard_violations, read_chunk
+
+
+def _items(n: int, reason: str = "r", size: int = 10) -> list[PlanItem]:
+    return [PlanItem(key=f"k/{i:06d}", size=size, reason=reason) for i in range(n)]
+
+
+def test_plan_is_chunked_and_summarised(tmp_path):
+    writer = PlanWriter(tmp_path, chunk_size=1000, sample_size=3)
+    items = _items(2500, "old", 7) + _items(3, "orphan", 100)
+    for item in items:
+        writer.add(item)
+    for _ in range(4000):
+        writer.note_scanned(5)
+    summary = writer.close(listing_complete=True, extra={"policy": "test"})
+
+    assert summary["chunks"] == ["00000", "00001", "00002"]
+    assert summary["delete_count"] == 2503
+    assert summary["delete_bytes"] == 2500 * 7 + 300
+    assert summary["by_reason"] == {"old": {"count": 2500, "bytes": 17500}, "orphan": {"count": 3, "bytes": 300}}
+    assert (summary["scanned_count"], summary["scanned_bytes"]) == (4000, 20000)
+    assert summary["samples"] == ["k/000000", "k/000001", "k/000002"]
+    assert summary["policy"] == "test" and summary["listing_complete"] is True
+    # every item is in exactly one chunk, in order, and the summary is small enough for XCom
+    back = [i for c in summary["chunks"] for i in read_chunk(tmp_path, c)]
+    assert back == items
+    assert [len(read_chunk(tmp_path, c)) for c in summary["chunks"]] == [1000, 1000, 503]
+    assert len(json.dumps(summary)) < 2000
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["plan_id"] == summary["plan_id"] and plan["delete_count"] == 2503
+
+
+def test_empty_plan_has_no_chunks(tmp_path):
+    summary = PlanWriter(tmp_path).close(listing_complete=True)
+    assert summary["chunks"] == [] and summary["delete_count"] == 0
+    assert not list((tmp_path).glob("plan/*.jsonl"))
+
+
+def test_rewriting_a_plan_drops_the_old_chunks(tmp_path):
+    first = PlanWriter(tmp_path, chunk_size=2)
+    for item in _items(5):
+        first.add(item)
+    first.close(listing_complete=True)
+    second = PlanWriter(tmp_path, chunk_size=2)
+    second.add(PlanItem("only", 1, "r"))
+    summary = second.close(listing_complete=True)
+    assert sorted(p.name for p in (tmp_path / "plan").iterdir()) == ["00000.jsonl"]
+    assert summary["chunks"] == ["00000"]
+
+
+def test_plan_item_needs_key_and_reason(tmp_path):
+    writer = PlanWriter(tmp_path)
+    with pytest.raises(ValueError, match="non-empty key"):
+        writer.add(PlanItem("", 1, "r"))
+    with pytest.raises(ValueError, match="needs a reason"):
+        writer.add(PlanItem("a", 1, ""))
+
+
+def test_versions_round_trip(tmp_path):
+    writer = PlanWriter(tmp_path)
+    item = PlanItem("a", 3, "r", version_id="v1", last_modified="2020-01-01T00:00:00.000Z", group="g")
+    writer.add(item)
+    writer.close(listing_complete=True)
+    assert read_chunk(tmp_path, "00000") == [item]
+
+
+@pytest.mark.parametrize("bad", ["../x", "00000.jsonl", "", "abc"])
+def test_read_chunk_rejects_names_that_are_not_chunks(tmp_path, bad):
+    with pytest.raises(ValueError, match="not a plan chunk name"):
+        read_chunk(tmp_path, bad)
+
+
+def _summary(**kw):
+    return {"delete_count": 10, "scanned_count": 100, "listing_complete": True, **kw}
+
+
+def test_guards_pass_within_limits():
+    check_guards(_summary(), max_delete_count=10, max_delete_fraction=0.1)
+    check_guards(_summary(), max_delete_count=10, max_delete_fraction=None)
+    check_guards(_summary(delete_count=0, scanned_count=0), max_delete_count=0, max_delete_fraction=0.0)
+
+
+def test_guards_name_every_violated_limit():
+    with pytest.raises(GuardRefused) as exc:
+        check_guards(
+            _summary(delete_count=60, listing_complete=False, refusals=["the jobs table is empty"]),
+            max_delete_count=50, max_delete_fraction=0.5, refusals=["policy says no"],
+        )
+    text = str(exc.value)
+    assert "nothing was deleted" in text
+    for part in ("policy says no", "the jobs table is empty", "listing was incomplete",
+                 "max_delete_count=50", "max_delete_fraction=0.5", "60 of 100"):
+        assert part in text
+    assert len(exc.value.violations) == 5
+
+
+def test_fraction_guard_with_nothing_scanned_refuses_any_deletion():
+    assert guard_violations(_summary(scanned_count=0), max_delete_count=100, max_delete_fraction=1.0) == []
+    assert guard_violations(_summary(scanned_count=0), max_delete_count=100, max_delete_fraction=0.99)
+
+
+def test_bad_limits_are_rejected():
+    with pytest.raises(ValueError, match="max_delete_count"):
+        check_guards(_summary(), max_delete_count=-1, max_delete_fraction=None)
+    with pytest.raises(ValueError, match="max_delete_fraction"):
+        check_guards(_summary(), max_delete_count=1, max_delete_fraction=1.5)

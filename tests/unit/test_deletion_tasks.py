@@ -1,0 +1,67 @@
+"""The pure parts of the deletion wiring: who may delete, the approval verdict, the approval text."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.deletion_tasks import DeleteRefused, approval_body, approval_verdict, authorize_delete, resolve_factory
+
+PLAN = {"plan_id": "p1", "chunks": ["00000", "00001"]}
+APPROVED = {"chosen_options": ["Approve"], "params_input": {}}
+REJECTED = {"chosen_options": ["Reject"], "params_input": {}}
+
+
+def _auth(**kw):
+    args = {"plan": PLAN, "summary": {"plan_id": "p1"}, "chunk": "00000", "guard_passed": True,
+            "guard_plan_id": "p1", "params": {"approval": "required", "dry_run": False},
+            "approval_result": APPROVED}
+    args.update(kw)
+    return authorize_delete(**args)
+
+
+def test_delete_is_authorised_when_everything_holds():
+    assert _auth() == "approved"
+    assert _auth(params={"approval": "auto", "dry_run": False}, approval_result=None) == "auto"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"plan": None}, "no plan.json"),
+    ({"summary": {"plan_id": "old"}}, "not the plan the guard checked"),
+    ({"guard_plan_id": "old"}, "not the plan the guard checked"),
+    ({"chunk": "00009"}, "not part of the plan"),
+    ({"guard_passed": None}, "guard did not pass"),
+    ({"approval_result": None}, "got: no_answer"),  # e.g. approve marked success by hand
+    ({"approval_result": REJECTED}, "got: rejected"),
+    ({"params": {"approval": "required", "dry_run": True}}, "got: dry_run"),
+    ({"params": {"approval": "sometimes"}}, "approval must be one of"),
+])
+def test_delete_is_refused_when_a_precondition_is_missing(change, message):
+    with pytest.raises(DeleteRefused, match=message):
+        _auth(**change)
+
+
+def test_approval_verdict():
+    assert approval_verdict({"approval": "auto", "dry_run": True}, APPROVED) == "dry_run"
+    assert approval_verdict({"approval": "required"}, {"chosen_options": ["Reject"], "timedout": True}) == "rejected"
+    assert approval_verdict({"approval": "required"}, {"chosen_options": []}) == "no_answer"
+
+
+def test_approval_body_shows_counts_bytes_reasons_samples_and_where():
+    body = approval_body(
+        {"headline": "Delete 2 of 9 deployments", "delete_count": 3, "delete_bytes": 3 * 1024 ** 2,
+         "scanned_count": 40, "by_reason": {"beyond_keep": {"count": 3, "bytes": 3 * 1024 ** 2}},
+         "samples": ["d/r1/a", "d/r1/b"], "plan_uri": "/art/plan.json", "chunks": ["00000"]},
+        {"bucket": "b1"},
+    )
+    for part in ("Delete 2 of 9 deployments", "**3 objects** (3.0 MiB)", "`b1`", "| beyond_keep | 3 | 3.0 MiB |",
+                 "- `d/r1/a`", "`/art/plan.json` (1 chunks)", "Reject deletes nothing"):
+        assert part in body
+
+
+def test_resolve_factory():
+    from include.deploy_cleanup import make_recheck
+
+    assert resolve_factory("include.deploy_cleanup:make_recheck") is make_recheck
+    assert resolve_factory(None) is None
+    with pytest.raises(ValueError, match="module:function"):
+        resolve_factory("include.deploy_cleanup.make_recheck")

@@ -1,0 +1,142 @@
+"""The deploy cleanup selection rule, parameter checks and key → deployment mapping (no server)."""
+
+from __future__ import annotations
+
+import fnmatch
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from include.deploy_cleanup import (
+    CleanupSettings,
+    Deployment,
+    deployment_name,
+    scan,
+    select,
+    settings_from_params,
+)
+from include.listing import S3Object
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def _ts(days_ago: float) -> str:
+    return (NOW - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _deps(ages: dict[str, float]) -> list[Deployment]:
+    return [Deployment(name, _ts(age)) for name, age in ages.items()]
+
+
+def _deleted(ages: dict[str, float], **kw) -> list[str]:
+    return sorted(d.name for d in select(_deps(ages), CleanupSettings(**kw), NOW) if d.delete)
+
+
+AGES = {"r1": 50, "r2": 40, "r3": 30, "r4": 20, "r5": 10, "r6": 1}
+
+
+def test_keep_n():
+    assert _deleted(AGES, keep=4) == ["r1", "r2"]
+    assert _deleted(AGES, keep=0) == ["r1", "r2", "r3", "r4", "r5"]  # min_keep=1 still keeps r6
+    assert _deleted(AGES, keep=10) == []
+
+
+def test_age_only_with_min_keep():
+    assert _deleted(AGES, older_than_days=15) == ["r1", "r2", "r3", "r4"]
+    assert _deleted(AGES, older_than_days=0.5, min_keep=2) == ["r1", "r2", "r3", "r4"]
+    assert _deleted({"a": 100, "b": 90}, older_than_days=1) == ["a"]  # the newest survives however old
+
+
+def test_keep_and_age_must_both_hold():
+    assert _deleted(AGES, keep=2, older_than_days=35) == ["r1", "r2"]
+    assert _deleted(AGES, keep=5, older_than_days=15) == ["r1"]
+
+
+def test_protect_names_and_globs():
+    assert _deleted(AGES, keep=1, protect=("r2", "r[34]*")) == ["r1", "r5"]
+
+
+def test_ties_are_broken_by_name_and_reasons_are_recorded():
+    decisions = select(_deps({"b": 5, "a": 5, "c": 5}), CleanupSettings(keep=1), NOW)
+    assert [(d.name, d.rank, d.delete) for d in decisions] == [("c", 0, False), ("b", 1, True), ("a", 2, True)]
+    assert decisions[1].reason == "beyond_keep" and "not among the newest 1" in decisions[1].why
+    both = select(_deps(AGES), CleanupSettings(keep=1, older_than_days=1), NOW)
+    assert {d.reason for d in both if d.delete} == {"beyond_keep_and_older_than"}
+    assert {d.reason for d in select(_deps(AGES), CleanupSettings(older_than_days=1), NOW) if d.delete} == {"older_than"}
+
+
+def test_deployment_name():
+    assert deployment_name("deploys/r1/index.html", "deploys/") == "r1"
+    assert deployment_name("deploys/r1/a/b/c.js", "deploys/") == "r1"
+    assert deployment_name("deploys/README.txt", "deploys/") is None  # directly under the prefix
+    assert deployment_name("deploys//x", "deploys/") is None
+    assert deployment_name("other/r1/x", "deploys/") is None
+    assert deployment_name("r1/x", "") == "r1"
+
+
+def test_scan_dates_each_deployment_by_its_newest_object():
+    objs = [S3Object("p/a/1", 1, _ts(9), "STANDARD", ""), S3Object("p/a/2", 2, _ts(3), "STANDARD", ""),
+            S3Object("p/b/1", 4, _ts(5), "STANDARD", ""), S3Object("p/loose", 8, _ts(1), "STANDARD", "")]
+    result = scan(objs, "p/")
+    assert (result.objects, result.bytes, result.loose_objects) == (4, 15, 1)
+    a = result.deployments["a"]
+    assert (a.newest, a.newest_key, a.objects, a.bytes) == (_ts(3), "p/a/2", 2, 3)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({}, "set keep"),
+    ({"keep": None, "older_than_days": None}, "set keep"),
+    ({"keep": -1}, "keep must be a number >= 0"),
+    ({"keep": 2, "older_than_days": -3}, "older_than_days must be a number >= 0"),
+    ({"keep": 2, "min_keep": 0}, "min_keep must be a whole number >= 1"),
+    ({"keep": 2, "prefix": "deploys"}, "did you mean 'deploys/'"),
+    ({"keep": 1.5}, "whole number"),
+])
+def test_invalid_parameters_are_rejected_with_a_message(params, message):
+    with pytest.raises(ValueError, match=message):
+        settings_from_params(params)
+
+
+def test_valid_parameters():
+    s = settings_from_params({"keep": 3, "older_than_days": 7, "min_keep": 2, "protect": ["x*"], "prefix": "d/"})
+    assert s == CleanupSettings(prefix="d/", keep=3, older_than_days=7.0, min_keep=2, protect=("x*",))
+
+
+# --- property test against a brute-force reference -------------------------------------------------
+
+def _reference(ages: dict[str, int], keep, days, min_keep, protect) -> set[str]:
+    """Straight from the spec: count the deployments that are newer (time, then name) than each one."""
+    out = set()
+    for name, age in ages.items():
+        newer = sum(1 for other, oage in ages.items() if (oage, other) != (age, name)
+                    and (oage < age or (oage == age and other > name)))
+        if any(fnmatch.fnmatchcase(name, p) for p in protect) or newer < min_keep:
+            continue
+        outside_keep = keep is None or newer >= keep
+        old_enough = days is None or age * 3600 > days * 86400  # ages are in hours
+        if outside_keep and old_enough:
+            out.add(name)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ages=st.dictionaries(st.text("abcd-1", min_size=1, max_size=4), st.integers(0, 24 * 60), max_size=25),
+    keep=st.one_of(st.none(), st.integers(0, 30)),
+    days=st.one_of(st.none(), st.integers(0, 60)),
+    min_keep=st.integers(1, 5),
+    protect=st.lists(st.sampled_from(["a*", "b", "*-1", "zz"]), max_size=2),
+)
+def test_selection_matches_the_brute_force_reference(ages, keep, days, min_keep, protect):
+    if keep is None and days is None:
+        keep = 0
+    deps = [Deployment(name, (NOW - timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%S.000Z")) for name, h in ages.items()]
+    cfg = CleanupSettings(keep=keep, older_than_days=days, min_keep=min_keep, protect=tuple(protect))
+    decisions = select(deps, cfg, NOW)
+    assert {d.name for d in decisions if d.delete} == _reference(ages, keep, days, min_keep, protect)
+    assert sorted(d.rank for d in decisions) == list(range(len(ages)))
+    # safety invariants, whatever the parameters
+    kept_newest = [d for d in decisions if d.rank < min_keep]
+    assert not any(d.delete for d in kept_newest)
