@@ -69,12 +69,6 @@ def _workers() -> int:
     return int(os.environ.get("S3OPS_UPLOAD_WORKERS", DEFAULT_WORKERS))
 
 
-def _settings(values: dict[str, Any]) -> Any:
-    from include.upload_settings import UploadSettings
-
-    return UploadSettings(**values)
-
-
 @dag(
     dag_id="s3_upload",
     schedule="* * * * *",
@@ -87,8 +81,9 @@ def _settings(values: dict[str, Any]) -> Any:
     tags=["s3ops", "s3", "upload"],
 )
 def s3_upload() -> None:
-    @task(multiple_outputs=True)
-    def scan(*, dag_run: Any = None, run_id: str = "") -> dict[str, Any]:
+    @task
+    def scan(*, dag_run: Any = None, run_id: str | None = None) -> list[str]:
+        """Resolve the settings, check the bucket, write the batches; returns the batch names."""
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.artifacts import run_dir
@@ -104,34 +99,34 @@ def s3_upload() -> None:
             raise AirflowFailException(str(exc)) from exc  # a retry would not fix the configuration
 
     @task
-    def upload_batch(batch: str, settings: dict[str, Any], *, run_id: str = "") -> dict[str, int]:
+    def upload_batch(batch: str, *, run_id: str | None = None) -> dict[str, int]:
         from include.artifacts import run_dir
         from include.s3 import client_from_connection
-        from include.upload import client_pool_size, upload_batch_task
+        from include.upload import client_pool_size, run_settings, upload_batch_task
 
-        cfg = _settings(settings)
+        folder = run_dir("s3_upload", run_id)
+        cfg = run_settings(folder)
         client = client_from_connection(cfg.aws_conn_id, pool=client_pool_size(_workers()))
-        return upload_batch_task(client, cfg, run_dir("s3_upload", run_id), batch, workers=_workers())
+        return upload_batch_task(client, cfg, folder, batch, workers=_workers())
 
     @task(outlets=[UPLOADED_ALIAS], trigger_rule="none_failed")
-    def tidy(settings: dict[str, Any], batches: list[str], *, run_id: str = "",
-             outlet_events: Any = None) -> dict[str, int]:
+    def tidy(batches: list[str], *, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
         from airflow.sdk import Asset
 
         from include.artifacts import run_dir
-        from include.upload import RETURN_KEYS, tidy_task
+        from include.upload import RETURN_KEYS, run_settings, tidy_task
 
-        cfg = _settings(settings)
-        summary = tidy_task(cfg, run_dir("s3_upload", run_id), batches)
+        folder = run_dir("s3_upload", run_id)
+        cfg = run_settings(folder)
+        summary = tidy_task(cfg, folder, batches)
         if summary["uploaded"]:
             outlet_events[UPLOADED_ALIAS].add(
                 Asset(cfg.asset_uri), extra={"uploaded": summary["uploaded"], "bytes": summary["bytes"], "run_id": run_id}
             )
         return {k: summary[k] for k in RETURN_KEYS}
 
-    scanned = scan()
-    uploads = upload_batch.partial(settings=scanned["settings"]).expand(batch=scanned["batches"])
-    uploads >> tidy(scanned["settings"], scanned["batches"])
+    batches = scan()
+    upload_batch.expand(batch=batches) >> tidy(batches)
 
 
 s3_upload()

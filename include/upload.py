@@ -52,6 +52,7 @@ MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow in
 IN_MEMORY_MAX = 32 * 1024 * 1024  # read smaller files once into memory; stream bigger ones
 SINGLE_PUT_MAX = 5 * 1024**3  # PutObject's limit
 LIST_CAP = 10_000  # names kept per list in summary.json
+SMALL_PUT = 1024 * 1024  # below this, skip "Expect: 100-continue" (a round trip per PUT for nothing)
 RECOVERY_SLACK = timedelta(minutes=1)  # clock skew between this host and S3 when recognising our own upload
 _MD5_ETAG = re.compile(r"[0-9a-f]{32}")
 
@@ -184,6 +185,17 @@ def stored_same(client: Any, bucket: str, key: str, local: Local) -> bool:
     return verdict if verdict is not None else _fetched_same(client, bucket, key, local)
 
 
+def _no_expect_for_small_bodies(request: Any, **_: Any) -> None:
+    """botocore asks for ``100 Continue`` before every PUT body; for a small file that only adds a
+    round trip. Big bodies keep it, so a refused PUT (412, 403) does not send gigabytes first."""
+    from botocore.utils import determine_content_length
+
+    if "Expect" in request.headers:
+        length = determine_content_length(request.body)
+        if length is not None and length <= SMALL_PUT:
+            del request.headers["Expect"]
+
+
 # --- one file --------------------------------------------------------------------------------------
 
 
@@ -194,6 +206,11 @@ class Uploader:
     client: Any
     settings: UploadSettings
     scanned_at: datetime = field(default_factory=_now)
+
+    def __post_init__(self) -> None:
+        self.client.meta.events.register(
+            "before-sign.s3.PutObject", _no_expect_for_small_bodies, unique_id="s3ops-upload-no-expect"
+        )
 
     def upload_one(self, cand: Candidate) -> Outcome:
         """Upload → verify → delete one file; never raises for a per-file problem (it is the outcome)."""
@@ -363,8 +380,9 @@ def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
     return [Candidate(epoch, rel, int(size), int(mtime_ns)) for rel, size, mtime_ns in rows]
 
 
-def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = None) -> dict[str, Any]:
-    """Walk ``base_dir``, write the batches and ``scan.json``; return the small XCom summary."""
+def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = None) -> list[str]:
+    """Walk ``base_dir``, write the batches and ``scan.json`` (with the run's resolved settings, so
+    every task of the run uses the same ones); return the batch names (the only thing in XCom)."""
     base = Path(settings.base_dir)
     if not base.is_dir():
         raise UploadError(f"base_dir {settings.base_dir!r} is not an existing folder: create it or fix the setting")
@@ -380,15 +398,19 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = 
     for path, error in scan.errors:
         log.warning("scan error: %s: %s", path, error)
     info = {
-        "scanned_at": _iso(now), "batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
+        "settings": settings.to_dict(), "scanned_at": _iso(now), "batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
         "not_ready": scan.not_ready, "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
         "errors": [{"path": p, "error": e} for p, e in scan.errors],
     }
     artifacts.write_json(run_dir / "scan.json", info)
     log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed, in %d batch(es)",
              base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, len(scan.malformed), len(names))
-    return {"batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
-            "not_ready": scan.not_ready, "malformed": len(scan.malformed), "settings": settings.to_dict()}
+    return names
+
+
+def run_settings(run_dir: Any) -> UploadSettings:
+    """The settings the run's scan resolved (read back by upload_batch and tidy)."""
+    return UploadSettings(**artifacts.read_json(run_dir / "scan.json")["settings"])
 
 
 def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch: str,

@@ -1,0 +1,398 @@
+"""s3_upload against the local S3 server: keys, settling, malformed paths, conflicts, faults, crashes, the DAG."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.s3 import client_from_args
+from include.seed import upload_files
+from include.upload import Uploader, tidy_task, upload_tree
+from include.upload_layout import Candidate
+from include.upload_settings import UploadSettings, resolve_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+
+
+def settings(base: Path, bucket: str, **over: Any) -> UploadSettings:
+    return resolve_settings({"base_dir": str(base), "bucket": bucket, **over}, None, {})[0]
+
+
+def write(base: Path, rel: str, body: bytes, *, age_seconds: float = 600) -> Path:
+    path = base / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    mtime = time.time() - age_seconds
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def rel_at(location: str, when: datetime, topic: str) -> str:
+    return f"{location}/{when:%Y/%m/%d/%H}/{when:%M}-{topic}.dat"
+
+
+def body_of(s3: Any, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def keys_in(s3: Any, bucket: str) -> set[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"up-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def client(s3_server: Any) -> Any:
+    return client_from_args(endpoint_url=s3_server.endpoint_url, region_name="us-east-1", pool=20)
+
+
+def test_keys_mirror_the_layout_for_several_locations_and_days(tmp_path, s3, bucket, client):
+    truth: dict[str, bytes] = {}
+    for location in ("berlin", "paris", "site-7"):
+        for days_back in (1, 2, 40):
+            for minute in (0, 31, 59):
+                when = (NOW - timedelta(days=days_back)).replace(minute=minute)
+                rel = rel_at(location, when, "temp")
+                truth[rel] = f"{location} {when.isoformat()}\n".encode() * (minute + 1)
+                write(tmp_path, rel, truth[rel])
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket, key_prefix="incoming"), workers=8)
+
+    assert keys_in(s3, bucket) == {f"incoming/{rel}" for rel in truth}
+    for rel, body in truth.items():
+        assert body_of(s3, bucket, f"incoming/{rel}") == body
+        assert not (tmp_path / rel).exists()
+    assert summary["uploaded"] == len(truth) == 27 and summary["failed"] == summary["conflicts"] == 0
+    assert summary["bytes"] == sum(map(len, truth.values()))
+    assert {row["key"]: (row["size"], row["checksum"]) for row in manifest} == {
+        f"incoming/{rel}": (len(body), "sha256:" + hashlib.sha256(body).hexdigest()) for rel, body in truth.items()
+    }
+    # the finished, now empty date folders are gone; base_dir and the locations stay
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["berlin", "paris", "site-7"]
+    assert all(not any((tmp_path / loc).iterdir()) or (tmp_path / loc / f"{NOW:%Y}").exists()
+               for loc in ("berlin", "paris", "site-7"))
+
+
+def test_files_inside_the_settle_window_wait_for_a_later_run(tmp_path, s3, bucket, client):
+    old = write(tmp_path, rel_at("berlin", NOW - timedelta(minutes=10), "t"), b"old\n")
+    current_minute = write(tmp_path, rel_at("berlin", NOW, "t"), b"this minute\n", age_seconds=0)
+    fresh = write(tmp_path, rel_at("berlin", NOW - timedelta(minutes=5), "h"), b"just rewritten\n", age_seconds=0)
+    cfg = settings(tmp_path, bucket, settle_seconds=30)
+
+    first, _ = upload_tree(client, cfg, now=NOW + timedelta(seconds=20))  # NOW's minute has not even ended
+
+    assert first["uploaded"] == 1 and first["skipped_not_ready"] == 2
+    assert not old.exists() and current_minute.exists() and fresh.exists()
+    assert keys_in(s3, bucket) == {rel_at("berlin", NOW - timedelta(minutes=10), "t")}
+
+    second, _ = upload_tree(client, cfg, now=datetime.now(timezone.utc) + timedelta(minutes=2))
+
+    assert second["uploaded"] == 2 and second["skipped_not_ready"] == 0
+    assert not current_minute.exists() and not fresh.exists()
+    assert body_of(s3, bucket, rel_at("berlin", NOW, "t")) == b"this minute\n"
+
+
+def test_malformed_paths_are_never_uploaded_or_deleted(tmp_path, s3, bucket, client):
+    good = write(tmp_path, rel_at("paris", NOW - timedelta(hours=2), "t"), b"good\n")
+    bad_rels = ["berlin/2026/13/01/00/05-t.dat", "berlin/2026/02/30/00/05-t.dat", "berlin/2026/01/01/25/05-t.dat",
+                "berlin/2026/01/01/00/61-t.dat", "berlin/2026/01/01/00/05-t.txt", "berlin/loose.dat", "README"]
+    bad = {rel: write(tmp_path, rel, f"keep {rel}\n".encode()) for rel in bad_rels}
+
+    summary, _ = upload_tree(client, settings(tmp_path, bucket, settle_seconds=0), workers=4)
+
+    assert keys_in(s3, bucket) == {good.relative_to(tmp_path).as_posix()}
+    for rel, path in bad.items():
+        assert path.read_bytes() == f"keep {rel}\n".encode()
+    assert summary["malformed"] == len(bad_rels)
+    assert sorted(summary["malformed_paths"]) == sorted(str(p) for p in bad.values())
+    # the folders that hold malformed files are not real dates, or not empty: they all stay
+    assert all(p.parent.is_dir() for p in bad.values())
+
+
+def test_conflicting_object_keeps_the_local_file_unless_overwrite(tmp_path, s3, bucket, client):
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    path = write(tmp_path, rel, b"new local content\n")
+    s3.put_object(Bucket=bucket, Key=rel, Body=b"someone else's object\n")
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=2)
+
+    assert summary["conflicts"] == 1 and summary["conflict_keys"] == [rel] and summary["uploaded"] == 0
+    assert path.read_bytes() == b"new local content\n"
+    assert body_of(s3, bucket, rel) == b"someone else's object\n"
+    assert manifest == []
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket, overwrite=True), workers=2)
+
+    assert summary["uploaded"] == 1 and summary["conflicts"] == 0
+    assert body_of(s3, bucket, rel) == b"new local content\n"
+    assert not path.exists()
+    assert manifest[0]["checksum"] == "sha256:" + hashlib.sha256(b"new local content\n").hexdigest()
+
+
+def test_rerun_after_a_crash_between_upload_and_delete_only_deletes(tmp_path, s3, bucket, client, s3_server):
+    rels = [rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "t") for m in range(5)]
+    for rel in rels:
+        write(tmp_path, rel, rel.encode())
+    s3.put_object(Bucket=bucket, Key=rels[0], Body=rels[0].encode())  # uploaded, then the crash
+    s3_server.control("POST", "stats/reset", {})
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=2)
+
+    assert summary["uploaded"] == 5 and summary["already_present"] == 1 and summary["conflicts"] == 0
+    assert {row["key"] for row in manifest} == set(rels)
+    assert not any((tmp_path / rel).exists() for rel in rels)
+    assert s3_server.control("GET", "stats").get("PutObject") == 5  # 4 new + 1 refused by If-None-Match
+    again, _ = upload_tree(client, settings(tmp_path, bucket), workers=2)  # nothing left: a no-op
+    assert (again["uploaded"], again["failed"], again["conflicts"]) == (0, 0, 0)
+
+
+def test_missing_bucket_keeps_every_file(tmp_path, client):
+    rels = [rel_at("berlin", NOW - timedelta(hours=3, minutes=m), "t") for m in range(3)]
+    for rel in rels:
+        write(tmp_path, rel, b"x")
+
+    summary, _ = upload_tree(client, settings(tmp_path, "no-such-bucket-s3ops"), workers=2)
+
+    assert summary["failed"] == 3 and summary["uploaded"] == 0
+    assert all((tmp_path / rel).read_bytes() == b"x" for rel in rels)
+    assert all("does not exist" in f["error"] for f in summary["failures"])
+
+
+def test_vanished_and_changed_files_are_reported_not_lost(tmp_path, s3, bucket, client):
+    cfg = settings(tmp_path, bucket)
+    uploader = Uploader(client, cfg, datetime.now(timezone.utc))
+    gone = uploader.upload_one(Candidate(NOW, rel_at("berlin", NOW - timedelta(hours=1), "gone"), 3, 0))
+    assert (gone.status, gone.error) == ("failed", "vanished before upload")
+
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "changed")
+    path = write(tmp_path, rel, b"version 1\n")
+    st = path.stat()
+    path.write_bytes(b"version 2, longer\n")  # rewritten after the scan saw it
+    changed = uploader.upload_one(Candidate(NOW, rel, st.st_size, st.st_mtime_ns))
+    assert changed.status == "not_ready" and path.read_bytes() == b"version 2, longer\n"
+    assert keys_in(s3, bucket) == set()
+
+
+def test_vanished_after_our_own_upload_counts_as_uploaded(tmp_path, s3, bucket, client):
+    """A retried task finds files its first attempt already moved: they are reported, not failed."""
+    rel = rel_at("paris", NOW - timedelta(hours=1), "t")
+    path = write(tmp_path, rel, b"moved by attempt 1\n")
+    st = path.stat()
+    uploader = Uploader(client, settings(tmp_path, bucket), datetime.now(timezone.utc))
+    assert uploader.upload_one(Candidate(NOW, rel, st.st_size, st.st_mtime_ns)).status == "uploaded"
+    retry = uploader.upload_one(Candidate(NOW, rel, st.st_size, st.st_mtime_ns))
+    assert retry.status == "uploaded"
+    assert retry.checksum == "sha256:" + hashlib.sha256(b"moved by attempt 1\n").hexdigest()
+
+
+def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, client, s3_server):
+    truth = {rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "t"): os.urandom(100 + m) for m in range(6)}
+    for rel, body in truth.items():
+        write(tmp_path, rel, body)
+    s3_server.control("POST", "stats/reset", {})
+    s3_server.control("POST", "faults", {"mode": "slowdown", "operation": "PutObject", "count": 3})
+    s3_server.control("POST", "faults", {"mode": "error", "operation": "HeadObject", "count": 2})
+    s3_server.control("POST", "faults", {"mode": "drop", "operation": "PutObject", "count": 2})
+    try:
+        summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=3)
+        left = s3_server.control("POST", "faults", {"mode": "off"})["cleared"]
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+
+    assert left == 0, "every injected fault was hit"
+    assert summary["uploaded"] == 6 and summary["failed"] == 0
+    assert {k: body_of(s3, bucket, k) for k in keys_in(s3, bucket)} == truth
+    assert s3_server.control("GET", "stats")["PutObject"] == 6 + 3 + 2
+
+
+def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket, s3_server):
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"a\n")
+    write(tmp_path, rel_at("berlin", NOW - timedelta(hours=1), "u"), b"b\n")
+    s3.put_object(Bucket=bucket, Key=rel, Body=b"different\n")
+    manifest = tmp_path.parent / f"{tmp_path.name}-manifest.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "include.upload", "--base-dir", str(tmp_path), "--bucket", bucket,
+         "--endpoint-url", s3_server.endpoint_url, "--manifest", str(manifest)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["uploaded"], summary["conflicts"], summary["conflict_keys"]) == (1, 1, [rel])
+    assert [json.loads(line)["key"] for line in manifest.read_text().splitlines()] == [
+        rel_at("berlin", NOW - timedelta(hours=1), "u")
+    ]
+    missing = subprocess.run(
+        [sys.executable, "-m", "include.upload", "--base-dir", str(tmp_path), "--endpoint-url", s3_server.endpoint_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in {**os.environ, "PYTHONPATH": str(ROOT)}.items() if k != "S3OPS_UPLOAD_BUCKET"},
+    )
+    assert missing.returncode == 2 and "bucket is not set" in missing.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_instant_never_loses_a_file(tmp_path, s3, bucket, s3_server):
+    """Kill real upload processes at random instants; after each kill every file is still on disk or
+    in S3 with identical content. Then a clean run finishes the job."""
+    rng = random.Random(4)
+    truth: dict[str, bytes] = {}
+    for i in range(400):
+        when = NOW - timedelta(hours=1 + i % 7, minutes=i % 60)
+        rel = rel_at(("berlin", "paris", "oslo")[i % 3], when, f"t{i}")
+        truth[rel] = rng.randbytes(rng.choice([10, 500, 4000, 60_000]))
+        write(tmp_path, rel, truth[rel])
+    cmd = [sys.executable, "-m", "include.upload", "--base-dir", str(tmp_path), "--bucket", bucket,
+           "--endpoint-url", s3_server.endpoint_url, "--settle-seconds", "0", "--workers", "8", "--no-tidy"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    checked: set[str] = set()  # moved to S3 and verified there: it can never come back
+
+    def check_every_file() -> int:
+        on_disk = 0
+        for rel, body in truth.items():
+            path = tmp_path / rel
+            if path.exists():
+                assert rel not in checked, f"{rel} reappeared"
+                assert path.read_bytes() == body, f"{rel} changed on disk"
+                on_disk += 1
+            elif rel not in checked:
+                assert body_of(s3, bucket, rel) == body, f"{rel} is gone from disk and not intact in S3"
+                checked.add(rel)
+        return on_disk
+
+    def on_disk() -> int:
+        return sum(1 for _ in tmp_path.rglob("*.dat"))
+
+    remaining, mid_batch_kills = len(truth), 0
+    for kill in range(12):
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if kill % 2:  # at a random instant, startup included
+            time.sleep(rng.uniform(0.05, 1.5))
+        else:  # once files are moving, a little later
+            deadline = time.monotonic() + 20
+            while on_disk() == remaining and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 0.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        before, remaining = remaining, check_every_file()
+        mid_batch_kills += 0 < remaining < before
+    assert mid_batch_kills >= 5, f"only {mid_batch_kills} kills landed while files were being moved"
+    assert remaining, "some files must be left for the clean run"
+
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert check_every_file() == 0
+    assert keys_in(s3, bucket) == set(truth)
+
+
+# --- the DAG ---------------------------------------------------------------------------------------
+
+
+def _asset_events(uri: str) -> list[Any]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(session.scalars(
+            select(AssetEvent.extra).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == uri)
+        ))
+
+
+def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
+    base = tmp_path / "base"
+    kinds = upload_files(base, datetime.now(timezone.utc))
+    empty_hour = base / "paris" / f"{NOW - timedelta(hours=5):%Y/%m/%d/%H}"
+    empty_hour.mkdir(parents=True)
+    finished_bytes = sum(p.stat().st_size for p in kinds["finished"])
+
+    result = run_dag("s3_upload", {"base_dir": str(base), "bucket": bucket, "key_prefix": "in/", "settle_seconds": 30})
+
+    assert result.state == "success", result.task_states()
+    counts = result.xcom("tidy")
+    assert counts == {"uploaded": 20, "skipped_not_ready": 1, "malformed": 2, "conflicts": 0, "failed": 0,
+                      "bytes": finished_bytes}
+    expected = {f"in/{p.relative_to(base).as_posix()}" for p in kinds["finished"]}
+    assert keys_in(s3, bucket) == expected
+    assert all(p.exists() for p in kinds["in_progress"] + kinds["malformed"])
+    assert not any(p.exists() for p in kinds["finished"])
+    assert not empty_hour.exists()
+    summary = json.loads((result.artifacts() / "summary.json").read_text())
+    assert sorted(summary["malformed_paths"]) == sorted(map(str, kinds["malformed"]))
+    assert (summary["bucket"], summary["key_prefix"]) == (bucket, "in/")
+    rows = [json.loads(line) for line in (result.artifacts() / "manifest.jsonl").read_text().splitlines()]
+    assert {r["key"] for r in rows} == expected
+    for row in rows:
+        assert row["checksum"] == "sha256:" + hashlib.sha256(body_of(s3, bucket, row["key"])).hexdigest()
+    assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/in")] == [20]
+
+
+def test_scheduled_run_reads_env_and_missing_settings_fail_the_run(tmp_path, s3, bucket, run_dag, monkeypatch):
+    rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
+    write(tmp_path, rel, b"from env\n")
+    monkeypatch.delenv("S3OPS_UPLOAD_BASE_DIR", raising=False)
+    monkeypatch.setenv("S3OPS_UPLOAD_BUCKET", bucket)
+
+    failed = run_dag("s3_upload", {})
+    assert failed.state == "failed"
+    assert failed.task_states()[("scan", -1)] == "failed"
+    assert (tmp_path / rel).exists()
+
+    monkeypatch.setenv("S3OPS_UPLOAD_BASE_DIR", str(tmp_path))
+    ok = run_dag("s3_upload", {})
+    assert ok.state == "success", ok.task_states()
+    assert ok.xcom("tidy")["uploaded"] == 1
+    assert body_of(s3, bucket, rel) == b"from env\n"
+
+
+def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag):
+    rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
+    write(tmp_path, rel, b"keep me\n")
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": "s3ops-no-such-bucket"})
+    assert result.state == "failed"
+    assert (tmp_path / rel).read_bytes() == b"keep me\n"
+
+
+def test_tidy_refuses_to_summarize_a_batch_without_result(tmp_path):
+    from include import artifacts
+
+    run_dir = tmp_path / "run"
+    artifacts.write_json(run_dir / "scan.json", {"batches": ["00000"], "malformed": [], "not_ready": 0})
+    with pytest.raises(RuntimeError, match="batch 00000 left no result"):
+        tidy_task(settings(tmp_path, "some-bucket"), run_dir, ["00000"])
+
+
+def test_big_files_are_streamed_and_verified(tmp_path, s3, bucket, client, monkeypatch):
+    import include.upload as upload
+
+    monkeypatch.setattr(upload, "IN_MEMORY_MAX", 1000)  # everything bigger takes the streaming path
+    monkeypatch.setattr(upload, "SMALL_PUT", 1000)  # and keeps "Expect: 100-continue"
+    truth = {rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "big"): os.urandom(50_000 + m) for m in range(3)}
+    for rel, body in truth.items():
+        write(tmp_path, rel, body)
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=3)
+
+    assert summary["uploaded"] == 3 and summary["failed"] == 0
+    assert {k: body_of(s3, bucket, k) for k in keys_in(s3, bucket)} == truth
+    assert {r["key"]: r["checksum"] for r in manifest} == {
+        k: "sha256:" + hashlib.sha256(v).hexdigest() for k, v in truth.items()}

@@ -1,0 +1,158 @@
+"""The producer's layout, eligibility, batching and empty-folder tidy (no S3, no Airflow)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from include.upload_layout import (
+    Candidate,
+    MalformedPath,
+    is_eligible,
+    parse_data_path,
+    remove_empty_folders,
+    scan_base_dir,
+    split_batches,
+)
+
+NOW = datetime(2026, 3, 1, 12, 30, 40, tzinfo=timezone.utc)
+
+
+def make(base: Path, rel: str, *, age_seconds: float = 600, body: bytes = b"data\n") -> Path:
+    path = base / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    mtime = NOW.timestamp() - age_seconds
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("rel", "location", "minute", "topic"),
+    [
+        ("berlin/2026/02/28/23/59-temperature.dat", "berlin", datetime(2026, 2, 28, 23, 59), "temperature"),
+        ("paris/2024/02/29/00/00-humidity.dat", "paris", datetime(2024, 2, 29, 0, 0), "humidity"),  # leap day
+        ("site 7/2026/12/31/05/07-wind.speed.dat", "site 7", datetime(2026, 12, 31, 5, 7), "wind.speed"),
+    ],
+)
+def test_parses_paths_in_the_layout(rel, location, minute, topic):
+    data = parse_data_path(rel)
+    assert (data.rel, data.location, data.topic) == (rel, location, topic)
+    assert data.minute == minute.replace(tzinfo=timezone.utc)
+    assert data.minute_end == data.minute + timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "berlin/2026/13/01/00/05-temperature.dat",  # month 13
+        "berlin/2026/02/30/00/05-temperature.dat",  # 30 February
+        "berlin/2026/01/01/25/05-temperature.dat",  # hour 25
+        "berlin/2026/01/01/24/05-temperature.dat",  # hour 24
+        "berlin/2026/01/01/00/61-temperature.dat",  # minute 61
+        "berlin/2026/01/01/00/60-temperature.dat",  # minute 60
+        "berlin/2026/01/01/00/05-temperature.txt",  # not .dat
+        "berlin/2026/01/01/00/05-temperature.DAT",
+        "berlin/2026/01/01/00/05-.dat",  # no topic
+        "berlin/2026/01/01/00/5-temperature.dat",  # one-digit minute
+        "berlin/2026/1/01/00/05-temperature.dat",  # one-digit month
+        "berlin/26/01/01/00/05-temperature.dat",  # two-digit year
+        "berlin/2026/01/01/05-temperature.dat",  # no hour folder
+        "berlin/2026/01/01/00/extra/05-temperature.dat",  # too deep
+        "2026/01/01/00/05-temperature.dat",  # no location
+        ".hidden/2026/01/01/00/05-temperature.dat",
+        "notes.txt",
+    ],
+)
+def test_rejects_paths_outside_the_layout(rel):
+    with pytest.raises(MalformedPath):
+        parse_data_path(rel)
+
+
+def test_eligible_needs_both_the_minute_and_the_mtime_settled():
+    data = parse_data_path("berlin/2026/03/01/12/29-t.dat")  # minute ends 12:30:00, NOW is 12:30:40
+    old = NOW.timestamp() - 3600
+    assert is_eligible(data, old, NOW, 40)  # minute ended exactly 40 s ago: eligible
+    assert not is_eligible(data, old, NOW, 41)
+    assert not is_eligible(data, NOW.timestamp() - 10, NOW, 30)  # written 10 s ago
+    assert is_eligible(data, NOW.timestamp() - 30, NOW, 30)
+    current = parse_data_path("berlin/2026/03/01/12/30-t.dat")  # this minute is not over
+    assert not is_eligible(current, old, NOW, 0)
+
+
+def test_scan_classifies_every_file(tmp_path):
+    ready = [make(tmp_path, f"berlin/2026/03/01/11/{m:02d}-t.dat") for m in (0, 5, 59)]
+    ready.append(make(tmp_path, "paris/2026/02/28/23/59-h.dat"))
+    make(tmp_path, "berlin/2026/03/01/12/30-t.dat")  # current minute
+    make(tmp_path, "berlin/2026/03/01/12/10-t.dat", age_seconds=5)  # old minute, still being written
+    bad = [make(tmp_path, "berlin/2026/13/01/00/05-t.dat"), make(tmp_path, "paris/readme.txt")]
+    (tmp_path / "paris" / "link.dat").symlink_to(ready[0])
+
+    scan = scan_base_dir(tmp_path, NOW, 30, max_files=100)
+
+    assert sorted(c.rel for c in scan.eligible) == sorted(p.relative_to(tmp_path).as_posix() for p in ready)
+    assert scan.eligible_total == 4 and scan.deferred == 0
+    assert scan.not_ready == 2
+    assert sorted(p for p, _ in scan.malformed) == sorted([*map(str, bad), str(tmp_path / "paris" / "link.dat")])
+    assert all(reason for _, reason in scan.malformed)
+    first = next(c for c in scan.eligible if c.rel.endswith("11/00-t.dat"))
+    st = (tmp_path / first.rel).stat()
+    assert (first.size, first.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_max_files_takes_the_oldest_data_first(tmp_path):
+    for day in (3, 1, 2):
+        for minute in (7, 3):
+            make(tmp_path, f"loc/2026/01/{day:02d}/00/{minute:02d}-t.dat")
+    scan = scan_base_dir(tmp_path, NOW, 30, max_files=3)
+    assert [c.rel for c in scan.eligible] == [
+        "loc/2026/01/01/00/03-t.dat", "loc/2026/01/01/00/07-t.dat", "loc/2026/01/02/00/03-t.dat",
+    ]
+    assert scan.eligible_total == 6 and scan.deferred == 3
+
+
+def test_split_batches_caps_the_number_of_batches():
+    items = [Candidate(NOW, f"f{i}", 1, 1) for i in range(10)]
+    assert [len(b) for b in split_batches(items, 4, 100)] == [4, 4, 2]
+    assert [len(b) for b in split_batches(items, 2, 3)] == [4, 4, 2]  # size grows to keep <= 3 batches
+    assert split_batches([], 4, 10) == []
+    assert [c for b in split_batches(items, 3, 100) for c in b] == items
+
+
+def test_tidy_removes_only_empty_finished_date_folders(tmp_path):
+    # now 12:30:40, settle 30 s
+    for rel in ("berlin/2026/03/01/11", "berlin/2026/02/28/23", "berlin/2025/12/31/23", "paris/2026/03/01/12",
+                "paris/2026/03/01/10", "paris/2026/13/01/00", "paris/notes"):
+        (tmp_path / rel).mkdir(parents=True)
+    make(tmp_path, "paris/2026/03/01/10/05-t.dat")  # not empty: stays
+    (tmp_path / "empty-location").mkdir()
+
+    removed = remove_empty_folders(tmp_path, NOW, 30)
+
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_dir())
+    assert left == sorted([
+        "berlin", "berlin/2026", "berlin/2026/03", "berlin/2026/03/01",  # the current day, month, year
+        "empty-location",  # a location is never removed
+        "paris", "paris/2026", "paris/2026/03", "paris/2026/03/01",
+        "paris/2026/03/01/12",  # the current hour
+        "paris/2026/03/01/10",  # holds a file
+        "paris/2026/13", "paris/2026/13/01", "paris/2026/13/01/00",  # not a real date: unknown, kept
+        "paris/notes",
+    ])
+    assert set(removed) == {str(tmp_path / r) for r in (
+        "berlin/2026/03/01/11", "berlin/2026/02/28/23", "berlin/2026/02/28", "berlin/2026/02",
+        "berlin/2025/12/31/23", "berlin/2025/12/31", "berlin/2025/12", "berlin/2025",
+    )}
+    assert tmp_path.is_dir()
+
+
+def test_tidy_waits_for_the_settle_time_after_the_hour(tmp_path):
+    hour = tmp_path / "berlin/2026/03/01/11"  # ended at 12:00:00
+    hour.mkdir(parents=True)
+    remove_empty_folders(tmp_path, datetime(2026, 3, 1, 12, 0, 20, tzinfo=timezone.utc), 30)
+    assert hour.is_dir()
+    remove_empty_folders(tmp_path, datetime(2026, 3, 1, 12, 0, 31, tzinfo=timezone.utc), 30)
+    assert not hour.exists() and (tmp_path / "berlin/2026/03/01").is_dir()
