@@ -104,7 +104,7 @@ class AirflowStandalone:
         except (httpx.HTTPError, ValueError):
             return False
         return all(
-            health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor")
+            health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler", "dag_processor", "triggerer")
         )
 
     def log_tail(self, chars: int = 4000) -> str:

@@ -20,8 +20,14 @@ from tests.conftest import RUN_DIR
 from tests.e2e.airflow_api import ADMIN, AirflowClient, AirflowStandalone
 
 E2E_DIR = RUN_DIR / "e2e"
-SCREENSHOTS = E2E_DIR / "screenshots"
+# outside the per-session folder (which is removed at the end) so CI can keep them as artifacts
+SCREENSHOTS = RUN_DIR.parent / "e2e-screenshots"
 DAG_IDS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: they look at what the other e2e tests' runs left in the artifact store."""
+    items.sort(key=lambda item: "browser" in item.nodeid)
 
 
 def present_dags() -> set[str]:
