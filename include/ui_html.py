@@ -257,8 +257,10 @@ def _plan_block(p: dict[str, Any]) -> str:
     out = [
         f'<section class="plan" data-dag="{_e(p["dag_id"])}" data-run="{_e(p["run_id"])}" data-status="{_e(p["status"])}">',
         f'<h3>{_e(p["dag_id"])} · <code>{_e(p["run_id"])}</code> {_badge(p["status"])}</h3>',
-        f'<p>Bucket <code>{_e(p["bucket"] or "?")}</code>{" prefix <code>" + _e(p["prefix"]) + "</code>" if p["prefix"] else ""}'
-        f' · planned {_e(p["planned_at"])} · <span class="delete-count" data-value="{p["delete_count"]}">'
+        f'<p class="headline">{_e(p["headline"])}</p>' if p.get("headline") else "",
+        f'<p>{"Bucket <code>" + _e(p["bucket"]) + "</code> · " if p.get("bucket") else ""}'
+        f'{"Prefix <code>" + _e(p["prefix"]) + "</code> · " if p["prefix"] else ""}'
+        f'planned {_e(p["planned_at"])} · <span class="delete-count" data-value="{p["delete_count"]}">'
         f'{p["delete_count"]:,}</span> objects to delete, <span class="delete-bytes" data-value="{p["delete_bytes"]}">'
         f'{human_bytes(p["delete_bytes"])}</span>, of {p["scanned_count"]:,} scanned '
         f'({human_bytes(p["scanned_bytes"])}){"" if p["listing_complete"] is not False else " · <b class=err>listing incomplete</b>"}'
@@ -268,7 +270,8 @@ def _plan_block(p: dict[str, Any]) -> str:
         out.append('<table class="reasons"><thead><tr><th>Reason</th><th class="num">Objects</th>'
                    f'<th class="num">Bytes</th></tr></thead><tbody>{reasons}</tbody></table>')
     if samples:
-        out.append(f'<details><summary>Sample keys ({len(p["samples"])})</summary><ul class="keys">{samples}</ul></details>')
+        is_open = " open" if p["status"] == "awaiting approval" else ""
+        out.append(f'<details{is_open}><summary>Sample keys ({len(p["samples"])})</summary><ul class="keys">{samples}</ul></details>')
     if p["status"] == "awaiting approval":
         out.append(f'<p><a class="approve-link" href="{_e(required_actions_url(p["dag_id"], p["run_id"]))}" '
                    'target="_top">Review and approve or reject in Required Actions →</a></p>')

@@ -185,6 +185,7 @@ def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: 
     entry.update(
         planned_at=plan.get("planned_at") or plan.get("generated_at") or entry["planned_at"],
         bucket=plan.get("bucket"),
+        headline=plan.get("headline"),
         prefix=plan.get("key_prefix", plan.get("prefix")),
         delete_count=_int(plan.get("delete_count")),
         delete_bytes=_int(plan.get("delete_bytes")),

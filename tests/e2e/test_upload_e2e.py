@@ -82,5 +82,10 @@ def test_upload_schedule_moves_new_files_within_two_minutes(airflow, s3, unique,
     while time.monotonic() < deadline and any(p.exists() for p in written):
         time.sleep(1)
     assert not any(p.exists() for p in written)
-    scheduled = [r for r in airflow.runs("s3_upload") if r["run_type"] == "scheduled" and r["state"] == "success"]
+    deadline = time.monotonic() + 60  # the scheduled run that moved them finishes (tidy, summary)
+    while time.monotonic() < deadline:
+        scheduled = [r for r in airflow.runs("s3_upload") if r["run_type"] == "scheduled" and r["state"] == "success"]
+        if scheduled:
+            break
+        time.sleep(2)
     assert scheduled, "the files were not moved by a scheduled run"
