@@ -68,8 +68,13 @@ def _num(value: int | float | None, text: str | None = None) -> str:
     """A numeric cell: exact value for sorting/tests, readable text for people."""
     if value is None:
         return '<td class="num" data-value="">–</td>'
-    shown = text if text is not None else (f"{value:,}" if isinstance(value, int) else f"{value:,.2f}")
+    shown = text if text is not None else (f"{value:,}" if isinstance(value, int) else _money(value))
     return f'<td class="num" data-value="{value}">{_e(shown)}</td>'
+
+
+def _money(value: float) -> str:
+    """Dollars: cents, or four decimals below one dollar (small buckets cost fractions of a cent)."""
+    return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4f}"
 
 
 def _bytes_cell(n: int | None) -> str:
@@ -172,7 +177,7 @@ def _shown(value: Any, slug: str) -> str:
     if "bytes" in slug and isinstance(value, int):
         return human_bytes(value)
     if "cost" in slug and isinstance(value, float):
-        return f"${value:,.2f}"
+        return f"${_money(value)}"
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
