@@ -302,8 +302,8 @@ def _plan_block(p: dict[str, Any]) -> str:
 def render_plans(view: dict[str, Any], base: str = "") -> str:
     body = [f'<h2>Awaiting approval (<span id="pending-count">{len(view["pending"])}</span>)</h2>']
     body += [_plan_block(p) for p in view["pending"]] or ['<p class="muted">Nothing is waiting for approval.</p>']
-    body.append(f'<h2>Recent plans (<span id="plan-count">{view["plan_count"]}</span>)</h2>')
     recent = [p for p in view["recent"] if p["status"] != "awaiting approval"]
+    body.append(f'<h2>Recent plans (<span id="plan-count">{len(recent)}</span>)</h2>')
     body += [_plan_block(p) for p in recent] or ['<p class="muted">No finished plans yet.</p>']
     return page("Plans", "plans", "".join(body), base)
 

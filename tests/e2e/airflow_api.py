@@ -290,7 +290,8 @@ class AirflowClient:
         return dict(resp.json())
 
     def runs(self, dag_id: str, **params: Any) -> list[dict[str, Any]]:
-        return list(self.get(f"/api/v2/dags/{dag_id}/dagRuns", limit=100, **params)["dag_runs"])
+        params.setdefault("limit", 100)
+        return list(self.get(f"/api/v2/dags/{dag_id}/dagRuns", **params)["dag_runs"])
 
     def set_variable(self, key: str, value: str) -> None:
         self.http.delete(f"/api/v2/variables/{key}")

@@ -180,10 +180,11 @@ def test_retention_backfill_decides_by_each_logical_date(airflow, s3, s3_server,
 
     airflow.wait_for_dags([RETENTION])
     airflow.set_paused(RETENTION, False)  # backfill runs stay queued while the DAG is paused
-    backfill = airflow.create_backfill(RETENTION, day0.isoformat(), (day0 + timedelta(days=2)).isoformat(), conf)
+    airflow.create_backfill(RETENTION, day0.isoformat(), (day0 + timedelta(days=2)).isoformat(), conf)
     deadline = time.monotonic() + 420
     while time.monotonic() < deadline:
-        runs = [r for r in airflow.runs(RETENTION, limit=100) if r.get("backfill_id") == backfill["id"]]
+        runs = [r for r in airflow.runs(RETENTION, run_type=["backfill"])
+                if (r.get("conf") or {}).get("bucket") == bucket]
         if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs):
             break
         time.sleep(3)
