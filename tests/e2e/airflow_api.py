@@ -110,7 +110,7 @@ class AirflowStandalone:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
-    def stop(self, grace: float = 30) -> None:
+    def stop(self, grace: float = 15) -> None:
         """SIGINT to the whole process group, then SIGKILL whatever is left; asserts nothing survives."""
         if self.proc is None:
             return
@@ -264,7 +264,8 @@ class AirflowClient:
         content = resp.json().get("content", [])
         if isinstance(content, str):
             return content
-        return "\n".join(str(line.get("event", line)) if isinstance(line, dict) else str(line) for line in content)
+        # one line per record: the message, then its structured fields (exceptions live in error_detail)
+        return "\n".join(json.dumps(line, default=str) if isinstance(line, dict) else str(line) for line in content)
 
     # Human in the loop -----------------------------------------------------------------------------
     def pending_approvals(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
