@@ -1,0 +1,182 @@
+"""The jobs table in MySQL/MariaDB: streamed in binary ``sourceData`` order, re-checked, purged.
+
+Connections come from an Airflow MySQL connection (``MySqlHook(mysql_conn_id).get_conn()``) or any
+MySQLdb connection. Every session runs in UTC with utf8mb4. The table name comes from a param, so it
+is checked against a strict pattern and quoted; values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from include.retention import JobRow, Policy, classify_job
+
+_TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?")
+#: the one expression both the sort and the join use: sourceData as UTF-8 bytes, compared byte by byte
+#: (no PAD SPACE, no case folding), i.e. the same order as S3 keys.
+_SOURCE_BYTES = "CAST(CONVERT(sourceData USING utf8mb4) AS BINARY)"
+_COLUMNS = f"jobId, completedAt, type, {_SOURCE_BYTES}"
+LOOKUP_BATCH = 500
+
+
+def quote_table(name: str) -> str:
+    """```db`.`table``` for ``db.table`` or ``table``; anything else raises ValueError."""
+    if not isinstance(name, str) or not _TABLE.fullmatch(name):
+        raise ValueError(
+            f"jobs_table {name!r} is not a plain table name: use letters, digits and underscores "
+            "(optionally schema.table), e.g. 'jobs'"
+        )
+    return ".".join(f"`{part}`" for part in name.split("."))
+
+
+def prepare(conn: Any) -> Any:
+    """UTC session, utf8mb4, autocommit (each re-check sees the latest committed rows)."""
+    conn.set_character_set("utf8mb4")
+    conn.autocommit(True)
+    cur = conn.cursor()
+    cur.execute("SET time_zone = '+00:00'")
+    cur.close()
+    return conn
+
+
+def connect(mysql_conn_id: str) -> Any:
+    """A prepared MySQLdb connection from an Airflow MySQL connection."""
+    from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+    return prepare(MySqlHook(mysql_conn_id=mysql_conn_id).get_conn())
+
+
+def _row(raw: tuple[Any, ...]) -> JobRow:
+    job_id, completed_at, job_type, source = raw
+    if isinstance(source, (bytes, bytearray)):
+        source = bytes(source).decode("utf-8")
+    return JobRow(str(job_id), completed_at, job_type, source)
+
+
+def iter_job_rows(conn: Any, table: str) -> Iterator[JobRow]:
+    """Every row, sorted by ``sourceData`` in binary (UTF-8 byte) order, NULLs first, streamed from the
+    server (SSCursor: constant memory). Use a connection of its own until the iterator is exhausted."""
+    import MySQLdb.cursors
+
+    cur = conn.cursor(MySQLdb.cursors.SSCursor)
+    try:
+        # The consumer interleaves S3 listing: give the server time to wait on a slow reader.
+        cur.execute("SET SESSION net_write_timeout = 3600")
+        cur.execute(f"SELECT {_COLUMNS} FROM {quote_table(table)} ORDER BY {_SOURCE_BYTES}")
+        while True:
+            batch = cur.fetchmany(1000)
+            if not batch:
+                return
+            for raw in batch:
+                yield _row(raw)
+    finally:
+        cur.close()
+
+
+def rows_for_sources(conn: Any, table: str, sources: list[str]) -> dict[str, list[JobRow]]:
+    """{source: rows whose ``sourceData`` the table's own collation calls equal to it}. Case, trailing
+    spaces or accents may differ (the collation decides); callers treat such loose matches as ambiguous."""
+    quoted = quote_table(table)
+    found: dict[str, list[JobRow]] = {}
+    for start in range(0, len(sources), LOOKUP_BATCH):
+        part = sources[start : start + LOOKUP_BATCH]
+        # One indexed equality per value, tagged with its position, so each row maps back to the
+        # value it matched under the column's collation (which Python cannot reproduce).
+        sql = " UNION ALL ".join(f"SELECT %s, {_COLUMNS} FROM {quoted} WHERE sourceData = %s" for _ in part)
+        params: list[Any] = []
+        for i, source in enumerate(part):
+            params += [i, source]
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, params)
+            for i, *raw in cur.fetchall():
+                found.setdefault(part[int(i)], []).append(_row(tuple(raw)))
+        finally:
+            cur.close()
+    return found
+
+
+def count_rows(conn: Any, table: str) -> int:
+    cur = conn.cursor()
+    try:
+        cur.execute(f"SELECT COUNT(*) FROM {quote_table(table)}")
+        return int(cur.fetchone()[0])
+    finally:
+        cur.close()
+
+
+def iter_expired_trials(conn: Any, table: str, policy: Policy) -> Iterator[JobRow]:
+    """TRIAL rows completed at or before the policy's cutoff (the rows ``purge_job_rows`` removes)."""
+    import MySQLdb.cursors
+
+    cur = conn.cursor(MySQLdb.cursors.SSCursor)
+    try:
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM {quote_table(table)} WHERE completedAt IS NOT NULL AND completedAt <= %s "
+            "ORDER BY jobId",
+            (policy.trial_cutoff.replace(tzinfo=None),),
+        )
+        for raw in cur:
+            row = _row(raw)
+            if classify_job(row.type, row.completed_at, policy) == "trial_expired":
+                yield row
+    finally:
+        cur.close()
+
+
+def delete_expired_trials(conn: Any, table: str, job_ids: Iterable[str], policy: Policy, batch: int = 1000) -> int:
+    """Delete these jobs if they are still expired TRIAL rows (re-checked in the statement); returns the
+    number of rows deleted."""
+    quoted = quote_table(table)
+    cutoff = policy.trial_cutoff.replace(tzinfo=None)
+    deleted = 0
+    ids = list(job_ids)
+    for start in range(0, len(ids), batch):
+        part = ids[start : start + batch]
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                f"DELETE FROM {quoted} WHERE jobId IN ({', '.join(['%s'] * len(part))}) "
+                "AND completedAt IS NOT NULL AND completedAt <= %s AND UPPER(TRIM(type)) = 'TRIAL'",
+                [*part, cutoff],
+            )
+            deleted += cur.rowcount
+        finally:
+            cur.close()
+    conn.commit()
+    return deleted
+
+
+def purge_expired_trials(conn: Any, table: str, policy: Policy, dest: Any, batch: int = 1000) -> dict[str, int]:
+    """Write the expired TRIAL rows to ``dest`` (JSON lines, an artifact path) and then delete them.
+
+    Safe to retry: when ``dest`` exists, an earlier attempt already recorded the rows, so only the
+    deletes are replayed (rows already gone delete nothing).
+    """
+    if not dest.exists():
+        tmp = dest.parent / f"{dest.name}.part"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w") as fh:
+            for row in iter_expired_trials(conn, table, policy):
+                fh.write(json.dumps({
+                    "jobId": row.job_id,
+                    "completedAt": row.completed_at.isoformat() + "Z" if row.completed_at else None,
+                    "type": row.type, "sourceData": row.source_data,
+                }) + "\n")
+        tmp.rename(dest)
+    recorded = deleted = 0
+    ids: list[str] = []
+    with dest.open("r") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            recorded += 1
+            ids.append(json.loads(line)["jobId"])
+            if len(ids) >= batch:
+                deleted += delete_expired_trials(conn, table, ids, policy, batch)
+                ids = []
+    deleted += delete_expired_trials(conn, table, ids, policy, batch)
+    return {"recorded": recorded, "deleted": deleted}

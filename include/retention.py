@@ -1,0 +1,389 @@
+"""The retention decision: which objects no job still needs, joined in one streaming pass.
+
+A MySQL table holds jobs (``jobId``, ``completedAt``, ``type``, ``sourceData``); a bucket holds one
+object per ``sourceData`` at ``key_prefix + sourceData``. At the run's logical time ``now``:
+
+- an object is **protected** if any job referring to it is OFFICIAL, or TRIAL still running
+  (``completedAt`` NULL) or completed after ``now - trial_retention``, or has any other type (unknown
+  data is kept and reported). ``type`` is compared case-insensitively after trimming.
+- otherwise it is deletable: ``trial_expired`` when only expired TRIAL jobs refer to it, ``orphan``
+  when no job refers to it and it is older than ``orphan_min_age_days``.
+
+The join is a merge of two streams sorted the same way: the S3 listing (UTF-8 binary key order) and
+the job rows sorted by ``sourceData`` in binary order. Python compares ``str`` by code point, which is
+the same order as UTF-8 bytes, so both streams are checked against it as they arrive: a stream out of
+order stops the plan instead of producing wrong orphans. Memory stays constant: one object, one
+``sourceData`` group and a bounded batch of deletion candidates at a time.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, NamedTuple
+
+from include.listing import S3Object, parse_time
+
+JobClass = Literal["official", "trial_running", "trial_recent", "trial_expired", "unknown_type"]
+JOB_CLASSES: tuple[JobClass, ...] = ("official", "trial_running", "trial_recent", "trial_expired", "unknown_type")
+
+#: Why a protected object is kept; an object with several causes is counted under the first one here.
+CAUSES = ("unknown_type", "official", "trial_running", "trial_recent", "ambiguous", "too_young")
+#: Why a deletable object may go.
+REASONS = ("trial_expired", "orphan")
+
+
+class OrderError(RuntimeError):
+    """A stream the merge join relies on is not sorted in binary order: the join would be wrong."""
+
+
+# ---------------------------------------------------------------------------------------- durations
+
+_DURATION = re.compile(
+    r"P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+)
+
+
+@dataclass(frozen=True)
+class Duration:
+    """An ISO 8601 duration; years and months are calendar units (2019-05-31 minus P3M is 2019-02-28)."""
+
+    text: str
+    months: int = 0  # years are folded in
+    delta: timedelta = field(default_factory=timedelta)  # weeks, days, hours, minutes, seconds
+
+    def before(self, t: datetime) -> datetime:
+        """``t`` minus this duration."""
+        index = t.year * 12 + (t.month - 1) - self.months
+        year, month = divmod(index, 12)
+        if year < 1:
+            raise ValueError(f"{self.text} before {t.isoformat()} is before year 1")
+        day = min(t.day, calendar.monthrange(year, month + 1)[1])
+        return t.replace(year=year, month=month + 1, day=day) - self.delta
+
+
+def parse_duration(text: str) -> Duration:
+    """``"P3M"``, ``"P90D"``, ``"P1Y2M"``, ``"PT12H"``… → :class:`Duration`; anything else raises ValueError."""
+    value = str(text).strip().upper()
+    match = _DURATION.fullmatch(value)
+    if not match or value in ("P", "PT") or value.endswith("T"):
+        raise ValueError(
+            f"trial_retention {text!r} is not an ISO 8601 duration: use whole numbers like P3M (3 calendar "
+            "months), P90D (90 days), P1Y2M or P2W"
+        )
+    n = {name: int(v) if v else 0 for name, v in match.groupdict().items()}
+    return Duration(
+        text=value,
+        months=n["years"] * 12 + n["months"],
+        delta=timedelta(weeks=n["weeks"], days=n["days"], hours=n["hours"], minutes=n["minutes"], seconds=n["seconds"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------- the rule
+
+
+def utc(t: datetime) -> datetime:
+    """MySQL returns naive datetimes; the session runs in UTC, so naive means UTC."""
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rule's parameters, fixed for a run by its logical time."""
+
+    now: datetime
+    trial_cutoff: datetime  # TRIAL jobs completed at or before this have expired
+    orphan_cutoff: datetime  # unreferenced objects modified before this are orphans
+
+    @classmethod
+    def at(cls, now: datetime, trial_retention: str = "P3M", orphan_min_age_days: float = 7) -> Policy:
+        if orphan_min_age_days < 0:
+            raise ValueError(f"orphan_min_age_days must be >= 0, got {orphan_min_age_days}")
+        now = utc(now)
+        return cls(now, parse_duration(trial_retention).before(now), now - timedelta(days=orphan_min_age_days))
+
+
+class JobRow(NamedTuple):
+    job_id: str
+    completed_at: datetime | None
+    type: str | None
+    source_data: str | None
+
+
+def classify_job(job_type: str | None, completed_at: datetime | None, policy: Policy) -> JobClass:
+    """What one job says about the object it refers to."""
+    kind = job_type.strip().upper() if isinstance(job_type, str) else None
+    if kind == "OFFICIAL":
+        return "official"
+    if kind != "TRIAL":
+        return "unknown_type"
+    if completed_at is None:
+        return "trial_running"
+    return "trial_expired" if utc(completed_at) <= policy.trial_cutoff else "trial_recent"
+
+
+def decide(classes: Iterable[JobClass], last_modified: datetime, policy: Policy) -> tuple[str | None, str | None]:
+    """``(reason, None)`` for a deletable object, ``(None, cause)`` for a protected one."""
+    present = set(classes)
+    if present:
+        for cause in CAUSES:
+            if cause in present:
+                return None, cause
+        return "trial_expired", None  # only expired TRIAL jobs are left
+    if utc(last_modified) < policy.orphan_cutoff:
+        return "orphan", None
+    return None, "too_young"  # its job row may not be written yet
+
+
+def protected_now(remainder: str, rows: Iterable[JobRow], policy: Policy) -> str | None:
+    """Why ``remainder`` (a key minus ``key_prefix``) must be kept given rows the table's own collation
+    matched to it, or None. A row matching only loosely (case, trailing spaces, accents: the collation
+    says equal, the bytes differ) makes the key ambiguous, and an ambiguous key is kept."""
+    classes: set[JobClass] = set()
+    for row in rows:
+        if row.source_data != remainder:
+            return "ambiguous"
+        classes.add(classify_job(row.type, row.completed_at, policy))
+    if remainder == "":
+        return "ambiguous"  # the key is the prefix itself (a folder marker), not a job's file
+    classes.discard("trial_expired")
+    return next((c for c in CAUSES if c in classes), None)
+
+
+# ---------------------------------------------------------------------------------------- the merge join
+
+
+@dataclass
+class JobStats:
+    """What the job rows looked like (for plan.json and the empty-table guard)."""
+
+    rows: int = 0
+    rows_without_source: int = 0
+    sources: int = 0
+    sources_without_object: int = 0
+    by_class: dict[str, int] = field(default_factory=lambda: dict.fromkeys(JOB_CLASSES, 0))
+    unknown_type_samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows, "rows_without_source": self.rows_without_source, "sources": self.sources,
+            "sources_without_object": self.sources_without_object, "by_class": dict(self.by_class),
+        }
+
+
+class Group(NamedTuple):
+    source_data: str
+    classes: frozenset[JobClass]
+
+
+def group_rows(rows: Iterable[JobRow], policy: Policy, stats: JobStats, sample_size: int = 20) -> Iterator[Group]:
+    """Fold rows sorted by ``sourceData`` into one :class:`Group` per value, checking the order."""
+    current: str | None = None
+    classes: set[JobClass] = set()
+    for row in rows:
+        stats.rows += 1
+        kind = classify_job(row.type, row.completed_at, policy)
+        stats.by_class[kind] += 1
+        if kind == "unknown_type" and len(stats.unknown_type_samples) < sample_size:
+            stats.unknown_type_samples.append(
+                {"jobId": row.job_id, "type": row.type, "sourceData": row.source_data}
+            )
+        if row.source_data is None:
+            stats.rows_without_source += 1
+            continue
+        if current is not None and row.source_data < current:
+            raise OrderError(
+                f"job rows are not sorted in binary order ({row.source_data!r} after {current!r}): "
+                "the merge join would be wrong, so nothing is planned"
+            )
+        if row.source_data != current:
+            if current is not None:
+                stats.sources += 1
+                yield Group(current, frozenset(classes))
+            current, classes = row.source_data, set()
+        classes.add(kind)
+    if current is not None:
+        stats.sources += 1
+        yield Group(current, frozenset(classes))
+
+
+def merge_join(
+    objects: Iterable[S3Object], groups: Iterable[Group], key_prefix: str, stats: JobStats
+) -> Iterator[tuple[S3Object, str, frozenset[JobClass]]]:
+    """``(object, remainder, classes of the jobs referring to it)`` for every object under ``key_prefix``,
+    in key order. Objects outside the prefix are skipped (never touched)."""
+    it = iter(groups)
+    group = next(it, None)
+    previous: str | None = None
+    for obj in objects:
+        if not obj.key.startswith(key_prefix):
+            continue
+        if previous is not None and obj.key <= previous:
+            raise OrderError(f"the S3 listing is not in key order ({obj.key!r} after {previous!r})")
+        previous = obj.key
+        remainder = obj.key[len(key_prefix):]
+        while group is not None and group.source_data < remainder:
+            stats.sources_without_object += 1
+            group = next(it, None)
+        if group is not None and group.source_data == remainder:
+            yield obj, remainder, group.classes
+            group = next(it, None)
+        else:
+            yield obj, remainder, frozenset()
+    while group is not None:  # read to the end so the row counts are complete
+        stats.sources_without_object += 1
+        group = next(it, None)
+
+
+# ---------------------------------------------------------------------------------------- the plan
+
+#: ``lookup(remainders)`` → {remainder: job rows whose ``sourceData`` the table's collation calls equal}.
+Lookup = Callable[[list[str]], dict[str, list[JobRow]]]
+
+
+class Candidate(NamedTuple):
+    obj: S3Object
+    remainder: str
+    reason: str
+
+
+@dataclass
+class PlanStats:
+    """Counts for plan.json beyond what the plan writer counts."""
+
+    protected_count: int = 0
+    protected_bytes: int = 0
+    by_cause: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CAUSES, 0))
+    ambiguous_samples: list[str] = field(default_factory=list)
+    too_young_samples: list[str] = field(default_factory=list)
+
+    def keep(self, obj: S3Object, cause: str, sample_size: int) -> None:
+        self.protected_count += 1
+        self.protected_bytes += obj.size
+        self.by_cause[cause] += 1
+        samples = {"ambiguous": self.ambiguous_samples, "too_young": self.too_young_samples}.get(cause)
+        if samples is not None and len(samples) < sample_size:
+            samples.append(obj.key)
+
+
+def plan_retention(
+    objects: Iterable[S3Object],
+    rows: Iterable[JobRow],
+    *,
+    key_prefix: str,
+    policy: Policy,
+    add: Callable[[S3Object, str], None],
+    note_scanned: Callable[[int], None],
+    lookup: Lookup | None = None,
+    batch: int = 1000,
+    sample_size: int = 20,
+) -> dict[str, Any]:
+    """Run the merge join and hand every deletable object to ``add(obj, reason)``.
+
+    Deletion candidates are confirmed in batches of ``batch`` with ``lookup`` (the table's own
+    collation): a row that refers to a key only loosely keeps it (``ambiguous``). Returns the counts
+    for plan.json; raises :class:`OrderError` if either stream is out of binary order.
+    """
+    jobs = JobStats()
+    stats = PlanStats()
+    pending: list[Candidate] = []
+
+    def flush() -> None:
+        matched = lookup([c.remainder for c in pending]) if lookup is not None and pending else {}
+        for cand in pending:
+            cause = protected_now(cand.remainder, matched.get(cand.remainder, ()), policy)
+            if cause:
+                stats.keep(cand.obj, cause, sample_size)
+            else:
+                add(cand.obj, cand.reason)
+        pending.clear()
+
+    groups = group_rows(rows, policy, jobs, sample_size)
+    for obj, remainder, classes in merge_join(objects, groups, key_prefix, jobs):
+        note_scanned(obj.size)
+        reason, cause = decide(classes, parse_time(obj.last_modified), policy)
+        if reason is None:
+            stats.keep(obj, cause or "unknown_type", sample_size)
+            continue
+        pending.append(Candidate(obj, remainder, reason))
+        if len(pending) >= batch:
+            flush()
+    flush()
+    return {
+        "policy": {
+            "now": policy.now.isoformat(), "trial_cutoff": policy.trial_cutoff.isoformat(),
+            "orphan_cutoff": policy.orphan_cutoff.isoformat(), "key_prefix": key_prefix,
+        },
+        "jobs": jobs.as_dict(),
+        "protected": {
+            "count": stats.protected_count, "bytes": stats.protected_bytes, "by_cause": stats.by_cause,
+            "ambiguous_samples": stats.ambiguous_samples, "too_young_samples": stats.too_young_samples,
+        },
+        "unknown_type_rows": {"count": jobs.by_class["unknown_type"], "samples": jobs.unknown_type_samples},
+        "expired_trial_rows": jobs.by_class["trial_expired"],
+    }
+
+
+
+# ---------------------------------------------------------------------------------------- run glue
+
+
+def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator[S3Object]:
+    """Pass the listing through; if it breaks (S3 still failing after the client's retries), stop and
+    record why in ``failure``: the plan is closed as incomplete and the guard refuses it."""
+    try:
+        yield from objects
+    except Exception as exc:  # noqa: BLE001 - any listing failure makes the plan incomplete, never partial-and-trusted
+        from include.s3 import error_text
+
+        failure.append(error_text(exc))
+
+
+def write_plan(
+    objects: Iterable[S3Object], rows: Iterable[JobRow], run_dir: Any, *, key_prefix: str, policy: Policy,
+    lookup: Lookup | None, chunk_size: int = 1000, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary."""
+    from include.deletion import PlanItem, PlanWriter
+
+    writer = PlanWriter(run_dir, chunk_size=chunk_size)
+    failure: list[str] = []
+    counts = plan_retention(
+        guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup,
+        add=lambda o, reason: writer.add(PlanItem(key=o.key, size=o.size, reason=reason, last_modified=o.last_modified)),
+        note_scanned=writer.note_scanned,
+    )
+    if failure:
+        counts["listing_error"] = failure[0]
+    return writer.close(listing_complete=not failure, extra={**counts, **(extra or {})})
+
+
+def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool) -> list[str]:
+    """Retention's own guard: an empty job query must never turn every file into an orphan."""
+    found: list[str] = []
+    if not summary.get("jobs", {}).get("rows") and not allow_empty_jobs:
+        found.append(
+            f"the job query on {jobs_table!r} returned no rows, so every file would look like an orphan; "
+            "check the table and the connection, or set allow_empty_jobs if the table really is empty"
+        )
+    if summary.get("listing_error"):
+        found.append(f"listing the bucket failed: {summary['listing_error']}")
+    return found
+
+
+def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[list[Any]], dict[str, str]]:
+    """The delete step's re-check: ``{key: why it is protected now}`` for plan items whose file a job
+    (inserted or changed since planning) now protects, or that the table now matches loosely."""
+
+    def recheck(items: list[Any]) -> dict[str, str]:
+        names = {item.key: item.key[len(key_prefix):] for item in items if item.key.startswith(key_prefix)}
+        found = lookup(sorted(set(names.values())))
+        why = {key: protected_now(name, found.get(name, ()), policy) for key, name in names.items()}
+        outside = {item.key: "outside key_prefix" for item in items if item.key not in names}
+        return {**{k: v for k, v in why.items() if v}, **outside}
+
+    return recheck

@@ -1,0 +1,155 @@
+"""include.retention + include.jobs_db against the real local MariaDB and S3 server (no Airflow run)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from include import jobs_db
+from include.deletion import delete_chunk
+from include.listing import iter_objects
+from include.retention import Policy, make_recheck, refusals, write_plan
+from include.seed import seed_jobs
+
+NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
+OLD = (NOW - timedelta(days=400)).isoformat()
+# Values whose order differs between a _ci / PAD SPACE collation and binary order, and that S3 must
+# list in the same order as MySQL's binary sort.
+ODD = ["a", "A", "a ", "a\t", "a!", "B", "b", "é", "e", "z", "Z", "ü", "\u00a0x", "\U0001f600", "~", "a b", "x/y", "0", "_"]
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"ret-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def table():
+    return f"jobs_{uuid.uuid4().hex[:10]}"
+
+
+def conn_for(mysql_server):
+    return jobs_db.prepare(mysql_server.connect())
+
+
+def test_table_names_are_validated_and_quoted():
+    assert jobs_db.quote_table("jobs") == "`jobs`"
+    assert jobs_db.quote_table("s3ops.jobs_1") == "`s3ops`.`jobs_1`"
+    for bad in ["", "jobs; DROP TABLE x", "`jobs`", "a.b.c", "1jobs", "jo bs", "x" * 65]:
+        with pytest.raises(ValueError, match="jobs_table .* is not a plain table name"):
+            jobs_db.quote_table(bad)
+
+
+def test_mysql_binary_order_equals_s3_key_order(mysql_server, mysql_conn, s3, s3_server, bucket, table):
+    rows = [(f"j{i}", None, "TRIAL", v) for i, v in enumerate(ODD)] + [("jnull", None, "TRIAL", None)]
+    seed_jobs(mysql_conn, rows, table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": f"p/{v}", "size": 1} for v in ODD]})
+    conn = conn_for(mysql_server)
+    try:
+        from_db = [r.source_data for r in jobs_db.iter_job_rows(conn, table)]
+    finally:
+        conn.close()
+    by_utf8 = sorted(ODD, key=lambda v: v.encode("utf-8"))
+    assert from_db == [None, *by_utf8]
+    assert [o.key[2:] for o in iter_objects(s3, bucket, "p/")] == by_utf8
+
+
+def test_lookup_uses_the_table_collation_and_maps_rows_back(mysql_server, mysql_conn, table):
+    seed_jobs(mysql_conn, [("1", None, "TRIAL", "abc"), ("2", None, "OFFICIAL", "Other"), ("3", None, "TRIAL", "x")],
+              table=table)
+    conn = conn_for(mysql_server)
+    try:
+        found = jobs_db.rows_for_sources(conn, table, ["abc", "ABC", "abc ", "other", "nope"])
+    finally:
+        conn.close()
+    assert {k: [r.job_id for r in v] for k, v in found.items()} == {"abc": ["1"], "ABC": ["1"], "abc ": ["1"], "other": ["2"]}
+
+
+def test_plan_then_a_new_job_row_saves_its_file(mysql_server, mysql_conn, s3, s3_server, bucket, table, tmp_path):
+    seed_jobs(mysql_conn, [("1", NOW - timedelta(days=200), "TRIAL", "f1"), ("2", None, "OFFICIAL", "f2")], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 5, "last_modified": OLD} for k in ("f1", "f2", "f3", "F2")]})
+    policy = Policy.at(NOW, "P3M", 7)
+    stream, lookup_conn = conn_for(mysql_server), conn_for(mysql_server)
+    try:
+        def lookup(names):
+            return jobs_db.rows_for_sources(lookup_conn, table, names)
+
+        summary = write_plan(iter_objects(s3, bucket), jobs_db.iter_job_rows(stream, table), tmp_path,
+                             key_prefix="", policy=policy, lookup=lookup)
+        plan_rows = [json.loads(line) for line in (tmp_path / "plan" / "00000.jsonl").read_text().splitlines()]
+        assert {r["key"]: r["reason"] for r in plan_rows} == {"f1": "trial_expired", "f3": "orphan"}
+        # "F2" differs from an OFFICIAL job's sourceData only by case: the _ci table calls it equal
+        assert summary["protected"]["by_cause"]["ambiguous"] == 1
+        assert summary["protected"]["ambiguous_samples"] == ["F2"]
+        assert summary["delete_count"] == 2 and summary["scanned_count"] == 4
+
+        # between plan and delete, a job starts using f3
+        seed_jobs(mysql_conn, [("4", None, "TRIAL", "f3")], table=table, replace=False)
+        done = delete_chunk(s3, bucket, tmp_path, "00000", recheck=make_recheck(lookup, "", policy), dry_run=False)
+    finally:
+        stream.close()
+        lookup_conn.close()
+    assert done["deleted"] == 1 and done["skipped"] == 1
+    audit = json.loads((tmp_path / "audit" / "00000.json").read_text())
+    assert audit["skipped"][0]["key"] == "f3" and audit["skipped"][0]["why"] == "trial_running"
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == ["F2", "f2", "f3"]
+
+
+def test_empty_job_table_is_refused(mysql_server, mysql_conn, s3, s3_server, bucket, table, tmp_path):
+    seed_jobs(mysql_conn, [], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": "a", "size": 1, "last_modified": OLD}]})
+    conn = conn_for(mysql_server)
+    try:
+        summary = write_plan(iter_objects(s3, bucket), jobs_db.iter_job_rows(conn, table), tmp_path,
+                             key_prefix="", policy=Policy.at(NOW), lookup=None)
+    finally:
+        conn.close()
+    assert summary["jobs"]["rows"] == 0 and summary["delete_count"] == 1
+    assert "returned no rows" in refusals(summary, jobs_table=table, allow_empty_jobs=False)[0]
+    assert refusals(summary, jobs_table=table, allow_empty_jobs=True) == []
+
+
+def test_a_failing_listing_makes_the_plan_incomplete(s3, s3_server, bucket, tmp_path):
+    s3_server.control("POST", "seed", {"bucket": bucket, "generate": {"prefix": "k/", "count": 1500, "size": 1,
+                                                                     "last_modified": OLD}})
+    s3_server.control("POST", "faults", {"mode": "error", "operation": "ListObjectsV2", "count": 50})
+    try:
+        from include.s3 import client_from_args
+
+        client = client_from_args(endpoint_url=s3_server.endpoint_url, region_name="us-east-1", max_attempts=2)
+        pages = iter_objects(client, bucket)
+        summary = write_plan(pages, [], tmp_path, key_prefix="", policy=Policy.at(NOW, "P3M", 0), lookup=None)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    assert summary["listing_complete"] is False
+    assert any("listing the bucket failed" in r for r in refusals(summary, jobs_table="t", allow_empty_jobs=True))
+
+
+def test_purge_records_rows_first_and_only_removes_expired_trials(mysql_server, mysql_conn, table, tmp_path):
+    seed_jobs(mysql_conn, [
+        ("old-trial", NOW - timedelta(days=200), " trial ", "a"),
+        ("new-trial", NOW - timedelta(days=10), "TRIAL", "b"),
+        ("running", None, "TRIAL", "c"),
+        ("official", NOW - timedelta(days=900), "OFFICIAL", "d"),
+        ("beta", NOW - timedelta(days=900), "BETA", "e"),
+    ], table=table)
+    policy = Policy.at(NOW, "P3M", 7)
+    dest = tmp_path / "purged_rows.jsonl"
+    conn = conn_for(mysql_server)
+    try:
+        first = jobs_db.purge_expired_trials(conn, table, policy, dest)
+        again = jobs_db.purge_expired_trials(conn, table, policy, dest)  # a retry
+        cur = conn.cursor()
+        cur.execute(f"SELECT jobId FROM `{table}` ORDER BY jobId")
+        left = [r[0] for r in cur.fetchall()]
+    finally:
+        conn.close()
+    assert first == {"recorded": 1, "deleted": 1} and again == {"recorded": 1, "deleted": 0}
+    assert [json.loads(line)["jobId"] for line in dest.read_text().splitlines()] == ["old-trial"]
+    assert left == ["beta", "new-trial", "official", "running"]

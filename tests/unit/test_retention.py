@@ -1,0 +1,212 @@
+"""The retention rule, ISO durations and the merge join, checked against a brute-force reference."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from include.listing import S3Object
+from include.retention import (
+    JobRow,
+    OrderError,
+    Policy,
+    parse_duration,
+    plan_retention,
+    protected_now,
+)
+
+NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
+UTC = timezone.utc
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def obj(key: str, size: int = 1, modified: datetime = NOW - timedelta(days=400)) -> S3Object:
+    return S3Object(key, size, iso(modified), "STANDARD", "")
+
+
+@pytest.mark.parametrize(
+    ("text", "now", "expected"),
+    [
+        ("P3M", datetime(2019, 6, 3, tzinfo=UTC), datetime(2019, 3, 3, tzinfo=UTC)),
+        ("P3M", datetime(2019, 5, 31, tzinfo=UTC), datetime(2019, 2, 28, tzinfo=UTC)),  # calendar months, clamped
+        ("P1Y2M", datetime(2020, 4, 30, tzinfo=UTC), datetime(2019, 2, 28, tzinfo=UTC)),
+        ("P90D", datetime(2019, 6, 3, tzinfo=UTC), datetime(2019, 3, 5, tzinfo=UTC)),
+        ("P2W", datetime(2019, 6, 3, tzinfo=UTC), datetime(2019, 5, 20, tzinfo=UTC)),
+        ("PT12H", datetime(2019, 6, 3, tzinfo=UTC), datetime(2019, 6, 2, 12, tzinfo=UTC)),
+        (" p1m ", datetime(2019, 3, 31, tzinfo=UTC), datetime(2019, 2, 28, tzinfo=UTC)),
+        ("P1Y", datetime(2020, 2, 29, tzinfo=UTC), datetime(2019, 2, 28, tzinfo=UTC)),
+    ],
+)
+def test_durations_subtract_calendar_units(text, now, expected):
+    assert parse_duration(text).before(now) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "P", "PT", "3M", "P3", "P-3M", "P1.5M", "P3MT", "three months", "P1D2M"])
+def test_bad_durations_are_rejected_with_a_clear_message(bad):
+    with pytest.raises(ValueError, match="not an ISO 8601 duration.*P3M"):
+        parse_duration(bad)
+
+
+def test_policy_rejects_negative_orphan_age():
+    with pytest.raises(ValueError, match="orphan_min_age_days"):
+        Policy.at(NOW, "P3M", -1)
+
+
+# ------------------------------------------------------------------------------- a brute-force reference
+
+TYPES = ["OFFICIAL", "TRIAL", "trial", " Trial ", "official\t", "BETA", "", None]
+
+
+def reference(objects, rows, prefix, now, retention_days, min_age_days):
+    """The rule written as plainly as possible: for every object, look at every row."""
+    cutoff = now - timedelta(days=retention_days)
+    orphan_cutoff = now - timedelta(days=min_age_days)
+    out = {}
+    for o in objects:
+        if not o.key.startswith(prefix):
+            continue
+        name = o.key[len(prefix):]
+        refs = [r for r in rows if r.source_data == name]
+        keep = name == ""
+        for r in refs:
+            kind = (r.type or "").strip().upper()
+            if kind == "OFFICIAL" or kind != "TRIAL":
+                keep = True
+            elif r.completed_at is None or r.completed_at.replace(tzinfo=UTC) > cutoff:
+                keep = True
+        if keep:
+            continue
+        if refs:
+            out[o.key] = "trial_expired"
+        elif datetime.fromisoformat(o.last_modified.replace("Z", "+00:00")) < orphan_cutoff:
+            out[o.key] = "orphan"
+    return out
+
+
+def run_plan(objects, rows, prefix, policy, lookup=None, batch=7):
+    planned = {}
+    scanned = []
+    extra = plan_retention(
+        objects, sorted(rows, key=lambda r: (r.source_data is not None, r.source_data or "")),
+        key_prefix=prefix, policy=policy, add=lambda o, reason: planned.setdefault(o.key, reason),
+        note_scanned=scanned.append, lookup=lookup, batch=batch,
+    )
+    return planned, scanned, extra
+
+
+names = st.sampled_from(["a", "b", "a ", "A", "ab", "a\tb", "é", "e", "z", "ü", "\U0001f600", "x/y", "", "a-1", "a_1"])
+days_ago = st.integers(min_value=0, max_value=200)
+
+
+@st.composite
+def worlds(draw):
+    prefix = draw(st.sampled_from(["", "in/", "a"]))
+    keys = draw(st.sets(st.builds(lambda p, n: p + n, st.sampled_from([prefix, "", "other/"]), names), max_size=12))
+    objects = [obj(k, size=len(k) + 1, modified=NOW - timedelta(days=draw(days_ago))) for k in sorted(keys)]
+    rows = [
+        JobRow(f"job-{i}", draw(st.one_of(st.none(), days_ago.map(lambda d: (NOW - timedelta(days=d)).replace(tzinfo=None)))),
+               draw(st.sampled_from(TYPES)), draw(st.one_of(st.none(), names)))
+        for i in range(draw(st.integers(0, 15)))
+    ]
+    return prefix, objects, rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(world=worlds(), retention=st.integers(0, 120), min_age=st.integers(0, 30))
+def test_plan_matches_brute_force(world, retention, min_age):
+    prefix, objects, rows = world
+    policy = Policy.at(NOW, f"P{retention}D", min_age)
+    planned, scanned, extra = run_plan(objects, rows, prefix, policy)
+    assert planned == reference(objects, rows, prefix, NOW, retention, min_age)
+    under = [o for o in objects if o.key.startswith(prefix)]
+    assert scanned == [o.size for o in under]
+    assert extra["protected"]["count"] + len(planned) == len(under)
+    assert extra["jobs"]["rows"] == len(rows)
+    assert extra["unknown_type_rows"]["count"] == sum(
+        1 for r in rows if (r.type or "").strip().upper() not in ("OFFICIAL", "TRIAL")
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(world=worlds())
+def test_loose_matches_from_the_table_collation_keep_the_key(world):
+    """A lookup that (like a _ci collation) matches case-insensitively and ignoring trailing spaces
+    can only keep more, never delete more; keys it matches loosely are kept as ambiguous."""
+    prefix, objects, rows = world
+    policy = Policy.at(NOW, "P3M", 0)
+
+    def fold(s):
+        return s.rstrip(" ").casefold()
+
+    def lookup(sources):
+        return {s: [r for r in rows if r.source_data is not None and fold(r.source_data) == fold(s)] for s in sources}
+
+    exact, _, _ = run_plan(objects, rows, prefix, policy)
+    loose, _, extra = run_plan(objects, rows, prefix, policy, lookup=lookup)
+    assert set(loose) <= set(exact)
+    for key in set(exact) - set(loose):
+        name = key[len(prefix):]
+        assert any(r.source_data not in (None, name) and fold(r.source_data) == fold(name) for r in rows)
+    assert extra["protected"]["by_cause"]["ambiguous"] >= len(set(exact) - set(loose))
+
+
+def test_reference_case():
+    from include.seed import reference_files, reference_job_rows
+
+    rows = [JobRow(j, c.replace(tzinfo=None) if c else None, t, s) for j, c, t, s in reference_job_rows(NOW)]
+    planned, _, extra = run_plan([obj(k) for k in sorted(reference_files())], rows, "", Policy.at(NOW, "P3M", 0))
+    expired = [f"incoming_{n:06d}" for n in (11, 12, 13, 14, 15, 17, 18, *range(36, 46))]
+    assert planned == {**dict.fromkeys(expired, "trial_expired"), **dict.fromkeys(["test", "test_1.txt", "test_2.txt"], "orphan")}
+    assert extra["protected"]["by_cause"] == {
+        "unknown_type": 0, "official": 21, "trial_running": 2, "trial_recent": 5, "ambiguous": 0, "too_young": 0,
+    }
+    assert extra["expired_trial_rows"] == 22
+
+
+def test_shared_official_and_expired_trial_keeps_the_file():
+    old = (NOW - timedelta(days=300)).replace(tzinfo=None)
+    rows = [JobRow("1", old, "TRIAL", "f"), JobRow("2", old, "official", "f"), JobRow("3", old, "TRIAL", "g")]
+    planned, _, extra = run_plan([obj("f"), obj("g")], rows, "", Policy.at(NOW))
+    assert planned == {"g": "trial_expired"}
+    assert extra["protected"]["by_cause"]["official"] == 1
+
+
+def test_unknown_types_are_kept_and_reported():
+    old = (NOW - timedelta(days=300)).replace(tzinfo=None)
+    rows = [JobRow("1", old, "TRIAL", "f"), JobRow("2", old, "BETA", "f"), JobRow("3", None, None, "g")]
+    planned, _, extra = run_plan([obj("f"), obj("g")], rows, "", Policy.at(NOW))
+    assert planned == {}
+    assert extra["protected"]["by_cause"]["unknown_type"] == 2
+    assert extra["unknown_type_rows"]["count"] == 2
+    assert {s["jobId"] for s in extra["unknown_type_rows"]["samples"]} == {"2", "3"}
+
+
+def test_young_unreferenced_objects_are_not_orphans():
+    planned, _, extra = run_plan([obj("new", modified=NOW - timedelta(days=1)), obj("old")], [], "", Policy.at(NOW))
+    assert planned == {"old": "orphan"}
+    assert extra["protected"]["too_young_samples"] == ["new"]
+
+
+def test_the_prefix_itself_is_ambiguous_and_kept():
+    assert protected_now("", [], Policy.at(NOW)) == "ambiguous"
+    planned, _, _ = run_plan([obj("in/"), obj("in/x")], [], "in/", Policy.at(NOW))
+    assert planned == {"in/x": "orphan"}
+
+
+def test_rows_out_of_binary_order_stop_the_plan():
+    rows = [JobRow("1", None, "TRIAL", "b"), JobRow("2", None, "TRIAL", "a")]
+    with pytest.raises(OrderError, match="not sorted in binary order"):
+        plan_retention([obj("a")], rows, key_prefix="", policy=Policy.at(NOW), add=lambda *a: None,
+                       note_scanned=lambda s: None)
+
+
+def test_listing_out_of_order_stops_the_plan():
+    with pytest.raises(OrderError, match="not in key order"):
+        plan_retention([obj("b"), obj("a")], [], key_prefix="", policy=Policy.at(NOW), add=lambda *a: None,
+                       note_scanned=lambda s: None)
