@@ -218,7 +218,22 @@ class AirflowClient:
         return str(resp.json()["dag_run_id"])
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return dict(self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
+        """The run; while it is still queued, scheduled runs of its DAG are stopped (see below)."""
+        run = dict(self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
+        if run["state"] == "queued" and run["run_type"] != "scheduled":
+            self.stop_scheduled_runs(dag_id)
+        return run
+
+    def stop_scheduled_runs(self, dag_id: str) -> list[str]:
+        """Mark failed the scheduled runs that unpausing created (no conf: they would fail and retry with
+        backoff, or list everything) so they do not hold the DAG's ``max_active_runs`` slot a test's run
+        waits for. Tests of the schedule itself do not use this."""
+        stopped = []
+        for r in self.runs(dag_id, run_type=["scheduled"], state=["queued", "running"]):
+            resp = self.http.patch(f"/api/v2/dags/{dag_id}/dagRuns/{r['dag_run_id']}", json={"state": "failed"})
+            if resp.status_code == 200:
+                stopped.append(r["dag_run_id"])
+        return stopped
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 180, states: set[str] = FINISHED) -> str:
         deadline = time.monotonic() + timeout
