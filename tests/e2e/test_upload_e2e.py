@@ -70,22 +70,21 @@ def test_upload_schedule_moves_new_files_within_two_minutes(airflow, s3, unique,
     minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=2)
     written = {_write_dat(base, loc, minute, "temperature", f"{loc}\n".encode()): loc for loc in ("oslo", "rome")}
     expected = {p.relative_to(base).as_posix() for p in written}
+    unpaused_at = datetime.now(timezone.utc)
     airflow.set_paused("s3_upload", False)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and set(_keys(s3, bucket)) != expected:
             time.sleep(3)
+        assert set(_keys(s3, bucket)) == expected, airflow.runs("s3_upload", order_by="-start_date")[:3]
+        deadline = time.monotonic() + 60  # the scheduled run that moved them finishes (tidy, summary)
+        while time.monotonic() < deadline:
+            scheduled = [r for r in airflow.runs("s3_upload", run_type=["scheduled"], state=["success"])
+                         if r["start_date"] and datetime.fromisoformat(r["start_date"].replace("Z", "+00:00")) >= unpaused_at]
+            if scheduled:
+                break
+            time.sleep(2)
     finally:
-        airflow.set_paused("s3_upload", True)
-    assert set(_keys(s3, bucket)) == expected, airflow.runs("s3_upload", order_by="-start_date")[:3]
-    deadline = time.monotonic() + 30  # the run that uploaded them deletes the local files right after
-    while time.monotonic() < deadline and any(p.exists() for p in written):
-        time.sleep(1)
-    assert not any(p.exists() for p in written)
-    deadline = time.monotonic() + 60  # the scheduled run that moved them finishes (tidy, summary)
-    while time.monotonic() < deadline:
-        scheduled = [r for r in airflow.runs("s3_upload") if r["run_type"] == "scheduled" and r["state"] == "success"]
-        if scheduled:
-            break
-        time.sleep(2)
+        airflow.set_paused("s3_upload", True)  # (a paused DAG's running runs stop being scheduled)
     assert scheduled, "the files were not moved by a scheduled run"
+    assert not any(p.exists() for p in written)
