@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-SIZE_UNITS = ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "auto"]
-STORAGE_CLASSES = ["STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER",
-                   "DEEP_ARCHIVE", "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW"]
+# Constants only: both modules import nothing, so parsing stays fast and the enums have one source.
+from include.pricing import STORAGE_CLASSES
+from include.units import SIZE_UNITS
 
 DOC = """
 ### S3 storage report
@@ -49,10 +49,10 @@ See docs/storage_report.md.
                          description="Bucket names or glob patterns (logs-*, data-202?); empty = every bucket."),
         "regions": Param([], type="array", items={"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-[0-9]+$"},
                          title="Regions", description="Only buckets in these regions (e.g. eu-west-1); empty = all."),
-        "storage_classes": Param([], type="array", items={"type": "string", "enum": STORAGE_CLASSES},
+        "storage_classes": Param([], type="array", items={"type": "string", "enum": list(STORAGE_CLASSES)},
                                  title="Storage classes",
                                  description="Count only objects in these storage classes; empty = all."),
-        "size_unit": Param("auto", type="string", enum=SIZE_UNITS, title="Size unit",
+        "size_unit": Param("auto", type="string", enum=list(SIZE_UNITS), title="Size unit",
                            description="Unit of total_size and the tables: KB = 1000 B, KiB = 1024 B; "
                                        "auto picks per bucket. Byte counts are always exact."),
         "include_versions": Param(False, type="boolean", title="Include versions",
@@ -91,7 +91,7 @@ def s3_storage_report():
         now = ctx.get("logical_date") or ctx["dag_run"].run_after
         return storage_report_tasks.summarize_shard(shard, ctx["params"], now)
 
-    @task
+    @task(trigger_rule="none_failed")  # no bucket matched: zero shards, still an (empty) report
     def aggregate(shard_results: list[list[dict]]) -> dict:
         from include import storage_report_tasks
 

@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VARIABLE = "s3ops_pricing"
+#: Storage classes as ListObjectsV2 names them (the ``storage_classes`` param's enum).
+STORAGE_CLASSES = (
+    "STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW",
+)
 GB = 1024**3
 FALLBACK_REGION = "us-east-1"
 

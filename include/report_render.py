@@ -123,7 +123,7 @@ def _bars(title: str, items: list[tuple[str, int]], unit: str) -> str:
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#1f2933}
 table{border-collapse:collapse;font-size:.9rem}th,td{padding:.3rem .6rem;border-bottom:1px solid #d9e2ec;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}tr.err td{color:#b42318}
+td{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}tr.err td{color:#b42318}
 .chart{max-width:60rem}.bar{display:flex;align-items:center;gap:.6rem;margin:.2rem 0}
 .label{width:16rem;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .track{flex:1;background:#f0f4f8;height:1rem}.fill{display:block;height:100%;background:#2f80ed}

@@ -10,9 +10,11 @@ A *shard* is what one mapped task lists: a few parts (several small buckets, or 
 bucket). There are never more shards than ``[core] max_map_length``.
 
 Finding boundaries is cheap: a bucket is big when a probe of ``threshold`` objects (``threshold/1000``
-pages) does not reach its end; its prefix tree is then walked with ``Delimiter="/"`` (CommonPrefixes
-only, a few requests) and the first key under evenly spaced prefixes becomes a boundary. A flat
-bucket (no ``/``) stays one part.
+pages) does not reach its end (small buckets are packed several to a shard by the count the probe
+saw). Its prefix tree is then walked with ``Delimiter="/"`` (CommonPrefixes only, a few requests) or,
+in folders without sub-folders, by next character (``StartAfter`` hops, one request per distinct
+character), and the first key under evenly spaced prefixes becomes a boundary. Prefixes say nothing
+about how many keys they hold, so ranges are even in prefixes, not necessarily in keys.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any, TypedDict
 DEFAULT_SHARD_OBJECTS = 20_000
 #: At most this many parts per big bucket (``S3OPS_REPORT_SHARD_PARTS`` overrides).
 DEFAULT_PARTS_PER_BUCKET = 16
-_MAX_PREFIX_DEPTH = 4
+_MAX_PREFIX_DEPTH = 24  # levels of descent; a level with one child costs two requests
+_PAST_PREFIX = "\U0010ffff"  # the highest code point: ``p + _PAST_PREFIX`` sorts after every real key under p
 
 
 class Part(TypedDict):
@@ -70,17 +73,18 @@ def ranges(boundaries: Sequence[str]) -> list[tuple[str | None, str | None]]:
     return list(zip(lows, highs, strict=True))
 
 
-def is_big(client: Any, bucket: str, threshold: int) -> bool:
-    """True when the bucket holds more than ``threshold`` objects (lists at most ``threshold`` keys)."""
+def probe_count(client: Any, bucket: str, threshold: int) -> int | None:
+    """The bucket's object count when it holds at most ``threshold`` objects, else None (big).
+    Lists at most ``threshold`` keys."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, threshold)}
     seen = 0
     while True:
         page = client.list_objects_v2(**kwargs)
         seen += int(page.get("KeyCount", len(page.get("Contents", []))))
         if not page.get("IsTruncated"):
-            return False
+            return seen
         if seen >= threshold:
-            return True
+            return None
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
         kwargs["MaxKeys"] = min(1000, threshold - seen)
 
@@ -97,17 +101,40 @@ def _common_prefixes(client: Any, bucket: str, prefix: str, cap: int) -> list[st
     return found[:cap]
 
 
+def _next_chars(client: Any, bucket: str, prefix: str, cap: int) -> list[str]:
+    """The distinct ``prefix + c`` that keys under ``prefix`` start with: one MaxKeys=1 request per
+    child, each starting after every key of the previous child (for folders without sub-folders)."""
+    found: list[str] = []
+    after = prefix
+    while len(found) < cap:
+        page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, StartAfter=after, MaxKeys=1)
+        contents = page.get("Contents") or []
+        if not contents:
+            break
+        child = contents[0]["Key"][: len(prefix) + 1]
+        found.append(child)
+        after = child + _PAST_PREFIX
+    return found
+
+
 def prefix_tree(client: Any, bucket: str, want: int) -> list[str]:
-    """Sorted prefixes (ending in ``/``) that cut the bucket into at least ``want`` pieces where the
-    tree allows, descending level by level; a prefix without sub-prefixes stays as it is."""
+    """Sorted prefixes that cut the bucket into at least ``want`` pieces where the keys allow,
+    descending level by level: into ``/`` folders (CommonPrefixes), and where a prefix has none, by its
+    next character. A prefix with nothing under it stays as it is. At most ``want * 8`` prefixes a level."""
     level = [""]
+    flat: set[str] = set()  # prefixes with no "/" below them: their children are flat too
     for _ in range(_MAX_PREFIX_DEPTH):
         deeper: list[str] = []
         grew = False
         for prefix in level:
-            children = _common_prefixes(client, bucket, prefix, cap=want * 8)
-            grew |= bool(children)
+            children = [] if prefix in flat else _common_prefixes(client, bucket, prefix, cap=want * 8)
+            if not children:
+                children = [c for c in _next_chars(client, bucket, prefix, cap=want * 8) if c != prefix]
+                flat.update(children)
+            grew |= len(children) > 1 or (len(children) == 1 and children[0] != prefix)
             deeper += children or [prefix]
+            if len(deeper) >= want * 8:
+                break
         if not grew:
             break
         level = sorted(set(deeper))
@@ -146,21 +173,32 @@ def parts_for(bucket: str, region: str | None, cuts: Sequence[str]) -> list[Part
     ]
 
 
-def pack(parts_by_bucket: Sequence[list[Part]], max_shards: int) -> list[Shard]:
+def pack(parts_by_bucket: Sequence[list[Part]], max_shards: int, *, sizes: Sequence[int] = (),
+         capacity: int = DEFAULT_SHARD_OBJECTS) -> list[Shard]:
     """Shards for ``max_shards`` mapped tasks at most: each range of a split bucket is a shard of its
-    own; single-part (small) buckets share the shards that are left, in order."""
+    own; single-part (small) buckets are packed in order into shards of about ``capacity`` objects
+    (``sizes``: one object count per bucket, when known), into the shards that are left."""
     if max_shards < 1:
         raise ValueError("max_shards must be >= 1")
     split = [p for parts in parts_by_bucket if len(parts) > 1 for p in parts]
-    small = [parts[0] for parts in parts_by_bucket if len(parts) == 1]
-    if len(split) + (1 if small else 0) > max_shards:
-        raise ValueError(f"{len(split)} ranges of split buckets do not fit in {max_shards} shards")
+    small = [(parts[0], sizes[i] if i < len(sizes) else capacity)
+             for i, parts in enumerate(parts_by_bucket) if len(parts) == 1]
+    room = max_shards - len(split)
+    if small and room < 1:
+        raise ValueError(f"{len(split)} ranges of split buckets leave no shard for {len(small)} small buckets")
     groups: list[list[Part]] = [[p] for p in split]
-    if small:
-        room = max_shards - len(split)
+    packed: list[list[Part]] = []
+    load = 0
+    for part, size in small:
+        if not packed or load + size > capacity:
+            packed.append([])
+            load = 0
+        packed[-1].append(part)
+        load += size
+    if len(packed) > room:  # too many: spread evenly over the room left instead
         per_shard = math.ceil(len(small) / room)
-        groups += [small[i : i + per_shard] for i in range(0, len(small), per_shard)]
-    return [Shard(index=i, parts=g) for i, g in enumerate(groups)]
+        packed = [[p for p, _ in small[i : i + per_shard]] for i in range(0, len(small), per_shard)]
+    return [Shard(index=i, parts=g) for i, g in enumerate(groups + packed)]
 
 
 def parts_budget(big_buckets: int, max_shards: int, parts_per_bucket: int) -> int:

@@ -25,16 +25,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from include import shards
-from include.pricing import PriceTable, load_prices
+from include.pricing import STORAGE_CLASSES, PriceTable, load_prices
 from include.units import SIZE_UNITS, check_unit, format_size
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("listing", "cloudwatch")
-STORAGE_CLASSES = (
-    "STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
-    "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW",
-)
+CLOUDWATCH_BUCKETS_PER_SHARD = 50  # a few metric requests per bucket
 #: CloudWatch ``StorageType`` dimension → storage class.
 CLOUDWATCH_STORAGE_TYPES = {
     "StandardStorage": "STANDARD",
@@ -416,18 +413,20 @@ def plan(
     parts_per_bucket = parts_per_bucket or default_parts
     readable = [b for b in buckets if not b.get("error")]
     if source == "cloudwatch":
-        return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards)
+        return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards,
+                           sizes=[1] * len(readable), capacity=CLOUDWATCH_BUCKETS_PER_SHARD)
 
-    def probe(bucket: dict[str, Any]) -> bool:
+    def probe(bucket: dict[str, Any]) -> int | None:
         try:
-            return shards.is_big(client_for(bucket["region"]), bucket["name"], threshold)
+            return shards.probe_count(client_for(bucket["region"]), bucket["name"], threshold)
         except ClientError as exc:
             if bucket_error(exc) is None:
                 raise
-            return False
+            return 0  # one part; its listing records the error
 
     with ThreadPoolExecutor(threads) as pool:
-        big = list(pool.map(probe, readable))
+        counts = list(pool.map(probe, readable))
+    big = [c is None for c in counts]
     budget = shards.parts_budget(sum(big), max_shards, parts_per_bucket)
 
     def split(args: tuple[dict[str, Any], bool]) -> list[shards.Part]:
@@ -444,7 +443,8 @@ def plan(
 
     with ThreadPoolExecutor(threads) as pool:
         parts = list(pool.map(split, zip(readable, big, strict=True)))
-    return shards.pack(parts, max_shards)
+    sizes = [threshold if c is None else c for c in counts]
+    return shards.pack(parts, max_shards, sizes=sizes, capacity=threshold)
 
 
 # ------------------------------------------------------------------------------------------- the report
@@ -515,6 +515,8 @@ def build_report(
 ) -> dict[str, Any]:
     """report.json: one entry per bucket (in name order) and the totals over the readable ones."""
     check_unit(size_unit)
+    if source not in SOURCES:
+        raise ValueError(f"source {source!r} is not one of {', '.join(SOURCES)}")
     by_bucket: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         by_bucket.setdefault(r["bucket"], []).append(r)

@@ -59,8 +59,15 @@ class Clients:
 
 def list_buckets(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Visible buckets matching ``buckets``/``regions``, with creation date and region → buckets.json."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
     from include.s3 import S3AccessError, check_access
 
+    try:  # an unknown connection would silently fall back to the host's default credentials
+        BaseHook.get_connection(params["aws_conn_id"])
+    except AirflowNotFoundException:
+        raise _fail(f"Airflow connection {params['aws_conn_id']!r} is not defined: create it or set aws_conn_id") from None
     clients = Clients(params["aws_conn_id"])
     client = clients.s3("us-east-1")  # CreationDate with us-east-1 semantics
     try:
@@ -115,7 +122,7 @@ def _prices_override() -> dict[str, Any] | None:
 def aggregate(shard_results: Iterable[list[dict[str, Any]]], params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Merge every range's totals per bucket, price them → report.json; returns the totals."""
     buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
-    results = [r for shard in shard_results for r in shard]
+    results = [r for shard in shard_results or () for r in shard or ()]
     try:
         prices = load_prices(_prices_override())
     except ValueError as exc:

@@ -1,0 +1,152 @@
+"""Shard planning and exact merging: sharded totals equal one sequential pass, whatever the keys."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from include import shards, storage_report
+from tests.unit._fake_s3 import FakeS3
+
+TRICKY = ["a", "a/", "a-b", "a/b", "a/b/", "a//c", "a0", "b", "z/\u00e9t\u00e9", "z/\U0001f600", "~", " lead"]
+
+
+def build(seed: int, n: int) -> FakeS3:
+    rnd = random.Random(seed)
+    fake = FakeS3()
+    dirs = ["logs/2026/01/", "logs/2026/02/", "logs/2027/", "img/", "img/raw/", "data-", "x/y/z/", ""]
+    classes = ["STANDARD", "STANDARD_IA", "GLACIER"]
+    for i in range(n):
+        key = f"{rnd.choice(dirs)}{rnd.randrange(10**6):06d}{rnd.choice(['', '.bin', '/'])}"
+        fake.put(key, rnd.randrange(0, 5000), f"2026-0{1 + i % 9}-0{1 + i % 9}T00:00:{i % 60:02d}.000Z",
+                 rnd.choice(classes))
+    for key in TRICKY:
+        fake.put(key, len(key))
+    keys = sorted({v.key for v in fake.versions})
+    for key in rnd.sample(keys, len(keys) // 10):  # overwrites → noncurrent versions
+        fake.put(key, 7, "2026-12-01T00:00:00.000Z")
+    for key in rnd.sample(keys, len(keys) // 20):  # deletes → delete markers
+        fake.delete(key)
+    fake.uploads.append({"Key": "u", "UploadId": "1", "parts": [100, 50]})
+    return fake
+
+
+def sequential(fake: FakeS3, classes: tuple[str, ...] = ()) -> dict:
+    """The truth, from the fake's own data (no listing code involved)."""
+    latest: dict = {}
+    for v in fake.versions:
+        latest[v.key] = v
+    current = [v for v in latest.values() if not v.delete_marker and (not classes or v.storage_class in classes)]
+    noncurrent = [v for v in fake.versions if not v.delete_marker and latest[v.key] is not v
+                  and (not classes or v.storage_class in classes)]
+    return {
+        "object_count": len(current), "total_bytes": sum(v.size for v in current),
+        "last_modified": max((v.last_modified for v in current), default=None),
+        "noncurrent": (len(noncurrent), sum(v.size for v in noncurrent)),
+        "delete_markers": sum(v.delete_marker for v in fake.versions),
+    }
+
+
+def sharded(fake: FakeS3, *, versions: bool, threshold: int, parts: int, classes: tuple[str, ...] = ()):
+    bucket = {"name": "b", "region": "us-east-1", "creation_date": "2026-01-01T00:00:00Z", "error": None}
+    planned = storage_report.plan(lambda region: fake, [bucket], max_shards=64, threshold=threshold,
+                                  parts_per_bucket=parts)
+    results = [storage_report.summarize_part(fake, p, include_versions=versions, storage_classes=classes)
+               for s in planned for p in s["parts"]]
+    total = storage_report.Totals()
+    for r in results:
+        total.merge(storage_report.Totals.from_dict(r["totals"]))
+    return planned, total
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("versions", [False, True])
+def test_sharded_totals_equal_a_sequential_pass(seed, versions):
+    fake = build(seed, 400 + 150 * seed)
+    planned, total = sharded(fake, versions=versions, threshold=100, parts=2 + seed)
+    parts = [p for s in planned for p in s["parts"]]
+    assert 1 < len(parts) <= 2 + seed
+    truth = sequential(fake)
+    assert (total.object_count, total.total_bytes, total.last_modified) == \
+        (truth["object_count"], truth["total_bytes"], truth["last_modified"])
+    assert (total.multipart_uploads, total.multipart_bytes) == (1, 150)
+    if versions:
+        assert (sum(n for n, _ in total.noncurrent.values()), sum(b for _, b in total.noncurrent.values())) \
+            == truth["noncurrent"]
+        assert total.delete_markers == truth["delete_markers"]
+
+
+def test_sharded_storage_class_filter():
+    fake = build(11, 600)
+    _, total = sharded(fake, versions=False, threshold=50, parts=5, classes=("GLACIER",))
+    truth = sequential(fake, ("GLACIER",))
+    assert (total.object_count, total.total_bytes) == (truth["object_count"], truth["total_bytes"])
+    assert set(total.classes) == {"GLACIER"}
+
+
+def test_small_bucket_is_one_part_and_a_big_flat_bucket_is_cut_by_characters():
+    fake = FakeS3()
+    for i in range(300):
+        fake.put(f"part-{i:05d}", i)
+    planned, total = sharded(fake, versions=False, threshold=1000, parts=8)
+    assert [len(s["parts"]) for s in planned] == [1] and total.object_count == 300
+    fake.calls = 0
+    planned, total = sharded(fake, versions=True, threshold=100, parts=8)  # big, no "/" to cut at
+    cuts = [p["upto"] for s in planned for p in s["parts"]][:-1]
+    assert len(cuts) == 7 and cuts == sorted(cuts)
+    assert (total.object_count, total.total_bytes) == (300, sum(range(300)))
+    assert fake.calls < 75  # probe, ~2 hops per level (+1 per child at the last), cut keys, the listing
+
+
+def test_ranges_partition_the_key_space():
+    assert shards.ranges([]) == [(None, None)]
+    assert shards.ranges(["m", "c", "m"]) == [(None, "c"), ("c", "m"), ("m", None)]
+    spans = shards.ranges(["a/", "a/b"])
+    for key in TRICKY + ["", "a/a", "a/c", "a.", "a/\U0010ffff"]:
+        assert sum(shards.in_range(key, lo, hi) for lo, hi in spans) == 1, key
+    assert shards.end_before("abc") == "abc\x00" and "abc" < "abc\x00" < "abc\x01" and shards.end_before(None) is None
+
+
+def test_pick_evenly():
+    assert shards.pick_evenly(["a", "b"], 5) == ["a", "b"]
+    assert shards.pick_evenly([str(i) for i in range(10)], 3) == ["0", "3", "6"]
+
+
+def _part(bucket: str, i: int = 0, of: int = 1) -> shards.Part:
+    return shards.Part(bucket=bucket, region="us-east-1", after=None, upto=None, part=i, of=of)
+
+
+def test_pack_never_exceeds_max_shards_and_keeps_every_part_once():
+    buckets = [[_part(f"b{i:03d}")] for i in range(3000)]
+    buckets += [[_part("big", i, 4) for i in range(4)]]
+    packed = shards.pack(buckets, 1024, sizes=[10] * 3001, capacity=1000)
+    assert len(packed) <= 1024
+    seen = [(p["bucket"], p["part"]) for s in packed for p in s["parts"]]
+    assert sorted(seen) == sorted((p["bucket"], p["part"]) for parts in buckets for p in parts)
+    assert [s["index"] for s in packed] == list(range(len(packed)))
+    assert all(len(s["parts"]) == 1 for s in packed if s["parts"][0]["bucket"] == "big")
+
+
+def test_pack_groups_small_buckets_by_object_count():
+    buckets = [[_part(n)] for n in "abcde"]
+    packed = shards.pack(buckets, 1024, sizes=[600, 300, 50, 900, 0], capacity=1000)
+    assert [[p["bucket"] for p in s["parts"]] for s in packed] == [["a", "b", "c"], ["d", "e"]]
+    with pytest.raises(ValueError, match="no shard"):
+        shards.pack([[_part("x", i, 3) for i in range(3)], [_part("y")]], 3)
+
+
+def test_parts_budget_leaves_room_for_small_buckets():
+    assert shards.parts_budget(0, 1024, 16) == 16
+    assert shards.parts_budget(10, 1024, 16) == 16
+    assert shards.parts_budget(100, 1024, 16) == 5
+    assert shards.parts_budget(5000, 1024, 16) == 1
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("S3OPS_REPORT_SHARD_OBJECTS", "1234")
+    monkeypatch.setenv("S3OPS_REPORT_SHARD_PARTS", "3")
+    assert shards.shard_settings() == (1234, 3)
+    monkeypatch.setenv("S3OPS_REPORT_SHARD_PARTS", "0")
+    with pytest.raises(ValueError, match="S3OPS_REPORT_SHARD"):
+        shards.shard_settings()

@@ -1,0 +1,255 @@
+"""include.storage_report aggregation, filters, errors and rendering, without S3 or Airflow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from include import report_render
+from include.pricing import GB, load_prices
+from include.storage_report import Progress, Totals, bucket_entry, bucket_error, build_report, list_buckets, matches
+
+NOW = datetime(2026, 11, 22, 4, 0, tzinfo=timezone.utc)
+PRICES = {"prices": {"us-east-1": {"STANDARD": 1.0, "GLACIER": 0.5}, "eu-west-1": {"STANDARD": 2.0}}}
+
+
+def bucket(name: str, region: str = "us-east-1", error: str | None = None) -> dict:
+    return {"name": name, "creation_date": "2026-01-02T03:04:05Z", "region": region, "error": error}
+
+
+def part(name: str, i: int, of: int, totals: Totals | None, error: str | None = None) -> dict:
+    return {"bucket": name, "part": i, "of": of, "totals": totals.to_dict() if totals else None, "error": error}
+
+
+def totals(objects: list[tuple[int, str, str]], **extra) -> Totals:
+    t = Totals(**extra)
+    for size, when, cls in objects:
+        t.add_object(size, when, cls)
+    return t
+
+
+@pytest.mark.parametrize("name, patterns, hit", [
+    ("logs-prod", [], True),
+    ("logs-prod", ["logs-*"], True),
+    ("logs-prod", ["LOGS-*"], False),  # bucket names are lower case; patterns are not folded
+    ("logs-prod", ["data-*", "logs-pro?"], True),
+    ("logs-prod", ["logs"], False),
+    ("data-2024", ["data-202[0-4]"], True),
+    ("data-2025", ["data-202[0-4]"], False),
+])
+def test_glob_filters(name, patterns, hit):
+    assert matches(name, patterns) is hit
+
+
+def test_parts_merge_into_one_bucket_entry_with_costs():
+    a = totals([(GB, "2026-03-01T00:00:00.000Z", "STANDARD"), (2 * GB, "2026-05-01T00:00:00.000Z", "GLACIER")],
+               multipart_uploads=1, multipart_bytes=GB // 2)
+    a.add_noncurrent(GB, "GLACIER")
+    b = totals([(GB, "2026-04-01T00:00:00.000Z", "STANDARD")], delete_markers=3)
+    results = [part("b1", 1, 2, b), part("b1", 0, 2, a)]
+    entry = bucket_entry(bucket("b1"), results, load_prices(PRICES), "GiB", include_versions=True)
+    assert entry["object_count"] == 3 and entry["total_bytes"] == 4 * GB and entry["total_size"] == "4.00 GiB"
+    assert entry["last_modified"] == "2026-05-01T00:00:00Z"
+    assert entry["storage_classes"] == {
+        "GLACIER": {"object_count": 1, "bytes": 2 * GB, "estimated_monthly_cost_usd": 1.0},
+        "STANDARD": {"object_count": 2, "bytes": 2 * GB, "estimated_monthly_cost_usd": 2.0},
+    }
+    # current 3.0 + noncurrent GLACIER 0.5 + incomplete upload (priced as STANDARD) 0.5
+    assert entry["estimated_monthly_cost_usd"] == 4.0
+    assert entry["noncurrent_versions"] == {"object_count": 1, "bytes": GB}
+    assert entry["delete_markers"] == 3
+    assert entry["incomplete_multipart_uploads"] == {"count": 1, "bytes": GB // 2}
+    assert entry["error"] is None
+
+
+def test_without_versions_the_version_fields_are_null():
+    entry = bucket_entry(bucket("b"), [part("b", 0, 1, Totals())], load_prices(), "auto", include_versions=False)
+    assert entry["noncurrent_versions"] is None and entry["delete_markers"] is None
+    assert entry["object_count"] == 0 and entry["last_modified"] is None and entry["total_size"] == "0 B"
+    assert entry["incomplete_multipart_uploads"] == {"count": 0, "bytes": 0}
+
+
+@pytest.mark.parametrize("results, error", [
+    ([part("b", 0, 2, Totals()), part("b", 1, 2, None, "NoSuchBucket: gone")], "NoSuchBucket: gone"),
+    ([part("b", 0, 2, Totals())], "Incomplete: 1 of 2 key ranges were listed"),
+    ([], "Incomplete: 0 of 1 key ranges were listed"),
+])
+def test_a_bucket_with_a_failed_or_missing_range_reports_an_error_not_numbers(results, error):
+    entry = bucket_entry(bucket("b"), results, load_prices(), "B", include_versions=False)
+    assert entry["error"] == error
+    assert entry["object_count"] is None and entry["total_bytes"] is None and entry["storage_classes"] == {}
+
+
+def test_report_totals_skip_unreadable_buckets_and_carry_pricing():
+    report = build_report(
+        [bucket("zz"), bucket("aa", "eu-west-1"), bucket("denied", None, "AccessDenied: Access Denied")],
+        [part("zz", 0, 1, totals([(10, "2026-01-01T00:00:00.000Z", "STANDARD")])),
+         part("aa", 0, 1, totals([(GB, "2026-01-01T00:00:00.000Z", "STANDARD")]))],
+        prices=load_prices(PRICES), size_unit="MB", source="listing", include_versions=False, generated_at=NOW,
+    )
+    assert [b["name"] for b in report["buckets"]] == ["aa", "denied", "zz"]
+    assert report["generated_at"] == "2026-11-22T04:00:00Z" and report["size_unit"] == "MB"
+    assert report["totals"]["bucket_count"] == 3 and report["totals"]["object_count"] == 2
+    assert report["totals"]["total_bytes"] == GB + 10 and report["totals"]["error_count"] == 1
+    assert report["totals"]["estimated_monthly_cost_usd"] == 2.0
+    assert report["buckets"][0]["total_size"] == "1073.74 MB"
+    assert report["pricing"]["label"] == "estimated at list price"
+
+
+def test_bad_unit_is_rejected():
+    with pytest.raises(ValueError, match="size unit"):
+        build_report([], [], prices=load_prices(), size_unit="kb", source="listing", include_versions=False,
+                     generated_at=NOW)
+
+
+def _client_error(status: int, code: str, message: str = ""):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": message},
+                        "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
+
+
+def test_bucket_errors_are_4xx_only():
+    assert bucket_error(_client_error(403, "AccessDenied", "Access Denied")) == "AccessDenied: Access Denied"
+    assert bucket_error(_client_error(403, "403")) == "AccessDenied: Access Denied"
+    assert bucket_error(_client_error(404, "NoSuchBucket", "gone")) == "NoSuchBucket: gone"
+    assert bucket_error(_client_error(503, "SlowDown")) is None  # retried by botocore, then the task
+    assert bucket_error(RuntimeError("x")) is None
+
+
+class _Buckets:
+    """ListBuckets in two pages; HeadBucket gives the region or refuses."""
+
+    def list_buckets(self, **kw):
+        if "ContinuationToken" not in kw:
+            return {"Buckets": [{"Name": "logs-a", "CreationDate": NOW}, {"Name": "other", "CreationDate": NOW}],
+                    "ContinuationToken": "t"}
+        return {"Buckets": [{"Name": "logs-eu", "CreationDate": NOW}, {"Name": "logs-no", "CreationDate": NOW}]}
+
+    def head_bucket(self, Bucket):
+        if Bucket == "logs-no":
+            raise _client_error(403, "403")
+        region = "eu-west-1" if Bucket.endswith("eu") else "us-east-1"
+        return {"ResponseMetadata": {"HTTPHeaders": {"x-amz-bucket-region": region}}}
+
+
+def test_list_buckets_paginates_filters_and_keeps_unreadable():
+    found = list_buckets(_Buckets(), ["logs-*"])
+    assert [(b["name"], b["region"], b["error"]) for b in found] == [
+        ("logs-a", "us-east-1", None), ("logs-eu", "eu-west-1", None), ("logs-no", None, "AccessDenied: Access Denied")]
+    assert found[0]["creation_date"] == "2026-11-22T04:00:00Z"
+    assert [b["name"] for b in list_buckets(_Buckets(), [], ["eu-west-1"])] == ["logs-eu"]
+
+
+def test_progress_is_logged_every_few_seconds(caplog):
+    now = [0.0]
+    t = Totals(object_count=5, total_bytes=2048)
+    progress = Progress("b (…, …]", t, every=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="include.storage_report"):
+        for at in (1.0, 6.0, 7.0, 13.0):  # a page at each of these times: logged at 6 s and 13 s
+            now[0] = at
+            progress.page(1000)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and "listing, 2 pages, 2000 entries, 5 objects, 2.00 KiB (6.0s)" in lines[0]
+    assert t.pages == 4
+
+
+def test_renderings_agree_with_the_report():
+    report = build_report(
+        [bucket("b1"), bucket("bad", None, "AccessDenied: x")],
+        [part("b1", 0, 1, totals([(1500, "2026-01-01T00:00:00.000Z", "STANDARD"),
+                                  (500, "2026-01-01T00:00:00.000Z", "GLACIER")]))],
+        prices=load_prices(), size_unit="KB", source="listing", include_versions=False, generated_at=NOW,
+    )
+    table = report_render.render_table(report)
+    assert "2.00 KB" in table and "AccessDenied: x" in table and "estimated at list price" in table
+    rows = list(csv.DictReader(io.StringIO(report_render.render_csv(report))))
+    assert [(r["name"], r["total_bytes"], r["STANDARD_bytes"], r["GLACIER_object_count"]) for r in rows] == [
+        ("b1", "2000", "1500", "1"), ("bad", "", "", "")]
+    page = report_render.render_html(report)
+    assert page.startswith("<!doctype html>") and "Bytes per bucket" in page and "width:100.0%" in page
+    assert "<script" not in page and "http://" not in page
+    assert "&lt;b&gt;" in report_render.render_html({**report, "buckets": [{**report["buckets"][0], "name": "<b>"}]})
+
+
+def test_a_bucket_gone_mid_run_is_an_error_of_that_bucket_only():
+    from include import shards
+    from include.storage_report import summarize_part
+
+    class Gone:
+        def list_objects_v2(self, **kw):
+            raise _client_error(404, "NoSuchBucket", "The specified bucket does not exist")
+
+    class Throttled:
+        def list_objects_v2(self, **kw):
+            raise _client_error(503, "SlowDown", "slow down")
+
+    p = shards.Part(bucket="b", region="us-east-1", after=None, upto=None, part=0, of=1)
+    assert summarize_part(Gone(), p) == {"bucket": "b", "part": 0, "of": 1, "totals": None,
+                                         "error": "NoSuchBucket: The specified bucket does not exist"}
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):  # not the bucket's fault: the task retries
+        summarize_part(Throttled(), p)
+
+
+def test_region_of_a_refused_bucket_comes_from_the_403_header():
+    from botocore.exceptions import ClientError
+
+    class Refusing(_Buckets):
+        def head_bucket(self, Bucket):
+            raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}, "ResponseMetadata": {
+                "HTTPStatusCode": 403, "HTTPHeaders": {"x-amz-bucket-region": "eu-west-1"}}}, "HeadBucket")
+
+    found = list_buckets(Refusing(), ["logs-a"])
+    assert [(b["region"], b["error"]) for b in found] == [("eu-west-1", "AccessDenied: Forbidden")]
+
+
+class _CloudWatch:
+    """Daily S3 metrics for one bucket; intelligent-tiering spread over two tiers."""
+
+    def __init__(self, day: datetime) -> None:
+        self.day = day
+        self.points = {("BucketSizeBytes", "StandardStorage"): 1000, ("BucketSizeBytes", "IntelligentTieringFAStorage"): 30,
+                       ("BucketSizeBytes", "IntelligentTieringIAStorage"): 70, ("NumberOfObjects", "AllStorageTypes"): 12}
+
+    def list_metrics(self, **kw):
+        return {"Metrics": [{"Dimensions": [{"Name": "BucketName", "Value": "b"}, {"Name": "StorageType", "Value": st}]}
+                            for (m, st) in self.points if m == kw["MetricName"]]}
+
+    def get_metric_statistics(self, **kw):
+        assert kw["EndTime"] <= NOW.replace(hour=0, minute=0)  # only whole days before the run
+        st = next(d["Value"] for d in kw["Dimensions"] if d["Name"] == "StorageType")
+        value = self.points.get((kw["MetricName"], st))
+        old = {"Timestamp": self.day - timedelta(days=1), "Average": 1.0}
+        return {"Datapoints": [] if value is None else [old, {"Timestamp": self.day, "Average": float(value)}]}
+
+
+def test_cloudwatch_newest_daily_point_per_storage_type():
+    from include.storage_report import summarize_cloudwatch
+
+    day = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    result = summarize_cloudwatch(_CloudWatch(day), "b", NOW)
+    assert result["error"] is None
+    t = result["totals"]
+    assert t["metric_date"] == "2026-11-21" and t["object_count"] == 12 and t["total_bytes"] == 1100
+    assert t["classes"] == {"STANDARD": [0, 1000], "INTELLIGENT_TIERING": [0, 100]}
+    only = summarize_cloudwatch(_CloudWatch(day), "b", NOW, storage_classes=["INTELLIGENT_TIERING"])
+    assert only["totals"]["total_bytes"] == 100
+    report = build_report([bucket("b")], [result], prices=load_prices(), size_unit="B", source="cloudwatch",
+                          include_versions=True, generated_at=NOW)
+    entry = report["buckets"][0]
+    assert report["metric_date"] == "2026-11-21" and entry["noncurrent_versions"] is None
+    assert entry["storage_classes"]["STANDARD"]["object_count"] is None and entry["object_count"] == 12
+
+
+def test_cloudwatch_plan_packs_buckets_without_listing():
+    from include.storage_report import plan
+
+    buckets = [bucket(f"b{i:03d}") for i in range(120)] + [bucket("bad", None, "AccessDenied: x")]
+    planned = plan(lambda region: None, buckets, max_shards=1024, source="cloudwatch")
+    assert [len(s["parts"]) for s in planned] == [50, 50, 20]
