@@ -100,6 +100,7 @@ def s3_upload() -> None:
 
     @task
     def upload_batch(batch: str, *, run_id: str | None = None) -> dict[str, int]:
+        """Upload → verify → delete the files of one batch, concurrently; returns counts."""
         from include.artifacts import run_dir
         from include.s3 import client_from_connection
         from include.upload import client_pool_size, run_settings, upload_batch_task
@@ -111,6 +112,7 @@ def s3_upload() -> None:
 
     @task(outlets=[UPLOADED_ALIAS], trigger_rule="none_failed")
     def tidy(batches: list[str], *, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
+        """Remove finished empty folders, write manifest + summary, emit the asset event; returns the counts."""
         from airflow.sdk import Asset
 
         from include.artifacts import run_dir

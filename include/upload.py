@@ -30,7 +30,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -40,7 +40,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from include import artifacts
-from include.upload_layout import Candidate, remove_empty_folders, scan_base_dir, split_batches
+from include.s3 import error_text
+from include.upload_layout import Candidate, Scan, remove_empty_folders, scan_base_dir, split_batches
 from include.upload_settings import UploadSettings
 
 log = logging.getLogger(__name__)
@@ -105,12 +106,6 @@ def _iso(moment: datetime) -> str:
 def _code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
-def error_text(exc: BaseException) -> str:
-    from include.s3 import error_text as s3_error_text
-
-    return s3_error_text(exc)
 
 
 # --- content ---------------------------------------------------------------------------------------
@@ -315,7 +310,7 @@ class BatchResult:
             self.not_ready.append({"path": path, "why": outcome.error})
         else:
             self.failed.append({"path": path, "error": outcome.error})
-            log.warning("failed: %s kept for the next run: %s", path, outcome.error)
+            log.warning("failed: %s: %s", path, outcome.error)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -329,10 +324,7 @@ class BatchResult:
         return cls(**data)
 
 
-def upload_candidates(
-    uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS,
-    on_outcome: Callable[[Outcome], None] | None = None,
-) -> BatchResult:
+def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS) -> BatchResult:
     """Upload files concurrently (``workers`` threads, one shared client)."""
     result = BatchResult()
     lock = threading.Lock()
@@ -341,8 +333,6 @@ def upload_candidates(
         outcome = uploader.upload_one(cand)
         with lock:
             result.add(outcome, uploader.settings.base_dir)
-            if on_outcome:
-                on_outcome(outcome)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
         for _ in pool.map(one, candidates):
@@ -380,12 +370,37 @@ def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
     return [Candidate(epoch, rel, int(size), int(mtime_ns)) for rel, size, mtime_ns in rows]
 
 
-def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = None) -> list[str]:
-    """Walk ``base_dir``, write the batches and ``scan.json`` (with the run's resolved settings, so
-    every task of the run uses the same ones); return the batch names (the only thing in XCom)."""
+LOG_CAP = 1000  # malformed paths named one per log line; the rest are in scan.json
+
+
+def _scan_report(base: Path, scan: Scan, now: datetime) -> dict[str, Any]:
+    """Log what the scan found and return it as the ``scan.json`` body (without settings and batches)."""
+    for path, reason in scan.malformed[:LOG_CAP]:
+        log.warning("malformed, left alone: %s (%s)", path, reason)
+    if len(scan.malformed) > LOG_CAP:
+        log.warning("… and %d more malformed paths (all listed in scan.json)", len(scan.malformed) - LOG_CAP)
+    for path, error in scan.errors:
+        log.warning("scan error: %s: %s", path, error)
+    log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed",
+             base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, len(scan.malformed))
+    return {
+        "scanned_at": _iso(now), "selected": len(scan.eligible), "deferred": scan.deferred, "not_ready": scan.not_ready,
+        "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
+        "errors": [{"path": p, "error": e} for p, e in scan.errors],
+    }
+
+
+def _existing_base(settings: UploadSettings) -> Path:
     base = Path(settings.base_dir)
     if not base.is_dir():
         raise UploadError(f"base_dir {settings.base_dir!r} is not an existing folder: create it or fix the setting")
+    return base
+
+
+def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = None) -> list[str]:
+    """Walk ``base_dir``, write the batches and ``scan.json`` (with the run's resolved settings, so
+    every task of the run uses the same ones); return the batch names (the only thing in XCom)."""
+    base = _existing_base(settings)
     now = now or _now()
     scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
     batches = split_batches(scan.eligible, BATCH_SIZE, MAX_BATCHES)
@@ -393,18 +408,9 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = 
     for name, batch in zip(names, batches, strict=True):
         artifacts.write_json(run_dir / "batches" / f"{name}.json",
                              {"scanned_at": _iso(now), "files": _candidate_rows(batch)})
-    for path, reason in scan.malformed:
-        log.warning("malformed, left alone: %s (%s)", path, reason)
-    for path, error in scan.errors:
-        log.warning("scan error: %s: %s", path, error)
-    info = {
-        "settings": settings.to_dict(), "scanned_at": _iso(now), "batches": names, "selected": len(scan.eligible), "deferred": scan.deferred,
-        "not_ready": scan.not_ready, "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
-        "errors": [{"path": p, "error": e} for p, e in scan.errors],
-    }
-    artifacts.write_json(run_dir / "scan.json", info)
-    log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed, in %d batch(es)",
-             base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, len(scan.malformed), len(names))
+    report = _scan_report(base, scan, now)
+    artifacts.write_json(run_dir / "scan.json", {"settings": settings.to_dict(), "batches": names, **report})
+    log.info("%d file(s) to upload in %d batch(es)", len(scan.eligible), len(names))
     return names
 
 
@@ -483,16 +489,10 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
 def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT_WORKERS, tidy: bool = True,
                 now: datetime | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Scan, upload every eligible file in one process and tidy: what the DAG does, without Airflow."""
-    base = Path(settings.base_dir)
-    if not base.is_dir():
-        raise UploadError(f"base_dir {settings.base_dir!r} is not an existing folder")
+    base = _existing_base(settings)
     now = now or _now()
     scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
-    scan_info = {
-        "scanned_at": _iso(now), "not_ready": scan.not_ready, "deferred": scan.deferred,
-        "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
-        "errors": [{"path": p, "error": e} for p, e in scan.errors],
-    }
+    scan_info = _scan_report(base, scan, now)
     result = upload_candidates(Uploader(client, settings, now), scan.eligible, workers=workers)
     removed = remove_empty_folders(base, _now(), settings.settle_seconds) if tidy else []
     return summarize(settings, scan_info, [result], removed_folders=len(removed))
