@@ -290,11 +290,12 @@ def delete_chunk(
 
     deleted: list[dict[str, Any]] = list(done)
     errors: list[dict[str, Any]] = []
-    requests = 0
+    record = {"chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": False, "requests": 0,
+              "deleted": deleted, "errors": errors, "skipped": skipped}
     for begin in range(0, len(to_send), DELETE_BATCH):
         sent = to_send[begin:begin + DELETE_BATCH]
         for result in delete_objects(client, bucket, [_s3_ident(i) for i in sent]):  # one request
-            requests += result.requests
+            record["requests"] += result.requests
             failed = {(e["key"], e.get("version_id") or ""): e for e in result.errors}
             confirmed = Counter(result.deleted)
             for item in sent:
@@ -306,10 +307,9 @@ def delete_chunk(
                     deleted.append(_row(item))
                 else:
                     errors.append(_row(item, code="NoResult", message="S3 reported neither Deleted nor an error"))
-    record = {
-        "chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": True, "requests": requests,
-        "deleted": deleted, "errors": errors, "skipped": skipped,
-    }
+        if begin + DELETE_BATCH < len(to_send):
+            artifacts.write_json(audit_path, record)  # progress, so a crash mid-chunk is not resent
+    record["complete"] = True
     artifacts.write_json(audit_path, record)
     counts = _chunk_counts(record)
     log.info("chunk %s: %d deleted, %d errors, %d skipped (re-check)", chunk, counts["deleted"],

@@ -45,7 +45,14 @@ ANSWER_KEY = "answer"
 
 
 class DeleteRefused(RuntimeError):
-    """The delete task found a precondition missing (no plan, guard not passed, not approved)."""
+    """The delete task found a precondition missing (no plan, guard not passed, not approved).
+
+    ``verdict`` is the approval verdict when that was the reason (``rejected``, ``dry_run``, ``no_answer``).
+    """
+
+    def __init__(self, message: str, verdict: str = "") -> None:
+        super().__init__(message)
+        self.verdict = verdict
 
 
 @dataclass(frozen=True)
@@ -87,23 +94,24 @@ def approval_verdict(params: Mapping[str, Any], approval_result: Mapping[str, An
 
 
 def authorize_delete(
-    *, plan: Mapping[str, Any] | None, summary: Mapping[str, Any], chunk: str, guard_passed: Any,
+    *, plan: Mapping[str, Any] | None, summary: Mapping[str, Any], chunk: str | None, guard_passed: Any,
     guard_plan_id: Any, params: Mapping[str, Any], approval_result: Mapping[str, Any] | None,
 ) -> str:
-    """Raise :class:`DeleteRefused` unless this chunk may be deleted; return the approval verdict."""
+    """Raise :class:`DeleteRefused` unless this chunk (or, with ``chunk=None``, this plan) may be
+    deleted; return the approval verdict."""
     if plan is None:
         raise DeleteRefused("no plan.json for this run: nothing may be deleted without a written plan")
     if plan.get("plan_id") != summary.get("plan_id") or guard_plan_id != plan.get("plan_id"):
         raise DeleteRefused("plan.json is not the plan the guard checked (was the plan task re-run?): "
                             "clear guard, approve and delete too")
-    if chunk not in plan.get("chunks", []):
+    if chunk is not None and chunk not in plan.get("chunks", []):
         raise DeleteRefused(f"chunk {chunk!r} is not part of the plan")
     if guard_passed is not True:
         raise DeleteRefused("the guard did not pass for this plan")
     verdict = approval_verdict(params, approval_result)
     if verdict not in ("auto", "approved"):
         raise DeleteRefused(f"deletion needs approval (approval={params.get('approval')!r}) and got: {verdict}; "
-                            "answer the 'approve' task in Browse → Required Actions")
+                            "answer the 'approve' task in Browse → Required Actions", verdict)
     return verdict
 
 
@@ -185,7 +193,13 @@ def _max_map_length() -> int:
 
 
 def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: str = PLAN) -> str:
-    """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows)."""
+    """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows).
+
+    Returns the verdict (``auto`` or ``approved``). A Reject or a dry run skips the calling task (nothing
+    to do, not an error); any other missing precondition fails it without retries.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include import artifacts
     from include.deletion import PLAN_FILE, read_plan
 
@@ -193,12 +207,17 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
     run_dir = run_dir_of(context)
     plan = read_plan(run_dir) if artifacts.exists(run_dir / PLAN_FILE) else None
     summary = ti.xcom_pull(task_ids=plan_task_id) or {}
-    return authorize_delete(
-        plan=plan, summary=summary, chunk=chunk if chunk is not None else ((plan or {}).get("chunks") or [""])[0],
-        guard_passed=ti.xcom_pull(task_ids=GUARD, key="passed"),
-        guard_plan_id=ti.xcom_pull(task_ids=GUARD, key="plan_id"),
-        params=context["params"], approval_result=approval_answer(ti),
-    )
+    try:
+        return authorize_delete(
+            plan=plan, summary=summary, chunk=chunk,
+            guard_passed=ti.xcom_pull(task_ids=GUARD, key="passed"),
+            guard_plan_id=ti.xcom_pull(task_ids=GUARD, key="plan_id"),
+            params=context["params"], approval_result=approval_answer(ti),
+        )
+    except DeleteRefused as exc:
+        if exc.verdict in ("rejected", "dry_run"):
+            raise AirflowSkipException(f"nothing deleted: {exc.verdict}") from exc
+        raise AirflowFailException(str(exc)) from exc
 
 
 def add_deletion_tasks(
@@ -227,7 +246,8 @@ def add_deletion_tasks(
         params = context["params"]
         plan = read_plan(run_dir_of(context))
         if plan.get("plan_id") != plan_summary.get("plan_id"):
-            raise RuntimeError("plan.json does not match the plan task's summary: re-run the plan task")
+            raise AirflowFailException("plan.json does not match the plan task's summary: clear the plan task "
+                                       "and everything after it")
         chunks = list(plan_summary.get("chunks") or [])
         limit = _max_map_length()
         refusals = [f"the plan has {len(chunks)} chunks, more than Airflow's max_map_length={limit}"] \
@@ -246,17 +266,13 @@ def add_deletion_tasks(
     def delete(chunk: str) -> dict[str, Any]:
         """Re-check one plan chunk and delete it; per-key errors are recorded for the audit."""
         from airflow.sdk import get_current_context
-        from airflow.sdk.exceptions import AirflowFailException
 
         from include.deletion import delete_chunk, read_plan
         from include.s3 import client_from_connection
 
         context = get_current_context()
         params = context["params"]
-        try:
-            verdict = require_authorized(context, chunk, plan_task_id=plan_task_id)
-        except DeleteRefused as exc:
-            raise AirflowFailException(str(exc)) from exc
+        verdict = require_authorized(context, chunk, plan_task_id=plan_task_id)
         log.info("chunk %s authorised (%s)", chunk, verdict)
         run_dir = run_dir_of(context)
         client = client_from_connection(params["aws_conn_id"])
@@ -269,6 +285,7 @@ def add_deletion_tasks(
     def audit(extra_task_ids: list[str]) -> dict[str, Any]:
         """Write audit.json and return its summary; fail, after recording, if keys were not deleted."""
         from airflow.sdk import get_current_context
+        from airflow.sdk.exceptions import AirflowFailException
 
         from include.deletion import write_audit
 
@@ -286,16 +303,19 @@ def add_deletion_tasks(
         result = write_audit(run_dir_of(context), extra=extra)
         log.info("audit: %s", {k: result[k] for k in ("outcome", "deleted_count", "deleted_bytes",
                                                         "error_count", "skipped_count")})
+        # AirflowFailException: retrying the audit cannot delete anything; clearing delete can
         if result["error_count"]:
-            raise RuntimeError(f"{result['error_count']} keys could not be deleted (recorded in "
-                               f"{result['audit_uri']}); fix the cause and clear the failed run's delete tasks")
+            raise AirflowFailException(
+                f"{result['error_count']} keys could not be deleted (recorded in {result['audit_uri']}); fix the "
+                "cause, then clear this run's delete and audit tasks: only what is left is sent again")
         if outcome == "deleted" and result["chunks_missing"]:
-            raise RuntimeError(f"plan chunks {result['chunks_missing']} were approved but not deleted")
+            raise AirflowFailException(f"plan chunks {result['chunks_missing']} were approved but not deleted")
         return result
 
     guarded = guard(summary)
     approve = PlanApprovalOperator(
-        task_id=APPROVE, plan_task_id=plan_task_id, subject="Approve deleting the objects in this plan?",
+        task_id=APPROVE, plan_task_id=plan_task_id,
+        subject="{{ dag.dag_id }}: approve deleting the planned objects from s3://{{ params.bucket }}?",
         body="(the plan summary is shown when the task runs)", defaults=ApprovalOperator.REJECT,
         response_timeout=approval_timeout,
     )

@@ -202,8 +202,13 @@ def plan_cleanup(
         for item in _items(client, bucket, settings, doomed):
             writer.add(item)
     kept = [d.name for d in decisions if not d.delete]
-    headline = (f"Delete {len(doomed)} of {len(decisions)} deployments under s3://{bucket}/{settings.prefix} "
-                f"(keeping {len(kept)}: newest {', '.join(kept[:5])}{' …' if len(kept) > 5 else ''}).")
+    def names(some: list[str]) -> str:
+        return ", ".join(some[:5]) + (f" … (+{len(some) - 5})" if len(some) > 5 else "")
+
+    doomed_names = [d.name for d in decisions if d.delete]
+    headline = (f"Delete {len(doomed)} of {len(decisions)} deployments under s3://{bucket}/{settings.prefix}"
+                + (f": {names(doomed_names)}" if doomed else "") + f"; keep {len(kept)}"
+                + (f": {names(kept)}." if kept else "."))
     summary = writer.close(listing_complete=True, extra={
         "headline": headline,
         "now": now.isoformat(),
@@ -212,7 +217,7 @@ def plan_cleanup(
         "deployments_delete": len(doomed),
         "deployments_keep": len(kept),
         "loose_objects": scanned.loose_objects,
-        "delete_sample": sorted(doomed, key=lambda n: doomed[n].rank)[:20],
+        "delete_sample": doomed_names[:20],
         "include_versions": settings.include_versions,
         "deployments_uri": artifacts.uri(run_dir / DEPLOYMENTS_FILE),
     })
@@ -226,11 +231,33 @@ def planned_deployments(run_dir: Any, names: set[str] | None = None) -> dict[str
             if names is None or row["name"] in names}
 
 
+#: above this many deployments in one chunk, one range listing beats one listing per deployment
+RANGE_LISTING_FROM = 20
+
+
+def _current_deployments(client: Any, bucket: str, prefix: str, names: list[str]) -> dict[str, Deployment]:
+    """The deployments ``names`` as they are now (absent when they have no objects left)."""
+    if not names:
+        return {}
+    if len(names) < RANGE_LISTING_FROM:
+        found: dict[str, Deployment] = {}
+        for name in names:
+            dep = scan(iter_objects(client, bucket, f"{prefix}{name}/"), prefix).deployments.get(name)
+            if dep is not None:
+                found[name] = dep
+        return found
+    # keys of deployment d sort between prefix+d and prefix+d+"0" ("0" follows "/")
+    objects = iter_objects(client, bucket, prefix, start_after=f"{prefix}{min(names)}",
+                           end_before=f"{prefix}{max(names)}0")
+    wanted = set(names)
+    return {n: d for n, d in scan(objects, prefix).deployments.items() if n in wanted}
+
+
 def recheck_deployments(
     client: Any, bucket: str, prefix: str, planned: Mapping[str, Mapping[str, Any]], items: list[PlanItem],
 ) -> dict[str, str]:
-    """``{key: why}`` for items that must not be deleted now: their deployment got a newer (or an extra)
-    object since planning, was not planned for deletion, or the key is not inside its deployment folder."""
+    """``{key: why}`` for items that must not be deleted now: their deployment got a newer object since
+    planning (a redeploy), was not planned for deletion, or the key is not inside its deployment folder."""
     protected: dict[str, str] = {}
     groups = sorted({i.group for i in items})
     why_group: dict[str, str] = {}
@@ -238,11 +265,13 @@ def recheck_deployments(
         row = planned.get(name)
         if not name or row is None or not row.get("delete"):
             why_group[name] = f"deployment {name!r} was not planned for deletion"
-            continue
-        current = scan(iter_objects(client, bucket, f"{prefix}{name}/"), prefix).deployments.get(name)
-        if current is not None and current.newest > row["newest"]:
-            why_group[name] = (f"deployment {name!r} changed since planning: newest object {current.newest_key} "
-                               f"at {current.newest} (planned newest {row['newest']})")
+    to_check = [g for g in groups if g not in why_group]
+    current = _current_deployments(client, bucket, prefix, to_check)
+    for name in to_check:
+        now_dep, row = current.get(name), planned[name]
+        if now_dep is not None and now_dep.newest > row["newest"]:
+            why_group[name] = (f"deployment {name!r} changed since planning: newest object {now_dep.newest_key} "
+                               f"at {now_dep.newest} (planned newest {row['newest']})")
     for item in items:
         if item.group in why_group:
             protected[item.key] = why_group[item.group]

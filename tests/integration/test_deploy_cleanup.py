@@ -100,6 +100,7 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
     PATCH …/hitlDetails (dag.test() only waits for such an answer)."""
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -112,12 +113,13 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
             return "tester"
 
     answered: list[str] = []
+    shown: dict[str, str] = {}  # what the approver was shown
     stop = threading.Event()
 
     def answer() -> None:
         deadline = time.monotonic() + timeout
         while not stop.is_set() and time.monotonic() < deadline:
-            with create_session() as session:
+            with create_session() as session:  # commits on exit: dag.test() then resumes the task
                 ti = session.scalars(select(TaskInstance).where(
                     TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve",
                     TaskInstance.state == "awaiting_input")).first()
@@ -126,13 +128,18 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
                                        UpdateHITLDetailPayload(chosen_options=[choice], params_input={}),
                                        user=Approver(), session=session)
                     answered.append(ti.run_id)
-                    return
+                    ti_id = ti.id
+            if answered:
+                with create_session() as session:
+                    detail = session.scalars(select(HITLDetail).where(HITLDetail.ti_id == ti_id)).one()
+                    shown.update(subject=detail.subject, body=detail.body)
+                return
             time.sleep(0.5)
 
     thread = threading.Thread(target=answer, daemon=True)
     thread.start()
     try:
-        yield answered
+        yield answered, shown
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -142,10 +149,14 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
 def test_required_approval_approve_deletes_and_reject_deletes_nothing(s3, s3_server, run_dag, bucket, choice):
     _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
     before = _keys(s3, bucket)
-    with answering_approval(choice) as answered:
+    with answering_approval(choice) as (answered, shown):
         result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
                                                "approval": "required"})
     assert answered == [result.run_id]
+    assert shown["subject"] == f"s3_deploy_cleanup: approve deleting the planned objects from s3://{bucket}?"
+    for part in ("Delete 2 of 3 deployments", "**4 objects** (40 B)", "| beyond_keep | 4 | 40 B |",
+                 "- `deploys/a/assets/app.js`", str(result.artifacts() / "plan.json")):
+        assert part in shown["body"]
     assert result.state == "success", result.task_states()
     audit = json.loads((result.artifacts() / "audit.json").read_text())
     if choice == "Approve":
@@ -225,14 +236,20 @@ def test_keep_and_age_both_must_hold(s3, s3_server, bucket, tmp_path):
     assert _deployments_left(s3, bucket) == ["c", "d", "e", "f"]
 
 
-def test_a_deployment_updated_between_plan_and_delete_is_skipped(s3, s3_server, bucket, tmp_path):
-    _seed_deployments(s3_server, bucket, {"a": 60, "b": 50, "c": 1})
-    summary = _plan(s3, bucket, tmp_path, keep=1)
+@pytest.mark.parametrize("range_listing_from", [20, 1], ids=["listing-per-deployment", "one-range-listing"])
+def test_a_deployment_updated_between_plan_and_delete_is_skipped(s3, s3_server, bucket, tmp_path, monkeypatch,
+                                                                 range_listing_from):
+    from include import deploy_cleanup
+
+    monkeypatch.setattr(deploy_cleanup, "RANGE_LISTING_FROM", range_listing_from)
+    # "a-x" and "b0" sort next to "a"/"b" and would confuse a careless range listing
+    _seed_deployments(s3_server, bucket, {"a": 60, "a-x": 1, "b": 50, "b0": 1, "c": 1})
+    summary = _plan(s3, bucket, tmp_path, keep=3)
     assert summary["deployments_delete"] == 2
     # someone redeploys b after the plan was written: its newest object is now newer than planned
     s3_server.control("POST", "touch", {"bucket": bucket, "key": "deploys/b/index.html", "last_modified": _iso(0)})
     audit = _delete_all(s3, bucket, tmp_path, summary)
-    assert _deployments_left(s3, bucket) == ["b", "c"]
+    assert _deployments_left(s3, bucket) == ["a-x", "b", "b0", "c"]
     assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (2, 2, 0)
     skipped = json.loads((tmp_path / "audit.json").read_text())["skipped"]
     assert {s["key"] for s in skipped} == {"deploys/b/index.html", "deploys/b/assets/app.js"}
@@ -255,3 +272,43 @@ def test_include_versions_deletes_every_version_and_delete_marker(s3, s3_server,
     left = s3.list_object_versions(Bucket=bucket, Prefix="deploys/")
     keys = {v["Key"] for v in left.get("Versions", []) + left.get("DeleteMarkers", [])}
     assert keys == {"deploys/new/app.js", "deploys/new/gone.js", "deploys/new/index.html"}
+
+
+def test_command_line_plans_by_default_and_deletes_on_request(s3, s3_server, bucket, tmp_path, capsys):
+    from include.deploy_cleanup_cli import main
+
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    base = ["--bucket", bucket, "--prefix", "deploys/", "--keep", "1", "--endpoint-url", s3_server.endpoint_url]
+    assert main([*base, "--out", str(tmp_path / "plan-only")]) == 0
+    out = capsys.readouterr().out
+    assert "DELETE  a " in out and "keep    c " in out and "run again with --delete" in out
+    assert _keys(s3, bucket) == before
+    assert main([*base, "--min-keep", "0"]) == 2
+    assert "min_keep must be a whole number >= 1" in capsys.readouterr().err
+    assert main([*base, "--delete", "--out", str(tmp_path / "real")]) == 0
+    assert _deployments_left(s3, bucket) == ["c"]
+    assert json.loads((tmp_path / "real" / "audit.json").read_text())["deleted_count"] == 4
+
+
+def test_per_key_errors_fail_the_run_after_the_audit_records_them(s3, s3_server, run_dag):
+    """A legal hold (Object Lock) makes DeleteObjects refuse one version; the rest is deleted."""
+    bucket = f"locked-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    held = None
+    for name in ("old", "new"):
+        for f in ("a.js", "b.js"):
+            vid = s3.put_object(Bucket=bucket, Key=f"deploys/{name}/{f}", Body=b"x")["VersionId"]
+            if (name, f) == ("old", "b.js"):
+                held = vid
+    s3.put_object_legal_hold(Bucket=bucket, Key="deploys/old/b.js", VersionId=held, LegalHold={"Status": "ON"})
+    s3_server.control("POST", "touch", {"bucket": bucket, "prefix": "deploys/old/", "last_modified": _iso(10)})
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                           "include_versions": True, "approval": "auto"})
+    assert result.state == "failed"
+    states = result.task_states()
+    assert states[("delete", 0)] == "success" and states[("audit", -1)] == "failed"
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["deleted_count"], audit["error_count"]) == (1, 1)
+    assert audit["errors"][0]["key"] == "deploys/old/b.js" and audit["errors"][0]["code"] == "AccessDenied"
+    assert _keys(s3, bucket) == ["deploys/new/a.js", "deploys/new/b.js", "deploys/old/b.js"]

@@ -65,3 +65,67 @@ def test_resolve_factory():
     assert resolve_factory(None) is None
     with pytest.raises(ValueError, match="module:function"):
         resolve_factory("include.deploy_cleanup.make_recheck")
+
+
+def test_a_plan_wide_check_needs_no_chunk():
+    assert _auth(chunk=None) == "approved"
+    with pytest.raises(DeleteRefused, match="got: rejected"):
+        _auth(chunk=None, approval_result=REJECTED)
+
+
+def test_wiring_with_a_task_between_delete_and_audit():
+    """The shape both DAGs get, including retention's extra step before the audit."""
+    from datetime import datetime
+
+    from airflow.sdk import DAG, task
+
+    from include.deletion_tasks import PlanApprovalOperator, add_deletion_tasks
+
+    @task
+    def plan() -> dict:
+        return {}
+
+    @task(trigger_rule="none_failed")
+    def purge_job_rows() -> dict:
+        return {}
+
+    with DAG("wiring_test", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
+        tasks = add_deletion_tasks(plan(), recheck="include.deploy_cleanup:make_recheck", before_audit=purge_job_rows)
+    assert set(tasks) == {"guard", "approve", "delete", "audit"}
+    t = dag.task_dict
+    assert set(t) == {"plan", "guard", "approve", "delete", "purge_job_rows", "audit"}
+    assert t["guard"].upstream_task_ids == {"plan"}
+    assert t["approve"].upstream_task_ids == {"guard"}
+    assert t["delete"].upstream_task_ids == {"guard", "approve"}
+    assert t["purge_job_rows"].upstream_task_ids == {"delete"}
+    assert t["audit"].upstream_task_ids == {"purge_job_rows"}
+    assert isinstance(t["approve"], PlanApprovalOperator) and t["approve"].defaults == ["Reject"]
+    # delete and audit must still run when approve is skipped (auto) or delete is skipped (reject, dry run)
+    assert t["delete"].trigger_rule == t["audit"].trigger_rule == "none_failed"
+
+
+def test_require_authorized_skips_on_reject_and_fails_without_retry_otherwise(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from include.deletion import PlanWriter
+    from include.deletion_tasks import require_authorized
+
+    monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
+    summary = PlanWriter(tmp_path / "d" / "r").close(listing_complete=True)
+
+    class TI:
+        dag_id, run_id = "d", "r"
+
+        def __init__(self, answer):
+            self.xcoms = {("plan", "return_value"): summary, ("guard", "passed"): True,
+                          ("guard", "plan_id"): summary["plan_id"], ("approve", "answer"): answer}
+
+        def xcom_pull(self, task_ids, key="return_value"):
+            return self.xcoms.get((task_ids, key))
+
+    params = {"approval": "required", "dry_run": False}
+    assert require_authorized({"ti": TI(["Approve"]), "params": params}) == "approved"
+    with pytest.raises(AirflowSkipException):
+        require_authorized({"ti": TI(["Reject"]), "params": params})
+    with pytest.raises(AirflowFailException, match="no_answer"):
+        require_authorized({"ti": TI(None), "params": params})

@@ -1,0 +1,73 @@
+"""``python -m include.deploy_cleanup_cli``: the deploy cleanup without Airflow.
+
+Plans by default (a dry run: prints every deployment and its decision); ``--delete`` then runs the same
+guard, re-check, delete and audit as the DAG, with the person at the keyboard as the approver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from include import artifacts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from include.deletion import GuardRefused, check_guards, delete_chunk, read_plan, write_audit
+    from include.deletion_tasks import RecheckContext
+    from include.deploy_cleanup import make_recheck, plan_cleanup, settings_from_params
+    from include.s3 import S3AccessError, check_access, client_from_args
+
+    parser = argparse.ArgumentParser(prog="python -m include.deploy_cleanup_cli", description=__doc__.splitlines()[0])
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--prefix", default="", help="folder holding the deployments, ending with '/'")
+    parser.add_argument("--keep", type=int, help="keep the newest N deployments")
+    parser.add_argument("--older-than-days", type=float, help="only delete deployments older than X days")
+    parser.add_argument("--min-keep", type=int, default=1, help="never delete the newest Y (default 1)")
+    parser.add_argument("--protect", action="append", default=[], help="name or glob never deleted (repeatable)")
+    parser.add_argument("--include-versions", action="store_true", help="also delete old versions and delete markers")
+    parser.add_argument("--max-delete-count", type=int, default=10000, help="refuse bigger plans (default 10000)")
+    parser.add_argument("--delete", action="store_true", help="delete (default: plan only)")
+    parser.add_argument("--out", type=Path, help="folder for plan.json, deployments.jsonl and audit.json")
+    parser.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    try:
+        settings = settings_from_params({
+            "prefix": args.prefix, "keep": args.keep, "older_than_days": args.older_than_days,
+            "min_keep": args.min_keep, "protect": args.protect, "include_versions": args.include_versions,
+        })
+        client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
+        check_access(client)
+        run_dir = args.out or Path(tempfile.mkdtemp(prefix="deploy-cleanup-"))
+        summary = plan_cleanup(client, args.bucket, settings, run_dir, datetime.now(timezone.utc))
+        for row in artifacts.read_jsonl(run_dir / "deployments.jsonl"):
+            print(f"{'DELETE' if row['delete'] else 'keep  '}  {row['name']:<40} {row['newest']}  "
+                  f"{row['objects']:>7} objects  {row['why']}")
+        print(f"plan: {summary['delete_count']} objects, {summary['delete_bytes']} bytes at {summary['plan_uri']}")
+        check_guards(summary, max_delete_count=args.max_delete_count, max_delete_fraction=None)
+        if not args.delete:
+            print("plan only: run again with --delete to delete")
+            return 0
+        recheck = make_recheck(RecheckContext(client, args.bucket, {}, read_plan(run_dir), run_dir))
+        for chunk in summary["chunks"]:
+            delete_chunk(client, args.bucket, run_dir, chunk, recheck=recheck, dry_run=False)
+        audit = write_audit(run_dir, extra={"outcome": "deleted" if summary["chunks"] else "nothing_to_delete",
+                                            "approval": "command line"})
+    except (S3AccessError, GuardRefused, ValueError, OSError) as exc:
+        print(f"deploy cleanup: {exc}", file=sys.stderr)
+        return 2
+    print(f"deleted {audit['deleted_count']} objects ({audit['deleted_bytes']} bytes), {audit['skipped_count']} "
+          f"skipped, {audit['error_count']} errors: {audit['audit_uri']}")
+    return 1 if audit["error_count"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
