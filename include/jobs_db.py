@@ -99,15 +99,6 @@ def rows_for_sources(conn: Any, table: str, sources: list[str]) -> dict[str, lis
     return found
 
 
-def count_rows(conn: Any, table: str) -> int:
-    cur = conn.cursor()
-    try:
-        cur.execute(f"SELECT COUNT(*) FROM {quote_table(table)}")
-        return int(cur.fetchone()[0])
-    finally:
-        cur.close()
-
-
 def iter_expired_trials(conn: Any, table: str, policy: Policy) -> Iterator[JobRow]:
     """TRIAL rows completed at or before the policy's cutoff (the rows ``purge_job_rows`` removes)."""
     import MySQLdb.cursors

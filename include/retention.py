@@ -87,8 +87,10 @@ def parse_duration(text: str) -> Duration:
 
 
 def utc(t: datetime) -> datetime:
-    """MySQL returns naive datetimes; the session runs in UTC, so naive means UTC."""
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    """A plain aware UTC ``datetime``. MySQL returns naive datetimes; the session runs in UTC, so naive
+    means UTC. Airflow hands out pendulum DateTimes, whose arithmetic can drop the zone: convert them."""
+    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -345,9 +347,12 @@ def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator
 
 def write_plan(
     objects: Iterable[S3Object], rows: Iterable[JobRow], run_dir: Any, *, key_prefix: str, policy: Policy,
-    lookup: Lookup | None, chunk_size: int = 1000, extra: dict[str, Any] | None = None,
+    lookup: Lookup | None, jobs_table: str, allow_empty_jobs: bool, chunk_size: int = 1000,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary."""
+    """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary.
+
+    The summary carries the policy's ``refusals`` (empty job query, failed listing) for the guard."""
     from include.deletion import PlanItem, PlanWriter
 
     writer = PlanWriter(run_dir, chunk_size=chunk_size)
@@ -359,11 +364,15 @@ def write_plan(
     )
     if failure:
         counts["listing_error"] = failure[0]
-    return writer.close(listing_complete=not failure, extra={**counts, **(extra or {})})
+    counts = {**counts, **(extra or {}), "jobs_table": jobs_table}
+    counts["refusals"] = refusals(counts, jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs)
+    counts["headline"] = headline(counts)
+    return writer.close(listing_complete=not failure, extra=counts)
 
 
 def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool) -> list[str]:
-    """Retention's own guard: an empty job query must never turn every file into an orphan."""
+    """Retention's own guard reasons (``summary`` = the plan counts): an empty job query must never
+    turn every file into an orphan, and a listing that failed part way cannot be trusted."""
     found: list[str] = []
     if not summary.get("jobs", {}).get("rows") and not allow_empty_jobs:
         found.append(
@@ -387,3 +396,79 @@ def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[l
         return {**{k: v for k, v in why.items() if v}, **outside}
 
     return recheck
+
+
+# ---------------------------------------------------------------------------------------- Airflow task bodies
+# Called from dags/s3_retention.py with plain values, so they run (and are tested) without a DAG run.
+
+
+def run_plan(
+    *, aws_conn_id: str, mysql_conn_id: str, bucket: str, key_prefix: str, jobs_table: str, policy: Policy,
+    run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
+) -> dict[str, Any]:
+    """The ``plan`` task: stream the listing against the job rows into the run's plan artifacts."""
+    from include import jobs_db
+    from include.listing import iter_objects
+    from include.s3 import client_from_connection
+
+    jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
+    client = client_from_connection(aws_conn_id, mode="adaptive")
+    stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
+    try:
+        summary = write_plan(
+            iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
+            key_prefix=key_prefix, policy=policy,
+            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
+            jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
+            extra={"bucket": bucket, "trial_retention": trial_retention,
+                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows},
+        )
+    finally:
+        stream.close()
+        lookup_conn.close()
+    return summary
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """One paragraph for the approver: the rule as this run applies it, and what else it will do."""
+    policy = summary.get("policy", {})
+    if summary.get("refusals"):
+        return "Refused: " + "; ".join(summary["refusals"])
+    text = (
+        f"Retention at {policy.get('now')}: TRIAL jobs completed before {policy.get('trial_cutoff')} have expired "
+        f"(trial_retention {summary.get('trial_retention')}); unreferenced objects older than "
+        f"{policy.get('orphan_cutoff')} are orphans. {summary.get('protected', {}).get('count', 0)} objects are "
+        f"kept; {summary.get('unknown_type_rows', {}).get('count', 0)} job rows have an unknown type (kept)."
+    )
+    if summary.get("purge_job_rows"):
+        text += f" Then {summary.get('expired_trial_rows', 0)} expired TRIAL job rows are purged from the table."
+    return text
+
+
+def policy_of(plan: dict[str, Any]) -> Policy:
+    """The exact policy a plan was made with (delete and purge decide as the plan did)."""
+    p = plan["policy"]
+    return Policy(*(datetime.fromisoformat(p[k]) for k in ("now", "trial_cutoff", "orphan_cutoff")))
+
+
+def recheck_factory(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
+    """For include.deletion_tasks: the delete step's re-check in MySQL, under the plan's policy."""
+    from include import jobs_db
+
+    table = ctx.plan["jobs_table"]
+    conn = jobs_db.connect(ctx.params["mysql_conn_id"])  # autocommit: every chunk sees the latest rows
+    return make_recheck(lambda names: jobs_db.rows_for_sources(conn, table, names),
+                        ctx.plan["policy"]["key_prefix"], policy_of(ctx.plan))
+
+
+def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:
+    """The ``purge_job_rows`` task: record the expired TRIAL rows in ``purged_rows.jsonl``, then delete them."""
+    from include import artifacts, jobs_db
+
+    dest = run_dir / "purged_rows.jsonl"
+    conn = jobs_db.connect(mysql_conn_id)
+    try:
+        counts = jobs_db.purge_expired_trials(conn, plan["jobs_table"], policy_of(plan), dest)
+    finally:
+        conn.close()
+    return {**counts, "purged_rows_uri": artifacts.uri(dest)}

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from include import jobs_db
-from include.deletion import delete_chunk
+from include.deletion import GuardRefused, check_guards, delete_chunk
 from include.listing import iter_objects
 from include.retention import Policy, make_recheck, refusals, write_plan
 from include.seed import seed_jobs
@@ -81,7 +81,8 @@ def test_plan_then_a_new_job_row_saves_its_file(mysql_server, mysql_conn, s3, s3
             return jobs_db.rows_for_sources(lookup_conn, table, names)
 
         summary = write_plan(iter_objects(s3, bucket), jobs_db.iter_job_rows(stream, table), tmp_path,
-                             key_prefix="", policy=policy, lookup=lookup)
+                             key_prefix="", policy=policy, lookup=lookup, jobs_table=table,
+                             allow_empty_jobs=False)
         plan_rows = [json.loads(line) for line in (tmp_path / "plan" / "00000.jsonl").read_text().splitlines()]
         assert {r["key"]: r["reason"] for r in plan_rows} == {"f1": "trial_expired", "f3": "orphan"}
         # "F2" differs from an OFFICIAL job's sourceData only by case: the _ci table calls it equal
@@ -107,12 +108,16 @@ def test_empty_job_table_is_refused(mysql_server, mysql_conn, s3, s3_server, buc
     conn = conn_for(mysql_server)
     try:
         summary = write_plan(iter_objects(s3, bucket), jobs_db.iter_job_rows(conn, table), tmp_path,
-                             key_prefix="", policy=Policy.at(NOW), lookup=None)
+                             key_prefix="", policy=Policy.at(NOW), lookup=None, jobs_table=table,
+                             allow_empty_jobs=False)
     finally:
         conn.close()
     assert summary["jobs"]["rows"] == 0 and summary["delete_count"] == 1
-    assert "returned no rows" in refusals(summary, jobs_table=table, allow_empty_jobs=False)[0]
+    assert len(summary["refusals"]) == 1 and "returned no rows" in summary["refusals"][0]
+    assert json.loads((tmp_path / "plan.json").read_text())["refusals"] == summary["refusals"]
     assert refusals(summary, jobs_table=table, allow_empty_jobs=True) == []
+    with pytest.raises(GuardRefused, match="returned no rows"):
+        check_guards(summary, max_delete_count=100, max_delete_fraction=None)
 
 
 def test_a_failing_listing_makes_the_plan_incomplete(s3, s3_server, bucket, tmp_path):
@@ -124,11 +129,12 @@ def test_a_failing_listing_makes_the_plan_incomplete(s3, s3_server, bucket, tmp_
 
         client = client_from_args(endpoint_url=s3_server.endpoint_url, region_name="us-east-1", max_attempts=2)
         pages = iter_objects(client, bucket)
-        summary = write_plan(pages, [], tmp_path, key_prefix="", policy=Policy.at(NOW, "P3M", 0), lookup=None)
+        summary = write_plan(pages, [], tmp_path, key_prefix="", policy=Policy.at(NOW, "P3M", 0), lookup=None,
+                             jobs_table="t", allow_empty_jobs=True)
     finally:
         s3_server.control("POST", "faults", {"mode": "off"})
     assert summary["listing_complete"] is False
-    assert any("listing the bucket failed" in r for r in refusals(summary, jobs_table="t", allow_empty_jobs=True))
+    assert any("listing the bucket failed" in r for r in summary["refusals"])
 
 
 def test_purge_records_rows_first_and_only_removes_expired_trials(mysql_server, mysql_conn, table, tmp_path):

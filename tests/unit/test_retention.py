@@ -128,6 +128,9 @@ def test_plan_matches_brute_force(world, retention, min_age):
     assert scanned == [o.size for o in under]
     assert extra["protected"]["count"] + len(planned) == len(under)
     assert extra["jobs"]["rows"] == len(rows)
+    sources = {r.source_data for r in rows if r.source_data is not None}
+    assert extra["jobs"]["sources"] == len(sources)
+    assert extra["jobs"]["sources_without_object"] == len(sources - {o.key[len(prefix):] for o in under})
     assert extra["unknown_type_rows"]["count"] == sum(
         1 for r in rows if (r.type or "").strip().upper() not in ("OFFICIAL", "TRIAL")
     )
@@ -210,3 +213,36 @@ def test_listing_out_of_order_stops_the_plan():
     with pytest.raises(OrderError, match="not in key order"):
         plan_retention([obj("b"), obj("a")], [], key_prefix="", policy=Policy.at(NOW), add=lambda *a: None,
                        note_scanned=lambda s: None)
+
+
+def test_policy_from_a_pendulum_logical_date_stays_aware():
+    import pendulum
+
+    policy = Policy.at(pendulum.datetime(2019, 6, 3, tz="UTC"), "P3M", 0)
+    assert policy.orphan_cutoff == NOW and policy.orphan_cutoff.tzinfo is not None
+    assert policy.trial_cutoff == datetime(2019, 3, 3, tzinfo=UTC)
+
+
+def test_recheck_keeps_what_a_job_now_protects_and_anything_outside_the_prefix():
+    from include.deletion import PlanItem
+    from include.retention import make_recheck
+
+    old = (NOW - timedelta(days=300)).replace(tzinfo=None)
+    table = {"a": [JobRow("1", None, "TRIAL", "a")], "b": [JobRow("2", old, "TRIAL", "b")],
+             "c": [JobRow("3", old, "TRIAL", "C")]}
+    recheck = make_recheck(lambda names: {n: table[n] for n in names if n in table}, "in/", Policy.at(NOW))
+    items = [PlanItem(k, 1, "orphan") for k in ("in/a", "in/b", "in/c", "in/d", "out/a")]
+    assert recheck(items) == {"in/a": "trial_running", "in/c": "ambiguous", "out/a": "outside key_prefix"}
+
+
+def test_the_approver_sees_the_rule_and_the_row_purge():
+    from include.deletion_tasks import approval_body
+    from include.retention import headline
+
+    summary = {"policy": {"now": "2019-06-03T00:00:00+00:00", "trial_cutoff": "2019-03-03T00:00:00+00:00",
+                          "orphan_cutoff": "2019-05-27T00:00:00+00:00"}, "trial_retention": "P3M",
+               "protected": {"count": 28}, "unknown_type_rows": {"count": 1}, "purge_job_rows": True,
+               "expired_trial_rows": 22, "delete_count": 20, "by_reason": {}}
+    body = approval_body({**summary, "headline": headline(summary)}, {"bucket": "b"})
+    assert "2019-03-03" in body and "22 expired TRIAL job rows" in body and "1 job rows have an unknown type" in body
+    assert headline({**summary, "refusals": ["x"]}) == "Refused: x"

@@ -1,0 +1,174 @@
+"""s3_retention end to end with dag.test() against the local MariaDB and S3 server (approval auto)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from include.seed import reference_files, reference_job_rows, seed_jobs
+
+# The reference case happens "at 2019-06-03"; the DAG starts in 2024, so it is replayed today with every
+# completedAt shifted by (today - 2019-06-03), as the issue allows, and the files backdated.
+NOW = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+LONG_AGO = (NOW - timedelta(days=400)).isoformat()
+EXPIRED = [f"incoming_{n:06d}" for n in (11, 12, 13, 14, 15, 17, 18, *range(36, 46))]
+ORPHANS = ["test", "test_1.txt", "test_2.txt"]
+
+
+@pytest.fixture
+def world(s3, s3_server, mysql_conn):
+    """``world(files, rows)`` → (bucket, table): a fresh bucket with backdated files and a fresh jobs table."""
+
+    def make(files, rows, *, sizes=None):
+        bucket, table = f"ret-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+        s3.create_bucket(Bucket=bucket)
+        objs = [{"key": k, "size": (sizes or {}).get(k, 100 + i), "last_modified": LONG_AGO} for i, k in enumerate(files)]
+        for i in range(0, len(objs), 5000):
+            s3_server.control("POST", "seed", {"bucket": bucket, "objects": objs[i:i + 5000]})
+        seed_jobs(mysql_conn, rows, table=table)
+        return bucket, table
+
+    return make
+
+
+def keys(s3, bucket):
+    return sorted(o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                  for o in page.get("Contents", []))
+
+
+def conf(bucket, table, **more):
+    return {"bucket": bucket, "jobs_table": table, "approval": "auto", "orphan_min_age_days": 0, **more}
+
+
+def table_rows(mysql_conn, table):
+    cur = mysql_conn.cursor()
+    cur.execute(f"SELECT jobId, type, completedAt FROM `{table}`")
+    return cur.fetchall()
+
+
+def test_reference_case_deletes_exactly_the_expected_files_and_a_rerun_deletes_nothing(
+    run_dag, s3, world, mysql_conn
+):
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+    result = run_dag("s3_retention", conf(bucket, table, purge_job_rows=True), logical_date=NOW)
+    assert result.state == "success", result.task_states()
+
+    assert keys(s3, bucket) == sorted(set(reference_files()) - set(EXPIRED) - set(ORPHANS))
+    plan = json.loads((result.artifacts() / "plan.json").read_text())
+    assert plan["by_reason"] == {
+        "orphan": {"count": 3, "bytes": sum(100 + reference_files().index(k) for k in ORPHANS)},
+        "trial_expired": {"count": 17, "bytes": sum(100 + reference_files().index(k) for k in EXPIRED)},
+    }
+    assert plan["protected"]["by_cause"]["official"] == 21 and plan["protected"]["by_cause"]["trial_recent"] == 5
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert audit["deleted_count"] == 20 and audit["error_count"] == 0 and audit["outcome"] == "deleted"
+    assert audit["purge_job_rows"]["deleted"] == 22  # 7 + 6 sharing 000045 + 4 others of 36–44 + … = every expired TRIAL row
+    purged = [json.loads(line) for line in (result.artifacts() / "purged_rows.jsonl").read_text().splitlines()]
+    expected_purged = {j for j, c, t, s in reference_job_rows(NOW)
+                       if t == "TRIAL" and c is not None and c < NOW - timedelta(days=80)}
+    assert {r["jobId"] for r in purged} == expected_purged and len(expected_purged) == 22
+    assert {r[0] for r in table_rows(mysql_conn, table)} == {r[0] for r in reference_job_rows(NOW)} - expected_purged
+
+    # the same run again (same logical time, same run id): nothing more is deleted
+    again = run_dag("s3_retention", conf(bucket, table, purge_job_rows=True), logical_date=NOW)
+    assert again.state == "success"
+    assert again.xcom("plan")["delete_count"] == 0
+    assert keys(s3, bucket) == sorted(set(reference_files()) - set(EXPIRED) - set(ORPHANS))
+    assert json.loads((again.artifacts() / "audit.json").read_text())["deleted_count"] == 0
+
+
+def test_prefix_isolation_many_deletions_shared_and_unknown_jobs(run_dag, s3, world):
+    old = NOW - timedelta(days=200)
+    orphans = [f"data/orphan-{i:05d}" for i in range(1205)]
+    outside = ["datax", "other/orphan-1", "data", "dat/orphan-2"]
+    kept = ["data/shared", "data/beta", "data/null-type", "data/recent"]
+    rows = [
+        ("j1", old, "TRIAL", "shared"), ("j2", old, "OFFICIAL", "shared"),  # OFFICIAL wins over expired TRIAL
+        ("j3", old, "TRIAL", "beta"), ("j4", old, "Beta", "beta"),  # unknown type: kept and reported
+        ("j5", old, None, "null-type"),
+        ("j6", NOW - timedelta(days=10), " trial ", "recent"),
+        ("j7", old, "trial", "expired"),
+        ("j8", old, "TRIAL", "orphan-00003x"),  # refers to no file
+    ]
+    bucket, table = world([*orphans, *outside, *kept, "data/expired"], rows)
+    result = run_dag("s3_retention", conf(bucket, table, key_prefix="data/", max_delete_fraction=1.0),
+                     logical_date=NOW)
+    assert result.state == "success", result.task_states()
+    assert keys(s3, bucket) == sorted(outside + kept)
+    summary = result.xcom("plan")
+    assert summary["delete_count"] == 1206 and len(summary["chunks"]) == 2
+    assert summary["scanned_count"] == 1205 + len(kept) + 1
+    assert summary["protected"]["by_cause"]["unknown_type"] == 2
+    assert summary["protected"]["by_cause"]["official"] == 1
+    assert summary["unknown_type_rows"]["count"] == 2
+    assert {s["jobId"] for s in summary["unknown_type_rows"]["samples"]} == {"j4", "j5"}
+    audit = result.xcom("audit")
+    assert audit["deleted_by_reason"]["orphan"]["count"] == 1205
+    assert audit["deleted_by_reason"]["trial_expired"]["count"] == 1
+    assert audit["requests"] == 2  # DeleteObjects: 1000 keys, then 206
+
+
+def test_dry_run_deletes_nothing(run_dag, s3, world, mysql_conn):
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+    result = run_dag("s3_retention", conf(bucket, table, dry_run=True, purge_job_rows=True), logical_date=NOW)
+    assert result.state == "success", result.task_states()
+    assert keys(s3, bucket) == sorted(reference_files())
+    assert len(table_rows(mysql_conn, table)) == 50
+    assert result.xcom("plan")["delete_count"] == 20
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert audit["outcome"] == "dry_run" and audit["deleted_count"] == 0
+
+
+def test_empty_job_table_is_refused(run_dag, s3, world):
+    bucket, table = world(reference_files(), [])
+    result = run_dag("s3_retention", conf(bucket, table), logical_date=NOW)
+    assert result.state == "failed"
+    assert result.task_states()[("guard", -1)] == "failed"
+    assert keys(s3, bucket) == sorted(reference_files())
+    plan = json.loads((result.artifacts() / "plan.json").read_text())
+    assert plan["jobs"]["rows"] == 0 and "returned no rows" in plan["refusals"][0]
+
+
+def test_guard_limits_refuse_a_plan_that_deletes_too_much(run_dag, s3, world):
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+    result = run_dag("s3_retention", conf(bucket, table, max_delete_count=19, max_delete_fraction=0.4),
+                     logical_date=NOW)
+    assert result.state == "failed"
+    assert result.task_states()[("guard", -1)] == "failed"
+    assert keys(s3, bucket) == sorted(reference_files())
+
+
+def test_per_key_delete_errors_are_recorded_and_fail_the_run(run_dag, s3, world, monkeypatch):
+    """S3 refuses one key of the DeleteObjects request (as a lock or policy would): the other keys are
+    deleted, the refusal is recorded in audit.json, and the run ends failed."""
+    import include.s3
+
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+    refused = "incoming_000012"
+    real = include.s3.client_from_connection
+
+    def refuse_one(params, **_):
+        objs = params["Delete"]["Objects"]
+        params["Delete"]["Objects"] = [o for o in objs if o["Key"] != refused]
+
+    def report_it(parsed, **_):
+        parsed.setdefault("Errors", []).append({"Key": refused, "Code": "AccessDenied", "Message": "locked"})
+
+    def client(*args, **kwargs):
+        c = real(*args, **kwargs)
+        c.meta.events.register("before-parameter-build.s3.DeleteObjects", refuse_one)
+        c.meta.events.register("after-call.s3.DeleteObjects", report_it)
+        return c
+
+    monkeypatch.setattr(include.s3, "client_from_connection", client)
+    result = run_dag("s3_retention", conf(bucket, table), logical_date=NOW)
+    assert result.state == "failed"
+    states = result.task_states()
+    assert states[("delete", 0)] == "success" and states[("audit", -1)] == "failed"
+    assert keys(s3, bucket) == sorted(set(reference_files()) - set(EXPIRED) - set(ORPHANS) | {refused})
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert audit["deleted_count"] == 19 and audit["error_count"] == 1
+    assert audit["errors"][0]["key"] == refused and audit["errors"][0]["code"] == "AccessDenied"
