@@ -295,6 +295,26 @@ class AirflowClient:
         assert resp.status_code == 200, f"HITL response {option!r} to {task_id}: {resp.status_code} {resp.text}"
         return dict(resp.json())
 
+    def answer(self, dag_id: str, run_id: str, option: str, task_id: str = "approve", timeout: float = 300) -> str:
+        """Answer the run's approval and wait for the run to finish; returns its final state.
+
+        Under load Airflow 3.3's LocalExecutor can report a deferring task as finished before its state
+        says deferred; the scheduler then retries it, and the retry asks again (a new, unanswered
+        request). A human would answer again; so does this (once per try)."""
+        deadline = time.monotonic() + timeout
+        answered: set[int] = set()
+        while time.monotonic() < deadline:
+            run = self.run(dag_id, run_id)
+            if run["state"] in FINISHED:
+                return str(run["state"])
+            ti = next(t for t in self.task_instances(dag_id, run_id) if t["task_id"] == task_id)
+            if ti["state"] == "awaiting_input" and ti["try_number"] not in answered and self.pending_approvals(dag_id, run_id):
+                self.respond(dag_id, run_id, task_id, option)
+                answered.add(ti["try_number"])
+            time.sleep(1)
+        raise self._fail(f"{dag_id}/{run_id} not finished {timeout:.0f} s after answering {option!r}: "
+                         f"{self.task_states(dag_id, run_id)}")
+
     # Backfills and variables -------------------------------------------------------------------------
     def create_backfill(self, dag_id: str, from_date: str, to_date: str, conf: dict[str, Any],
                         max_active_runs: int = 3) -> dict[str, Any]:

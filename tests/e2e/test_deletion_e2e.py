@@ -75,15 +75,13 @@ def test_deploy_cleanup_approve_and_reject(airflow, s3, s3_server, e2e_artifacts
     _wait_awaiting_approval(airflow, DEPLOY, rejected)
     pending = {p["run_id"]: p for p in airflow.get("/s3ops/api/plans")["pending"]}
     assert pending[rejected]["delete_count"] == 21  # the plugin shows the plan that waits
-    airflow.respond(DEPLOY, rejected, "approve", "Reject")
-    assert airflow.wait_run(DEPLOY, rejected, timeout=300) == "success"
+    assert airflow.answer(DEPLOY, rejected, "Reject") == "success", airflow.task_states(DEPLOY, rejected)
     assert _keys(s3, bucket) == keys, "a rejected plan deleted something"
 
     approved = airflow.trigger(DEPLOY, conf)
     _wait_awaiting_approval(airflow, DEPLOY, approved)
     assert _keys(s3, bucket) == keys, "deleted before approval"
-    airflow.respond(DEPLOY, approved, "approve", "Approve")
-    assert airflow.wait_run(DEPLOY, approved, timeout=300) == "success", airflow.task_states(DEPLOY, approved)
+    assert airflow.answer(DEPLOY, approved, "Approve") == "success", airflow.task_states(DEPLOY, approved)
     assert _keys(s3, bucket) == kept
     assert _audit(e2e_artifacts, DEPLOY, approved)["deleted_count"] == 21
 
@@ -150,16 +148,14 @@ def test_retention_waits_for_approval_then_deletes_reference_case(airflow, s3, s
     _wait_awaiting_approval(airflow, RETENTION, rejected)
     plan = json.loads((e2e_artifacts / RETENTION / rejected / "plan.json").read_text())
     assert plan["delete_count"] == len(expected)
-    airflow.respond(RETENTION, rejected, "approve", "Reject")
-    assert airflow.wait_run(RETENTION, rejected, timeout=300) == "success"
+    assert airflow.answer(RETENTION, rejected, "Reject") == "success", airflow.task_states(RETENTION, rejected)
     assert _keys(s3, bucket) == everything, "a rejected plan deleted something"
 
     approved = airflow.trigger(RETENTION, conf)
     assert airflow.run(RETENTION, approved)["state"] in ("queued", "running")
     _wait_awaiting_approval(airflow, RETENTION, approved)
     assert _keys(s3, bucket) == everything, "deleted before approval"
-    airflow.respond(RETENTION, approved, "approve", "Approve")
-    assert airflow.wait_run(RETENTION, approved, timeout=240) == "success", airflow.task_states(RETENTION, approved)
+    assert airflow.answer(RETENTION, approved, "Approve") == "success", airflow.task_states(RETENTION, approved)
     assert _keys(s3, bucket) == everything - expected
     assert _audit(e2e_artifacts, RETENTION, approved)["deleted_count"] == len(expected)
 

@@ -173,8 +173,7 @@ def test_plans_page_shows_a_waiting_plan_with_its_approval_link(browser_page, ai
         page.wait_for_timeout(3000)
         _shot(page, screenshots, "required_actions")
     finally:
-        airflow.respond("s3_deploy_cleanup", run_id, "approve", "Reject")
-    assert airflow.wait_run("s3_deploy_cleanup", run_id) == "success"
+        assert airflow.answer("s3_deploy_cleanup", run_id, "Reject") == "success"
 
 
 def test_nav_entry_opens_the_plugin_inside_airflow(browser_page, screenshots):
