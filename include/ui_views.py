@@ -1,0 +1,285 @@
+"""View models of the "S3 Ops" UI pages, read from the artifact store (no Airflow needed).
+
+Each function takes the artifact root (a ``pathlib.Path`` or an ``ObjectStoragePath``, see
+``include.artifacts``) and returns plain dicts/lists the HTML layer renders. Artifacts written by a
+newer or older version of a DAG may lack fields: missing values become ``None``/0, never an error, and
+a run folder whose files cannot be parsed is listed with its ``error`` instead of breaking the page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from include.artifacts import ArtifactPath, read_json, read_jsonl
+
+STORAGE_DAG = "s3_storage_report"
+UPLOAD_DAG = "s3_upload"
+PLAN_DAGS = ("s3_retention", "s3_deploy_cleanup")
+
+
+def _run_dirs(root: ArtifactPath, dag_id: str, marker: str) -> Iterator[tuple[str, ArtifactPath]]:
+    """(run_id, run folder) of every run of ``dag_id`` that has ``marker`` (e.g. ``report.json``)."""
+    base = root / dag_id
+    try:
+        if not base.exists():
+            return
+        children = list(base.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if (child / marker).exists():
+            yield child.name, child
+
+
+def _mtime(path: ArtifactPath) -> str | None:
+    """When a file was written, ISO 8601 UTC (local files and object storage alike)."""
+    try:
+        stat = path.stat()
+        ts = getattr(stat, "st_mtime", None)
+        if ts is None and isinstance(stat, dict):
+            ts = stat.get("mtime") or stat.get("LastModified")
+    except (OSError, ValueError):
+        return None
+    if isinstance(ts, datetime):
+        return ts.astimezone(timezone.utc).isoformat()
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(float(ts), tz=timezone.utc).isoformat()
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# Storage ------------------------------------------------------------------------------------------
+def load_reports(root: ArtifactPath) -> list[dict[str, Any]]:
+    """Every storage report, oldest first: ``{"run_id", "generated_at", "report" | "error"}``."""
+    reports = []
+    for run_id, folder in _run_dirs(root, STORAGE_DAG, "report.json"):
+        try:
+            report = read_json(folder / "report.json")
+            reports.append({"run_id": run_id, "generated_at": str(report.get("generated_at") or ""), "report": report})
+        except (OSError, ValueError) as exc:
+            reports.append({"run_id": run_id, "generated_at": _mtime(folder / "report.json") or "", "error": str(exc)})
+    return sorted(reports, key=lambda r: (r["generated_at"], r["run_id"]))
+
+
+def storage_view(root: ArtifactPath) -> dict[str, Any]:
+    """The Storage page: the latest report (table, per-bucket and per-class totals, hidden costs) and
+    the history of every report (object count and bytes per bucket over time)."""
+    reports = load_reports(root)
+    valid = [r for r in reports if "report" in r]
+    view: dict[str, Any] = {"report_count": len(reports), "latest": None, "history": storage_history(valid),
+                            "broken": [{"run_id": r["run_id"], "error": r["error"]} for r in reports if "error" in r]}
+    if not valid:
+        return view
+    latest = valid[-1]
+    report = latest["report"]
+    buckets = []
+    by_class: dict[str, dict[str, float]] = {}
+    hidden = []
+    for b in report.get("buckets") or []:
+        classes = b.get("storage_classes") or {}
+        for name, c in classes.items():
+            agg = by_class.setdefault(name, {"object_count": 0, "bytes": 0, "estimated_monthly_cost_usd": 0.0})
+            agg["object_count"] += _int(c.get("object_count"))
+            agg["bytes"] += _int(c.get("bytes"))
+            agg["estimated_monthly_cost_usd"] += _float(c.get("estimated_monthly_cost_usd"))
+        noncurrent = b.get("noncurrent_versions") or {}
+        mpu = b.get("incomplete_multipart_uploads") or {}
+        row = {
+            "name": b.get("name"),
+            "region": b.get("region"),
+            "creation_date": b.get("creation_date"),
+            "object_count": _int(b.get("object_count")),
+            "total_bytes": _int(b.get("total_bytes")),
+            "total_size": b.get("total_size"),
+            "last_modified": b.get("last_modified"),
+            "estimated_monthly_cost_usd": _float(b.get("estimated_monthly_cost_usd")),
+            "storage_classes": sorted(classes),
+            "error": b.get("error"),
+        }
+        buckets.append(row)
+        hidden_row = {
+            "name": row["name"],
+            "noncurrent_count": _int(noncurrent.get("object_count")) if b.get("noncurrent_versions") is not None else None,
+            "noncurrent_bytes": _int(noncurrent.get("bytes")) if b.get("noncurrent_versions") is not None else None,
+            "delete_markers": b.get("delete_markers"),
+            "multipart_count": _int(mpu.get("count")),
+            "multipart_bytes": _int(mpu.get("bytes")),
+        }
+        if any(hidden_row[k] for k in ("noncurrent_count", "noncurrent_bytes", "delete_markers", "multipart_count")):
+            hidden.append(hidden_row)
+    totals = report.get("totals") or {}
+    view["latest"] = {
+        "run_id": latest["run_id"],
+        "generated_at": report.get("generated_at"),
+        "source": report.get("source"),
+        "size_unit": report.get("size_unit"),
+        "buckets": buckets,
+        "by_class": [{"storage_class": k, **v} for k, v in sorted(by_class.items(), key=lambda kv: -kv[1]["bytes"])],
+        "hidden_costs": hidden,
+        "totals": {
+            "bucket_count": _int(totals.get("bucket_count", len(buckets))),
+            "object_count": _int(totals.get("object_count", sum(b["object_count"] for b in buckets))),
+            "total_bytes": _int(totals.get("total_bytes", sum(b["total_bytes"] for b in buckets))),
+            "estimated_monthly_cost_usd": _float(totals.get("estimated_monthly_cost_usd")),
+        },
+    }
+    return view
+
+
+def storage_history(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-bucket series over the reports (oldest first): ``{"times": [...], "buckets": {name:
+    {"object_count": [...], "total_bytes": [...]}}}``; a bucket absent from a report has ``None`` there."""
+    times = [r["generated_at"] for r in reports]
+    series: dict[str, dict[str, list[int | None]]] = {}
+    for i, r in enumerate(reports):
+        for b in r["report"].get("buckets") or []:
+            name = str(b.get("name"))
+            s = series.setdefault(name, {"object_count": [None] * len(reports), "total_bytes": [None] * len(reports)})
+            if not b.get("error"):
+                s["object_count"][i] = _int(b.get("object_count"))
+                s["total_bytes"][i] = _int(b.get("total_bytes"))
+    return {"times": times, "run_ids": [r["run_id"] for r in reports], "buckets": dict(sorted(series.items()))}
+
+
+# Plans --------------------------------------------------------------------------------------------
+def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None = None,
+               limit: int = 50) -> dict[str, Any]:
+    """The Plans page: every retention / deploy-cleanup plan, newest first, with its audit if the run
+    deleted (or refused) already. ``run_states`` maps ``(dag_id, run_id)`` to the approval task's
+    state when Airflow can tell (``awaiting_input``, ``success``, ``skipped``…)."""
+    run_states = run_states or {}
+    plans = []
+    for dag_id in PLAN_DAGS:
+        for run_id, folder in _run_dirs(root, dag_id, "plan.json"):
+            plans.append(_plan_entry(dag_id, run_id, folder, run_states.get((dag_id, run_id))))
+    plans.sort(key=lambda p: (p["planned_at"] or "", p["run_id"]), reverse=True)
+    pending = [p for p in plans if p["status"] == "awaiting approval"]
+    return {"pending": pending, "recent": plans[:limit], "plan_count": len(plans)}
+
+
+def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": _mtime(folder / "plan.json"),
+                             "approval_state": approval_state, "audit": None, "error": None}
+    try:
+        plan = read_json(folder / "plan.json")
+    except (OSError, ValueError) as exc:
+        entry.update(status="unreadable", error=f"plan.json: {exc}")
+        return entry
+    by_reason = plan.get("by_reason") or {}
+    entry.update(
+        planned_at=plan.get("planned_at") or plan.get("generated_at") or entry["planned_at"],
+        bucket=plan.get("bucket"),
+        headline=plan.get("headline"),
+        prefix=plan.get("key_prefix", plan.get("prefix")),
+        delete_count=_int(plan.get("delete_count")),
+        delete_bytes=_int(plan.get("delete_bytes")),
+        scanned_count=_int(plan.get("scanned_count")),
+        scanned_bytes=_int(plan.get("scanned_bytes")),
+        listing_complete=plan.get("listing_complete"),
+        by_reason=[{"reason": k, "count": _int(v.get("count")), "bytes": _int(v.get("bytes"))}
+                   for k, v in sorted(by_reason.items())],
+        samples=[str(s) for s in (plan.get("samples") or [])][:20],
+        chunks=len(plan.get("chunks") or []),
+        plan_uri=plan.get("plan_uri"),
+        dry_run=plan.get("dry_run"),
+    )
+    if (folder / "audit.json").exists():
+        try:
+            audit = read_json(folder / "audit.json")
+            entry["audit"] = {
+                "outcome": audit.get("outcome"),
+                "deleted_count": _int(audit.get("deleted_count")),
+                "deleted_bytes": _int(audit.get("deleted_bytes")),
+                "skipped_count": _int(audit.get("skipped_count")),
+                "error_count": _int(audit.get("error_count")),
+                "error_samples": list(audit.get("error_samples") or [])[:10],
+                "deleted_by_reason": [{"reason": k, "count": _int(v.get("count")), "bytes": _int(v.get("bytes"))}
+                                      for k, v in sorted((audit.get("deleted_by_reason") or {}).items())],
+                "purged_rows": audit.get("purged_rows", audit.get("purged_row_count")),
+            }
+        except (OSError, ValueError) as exc:
+            entry["error"] = f"audit.json: {exc}"
+    entry["status"] = _plan_status(entry, approval_state)
+    return entry
+
+
+def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
+    if entry["audit"] is not None:
+        return "finished"
+    if approval_state == "awaiting_input":
+        return "awaiting approval"
+    if approval_state == "skipped":
+        return "rejected"
+    if approval_state in ("failed", "upstream_failed"):
+        return "refused"
+    if approval_state is None:
+        # Airflow could not tell: a plan without an audit is waiting (for a guard, the gate or deletes)
+        return "awaiting approval" if entry.get("delete_count") else "no deletions"
+    return "in progress"
+
+
+def required_actions_url(dag_id: str, run_id: str) -> str:
+    """The Airflow UI page where a run's approval is given or refused."""
+    from urllib.parse import quote
+
+    return f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/required_actions"
+
+
+# Uploads ------------------------------------------------------------------------------------------
+def uploads_view(root: ArtifactPath, limit: int = 50) -> dict[str, Any]:
+    """The Uploads page: recent upload runs, newest first, and totals over them."""
+    runs = []
+    for run_id, folder in _run_dirs(root, UPLOAD_DAG, "summary.json"):
+        entry: dict[str, Any] = {"run_id": run_id, "finished_at": _mtime(folder / "summary.json"), "error": None}
+        try:
+            summary = read_json(folder / "summary.json")
+        except (OSError, ValueError) as exc:
+            entry["error"] = str(exc)
+            runs.append(entry)
+            continue
+        entry.update(
+            bucket=summary.get("bucket"),
+            key_prefix=summary.get("key_prefix"),
+            uploaded=_int(summary.get("uploaded")),
+            skipped_not_ready=_int(summary.get("skipped_not_ready")),
+            malformed=_int(summary.get("malformed")),
+            conflicts=_int(summary.get("conflicts")),
+            failed=_int(summary.get("failed")),
+            bytes=_int(summary.get("bytes")),
+            malformed_paths=[str(p) for p in (summary.get("malformed_paths") or [])][:20],
+            conflict_keys=[str(k) for k in (summary.get("conflict_keys") or [])][:20],
+            failed_paths=[str(p) for p in (summary.get("failed_paths") or [])][:20],
+        )
+        entry["finished_at"] = summary.get("finished_at") or _last_upload(folder) or entry["finished_at"]
+        runs.append(entry)
+    runs.sort(key=lambda r: (r["finished_at"] or "", r["run_id"]), reverse=True)
+    ok = [r for r in runs if not r["error"]]
+    totals = {k: sum(r[k] for r in ok) for k in ("uploaded", "bytes", "malformed", "conflicts", "failed")}
+    return {"runs": runs[:limit], "run_count": len(runs), "totals": totals}
+
+
+def _last_upload(folder: ArtifactPath) -> str | None:
+    manifest = folder / "manifest.jsonl"
+    if not manifest.exists():
+        return None
+    try:
+        times = [str(row.get("uploaded_at")) for row in read_jsonl(manifest) if row.get("uploaded_at")]
+    except (OSError, json.JSONDecodeError):
+        return None
+    return max(times) if times else None

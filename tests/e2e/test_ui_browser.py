@@ -1,0 +1,179 @@
+"""The "S3 Ops" pages in a real headless Chromium (Debian's, driven by Playwright): log in through
+Airflow's login form, open each page, compare the numbers shown with the artifacts, save screenshots.
+
+Runs after the other e2e tests (see conftest) so the pages show their runs; it makes sure itself that
+there is a storage report, an upload run and a plan waiting for approval. Screenshots go to
+``.s3ops/e2e-screenshots/``; with ``S3OPS_UPDATE_SCREENSHOTS=1`` also to ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser_page(airflow: Any, standalone: Any) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (Playwright's own download is not used)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1360, "height": 900})
+        # nothing outside this machine may be fetched by the pages
+        outside: list[str] = []
+        context.route(lambda url: not url.startswith(standalone.base_url) and not url.startswith("data:"),
+                      lambda route: (outside.append(route.request.url), route.abort()))
+        page = context.new_page()
+        page.goto(f"{standalone.base_url}/s3ops/storage")
+        page.wait_for_selector("input[name=username]", timeout=60_000)  # redirected to Airflow's login form
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", standalone.password)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/s3ops/storage", timeout=60_000)
+        page.outside_requests = outside
+        yield page
+        browser.close()
+
+
+def _shot(page: Any, screenshots: Path, name: str) -> None:
+    path = screenshots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("S3OPS_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_SCREENSHOTS / path.name)
+
+
+def _latest_report(e2e_artifacts: Path) -> tuple[str, dict[str, Any]]:
+    reports = [(json.loads(p.read_text()), p.parent.name) for p in (e2e_artifacts / "s3_storage_report").glob("*/report.json")]
+    report, run_id = max(reports, key=lambda r: (r[0]["generated_at"], r[1]))
+    return run_id, report
+
+
+def _ensure_runs(airflow: Any, s3: Any, s3_server: Any, demo_world: Any, e2e_artifacts: Path, tmp_path: Path) -> None:
+    """At least one storage report and one upload summary."""
+    if not list((e2e_artifacts / "s3_storage_report").glob("*/report.json")):
+        run_id = airflow.trigger("s3_storage_report", {"include_versions": True})
+        assert airflow.wait_run("s3_storage_report", run_id, timeout=300) == "success"
+    if not list((e2e_artifacts / "s3_upload").glob("*/summary.json")):
+        from include.seed import upload_files
+
+        upload_files(tmp_path / "producer", datetime.now(timezone.utc))
+        run_id = airflow.trigger("s3_upload", {"base_dir": str(tmp_path / "producer"),
+                                               "bucket": demo_world.upload_bucket})
+        try:
+            assert airflow.wait_run("s3_upload", run_id, timeout=240) == "success"
+        finally:
+            airflow.set_paused("s3_upload", True)
+
+
+def test_storage_page_shows_the_latest_report(browser_page, airflow, s3, s3_server, demo_world, e2e_artifacts,
+                                              screenshots, tmp_path):
+    _ensure_runs(airflow, s3, s3_server, demo_world, e2e_artifacts, tmp_path)
+    run_id, report = _latest_report(e2e_artifacts)
+    page = browser_page
+    page.goto(page.url.split("/s3ops/")[0] + "/s3ops/storage")
+    assert page.inner_text("#report-run") == run_id
+    assert page.get_attribute("[data-card=total_bytes]", "data-value") == str(report["totals"]["total_bytes"])
+    assert page.get_attribute("[data-card=object_count]", "data-value") == str(report["totals"]["object_count"])
+    for bucket in report["buckets"]:
+        row = page.locator(f'#buckets tr[data-bucket="{bucket["name"]}"]')
+        cells = row.locator("td")
+        assert cells.nth(3).get_attribute("data-value") == str(bucket["object_count"])
+        assert cells.nth(4).get_attribute("data-value") == str(bucket["total_bytes"])
+        assert f'{bucket["object_count"]:,}' in cells.nth(3).inner_text()
+        bar = page.locator(f'#chart-buckets g[data-label="{bucket["name"]}"]')
+        assert bar.get_attribute("data-value") == str(bucket["total_bytes"])
+    classes: dict[str, int] = {}
+    for bucket in report["buckets"]:
+        for name, c in (bucket.get("storage_classes") or {}).items():
+            classes[name] = classes.get(name, 0) + c["bytes"]
+    shown = {g.get_attribute("data-label"): int(g.get_attribute("data-value"))
+             for g in page.locator("#chart-classes g.bar").all()}
+    assert shown == classes
+    # the table sorts by a column when its header is clicked (descending on the second click)
+    page.click("#buckets th:nth-child(5)")
+    page.click("#buckets th:nth-child(5)")
+    values = [int(v) for v in page.locator("#buckets tbody tr td:nth-child(5)").evaluate_all(
+        "cells => cells.map(c => c.dataset.value)")]
+    assert values == sorted(values, reverse=True)
+    _shot(page, screenshots, "storage")
+    assert page.outside_requests == []
+
+
+def test_uploads_page_matches_the_summaries(browser_page, airflow, s3, s3_server, demo_world, e2e_artifacts,
+                                            screenshots, tmp_path):
+    _ensure_runs(airflow, s3, s3_server, demo_world, e2e_artifacts, tmp_path)
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in (e2e_artifacts / "s3_upload").glob("*/summary.json")}
+    page = browser_page
+    page.goto(page.url.split("/s3ops/")[0] + "/s3ops/uploads")
+    assert page.inner_text("#run-count") == str(len(summaries))
+    for key in ("uploaded", "bytes", "malformed", "conflicts", "failed"):
+        assert page.get_attribute(f"[data-card={key}]", "data-value") == str(sum(s[key] for s in summaries.values()))
+    for run_id, s in summaries.items():
+        cells = page.locator(f'#uploads tr[data-run="{run_id}"] td')
+        assert cells.nth(3).get_attribute("data-value") == str(s["uploaded"])
+        assert cells.nth(6).get_attribute("data-value") == str(s["malformed"])
+    _shot(page, screenshots, "uploads")
+
+
+def test_plans_page_shows_a_waiting_plan_with_its_approval_link(browser_page, airflow, s3, s3_server, e2e_artifacts,
+                                                                screenshots, unique):
+    from include.seed import deploy_objects
+
+    bucket = unique("ui")
+    s3.create_bucket(Bucket=bucket)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": deploy_objects("deploys/", datetime.now(timezone.utc))})
+    run_id = airflow.trigger("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 5,
+                                                   "approval": "required"})
+    airflow.wait_task("s3_deploy_cleanup", run_id, "approve", {"awaiting_input"}, timeout=240)
+    plan = json.loads((e2e_artifacts / "s3_deploy_cleanup" / run_id / "plan.json").read_text())
+    try:
+        page = browser_page
+        page.goto(page.url.split("/s3ops/")[0] + "/s3ops/plans")
+        section = page.locator(f'section.plan[data-run="{run_id}"]')
+        assert section.get_attribute("data-status") == "awaiting approval"
+        assert section.locator(".delete-count").get_attribute("data-value") == str(plan["delete_count"])
+        assert section.locator(".delete-bytes").get_attribute("data-value") == str(plan["delete_bytes"])
+        for key in plan["samples"][:3]:
+            assert key in section.text_content()
+        link = section.locator("a.approve-link")
+        assert link.get_attribute("href") == f"/dags/s3_deploy_cleanup/runs/{run_id}/required_actions"
+        for audit_path in list(e2e_artifacts.glob("s3_*/*/audit.json"))[:5]:  # runs of the other e2e tests
+            shown = page.locator(f'section.plan[data-run="{audit_path.parent.name}"] .deleted-count')
+            assert shown.get_attribute("data-value") == str(json.loads(audit_path.read_text())["deleted_count"])
+        _shot(page, screenshots, "plans")
+        # the link opens Airflow's own Required Actions page for this run
+        link.click()
+        page.wait_for_url(f"**/dags/s3_deploy_cleanup/runs/{run_id}/required_actions", timeout=60_000)
+        page.wait_for_timeout(3000)
+        _shot(page, screenshots, "required_actions")
+    finally:
+        assert airflow.answer("s3_deploy_cleanup", run_id, "Reject") == "success"
+
+
+def test_nav_entry_opens_the_plugin_inside_airflow(browser_page, screenshots):
+    page = browser_page
+    base = page.url.split("/s3ops/")[0] if "/s3ops/" in page.url else page.url.split("/dags/")[0]
+    page.goto(f"{base}/plugin/s3ops")
+    frame = page.frame_locator("iframe")
+    frame.locator("header b").wait_for(timeout=60_000)
+    assert frame.locator("header b").inner_text() == "S3 Ops"
+    assert page.get_by_text("S3 Ops").first.is_visible()
+    page.wait_for_timeout(1500)
+    _shot(page, screenshots, "airflow_nav")
