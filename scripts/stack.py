@@ -60,6 +60,16 @@ def _wait(check: Any, what: str, timeout: float, proc: subprocess.Popen[bytes], 
     raise StackError(f"{what} did not become ready within {timeout:.0f} s; see {log}")
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: on Linux, the server gets SIGTERM when the process that started it
+    dies, even by SIGKILL (a killed test run leaves no server behind). Elsewhere only stop() stops it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -96,6 +106,7 @@ class S3Server:
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         _wait(lambda: self.control("GET", "stats") is not None, "the S3 server (moto)", 30, self.proc, log)
@@ -196,6 +207,7 @@ class MySQLServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         _wait(self._ping_root, "the MySQL server", 60, self.proc, log)
         self._provision()

@@ -63,3 +63,25 @@ def test_bootstrap_is_quick_when_already_done():
     # the suite runs after `make test` bootstrapped, so this call must find everything in place
     assert time.monotonic() - start < 15
     assert "creating .venv" not in done.stdout
+
+
+def test_servers_stop_when_the_process_that_started_them_is_killed(tmp_path):
+    """A test run killed with SIGKILL (a CI timeout) must not leave S3 or MySQL servers running."""
+    import signal
+
+    script = (
+        "import sys, time, pathlib\n"
+        "from scripts.stack import LocalStack\n"
+        f"st = LocalStack(pathlib.Path({str(tmp_path)!r}) / 'stack').start()\n"
+        "print(st.s3.proc.pid, st.mysql.proc.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids), "servers outlived the process that started them"
