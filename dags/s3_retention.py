@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
@@ -47,9 +48,14 @@ See `docs/retention.md`.
         "max_retry_delay": timedelta(minutes=10),
     },
     params={
-        "bucket": Param("", type="string", title="Bucket", description="Bucket holding the job files (required)."),
+        # Scheduled runs use the defaults: a deployment sets them with S3OPS_RETENTION_BUCKET / _KEY_PREFIX.
+        "bucket": Param(
+            os.environ.get("S3OPS_RETENTION_BUCKET", ""), type="string", title="Bucket",
+            description="Bucket holding the job files (required; scheduled runs use the default, set by the "
+                        "S3OPS_RETENTION_BUCKET environment variable).",
+        ),
         "key_prefix": Param(
-            "", type="string", title="Key prefix",
+            os.environ.get("S3OPS_RETENTION_KEY_PREFIX", ""), type="string", title="Key prefix",
             description="Object key = key_prefix + sourceData. Objects outside this prefix are never touched.",
         ),
         "jobs_table": Param(
@@ -101,7 +107,10 @@ def s3_retention() -> None:
         context = get_current_context()
         p = context["params"]
         if not p["bucket"]:
-            raise ValueError("the bucket param is empty: trigger s3_retention with the bucket holding the job files")
+            raise ValueError(
+                "the bucket param is empty: trigger s3_retention with the bucket holding the job files, or set "
+                "S3OPS_RETENTION_BUCKET for scheduled runs"
+            )
         now = context.get("logical_date") or context["dag_run"].run_after
         return run_plan(
             aws_conn_id=p["aws_conn_id"], mysql_conn_id=p["mysql_conn_id"], bucket=p["bucket"],

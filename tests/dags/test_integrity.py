@@ -50,3 +50,13 @@ def test_params_are_documented(dagbag):
         for name, param in dag.params.items():
             assert param.description, f"{dag_id} param {name!r} has no description"
             assert "type" in param.schema, f"{dag_id} param {name!r} has no type"
+
+
+def test_scheduled_retention_runs_take_their_bucket_from_the_deployment(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("S3OPS_RETENTION_BUCKET", "jobs-bucket")
+    monkeypatch.setenv("S3OPS_RETENTION_KEY_PREFIX", "incoming/")
+    dag = DagBag(dag_folder=str(DAGS / "s3_retention.py")).dags["s3_retention"]
+    assert dag.params["bucket"] == "jobs-bucket"
+    assert dag.params["key_prefix"] == "incoming/"
