@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
 from include.deletion_tasks import add_deletion_tasks
 
 DOC = """
@@ -37,13 +38,7 @@ Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/deploy_cleanup.
     max_active_runs=1,
     tags=["s3ops", "s3", "deletion"],
     doc_md=DOC,
-    default_args={
-        "owner": "s3ops",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "bucket": Param(type="string", minLength=3, title="Bucket",
                         description="Bucket that holds the deployment folders."),
@@ -71,8 +66,7 @@ Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/deploy_cleanup.
         "include_versions": Param(False, type="boolean", title="Include versions",
                                   description="Also delete every noncurrent version and delete marker in the "
                                               "deleted deployments (versioned buckets)."),
-        "aws_conn_id": Param("aws_default", type="string", minLength=1, title="AWS connection",
-                             description="Airflow connection with the credentials (and endpoint_url) to use."),
+        "aws_conn_id": aws_conn_param(),
     },
 )
 def s3_deploy_cleanup():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from include.dag_defaults import DEFAULT_ARGS, aws_conn_param, mysql_conn_param
 from include.deletion_tasks import add_deletion_tasks
 
 DOC_MD = """
@@ -40,13 +41,7 @@ See `docs/retention.md`.
     max_active_runs=1,
     tags=["s3ops", "s3", "mysql", "retention", "deletes"],
     doc_md=DOC_MD,
-    default_args={
-        "owner": "s3ops",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         # Scheduled runs use the defaults: a deployment sets them with S3OPS_RETENTION_BUCKET / _KEY_PREFIX.
         "bucket": Param(
@@ -92,9 +87,8 @@ See `docs/retention.md`.
         ),
         "purge_job_rows": Param(False, type="boolean", title="Purge expired TRIAL rows",
                                 description="After deleting, delete the expired TRIAL job rows (recorded first)."),
-        "aws_conn_id": Param("aws_default", type="string", title="AWS connection", description="Airflow AWS connection id."),
-        "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection",
-                               description="Airflow MySQL connection id of the jobs database."),
+        "aws_conn_id": aws_conn_param(),
+        "mysql_conn_id": mysql_conn_param(),
     },
 )
 def s3_retention() -> None:

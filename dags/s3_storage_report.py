@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
+
+from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
 
 # Constants only: both modules import nothing, so parsing stays fast and the enums have one source.
 from include.pricing import STORAGE_CLASSES
@@ -37,13 +39,7 @@ See docs/storage_report.md.
     max_active_runs=1,
     tags=["s3ops", "s3", "report"],
     doc_md=DOC,
-    default_args={
-        "owner": "s3ops",
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "buckets": Param([], type="array", items={"type": "string", "minLength": 1}, title="Buckets",
                          description="Bucket names or glob patterns (logs-*, data-202?); empty = every bucket."),
@@ -64,8 +60,7 @@ See docs/storage_report.md.
         "fail_on_bucket_error": Param(False, type="boolean", title="Fail on bucket error",
                                       description="Fail the run (after publishing the report) when any bucket "
                                                   "could not be read."),
-        "aws_conn_id": Param("aws_default", type="string", minLength=1, title="AWS connection",
-                             description="Airflow connection with the credentials (and endpoint_url) to use."),
+        "aws_conn_id": aws_conn_param(),
     },
 )
 def s3_storage_report():

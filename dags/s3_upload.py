@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import AssetAlias, Param, dag, task
+
+from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
 
 UPLOADED_ALIAS = AssetAlias("s3_upload")
 
@@ -34,14 +36,6 @@ run's conf overrides them. A missing `base_dir`/`bucket` fails the run with a me
 See `docs/upload.md`.
 """
 
-DEFAULT_ARGS = {
-    "owner": "s3ops",
-    "retries": 3,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
-
 PARAMS = {
     "base_dir": Param(None, type=["null", "string"], title="Base folder",
                       description="Absolute path of the producer's folder (holds <location>/YYYY/MM/DD/HH/). "
@@ -58,8 +52,7 @@ PARAMS = {
                                    "the local file is kept)."),
     "max_files": Param(100_000, type="integer", minimum=1, title="Max files per run",
                        description="At most this many files per run, oldest data first; the rest wait."),
-    "aws_conn_id": Param("aws_default", type="string", title="AWS connection",
-                         description="Airflow connection with the S3 credentials (and endpoint_url, if any)."),
+    "aws_conn_id": aws_conn_param(),
 }
 
 
