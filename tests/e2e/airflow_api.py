@@ -26,6 +26,29 @@ ADMIN = "admin"
 
 FINISHED = {"success", "failed"}
 
+# Watches the test process and the standalone's process group: if the test process dies without
+# stopping the standalone (killed, Ctrl-C twice), it kills the group. Exits once the group is gone.
+_REAPER = """
+import os, signal, sys, time
+parent, pgid = int(sys.argv[1]), int(sys.argv[2])
+def alive(pid, group=False):
+    try:
+        (os.killpg if group else os.kill)(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+while alive(pgid, group=True):
+    if not alive(parent):
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(wait)
+        break
+    time.sleep(1)
+"""
+
 
 class AirflowError(AssertionError):
     """The running Airflow did not do what the test waited for (with the server log's tail)."""
@@ -43,6 +66,7 @@ class AirflowStandalone:
         self.log_path = home / "standalone.log"
         self.extra_env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.reaper: subprocess.Popen[bytes] | None = None
 
     def environment(self) -> dict[str, str]:
         passwords = self.home / "passwords.json"
@@ -88,6 +112,9 @@ class AirflowStandalone:
             cwd=ROOT, env=env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() reaches every component and task
         )
+        self.reaper = subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), str(self.proc.pid)],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -295,22 +322,31 @@ class AirflowClient:
         assert resp.status_code == 200, f"HITL response {option!r} to {task_id}: {resp.status_code} {resp.text}"
         return dict(resp.json())
 
-    def answer(self, dag_id: str, run_id: str, option: str, task_id: str = "approve", timeout: float = 300) -> str:
+    def answer(self, dag_id: str, run_id: str, option: str, task_id: str = "approve", timeout: float = 300,
+               settle: float = 5) -> str:
         """Answer the run's approval and wait for the run to finish; returns its final state.
 
-        Under load Airflow 3.3's LocalExecutor can report a deferring task as finished before its state
-        says deferred; the scheduler then retries it, and the retry asks again (a new, unanswered
-        request). A human would answer again; so does this (once per try)."""
+        Answers like a person would: only once the request has been waiting for ``settle`` seconds.
+        Airflow 3.3 has a race when a response arrives before the scheduler has processed the executor's
+        report that the task paused (under a second after ``awaiting_input``): the resumed task is then
+        taken for "changed externally" and retried, and the retry asks again. If that still happens,
+        the new request is answered too (once per try)."""
         deadline = time.monotonic() + timeout
         answered: set[int] = set()
+        waiting_since: dict[int, float] = {}
         while time.monotonic() < deadline:
             run = self.run(dag_id, run_id)
             if run["state"] in FINISHED:
                 return str(run["state"])
             ti = next(t for t in self.task_instances(dag_id, run_id) if t["task_id"] == task_id)
-            if ti["state"] == "awaiting_input" and ti["try_number"] not in answered and self.pending_approvals(dag_id, run_id):
-                self.respond(dag_id, run_id, task_id, option)
-                answered.add(ti["try_number"])
+            try_number = int(ti["try_number"])
+            if ti["state"] != "awaiting_input":
+                waiting_since.pop(try_number, None)
+            elif try_number not in answered:
+                since = waiting_since.setdefault(try_number, time.monotonic())
+                if time.monotonic() - since >= settle and self.pending_approvals(dag_id, run_id):
+                    self.respond(dag_id, run_id, task_id, option)
+                    answered.add(try_number)
             time.sleep(1)
         raise self._fail(f"{dag_id}/{run_id} not finished {timeout:.0f} s after answering {option!r}: "
                          f"{self.task_states(dag_id, run_id)}")

@@ -95,22 +95,24 @@ def test_keys_mirror_the_layout_for_several_locations_and_days(tmp_path, s3, buc
 
 
 def test_files_inside_the_settle_window_wait_for_a_later_run(tmp_path, s3, bucket, client):
-    old = write(tmp_path, rel_at("berlin", NOW - timedelta(minutes=10), "t"), b"old\n")
-    current_minute = write(tmp_path, rel_at("berlin", NOW, "t"), b"this minute\n", age_seconds=0)
-    fresh = write(tmp_path, rel_at("berlin", NOW - timedelta(minutes=5), "h"), b"just rewritten\n", age_seconds=0)
+    # this test compares file mtimes with a simulated clock, so its minute is taken now, not at import
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    old = write(tmp_path, rel_at("berlin", now - timedelta(minutes=10), "t"), b"old\n")
+    current_minute = write(tmp_path, rel_at("berlin", now, "t"), b"this minute\n", age_seconds=0)
+    fresh = write(tmp_path, rel_at("berlin", now - timedelta(minutes=5), "h"), b"just rewritten\n", age_seconds=0)
     cfg = settings(tmp_path, bucket, settle_seconds=30)
 
-    first, _ = upload_tree(client, cfg, now=NOW + timedelta(seconds=20))  # NOW's minute has not even ended
+    first, _ = upload_tree(client, cfg, now=now + timedelta(seconds=20))  # now's minute has not even ended
 
     assert first["uploaded"] == 1 and first["skipped_not_ready"] == 2
     assert not old.exists() and current_minute.exists() and fresh.exists()
-    assert keys_in(s3, bucket) == {rel_at("berlin", NOW - timedelta(minutes=10), "t")}
+    assert keys_in(s3, bucket) == {rel_at("berlin", now - timedelta(minutes=10), "t")}
 
     second, _ = upload_tree(client, cfg, now=datetime.now(timezone.utc) + timedelta(minutes=2))
 
     assert second["uploaded"] == 2 and second["skipped_not_ready"] == 0
     assert not current_minute.exists() and not fresh.exists()
-    assert body_of(s3, bucket, rel_at("berlin", NOW, "t")) == b"this minute\n"
+    assert body_of(s3, bucket, rel_at("berlin", now, "t")) == b"this minute\n"
 
 
 def test_malformed_paths_are_never_uploaded_or_deleted(tmp_path, s3, bucket, client):
