@@ -1,17 +1,20 @@
 """Move finished ``.dat`` files into S3: upload with an integrity check, verify, then delete locally.
 
-The one rule: a local file is deleted only after a HeadObject has shown an object at its key with
-the same size and content. A PUT is atomic in S3, so killing the process at any instant leaves each
-file either still on disk or in S3 with identical content, never neither. Everything else (a
-conflict, a vanished or unreadable file, a missing bucket, a network error) keeps the local file and
-is reported; the next run tries again.
+The one rule: a local file is deleted only after S3 has shown an object at its key with the same size
+and content. A PUT is atomic in S3, so killing the process at any instant leaves each file either still
+on disk or in S3 with identical content, never neither. Everything else (a conflict, a vanished or
+unreadable file, a missing bucket, a network error) keeps the local file and is reported; the next run
+tries again.
 
 Per file: read once (md5 + sha256 in the same pass) → ``PutObject`` with ``Content-MD5`` and
 ``x-amz-checksum-sha256`` (S3 rejects a body that does not match) and ``If-None-Match: *`` (never
-replace an object behind someone's back) → ``HeadObject`` → compare → unlink. An existing object with
-the same content (a crash after the upload, before the delete) only costs the local delete; a
-different one is a conflict unless ``overwrite``. Files of a batch run concurrently in a thread
-pool sharing one client (one connection pool).
+replace an object behind someone's back) → S3's echo of the checksums it stored is the verification
+(a ``HeadObject`` only when there is no usable echo) → unlink. An existing object with the same content
+(a crash after the upload, before the delete) only costs the local delete; a different one is a
+conflict unless ``overwrite``. Files of a batch run concurrently in a thread pool sharing one client.
+Small files go through :class:`include.s3_put.FastPut` (the same PUT without botocore's per-request
+CPU); anything it cannot settle in one attempt is sent again through the botocore client, with its
+retries.
 
 The DAG ``s3_upload`` wires :func:`scan_task` → :func:`upload_batch_task` (mapped) → :func:`tidy_task`;
 file lists travel through the artifact store, never XCom. The same code runs without Airflow:
@@ -41,6 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from include import artifacts
 from include.s3 import error_text
+from include.s3_put import FastPut
 from include.upload_layout import Candidate, Scan, remove_empty_folders, scan_base_dir, split_batches
 from include.upload_settings import UploadSettings
 
@@ -212,11 +216,13 @@ class Uploader:
     client: Any
     settings: UploadSettings
     scanned_at: datetime = field(default_factory=_now)
+    fast_put: bool = True  # small bodies through FastPut (False: every PUT through botocore)
 
     def __post_init__(self) -> None:
         self.client.meta.events.register(
             "before-sign.s3.PutObject", _no_expect_for_small_bodies, unique_id="s3ops-upload-no-expect"
         )
+        self.fast = FastPut.for_bucket(self.client, self.settings.bucket) if self.fast_put else None
 
     def upload_one(self, cand: Candidate) -> Outcome:
         """Upload → verify → delete one file; never raises for a per-file problem (it is the outcome)."""
@@ -267,12 +273,20 @@ class Uploader:
         }
         if not self.settings.overwrite:
             kwargs["IfNoneMatch"] = "*"
-        try:
-            return UPLOADED, self.client.put_object(**kwargs)
-        except ClientError as exc:
-            # 412: an object exists; 409: a concurrent conditional write to the same key.
-            if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise
+        answer = None
+        if self.fast is not None and isinstance(body, bytes):
+            answer = self.fast.put(key, body, md5_b64=kwargs["ContentMD5"], sha256=local.sha256,
+                                   if_none_match=not self.settings.overwrite)
+        if answer is not None and answer.status == 200:
+            return UPLOADED, answer.response
+        if answer is None or answer.status != 412:
+            # no clear answer from the one fast attempt (or none made): botocore sends it, with its retries
+            try:
+                return UPLOADED, self.client.put_object(**kwargs)
+            except ClientError as exc:
+                # 412: an object exists; 409: a concurrent conditional write to the same key.
+                if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise
         same = stored_same(self.client, self.settings.bucket, key, local)
         return (ALREADY_PRESENT if same else CONFLICT), {}
 
@@ -499,13 +513,13 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
 
 
 def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT_WORKERS, tidy: bool = True,
-                now: datetime | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                now: datetime | None = None, fast_put: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Scan, upload every eligible file in one process and tidy: what the DAG does, without Airflow."""
     base = _existing_base(settings)
     now = now or _now()
     scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
     scan_info = _scan_report(base, scan, now)
-    result = upload_candidates(Uploader(client, settings, now), scan.eligible, workers=workers)
+    result = upload_candidates(Uploader(client, settings, now, fast_put), scan.eligible, workers=workers)
     removed = remove_empty_folders(base, _now(), settings.settle_seconds) if tidy else []
     return summarize(settings, scan_info, [result], removed_folders=len(removed))
 

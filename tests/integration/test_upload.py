@@ -208,7 +208,9 @@ def test_vanished_after_our_own_upload_counts_as_uploaded(tmp_path, s3, bucket, 
     assert retry.checksum == "sha256:" + hashlib.sha256(b"moved by attempt 1\n").hexdigest()
 
 
-def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, client, s3_server):
+@pytest.mark.parametrize("fast_put", [True, False], ids=["fast-put", "botocore-put"])
+def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, client, s3_server, fast_put):
+    """The fast path's one attempt hits a fault like any other; botocore then retries per its mode."""
     truth = {rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "t"): os.urandom(100 + m) for m in range(6)}
     for rel, body in truth.items():
         write(tmp_path, rel, body)
@@ -217,7 +219,7 @@ def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, cl
     s3_server.control("POST", "faults", {"mode": "error", "operation": "PutObject", "count": 2})
     s3_server.control("POST", "faults", {"mode": "drop", "operation": "PutObject", "count": 2})
     try:
-        summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=3)
+        summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=3, fast_put=fast_put)
         left = s3_server.control("POST", "faults", {"mode": "off"})["cleared"]
     finally:
         s3_server.control("POST", "faults", {"mode": "off"})
@@ -445,23 +447,53 @@ def test_unreadable_file_is_kept_and_the_rest_move(tmp_path, s3, bucket, client,
     assert keys_in(s3, bucket) == {fine}
 
 
-def test_the_put_itself_verifies_so_each_file_costs_one_request(tmp_path, s3, bucket, client, s3_server):
+@pytest.fixture
+def botocore_puts(client: Any) -> Any:
+    """How many PutObject calls went through the botocore client (not the fast path)."""
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3.PutObject", lambda **kw: calls.append(kw["model"].name),
+                                unique_id="test-count-botocore-puts")
+    yield calls
+    client.meta.events.unregister("before-call.s3.PutObject", unique_id="test-count-botocore-puts")
+
+
+@pytest.mark.parametrize("fast_put", [True, False], ids=["fast-put", "botocore-put"])
+def test_the_put_itself_verifies_so_each_file_costs_one_request(tmp_path, s3, bucket, client, s3_server,
+                                                                  botocore_puts, fast_put):
     """S3 recomputes the SHA-256/MD5 sent with the PUT and echoes them: no HeadObject per file."""
     bodies = {rel_at("berlin", NOW - timedelta(hours=2, minutes=m), "t"): f"{m}\n".encode() * 50 for m in range(30)}
     for rel, body in bodies.items():
         write(tmp_path, rel, body)
     s3_server.control("POST", "stats/reset")
-    summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=4, tidy=False)
+    summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=4, tidy=False, fast_put=fast_put)
     stats = s3_server.control("GET", "stats")
     assert summary["uploaded"] == 30 and summary["failed"] == 0
     assert stats.get("PutObject") == 30
-    assert stats.get("HeadObject", 0) == 0
+    assert stats.get("HeadObject", 0) == 0 and stats.get("HeadBucket", 0) == 0
+    assert len(botocore_puts) == (0 if fast_put else 30)
     for rel, body in bodies.items():
         assert body_of(s3, bucket, rel) == body and not (tmp_path / rel).exists()
 
 
-def test_a_put_whose_echo_does_not_match_falls_back_to_a_head_and_keeps_the_file(tmp_path, bucket, client, s3):
+def test_fast_put_keys_with_odd_characters_land_under_the_same_key(tmp_path, s3, bucket, client, botocore_puts):
+    """The fast path signs and quotes keys itself: spaces, '+', '=', unicode in a location or topic."""
+    rels = [f"{loc}/{(NOW - timedelta(hours=1)):%Y/%m/%d/%H}/07-{topic}.dat"
+            for loc, topic in (("site 7", "temp+hum"), ("zürich", "a=b~c"), ("x'y", "%41"))]
+    for rel in rels:
+        write(tmp_path, rel, rel.encode())
+    summary, _ = upload_tree(client, settings(tmp_path, bucket, key_prefix="in box"), workers=2, tidy=False)
+    assert summary["uploaded"] == 3 and not botocore_puts
+    assert keys_in(s3, bucket) == {f"in box/{rel}" for rel in rels}
+    for rel in rels:
+        assert body_of(s3, bucket, f"in box/{rel}") == rel.encode()
+
+
+@pytest.mark.parametrize("fast_put", [True, False], ids=["fast-put", "botocore-put"])
+def test_a_put_whose_echo_does_not_match_falls_back_to_a_head_and_keeps_the_file(tmp_path, bucket, client, s3,
+                                                                                 monkeypatch, fast_put):
     """If the stored object does not hold our bytes, the local file is never deleted."""
+    from include.s3_put import FastPut, PutAnswer
+
     rel = rel_at("paris", NOW - timedelta(hours=3), "t")
     write(tmp_path, rel, b"local bytes\n")
     real_put = client.put_object
@@ -471,10 +503,14 @@ def test_a_put_whose_echo_does_not_match_falls_back_to_a_head_and_keeps_the_file
         kwargs.pop("ContentMD5"), kwargs.pop("ChecksumSHA256"), kwargs.pop("ChecksumAlgorithm")
         return real_put(**kwargs)
 
-    try:
-        client.put_object = corrupting_put
-        summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
-    finally:
-        del client.put_object
+    def corrupting_fast_put(self: Any, key: str, body: bytes, **_: Any) -> PutAnswer:
+        return PutAnswer(200, corrupting_put(Bucket=bucket, Key=key, Body=body, ContentMD5="", ChecksumSHA256="",
+                                             ChecksumAlgorithm=""))
+
+    if fast_put:
+        monkeypatch.setattr(FastPut, "put", corrupting_fast_put)
+    else:
+        monkeypatch.setattr(client, "put_object", corrupting_put)
+    summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False, fast_put=fast_put)
     assert summary["failed"] == 1 and summary["uploaded"] == 0
     assert (tmp_path / rel).read_bytes() == b"local bytes\n"
