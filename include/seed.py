@@ -157,11 +157,12 @@ def seed_jobs(conn: Any, rows: Iterable[tuple[Any, ...]], table: str = "jobs", r
 
 
 def upload_files(base_dir: Path, now: datetime) -> dict[str, list[Path]]:
-    """Files in the producer's layout: finished ones (an hour back), one still being written (this
-    minute) and malformed ones. Returns them by kind."""
+    """Files in the producer's layout: finished ones (two hours back: even the last minute of that hour
+    ended an hour ago, whatever the settle time), one still being written (this minute) and malformed
+    ones. Returns them by kind."""
     base_dir.mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
-    hour = (now - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    hour = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
     for location in ("berlin", "paris"):
         for minute in (0, 1, 2, 15, 59):
             for topic in ("temperature", "humidity"):

@@ -40,7 +40,7 @@ def test_upload_run_moves_finished_files_and_keeps_the_rest(airflow, s3, stack, 
     contents = {p.relative_to(base).as_posix(): p.read_bytes() for p in files["finished"]}
     try:
         run_id = airflow.trigger("s3_upload", {"base_dir": str(base), "bucket": bucket, "key_prefix": "in/",
-                                               "settle_seconds": 30})
+                                               "settle_seconds": 120})
         assert airflow.wait_run("s3_upload", run_id, timeout=240) == "success", airflow.task_states("s3_upload", run_id)
     finally:
         airflow.set_paused("s3_upload", True)  # no scheduled runs (without settings) behind this test
