@@ -156,7 +156,7 @@ def bootstrap_peers() -> None:
 # ------------------------------------------------------------------------------------------ measuring
 
 
-def measure(cmd: list[str], env: dict[str, str], server: S3Server | S3rverServer) -> Run:
+def measure(cmd: list[str], env: dict[str, str], server: S3Server) -> Run:
     """Run ``cmd`` to completion: wall, user+sys CPU and peak RSS of it (and its children), S3 requests."""
     server.control("POST", "stats/reset")
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as usage_file:
@@ -561,7 +561,7 @@ SCENARIOS: dict[int, Callable[[Context], Scenario]] = {
 
 @dataclass
 class Context:
-    server: S3Server | S3rverServer
+    server: S3Server
     tools: Tools
     reps: int
     scale: str
@@ -657,7 +657,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tools = Tools(server.endpoint_url, bootstrap=not args.no_bootstrap)
         if 3 in wanted and scale_name in S3RVER_SCALES and not args.no_bootstrap:
-            ensure_s3rver(install=True)  # npm install into .s3ops/bench-node; says what to install when npm is missing
+            try:  # npm install into .s3ops/bench-node
+                ensure_s3rver(install=True)
+            except StackError as exc:
+                print(f"bench: scenario 3 needs s3rver: {exc}", file=sys.stderr)
+                return 1
         ctx = Context(server, tools, args.reps, scale_name, only=(args.tools or "").split(",") if args.tools else [],
                       reference=args.reference, bootstrap=not args.no_bootstrap)
         for number in wanted:

@@ -22,13 +22,12 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from scripts.stack import ROOT, STATE, StackError, _die_with_parent, _stop, _wait, free_port
+from scripts.stack import ROOT, STATE, S3Server, StackError, _die_with_parent, _wait, free_port
 
 S3RVER_VERSION = "3.7.1"  # the last release (2021); pure JavaScript, runs on Node.js 20
 NODE_DIR = STATE / "bench-node"
@@ -79,19 +78,13 @@ def legacy_openssl() -> list[str]:
 
 
 @dataclass
-class S3rverServer:
-    """s3rver on 127.0.0.1 over ``workdir/data``; the same interface as ``scripts.stack.S3Server`` for the bench."""
+class S3rverServer(S3Server):
+    """s3rver on 127.0.0.1 over ``workdir/data``. From ``S3Server``: ``endpoint_url``, ``stop`` and ``control``,
+    which here reaches only the launcher's request counter (``GET stats``, ``POST stats/reset``)."""
 
-    workdir: Path
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
     access_key: str = S3RVER_KEY
     secret_key: str = S3RVER_SECRET
     name: str = NAME
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def data(self) -> Path:
@@ -110,16 +103,6 @@ class S3rverServer:
         )
         _wait(lambda: self.control("GET", "stats") is not None, NAME, 30, self.proc, log)
         return self
-
-    def stop(self) -> None:
-        _stop(self.proc)
-
-    def control(self, method: str, what: str, body: dict[str, Any] | None = None) -> Any:
-        """The launcher's request counter: ``GET stats``, ``POST stats/reset`` (nothing else)."""
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.endpoint_url}/_s3ops/{what}", data=data, method=method)
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read())
 
     def client(self) -> Any:
         import boto3
