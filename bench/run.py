@@ -28,7 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, ROOT, STATE, S3Server, airflow_env
+from bench.s3rver import NAME as S3RVER_NAME
+from bench.s3rver import S3rverServer, ensure_s3rver
+from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, ROOT, STATE, S3Server, StackError, airflow_env
 
 VENV = STATE / "bench-venv"
 TIME = "/usr/bin/time"  # GNU time (apt: time): user, sys and peak RSS of exactly the measured command
@@ -37,11 +39,14 @@ SERVER = "moto (scripts.s3server)"
 SIZES = {  # full / --quick / --smoke (the test suite's: seconds)
     "s1": (100_000, 3_000, 1_500),
     "s2": ((10, 10_000), (3, 1_000), (2, 500)),
-    "s3": ((10_000, 100_000), (1_000, 3_000), (500, 1_500)),
+    "s3": ((30_000, 300_000), (1_000, 3_000), (500, 1_500)),  # on s3rver except --smoke (S3RVER_SCALES)
     "s4": ((100_000, 10_000), (3_000, 1_000), (1_500, 500)),
     "s5": (10_000, 2_000, 1_500),
     "s6": (2_000, 200, 50),
 }
+# Scenario 3 runs on s3rver (bench/s3rver.py) at these scales: moto lists ~2,000 keys/s and slows down
+# superlinearly past ~100k keys per bucket. --smoke stays on moto, so the test suite needs no Node.js.
+S3RVER_SCALES = ("full", "quick")
 
 
 @dataclass
@@ -104,15 +109,15 @@ class Scenario:
 class Tools:
     """Command lines for s3ops and the peers, against one endpoint."""
 
-    def __init__(self, endpoint: str, bootstrap: bool) -> None:
+    def __init__(self, endpoint: str, bootstrap: bool, key: str = LOCAL_AWS_KEY, secret: str = LOCAL_AWS_SECRET) -> None:
         self.endpoint = endpoint
         self.env = {k: v for k, v in os.environ.items() if k not in ("AWS_CA_BUNDLE", "AWS_PROFILE", "AWS_SESSION_TOKEN")}
-        self.env.update(AWS_ACCESS_KEY_ID=LOCAL_AWS_KEY, AWS_SECRET_ACCESS_KEY=LOCAL_AWS_SECRET,
+        self.env.update(AWS_ACCESS_KEY_ID=key, AWS_SECRET_ACCESS_KEY=secret,
                         AWS_DEFAULT_REGION=LOCAL_REGION, AWS_REGION=LOCAL_REGION, PYTHONPATH=str(ROOT))
         # rclone 1.60 fails on AWS_CA_BUNDLE (removed above); its remote comes from the environment.
         self.env.update({f"RCLONE_CONFIG_BENCH_{k}": v for k, v in {
-            "TYPE": "s3", "PROVIDER": "Other", "ENDPOINT": endpoint, "ACCESS_KEY_ID": LOCAL_AWS_KEY,
-            "SECRET_ACCESS_KEY": LOCAL_AWS_SECRET, "REGION": LOCAL_REGION, "FORCE_PATH_STYLE": "true",
+            "TYPE": "s3", "PROVIDER": "Other", "ENDPOINT": endpoint, "ACCESS_KEY_ID": key,
+            "SECRET_ACCESS_KEY": secret, "REGION": LOCAL_REGION, "FORCE_PATH_STYLE": "true",
             "LIST_VERSION": "2"}.items()})
         if bootstrap:
             bootstrap_peers()
@@ -263,23 +268,96 @@ def scenario_2(ctx: Context) -> Scenario:
 
 
 def scenario_3(ctx: Context) -> Scenario:
+    """Peak RSS of the storage report listing at N and N/10 objects, and of the retention plan at N objects ×
+    N job rows and N/10 × N/10. On s3rver (moto is too slow at 300k), except --smoke (moto)."""
+    from dataclasses import replace
+
+    from scripts.stack import MySQLServer
+
     small, large = ctx.size("s3")
-    sc = Scenario(3, f"memory is flat in N: summarize {small:,} vs {large:,} objects")
-    tools: dict[str, tuple[list[str] | None, bool]] = {}
-    reused = []
+    on_s3rver = ctx.scale in S3RVER_SCALES
+    title = (f"memory is flat in N: summarize {small:,} vs {large:,} objects; retention plan "
+             f"{small:,} × {small:,} vs {large:,} objects × {large:,} job rows")
+    sc = Scenario(3, title, server=f"{S3RVER_NAME if on_s3rver else SERVER} + MariaDB")
+    s3rver = None
+    if on_s3rver:
+        try:
+            s3rver = S3rverServer(WORK / "s3rver").start(install=ctx.bootstrap)
+        except StackError as exc:
+            sc.status = f"not available: {exc}"
+            return sc
+        ctx = replace(ctx, server=s3rver, seeded={}, measured={},
+                      tools=Tools(s3rver.endpoint_url, False, s3rver.access_key, s3rver.secret_key))
+    db = None
+    try:
+        db = MySQLServer(WORK / "mysql").start()
+        conn_args = {"host": "127.0.0.1", "port": db.port, "user": db.user, "passwd": db.password, "db": db.database}
+        tools: dict[str, tuple[list[str] | None, bool]] = {}
+        for n in (small, large):
+            bucket = f"bench-s3-n{n}"
+            scenario_3_seed(ctx, sc, s3rver, bucket, "", n)
+            tools[f"s3ops summarize {n:,}"] = (ctx.tools.s3ops("summarize", bucket), False)
+        for n in (small, large):
+            bucket, table = f"bench-s3-retention-{n}", f"jobs_s3_{n}"
+            scenario_3_seed(ctx, sc, s3rver, bucket, "data/", n, old=True)
+            start = time.perf_counter()
+            seed_job_rows(db, table, n, key_name(on_s3rver))
+            print(f"  {table}: {n:,} job rows in {time.perf_counter() - start:.1f}s", flush=True)
+            tools[f"s3ops retention plan {n:,} × {n:,}"] = (ctx.tools.s3ops(
+                "retention-plan", "--bucket", bucket, "--key-prefix", "data/", "--mysql", json.dumps(conn_args),
+                "--table", table, "--run-dir", str(WORK / f"s3-plan-{n}")), False)
+        alternate(ctx, sc, tools)
+    finally:
+        if db is not None:
+            db.stop()
+        if s3rver is not None:
+            s3rver.stop()
     for n in (small, large):
-        cmd = ctx.tools.s3ops("summarize", ctx.bucket(f"n{n}", n))
-        earlier = ctx.measured.get(shlex.join(cmd))
-        if earlier is not None:  # the same command already ran in this session (scenario 1): reuse it
-            reused.append(Row(f"s3ops summarize {n:,}", False, earlier.runs, note="runs of scenario 1"))
-        else:
-            tools[f"s3ops summarize {n:,}"] = (cmd, False)
-    alternate(ctx, sc, tools)
-    sc.rows += reused
-    grow = sc.row(f"s3ops summarize {large:,}").median("rss_mb") - sc.row(f"s3ops summarize {small:,}").median("rss_mb")
-    sc.bar(f"peak RSS growth {small:,} → {large:,} objects", grow, 20.0, "MB")
-    sc.extra["retention"] = "its memory bar is measured in scenario 4 (same N and N/10)"
+        check_count(sc.row(f"s3ops summarize {n:,}"), n, n * 1000)
+        check_plan(sc.row(f"s3ops retention plan {n:,} × {n:,}"), n)
+    for what, little, big in (("summarize", f"{small:,}", f"{large:,}"),
+                              ("retention plan", f"{small:,} × {small:,}", f"{large:,} × {large:,}")):
+        growth = sc.row(f"s3ops {what} {big}").median("rss_mb") - sc.row(f"s3ops {what} {little}").median("rss_mb")
+        sc.bar(f"{what}: peak RSS growth {little} → {big}", growth, 20.0, "MB")
     return sc
+
+
+def key_name(on_s3rver: bool) -> Callable[[int], str]:
+    """The i-th object's name (after any prefix), which is also its job rows' ``sourceData``. On s3rver, 1,000
+    per folder: s3rver lists by walking its directory tree, stat-ing every entry of each folder it enters on
+    every page, and skips only whole folders before the page's start, so one flat folder of 300k keys
+    (900k files) costs ~4 s per page (20 min per listing). s3ops lists the bucket flat either way (no
+    delimiter): the layout changes the server's cost, not the client's."""
+    return (lambda i: f"{i // 1000:04d}/{i:08d}") if on_s3rver else (lambda i: f"{i:08d}")
+
+
+def scenario_3_seed(ctx: Context, sc: Scenario, s3rver: S3rverServer | None, bucket: str, prefix: str, n: int,
+                    old: bool = False) -> None:
+    """``n`` objects of 1,000 bytes at ``prefix + key_name(i)``; ``old``: LastModified 2025-01-01 (orphans
+    are old enough to delete), else two storage classes (moto; s3rver lists every object as STANDARD)."""
+    last_modified = "2025-01-01T00:00:00Z"
+    if s3rver is None:
+        seed(ctx.server, bucket, n, prefix=prefix, **({} if not old else {"classes": ("STANDARD",)}))
+        if old:
+            ctx.server.control("POST", "touch", {"bucket": bucket, "prefix": prefix, "last_modified": last_modified})
+        warm_up(ctx.server, bucket)
+        return
+    name = key_name(True)
+    keys = [f"{prefix}{name(i)}" for i in range(n)]
+    when = datetime.fromisoformat(last_modified.replace("Z", "+00:00")) if old else None
+    wrote, listed, reused = s3rver.seed(bucket, keys, 1000, last_modified=when)
+    how = "reused" if reused else f"written in {wrote:.1f}s"
+    print(f"  {bucket}: {n:,} objects {how}, verified by listing in {listed:.1f}s", flush=True)
+    sc.extra[f"seed {bucket}"] = f"{n:,} objects {how}; verifying listing (count, bytes) {listed:.1f}s"
+
+
+def check_plan(row: Row, size: int) -> None:
+    """The plan of ``seed_job_rows``' world: every object scanned, every orphan and expired TRIAL planned."""
+    expected = sum(1 for i in range(size) if i % 10 == 9 or i % 3 == 1)
+    for run in row.runs:
+        got = json.loads(run.output.strip().splitlines()[-1])
+        if got["scanned_count"] != size or got["delete_count"] != expected:
+            raise RuntimeError(f"{row.tool}: planned {got}, expected {expected} deletions of {size}")
 
 
 def scenario_5(ctx: Context) -> Scenario:
@@ -349,11 +427,7 @@ def scenario_4(ctx: Context) -> Scenario:
         db.stop()
     mine, little = sc.row(f"s3ops retention plan {n:,}"), sc.row(f"s3ops retention plan {small:,}")
     for row, size in ((mine, n), (little, small)):
-        for run in row.runs:
-            got = json.loads(run.output.strip().splitlines()[-1])
-            expected = sum(1 for i in range(size) if i % 10 == 9 or i % 3 == 1)
-            if got["scanned_count"] != size or got["delete_count"] != expected:
-                raise RuntimeError(f"{row.tool}: planned {got}, expected {expected} deletions of {size}")
+        check_plan(row, size)
     sc.bar("wall ÷ (s5cmd ls + mysql dump)", mine.median("wall") / sc.best_peer("wall"), 1.2)
     sc.bar(f"(scenario 3) retention peak RSS growth {small:,} → {n:,}", mine.median("rss_mb") - little.median("rss_mb"),
            20.0, "MB")
@@ -363,15 +437,20 @@ def scenario_4(ctx: Context) -> Scenario:
 def seed_retention(server: S3Server, db: Any, bucket: str, table: str, n: int) -> None:
     """``n`` objects ``data/<i:08d>`` (old enough to be orphans) and ``n`` job rows: every third OFFICIAL,
     every third an expired TRIAL, every third a recent TRIAL; every tenth file has no job (orphan)."""
+    server.control("POST", "seed", {"bucket": bucket, "generate": {
+        "prefix": "data/", "count": n, "size": 1000, "last_modified": "2025-01-01T00:00:00Z"}})
+    seed_job_rows(db, table, n, lambda i: f"{i:08d}")
+
+
+def seed_job_rows(db: Any, table: str, n: int, name: Callable[[int], str]) -> None:
+    """The job rows of :func:`seed_retention`'s world, for objects ``key_prefix + name(i)``."""
     from datetime import timedelta
 
     from include.seed import seed_jobs
 
-    server.control("POST", "seed", {"bucket": bucket, "generate": {
-        "prefix": "data/", "count": n, "size": 1000, "last_modified": "2025-01-01T00:00:00Z"}})
     now = datetime.now(timezone.utc)
     kinds = [("OFFICIAL", now - timedelta(days=400)), ("TRIAL", now - timedelta(days=200)), ("TRIAL", now - timedelta(days=5))]
-    rows = [(f"job-{i:08d}", kinds[i % 3][1], kinds[i % 3][0], f"{i:08d}") for i in range(n) if i % 10 != 9]
+    rows = [(f"job-{i:08d}", kinds[i % 3][1], kinds[i % 3][0], name(i)) for i in range(n) if i % 10 != 9]
     with db.connect() as conn:
         seed_jobs(conn, rows, table=table)
 
@@ -461,11 +540,12 @@ def scenario_7(ctx: Context) -> Scenario:
     return sc
 
 
-def check_count(row: Row, expected: int) -> None:
+def check_count(row: Row, expected: int, expected_bytes: int | None = None) -> None:
     for run in row.runs:
-        got = json.loads(run.output.strip().splitlines()[-1])["objects"]
-        if got != expected:
-            raise RuntimeError(f"{row.tool} counted {got} objects, expected {expected}")
+        got = json.loads(run.output.strip().splitlines()[-1])
+        if got["objects"] != expected or (expected_bytes is not None and got["bytes"] != expected_bytes):
+            raise RuntimeError(f"{row.tool} counted {got['objects']} objects / {got['bytes']} bytes, "
+                               f"expected {expected} / {expected_bytes}")
 
 
 SCENARIOS: dict[int, Callable[[Context], Scenario]] = {
@@ -489,6 +569,7 @@ class Context:
     seeded: dict[str, int] = field(default_factory=dict)
     reference: bool = False  # also run the plain-paginator reference in scenario 1
     measured: dict[str, Row] = field(default_factory=dict)  # command line → its row, for reuse
+    bootstrap: bool = True  # install what a scenario needs (s3rver) when missing
 
     def size(self, name: str) -> Any:
         return SIZES[name][("full", "quick", "smoke").index(self.scale)]
@@ -575,8 +656,14 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Scenario] = []
     try:
         tools = Tools(server.endpoint_url, bootstrap=not args.no_bootstrap)
+        if 3 in wanted and scale_name in S3RVER_SCALES and not args.no_bootstrap:
+            try:  # npm install into .s3ops/bench-node
+                ensure_s3rver(install=True)
+            except StackError as exc:
+                print(f"bench: scenario 3 needs s3rver: {exc}", file=sys.stderr)
+                return 1
         ctx = Context(server, tools, args.reps, scale_name, only=(args.tools or "").split(",") if args.tools else [],
-                      reference=args.reference)
+                      reference=args.reference, bootstrap=not args.no_bootstrap)
         for number in wanted:
             print(f"scenario {number} …", flush=True)
             try:

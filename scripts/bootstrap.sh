@@ -2,7 +2,7 @@
 # Bootstrap everything the project needs, idempotently and quickly when already done:
 #   1. system packages that pip and the local servers need (apt on Debian/Ubuntu, Homebrew on macOS);
 #   2. a project-local virtualenv (.venv) with the pinned requirements.txt.
-# Usage: scripts/bootstrap.sh [--with-bench]   (bench adds the peer tools: rclone)
+# Usage: scripts/bootstrap.sh [--with-bench]   (bench adds the peer tools: rclone; npm for s3rver)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +36,7 @@ if [[ "$os" == "Linux" ]]; then
   need redis-server redis-server redis
   need pg_ctlcluster postgresql postgresql
   [[ $with_bench == 1 ]] && need rclone rclone rclone
+  [[ $with_bench == 1 ]] && need npm npm ''  # s3rver (scenario 3), installed by bench.run into .s3ops/bench-node
   need /usr/bin/time time ''
   if ((${#missing_apt[@]})); then
     say "installing system packages: ${missing_apt[*]}"
@@ -59,6 +60,7 @@ elif [[ "$os" == "Darwin" ]]; then
   need mysqld '' mysql
   need redis-server '' redis
   [[ $with_bench == 1 ]] && need rclone '' rclone
+  [[ $with_bench == 1 ]] && need npm '' node
   if ((${#missing_brew[@]})); then
     command -v brew >/dev/null || die "install Homebrew, then: brew install ${missing_brew[*]}"
     say "brew install ${missing_brew[*]}"
