@@ -3,14 +3,15 @@
 botocore spends ~1.6 ms of CPU per PutObject (building the request from the service model, the
 handler chain, the user agent, response parsing); for thousands of small files that is most of an
 upload's CPU. :class:`FastPut` sends the same request, SigV4-signed with the client's own credentials,
-over one plain HTTP/1.1 connection per thread (a request written and a response head read by hand:
-``http.client``'s header parsing alone costs more than the signature): ~0.3 ms. botocore still decides everything that
-needs judgement: the bucket's URL (endpoint rules, addressing style), the signing region, credentials
-and their refresh, TLS verification.
+over one plain HTTP/1.1 connection per thread (the request written and the response head read by hand:
+``http.client``'s header parsing alone costs more than the signature). An upload of 2,000 small files
+went from ~2.2 to ~0.6 ms of CPU per file, all in (bench scenario 6). botocore still decides everything
+that needs judgement: the bucket's URL (endpoint rules, addressing style), the signing region,
+credentials and their refresh, TLS verification.
 
-It makes exactly one attempt. Whatever is not a clear answer (a 5xx, a throttle, a dropped connection,
-an error to explain) returns ``None``, and the caller sends the same request again through the botocore
-client, whose retry mode and error parsing then apply: the retry semantics stay botocore's.
+It makes exactly one attempt. No answer (a dropped connection, a response it does not parse) returns
+``None``; an answer is returned with its status. The caller sends the same request again through the
+botocore client for anything but a 200 or a 412, so retries, backoff and error messages stay botocore's.
 
 ``S3OPS_FAST_PUT=0`` turns it off (every PUT through botocore).
 """
