@@ -221,8 +221,8 @@ def seed(server: S3Server, bucket: str, count: int, prefix: str = "", classes: t
 def warm_up(server: S3Server, bucket: str) -> None:
     """List the bucket once, unmeasured: moto's first listing after a seed is slower than the next ones,
     which would penalise whichever tool happens to run first."""
-    from include.listing import iter_objects
-    from include.s3 import client_from_args
+    from include.aws.client import client_from_args
+    from include.aws.listing import iter_objects
 
     client = client_from_args(endpoint_url=server.endpoint_url, region_name=LOCAL_REGION)
     for _ in iter_objects(client, bucket):
@@ -361,7 +361,7 @@ def check_plan(row: Row, size: int) -> None:
 
 
 def scenario_5(ctx: Context) -> Scenario:
-    from include.deletion import PlanItem, PlanWriter
+    from include.deletion.plan import PlanItem, PlanWriter
 
     n = ctx.size("s5")
     sc = Scenario(5, f"delete {n:,} objects")
@@ -467,14 +467,14 @@ def scenario_6(ctx: Context) -> Scenario:
 
         shutil.rmtree(base, ignore_errors=True)
         make_tree(base, n)
-        from include.listing import iter_objects
-        from include.s3 import client_from_args, delete_objects
+        from include.aws.client import client_from_args, delete_objects
+        from include.aws.listing import iter_objects
 
         client = client_from_args(endpoint_url=ctx.server.endpoint_url, region_name=LOCAL_REGION)
         for _ in delete_objects(client, bucket, ({"Key": o.key} for o in iter_objects(client, bucket))):
             pass
 
-    tools = {"s3ops upload (put → verify → delete local)": ([sys.executable, "-m", "include.upload", "--base-dir", str(base),
+    tools = {"s3ops upload (put → verify → delete local)": ([sys.executable, "-m", "include.upload.uploader", "--base-dir", str(base),
               "--bucket", bucket, "--endpoint-url", ctx.server.endpoint_url, "--settle-seconds", "0"], False),
              "s5cmd cp": (ctx.tools.s5("cp", f"{base}/*", f"s3://{bucket}/"), True)}
     alternate(ctx, sc, tools, before=refill)

@@ -18,7 +18,7 @@ from typing import Any
 
 def summarize(client: Any, buckets: list[str]) -> dict[str, Any]:
     """Objects, bytes and per-class totals of whole buckets, through the storage report's listing code."""
-    from include.storage_report import Totals, count_range
+    from include.storage_report.summarize import Totals, count_range
 
     total = Totals()
     for bucket in buckets:
@@ -44,7 +44,7 @@ def summarize_plain(client: Any, buckets: list[str]) -> dict[str, Any]:
 
 def delete(client: Any, bucket: str, run_dir: Path) -> dict[str, Any]:
     """The retention / deploy-cleanup delete step: every chunk of the plan in ``run_dir``, then the audit."""
-    from include import deletion
+    from include.deletion import plan as deletion
 
     counts = [deletion.delete_chunk(client, bucket, run_dir, chunk, recheck=None, dry_run=False)
               for chunk in deletion.read_plan(run_dir)["chunks"]]
@@ -61,8 +61,9 @@ def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, A
 
     import MySQLdb
 
-    from include import jobs_db, retention
-    from include.listing import iter_objects
+    from include.aws.listing import iter_objects
+    from include.retention import jobs as jobs_db
+    from include.retention import policy as retention
 
     rows_conn = jobs_db.prepare(MySQLdb.connect(**mysql))  # streams the rows (SSCursor): its own connection
     lookup_conn = jobs_db.prepare(MySQLdb.connect(**mysql))
@@ -75,7 +76,7 @@ def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    from include.s3 import client_from_args
+    from include.aws.client import client_from_args
 
     parser = argparse.ArgumentParser(prog="python -m bench.s3ops_cli", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint-url", required=True)

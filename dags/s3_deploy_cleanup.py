@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from airflow.sdk import Param, dag, get_current_context, task
 
 from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
-from include.deletion_tasks import add_deletion_tasks
+from include.deletion.airflow import add_deletion_tasks
 
 DOC = """
 ### S3 deploy cleanup
@@ -75,9 +75,9 @@ def s3_deploy_cleanup():
         """Check the params, list the deployments, decide, and write the plan to the artifact store."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include import deploy_cleanup
-        from include.deletion_tasks import run_dir_of
-        from include.s3 import client_from_connection
+        from include.aws.client import client_from_connection
+        from include.deletion.airflow import run_dir_of
+        from include.deploy_cleanup import plan as deploy_cleanup
 
         ctx = get_current_context()
         params = ctx["params"]
@@ -89,7 +89,7 @@ def s3_deploy_cleanup():
         client = client_from_connection(params["aws_conn_id"], mode="adaptive")
         return deploy_cleanup.plan_cleanup(client, params["bucket"], settings, run_dir_of(ctx), now)
 
-    add_deletion_tasks(plan(), recheck="include.deploy_cleanup:make_recheck")
+    add_deletion_tasks(plan(), recheck="include.deploy_cleanup.plan:make_recheck")
 
 
 s3_deploy_cleanup()

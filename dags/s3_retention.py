@@ -8,7 +8,7 @@ from datetime import datetime
 from airflow.sdk import Param, dag, get_current_context, task
 
 from include.dag_defaults import DEFAULT_ARGS, aws_conn_param, mysql_conn_param
-from include.deletion_tasks import add_deletion_tasks
+from include.deletion.airflow import add_deletion_tasks
 
 DOC_MD = """
 ### s3_retention
@@ -95,8 +95,8 @@ def s3_retention() -> None:
     @task
     def plan() -> dict:
         """Stream the listing against the job rows; write the plan; return its small summary."""
-        from include.deletion_tasks import run_dir_of
-        from include.retention import Policy, run_plan
+        from include.deletion.airflow import run_dir_of
+        from include.retention.policy import Policy, run_plan
 
         context = get_current_context()
         p = context["params"]
@@ -119,9 +119,9 @@ def s3_retention() -> None:
         """Delete the expired TRIAL rows (when asked), after writing them to purged_rows.jsonl."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from include.deletion import read_plan
-        from include.deletion_tasks import require_authorized, run_dir_of
-        from include.retention import run_purge
+        from include.deletion.airflow import require_authorized, run_dir_of
+        from include.deletion.plan import read_plan
+        from include.retention.policy import run_purge
 
         context = get_current_context()
         p = context["params"]
@@ -131,7 +131,7 @@ def s3_retention() -> None:
         run_dir = run_dir_of(context)
         return run_purge(mysql_conn_id=p["mysql_conn_id"], plan=read_plan(run_dir), run_dir=run_dir)
 
-    add_deletion_tasks(plan(), recheck="include.retention:recheck_factory", before_audit=purge_job_rows)
+    add_deletion_tasks(plan(), recheck="include.retention.policy:recheck_factory", before_audit=purge_job_rows)
 
 
 s3_retention()

@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from include.core.units import SIZE_UNITS
 from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
 
 # Constants only: both modules import nothing, so parsing stays fast and the enums have one source.
-from include.pricing import STORAGE_CLASSES
-from include.units import SIZE_UNITS
+from include.storage_report.pricing import STORAGE_CLASSES
 
 DOC = """
 ### S3 storage report
@@ -26,7 +26,7 @@ report.html, report.txt and the table in this task's log).
 Outputs: `<artifact root>/s3_storage_report/<run_id>/`. `source: cloudwatch` reads the daily CloudWatch
 storage metrics instead of listing (approximate; the metric date is in the report).
 A bucket that cannot be read appears with its error; `fail_on_bucket_error` then fails the run after
-publishing. Prices: `include/pricing.py`, overridable with the Variable `s3ops_pricing`.
+publishing. Prices: `include/storage_report/pricing.py`, overridable with the Variable `s3ops_pricing`.
 See docs/storage_report.md.
 """
 
@@ -66,21 +66,21 @@ See docs/storage_report.md.
 def s3_storage_report():
     @task
     def list_buckets() -> dict:
-        from include import storage_report_tasks
+        from include.storage_report import tasks as storage_report_tasks
 
         ctx = get_current_context()
         return storage_report_tasks.list_buckets(ctx["params"], ctx["run_id"])
 
     @task
     def plan_shards(bucket_summary: dict) -> list[dict]:
-        from include import storage_report_tasks
+        from include.storage_report import tasks as storage_report_tasks
 
         ctx = get_current_context()
         return storage_report_tasks.plan_shards(ctx["params"], ctx["run_id"])
 
     @task(max_active_tis_per_dagrun=8)
     def summarize_shard(shard: dict) -> list[dict]:
-        from include import storage_report_tasks
+        from include.storage_report import tasks as storage_report_tasks
 
         ctx = get_current_context()
         now = ctx.get("logical_date") or ctx["dag_run"].run_after
@@ -88,14 +88,14 @@ def s3_storage_report():
 
     @task(trigger_rule="none_failed")  # no bucket matched: zero shards, still an (empty) report
     def aggregate(shard_results: list[list[dict]]) -> dict:
-        from include import storage_report_tasks
+        from include.storage_report import tasks as storage_report_tasks
 
         ctx = get_current_context()
         return storage_report_tasks.aggregate(shard_results, ctx["params"], ctx["run_id"])
 
     @task
     def publish(totals: dict) -> dict:
-        from include import storage_report_tasks
+        from include.storage_report import tasks as storage_report_tasks
 
         ctx = get_current_context()
         return storage_report_tasks.publish(ctx["params"], ctx["run_id"])

@@ -59,7 +59,7 @@ PARAMS = {
 
 
 def _workers() -> int:
-    from include.upload import DEFAULT_WORKERS
+    from include.upload.uploader import DEFAULT_WORKERS
 
     return int(os.environ.get("S3OPS_UPLOAD_WORKERS", DEFAULT_WORKERS))
 
@@ -81,10 +81,10 @@ def s3_upload() -> None:
         """Resolve the settings, check the bucket, write the batches; returns the batch names."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.artifacts import run_dir
-        from include.s3 import client_from_connection
-        from include.upload import UploadError, check_bucket, scan_task
-        from include.upload_settings import SettingsError, load_settings
+        from include.aws.client import client_from_connection
+        from include.core.artifacts import run_dir
+        from include.upload.settings import SettingsError, load_settings
+        from include.upload.uploader import UploadError, check_bucket, scan_task
 
         try:
             settings = load_settings(dag_run.conf or {})
@@ -96,9 +96,9 @@ def s3_upload() -> None:
     @task
     def upload_batch(batch: str, *, run_id: str | None = None) -> dict[str, int]:
         """Upload → verify → delete the files of one batch, concurrently; returns counts."""
-        from include.artifacts import run_dir
-        from include.s3 import client_from_connection
-        from include.upload import client_pool_size, run_settings, upload_batch_task
+        from include.aws.client import client_from_connection
+        from include.core.artifacts import run_dir
+        from include.upload.uploader import client_pool_size, run_settings, upload_batch_task
 
         folder = run_dir("s3_upload", run_id)
         cfg = run_settings(folder)
@@ -110,8 +110,8 @@ def s3_upload() -> None:
         """Remove finished empty folders, write manifest + summary, emit the asset event; returns the counts."""
         from airflow.sdk import Asset
 
-        from include.artifacts import run_dir
-        from include.upload import RETURN_KEYS, run_settings, tidy_task
+        from include.core.artifacts import run_dir
+        from include.upload.uploader import RETURN_KEYS, run_settings, tidy_task
 
         folder = run_dir("s3_upload", run_id)
         cfg = run_settings(folder)

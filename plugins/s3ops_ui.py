@@ -5,7 +5,7 @@ same view models as JSON under ``/s3ops/api/…``) and a navigation entry "S3 Op
 the Airflow UI. A plugin's FastAPI app is not behind Airflow's auth by itself: every route here depends
 on :func:`require_user`, which validates the Airflow JWT (``Authorization: Bearer`` or the UI's ``_token``
 cookie) with Airflow's own ``get_user``; a browser without a session is sent to the login page.
-The reading and rendering live in ``include.ui_views`` / ``include.ui_html`` (unit tested without Airflow).
+The reading and rendering live in ``include.ui.views`` / ``include.ui.html`` (unit tested without Airflow).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _approval_states() -> dict[tuple[str, str], str]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from include.ui_views import PLAN_DAGS
+    from include.ui.views import PLAN_DAGS
 
     try:
         with create_session() as session:
@@ -58,8 +58,8 @@ def _approval_states() -> dict[tuple[str, str], str]:
 
 
 def _view(page: str) -> dict[str, Any]:
-    from include import ui_views
-    from include.artifacts import artifact_root
+    from include.core.artifacts import artifact_root
+    from include.ui import views as ui_views
 
     root = artifact_root()
     if page == "storage":
@@ -95,7 +95,7 @@ def create_app() -> FastAPI:
 
     @app.get("/{page}", response_class=HTMLResponse)
     def html(page: str) -> HTMLResponse:
-        from include import ui_html
+        from include.ui import html as ui_html
 
         render = {"storage": ui_html.render_storage, "plans": ui_html.render_plans,
                   "uploads": ui_html.render_uploads}.get(page)

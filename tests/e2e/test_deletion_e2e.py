@@ -86,7 +86,7 @@ def test_delete_retried_after_s3_failures_deletes_each_key_once(airflow, s3, s3_
     its first try, Airflow retries it with backoff, and the run ends with exactly the planned deletions."""
     bucket = unique("retry")
     keys, kept = _deploy_bucket(s3, s3_server, bucket)
-    from include.s3 import DEFAULT_MAX_ATTEMPTS
+    from include.aws.client import DEFAULT_MAX_ATTEMPTS
 
     s3_server.control("POST", "faults", {"mode": "error", "operation": "DeleteObjects", "count": DEFAULT_MAX_ATTEMPTS})
     try:

@@ -69,8 +69,8 @@ def big_bucket(s3: Any, s3_server: Any) -> Iterator[str]:
 def test_storage_report_shards_run_on_both_workers_and_equal_the_single_machine_report(
     s3: Any, s3_server: Any, big_bucket: str
 ) -> None:
-    from include import storage_report
-    from include.s3 import client_from_args
+    from include.aws.client import client_from_args
+    from include.storage_report import summarize as storage_report
 
     bucket = big_bucket
     topo = CeleryTopology(

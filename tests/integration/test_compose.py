@@ -253,7 +253,7 @@ def test_every_airflow_setting_exists_and_every_s3ops_variable_is_read_by_the_co
     # the containers get dags/, include/, plugins/ and config/ only: nothing there may need scripts/ or tests/
     assert not re.search(r"^\s*(from|import)\s+(scripts|tests)\b", code, flags=re.M)
     e = environment(services["airflow-worker"])
-    # what include/artifacts.py and the storage report read
+    # what include/core/artifacts.py and the storage report read
     assert {"S3OPS_ARTIFACT_ROOT", "S3OPS_ARTIFACT_CONN_ID", "S3OPS_REPORT_SHARD_OBJECTS"} <= set(e)
 
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from include.deletion import PlanItem, PlanWriter, delete_chunk, write_audit
+from include.deletion.plan import PlanItem, PlanWriter, delete_chunk, write_audit
 
 
 @pytest.fixture

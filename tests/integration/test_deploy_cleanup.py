@@ -212,15 +212,15 @@ def test_more_than_1000_deployments_and_a_deployment_of_more_than_1000_objects(s
 # --- library level: the same code the DAG tasks call, without a DAG run -------------------------------
 
 def _plan(s3, bucket, tmp_path, **params):
-    from include.deploy_cleanup import plan_cleanup, settings_from_params
+    from include.deploy_cleanup.plan import plan_cleanup, settings_from_params
 
     return plan_cleanup(s3, bucket, settings_from_params({"prefix": "deploys/", **params}), tmp_path, NOW)
 
 
 def _delete_all(s3, bucket, tmp_path, summary):
-    from include.deletion import delete_chunk, read_plan, write_audit
-    from include.deletion_tasks import RecheckContext
-    from include.deploy_cleanup import make_recheck
+    from include.deletion.airflow import RecheckContext
+    from include.deletion.plan import delete_chunk, read_plan, write_audit
+    from include.deploy_cleanup.plan import make_recheck
 
     recheck = make_recheck(RecheckContext(s3, bucket, {}, read_plan(tmp_path), tmp_path))
     for chunk in summary["chunks"]:
@@ -239,7 +239,7 @@ def test_keep_and_age_both_must_hold(s3, s3_server, bucket, tmp_path):
 @pytest.mark.parametrize("range_listing_from", [20, 1], ids=["listing-per-deployment", "one-range-listing"])
 def test_a_deployment_updated_between_plan_and_delete_is_skipped(s3, s3_server, bucket, tmp_path, monkeypatch,
                                                                  range_listing_from):
-    from include import deploy_cleanup
+    from include.deploy_cleanup import plan as deploy_cleanup
 
     monkeypatch.setattr(deploy_cleanup, "RANGE_LISTING_FROM", range_listing_from)
     # "a-x" and "b0" sort next to "a"/"b" and would confuse a careless range listing
@@ -275,7 +275,7 @@ def test_include_versions_deletes_every_version_and_delete_marker(s3, s3_server,
 
 
 def test_command_line_plans_by_default_and_deletes_on_request(s3, s3_server, bucket, tmp_path, capsys):
-    from include.deploy_cleanup_cli import main
+    from include.deploy_cleanup.cli import main
 
     _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
     before = _keys(s3, bucket)

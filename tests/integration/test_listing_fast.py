@@ -1,4 +1,4 @@
-"""include.listing's fast path (regex over the raw XML, botocore only for the envelope) lists exactly what
+"""include.aws.listing's fast path (regex over the raw XML, botocore only for the envelope) lists exactly what
 the plain botocore paginator lists, on the real S3 protocol, and still survives throttling and drops."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from include import s3 as s3lib
-from include.listing import S3Object, S3Version, iter_objects, iter_versions
+from include.aws.listing import S3Object, S3Version, iter_objects, iter_versions
 
 _bucket_ids = itertools.count()
 CLASSES = ["STANDARD", "GLACIER", "STANDARD_IA", "DEEP_ARCHIVE"]

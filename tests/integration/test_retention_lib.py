@@ -1,4 +1,4 @@
-"""include.retention + include.jobs_db against the real local MariaDB and S3 server (no Airflow run)."""
+"""include.retention.policy + include.retention.jobs against the real local MariaDB and S3 server (no Airflow run)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include import jobs_db
-from include.deletion import GuardRefused, check_guards, delete_chunk
-from include.listing import iter_objects
-from include.retention import Policy, make_recheck, refusals, write_plan
+from include.aws.listing import iter_objects
+from include.deletion.plan import GuardRefused, check_guards, delete_chunk
+from include.retention import jobs as jobs_db
+from include.retention.policy import Policy, make_recheck, refusals, write_plan
 from include.seed import seed_jobs
 
 NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
@@ -125,7 +125,7 @@ def test_a_failing_listing_makes_the_plan_incomplete(s3, s3_server, bucket, tmp_
                                                                      "last_modified": OLD}})
     s3_server.control("POST", "faults", {"mode": "error", "operation": "ListObjectsV2", "count": 50})
     try:
-        from include.s3 import client_from_args
+        from include.aws.client import client_from_args
 
         client = client_from_args(endpoint_url=s3_server.endpoint_url, region_name="us-east-1", max_attempts=2)
         pages = iter_objects(client, bucket)

@@ -144,11 +144,11 @@ def test_guard_limits_refuse_a_plan_that_deletes_too_much(run_dag, s3, world):
 def test_per_key_delete_errors_are_recorded_and_fail_the_run(run_dag, s3, world, monkeypatch):
     """S3 refuses one key of the DeleteObjects request (as a lock or policy would): the other keys are
     deleted, the refusal is recorded in audit.json, and the run ends failed."""
-    import include.s3
+    import include.aws.client
 
     bucket, table = world(reference_files(), reference_job_rows(NOW))
     refused = "incoming_000012"
-    real = include.s3.client_from_connection
+    real = include.aws.client.client_from_connection
 
     def refuse_one(params, **_):
         objs = params["Delete"]["Objects"]
@@ -163,7 +163,7 @@ def test_per_key_delete_errors_are_recorded_and_fail_the_run(run_dag, s3, world,
         c.meta.events.register("after-call.s3.DeleteObjects", report_it)
         return c
 
-    monkeypatch.setattr(include.s3, "client_from_connection", client)
+    monkeypatch.setattr(include.aws.client, "client_from_connection", client)
     result = run_dag("s3_retention", conf(bucket, table), logical_date=NOW)
     assert result.state == "failed"
     states = result.task_states()

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from include.s3 import client_from_args
+from include.aws.client import client_from_args
 from include.seed import upload_files
-from include.upload import Uploader, tidy_task, upload_tree
-from include.upload_layout import Candidate
-from include.upload_settings import UploadSettings, resolve_settings
+from include.upload.layout import Candidate
+from include.upload.settings import UploadSettings, resolve_settings
+from include.upload.uploader import Uploader, tidy_task, upload_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -237,7 +237,7 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
     s3.put_object(Bucket=bucket, Key=rel, Body=b"different\n")
     manifest = tmp_path.parent / f"{tmp_path.name}-manifest.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "include.upload", "--base-dir", str(tmp_path), "--bucket", bucket,
+        [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--bucket", bucket,
          "--endpoint-url", s3_server.endpoint_url, "--manifest", str(manifest)],
         cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -248,7 +248,7 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
         rel_at("berlin", NOW - timedelta(hours=1), "u")
     ]
     missing = subprocess.run(
-        [sys.executable, "-m", "include.upload", "--base-dir", str(tmp_path), "--endpoint-url", s3_server.endpoint_url],
+        [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--endpoint-url", s3_server.endpoint_url],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={k: v for k, v in {**os.environ, "PYTHONPATH": str(ROOT)}.items() if k != "S3OPS_UPLOAD_BUCKET"},
     )
@@ -266,7 +266,7 @@ def test_sigkill_at_any_instant_never_loses_a_file(tmp_path, s3, bucket, s3_serv
         rel = rel_at(("berlin", "paris", "oslo")[i % 3], when, f"t{i}")
         truth[rel] = rng.randbytes(rng.choice([10, 500, 4000, 60_000]))
         write(tmp_path, rel, truth[rel])
-    cmd = [sys.executable, "-m", "include.upload", "--base-dir", str(tmp_path), "--bucket", bucket,
+    cmd = [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--bucket", bucket,
            "--endpoint-url", s3_server.endpoint_url, "--settle-seconds", "0", "--workers", "8", "--no-tidy"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     checked: set[str] = set()  # moved to S3 and verified there: it can never come back
@@ -399,7 +399,7 @@ def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag, 
 
 
 def test_tidy_refuses_to_summarize_a_batch_without_result(tmp_path):
-    from include import artifacts
+    from include.core import artifacts
 
     run_dir = tmp_path / "run"
     artifacts.write_json(run_dir / "scan.json", {"batches": ["00000"], "malformed": [], "not_ready": 0})
@@ -408,7 +408,7 @@ def test_tidy_refuses_to_summarize_a_batch_without_result(tmp_path):
 
 
 def test_big_files_are_streamed_and_verified(tmp_path, s3, bucket, client, monkeypatch):
-    import include.upload as upload
+    import include.upload.uploader as upload
 
     monkeypatch.setattr(upload, "IN_MEMORY_MAX", 1000)  # everything bigger takes the streaming path
     monkeypatch.setattr(upload, "SMALL_PUT", 1000)  # and keeps "Expect: 100-continue"
@@ -425,7 +425,7 @@ def test_big_files_are_streamed_and_verified(tmp_path, s3, bucket, client, monke
 
 
 def test_unreadable_file_is_kept_and_the_rest_move(tmp_path, s3, bucket, client, monkeypatch):
-    import include.upload as upload
+    import include.upload.uploader as upload
 
     locked = rel_at("berlin", NOW - timedelta(hours=1), "locked")
     fine = rel_at("berlin", NOW - timedelta(hours=1), "fine")
@@ -492,7 +492,7 @@ def test_fast_put_keys_with_odd_characters_land_under_the_same_key(tmp_path, s3,
 def test_a_put_whose_echo_does_not_match_falls_back_to_a_head_and_keeps_the_file(tmp_path, bucket, client, s3,
                                                                                  monkeypatch, fast_put):
     """If the stored object does not hold our bytes, the local file is never deleted."""
-    from include.s3_put import FastPut, PutAnswer
+    from include.upload.fast_put import FastPut, PutAnswer
 
     rel = rel_at("paris", NOW - timedelta(hours=3), "t")
     write(tmp_path, rel, b"local bytes\n")

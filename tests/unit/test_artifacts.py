@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from include import artifacts
+from include.core import artifacts
 
 
 def test_root_defaults_under_airflow_home(monkeypatch, tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from include.deletion import GuardRefused, PlanItem, PlanWriter, check_guards, guard_violations, read_chunk
+from include.deletion.plan import GuardRefused, PlanItem, PlanWriter, check_guards, guard_violations, read_chunk
 
 
 def _items(n: int, reason: str = "r", size: int = 10) -> list[PlanItem]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.deletion_tasks import DeleteRefused, approval_body, approval_verdict, authorize_delete, resolve_factory
+from include.deletion.airflow import DeleteRefused, approval_body, approval_verdict, authorize_delete, resolve_factory
 
 PLAN = {"plan_id": "p1", "chunks": ["00000", "00001"]}
 APPROVED = {"chosen_options": ["Approve"], "params_input": {}}
@@ -59,12 +59,12 @@ def test_approval_body_shows_counts_bytes_reasons_samples_and_where():
 
 
 def test_resolve_factory():
-    from include.deploy_cleanup import make_recheck
+    from include.deploy_cleanup.plan import make_recheck
 
-    assert resolve_factory("include.deploy_cleanup:make_recheck") is make_recheck
+    assert resolve_factory("include.deploy_cleanup.plan:make_recheck") is make_recheck
     assert resolve_factory(None) is None
     with pytest.raises(ValueError, match="module:function"):
-        resolve_factory("include.deploy_cleanup.make_recheck")
+        resolve_factory("include.deploy_cleanup.plan.make_recheck")
 
 
 def test_a_plan_wide_check_needs_no_chunk():
@@ -79,7 +79,7 @@ def test_wiring_with_a_task_between_delete_and_audit():
 
     from airflow.sdk import DAG, task
 
-    from include.deletion_tasks import PlanApprovalOperator, add_deletion_tasks
+    from include.deletion.airflow import PlanApprovalOperator, add_deletion_tasks
 
     @task
     def plan() -> dict:
@@ -90,7 +90,7 @@ def test_wiring_with_a_task_between_delete_and_audit():
         return {}
 
     with DAG("wiring_test", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        tasks = add_deletion_tasks(plan(), recheck="include.deploy_cleanup:make_recheck", before_audit=purge_job_rows)
+        tasks = add_deletion_tasks(plan(), recheck="include.deploy_cleanup.plan:make_recheck", before_audit=purge_job_rows)
     assert set(tasks) == {"guard", "approve", "delete", "audit"}
     t = dag.task_dict
     assert set(t) == {"plan", "guard", "approve", "delete", "purge_job_rows", "audit"}
@@ -107,8 +107,8 @@ def test_wiring_with_a_task_between_delete_and_audit():
 def test_require_authorized_skips_on_reject_and_fails_without_retry_otherwise(tmp_path, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-    from include.deletion import PlanWriter
-    from include.deletion_tasks import require_authorized
+    from include.deletion.airflow import require_authorized
+    from include.deletion.plan import PlanWriter
 
     monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
     summary = PlanWriter(tmp_path / "d" / "r").close(listing_complete=True)

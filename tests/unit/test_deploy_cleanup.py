@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.deploy_cleanup import (
+from include.aws.listing import S3Object
+from include.deploy_cleanup.plan import (
     CleanupSettings,
     Deployment,
     deployment_name,
@@ -17,7 +18,6 @@ from include.deploy_cleanup import (
     select,
     settings_from_params,
 )
-from include.listing import S3Object
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 

@@ -3,7 +3,7 @@ element order and pretty-printing, keys without EncodingType=url (XML entities o
 
 from __future__ import annotations
 
-from include.listing import S3Object, parse_objects_page, parse_versions_page
+from include.aws.listing import S3Object, parse_objects_page, parse_versions_page
 
 REAL_S3 = """<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>2</KeyCount>
@@ -53,7 +53,7 @@ class _Op:
 
 
 def test_a_page_cut_short_still_becomes_a_retried_500_and_a_complete_page_skips_the_tree_build(monkeypatch):
-    from include import listing
+    from include.aws import listing
 
     monkeypatch.setattr(listing._state, "parse", listing.parse_objects_page, raising=False)
     complete = {"status_code": 200, "body": b"<ListBucketResult><Contents><Key>a</Key></Contents></ListBucketResult>\n"}

@@ -1,10 +1,10 @@
-"""include.pricing: dated list prices, Variable overrides, fallbacks that are reported."""
+"""include.storage_report.pricing: dated list prices, Variable overrides, fallbacks that are reported."""
 
 from __future__ import annotations
 
 import pytest
 
-from include.pricing import GB, LIST_PRICES, PRICES_AS_OF, PRICES_SOURCE, load_prices
+from include.storage_report.pricing import GB, LIST_PRICES, PRICES_AS_OF, PRICES_SOURCE, load_prices
 
 
 def test_table_is_dated_sourced_and_plausible():

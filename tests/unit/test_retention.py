@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.listing import S3Object
-from include.retention import (
+from include.aws.listing import S3Object
+from include.retention.policy import (
     JobRow,
     OrderError,
     Policy,
@@ -224,8 +224,8 @@ def test_policy_from_a_pendulum_logical_date_stays_aware():
 
 
 def test_recheck_keeps_what_a_job_now_protects_and_anything_outside_the_prefix():
-    from include.deletion import PlanItem
-    from include.retention import make_recheck
+    from include.deletion.plan import PlanItem
+    from include.retention.policy import make_recheck
 
     old = (NOW - timedelta(days=300)).replace(tzinfo=None)
     table = {"a": [JobRow("1", None, "TRIAL", "a")], "b": [JobRow("2", old, "TRIAL", "b")],
@@ -236,8 +236,8 @@ def test_recheck_keeps_what_a_job_now_protects_and_anything_outside_the_prefix()
 
 
 def test_the_approver_sees_the_rule_and_the_row_purge():
-    from include.deletion_tasks import approval_body
-    from include.retention import headline
+    from include.deletion.airflow import approval_body
+    from include.retention.policy import headline
 
     summary = {"policy": {"now": "2019-06-03T00:00:00+00:00", "trial_cutoff": "2019-03-03T00:00:00+00:00",
                           "orphan_cutoff": "2019-05-27T00:00:00+00:00"}, "trial_retention": "P3M",

@@ -17,8 +17,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from include.s3 import client_from_args
-from include.s3_put import FastPut, bucket_target, sign_v4
+from include.aws.client import client_from_args
+from include.upload.fast_put import FastPut, bucket_target, sign_v4
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: any request that did leave would fail
 BODY = b"berlin,2026-11-22T08:00:00Z,21.5\n" * 10

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from include import shards, storage_report
+from include.aws import shards
+from include.storage_report import summarize as storage_report
 from tests.unit._fake_s3 import FakeS3
 
 TRICKY = ["a", "a/", "a-b", "a/b", "a/b/", "a//c", "a0", "b", "z/\u00e9t\u00e9", "z/\U0001f600", "~", " lead"]

@@ -1,4 +1,4 @@
-"""include.storage_report aggregation, filters, errors and rendering, without S3 or Airflow."""
+"""include.storage_report.summarize aggregation, filters, errors and rendering, without S3 or Airflow."""
 
 from __future__ import annotations
 
@@ -9,9 +9,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from include import report_render
-from include.pricing import GB, load_prices
-from include.storage_report import Progress, Totals, bucket_entry, bucket_error, build_report, list_buckets, matches
+from include.storage_report import render as report_render
+from include.storage_report.pricing import GB, load_prices
+from include.storage_report.summarize import (
+    Progress,
+    Totals,
+    bucket_entry,
+    bucket_error,
+    build_report,
+    list_buckets,
+    matches,
+)
 
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=timezone.utc)
 PRICES = {"prices": {"us-east-1": {"STANDARD": 1.0, "GLACIER": 0.5}, "eu-west-1": {"STANDARD": 2.0}}}
@@ -149,7 +157,7 @@ def test_progress_is_logged_every_few_seconds(caplog):
     now = [0.0]
     t = Totals(object_count=5, total_bytes=2048)
     progress = Progress("b (…, …]", t, every=5.0, clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="include.storage_report"):
+    with caplog.at_level(logging.INFO, logger="include.storage_report.summarize"):
         for at in (1.0, 6.0, 7.0, 13.0):  # a page at each of these times: logged at 6 s and 13 s
             now[0] = at
             progress.page(1000)
@@ -177,8 +185,8 @@ def test_renderings_agree_with_the_report():
 
 
 def test_a_bucket_gone_mid_run_is_an_error_of_that_bucket_only():
-    from include import shards
-    from include.storage_report import summarize_part
+    from include.aws import shards
+    from include.storage_report.summarize import summarize_part
 
     class Gone:
         def list_objects_v2(self, **kw):
@@ -230,7 +238,7 @@ class _CloudWatch:
 
 
 def test_cloudwatch_newest_daily_point_per_storage_type():
-    from include.storage_report import summarize_cloudwatch
+    from include.storage_report.summarize import summarize_cloudwatch
 
     day = datetime(2026, 11, 21, tzinfo=timezone.utc)
     result = summarize_cloudwatch(_CloudWatch(day), "b", NOW)
@@ -248,7 +256,7 @@ def test_cloudwatch_newest_daily_point_per_storage_type():
 
 
 def test_cloudwatch_plan_packs_buckets_without_listing():
-    from include.storage_report import plan
+    from include.storage_report.summarize import plan
 
     buckets = [bucket(f"b{i:03d}") for i in range(120)] + [bucket("bad", None, "AccessDenied: x")]
     planned = plan(lambda region: None, buckets, max_shards=1024, source="cloudwatch")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from include import ui_html, ui_views
+from include.ui import html as ui_html
+from include.ui import views as ui_views
 
 
 def _write(path: Path, obj: object) -> None:

@@ -1,10 +1,10 @@
-"""include.units: bytes inside, units only at presentation."""
+"""include.core.units: bytes inside, units only at presentation."""
 
 from __future__ import annotations
 
 import pytest
 
-from include.units import SIZE_UNITS, convert, format_size, resolve_unit
+from include.core.units import SIZE_UNITS, convert, format_size, resolve_unit
 
 
 @pytest.mark.parametrize("size, unit, text", [

@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from include.upload import read_local, same_content, summarize
-from include.upload_settings import resolve_settings
+from include.upload.settings import resolve_settings
+from include.upload.uploader import read_local, same_content, summarize
 
 BODY = b"berlin temperature 21.5\n" * 40
 
@@ -67,7 +67,7 @@ def test_cannot_tell_without_md5_etag_or_checksum(local):
 
 
 def test_read_local_streams_big_files_without_keeping_them(tmp_path, monkeypatch):
-    import include.upload as upload
+    import include.upload.uploader as upload
 
     monkeypatch.setattr(upload, "IN_MEMORY_MAX", len(BODY) - 1)
     path = tmp_path / "big.dat"
@@ -79,7 +79,7 @@ def test_read_local_streams_big_files_without_keeping_them(tmp_path, monkeypatch
 
 
 def test_summary_counts_and_lists():
-    from include.upload import BatchResult
+    from include.upload.uploader import BatchResult
 
     settings = resolve_settings({"base_dir": "/d", "bucket": "b-1", "key_prefix": "p"}, None, {})[0]
     scan = {"not_ready": 2, "deferred": 5, "malformed": [{"path": "/d/x", "reason": "r"}],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from include.upload_layout import (
+from include.upload.layout import (
     Candidate,
     MalformedPath,
     is_eligible,

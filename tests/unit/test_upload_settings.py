@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.upload_settings import SettingsError, normalize_prefix, resolve_settings
+from include.upload.settings import SettingsError, normalize_prefix, resolve_settings
 
 BASE = {"base_dir": "/data/in", "bucket": "my-bucket"}
 

@@ -1,4 +1,4 @@
-"""``python -m include.deploy_cleanup_cli``: the deploy cleanup without Airflow.
+"""``python -m include.deploy_cleanup.cli``: the deploy cleanup without Airflow.
 
 Plans by default (a dry run: prints every deployment and its decision); ``--delete`` then runs the same
 guard, re-check, delete and audit as the DAG, with the person at the keyboard as the approver.
@@ -14,16 +14,16 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from include import artifacts
+from include.core import artifacts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from include.deletion import GuardRefused, check_guards, delete_chunk, read_plan, write_audit
-    from include.deletion_tasks import RecheckContext
-    from include.deploy_cleanup import make_recheck, plan_cleanup, settings_from_params
-    from include.s3 import S3AccessError, check_access, client_from_args
+    from include.aws.client import S3AccessError, check_access, client_from_args
+    from include.deletion.airflow import RecheckContext
+    from include.deletion.plan import GuardRefused, check_guards, delete_chunk, read_plan, write_audit
+    from include.deploy_cleanup.plan import make_recheck, plan_cleanup, settings_from_params
 
-    parser = argparse.ArgumentParser(prog="python -m include.deploy_cleanup_cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m include.deploy_cleanup.cli", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--prefix", default="", help="folder holding the deployments, ending with '/'")
     parser.add_argument("--keep", type=int, help="keep the newest N deployments")

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from include import artifacts
-from include.deletion import PlanItem, PlanWriter
-from include.listing import iter_objects, iter_versions, parse_time
+from include.aws.listing import iter_objects, iter_versions, parse_time
+from include.core import artifacts
+from include.deletion.plan import PlanItem, PlanWriter
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def recheck_deployments(
 
 
 def make_recheck(ctx: Any) -> Any:
-    """The re-check factory for :func:`include.deletion_tasks.add_deletion_tasks`."""
+    """The re-check factory for :func:`include.deletion.airflow.add_deletion_tasks`."""
     prefix = str(ctx.plan.get("prefix", ""))
 
     def recheck(items: list[PlanItem]) -> dict[str, str]:

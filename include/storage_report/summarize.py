@@ -1,14 +1,14 @@
 """The storage report: every bucket the credentials can see, with counts, sizes, classes and costs.
 
 Pipeline (the DAG ``s3_storage_report`` runs each step as a task; the command line runs them in one
-process): :func:`list_buckets` → :func:`plan` (shards, see ``include.shards``) → :func:`summarize_part`
-for every part of every shard → :func:`build_report` → ``include.report_render``.
+process): :func:`list_buckets` → :func:`plan` (shards, see ``include.aws.shards``) → :func:`summarize_part`
+for every part of every shard → :func:`build_report` → ``include.storage_report.render``.
 
 Listing keeps running totals only (constant memory). Sizes are bytes; units appear only in
 ``total_size`` and the rendered tables. A bucket that cannot be read (4xx: AccessDenied, NoSuchBucket…)
 is reported with its ``error`` and null counts; other failures raise so the task is retried.
 
-    python -m include.storage_report --bucket 'logs-*' --unit GiB --versions --endpoint-url http://127.0.0.1:9000
+    python -m include.storage_report.summarize --bucket 'logs-*' --unit GiB --versions --endpoint-url http://127.0.0.1:9000
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from include import shards
-from include.pricing import STORAGE_CLASSES, PriceTable, load_prices
-from include.units import SIZE_UNITS, check_unit, format_size
+from include.aws import shards
+from include.core.units import SIZE_UNITS, check_unit, format_size
+from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class Progress:
 
 
 def _version_pages(client: Any, bucket: str, after: str | None) -> Iterator[dict[str, Any]]:
-    """ListObjectVersions pages from the first key after ``after`` (a key, see include.shards)."""
+    """ListObjectVersions pages from the first key after ``after`` (a key, see include.aws.shards)."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1000}
     if after is not None:
         kwargs["KeyMarker"] = after
@@ -242,7 +242,7 @@ def count_range(
 ) -> Totals:
     """Totals of the keys ``after < key <= upto`` (current objects; with ``include_versions`` also
     noncurrent versions and delete markers). ``storage_classes`` limits what is counted."""
-    from include.listing import iter_objects
+    from include.aws.listing import iter_objects
 
     totals = Totals()
     progress = Progress(f"{bucket} ({after or '…'}, {upto or '…'}]", totals, progress_every)
@@ -569,10 +569,10 @@ def run_local(
 def main(argv: Sequence[str] | None = None) -> int:
     import json
 
-    from include import report_render
-    from include.s3 import S3AccessError, check_access, client_from_args
+    from include.aws.client import S3AccessError, check_access, client_from_args
+    from include.storage_report import render as report_render
 
-    parser = argparse.ArgumentParser(prog="python -m include.storage_report",
+    parser = argparse.ArgumentParser(prog="python -m include.storage_report.summarize",
                                      description="Storage report of every S3 bucket the credentials can see.")
     parser.add_argument("--bucket", action="append", default=[], help="bucket name or glob (repeatable)")
     parser.add_argument("--region", action="append", default=[], help="only buckets in this region (repeatable)")

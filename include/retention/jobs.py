@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from include.retention import JobRow, Policy, classify_job
+from include.retention.policy import JobRow, Policy, classify_job
 
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?")
 #: the one expression both the sort and the join use: sourceData as UTF-8 bytes, compared byte by byte

@@ -8,7 +8,7 @@ import html
 import io
 from typing import Any
 
-from include.units import format_size
+from include.core.units import format_size
 
 
 def _class_totals(report: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,10 +1,10 @@
 """The Airflow wiring every deleting DAG shares: ``guard`` → ``approve`` → ``delete`` (mapped) → ``audit``.
 
-A DAG writes its plan with :class:`include.deletion.PlanWriter` in a ``plan`` task that returns the plan
+A DAG writes its plan with :class:`include.deletion.plan.PlanWriter` in a ``plan`` task that returns the plan
 summary, then calls :func:`add_deletion_tasks` with that summary and its policy's re-check::
 
     summary = plan()
-    add_deletion_tasks(summary, recheck="include.deploy_cleanup:make_recheck")
+    add_deletion_tasks(summary, recheck="include.deploy_cleanup.plan:make_recheck")
 
 The DAG must have the params ``bucket``, ``aws_conn_id``, ``approval`` (``required`` | ``auto``),
 ``dry_run`` and ``max_delete_count``; ``max_delete_fraction`` is used when the DAG has it.
@@ -177,7 +177,7 @@ def approval_answer(ti: Any) -> dict[str, Any] | None:
 
 def run_dir_of(context: Any) -> Any:
     """This run's artifact folder, ``<root>/<dag_id>/<run_id>/``."""
-    from include import artifacts
+    from include.core import artifacts
 
     ti = context["ti"]
     return artifacts.run_dir(ti.dag_id, ti.run_id)
@@ -200,8 +200,8 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from include import artifacts
-    from include.deletion import PLAN_FILE, read_plan
+    from include.core import artifacts
+    from include.deletion.plan import PLAN_FILE, read_plan
 
     ti = context["ti"]
     run_dir = run_dir_of(context)
@@ -240,7 +240,7 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.deletion import GuardRefused, check_guards, read_plan
+        from include.deletion.plan import GuardRefused, check_guards, read_plan
 
         context = get_current_context()
         params = context["params"]
@@ -267,8 +267,8 @@ def add_deletion_tasks(
         """Re-check one plan chunk and delete it; per-key errors are recorded for the audit."""
         from airflow.sdk import get_current_context
 
-        from include.deletion import delete_chunk, read_plan
-        from include.s3 import client_from_connection
+        from include.aws.client import client_from_connection
+        from include.deletion.plan import delete_chunk, read_plan
 
         context = get_current_context()
         params = context["params"]
@@ -287,7 +287,7 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.deletion import write_audit
+        from include.deletion.plan import write_audit
 
         context = get_current_context()
         params, ti = context["params"], context["ti"]

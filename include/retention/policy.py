@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NamedTuple
 
-from include.listing import S3Object, parse_time
+from include.aws.listing import S3Object, parse_time
 
 JobClass = Literal["official", "trial_running", "trial_recent", "trial_expired", "unknown_type"]
 JOB_CLASSES: tuple[JobClass, ...] = ("official", "trial_running", "trial_recent", "trial_expired", "unknown_type")
@@ -340,7 +340,7 @@ def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator
     try:
         yield from objects
     except Exception as exc:  # noqa: BLE001 - any listing failure makes the plan incomplete, never partial-and-trusted
-        from include.s3 import error_text
+        from include.aws.client import error_text
 
         failure.append(error_text(exc))
 
@@ -353,7 +353,7 @@ def write_plan(
     """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary.
 
     The summary carries the policy's ``refusals`` (empty job query, failed listing) for the guard."""
-    from include.deletion import PlanItem, PlanWriter
+    from include.deletion.plan import PlanItem, PlanWriter
 
     writer = PlanWriter(run_dir, chunk_size=chunk_size)
     failure: list[str] = []
@@ -407,9 +407,9 @@ def run_plan(
     run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
 ) -> dict[str, Any]:
     """The ``plan`` task: stream the listing against the job rows into the run's plan artifacts."""
-    from include import jobs_db
-    from include.listing import iter_objects
-    from include.s3 import client_from_connection
+    from include.aws.client import client_from_connection
+    from include.aws.listing import iter_objects
+    from include.retention import jobs as jobs_db
 
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
@@ -452,8 +452,8 @@ def policy_of(plan: dict[str, Any]) -> Policy:
 
 
 def recheck_factory(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
-    """For include.deletion_tasks: the delete step's re-check in MySQL, under the plan's policy."""
-    from include import jobs_db
+    """For include.deletion.airflow: the delete step's re-check in MySQL, under the plan's policy."""
+    from include.retention import jobs as jobs_db
 
     table = ctx.plan["jobs_table"]
     conn = jobs_db.connect(ctx.params["mysql_conn_id"])  # autocommit: every chunk sees the latest rows
@@ -463,7 +463,8 @@ def recheck_factory(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
 
 def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:
     """The ``purge_job_rows`` task: record the expired TRIAL rows in ``purged_rows.jsonl``, then delete them."""
-    from include import artifacts, jobs_db
+    from include.core import artifacts
+    from include.retention import jobs as jobs_db
 
     dest = run_dir / "purged_rows.jsonl"
     conn = jobs_db.connect(mysql_conn_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from include.ui_views import required_actions_url
+from include.ui.views import required_actions_url
 
 PAGES = (("storage", "Storage"), ("plans", "Plans"), ("uploads", "Uploads"))
 PALETTE = ("#017cee", "#e8710a", "#12a35a", "#c62f7e", "#7a4fd1", "#8c6b00", "#00838f", "#5f6368")

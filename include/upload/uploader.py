@@ -12,14 +12,14 @@ replace an object behind someone's back) → S3's echo of the checksums it store
 (a ``HeadObject`` only when there is no usable echo) → unlink. An existing object with the same content
 (a crash after the upload, before the delete) only costs the local delete; a different one is a
 conflict unless ``overwrite``. Files of a batch run concurrently in a thread pool sharing one client.
-Small files go through :class:`include.s3_put.FastPut` (the same PUT without botocore's per-request
+Small files go through :class:`include.upload.fast_put.FastPut` (the same PUT without botocore's per-request
 CPU); anything it cannot settle in one attempt is sent again through the botocore client, with its
 retries.
 
 The DAG ``s3_upload`` wires :func:`scan_task` → :func:`upload_batch_task` (mapped) → :func:`tidy_task`;
 file lists travel through the artifact store, never XCom. The same code runs without Airflow:
 
-    python -m include.upload --base-dir DIR --bucket BUCKET [--endpoint-url URL] [--key-prefix P] …
+    python -m include.upload.uploader --base-dir DIR --bucket BUCKET [--endpoint-url URL] [--key-prefix P] …
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include import artifacts
-from include.s3 import error_text
-from include.s3_put import FastPut
-from include.upload_layout import Candidate, Scan, remove_empty_folders, scan_base_dir, split_batches
-from include.upload_settings import UploadSettings
+from include.aws.client import error_text
+from include.core import artifacts
+from include.upload.fast_put import FastPut
+from include.upload.layout import Candidate, Scan, remove_empty_folders, scan_base_dir, split_batches
+from include.upload.settings import UploadSettings
 
 log = logging.getLogger(__name__)
 
@@ -525,10 +525,10 @@ def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT
 
 
 def main(argv: list[str] | None = None) -> int:
-    from include.s3 import client_from_args
-    from include.upload_settings import DEFAULTS, SettingsError, resolve_settings
+    from include.aws.client import client_from_args
+    from include.upload.settings import DEFAULTS, SettingsError, resolve_settings
 
-    parser = argparse.ArgumentParser(prog="python -m include.upload", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m include.upload.uploader", description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", help="the producer's folder (env S3OPS_UPLOAD_BASE_DIR)")
     parser.add_argument("--bucket", help="target bucket (env S3OPS_UPLOAD_BUCKET)")
     parser.add_argument("--key-prefix", help="prefix for every key (default '')")

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from include import artifacts
-from include.s3 import DELETE_BATCH, delete_objects
+from include.aws.client import DELETE_BATCH, delete_objects
+from include.core import artifacts
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """View models of the "S3 Ops" UI pages, read from the artifact store (no Airflow needed).
 
 Each function takes the artifact root (a ``pathlib.Path`` or an ``ObjectStoragePath``, see
-``include.artifacts``) and returns plain dicts/lists the HTML layer renders. Artifacts written by a
+``include.core.artifacts``) and returns plain dicts/lists the HTML layer renders. Artifacts written by a
 newer or older version of a DAG may lack fields: missing values become ``None``/0, never an error, and
 a run folder whose files cannot be parsed is listed with its ``error`` instead of breaking the page.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from include.artifacts import ArtifactPath, read_json, read_jsonl
+from include.core.artifacts import ArtifactPath, read_json, read_jsonl
 
 STORAGE_DAG = "s3_storage_report"
 UPLOAD_DAG = "s3_upload"

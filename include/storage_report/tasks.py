@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from include import artifacts, report_render, storage_report
-from include.pricing import VARIABLE, load_prices
+from include.core import artifacts
+from include.storage_report import render as report_render
+from include.storage_report import summarize as storage_report
+from include.storage_report.pricing import VARIABLE, load_prices
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class Clients:
         self._made: dict[tuple[str, str], Any] = {}
 
     def s3(self, region: str | None) -> Any:
-        from include.s3 import client_from_connection
+        from include.aws.client import client_from_connection
 
         key = ("s3", region or "us-east-1")
         if key not in self._made:
@@ -62,7 +64,7 @@ def list_buckets(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from include.s3 import S3AccessError, check_access
+    from include.aws.client import S3AccessError, check_access
 
     try:  # an unknown connection would silently fall back to the host's default credentials
         BaseHook.get_connection(params["aws_conn_id"])
