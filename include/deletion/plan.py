@@ -26,6 +26,7 @@ from typing import Any
 
 from include.aws.client import DELETE_BATCH, delete_objects
 from include.core import artifacts
+from include.core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +293,9 @@ def delete_chunk(
     errors: list[dict[str, Any]] = []
     record = {"chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": False, "requests": 0,
               "deleted": deleted, "errors": errors, "skipped": skipped}
+    chunks = list(plan.get("chunks", []))
+    progress = Progress(f"deleting chunk {chunk} ({chunks.index(chunk) + 1} of {len(chunks)} in the plan)",
+                        unit="keys", total=len(to_send), total_bytes=sum(i.size for i in to_send), log=log)
     for begin in range(0, len(to_send), DELETE_BATCH):
         sent = to_send[begin:begin + DELETE_BATCH]
         for result in delete_objects(client, bucket, [_s3_ident(i) for i in sent]):  # one request
@@ -307,10 +311,12 @@ def delete_chunk(
                     deleted.append(_row(item))
                 else:
                     errors.append(_row(item, code="NoResult", message="S3 reported neither Deleted nor an error"))
+        progress.add(len(sent), sum(i.size for i in sent))
         if begin + DELETE_BATCH < len(to_send):
             artifacts.write_json(audit_path, record)  # progress, so a crash mid-chunk is not resent
     record["complete"] = True
     artifacts.write_json(audit_path, record)
+    progress.finish()
     counts = _chunk_counts(record)
     log.info("chunk %s: %d deleted, %d errors, %d skipped (re-check)", chunk, counts["deleted"],
              counts["errors"], counts["skipped"])

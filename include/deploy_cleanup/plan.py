@@ -31,6 +31,7 @@ from typing import Any
 
 from include.aws.listing import iter_objects, iter_versions, parse_time
 from include.core import artifacts
+from include.core.progress import Progress
 from include.deletion.plan import PlanItem, PlanWriter
 
 log = logging.getLogger(__name__)
@@ -170,16 +171,17 @@ def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: da
     return decisions
 
 
-def _items(client: Any, bucket: str, settings: CleanupSettings, doomed: Mapping[str, Decision]) -> Iterator[PlanItem]:
+def _items(client: Any, bucket: str, settings: CleanupSettings, doomed: Mapping[str, Decision],
+           on_page: Any = None) -> Iterator[PlanItem]:
     """Every object (or version) of the doomed deployments, listed again."""
     if settings.include_versions:
-        for v in iter_versions(client, bucket, settings.prefix):
+        for v in iter_versions(client, bucket, settings.prefix, on_page=on_page):
             name = deployment_name(v.key, settings.prefix)
             if name in doomed:
                 yield PlanItem(v.key, v.size, doomed[name].reason, version_id=v.version_id,
                                last_modified=v.last_modified, group=name)
     else:
-        for o in iter_objects(client, bucket, settings.prefix):
+        for o in iter_objects(client, bucket, settings.prefix, on_page=on_page):
             name = deployment_name(o.key, settings.prefix)
             if name in doomed:
                 yield PlanItem(o.key, o.size, doomed[name].reason, last_modified=o.last_modified, group=name)
@@ -190,8 +192,10 @@ def plan_cleanup(
 ) -> dict[str, Any]:
     """List, select and write the plan (plus ``deployments.jsonl``); return the plan summary."""
     writer = PlanWriter(run_dir, chunk_size=chunk_size)
-    scanned = scan(iter_objects(client, bucket, settings.prefix), settings.prefix,
+    listing = Progress(f"listing s3://{bucket}/{settings.prefix} (deploy cleanup plan)")
+    scanned = scan(iter_objects(client, bucket, settings.prefix, on_page=listing.add), settings.prefix,
                    on_object=lambda o: writer.note_scanned(o.size))
+    listing.finish()
     decisions = select(scanned.deployments.values(), settings, now)
     deps = scanned.deployments
     artifacts.write_jsonl(run_dir / DEPLOYMENTS_FILE, (
@@ -199,8 +203,11 @@ def plan_cleanup(
     ))
     doomed = {d.name: d for d in decisions if d.delete}
     if doomed:
-        for item in _items(client, bucket, settings, doomed):
+        relisting = Progress(f"listing s3://{bucket}/{settings.prefix} again: objects of the doomed deployments",
+                             unit="entries")
+        for item in _items(client, bucket, settings, doomed, on_page=relisting.add):
             writer.add(item)
+        relisting.finish()
     kept = [d.name for d in decisions if not d.delete]
     def names(some: list[str]) -> str:
         return ", ".join(some[:5]) + (f" … (+{len(some) - 5})" if len(some) > 5 else "")

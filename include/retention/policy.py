@@ -409,14 +409,17 @@ def run_plan(
     """The ``plan`` task: stream the listing against the job rows into the run's plan artifacts."""
     from include.aws.client import client_from_connection
     from include.aws.listing import iter_objects
+    from include.core.progress import Progress
     from include.retention import jobs as jobs_db
 
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
     stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
+    progress = Progress(f"listing s3://{bucket}/{key_prefix} (retention plan)")
     try:
         summary = write_plan(
-            iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
+            iter_objects(client, bucket, key_prefix, on_page=progress.add), jobs_db.iter_job_rows(stream, jobs_table),
+            run_dir,
             key_prefix=key_prefix, policy=policy,
             lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
             jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
@@ -426,6 +429,7 @@ def run_plan(
     finally:
         stream.close()
         lookup_conn.close()
+    progress.finish()
     return summary
 
 

@@ -17,7 +17,6 @@ import argparse
 import fnmatch
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from include.aws import shards
+from include.core.progress import Progress
 from include.core.units import SIZE_UNITS, check_unit, format_size
 from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
 
@@ -48,7 +48,6 @@ CLOUDWATCH_STORAGE_TYPES = {
     "ReducedRedundancyStorage": "REDUCED_REDUNDANCY",
     "ExpressOneZone": "EXPRESS_ONEZONE",
 }
-PROGRESS_SECONDS = 5.0
 
 
 class BucketError(Exception):
@@ -199,29 +198,6 @@ class Totals:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-class Progress:
-    """Logs pages/objects/bytes of a long listing every ``every`` seconds (and at the end)."""
-
-    def __init__(self, what: str, totals: Totals, every: float = PROGRESS_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.what, self.totals, self.every, self.clock = what, totals, every, clock
-        self.started = self.last = clock()
-        self.seen = 0
-
-    def page(self, items: int) -> None:
-        self.totals.pages += 1
-        self.seen += items
-        now = self.clock()
-        if now - self.last >= self.every:
-            self.last = now
-            self.report("listing")
-
-    def report(self, state: str) -> None:
-        t = self.totals
-        log.info("%s: %s, %d pages, %d entries, %d objects, %s (%.1fs)", self.what, state, t.pages, self.seen,
-                 t.object_count, format_size(t.total_bytes), self.clock() - self.started)
-
-
 def _version_pages(client: Any, bucket: str, after: str | None) -> Iterator[dict[str, Any]]:
     """ListObjectVersions pages from the first key after ``after`` (a key, see include.aws.shards)."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1000}
@@ -238,18 +214,24 @@ def _version_pages(client: Any, bucket: str, after: str | None) -> Iterator[dict
 
 def count_range(
     client: Any, bucket: str, after: str | None, upto: str | None, *, include_versions: bool = False,
-    storage_classes: Sequence[str] = (), progress_every: float = PROGRESS_SECONDS,
+    storage_classes: Sequence[str] = (), progress_every: float | None = None,
 ) -> Totals:
     """Totals of the keys ``after < key <= upto`` (current objects; with ``include_versions`` also
     noncurrent versions and delete markers). ``storage_classes`` limits what is counted."""
     from include.aws.listing import iter_objects
 
     totals = Totals()
-    progress = Progress(f"{bucket} ({after or '…'}, {upto or '…'}]", totals, progress_every)
+    progress = Progress(f"listing {bucket} ({after or '…'}, {upto or '…'}]", unit="entries", every=progress_every,
+                        log=log, detail=lambda: f"{totals.pages:,} pages, {totals.object_count:,} objects, "
+                                                f"{format_size(totals.total_bytes)}")
+
+    def page(entries: int) -> None:
+        totals.pages += 1
+        progress.add(entries)
     wanted = set(storage_classes)
     if not include_versions:
         for obj in iter_objects(client, bucket, start_after=after, end_before=shards.end_before(upto),
-                                on_page=progress.page):
+                                on_page=page):
             if not wanted or obj.storage_class in wanted:
                 totals.add_object(obj.size, obj.last_modified, obj.storage_class)
     else:
@@ -276,10 +258,10 @@ def count_range(
                     totals.delete_markers += 1
                 else:
                     past_end |= upto is not None and m["Key"] > upto
-            progress.page(len(versions) + len(markers))
+            page(len(versions) + len(markers))
             if past_end:
                 break
-    progress.report("done")
+    progress.finish()
     return totals
 
 

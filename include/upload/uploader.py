@@ -44,6 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from include.aws.client import error_text
 from include.core import artifacts
+from include.core.progress import Progress
 from include.upload.fast_put import FastPut
 from include.upload.layout import Candidate, Scan, remove_empty_folders, scan_base_dir, split_batches
 from include.upload.settings import UploadSettings
@@ -350,19 +351,24 @@ class BatchResult:
         return cls(**data)
 
 
-def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS) -> BatchResult:
+def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS,
+                      what: str = "uploading") -> BatchResult:
     """Upload files concurrently (``workers`` threads, one shared client)."""
     result = BatchResult()
     lock = threading.Lock()
+    progress = Progress(what, unit="files", total=len(candidates), total_bytes=sum(c.size for c in candidates),
+                        log=log)
 
     def one(cand: Candidate) -> None:
         outcome = uploader.upload_one(cand)
         with lock:
             result.add(outcome, uploader.settings.base_dir)
+        progress.add(1, cand.size)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
         for _ in pool.map(one, candidates):
             pass
+    progress.finish()
     return result
 
 
@@ -450,7 +456,8 @@ def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch
     """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry."""
     spec = artifacts.read_json(run_dir / "batches" / f"{batch}.json")
     scanned_at = datetime.fromisoformat(spec["scanned_at"].replace("Z", "+00:00"))
-    result = upload_candidates(Uploader(client, settings, scanned_at), _candidates(spec["files"]), workers=workers)
+    result = upload_candidates(Uploader(client, settings, scanned_at), _candidates(spec["files"]), workers=workers,
+                               what=f"uploading batch {batch}")
     artifacts.write_json(run_dir / "results" / f"{batch}.json", asdict(result))
     counts = result.counts()
     log.info("batch %s: %s", batch, counts)

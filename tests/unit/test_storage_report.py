@@ -12,7 +12,6 @@ import pytest
 from include.storage_report import render as report_render
 from include.storage_report.pricing import GB, load_prices
 from include.storage_report.summarize import (
-    Progress,
     Totals,
     bucket_entry,
     bucket_error,
@@ -153,17 +152,20 @@ def test_list_buckets_paginates_filters_and_keeps_unreadable():
     assert [b["name"] for b in list_buckets(_Buckets(), [], ["eu-west-1"])] == ["logs-eu"]
 
 
-def test_progress_is_logged_every_few_seconds(caplog):
-    now = [0.0]
-    t = Totals(object_count=5, total_bytes=2048)
-    progress = Progress("b (…, …]", t, every=5.0, clock=lambda: now[0])
+def test_listing_logs_progress_lines_with_pages_and_objects(caplog):
+    from include.storage_report.summarize import count_range
+    from tests.unit._fake_s3 import FakeS3
+
+    fake = FakeS3()
+    for i in range(2500):
+        fake.put(f"k{i:05d}", 1024)
     with caplog.at_level(logging.INFO, logger="include.storage_report.summarize"):
-        for at in (1.0, 6.0, 7.0, 13.0):  # a page at each of these times: logged at 6 s and 13 s
-            now[0] = at
-            progress.page(1000)
-    lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2 and "listing, 2 pages, 2000 entries, 5 objects, 2.00 KiB (6.0s)" in lines[0]
-    assert t.pages == 4
+        t = count_range(fake, "b", None, None, progress_every=0.0)  # a line after every page
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[progress]")]
+    assert t.pages == 3 and t.object_count == 2500
+    assert len(lines) == 4  # three pages, then the closing line
+    assert lines[0].startswith("[progress] listing b (…, …]: 1,000 entries") and "1 pages, 1,000 objects" in lines[0]
+    assert "2,500 entries" in lines[-1] and "3 pages, 2,500 objects, 2.44 MiB" in lines[-1] and lines[-1].endswith("done")
 
 
 def test_renderings_agree_with_the_report():
