@@ -5,13 +5,21 @@ same view models as JSON under ``/s3ops/api/…``) and a navigation entry "S3 Op
 the Airflow UI. A plugin's FastAPI app is not behind Airflow's auth by itself: every route here depends
 on :func:`require_user`, which validates the Airflow JWT (``Authorization: Bearer`` or the UI's ``_token``
 cookie) with Airflow's own ``get_user``; a browser without a session is sent to the login page.
+What a user sees is what the auth manager lets them read: only the runs of DAGs for which
+``is_authorized_dag(GET, RUN)`` holds (with the DAG's team, as Airflow's own REST API asks), so a user who
+may not read ``s3_retention`` sees none of its plans or keys, on any page or in the JSON.
+
+Each DAG run's page in Airflow gets an "S3 Ops" tab (``external_views`` with ``destination: dag_run``,
+``/s3ops/run/{DAG_ID}/{RUN_ID}``): a deletion run's plan (headline, reasons, sample keys, guard limits,
+approval state, audit), a storage-report run's report, an upload run's batch results, with the same
+rendering and checks as the S3 Ops pages.
 The reading and rendering live in ``include.ui.views`` / ``include.ui.html`` (unit tested without Airflow).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -36,7 +44,25 @@ async def require_user(request: Request) -> Any:
     return user
 
 
-def _approval_states() -> dict[tuple[str, str], str]:
+UserDep = Annotated[Any, Depends(require_user)]
+
+
+def readable_dags(user: Any) -> set[str]:
+    """The S3 Ops DAGs whose runs ``user`` may read, as the auth manager decides (never cached)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.models.dag import DagModel
+
+    from include.ui.views import S3OPS_DAGS
+
+    teams = DagModel.get_dag_id_to_team_name_mapping(list(S3OPS_DAGS))
+    manager = get_auth_manager()
+    return {dag_id for dag_id in S3OPS_DAGS if manager.is_authorized_dag(
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id, team_name=teams.get(dag_id)),
+        user=user)}
+
+
+def _approval_states(dag_ids: set[str], run_id: str | None = None) -> dict[tuple[str, str], str]:
     """State of each plan run's approval task, from the metadata DB (empty if it cannot be read)."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -44,31 +70,57 @@ def _approval_states() -> dict[tuple[str, str], str]:
 
     from include.ui.views import PLAN_DAGS
 
+    query = select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.state).where(
+        TaskInstance.dag_id.in_(sorted(dag_ids & set(PLAN_DAGS))), TaskInstance.task_id.like("%approve"))
+    if run_id is not None:
+        query = query.where(TaskInstance.run_id == run_id)
     try:
         with create_session() as session:
-            rows = session.execute(
-                select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.state).where(
-                    TaskInstance.dag_id.in_(PLAN_DAGS), TaskInstance.task_id.like("%approve")
-                )
-            ).all()
+            rows = session.execute(query).all()
     except Exception:  # the page still works from the artifacts alone
         log.exception("could not read approval states")
         return {}
     return {(dag_id, run_id): str(state) for dag_id, run_id, state in rows if state is not None}
 
 
-def _view(page: str) -> dict[str, Any]:
+def _run_conf(dag_id: str, run_id: str) -> Any:
+    """The conf a run was triggered with (None when unknown)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    try:
+        with create_session() as session:
+            return session.scalar(select(DagRun.conf).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+    except Exception:
+        log.exception("could not read the conf of %s/%s", dag_id, run_id)
+        return None
+
+
+def _view(page: str, user: Any) -> dict[str, Any]:
     from include.core.artifacts import artifact_root
     from include.ui import views as ui_views
 
     root = artifact_root()
+    readable = readable_dags(user)
     if page == "storage":
-        return ui_views.storage_view(root)
+        return ui_views.storage_view(root, readable)
     if page == "plans":
-        return ui_views.plans_view(root, _approval_states())
+        return ui_views.plans_view(root, _approval_states(readable), readable=readable)
     if page == "uploads":
-        return ui_views.uploads_view(root)
+        return ui_views.uploads_view(root, readable=readable)
     raise HTTPException(status_code=404, detail=f"no page {page!r}; pages: storage, plans, uploads")
+
+
+def _run_view(dag_id: str, run_id: str, user: Any) -> dict[str, Any]:
+    from include.core.artifacts import artifact_root
+    from include.ui import views as ui_views
+
+    readable = readable_dags(user)
+    allowed = dag_id in readable and ui_views.safe_run_id(run_id)
+    state = _approval_states({dag_id}, run_id).get((dag_id, run_id)) if allowed else None
+    return ui_views.run_view(artifact_root(), dag_id, run_id, readable=readable, approval_state=state,
+                             conf=_run_conf(dag_id, run_id) if allowed else None)
 
 
 def create_app() -> FastAPI:
@@ -89,19 +141,32 @@ def create_app() -> FastAPI:
     def index() -> RedirectResponse:
         return RedirectResponse(f"{URL_PREFIX}/storage", status_code=302)
 
+    @app.get("/api/run/{dag_id}/{run_id}")
+    def api_run(dag_id: str, run_id: str, user: UserDep) -> JSONResponse:
+        view = _run_view(dag_id, run_id, user)
+        return JSONResponse(view, status_code=200 if view["allowed"] else 403)
+
+    @app.get("/run/{dag_id}/{run_id}", response_class=HTMLResponse)
+    def html_run(dag_id: str, run_id: str, user: UserDep) -> HTMLResponse:
+        from include.ui import html as ui_html
+
+        view = _run_view(dag_id, run_id, user)
+        return HTMLResponse(ui_html.render_run(view, base=URL_PREFIX), status_code=200 if view["allowed"] else 403,
+                            headers={"Cache-Control": "no-store"})
+
     @app.get("/api/{page}")
-    def api(page: str) -> JSONResponse:
-        return JSONResponse(_view(page))
+    def api(page: str, user: UserDep) -> JSONResponse:
+        return JSONResponse(_view(page, user))
 
     @app.get("/{page}", response_class=HTMLResponse)
-    def html(page: str) -> HTMLResponse:
+    def html(page: str, user: UserDep) -> HTMLResponse:
         from include.ui import html as ui_html
 
         render = {"storage": ui_html.render_storage, "plans": ui_html.render_plans,
                   "uploads": ui_html.render_uploads}.get(page)
         if render is None:
             raise HTTPException(status_code=404, detail=f"no page {page!r}; pages: storage, plans, uploads")
-        return HTMLResponse(render(_view(page), base=URL_PREFIX), headers={"Cache-Control": "no-store"})
+        return HTMLResponse(render(_view(page, user), base=URL_PREFIX), headers={"Cache-Control": "no-store"})
 
     return app
 
@@ -112,4 +177,7 @@ class S3OpsUIPlugin(AirflowPlugin):
     external_views = [
         {"name": "S3 Ops", "href": f"{URL_PREFIX}/storage", "destination": "nav", "url_route": "s3ops",
          "nav_top_level": True},
+        # a tab on every DAG run's page; Airflow fills in {DAG_ID} and {RUN_ID}
+        {"name": "S3 Ops", "href": f"{URL_PREFIX}/run/{{DAG_ID}}/{{RUN_ID}}", "destination": "dag_run",
+         "url_route": "s3ops_run"},
     ]

@@ -14,24 +14,51 @@ PAGES = (("storage", "Storage"), ("plans", "Plans"), ("uploads", "Uploads"))
 PALETTE = ("#017cee", "#e8710a", "#12a35a", "#c62f7e", "#7a4fd1", "#8c6b00", "#00838f", "#5f6368")
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
-CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2328;background:#fff}
-header{display:flex;gap:1.5rem;align-items:center;padding:.6rem 1.2rem;border-bottom:1px solid #d0d7de;background:#f6f8fa}
-header b{font-size:1.05rem}header a{color:#1f2328;text-decoration:none;padding:.2rem .5rem;border-radius:4px}
-header a.active{background:#017cee;color:#fff}
+# Colours are variables: light by default, dark when the browser prefers it, and whatever Airflow's own
+# theme says when the page sits in Airflow's iframe (THEME_JS copies the parent page's "dark"/"light" class).
+_LIGHT = ("--fg:#1f2328;--bg:#ffffff;--muted:#656d76;--line:#d0d7de;--head:#f6f8fa;--err:#cf222e;--accent:#017cee;"
+          "--badge:#eaeef2;--awaiting:#fff1c2;--finished:#d6f5df;--rejected:#ffd8d3;--warn:#fff8c5;--axis:#8c959f")
+_DARK = ("--fg:#e6edf3;--bg:#111318;--muted:#9198a1;--line:#3d444d;--head:#1c2128;--err:#ff7b72;--accent:#4493f8;"
+         "--badge:#2d333b;--awaiting:#4d3b00;--finished:#113b22;--rejected:#5a1e1e;--warn:#3d3000;--axis:#768390")
+CSS = (
+    f":root{{{_LIGHT};color-scheme:light}}"
+    f"@media (prefers-color-scheme: dark){{:root:not([data-theme=light]){{{_DARK};color-scheme:dark}}}}"
+    f":root[data-theme=dark]{{{_DARK};color-scheme:dark}}"
+    """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:var(--fg);background:var(--bg)}
+a{color:var(--accent)}
+header{display:flex;gap:1.5rem;align-items:center;padding:.6rem 1.2rem;border-bottom:1px solid var(--line);background:var(--head)}
+header b{font-size:1.05rem}header a{color:var(--fg);text-decoration:none;padding:.2rem .5rem;border-radius:4px}
+header a.active{background:var(--accent);color:#fff}
 main{padding:1rem 1.2rem;max-width:1300px}
 h2{font-size:1.1rem;margin:1.4rem 0 .5rem}h3{font-size:.95rem;margin:1rem 0 .4rem}
 table{border-collapse:collapse;margin:.3rem 0 1rem;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #d0d7de;padding:.25rem .55rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa;cursor:pointer;user-select:none;white-space:nowrap}
-td.num,th.num{text-align:right}.muted{color:#656d76}.err{color:#cf222e}
+th,td{border:1px solid var(--line);padding:.25rem .55rem;text-align:left;vertical-align:top}
+th{background:var(--head);cursor:pointer;user-select:none;white-space:nowrap}
+td.num,th.num{text-align:right}.muted{color:var(--muted)}.err{color:var(--err)}
 .cards{display:flex;gap:.8rem;flex-wrap:wrap;margin:.6rem 0}
-.card{border:1px solid #d0d7de;border-radius:6px;padding:.5rem .9rem;min-width:9rem}
+.card{border:1px solid var(--line);border-radius:6px;padding:.5rem .9rem;min-width:9rem}
 .card .v{font-size:1.3rem;font-weight:600}
-.charts{display:flex;gap:2rem;flex-wrap:wrap}
-.badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;background:#eaeef2}
-.badge.awaiting{background:#fff1c2}.badge.finished{background:#d6f5df}.badge.rejected,.badge.refused{background:#ffd8d3}
+.charts{display:flex;gap:2rem;flex-wrap:wrap}svg text{fill:var(--fg)}
+.badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;background:var(--badge)}
+.badge.awaiting{background:var(--awaiting)}.badge.finished{background:var(--finished)}
+.badge.rejected,.badge.refused,.badge.unreadable{background:var(--rejected)}
+.flags{border:1px solid var(--line);border-left:4px solid var(--err);background:var(--warn);padding:.4rem .8rem;margin:.6rem 0}
+.flags ul{margin:.2rem 0;padding-left:1.1rem}
+dl.limits{display:grid;grid-template-columns:max-content auto;gap:.1rem .8rem;margin:.3rem 0}dl.limits dd{margin:0}
 code{font-size:.85em}ul.keys{margin:.2rem 0;padding-left:1.1rem;max-height:12rem;overflow:auto}
+"""
+)
+
+THEME_JS = """
+(function(){var root=document.documentElement;
+ function parentRoot(){try{return window.parent!==window?window.parent.document.documentElement:null}catch(e){return null}}
+ function apply(){var t=null,p=parentRoot();
+  if(p){t=p.classList.contains("dark")?"dark":(p.classList.contains("light")?"light":null)}
+  if(!t){try{var s=window.localStorage.getItem("theme");if(s==="dark"||s==="light")t=s}catch(e){}}
+  if(t)root.setAttribute("data-theme",t);else root.removeAttribute("data-theme")}
+ apply();var p=parentRoot();
+ if(p&&window.MutationObserver)new MutationObserver(apply).observe(p,{attributes:true,attributeFilter:["class"]})})();
 """
 
 SORT_JS = """
@@ -81,20 +108,43 @@ def _bytes_cell(n: int | None) -> str:
     return _num(n, None if n is None else f"{n:,} ({human_bytes(n)})")
 
 
-def page(title: str, active: str, body: str, base: str = "") -> str:
-    nav = "".join(
+def page(title: str, active: str, body: str, base: str = "", *, nav: str | None = None) -> str:
+    """A whole page: the S3 Ops header (its page links, or ``nav`` instead), ``body``, the theme and sort JS."""
+    nav = nav if nav is not None else "".join(
         f'<a href="{base}/{slug}" class="{"active" if slug == active else ""}" data-page="{slug}">{name}</a>'
         for slug, name in PAGES
     )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>S3 Ops · {_e(title)}</title>'
-        f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style></head>'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{CSS}</style>'
+        f"<script>{THEME_JS}</script></head>"
         f"<body><header><b>S3 Ops</b>{nav}</header><main>{body}</main><script>{SORT_JS}</script></body></html>"
     )
 
 
+def _count(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+def flags_block(flags: list[str], limit: int = 50) -> str:
+    """The values an artifact holds that could not be read, named (the rest of the page is shown)."""
+    if not flags:
+        return ""
+    more = f"<li>… and {len(flags) - limit} more</li>" if len(flags) > limit else ""
+    return ('<div class="flags" id="flags"><b>Some values in the artifacts are not what the DAG writes '
+            f'(<span class="flag-count">{len(flags)}</span>); they are shown as –:</b><ul>'
+            + "".join(f"<li>{_e(f)}</li>" for f in flags[:limit]) + more + "</ul></div>")
+
+
+def not_allowed(dag_ids: list[str] | tuple[str, ...]) -> str:
+    return ('<p class="muted" id="not-allowed">You may not read the runs of '
+            + ", ".join(f"<code>{_e(d)}</code>" for d in dag_ids)
+            + ": ask an Airflow admin for access to the DAG.</p>")
+
+
 def bar_chart(items: list[tuple[str, int]], *, title: str, chart_id: str, fmt: Any = human_bytes) -> str:
     """Horizontal bars as inline SVG; each bar carries its exact value in ``data-value``."""
+    items = [(str(label), value) for label, value in items if value is not None]  # unreadable: flagged elsewhere
     if not items:
         return f'<p class="muted">{_e(title)}: nothing to show.</p>'
     width, label_w, value_w, row_h = 560, 170, 110, 22
@@ -140,8 +190,8 @@ def line_chart(times: list[str], series: dict[str, list[int | None]], *, title: 
         return top_pad + (height - bottom - top_pad) * (1 - v / vmax)
 
     parts = [
-        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 5}" y2="{height - bottom}" stroke="#8c959f"/>',
-        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{height - bottom}" stroke="#8c959f"/>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - 5}" y2="{height - bottom}" stroke="var(--axis)"/>',
+        f'<line x1="{left}" y1="{top_pad}" x2="{left}" y2="{height - bottom}" stroke="var(--axis)"/>',
         f'<text x="{left - 4}" y="{top_pad + 8}" text-anchor="end" font-size="11">{_e(fmt(vmax))}</text>',
         f'<text x="{left - 4}" y="{height - bottom}" text-anchor="end" font-size="11">{_e(fmt(0))}</text>',
         f'<text x="{left}" y="{height - bottom + 14}" font-size="11">{_e(times[0][:16])}</text>',
@@ -174,6 +224,8 @@ def _cards(items: list[tuple[str, str, Any]]) -> str:
 
 
 def _shown(value: Any, slug: str) -> str:
+    if value is None:
+        return "–"
     if "bytes" in slug and isinstance(value, int):
         return human_bytes(value)
     if "cost" in slug and isinstance(value, float):
@@ -183,20 +235,30 @@ def _shown(value: Any, slug: str) -> str:
 
 # Pages --------------------------------------------------------------------------------------------
 def render_storage(view: dict[str, Any], base: str = "") -> str:
+    return page("Storage", "storage", storage_body(view), base)
+
+
+def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
+    """The Storage page's content (also the storage report run page, without the history)."""
+    if not view.get("allowed", True):
+        return "<h2>Storage</h2>" + not_allowed(["s3_storage_report"])
     latest = view["latest"]
     if latest is None:
-        body = '<h2>Storage</h2><p class="muted" id="no-report">No storage report yet: trigger the ' \
-               "<code>s3_storage_report</code> DAG.</p>"
-        return page("Storage", "storage", body, base)
+        broken = "".join(f'<p class="err">Unreadable report {_e(b["run_id"])}: {_e(b["error"])}</p>'
+                         for b in view.get("broken", []))
+        return '<h2>Storage</h2><p class="muted" id="no-report">No storage report yet: trigger the ' \
+               "<code>s3_storage_report</code> DAG.</p>" + broken
     t = latest["totals"]
     body = [
-        f'<h2>Latest storage report</h2><p class="muted">Run <code id="report-run">{_e(latest["run_id"])}</code>, '
+        f'<h2>{"Latest storage report" if history else "Storage report"}</h2><p class="muted">Run '
+        f'<code id="report-run">{_e(latest["run_id"])}</code>, '
         f'generated {_e(latest["generated_at"])}, source {_e(latest["source"])}. Costs are estimated at list price.</p>',
+        flags_block(view.get("flags", [])),
         _cards([("bucket_count", "Buckets", t["bucket_count"]), ("object_count", "Objects", t["object_count"]),
                 ("total_bytes", "Total size", t["total_bytes"]),
                 ("cost", "Est. monthly cost (USD)", t["estimated_monthly_cost_usd"])]),
         '<div class="charts">',
-        bar_chart([(b["name"], b["total_bytes"]) for b in sorted(latest["buckets"], key=lambda b: -b["total_bytes"])],
+        bar_chart([(b["name"], b["total_bytes"]) for b in sorted(latest["buckets"], key=lambda b: -(b["total_bytes"] or 0))],
                   title="Bytes per bucket", chart_id="chart-buckets"),
         bar_chart([(c["storage_class"], c["bytes"]) for c in latest["by_class"]],
                   title="Bytes per storage class", chart_id="chart-classes"),
@@ -218,7 +280,7 @@ def render_storage(view: dict[str, Any], base: str = "") -> str:
                 '<th class="num">Objects</th><th class="num">Bytes</th><th class="num">Est. USD/month</th></tr></thead><tbody>')
     for c in latest["by_class"]:
         body.append(f'<tr data-class="{_e(c["storage_class"])}"><td>{_e(c["storage_class"])}</td>'
-                    f'{_num(int(c["object_count"]))}{_bytes_cell(int(c["bytes"]))}{_num(float(c["estimated_monthly_cost_usd"]))}</tr>')
+                    f'{_num(int(c["object_count"]))}{_bytes_cell(int(c["bytes"]))}{_num(round(float(c["estimated_monthly_cost_usd"]), 6))}</tr>')
     body.append("</tbody></table>")
     body.append('<h3>Hidden costs</h3><p class="muted">Noncurrent versions, delete markers and incomplete multipart '
                 "uploads are billed but do not show in a plain listing.</p>")
@@ -233,6 +295,8 @@ def render_storage(view: dict[str, Any], base: str = "") -> str:
         body.append("</tbody></table>")
     else:
         body.append('<p class="muted" id="hidden">None found.</p>')
+    if not history:
+        return "".join(body)
     hist = view["history"]
     body.append(f'<h2>History</h2><p class="muted"><span id="report-count">{view["report_count"]}</span> reports.</p>'
                 '<div class="charts">')
@@ -244,7 +308,7 @@ def render_storage(view: dict[str, Any], base: str = "") -> str:
     if view["broken"]:
         body.append('<p class="err">Unreadable reports: ' + ", ".join(
             f'{_e(b["run_id"])} ({_e(b["error"])})' for b in view["broken"]) + "</p>")
-    return page("Storage", "storage", "".join(body), base)
+    return "".join(body)
 
 
 def _badge(status: str) -> str:
@@ -252,28 +316,42 @@ def _badge(status: str) -> str:
     return f'<span class="badge {cls}">{_e(status)}</span>'
 
 
-def _plan_block(p: dict[str, Any]) -> str:
+def plan_block(p: dict[str, Any], *, heading: bool = True) -> str:
+    """One plan: headline, counts, reasons, guard limits, approval state, sample keys and the audit."""
     if p.get("error") and "delete_count" not in p:
-        return (f'<section class="plan" data-run="{_e(p["run_id"])}"><h3>{_e(p["dag_id"])} · {_e(p["run_id"])}</h3>'
-                f'<p class="err">{_e(p["error"])}</p></section>')
+        return (f'<section class="plan" data-dag="{_e(p["dag_id"])}" data-run="{_e(p["run_id"])}" '
+                f'data-status="{_e(p.get("status"))}"><h3>{_e(p["dag_id"])} · {_e(p["run_id"])} '
+                f'{_badge(p.get("status") or "unreadable")}</h3><p class="err">{_e(p["error"])}</p></section>')
     reasons = "".join(f'<tr data-reason="{_e(r["reason"])}"><td>{_e(r["reason"])}</td>{_num(r["count"])}'
                       f'{_bytes_cell(r["bytes"])}</tr>' for r in p["by_reason"])
     samples = "".join(f"<li><code>{_e(k)}</code></li>" for k in p["samples"])
     out = [
         f'<section class="plan" data-dag="{_e(p["dag_id"])}" data-run="{_e(p["run_id"])}" data-status="{_e(p["status"])}">',
-        f'<h3>{_e(p["dag_id"])} · <code>{_e(p["run_id"])}</code> {_badge(p["status"])}</h3>',
+        f'<h3>{_e(p["dag_id"])} · <code>{_e(p["run_id"])}</code> {_badge(p["status"])}</h3>' if heading
+        else f'<h3>Deletion plan {_badge(p["status"])}</h3>',
         f'<p class="headline">{_e(p["headline"])}</p>' if p.get("headline") else "",
         f'<p>{"Bucket <code>" + _e(p["bucket"]) + "</code> · " if p.get("bucket") else ""}'
         f'{"Prefix <code>" + _e(p["prefix"]) + "</code> · " if p["prefix"] else ""}'
-        f'planned {_e(p["planned_at"])} · <span class="delete-count" data-value="{p["delete_count"]}">'
-        f'{p["delete_count"]:,}</span> objects to delete, <span class="delete-bytes" data-value="{p["delete_bytes"]}">'
-        f'{human_bytes(p["delete_bytes"])}</span>, of {p["scanned_count"]:,} scanned '
-        f'({human_bytes(p["scanned_bytes"])}){"" if p["listing_complete"] is not False else " · <b class=err>listing incomplete</b>"}'
+        f'planned {_e(p["planned_at"])} · <span class="delete-count" data-value="{_e(p["delete_count"])}">'
+        f'{_count(p["delete_count"])}</span> objects to delete, <span class="delete-bytes" '
+        f'data-value="{_e(p["delete_bytes"])}">{human_bytes(p["delete_bytes"])}</span>, of '
+        f'{_count(p["scanned_count"])} scanned ({human_bytes(p["scanned_bytes"])})'
+        f'{"" if p["listing_complete"] is not False else " · <b class=err>listing incomplete</b>"}'
         f'{" · dry run" if p.get("dry_run") else ""}</p>',
+        flags_block(p.get("flags", [])),
     ]
     if reasons:
         out.append('<table class="reasons"><thead><tr><th>Reason</th><th class="num">Objects</th>'
                    f'<th class="num">Bytes</th></tr></thead><tbody>{reasons}</tbody></table>')
+    limits = p.get("limits") or []
+    if limits:
+        source = p.get("limits_source") or "recorded with the plan"
+        out.append(f'<h4>Guard limits <span class="muted">({_e(source)})</span></h4><dl class="limits">'
+                   + "".join(f'<dt>{_e(k)}</dt><dd data-limit="{_e(k)}"><code>{_e(v)}</code></dd>' for k, v in limits)
+                   + "</dl>")
+    out.append(f'<p class="approval">Approval: <b data-approval="{_e(p.get("approval_state") or "")}">'
+               f'{_e(_approval_text(p))}</b>'
+               f'{" by " + _e(p["audit"]["approved_by"]) if p.get("audit") and p["audit"].get("approved_by") else ""}</p>')
     if samples:
         is_open = " open" if p["status"] == "awaiting approval" else ""
         out.append(f'<details{is_open}><summary>Sample keys ({len(p["samples"])})</summary><ul class="keys">{samples}</ul></details>')
@@ -284,9 +362,9 @@ def _plan_block(p: dict[str, Any]) -> str:
     if a:
         out.append(
             f'<p class="audit">Audit{" (" + _e(a["outcome"]) + ")" if a["outcome"] else ""}: '
-            f'<span class="deleted-count" data-value="{a["deleted_count"]}">{a["deleted_count"]:,}</span> deleted '
-            f'({human_bytes(a["deleted_bytes"])}), {a["skipped_count"]:,} skipped as now protected, '
-            f'<span class="error-count" data-value="{a["error_count"]}">{a["error_count"]:,}</span> errors'
+            f'<span class="deleted-count" data-value="{_e(a["deleted_count"])}">{_count(a["deleted_count"])}</span> '
+            f'deleted ({human_bytes(a["deleted_bytes"])}), {_count(a["skipped_count"])} skipped as now protected, '
+            f'<span class="error-count" data-value="{_e(a["error_count"])}">{_count(a["error_count"])}</span> errors'
             f'{", purged rows: " + _e(a["purged_rows"]) if a["purged_rows"] is not None else ""}.</p>'
         )
         if a["error_samples"]:
@@ -299,19 +377,39 @@ def _plan_block(p: dict[str, Any]) -> str:
     return "".join(out)
 
 
+_APPROVAL = {"awaiting_input": "waiting for a person", "success": "given", "skipped": "rejected (nothing deleted)",
+             "failed": "refused", "upstream_failed": "not asked (an earlier step failed)",
+             "removed": "not asked", None: "unknown (Airflow did not say)"}
+
+
+def _approval_text(p: dict[str, Any]) -> str:
+    state = p.get("approval_state")
+    return _APPROVAL.get(state, str(state).replace("_", " "))
+
+
 def render_plans(view: dict[str, Any], base: str = "") -> str:
     body = [f'<h2>Awaiting approval (<span id="pending-count">{len(view["pending"])}</span>)</h2>']
-    body += [_plan_block(p) for p in view["pending"]] or ['<p class="muted">Nothing is waiting for approval.</p>']
+    if view.get("hidden_dags"):
+        body.append(not_allowed(view["hidden_dags"]))
+    body += [plan_block(p) for p in view["pending"]] or ['<p class="muted">Nothing is waiting for approval.</p>']
     recent = [p for p in view["recent"] if p["status"] != "awaiting approval"]
     body.append(f'<h2>Recent plans (<span id="plan-count">{len(recent)}</span>)</h2>')
-    body += [_plan_block(p) for p in recent] or ['<p class="muted">No finished plans yet.</p>']
+    body += [plan_block(p) for p in recent] or ['<p class="muted">No finished plans yet.</p>']
     return page("Plans", "plans", "".join(body), base)
 
 
 def render_uploads(view: dict[str, Any], base: str = "") -> str:
+    return page("Uploads", "uploads", uploads_body(view), base)
+
+
+def uploads_body(view: dict[str, Any], *, title: str = "Uploads") -> str:
+    """The Uploads page's content (also the upload run page, for one run)."""
+    if not view.get("allowed", True):
+        return f"<h2>{_e(title)}</h2>" + not_allowed(["s3_upload"])
     t = view["totals"]
     body = [
-        f'<h2>Uploads</h2><p class="muted"><span id="run-count">{view["run_count"]}</span> upload runs with a summary.</p>',
+        f'<h2>{_e(title)}</h2><p class="muted"><span id="run-count">{view["run_count"]}</span> upload runs with a summary.</p>',
+        flags_block(view.get("flags", [])),
         _cards([("uploaded", "Files uploaded", t["uploaded"]), ("bytes", "Bytes uploaded", t["bytes"]),
                 ("malformed", "Malformed", t["malformed"]), ("conflicts", "Conflicts", t["conflicts"]),
                 ("failed", "Failed", t["failed"])]),
@@ -338,4 +436,50 @@ def render_uploads(view: dict[str, Any], base: str = "") -> str:
             f'<td>{"".join(details)}</td></tr>'
         )
     body.append("</tbody></table>")
-    return page("Uploads", "uploads", "".join(body), base)
+    return "".join(body)
+
+
+def render_run(view: dict[str, Any], base: str = "") -> str:
+    """A DAG run's "S3 Ops" tab (inside Airflow's run page)."""
+    kind, dag_id, run_id = view["kind"], view["dag_id"], view["run_id"]
+    full = {"storage": "storage", "uploads": "uploads", "plan": "plans"}.get(kind or "", "storage")
+    nav = (f'<span class="muted">run <code id="run-id">{_e(run_id)}</code> of <code>{_e(dag_id)}</code></span>'
+           f'<a href="{base}/{full}" data-page="{full}">All {dict(PAGES)[full].lower()} →</a>')
+    if kind == "other":
+        body = (f'<p class="muted" id="not-s3ops">S3 Ops shows the plans, storage reports and upload results of '
+                f'its DAGs; <code>{_e(dag_id)}</code> is not one of them.</p>')
+    elif not view["allowed"]:
+        body = not_allowed([dag_id])
+    elif kind == "bad_run_id":
+        body = '<p class="err">This run id cannot name an artifact folder.</p>'
+    elif kind == "storage":
+        body = storage_body(view["storage"], history=False)
+    elif kind == "uploads":
+        body = uploads_body(view["uploads"], title="Upload run") + _batches_table(view["uploads"].get("batches", []))
+    elif view.get("plan") is None:
+        body = ('<p class="muted" id="no-plan">This run has no plan yet: the <code>plan</code> task writes it '
+                "(or it failed before; see its log).</p>")
+    else:
+        body = plan_block(view["plan"], heading=False)
+    return page(f"{dag_id} · {run_id}", "", body, base, nav=nav)
+
+
+def _batches_table(batches: list[dict[str, Any]]) -> str:
+    if not batches:
+        return '<p class="muted" id="no-batches">No batch has finished yet.</p>'
+    rows = []
+    for b in batches:
+        if b["error"]:
+            rows.append(f'<tr data-batch="{_e(b["batch"])}"><td>{_e(b["batch"])}</td>'
+                        f'<td colspan="7" class="err">{_e(b["error"])}</td></tr>')
+            continue
+        failed = ("<details><summary>failed</summary><ul class=\"keys\">"
+                  + "".join(f"<li><code>{_e(x)}</code></li>" for x in b["failed_paths"]) + "</ul></details>"
+                  if b["failed_paths"] else "")
+        rows.append(f'<tr data-batch="{_e(b["batch"])}"><td><code>{_e(b["batch"])}</code></td>{_num(b["uploaded"])}'
+                    f'{_bytes_cell(b["bytes"])}{_num(b["already_present"])}{_num(b["not_ready"])}'
+                    f'{_num(b["conflicts"])}{_num(b["failed"])}<td>{failed}</td></tr>')
+    return ('<h3>Batches</h3><table class="sortable" id="batches"><thead><tr><th>Batch</th><th class="num">Uploaded'
+            '</th><th class="num">Bytes</th><th class="num">Already there</th><th class="num">Not ready</th>'
+            '<th class="num">Conflicts</th><th class="num">Failed</th><th>Details</th></tr></thead><tbody>'
+            + "".join(rows) + "</tbody></table>")

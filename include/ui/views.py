@@ -4,12 +4,16 @@ Each function takes the artifact root (a ``pathlib.Path`` or an ``ObjectStorageP
 ``include.core.artifacts``) and returns plain dicts/lists the HTML layer renders. Artifacts written by a
 newer or older version of a DAG may lack fields: missing values become ``None``/0, never an error, and
 a run folder whose files cannot be parsed is listed with its ``error`` instead of breaking the page.
+A value of the wrong kind (a count that is not a whole number ≥ 0, a list where a table belongs) is
+shown as "–" and named in the view's ``flags``, so one odd artifact never hides (or fakes) the rest.
+Which DAGs' artifacts a user may see is decided by the caller (``readable``: DAG ids), see the plugin.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import math
+from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,18 +54,64 @@ def _mtime(path: ArtifactPath) -> str | None:
     return datetime.fromtimestamp(float(ts), tz=timezone.utc).isoformat()
 
 
-def _int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+class Fields:
+    """Reads values out of one artifact, noting in ``flags`` each one that is not what the DAG writes.
+
+    A missing value (``None``) is 0: older artifacts lack newer fields. Anything else that is not a
+    finite number ≥ 0 (a string, a bool, NaN, a negative count) becomes ``None`` ("–" on the page) and a
+    flag naming the file, the field and the value, never a silent 0.
+    """
+
+    def __init__(self, source: str, flags: list[str]) -> None:
+        self.source, self.flags = source, flags
+
+    def flag(self, where: str, value: Any, expected: str) -> None:
+        shown = repr(value)
+        self.flags.append(f"{self.source}: {where} is {shown[:80]}{'…' if len(shown) > 80 else ''}, "
+                          f"not {expected}; shown as –")
+
+    def count(self, value: Any, where: str) -> int | None:
+        """A whole number ≥ 0 (an integral float such as ``5.0`` is accepted)."""
+        if value is None:
+            return 0
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
+            return int(value)
+        self.flag(where, value, "a whole number ≥ 0")
+        return None
+
+    def amount(self, value: Any, where: str) -> float | None:
+        """A finite number ≥ 0 (money)."""
+        if value is None:
+            return 0.0
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+            return float(value)
+        self.flag(where, value, "a number ≥ 0")
+        return None
+
+    def mapping(self, value: Any, where: str) -> dict[str, Any]:
+        if value is None or isinstance(value, dict):
+            return value or {}
+        self.flag(where, value, "an object")
+        return {}
+
+    def items(self, value: Any, where: str) -> list[Any]:
+        if value is None or isinstance(value, list):
+            return value or []
+        self.flag(where, value, "a list")
+        return []
+
+    def text(self, value: Any) -> str | None:
+        return None if value is None else str(value)
 
 
-def _float(value: Any) -> float:
-    try:
-        return float(value or 0)
-    except (TypeError, ValueError):
-        return 0.0
+def _sum(values: Iterable[int | float | None]) -> Any:
+    return sum(v for v in values if v is not None)
+
+
+def _allowed(dag_id: str, readable: Collection[str] | None) -> bool:
+    return readable is None or dag_id in readable
 
 
 # Storage ------------------------------------------------------------------------------------------
@@ -71,152 +121,235 @@ def load_reports(root: ArtifactPath) -> list[dict[str, Any]]:
     for run_id, folder in _run_dirs(root, STORAGE_DAG, "report.json"):
         try:
             report = read_json(folder / "report.json")
+            if not isinstance(report, dict):
+                raise ValueError(f"a report is a JSON object, this is {type(report).__name__}")
             reports.append({"run_id": run_id, "generated_at": str(report.get("generated_at") or ""), "report": report})
         except (OSError, ValueError) as exc:
             reports.append({"run_id": run_id, "generated_at": _mtime(folder / "report.json") or "", "error": str(exc)})
     return sorted(reports, key=lambda r: (r["generated_at"], r["run_id"]))
 
 
-def storage_view(root: ArtifactPath) -> dict[str, Any]:
+def storage_view(root: ArtifactPath, readable: Collection[str] | None = None,
+                 run_id: str | None = None) -> dict[str, Any]:
     """The Storage page: the latest report (table, per-bucket and per-class totals, hidden costs) and
-    the history of every report (object count and bytes per bucket over time)."""
-    reports = load_reports(root)
-    valid = [r for r in reports if "report" in r]
-    view: dict[str, Any] = {"report_count": len(reports), "latest": None, "history": storage_history(valid),
-                            "broken": [{"run_id": r["run_id"], "error": r["error"]} for r in reports if "error" in r]}
-    if not valid:
+    the history of every report (object count and bytes per bucket over time). With ``run_id``: that
+    run's report as "latest" (the run page). ``readable`` (DAG ids) without the storage DAG: nothing."""
+    view: dict[str, Any] = {"report_count": 0, "latest": None, "history": storage_history([]), "broken": [],
+                            "flags": [], "allowed": _allowed(STORAGE_DAG, readable)}
+    if not view["allowed"]:
         return view
-    latest = valid[-1]
-    report = latest["report"]
+    reports = load_reports(root)
+    if run_id is not None:
+        reports = [r for r in reports if r["run_id"] == run_id]
+    view["report_count"] = len(reports)
+    view["broken"] = [{"run_id": r["run_id"], "error": r["error"]} for r in reports if "error" in r]
+    valid = [r for r in reports if "report" in r]
+    view["history"] = storage_history(valid)
+    if valid:
+        latest = valid[-1]
+        view["latest"] = _report_summary(latest["run_id"], latest["report"], view["flags"])
+    return view
+
+
+def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> dict[str, Any]:
+    f = Fields(f"{STORAGE_DAG}/{run_id}/report.json", flags)
     buckets = []
     by_class: dict[str, dict[str, float]] = {}
     hidden = []
-    for b in report.get("buckets") or []:
-        classes = b.get("storage_classes") or {}
+    for i, b in enumerate(f.items(report.get("buckets"), "buckets")):
+        where = f"buckets[{i}]"
+        if not isinstance(b, dict):
+            f.flag(where, b, "an object")
+            continue
+        classes = f.mapping(b.get("storage_classes"), f"{where}.storage_classes")
         for name, c in classes.items():
-            agg = by_class.setdefault(name, {"object_count": 0, "bytes": 0, "estimated_monthly_cost_usd": 0.0})
-            agg["object_count"] += _int(c.get("object_count"))
-            agg["bytes"] += _int(c.get("bytes"))
-            agg["estimated_monthly_cost_usd"] += _float(c.get("estimated_monthly_cost_usd"))
-        noncurrent = b.get("noncurrent_versions") or {}
-        mpu = b.get("incomplete_multipart_uploads") or {}
+            c = f.mapping(c, f"{where}.storage_classes.{name}")
+            agg = by_class.setdefault(str(name), {"object_count": 0, "bytes": 0, "estimated_monthly_cost_usd": 0.0})
+            agg["object_count"] += f.count(c.get("object_count"), f"{where}.storage_classes.{name}.object_count") or 0
+            agg["bytes"] += f.count(c.get("bytes"), f"{where}.storage_classes.{name}.bytes") or 0
+            agg["estimated_monthly_cost_usd"] += f.amount(
+                c.get("estimated_monthly_cost_usd"), f"{where}.storage_classes.{name}.estimated_monthly_cost_usd") or 0.0
+        noncurrent = f.mapping(b.get("noncurrent_versions"), f"{where}.noncurrent_versions")
+        mpu = f.mapping(b.get("incomplete_multipart_uploads"), f"{where}.incomplete_multipart_uploads")
         row = {
-            "name": b.get("name"),
-            "region": b.get("region"),
-            "creation_date": b.get("creation_date"),
-            "object_count": _int(b.get("object_count")),
-            "total_bytes": _int(b.get("total_bytes")),
-            "total_size": b.get("total_size"),
-            "last_modified": b.get("last_modified"),
-            "estimated_monthly_cost_usd": _float(b.get("estimated_monthly_cost_usd")),
-            "storage_classes": sorted(classes),
-            "error": b.get("error"),
+            "name": f.text(b.get("name")),
+            "region": f.text(b.get("region")),
+            "creation_date": f.text(b.get("creation_date")),
+            "object_count": f.count(b.get("object_count"), f"{where}.object_count"),
+            "total_bytes": f.count(b.get("total_bytes"), f"{where}.total_bytes"),
+            "total_size": f.text(b.get("total_size")),
+            "last_modified": f.text(b.get("last_modified")),
+            "estimated_monthly_cost_usd": f.amount(b.get("estimated_monthly_cost_usd"), f"{where}.estimated_monthly_cost_usd"),
+            "storage_classes": sorted(str(k) for k in classes),
+            "error": f.text(b.get("error")),
         }
         buckets.append(row)
+        versioned = b.get("noncurrent_versions") is not None
         hidden_row = {
             "name": row["name"],
-            "noncurrent_count": _int(noncurrent.get("object_count")) if b.get("noncurrent_versions") is not None else None,
-            "noncurrent_bytes": _int(noncurrent.get("bytes")) if b.get("noncurrent_versions") is not None else None,
-            "delete_markers": b.get("delete_markers"),
-            "multipart_count": _int(mpu.get("count")),
-            "multipart_bytes": _int(mpu.get("bytes")),
+            "noncurrent_count": f.count(noncurrent.get("object_count"), f"{where}.noncurrent_versions.object_count")
+            if versioned else None,
+            "noncurrent_bytes": f.count(noncurrent.get("bytes"), f"{where}.noncurrent_versions.bytes") if versioned else None,
+            "delete_markers": f.count(b.get("delete_markers"), f"{where}.delete_markers")
+            if b.get("delete_markers") is not None else None,
+            "multipart_count": f.count(mpu.get("count"), f"{where}.incomplete_multipart_uploads.count"),
+            "multipart_bytes": f.count(mpu.get("bytes"), f"{where}.incomplete_multipart_uploads.bytes"),
         }
         if any(hidden_row[k] for k in ("noncurrent_count", "noncurrent_bytes", "delete_markers", "multipart_count")):
             hidden.append(hidden_row)
-    totals = report.get("totals") or {}
-    view["latest"] = {
-        "run_id": latest["run_id"],
-        "generated_at": report.get("generated_at"),
-        "source": report.get("source"),
-        "size_unit": report.get("size_unit"),
+    totals = f.mapping(report.get("totals"), "totals")
+
+    def total(key: str, fallback: Any) -> Any:
+        return f.count(totals[key], f"totals.{key}") if key in totals else fallback
+
+    return {
+        "run_id": run_id,
+        "generated_at": f.text(report.get("generated_at")),
+        "source": f.text(report.get("source")),
+        "size_unit": f.text(report.get("size_unit")),
         "buckets": buckets,
         "by_class": [{"storage_class": k, **v} for k, v in sorted(by_class.items(), key=lambda kv: -kv[1]["bytes"])],
         "hidden_costs": hidden,
         "totals": {
-            "bucket_count": _int(totals.get("bucket_count", len(buckets))),
-            "object_count": _int(totals.get("object_count", sum(b["object_count"] for b in buckets))),
-            "total_bytes": _int(totals.get("total_bytes", sum(b["total_bytes"] for b in buckets))),
-            "estimated_monthly_cost_usd": _float(totals.get("estimated_monthly_cost_usd")),
+            "bucket_count": total("bucket_count", len(buckets)),
+            "object_count": total("object_count", _sum(b["object_count"] for b in buckets)),
+            "total_bytes": total("total_bytes", _sum(b["total_bytes"] for b in buckets)),
+            "estimated_monthly_cost_usd": f.amount(totals.get("estimated_monthly_cost_usd"),
+                                                   "totals.estimated_monthly_cost_usd"),
         },
     }
-    return view
 
 
 def storage_history(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-bucket series over the reports (oldest first): ``{"times": [...], "buckets": {name:
-    {"object_count": [...], "total_bytes": [...]}}}``; a bucket absent from a report has ``None`` there."""
+    {"object_count": [...], "total_bytes": [...]}}}``; a bucket absent from a report, unreadable, or
+    with a value of the wrong kind has ``None`` there (a gap, not a zero)."""
     times = [r["generated_at"] for r in reports]
     series: dict[str, dict[str, list[int | None]]] = {}
+    quiet: list[str] = []  # the latest report's flags are shown with it; older ones only make gaps
     for i, r in enumerate(reports):
-        for b in r["report"].get("buckets") or []:
+        f = Fields(r["run_id"], quiet)
+        for b in f.items(r["report"].get("buckets"), "buckets"):
+            if not isinstance(b, dict):
+                continue
             name = str(b.get("name"))
             s = series.setdefault(name, {"object_count": [None] * len(reports), "total_bytes": [None] * len(reports)})
             if not b.get("error"):
-                s["object_count"][i] = _int(b.get("object_count"))
-                s["total_bytes"][i] = _int(b.get("total_bytes"))
+                s["object_count"][i] = f.count(b.get("object_count"), "object_count")
+                s["total_bytes"][i] = f.count(b.get("total_bytes"), "total_bytes")
     return {"times": times, "run_ids": [r["run_id"] for r in reports], "buckets": dict(sorted(series.items()))}
 
 
 # Plans --------------------------------------------------------------------------------------------
 def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None = None,
-               limit: int = 50) -> dict[str, Any]:
+               limit: int = 50, readable: Collection[str] | None = None) -> dict[str, Any]:
     """The Plans page: every retention / deploy-cleanup plan, newest first, with its audit if the run
     deleted (or refused) already. ``run_states`` maps ``(dag_id, run_id)`` to the approval task's
-    state when Airflow can tell (``awaiting_input``, ``success``, ``skipped``…)."""
+    state when Airflow can tell (``awaiting_input``, ``success``, ``skipped``…). Only the DAGs in
+    ``readable`` (all when ``None``) are looked at."""
     run_states = run_states or {}
     plans = []
     for dag_id in PLAN_DAGS:
+        if not _allowed(dag_id, readable):
+            continue
         for run_id, folder in _run_dirs(root, dag_id, "plan.json"):
-            plans.append(_plan_entry(dag_id, run_id, folder, run_states.get((dag_id, run_id))))
+            plans.append(plan_entry(dag_id, run_id, folder, run_states.get((dag_id, run_id))))
     plans.sort(key=lambda p: (p["planned_at"] or "", p["run_id"]), reverse=True)
     pending = [p for p in plans if p["status"] == "awaiting approval"]
-    return {"pending": pending, "recent": plans[:limit], "plan_count": len(plans)}
+    return {"pending": pending, "recent": plans[:limit], "plan_count": len(plans),
+            "hidden_dags": [d for d in PLAN_DAGS if not _allowed(d, readable)]}
 
 
-def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: str | None) -> dict[str, Any]:
+def plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: str | None) -> dict[str, Any]:
+    """One plan (and its audit, if any) as the Plans page and the run page show it."""
     entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": _mtime(folder / "plan.json"),
-                             "approval_state": approval_state, "audit": None, "error": None}
+                             "approval_state": approval_state, "audit": None, "error": None, "flags": []}
     try:
         plan = read_json(folder / "plan.json")
+        if not isinstance(plan, dict):
+            raise ValueError(f"a plan is a JSON object, this is {type(plan).__name__}")
     except (OSError, ValueError) as exc:
         entry.update(status="unreadable", error=f"plan.json: {exc}")
         return entry
-    by_reason = plan.get("by_reason") or {}
+    f = Fields(f"{dag_id}/{run_id}/plan.json", entry["flags"])
+    by_reason = f.mapping(plan.get("by_reason"), "by_reason")
     entry.update(
-        planned_at=plan.get("planned_at") or plan.get("generated_at") or entry["planned_at"],
-        bucket=plan.get("bucket"),
-        headline=plan.get("headline"),
-        prefix=plan.get("key_prefix", plan.get("prefix")),
-        delete_count=_int(plan.get("delete_count")),
-        delete_bytes=_int(plan.get("delete_bytes")),
-        scanned_count=_int(plan.get("scanned_count")),
-        scanned_bytes=_int(plan.get("scanned_bytes")),
+        planned_at=f.text(plan.get("planned_at") or plan.get("generated_at")) or entry["planned_at"],
+        bucket=f.text(plan.get("bucket")),
+        headline=f.text(plan.get("headline")),
+        prefix=f.text(plan.get("key_prefix", plan.get("prefix"))),
+        delete_count=f.count(plan.get("delete_count"), "delete_count"),
+        delete_bytes=f.count(plan.get("delete_bytes"), "delete_bytes"),
+        scanned_count=f.count(plan.get("scanned_count"), "scanned_count"),
+        scanned_bytes=f.count(plan.get("scanned_bytes"), "scanned_bytes"),
         listing_complete=plan.get("listing_complete"),
-        by_reason=[{"reason": k, "count": _int(v.get("count")), "bytes": _int(v.get("bytes"))}
-                   for k, v in sorted(by_reason.items())],
-        samples=[str(s) for s in (plan.get("samples") or [])][:20],
-        chunks=len(plan.get("chunks") or []),
-        plan_uri=plan.get("plan_uri"),
+        by_reason=_reasons(f, by_reason, "by_reason"),
+        samples=[str(s) for s in f.items(plan.get("samples"), "samples")][:20],
+        chunks=len(f.items(plan.get("chunks"), "chunks")),
+        plan_uri=f.text(plan.get("plan_uri")),
         dry_run=plan.get("dry_run"),
+        limits=_limits(plan, folder),
     )
     if (folder / "audit.json").exists():
         try:
             audit = read_json(folder / "audit.json")
+            if not isinstance(audit, dict):
+                raise ValueError(f"an audit is a JSON object, this is {type(audit).__name__}")
+            a = Fields(f"{dag_id}/{run_id}/audit.json", entry["flags"])
             entry["audit"] = {
-                "outcome": audit.get("outcome"),
-                "deleted_count": _int(audit.get("deleted_count")),
-                "deleted_bytes": _int(audit.get("deleted_bytes")),
-                "skipped_count": _int(audit.get("skipped_count")),
-                "error_count": _int(audit.get("error_count")),
-                "error_samples": list(audit.get("error_samples") or [])[:10],
-                "deleted_by_reason": [{"reason": k, "count": _int(v.get("count")), "bytes": _int(v.get("bytes"))}
-                                      for k, v in sorted((audit.get("deleted_by_reason") or {}).items())],
+                "outcome": a.text(audit.get("outcome")),
+                "deleted_count": a.count(audit.get("deleted_count"), "deleted_count"),
+                "deleted_bytes": a.count(audit.get("deleted_bytes"), "deleted_bytes"),
+                "skipped_count": a.count(audit.get("skipped_count"), "skipped_count"),
+                "error_count": a.count(audit.get("error_count"), "error_count"),
+                "error_samples": [e if isinstance(e, dict) else {"message": str(e)}
+                                  for e in a.items(audit.get("error_samples"), "error_samples")][:10],
+                "deleted_by_reason": _reasons(a, a.mapping(audit.get("deleted_by_reason"), "deleted_by_reason"),
+                                              "deleted_by_reason"),
                 "purged_rows": audit.get("purged_rows", audit.get("purged_row_count")),
+                "approved_by": a.text(audit.get("approved_by") or audit.get("approver")),
             }
         except (OSError, ValueError) as exc:
             entry["error"] = f"audit.json: {exc}"
     entry["status"] = _plan_status(entry, approval_state)
     return entry
+
+
+def _reasons(f: Fields, by_reason: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    rows = []
+    for k, v in sorted(by_reason.items()):
+        v = f.mapping(v, f"{where}.{k}")
+        rows.append({"reason": str(k), "count": f.count(v.get("count"), f"{where}.{k}.count"),
+                     "bytes": f.count(v.get("bytes"), f"{where}.{k}.bytes")})
+    return rows
+
+
+GUARD_PARAMS = ("max_delete_count", "max_delete_fraction", "approval", "dry_run", "allow_empty_jobs")
+
+
+def _limits(plan: dict[str, Any], folder: ArtifactPath | None = None) -> list[tuple[str, str]]:
+    """The guard limits recorded with the plan (``limits`` in plan.json, or a ``guard.json`` beside
+    it), shown as written, not interpreted; empty when the DAG recorded none."""
+    found: Any = plan.get("limits") or plan.get("guard_limits")
+    if not found and folder is not None:
+        try:
+            guard = read_json(folder / "guard.json") if (folder / "guard.json").exists() else {}
+            found = guard.get("limits", guard) if isinstance(guard, dict) else guard
+        except (OSError, ValueError):
+            found = None
+    if not found:
+        return []
+    if not isinstance(found, dict):
+        return [("limits", str(found))]
+    return [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(found.items())]
+
+
+def conf_limits(conf: Any) -> list[tuple[str, str]]:
+    """The safety settings a run was triggered with (its conf), for the run page when the plan
+    recorded no limits itself."""
+    if not isinstance(conf, dict):
+        return []
+    return [(k, conf[k] if isinstance(conf[k], str) else json.dumps(conf[k])) for k in GUARD_PARAMS if k in conf]
 
 
 def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
@@ -242,36 +375,48 @@ def required_actions_url(dag_id: str, run_id: str) -> str:
 
 
 # Uploads ------------------------------------------------------------------------------------------
-def uploads_view(root: ArtifactPath, limit: int = 50) -> dict[str, Any]:
-    """The Uploads page: recent upload runs, newest first, and totals over them."""
-    runs = []
-    for run_id, folder in _run_dirs(root, UPLOAD_DAG, "summary.json"):
-        entry: dict[str, Any] = {"run_id": run_id, "finished_at": _mtime(folder / "summary.json"), "error": None}
-        try:
-            summary = read_json(folder / "summary.json")
-        except (OSError, ValueError) as exc:
-            entry["error"] = str(exc)
-            runs.append(entry)
+def uploads_view(root: ArtifactPath, limit: int = 50, readable: Collection[str] | None = None,
+                 run_id: str | None = None) -> dict[str, Any]:
+    """The Uploads page: recent upload runs, newest first, and totals over them (with ``run_id``: that
+    run only, the run page). ``readable`` (DAG ids) without the upload DAG: nothing."""
+    runs: list[dict[str, Any]] = []
+    flags: list[str] = []
+    allowed = _allowed(UPLOAD_DAG, readable)
+    for rid, folder in _run_dirs(root, UPLOAD_DAG, "summary.json") if allowed else ():
+        if run_id is not None and rid != run_id:
             continue
-        entry.update(
-            bucket=summary.get("bucket"),
-            key_prefix=summary.get("key_prefix"),
-            uploaded=_int(summary.get("uploaded")),
-            skipped_not_ready=_int(summary.get("skipped_not_ready")),
-            malformed=_int(summary.get("malformed")),
-            conflicts=_int(summary.get("conflicts")),
-            failed=_int(summary.get("failed")),
-            bytes=_int(summary.get("bytes")),
-            malformed_paths=[str(p) for p in (summary.get("malformed_paths") or [])][:20],
-            conflict_keys=[str(k) for k in (summary.get("conflict_keys") or [])][:20],
-            failed_paths=[str(p) for p in (summary.get("failed_paths") or [])][:20],
-        )
-        entry["finished_at"] = summary.get("finished_at") or _last_upload(folder) or entry["finished_at"]
-        runs.append(entry)
+        runs.append(upload_entry(rid, folder, flags))
     runs.sort(key=lambda r: (r["finished_at"] or "", r["run_id"]), reverse=True)
     ok = [r for r in runs if not r["error"]]
-    totals = {k: sum(r[k] for r in ok) for k in ("uploaded", "bytes", "malformed", "conflicts", "failed")}
-    return {"runs": runs[:limit], "run_count": len(runs), "totals": totals}
+    totals = {k: _sum(r[k] for r in ok) for k in ("uploaded", "bytes", "malformed", "conflicts", "failed")}
+    return {"runs": runs[:limit], "run_count": len(runs), "totals": totals, "flags": flags, "allowed": allowed}
+
+
+def upload_entry(run_id: str, folder: ArtifactPath, flags: list[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"run_id": run_id, "finished_at": _mtime(folder / "summary.json"), "error": None}
+    try:
+        summary = read_json(folder / "summary.json")
+        if not isinstance(summary, dict):
+            raise ValueError(f"a summary is a JSON object, this is {type(summary).__name__}")
+    except (OSError, ValueError) as exc:
+        entry["error"] = str(exc)
+        return entry
+    f = Fields(f"{UPLOAD_DAG}/{run_id}/summary.json", flags)
+    entry.update(
+        bucket=f.text(summary.get("bucket")),
+        key_prefix=f.text(summary.get("key_prefix")),
+        uploaded=f.count(summary.get("uploaded"), "uploaded"),
+        skipped_not_ready=f.count(summary.get("skipped_not_ready"), "skipped_not_ready"),
+        malformed=f.count(summary.get("malformed"), "malformed"),
+        conflicts=f.count(summary.get("conflicts"), "conflicts"),
+        failed=f.count(summary.get("failed"), "failed"),
+        bytes=f.count(summary.get("bytes"), "bytes"),
+        malformed_paths=[str(p) for p in f.items(summary.get("malformed_paths"), "malformed_paths")][:20],
+        conflict_keys=[str(k) for k in f.items(summary.get("conflict_keys"), "conflict_keys")][:20],
+        failed_paths=[str(p) for p in f.items(summary.get("failed_paths"), "failed_paths")][:20],
+    )
+    entry["finished_at"] = f.text(summary.get("finished_at")) or _last_upload(folder) or entry["finished_at"]
+    return entry
 
 
 def _last_upload(folder: ArtifactPath) -> str | None:
@@ -279,7 +424,84 @@ def _last_upload(folder: ArtifactPath) -> str | None:
     if not manifest.exists():
         return None
     try:
-        times = [str(row.get("uploaded_at")) for row in read_jsonl(manifest) if row.get("uploaded_at")]
+        times = [str(row["uploaded_at"]) for row in read_jsonl(manifest)
+                 if isinstance(row, dict) and row.get("uploaded_at")]
     except (OSError, json.JSONDecodeError):
         return None
     return max(times) if times else None
+
+
+# Run pages ----------------------------------------------------------------------------------------
+S3OPS_DAGS = (STORAGE_DAG, UPLOAD_DAG, *PLAN_DAGS)
+
+
+def safe_run_id(run_id: str) -> bool:
+    """A run id that names one folder under the DAG's artifact folder (no ``..``, separators or NULs)."""
+    return bool(run_id) and run_id not in (".", "..") and not any(c in run_id for c in "/\\\x00")
+
+
+def run_view(root: ArtifactPath, dag_id: str, run_id: str, *, readable: Collection[str] | None = None,
+             approval_state: str | None = None, conf: Any = None) -> dict[str, Any]:
+    """What a DAG run's "S3 Ops" tab shows: the plan of a deletion run, the report of a storage-report
+    run, the batch results of an upload run (the same entries as the S3 Ops pages)."""
+    view: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "kind": None, "allowed": _allowed(dag_id, readable)}
+    if dag_id not in S3OPS_DAGS:
+        view["kind"] = "other"
+        return view
+    if not view["allowed"]:
+        return view
+    if not safe_run_id(run_id):
+        view.update(kind="bad_run_id")
+        return view
+    if dag_id == STORAGE_DAG:
+        view.update(kind="storage", storage=storage_view(root, readable, run_id=run_id))
+    elif dag_id == UPLOAD_DAG:
+        uploads = uploads_view(root, readable=readable, run_id=run_id)
+        uploads["batches"] = upload_batches(root / UPLOAD_DAG / run_id, uploads["flags"])
+        view.update(kind="uploads", uploads=uploads)
+    else:
+        folder = root / dag_id / run_id
+        try:
+            has_plan = (folder / "plan.json").exists()
+        except OSError:
+            has_plan = False
+        if not has_plan:
+            view.update(kind="plan", plan=None)
+            return view
+        entry = plan_entry(dag_id, run_id, folder, approval_state)
+        if not entry.get("limits"):
+            entry["limits"] = conf_limits(conf)
+            entry["limits_source"] = "from the run's conf"
+        view.update(kind="plan", plan=entry)
+    return view
+
+
+def upload_batches(folder: ArtifactPath, flags: list[str]) -> list[dict[str, Any]]:
+    """Each batch's results (``results/<batch>.json``) of one upload run, in batch order."""
+    try:
+        files = sorted((p for p in (folder / "results").iterdir() if p.name.endswith(".json")), key=lambda p: p.name)
+    except (OSError, FileNotFoundError):
+        return []
+    rows = []
+    for path in files:
+        batch = path.name[: -len(".json")]
+        try:
+            data = read_json(path)
+            if not isinstance(data, dict):
+                raise ValueError(f"a batch result is a JSON object, this is {type(data).__name__}")
+        except (OSError, ValueError) as exc:
+            rows.append({"batch": batch, "error": str(exc)})
+            continue
+        f = Fields(f"{UPLOAD_DAG}/{folder.name}/results/{path.name}", flags)
+        uploaded = f.items(data.get("uploaded"), "uploaded")
+        rows.append({
+            "batch": batch, "error": None, "uploaded": len(uploaded),
+            "bytes": f.count(data.get("bytes"), "bytes"),
+            "already_present": f.count(data.get("already_present"), "already_present"),
+            "conflicts": len(f.items(data.get("conflicts"), "conflicts")),
+            "failed": len(f.items(data.get("failed"), "failed")),
+            "not_ready": len(f.items(data.get("not_ready"), "not_ready")),
+            "failed_paths": [str(x.get("path") if isinstance(x, dict) else x)
+                             for x in f.items(data.get("failed"), "failed")][:20],
+        })
+    return rows
