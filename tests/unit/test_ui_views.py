@@ -168,3 +168,138 @@ def test_pages_are_self_contained_escaped_and_carry_exact_numbers(root: Path) ->
 def test_human_bytes() -> None:
     assert [ui_html.human_bytes(n) for n in (0, 1023, 1024, 1536, 5 * 1024**3)] == [
         "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 GiB"]
+
+
+# Odd values in artifacts: flagged, never a 500 ------------------------------------------------------
+def _odd_report(tmp_path: Path) -> Path:
+    rep = tmp_path / "s3_storage_report"
+    _write(rep / "r1" / "report.json", {"generated_at": "2026-11-20T00:00:00+00:00",
+                                        "buckets": [_bucket("a", {"STANDARD": (3, 300)})], "totals": {}})
+    # JSON as a careless writer (or an attacker with write access to the artifact store) might leave it
+    _write(rep / "r2" / "report.json", '{"generated_at": "2026-11-21T00:00:00+00:00", "source": "listing", '
+           '"buckets": [' + json.dumps(_bucket("good", {"STANDARD": (5, 500)})) + ', '
+           '{"name": "odd", "object_count": "12abc", "total_bytes": 1e400, "estimated_monthly_cost_usd": "free", '
+           '"storage_classes": [1, 2], "delete_markers": -3, "noncurrent_versions": {"object_count": NaN}, '
+           '"incomplete_multipart_uploads": "none"}, "not a bucket", '
+           '{"name": 7, "object_count": true, "total_bytes": 2.5, "storage_classes": {"STANDARD": 5}}], '
+           '"totals": {"bucket_count": 3, "object_count": "many", "total_bytes": 505}}')
+    _write(rep / "r3" / "report.json", "[1, 2, 3]")  # valid JSON, not a report
+    return tmp_path
+
+
+def test_a_report_with_non_integer_fields_renders_the_rest_and_flags_each_value(tmp_path: Path) -> None:
+    view = ui_views.storage_view(_odd_report(tmp_path))
+    latest = view["latest"]
+    assert latest["run_id"] == "r2"
+    rows = {b["name"]: b for b in latest["buckets"]}
+    assert set(rows) == {"good", "odd", "7"}
+    assert (rows["good"]["object_count"], rows["good"]["total_bytes"]) == (5, 500)
+    assert rows["odd"]["object_count"] is None and rows["odd"]["total_bytes"] is None  # not a silent 0
+    assert rows["odd"]["estimated_monthly_cost_usd"] is None and rows["7"]["object_count"] is None
+    assert latest["totals"]["object_count"] is None and latest["totals"]["total_bytes"] == 505
+    flags = "\n".join(view["flags"])
+    for where in ("buckets[1].object_count is '12abc'", "buckets[1].total_bytes is inf", "buckets[1].storage_classes",
+                  "buckets[1].delete_markers is -3", "buckets[1].noncurrent_versions.object_count is nan",
+                  "buckets[1].incomplete_multipart_uploads", "buckets[2] is 'not a bucket'",
+                  "buckets[3].object_count is True", "buckets[3].total_bytes is 2.5",
+                  "buckets[3].storage_classes.STANDARD is 5", "totals.object_count is 'many'"):
+        assert f"s3_storage_report/r2/report.json: {where}" in flags, where
+    assert view["broken"] == [{"run_id": "r3", "error": "a report is a JSON object, this is list"}]
+    html = ui_html.render_storage(view)
+    _parse(html)
+    assert 'id="flags"' in html and "&#x27;12abc&#x27;" in html
+    assert f'<span class="flag-count">{len(view["flags"])}</span>' in html
+    assert 'data-bucket="odd"><td>odd</td>' in html and 'data-value="">–</td>' in html
+    assert 'data-label="good" data-value="500"' in html and 'data-label="odd"' not in html  # no bar for "unknown"
+
+
+def test_plans_and_uploads_with_odd_values_flag_them(tmp_path: Path) -> None:
+    _write(tmp_path / "s3_retention" / "odd" / "plan.json", {
+        "delete_count": "20", "delete_bytes": -1, "by_reason": {"orphan": {"count": 1.5, "bytes": 3}, "x": 4},
+        "samples": "k1", "chunks": {}, "scanned_count": 10, "listing_complete": True})
+    _write(tmp_path / "s3_retention" / "odd" / "audit.json", {"deleted_count": [], "error_samples": ["boom"]})
+    _write(tmp_path / "s3_retention" / "list" / "plan.json", [])
+    _write(tmp_path / "s3_upload" / "u1" / "summary.json", {"uploaded": "4", "bytes": 10, "malformed_paths": 3})
+    _write(tmp_path / "s3_upload" / "u1" / "manifest.jsonl", '"not a row"\n{"uploaded_at": "2026-11-21T10:00:00Z"}\n')
+    plans = ui_views.plans_view(tmp_path)
+    by_run = {p["run_id"]: p for p in plans["recent"]}
+    odd = by_run["odd"]
+    assert odd["delete_count"] is None and odd["delete_bytes"] is None and odd["samples"] == []
+    assert odd["audit"]["deleted_count"] is None and odd["audit"]["error_samples"] == [{"message": "boom"}]
+    assert any("plan.json: delete_count is '20'" in f for f in odd["flags"])
+    assert any("audit.json: deleted_count is []" in f for f in odd["flags"])
+    assert by_run["list"]["status"] == "unreadable"
+    html = ui_html.render_plans(plans)
+    _parse(html)
+    assert 'class="delete-count" data-value="">–</span>' in html and "by_reason.x is 4" in html
+    uploads = ui_views.uploads_view(tmp_path)
+    assert uploads["runs"][0]["uploaded"] is None and uploads["totals"]["bytes"] == 10
+    assert uploads["runs"][0]["finished_at"] == "2026-11-21T10:00:00Z"
+    assert "summary.json: uploaded is &#x27;4&#x27;" in ui_html.render_uploads(uploads)
+
+
+# Only what the user may read ------------------------------------------------------------------------
+def test_views_show_only_readable_dags(root: Path) -> None:
+    none: set[str] = set()
+    storage = ui_views.storage_view(root, none)
+    assert storage["latest"] is None and storage["report_count"] == 0 and storage["allowed"] is False
+    assert 'id="not-allowed"' in ui_html.render_storage(storage) and "b&lt;script" not in ui_html.render_storage(storage)
+    plans = ui_views.plans_view(root, readable={"s3_deploy_cleanup"})
+    assert {p["dag_id"] for p in plans["recent"]} == {"s3_deploy_cleanup"}
+    assert plans["hidden_dags"] == ["s3_retention"]
+    html = ui_html.render_plans(plans)
+    assert "k1" in html  # the deploy-cleanup plan's samples
+    assert 'data-dag="s3_retention"' not in html and 'id="not-allowed"' in html
+    uploads = ui_views.uploads_view(root, readable={"s3_storage_report"})
+    assert uploads["runs"] == [] and uploads["totals"]["uploaded"] == 0
+    assert "c/k.dat" not in ui_html.render_uploads(uploads)
+
+
+# Run pages ------------------------------------------------------------------------------------------
+def test_run_view_of_a_deletion_run_shows_its_plan_limits_and_approval(root: Path) -> None:
+    view = ui_views.run_view(root, "s3_retention", "waiting", approval_state="awaiting_input",
+                             conf={"max_delete_count": 100, "max_delete_fraction": 0.5, "bucket": "jobs"})
+    assert view["kind"] == "plan" and view["plan"]["delete_count"] == 20
+    assert view["plan"]["limits"] == [("max_delete_count", "100"), ("max_delete_fraction", "0.5")]
+    html = ui_html.render_run(view, base="/s3ops")
+    _parse(html)
+    for part in ('data-limit="max_delete_count"', 'data-approval="awaiting_input"', "waiting for a person",
+                 "<code>k1</code>", 'data-reason="trial_expired"', '/dags/s3_retention/runs/waiting/required_actions',
+                 'href="/s3ops/plans"'):
+        assert part in html, part
+    done = ui_html.render_run(ui_views.run_view(root, "s3_retention", "done", approval_state="success"))
+    assert 'class="deleted-count" data-value="19"' in done and "approve-link" not in done
+    no_plan = ui_views.run_view(root, "s3_retention", "not-yet")
+    assert no_plan["plan"] is None and 'id="no-plan"' in ui_html.render_run(no_plan)
+
+
+def test_run_view_of_storage_and_upload_runs(root: Path) -> None:
+    storage = ui_views.run_view(root, "s3_storage_report", "r1")
+    assert storage["storage"]["latest"]["run_id"] == "r1"  # that run's report, not the latest
+    html = ui_html.render_run(storage)
+    assert 'id="report-run">r1<' in html and "History" not in html
+    up = tmp = root / "s3_upload" / "u1" / "results"
+    _write(tmp / "00000.json", {"uploaded": [{"key": "a"}, {"key": "b"}], "bytes": 200, "already_present": 0,
+                                "conflicts": [], "failed": [{"path": "/x/y.dat", "error": "boom"}], "not_ready": []})
+    _write(up / "00001.json", "{broken")
+    view = ui_views.run_view(root, "s3_upload", "u1")
+    assert view["uploads"]["run_count"] == 1 and [b["batch"] for b in view["uploads"]["batches"]] == ["00000", "00001"]
+    html = ui_html.render_run(view)
+    assert 'data-batch="00000"' in html and "/x/y.dat" in html and 'data-batch="00001"' in html
+    assert 'data-run="u2"' not in html  # only this run
+
+
+def test_run_view_refuses_other_dags_unreadable_dags_and_path_tricks(root: Path) -> None:
+    assert ui_views.run_view(root, "example_dag", "r")["kind"] == "other"
+    hidden = ui_views.run_view(root, "s3_retention", "waiting", readable={"s3_upload"})
+    assert hidden["allowed"] is False and "plan" not in hidden
+    assert "k1" not in ui_html.render_run(hidden) and 'id="not-allowed"' in ui_html.render_run(hidden)
+    for bad in ("..", ".", "a/b", "a\\b", "x\x00y", ""):
+        assert ui_views.run_view(root, "s3_retention", bad)["kind"] == "bad_run_id", bad
+
+
+def test_pages_carry_light_and_dark_colours_and_follow_airflow_theme() -> None:
+    html = ui_html.render_storage({"latest": None, "broken": [], "allowed": True})
+    assert "@media (prefers-color-scheme: dark)" in html and ":root[data-theme=dark]" in html
+    assert "window.parent.document.documentElement" in html  # copies Airflow's dark/light class
+    assert "#fff;" not in html.split("<style>")[1].split("body{")[1]  # body colours come from variables
