@@ -42,6 +42,7 @@ def e2e_artifacts() -> Path:
 def standalone(stack: LocalStack, e2e_artifacts: Path) -> Iterator[AirflowStandalone]:
     env = {k: v for k, v in stack.env().items() if k.startswith(("AIRFLOW_CONN_", "S3OPS_", "AWS_"))}
     env["S3OPS_ARTIFACT_ROOT"] = str(e2e_artifacts)
+    env["S3OPS_PROGRESS_SECONDS"] = "0"  # a progress line at every page/request/file: tests see several
     server = AirflowStandalone(E2E_DIR / "airflow", free_port(), env)
     try:
         server.start()
