@@ -158,6 +158,19 @@ def test_plans_page_shows_a_waiting_plan_with_its_approval_link(browser_page, ai
             shown = page.locator(f'section.plan[data-run="{audit_path.parent.name}"] .deleted-count')
             assert shown.get_attribute("data-value") == str(json.loads(audit_path.read_text())["deleted_count"])
         _shot(page, screenshots, "plans")
+        # the same plan on the run's own page in Airflow, in the "S3 Ops" tab
+        frame = _run_tab(page, "s3_deploy_cleanup", run_id)
+        tab = frame.locator(f'section.plan[data-run="{run_id}"]')
+        assert tab.locator(".delete-count").get_attribute("data-value") == str(plan["delete_count"])
+        assert frame.locator("[data-approval]").get_attribute("data-approval") == "awaiting_input"
+        assert frame.locator('dd[data-limit="approval"]').inner_text() == "required"
+        assert frame.locator(".headline").inner_text() == plan["headline"]
+        for key in plan["samples"][:3]:
+            assert key in tab.text_content()
+        _shot(page, screenshots, "run_plan")
+        _dark_and_light(page, screenshots, "run_plan")
+        page.goto(page.url.split("/dags/")[0] + "/s3ops/plans")
+        link = page.locator(f'section.plan[data-run="{run_id}"] a.approve-link')
         # the link opens Airflow's own Required Actions page for this run
         link.click()
         page.wait_for_url(f"**/dags/s3_deploy_cleanup/runs/{run_id}/required_actions", timeout=60_000)
@@ -165,6 +178,90 @@ def test_plans_page_shows_a_waiting_plan_with_its_approval_link(browser_page, ai
         _shot(page, screenshots, "required_actions")
     finally:
         assert airflow.answer("s3_deploy_cleanup", run_id, "Reject") == "success"
+
+
+def _base(page: Any) -> str:
+    for marker in ("/s3ops/", "/dags/", "/plugin/"):
+        if marker in page.url:
+            return page.url.split(marker)[0]
+    return page.url.rstrip("/")
+
+
+def _run_tab(page: Any, dag_id: str, run_id: str) -> Any:
+    """Open the run's page in Airflow at its "S3 Ops" tab; returns the tab's frame."""
+    page.goto(f"{_base(page)}/dags/{dag_id}/runs/{run_id}/plugin/s3ops_run")
+    frame = page.frame_locator("iframe")
+    frame.locator("#run-id").wait_for(timeout=60_000)
+    assert frame.locator("#run-id").inner_text() == run_id
+    assert page.get_by_text("S3 Ops").first.is_visible()  # the tab itself
+    return frame
+
+
+def _colours(frame: Any) -> tuple[str, str]:
+    return tuple(frame.locator("body").evaluate(  # type: ignore[return-value]
+        "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).color]"))
+
+
+def _is_dark(rgb: str) -> bool:
+    r, g, b = (int(x) for x in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3])
+    return (r + g + b) / 3 < 100
+
+
+def _dark_and_light(page: Any, screenshots: Path, name: str) -> None:
+    """The tab follows Airflow's theme: the browser's dark preference, and a user's explicit choice."""
+    url = page.url
+    try:
+        page.emulate_media(color_scheme="dark")
+        page.goto(url)
+        frame = page.frame_locator("iframe")
+        frame.locator("header b").wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        bg, fg = _colours(frame)
+        assert _is_dark(bg) and not _is_dark(fg), (bg, fg)
+        _shot(page, screenshots, f"{name}_dark")
+        # light system, but Airflow set to dark by the user (its theme lives in localStorage "theme")
+        page.emulate_media(color_scheme="light")
+        page.evaluate("localStorage.setItem('theme', 'dark')")
+        page.goto(url)
+        frame = page.frame_locator("iframe")
+        frame.locator("header b").wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        airflow_dark = page.evaluate("document.documentElement.classList.contains('dark')")
+        bg, _ = _colours(frame)
+        assert airflow_dark and _is_dark(bg), (airflow_dark, bg)
+    finally:
+        page.evaluate("localStorage.removeItem('theme')")
+        page.emulate_media(color_scheme="light")
+    page.goto(url)
+    frame = page.frame_locator("iframe")
+    frame.locator("header b").wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    bg, fg = _colours(frame)
+    assert not _is_dark(bg) and _is_dark(fg), (bg, fg)
+
+
+def test_run_tabs_show_the_report_and_the_upload_batches(browser_page, airflow, s3, s3_server, demo_world,
+                                                       e2e_artifacts, screenshots, tmp_path):
+    _ensure_runs(airflow, s3, s3_server, demo_world, e2e_artifacts, tmp_path)
+    run_id, report = _latest_report(e2e_artifacts)
+    page = browser_page
+    frame = _run_tab(page, "s3_storage_report", run_id)
+    assert frame.locator("#report-run").inner_text() == run_id
+    assert frame.locator("[data-card=total_bytes]").get_attribute("data-value") == str(report["totals"]["total_bytes"])
+    for bucket in report["buckets"]:
+        cells = frame.locator(f'#buckets tr[data-bucket="{bucket["name"]}"] td')
+        assert cells.nth(3).get_attribute("data-value") == str(bucket["object_count"])
+    _shot(page, screenshots, "run_storage")
+
+    upload_run = max((e2e_artifacts / "s3_upload").glob("*/summary.json"), key=lambda p: p.stat().st_mtime).parent
+    summary = json.loads((upload_run / "summary.json").read_text())
+    results = {p.stem: json.loads(p.read_text()) for p in (upload_run / "results").glob("*.json")}
+    frame = _run_tab(page, "s3_upload", upload_run.name)
+    assert frame.locator("[data-card=uploaded]").get_attribute("data-value") == str(summary["uploaded"])
+    for batch, result in results.items():
+        cells = frame.locator(f'#batches tr[data-batch="{batch}"] td')
+        assert cells.nth(1).get_attribute("data-value") == str(len(result["uploaded"]))
+    _shot(page, screenshots, "run_upload")
 
 
 def test_nav_entry_opens_the_plugin_inside_airflow(browser_page, screenshots):
@@ -177,3 +274,4 @@ def test_nav_entry_opens_the_plugin_inside_airflow(browser_page, screenshots):
     assert page.get_by_text("S3 Ops").first.is_visible()
     page.wait_for_timeout(1500)
     _shot(page, screenshots, "airflow_nav")
+    _dark_and_light(page, screenshots, "airflow_nav")

@@ -14,7 +14,18 @@ def test_plugin_is_registered_with_a_nav_entry(airflow):
     plugins = {p["name"]: p for p in airflow.get("/api/v2/plugins")["plugins"]}
     ui = plugins["s3ops_ui"]
     assert [a["url_prefix"] for a in ui["fastapi_apps"]] == ["/s3ops"]
-    assert [(v["name"], v["href"], v["destination"]) for v in ui["external_views"]] == [("S3 Ops", "/s3ops/storage", "nav")]
+    assert [(v["name"], v["href"], v["destination"]) for v in ui["external_views"]] == [
+        ("S3 Ops", "/s3ops/storage", "nav"), ("S3 Ops", "/s3ops/run/{DAG_ID}/{RUN_ID}", "dag_run")]
+
+
+def test_run_tab_answers_for_every_dag_and_refuses_path_tricks(airflow):
+    other = airflow.http.get("/s3ops/run/some_other_dag/manual__1")
+    assert other.status_code == 200 and 'id="not-s3ops"' in other.text
+    missing = airflow.get("/s3ops/api/run/s3_retention/manual__never")
+    assert missing["kind"] == "plan" and missing["plan"] is None
+    for trick in ("%2E%2E", "%2E", "a%2Fb", "a%5Cb", "a%00b"):  # a run folder outside the DAG's folder: refused
+        resp = airflow.http.get(f"/s3ops/api/run/s3_retention/{trick}")
+        assert resp.status_code != 200 or resp.json()["kind"] == "bad_run_id", (trick, resp.text)
 
 
 @pytest.mark.parametrize("page", PAGES)
