@@ -445,8 +445,8 @@ def run_view(root: ArtifactPath, dag_id: str, run_id: str, *, readable: Collecti
     """What a DAG run's "S3 Ops" tab shows: the plan of a deletion run, the report of a storage-report
     run, the batch results of an upload run (the same entries as the S3 Ops pages)."""
     view: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "kind": None, "allowed": _allowed(dag_id, readable)}
-    if dag_id not in S3OPS_DAGS:
-        view["kind"] = "other"
+    if dag_id not in S3OPS_DAGS:  # Airflow shows the tab on every DAG's runs; there is nothing to hide here
+        view.update(kind="other", allowed=True)
         return view
     if not view["allowed"]:
         return view

@@ -290,7 +290,8 @@ def test_run_view_of_storage_and_upload_runs(root: Path) -> None:
 
 
 def test_run_view_refuses_other_dags_unreadable_dags_and_path_tricks(root: Path) -> None:
-    assert ui_views.run_view(root, "example_dag", "r")["kind"] == "other"
+    other = ui_views.run_view(root, "example_dag", "r", readable={"s3_upload"})
+    assert other["kind"] == "other" and other["allowed"] is True and 'id="not-s3ops"' in ui_html.render_run(other)
     hidden = ui_views.run_view(root, "s3_retention", "waiting", readable={"s3_upload"})
     assert hidden["allowed"] is False and "plan" not in hidden
     assert "k1" not in ui_html.render_run(hidden) and 'id="not-allowed"' in ui_html.render_run(hidden)
