@@ -225,13 +225,13 @@ def count_range(
                         log=log, detail=lambda: f"{totals.pages:,} pages, {totals.object_count:,} objects, "
                                                 f"{format_size(totals.total_bytes)}")
 
-    def page(entries: int) -> None:
+    def page_listed(entries: int) -> None:
         totals.pages += 1
         progress.add(entries)
     wanted = set(storage_classes)
     if not include_versions:
         for obj in iter_objects(client, bucket, start_after=after, end_before=shards.end_before(upto),
-                                on_page=page):
+                                on_page=page_listed):
             if not wanted or obj.storage_class in wanted:
                 totals.add_object(obj.size, obj.last_modified, obj.storage_class)
     else:
@@ -258,7 +258,7 @@ def count_range(
                     totals.delete_markers += 1
                 else:
                     past_end |= upto is not None and m["Key"] > upto
-            page(len(versions) + len(markers))
+            page_listed(len(versions) + len(markers))
             if past_end:
                 break
     progress.finish()
