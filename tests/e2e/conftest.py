@@ -45,7 +45,7 @@ def standalone(stack: LocalStack, e2e_artifacts: Path) -> Iterator[AirflowStanda
     env["S3OPS_PROGRESS_SECONDS"] = "0"  # a progress line at every page/request/file: tests see several
     server = AirflowStandalone(E2E_DIR / "airflow", free_port(), env)
     try:
-        server.start()
+        server.start(timeout=360)  # a loaded 2-core machine needs more than the default 180 s
         yield server
     finally:
         server.stop()
