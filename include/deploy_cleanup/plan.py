@@ -182,7 +182,8 @@ def _items(client: Any, bucket: str, settings: CleanupSettings, doomed: Mapping[
         for o in iter_objects(client, bucket, settings.prefix):
             name = deployment_name(o.key, settings.prefix)
             if name in doomed:
-                yield PlanItem(o.key, o.size, doomed[name].reason, last_modified=o.last_modified, group=name)
+                yield PlanItem(o.key, o.size, doomed[name].reason, last_modified=o.last_modified, group=name,
+                               etag=o.etag)
 
 
 def plan_cleanup(

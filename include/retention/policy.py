@@ -359,7 +359,8 @@ def write_plan(
     failure: list[str] = []
     counts = plan_retention(
         guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup,
-        add=lambda o, reason: writer.add(PlanItem(key=o.key, size=o.size, reason=reason, last_modified=o.last_modified)),
+        add=lambda o, reason: writer.add(PlanItem(key=o.key, size=o.size, reason=reason,
+                                                   last_modified=o.last_modified, etag=o.etag)),
         note_scanned=writer.note_scanned,
     )
     if failure:
