@@ -6,8 +6,9 @@ may go and streams it into a :class:`PlanWriter`; everything after that is polic
 - the plan lives in the artifact store (``<run_dir>/plan/00000.jsonl``, … and ``plan.json``), never in XCom;
 - :func:`check_guards` refuses, naming every violated limit, before anything is deleted;
 - :func:`delete_chunk` re-checks a chunk with the policy's ``recheck`` right before deleting it, deletes
-  with DeleteObjects (1000 keys a request), records per-key errors in ``<run_dir>/audit/<chunk>.json``
-  and is safe to retry;
+  with DeleteObjects (1000 keys a request; keys XML cannot carry one by one), each object only while its
+  ETag is the one the plan saw (S3 ``If-Match``: a rewritten object is kept and recorded as skipped),
+  records per-key errors in ``<run_dir>/audit/<chunk>.json`` and is safe to retry;
 - :func:`write_audit` merges the chunk audits into ``audit.json``.
 
 Nothing here deletes anything that is not named in a plan chunk: an empty plan deletes nothing.
