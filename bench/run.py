@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import math
 import os
@@ -376,8 +377,9 @@ def scenario_5(ctx: Context) -> Scenario:
 
             shutil.rmtree(run_dir, ignore_errors=True)
             writer = PlanWriter(run_dir, chunk_size=1000)
+            etag = hashlib.md5(b"x" * 1000).hexdigest()  # seed()'s body: plans record ETags, deletes are conditional
             for i in range(n):
-                writer.add(PlanItem(key=f"{prefix}{i:08d}", size=1000, reason="bench"))
+                writer.add(PlanItem(key=f"{prefix}{i:08d}", size=1000, reason="bench", etag=etag))
             writer.close(listing_complete=True)
 
     tools = {"s3ops (delete step: plan chunks → DeleteObjects → audit)":
