@@ -331,3 +331,19 @@ def test_protect_patterns_as_people_type_them_protect_and_typos_are_shown_to_the
 
     _delete_all(s3, bucket, tmp_path, summary)
     assert _deployments_left(s3, bucket) == ["Prod-3", "new", "prod-1", "prod-2"]
+
+
+def test_the_plan_records_etags_so_an_object_rewritten_after_the_recheck_is_kept(s3, s3_server, bucket, tmp_path):
+    """The re-check compares deployment times; between it and the delete only S3's If-Match can see a
+    rewrite. The plan carries each object's ETag; with the re-check out of the way the rewrite is kept."""
+    from include.deletion.plan import delete_chunk, read_chunk
+
+    _seed_deployments(s3_server, bucket, {"old": 60, "new": 1})
+    summary = _plan(s3, bucket, tmp_path, keep=1)
+    items = read_chunk(tmp_path, summary["chunks"][0])
+    assert {i.key: i.etag for i in items} == {
+        i.key: s3.head_object(Bucket=bucket, Key=i.key)["ETag"].strip('"') for i in items}
+    s3.put_object(Bucket=bucket, Key="deploys/old/index.html", Body=b"hotfix")
+    out = delete_chunk(s3, bucket, tmp_path, summary["chunks"][0], recheck=None, dry_run=False)
+    assert (out["deleted"], out["skipped"], out["errors"]) == (1, 1, 0)
+    assert _keys(s3, bucket, "deploys/old/") == ["deploys/old/index.html"]
