@@ -110,6 +110,15 @@ def remove(path: ArtifactPath) -> None:
         path.unlink()
 
 
+def remove_empty_folder(path: ArtifactPath) -> None:
+    """Remove a local folder if it is empty (object stores have no folders to remove)."""
+    if _is_local(path):
+        try:
+            Path(path).rmdir()
+        except OSError:
+            pass
+
+
 # The run index ------------------------------------------------------------------------------------
 # The UI must not open every run folder to draw a page (0.73 s for 20,000 upload runs, growing). So the
 # store keeps its own index: each time a run writes one of INDEXED, a compact copy of it is filed under
@@ -267,17 +276,9 @@ def roll_up_index(root: ArtifactPath, dag_id: str, before_day: str) -> int:
         write_json(root / INDEX_DIR / dag_id / f"{day}.sum.json", day_sums(entries))
         for child in list(folder.iterdir()):
             remove(child)
-        _rmdir(folder)
+        remove_empty_folder(folder)  # not empty after a late write: the next roll-up takes it
         rolled += 1
     return rolled
-
-
-def _rmdir(path: ArtifactPath) -> None:
-    if _is_local(path):
-        try:
-            Path(path).rmdir()
-        except OSError:
-            pass  # not empty (a late write): the next roll-up takes it
 
 
 def rebuild_index(root: ArtifactPath, dag_id: str) -> int:
