@@ -115,6 +115,7 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
     audit_cutoff = (now - timedelta(days=retention.audit_days)).timestamp()
     result = {"dag_id": dag_id, "runs_removed": 0, "runs_trimmed": 0, "files_removed": 0, "runs_kept": 0,
               "index_days_removed": 0}
+    removed: set[str] = set()
     for run_id, files in sorted(_run_files(root, dag_id).items()):
         newest = max(files.values(), default=0.0)
         has_audit = "audit.json" in files
@@ -124,28 +125,33 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
             continue
         keep = KEEP_WITH_AUDIT if has_audit and newest >= audit_cutoff else ()
         result["runs_trimmed" if keep else "runs_removed"] += 1
+        if not keep:
+            removed.add(run_id)
         if dry_run:
             result["files_removed"] += len([f for f in files if f not in keep])
         else:
             result["files_removed"] += _remove_run(root, dag_id, run_id, files, keep)
-    result["index_days_removed"] = _prune_index(root, dag_id, now, retention, dry_run)
+    result["index_days_removed"] = _prune_index(root, dag_id, now, retention, removed, dry_run)
     return result
 
 
-def _prune_index(root: ArtifactPath, dag_id: str, now: datetime, retention: Retention, dry_run: bool) -> int:
-    """Drop index days past the audit cutoff, and non-audit entries of days past the artifact cutoff."""
+def _prune_index(root: ArtifactPath, dag_id: str, now: datetime, retention: Retention, removed: set[str],
+                 dry_run: bool) -> int:
+    """Past the artifact cutoff, keep only the plan and audit entries of runs whose audit is kept; past the
+    audit cutoff, nothing. Returns how many index days changed."""
     artifact_day = (now - timedelta(days=retention.artifact_days)).date().isoformat()
     audit_day = (now - timedelta(days=retention.audit_days)).date().isoformat()
     base = root / INDEX_DIR / dag_id
-    removed = 0
+    changed = 0
     for day, rolled in artifacts.index_days(root, dag_id) or []:
         if day >= artifact_day:
             continue
         entries = artifacts.read_index_day(root, dag_id, day, rolled)
-        kept = [e for e in entries if day >= audit_day and e.get("kind") in ("plan", "audit")]
+        kept = [e for e in entries if day >= audit_day and e.get("kind") in ("plan", "audit")
+                and e.get("run_id") not in removed]
         if len(kept) == len(entries) and rolled and not (base / day).exists():
             continue
-        removed += 1
+        changed += 1
         if dry_run:
             continue
         if kept:
@@ -160,7 +166,7 @@ def _prune_index(root: ArtifactPath, dag_id: str, now: datetime, retention: Rete
                 artifacts.remove(child)
             if isinstance(folder, Path):
                 shutil.rmtree(folder, ignore_errors=True)
-    return removed
+    return changed
 
 
 def dag_folders(root: ArtifactPath) -> list[str]:
