@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,15 +123,19 @@ def remove_empty_folder(path: ArtifactPath) -> None:
 # The run index ------------------------------------------------------------------------------------
 # The UI must not open every run folder to draw a page (0.73 s for 20,000 upload runs, growing). So the
 # store keeps its own index: each time a run writes one of INDEXED, a compact copy of it is filed under
-#   <root>/_index/<dag_id>/<YYYY-MM-DD>/<run_id>.<kind>.json        (live: one small file per run and kind)
-# and housekeeping rolls closed days up into
-#   <root>/_index/<dag_id>/<YYYY-MM-DD>.jsonl + <YYYY-MM-DD>.sum.json (entries; per-kind counts and sums).
-# One writer per file (the run itself), so no append races, on a local disk and on S3 alike. The index is
-# a cache of the run folders: rebuild_index() recreates it from them.
+#   <root>/_index/<dag_id>/<YYYY-MM-DD>/<HH>/<run_id>.<kind>.json      live: one small file per run and kind
+# The writer then rolls the DAG's closed hours (older than the previous hour) up into
+#   <root>/_index/<dag_id>/<YYYY-MM-DD>/<HH>.jsonl + <HH>.sum.json     entries; per-kind counts and sums
+# and daily housekeeping rolls closed days up into
+#   <root>/_index/<dag_id>/<YYYY-MM-DD>.jsonl + <YYYY-MM-DD>.sum.json
+# so a page reads at most two hours of small files, a few dozen hour files and one sum per day. Each DAG
+# runs one run at a time (max_active_runs=1), so one writer rolls up a DAG's hours at a time; the index is a
+# cache of the run folders all the same: rebuild_index() recreates it from them.
 INDEX_DIR = "_index"
 INDEXED = {"summary.json": "summary", "plan.json": "plan", "audit.json": "audit", "report.json": "report"}
 LIST_KEEP = 20  # items kept per list in an index entry (the UI shows at most 20)
 DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+HOUR_RE = re.compile(r"\d{2}")
 
 
 def compact(kind: str, doc: Any) -> Any:
@@ -152,10 +157,10 @@ def compact(kind: str, doc: Any) -> Any:
     return out
 
 
-def _now_iso() -> str:
+def _now() -> Any:
     from datetime import datetime, timezone
 
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(timezone.utc)
 
 
 def _same(a: ArtifactPath, b: ArtifactPath) -> bool:
@@ -166,7 +171,7 @@ def _same(a: ArtifactPath, b: ArtifactPath) -> bool:
 
 def index_entry_for(path: ArtifactPath, obj: Any, at: str | None = None) -> tuple[ArtifactPath, dict] | None:
     """Where and what to index for an artifact written at ``path`` (``None``: not an indexed artifact, or
-    not directly in a run folder ``<root>/<dag_id>/<run_id>/``)."""
+    not directly in a run folder ``<root>/<dag_id>/<run_id>/``). ``at``: ISO 8601 UTC, default now."""
     kind = INDEXED.get(path.name)
     if kind is None:
         return None
@@ -175,51 +180,85 @@ def index_entry_for(path: ArtifactPath, obj: Any, at: str | None = None) -> tupl
     root = dag_folder.parent
     if dag_folder.name.startswith("_") or not _same(root, artifact_root()):
         return None
-    at = at or _now_iso()
+    at = at or _now().isoformat()
     entry = {"run_id": run_folder.name, "kind": kind, "at": at, "doc": compact(kind, obj)}
-    return root / INDEX_DIR / dag_folder.name / at[:10] / f"{run_folder.name}.{kind}.json", entry
+    return root / INDEX_DIR / dag_folder.name / at[:10] / at[11:13] / f"{run_folder.name}.{kind}.json", entry
 
 
 def record_index(path: ArtifactPath, obj: Any) -> None:
-    """File the index entry of an artifact just written (a failure is logged: the artifact is what counts)."""
+    """File the index entry of an artifact just written, then roll up the DAG's closed hours. A failure is
+    logged: the artifact is what counts, and housekeeping's rebuild repairs the index."""
     found = index_entry_for(path, obj)
     if found is None:
         return
     where, entry = found
     try:
         write_bytes(where, json.dumps(entry, separators=(",", ":"), default=str).encode())
+        from datetime import timedelta
+
+        before = (_now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H")
+        roll_up_hours(where.parent.parent.parent.parent, where.parent.parent.parent.name, before)
     except OSError:
         import logging
 
-        logging.getLogger(__name__).warning("could not index %s at %s; rebuild_index() repairs it", path, where)
+        logging.getLogger(__name__).warning("could not index %s at %s; housekeeping rebuilds it", path, where)
 
 
-def index_days(root: ArtifactPath, dag_id: str) -> list[tuple[str, bool]] | None:
-    """``(day, rolled_up)`` of every indexed day of ``dag_id``, newest first; ``None`` when the DAG has no
-    index yet (runs written before it: read the folders, or let housekeeping rebuild it)."""
+@dataclass(frozen=True)
+class Period:
+    """A slice of a DAG's index: a whole day (``YYYY-MM-DD``, rolled up by housekeeping) or an hour
+    (``YYYY-MM-DDTHH``: rolled up by a writer, live entries, or both after a late write)."""
+
+    key: str
+    rolled: bool  # has <key>.jsonl and <key>.sum.json
+    live: bool  # has a folder of entry files
+
+    def base(self, root: ArtifactPath, dag_id: str) -> ArtifactPath:
+        index = root / INDEX_DIR / dag_id
+        return index if len(self.key) == 10 else index / self.key[:10]
+
+    @property
+    def name(self) -> str:
+        return self.key if len(self.key) == 10 else self.key[11:]
+
+
+def _children(folder: ArtifactPath) -> list[ArtifactPath]:
+    try:
+        return list(folder.iterdir()) if folder.exists() else []
+    except OSError:
+        return []
+
+
+def index_periods(root: ArtifactPath, dag_id: str) -> list[Period] | None:
+    """Every period of ``dag_id``'s index, newest first; ``None`` when the DAG has no index yet (runs
+    written before it: read the folders, or let housekeeping rebuild it)."""
     base = root / INDEX_DIR / dag_id
     try:
         if not base.exists():
             return None
-        names = [child.name for child in base.iterdir()]
     except OSError:
         return None
-    days: dict[str, bool] = {}
-    for name in names:
+    found: dict[str, list[bool]] = {}
+    for child in _children(base):
+        name = child.name
         if DAY_RE.fullmatch(name):
-            days.setdefault(name, False)
+            for sub in _children(child):
+                if HOUR_RE.fullmatch(sub.name):
+                    found.setdefault(f"{name}T{sub.name}", [False, False])[1] = True
+                elif sub.name.endswith(".jsonl") and HOUR_RE.fullmatch(sub.name[:-6]):
+                    found.setdefault(f"{name}T{sub.name[:-6]}", [False, False])[0] = True
         elif name.endswith(".jsonl") and DAY_RE.fullmatch(name[:-6]):
-            days[name[:-6]] = True
-    return sorted(days.items(), reverse=True)
+            found.setdefault(name[:-6], [False, False])[0] = True
+    return [Period(key, rolled, live) for key, (rolled, live) in sorted(found.items(), reverse=True)]
 
 
-def read_index_day(root: ArtifactPath, dag_id: str, day: str, rolled_up: bool) -> list[dict[str, Any]]:
-    """The entries of one day, oldest first; unreadable lines or files are skipped."""
-    base = root / INDEX_DIR / dag_id
+def read_period(root: ArtifactPath, dag_id: str, period: Period) -> list[dict[str, Any]]:
+    """The entries of one period, oldest first; unreadable lines or files are skipped."""
+    base = period.base(root, dag_id)
     entries: list[dict[str, Any]] = []
-    if rolled_up:
+    if period.rolled:
         try:
-            with (base / f"{day}.jsonl").open("rb") as fh:
+            with (base / f"{period.name}.jsonl").open("rb") as fh:
                 for line in fh:
                     try:
                         entries.append(json.loads(line))
@@ -227,29 +266,28 @@ def read_index_day(root: ArtifactPath, dag_id: str, day: str, rolled_up: bool) -
                         continue
         except OSError:
             pass
-    folder = base / day
-    try:
-        children = list(folder.iterdir()) if folder.exists() else []
-    except OSError:
-        children = []
-    for child in children:  # live entries (also late writes to a rolled-up day)
-        try:
-            entries.append(read_json(child))
-        except (OSError, ValueError):
-            continue
+    if period.live:
+        for child in _children(base / period.name):
+            try:
+                entries.append(read_json(child))
+            except (OSError, ValueError):
+                continue
     entries.sort(key=lambda e: (str(e.get("at")), str(e.get("run_id"))))
     return entries
 
 
-def read_day_sums(root: ArtifactPath, dag_id: str, day: str) -> dict[str, Any] | None:
-    path = root / INDEX_DIR / dag_id / f"{day}.sum.json"
+def period_sums(root: ArtifactPath, dag_id: str, period: Period) -> dict[str, Any] | None:
+    """The per-kind sums of a rolled-up period with no live entries (``None``: read its entries)."""
+    if not period.rolled or period.live:
+        return None
+    path = period.base(root, dag_id) / f"{period.name}.sum.json"
     try:
-        return read_json(path) if path.exists() else None
+        return read_json(path)
     except (OSError, ValueError):
         return None
 
 
-def day_sums(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def entry_sums(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Per kind: how many entries and the sum of every numeric top-level field of their documents."""
     sums: dict[str, Any] = {}
     for entry in entries:
@@ -263,22 +301,50 @@ def day_sums(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return sums
 
 
-def roll_up_index(root: ArtifactPath, dag_id: str, before_day: str) -> int:
-    """Merge the live entries of every day older than ``before_day`` into ``<day>.jsonl`` (+ sums) and
-    delete them; returns the number of days rolled up. Safe to repeat and to interrupt."""
-    rolled = 0
-    for day, _ in index_days(root, dag_id) or []:
-        folder = root / INDEX_DIR / dag_id / day
-        if day >= before_day or not folder.exists():
-            continue
-        entries = read_index_day(root, dag_id, day, rolled_up=True)
-        write_jsonl(root / INDEX_DIR / dag_id / f"{day}.jsonl", entries)
-        write_json(root / INDEX_DIR / dag_id / f"{day}.sum.json", day_sums(entries))
-        for child in list(folder.iterdir()):
+def write_period(root: ArtifactPath, dag_id: str, period: Period, entries: list[dict[str, Any]]) -> None:
+    """Replace a period by one rolled-up file of ``entries`` (none: the period is removed)."""
+    base = period.base(root, dag_id)
+    if entries:
+        write_jsonl(base / f"{period.name}.jsonl", entries)
+        write_json(base / f"{period.name}.sum.json", entry_sums(entries))
+    else:
+        remove(base / f"{period.name}.jsonl")
+        remove(base / f"{period.name}.sum.json")
+    if period.live:
+        folder = base / period.name
+        for child in _children(folder):
             remove(child)
-        remove_empty_folder(folder)  # not empty after a late write: the next roll-up takes it
-        rolled += 1
+        remove_empty_folder(folder)
+
+
+def roll_up_hours(root: ArtifactPath, dag_id: str, before_hour: str) -> int:
+    """Roll the live hours older than ``before_hour`` (``YYYY-MM-DDTHH``) up into hour files."""
+    rolled = 0
+    for period in index_periods(root, dag_id) or []:
+        if len(period.key) == 13 and period.live and period.key < before_hour:
+            write_period(root, dag_id, period, read_period(root, dag_id, period))
+            rolled += 1
     return rolled
+
+
+def roll_up_days(root: ArtifactPath, dag_id: str, before_day: str) -> int:
+    """Merge every day older than ``before_day`` into ``<day>.jsonl`` (+ sums); returns the days merged.
+    Safe to repeat and to interrupt (a half-merged day is read from both places, de-duplicated)."""
+    periods = index_periods(root, dag_id) or []
+    days = sorted({p.key[:10] for p in periods if len(p.key) == 13 and p.key[:10] < before_day})
+    for day in days:
+        parts = [p for p in periods if p.key[:10] == day]
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        for p in parts:
+            for e in read_period(root, dag_id, p):
+                seen[(str(e.get("run_id")), str(e.get("kind")))] = e
+        entries = sorted(seen.values(), key=lambda e: (str(e.get("at")), str(e.get("run_id"))))
+        write_period(root, dag_id, Period(day, rolled=True, live=False), entries)
+        for p in parts:
+            if len(p.key) == 13:
+                write_period(root, dag_id, p, [])
+        remove_empty_folder(root / INDEX_DIR / dag_id / day)
+    return len(days)
 
 
 def rebuild_index(root: ArtifactPath, dag_id: str) -> int:

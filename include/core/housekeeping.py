@@ -7,7 +7,7 @@ file, so a run still being written (or an approval still pending) is never prune
 - older than ``artifact_retention_days`` (default 30): the folder goes, except that a folder holding a
   deletion audit keeps ``audit.json`` and ``plan.json`` (the record of what was deleted and why);
 - older than ``audit_retention_days`` (default 400, never less than ``artifact_retention_days``): all of it;
-- the run index (:mod:`include.core.artifacts`) loses the same runs, and closed days are rolled up.
+- the run index (:mod:`include.core.artifacts`) loses the same runs, and days before yesterday are rolled up.
 
 Hand-written because no library prunes an Airflow artifact layout; fsspec does the listing and deletes.
 """
@@ -114,7 +114,7 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
     artifact_cutoff = (now - timedelta(days=retention.artifact_days)).timestamp()
     audit_cutoff = (now - timedelta(days=retention.audit_days)).timestamp()
     result = {"dag_id": dag_id, "runs_removed": 0, "runs_trimmed": 0, "files_removed": 0, "runs_kept": 0,
-              "index_days_removed": 0}
+              "index_periods_changed": 0}
     removed: set[str] = set()
     for run_id, files in sorted(_run_files(root, dag_id).items()):
         newest = max(files.values(), default=0.0)
@@ -131,41 +131,31 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
             result["files_removed"] += len([f for f in files if f not in keep])
         else:
             result["files_removed"] += _remove_run(root, dag_id, run_id, files, keep)
-    result["index_days_removed"] = _prune_index(root, dag_id, now, retention, removed, dry_run)
+    result["index_periods_changed"] = _prune_index(root, dag_id, now, retention, removed, dry_run)
     return result
 
 
 def _prune_index(root: ArtifactPath, dag_id: str, now: datetime, retention: Retention, removed: set[str],
                  dry_run: bool) -> int:
     """Past the artifact cutoff, keep only the plan and audit entries of runs whose audit is kept; past the
-    audit cutoff, nothing. Returns how many index days changed."""
+    audit cutoff, nothing. Returns how many index periods changed."""
     artifact_day = (now - timedelta(days=retention.artifact_days)).date().isoformat()
     audit_day = (now - timedelta(days=retention.audit_days)).date().isoformat()
-    base = root / INDEX_DIR / dag_id
     changed = 0
-    for day, rolled in artifacts.index_days(root, dag_id) or []:
+    for period in artifacts.index_periods(root, dag_id) or []:
+        day = period.key[:10]
         if day >= artifact_day:
             continue
-        entries = artifacts.read_index_day(root, dag_id, day, rolled)
+        entries = artifacts.read_period(root, dag_id, period)
         kept = [e for e in entries if day >= audit_day and e.get("kind") in ("plan", "audit")
                 and e.get("run_id") not in removed]
-        if len(kept) == len(entries) and rolled and not (base / day).exists():
+        if len(kept) == len(entries) and period.rolled and not period.live:
             continue
         changed += 1
-        if dry_run:
-            continue
-        if kept:
-            artifacts.write_jsonl(base / f"{day}.jsonl", kept)
-            artifacts.write_json(base / f"{day}.sum.json", artifacts.day_sums(kept))
-        else:
-            artifacts.remove(base / f"{day}.jsonl")
-            artifacts.remove(base / f"{day}.sum.json")
-        folder = base / day
-        if folder.exists():
-            for child in list(folder.iterdir()):
-                artifacts.remove(child)
-            if isinstance(folder, Path):
-                shutil.rmtree(folder, ignore_errors=True)
+        if not dry_run:
+            artifacts.write_period(root, dag_id, period, kept)
+            if len(period.key) == 13:
+                artifacts.remove_empty_folder(root / INDEX_DIR / dag_id / day)
     return changed
 
 
@@ -184,12 +174,12 @@ def housekeep(root: ArtifactPath, retention: Mapping[str, Retention], now: datet
     now = now or datetime.now(timezone.utc)
     report: dict[str, Any] = {"dags": [], "indexed": 0, "days_rolled_up": 0, "notification_marks_removed": 0}
     for dag_id in dag_folders(root):
-        if not dry_run and artifacts.index_days(root, dag_id) is None:
+        if not dry_run and artifacts.index_periods(root, dag_id) is None:
             report["indexed"] += artifacts.rebuild_index(root, dag_id)
         report["dags"].append(prune_dag(root, dag_id, retention.get(dag_id, Retention()), now, dry_run))
         if not dry_run:
             yesterday = (now - timedelta(days=1)).date().isoformat()
-            report["days_rolled_up"] += artifacts.roll_up_index(root, dag_id, before_day=yesterday)
+            report["days_rolled_up"] += artifacts.roll_up_days(root, dag_id, before_day=yesterday)
     marks = root / NOTIFICATIONS_DIR
     if marks.exists():
         for mark in list(marks.iterdir()):

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from include.core.artifacts import ArtifactPath, index_days, read_day_sums, read_index_day, read_json, read_jsonl
+from include.core.artifacts import ArtifactPath, index_periods, period_sums, read_json, read_jsonl, read_period
 
 STORAGE_DAG = "s3_storage_report"
 UPLOAD_DAG = "s3_upload"
@@ -41,12 +41,12 @@ def _run_dirs(root: ArtifactPath, dag_id: str, marker: str) -> Iterator[tuple[st
 
 def _indexed(root: ArtifactPath, dag_id: str, kinds: tuple[str, ...]) -> list[dict[str, Any]] | None:
     """Every index entry of ``dag_id`` of the given kinds, oldest first (``None``: no index yet)."""
-    days = index_days(root, dag_id)
-    if days is None:
+    periods = index_periods(root, dag_id)
+    if periods is None:
         return None
     entries: list[dict[str, Any]] = []
-    for day, rolled in reversed(days):
-        entries += [e for e in read_index_day(root, dag_id, day, rolled) if e.get("kind") in kinds]
+    for period in reversed(periods):
+        entries += [e for e in read_period(root, dag_id, period) if e.get("kind") in kinds]
     return entries
 
 
@@ -310,9 +310,9 @@ def required_actions_url(dag_id: str, run_id: str) -> str:
 # Uploads ------------------------------------------------------------------------------------------
 def uploads_view(root: ArtifactPath, limit: int = 50) -> dict[str, Any]:
     """The Uploads page: recent upload runs, newest first, and totals over them."""
-    days = index_days(root, UPLOAD_DAG)
-    if days is not None:
-        return _uploads_from_index(root, days, limit)
+    periods = index_periods(root, UPLOAD_DAG)
+    if periods is not None:
+        return _uploads_from_index(root, periods, limit)
     runs = []
     for run_id, folder in _run_dirs(root, UPLOAD_DAG, "summary.json"):
         entry: dict[str, Any] = {"run_id": run_id, "finished_at": _mtime(folder / "summary.json"), "error": None}
@@ -334,22 +334,21 @@ def uploads_view(root: ArtifactPath, limit: int = 50) -> dict[str, Any]:
 UPLOAD_TOTALS = ("uploaded", "bytes", "malformed", "conflicts", "failed")
 
 
-def _uploads_from_index(root: ArtifactPath, days: list[tuple[str, bool]], limit: int) -> dict[str, Any]:
-    """Newest ``limit`` runs from the newest index days; totals from the per-day sums of rolled-up days
-    (a live day is summed from its entries)."""
+def _uploads_from_index(root: ArtifactPath, periods: list[Any], limit: int) -> dict[str, Any]:
+    """Newest ``limit`` runs from the newest index periods; totals from the sums of the older ones (a
+    period with live entries is summed from them)."""
     runs: list[dict[str, Any]] = []
     totals = dict.fromkeys(UPLOAD_TOTALS, 0)
     run_count = 0
-    for day, rolled in days:  # newest first
-        sums = read_day_sums(root, UPLOAD_DAG, day) if rolled and len(runs) >= limit else None
-        live = (root / "_index" / UPLOAD_DAG / day).exists() if sums is not None else True
-        if sums is not None and not live:
+    for period in periods:  # newest first
+        sums = period_sums(root, UPLOAD_DAG, period) if len(runs) >= limit else None
+        if sums is not None:
             slot = sums.get("summary") or {}
             run_count += _int(slot.get("count"))
             for k in UPLOAD_TOTALS:
                 totals[k] += _int((slot.get("sums") or {}).get(k))
             continue
-        entries = [e for e in read_index_day(root, UPLOAD_DAG, day, rolled) if e.get("kind") == "summary"]
+        entries = [e for e in read_period(root, UPLOAD_DAG, period) if e.get("kind") == "summary"]
         run_count += len(entries)
         for e in reversed(entries):
             doc = e.get("doc") if isinstance(e.get("doc"), dict) else {}

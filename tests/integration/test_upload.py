@@ -390,10 +390,11 @@ def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):
     # found nothing: no run folder at all, only one line in the index
     assert not result.artifacts().exists()
     root = artifacts.artifact_root()
-    mine = [e for day, rolled in artifacts.index_days(root, "s3_upload") or []
-            for e in artifacts.read_index_day(root, "s3_upload", day, rolled) if e["run_id"] == result.run_id]
+    mine = [e for period in artifacts.index_periods(root, "s3_upload") or []
+            for e in artifacts.read_period(root, "s3_upload", period) if e["run_id"] == result.run_id]
     assert [(e["kind"], e["doc"]["uploaded"], e["doc"]["bucket"]) for e in mine] == [("summary", 0, bucket)]
-    entry_file = root / "_index" / "s3_upload" / mine[0]["at"][:10] / f"{result.run_id}.summary.json"
+    at = mine[0]["at"]
+    entry_file = root / "_index" / "s3_upload" / at[:10] / at[11:13] / f"{result.run_id}.summary.json"
     assert len(entry_file.read_text().splitlines()) == 1
     assert _asset_events(f"s3://{bucket}/") == []
 

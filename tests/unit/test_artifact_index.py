@@ -23,8 +23,8 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _entries(root: Path, dag_id: str) -> list[dict]:
-    return [e for day, rolled in artifacts.index_days(root, dag_id) or []
-            for e in artifacts.read_index_day(root, dag_id, day, rolled)]
+    return [e for period in artifacts.index_periods(root, dag_id) or []
+            for e in artifacts.read_period(root, dag_id, period)]
 
 
 def _age(path: Path, days: float) -> None:
@@ -68,7 +68,7 @@ def test_only_run_artifacts_are_indexed(root, tmp_path):
     artifacts.write_json(root / "s3_upload" / "r" / "batches" / "summary.json", {})  # too deep
     artifacts.write_json(root / "s3_upload" / "r" / "scan.json", {})  # not an indexed name
     artifacts.write_json(tmp_path.parent / "elsewhere" / "d" / "r" / "summary.json", {})  # outside the root
-    assert artifacts.index_days(root, "s3_upload") is None
+    assert artifacts.index_periods(root, "s3_upload") is None
 
 
 def test_pages_read_the_index_like_the_folders(root, tmp_path):
@@ -92,18 +92,32 @@ def test_pages_read_the_index_like_the_folders(root, tmp_path):
     assert from_index[2]["history"] == from_folders[2]["history"]
 
 
-def test_roll_up_keeps_what_the_pages_show(root):
+def test_roll_ups_keep_what_the_pages_show(root):
     _world(root)
     before = views.uploads_view(root, limit=2)
-    day = artifacts.index_days(root, "s3_upload")[0][0]
+    (period,) = artifacts.index_periods(root, "s3_upload")
+    assert (period.live, period.rolled) == (True, False)
+    day, next_hour = period.key[:10], (datetime.fromisoformat(period.key + ":00") + timedelta(hours=1))
+    assert artifacts.roll_up_hours(root, "s3_upload", before_hour=next_hour.strftime("%Y-%m-%dT%H")) == 1
+    (hour,) = artifacts.index_periods(root, "s3_upload")
+    assert (hour.key, hour.live, hour.rolled) == (period.key, False, True)
+    assert views.uploads_view(root, limit=2) == before
+
     next_day = (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
-    assert artifacts.roll_up_index(root, "s3_upload", before_day=next_day) == 1
-    assert artifacts.roll_up_index(root, "s3_upload", before_day=next_day) == 0  # idempotent
+    assert artifacts.roll_up_days(root, "s3_upload", before_day=next_day) == 1
+    assert artifacts.roll_up_days(root, "s3_upload", before_day=next_day) == 0  # idempotent
     assert not (root / "_index" / "s3_upload" / day).exists()
     sums = json.loads((root / "_index" / "s3_upload" / f"{day}.sum.json").read_text())
     assert sums["summary"]["count"] == 3 and sums["summary"]["sums"]["bytes"] == 300
     after = views.uploads_view(root, limit=2)
     assert after == before and after["run_count"] == 3 and len(after["runs"]) == 2
+    # a late write into a rolled-up day is read too, and merged by the next roll-up
+    late = artifacts.index_entry_for(root / "s3_upload" / "late" / "summary.json", {"uploaded": 7},
+                                     at=f"{day}T23:59:59+00:00")
+    artifacts.write_bytes(late[0], json.dumps(late[1]).encode())
+    assert views.uploads_view(root)["totals"]["uploaded"] == 10
+    assert artifacts.roll_up_days(root, "s3_upload", before_day=next_day) == 1
+    assert views.uploads_view(root)["run_count"] == 4
 
 
 def test_retention_settings_are_validated():
