@@ -160,7 +160,11 @@ class DeploymentNotifier(BaseNotifier):
             targets = notification_targets(dag_id)
         except ValueError as exc:
             if self.event == notify.APPROVAL:
-                raise  # the approval task fails naming the setting: nothing is deleted unannounced
+                from airflow.sdk.exceptions import AirflowFailException
+
+                # the approval task fails naming the setting (no retry reads it differently): nothing is
+                # deleted unannounced
+                raise AirflowFailException(str(exc)) from exc
             log.error("no failure notification sent: %s", exc)
             return
         if not targets:

@@ -91,6 +91,7 @@ def _target(item: Any, where: str) -> Target:
     if not isinstance(item, Mapping):
         raise NotifyConfigError(f"{where} must be an e-mail address or an object with a 'type', got {item!r}")
     kind = item.get("type")
+    kind = "email" if kind == "smtp" else kind  # the provider's name for it
     if kind not in KINDS:
         raise NotifyConfigError(f"{where}: 'type' must be one of {list(KINDS)}, got {kind!r}")
     known = {"type", "conn_id", "events"} | {"email": {"to", "from"}, "slack": {"channel"}, "slack_webhook": set(),

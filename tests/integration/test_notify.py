@@ -12,6 +12,8 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from tests.integration.test_upload import NOW, rel_at, write
 
 
@@ -97,3 +99,76 @@ def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeyp
     assert "{{ config }}" in body and "49" not in body
     assert "&lt;img src=x onerror=alert(1)&gt;" in body and "<img" not in body
     assert "t/line\\nbreak.dat" in body
+
+
+def test_a_malformed_setting_fails_the_approval_and_only_logs_on_failure(mailbox, monkeypatch, capfd):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.dag_defaults import DeploymentNotifier
+
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({"notifications": [{"type": "pager", "to": "x"}]}))
+    ti = _TI(dag_id="s3_retention", run_id="r", task_id="approve", map_index=-1, try_number=1, xcoms={})
+    context = {"ti": ti, "task": SimpleNamespace(plan_task_id="plan"), "params": {}}
+    with pytest.raises(AirflowFailException, match=r"Airflow Variable 's3ops_retention'\[0\]: 'type' must be"):
+        DeploymentNotifier("approval")(context)
+    DeploymentNotifier("failure")({**context, "exception": RuntimeError("boom")})  # logged, not raised
+    assert "no failure notification sent: key 'notifications' of the Airflow Variable" in capfd.readouterr().out
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", "{not json")
+    with pytest.raises(AirflowFailException, match="'s3ops_retention' is not valid JSON"):
+        DeploymentNotifier("approval")(context)
+    assert mailbox.wait_for(1, timeout=2) == []
+
+
+@pytest.fixture
+def http_sink():
+    """A local HTTP server that records every POST (path, JSON body)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[tuple[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's hook name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append((self.path, json.loads(body or b"null")))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], received
+    finally:
+        server.shutdown()
+
+
+def test_webhook_and_slack_webhook_targets_post_through_their_providers(http_sink, monkeypatch, mailbox):
+    from include.dag_defaults import DeploymentNotifier
+
+    port, received = http_sink
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", json.dumps({"conn_type": "http", "host": "127.0.0.1",
+                                                               "port": port, "schema": "http"}))
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_HOOK", json.dumps({
+        "conn_type": "slackwebhook", "password": f"http://127.0.0.1:{port}/services/T000/B000/XXX"}))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": [
+        {"type": "webhook", "conn_id": "ops_webhook", "endpoint": "/hooks/s3ops"},
+        {"type": "slack_webhook", "conn_id": "slack_hook"},
+        {"type": "email", "to": ["approvals-only@example.com"], "events": ["approval"]},
+    ]}))
+    ti = _TI(dag_id="s3_upload", run_id="scheduled__2026-11-30T10:00:00+00:00", task_id="check", map_index=-1,
+             try_number=1, xcoms={})
+    DeploymentNotifier("failure")({"ti": ti, "exception": RuntimeError("2 file(s) failed <x> & y\nmore")})
+
+    by_path = dict(received)
+    hook = by_path["/hooks/s3ops"]
+    assert (hook["event"], hook["dag_id"], hook["task_id"], hook["error"]) == (
+        "failure", "s3_upload", "check", "RuntimeError: 2 file(s) failed <x> & y")
+    slack = by_path["/services/T000/B000/XXX"]
+    assert "RuntimeError: 2 file(s) failed &lt;x&gt; &amp; y" in slack["text"] and "more" not in slack["text"]
+    assert mailbox.wait_for(1, timeout=2) == []  # the e-mail target only wants approvals

@@ -21,7 +21,9 @@ def test_targets_of_every_kind():
         {"type": "slack", "channel": "#s3ops"},
         {"type": "slack_webhook", "conn_id": "hooks", "events": "failure"},
         {"type": "webhook", "endpoint": "/hooks/s3ops"},
+        {"type": "smtp", "to": "c@x.org"},
     ])
+    assert targets[5] == Target("email", "smtp_default", to=("c@x.org",))
     assert targets[0] == Target("email", "smtp_default", to=("ops@example.com",))
     assert (targets[1].to, targets[1].conn_id, targets[1].sender) == (("a@x.org", "b@x.org"), "smtp_ops", "s3ops@x.org")
     assert targets[1].wants("approval") and not targets[1].wants("failure")
