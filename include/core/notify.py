@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from include.core.units import format_size
+
 SETTING = "notifications"
 APPROVAL, FAILURE = "approval", "failure"
 EVENTS = (APPROVAL, FAILURE)
@@ -169,15 +171,11 @@ def slack_escape(text: str) -> str:
 
 
 def human_bytes(n: Any) -> str:
+    """A size for people (the project's one formatter); ``? B`` for a value that is not a number."""
     try:
-        value = float(int(n))
+        return format_size(int(n))
     except (TypeError, ValueError):
         return "? B"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < 1024 or unit == "PiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _int(value: Any) -> int:

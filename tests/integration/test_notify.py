@@ -90,7 +90,7 @@ def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeyp
     mail = mails[0]
     assert mail["subject"] == "[s3ops] approval needed: s3_retention: TRIAL jobs expired: 1,203 files {{ 7 * 7 }} <b>"
     body = mail["body"]
-    assert "1203 objects, 5.0 GiB (5368709120 bytes)" in body
+    assert "1203 objects, 5.00 GiB (5368709120 bytes)" in body
     assert "max_delete_count=100000, max_delete_fraction=0.5" in body
     link = ("https://airflow.example/dags/s3_retention/runs/scheduled__2026-11-30T00%3A00%3A00%2B00%3A00"
             "/tasks/approve/required_actions?map_index=-1")

@@ -91,7 +91,7 @@ def test_approval_message_escapes_per_channel():
     assert "<b>" not in msg.slack and "&lt;b&gt;" in msg.slack and "<https://af/x?a=1&b=2|" in msg.slack
     assert "Guard limits: max_delete_count=10" in msg.text and "Scanned: 0 objects" in msg.text
     assert msg.data["delete_bytes"] == 2048 and msg.data["limits"] == {"max_delete_count": 10}
-    assert "Delete: 2 objects, 2.0 KiB (2048 bytes)" in msg.text
+    assert "Delete: 2 objects, 2.00 KiB (2048 bytes)" in msg.text
 
 
 def test_required_actions_link_quotes_ids():
