@@ -45,10 +45,29 @@ def deployment_setting(dag_id: str, key: str, default: Any = None) -> Any:
     return default if found is None else found
 
 
-def notification_targets(dag_id: str) -> list[Any]:
-    """The parsed ``notifications`` of the DAG's deployment settings ([] when unset)."""
+RUN_SETTINGS_FILE = "settings.json"  # the settings a run resolved, when its first task recorded them
+
+
+def run_values(dag_id: str, run_id: str) -> dict[str, Any]:
+    """The settings this run resolved (``{"values": {...}}`` in its artifact folder), or ``{}``."""
+    from include.core import artifacts
+
+    try:
+        path = artifacts.run_dir(dag_id, run_id) / RUN_SETTINGS_FILE
+        values = artifacts.read_json(path).get("values") if artifacts.exists(path) else None
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def notification_targets(dag_id: str, run_id: str | None = None) -> list[Any]:
+    """The parsed ``notifications`` of this run's resolved settings, else of the DAG's deployment-settings
+    Variable ([] when unset)."""
     from include.core.notify import SETTING, parse_targets, settings_variable
 
+    resolved = run_values(dag_id, run_id).get(SETTING) if run_id else None
+    if resolved is not None:
+        return parse_targets(resolved, source=f"the run's setting {SETTING!r} ({RUN_SETTINGS_FILE})")
     return parse_targets(deployment_setting(dag_id, SETTING),
                          source=f"key {SETTING!r} of the Airflow Variable {settings_variable(dag_id)!r}")
 
@@ -157,7 +176,7 @@ class DeploymentNotifier(BaseNotifier):
         ti = context["ti"]
         dag_id, run_id = ti.dag_id, ti.run_id
         try:
-            targets = notification_targets(dag_id)
+            targets = notification_targets(dag_id, run_id)
         except ValueError as exc:
             if self.event == notify.APPROVAL:
                 from airflow.sdk.exceptions import AirflowFailException
@@ -177,7 +196,9 @@ class DeploymentNotifier(BaseNotifier):
             params = context.get("params") or {}
             task = context.get("task")
             summary = ti.xcom_pull(task_ids=getattr(task, "plan_task_id", "plan")) or {}
-            limits = {k: params.get(k) for k in ("bucket", "max_delete_count", "max_delete_fraction")}
+            values = run_values(dag_id, run_id)
+            limits = {k: params.get(k) if params.get(k) is not None else values.get(k)
+                      for k in ("bucket", "max_delete_count", "max_delete_fraction")}
             message = notify.approval_message(
                 dag_id=dag_id, run_id=run_id, summary=summary, limits=limits,
                 link=notify.required_actions_link(_base_url(), dag_id, run_id, ti.task_id, map_index))

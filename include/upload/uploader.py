@@ -520,7 +520,8 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
     if found_nothing(summary, batches):
         # every minute on a quiet folder: no run folder, only the one-line index entry
         artifacts.record_index(run_dir / "summary.json", {k: v for k, v in summary.items() if not isinstance(v, list)})
-        artifacts.remove(run_dir / "scan.json")
+        for name in ("scan.json", "settings.json"):  # nothing later reads them: no run folder at all
+            artifacts.remove(run_dir / name)
         artifacts.remove_empty_folder(run_dir)
         log.info("nothing to upload from %s (%d not ready yet)", settings.base_dir, summary["skipped_not_ready"])
         return summary

@@ -172,3 +172,24 @@ def test_webhook_and_slack_webhook_targets_post_through_their_providers(http_sin
     slack = by_path["/services/T000/B000/XXX"]
     assert "RuntimeError: 2 file(s) failed &lt;x&gt; &amp; y" in slack["text"] and "more" not in slack["text"]
     assert mailbox.wait_for(1, timeout=2) == []  # the e-mail target only wants approvals
+
+
+def test_the_runs_resolved_settings_win_over_the_variable(mailbox, monkeypatch):
+    """When the run's first task recorded its resolved settings (settings.json: a value typed in the form
+    beats the Variable), the approval goes where they say, with their limits."""
+    from include.core import artifacts
+    from include.dag_defaults import DeploymentNotifier
+
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_DEPLOY_CLEANUP", json.dumps({"notifications": [
+        {"type": "email", "to": ["from-variable@example.com"]}]}))
+    run_id = "manual__2026-11-30T11:00:00+00:00"
+    artifacts.write_json(artifacts.run_dir("s3_deploy_cleanup", run_id) / "settings.json", {"values": {
+        "notifications": [{"type": "email", "to": ["typed-in-form@example.com"]}], "max_delete_count": 7,
+        "max_delete_fraction": None, "bucket": "deploys"}})
+    ti = _TI(dag_id="s3_deploy_cleanup", run_id=run_id, task_id="approve", map_index=-1, try_number=1,
+             xcoms={"plan": {"delete_count": 3, "delete_bytes": 30, "headline": "3 old deployments"}})
+    DeploymentNotifier("approval")({"ti": ti, "task": SimpleNamespace(plan_task_id="plan"),
+                                    "params": {"bucket": None, "max_delete_count": None}})
+    (mail,) = mailbox.wait_for(1)
+    assert mail["to"] == ["typed-in-form@example.com"]
+    assert "max_delete_count=7" in mail["body"] and "deploys" in mail["body"]
