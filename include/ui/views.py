@@ -6,7 +6,7 @@ newer or older version of a DAG may lack fields: missing values become ``None``/
 a run folder whose files cannot be parsed is listed with its ``error`` instead of breaking the page.
 
 Pages read the artifact store's run index (``<root>/_index/``, see ``include.core.artifacts``), not the
-run folders: the Uploads page reads only the newest entries and per-day sums, so it answers in
+run folders: the Uploads page reads only the newest entries and per-hour and per-day sums, so it answers in
 milliseconds with 50,000 runs of history. A DAG without an index yet (runs written before it existed;
 the daily housekeeping builds it) is read from its run folders as before.
 """

@@ -123,3 +123,43 @@ def test_scheduled_retention_mails_its_approval_and_the_next_run_supersedes_it(
         airflow.set_paused(RETENTION, True)
         airflow.stop_scheduled_runs(RETENTION)
         airflow.http.delete("/api/v2/variables/s3ops_retention")
+
+
+DEPLOY = "s3_deploy_cleanup"
+
+
+def test_manual_deploy_cleanup_mails_approval_and_a_failed_run_mails_its_error(
+        airflow, standalone, s3, s3_server, e2e_artifacts, smtp_sink, unique):
+    """The HITL notifier and the failure callback inside real task processes of a running Airflow."""
+    from tests.e2e.test_deletion_e2e import _deploy_bucket, _keys, _wait_awaiting_approval
+
+    bucket = unique("mail")
+    keys, _ = _deploy_bucket(s3, s3_server, bucket)
+    airflow.set_variable("s3ops_deploy_cleanup", json.dumps({"notifications": [
+        {"type": "email", "to": ["deployers@example.com"]}]}))
+    smtp_sink.clear()
+    try:
+        run_id = airflow.trigger(DEPLOY, {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "required"})
+        _wait_awaiting_approval(airflow, DEPLOY, run_id)
+        mails = [m for m in smtp_sink.wait_for(1, timeout=120) if run_id in m["body"]]
+        assert len(mails) == 1, [m["subject"] for m in smtp_sink.messages]
+        body = mails[0]["body"]
+        assert mails[0]["to"] == ["deployers@example.com"]
+        assert "21 objects" in body and "max_delete_count=" in body
+        from urllib.parse import quote
+
+        assert (f"{standalone.base_url}/dags/{DEPLOY}/runs/{quote(run_id, safe='')}/tasks/approve/"
+                f"required_actions?map_index=-1") in body
+        assert airflow.answer(DEPLOY, run_id, "Reject") == "success"
+        assert _keys(s3, bucket) == keys
+
+        smtp_sink.clear()
+        failed = airflow.trigger(DEPLOY, {"bucket": unique("missing"), "prefix": "deploys/", "keep": 5,
+                                          "approval": "auto"})
+        assert airflow.wait_run(DEPLOY, failed, timeout=420) == "failed", airflow.task_states(DEPLOY, failed)
+        mails = [m for m in smtp_sink.wait_for(1, timeout=120) if failed in m["body"]]
+        assert len(mails) == 1, [m["subject"] for m in smtp_sink.messages]
+        assert mails[0]["subject"].startswith(f"[s3ops] failed: {DEPLOY}.plan: ")
+        assert "Traceback" not in mails[0]["body"]
+    finally:
+        airflow.http.delete("/api/v2/variables/s3ops_deploy_cleanup")
