@@ -340,6 +340,7 @@ def _uploads_from_index(root: ArtifactPath, periods: list[Any], limit: int) -> d
     runs: list[dict[str, Any]] = []
     totals = dict.fromkeys(UPLOAD_TOTALS, 0)
     run_count = 0
+    seen: set[Any] = set()
     for period in periods:  # newest first
         sums = period_sums(root, UPLOAD_DAG, period) if len(runs) >= limit else None
         if sums is not None:
@@ -349,8 +350,11 @@ def _uploads_from_index(root: ArtifactPath, periods: list[Any], limit: int) -> d
                 totals[k] += _int((slot.get("sums") or {}).get(k))
             continue
         entries = [e for e in read_period(root, UPLOAD_DAG, period) if e.get("kind") == "summary"]
-        run_count += len(entries)
         for e in reversed(entries):
+            if e.get("run_id") in seen:  # a retried tidy wrote its summary again: the newest one counts
+                continue
+            seen.add(e.get("run_id"))
+            run_count += 1
             doc = e.get("doc") if isinstance(e.get("doc"), dict) else {}
             for k in UPLOAD_TOTALS:
                 totals[k] += _int(doc.get(k))

@@ -118,6 +118,12 @@ def test_roll_ups_keep_what_the_pages_show(root):
     assert views.uploads_view(root)["totals"]["uploaded"] == 10
     assert artifacts.roll_up_days(root, "s3_upload", before_day=next_day) == 1
     assert views.uploads_view(root)["run_count"] == 4
+    # a retried task files its summary again (a later hour): the run is shown and counted once, newest wins
+    again = artifacts.index_entry_for(root / "s3_upload" / "u2" / "summary.json", {"uploaded": 5},
+                                      at=datetime.now(timezone.utc).isoformat())
+    artifacts.write_bytes(again[0], json.dumps(again[1]).encode())
+    view = views.uploads_view(root)
+    assert view["run_count"] == 4 and [r["uploaded"] for r in view["runs"] if r["run_id"] == "u2"] == [5]
 
 
 def test_retention_settings_are_validated():
