@@ -45,7 +45,7 @@ def standalone(stack: LocalStack, e2e_artifacts: Path, smtp_sink: Any) -> Iterat
     env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp_sink.conn_uri_json()  # notifications land in the local sink
     server = AirflowStandalone(E2E_DIR / "airflow", free_port(), env)
     try:
-        server.start()
+        server.start(timeout=420)  # a loaded 2-core machine needs minutes to import Airflow 5 times
         yield server
     finally:
         server.stop()
