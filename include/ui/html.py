@@ -363,7 +363,8 @@ def plan_block(p: dict[str, Any], *, heading: bool = True) -> str:
         out.append(
             f'<p class="audit">Audit{" (" + _e(a["outcome"]) + ")" if a["outcome"] else ""}: '
             f'<span class="deleted-count" data-value="{_e(a["deleted_count"])}">{_count(a["deleted_count"])}</span> '
-            f'deleted ({human_bytes(a["deleted_bytes"])}), {_count(a["skipped_count"])} skipped as now protected, '
+            f'deleted ({human_bytes(a["deleted_bytes"])}), {_count(a["skipped_count"])} skipped (protected again or '
+            f'changed since the plan), '
             f'<span class="error-count" data-value="{_e(a["error_count"])}">{_count(a["error_count"])}</span> errors'
             f'{", purged rows: " + _e(a["purged_rows"]) if a["purged_rows"] is not None else ""}.</p>'
         )

@@ -7,6 +7,12 @@ a run folder whose files cannot be parsed is listed with its ``error`` instead o
 A value of the wrong kind (a count that is not a whole number ≥ 0, a list where a table belongs) is
 shown as "–" and named in the view's ``flags``, so one odd artifact never hides (or fakes) the rest.
 Which DAGs' artifacts a user may see is decided by the caller (``readable``: DAG ids), see the plugin.
+
+Pages read the artifact store's run index (``<root>/_index/``, see ``include.core.artifacts``), not the
+run folders: the Uploads page reads only the newest entries and per-hour and per-day sums, so it answers in
+milliseconds with 50,000 runs of history. A DAG without an index yet (runs written before it existed;
+the daily housekeeping builds it) is read from its run folders as before. A run page reads its own run
+folder.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from include.core.artifacts import ArtifactPath, read_json, read_jsonl
+from include.core.artifacts import ArtifactPath, index_periods, period_sums, read_json, read_jsonl, read_period
 
 STORAGE_DAG = "s3_storage_report"
 UPLOAD_DAG = "s3_upload"
@@ -38,6 +44,24 @@ def _run_dirs(root: ArtifactPath, dag_id: str, marker: str) -> Iterator[tuple[st
             yield child.name, child
 
 
+def _indexed(root: ArtifactPath, dag_id: str, kinds: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """Every index entry of ``dag_id`` of the given kinds, oldest first (``None``: no index yet)."""
+    periods = index_periods(root, dag_id)
+    if periods is None:
+        return None
+    entries: list[dict[str, Any]] = []
+    for period in reversed(periods):
+        entries += [e for e in read_period(root, dag_id, period) if e.get("kind") in kinds]
+    return entries
+
+
+def _doc(entry: dict[str, Any]) -> dict[str, Any]:
+    doc = entry.get("doc")
+    if not isinstance(doc, dict):
+        raise ValueError(f"index entry of {entry.get('run_id')!r} holds no JSON object")
+    return doc
+
+
 def _mtime(path: ArtifactPath) -> str | None:
     """When a file was written, ISO 8601 UTC (local files and object storage alike)."""
     try:
@@ -52,6 +76,13 @@ def _mtime(path: ArtifactPath) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(float(ts), tz=timezone.utc).isoformat()
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 class Fields:
@@ -118,6 +149,17 @@ def _allowed(dag_id: str, readable: Collection[str] | None) -> bool:
 def load_reports(root: ArtifactPath) -> list[dict[str, Any]]:
     """Every storage report, oldest first: ``{"run_id", "generated_at", "report" | "error"}``."""
     reports = []
+    indexed = _indexed(root, STORAGE_DAG, ("report",))
+    if indexed is not None:
+        for entry in indexed:
+            doc = entry.get("doc")
+            if isinstance(doc, dict) and "error" not in doc:
+                reports.append({"run_id": str(entry.get("run_id")), "report": doc,
+                                "generated_at": str(doc.get("generated_at") or entry.get("at") or "")})
+            else:
+                reports.append({"run_id": str(entry.get("run_id")), "generated_at": str(entry.get("at") or ""),
+                                "error": str((doc or {}).get("error") if isinstance(doc, dict) else doc)})
+        return sorted(reports, key=lambda r: (r["generated_at"], r["run_id"]))
     for run_id, folder in _run_dirs(root, STORAGE_DAG, "report.json"):
         try:
             report = read_json(folder / "report.json")
@@ -147,7 +189,7 @@ def storage_view(root: ArtifactPath, readable: Collection[str] | None = None,
     view["history"] = storage_history(valid)
     if valid:
         latest = valid[-1]
-        view["latest"] = _report_summary(latest["run_id"], latest["report"], view["flags"])
+        view["latest"] = _report_summary(latest["run_id"], _full_report(root, latest), view["flags"])
     return view
 
 
@@ -220,6 +262,18 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
     }
 
 
+def _full_report(root: ArtifactPath, latest: dict[str, Any]) -> dict[str, Any]:
+    """The latest report whole (the index keeps only counts per bucket): one file read."""
+    path = root / STORAGE_DAG / latest["run_id"] / "report.json"
+    try:
+        report = read_json(path)
+        if isinstance(report, dict):
+            return report
+    except (OSError, ValueError):
+        pass
+    return latest["report"]  # pruned or unreadable: what the index kept
+
+
 def storage_history(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-bucket series over the reports (oldest first): ``{"times": [...], "buckets": {name:
     {"object_count": [...], "total_bytes": [...]}}}``; a bucket absent from a report, unreadable, or
@@ -252,22 +306,46 @@ def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None
     for dag_id in PLAN_DAGS:
         if not _allowed(dag_id, readable):
             continue
-        for run_id, folder in _run_dirs(root, dag_id, "plan.json"):
-            plans.append(plan_entry(dag_id, run_id, folder, run_states.get((dag_id, run_id))))
+        indexed = _indexed(root, dag_id, ("plan", "audit"))
+        if indexed is None:
+            for run_id, folder in _run_dirs(root, dag_id, "plan.json"):
+                plans.append(_plan_entry(dag_id, run_id, folder, run_states.get((dag_id, run_id))))
+            continue
+        docs: dict[str, dict[str, Any]] = {}
+        for entry in indexed:
+            docs.setdefault(str(entry.get("run_id")), {})[str(entry.get("kind"))] = entry
+        for run_id, kinds in docs.items():
+            if "plan" in kinds:
+                plans.append(_plan_entry_from(dag_id, run_id, lambda k=kinds: _doc(k["plan"]),
+                                              (lambda k=kinds: _doc(k["audit"])) if "audit" in kinds else None,
+                                              kinds["plan"].get("at"), run_states.get((dag_id, run_id))))
     plans.sort(key=lambda p: (p["planned_at"] or "", p["run_id"]), reverse=True)
     pending = [p for p in plans if p["status"] == "awaiting approval"]
     return {"pending": pending, "recent": plans[:limit], "plan_count": len(plans),
             "hidden_dags": [d for d in PLAN_DAGS if not _allowed(d, readable)]}
 
 
-def plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: str | None) -> dict[str, Any]:
-    """One plan (and its audit, if any) as the Plans page and the run page show it."""
-    entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": _mtime(folder / "plan.json"),
+def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: str | None) -> dict[str, Any]:
+    audit_file = folder / "audit.json"
+    return _plan_entry_from(dag_id, run_id, lambda: _object(read_json(folder / "plan.json"), "a plan"),
+                            (lambda: _object(read_json(audit_file), "an audit")) if audit_file.exists() else None,
+                            _mtime(folder / "plan.json"), approval_state, folder)
+
+
+def _object(doc: Any, what: str) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise ValueError(f"{what} is a JSON object, this is {type(doc).__name__}")
+    return doc
+
+
+def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, planned_at: str | None,
+                     approval_state: str | None, folder: ArtifactPath | None = None) -> dict[str, Any]:
+    """A plan (and, when there is one, its audit) as the Plans page and the run page show it, read from
+    a run folder or the index."""
+    entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": planned_at,
                              "approval_state": approval_state, "audit": None, "error": None, "flags": []}
     try:
-        plan = read_json(folder / "plan.json")
-        if not isinstance(plan, dict):
-            raise ValueError(f"a plan is a JSON object, this is {type(plan).__name__}")
+        plan = load_plan()
     except (OSError, ValueError) as exc:
         entry.update(status="unreadable", error=f"plan.json: {exc}")
         return entry
@@ -290,11 +368,9 @@ def plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: s
         dry_run=plan.get("dry_run"),
         limits=_limits(plan, folder),
     )
-    if (folder / "audit.json").exists():
+    if load_audit is not None:
         try:
-            audit = read_json(folder / "audit.json")
-            if not isinstance(audit, dict):
-                raise ValueError(f"an audit is a JSON object, this is {type(audit).__name__}")
+            audit = load_audit()
             a = Fields(f"{dag_id}/{run_id}/audit.json", entry["flags"])
             entry["audit"] = {
                 "outcome": a.text(audit.get("outcome")),
@@ -378,31 +454,76 @@ def required_actions_url(dag_id: str, run_id: str) -> str:
 def uploads_view(root: ArtifactPath, limit: int = 50, readable: Collection[str] | None = None,
                  run_id: str | None = None) -> dict[str, Any]:
     """The Uploads page: recent upload runs, newest first, and totals over them (with ``run_id``: that
-    run only, the run page). ``readable`` (DAG ids) without the upload DAG: nothing."""
-    runs: list[dict[str, Any]] = []
+    run only, read from its folder: the run page). ``readable`` (DAG ids) without the upload DAG: nothing."""
     flags: list[str] = []
-    allowed = _allowed(UPLOAD_DAG, readable)
-    for rid, folder in _run_dirs(root, UPLOAD_DAG, "summary.json") if allowed else ():
+    if not _allowed(UPLOAD_DAG, readable):
+        return {"runs": [], "run_count": 0, "totals": dict.fromkeys(UPLOAD_TOTALS, 0), "flags": flags,
+                "allowed": False}
+    periods = index_periods(root, UPLOAD_DAG) if run_id is None else None
+    if periods is not None:
+        return {**_uploads_from_index(root, periods, limit, flags), "flags": flags, "allowed": True}
+    runs = []
+    for rid, folder in _run_dirs(root, UPLOAD_DAG, "summary.json"):
         if run_id is not None and rid != run_id:
             continue
         runs.append(upload_entry(rid, folder, flags))
     runs.sort(key=lambda r: (r["finished_at"] or "", r["run_id"]), reverse=True)
     ok = [r for r in runs if not r["error"]]
-    totals = {k: _sum(r[k] for r in ok) for k in ("uploaded", "bytes", "malformed", "conflicts", "failed")}
-    return {"runs": runs[:limit], "run_count": len(runs), "totals": totals, "flags": flags, "allowed": allowed}
+    totals = {k: _sum(r[k] for r in ok) for k in UPLOAD_TOTALS}
+    return {"runs": runs[:limit], "run_count": len(runs), "totals": totals, "flags": flags, "allowed": True}
 
 
 def upload_entry(run_id: str, folder: ArtifactPath, flags: list[str]) -> dict[str, Any]:
     entry: dict[str, Any] = {"run_id": run_id, "finished_at": _mtime(folder / "summary.json"), "error": None}
     try:
-        summary = read_json(folder / "summary.json")
-        if not isinstance(summary, dict):
-            raise ValueError(f"a summary is a JSON object, this is {type(summary).__name__}")
+        summary = _object(read_json(folder / "summary.json"), "a summary")
     except (OSError, ValueError) as exc:
         entry["error"] = str(exc)
         return entry
     f = Fields(f"{UPLOAD_DAG}/{run_id}/summary.json", flags)
-    entry.update(
+    entry.update(_upload_row(summary, f))
+    entry["finished_at"] = f.text(summary.get("finished_at")) or _last_upload(folder) or entry["finished_at"]
+    return entry
+
+
+UPLOAD_TOTALS = ("uploaded", "bytes", "malformed", "conflicts", "failed")
+
+
+def _uploads_from_index(root: ArtifactPath, periods: list[Any], limit: int, flags: list[str]) -> dict[str, Any]:
+    """Newest ``limit`` runs from the newest index periods; totals from the sums of the older ones (a
+    period with live entries is summed from them)."""
+    runs: list[dict[str, Any]] = []
+    totals = dict.fromkeys(UPLOAD_TOTALS, 0)
+    run_count = 0
+    seen: set[Any] = set()
+    for period in periods:  # newest first
+        sums = period_sums(root, UPLOAD_DAG, period) if len(runs) >= limit else None
+        if sums is not None:
+            slot = sums.get("summary") or {}
+            run_count += _int(slot.get("count"))
+            for k in UPLOAD_TOTALS:
+                totals[k] += _int((slot.get("sums") or {}).get(k))
+            continue
+        entries = [e for e in read_period(root, UPLOAD_DAG, period) if e.get("kind") == "summary"]
+        for e in reversed(entries):
+            if e.get("run_id") in seen:  # a retried tidy wrote its summary again: the newest one counts
+                continue
+            seen.add(e.get("run_id"))
+            run_count += 1
+            doc = e.get("doc") if isinstance(e.get("doc"), dict) else {}
+            f = Fields(f"{UPLOAD_DAG}/{e.get('run_id')}/summary.json", flags if len(runs) < limit else [])
+            row = {"run_id": str(e.get("run_id")), "error": None, **_upload_row(doc, f)}
+            for k in UPLOAD_TOTALS:
+                totals[k] += row[k] or 0
+            if len(runs) < limit:
+                row["finished_at"] = f.text(doc.get("finished_at") or e.get("at"))
+                runs.append(row)
+    runs.sort(key=lambda r: (r["finished_at"] or "", r["run_id"]), reverse=True)
+    return {"runs": runs, "run_count": run_count, "totals": totals}
+
+
+def _upload_row(summary: dict[str, Any], f: Fields) -> dict[str, Any]:
+    return dict(
         bucket=f.text(summary.get("bucket")),
         key_prefix=f.text(summary.get("key_prefix")),
         uploaded=f.count(summary.get("uploaded"), "uploaded"),
@@ -415,8 +536,6 @@ def upload_entry(run_id: str, folder: ArtifactPath, flags: list[str]) -> dict[st
         conflict_keys=[str(k) for k in f.items(summary.get("conflict_keys"), "conflict_keys")][:20],
         failed_paths=[str(p) for p in f.items(summary.get("failed_paths"), "failed_paths")][:20],
     )
-    entry["finished_at"] = f.text(summary.get("finished_at")) or _last_upload(folder) or entry["finished_at"]
-    return entry
 
 
 def _last_upload(folder: ArtifactPath) -> str | None:
@@ -468,7 +587,7 @@ def run_view(root: ArtifactPath, dag_id: str, run_id: str, *, readable: Collecti
         if not has_plan:
             view.update(kind="plan", plan=None)
             return view
-        entry = plan_entry(dag_id, run_id, folder, approval_state)
+        entry = _plan_entry(dag_id, run_id, folder, approval_state)
         if not entry.get("limits"):
             entry["limits"] = conf_limits(conf)
             entry["limits_source"] = "from the run's conf"
