@@ -203,7 +203,12 @@ def _run_tab(page: Any, dag_id: str, run_id: str) -> Any:
     return frame
 
 
-def _colours(frame: Any) -> tuple[str, str]:
+def _colours(page: Any, url: str) -> tuple[str, str]:
+    """(background, text) colour of the S3 Ops page in the iframe of ``url``, once it has rendered."""
+    page.goto(url)
+    frame = page.frame_locator("iframe")
+    frame.locator("header b").wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
     return tuple(frame.locator("body").evaluate(  # type: ignore[return-value]
         "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).color]"))
 
@@ -218,31 +223,19 @@ def _dark_and_light(page: Any, screenshots: Path, name: str) -> None:
     url = page.url
     try:
         page.emulate_media(color_scheme="dark")
-        page.goto(url)
-        frame = page.frame_locator("iframe")
-        frame.locator("header b").wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)
-        bg, fg = _colours(frame)
+        bg, fg = _colours(page, url)
         assert _is_dark(bg) and not _is_dark(fg), (bg, fg)
         _shot(page, screenshots, f"{name}_dark")
         # light system, but Airflow set to dark by the user (its theme lives in localStorage "theme")
         page.emulate_media(color_scheme="light")
         page.evaluate("localStorage.setItem('theme', 'dark')")
-        page.goto(url)
-        frame = page.frame_locator("iframe")
-        frame.locator("header b").wait_for(timeout=60_000)
-        page.wait_for_timeout(1000)
+        bg, _ = _colours(page, url)
         airflow_dark = page.evaluate("document.documentElement.classList.contains('dark')")
-        bg, _ = _colours(frame)
         assert airflow_dark and _is_dark(bg), (airflow_dark, bg)
     finally:
         page.evaluate("localStorage.removeItem('theme')")
         page.emulate_media(color_scheme="light")
-    page.goto(url)
-    frame = page.frame_locator("iframe")
-    frame.locator("header b").wait_for(timeout=60_000)
-    page.wait_for_timeout(500)
-    bg, fg = _colours(frame)
+    bg, fg = _colours(page, url)
     assert not _is_dark(bg) and _is_dark(fg), (bg, fg)
 
 
