@@ -345,7 +345,7 @@ def plan_block(p: dict[str, Any], *, heading: bool = True) -> str:
                    f'<th class="num">Bytes</th></tr></thead><tbody>{reasons}</tbody></table>')
     limits = p.get("limits") or []
     if limits:
-        source = p.get("limits_source") or "recorded with the plan"
+        source = p.get("limits_source") or "as the run recorded them"
         out.append(f'<h4>Guard limits <span class="muted">({_e(source)})</span></h4><dl class="limits">'
                    + "".join(f'<dt>{_e(k)}</dt><dd data-limit="{_e(k)}"><code>{_e(v)}</code></dd>' for k, v in limits)
                    + "</dl>")

@@ -400,24 +400,35 @@ def _reasons(f: Fields, by_reason: dict[str, Any], where: str) -> list[dict[str,
     return rows
 
 
-GUARD_PARAMS = ("max_delete_count", "max_delete_fraction", "approval", "dry_run", "allow_empty_jobs")
+GUARD_PARAMS = ("max_delete_count", "max_delete_fraction", "approval", "approvers", "separate_approver", "dry_run",
+                "allow_empty_jobs")
+
+
+def _shown_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _limits(plan: dict[str, Any], folder: ArtifactPath | None = None) -> list[tuple[str, str]]:
-    """The guard limits recorded with the plan (``limits`` in plan.json, or a ``guard.json`` beside
-    it), shown as written, not interpreted; empty when the DAG recorded none."""
+    """The guard limits of the run, shown as written, not interpreted: ``limits`` in plan.json, else the
+    gate's settings in the run's ``settings.json`` (with where each value came from); empty when the
+    run recorded neither (the run page then shows its conf)."""
     found: Any = plan.get("limits") or plan.get("guard_limits")
-    if not found and folder is not None:
-        try:
-            guard = read_json(folder / "guard.json") if (folder / "guard.json").exists() else {}
-            found = guard.get("limits", guard) if isinstance(guard, dict) else guard
-        except (OSError, ValueError):
-            found = None
-    if not found:
+    if found:
+        if not isinstance(found, dict):
+            return [("limits", str(found))]
+        return [(str(k), _shown_value(v)) for k, v in sorted(found.items())]
+    if folder is None:
         return []
-    if not isinstance(found, dict):
-        return [("limits", str(found))]
-    return [(str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in sorted(found.items())]
+    try:
+        settings = read_json(folder / "settings.json") if (folder / "settings.json").exists() else None
+    except (OSError, ValueError):
+        return []
+    values = settings.get("values") if isinstance(settings, dict) else None
+    if not isinstance(values, dict):
+        return []
+    sources = settings.get("sources") if isinstance(settings.get("sources"), dict) else {}
+    return [(k, _shown_value(values[k]) + (f" ({sources[k]})" if sources.get(k) else ""))
+            for k in GUARD_PARAMS if k in values]
 
 
 def conf_limits(conf: Any) -> list[tuple[str, str]]:
@@ -425,7 +436,7 @@ def conf_limits(conf: Any) -> list[tuple[str, str]]:
     recorded no limits itself."""
     if not isinstance(conf, dict):
         return []
-    return [(k, conf[k] if isinstance(conf[k], str) else json.dumps(conf[k])) for k in GUARD_PARAMS if k in conf]
+    return [(k, _shown_value(conf[k])) for k in GUARD_PARAMS if k in conf]
 
 
 def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:

@@ -304,3 +304,19 @@ def test_pages_carry_light_and_dark_colours_and_follow_airflow_theme() -> None:
     assert "@media (prefers-color-scheme: dark)" in html and ":root[data-theme=dark]" in html
     assert "window.parent.document.documentElement" in html  # copies Airflow's dark/light class
     assert "#fff;" not in html.split("<style>")[1].split("body{")[1]  # body colours come from variables
+
+
+def test_run_view_shows_the_gate_settings_the_run_resolved(root: Path) -> None:
+    _write(root / "s3_retention" / "waiting" / "settings.json", {
+        "values": {"bucket": "jobs", "max_delete_count": 100, "approval": "required", "approvers": ["ana"],
+                   "max_delete_fraction": 0.25},
+        "sources": {"max_delete_count": "param", "approval": "default", "approvers": "variable s3ops_retention"}})
+    view = ui_views.run_view(root, "s3_retention", "waiting", conf={"max_delete_count": 5})
+    assert view["plan"]["limits"] == [("max_delete_count", "100 (param)"), ("max_delete_fraction", "0.25"),
+                                      ("approval", "required (default)"),
+                                      ("approvers", '["ana"] (variable s3ops_retention)')]
+    html = ui_html.render_run(view)
+    assert "as the run recorded them" in html and "100 (param)" in html
+    _write(root / "s3_retention" / "waiting" / "settings.json", "[not, json")
+    assert ui_views.run_view(root, "s3_retention", "waiting", conf={"max_delete_count": 5})["plan"]["limits"] == [
+        ("max_delete_count", "5")]  # unreadable settings: the conf, labelled as such
