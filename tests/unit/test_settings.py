@@ -92,9 +92,14 @@ def test_invalid_param_is_named_as_a_param():
         DEMO.resolve({"bucket": "abc", "days": 101}, None)
 
 
-def test_a_wrong_built_in_default_is_a_bug_caught_at_import():
+@pytest.mark.parametrize("settings", ALL, ids=lambda s: s.dag_id)
+def test_built_in_defaults_satisfy_their_own_schema(settings):
+    settings.check_defaults()
+
+
+def test_a_wrong_built_in_default_is_caught():
     with pytest.raises(SettingsError):
-        Settings("x", "x", (Setting("n", {"type": "integer"}, "seven", "N", "N."),))
+        Settings("x", "x", (Setting("n", {"type": "integer"}, "seven", "N", "N."),)).check_defaults()
     with pytest.raises(ValueError, match="duplicate"):
         Settings("x", "x", (Setting("n", {"type": "integer"}, 1, "N", "N."),) * 2)
 
