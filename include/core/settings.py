@@ -246,6 +246,14 @@ class Settings:
                 "default": f"the built-in default of {name!r}"}[source]
 
 
+#: Settings every DAG has (one definition each).
+AWS_CONN = Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
+                   "Airflow connection with the S3 credentials (and endpoint_url, if any).")
+NOTIFICATIONS = Setting("notifications", {"type": "array", "items": {"type": "object"}}, [], "Notifications",
+                        "Where approval requests and failures are sent: a list of notification targets "
+                        "(see docs/configuration.md).", form=False)
+
+
 def markdown_table(all_settings: Iterable[Settings]) -> str:
     """The table of ``docs/configuration.md``: one row per setting of every DAG."""
     rows = ["| DAG | param | Variable key | default | what it does |", "| --- | --- | --- | --- | --- |"]

@@ -7,7 +7,8 @@ the Variable's key, then the built-in default).
 
 from __future__ import annotations
 
-from include.core.settings import APPROVAL, BUCKET, CONN_ID, DAYS, Setting, Settings
+from include.core.settings import AWS_CONN, BUCKET, DAYS, NOTIFICATIONS, Setting, Settings
+from include.deletion.settings import gate_settings
 
 PREFIX = {"type": "string", "maxLength": 1024, "pattern": "^$|/$"}
 KEEP = {"type": "integer", "minimum": 0, "maximum": 10**6}
@@ -45,21 +46,9 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     Setting("targets", {"type": "array", "items": TARGET, "maxItems": 256}, [], "Targets",
             "Scheduled runs: a list of {bucket, prefix, keep, older_than_days, min_keep, protect}, one plan per "
             "target; a key a target leaves out takes the setting of that name.", form=False),
-    Setting("approval", APPROVAL, "auto", "Approval",
-            "required: a human approves the plan (Browse → Required Actions). auto: delete without asking when "
-            "the plan is within the guards."),
-    Setting("approvers", {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}, [],
-            "Approvers", "Airflow users who may approve the deletion; empty = any user allowed to answer the request."),
-    Setting("separate_approver", {"type": "boolean"}, True, "Separate approver",
-            "The user who triggered the run cannot approve its deletions (scheduled runs have no triggering user)."),
-    Setting("dry_run", {"type": "boolean"}, False, "Dry run", "Plan, guard and audit only: nothing is deleted."),
-    Setting("max_delete_count", {"type": "integer", "minimum": 0, "maximum": 10**9}, 10_000, "Max objects to delete",
-            "Refuse the whole run (nothing deleted) if the plan deletes more objects (or versions) than this."),
+    *gate_settings(approval="auto", max_delete_count=10_000),
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",
             "Also delete every noncurrent version and delete marker in the deleted deployments (versioned buckets)."),
-    Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
-            "Airflow connection with the S3 credentials (and endpoint_url, if any)."),
-    Setting("notifications", {"type": "array", "items": {"type": "object"}}, [], "Notifications",
-            "Where approval requests and failures are sent: a list of notification targets "
-            "(see docs/configuration.md).", form=False),
+    AWS_CONN,
+    NOTIFICATIONS,
 ))

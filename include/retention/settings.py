@@ -5,7 +5,8 @@ Scheduled runs are configured entirely here, without code: set the Variable (see
 
 from __future__ import annotations
 
-from include.core.settings import APPROVAL, BUCKET, CONN_ID, DAYS, REQUIRED, USERS, Setting, Settings
+from include.core.settings import AWS_CONN, BUCKET, CONN_ID, DAYS, NOTIFICATIONS, REQUIRED, Setting, Settings
+from include.deletion.settings import gate_settings
 
 #: ISO 8601 duration, strictly: upper-case designators in order (Y M W D, then T H M S), at least one
 #: component, bounded digit counts (P999999999D would leave the calendar). Years and months are calendar units.
@@ -26,27 +27,15 @@ SETTINGS = Settings("s3_retention", "retention", (
     Setting("orphan_min_age_days", DAYS, 7, "Orphan minimum age (days)",
             f"A file no job refers to is an orphan only when older than this many days (0 to {DAYS['maximum']}; "
             "its job row may not be written yet)."),
-    Setting("approval", APPROVAL, "required", "Approval",
-            "required: a human approves the plan (Browse → Required Actions); auto: delete without a human "
-            "when the guards pass."),
-    Setting("approvers", USERS, [], "Approvers",
-            "Airflow users who may approve the deletion; empty = any user allowed to answer the request."),
-    Setting("separate_approver", {"type": "boolean"}, True, "Separate approver",
-            "The user who triggered the run cannot approve its deletions (scheduled runs have no triggering user)."),
-    Setting("dry_run", {"type": "boolean"}, False, "Dry run", "Plan, guard and audit only: nothing is deleted or purged."),
-    Setting("max_delete_count", {"type": "integer", "minimum": 0, "maximum": 10**9}, 100_000,
-            "Max objects to delete", "The guard refuses a plan deleting more objects than this."),
+    *gate_settings(approval="required", max_delete_count=100_000),
     Setting("max_delete_fraction", {"type": "number", "minimum": 0, "maximum": 1}, 0.5, "Max fraction to delete",
             "The guard refuses a plan deleting more than this fraction of the objects under the prefix."),
     Setting("allow_empty_jobs", {"type": "boolean"}, False, "Allow an empty jobs table",
             "Without it, a job query returning no rows is refused (it would make every file an orphan)."),
     Setting("purge_job_rows", {"type": "boolean"}, False, "Purge expired TRIAL rows",
             "After deleting, delete the expired TRIAL job rows (recorded first)."),
-    Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
-            "Airflow connection with the S3 credentials (and endpoint_url, if any)."),
+    AWS_CONN,
     Setting("mysql_conn_id", CONN_ID, "mysql_default", "MySQL connection",
             "Airflow MySQL connection of the jobs database."),
-    Setting("notifications", {"type": "array", "items": {"type": "object"}}, [], "Notifications",
-            "Where approval requests and failures are sent: a list of notification targets "
-            "(see docs/configuration.md).", form=False),
+    NOTIFICATIONS,
 ))

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from include.core.settings import BUCKET, CONN_ID, REQUIRED, Setting, Settings, SettingsError
+from include.core.settings import AWS_CONN, BUCKET, NOTIFICATIONS, REQUIRED, Setting, Settings, SettingsError
 
 __all__ = ["SETTINGS", "SettingsError", "UploadSettings", "normalize_prefix", "resolve_settings", "upload_settings"]
 
@@ -33,12 +33,10 @@ SETTINGS = Settings("s3_upload", "upload", (
             "Replace an existing object with different content (otherwise: a conflict, the local file is kept)."),
     Setting("max_files", {"type": "integer", "minimum": 1, "maximum": 10**7}, 100_000, "Max files per run",
             "At most this many files per run, oldest data first; the rest wait."),
-    Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
-            "Airflow connection with the S3 credentials (and endpoint_url, if any)."),
+    AWS_CONN,
     Setting("workers", {"type": "integer", "minimum": 1, "maximum": 256}, DEFAULT_WORKERS, "Upload threads",
             "Files uploaded concurrently by one upload_batch task.", form=False),
-    Setting("notifications", {"type": "array", "items": {"type": "object"}}, [], "Notifications",
-            "Where failures are sent: a list of notification targets (see docs/configuration.md).", form=False),
+    NOTIFICATIONS,
 ))
 
 

@@ -83,12 +83,12 @@ def test_scheduled_retention_is_configured_by_its_variable_alone_and_the_untouch
     ({"orphan_min_age_days": 1e6}, {}, "orphan_min_age_days"),
     ({"orphan_min_age_days": 7, "jobs_tabel": "x"}, {}, "unknown keys ['jobs_tabel']"),
     ({}, {"orphan_min_age_days": math.nan}, "orphan_min_age_days = nan"),
-    ({}, {"bucket": ""}, "bucket is not set"),
+    ({"bucket": None}, {}, "bucket is not set"),
 ])
 def test_a_bad_setting_fails_the_plan_once_before_any_listing(run_dag, s3, jobs_world, monkeypatch, capfd,
                                                               variable, conf, needle):
     bucket, table = jobs_world
-    base = {"jobs_table": table, "approval": "auto"} | ({} if conf.get("bucket") == "" else {"bucket": bucket})
+    base = {"jobs_table": table, "approval": "auto", "bucket": bucket}
     monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({**base, **variable}))
     result = run_dag("s3_retention", conf, logical_date=NOW)
     assert result.state == "failed"
@@ -103,11 +103,12 @@ def test_a_bad_setting_fails_the_plan_once_before_any_listing(run_dag, s3, jobs_
 def test_form_refuses_out_of_range_values(run_dag):
     from airflow.sdk.exceptions import ParamValidationError
 
-    for conf in ({"orphan_min_age_days": 1e6}, {"trial_retention": "P999999999D"}, {"trial_retention": "P1M1Y"}):
-        with pytest.raises(ParamValidationError):
+    for conf in ({"orphan_min_age_days": 1e6}, {"trial_retention": "P999999999D"}, {"trial_retention": "P1M1Y"},
+                 {"bucket": ""}, {"bucket": "Bad_Bucket"}):
+        with pytest.raises(ParamValidationError, match=next(iter(conf))):
             run_dag("s3_retention", conf)
     for conf in ({"older_than_days": 1e12}, {"keep": -1}, {"bucket": "x"}):
-        with pytest.raises(ParamValidationError):
+        with pytest.raises(ParamValidationError, match=next(iter(conf))):
             run_dag("s3_deploy_cleanup", conf)
 
 
