@@ -47,8 +47,8 @@ def _cleanup_settings(values: Any, what: str) -> Any:
 def dispatch_confs(resolved: Any) -> list[dict[str, Any]]:
     """The conf of one run per target (empty when this run has a bucket: it cleans only that target).
 
-    A target's conf holds its own keys plus the params this run was given (e.g. ``dry_run``); every
-    other setting comes from the Variable, then the defaults, in the target's run."""
+    A target's conf holds its own keys plus the params this run was given (e.g. ``dry_run``; a target's
+    own key wins); every other setting comes from the Variable, then the defaults, in the target's run."""
     if resolved["bucket"] is not None:
         if resolved.sources["bucket"] == "variable" and resolved["targets"]:
             raise _fail(f"the Variable {SETTINGS.variable!r} sets both bucket and targets: keep one (bucket = one "
@@ -57,11 +57,10 @@ def dispatch_confs(resolved: Any) -> list[dict[str, Any]]:
     if not resolved["targets"]:
         raise _fail(f"nothing to clean: no bucket (param, or key 'bucket' of the Variable {SETTINGS.variable!r}) "
                     "and no targets in that Variable; see docs/configuration.md")
-    given = {k: v for k, v in resolved.items() if resolved.sources[k] == "param" and k not in TARGET_KEYS}
+    given = {k: v for k, v in resolved.items() if resolved.sources[k] == "param"}
     confs = []
     for index, target in enumerate(resolved["targets"]):
-        merged = {k: target[k] if k in target else resolved[k] for k in TARGET_KEYS}
-        _cleanup_settings(merged, f"targets[{index}] (bucket {target['bucket']!r})")  # every target checked first
+        _cleanup_settings({**resolved, **target}, f"targets[{index}] (bucket {target['bucket']!r})")  # all checked first
         confs.append({**given, **{k: target[k] for k in TARGET_KEYS if k in target}})
     return confs
 

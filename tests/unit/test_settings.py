@@ -165,3 +165,26 @@ def test_storage_report_shards_and_prices_are_settings():
     assert resolved["shard_objects"] == 1000 and resolved["shard_parts"] == 16
     with pytest.raises(SettingsError, match="pricing"):
         STORAGE_REPORT.resolve({}, {"pricing": {"prices": {"eu-west-1": {"STANDARD": -1}}}})
+
+
+def test_deploy_cleanup_dispatch_confs():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.deploy_cleanup.tasks import dispatch_confs
+
+    targets = [{"bucket": "deploys-a", "prefix": "web/", "keep": 2}, {"bucket": "deploys-b", "older_than_days": 30}]
+    variable = {"targets": targets, "min_keep": 2}
+    # scheduled: one conf per target, nothing else (the target's run reads the Variable itself)
+    assert dispatch_confs(DEPLOY_CLEANUP.resolve({}, variable)) == targets
+    # params typed for the dispatching run go to every target's run (but not over a target's own keys)
+    confs = dispatch_confs(DEPLOY_CLEANUP.resolve({"dry_run": True, "keep": 9}, variable))
+    assert confs == [{"dry_run": True, "keep": 9, **t} for t in targets]
+    assert [c["keep"] for c in confs] == [2, 9]
+    # a run with a bucket cleans only that target
+    assert dispatch_confs(DEPLOY_CLEANUP.resolve({"bucket": "deploys-c", "keep": 1}, variable)) == []
+    with pytest.raises(AirflowFailException, match="nothing to clean"):
+        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {}))
+    with pytest.raises(AirflowFailException, match="both bucket and targets"):
+        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {**variable, "bucket": "deploys-c"}))
+    with pytest.raises(AirflowFailException, match=r"targets\[1\] \(bucket 'deploys-b'\).*set keep"):
+        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b"}]}))
