@@ -82,7 +82,7 @@ def test_scheduled_retention_is_configured_by_its_variable_alone_and_the_untouch
     ({"trial_retention": "p"}, {}, "trial_retention"),
     ({"orphan_min_age_days": 1e6}, {}, "orphan_min_age_days"),
     ({"orphan_min_age_days": 7, "jobs_tabel": "x"}, {}, "unknown keys ['jobs_tabel']"),
-    ({}, {"orphan_min_age_days": math.nan}, "orphan_min_age_days = nan"),
+    ({"orphan_min_age_days": math.nan}, {}, "orphan_min_age_days = nan"),
     ({"bucket": None}, {}, "bucket is not set"),
 ])
 def test_a_bad_setting_fails_the_plan_once_before_any_listing(run_dag, s3, jobs_world, monkeypatch, capfd,
@@ -90,7 +90,8 @@ def test_a_bad_setting_fails_the_plan_once_before_any_listing(run_dag, s3, jobs_
     bucket, table = jobs_world
     base = {"jobs_table": table, "approval": "auto", "bucket": bucket}
     monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({**base, **variable}))
-    result = run_dag("s3_retention", conf, logical_date=NOW)
+    result = run_dag("s3_retention", conf, logical_date=NOW - timedelta(minutes=len(needle)))  # a run folder of its own
+    assert not (result.artifacts() / "settings.json").exists()
     assert result.state == "failed"
     states = result.task_states()
     assert states[("plan", -1)] == "failed"  # failed, not up_for_retry: no retry fixes a setting
