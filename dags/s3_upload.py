@@ -28,6 +28,9 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
 3. **tidy** removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
+   A run that found nothing leaves no run folder, only a one-line entry in the artifact index.
+4. **check** fails the run when files failed or conflicted (they stay in `base_dir`): the run is red and the
+   DAG's notification targets get the failure (at most once per 6 hours for the same counts).
 
 **Settings.** A value typed in the trigger form > key of the Airflow Variable `s3ops_upload` (JSON) >
 the built-in default; scheduled runs take everything from the Variable. A missing `base_dir`/`bucket`
@@ -61,8 +64,14 @@ def s3_upload() -> None:
     def tidy(batches: list[str]) -> dict[str, int]:
         return upload_tasks.tidy(get_current_context(), batches, UPLOADED_ALIAS)
 
+    @task
+    def check(counts: dict[str, int]) -> None:
+        upload_tasks.check(counts)
+
     batches = scan()
-    upload_batch.expand(batch=batches) >> tidy(batches)
+    tidied = tidy(batches)
+    upload_batch.expand(batch=batches) >> tidied
+    check(tidied)
 
 
 s3_upload()

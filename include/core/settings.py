@@ -251,7 +251,17 @@ AWS_CONN = Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
                    "Airflow connection with the S3 credentials (and endpoint_url, if any).")
 NOTIFICATIONS = Setting("notifications", {"type": "array", "items": {"type": "object"}}, [], "Notifications",
                         "Where approval requests and failures are sent: a list of notification targets "
-                        "(see docs/configuration.md).", form=False)
+                        "(see docs/notifications.md).", form=False)
+#: Read by the s3ops_housekeeping DAG (include.core.housekeeping) from every DAG's Variable.
+RETENTION_DAYS = {"type": "integer", "minimum": 1, "maximum": MAX_DAYS}
+ARTIFACT_RETENTION = Setting("artifact_retention_days", RETENTION_DAYS, None, "Artifact retention (days)",
+                             "Run folders older than this are pruned by s3ops_housekeeping; empty = the key of "
+                             "the Variable s3ops_housekeeping, else 30.", form=False)
+AUDIT_RETENTION = Setting("audit_retention_days", RETENTION_DAYS, None, "Audit retention (days)",
+                          "A run that deleted something keeps audit.json and plan.json this long; empty = the key "
+                          "of the Variable s3ops_housekeeping, else 400.", form=False)
+#: What every DAG's settings end with.
+COMMON = (AWS_CONN, NOTIFICATIONS, ARTIFACT_RETENTION, AUDIT_RETENTION)
 
 
 def markdown_table(all_settings: Iterable[Settings]) -> str:

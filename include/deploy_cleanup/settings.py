@@ -7,7 +7,7 @@ the Variable's key, then the built-in default).
 
 from __future__ import annotations
 
-from include.core.settings import AWS_CONN, BUCKET, DAYS, NOTIFICATIONS, Setting, Settings
+from include.core.settings import BUCKET, COMMON, DAYS, Setting, Settings
 from include.deletion.settings import gate_settings
 
 PREFIX = {"type": "string", "maxLength": 1024, "pattern": "^$|/$"}
@@ -49,6 +49,5 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     *gate_settings(approval="auto", max_delete_count=10_000),
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",
             "Also delete every noncurrent version and delete marker in the deleted deployments (versioned buckets)."),
-    AWS_CONN,
-    NOTIFICATIONS,
+    *COMMON,
 ))

@@ -5,7 +5,7 @@ Scheduled runs are configured entirely here, without code: set the Variable (see
 
 from __future__ import annotations
 
-from include.core.settings import AWS_CONN, BUCKET, CONN_ID, DAYS, NOTIFICATIONS, REQUIRED, Setting, Settings
+from include.core.settings import BUCKET, COMMON, CONN_ID, DAYS, REQUIRED, Setting, Settings
 from include.deletion.settings import gate_settings
 
 #: ISO 8601 duration, strictly: upper-case designators in order (Y M W D, then T H M S), at least one
@@ -34,8 +34,7 @@ SETTINGS = Settings("s3_retention", "retention", (
             "Without it, a job query returning no rows is refused (it would make every file an orphan)."),
     Setting("purge_job_rows", {"type": "boolean"}, False, "Purge expired TRIAL rows",
             "After deleting, delete the expired TRIAL job rows (recorded first)."),
-    AWS_CONN,
     Setting("mysql_conn_id", CONN_ID, "mysql_default", "MySQL connection",
             "Airflow MySQL connection of the jobs database."),
-    NOTIFICATIONS,
+    *COMMON,
 ))

@@ -7,7 +7,7 @@ Shard sizes and list prices are deployment settings (Variable keys ``shard_objec
 from __future__ import annotations
 
 from include.aws.shards import DEFAULT_PARTS_PER_BUCKET, DEFAULT_SHARD_OBJECTS
-from include.core.settings import AWS_CONN, NOTIFICATIONS, Setting, Settings
+from include.core.settings import COMMON, Setting, Settings
 from include.core.units import SIZE_UNITS
 from include.storage_report.pricing import STORAGE_CLASSES
 
@@ -39,7 +39,6 @@ SETTINGS = Settings("s3_storage_report", "storage_report", (
             "listing, approximate."),
     Setting("fail_on_bucket_error", {"type": "boolean"}, False, "Fail on bucket error",
             "Fail the run (after publishing the report) when any bucket could not be read."),
-    AWS_CONN,
     Setting("shard_objects", {"type": "integer", "minimum": 1, "maximum": 10**9}, DEFAULT_SHARD_OBJECTS,
             "Shard threshold", "A bucket with more objects than this is split into key ranges listed in parallel.",
             form=False),
@@ -48,5 +47,5 @@ SETTINGS = Settings("s3_storage_report", "storage_report", (
     Setting("pricing", PRICING, {}, "Prices",
             'List-price overrides merged over the built-in table: {"as_of", "source", "prices": {region: '
             '{storage class: USD per GB-month}}}.', form=False),
-    NOTIFICATIONS,
+    *COMMON,
 ))

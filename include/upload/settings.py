@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from include.core.settings import AWS_CONN, BUCKET, NOTIFICATIONS, REQUIRED, Setting, Settings, SettingsError
+from include.core.settings import BUCKET, COMMON, REQUIRED, Setting, Settings, SettingsError
 
 __all__ = ["SETTINGS", "SettingsError", "UploadSettings", "normalize_prefix", "resolve_settings", "upload_settings"]
 
@@ -33,10 +33,9 @@ SETTINGS = Settings("s3_upload", "upload", (
             "Replace an existing object with different content (otherwise: a conflict, the local file is kept)."),
     Setting("max_files", {"type": "integer", "minimum": 1, "maximum": 10**7}, 100_000, "Max files per run",
             "At most this many files per run, oldest data first; the rest wait."),
-    AWS_CONN,
     Setting("workers", {"type": "integer", "minimum": 1, "maximum": 256}, DEFAULT_WORKERS, "Upload threads",
             "Files uploaded concurrently by one upload_batch task.", form=False),
-    NOTIFICATIONS,
+    *COMMON,
 ))
 
 

@@ -68,3 +68,15 @@ def tidy(context: Any, batches: list[str], alias: Any) -> dict[str, int]:
             Asset(settings.asset_uri), extra={"uploaded": summary["uploaded"], "bytes": summary["bytes"], "run_id": run_id}
         )
     return {k: summary[k] for k in RETURN_KEYS}
+
+
+def check(counts: dict[str, int]) -> None:
+    """Fail the run (red in the UI, a failure notification) when files failed or conflicted: they stayed
+    behind. tidy has recorded everything and emitted the asset event for what did move."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.upload.uploader import problems
+
+    problem = problems(counts)
+    if problem:
+        raise AirflowFailException(problem)  # the next run retries the files; a task retry would not help

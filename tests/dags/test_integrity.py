@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+#: the DAGs whose params come from include.core.settings (s3ops_housekeeping has one plain dry_run param)
+SETTINGS_MODEL_DAGS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 
 
@@ -59,11 +61,22 @@ def test_no_param_default_is_read_from_the_environment_at_parse_time(monkeypatch
     monkeypatch.setenv("S3OPS_RETENTION_BUCKET", "jobs-bucket")
     monkeypatch.setenv("S3OPS_UPLOAD_BUCKET", "upload-bucket")
     bag = DagBag(dag_folder=str(DAGS))
-    for dag_id, dag in bag.dags.items():
+    for dag_id in SETTINGS_MODEL_DAGS:
+        dag = bag.dags[dag_id]
         assert all(dag.params[name] is None for name in dag.params), dag_id
 
 
 def test_param_descriptions_name_the_variable_and_the_built_in_default(dagbag):
-    for dag_id, dag in dagbag.dags.items():
-        for name, param in dag.params.items():
+    for dag_id in SETTINGS_MODEL_DAGS:
+        for name, param in dagbag.dags[dag_id].params.items():
             assert "s3ops_" in param.description and "built-in default" in param.description, (dag_id, name)
+
+
+def test_every_task_notifies_on_failure_and_approvals_notify_approvers(dagbag):
+    """Failures reach the deployment's notification targets from every task; approval requests too."""
+    for dag_id, dag in dagbag.dags.items():
+        for t in dag.tasks:
+            callbacks = [type(cb).__name__ for cb in (t.on_failure_callback or [])]
+            assert callbacks == ["DeploymentNotifier"], f"{dag_id}.{t.task_id} on_failure_callback={callbacks}"
+            if t.task_type.endswith("ApprovalOperator"):
+                assert [n.event for n in t.notifiers] == ["approval"], f"{dag_id}.{t.task_id}"

@@ -53,10 +53,12 @@ def test_s3_upload_shape():
     assert dag.timetable.expression == "* * * * *"
     assert _form("s3_upload") == {"base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files",
                                   "aws_conn_id"}
-    assert _edges(dag) == {"scan": ["tidy", "upload_batch"], "upload_batch": ["tidy"], "tidy": []}
+    assert _edges(dag) == {"scan": ["tidy", "upload_batch"], "upload_batch": ["tidy"], "tidy": ["check"], "check": []}
     tidy = dag.get_task("tidy")
     assert tidy.trigger_rule == "none_failed"  # runs when there was nothing to upload (no mapped instances)
     assert [getattr(o, "name", None) for o in tidy.outlets] == ["s3_upload"]
+    # a failed or conflicting file makes the run red (check fails) and notifies the deployment's targets
+    assert [type(cb).__name__ for cb in dag.get_task("check").on_failure_callback] == ["DeploymentNotifier"]
 
 
 def test_s3_retention_shape():
