@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,8 @@ class Setting:
     title: str
     description: str
     form: bool = True  # shown in the trigger form as a param; False = deployment setting only
+    #: a check beyond JSON schema (raises ValueError with the reason); e.g. the notification targets' parser
+    extra_check: Callable[[Any, str], object] | None = None
 
     @property
     def param_schema(self) -> dict[str, Any]:
@@ -97,6 +99,11 @@ class Setting:
             path = "".join(f"[{p!r}]" for p in exc.absolute_path)
             raise SettingsError(f"{self.name}{path} = {_short(exc.instance)} (from {where}) is invalid: "
                                 f"{exc.message}") from None
+        if self.extra_check is not None:
+            try:
+                self.extra_check(value, f"{self.name} (from {where})")
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
 
 
 def _short(value: Any, limit: int = 120) -> str:
@@ -249,9 +256,17 @@ class Settings:
 #: Settings every DAG has (one definition each).
 AWS_CONN = Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
                    "Airflow connection with the S3 credentials (and endpoint_url, if any).")
-NOTIFICATIONS = Setting("notifications", {"type": "array", "items": {"type": "object"}}, [], "Notifications",
-                        "Where approval requests and failures are sent: a list of notification targets "
-                        "(see docs/notifications.md).", form=False)
+def _notification_targets(value: Any, where: str) -> object:
+    from include.core.notify import parse_targets
+
+    return parse_targets(value, source=where)
+
+
+NOTIFICATIONS = Setting("notifications", {"type": ["array", "string", "object"], "items": {"type": ["string", "object"]}},
+                        [], "Notifications",
+                        "Where approval requests and failures are sent: a list of notification targets, e-mail "
+                        "addresses or objects (see docs/notifications.md).", form=False,
+                        extra_check=_notification_targets)
 #: Read by the s3ops_housekeeping DAG (include.core.housekeeping) from every DAG's Variable.
 RETENTION_DAYS = {"type": "integer", "minimum": 1, "maximum": MAX_DAYS}
 ARTIFACT_RETENTION = Setting("artifact_retention_days", RETENTION_DAYS, None, "Artifact retention (days)",

@@ -142,7 +142,7 @@ def test_scheduled_retention_is_fully_configurable_through_its_variable():
     variable = {
         "bucket": "jobs-bucket", "key_prefix": "incoming/", "jobs_table": "ops.ndvr_job_status",
         "trial_retention": "P30D", "orphan_min_age_days": 2, "approval": "auto", "approvers": ["alice"],
-        "max_delete_count": 5, "max_delete_fraction": 0.1, "notifications": [{"type": "smtp", "to": ["ops@x"]}],
+        "max_delete_count": 5, "max_delete_fraction": 0.1, "notifications": [{"type": "smtp", "to": ["ops@example.com"]}],
     }
     resolved = RETENTION.resolve({}, variable)
     assert {k: resolved[k] for k in variable} == variable
@@ -188,3 +188,11 @@ def test_deploy_cleanup_dispatch_confs():
         dispatch_confs(DEPLOY_CLEANUP.resolve({}, {**variable, "bucket": "deploys-c"}))
     with pytest.raises(AirflowFailException, match=r"targets\[1\] \(bucket 'deploys-b'\).*set keep"):
         dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b"}]}))
+
+
+def test_notification_targets_are_checked_with_the_notifier_parser():
+    assert RETENTION.resolve({"bucket": "jobs-bucket"}, {"notifications": ["ops@example.com"]})["notifications"] == [
+        "ops@example.com"]
+    with pytest.raises(SettingsError, match=r"notifications \(from key 'notifications' of the Airflow Variable "
+                                            r"'s3ops_retention'\)\[0\]: 'type' must be"):
+        RETENTION.resolve({"bucket": "jobs-bucket"}, {"notifications": [{"type": "pager", "to": "x"}]})
