@@ -169,7 +169,7 @@ def test_plans_page_shows_a_waiting_plan_with_its_approval_link(browser_page, ai
         tab = frame.locator(f'section.plan[data-run="{run_id}"]')
         assert tab.locator(".delete-count").get_attribute("data-value") == str(plan["delete_count"])
         assert frame.locator("[data-approval]").get_attribute("data-approval") == "awaiting_input"
-        assert frame.locator('dd[data-limit="approval"]').inner_text() == "required"
+        assert frame.locator('dd[data-limit="approval"]').inner_text() == "required (param)"  # settings.json
         assert frame.locator(".headline").inner_text() == plan["headline"]
         for key in plan["samples"][:3]:
             assert key in tab.text_content()
