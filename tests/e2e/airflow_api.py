@@ -203,7 +203,15 @@ class AirflowClient:
         return AirflowError(f"{message}\n--- airflow standalone log tail ---\n{tail}")
 
     def get(self, path: str, **params: Any) -> Any:
-        resp = self.http.get(path, params=params or None)
+        for attempt in range(3):  # a GET is safe to repeat; an overloaded API server may answer late
+            try:
+                resp = self.http.get(path, params=params or None)
+                break
+            except httpx.TimeoutException:
+                if attempt == 2:
+                    raise
+        else:  # pragma: no cover - the loop always breaks or raises
+            raise AssertionError("unreachable")
         assert resp.status_code == 200, f"GET {path}: {resp.status_code} {resp.text[:2000]}"
         return resp.json()
 
