@@ -22,12 +22,13 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
    time, its data minute ended at least `settle_seconds` ago (wall clock) and its mtime is at least
    `settle_seconds` old. Anything else in the tree is *malformed*: never uploaded or deleted, named in
    the log and the summary. Batches of files go to the artifact store (not XCom).
-2. **upload_batch** (one task per batch, threads inside): PUT with `Content-MD5` and a SHA-256 checksum,
-   `If-None-Match: *` (never replaces an object unless `overwrite`); S3 recomputes both digests and
-   echoes them, which verifies the upload (HeadObject when it cannot); then the local file is deleted.
-   An identical object already there (a crash after upload) only costs the local delete; a different
-   one is a **conflict**: the file stays. Any failure keeps the file for the next run. Small files are
-   sent by a lean PUT (signed like botocore; anything unclear is resent through botocore's retries).
+2. **upload_batch** (one task per batch, threads inside) uploads through AWS's Common Runtime S3 client:
+   one PUT, or a parallel multipart upload from `multipart_threshold_mib` on, with the file's CRC64NVME
+   (S3 checks the whole object against it) and `If-None-Match: *` (never replaces an object unless
+   `overwrite`); S3's echo of the checksum (HeadObject after a multipart upload) verifies the upload;
+   then the local file is deleted. An identical object already there (a crash after upload) only costs
+   the local delete; a different one is a **conflict**: the file stays. Any failure keeps the file for
+   the next run; a multipart upload left incomplete by a killed worker is aborted by the next scan.
 3. **tidy** removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
@@ -54,6 +55,8 @@ PARAMS = {
                                    "the local file is kept)."),
     "max_files": Param(100_000, type="integer", minimum=1, title="Max files per run",
                        description="At most this many files per run, oldest data first; the rest wait."),
+    "multipart_threshold_mib": Param(64, type="integer", minimum=5, maximum=5120, title="Multipart from (MiB)",
+                                     description="Files of this size or more go up as a parallel multipart upload."),
     "aws_conn_id": aws_conn_param(),
 }
 
@@ -88,8 +91,9 @@ def s3_upload() -> None:
 
         try:
             settings = load_settings(dag_run.conf or {})
-            check_bucket(client_from_connection(settings.aws_conn_id), settings.bucket)
-            return scan_task(settings, run_dir("s3_upload", run_id))
+            client = client_from_connection(settings.aws_conn_id)
+            check_bucket(client, settings.bucket)
+            return scan_task(settings, run_dir("s3_upload", run_id), client=client)
         except (SettingsError, UploadError) as exc:
             raise AirflowFailException(str(exc)) from exc  # a retry would not fix the configuration
 
@@ -97,13 +101,15 @@ def s3_upload() -> None:
     def upload_batch(batch: str, *, run_id: str | None = None) -> dict[str, int]:
         """Upload → verify → delete the files of one batch, concurrently; returns counts."""
         from include.aws.client import client_from_connection
+        from include.aws.crt import credentials_from_connection
         from include.core.artifacts import run_dir
         from include.upload.uploader import client_pool_size, run_settings, upload_batch_task
 
         folder = run_dir("s3_upload", run_id)
         cfg = run_settings(folder)
         client = client_from_connection(cfg.aws_conn_id, pool=client_pool_size(_workers()))
-        return upload_batch_task(client, cfg, folder, batch, workers=_workers())
+        return upload_batch_task(client, cfg, folder, batch, workers=_workers(),
+                                 credentials=credentials_from_connection(cfg.aws_conn_id))
 
     @task(outlets=[UPLOADED_ALIAS], trigger_rule="none_failed")
     def tidy(batches: list[str], *, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:

@@ -10,6 +10,7 @@ message naming the setting and where it came from.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -25,8 +26,17 @@ DEFAULTS: dict[str, Any] = {
     "settle_seconds": 30,
     "overwrite": False,
     "max_files": 100_000,
+    "multipart_threshold_mib": 64,
     "aws_conn_id": "aws_default",
 }
+MULTIPART_MIN_MIB, MULTIPART_MAX_MIB = 5, 5 * 1024  # S3's smallest part; PutObject's largest body
+# Folders that are never a producer's base_dir: the scan would walk (and tidy) the whole system.
+SYSTEM_ROOTS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/usr/local", "/var/lib", "/var/tmp",
+    "/private", "/Users", "/System", "/Library", "/Applications", "/Volumes",
+})
+NEVER_UNDER = ("/proc/", "/sys/", "/dev/")
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
@@ -43,6 +53,7 @@ class UploadSettings:
     overwrite: bool
     max_files: int
     aws_conn_id: str
+    multipart_threshold_mib: int = DEFAULTS["multipart_threshold_mib"]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +79,7 @@ def _where(source: str, name: str) -> str:
     }[source]
 
 
-def _as_int(value: Any, name: str, where: str, minimum: int) -> int:
+def _as_int(value: Any, name: str, where: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise SettingsError(f"{name} must be an integer >= {minimum}, got {value!r} from {where}")
     try:
@@ -77,7 +88,19 @@ def _as_int(value: Any, name: str, where: str, minimum: int) -> int:
         raise SettingsError(f"{name} must be an integer >= {minimum}, got {value!r} from {where}") from None
     if number < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {number} from {where}")
+    if maximum is not None and number > maximum:
+        raise SettingsError(f"{name} must be <= {maximum}, got {number} from {where}")
     return number
+
+
+def check_base_dir(base_dir: str, where: str) -> None:
+    """Refuse ``/`` and the system's own folders: a scan there walks the whole machine."""
+    normal = "/" + os.path.normpath(base_dir).lstrip("/")  # normpath keeps a leading "//"
+    if normal in SYSTEM_ROOTS or any(f"{normal}/".startswith(p) for p in NEVER_UNDER):
+        raise SettingsError(
+            f"base_dir {base_dir!r} (from {where}) is a system folder: point it at the producer's own folder, "
+            "e.g. /data/producer"
+        )
 
 
 def _as_bool(value: Any, name: str, where: str) -> bool:
@@ -132,6 +155,7 @@ def resolve_settings(
     base_dir = str(raw["base_dir"])
     if not Path(base_dir).is_absolute():
         raise SettingsError(f"base_dir must be an absolute path, got {base_dir!r} from {_where(source['base_dir'], 'base_dir')}")
+    check_base_dir(base_dir, _where(source["base_dir"], "base_dir"))
     bucket = str(raw["bucket"])
     if not BUCKET_RE.fullmatch(bucket) or ".." in bucket:
         raise SettingsError(f"bucket {bucket!r} (from {_where(source['bucket'], 'bucket')}) is not a valid S3 bucket name")
@@ -151,6 +175,9 @@ def resolve_settings(
         settle_seconds=_as_int(raw["settle_seconds"], "settle_seconds", _where(source["settle_seconds"], "settle_seconds"), 0),
         overwrite=_as_bool(raw["overwrite"], "overwrite", _where(source["overwrite"], "overwrite")),
         max_files=_as_int(raw["max_files"], "max_files", _where(source["max_files"], "max_files"), 1),
+        multipart_threshold_mib=_as_int(raw["multipart_threshold_mib"], "multipart_threshold_mib",
+                                        _where(source["multipart_threshold_mib"], "multipart_threshold_mib"),
+                                        MULTIPART_MIN_MIB, MULTIPART_MAX_MIB),
         aws_conn_id=conn_id,
     )
     return settings, source

@@ -16,7 +16,7 @@ def test_s3_upload_shape_and_params():
     assert (dag.catchup, dag.max_active_runs) == (False, 1)
     assert dag.timetable.expression == "* * * * *"
     assert set(dag.params) == {"base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files",
-                               "aws_conn_id"}
+                               "multipart_threshold_mib", "aws_conn_id"}
     defaults = {name: dag.params[name] for name in dag.params}
     assert (defaults["key_prefix"], defaults["settle_seconds"], defaults["overwrite"]) == ("", 30, False)
     assert defaults["max_files"] >= 10_000 and defaults["aws_conn_id"] == "aws_default"
