@@ -20,8 +20,9 @@ forwarded to the PUT or to CompleteMultipartUpload alike.
 from __future__ import annotations
 
 import os
+import queue
 import re
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -85,14 +86,15 @@ class CrtPutter:
     """One CRT S3 client per bucket and process, shared by every thread (it is thread-safe)."""
 
     def __init__(self, client: Any, credentials: Any, bucket: str, *, part_size: int, threshold: int,
-                 memory_limit: int | None = None, throughput_gbps: float = 5.0) -> None:
+                 memory_limit: int | None = None, throughput_gbps: float = 5.0,
+                 event_loop_threads: int | None = None) -> None:
         from awscrt.io import ClientBootstrap, ClientTlsContext, DefaultHostResolver, EventLoopGroup, TlsContextOptions
         from awscrt.s3 import S3Client, S3RequestTlsMode
         from s3transfer.crt import BotocoreCRTCredentialsWrapper
 
         self.bucket = BucketURL.of(client, bucket)
         region = client.meta.region_name or "us-east-1"
-        elg = EventLoopGroup()
+        elg = EventLoopGroup(event_loop_threads)
         bootstrap = ClientBootstrap(elg, DefaultHostResolver(elg))
         tls_options = None
         if self.bucket.scheme == "https":
@@ -108,11 +110,12 @@ class CrtPutter:
             multipart_upload_threshold=max(threshold, MIN_PART), throughput_target_gbps=throughput_gbps,
             memory_limit=memory_limit,
         )
-        self._lock = threading.Lock()
 
-    def put_file(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool) -> Answer:
-        """Upload ``path`` to ``key`` (one PUT, or a parallel multipart upload above the threshold); wait
-        for S3's final answer. Never raises for an S3 or network error: it is in the answer."""
+    def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool,
+              done: Callable[[Answer], None]) -> Any:
+        """Start uploading ``path`` to ``key`` (one PUT, or a parallel multipart upload from the threshold on)
+        and return at once; ``done`` gets S3's final answer, on a CRT thread. Never raises for an S3 or
+        network error: it is in the answer."""
         from awscrt.http import HttpHeaders, HttpRequest
         from awscrt.s3 import S3RequestType
 
@@ -125,22 +128,33 @@ class CrtPutter:
         def on_headers(status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
             got["status"], got["headers"] = status_code, headers
 
-        request = self.client.make_request(
+        def on_done(error: BaseException | None = None, status_code: int | None = None,
+                    error_headers: list[tuple[str, str]] | None = None, error_body: bytes | None = None,
+                    **_: Any) -> None:
+            if error is None:
+                answer = Answer(int(got.get("status", 200)), {k.lower(): v for k, v in got.get("headers", [])})
+            else:
+                answer = _failure(error, status_code, error_headers, error_body)
+            done(answer)
+
+        return self.client.make_request(
             type=S3RequestType.PUT_OBJECT, request=HttpRequest("PUT", self.bucket.target(key), headers),
-            send_filepath=path, on_headers=on_headers,
+            send_filepath=path, on_headers=on_headers, on_done=on_done,
         )
-        try:
-            request.finished_future.result()
-        except Exception as exc:  # noqa: BLE001 - every failure becomes the answer
-            return _failure(exc)
-        return Answer(int(got.get("status", 200)), {k.lower(): v for k, v in got.get("headers", [])})
+
+    def put_file(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool) -> Answer:
+        """:meth:`start` and wait for the answer."""
+        answers: queue.SimpleQueue[Answer] = queue.SimpleQueue()
+        self.start(key, path, size, crc64nvme=crc64nvme, if_none_match=if_none_match, done=answers.put)
+        return answers.get()
 
 
-def _failure(exc: BaseException) -> Answer:
+def _failure(exc: BaseException, status_code: int | None, error_headers: list[tuple[str, str]] | None,
+             error_body: bytes | None) -> Answer:
     """An S3 error response (status, code, message), or the CRT's error when none came back (status 0)."""
-    status = int(getattr(exc, "status_code", 0) or 0)
-    body = getattr(exc, "body", None) or b""
-    headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or [])}
+    status = int(status_code or 0)
+    body = error_body or b""
+    headers = {k.lower(): v for k, v in (error_headers or [])}
     code = _CODE.search(body)
     message = _MESSAGE.search(body)
     if status:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 MINUTE = timedelta(minutes=1)
 FILE_RE = re.compile(r"(?P<minute>\d{1,2})-(?P<topic>[^/\x00-\x1f]+)\.dat")
@@ -59,7 +59,7 @@ def parse_data_path(rel: str) -> DataFile:
         rel.encode("utf-8")
     except UnicodeEncodeError:
         raise MalformedPath(f"name {shown(rel)!r} is not valid UTF-8, so it cannot be an S3 key") from None
-    parts = PurePosixPath(rel).parts
+    parts = rel.split("/")
     if len(parts) != 6:
         raise MalformedPath(f"expected <location>/YYYY/MM/DD/HH/<mm>-<topic>.dat, got {len(parts)} path parts")
     location, year, month, day, hour, name = parts
@@ -122,24 +122,26 @@ class Scan:
 
 
 def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield (relative path, lstat) for every regular file under ``base``; symlinks are malformed."""
-    stack = [base]
+    """Yield (relative path, lstat) for every regular file under ``base``; symlinks are malformed.
+    (Plain strings, not pathlib: this runs once per file of the tree.)"""
+    root = os.path.join(str(base), "")
+    stack = [root]
     while stack:
         folder = stack.pop()
         try:
             with os.scandir(folder) as entries:
                 items = list(entries)
         except OSError as exc:
-            scan.add_error(str(folder), f"cannot list folder: {exc.strerror or exc}")
+            scan.add_error(folder.rstrip("/") or "/", f"cannot list folder: {exc.strerror or exc}")
             continue
         for entry in items:
             try:
                 if entry.is_symlink():
                     scan.add_malformed(entry.path, "symbolic link (never followed)")
                 elif entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    stack.append(entry.path + "/")
                 elif entry.is_file(follow_symlinks=False):
-                    yield Path(entry.path).relative_to(base).as_posix(), entry.stat(follow_symlinks=False)
+                    yield entry.path[len(root):], entry.stat(follow_symlinks=False)
                 else:
                     scan.add_malformed(entry.path, "not a regular file")
             except OSError as exc:  # vanished or unreadable between listing and stat
@@ -158,7 +160,7 @@ def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_file
             try:
                 data = parse_data_path(rel)
             except MalformedPath as exc:
-                scan.add_malformed(str(base_dir / rel), str(exc))
+                scan.add_malformed(os.path.join(str(base_dir), rel), str(exc))
                 continue
             if not is_eligible(data, st.st_mtime, now, settle_seconds):
                 scan.not_ready += 1

@@ -16,7 +16,7 @@ HeadObject when there is no echo, as after a multipart upload) → unlink. An ex
 same content (a crash after the upload, before the delete) only costs the local delete; a different
 one is a conflict unless ``overwrite``. A multipart upload left incomplete by a killed worker is aborted
 by the next run (:func:`abort_abandoned_uploads`). Files of a batch run concurrently in a thread pool
-sharing one botocore client and one CRT client. Why the CRT client and not botocore/s3transfer:
+sharing one botocore client and one CRT client; one Python thread reads, submits and finishes. Why the CRT client and not botocore/s3transfer:
 bench/README.md (scenario 6 and 8).
 
 The DAG ``s3_upload`` wires :func:`scan_task` → :func:`upload_batch_task` (mapped) → :func:`tidy_task`;
@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import json
 import logging
 import os
+import queue
 import sys
-import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -62,7 +62,7 @@ from include.upload.settings import UploadSettings
 log = logging.getLogger(__name__)
 
 DAG_ID = "s3_upload"
-DEFAULT_WORKERS = 16
+DEFAULT_WORKERS = 64  # uploads in flight (the CRT client multiplexes them; no thread each)
 BATCH_SIZE = 500  # files per mapped upload_batch task
 MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow instead
 MAX_OBJECT = 5 * 1024**4  # S3's largest object (5 TiB)
@@ -94,6 +94,16 @@ class Local:
     def checksum(self) -> str:
         """The manifest's checksum, comparable with ``aws s3api head-object --checksum-mode ENABLED``."""
         return f"crc64nvme:{self.crc64nvme}"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A file read and ready to go: what :meth:`Uploader.finish` needs once S3 has answered."""
+
+    cand: Candidate
+    key: str
+    path: Path
+    local: Local
 
 
 @dataclass
@@ -205,18 +215,36 @@ class Uploader:
                                     memory_limit=CRT_MEMORY_LIMIT)
 
     def upload_one(self, cand: Candidate) -> Outcome:
-        """Upload → verify → delete one file; never raises: any problem is this file's outcome."""
+        """Upload → verify → delete one file and wait; never raises: any problem is this file's outcome."""
+        step = self.prepare(cand)
+        if isinstance(step, Outcome):
+            return step
+        assert self.putter is not None
+        return self.finish(step, self.putter.put_file(step.key, str(step.path), step.local.size,
+                                                      crc64nvme=step.local.crc64nvme,
+                                                      if_none_match=not self.settings.overwrite))
+
+    def prepare(self, cand: Candidate) -> Pending | Outcome:
+        """Read the file's checksum and decide: a :class:`Pending` upload, or already an outcome (not
+        ready, vanished, an existing object a multipart upload need not be sent for, an error)."""
         key = self.settings.key(cand.rel)
         path = Path(self.settings.base_dir) / cand.rel
+        return self._guarded(cand, key, path, lambda: self._prepare(cand, key, path))
+
+    def finish(self, pending: Pending, answer: Answer) -> Outcome:
+        """S3's answer → verify → delete locally; the file's outcome."""
+        return self._guarded(pending.cand, pending.key, pending.path, lambda: self._finish(pending, answer))
+
+    def _guarded(self, cand: Candidate, key: str, path: Path, step: Callable[[], Any]) -> Any:
         try:
-            return self._move(cand, key, path)
+            return step()
         except FileNotFoundError:
             return self._vanished(cand, key)
         except (ClientError, BotoCoreError) as exc:
             return Outcome(FAILED, cand.rel, key, cand.size, error=self._s3_error(_code(exc), error_text(exc)))
         except OSError as exc:
             return Outcome(FAILED, cand.rel, key, cand.size, error=f"cannot read the local file: {exc.strerror or exc}")
-        except Exception as exc:
+        except Exception as exc:  # one file's surprise must not stop the batch or lose the manifest
             log.exception("unexpected error uploading %s", shown(str(path)))
             return Outcome(FAILED, cand.rel, key, cand.size, error=f"{type(exc).__name__}: {exc}")
 
@@ -225,7 +253,7 @@ class Uploader:
             return f"bucket {self.settings.bucket!r} does not exist ({text})"
         return text
 
-    def _move(self, cand: Candidate, key: str, path: Path) -> Outcome:
+    def _prepare(self, cand: Candidate, key: str, path: Path) -> Pending | Outcome:
         with path.open("rb") as fh:
             local = read_local(fh)
         st = local.stat
@@ -233,42 +261,22 @@ class Uploader:
             return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan")
         if local.size > MAX_OBJECT:
             return Outcome(FAILED, cand.rel, key, local.size, error="larger than 5 TiB (S3's largest object)")
-        status = self._upload(key, path, local)
-        if isinstance(status, Outcome):
-            return status
-        if status == CONFLICT:
-            return Outcome(CONFLICT, cand.rel, key, local.size, local.checksum,
-                           error="a different object already exists at this key")
-        now = os.stat(path)
-        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
-            return Outcome(FAILED, cand.rel, key, local.size, error="changed while uploading; kept")
-        uploaded_at = _iso(_now())
-        try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:
-            return Outcome(NOT_DELETED, cand.rel, key, local.size, local.checksum, uploaded_at,
-                           error=f"uploaded and verified, but deleting the local file failed "
-                                 f"({exc.strerror or exc}); it is kept and the next run deletes it")
-        return Outcome(status, cand.rel, key, local.size, local.checksum, uploaded_at)
-
-    def _upload(self, key: str, path: Path, local: Local) -> str | Outcome:
-        """Upload unless an object exists → UPLOADED (verified), ALREADY_PRESENT or CONFLICT; an Outcome
-        when S3 refused or could not be reached."""
-        bucket, overwrite = self.settings.bucket, self.settings.overwrite
+        pending = Pending(cand, key, path, local)
+        bucket = self.settings.bucket
         multipart = local.size >= self.settings.multipart_threshold_mib * MIB
-        if multipart and not overwrite and _head(self.client, bucket, key) is not None:
+        if multipart and not self.settings.overwrite and _head(self.client, bucket, key) is not None:
             # do not send gigabytes only to have CompleteMultipartUpload refuse them
-            return ALREADY_PRESENT if stored_same(self.client, bucket, key, local) else CONFLICT
-        assert self.putter is not None
-        answer = self.putter.put_file(key, str(path), local.size, crc64nvme=local.crc64nvme, if_none_match=not overwrite)
+            return self._delete_local(pending, ALREADY_PRESENT if stored_same(self.client, bucket, key, local) else CONFLICT)
+        return pending
+
+    def _finish(self, pending: Pending, answer: Answer) -> Outcome:
+        bucket, key, local, rel = self.settings.bucket, pending.key, pending.local, pending.cand.rel
         if answer.status == 200:
-            if put_verified(answer, local) or stored_same(self.client, bucket, key, local):
-                return UPLOADED
-            return Outcome(FAILED, path.relative_to(self.settings.base_dir).as_posix(), key, local.size,
-                           error="verification failed: the object differs after upload")
+            if not (put_verified(answer, local) or stored_same(self.client, bucket, key, local)):
+                return Outcome(FAILED, rel, key, local.size, error="verification failed: the object differs after upload")
+            return self._delete_local(pending, UPLOADED)
         if answer.status in (412, 409):  # an object exists; 409: a concurrent conditional write to the same key
-            return ALREADY_PRESENT if stored_same(self.client, bucket, key, local) else CONFLICT
-        rel = path.relative_to(self.settings.base_dir).as_posix()
+            return self._delete_local(pending, ALREADY_PRESENT if stored_same(self.client, bucket, key, local) else CONFLICT)
         if answer.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"):
             return Outcome(FAILED, rel, key, local.size,
                            error=f"S3 refused the content: it does not match the file's checksum (changed while "
@@ -276,6 +284,25 @@ class Uploader:
         if answer.status == 0:
             return Outcome(FAILED, rel, key, local.size, error=f"no answer from S3 after retries: {answer.error}")
         return Outcome(FAILED, rel, key, local.size, error=self._s3_error(answer.code, answer.error))
+
+    def _delete_local(self, pending: Pending, status: str) -> Outcome:
+        """The object at the key is verified to hold the file (or conflicts): delete the file, unless it
+        changed meanwhile."""
+        local, rel, key = pending.local, pending.cand.rel, pending.key
+        if status == CONFLICT:
+            return Outcome(CONFLICT, rel, key, local.size, local.checksum,
+                           error="a different object already exists at this key")
+        st, now = local.stat, os.stat(pending.path)
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+            return Outcome(FAILED, rel, key, local.size, error="changed while uploading; kept")
+        uploaded_at = _iso(_now())
+        try:
+            pending.path.unlink(missing_ok=True)
+        except OSError as exc:
+            return Outcome(NOT_DELETED, rel, key, local.size, local.checksum, uploaded_at,
+                           error=f"uploaded and verified, but deleting the local file failed "
+                                 f"({exc.strerror or exc}); it is kept and the next run deletes it")
+        return Outcome(status, rel, key, local.size, local.checksum, uploaded_at)
 
     def _vanished(self, cand: Candidate, key: str) -> Outcome:
         """The file is gone. If this run already moved it (a retried task), the object is there, newer
@@ -360,18 +387,40 @@ class BatchResult:
 
 
 def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS) -> BatchResult:
-    """Upload files concurrently (``workers`` threads, shared clients); every file gets a row."""
+    """Upload files with up to ``workers`` uploads in flight; every file gets a row.
+
+    One Python thread reads, submits and finishes; the CRT client's own threads do the network work and
+    hand each answer back through a queue. (A thread per upload cost more CPU than the uploads: GIL
+    hand-offs between threads that mostly wait.)"""
     result = BatchResult()
-    lock = threading.Lock()
+    base_dir = uploader.settings.base_dir
+    answers: queue.SimpleQueue[tuple[Pending, Answer]] = queue.SimpleQueue()
+    in_flight = 0
+    assert uploader.putter is not None
 
-    def one(cand: Candidate) -> None:
-        outcome = uploader.upload_one(cand)
-        with lock:
-            result.add(outcome, uploader.settings.base_dir)
+    def finish_one() -> None:
+        nonlocal in_flight
+        pending, answer = answers.get()
+        in_flight -= 1
+        result.add(uploader.finish(pending, answer), base_dir)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
-        for _ in pool.map(one, candidates):
-            pass
+    for cand in candidates:
+        step = uploader.prepare(cand)
+        if isinstance(step, Outcome):
+            result.add(step, base_dir)
+            continue
+        while in_flight >= max(1, workers):
+            finish_one()
+        try:
+            uploader.putter.start(step.key, str(step.path), step.local.size, crc64nvme=step.local.crc64nvme,
+                                  if_none_match=not uploader.settings.overwrite,
+                                  done=lambda answer, step=step: answers.put((step, answer)))
+        except Exception as exc:  # noqa: BLE001 - the CRT refused the request itself: this file's outcome
+            result.add(Outcome(FAILED, cand.rel, step.key, cand.size, error=f"{type(exc).__name__}: {exc}"), base_dir)
+            continue
+        in_flight += 1
+    while in_flight:
+        finish_one()
     return result
 
 
@@ -559,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tidy", action="store_true", help="leave empty folders")
     parser.add_argument("--manifest", type=Path, help="also write the manifest (JSON lines) here")
     args = parser.parse_args(argv)
+    gc.freeze()  # the modules loaded so far live as long as the process: spare the collector re-scanning them
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files",
                                           "multipart_threshold_mib")}
