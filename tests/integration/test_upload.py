@@ -562,15 +562,15 @@ def test_an_upload_that_does_not_hold_our_bytes_keeps_the_file(tmp_path, bucket,
 
     rel = rel_at("paris", NOW - timedelta(hours=3), "t")
     write(tmp_path, rel, os.urandom(size))
-    other = tmp_path / "other.bin"
+    other = tmp_path.parent / f"{tmp_path.name}-other.bin"
     other.write_bytes(os.urandom(size))
-    real_put = CrtPutter.put_file
+    real_start = CrtPutter.start
 
-    def swapped(self, key, path, size, *, crc64nvme, if_none_match):  # S3 receives (and checks) other bytes
-        return real_put(self, key, str(other), size, crc64nvme=crc(other.read_bytes()).split(":")[1],
-                        if_none_match=if_none_match)
+    def swapped(self, key, path, size, *, crc64nvme, if_none_match, done):  # S3 receives (and checks) other bytes
+        return real_start(self, key, str(other), size, crc64nvme=crc(other.read_bytes()).split(":")[1],
+                          if_none_match=if_none_match, done=done)
 
-    monkeypatch.setattr(CrtPutter, "put_file", swapped)
+    monkeypatch.setattr(CrtPutter, "start", swapped)
     summary, manifest = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5), workers=1, tidy=False)
     assert summary["failed"] == 1 and summary["uploaded"] == 0
     assert manifest[0]["error"] == "verification failed: the object differs after upload"
