@@ -231,6 +231,10 @@ class Checksums:
     """S3's flexible checksums as AWS documents them, where moto 5.2.5 stores client values unchecked."""
 
     ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA1", "SHA256")
+    # moto joins big uploads slowly and not safely twice at once: a client's retried completion waits for
+    # the first one, then gets moto's idempotent answer (as S3 gives)
+    _completing: dict[str, threading.Lock] = {}
+    _completing_lock = threading.Lock()
 
     @staticmethod
     def digest(algorithm: str, chunks: Any) -> str:
@@ -284,8 +288,15 @@ class Checksums:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
-        bucket, _, _key = environ.get("PATH_INFO", "/").lstrip("/").partition("/")
         upload_id = parse_qs(environ.get("QUERY_STRING", "")).get("uploadId", [""])[0]
+        with cls._completing_lock:
+            lock = cls._completing.setdefault(upload_id, threading.Lock())
+        with lock:
+            return cls._complete(app, environ, start_response, body, upload_id)
+
+    @classmethod
+    def _complete(cls, app: Any, environ: dict[str, Any], start_response: Any, body: bytes, upload_id: str) -> Any:
+        bucket, _, _key = environ.get("PATH_INFO", "/").lstrip("/").partition("/")
         try:
             multipart = _backend().get_bucket(bucket).multiparts[upload_id]
         except Exception:  # noqa: BLE001 - unknown bucket/upload: moto answers with its own error

@@ -67,7 +67,7 @@ BATCH_SIZE = 500  # files per mapped upload_batch task
 MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow instead
 MAX_OBJECT = 5 * 1024**4  # S3's largest object (5 TiB)
 PART_SIZE = 16 * MIB  # multipart part size (the CRT client grows it when a file would need > 10,000 parts)
-CRT_MEMORY_LIMIT = 1024 * MIB  # the CRT client's buffer pool: peak memory does not grow with the file size
+CRT_MEMORY_LIMIT = 512 * MIB  # the CRT client's buffer pool (its minimum is 256 MiB): peak memory does not grow with the file size
 LIST_CAP = 10_000  # names kept per list in summary.json
 READ_CHUNK = 8 * MIB
 RECOVERY_SLACK = timedelta(minutes=1)  # clock skew between this host and S3 when recognising our own upload
