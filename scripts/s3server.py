@@ -22,6 +22,14 @@ and does what AWS documents where moto 5.2.5 does not (flexible checksums, see :
 - ListMultipartUploads says when each upload was started (moto answers 2010-11-10 for every upload),
   so "abandoned before this run" can be decided and tested.
 
+And where moto 5.2.5 departs from what AWS documents for deletes, it behaves as AWS does:
+
+- DeleteObjects honours the per-object ``ETag`` element (conditional delete, AWS since 2025-09-16):
+  a key whose current ETag differs gets a ``PreconditionFailed`` error entry (``NoSuchKey`` when it is
+  gone) and stays; moto would delete it. (A single DeleteObject's ``If-Match`` moto honours itself.)
+- A DeleteObjects body that is not well-formed XML 1.0 (a key with a control character) is answered
+  ``400 MalformedXML`` as S3 does, not moto's ``500`` (which clients would retry in vain).
+
 Run: ``python -m scripts.s3server --port PORT`` (binds 127.0.0.1).
 """
 
@@ -144,7 +152,7 @@ class ControlMiddleware:
         if op in ("PutObject", "UploadPart"):
             refusal = Checksums.check_body(environ)
             if refusal is not None:
-                return _error(start_response, *refusal)
+                return _xml_error(start_response, *refusal)
         if op == "CreateMultipartUpload":
             if environ.get("HTTP_X_AMZ_CHECKSUM_TYPE"):
                 environ["HTTP_X_AMZ_CHECKSUM_TYPE"] = environ["HTTP_X_AMZ_CHECKSUM_TYPE"].upper()
@@ -153,6 +161,8 @@ class ControlMiddleware:
             return self._with_initiated(environ, start_response)
         if op == "CompleteMultipartUpload":
             return Checksums.complete(self.app, environ, start_response)
+        if op == "DeleteObjects":
+            return self._delete_objects(environ, start_response)
         return self.app(environ, start_response)
 
     def _record_initiated(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -174,6 +184,68 @@ class ControlMiddleware:
             return re.sub(rb"<Initiated>[^<]*</Initiated>", f"<Initiated>{when}</Initiated>".encode(), upload[0])
 
         return _reply(start_response, status, headers, re.sub(rb"<Upload>.*?</Upload>", fix, body, flags=re.S))
+
+    def _delete_objects(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """DeleteObjects as AWS documents it: per-object ``ETag`` preconditions, MalformedXML for a body
+        XML 1.0 cannot parse. Objects that pass go to moto; the refused ones are added to its answer."""
+        import io
+        import xml.etree.ElementTree as ET
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            return _xml_error(start_response, "400 Bad Request", "MalformedXML",
+                              "The XML you provided was not well-formed or did not validate against our published schema")
+        ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        refused: list[tuple[str, str, str]] = []
+        backend = _backend()
+        bucket = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0]
+        try:
+            backend.get_bucket(bucket)
+        except Exception:  # noqa: BLE001 - no such bucket: moto answers that as S3 does
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.app(environ, start_response)
+        for obj in list(root.findall(f"{ns}Object")):
+            etag = obj.findtext(f"{ns}ETag")
+            if etag is None:
+                continue
+            key = obj.findtext(f"{ns}Key") or ""
+            current = backend.get_object(bucket, key)  # the current version (None when gone)
+            if current is None:
+                refused.append((key, "NoSuchKey", "The specified key does not exist."))
+            elif etag.strip().strip('"') != current.etag.strip('"'):
+                refused.append((key, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"))
+            else:
+                continue
+            root.remove(obj)
+        errors = "".join(
+            f"<Error><Key>{_xml_text(k)}</Key><Code>{c}</Code><Message>{m}</Message></Error>" for k, c, m in refused)
+        if not refused:
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.app(environ, start_response)
+        if root.find(f"{ns}Object") is None:  # every object refused: moto would call the body malformed
+            answer = (f'<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="http://s3.amazonaws.com/doc/'
+                      f'2006-03-01/">{errors}</DeleteResult>').encode()
+            start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(answer)))])
+            return [answer]
+        if ns:
+            ET.register_namespace("", ns[1:-1])  # keep S3's default namespace (no ns0: prefixes for moto)
+        rewritten = ET.tostring(root, encoding="utf-8").replace(b"\r", b"&#13;")  # CR must stay CR
+        environ = {**environ, "wsgi.input": io.BytesIO(rewritten), "CONTENT_LENGTH": str(len(rewritten))}
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        answer = b"".join(self.app(environ, capture))
+        if captured["status"].startswith("200") and b"</DeleteResult>" in answer:
+            answer = answer.replace(b"</DeleteResult>", errors.encode() + b"</DeleteResult>")
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(answer)))])
+        return [answer]
 
     def _take_fault(self, op: str, bucket: str) -> str | None:
         with self.lock:
@@ -220,7 +292,14 @@ class ControlMiddleware:
         raise ValueError(f"unknown control endpoint /_s3ops/{what} ({method})")
 
 
-def _error(start_response: Any, status: str, code: str, message: str) -> list[bytes]:
+def _xml_text(text: str) -> str:
+    """Element text that reads back exactly (CR as a character reference, not folded to LF)."""
+    from xml.sax.saxutils import escape
+
+    return escape(text).replace("\r", "&#13;")
+
+
+def _xml_error(start_response: Any, status: str, code: str, message: str) -> list[bytes]:
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
             "</Error>").encode()
     start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
@@ -311,7 +390,7 @@ class Checksums:
             stored = cls.digest(algorithm, (p.value for p in parts))
             given = environ.get(f"HTTP_X_AMZ_CHECKSUM_{algorithm}")
             if given and given != stored:
-                return _error(start_response, "400 Bad Request", "BadDigest",
+                return _xml_error(start_response, "400 Bad Request", "BadDigest",
                               f"The {algorithm} you specified did not match the calculated checksum.")
         status, headers, answer = _call(app, environ)
         if stored and status.startswith("200") and b"</CompleteMultipartUploadResult>" in answer:

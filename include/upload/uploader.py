@@ -17,7 +17,7 @@ same content (a crash after the upload, before the delete) only costs the local 
 one is a conflict unless ``overwrite``. A multipart upload left incomplete by a killed worker is aborted
 by the next run (:func:`abort_abandoned_uploads`). Files of a batch run concurrently in a thread pool
 sharing one botocore client and one CRT client; one Python thread reads, submits and finishes. Why the CRT client and not botocore/s3transfer:
-bench/README.md (scenario 6 and 8).
+bench/README.md (scenarios 6 and 9).
 
 The DAG ``s3_upload`` wires :func:`scan_task` → :func:`upload_batch_task` (mapped) → :func:`tidy_task`;
 file lists travel through the artifact store, never XCom. The same code runs without Airflow:
@@ -57,12 +57,11 @@ from include.upload.layout import (
     shown,
     split_batches,
 )
-from include.upload.settings import UploadSettings
+from include.upload.settings import DEFAULT_WORKERS, UploadSettings
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "s3_upload"
-DEFAULT_WORKERS = 64  # uploads in flight (the CRT client multiplexes them; no thread each)
 BATCH_SIZE = 500  # files per mapped upload_batch task
 MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow instead
 MAX_OBJECT = 5 * 1024**4  # S3's largest object (5 TiB)
@@ -505,11 +504,6 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now
     return names
 
 
-def run_settings(run_dir: Any) -> UploadSettings:
-    """The settings the run's scan resolved (read back by upload_batch and tidy)."""
-    return UploadSettings(**artifacts.read_json(run_dir / "scan.json")["settings"])
-
-
 def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch: str,
                       *, workers: int = DEFAULT_WORKERS, credentials: Any = None) -> dict[str, int]:
     """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry."""
@@ -552,6 +546,21 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
 RETURN_KEYS = ("uploaded", "skipped_not_ready", "malformed", "conflicts", "failed", "bytes")
 
 
+def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:
+    """A run with no batch and nothing malformed or failed has nothing worth a run folder."""
+    return not batches and not any(summary[k] for k in ("uploaded", "malformed", "conflicts", "failed", "aborted_uploads"))
+
+
+def problems(counts: dict[str, Any]) -> str | None:
+    """Why an upload run must not look green: files failed or conflicted and stayed in ``base_dir``."""
+    failed, conflicts = int(counts.get("failed") or 0), int(counts.get("conflicts") or 0)
+    if not failed and not conflicts:
+        return None
+    return (f"{failed} file(s) failed and {conflicts} conflicted with a different object already in the bucket; "
+            f"they stay in base_dir and are retried every run (summary.json lists them; set overwrite to replace "
+            f"conflicting objects)")
+
+
 def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
               now: datetime | None = None) -> dict[str, Any]:
     """Remove finished empty folders, write ``manifest.jsonl`` and ``summary.json``; return the summary."""
@@ -564,6 +573,14 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
         results.append(BatchResult.from_dict(artifacts.read_json(path)))
     removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
     summary, manifest = summarize(settings, scan_info, results, removed_folders=len(removed))
+    if found_nothing(summary, batches):
+        # every minute on a quiet folder: no run folder, only the one-line index entry
+        artifacts.record_index(run_dir / "summary.json", {k: v for k, v in summary.items() if not isinstance(v, list)})
+        for name in ("scan.json", "settings.json"):  # nothing later reads them: no run folder at all
+            artifacts.remove(run_dir / name)
+        artifacts.remove_empty_folder(run_dir)
+        log.info("nothing to upload from %s (%d not ready yet)", settings.base_dir, summary["skipped_not_ready"])
+        return summary
     artifacts.write_jsonl(run_dir / "manifest.jsonl", manifest)
     artifacts.write_json(run_dir / "summary.json", summary)
     log.info("upload to s3://%s/%s: %s; removed %d empty folder(s); artifacts at %s", settings.bucket,
@@ -590,17 +607,17 @@ def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT
 
 def main(argv: list[str] | None = None) -> int:
     from include.aws.client import client_from_args
-    from include.upload.settings import DEFAULTS, SettingsError, resolve_settings
+    from include.upload.settings import SETTINGS, SettingsError, resolve_settings
 
     parser = argparse.ArgumentParser(prog="python -m include.upload.uploader", description=__doc__.splitlines()[0])
-    parser.add_argument("--base-dir", help="the producer's folder (env S3OPS_UPLOAD_BASE_DIR)")
-    parser.add_argument("--bucket", help="target bucket (env S3OPS_UPLOAD_BUCKET)")
+    parser.add_argument("--base-dir", help="the producer's folder (required)")
+    parser.add_argument("--bucket", help="target bucket (required)")
     parser.add_argument("--key-prefix", help="prefix for every key (default '')")
-    parser.add_argument("--settle-seconds", type=int, help=f"default {DEFAULTS['settle_seconds']}")
+    parser.add_argument("--settle-seconds", type=int, help=f"default {SETTINGS['settle_seconds'].default}")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace objects with different content")
-    parser.add_argument("--max-files", type=int, help=f"default {DEFAULTS['max_files']}")
+    parser.add_argument("--max-files", type=int, help=f"default {SETTINGS['max_files'].default}")
     parser.add_argument("--multipart-threshold-mib", type=int,
-                        help=f"multipart upload from this size on (default {DEFAULTS['multipart_threshold_mib']})")
+                        help=f"multipart upload from this size on (default {SETTINGS['multipart_threshold_mib'].default})")
     parser.add_argument("--endpoint-url", default=os.environ.get("S3OPS_S3_ENDPOINT"))
     parser.add_argument("--profile")
     parser.add_argument("--region")
@@ -613,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files",
                                           "multipart_threshold_mib")}
     try:
-        settings, _ = resolve_settings(conf, None, os.environ)
+        settings, _ = resolve_settings(conf, None)
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, region_name=args.region,
                                   pool=client_pool_size(args.workers))
         check_bucket(client, settings.bucket)

@@ -36,7 +36,7 @@ def crc(body: bytes) -> str:
 
 
 def settings(base: Path, bucket: str, **over: Any) -> UploadSettings:
-    return resolve_settings({"base_dir": str(base), "bucket": bucket, **over}, None, {})[0]
+    return resolve_settings({"base_dir": str(base), "bucket": bucket, **over}, None)[0]
 
 
 def write(base: Path, rel: str, body: bytes, *, age_seconds: float = 600) -> Path:
@@ -256,7 +256,7 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
     missing = subprocess.run(
         [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--endpoint-url", s3_server.endpoint_url],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={k: v for k, v in {**os.environ, "PYTHONPATH": str(ROOT)}.items() if k != "S3OPS_UPLOAD_BUCKET"},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert missing.returncode == 2 and "bucket is not set" in missing.stderr
 
@@ -360,39 +360,95 @@ def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
     assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/in")] == [20]
 
 
-def test_scheduled_run_reads_variable_and_env_and_missing_settings_fail_the_run(
+def test_scheduled_run_reads_the_variable_and_missing_settings_fail_the_run(
     tmp_path, s3, bucket, run_dag, monkeypatch, capfd
 ):
     rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
-    write(tmp_path, rel, b"from env\n")
-    monkeypatch.delenv("S3OPS_UPLOAD_BASE_DIR", raising=False)
-    monkeypatch.setenv("S3OPS_UPLOAD_BUCKET", "s3ops-env-bucket-loses")
-    # the Variable s3_upload (through Airflow's env secrets backend) beats S3OPS_UPLOAD_* env
-    monkeypatch.setenv("AIRFLOW_VAR_S3_UPLOAD", json.dumps({"bucket": bucket, "key_prefix": "var"}))
+    write(tmp_path, rel, b"from the variable\n")
+    monkeypatch.setenv("S3OPS_UPLOAD_BASE_DIR", str(tmp_path))  # environment variables are not settings
+    # the Variable s3ops_upload (here through Airflow's env secrets backend)
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"bucket": bucket, "key_prefix": "var"}))
 
     failed = run_dag("s3_upload", {})  # no base_dir anywhere
     assert failed.state == "failed"
     assert failed.task_states()[("scan", -1)] == "failed"
-    assert "base_dir is not set" in capfd.readouterr().out  # the task log names the setting
+    out = capfd.readouterr().out
+    assert "base_dir is not set" in out and "s3ops_upload" in out  # the task log names the setting and the Variable
     assert (tmp_path / rel).exists()
 
-    monkeypatch.setenv("S3OPS_UPLOAD_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"bucket": bucket, "key_prefix": "var",
+                                                               "base_dir": str(tmp_path)}))
     ok = run_dag("s3_upload", {})
     assert ok.state == "success", ok.task_states()
     assert ok.xcom("tidy")["uploaded"] == 1
-    assert body_of(s3, bucket, f"var/{rel}") == b"from env\n"
-    scan = json.loads((ok.artifacts() / "scan.json").read_text())
-    assert scan["settings"]["base_dir"] == str(tmp_path) and scan["settings"]["key_prefix"] == "var/"
+    assert body_of(s3, bucket, f"var/{rel}") == b"from the variable\n"
+    saved = json.loads((ok.artifacts() / "settings.json").read_text())
+    assert saved["values"]["base_dir"] == str(tmp_path) and saved["sources"]["base_dir"] == "variable"
+
+
+def test_untouched_trigger_form_runs_like_a_scheduled_run(tmp_path, s3, bucket, run_dag, monkeypatch):
+    """The form sends every param at its default (null): the Variable must still decide."""
+    from include.upload.settings import SETTINGS
+
+    rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
+    write(tmp_path, rel, b"form\n")
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps(
+        {"bucket": bucket, "base_dir": str(tmp_path), "key_prefix": "form", "settle_seconds": 120}))
+    form = {name: spec["default"] for name, spec in SETTINGS.param_specs().items()}
+    assert set(form) >= {"base_dir", "bucket", "settle_seconds", "aws_conn_id"} and set(form.values()) == {None}
+    ok = run_dag("s3_upload", form)
+    assert ok.state == "success", ok.task_states()
+    saved = json.loads((ok.artifacts() / "settings.json").read_text())
+    assert saved["values"]["settle_seconds"] == 120 and saved["sources"]["settle_seconds"] == "variable"
+    assert body_of(s3, bucket, f"form/{rel}") == b"form\n"
+
+
+def test_invalid_variable_fails_the_run_once_naming_key_and_variable(tmp_path, bucket, run_dag, monkeypatch, capfd):
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps(
+        {"bucket": bucket, "base_dir": str(tmp_path), "settle_seconds": -5}))
+    result = run_dag("s3_upload", {})
+    assert result.state == "failed"
+    assert result.task_states()[("scan", -1)] == "failed"
+    out = capfd.readouterr().out
+    assert "settle_seconds" in out and "Variable 's3ops_upload'" in out
+    assert "up_for_retry" not in out.lower()
 
 
 def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):
+    from include.core import artifacts
+
     (tmp_path / "berlin").mkdir()
     result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
     assert result.state == "success", result.task_states()
     assert result.xcom("tidy") == {"uploaded": 0, "skipped_not_ready": 0, "malformed": 0, "conflicts": 0,
                                    "failed": 0, "bytes": 0}
-    assert (result.artifacts() / "manifest.jsonl").read_text() == ""
+    # found nothing: no run folder at all, only one line in the index
+    assert not result.artifacts().exists()
+    root = artifacts.artifact_root()
+    mine = [e for period in artifacts.index_periods(root, "s3_upload") or []
+            for e in artifacts.read_period(root, "s3_upload", period) if e["run_id"] == result.run_id]
+    assert [(e["kind"], e["doc"]["uploaded"], e["doc"]["bucket"]) for e in mine] == [("summary", 0, bucket)]
+    at = mine[0]["at"]
+    entry_file = root / "_index" / "s3_upload" / at[:10] / at[11:13] / f"{result.run_id}.summary.json"
+    assert len(entry_file.read_text().splitlines()) == 1
     assert _asset_events(f"s3://{bucket}/") == []
+
+
+def test_dag_run_with_a_conflict_fails_after_recording_it(tmp_path, s3, bucket, run_dag):
+    """Files that stay behind make the run red (task check), after tidy recorded them and emitted the
+    asset event for the file that did move."""
+    moved, clash = rel_at("oslo", NOW - timedelta(hours=2), "a"), rel_at("oslo", NOW - timedelta(hours=2), "b")
+    write(tmp_path, moved, b"new\n")
+    write(tmp_path, clash, b"local\n")
+    s3.put_object(Bucket=bucket, Key=clash, Body=b"different\n")
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
+    assert result.state == "failed"
+    states = result.task_states()
+    assert (states[("tidy", -1)], states[("check", -1)]) == ("success", "failed")
+    assert result.xcom("tidy")["conflicts"] == 1 and result.xcom("tidy")["uploaded"] == 1
+    assert (tmp_path / clash).read_bytes() == b"local\n" and not (tmp_path / moved).exists()
+    assert json.loads((result.artifacts() / "summary.json").read_text())["conflict_keys"] == [clash]
+    assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/")] == [1]
 
 
 def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag, capfd):

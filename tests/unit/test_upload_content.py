@@ -59,7 +59,7 @@ def test_only_an_echo_of_our_checksum_verifies_a_put(local):
 
 
 def test_summary_and_manifest_record_every_file():
-    settings = resolve_settings({"base_dir": "/d", "bucket": "b-1", "key_prefix": "p"}, None, {})[0]
+    settings = resolve_settings({"base_dir": "/d", "bucket": "b-1", "key_prefix": "p"}, None)[0]
     scan = {"not_ready": 2, "deferred": 5, "malformed_total": 4, "malformed": [{"path": "/d/x", "reason": "r"}],
             "errors": [{"path": "/d/l", "error": "cannot list"}], "errors_total": 1,
             "aborted_uploads": [{"key": "p/a", "initiated": "t"}]}
