@@ -23,7 +23,8 @@ costs (noncurrent versions, delete markers, incomplete multipart uploads).
 one task per shard, streaming totals only) → `aggregate` (report.json) → `publish` (report.csv,
 report.html, report.txt and the table in this task's log).
 
-Outputs: `<artifact root>/s3_storage_report/<run_id>/`. `source: cloudwatch` reads the daily CloudWatch
+Outputs: `<artifact root>/s3_storage_report/<run_id>/`; report.json has a `regions` section (the CLI's
+`--group-by region`). `date_format`/`show_time` set how dates read in report.txt/csv/html and the UI. `source: cloudwatch` reads the daily CloudWatch
 storage metrics instead of listing (approximate; the metric date is in the report).
 A bucket that cannot be read appears with its error; `fail_on_bucket_error` then fails the run after
 publishing. Prices: `include/storage_report/pricing.py`, overridable with the Variable `s3ops_pricing`.
@@ -60,6 +61,12 @@ See docs/storage_report.md.
         "fail_on_bucket_error": Param(False, type="boolean", title="Fail on bucket error",
                                       description="Fail the run (after publishing the report) when any bucket "
                                                   "could not be read."),
+        "date_format": Param("iso", type="string", minLength=1, maxLength=64, title="Date format",
+                             description="Dates in report.txt/csv/html and the UI: iso (2020-12-29), us "
+                                         "(12/29/2020), eu (29/12/2020) or a strftime pattern (%d.%m.%Y). "
+                                         "report.json stays ISO 8601 UTC."),
+        "show_time": Param(True, type="boolean", title="Show time",
+                           description="Show the time of day (UTC) next to dates."),
         "aws_conn_id": aws_conn_param(),
     },
 )

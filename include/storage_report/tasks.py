@@ -65,7 +65,12 @@ def list_buckets(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     from include.aws.client import S3AccessError, check_access
+    from include.core.dates import check_date_format
 
+    try:  # a bad display setting fails before any request, not after the whole listing
+        check_date_format(params.get("date_format", "iso"))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     try:  # an unknown connection would silently fall back to the host's default credentials
         BaseHook.get_connection(params["aws_conn_id"])
     except AirflowNotFoundException:
@@ -132,6 +137,7 @@ def aggregate(shard_results: Iterable[list[dict[str, Any]]], params: dict[str, A
     report = storage_report.build_report(
         buckets, results, prices=prices, size_unit=params["size_unit"], source=params["source"],
         include_versions=params["include_versions"], generated_at=datetime.now(timezone.utc),
+        date_format=params.get("date_format", "iso"), show_time=params.get("show_time", True),
     )
     path = _run_dir(run_id) / "report.json"
     artifacts.write_json(path, report)
