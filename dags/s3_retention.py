@@ -28,6 +28,9 @@ query unless `allow_empty_jobs`, an incomplete listing, more than `max_delete_co
 (per chunk: re-checked in MySQL, then DeleteObjects) → `purge_job_rows` (optional: expired TRIAL rows,
 written to `purged_rows.jsonl` first) → `audit` (`audit.json`; the run fails if keys could not be deleted).
 
+On a versioned bucket a delete only adds a delete marker (the plan says so); `include_versions` deletes
+every version and delete marker of each planned key, and the plan counts them.
+
 Backfills and retries decide exactly as the original run: "now" is the logical time.
 See `docs/retention.md`.
 """
@@ -85,6 +88,11 @@ See `docs/retention.md`.
             False, type="boolean", title="Allow an empty jobs table",
             description="Without it, a job query returning no rows is refused (it would make every file an orphan).",
         ),
+        "include_versions": Param(
+            False, type="boolean", title="Include versions",
+            description="On a versioned bucket, also delete every version and delete marker of each planned key "
+                        "(without it a delete only adds a delete marker and the bytes stay billed).",
+        ),
         "purge_job_rows": Param(False, type="boolean", title="Purge expired TRIAL rows",
                                 description="After deleting, delete the expired TRIAL job rows (recorded first)."),
         "aws_conn_id": aws_conn_param(),
@@ -112,6 +120,7 @@ def s3_retention() -> None:
             policy=Policy.at(now, p["trial_retention"], p["orphan_min_age_days"]),
             allow_empty_jobs=p["allow_empty_jobs"], purge_job_rows=p["purge_job_rows"],
             trial_retention=p["trial_retention"], orphan_min_age_days=p["orphan_min_age_days"],
+            include_versions=p.get("include_versions", False),
         )
 
     @task(trigger_rule="none_failed")

@@ -348,20 +348,37 @@ def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator
 def write_plan(
     objects: Iterable[S3Object], rows: Iterable[JobRow], run_dir: Any, *, key_prefix: str, policy: Policy,
     lookup: Lookup | None, jobs_table: str, allow_empty_jobs: bool, chunk_size: int = 1000,
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None, versions: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
     """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary.
 
+    With ``versions`` (a ListObjectVersions stream, ``include_versions``) instead of ``objects``, a
+    planned key's every version and delete marker is a plan item (see include.retention.versions).
     The summary carries the policy's ``refusals`` (empty job query, failed listing) for the guard."""
     from include.deletion.plan import PlanItem, PlanWriter
+    from include.retention.versions import VersionCounts, current_with_versions
 
     writer = PlanWriter(run_dir, chunk_size=chunk_size)
     failure: list[str] = []
+    version_counts = VersionCounts()
+    if versions is not None:
+        objects = current_with_versions(guarded_listing(versions, failure), version_counts, writer.note_scanned)
+
+    def add(o: Any, reason: str) -> None:
+        if versions is None:
+            writer.add(PlanItem(key=o.key, size=o.size, reason=reason, last_modified=o.last_modified))
+            return
+        version_counts.planned(o)
+        for v in o.versions:
+            writer.add(PlanItem(key=v.key, size=v.size, reason=reason, version_id=v.version_id,
+                                last_modified=v.last_modified))
+
     counts = plan_retention(
         guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup,
-        add=lambda o, reason: writer.add(PlanItem(key=o.key, size=o.size, reason=reason, last_modified=o.last_modified)),
-        note_scanned=writer.note_scanned,
+        add=add, note_scanned=writer.note_scanned,
     )
+    if versions is not None:
+        counts["versions"] = version_counts.as_dict()
     if failure:
         counts["listing_error"] = failure[0]
     counts = {**counts, **(extra or {}), "jobs_table": jobs_table}
@@ -405,14 +422,18 @@ def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[l
 def run_plan(
     *, aws_conn_id: str, mysql_conn_id: str, bucket: str, key_prefix: str, jobs_table: str, policy: Policy,
     run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
+    include_versions: bool = False,
 ) -> dict[str, Any]:
-    """The ``plan`` task: stream the listing against the job rows into the run's plan artifacts."""
+    """The ``plan`` task: stream the listing (or, with ``include_versions``, every version) against the
+    job rows into the run's plan artifacts."""
     from include.aws.client import client_from_connection
-    from include.aws.listing import iter_objects
+    from include.aws.listing import iter_objects, iter_versions
     from include.retention import jobs as jobs_db
+    from include.retention.versions import versioning_note, versioning_state
 
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
+    versioning = versioning_state(client, bucket)
     stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
     try:
         summary = write_plan(
@@ -420,8 +441,11 @@ def run_plan(
             key_prefix=key_prefix, policy=policy,
             lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
             jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
+            versions=iter_versions(client, bucket, key_prefix) if include_versions else None,
             extra={"bucket": bucket, "trial_retention": trial_retention,
-                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows},
+                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows,
+                   "include_versions": include_versions, "versioning": versioning,
+                   "versioning_note": versioning_note(versioning, include_versions)},
         )
     finally:
         stream.close()
@@ -440,6 +464,13 @@ def headline(summary: dict[str, Any]) -> str:
         f"{policy.get('orphan_cutoff')} are orphans. {summary.get('protected', {}).get('count', 0)} objects are "
         f"kept; {summary.get('unknown_type_rows', {}).get('count', 0)} job rows have an unknown type (kept)."
     )
+    versions = summary.get("versions")
+    if versions:
+        nc = versions["noncurrent_versions"]
+        text += (f" Versions are deleted too: {nc['count']} noncurrent versions ({nc['bytes']} bytes) and "
+                 f"{versions['delete_markers']} delete markers of the planned keys.")
+    if summary.get("versioning_note"):
+        text += " " + summary["versioning_note"]
     if summary.get("purge_job_rows"):
         text += f" Then {summary.get('expired_trial_rows', 0)} expired TRIAL job rows are purged from the table."
     return text
