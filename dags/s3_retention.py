@@ -57,8 +57,9 @@ See `docs/retention.md`.
             description="Object key = key_prefix + sourceData. Objects outside this prefix are never touched.",
         ),
         "jobs_table": Param(
-            "jobs", type="string", title="Jobs table", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$",
-            description="MySQL table with jobId, completedAt, type, sourceData (table or schema.table).",
+            os.environ.get("S3OPS_RETENTION_JOBS_TABLE", "jobs"), type="string", title="Jobs table", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$",
+            description="MySQL table with jobId, completedAt, type, sourceData (table or schema.table; an "
+                        "existing one such as ndvr_job_status works: needs SELECT, and DELETE with purge_job_rows).",
         ),
         "trial_retention": Param(
             "P3M", type="string", title="TRIAL retention",

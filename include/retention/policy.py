@@ -398,6 +398,8 @@ def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool
         )
     if summary.get("listing_error"):
         found.append(f"listing the bucket failed: {summary['listing_error']}")
+    if summary.get("purge_denied"):
+        found.append(summary["purge_denied"])
     return found
 
 
@@ -436,6 +438,7 @@ def run_plan(
     versioning = versioning_state(client, bucket)
     stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
     try:
+        purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
         summary = write_plan(
             iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
             key_prefix=key_prefix, policy=policy,
@@ -444,7 +447,7 @@ def run_plan(
             versions=iter_versions(client, bucket, key_prefix) if include_versions else None,
             extra={"bucket": bucket, "trial_retention": trial_retention,
                    "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows,
-                   "include_versions": include_versions, "versioning": versioning,
+                   "include_versions": include_versions, "versioning": versioning, "purge_denied": purge_denied,
                    "versioning_note": versioning_note(versioning, include_versions)},
         )
     finally:

@@ -76,3 +76,62 @@ def test_without_include_versions_the_plan_says_deletes_only_add_markers(run_dag
     after = versions(s3, bucket)
     for key in set(EXPIRED + ORPHANS) - {GONE}:  # exactly what the plan said: every version is still stored
         assert ("marker", 0, True) in after[key] and any(vid != "marker" for vid, _, _ in after[key])
+
+
+def test_an_existing_table_like_ndvr_job_status_with_the_documented_grants(
+    run_dag, s3, s3_server, mysql_conn, mysql_server, monkeypatch
+):
+    """docs/retention.md: a deployment pointed at ``ndvr_job_status`` with a MySQL user holding SELECT
+    only plans and deletes; asking for purge_job_rows without DELETE is refused before anything is
+    deleted; with DELETE granted the rows are purged."""
+    table, user, password = "ndvr_job_status", f"ndvr_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    seed_jobs(mysql_conn, reference_job_rows(NOW), table=table)
+    root = mysql_server._root()
+    try:
+        cur = root.cursor()
+        for host in ("127.0.0.1", "localhost"):
+            cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+            cur.execute(f"GRANT SELECT ON `{mysql_server.database}`.`{table}` TO '{user}'@'{host}'")
+        monkeypatch.setenv("AIRFLOW_CONN_MYSQL_NDVR", json.dumps({
+            "conn_type": "mysql", "host": "127.0.0.1", "port": mysql_server.port, "login": user,
+            "password": password, "schema": mysql_server.database}))
+
+        def bucket_with_files():
+            bucket = f"ndvr-{uuid.uuid4().hex[:10]}"
+            s3.create_bucket(Bucket=bucket)
+            s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+                {"key": k, "size": 100, "last_modified": LONG_AGO} for k in reference_files()]})
+            return bucket
+
+        def files(bucket):
+            return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+        reader = conf(bucket_with_files(), table, mysql_conn_id="mysql_ndvr")
+        result = run_dag("s3_retention", reader, logical_date=NOW)
+        assert result.state == "success", result.task_states()
+        assert files(reader["bucket"]) == sorted(set(reference_files()) - set(EXPIRED) - set(ORPHANS))
+
+        purging = {**reader, "bucket": bucket_with_files(), "purge_job_rows": True}
+        refused = run_dag("s3_retention", purging, logical_date=NOW)
+        assert refused.state == "failed" and refused.task_states()[("guard", -1)] == "failed"
+        plan = json.loads((refused.artifacts() / "plan.json").read_text())
+        assert any("GRANT DELETE ON ndvr_job_status" in r for r in plan["refusals"])
+        assert files(purging["bucket"]) == sorted(reference_files())  # nothing deleted
+        rows = len(reference_job_rows(NOW))
+        count = mysql_conn.cursor()
+        count.execute(f"SELECT COUNT(*) FROM `{table}`")
+        assert count.fetchone()[0] == rows
+
+        for host in ("127.0.0.1", "localhost"):
+            cur.execute(f"GRANT DELETE ON `{mysql_server.database}`.`{table}` TO '{user}'@'{host}'")
+        purged = run_dag("s3_retention", {**purging, "dry_run": False}, logical_date=NOW + timedelta(seconds=1))
+        assert purged.state == "success", purged.task_states()
+        assert purged.task_states()[("purge_job_rows", -1)] == "success"
+        mysql_conn.commit()  # end the snapshot of the first count (REPEATABLE READ)
+        count.execute(f"SELECT COUNT(*) FROM `{table}`")
+        assert count.fetchone()[0] == rows - 22  # every expired TRIAL row
+    finally:
+        cur = root.cursor()
+        for host in ("127.0.0.1", "localhost"):
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
+        root.close()
