@@ -55,9 +55,13 @@ See docs/storage_report.md.
         "include_versions": Param(False, type="boolean", title="Include versions",
                                   description="Also count noncurrent versions and delete markers "
                                               "(ListObjectVersions instead of ListObjectsV2)."),
-        "source": Param("listing", type="string", enum=["listing", "cloudwatch"], title="Source",
+        "source": Param("listing", type="string", enum=["listing", "cloudwatch", "inventory"], title="Source",
                         description="listing: exact, lists every object. cloudwatch: daily BucketSizeBytes/"
-                                    "NumberOfObjects metrics, no listing, approximate."),
+                                    "NumberOfObjects metrics, no listing, approximate. inventory: exact as of "
+                                    "the newest verified S3 Inventory (its date is in the report), no listing."),
+        "inventory_fallback": Param("listing", type="string", enum=["listing", "error"], title="Without inventory",
+                                    description="source inventory, for a bucket without a usable inventory: "
+                                                "list it (listing) or report it with the reason (error)."),
         "fail_on_bucket_error": Param(False, type="boolean", title="Fail on bucket error",
                                       description="Fail the run (after publishing the report) when any bucket "
                                                   "could not be read."),

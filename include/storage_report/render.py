@@ -110,6 +110,21 @@ def _regions(report: dict[str, Any]) -> list[dict[str, Any]]:
     return region_groups(report["buckets"], report["size_unit"])
 
 
+def _inventory_lines(report: dict[str, Any], when: _Dates) -> list[str]:
+    """Where each bucket's numbers come from with ``source: inventory``: the inventory's date, or why
+    the bucket was listed instead."""
+    lines = []
+    for b in report["buckets"]:
+        inv = b.get("inventory")
+        if inv:
+            lines.append(f"{b['name']}: S3 Inventory of {when(inv['date'])} ({inv['format']}, {inv['files']} data "
+                         f"files, {inv['manifest']})"
+                         + (f"; newer deliveries refused: {'; '.join(inv['skipped'])}" if inv.get("skipped") else ""))
+        elif b.get("inventory_note"):
+            lines.append(f"{b['name']}: {b['inventory_note']}")
+    return lines
+
+
 def render_table(report: dict[str, Any], *, group_by: str = "bucket", date_format: str | None = None,
                  show_time: bool | None = None) -> str:
     """The plain-text report: buckets (or regions, ``group_by="region"``), storage classes, totals, pricing."""
@@ -119,6 +134,7 @@ def render_table(report: dict[str, Any], *, group_by: str = "bucket", date_forma
     if report.get("metric_date"):
         out.append(f"CloudWatch metrics of {when(report['metric_date'], date_only=True)} "
                    f"({report.get('note', 'approximate')})")
+    out += _inventory_lines(report, when)
     if group_by == "region":
         rows = [_region_cells(r, unit) for r in _regions(report)]
         out += ["", *_grid(REGION_HEADER, rows, {1, 2, 3, 4, 5})]
@@ -169,6 +185,8 @@ def render_csv(report: dict[str, Any], *, group_by: str = "bucket", date_format:
     fields = ["name", "region", "creation_date", "object_count", "total_bytes", "total_size", "last_modified",
               "estimated_monthly_cost_usd", "noncurrent_object_count", "noncurrent_bytes", "delete_markers",
               "incomplete_multipart_uploads", "incomplete_multipart_bytes", "error", *class_fields]
+    if report["source"] == "inventory":
+        fields.insert(fields.index("error"), "inventory_date")
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for b in report["buckets"]:
@@ -181,6 +199,8 @@ def render_csv(report: dict[str, Any], *, group_by: str = "bucket", date_format:
                    total_size=None if b["total_bytes"] is None else format_size(b["total_bytes"], unit))
         if b["error"] is None and b["object_count"] is None:
             row["object_count"] = UNKNOWN
+        if "inventory_date" in fields:
+            row["inventory_date"] = when(b["inventory"]["date"]) if b.get("inventory") else "listed"
         for cls, v in (b.get("storage_classes") or {}).items():
             row[f"{cls}_object_count"] = _count(v["object_count"])
             row[f"{cls}_bytes"] = v["bytes"]
@@ -232,6 +252,9 @@ def render_html(report: dict[str, Any], *, date_format: str | None = None, show_
     note = f"<p>CloudWatch metrics of {e(when(report.get('metric_date'), date_only=True))}: " \
         f"{e(report.get('note', ''))}</p>" if report["source"] == "cloudwatch" else ""
     generated = e(when(report["generated_at"]))
+    inventory = "".join(f"<li>{e(line)}</li>" for line in _inventory_lines(report, when))
+    if inventory:
+        note += f'<ul id="inventory">{inventory}</ul>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>S3 storage report {generated}</title>
 <style>{_CSS}</style></head><body>

@@ -31,7 +31,7 @@ from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_pri
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("listing", "cloudwatch")
+SOURCES = ("listing", "cloudwatch", "inventory")
 CLOUDWATCH_BUCKETS_PER_SHARD = 50  # a few metric requests per bucket
 #: CloudWatch ``StorageType`` dimension → storage class.
 CLOUDWATCH_STORAGE_TYPES = {
@@ -315,8 +315,15 @@ def summarize_part(
     incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises."""
     from botocore.exceptions import ClientError
 
+    if part.get("inventory"):  # type: ignore[typeddict-item]
+        from include.inventory import report as inventory_report
+
+        return inventory_report.summarize_part(client, dict(part), include_versions=include_versions,
+                                               storage_classes=storage_classes)
     result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
                               "error": None}
+    if part.get("note"):  # type: ignore[typeddict-item]
+        result["note"] = part["note"]  # type: ignore[typeddict-item]
     try:
         totals = count_range(client, part["bucket"], part["after"], part["upto"],
                              include_versions=include_versions, storage_classes=storage_classes)
@@ -408,11 +415,19 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
 def plan(
     client_for: Callable[[str | None], Any], buckets: Sequence[dict[str, Any]], *, max_shards: int,
     source: str = "listing", threshold: int | None = None, parts_per_bucket: int | None = None, threads: int = 8,
+    include_versions: bool = False, inventory_fallback: str = "listing",
 ) -> list[shards.Shard]:
     """Shards over the readable ``buckets`` (``client_for(region)`` gives a client). With ``source``
-    ``cloudwatch`` every bucket is one part. A bucket whose probe fails gets one part (its listing
-    will then record the error)."""
+    ``cloudwatch`` every bucket is one part; with ``inventory`` parts are groups of inventory data
+    files (include.inventory.report). A bucket whose probe fails gets one part (its listing will then
+    record the error)."""
     from botocore.exceptions import ClientError
+
+    if source == "inventory":
+        from include.inventory import report as inventory_report
+
+        return inventory_report.plan(client_for, buckets, max_shards=max_shards, include_versions=include_versions,
+                                     fallback=inventory_fallback, listing_plan=plan, threads=threads)
 
     default_threshold, default_parts = shards.shard_settings()
     threshold = threshold or default_threshold
@@ -480,6 +495,12 @@ def bucket_entry(
         "noncurrent_versions": None, "delete_markers": None,
         "incomplete_multipart_uploads": None, "error": bucket.get("error"),
     }
+    inventory = next((r["inventory"] for r in results if r.get("inventory")), None)
+    note = next((r["note"] for r in results if r.get("note")), None)
+    if inventory is not None:
+        entry["inventory"] = inventory
+    if note is not None:
+        entry["inventory_note"] = note
     if entry["error"] is None:
         errors = [r["error"] for r in results if r.get("error")]
         expected = results[0]["of"] if results else 1
@@ -609,6 +630,8 @@ def build_report(
                           + ("; object counts are unknown with a storage-class filter (NumberOfObjects "
                              "exists only for all storage types together)"
                              if any(e["object_count"] is None for e in ok) else ""))
+    if source == "inventory":
+        report["inventory_dates"] = {e["name"]: e["inventory"]["date"] for e in entries if e.get("inventory")}
     return report
 
 

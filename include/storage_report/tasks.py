@@ -95,7 +95,9 @@ def plan_shards(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
     buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
     clients = Clients(params["aws_conn_id"])
     max_shards = conf.getint("core", "max_map_length")
-    planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"])
+    planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"],
+                                  include_versions=params["include_versions"],
+                                  inventory_fallback=params.get("inventory_fallback", "listing"))
     parts = sum(len(s["parts"]) for s in planned)
     log.info("%d shards (%d key ranges) over %d buckets, limit %d", len(planned), parts, len(buckets), max_shards)
     return [dict(s) for s in planned]
