@@ -32,7 +32,8 @@ SETTINGS = Settings("s3_retention", "retention", (
     Setting("max_delete_fraction", {"type": "number", "minimum": 0, "maximum": 1}, 0.5, "Max fraction to delete",
             "The guard refuses a plan deleting more than this fraction of the objects under the prefix."),
     Setting("allow_empty_jobs", {"type": "boolean"}, False, "Allow an empty jobs table",
-            "Without it, a job query returning no rows is refused (it would make every file an orphan)."),
+            "Without it, a job query returning no rows, or only rows whose sourceData is NULL, is refused "
+            "(either would make every file an orphan)."),
     Setting("purge_job_rows", {"type": "boolean"}, False, "Purge expired TRIAL rows",
             "After deleting, delete the expired TRIAL job rows (recorded first)."),
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",
