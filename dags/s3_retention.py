@@ -38,7 +38,7 @@ See `docs/retention.md`.
     schedule="@daily",
     start_date=datetime(2024, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=2,  # a newer run can start while an older plan waits for approval, and supersede it
     tags=["s3ops", "s3", "mysql", "retention", "deletes"],
     doc_md=DOC_MD,
     default_args=DEFAULT_ARGS,
@@ -72,6 +72,21 @@ See `docs/retention.md`.
             "required", type="string", enum=["required", "auto"], title="Approval",
             description="required: a human approves the plan (Browse → Required Actions); auto: delete "
                         "without a human when the guards pass.",
+        ),
+        "approvers": Param(
+            [], type="array", items={"type": "string", "minLength": 1}, title="Approvers",
+            description="Airflow user ids who may approve (the HITL assigned users; Airflow refuses anyone else). "
+                        "Empty: any user allowed to answer Required Actions.",
+        ),
+        "separate_approver": Param(
+            True, type="boolean", title="Separate approver",
+            description="The user who triggered the run cannot approve its deletions (scheduled runs have no "
+                        "triggering user).",
+        ),
+        "approval_timeout_hours": Param(
+            20, type="number", exclusiveMinimum=0, maximum=720, title="Approval timeout (hours)",
+            description="Unanswered after this long, the request expires and nothing is deleted. Keep it below "
+                        "the schedule interval (20 h for a daily run).",
         ),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Plan, guard and audit only: nothing is deleted or purged."),
