@@ -215,13 +215,51 @@ def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: 
             }
         except (OSError, ValueError) as exc:
             entry["error"] = f"audit.json: {exc}"
+    entry.update(_approval_entry(folder))
     entry["status"] = _plan_status(entry, approval_state)
     return entry
 
 
+def _read_optional(path: ArtifactPath) -> dict[str, Any] | None:
+    try:
+        return dict(read_json(path)) if path.exists() else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _approval_entry(folder: ArtifactPath) -> dict[str, Any]:
+    """What the approval gate recorded for the run (``approval_request.json``, ``approval.json``,
+    ``superseded.json``; see include.deletion.approval)."""
+    request = _read_optional(folder / "approval_request.json") or {}
+    approval = _read_optional(folder / "approval.json")
+    superseded = _read_optional(folder / "superseded.json")
+    out: dict[str, Any] = {"approval": None, "superseded_by": None, "expires_at": request.get("timeout_at") or None,
+                           "approvers": [str(a) for a in (request.get("approvers") or [])]}
+    if approval is not None:
+        who = approval.get("responded_by") if isinstance(approval.get("responded_by"), dict) else {}
+        out["approval"] = {"verdict": str(approval.get("verdict") or ""), "reason": str(approval.get("reason") or ""),
+                           "by": str(who.get("name") or who.get("id") or "") or None,
+                           "at": approval.get("responded_at"), "plan_digest": approval.get("plan_digest")}
+    if superseded is not None:
+        out["superseded_by"] = str(superseded.get("superseded_by") or "")
+    return out
+
+
+#: how a plan ends up, from its audit's outcome (``deleted`` and ``nothing_to_delete`` are "finished")
+_OUTCOME_STATUS = {"rejected": "rejected", "expired": "expired", "superseded": "superseded", "refused": "refused",
+                   "not_approved": "refused"}
+
+
 def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
+    """One of: awaiting approval (pending), approved, rejected, superseded, expired, refused, finished,
+    no deletions, in progress."""
     if entry["audit"] is not None:
-        return "finished"
+        return _OUTCOME_STATUS.get(str(entry["audit"].get("outcome")), "finished")
+    if entry.get("superseded_by"):
+        return "superseded"
+    verdict = (entry.get("approval") or {}).get("verdict")
+    if verdict in ("approved", "rejected", "expired", "refused", "superseded"):
+        return str(verdict)
     if approval_state == "awaiting_input":
         return "awaiting approval"
     if approval_state == "skipped":
