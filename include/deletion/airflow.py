@@ -91,17 +91,24 @@ def triggering_user(context: Any) -> str | None:
     return getattr(context.get("dag_run"), "triggering_user_name", None) or None
 
 
-def _hitl_record(ti: Any) -> dict[str, Any]:
-    """This task instance's own HITL detail, read through Airflow's execution API (``ti:self`` scope)."""
-    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+def _hitl_record(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The approval request's own record (who answered, what, when), as Airflow hands it to the resumed task.
 
-    resp = get_hitl_detail_content_detail(ti.id)
-    user = resp.responded_by_user
+    Airflow core builds this event from the HITL detail row (``HITLDetail.as_resume_event_payload``, in the
+    REST API's response handler and in the scheduler's timeout sweep) and stores it in the task instance's
+    ``next_kwargs``, which no public API writes. The task cannot re-read the row itself: the worker's
+    supervisor in task-sdk 1.3.2 does not serve ``GetHITLDetailResponse`` (only the triggerer does), and the
+    execution API's HITL route is scoped to the calling task instance (``ti:self``).
+    """
+    user = event.get("responded_by_user")
+    if user is not None and not isinstance(user, Mapping):
+        user = {"id": getattr(user, "id", ""), "name": getattr(user, "name", "")}
+    at = event.get("responded_at")
     return {
-        "response_received": bool(resp.response_received),
-        "chosen_options": list(resp.chosen_options or []),
-        "responded_by_user": {"id": str(user.id), "name": str(user.name)} if user is not None else None,
-        "responded_at": resp.responded_at.isoformat() if resp.responded_at else None,
+        "response_received": bool(event.get("chosen_options")),
+        "chosen_options": list(event.get("chosen_options") or []),
+        "responded_by_user": {"id": str(user.get("id") or ""), "name": str(user.get("name") or "")} if user else None,
+        "responded_at": at.isoformat() if hasattr(at, "isoformat") else (str(at) if at else None),
     }
 
 
@@ -173,7 +180,7 @@ class PlanApprovalOperator(ApprovalOperator):
             record: dict[str, Any] = {"error": event.get("error")}
             verdict, reason = (gate.EXPIRED, "the approval request timed out") if event.get("error_type") == "timeout"                 else (gate.REFUSED, f"the approval request failed: {event.get('error')}")
         else:
-            record = _hitl_record(ti)  # the request's own record, not the event or an XCom
+            record = _hitl_record(event)  # the request's own record as Airflow resumed us with it, never an XCom
             verdict, reason = gate.judge(record, approvers=list(request.get("approvers") or []),
                                          separate_approver=bool(request.get("separate_approver", True)),
                                          triggered_by=request.get("triggered_by"))

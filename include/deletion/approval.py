@@ -7,8 +7,9 @@ task-instance edit rights can write through the REST API.
 Why files in the artifact store: Airflow's execution API lets a task read only its *own* HITL detail (the
 route ``/execution/hitlDetails/{ti_id}`` requires the JWT scope ``ti:self``, see
 ``airflow/api_fastapi/execution_api/routes/hitl.py``), so ``delete`` cannot read ``approve``'s record.
-``approve`` therefore reads its own record when it resumes and writes what it found to
-``approval.json`` in the run's artifact folder, which no Airflow API user can write. ``delete``,
+``approve`` therefore takes its own record when it resumes (Airflow core builds the resume event from the
+HITL row: ``HITLDetail.as_resume_event_payload``) and writes what it found to ``approval.json`` in the run's
+artifact folder, which no Airflow API user can write. ``delete``,
 ``purge_job_rows`` and ``audit`` read that file and re-derive every other precondition from the plan
 artifact. A task instance marked successful by hand never resumes, so it writes no ``approval.json``.
 
