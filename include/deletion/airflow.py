@@ -155,6 +155,9 @@ class PlanApprovalOperator(ApprovalOperator):
         request = {"plan_id": plan.get("plan_id"), **digests, "target": target, "asked_at": asked_at.isoformat(),
                    "timeout_at": timeout_at, "approvers": approvers, "assigned_users": users,
                    "separate_approver": separate, "triggered_by": triggered_by, "try_number": ti.try_number}
+        stale = run_dir / gate.APPROVAL_FILE
+        if artifacts.exists(stale):  # a new request (a retry, a cleared task) voids any earlier answer
+            stale.unlink()
         artifacts.write_json(run_dir / gate.REQUEST_FILE, request)
         superseded = gate.supersede_older(run_dir.parent, run_id=ti.run_id, target=target,
                                           asked_at=request["asked_at"])

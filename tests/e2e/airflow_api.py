@@ -108,7 +108,7 @@ class AirflowStandalone:
         )
         return env
 
-    def start(self, timeout: float = 180) -> AirflowStandalone:
+    def start(self, timeout: float = 420) -> AirflowStandalone:  # 2 shared cores can take minutes
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.environment()
         self.proc = subprocess.Popen(
