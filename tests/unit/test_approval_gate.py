@@ -237,3 +237,81 @@ def test_a_fence_longer_than_any_backtick_run_inside():
     text = gate.fenced(["````", "a```b"])
     assert text.startswith("`````text\n") and text.endswith("\n`````")
     assert _fenced_blocks(text) == [["````", "a```b"]]
+
+
+# the approve task itself: the verdict it records when it resumes --------------------------------------
+class _TI:
+    dag_id, run_id, try_number = "d", "r", 1
+
+
+class _Task:
+    def get_direct_relatives(self, upstream: bool = False) -> list[Any]:
+        class Delete:
+            task_id, is_teardown = "delete", False
+
+        return [Delete()]
+
+
+def _resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event: dict[str, Any], *, triggered_by: str | None = "bob",
+            approvers: list[str] | None = None, change_plan: bool = False, superseded: bool = False) -> Any:
+    """Write a plan and the request approve made for it, then resume approve with ``event``."""
+    from include.deletion.airflow import PlanApprovalOperator
+
+    monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
+    run_dir = tmp_path / "d" / "r"
+    summary = _plan(run_dir)
+    artifacts.write_json(run_dir / gate.REQUEST_FILE, {
+        "plan_id": summary["plan_id"], **gate.plan_digests(run_dir, summary["chunks"]), "approvers": approvers or [],
+        "separate_approver": True, "triggered_by": triggered_by, "asked_at": "2026-11-30T00:00:00+00:00"})
+    if change_plan:
+        chunk = run_dir / PLAN_DIR / "00001.jsonl"
+        chunk.write_text(chunk.read_text().replace('"k2"', '"precious"'))
+    if superseded:
+        artifacts.write_json(run_dir / gate.SUPERSEDED_FILE, {"superseded_by": "newer"})
+    op = PlanApprovalOperator(task_id="approve", plan_task_id="plan", subject="s")
+    skipped: list[str] = []
+    monkeypatch.setattr(op, "skip", lambda ti, tasks: skipped.extend(t.task_id for t in tasks))
+    return op.execute_complete({"ti": _TI(), "task": _Task(), "params": PARAMS}, event), skipped
+
+
+def _event(chosen: list[str], user: dict[str, str] | None = ALICE) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    return {"chosen_options": chosen, "params_input": {}, "responded_by_user": user,
+            "responded_at": datetime(2026, 11, 30, 10, tzinfo=timezone.utc), "timedout": user is None}
+
+
+def _recorded(tmp_path: Path) -> dict[str, Any]:
+    return json.loads((tmp_path / "d" / "r" / gate.APPROVAL_FILE).read_text())
+
+
+def test_approve_records_who_approved_when_and_the_plan_digest(tmp_path, monkeypatch):
+    result, skipped = _resume(tmp_path, monkeypatch, _event(["Approve"]))
+    rec = _recorded(tmp_path)
+    request = json.loads((tmp_path / "d" / "r" / gate.REQUEST_FILE).read_text())
+    assert result["verdict"] == rec["verdict"] == "approved" and skipped == []
+    assert rec["responded_by"] == ALICE and rec["responded_at"] == "2026-11-30T10:00:00+00:00"
+    assert rec["plan_digest"] == request["plan_digest"] and rec["chunk_digests"] == request["chunk_digests"]
+
+
+@pytest.mark.parametrize(("kwargs", "event", "verdict"), [
+    ({}, _event(["Reject"]), "rejected"),
+    ({}, _event(["Reject"], user=None), "expired"),
+    ({"superseded": True}, _event(["Approve"]), "superseded"),
+])
+def test_approve_skips_delete_on_reject_expiry_and_supersession(tmp_path, monkeypatch, kwargs, event, verdict):
+    result, skipped = _resume(tmp_path, monkeypatch, event, **kwargs)
+    assert result["verdict"] == _recorded(tmp_path)["verdict"] == verdict and skipped == ["delete"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"triggered_by": "alice"}, "self-approval refused"),
+    ({"approvers": ["carol"]}, "not in approvers"),
+    ({"change_plan": True}, "the plan changed while the approval request waited"),
+])
+def test_approve_fails_and_records_a_refused_approval(tmp_path, monkeypatch, kwargs, message):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=message):
+        _resume(tmp_path, monkeypatch, _event(["Approve"]), **kwargs)
+    assert _recorded(tmp_path)["verdict"] == "refused"
