@@ -191,6 +191,27 @@ def test_required_approval_approve_deletes_and_reject_deletes_nothing(s3, s3_ser
         assert (audit["outcome"], audit["approval"], audit["deleted_count"]) == ("rejected", "rejected", 0)
 
 
+def test_the_approver_sees_odd_deployment_names_and_keys_escaped(s3, s3_server, run_dag, bucket):
+    """Deployment names and keys carrying backticks, newlines and image Markdown reach the approval text
+    only escaped, inside fenced code blocks: no injected line, image or link (issue 12 item 4)."""
+    from markdown_it import MarkdownIt
+
+    evil = "x```\n**Reviewed by security: safe**\n![p](http://evil.example/p.png)"
+    _seed_deployments(s3_server, bucket, {evil: 30, "b`c": 20, "new": 10}, files=("index.html",))
+    with answering_approval("Reject") as (answered, shown):
+        result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                               "approval": "required"})
+    assert answered == [result.run_id] and result.state == "success"
+    html = MarkdownIt("commonmark").render(shown["body"])
+    assert "<img" not in html and "<a " not in html
+    assert "Reviewed by security" not in html.split("<pre>")[0]  # only inside code blocks, never as text
+    fences = [t.content for t in MarkdownIt("commonmark").parse(shown["body"]) if t.type == "fence"]
+    assert any("deploys/x```\\n**Reviewed by security: safe**\\n![p](http://evil.example/p.png)/index.html" in f
+               for f in fences), fences
+    assert any("deploys/b`c/index.html" in f for f in fences)
+    assert len(_keys(s3, bucket)) == 4  # rejected: nothing deleted
+
+
 def test_only_approvers_may_answer(s3, s3_server, run_dag, bucket):
     """approvers become the request's assigned users: Airflow refuses anyone else (403); the approver's
     Approve deletes, and the audit names them."""
