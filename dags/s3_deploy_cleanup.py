@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
+from include.dag_defaults import DEFAULT_ARGS, approval_gate_params, aws_conn_param
 from include.deletion.airflow import add_deletion_tasks
 
 DOC = """
@@ -58,21 +58,7 @@ Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/deploy_cleanup.
         "approval": Param("auto", type="string", enum=["required", "auto"], title="Approval",
                           description="required: a human approves the plan (Browse → Required Actions). "
                                       "auto: delete without asking when the plan is within the guards."),
-        "approvers": Param(
-            [], type="array", items={"type": "string", "minLength": 1}, title="Approvers",
-            description="Airflow user ids who may approve (the HITL assigned users; Airflow refuses anyone else). "
-                        "Empty: any user allowed to answer Required Actions.",
-        ),
-        "separate_approver": Param(
-            True, type="boolean", title="Separate approver",
-            description="The user who triggered the run cannot approve its deletions (scheduled runs have no "
-                        "triggering user).",
-        ),
-        "approval_timeout_hours": Param(
-            20, type="number", exclusiveMinimum=0, maximum=720, title="Approval timeout (hours)",
-            description="Unanswered after this long, the request expires and nothing is deleted. Keep it below "
-                        "the schedule interval (20 h for a daily run).",
-        ),
+        **approval_gate_params(),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Plan, guard and audit only: nothing is deleted."),
         "max_delete_count": Param(10000, type="integer", minimum=0, title="Max objects to delete",
