@@ -15,7 +15,8 @@ The DAG must have the params ``bucket``, ``aws_conn_id``, ``approval`` (``requir
   dry run, so a dry run is plan → guard → audit.
 - ``approve`` (:class:`PlanApprovalOperator`) shows the plan read from the artifact store, escaped, to the
   ``approvers`` (HITL ``assigned_users``), supersedes older waiting plans of the same target, and when it
-  resumes reads its own HITL record (who, what, when) and writes ``approval.json``. Skipped when
+  resumes reads its own HITL record (who, what, when) and writes ``approval.json``; its HITL notifier sends
+  the request to the DAG's ``notifications`` targets (:class:`include.dag_defaults.DeploymentNotifier`). Skipped when
   ``approval`` is ``auto`` or on a dry run. Reject, expiry or supersession skip ``delete`` (nothing deleted,
   the run succeeds); an approval from a user who may not approve fails the run.
 - ``delete`` runs once per plan chunk and refuses unless the plan exists, passes the guards again, matches
@@ -42,6 +43,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from include.dag_defaults import DeploymentNotifier
 from include.deletion.approval import DeleteRefused, approval_body, human_bytes
 
 log = logging.getLogger(__name__)
@@ -384,6 +386,8 @@ def add_deletion_tasks(
         subject="{{ dag.dag_id }}: approve deleting the planned objects from s3://{{ params.bucket }}?",
         body="(the plan is shown when the task runs)", defaults=ApprovalOperator.REJECT,
         response_timeout=approval_timeout,
+        # tells the DAG's notification targets (deployment setting) that this plan waits for a human
+        notifiers=[DeploymentNotifier("approval")],
     )
     deleted = delete.expand(chunk=guarded)
     guarded >> approve >> deleted
