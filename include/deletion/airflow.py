@@ -142,7 +142,7 @@ class PlanApprovalOperator(ApprovalOperator):
         plan = read_plan(run_dir)  # what the approver sees comes from the artifact, not from an XCom
         digests = gate.plan_digests(run_dir, plan.get("chunks") or [])
         triggered_by = triggering_user(context)
-        separate = bool(params.get("separate_approver", True))
+        separate = params.get("separate_approver") is not False  # unset (None) keeps the safe default
         try:
             approvers = gate.clean_approvers(params.get("approvers"))
             users = gate.assigned_users(approvers, separate_approver=separate, triggered_by=triggered_by)
