@@ -4,11 +4,14 @@ A DAG writes its plan with :class:`include.deletion.plan.PlanWriter` in a ``plan
 summary, then calls :func:`add_deletion_tasks` with that summary and its policy's re-check::
 
     summary = plan()
-    add_deletion_tasks(summary, recheck="include.deploy_cleanup.plan:make_recheck")
+    add_deletion_tasks(summary, recheck=deploy_cleanup_tasks.recheck)
 
-The DAG must have the params ``bucket``, ``aws_conn_id``, ``approval`` (``required`` | ``auto``),
-``dry_run`` and ``max_delete_count``; ``max_delete_fraction``, ``approvers``, ``separate_approver`` and
-``approval_timeout_hours`` are used when the DAG has them.
+The run's settings (``settings.json``, written by the run's first task: see
+:func:`include.dag_defaults.resolve_run_settings`) must hold ``bucket``, ``aws_conn_id``, ``approval``
+(``required`` | ``auto``), ``dry_run`` and ``max_delete_count``; ``max_delete_fraction``, ``approvers``,
+``separate_approver`` and ``approval_timeout_hours`` are used when present (:mod:`include.deletion.settings`).
+Every task here reads them from that file, never from the params (which may be empty: the Variable and the
+defaults decide then).
 
 - ``guard`` fails the run (nothing deleted) when a safety limit is broken and writes ``guard.json`` (the
   plan id and the digest of ``plan.json`` it checked); it hands ``delete`` the chunk names, or none on a
@@ -32,7 +35,6 @@ This module is imported when DAG files are parsed: heavy imports stay inside the
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -70,16 +72,6 @@ class RecheckContext:
 
 
 RecheckFactory = Callable[[RecheckContext], Any]
-
-
-def resolve_factory(ref: str | RecheckFactory | None) -> RecheckFactory | None:
-    """``"package.module:function"`` (imported when the task runs) or a callable."""
-    if ref is None or callable(ref):
-        return ref
-    module, _, name = ref.partition(":")
-    if not module or not name:
-        raise ValueError(f"re-check factory {ref!r} must look like 'package.module:function'")
-    return getattr(importlib.import_module(module), name)
 
 
 def target_of(params: Mapping[str, Any]) -> dict[str, str]:
@@ -130,10 +122,11 @@ class PlanApprovalOperator(ApprovalOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.core import artifacts
+        from include.dag_defaults import saved_run_settings
         from include.deletion import approval as gate
         from include.deletion.plan import read_plan
 
-        params, ti = context["params"], context["ti"]
+        params, ti = saved_run_settings(context), context["ti"]
         if params.get("dry_run"):
             raise AirflowSkipException("dry run: nothing will be deleted, no approval needed")
         if params.get("approval") == "auto":
@@ -250,6 +243,7 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.core import artifacts
+    from include.dag_defaults import saved_run_settings
     from include.deletion import approval as gate
     from include.deletion.plan import PLAN_DIR, PLAN_FILE, read_plan
 
@@ -258,7 +252,7 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
     chunk_path = run_dir / PLAN_DIR / f"{chunk}.jsonl" if chunk is not None else None
     try:
         return gate.authorize(
-            plan=read_plan(run_dir) if has_plan else None, params=context["params"], chunk=chunk,
+            plan=read_plan(run_dir) if has_plan else None, params=saved_run_settings(context), chunk=chunk,
             plan_file_digest=gate.file_digest(run_dir / PLAN_FILE) if has_plan else None,
             chunk_digest=gate.file_digest(chunk_path) if chunk_path is not None and artifacts.exists(chunk_path)
             else None,
@@ -274,13 +268,13 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
 
 
 def add_deletion_tasks(
-    summary: Any, *, recheck: str | RecheckFactory | None, before_audit: Callable[[], Any] | None = None,
+    summary: Any, *, recheck: RecheckFactory | None, before_audit: Callable[[], Any] | None = None,
     approval_timeout: timedelta = APPROVAL_TIMEOUT_DEFAULT, delete_concurrency: int = 4,
 ) -> dict[str, Any]:
     """Add ``guard`` → ``approve`` → ``delete`` (mapped over chunks) → ``audit`` after the plan task.
 
     ``summary`` is the plan task's output (:meth:`PlanWriter.close`). ``recheck`` names the policy's
-    re-check factory (``"module:function"``, called with a :class:`RecheckContext` in each delete task).
+    re-check factory (a function, called with a :class:`RecheckContext` in each delete task).
     ``before_audit()`` may add a task between ``delete`` and ``audit`` (its trigger rule should be
     ``none_failed``, since ``delete`` is skipped on a dry run or reject); its return value is recorded in
     the audit under its task id. ``approval_timeout`` is the default wait for an answer (the param
@@ -295,11 +289,12 @@ def add_deletion_tasks(
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.core import artifacts
+        from include.dag_defaults import saved_run_settings
         from include.deletion import approval as gate
         from include.deletion.plan import PLAN_FILE, GuardRefused, check_guards, read_plan
 
         context = get_current_context()
-        params = context["params"]
+        params = saved_run_settings(context)
         run_dir = run_dir_of(context)
         plan_file_digest = gate.file_digest(run_dir / PLAN_FILE)
         plan = read_plan(run_dir)
@@ -327,17 +322,17 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
 
         from include.aws.client import client_from_connection
+        from include.dag_defaults import saved_run_settings
         from include.deletion.plan import delete_chunk, read_plan
 
         context = get_current_context()
-        params = context["params"]
+        params = saved_run_settings(context)
         verdict = require_authorized(context, chunk, plan_task_id=plan_task_id)
         log.info("chunk %s authorised (%s)", chunk, verdict)
         run_dir = run_dir_of(context)
         client = client_from_connection(params["aws_conn_id"])
-        factory = resolve_factory(recheck)
-        check = factory(RecheckContext(client, params["bucket"], params, read_plan(run_dir), run_dir)) \
-            if factory else None
+        check = recheck(RecheckContext(client, params["bucket"], params, read_plan(run_dir), run_dir)) \
+            if recheck else None
         return delete_chunk(client, params["bucket"], run_dir, chunk, recheck=check, dry_run=False)
 
     @task(task_id=AUDIT, trigger_rule="none_failed")
@@ -346,11 +341,12 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
+        from include.dag_defaults import saved_run_settings
         from include.deletion import approval as gate
         from include.deletion.plan import read_plan, write_audit
 
         context = get_current_context()
-        params, ti = context["params"], context["ti"]
+        params, ti = saved_run_settings(context), context["ti"]
         run_dir = run_dir_of(context)
         approval = gate.read_optional(run_dir / gate.APPROVAL_FILE)
         superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
@@ -383,7 +379,7 @@ def add_deletion_tasks(
     guarded = guard(summary)
     approve = PlanApprovalOperator(
         task_id=APPROVE, plan_task_id=plan_task_id,
-        subject="{{ dag.dag_id }}: approve deleting the planned objects from s3://{{ params.bucket }}?",
+        subject="{{ dag.dag_id }}: approve deleting the planned objects?",  # execute() names the bucket
         body="(the plan is shown when the task runs)", defaults=ApprovalOperator.REJECT,
         response_timeout=approval_timeout,
         # tells the DAG's notification targets (deployment setting) that this plan waits for a human

@@ -62,14 +62,15 @@ class Duration:
         index = t.year * 12 + (t.month - 1) - self.months
         year, month = divmod(index, 12)
         if year < 1:
-            raise ValueError(f"{self.text} before {t.isoformat()} is before year 1")
+            raise ValueError(f"trial_retention {self.text} before {t.isoformat()} is before year 1")
         day = min(t.day, calendar.monthrange(year, month + 1)[1])
         return t.replace(year=year, month=month + 1, day=day) - self.delta
 
 
 def parse_duration(text: str) -> Duration:
-    """``"P3M"``, ``"P90D"``, ``"P1Y2M"``, ``"PT12H"``… → :class:`Duration`; anything else raises ValueError."""
-    value = str(text).strip().upper()
+    """``"P3M"``, ``"P90D"``, ``"P1Y2M"``, ``"PT12H"``… → :class:`Duration`; anything else raises ValueError.
+    Strict (upper case, designators in order), like the ``trial_retention`` setting's schema."""
+    value = str(text)
     match = _DURATION.fullmatch(value)
     if not match or value in ("P", "PT") or value.endswith("T"):
         raise ValueError(
@@ -444,37 +445,6 @@ def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[l
     return recheck
 
 
-# ---------------------------------------------------------------------------------------- Airflow task bodies
-# Called from dags/s3_retention.py with plain values, so they run (and are tested) without a DAG run.
-
-
-def run_plan(
-    *, aws_conn_id: str, mysql_conn_id: str, bucket: str, key_prefix: str, jobs_table: str, policy: Policy,
-    run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
-) -> dict[str, Any]:
-    """The ``plan`` task: stream the listing against the job rows into the run's plan artifacts."""
-    from include.aws.client import client_from_connection
-    from include.aws.listing import iter_objects
-    from include.retention import jobs as jobs_db
-
-    jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
-    client = client_from_connection(aws_conn_id, mode="adaptive")
-    stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
-    try:
-        summary = write_plan(
-            iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
-            key_prefix=key_prefix, policy=policy,
-            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
-            jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
-            extra={"bucket": bucket, "trial_retention": trial_retention,
-                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows},
-        )
-    finally:
-        stream.close()
-        lookup_conn.close()
-    return summary
-
-
 def headline(summary: dict[str, Any]) -> str:
     """One paragraph for the approver: the rule as this run applies it, and what else it will do."""
     policy = summary.get("policy", {})
@@ -502,27 +472,3 @@ def policy_of(plan: dict[str, Any]) -> Policy:
     """The exact policy a plan was made with (delete and purge decide as the plan did)."""
     p = plan["policy"]
     return Policy(*(datetime.fromisoformat(p[k]) for k in ("now", "trial_cutoff", "orphan_cutoff")))
-
-
-def recheck_factory(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
-    """For include.deletion.airflow: the delete step's re-check in MySQL, under the plan's policy."""
-    from include.retention import jobs as jobs_db
-
-    table = ctx.plan["jobs_table"]
-    conn = jobs_db.connect(ctx.params["mysql_conn_id"])  # autocommit: every chunk sees the latest rows
-    return make_recheck(lambda names: jobs_db.rows_for_sources(conn, table, names),
-                        ctx.plan["policy"]["key_prefix"], policy_of(ctx.plan))
-
-
-def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:
-    """The ``purge_job_rows`` task: record the expired TRIAL rows in ``purged_rows.jsonl``, then delete them."""
-    from include.core import artifacts
-    from include.retention import jobs as jobs_db
-
-    dest = run_dir / "purged_rows.jsonl"
-    conn = jobs_db.connect(mysql_conn_id)
-    try:
-        counts = jobs_db.purge_expired_trials(conn, plan["jobs_table"], policy_of(plan), dest)
-    finally:
-        conn.close()
-    return {**counts, "purged_rows_uri": artifacts.uri(dest)}

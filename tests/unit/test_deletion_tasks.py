@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from include.deletion.airflow import approval_body, resolve_factory
+from include.deletion.airflow import approval_body
 
 
 def test_approval_body_shows_counts_bytes_reasons_samples_and_where():
@@ -20,15 +18,6 @@ def test_approval_body_shows_counts_bytes_reasons_samples_and_where():
         assert part in body
 
 
-def test_resolve_factory():
-    from include.deploy_cleanup.plan import make_recheck
-
-    assert resolve_factory("include.deploy_cleanup.plan:make_recheck") is make_recheck
-    assert resolve_factory(None) is None
-    with pytest.raises(ValueError, match="module:function"):
-        resolve_factory("include.deploy_cleanup.plan.make_recheck")
-
-
 def test_wiring_with_a_task_between_delete_and_audit():
     """The shape both DAGs get, including retention's extra step before the audit."""
     from datetime import datetime
@@ -36,6 +25,7 @@ def test_wiring_with_a_task_between_delete_and_audit():
     from airflow.sdk import DAG, task
 
     from include.deletion.airflow import PlanApprovalOperator, add_deletion_tasks
+    from include.deploy_cleanup.plan import make_recheck
 
     @task
     def plan() -> dict:
@@ -46,7 +36,7 @@ def test_wiring_with_a_task_between_delete_and_audit():
         return {}
 
     with DAG("wiring_test", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        tasks = add_deletion_tasks(plan(), recheck="include.deploy_cleanup.plan:make_recheck", before_audit=purge_job_rows)
+        tasks = add_deletion_tasks(plan(), recheck=make_recheck, before_audit=purge_job_rows)
     assert set(tasks) == {"guard", "approve", "delete", "audit"}
     t = dag.task_dict
     assert set(t) == {"plan", "guard", "approve", "delete", "purge_job_rows", "audit"}
