@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from include.core.dates import format_date
 from include.ui.views import required_actions_url
 
 PAGES = (("storage", "Storage"), ("plans", "Plans"), ("uploads", "Uploads"))
@@ -17,9 +18,11 @@ _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 # Colours are variables: light by default, dark when the browser prefers it, and whatever Airflow's own
 # theme says when the page sits in Airflow's iframe (THEME_JS copies the parent page's "dark"/"light" class).
 _LIGHT = ("--fg:#1f2328;--bg:#ffffff;--muted:#656d76;--line:#d0d7de;--head:#f6f8fa;--err:#cf222e;--accent:#017cee;"
-          "--badge:#eaeef2;--awaiting:#fff1c2;--finished:#d6f5df;--rejected:#ffd8d3;--warn:#fff8c5;--axis:#8c959f")
+          "--badge:#eaeef2;--awaiting:#fff1c2;--finished:#d6f5df;--rejected:#ffd8d3;--ended:#e4e0f5;--warn:#fff8c5;"
+          "--axis:#8c959f")
 _DARK = ("--fg:#e6edf3;--bg:#111318;--muted:#9198a1;--line:#3d444d;--head:#1c2128;--err:#ff7b72;--accent:#4493f8;"
-         "--badge:#2d333b;--awaiting:#4d3b00;--finished:#113b22;--rejected:#5a1e1e;--warn:#3d3000;--axis:#768390")
+         "--badge:#2d333b;--awaiting:#4d3b00;--finished:#113b22;--rejected:#5a1e1e;--ended:#332b52;--warn:#3d3000;"
+          "--axis:#768390")
 CSS = (
     f":root{{{_LIGHT};color-scheme:light}}"
     f"@media (prefers-color-scheme: dark){{:root:not([data-theme=light]){{{_DARK};color-scheme:dark}}}}"
@@ -41,8 +44,9 @@ td.num,th.num{text-align:right}.muted{color:var(--muted)}.err{color:var(--err)}
 .card .v{font-size:1.3rem;font-weight:600}
 .charts{display:flex;gap:2rem;flex-wrap:wrap}svg text{fill:var(--fg)}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;background:var(--badge)}
-.badge.awaiting{background:var(--awaiting)}.badge.finished{background:var(--finished)}
+.badge.awaiting{background:var(--awaiting)}.badge.finished,.badge.approved{background:var(--finished)}
 .badge.rejected,.badge.refused,.badge.unreadable{background:var(--rejected)}
+.badge.superseded,.badge.expired{background:var(--ended)}
 .flags{border:1px solid var(--line);border-left:4px solid var(--err);background:var(--warn);padding:.4rem .8rem;margin:.6rem 0}
 .flags ul{margin:.2rem 0;padding-left:1.1rem}
 dl.limits{display:grid;grid-template-columns:max-content auto;gap:.1rem .8rem;margin:.3rem 0}dl.limits dd{margin:0}
@@ -102,6 +106,14 @@ def _num(value: int | float | None, text: str | None = None) -> str:
 def _money(value: float) -> str:
     """Dollars: cents, or four decimals below one dollar (small buckets cost fractions of a cent)."""
     return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4f}"
+
+
+def _count_cell(value: int | None, unknown: bool = False) -> str:
+    """An object count; "unknown" when the source cannot give it (CloudWatch with a class filter), "–"
+    when the artifact's value is unreadable (flagged)."""
+    if unknown:
+        return '<td class="num" data-value="" data-unknown="1">unknown</td>'
+    return _num(value)
 
 
 def _bytes_cell(n: int | None) -> str:
@@ -249,12 +261,18 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
         return '<h2>Storage</h2><p class="muted" id="no-report">No storage report yet: trigger the ' \
                "<code>s3_storage_report</code> DAG.</p>" + broken
     t = latest["totals"]
+    fmt, show_time = latest.get("date_format") or "iso", latest.get("show_time", True)
+
+    def when(value: str | None) -> str:
+        return format_date(value, fmt, show_time) or "–"
+
     body = [
         f'<h2>{"Latest storage report" if history else "Storage report"}</h2><p class="muted">Run '
         f'<code id="report-run">{_e(latest["run_id"])}</code>, '
-        f'generated {_e(latest["generated_at"])}, source {_e(latest["source"])}. Costs are estimated at list price.</p>',
+        f'generated {_e(when(latest["generated_at"]))}, source {_e(latest["source"])}. Costs are estimated at list price.</p>',
         flags_block(view.get("flags", [])),
-        _cards([("bucket_count", "Buckets", t["bucket_count"]), ("object_count", "Objects", t["object_count"]),
+        _cards([("bucket_count", "Buckets", t["bucket_count"]),
+                ("object_count", "Objects", "unknown" if t.get("object_count_unknown") else t["object_count"]),
                 ("total_bytes", "Total size", t["total_bytes"]),
                 ("cost", "Est. monthly cost (USD)", t["estimated_monthly_cost_usd"])]),
         '<div class="charts">',
@@ -262,6 +280,8 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
                   title="Bytes per bucket", chart_id="chart-buckets"),
         bar_chart([(c["storage_class"], c["bytes"]) for c in latest["by_class"]],
                   title="Bytes per storage class", chart_id="chart-classes"),
+        bar_chart([(r["region"] or "unknown", r["total_bytes"]) for r in latest.get("regions") or []],
+                  title="Bytes per region", chart_id="chart-regions"),
         "</div>",
         '<h3>Buckets</h3><table class="sortable" id="buckets"><thead><tr><th>Bucket</th><th>Region</th>'
         '<th>Created</th><th class="num">Objects</th><th class="num">Bytes</th><th>Size</th><th>Newest object</th>'
@@ -270,17 +290,29 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
     for b in latest["buckets"]:
         body.append(
             f'<tr data-bucket="{_e(b["name"])}"><td>{_e(b["name"])}</td><td>{_e(b["region"])}</td>'
-            f'<td>{_e(b["creation_date"])}</td>{_num(b["object_count"])}{_bytes_cell(b["total_bytes"])}'
-            f'<td>{_e(b["total_size"])}</td><td>{_e(b["last_modified"] or "–")}</td>'
+            f'<td data-value="{_e(b["creation_date"])}">{_e(when(b["creation_date"]))}</td>'
+            f'{_count_cell(b["object_count"], b.get("object_count_unknown", False))}{_bytes_cell(b["total_bytes"])}'
+            f'<td>{_e(b["total_size"] or "–")}</td>'
+            f'<td data-value="{_e(b["last_modified"] or "")}">{_e(when(b["last_modified"]))}</td>'
             f'<td>{_e(", ".join(b["storage_classes"]))}</td>{_num(b["estimated_monthly_cost_usd"])}'
             f'<td class="err">{_e(b["error"] or "")}</td></tr>'
         )
+    body.append("</tbody></table>")
+    body.append('<h3>Per region</h3><table class="sortable" id="regions"><thead><tr><th>Region</th>'
+                '<th class="num">Buckets</th><th class="num">Unreadable</th><th class="num">Objects</th>'
+                '<th class="num">Bytes</th><th class="num">Est. USD/month</th><th>Storage classes</th></tr></thead><tbody>')
+    for r in latest.get("regions") or []:
+        body.append(f'<tr data-region="{_e(r["region"] or "")}"><td>{_e(r["region"] or "unknown")}</td>'
+                    f'{_num(r["bucket_count"])}{_num(r["error_count"])}{_count_cell(r["object_count"], r.get("object_count_unknown", False))}'
+                    f'{_bytes_cell(r["total_bytes"])}{_num(r["estimated_monthly_cost_usd"])}'
+                    f'<td>{_e(", ".join(r["storage_classes"]))}</td></tr>')
     body.append("</tbody></table>")
     body.append('<h3>Per storage class</h3><table class="sortable" id="classes"><thead><tr><th>Storage class</th>'
                 '<th class="num">Objects</th><th class="num">Bytes</th><th class="num">Est. USD/month</th></tr></thead><tbody>')
     for c in latest["by_class"]:
         body.append(f'<tr data-class="{_e(c["storage_class"])}"><td>{_e(c["storage_class"])}</td>'
-                    f'{_num(int(c["object_count"]))}{_bytes_cell(int(c["bytes"]))}{_num(round(float(c["estimated_monthly_cost_usd"]), 6))}</tr>')
+                    f'{_count_cell(c["object_count"], c.get("object_count_unknown", False))}{_bytes_cell(int(c["bytes"]))}'
+                    f'{_num(round(float(c["estimated_monthly_cost_usd"]), 6))}</tr>')
     body.append("</tbody></table>")
     body.append('<h3>Hidden costs</h3><p class="muted">Noncurrent versions, delete markers and incomplete multipart '
                 "uploads are billed but do not show in a plain listing.</p>")
@@ -349,12 +381,24 @@ def plan_block(p: dict[str, Any], *, heading: bool = True) -> str:
         out.append(f'<h4>Guard limits <span class="muted">({_e(source)})</span></h4><dl class="limits">'
                    + "".join(f'<dt>{_e(k)}</dt><dd data-limit="{_e(k)}"><code>{_e(v)}</code></dd>' for k, v in limits)
                    + "</dl>")
-    out.append(f'<p class="approval">Approval: <b data-approval="{_e(p.get("approval_state") or "")}">'
-               f'{_e(_approval_text(p))}</b>'
-               f'{" by " + _e(p["audit"]["approved_by"]) if p.get("audit") and p["audit"].get("approved_by") else ""}</p>')
+    g = p.get("approval")  # the verdict the gate recorded (approval.json); else what Airflow says of the task
+    if not g:
+        out.append(f'<p class="approval">Approval: <b data-approval="{_e(p.get("approval_state") or "")}">'
+                   f'{_e(_approval_text(p))}</b>'
+                   f'{" by " + _e(p["audit"]["approved_by"]) if p.get("audit") and p["audit"].get("approved_by") else ""}</p>')
     if samples:
         is_open = " open" if p["status"] == "awaiting approval" else ""
         out.append(f'<details{is_open}><summary>Sample keys ({len(p["samples"])})</summary><ul class="keys">{samples}</ul></details>')
+    if g:
+        out.append(f'<p class="approval" data-verdict="{_e(g["verdict"])}">Approval: <b>{_e(g["verdict"])}</b>'
+                   f'{" by " + _e(g["by"]) if g.get("by") else ""}{" at " + _e(g["at"]) if g.get("at") else ""}'
+                   f' · {_e(g["reason"])}{" · plan <code>" + _e(g["plan_digest"]) + "</code>" if g.get("plan_digest") else ""}</p>')
+    if p.get("superseded_by"):
+        out.append(f'<p class="superseded">Superseded by run <code>{_e(p["superseded_by"])}</code>: nothing of this '
+                   'plan is deleted.</p>')
+    if p["status"] == "awaiting approval" and p.get("expires_at"):
+        out.append(f'<p class="expires">Expires {_e(p["expires_at"])} (then nothing is deleted)'
+                   f'{"; approvers: " + _e(", ".join(p["approvers"])) if p.get("approvers") else ""}.</p>')
     if p["status"] == "awaiting approval":
         out.append(f'<p><a class="approve-link" href="{_e(required_actions_url(p["dag_id"], p["run_id"]))}" '
                    'target="_top">Review and approve or reject in Required Actions →</a></p>')

@@ -196,8 +196,9 @@ def storage_view(root: ArtifactPath, readable: Collection[str] | None = None,
 def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> dict[str, Any]:
     f = Fields(f"{STORAGE_DAG}/{run_id}/report.json", flags)
     buckets = []
-    by_class: dict[str, dict[str, float]] = {}
+    by_class: dict[str, dict[str, Any]] = {}
     hidden = []
+    size_unit = f.text(report.get("size_unit"))
     for i, b in enumerate(f.items(report.get("buckets"), "buckets")):
         where = f"buckets[{i}]"
         if not isinstance(b, dict):
@@ -206,24 +207,31 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
         classes = f.mapping(b.get("storage_classes"), f"{where}.storage_classes")
         for name, c in classes.items():
             c = f.mapping(c, f"{where}.storage_classes.{name}")
-            agg = by_class.setdefault(str(name), {"object_count": 0, "bytes": 0, "estimated_monthly_cost_usd": 0.0})
-            agg["object_count"] += f.count(c.get("object_count"), f"{where}.storage_classes.{name}.object_count") or 0
+            agg = by_class.setdefault(str(name), {"object_count": 0, "object_count_unknown": False, "bytes": 0,
+                                                  "estimated_monthly_cost_usd": 0.0})
+            count, unknown = _object_count(f, c.get("object_count"), f"{where}.storage_classes.{name}.object_count")
+            agg["object_count_unknown"] |= unknown
+            agg["object_count"] = None if agg["object_count_unknown"] else agg["object_count"] + (count or 0)
             agg["bytes"] += f.count(c.get("bytes"), f"{where}.storage_classes.{name}.bytes") or 0
             agg["estimated_monthly_cost_usd"] += f.amount(
                 c.get("estimated_monthly_cost_usd"), f"{where}.storage_classes.{name}.estimated_monthly_cost_usd") or 0.0
         noncurrent = f.mapping(b.get("noncurrent_versions"), f"{where}.noncurrent_versions")
         mpu = f.mapping(b.get("incomplete_multipart_uploads"), f"{where}.incomplete_multipart_uploads")
+        error = f.text(b.get("error"))
+        count, unknown = _object_count(f, b.get("object_count"), f"{where}.object_count")
+        total_bytes = None if b.get("total_bytes") is None and error else f.count(b.get("total_bytes"), f"{where}.total_bytes")
         row = {
             "name": f.text(b.get("name")),
             "region": f.text(b.get("region")),
             "creation_date": f.text(b.get("creation_date")),
-            "object_count": f.count(b.get("object_count"), f"{where}.object_count"),
-            "total_bytes": f.count(b.get("total_bytes"), f"{where}.total_bytes"),
-            "total_size": f.text(b.get("total_size")),
+            "object_count": count,
+            "object_count_unknown": unknown and not error,  # CloudWatch with a class filter: no count exists
+            "total_bytes": total_bytes,
+            "total_size": _display_size(b.get("total_size"), total_bytes, error, size_unit),
             "last_modified": f.text(b.get("last_modified")),
             "estimated_monthly_cost_usd": f.amount(b.get("estimated_monthly_cost_usd"), f"{where}.estimated_monthly_cost_usd"),
             "storage_classes": sorted(str(k) for k in classes),
-            "error": f.text(b.get("error")),
+            "error": error,
         }
         buckets.append(row)
         versioned = b.get("noncurrent_versions") is not None
@@ -244,22 +252,111 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
     def total(key: str, fallback: Any) -> Any:
         return f.count(totals[key], f"totals.{key}") if key in totals else fallback
 
+    if "object_count" in totals:
+        total_count, count_unknown = _object_count(f, totals["object_count"], "totals.object_count")
+    else:  # older reports: the sum of the readable buckets, unknown when one of them is
+        count_unknown = any(b["object_count_unknown"] for b in buckets)
+        total_count = None if count_unknown else _sum(b["object_count"] for b in buckets if not b["error"])
+    date_format, show_time = _display(f, f.mapping(report.get("display"), "display"))
     return {
         "run_id": run_id,
         "generated_at": f.text(report.get("generated_at")),
         "source": f.text(report.get("source")),
-        "size_unit": f.text(report.get("size_unit")),
+        "size_unit": size_unit,
+        "date_format": date_format,
+        "show_time": show_time,
         "buckets": buckets,
+        "regions": _regions(f, report.get("regions"), buckets),
         "by_class": [{"storage_class": k, **v} for k, v in sorted(by_class.items(), key=lambda kv: -kv[1]["bytes"])],
         "hidden_costs": hidden,
         "totals": {
             "bucket_count": total("bucket_count", len(buckets)),
-            "object_count": total("object_count", _sum(b["object_count"] for b in buckets)),
+            "object_count": total_count,
+            "object_count_unknown": count_unknown,
             "total_bytes": total("total_bytes", _sum(b["total_bytes"] for b in buckets)),
             "estimated_monthly_cost_usd": f.amount(totals.get("estimated_monthly_cost_usd"),
                                                    "totals.estimated_monthly_cost_usd"),
         },
     }
+
+
+def _object_count(f: Fields, value: Any, where: str) -> tuple[int | None, bool]:
+    """``(count, unknown)``: ``null`` is an unknown count (CloudWatch with a storage class filter has none),
+    not 0; anything else goes through :meth:`Fields.count` (an odd value is flagged, shown as –)."""
+    if value is None:
+        return None, True
+    return f.count(value, where), False
+
+
+def _display(f: Fields, display: dict[str, Any]) -> tuple[str, bool]:
+    """The report's ``date_format`` and ``show_time`` (report.json's ``display``); an unusable one is
+    flagged and the default (iso, with time) used, so the page still renders."""
+    from include.core.dates import check_date_format
+
+    date_format: Any = display.get("date_format") or "iso"
+    try:
+        check_date_format(date_format)
+    except ValueError:
+        f.flag("display.date_format", date_format, "iso, us, eu or a strftime pattern")
+        date_format = "iso"
+    show_time = display.get("show_time", True)
+    if not isinstance(show_time, bool):
+        f.flag("display.show_time", show_time, "true or false")
+        show_time = True
+    return date_format, show_time
+
+
+def _display_size(stored: Any, total_bytes: int | None, error: str | None, unit: str | None) -> str | None:
+    """The size people read, in the report's unit (older reports stored this string themselves; newer
+    ones a number and its unit, shown here from the exact bytes)."""
+    from include.core.units import SIZE_UNITS, format_size
+
+    if isinstance(stored, str):
+        return stored
+    if total_bytes is None or error:
+        return None
+    return format_size(total_bytes, unit if unit in SIZE_UNITS else "auto")
+
+
+def _regions(f: Fields, stored: Any, buckets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-region rows (report.json's ``regions``, values checked; rebuilt from the checked bucket rows
+    for older reports)."""
+    if stored is None:
+        groups: dict[Any, dict[str, Any]] = {}
+        for b in buckets:
+            g = groups.setdefault(b["region"], {"region": b["region"], "bucket_count": 0, "error_count": 0,
+                                                "object_count": 0, "object_count_unknown": False, "total_bytes": 0,
+                                                "estimated_monthly_cost_usd": 0.0, "storage_classes": set()})
+            g["bucket_count"] += 1
+            if b["error"]:
+                g["error_count"] += 1
+                continue
+            g["object_count_unknown"] |= b["object_count_unknown"]
+            g["object_count"] = None if g["object_count_unknown"] else g["object_count"] + (b["object_count"] or 0)
+            g["total_bytes"] += b["total_bytes"] or 0
+            g["estimated_monthly_cost_usd"] += b["estimated_monthly_cost_usd"] or 0.0
+            g["storage_classes"].update(b["storage_classes"])
+        rows = sorted(groups.values(), key=lambda r: (r["region"] is None, str(r["region"] or "")))
+        return [{**r, "storage_classes": sorted(r["storage_classes"])} for r in rows]
+    out = []
+    for i, r in enumerate(f.items(stored, "regions")):
+        where = f"regions[{i}]"
+        if not isinstance(r, dict):
+            f.flag(where, r, "an object")
+            continue
+        count, unknown = _object_count(f, r.get("object_count"), f"{where}.object_count")
+        out.append({
+            "region": f.text(r.get("region")),
+            "bucket_count": f.count(r.get("bucket_count"), f"{where}.bucket_count"),
+            "error_count": f.count(r.get("error_count"), f"{where}.error_count"),
+            "object_count": count,
+            "object_count_unknown": unknown,
+            "total_bytes": f.count(r.get("total_bytes"), f"{where}.total_bytes"),
+            "estimated_monthly_cost_usd": f.amount(r.get("estimated_monthly_cost_usd"),
+                                                   f"{where}.estimated_monthly_cost_usd"),
+            "storage_classes": sorted(str(k) for k in f.mapping(r.get("storage_classes"), f"{where}.storage_classes")),
+        })
+    return out
 
 
 def _full_report(root: ArtifactPath, latest: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +386,7 @@ def storage_history(reports: list[dict[str, Any]]) -> dict[str, Any]:
             name = str(b.get("name"))
             s = series.setdefault(name, {"object_count": [None] * len(reports), "total_bytes": [None] * len(reports)})
             if not b.get("error"):
-                s["object_count"][i] = f.count(b.get("object_count"), "object_count")
+                s["object_count"][i] = _object_count(f, b.get("object_count"), "object_count")[0]
                 s["total_bytes"][i] = f.count(b.get("total_bytes"), "total_bytes")
     return {"times": times, "run_ids": [r["run_id"] for r in reports], "buckets": dict(sorted(series.items()))}
 
@@ -318,7 +415,8 @@ def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None
             if "plan" in kinds:
                 plans.append(_plan_entry_from(dag_id, run_id, lambda k=kinds: _doc(k["plan"]),
                                               (lambda k=kinds: _doc(k["audit"])) if "audit" in kinds else None,
-                                              kinds["plan"].get("at"), run_states.get((dag_id, run_id))))
+                                              kinds["plan"].get("at"), run_states.get((dag_id, run_id)),
+                                              root / dag_id / run_id))
     plans.sort(key=lambda p: (p["planned_at"] or "", p["run_id"]), reverse=True)
     pending = [p for p in plans if p["status"] == "awaiting approval"]
     return {"pending": pending, "recent": plans[:limit], "plan_count": len(plans),
@@ -341,7 +439,8 @@ def _object(doc: Any, what: str) -> dict[str, Any]:
 def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, planned_at: str | None,
                      approval_state: str | None, folder: ArtifactPath | None = None) -> dict[str, Any]:
     """A plan (and, when there is one, its audit) as the Plans page and the run page show it, read from
-    a run folder or the index."""
+    a run folder or the index; the approval gate's small files are read from the run folder (deleting
+    DAGs have few runs)."""
     entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": planned_at,
                              "approval_state": approval_state, "audit": None, "error": None, "flags": []}
     try:
@@ -387,6 +486,8 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
             }
         except (OSError, ValueError) as exc:
             entry["error"] = f"audit.json: {exc}"
+    if folder is not None:
+        entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"]))
     entry["status"] = _plan_status(entry, approval_state)
     return entry
 
@@ -439,9 +540,56 @@ def conf_limits(conf: Any) -> list[tuple[str, str]]:
     return [(k, _shown_value(conf[k])) for k in GUARD_PARAMS if k in conf]
 
 
+def _read_optional(path: ArtifactPath, f: Fields) -> dict[str, Any] | None:
+    """A small JSON object the run may have written: None when missing; unreadable or not an object: flagged."""
+    try:
+        if not path.exists():
+            return None
+        doc = read_json(path)
+    except (OSError, ValueError) as exc:
+        f.flags.append(f"{f.source}: unreadable ({exc}); not shown")
+        return None
+    if not isinstance(doc, dict):
+        f.flags.append(f"{f.source}: a {type(doc).__name__}, not a JSON object; not shown")
+        return None
+    return doc
+
+
+def _approval_entry(folder: ArtifactPath, run: str, flags: list[str]) -> dict[str, Any]:
+    """What the approval gate recorded for the run (``approval_request.json``, ``approval.json``,
+    ``superseded.json``; see include.deletion.approval), values checked like the plan's."""
+    fr, fa, fs = (Fields(f"{run}/{name}", flags) for name in ("approval_request.json", "approval.json", "superseded.json"))
+    request = _read_optional(folder / "approval_request.json", fr) or {}
+    approval = _read_optional(folder / "approval.json", fa)
+    superseded = _read_optional(folder / "superseded.json", fs)
+    out: dict[str, Any] = {"approval": None, "superseded_by": None,
+                           "expires_at": fr.text(request.get("timeout_at") or None),
+                           "approvers": [str(a) for a in fr.items(request.get("approvers"), "approvers")]}
+    if approval is not None:
+        who = fa.mapping(approval.get("responded_by"), "responded_by")
+        out["approval"] = {"verdict": str(approval.get("verdict") or ""), "reason": str(approval.get("reason") or ""),
+                           "by": str(who.get("name") or who.get("id") or "") or None,
+                           "at": fa.text(approval.get("responded_at")), "plan_digest": fa.text(approval.get("plan_digest"))}
+    if superseded is not None:
+        out["superseded_by"] = str(superseded.get("superseded_by") or "")
+    return out
+
+
+#: how a plan ends up, from its audit's outcome (``deleted`` and ``nothing_to_delete`` are "finished")
+_OUTCOME_STATUS = {"rejected": "rejected", "expired": "expired", "superseded": "superseded", "refused": "refused",
+                   "not_approved": "refused"}
+
+
 def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
+    """One of: awaiting approval (pending), approved, rejected, superseded, expired, refused, finished,
+    no deletions, in progress."""
     if entry["audit"] is not None:
-        return "finished"
+        return _OUTCOME_STATUS.get(str(entry["audit"].get("outcome")), "finished")
+    if entry.get("superseded_by"):
+        return "superseded"
+    verdict = (entry.get("approval") or {}).get("verdict")
+    if verdict in ("approved", "rejected", "expired", "refused", "superseded"):
+        return str(verdict)
     if approval_state == "awaiting_input":
         return "awaiting approval"
     if approval_state == "skipped":
@@ -623,7 +771,10 @@ def upload_batches(folder: ArtifactPath, flags: list[str]) -> list[dict[str, Any
             rows.append({"batch": batch, "error": str(exc)})
             continue
         f = Fields(f"{UPLOAD_DAG}/{folder.name}/results/{path.name}", flags)
-        uploaded = f.items(data.get("uploaded"), "uploaded")
+        if "rows" in data:
+            rows.append({"batch": batch, "error": None, **_batch_rows(f, data["rows"])})
+            continue
+        uploaded = f.items(data.get("uploaded"), "uploaded")  # results written before the one-row-per-file format
         rows.append({
             "batch": batch, "error": None, "uploaded": len(uploaded),
             "bytes": f.count(data.get("bytes"), "bytes"),
@@ -635,3 +786,33 @@ def upload_batches(folder: ArtifactPath, flags: list[str]) -> list[dict[str, Any
                              for x in f.items(data.get("failed"), "failed")][:20],
         })
     return rows
+
+
+#: the upload's row statuses (include.upload.uploader; not imported: it needs the CRT client) and how
+#: its ``BatchResult.counts`` adds them up
+_IN_S3 = ("uploaded", "already_present", "uploaded_not_deleted")
+_FAILED = ("failed", "uploaded_not_deleted")
+
+
+def _batch_rows(f: Fields, rows: Any) -> dict[str, Any]:
+    """A batch's counts from its manifest rows (``{"rows": [...]}``, one per file), counted as the
+    upload counts them; a row of the wrong kind is flagged and not counted."""
+    status: list[str] = []
+    size = 0
+    failed_paths = []
+    for i, row in enumerate(f.items(rows, "rows")):
+        if not isinstance(row, dict):
+            f.flag(f"rows[{i}]", row, "an object")
+            continue
+        st = str(row.get("status"))
+        status.append(st)
+        if st in _IN_S3:
+            size += f.count(row.get("size"), f"rows[{i}].size") or 0
+        if st in _FAILED:
+            failed_paths.append(str(row.get("path")))
+    return {
+        "uploaded": sum(s in _IN_S3 for s in status), "bytes": size,
+        "already_present": status.count("already_present"), "conflicts": status.count("conflict"),
+        "failed": sum(s in _FAILED for s in status), "not_ready": status.count("not_ready"),
+        "failed_paths": failed_paths[:20],
+    }

@@ -320,3 +320,113 @@ def test_run_view_shows_the_gate_settings_the_run_resolved(root: Path) -> None:
     _write(root / "s3_retention" / "waiting" / "settings.json", "[not, json")
     assert ui_views.run_view(root, "s3_retention", "waiting", conf={"max_delete_count": 5})["plan"]["limits"] == [
         ("max_delete_count", "5")]  # unreadable settings: the conf, labelled as such
+
+
+def test_plans_view_shows_each_approval_lifecycle_state_distinctly(tmp_path: Path) -> None:
+    """pending, approved, rejected, superseded, expired and refused each get their own status and badge,
+    from what the gate recorded (approval_request.json, approval.json, superseded.json, audit.json)."""
+    base = tmp_path / "s3_retention"
+    plan = {"bucket": "b", "delete_count": 2, "delete_bytes": 20, "scanned_count": 9, "chunks": ["00000"]}
+    request = {"timeout_at": "2026-12-01T06:00:00+00:00", "approvers": ["alice"]}
+    alice = {"id": "alice", "name": "alice"}
+    runs = {
+        "pending": ({}, "awaiting_input"),
+        "approved": ({"approval.json": {"verdict": "approved", "responded_by": alice, "reason": "approved by alice",
+                                        "responded_at": "2026-11-30T10:00:00+00:00", "plan_digest": "sha256:ab"}},
+                     "success"),
+        "rejected": ({"approval.json": {"verdict": "rejected", "responded_by": alice, "reason": "rejected by alice"},
+                      "audit.json": {"outcome": "rejected"}}, "success"),
+        "superseded": ({"superseded.json": {"superseded_by": "pending"}}, "awaiting_input"),
+        "expired": ({"approval.json": {"verdict": "expired", "responded_by": None, "reason": "timeout"},
+                     "audit.json": {"outcome": "expired"}}, "success"),
+        "refused": ({"approval.json": {"verdict": "refused", "responded_by": {"id": "bob", "name": "bob"},
+                                       "reason": "self-approval refused"}}, "failed"),
+    }
+    states = {}
+    for run, (files, state) in runs.items():
+        _write(base / run / "plan.json", plan)
+        _write(base / run / "approval_request.json", request)
+        for name, obj in files.items():
+            _write(base / run / name, obj)
+        states[("s3_retention", run)] = state
+    view = ui_views.plans_view(tmp_path, states)
+    status = {p["run_id"]: p["status"] for p in view["recent"]}
+    assert status == {"pending": "awaiting approval", "approved": "approved", "rejected": "rejected",
+                      "superseded": "superseded", "expired": "expired", "refused": "refused"}
+    assert [p["run_id"] for p in view["pending"]] == ["pending"]  # a superseded request no longer waits
+    html = ui_html.render_plans(view)
+    _parse(html)
+    for run, badge in (("approved", "approved"), ("superseded", "superseded"), ("expired", "expired")):
+        assert f'data-run="{run}" data-status="{badge}"' in html
+        assert f'class="badge {badge}"' in html
+    assert 'data-verdict="approved">Approval: <b>approved</b> by alice' in html
+    assert "Superseded by run <code>pending</code>" in html
+    assert "Expires 2026-12-01T06:00:00+00:00" in html and "approvers: alice" in html
+
+
+# main's report fields through the value checks (merge of h8's display/regions/unknown counts with h6's flags)
+def test_unknown_counts_and_odd_values_stay_apart_and_odd_display_fields_are_flagged(tmp_path: Path) -> None:
+    rep = tmp_path / "s3_storage_report"
+    _write(rep / "r1" / "report.json", {
+        "generated_at": "2026-11-21T00:00:00+00:00", "source": "cloudwatch", "size_unit": "no-such-unit",
+        "display": {"date_format": "%Q", "show_time": "yes"},
+        "buckets": [_bucket("cw", {"GLACIER": (0, 50)}, object_count=None, total_size=None),
+                    _bucket("odd", {"STANDARD": (1, 10)}, object_count="12abc", total_size=1.5)],
+        "regions": [{"region": "us-east-1", "bucket_count": 2, "error_count": 0, "object_count": None,
+                     "total_bytes": "60", "estimated_monthly_cost_usd": 0.1}, "not a region"],
+        "totals": {"object_count": None, "total_bytes": 60}})
+    view = ui_views.storage_view(tmp_path)
+    latest = view["latest"]
+    cw, odd = latest["buckets"]
+    assert (cw["object_count"], cw["object_count_unknown"]) == (None, True)
+    assert (odd["object_count"], odd["object_count_unknown"]) == (None, False)
+    assert cw["total_size"] == "50 B" and odd["total_size"] == "10 B"  # from the exact bytes, unknown unit: auto
+    assert (latest["date_format"], latest["show_time"]) == ("iso", True)
+    assert latest["totals"]["object_count_unknown"] is True
+    region = latest["regions"][0]
+    assert region["object_count_unknown"] is True and region["total_bytes"] is None
+    flags = "\n".join(view["flags"])
+    for where in ("display.date_format is '%Q'", "display.show_time is 'yes'", "buckets[1].object_count is '12abc'",
+                  "regions[0].total_bytes is '60'", "regions[1] is 'not a region'"):
+        assert where in flags, where
+    assert "buckets[0].object_count" not in flags  # null is an unknown count, not an odd value
+    html = ui_html.render_storage(view)
+    _parse(html)
+    assert 'data-bucket="cw"><td>cw</td>' in html
+    cw_row = html[html.index('data-bucket="cw"'):].split("</tr>")[0]
+    odd_row = html[html.index('data-bucket="odd"'):].split("</tr>")[0]
+    assert 'data-unknown="1">unknown<' in cw_row and "unknown" not in odd_row and 'data-value="">–</td>' in odd_row
+    assert 'data-card="object_count" data-value="unknown"' in html and "2026-11-21T00:00:00Z" in html
+
+
+def test_odd_approval_files_are_flagged_and_the_plan_still_shows(tmp_path: Path) -> None:
+    run = tmp_path / "s3_retention" / "r"
+    _write(run / "plan.json", {"delete_count": 2, "delete_bytes": 20, "bucket": "b"})
+    _write(run / "approval_request.json", {"timeout_at": 5, "approvers": "alice"})
+    _write(run / "approval.json", ["approved"])
+    _write(run / "superseded.json", "{broken")
+    entry = ui_views.plans_view(tmp_path)["recent"][0]
+    assert entry["delete_count"] == 2 and entry["approval"] is None and entry["superseded_by"] is None
+    assert entry["approvers"] == [] and entry["expires_at"] == "5"
+    flags = "\n".join(entry["flags"])
+    assert "s3_retention/r/approval_request.json: approvers is 'alice'" in flags
+    assert "s3_retention/r/approval.json: a list, not a JSON object" in flags
+    assert "s3_retention/r/superseded.json: unreadable" in flags
+    _parse(ui_html.render_plans(ui_views.plans_view(tmp_path)))
+
+
+def test_run_view_counts_batches_written_as_manifest_rows(tmp_path: Path) -> None:
+    run = tmp_path / "s3_upload" / "u1"
+    _write(run / "summary.json", {"uploaded": 2, "bytes": 30})
+    _write(run / "results" / "00000.json", {"rows": [
+        {"path": "/d/a", "status": "uploaded", "size": 10}, {"path": "/d/b", "status": "already_present", "size": 20},
+        {"path": "/d/c", "status": "conflict", "size": 5}, {"path": "/d/e", "status": "failed", "size": 1},
+        {"path": "/d/f", "status": "uploaded", "size": "big"}, "junk"]})
+    view = ui_views.run_view(tmp_path, "s3_upload", "u1")
+    (batch,) = view["uploads"]["batches"]
+    assert (batch["uploaded"], batch["already_present"], batch["conflicts"], batch["failed"], batch["bytes"]) == \
+        (3, 1, 1, 1, 30)
+    assert batch["failed_paths"] == ["/d/e"]
+    flags = "\n".join(view["uploads"]["flags"])
+    assert "rows[4].size is 'big'" in flags and "rows[5] is 'junk'" in flags
+    assert "/d/e" in ui_html.render_run(view)
