@@ -96,7 +96,8 @@ def s3_retention() -> None:
     def plan() -> dict:
         """Stream the listing against the job rows; write the plan; return its small summary."""
         from include.deletion.airflow import run_dir_of
-        from include.retention.policy import Policy, run_plan
+        from include.retention.plan import run_plan
+        from include.retention.policy import Policy
 
         context = get_current_context()
         p = context["params"]
@@ -121,7 +122,7 @@ def s3_retention() -> None:
 
         from include.deletion.airflow import require_authorized, run_dir_of
         from include.deletion.plan import read_plan
-        from include.retention.policy import run_purge
+        from include.retention.plan import run_purge
 
         context = get_current_context()
         p = context["params"]
@@ -131,7 +132,7 @@ def s3_retention() -> None:
         run_dir = run_dir_of(context)
         return run_purge(mysql_conn_id=p["mysql_conn_id"], plan=read_plan(run_dir), run_dir=run_dir)
 
-    add_deletion_tasks(plan(), recheck="include.retention.policy:recheck_factory", before_audit=purge_job_rows)
+    add_deletion_tasks(plan(), recheck="include.retention.plan:recheck_factory", before_audit=purge_job_rows)
 
 
 s3_retention()

@@ -14,6 +14,8 @@ from typing import Any
 
 from botocore.config import Config
 
+from include.core.errors import error_code
+
 log = logging.getLogger(__name__)
 
 #: ``standard`` for ordinary work; ``adaptive`` (client-side rate limiting) for heavy listing.
@@ -73,19 +75,10 @@ def check_access(client: Any) -> None:
     except EndpointConnectionError as exc:
         raise S3AccessError(f"cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url')}: is it up?") from exc
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "?")
+        code = error_code(exc) or "?"
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken"):
             raise S3AccessError(f"S3 refused the credentials ({code}): check the connection's login/password") from exc
         raise
-
-
-def error_text(exc: BaseException) -> str:
-    """``"<code>: <message>"`` for an S3 error, for reports and audits."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        err = response["Error"]
-        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Every pipeline lists through here, so a faster implementation (see bench/) speeds up all of them.
 Keys come in S3's order (UTF-8 binary). ``last_modified`` stays the ISO 8601 UTC string S3 sent
-(``2026-11-22T04:28:13.000Z``): comparable as a string, and converted with :func:`parse_time` only
+(``2026-11-22T04:28:13.000Z``): comparable as a string, and converted with :func:`include.core.times.parse_time` only
 where a datetime is really needed (building one per key is a large part of listing CPU).
 
 The fast path: botocore still builds, signs, sends and retries every request (throttling, dropped
@@ -18,10 +18,11 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from html import unescape
 from typing import Any, NamedTuple
 from urllib.parse import unquote_plus
+
+from include.core.times import format_time
 
 
 class S3Object(NamedTuple):
@@ -49,12 +50,7 @@ def _iso(value: Any) -> str:
         from botocore.utils import parse_timestamp
 
         value = parse_timestamp(value)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_time(value: str) -> datetime:
-    """``2026-11-22T04:28:13.000Z`` → an aware UTC datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return format_time(value)
 
 
 # --- the fast page parser -------------------------------------------------------------------------

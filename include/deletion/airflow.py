@@ -28,13 +28,15 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
+
+from include.core.units import format_size
+from include.deletion.recheck import RecheckContext, RecheckFactory
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +57,6 @@ class DeleteRefused(RuntimeError):
         self.verdict = verdict
 
 
-@dataclass(frozen=True)
-class RecheckContext:
-    """What a policy's re-check factory gets: ``factory(ctx) -> recheck | None``."""
-
-    client: Any
-    bucket: str
-    params: Mapping[str, Any]
-    plan: Mapping[str, Any]  # plan.json: the summary plus the policy's extra fields
-    run_dir: Any
-
-
-RecheckFactory = Callable[[RecheckContext], Any]
 
 
 def resolve_factory(ref: str | RecheckFactory | None) -> RecheckFactory | None:
@@ -115,27 +105,18 @@ def authorize_delete(
     return verdict
 
 
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any]) -> str:
     """The Markdown the approver reads: what, how much, why, examples and where the full plan is."""
     lines = []
     if summary.get("headline"):
         lines += [str(summary["headline"]), ""]
     lines += [
-        f"Delete **{summary.get('delete_count', 0)} objects** ({human_bytes(int(summary.get('delete_bytes', 0)))}) "
+        f"Delete **{summary.get('delete_count', 0)} objects** ({format_size(int(summary.get('delete_bytes', 0)))}) "
         f"from bucket `{params.get('bucket')}`; {summary.get('scanned_count', 0)} objects were scanned.",
         "", "| reason | objects | bytes |", "| --- | ---: | ---: |",
     ]
     for reason, slot in (summary.get("by_reason") or {}).items():
-        lines.append(f"| {reason} | {slot['count']} | {human_bytes(int(slot['bytes']))} |")
+        lines.append(f"| {reason} | {slot['count']} | {format_size(int(slot['bytes']))} |")
     samples = summary.get("samples") or []
     if samples:
         lines += ["", f"First {len(samples)} keys:", ""] + [f"- `{k}`" for k in samples]

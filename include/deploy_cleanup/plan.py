@@ -29,8 +29,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from include.aws.listing import iter_objects, iter_versions, parse_time
+from include.aws.listing import iter_objects, iter_versions
 from include.core import artifacts
+from include.core.times import parse_time
 from include.deletion.plan import PlanItem, PlanWriter
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,11 @@ import calendar
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from include.aws.listing import S3Object, parse_time
+from include.aws.listing import S3Object
+from include.core.times import parse_time, utc
 
 JobClass = Literal["official", "trial_running", "trial_recent", "trial_expired", "unknown_type"]
 JOB_CLASSES: tuple[JobClass, ...] = ("official", "trial_running", "trial_recent", "trial_expired", "unknown_type")
@@ -84,13 +85,6 @@ def parse_duration(text: str) -> Duration:
 
 
 # ---------------------------------------------------------------------------------------- the rule
-
-
-def utc(t: datetime) -> datetime:
-    """A plain aware UTC ``datetime``. MySQL returns naive datetimes; the session runs in UTC, so naive
-    means UTC. Airflow hands out pendulum DateTimes, whose arithmetic can drop the zone: convert them."""
-    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-    return datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -340,7 +334,7 @@ def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator
     try:
         yield from objects
     except Exception as exc:  # noqa: BLE001 - any listing failure makes the plan incomplete, never partial-and-trusted
-        from include.aws.client import error_text
+        from include.core.errors import error_text
 
         failure.append(error_text(exc))
 
@@ -398,37 +392,6 @@ def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[l
     return recheck
 
 
-# ---------------------------------------------------------------------------------------- Airflow task bodies
-# Called from dags/s3_retention.py with plain values, so they run (and are tested) without a DAG run.
-
-
-def run_plan(
-    *, aws_conn_id: str, mysql_conn_id: str, bucket: str, key_prefix: str, jobs_table: str, policy: Policy,
-    run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
-) -> dict[str, Any]:
-    """The ``plan`` task: stream the listing against the job rows into the run's plan artifacts."""
-    from include.aws.client import client_from_connection
-    from include.aws.listing import iter_objects
-    from include.retention import jobs as jobs_db
-
-    jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
-    client = client_from_connection(aws_conn_id, mode="adaptive")
-    stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
-    try:
-        summary = write_plan(
-            iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
-            key_prefix=key_prefix, policy=policy,
-            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
-            jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
-            extra={"bucket": bucket, "trial_retention": trial_retention,
-                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows},
-        )
-    finally:
-        stream.close()
-        lookup_conn.close()
-    return summary
-
-
 def headline(summary: dict[str, Any]) -> str:
     """One paragraph for the approver: the rule as this run applies it, and what else it will do."""
     policy = summary.get("policy", {})
@@ -449,27 +412,3 @@ def policy_of(plan: dict[str, Any]) -> Policy:
     """The exact policy a plan was made with (delete and purge decide as the plan did)."""
     p = plan["policy"]
     return Policy(*(datetime.fromisoformat(p[k]) for k in ("now", "trial_cutoff", "orphan_cutoff")))
-
-
-def recheck_factory(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
-    """For include.deletion.airflow: the delete step's re-check in MySQL, under the plan's policy."""
-    from include.retention import jobs as jobs_db
-
-    table = ctx.plan["jobs_table"]
-    conn = jobs_db.connect(ctx.params["mysql_conn_id"])  # autocommit: every chunk sees the latest rows
-    return make_recheck(lambda names: jobs_db.rows_for_sources(conn, table, names),
-                        ctx.plan["policy"]["key_prefix"], policy_of(ctx.plan))
-
-
-def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:
-    """The ``purge_job_rows`` task: record the expired TRIAL rows in ``purged_rows.jsonl``, then delete them."""
-    from include.core import artifacts
-    from include.retention import jobs as jobs_db
-
-    dest = run_dir / "purged_rows.jsonl"
-    conn = jobs_db.connect(mysql_conn_id)
-    try:
-        counts = jobs_db.purge_expired_trials(conn, plan["jobs_table"], policy_of(plan), dest)
-    finally:
-        conn.close()
-    return {**counts, "purged_rows_uri": artifacts.uri(dest)}

@@ -25,6 +25,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from include.aws import shards
+from include.core.errors import error_code
+from include.core.times import format_time
 from include.core.units import SIZE_UNITS, check_unit, format_size
 from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
 
@@ -55,10 +57,6 @@ class BucketError(Exception):
     """A bucket could not be read; the report keeps its ``"<code>: <message>"``."""
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _s3_iso(value: str) -> str:
     """S3's ``…T04:28:13.000Z`` → ``…T04:28:13Z`` (the report's ISO 8601 UTC form)."""
     return value[:19] + "Z" if len(value) >= 19 else value
@@ -73,7 +71,7 @@ def bucket_error(exc: BaseException) -> str | None:
     if not 400 <= status < 500:
         return None
     err = response.get("Error", {})
-    code = err.get("Code") or str(status)
+    code = error_code(exc) or str(status)
     if code == "403":
         code = "AccessDenied"
     elif code == "404":
@@ -121,7 +119,7 @@ def list_buckets(
         page = client.list_buckets(**kwargs)
         for b in page.get("Buckets", []):
             if matches(b["Name"], patterns):
-                found.append({"name": b["Name"], "creation_date": _iso(b["CreationDate"]),
+                found.append({"name": b["Name"], "creation_date": format_time(b["CreationDate"], "seconds"),
                               "region": b.get("BucketRegion"), "error": None})
         token = page.get("ContinuationToken")
         if not token:
@@ -266,7 +264,7 @@ def count_range(
                     continue
                 last_modified = v["LastModified"]
                 if not isinstance(last_modified, str):
-                    last_modified = last_modified.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+                    last_modified = format_time(last_modified.replace(microsecond=0))
                 if v.get("IsLatest"):
                     totals.add_object(int(v.get("Size", 0)), last_modified, cls)
                 else:
@@ -524,7 +522,7 @@ def build_report(
                for b in sorted(buckets, key=lambda b: b["name"])]
     ok = [e for e in entries if e["error"] is None]
     report: dict[str, Any] = {
-        "generated_at": _iso(generated_at),
+        "generated_at": format_time(generated_at, "seconds"),
         "source": source,
         "size_unit": size_unit,
         "buckets": entries,

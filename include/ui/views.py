@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include.core.artifacts import ArtifactPath, read_json, read_jsonl
+from include.core.times import format_time
 
 STORAGE_DAG = "s3_storage_report"
 UPLOAD_DAG = "s3_upload"
@@ -44,10 +45,10 @@ def _mtime(path: ArtifactPath) -> str | None:
     except (OSError, ValueError):
         return None
     if isinstance(ts, datetime):
-        return ts.astimezone(timezone.utc).isoformat()
+        return format_time(ts, "seconds")
     if ts is None:
         return None
-    return datetime.fromtimestamp(float(ts), tz=timezone.utc).isoformat()
+    return format_time(datetime.fromtimestamp(float(ts), tz=timezone.utc), "seconds")
 
 
 def _int(value: Any) -> int:

@@ -42,8 +42,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include.aws.client import error_text
 from include.core import artifacts
+from include.core.errors import error_code, error_text
+from include.core.times import format_time
 from include.upload.fast_put import FastPut
 from include.upload.layout import Candidate, Scan, remove_empty_folders, scan_base_dir, split_batches
 from include.upload.settings import UploadSettings
@@ -101,15 +102,6 @@ class Outcome:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 # --- content ---------------------------------------------------------------------------------------
@@ -181,7 +173,7 @@ def _head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
-        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
 
@@ -234,7 +226,7 @@ class Uploader:
             return self._vanished(cand, key)
         except (ClientError, BotoCoreError) as exc:
             text = error_text(exc)
-            if _code(exc) == "NoSuchBucket":
+            if error_code(exc) == "NoSuchBucket":
                 text = f"bucket {self.settings.bucket!r} does not exist ({text})"
             return Outcome(FAILED, cand.rel, key, cand.size, error=text)
         except OSError as exc:
@@ -261,7 +253,7 @@ class Uploader:
         if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
             return Outcome(FAILED, cand.rel, key, local.size, error="changed while uploading; kept")
         path.unlink(missing_ok=True)
-        return Outcome(status, cand.rel, key, local.size, local.checksum, _iso(_now()))
+        return Outcome(status, cand.rel, key, local.size, local.checksum, format_time(_now()))
 
     def _put(self, key: str, body: Any, local: Local) -> tuple[str, dict[str, Any]]:
         """PUT unless an object exists (If-None-Match) → (UPLOADED, the PUT response), ALREADY_PRESENT or
@@ -285,7 +277,7 @@ class Uploader:
                 return UPLOADED, self.client.put_object(**kwargs)
             except ClientError as exc:
                 # 412: an object exists; 409: a concurrent conditional write to the same key.
-                if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                if error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
                     raise
         same = stored_same(self.client, self.settings.bucket, key, local)
         return (ALREADY_PRESENT if same else CONFLICT), {}
@@ -302,7 +294,7 @@ class Uploader:
             return Outcome(
                 UPLOADED, cand.rel, key, int(head["ContentLength"]),
                 f"sha256:{base64.b64decode(checksum).hex()}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
-                _iso(head["LastModified"]),
+                format_time(head["LastModified"]),
             )
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
 
@@ -371,7 +363,7 @@ def check_bucket(client: Any, bucket: str) -> None:
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        code = _code(exc)
+        code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise UploadError(f"bucket {bucket!r} does not exist: create it or fix the 'bucket' setting") from exc
         if code in ("403", "AccessDenied", "Forbidden"):
@@ -410,7 +402,7 @@ def _scan_report(base: Path, scan: Scan, now: datetime) -> dict[str, Any]:
     log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed",
              base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, len(scan.malformed))
     return {
-        "scanned_at": _iso(now), "selected": len(scan.eligible), "deferred": scan.deferred, "not_ready": scan.not_ready,
+        "scanned_at": format_time(now), "selected": len(scan.eligible), "deferred": scan.deferred, "not_ready": scan.not_ready,
         "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
         "errors": [{"path": p, "error": e} for p, e in scan.errors],
     }
@@ -433,7 +425,7 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = 
     names = [f"{i:05d}" for i in range(len(batches))]
     for name, batch in zip(names, batches, strict=True):
         artifacts.write_json(run_dir / "batches" / f"{name}.json",
-                             {"scanned_at": _iso(now), "files": _candidate_rows(batch)})
+                             {"scanned_at": format_time(now), "files": _candidate_rows(batch)})
     report = _scan_report(base, scan, now)
     artifacts.write_json(run_dir / "scan.json", {"settings": settings.to_dict(), "batches": names, **report})
     log.info("%d file(s) to upload in %d batch(es)", len(scan.eligible), len(names))
@@ -482,7 +474,7 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
         "failed_paths": [f["path"] for f in failed][:LIST_CAP],
         "failures": failed[:LIST_CAP],
         "bucket": settings.bucket, "key_prefix": settings.key_prefix, "base_dir": settings.base_dir,
-        "scanned_at": scan_info.get("scanned_at"), "finished_at": _iso(_now()),
+        "scanned_at": scan_info.get("scanned_at"), "finished_at": format_time(_now()),
     }
     return summary, manifest
 

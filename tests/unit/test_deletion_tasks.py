@@ -53,7 +53,7 @@ def test_approval_body_shows_counts_bytes_reasons_samples_and_where():
          "samples": ["d/r1/a", "d/r1/b"], "plan_uri": "/art/plan.json", "chunks": ["00000"]},
         {"bucket": "b1"},
     )
-    for part in ("Delete 2 of 9 deployments", "**3 objects** (3.0 MiB)", "`b1`", "| beyond_keep | 3 | 3.0 MiB |",
+    for part in ("Delete 2 of 9 deployments", "**3 objects** (3.00 MiB)", "`b1`", "| beyond_keep | 3 | 3.00 MiB |",
                  "- `d/r1/a`", "`/art/plan.json` (1 chunks)", "Reject deletes nothing"):
         assert part in body
 
