@@ -58,10 +58,9 @@ def _approval_states() -> dict[tuple[str, str], str]:
 
 
 def _view(page: str) -> dict[str, Any]:
-    from include.core.artifacts import artifact_root
     from include.ui import views as ui_views
 
-    root = artifact_root()
+    root = ui_views.artifact_root()
     if page == "storage":
         return ui_views.storage_view(root)
     if page == "plans":

@@ -14,6 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include.core.artifacts import ArtifactPath, read_json, read_jsonl
+from include.core.artifacts import (
+    artifact_root as artifact_root,  # the store the pages read; the plugin sees only include.ui
+)
 from include.core.times import format_time
 
 STORAGE_DAG = "s3_storage_report"
