@@ -10,16 +10,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Literal, cast
 
 from botocore.config import Config
 
 from include.core.errors import error_code
 
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from botocore.config import _RetryDict
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
 log = logging.getLogger(__name__)
 
 #: ``standard`` for ordinary work; ``adaptive`` (client-side rate limiting) for heavy listing.
-RETRY_MODES = ("standard", "adaptive")
+RetryMode = Literal["standard", "adaptive"]
+RETRY_MODES: tuple[RetryMode, ...] = ("standard", "adaptive")
 DEFAULT_MAX_ATTEMPTS = 10
 DELETE_BATCH = 1000  # DeleteObjects' limit per request
 
@@ -31,8 +37,9 @@ class S3AccessError(RuntimeError):
 def client_config(mode: str = "standard", max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = 32) -> Config:
     if mode not in RETRY_MODES:
         raise ValueError(f"retry mode {mode!r} is not one of {RETRY_MODES}")
+    retries: _RetryDict = {"mode": mode, "total_max_attempts": max_attempts}  # total, first try included
     return Config(
-        retries={"mode": mode, "total_max_attempts": max_attempts},  # total, first try included
+        retries=retries,
         connect_timeout=10,
         read_timeout=120,
         max_pool_connections=pool,
@@ -42,7 +49,7 @@ def client_config(mode: str = "standard", max_attempts: int = DEFAULT_MAX_ATTEMP
 
 def client_from_connection(
     conn_id: str = "aws_default", *, region_name: str | None = None, mode: str = "standard", pool: int = 32
-) -> Any:
+) -> S3Client:
     """A boto3 S3 client from an Airflow connection (its ``endpoint_url`` extra is honoured)."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
@@ -53,7 +60,7 @@ def client_from_connection(
 def client_from_args(
     *, profile: str | None = None, endpoint_url: str | None = None, region_name: str | None = None,
     mode: str = "standard", pool: int = 32, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-) -> Any:
+) -> S3Client:
     """A boto3 S3 client for the command line (no Airflow needed)."""
     import boto3
 
@@ -61,7 +68,7 @@ def client_from_args(
     return session.client("s3", endpoint_url=endpoint_url, config=client_config(mode, max_attempts, pool=pool))
 
 
-def check_access(client: Any) -> None:
+def check_access(client: S3Client) -> None:
     """Fail fast, in one line, when credentials are missing/wrong or the endpoint is unreachable."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
@@ -91,7 +98,7 @@ class DeleteResult:
 
 
 def delete_objects(
-    client: Any, bucket: str, objects: Iterable[dict[str, str]], *, batch: int = DELETE_BATCH
+    client: S3Client, bucket: str, objects: Iterable[dict[str, str]], *, batch: int = DELETE_BATCH
 ) -> Iterator[DeleteResult]:
     """Delete ``{"Key", ["VersionId"]}`` objects with DeleteObjects, ``batch`` per request.
 
@@ -103,7 +110,9 @@ def delete_objects(
     chunk: list[dict[str, str]] = []
 
     def send(items: list[dict[str, str]]) -> DeleteResult:
-        resp = client.delete_objects(Bucket=bucket, Delete={"Objects": items, "Quiet": False})
+        # The dicts are ObjectIdentifierTypeDef (Key, optional VersionId/ETag) by construction.
+        resp = client.delete_objects(Bucket=bucket, Delete={"Objects": cast("list[ObjectIdentifierTypeDef]", items),
+                                                            "Quiet": False})
         return DeleteResult(
             deleted=[d["Key"] for d in resp.get("Deleted", [])],
             errors=[

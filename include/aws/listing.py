@@ -19,10 +19,13 @@ import re
 import threading
 from collections.abc import Iterator
 from html import unescape
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_plus
 
 from include.core.times import format_time
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 
 class S3Object(NamedTuple):
@@ -167,7 +170,7 @@ def _check_200(operation_model: Any, response_dict: dict[str, Any], **kwargs: An
 
 
 try:  # private in botocore: without it, its check simply keeps running (slower, equally correct)
-    from botocore.handlers import _handle_200_error as _BOTOCORE_200_CHECK
+    from botocore.handlers import _handle_200_error as _BOTOCORE_200_CHECK  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover
     _BOTOCORE_200_CHECK = None
 
@@ -181,7 +184,7 @@ def _install(events: Any) -> None:
         events.register(f"before-parse.s3.{operation}", _before_parse, unique_id=f"s3ops-fast-{operation}")
 
 
-def _fast_call(client: Any, operation: str, parse: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _fast_call(client: S3Client, operation: str, parse: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``client.<operation>(**kwargs)`` with the page's entries parsed by ``parse`` into ``S3OpsEntries``."""
     _install(client.meta.events)  # idempotent
     _state.parse = parse
@@ -191,7 +194,7 @@ def _fast_call(client: Any, operation: str, parse: Any, kwargs: dict[str, Any]) 
         _state.parse = None
 
 
-def _has_events(client: Any) -> bool:
+def _has_events(client: S3Client) -> bool:
     return hasattr(getattr(getattr(client, "meta", None), "events", None), "register")
 
 
@@ -199,7 +202,7 @@ def _has_events(client: Any) -> bool:
 
 
 def iter_objects(
-    client: Any, bucket: str, prefix: str = "", *, start_after: str | None = None, end_before: str | None = None,
+    client: S3Client, bucket: str, prefix: str = "", *, start_after: str | None = None, end_before: str | None = None,
     page_size: int = 1000, on_page: Any = None,
 ) -> Iterator[S3Object]:
     """Objects under ``prefix`` with ``start_after < key < end_before`` (either bound optional), in key
@@ -213,7 +216,7 @@ def iter_objects(
             page = _fast_call(client, "list_objects_v2", parse_objects_page, kwargs)
             objects: list[S3Object] = page.get("S3OpsEntries", [])
         else:
-            page = client.list_objects_v2(**kwargs)
+            page = dict(client.list_objects_v2(**kwargs))
             objects = [
                 S3Object(o["Key"], int(o["Size"]), _iso(o["LastModified"]), o.get("StorageClass", "STANDARD"),
                          o.get("ETag", "").strip('"'))
@@ -232,7 +235,7 @@ def iter_objects(
 
 
 def iter_versions(
-    client: Any, bucket: str, prefix: str = "", *, on_page: Any = None
+    client: S3Client, bucket: str, prefix: str = "", *, on_page: Any = None
 ) -> Iterator[S3Version]:
     """Every version and delete marker under ``prefix`` (ListObjectVersions), key order."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
@@ -242,7 +245,7 @@ def iter_versions(
             page = _fast_call(client, "list_object_versions", parse_versions_page, kwargs)
             items: list[S3Version] = page.get("S3OpsEntries", [])
         else:
-            page = client.list_object_versions(**kwargs)
+            page = dict(client.list_object_versions(**kwargs))
             items = [
                 S3Version(v["Key"], v.get("VersionId", "null"), int(v.get("Size", 0)), _iso(v["LastModified"]),
                           v.get("StorageClass", "STANDARD"), bool(v.get("IsLatest")), False)

@@ -22,10 +22,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.aws.client import DELETE_BATCH, delete_objects
 from include.core import artifacts
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +255,7 @@ def _chunk_counts(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_chunk(
-    client: Any, bucket: str, run_dir: Any, chunk: str, *, recheck: Recheck | None, dry_run: bool,
+    client: S3Client, bucket: str, run_dir: Any, chunk: str, *, recheck: Recheck | None, dry_run: bool,
     plan_id: str | None = None,
 ) -> dict[str, Any]:
     """Re-check and delete one plan chunk; record the outcome in ``<run_dir>/audit/<chunk>.json``.
@@ -290,7 +293,7 @@ def delete_chunk(
 
     deleted: list[dict[str, Any]] = list(done)
     errors: list[dict[str, Any]] = []
-    record = {"chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": False, "requests": 0,
+    record: dict[str, Any] = {"chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": False, "requests": 0,
               "deleted": deleted, "errors": errors, "skipped": skipped}
     for begin in range(0, len(to_send), DELETE_BATCH):
         sent = to_send[begin:begin + DELETE_BATCH]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the stubs are a dev dependency
-    from mypy_boto3_s3 import S3Client
+    from types_boto3_s3 import S3Client
 
     from include.core.artifacts import ArtifactPath
 

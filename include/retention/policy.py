@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -408,7 +408,7 @@ def headline(summary: dict[str, Any]) -> str:
     return text
 
 
-def policy_of(plan: dict[str, Any]) -> Policy:
+def policy_of(plan: Mapping[str, Any]) -> Policy:
     """The exact policy a plan was made with (delete and purge decide as the plan did)."""
     p = plan["policy"]
     return Policy(*(datetime.fromisoformat(p[k]) for k in ("now", "trial_cutoff", "orphan_cutoff")))

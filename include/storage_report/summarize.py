@@ -22,13 +22,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from include.aws import shards
 from include.core.errors import error_code
 from include.core.times import format_time
 from include.core.units import SIZE_UNITS, check_unit, format_size
 from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def bucket_region(client: Any, bucket: str) -> str:
+def bucket_region(client: S3Client, bucket: str) -> str:
     """The bucket's region from HeadBucket's ``x-amz-bucket-region`` (S3 sends it on 403/301 too)."""
     from botocore.exceptions import ClientError
 
@@ -98,14 +101,14 @@ def bucket_region(client: Any, bucket: str) -> str:
     except ClientError as exc:
         region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
         if region:
-            exc.response.setdefault("BucketRegion", region)
+            cast("dict[str, Any]", exc.response).setdefault("BucketRegion", region)  # ours, for the caller
         raise
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     return headers.get("x-amz-bucket-region") or response.get("BucketRegion") or "us-east-1"
 
 
 def list_buckets(
-    client: Any, patterns: Sequence[str] = (), regions: Sequence[str] = (), *, threads: int = 8
+    client: S3Client, patterns: Sequence[str] = (), regions: Sequence[str] = (), *, threads: int = 8
 ) -> list[dict[str, Any]]:
     """``[{"name", "creation_date", "region", "error"}]`` for every visible bucket matching ``patterns``
     and ``regions`` (ListBuckets paginated; ``client`` should be a us-east-1 client so creation dates
@@ -220,13 +223,13 @@ class Progress:
                  t.object_count, format_size(t.total_bytes), self.clock() - self.started)
 
 
-def _version_pages(client: Any, bucket: str, after: str | None) -> Iterator[dict[str, Any]]:
+def _version_pages(client: S3Client, bucket: str, after: str | None) -> Iterator[dict[str, Any]]:
     """ListObjectVersions pages from the first key after ``after`` (a key, see include.aws.shards)."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1000}
     if after is not None:
         kwargs["KeyMarker"] = after
     while True:
-        page = client.list_object_versions(**kwargs)
+        page = dict(client.list_object_versions(**kwargs))
         yield page
         if not page.get("IsTruncated"):
             return
@@ -235,7 +238,7 @@ def _version_pages(client: Any, bucket: str, after: str | None) -> Iterator[dict
 
 
 def count_range(
-    client: Any, bucket: str, after: str | None, upto: str | None, *, include_versions: bool = False,
+    client: S3Client, bucket: str, after: str | None, upto: str | None, *, include_versions: bool = False,
     storage_classes: Sequence[str] = (), progress_every: float = PROGRESS_SECONDS,
 ) -> Totals:
     """Totals of the keys ``after < key <= upto`` (current objects; with ``include_versions`` also
@@ -281,7 +284,7 @@ def count_range(
     return totals
 
 
-def count_multipart_uploads(client: Any, bucket: str, storage_classes: Sequence[str] = ()) -> tuple[int, int]:
+def count_multipart_uploads(client: S3Client, bucket: str, storage_classes: Sequence[str] = ()) -> tuple[int, int]:
     """(incomplete multipart uploads, bytes of their uploaded parts): ListMultipartUploads + ListParts."""
     count = size = 0
     kwargs: dict[str, Any] = {"Bucket": bucket}
@@ -305,7 +308,7 @@ def count_multipart_uploads(client: Any, bucket: str, storage_classes: Sequence[
 
 
 def summarize_part(
-    client: Any, part: shards.Part, *, include_versions: bool = False, storage_classes: Sequence[str] = (),
+    client: S3Client, part: shards.Part, *, include_versions: bool = False, storage_classes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``{"bucket", "part", "of", "totals", "error"}`` for one key range; part 0 also counts the bucket's
     incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises."""
@@ -589,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     clients: dict[str | None, Any] = {}
 
-    def client_for(region: str | None) -> Any:
+    def client_for(region: str | None) -> S3Client:
         if region not in clients:
             clients[region] = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url,
                                                region_name=region or "us-east-1", mode="adaptive")

@@ -178,9 +178,9 @@ def _shown(value: Any, slug: str) -> str:
 def render_storage(view: dict[str, Any], base: str = "") -> str:
     latest = view["latest"]
     if latest is None:
-        body = '<h2>Storage</h2><p class="muted" id="no-report">No storage report yet: trigger the ' \
-               "<code>s3_storage_report</code> DAG.</p>"
-        return page("Storage", "storage", body, base)
+        empty = '<h2>Storage</h2><p class="muted" id="no-report">No storage report yet: trigger the ' \
+                "<code>s3_storage_report</code> DAG.</p>"
+        return page("Storage", "storage", empty, base)
     t = latest["totals"]
     body = [
         f'<h2>Latest storage report</h2><p class="muted">Run <code id="report-run">{_e(latest["run_id"])}</code>, '
