@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from include.deletion.recheck import RecheckContext
     from include.deploy_cleanup.plan import make_recheck, plan_cleanup, settings_from_params
 
-    parser = argparse.ArgumentParser(prog="python -m include.deploy_cleanup.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="s3ops deploy-cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--prefix", default="", help="folder holding the deployments, ending with '/'")
     parser.add_argument("--keep", type=int, help="keep the newest N deployments")

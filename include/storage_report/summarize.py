@@ -573,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from include.aws.client import S3AccessError, check_access, client_from_args
     from include.storage_report import render as report_render
 
-    parser = argparse.ArgumentParser(prog="python -m include.storage_report.summarize",
+    parser = argparse.ArgumentParser(prog="s3ops report",
                                      description="Storage report of every S3 bucket the credentials can see.")
     parser.add_argument("--bucket", action="append", default=[], help="bucket name or glob (repeatable)")
     parser.add_argument("--region", action="append", default=[], help="only buckets in this region (repeatable)")

@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     from include.aws.client import client_from_args
     from include.upload.settings import DEFAULTS, SettingsError, resolve_settings
 
-    parser = argparse.ArgumentParser(prog="python -m include.upload.uploader", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="s3ops upload", description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", help="the producer's folder (env S3OPS_UPLOAD_BASE_DIR)")
     parser.add_argument("--bucket", help="target bucket (env S3OPS_UPLOAD_BUCKET)")
     parser.add_argument("--key-prefix", help="prefix for every key (default '')")

@@ -15,7 +15,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
-import tomllib
+
+from tests.layout._pyproject import pyproject
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,13 +59,13 @@ def test_include_keeps_the_import_linter_contracts() -> None:
     result = subprocess.run([str(lint), "--no-logo", "--no-cache"], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    contracts = pyproject()["tool"]["importlinter"]["contracts"]
     assert f"Contracts: {len(contracts)} kept, 0 broken." in result.stdout
 
 
 def test_every_include_module_is_classified_for_airflow() -> None:
     """A new module must be placed: either allowed to import Airflow or in the Airflow-free contract."""
-    contracts = {c["id"]: c for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]}
+    contracts = {c["id"]: c for c in pyproject()["tool"]["importlinter"]["contracts"]}
     allowed = [rule.split(" -> ")[0] for rule in contracts["airflow-importers"]["ignore_imports"]]
     free = contracts["airflow-free"]["source_modules"]
     unplaced = []
