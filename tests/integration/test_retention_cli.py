@@ -39,3 +39,16 @@ def test_retention_plan_prints_every_file_and_reason_and_deletes_nothing(s3, s3_
     wrong = s3ops(*base, env={**os.environ, "MYSQL_PWD": "not-the-password"})
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert f"cannot connect to MySQL at 127.0.0.1:{mysql_server.port}" in wrong.stderr
+
+
+def test_retention_plan_refuses_an_empty_job_table(s3, s3_server, mysql_server, mysql_conn, tmp_path):
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    seed_jobs(mysql_conn, [], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": "f", "size": 1, "last_modified": OLD}]})
+    result = s3ops("retention", "plan", "--bucket", bucket, "--jobs-table", table, "--endpoint-url",
+                   s3_server.endpoint_url, "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+                   "--mysql-database", mysql_server.database, "--out", str(tmp_path),
+                   env={**os.environ, "MYSQL_PWD": mysql_server.password})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"Refused: the job query on {table!r} returned no rows" in result.stdout
