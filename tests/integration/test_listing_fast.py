@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from include import s3 as s3lib
+from include.aws import client as s3lib
 from include.aws.listing import S3Object, S3Version, iter_objects, iter_versions
 
 _bucket_ids = itertools.count()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from include import s3 as s3lib
+from include.aws import client as s3lib
 
 
 def test_aws_default_connection_reaches_the_local_server(stack, demo_world):
