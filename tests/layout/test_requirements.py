@@ -70,6 +70,7 @@ def test_dev_tools_are_not_in_the_runtime_set() -> None:
     assert not DEV_ONLY & set(runtime), "test/dev tools belong in requirements-dev.txt"
     assert DEV_ONLY - {"tomli"} <= set(dev)
     assert not set(runtime) & set(dev), "a package is pinned in both locks"
+    assert not {"pip", "setuptools", "wheel"} & (set(runtime) | set(dev)), "installer tools are not pinned"
     top = pins(ROOT / "requirements.in")
     assert top and all(runtime.get(name) == version for name, version in top.items()), "requirements.in ≠ lock"
 
