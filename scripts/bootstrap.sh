@@ -38,7 +38,7 @@ need() {
   [[ "$os" == "Darwin" ]] && pkg="$3"
   [[ "$os" == "Darwin" && "$exe" == time ]] && exe=gtime  # GNU time is gtime on macOS
   if ! have "$exe" && [[ "$pkg" != - ]]; then
-    [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+    [[ " ${missing[*]:-} " == *" $pkg "* ]] || missing+=("$pkg")  # :- keeps bash 3.2 (macOS) happy under set -u
   fi
 }
 #    executable          apt               brew
