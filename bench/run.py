@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import math
 import os
@@ -24,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -376,8 +377,9 @@ def scenario_5(ctx: Context) -> Scenario:
 
             shutil.rmtree(run_dir, ignore_errors=True)
             writer = PlanWriter(run_dir, chunk_size=1000)
+            etag = hashlib.md5(b"x" * 1000).hexdigest()  # seed()'s body: plans record ETags, deletes are conditional
             for i in range(n):
-                writer.add(PlanItem(key=f"{prefix}{i:08d}", size=1000, reason="bench"))
+                writer.add(PlanItem(key=f"{prefix}{i:08d}", size=1000, reason="bench", etag=etag))
             writer.close(listing_complete=True)
 
     tools = {"s3ops (delete step: plan chunks → DeleteObjects → audit)":
@@ -539,6 +541,97 @@ def scenario_7(ctx: Context) -> Scenario:
     return sc
 
 
+UI_HISTORY = {"full": 50_000, "quick": 10_000, "smoke": 2_000}  # runs of history in scenario 8
+
+
+def build_ui_history(root: Path, runs: int, now: datetime) -> dict[str, int]:
+    """A store with ``runs`` runs of history, indexed as the tasks index them and rolled up as housekeeping
+    does: per day 1,440 upload runs (96 % of all runs), one retention plan + audit, one deploy-cleanup plan,
+    one storage report; days before yesterday rolled up. Returns the runs per DAG."""
+    import random
+
+    from include.core import artifacts
+
+    rng = random.Random(8)
+    counts = {"s3_upload": 0, "s3_retention": 0, "s3_deploy_cleanup": 0, "s3_storage_report": 0}
+    buckets = [{"name": f"bucket-{b}", "object_count": rng.randrange(10**6), "total_bytes": rng.randrange(10**12),
+                "storage_classes": {"STANDARD": {"object_count": 1, "bytes": 1}}, "error": None} for b in range(20)]
+
+    def put(dag_id: str, run_id: str, name: str, doc: dict[str, Any], at: datetime) -> None:
+        found = artifacts.index_entry_for(root / dag_id / run_id / name, doc, at=at.isoformat())
+        assert found is not None
+        artifacts.write_bytes(found[0], json.dumps(found[1], separators=(",", ":")).encode())
+        counts[dag_id] += name != "audit.json"
+
+    day = 0
+    while sum(counts.values()) < runs:
+        start = (now - timedelta(days=day)).replace(hour=0, minute=0, second=0, microsecond=0)
+        for minute in range(1440):
+            at = start + timedelta(minutes=minute)
+            if at > now or sum(counts.values()) >= runs:
+                continue
+            moved = rng.random() < 0.2
+            put("s3_upload", f"scheduled__{at:%Y-%m-%dT%H:%M}:00+00:00", "summary.json", {
+                "uploaded": rng.randrange(1, 50) if moved else 0, "bytes": rng.randrange(10**6) if moved else 0,
+                "skipped_not_ready": rng.randrange(3), "malformed": 0, "conflicts": 0, "failed": 0,
+                "bucket": "uploads", "key_prefix": "in/", "finished_at": (at + timedelta(seconds=20)).isoformat()}, at)
+        run = f"scheduled__{start:%Y-%m-%dT%H:%M}:00+00:00"
+        plan = {"bucket": "jobs", "headline": "TRIAL jobs expired", "delete_count": 120, "delete_bytes": 10**9,
+                "scanned_count": 10**5, "by_reason": {"trial_expired": {"count": 120, "bytes": 10**9}},
+                "samples": [f"jobs/{i}.dat" for i in range(20)], "chunks": ["00000.jsonl"]}
+        put("s3_retention", run, "plan.json", plan, start)
+        put("s3_retention", run, "audit.json", {"outcome": "deleted", "deleted_count": 120, "deleted_bytes": 10**9,
+                                                "error_count": 0, "skipped_count": 0}, start + timedelta(hours=3))
+        put("s3_deploy_cleanup", run, "plan.json", {**plan, "headline": "3 old deployments"}, start)
+        report = {"generated_at": start.isoformat(), "source": "listing", "buckets": buckets, "totals": {}}
+        put("s3_storage_report", run, "report.json", report, start)
+        if day == 0:
+            artifacts.write_json(root / "s3_storage_report" / run / "report.json", report)
+        day += 1
+    yesterday = (now - timedelta(days=1)).date().isoformat()
+    last_hour = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H")
+    for dag_id in counts:  # what the writers (hours) and the daily housekeeping (days) leave
+        artifacts.roll_up_hours(root, dag_id, before_hour=last_hour)
+        artifacts.roll_up_days(root, dag_id, before_day=yesterday)
+    return counts
+
+
+def scenario_8(ctx: Context) -> Scenario:
+    runs = UI_HISTORY[ctx.scale]
+    sc = Scenario(8, f"S3 Ops pages (view + HTML) with {runs:,} runs of history, from the run index", server="none")
+    import shutil
+
+    from include.ui import html as ui_html
+    from include.ui import views as ui_views
+
+    root = WORK / "ui-history"
+    shutil.rmtree(root, ignore_errors=True)
+    saved = os.environ.get("S3OPS_ARTIFACT_ROOT")
+    os.environ["S3OPS_ARTIFACT_ROOT"] = str(root)
+    try:
+        start = time.perf_counter()
+        counts = build_ui_history(root, runs, datetime.now(timezone.utc))
+        sc.extra["history"] = f"{sum(counts.values()):,} runs {counts}, built in {time.perf_counter() - start:.1f}s"
+        pages = {"storage": (ui_views.storage_view, ui_html.render_storage),
+                 "plans": (ui_views.plans_view, ui_html.render_plans),
+                 "uploads": (ui_views.uploads_view, ui_html.render_uploads)}
+        for name, (view, render_page) in pages.items():
+            times = []
+            for _ in range(max(ctx.reps, 5)):
+                t0 = time.perf_counter()
+                render_page(view(root))
+                times.append((time.perf_counter() - t0) * 1000)
+            sc.extra[f"{name} page ms"] = f"median {statistics.median(times):.1f} (min {min(times):.1f}, " \
+                                          f"max {max(times):.1f}, first {times[0]:.1f})"
+            sc.bar(f"{name} page, median of {len(times)}", statistics.median(times), 200.0, "ms")
+    finally:
+        if saved is None:
+            os.environ.pop("S3OPS_ARTIFACT_ROOT", None)
+        else:
+            os.environ["S3OPS_ARTIFACT_ROOT"] = saved
+    return sc
+
+
 def check_count(row: Row, expected: int, expected_bytes: int | None = None) -> None:
     for run in row.runs:
         got = json.loads(run.output.strip().splitlines()[-1])
@@ -555,6 +648,7 @@ SCENARIOS: dict[int, Callable[[Context], Scenario]] = {
     5: scenario_5,
     6: scenario_6,
     7: scenario_7,
+    8: scenario_8,
 }
 
 
@@ -635,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", action="store_true", help="scenario 1 also runs a plain boto3 paginator")
     parser.add_argument("--endpoint-url", help="use this running scripts.s3server instead of starting one")
     parser.add_argument("--reps", type=int, default=3, help="runs per tool (median reported; default 3)")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7", help="comma-separated scenario numbers")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8", help="comma-separated scenario numbers")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--no-bootstrap", action="store_true", help="do not install missing peers; skip them")
     args = parser.parse_args(argv)

@@ -31,6 +31,9 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
 3. **tidy** removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
+   A run that found nothing leaves no run folder, only a one-line entry in the artifact index.
+4. **check** fails the run when files failed or conflicted (they stay in `base_dir`): the run is red and the
+   DAG's notification targets get the failure (at most once per 6 hours for the same counts).
 
 **Settings.** Scheduled runs read the Airflow Variable `s3_upload` (JSON, keys = the params below), then
 env vars `S3OPS_UPLOAD_BASE_DIR`, `S3OPS_UPLOAD_BUCKET`, … (one per param), then the defaults. A manual
@@ -122,8 +125,22 @@ def s3_upload() -> None:
             )
         return {k: summary[k] for k in RETURN_KEYS}
 
+    @task
+    def check(counts: dict[str, int]) -> None:
+        """Fail the run (red in the UI, a failure notification) when files failed or conflicted: they stayed
+        behind. tidy has recorded everything and emitted the asset event for what did move."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.upload.uploader import problems
+
+        problem = problems(counts)
+        if problem:
+            raise AirflowFailException(problem)  # the next run retries the files; a task retry would not help
+
     batches = scan()
-    upload_batch.expand(batch=batches) >> tidy(batches)
+    tidied = tidy(batches)
+    upload_batch.expand(batch=batches) >> tidied
+    check(tidied)
 
 
 s3_upload()

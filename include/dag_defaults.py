@@ -1,14 +1,220 @@
-"""What every s3ops DAG shares: ownership, retries with exponential backoff, the connection params.
+"""What every s3ops DAG shares: ownership, retries with exponential backoff, the connection params, and
+the notifications (a failure callback in the default args; the approval request's HITL notifier).
 
-Imported by the DAG files at parse time, so it stays tiny: no I/O, nothing heavy.
+Imported by the DAG files at parse time, so it stays tiny: no I/O, nothing heavy at import. Where the
+notifications go is read when one is sent (the ``notifications`` key of the DAG's deployment-settings
+Variable, see :mod:`include.core.notify`), never at parse time.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Param
+from airflow.sdk import BaseNotifier, Param
+
+log = logging.getLogger(__name__)
+
+# A failure identical to one reported less than this long ago (same DAG, task, first error line) is logged
+# but not sent again: a minutely DAG failing the same way mails once every 6 hours, not 360 times.
+FAILURE_REPEAT_AFTER = timedelta(hours=6)
+
+
+def deployment_setting(dag_id: str, key: str, default: Any = None) -> Any:
+    """One key of the DAG's deployment-settings Variable ``s3ops_<dag>`` (a JSON object); ``default``
+    when the Variable or the key is unset. A Variable that is not a JSON object raises ``ValueError``
+    naming it."""
+    import json
+
+    from airflow.sdk import Variable
+
+    from include.core.notify import settings_variable
+
+    name = settings_variable(dag_id)
+    raw = Variable.get(name, default=None)
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return default
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the Airflow Variable {name!r} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"the Airflow Variable {name!r} must be a JSON object, got {type(value).__name__}")
+    found = value.get(key)
+    return default if found is None else found
+
+
+RUN_SETTINGS_FILE = "settings.json"  # the settings a run resolved, when its first task recorded them
+
+
+def run_values(dag_id: str, run_id: str) -> dict[str, Any]:
+    """The settings this run resolved (``{"values": {...}}`` in its artifact folder), or ``{}``."""
+    from include.core import artifacts
+
+    try:
+        path = artifacts.run_dir(dag_id, run_id) / RUN_SETTINGS_FILE
+        values = artifacts.read_json(path).get("values") if artifacts.exists(path) else None
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def notification_targets(dag_id: str, run_id: str | None = None) -> list[Any]:
+    """The parsed ``notifications`` of this run's resolved settings, else of the DAG's deployment-settings
+    Variable ([] when unset)."""
+    from include.core.notify import SETTING, parse_targets, settings_variable
+
+    resolved = run_values(dag_id, run_id).get(SETTING) if run_id else None
+    if resolved is not None:
+        return parse_targets(resolved, source=f"the run's setting {SETTING!r} ({RUN_SETTINGS_FILE})")
+    return parse_targets(deployment_setting(dag_id, SETTING),
+                         source=f"key {SETTING!r} of the Airflow Variable {settings_variable(dag_id)!r}")
+
+
+def _base_url() -> str | None:
+    try:
+        from airflow.configuration import conf
+
+        return conf.get("api", "base_url", fallback=None) or None
+    except Exception:  # noqa: BLE001 - no configuration: links stay relative
+        return None
+
+
+def provider_notifier(target: Any, message: Any) -> BaseNotifier:
+    """The provider's notifier for one target, carrying an already rendered message.
+
+    Template rendering is switched off on the instance: the message quotes S3 keys and error texts, and
+    ``{{ … }}`` in a key must be shown, not evaluated as Jinja.
+    """
+    notifier: BaseNotifier
+    if target.kind == "email":
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        notifier = SmtpNotifier(to=list(target.to), from_email=target.sender, subject=message.subject,
+                                html_content=message.html, smtp_conn_id=target.conn_id)
+    elif target.kind == "slack":
+        from airflow.providers.slack.notifications.slack import SlackNotifier
+
+        notifier = SlackNotifier(slack_conn_id=target.conn_id, channel=target.channel, text=message.slack)
+    elif target.kind == "slack_webhook":
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
+        notifier = SlackWebhookNotifier(slack_webhook_conn_id=target.conn_id, text=message.slack)
+    elif target.kind == "webhook":
+        from airflow.providers.http.notifications.http import HttpNotifier
+
+        notifier = HttpNotifier(http_conn_id=target.conn_id, endpoint=target.endpoint, json=message.data)
+    else:
+        raise ValueError(f"unknown notification target type {target.kind!r}")
+    notifier.template_fields = ()
+    return notifier
+
+
+def send(message: Any, targets: list[Any], context: Any) -> int:
+    """Send ``message`` to every target that wants its event; returns how many were sent. A target
+    that fails is logged and the others still get it (a notification never fails the task)."""
+    sent = 0
+    for target in targets:
+        if not target.wants(message.event):
+            continue
+        try:
+            provider_notifier(target, message)(context)
+            sent += 1
+            log.info("notified %s target %s (%s): %s", target.kind, target.conn_id,
+                     ", ".join(target.to) or target.channel or target.endpoint or "-", message.subject)
+        except Exception:  # one broken channel must not hide the message from the others
+            log.exception("could not send the %s notification to %s target %s", message.event, target.kind,
+                          target.conn_id)
+    return sent
+
+
+def _first_report(message: Any) -> bool:
+    """False when the same failure was reported within FAILURE_REPEAT_AFTER; records this report."""
+    import time
+
+    from include.core import artifacts
+    from include.core.housekeeping import NOTIFICATIONS_DIR
+    from include.core.notify import dedupe_key, should_send
+
+    path = artifacts.artifact_root() / NOTIFICATIONS_DIR / f"{dedupe_key(message)}.json"
+    now = time.time()
+    try:
+        last = float(artifacts.read_json(path).get("sent_at")) if artifacts.exists(path) else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        last = None
+    if not should_send(message, last, now, FAILURE_REPEAT_AFTER.total_seconds()):
+        return False
+    try:
+        artifacts.write_json(path, {"sent_at": now, "subject": message.subject})
+    except OSError:
+        log.warning("could not record the notification in %s; it may be repeated", path)
+    return True
+
+
+class DeploymentNotifier(BaseNotifier):
+    """Airflow notifier that sends an s3ops message to the DAG's configured targets.
+
+    ``DeploymentNotifier("failure")`` is every task's ``on_failure_callback``: DAG, run, task and the
+    error's first line. ``DeploymentNotifier("approval")`` is the approval task's HITL notifier: the plan's
+    headline, counts, bytes, guard limits and the Required Actions link. Targets are read when it fires.
+    """
+
+    template_fields = ()
+
+    def __init__(self, event: str) -> None:
+        super().__init__()
+        from include.core.notify import EVENTS
+
+        if event not in EVENTS:
+            raise ValueError(f"event must be one of {EVENTS}, got {event!r}")
+        self.event = event
+
+    def notify(self, context: Any) -> None:
+        from include.core import notify
+
+        ti = context["ti"]
+        dag_id, run_id = ti.dag_id, ti.run_id
+        try:
+            targets = notification_targets(dag_id, run_id)
+        except ValueError as exc:
+            if self.event == notify.APPROVAL:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                # the approval task fails naming the setting (no retry reads it differently): nothing is
+                # deleted unannounced
+                raise AirflowFailException(str(exc)) from exc
+            log.error("no failure notification sent: %s", exc)
+            return
+        if not targets:
+            log.info("no notification targets configured (key 'notifications' of Variable %r)",
+                     notify.settings_variable(dag_id))
+            return
+        map_index = getattr(ti, "map_index", -1)
+        map_index = -1 if map_index is None else map_index
+        if self.event == notify.APPROVAL:
+            params = context.get("params") or {}
+            task = context.get("task")
+            summary = ti.xcom_pull(task_ids=getattr(task, "plan_task_id", "plan")) or {}
+            values = run_values(dag_id, run_id)
+            limits = {k: params.get(k) if params.get(k) is not None else values.get(k)
+                      for k in ("bucket", "max_delete_count", "max_delete_fraction")}
+            message = notify.approval_message(
+                dag_id=dag_id, run_id=run_id, summary=summary, limits=limits,
+                link=notify.required_actions_link(_base_url(), dag_id, run_id, ti.task_id, map_index))
+        else:
+            error = context.get("exception") or "the task failed without an exception (killed, timed out or " \
+                                                 "marked failed)"
+            message = notify.failure_message(
+                dag_id=dag_id, run_id=run_id, task_id=ti.task_id, error=error, map_index=map_index,
+                try_number=getattr(ti, "try_number", None),
+                link=notify.run_link(_base_url(), dag_id, run_id, ti.task_id))
+            if not _first_report(message):
+                log.info("not sent again (same failure reported less than %s ago): %s", FAILURE_REPEAT_AFTER,
+                         message.subject)
+                return
+        send(message, targets, context)
+
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "s3ops",
@@ -16,6 +222,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
+    "on_failure_callback": [DeploymentNotifier("failure")],
 }
 
 

@@ -11,6 +11,14 @@ endpoints under ``/_s3ops/`` which real S3 does not have and tests need:
   matches an ``operation`` and/or a ``bucket`` (both optional).
 - ``GET /_s3ops/stats`` / ``POST /_s3ops/stats/reset``: S3 requests served, by operation.
 
+And where moto 5.2.5 departs from what AWS documents for deletes, it behaves as AWS does:
+
+- DeleteObjects honours the per-object ``ETag`` element (conditional delete, AWS since 2025-09-16):
+  a key whose current ETag differs gets a ``PreconditionFailed`` error entry (``NoSuchKey`` when it is
+  gone) and stays; moto would delete it. (A single DeleteObject's ``If-Match`` moto honours itself.)
+- A DeleteObjects body that is not well-formed XML 1.0 (a key with a control character) is answered
+  ``400 MalformedXML`` as S3 does, not moto's ``500`` (which clients would retry in vain).
+
 Run: ``python -m scripts.s3server --port PORT`` (binds 127.0.0.1).
 """
 
@@ -120,7 +128,71 @@ class ControlMiddleware:
         if fault == "denied":
             start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(_DENIED)))])
             return [_DENIED]
+        if op == "DeleteObjects":
+            return self._delete_objects(environ, start_response)
         return self.app(environ, start_response)
+
+    def _delete_objects(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """DeleteObjects as AWS documents it: per-object ``ETag`` preconditions, MalformedXML for a body
+        XML 1.0 cannot parse. Objects that pass go to moto; the refused ones are added to its answer."""
+        import io
+        import xml.etree.ElementTree as ET
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            return _xml_error(start_response, "400 Bad Request", "MalformedXML",
+                              "The XML you provided was not well-formed or did not validate against our published schema")
+        ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        refused: list[tuple[str, str, str]] = []
+        backend = _backend()
+        bucket = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0]
+        try:
+            backend.get_bucket(bucket)
+        except Exception:  # noqa: BLE001 - no such bucket: moto answers that as S3 does
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.app(environ, start_response)
+        for obj in list(root.findall(f"{ns}Object")):
+            etag = obj.findtext(f"{ns}ETag")
+            if etag is None:
+                continue
+            key = obj.findtext(f"{ns}Key") or ""
+            current = backend.get_object(bucket, key)  # the current version (None when gone)
+            if current is None:
+                refused.append((key, "NoSuchKey", "The specified key does not exist."))
+            elif etag.strip().strip('"') != current.etag.strip('"'):
+                refused.append((key, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold"))
+            else:
+                continue
+            root.remove(obj)
+        errors = "".join(
+            f"<Error><Key>{_xml_text(k)}</Key><Code>{c}</Code><Message>{m}</Message></Error>" for k, c, m in refused)
+        if not refused:
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.app(environ, start_response)
+        if root.find(f"{ns}Object") is None:  # every object refused: moto would call the body malformed
+            answer = (f'<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="http://s3.amazonaws.com/doc/'
+                      f'2006-03-01/">{errors}</DeleteResult>').encode()
+            start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(answer)))])
+            return [answer]
+        if ns:
+            ET.register_namespace("", ns[1:-1])  # keep S3's default namespace (no ns0: prefixes for moto)
+        rewritten = ET.tostring(root, encoding="utf-8").replace(b"\r", b"&#13;")  # CR must stay CR
+        environ = {**environ, "wsgi.input": io.BytesIO(rewritten), "CONTENT_LENGTH": str(len(rewritten))}
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured.update(status=status, headers=headers)
+            return lambda data: None
+
+        answer = b"".join(self.app(environ, capture))
+        if captured["status"].startswith("200") and b"</DeleteResult>" in answer:
+            answer = answer.replace(b"</DeleteResult>", errors.encode() + b"</DeleteResult>")
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(answer)))])
+        return [answer]
 
     def _take_fault(self, op: str, bucket: str) -> str | None:
         with self.lock:
@@ -165,6 +237,20 @@ class ControlMiddleware:
         if what == "touch":
             return {"touched": touch(body)}
         raise ValueError(f"unknown control endpoint /_s3ops/{what} ({method})")
+
+
+def _xml_text(text: str) -> str:
+    """Element text that reads back exactly (CR as a character reference, not folded to LF)."""
+    from xml.sax.saxutils import escape
+
+    return escape(text).replace("\r", "&#13;")
+
+
+def _xml_error(start_response: Any, status: str, code: str, message: str) -> list[bytes]:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            "</Error>").encode()
+    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _backend() -> Any:

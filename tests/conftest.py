@@ -201,3 +201,78 @@ def run_dag(airflow_db: Path, stack: LocalStack) -> Any:
         return DagRunResult(dag.test(**kwargs))
 
     return _run
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on a free local port that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from aiosmtpd.controller import Controller
+
+        from scripts.stack import free_port
+
+        self.messages: list[Any] = []
+        self._lock = threading.Lock()
+        self.port = free_port()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
+                from email import message_from_bytes, policy
+
+                msg = message_from_bytes(envelope.original_content, policy=policy.default)
+                with sink._lock:
+                    sink.messages.append({"to": list(envelope.rcpt_tos), "from": envelope.mail_from,
+                                          "subject": str(msg["subject"]), "body": _text_of(msg), "raw": msg})
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def conn_uri_json(self) -> str:
+        """``AIRFLOW_CONN_SMTP_DEFAULT`` for this sink (plain SMTP, no TLS, a sender address)."""
+        import json
+
+        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port,
+                           "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "s3ops@localhost",
+                                     "retry_limit": 0, "timeout": 10}})
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
+            time.sleep(0.2)
+        with self._lock:
+            return list(self.messages)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+
+def _text_of(msg: Any) -> str:
+    parts = [p for p in msg.walk() if p.get_content_maintype() == "text"] if msg.is_multipart() else [msg]
+    return "\n".join(str(p.get_content()) for p in parts)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.controller.start()
+    try:
+        yield sink
+    finally:
+        sink.controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> SmtpSink:
+    """The SMTP sink, emptied, with ``smtp_default`` pointing at it for this test."""
+    smtp_sink.clear()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_sink.conn_uri_json())
+    return smtp_sink

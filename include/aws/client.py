@@ -8,9 +8,10 @@ dropped connections are retried, not fatal. In Airflow, credentials come from a 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from botocore.config import Config
 
@@ -88,19 +89,76 @@ def check_access(client: S3Client) -> None:
         raise
 
 
+#: Characters XML 1.0 cannot carry at all (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF), plus CR,
+#: which every XML parser reads back as LF (a key with CR is deleted, but confirmed under another name).
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(key: str) -> bool:
+    """Whether ``key`` survives a trip through an XML body unchanged (DeleteObjects' request and answer)."""
+    return _XML_UNSAFE.search(key) is None
+
+
 @dataclass
 class DeleteResult:
-    """What a batch delete did: keys deleted and per-key errors (key, code, message)."""
+    """What one delete request did for the ``objects`` it was sent: keys deleted and per-key errors
+    (key, version_id, code, message)."""
 
     deleted: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     requests: int = 0
+    objects: list[dict[str, str]] = field(default_factory=list)
+
+
+def _delete_batch(client: S3Client, bucket: str, items: list[dict[str, str]]) -> DeleteResult:
+    """One DeleteObjects request (``items`` all :func:`xml_safe`); ``ETag`` makes a key conditional."""
+    # The dicts are ObjectIdentifierTypeDef (Key, optional VersionId/ETag) by construction.
+    resp = client.delete_objects(Bucket=bucket, Delete={"Objects": cast("list[ObjectIdentifierTypeDef]", items),
+                                                        "Quiet": False})
+    return DeleteResult(
+        deleted=[d["Key"] for d in resp.get("Deleted", [])],
+        errors=[
+            {"key": e.get("Key", ""), "version_id": e.get("VersionId", ""), "code": e.get("Code", ""),
+             "message": e.get("Message", "")}
+            for e in resp.get("Errors", [])
+        ],
+        requests=1, objects=list(items),
+    )
+
+
+def _delete_one(client: S3Client, bucket: str, obj: dict[str, str]) -> DeleteResult:
+    """DeleteObject for a key DeleteObjects' XML cannot carry: the key travels in the URL."""
+    from botocore.exceptions import ClientError
+
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": obj["Key"]}
+    if obj.get("VersionId"):
+        kwargs["VersionId"] = obj["VersionId"]
+    if obj.get("ETag"):
+        kwargs["IfMatch"] = obj["ETag"]
+    result = DeleteResult(requests=1, objects=[obj])
+    try:
+        client.delete_object(**kwargs)
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = error_code(exc) or str(status or "")
+        code = {"412": "PreconditionFailed", "404": "NoSuchKey"}.get(code, code)
+        result.errors.append({"key": obj["Key"], "version_id": obj.get("VersionId", ""), "code": code,
+                              "message": err.get("Message", "")})
+    else:
+        result.deleted.append(obj["Key"])
+    return result
 
 
 def delete_objects(
     client: S3Client, bucket: str, objects: Iterable[dict[str, str]], *, batch: int = DELETE_BATCH
 ) -> Iterator[DeleteResult]:
-    """Delete ``{"Key", ["VersionId"]}`` objects with DeleteObjects, ``batch`` per request.
+    """Delete ``{"Key", ["VersionId"], ["ETag"]}`` objects with DeleteObjects, ``batch`` per request.
+
+    ``ETag`` (as S3 lists it) makes the delete conditional (S3 ``If-Match``): an object rewritten since
+    comes back as a ``PreconditionFailed`` error and stays. A key XML 1.0 cannot carry unchanged (a
+    control character, CR) would make S3 refuse the whole batch, or answer under another name: such
+    keys go one by one with DeleteObject instead (the key in the URL), so they never block the rest.
 
     Yields one result per request so callers can record progress as it happens. Per-key ``Errors``
     are returned, not raised: one failing key never abandons the rest. An empty input sends nothing.
@@ -108,25 +166,13 @@ def delete_objects(
     if not 1 <= batch <= DELETE_BATCH:
         raise ValueError(f"batch must be 1..{DELETE_BATCH}, got {batch}")
     chunk: list[dict[str, str]] = []
-
-    def send(items: list[dict[str, str]]) -> DeleteResult:
-        # The dicts are ObjectIdentifierTypeDef (Key, optional VersionId/ETag) by construction.
-        resp = client.delete_objects(Bucket=bucket, Delete={"Objects": cast("list[ObjectIdentifierTypeDef]", items),
-                                                            "Quiet": False})
-        return DeleteResult(
-            deleted=[d["Key"] for d in resp.get("Deleted", [])],
-            errors=[
-                {"key": e.get("Key", ""), "version_id": e.get("VersionId", ""), "code": e.get("Code", ""),
-                 "message": e.get("Message", "")}
-                for e in resp.get("Errors", [])
-            ],
-            requests=1,
-        )
-
     for obj in objects:
+        if not xml_safe(obj["Key"]):
+            yield _delete_one(client, bucket, obj)
+            continue
         chunk.append(obj)
         if len(chunk) == batch:
-            yield send(chunk)
+            yield _delete_batch(client, bucket, chunk)
             chunk = []
     if chunk:
-        yield send(chunk)
+        yield _delete_batch(client, bucket, chunk)

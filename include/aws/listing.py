@@ -11,6 +11,11 @@ straight from the XML bytes with a specialised regex and hands botocore only the
 (``IsTruncated``, continuation token, …). botocore's generic XML-to-dict parsing and its datetime per
 key were ~80 % of listing CPU. Other calls on the same client are untouched: the hook only acts while
 a listing in this thread asked for it.
+
+Text is decoded by XML 1.0's rules, not HTML's: line ends fold to LF, then only the five named
+entities (``&amp;`` ``&lt;`` ``&gt;`` ``&quot;`` ``&apos;``) and numeric references to characters XML
+allows are decoded (``&#128;`` is U+0080, never ``€``). Anything else (``&#1;``, ``&eacute;``, a bare
+``&``) is not guessed at: the whole page goes to botocore's own XML parser, which accepts or refuses it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from html import unescape
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_plus
 
@@ -74,19 +78,56 @@ _URL_ENCODED = "<EncodingType>url</EncodingType>"
 _state = threading.local()
 
 
+class NotPlainXml(ValueError):
+    """A page the fast parser does not decode itself (see the module docstring): botocore parses it."""
+
+
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_REF = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));")
+
+
+def _xml_char(code: int) -> bool:
+    """XML 1.0's ``Char`` production."""
+    return (code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD
+            or 0x10000 <= code <= 0x10FFFF)
+
+
+def _ref(match: re.Match[str]) -> str:
+    named, dec, hexa = match.groups()
+    if named:
+        return _NAMED[named]
+    code = int(dec) if dec else int(hexa, 16)
+    if not _xml_char(code):
+        raise NotPlainXml(f"character reference {match.group(0)!r} is not a character XML 1.0 allows")
+    return chr(code)
+
+
+def _unescape(raw: str) -> str:
+    """XML character data → text: the five named entities and numeric references, nothing else."""
+    found = _REF.sub(_ref, raw)
+    if "&" in _REF.sub("", raw):
+        raise NotPlainXml(f"{raw[:80]!r} holds an '&' that is not one of XML's five entities or a numeric reference")
+    return found
+
+
 def _key(raw: str, url: bool) -> str:
     # botocore's order: XML entities first, then (EncodingType=url) unquote_plus
     if "&" in raw:
-        raw = unescape(raw)
+        raw = _unescape(raw)
     return unquote_plus(raw) if url and ("%" in raw or "+" in raw) else raw
 
 
 def _etag(raw: str) -> str:
-    return (unescape(raw) if "&" in raw else raw).strip('"')
+    return (_unescape(raw) if "&" in raw else raw).strip('"')
 
 
 def _text(raw: str) -> str:
-    return unescape(raw) if "&" in raw else raw
+    return _unescape(raw) if "&" in raw else raw
+
+
+def _xml_line_ends(text: str) -> str:
+    """XML 1.0 end-of-line handling, done on the whole document before anything else is read."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 def _fields(block: str) -> dict[str, str]:
@@ -95,7 +136,9 @@ def _fields(block: str) -> dict[str, str]:
 
 
 def parse_objects_page(text: str) -> list[S3Object]:
-    """The ``<Contents>`` entries of one ListObjectsV2 response body, as :class:`S3Object`."""
+    """The ``<Contents>`` entries of one ListObjectsV2 response body, as :class:`S3Object`; raises
+    :class:`NotPlainXml` for a page to leave to botocore."""
+    text = _xml_line_ends(text)
     url = _URL_ENCODED in text
     entries = _CONTENTS_FAST.findall(text)
     if len(entries) == text.count("<Contents>"):
@@ -116,7 +159,9 @@ def parse_objects_page(text: str) -> list[S3Object]:
 
 
 def parse_versions_page(text: str) -> list[S3Version]:
-    """The versions and delete markers of one ListObjectVersions body, in :func:`iter_versions`' order."""
+    """The versions and delete markers of one ListObjectVersions body, in :func:`iter_versions`' order;
+    raises :class:`NotPlainXml` for a page to leave to botocore."""
+    text = _xml_line_ends(text)
     url = _URL_ENCODED in text
     versions: list[S3Version] = []
     markers: list[S3Version] = []
@@ -149,7 +194,11 @@ def _before_parse(response_dict: dict[str, Any], customized_response_dict: dict[
     if parse is None or response_dict.get("status_code") != 200 or not response_dict.get("body"):
         return  # not ours, or an error: botocore parses it (and its retry logic sees it) as usual
     text = response_dict["body"].decode("utf-8")
-    customized_response_dict["S3OpsEntries"] = parse(text)
+    try:
+        entries = parse(text)
+    except NotPlainXml:
+        return  # botocore parses the page itself; the listing reads its result the slow way
+    customized_response_dict["S3OpsEntries"] = entries
     response_dict["body"] = _envelope(text)
 
 
@@ -212,16 +261,13 @@ def iter_objects(
         kwargs["StartAfter"] = start_after
     fast = _has_events(client)
     while True:
-        if fast:
-            page = _fast_call(client, "list_objects_v2", parse_objects_page, kwargs)
-            objects: list[S3Object] = page.get("S3OpsEntries", [])
-        else:
-            page = dict(client.list_objects_v2(**kwargs))
-            objects = [
-                S3Object(o["Key"], int(o["Size"]), _iso(o["LastModified"]), o.get("StorageClass", "STANDARD"),
-                         o.get("ETag", "").strip('"'))
-                for o in page.get("Contents", [])
-            ]
+        page: dict[str, Any] = (_fast_call(client, "list_objects_v2", parse_objects_page, kwargs) if fast
+                                else dict(client.list_objects_v2(**kwargs)))
+        objects: list[S3Object] = page["S3OpsEntries"] if "S3OpsEntries" in page else [
+            S3Object(o["Key"], int(o["Size"]), _iso(o["LastModified"]), o.get("StorageClass", "STANDARD"),
+                     o.get("ETag", "").strip('"'))
+            for o in page.get("Contents", [])
+        ]
         if end_before is not None and objects and objects[-1].key >= end_before:
             yield from (o for o in objects if o.key < end_before)
             return
@@ -241,11 +287,11 @@ def iter_versions(
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
     fast = _has_events(client)
     while True:
-        if fast:
-            page = _fast_call(client, "list_object_versions", parse_versions_page, kwargs)
-            items: list[S3Version] = page.get("S3OpsEntries", [])
+        page: dict[str, Any] = (_fast_call(client, "list_object_versions", parse_versions_page, kwargs) if fast
+                                else dict(client.list_object_versions(**kwargs)))
+        if "S3OpsEntries" in page:
+            items: list[S3Version] = page["S3OpsEntries"]
         else:
-            page = dict(client.list_object_versions(**kwargs))
             items = [
                 S3Version(v["Key"], v.get("VersionId", "null"), int(v.get("Size", 0)), _iso(v["LastModified"]),
                           v.get("StorageClass", "STANDARD"), bool(v.get("IsLatest")), False)

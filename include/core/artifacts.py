@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,9 @@ def write_text(path: ArtifactPath, text: str) -> None:
 
 
 def write_json(path: ArtifactPath, obj: Any) -> None:
+    """Write ``obj`` as JSON; a run's summary, plan, audit or report is also filed in the run index."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    record_index(path, obj)
 
 
 def read_json(path: ArtifactPath) -> Any:
@@ -97,3 +101,287 @@ def exists(path: ArtifactPath) -> bool:
 def uri(path: ArtifactPath) -> str:
     """A string a user can paste: ``s3://…`` or an absolute local path."""
     return str(path) if not _is_local(path) else str(Path(path).resolve())
+
+
+def remove(path: ArtifactPath) -> None:
+    """Delete one file (missing is fine)."""
+    if _is_local(path):
+        Path(path).unlink(missing_ok=True)
+    elif path.exists():
+        path.unlink()
+
+
+def remove_empty_folder(path: ArtifactPath) -> None:
+    """Remove a local folder if it is empty (object stores have no folders to remove)."""
+    if _is_local(path):
+        try:
+            Path(path).rmdir()
+        except OSError:
+            pass
+
+
+# The run index ------------------------------------------------------------------------------------
+# The UI must not open every run folder to draw a page (0.73 s for 20,000 upload runs, growing). So the
+# store keeps its own index: each time a run writes one of INDEXED, a compact copy of it is filed under
+#   <root>/_index/<dag_id>/<YYYY-MM-DD>/<HH>/<run_id>.<kind>.json      live: one small file per run and kind
+# The writer then rolls the DAG's closed hours (older than the previous hour) up into
+#   <root>/_index/<dag_id>/<YYYY-MM-DD>/<HH>.jsonl + <HH>.sum.json     entries; per-kind counts and sums
+# and daily housekeeping rolls closed days up into
+#   <root>/_index/<dag_id>/<YYYY-MM-DD>.jsonl + <YYYY-MM-DD>.sum.json
+# so a page reads at most two hours of small files, a few dozen hour files and one sum per day. Each DAG
+# runs one run at a time (max_active_runs=1), so one writer rolls up a DAG's hours at a time; the index is a
+# cache of the run folders all the same: rebuild_index() recreates it from them.
+INDEX_DIR = "_index"
+INDEXED = {"summary.json": "summary", "plan.json": "plan", "audit.json": "audit", "report.json": "report"}
+LIST_KEEP = 20  # items kept per list in an index entry (the UI shows at most 20)
+DAY_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+HOUR_RE = re.compile(r"\d{2}")
+
+
+def compact(kind: str, doc: Any) -> Any:
+    """What the index keeps of an artifact: scalars and small mappings whole, lists cut to LIST_KEEP; a
+    report keeps every bucket's name, counts and error (its history chart needs all of them)."""
+    if not isinstance(doc, dict):
+        return doc
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if kind == "report" and key == "buckets" and isinstance(value, list):
+            out[key] = [{k: b.get(k) for k in ("name", "object_count", "total_bytes", "error")}
+                        for b in value if isinstance(b, dict)]
+        elif isinstance(value, list):
+            out[key] = value[:LIST_KEEP]
+        elif isinstance(value, dict):
+            out[key] = value if len(value) <= 50 else dict(list(value.items())[:50])
+        else:
+            out[key] = value
+    return out
+
+
+def _now() -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def _same(a: ArtifactPath, b: ArtifactPath) -> bool:
+    if _is_local(a) and _is_local(b):
+        return Path(a).absolute() == Path(b).absolute()
+    return str(a).rstrip("/") == str(b).rstrip("/")
+
+
+def index_entry_for(path: ArtifactPath, obj: Any, at: str | None = None) -> tuple[ArtifactPath, dict] | None:
+    """Where and what to index for an artifact written at ``path`` (``None``: not an indexed artifact, or
+    not directly in a run folder ``<root>/<dag_id>/<run_id>/``). ``at``: ISO 8601 UTC, default now."""
+    kind = INDEXED.get(path.name)
+    if kind is None:
+        return None
+    run_folder = path.parent
+    dag_folder = run_folder.parent
+    root = dag_folder.parent
+    if dag_folder.name.startswith("_") or not _same(root, artifact_root()):
+        return None
+    at = at or _now().isoformat()
+    entry = {"run_id": run_folder.name, "kind": kind, "at": at, "doc": compact(kind, obj)}
+    return root / INDEX_DIR / dag_folder.name / at[:10] / at[11:13] / f"{run_folder.name}.{kind}.json", entry
+
+
+def record_index(path: ArtifactPath, obj: Any) -> None:
+    """File the index entry of an artifact just written, then roll up the DAG's closed hours. A failure is
+    logged: the artifact is what counts, and housekeeping's rebuild repairs the index."""
+    found = index_entry_for(path, obj)
+    if found is None:
+        return
+    where, entry = found
+    try:
+        write_bytes(where, json.dumps(entry, separators=(",", ":"), default=str).encode())
+        from datetime import timedelta
+
+        before = (_now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H")
+        roll_up_hours(where.parent.parent.parent.parent, where.parent.parent.parent.name, before)
+    except OSError:
+        import logging
+
+        logging.getLogger(__name__).warning("could not index %s at %s; housekeeping rebuilds it", path, where)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A slice of a DAG's index: a whole day (``YYYY-MM-DD``, rolled up by housekeeping) or an hour
+    (``YYYY-MM-DDTHH``: rolled up by a writer, live entries, or both after a late write)."""
+
+    key: str
+    rolled: bool  # has <key>.jsonl and <key>.sum.json
+    live: bool  # has a folder of entry files
+
+    def base(self, root: ArtifactPath, dag_id: str) -> ArtifactPath:
+        index = root / INDEX_DIR / dag_id
+        return index if len(self.key) == 10 else index / self.key[:10]
+
+    @property
+    def name(self) -> str:
+        return self.key if len(self.key) == 10 else self.key[11:]
+
+
+def _children(folder: ArtifactPath) -> list[ArtifactPath]:
+    try:
+        return list(folder.iterdir()) if folder.exists() else []
+    except OSError:
+        return []
+
+
+def index_periods(root: ArtifactPath, dag_id: str) -> list[Period] | None:
+    """Every period of ``dag_id``'s index, newest first; ``None`` when the DAG has no index yet (runs
+    written before it: read the folders, or let housekeeping rebuild it)."""
+    base = root / INDEX_DIR / dag_id
+    try:
+        if not base.exists():
+            return None
+    except OSError:
+        return None
+    found: dict[str, list[bool]] = {}
+    for child in _children(base):
+        name = child.name
+        if DAY_RE.fullmatch(name):
+            for sub in _children(child):
+                if HOUR_RE.fullmatch(sub.name):
+                    found.setdefault(f"{name}T{sub.name}", [False, False])[1] = True
+                elif sub.name.endswith(".jsonl") and HOUR_RE.fullmatch(sub.name[:-6]):
+                    found.setdefault(f"{name}T{sub.name[:-6]}", [False, False])[0] = True
+        elif name.endswith(".jsonl") and DAY_RE.fullmatch(name[:-6]):
+            found.setdefault(name[:-6], [False, False])[0] = True
+    return [Period(key, rolled, live) for key, (rolled, live) in sorted(found.items(), reverse=True)]
+
+
+def read_period(root: ArtifactPath, dag_id: str, period: Period) -> list[dict[str, Any]]:
+    """The entries of one period, oldest first; unreadable lines or files are skipped."""
+    base = period.base(root, dag_id)
+    entries: list[dict[str, Any]] = []
+    if period.rolled:
+        try:
+            with (base / f"{period.name}.jsonl").open("rb") as fh:
+                for line in fh:
+                    try:
+                        entries.append(json.loads(line))
+                    except ValueError:
+                        continue
+        except OSError:
+            pass
+    if period.live:
+        for child in _children(base / period.name):
+            try:
+                entries.append(read_json(child))
+            except (OSError, ValueError):
+                continue
+    entries.sort(key=lambda e: (str(e.get("at")), str(e.get("run_id"))))
+    return entries
+
+
+def period_sums(root: ArtifactPath, dag_id: str, period: Period) -> dict[str, Any] | None:
+    """The per-kind sums of a rolled-up period with no live entries (``None``: read its entries)."""
+    if not period.rolled or period.live:
+        return None
+    path = period.base(root, dag_id) / f"{period.name}.sum.json"
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def entry_sums(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Per kind: how many entries and the sum of every numeric top-level field of their documents."""
+    sums: dict[str, Any] = {}
+    for entry in entries:
+        slot = sums.setdefault(str(entry.get("kind")), {"count": 0, "sums": {}})
+        slot["count"] += 1
+        doc = entry.get("doc")
+        if isinstance(doc, dict):
+            for key, value in doc.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    slot["sums"][key] = slot["sums"].get(key, 0) + value
+    return sums
+
+
+def write_period(root: ArtifactPath, dag_id: str, period: Period, entries: list[dict[str, Any]]) -> None:
+    """Replace a period by one rolled-up file of ``entries`` (none: the period is removed)."""
+    base = period.base(root, dag_id)
+    if entries:
+        write_jsonl(base / f"{period.name}.jsonl", entries)
+        write_json(base / f"{period.name}.sum.json", entry_sums(entries))
+    else:
+        remove(base / f"{period.name}.jsonl")
+        remove(base / f"{period.name}.sum.json")
+    if period.live:
+        folder = base / period.name
+        for child in _children(folder):
+            remove(child)
+        remove_empty_folder(folder)
+
+
+def roll_up_hours(root: ArtifactPath, dag_id: str, before_hour: str) -> int:
+    """Roll the live hours older than ``before_hour`` (``YYYY-MM-DDTHH``) up into hour files."""
+    rolled = 0
+    for period in index_periods(root, dag_id) or []:
+        if len(period.key) == 13 and period.live and period.key < before_hour:
+            write_period(root, dag_id, period, read_period(root, dag_id, period))
+            rolled += 1
+    return rolled
+
+
+def roll_up_days(root: ArtifactPath, dag_id: str, before_day: str) -> int:
+    """Merge every day older than ``before_day`` into ``<day>.jsonl`` (+ sums); returns the days merged.
+    Safe to repeat and to interrupt (a half-merged day is read from both places, de-duplicated)."""
+    periods = index_periods(root, dag_id) or []
+    days = sorted({p.key[:10] for p in periods if len(p.key) == 13 and p.key[:10] < before_day})
+    for day in days:
+        parts = [p for p in periods if p.key[:10] == day]
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        for p in parts:
+            for e in read_period(root, dag_id, p):
+                seen[(str(e.get("run_id")), str(e.get("kind")))] = e
+        entries = sorted(seen.values(), key=lambda e: (str(e.get("at")), str(e.get("run_id"))))
+        write_period(root, dag_id, Period(day, rolled=True, live=False), entries)
+        for p in parts:
+            if len(p.key) == 13:
+                write_period(root, dag_id, p, [])
+        remove_empty_folder(root / INDEX_DIR / dag_id / day)
+    return len(days)
+
+
+def rebuild_index(root: ArtifactPath, dag_id: str) -> int:
+    """Index every run folder of ``dag_id`` that has an indexed artifact (for runs written before the
+    index existed); entries are filed under the artifact's modification day. Returns the entries written."""
+    from datetime import datetime, timezone
+
+    written = 0
+    base = root / dag_id
+    if not base.exists():
+        return 0
+    for run_folder in list(base.iterdir()):
+        for name in INDEXED:
+            path = run_folder / name
+            if not path.exists():
+                continue
+            try:
+                doc = read_json(path)
+            except (OSError, ValueError) as exc:
+                doc = {"error": f"{name}: {exc}"}
+            at = datetime.fromtimestamp(mtime(path) or 0, tz=timezone.utc).isoformat()
+            found = index_entry_for(path, doc, at=at)
+            if found is not None and not exists(found[0]):
+                write_bytes(found[0], json.dumps(found[1], separators=(",", ":"), default=str).encode())
+                written += 1
+    return written
+
+
+def mtime(path: ArtifactPath) -> float | None:
+    """A file's modification time (epoch seconds), local or object storage; None when unknown."""
+    try:
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    ts: Any = getattr(stat, "st_mtime", None)
+    if ts is None and isinstance(stat, dict):
+        ts = stat.get("mtime") or stat.get("LastModified")
+    if hasattr(ts, "timestamp"):
+        return float(ts.timestamp())
+    return float(ts) if ts is not None else None

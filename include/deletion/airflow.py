@@ -11,7 +11,8 @@ The DAG must have the params ``bucket``, ``aws_conn_id``, ``approval`` (``requir
 
 - ``guard`` fails the run (nothing deleted) when a safety limit is broken; it hands ``delete`` the chunk
   names, or none on a dry run, so a dry run is plan → guard → audit.
-- ``approve`` is Airflow's :class:`ApprovalOperator` showing the plan summary. It is skipped when
+- ``approve`` is Airflow's :class:`ApprovalOperator` showing the plan summary; its HITL notifier sends the
+  request to the DAG's ``notifications`` targets (:class:`include.dag_defaults.DeploymentNotifier`). It is skipped when
   ``approval`` is ``auto`` or on a dry run. Reject (or no answer within ``approval_timeout``) skips
   ``delete``: nothing is deleted and the run succeeds with outcome ``rejected`` in the audit.
 - ``delete`` runs once per plan chunk and refuses unless the plan exists, the guard passed and the
@@ -36,6 +37,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from include.core.units import format_size
+from include.dag_defaults import DeploymentNotifier
 from include.deletion.recheck import RecheckContext, RecheckFactory
 
 log = logging.getLogger(__name__)
@@ -299,6 +301,8 @@ def add_deletion_tasks(
         subject="{{ dag.dag_id }}: approve deleting the planned objects from s3://{{ params.bucket }}?",
         body="(the plan summary is shown when the task runs)", defaults=ApprovalOperator.REJECT,
         response_timeout=approval_timeout,
+        # tells the DAG's notification targets (deployment setting) that this plan waits for a human
+        notifiers=[DeploymentNotifier("approval")],
     )
     deleted = delete.expand(chunk=guarded)
     guarded >> approve >> deleted

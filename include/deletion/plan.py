@@ -6,8 +6,9 @@ may go and streams it into a :class:`PlanWriter`; everything after that is polic
 - the plan lives in the artifact store (``<run_dir>/plan/00000.jsonl``, … and ``plan.json``), never in XCom;
 - :func:`check_guards` refuses, naming every violated limit, before anything is deleted;
 - :func:`delete_chunk` re-checks a chunk with the policy's ``recheck`` right before deleting it, deletes
-  with DeleteObjects (1000 keys a request), records per-key errors in ``<run_dir>/audit/<chunk>.json``
-  and is safe to retry;
+  with DeleteObjects (1000 keys a request; keys XML cannot carry one by one), each object only while its
+  ETag is the one the plan saw (S3 ``If-Match``: a rewritten object is kept and recorded as skipped),
+  records per-key errors in ``<run_dir>/audit/<chunk>.json`` and is safe to retry;
 - :func:`write_audit` merges the chunk audits into ``audit.json``.
 
 Nothing here deletes anything that is not named in a plan chunk: an empty plan deletes nothing.
@@ -52,6 +53,7 @@ class PlanItem:
     version_id: str | None = None
     last_modified: str = ""
     group: str = ""  # policy-defined grouping (the deployment name, …) for re-checks and reports
+    etag: str = ""  # the ETag the plan saw (unquoted): the delete is conditional on it
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,7 +63,7 @@ class PlanItem:
         return cls(
             key=row["key"], size=int(row.get("size", 0)), reason=row.get("reason", ""),
             version_id=row.get("version_id") or None, last_modified=row.get("last_modified", ""),
-            group=row.get("group", ""),
+            group=row.get("group", ""), etag=row.get("etag") or "",
         )
 
 
@@ -296,20 +298,12 @@ def delete_chunk(
     record: dict[str, Any] = {"chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": False, "requests": 0,
               "deleted": deleted, "errors": errors, "skipped": skipped}
     for begin in range(0, len(to_send), DELETE_BATCH):
-        sent = to_send[begin:begin + DELETE_BATCH]
-        for result in delete_objects(client, bucket, [_s3_ident(i) for i in sent]):  # one request
+        batch = to_send[begin:begin + DELETE_BATCH]
+        by_ident = {_ident(i): i for i in batch}
+        for result in delete_objects(client, bucket, [_s3_ident(i) for i in batch]):
             record["requests"] += result.requests
-            failed = {(e["key"], e.get("version_id") or ""): e for e in result.errors}
-            confirmed = Counter(result.deleted)
-            for item in sent:
-                err = failed.get(_ident(item)) or failed.get((item.key, ""))
-                if err is not None:
-                    errors.append(_row(item, code=err.get("code", ""), message=err.get("message", "")))
-                elif confirmed[item.key] > 0:
-                    confirmed[item.key] -= 1
-                    deleted.append(_row(item))
-                else:
-                    errors.append(_row(item, code="NoResult", message="S3 reported neither Deleted nor an error"))
+            sent = [by_ident[(o["Key"], o.get("VersionId", ""))] for o in result.objects]
+            _record_result(result, sent, deleted, errors, skipped)
         if begin + DELETE_BATCH < len(to_send):
             artifacts.write_json(audit_path, record)  # progress, so a crash mid-chunk is not resent
     record["complete"] = True
@@ -321,10 +315,40 @@ def delete_chunk(
 
 
 def _s3_ident(item: PlanItem) -> dict[str, str]:
+    """What DeleteObjects gets: a version is deleted by its id (a version never changes); a current
+    object only while its ETag is still the one the plan saw (S3 ``If-Match``)."""
     ident = {"Key": item.key}
     if item.version_id:
         ident["VersionId"] = item.version_id
+    elif item.etag:
+        ident["ETag"] = f'"{item.etag}"'
     return ident
+
+
+#: Per-key answers that mean "not deleted, and rightly so": the key is kept (skipped), not an error.
+KEPT_CODES = {
+    "PreconditionFailed": "changed since plan, kept: its ETag is no longer {etag} (rewritten after the plan)",
+    "NoSuchKey": "no longer in the bucket: nothing to delete",
+}
+
+
+def _record_result(result: Any, sent: list[PlanItem], deleted: list[dict[str, Any]], errors: list[dict[str, Any]],
+                   skipped: list[dict[str, Any]]) -> None:
+    """Sort one request's answers into deleted / per-key errors / kept (skipped) rows."""
+    failed = {(e["key"], e.get("version_id") or ""): e for e in result.errors}
+    confirmed = Counter(result.deleted)
+    for item in sent:
+        err = failed.get(_ident(item)) or failed.get((item.key, ""))
+        if err is not None and err.get("code") in KEPT_CODES and not item.version_id:
+            why = KEPT_CODES[err["code"]].format(etag=item.etag)
+            skipped.append(_row(item, why=why, code=err["code"]))
+        elif err is not None:
+            errors.append(_row(item, code=err.get("code", ""), message=err.get("message", "")))
+        elif confirmed[item.key] > 0:
+            confirmed[item.key] -= 1
+            deleted.append(_row(item))
+        else:
+            errors.append(_row(item, code="NoResult", message="S3 reported neither Deleted nor an error"))
 
 
 def write_audit(run_dir: Any, *, extra: dict[str, Any] | None = None, sample_size: int = 20) -> dict[str, Any]:

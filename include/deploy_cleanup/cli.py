@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in artifacts.read_jsonl(run_dir / "deployments.jsonl"):
             print(f"{'DELETE' if row['delete'] else 'keep  '}  {row['name']:<40} {row['newest']}  "
                   f"{row['objects']:>7} objects  {row['why']}")
+        if summary["protect_unmatched"]:
+            print(f"warning: protect patterns that matched no deployment: {summary['protect_unmatched']}")
         print(f"plan: {summary['delete_count']} objects, {summary['delete_bytes']} bytes at {summary['plan_uri']}")
         check_guards(summary, max_delete_count=args.max_delete_count, max_delete_fraction=None)
         if not args.delete:

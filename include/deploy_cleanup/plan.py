@@ -7,7 +7,11 @@ never touched.
 
 Selection (:func:`select`), at the run's logical time ``now``, ranking deployments newest first:
 
-- ``protect`` (names or globs): never deleted;
+- ``protect`` (names or globs): never deleted. A pattern names a deployment folder: the prefix and a
+  trailing ``/`` are stripped (``deploys/prod-*``, ``prod-1/`` work), and matching ignores case and
+  Unicode normalization (``Prod-*`` protects ``prod-1``; erring towards keeping). A pattern that can
+  never match a deployment name (empty, or a ``/`` inside) is refused; one that matched no deployment
+  is listed in plan.json (``protect_unmatched``) and in the text the approver reads;
 - the newest ``min_keep`` (≥ 1): never deleted;
 - ``keep`` = N: only deployments outside the newest N are candidates;
 - ``older_than_days`` = X: only deployments older than X days at ``now`` are candidates;
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -74,14 +79,37 @@ def settings_from_params(params: Mapping[str, Any]) -> CleanupSettings:
     protect = params.get("protect") or []
     if isinstance(protect, str):
         protect = [p.strip() for p in protect.split(",")]
-    if not all(isinstance(p, str) for p in protect):
+    patterns: list[str] = []
+    if not isinstance(protect, (list, tuple)) or not all(isinstance(p, str) for p in protect):
         problems.append(f"protect must be a list of names or globs, got {protect!r}")
+    else:
+        for given in (p for p in protect if p):
+            try:
+                patterns.append(protect_pattern(given, prefix if isinstance(prefix, str) else ""))
+            except ValueError as exc:
+                problems.append(str(exc))
     if problems:
         raise ValueError("invalid deploy cleanup parameters: " + "; ".join(problems))
     return CleanupSettings(
         prefix=prefix, keep=None if keep is None else int(keep), older_than_days=None if days is None else float(days),
-        min_keep=int(min_keep), protect=tuple(p for p in protect if p), include_versions=bool(params.get("include_versions")),
+        min_keep=int(min_keep), protect=tuple(dict.fromkeys(patterns)),
+        include_versions=bool(params.get("include_versions")),
     )
+
+
+def protect_pattern(given: str, prefix: str) -> str:
+    """A ``protect`` entry as a pattern for the bare deployment name: the prefix and trailing ``/``
+    stripped; a :class:`ValueError` for one that could never match a deployment name."""
+    pattern = given[len(prefix):] if prefix and given.startswith(prefix) else given
+    pattern = pattern.rstrip("/")
+    if not pattern:
+        raise ValueError(f"protect pattern {given!r} names no deployment (a deployment is a folder under the "
+                         f"prefix {prefix!r}): give its name or a glob such as 'prod-*'")
+    if "/" in pattern:
+        raise ValueError(f"protect pattern {given!r} can never match: deployment names are single folder names "
+                         f"directly under the prefix {prefix!r} (no '/'); give the name alone, e.g. "
+                         f"{pattern.rsplit('/', 1)[-1]!r}")
+    return pattern
 
 
 def deployment_name(key: str, prefix: str) -> str | None:
@@ -143,8 +171,21 @@ def scan(objects: Iterable[Any], prefix: str, *, on_object: Any = None) -> ScanR
     return result
 
 
+def _fold(text: str) -> str:
+    # NFC then casefold: 'Prod-*' protects 'prod-1', a pattern typed in NFC protects an NFD folder name
+    return unicodedata.normalize("NFC", text).casefold()
+
+
 def protected_by(name: str, patterns: Sequence[str]) -> str | None:
-    return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+    """The first pattern protecting deployment ``name`` (case and Unicode normalization ignored)."""
+    folded = _fold(name)
+    return next((p for p in patterns if fnmatch.fnmatchcase(folded, _fold(p))), None)
+
+
+def unmatched_patterns(names: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """The ``protect`` patterns that match none of the deployments ``names`` (probably a typo)."""
+    folded = [_fold(n) for n in names]
+    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, _fold(p)) for n in folded)]
 
 
 def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: datetime) -> list[Decision]:
@@ -186,7 +227,8 @@ def _items(client: S3Client, bucket: str, settings: CleanupSettings, doomed: Map
         for o in iter_objects(client, bucket, settings.prefix):
             name = deployment_name(o.key, settings.prefix)
             if name is not None and name in doomed:
-                yield PlanItem(o.key, o.size, doomed[name].reason, last_modified=o.last_modified, group=name)
+                yield PlanItem(o.key, o.size, doomed[name].reason, last_modified=o.last_modified, group=name,
+                               etag=o.etag)
 
 
 def plan_cleanup(
@@ -210,9 +252,13 @@ def plan_cleanup(
         return ", ".join(some[:5]) + (f" … (+{len(some) - 5})" if len(some) > 5 else "")
 
     doomed_names = [d.name for d in decisions if d.delete]
+    unmatched = unmatched_patterns(deps, settings.protect)
     headline = (f"Delete {len(doomed)} of {len(decisions)} deployments under s3://{bucket}/{settings.prefix}"
                 + (f": {names(doomed_names)}" if doomed else "") + f"; keep {len(kept)}"
                 + (f": {names(kept)}." if kept else "."))
+    if unmatched:
+        headline += (f" Warning: protect patterns that matched no deployment: {', '.join(map(repr, unmatched))} "
+                     "(check the spelling; they protect nothing in this run).")
     summary = writer.close(listing_complete=True, extra={
         "headline": headline,
         "now": now.isoformat(),
@@ -220,6 +266,8 @@ def plan_cleanup(
         "deployments_total": len(decisions),
         "deployments_delete": len(doomed),
         "deployments_keep": len(kept),
+        "protect": list(settings.protect),
+        "protect_unmatched": unmatched,
         "loose_objects": scanned.loose_objects,
         "delete_sample": doomed_names[:20],
         "include_versions": settings.include_versions,

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from include.retention.policy import JobRow, Policy, classify_job
+from include.retention.policy import JobRow, Policy, Unmatchable, classify_job
 
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?")
 #: the one expression both the sort and the join use: sourceData as UTF-8 bytes, compared byte by byte
@@ -84,11 +84,58 @@ def iter_job_rows(conn: Any, table: str) -> Iterator[JobRow]:
         cur.close()
 
 
+#: ``sourceData`` character sets that hold every Unicode character (NULL: a binary column)
+_HOLDS_ALL = {None, "", "utf8mb4", "utf16", "utf16le", "utf32", "binary"}
+_CHARSET = re.compile(r"[a-z0-9_]{1,32}")
+
+
+def source_charset(conn: Any, table: str) -> str | None:
+    """The character set of the table's ``sourceData`` column (None when unknown or binary)."""
+    schema, _, name = table.rpartition(".")
+    cur = conn.cursor()
+    try:
+        cur.execute(
+            "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
+            "AND TABLE_NAME = %s AND COLUMN_NAME = 'sourceData'", (schema or None, name))
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    charset = row[0] if row else None
+    return charset.decode() if isinstance(charset, bytes) else charset
+
+
+def unholdable(conn: Any, charset: str | None, values: list[str]) -> set[str]:
+    """The ``values`` a ``charset`` column cannot hold (MySQL converts them lossily, ``ł`` → ``?``):
+    compared with such a column they raise "Illegal mix of collations", and no row can equal them.
+    MySQL decides (its latin1 is not Python's), by converting each value there and back."""
+    if charset in _HOLDS_ALL or not values:
+        return set()
+    if not _CHARSET.fullmatch(str(charset)):
+        raise ValueError(f"unexpected character set {charset!r} for sourceData")
+    lost: set[str] = set()
+    for start in range(0, len(values), LOOKUP_BATCH):
+        part = values[start : start + LOOKUP_BATCH]
+        sql = " UNION ALL ".join(
+            f"SELECT %s, CAST(CONVERT(CONVERT(%s USING {charset}) USING utf8mb4) AS BINARY) = CAST(%s AS BINARY)"
+            for _ in part)
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, [v for i, value in enumerate(part) for v in (i, value, value)])
+            lost.update(part[int(i)] for i, same in cur.fetchall() if not same)
+        finally:
+            cur.close()
+    return lost
+
+
 def rows_for_sources(conn: Any, table: str, sources: list[str]) -> dict[str, list[JobRow]]:
     """{source: rows whose ``sourceData`` the table's own collation calls equal to it}. Case, trailing
-    spaces or accents may differ (the collation decides); callers treat such loose matches as ambiguous."""
+    spaces or accents may differ (the collation decides); callers treat such loose matches as ambiguous.
+    A source the column's character set cannot hold maps to :class:`Unmatchable` (it is not queried)."""
     quoted = quote_table(table)
-    found: dict[str, list[JobRow]] = {}
+    charset = source_charset(conn, table)
+    lost = unholdable(conn, charset, sources)
+    found: dict[str, list[JobRow]] = {source: Unmatchable(str(charset)) for source in lost}
+    sources = [s for s in sources if s not in lost]
     for start in range(0, len(sources), LOOKUP_BATCH):
         part = sources[start : start + LOOKUP_BATCH]
         # One indexed equality per value, tagged with its position, so each row maps back to the

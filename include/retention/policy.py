@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ JobClass = Literal["official", "trial_running", "trial_recent", "trial_expired",
 JOB_CLASSES: tuple[JobClass, ...] = ("official", "trial_running", "trial_recent", "trial_expired", "unknown_type")
 
 #: Why a protected object is kept; an object with several causes is counted under the first one here.
-CAUSES = ("unknown_type", "official", "trial_running", "trial_recent", "ambiguous", "too_young")
+CAUSES = ("unknown_type", "official", "trial_running", "trial_recent", "ambiguous", "unmatchable", "too_young")
 #: Why a deletable object may go.
 REASONS = ("trial_expired", "orphan")
 
@@ -135,10 +136,22 @@ def decide(classes: Iterable[JobClass], last_modified: datetime, policy: Policy)
     return None, "too_young"  # its job row may not be written yet
 
 
+class Unmatchable(list[Any]):
+    """What a lookup answers for a name the jobs table's ``sourceData`` character set cannot hold (a
+    latin1 column and a key with ``ł``): no row can refer to it, so nobody can say the file is unused."""
+
+    def __init__(self, charset: str) -> None:
+        super().__init__()
+        self.charset = charset
+
+
 def protected_now(remainder: str, rows: Iterable[JobRow], policy: Policy) -> str | None:
     """Why ``remainder`` (a key minus ``key_prefix``) must be kept given rows the table's own collation
     matched to it, or None. A row matching only loosely (case, trailing spaces, accents: the collation
-    says equal, the bytes differ) makes the key ambiguous, and an ambiguous key is kept."""
+    says equal, the bytes differ; or another Unicode normalization form of the name) makes the key
+    ambiguous, and an ambiguous key is kept. A name the table cannot hold (:class:`Unmatchable`) is kept."""
+    if isinstance(rows, Unmatchable):
+        return "unmatchable"
     classes: set[JobClass] = set()
     for row in rows:
         if row.source_data != remainder:
@@ -237,8 +250,29 @@ def merge_join(
 
 # ---------------------------------------------------------------------------------------- the plan
 
-#: ``lookup(remainders)`` → {remainder: job rows whose ``sourceData`` the table's collation calls equal}.
+#: ``lookup(remainders)`` → {remainder: job rows whose ``sourceData`` the table's collation calls equal,
+#: or :class:`Unmatchable` when the table cannot hold the name}.
 Lookup = Callable[[list[str]], dict[str, list[JobRow]]]
+
+
+def lookup_forms(lookup: Lookup, names: Iterable[str]) -> dict[str, list[JobRow]]:
+    """``lookup`` of each name and of its NFC and NFD forms; rows found for any form are answered for
+    the name. ``utf8mb4_general_ci`` calls ``café`` (NFC) and ``cafe`` + U+0301 (NFD, as macOS names
+    files) different, yet they are the same name to a person: a row naming the other form makes the file
+    ambiguous (see :func:`protected_now`), never an orphan."""
+    forms = {name: dict.fromkeys([name, unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)])
+             for name in names}
+    found = lookup(sorted({form for each in forms.values() for form in each}))
+    answer: dict[str, list[JobRow]] = {}
+    for name, each in forms.items():
+        rows: dict[str, JobRow] = {}
+        for form in each:
+            rows.update((row.job_id, row) for row in found.get(form, ()))
+        if rows:
+            answer[name] = list(rows.values())
+        elif isinstance(found.get(name), Unmatchable):
+            answer[name] = found[name]
+    return answer
 
 
 class Candidate(NamedTuple):
@@ -255,13 +289,15 @@ class PlanStats:
     protected_bytes: int = 0
     by_cause: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CAUSES, 0))
     ambiguous_samples: list[str] = field(default_factory=list)
+    unmatchable_samples: list[str] = field(default_factory=list)
     too_young_samples: list[str] = field(default_factory=list)
 
     def keep(self, obj: S3Object, cause: str, sample_size: int) -> None:
         self.protected_count += 1
         self.protected_bytes += obj.size
         self.by_cause[cause] += 1
-        samples = {"ambiguous": self.ambiguous_samples, "too_young": self.too_young_samples}.get(cause)
+        samples = {"ambiguous": self.ambiguous_samples, "unmatchable": self.unmatchable_samples,
+                   "too_young": self.too_young_samples}.get(cause)
         if samples is not None and len(samples) < sample_size:
             samples.append(obj.key)
 
@@ -289,7 +325,7 @@ def plan_retention(
     pending: list[Candidate] = []
 
     def flush() -> None:
-        matched = lookup([c.remainder for c in pending]) if lookup is not None and pending else {}
+        matched = lookup_forms(lookup, [c.remainder for c in pending]) if lookup is not None and pending else {}
         for cand in pending:
             cause = protected_now(cand.remainder, matched.get(cand.remainder, ()), policy)
             if cause:
@@ -317,7 +353,8 @@ def plan_retention(
         "jobs": jobs.as_dict(),
         "protected": {
             "count": stats.protected_count, "bytes": stats.protected_bytes, "by_cause": stats.by_cause,
-            "ambiguous_samples": stats.ambiguous_samples, "too_young_samples": stats.too_young_samples,
+            "ambiguous_samples": stats.ambiguous_samples, "unmatchable_samples": stats.unmatchable_samples,
+            "too_young_samples": stats.too_young_samples,
         },
         "unknown_type_rows": {"count": jobs.by_class["unknown_type"], "samples": jobs.unknown_type_samples},
         "expired_trial_rows": jobs.by_class["trial_expired"],
@@ -353,7 +390,8 @@ def write_plan(
     failure: list[str] = []
     counts = plan_retention(
         guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup,
-        add=lambda o, reason: writer.add(PlanItem(key=o.key, size=o.size, reason=reason, last_modified=o.last_modified)),
+        add=lambda o, reason: writer.add(PlanItem(key=o.key, size=o.size, reason=reason,
+                                                   last_modified=o.last_modified, etag=o.etag)),
         note_scanned=writer.note_scanned,
     )
     if failure:
@@ -368,10 +406,18 @@ def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool
     """Retention's own guard reasons (``summary`` = the plan counts): an empty job query must never
     turn every file into an orphan, and a listing that failed part way cannot be trusted."""
     found: list[str] = []
-    if not summary.get("jobs", {}).get("rows") and not allow_empty_jobs:
+    jobs = summary.get("jobs", {})
+    rows, without_source = int(jobs.get("rows") or 0), int(jobs.get("rows_without_source") or 0)
+    if not rows and not allow_empty_jobs:
         found.append(
             f"the job query on {jobs_table!r} returned no rows, so every file would look like an orphan; "
             "check the table and the connection, or set allow_empty_jobs if the table really is empty"
+        )
+    elif rows and rows == without_source and not allow_empty_jobs:
+        found.append(
+            f"every one of the {rows} job rows in {jobs_table!r} has sourceData NULL, so no row names a file and "
+            "every file would look like an orphan; check the column and the data, or set allow_empty_jobs if no "
+            "job really refers to a file"
         )
     if summary.get("listing_error"):
         found.append(f"listing the bucket failed: {summary['listing_error']}")
@@ -384,7 +430,7 @@ def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[l
 
     def recheck(items: list[Any]) -> dict[str, str]:
         names = {item.key: item.key[len(key_prefix):] for item in items if item.key.startswith(key_prefix)}
-        found = lookup(sorted(set(names.values())))
+        found = lookup_forms(lookup, sorted(set(names.values())))
         why = {key: protected_now(name, found.get(name, ()), policy) for key, name in names.items()}
         outside = {item.key: "outside key_prefix" for item in items if item.key not in names}
         return {**{k: v for k, v in why.items() if v}, **outside}
@@ -403,6 +449,13 @@ def headline(summary: dict[str, Any]) -> str:
         f"{policy.get('orphan_cutoff')} are orphans. {summary.get('protected', {}).get('count', 0)} objects are "
         f"kept; {summary.get('unknown_type_rows', {}).get('count', 0)} job rows have an unknown type (kept)."
     )
+    by_cause = summary.get("protected", {}).get("by_cause", {})
+    if by_cause.get("ambiguous"):
+        text += (f" {by_cause['ambiguous']} files are ambiguous (a job row names them only under the table's "
+                 "collation or another Unicode form; kept).")
+    if by_cause.get("unmatchable"):
+        text += (f" {by_cause['unmatchable']} files have names the jobs table's character set cannot hold, so no "
+                 "row can refer to them (kept).")
     if summary.get("purge_job_rows"):
         text += f" Then {summary.get('expired_trial_rows', 0)} expired TRIAL job rows are purged from the table."
     return text

@@ -278,7 +278,7 @@ def _plan_block(p: dict[str, Any]) -> str:
         out.append(
             f'<p class="audit">Audit{" (" + _e(a["outcome"]) + ")" if a["outcome"] else ""}: '
             f'<span class="deleted-count" data-value="{a["deleted_count"]}">{a["deleted_count"]:,}</span> deleted '
-            f'({human_bytes(a["deleted_bytes"])}), {a["skipped_count"]:,} skipped as now protected, '
+            f'({human_bytes(a["deleted_bytes"])}), {a["skipped_count"]:,} skipped (protected again or changed since the plan), '
             f'<span class="error-count" data-value="{a["error_count"]}">{a["error_count"]:,}</span> errors'
             f'{", purged rows: " + _e(a["purged_rows"]) if a["purged_rows"] is not None else ""}.</p>'
         )

@@ -4,6 +4,11 @@ Each function takes the artifact root (a ``pathlib.Path`` or an ``ObjectStorageP
 ``include.core.artifacts``) and returns plain dicts/lists the HTML layer renders. Artifacts written by a
 newer or older version of a DAG may lack fields: missing values become ``None``/0, never an error, and
 a run folder whose files cannot be parsed is listed with its ``error`` instead of breaking the page.
+
+Pages read the artifact store's run index (``<root>/_index/``, see ``include.core.artifacts``), not the
+run folders: the Uploads page reads only the newest entries and per-hour and per-day sums, so it answers in
+milliseconds with 50,000 runs of history. A DAG without an index yet (runs written before it existed;
+the daily housekeeping builds it) is read from its run folders as before.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from include.core.artifacts import ArtifactPath, read_json, read_jsonl
+from include.core.artifacts import ArtifactPath, index_periods, period_sums, read_json, read_jsonl, read_period
 from include.core.artifacts import (
     artifact_root as artifact_root,  # the store the pages read; the plugin sees only include.ui
 )
@@ -36,6 +41,24 @@ def _run_dirs(root: ArtifactPath, dag_id: str, marker: str) -> Iterator[tuple[st
     for child in children:
         if (child / marker).exists():
             yield child.name, child
+
+
+def _indexed(root: ArtifactPath, dag_id: str, kinds: tuple[str, ...]) -> list[dict[str, Any]] | None:
+    """Every index entry of ``dag_id`` of the given kinds, oldest first (``None``: no index yet)."""
+    periods = index_periods(root, dag_id)
+    if periods is None:
+        return None
+    entries: list[dict[str, Any]] = []
+    for period in reversed(periods):
+        entries += [e for e in read_period(root, dag_id, period) if e.get("kind") in kinds]
+    return entries
+
+
+def _doc(entry: dict[str, Any]) -> dict[str, Any]:
+    doc = entry.get("doc")
+    if not isinstance(doc, dict):
+        raise ValueError(f"index entry of {entry.get('run_id')!r} holds no JSON object")
+    return doc
 
 
 def _mtime(path: ArtifactPath) -> str | None:
@@ -72,6 +95,17 @@ def _float(value: Any) -> float:
 def load_reports(root: ArtifactPath) -> list[dict[str, Any]]:
     """Every storage report, oldest first: ``{"run_id", "generated_at", "report" | "error"}``."""
     reports = []
+    indexed = _indexed(root, STORAGE_DAG, ("report",))
+    if indexed is not None:
+        for entry in indexed:
+            doc = entry.get("doc")
+            if isinstance(doc, dict) and "error" not in doc:
+                reports.append({"run_id": str(entry.get("run_id")), "report": doc,
+                                "generated_at": str(doc.get("generated_at") or entry.get("at") or "")})
+            else:
+                reports.append({"run_id": str(entry.get("run_id")), "generated_at": str(entry.get("at") or ""),
+                                "error": str((doc or {}).get("error") if isinstance(doc, dict) else doc)})
+        return sorted(reports, key=lambda r: (r["generated_at"], r["run_id"]))
     for run_id, folder in _run_dirs(root, STORAGE_DAG, "report.json"):
         try:
             report = read_json(folder / "report.json")
@@ -91,7 +125,7 @@ def storage_view(root: ArtifactPath) -> dict[str, Any]:
     if not valid:
         return view
     latest = valid[-1]
-    report = latest["report"]
+    report = _full_report(root, latest)
     buckets = []
     by_class: dict[str, dict[str, float]] = {}
     hidden = []
@@ -146,6 +180,18 @@ def storage_view(root: ArtifactPath) -> dict[str, Any]:
     return view
 
 
+def _full_report(root: ArtifactPath, latest: dict[str, Any]) -> dict[str, Any]:
+    """The latest report whole (the index keeps only counts per bucket): one file read."""
+    path = root / STORAGE_DAG / latest["run_id"] / "report.json"
+    try:
+        report = read_json(path)
+        if isinstance(report, dict):
+            return report
+    except (OSError, ValueError):
+        pass
+    return latest["report"]  # pruned or unreadable: what the index kept
+
+
 def storage_history(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-bucket series over the reports (oldest first): ``{"times": [...], "buckets": {name:
     {"object_count": [...], "total_bytes": [...]}}}``; a bucket absent from a report has ``None`` there."""
@@ -170,18 +216,38 @@ def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None
     run_states = run_states or {}
     plans = []
     for dag_id in PLAN_DAGS:
-        for run_id, folder in _run_dirs(root, dag_id, "plan.json"):
-            plans.append(_plan_entry(dag_id, run_id, folder, run_states.get((dag_id, run_id))))
+        indexed = _indexed(root, dag_id, ("plan", "audit"))
+        if indexed is None:
+            for run_id, folder in _run_dirs(root, dag_id, "plan.json"):
+                plans.append(_plan_entry(dag_id, run_id, folder, run_states.get((dag_id, run_id))))
+            continue
+        docs: dict[str, dict[str, Any]] = {}
+        for entry in indexed:
+            docs.setdefault(str(entry.get("run_id")), {})[str(entry.get("kind"))] = entry
+        for run_id, kinds in docs.items():
+            if "plan" in kinds:
+                plans.append(_plan_entry_from(dag_id, run_id, lambda k=kinds: _doc(k["plan"]),
+                                              (lambda k=kinds: _doc(k["audit"])) if "audit" in kinds else None,
+                                              kinds["plan"].get("at"), run_states.get((dag_id, run_id))))
     plans.sort(key=lambda p: (p["planned_at"] or "", p["run_id"]), reverse=True)
     pending = [p for p in plans if p["status"] == "awaiting approval"]
     return {"pending": pending, "recent": plans[:limit], "plan_count": len(plans)}
 
 
 def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: str | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": _mtime(folder / "plan.json"),
+    audit_file = folder / "audit.json"
+    return _plan_entry_from(dag_id, run_id, lambda: read_json(folder / "plan.json"),
+                            (lambda: read_json(audit_file)) if audit_file.exists() else None,
+                            _mtime(folder / "plan.json"), approval_state)
+
+
+def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, planned_at: str | None,
+                     approval_state: str | None) -> dict[str, Any]:
+    """A Plans page row from the plan and (when there is one) the audit, read from a folder or the index."""
+    entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": planned_at,
                              "approval_state": approval_state, "audit": None, "error": None}
     try:
-        plan = read_json(folder / "plan.json")
+        plan = load_plan()
     except (OSError, ValueError) as exc:
         entry.update(status="unreadable", error=f"plan.json: {exc}")
         return entry
@@ -203,9 +269,9 @@ def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: 
         plan_uri=plan.get("plan_uri"),
         dry_run=plan.get("dry_run"),
     )
-    if (folder / "audit.json").exists():
+    if load_audit is not None:
         try:
-            audit = read_json(folder / "audit.json")
+            audit = load_audit()
             entry["audit"] = {
                 "outcome": audit.get("outcome"),
                 "deleted_count": _int(audit.get("deleted_count")),
@@ -248,6 +314,9 @@ def required_actions_url(dag_id: str, run_id: str) -> str:
 # Uploads ------------------------------------------------------------------------------------------
 def uploads_view(root: ArtifactPath, limit: int = 50) -> dict[str, Any]:
     """The Uploads page: recent upload runs, newest first, and totals over them."""
+    periods = index_periods(root, UPLOAD_DAG)
+    if periods is not None:
+        return _uploads_from_index(root, periods, limit)
     runs = []
     for run_id, folder in _run_dirs(root, UPLOAD_DAG, "summary.json"):
         entry: dict[str, Any] = {"run_id": run_id, "finished_at": _mtime(folder / "summary.json"), "error": None}
@@ -257,25 +326,64 @@ def uploads_view(root: ArtifactPath, limit: int = 50) -> dict[str, Any]:
             entry["error"] = str(exc)
             runs.append(entry)
             continue
-        entry.update(
-            bucket=summary.get("bucket"),
-            key_prefix=summary.get("key_prefix"),
-            uploaded=_int(summary.get("uploaded")),
-            skipped_not_ready=_int(summary.get("skipped_not_ready")),
-            malformed=_int(summary.get("malformed")),
-            conflicts=_int(summary.get("conflicts")),
-            failed=_int(summary.get("failed")),
-            bytes=_int(summary.get("bytes")),
-            malformed_paths=[str(p) for p in (summary.get("malformed_paths") or [])][:20],
-            conflict_keys=[str(k) for k in (summary.get("conflict_keys") or [])][:20],
-            failed_paths=[str(p) for p in (summary.get("failed_paths") or [])][:20],
-        )
+        entry.update(_upload_row(summary))
         entry["finished_at"] = summary.get("finished_at") or _last_upload(folder) or entry["finished_at"]
         runs.append(entry)
     runs.sort(key=lambda r: (r["finished_at"] or "", r["run_id"]), reverse=True)
     ok = [r for r in runs if not r["error"]]
-    totals = {k: sum(r[k] for r in ok) for k in ("uploaded", "bytes", "malformed", "conflicts", "failed")}
+    totals = {k: sum(r[k] for r in ok) for k in UPLOAD_TOTALS}
     return {"runs": runs[:limit], "run_count": len(runs), "totals": totals}
+
+
+UPLOAD_TOTALS = ("uploaded", "bytes", "malformed", "conflicts", "failed")
+
+
+def _uploads_from_index(root: ArtifactPath, periods: list[Any], limit: int) -> dict[str, Any]:
+    """Newest ``limit`` runs from the newest index periods; totals from the sums of the older ones (a
+    period with live entries is summed from them)."""
+    runs: list[dict[str, Any]] = []
+    totals = dict.fromkeys(UPLOAD_TOTALS, 0)
+    run_count = 0
+    seen: set[Any] = set()
+    for period in periods:  # newest first
+        sums = period_sums(root, UPLOAD_DAG, period) if len(runs) >= limit else None
+        if sums is not None:
+            slot = sums.get("summary") or {}
+            run_count += _int(slot.get("count"))
+            for k in UPLOAD_TOTALS:
+                totals[k] += _int((slot.get("sums") or {}).get(k))
+            continue
+        entries = [e for e in read_period(root, UPLOAD_DAG, period) if e.get("kind") == "summary"]
+        for e in reversed(entries):
+            if e.get("run_id") in seen:  # a retried tidy wrote its summary again: the newest one counts
+                continue
+            seen.add(e.get("run_id"))
+            run_count += 1
+            doc = e.get("doc") if isinstance(e.get("doc"), dict) else {}
+            for k in UPLOAD_TOTALS:
+                totals[k] += _int(doc.get(k))
+            if len(runs) < limit:
+                row = {"run_id": str(e.get("run_id")), "error": None, **_upload_row(doc)}
+                row["finished_at"] = doc.get("finished_at") or e.get("at")
+                runs.append(row)
+    runs.sort(key=lambda r: (r["finished_at"] or "", r["run_id"]), reverse=True)
+    return {"runs": runs, "run_count": run_count, "totals": totals}
+
+
+def _upload_row(summary: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        bucket=summary.get("bucket"),
+        key_prefix=summary.get("key_prefix"),
+        uploaded=_int(summary.get("uploaded")),
+        skipped_not_ready=_int(summary.get("skipped_not_ready")),
+        malformed=_int(summary.get("malformed")),
+        conflicts=_int(summary.get("conflicts")),
+        failed=_int(summary.get("failed")),
+        bytes=_int(summary.get("bytes")),
+        malformed_paths=[str(p) for p in (summary.get("malformed_paths") or [])][:20],
+        conflict_keys=[str(k) for k in (summary.get("conflict_keys") or [])][:20],
+        failed_paths=[str(p) for p in (summary.get("failed_paths") or [])][:20],
+    )
 
 
 def _last_upload(folder: ArtifactPath) -> str | None:

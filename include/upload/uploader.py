@@ -482,6 +482,21 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
 RETURN_KEYS = ("uploaded", "skipped_not_ready", "malformed", "conflicts", "failed", "bytes")
 
 
+def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:
+    """A run with no batch and nothing malformed or failed has nothing worth a run folder."""
+    return not batches and not any(summary[k] for k in ("uploaded", "malformed", "conflicts", "failed"))
+
+
+def problems(counts: dict[str, Any]) -> str | None:
+    """Why an upload run must not look green: files failed or conflicted and stayed in ``base_dir``."""
+    failed, conflicts = int(counts.get("failed") or 0), int(counts.get("conflicts") or 0)
+    if not failed and not conflicts:
+        return None
+    return (f"{failed} file(s) failed and {conflicts} conflicted with a different object already in the bucket; "
+            f"they stay in base_dir and are retried every run (summary.json lists them; set overwrite to replace "
+            f"conflicting objects)")
+
+
 def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
               now: datetime | None = None) -> dict[str, Any]:
     """Remove finished empty folders, write ``manifest.jsonl`` and ``summary.json``; return the summary."""
@@ -494,6 +509,14 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
         results.append(BatchResult.from_dict(artifacts.read_json(path)))
     removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
     summary, manifest = summarize(settings, scan_info, results, removed_folders=len(removed))
+    if found_nothing(summary, batches):
+        # every minute on a quiet folder: no run folder, only the one-line index entry
+        artifacts.record_index(run_dir / "summary.json", {k: v for k, v in summary.items() if not isinstance(v, list)})
+        for name in ("scan.json", "settings.json"):  # nothing later reads them: no run folder at all
+            artifacts.remove(run_dir / name)
+        artifacts.remove_empty_folder(run_dir)
+        log.info("nothing to upload from %s (%d not ready yet)", settings.base_dir, summary["skipped_not_ready"])
+        return summary
     artifacts.write_jsonl(run_dir / "manifest.jsonl", manifest)
     artifacts.write_json(run_dir / "summary.json", summary)
     log.info("upload to s3://%s/%s: %s; removed %d empty folder(s); artifacts at %s", settings.bucket,

@@ -60,3 +60,13 @@ def test_scheduled_retention_runs_take_their_bucket_from_the_deployment(monkeypa
     dag = DagBag(dag_folder=str(DAGS / "s3_retention.py")).dags["s3_retention"]
     assert dag.params["bucket"] == "jobs-bucket"
     assert dag.params["key_prefix"] == "incoming/"
+
+
+def test_every_task_notifies_on_failure_and_approvals_notify_approvers(dagbag):
+    """Failures reach the deployment's notification targets from every task; approval requests too."""
+    for dag_id, dag in dagbag.dags.items():
+        for t in dag.tasks:
+            callbacks = [type(cb).__name__ for cb in (t.on_failure_callback or [])]
+            assert callbacks == ["DeploymentNotifier"], f"{dag_id}.{t.task_id} on_failure_callback={callbacks}"
+            if t.task_type.endswith("ApprovalOperator"):
+                assert [n.event for n in t.notifiers] == ["approval"], f"{dag_id}.{t.task_id}"

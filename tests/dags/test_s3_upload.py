@@ -21,8 +21,10 @@ def test_s3_upload_shape_and_params():
     assert (defaults["key_prefix"], defaults["settle_seconds"], defaults["overwrite"]) == ("", 30, False)
     assert defaults["max_files"] >= 10_000 and defaults["aws_conn_id"] == "aws_default"
     assert {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} == {
-        "scan": ["tidy", "upload_batch"], "upload_batch": ["tidy"], "tidy": [],
+        "scan": ["tidy", "upload_batch"], "upload_batch": ["tidy"], "tidy": ["check"], "check": [],
     }
+    # a failed or conflicting file makes the run red (check fails) and notifies the deployment's targets
+    assert [type(cb).__name__ for cb in dag.get_task("check").on_failure_callback] == ["DeploymentNotifier"]
     tidy = dag.get_task("tidy")
     assert tidy.trigger_rule == "none_failed"  # runs when there was nothing to upload (no mapped instances)
     assert [getattr(o, "name", None) for o in tidy.outlets] == ["s3_upload"]

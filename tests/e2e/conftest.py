@@ -39,12 +39,13 @@ def e2e_artifacts() -> Path:
 
 
 @pytest.fixture(scope="session")
-def standalone(stack: LocalStack, e2e_artifacts: Path) -> Iterator[AirflowStandalone]:
+def standalone(stack: LocalStack, e2e_artifacts: Path, smtp_sink: Any) -> Iterator[AirflowStandalone]:
     env = {k: v for k, v in stack.env().items() if k.startswith(("AIRFLOW_CONN_", "S3OPS_", "AWS_"))}
     env["S3OPS_ARTIFACT_ROOT"] = str(e2e_artifacts)
+    env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp_sink.conn_uri_json()  # notifications land in the local sink
     server = AirflowStandalone(E2E_DIR / "airflow", free_port(), env)
     try:
-        server.start()
+        server.start(timeout=420)  # a loaded 2-core machine needs minutes to import Airflow 5 times
         yield server
     finally:
         server.stop()

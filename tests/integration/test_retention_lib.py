@@ -159,3 +159,81 @@ def test_purge_records_rows_first_and_only_removes_expired_trials(mysql_server, 
     assert first == {"recorded": 1, "deleted": 1} and again == {"recorded": 1, "deleted": 0}
     assert [json.loads(line)["jobId"] for line in dest.read_text().splitlines()] == ["old-trial"]
     assert left == ["beta", "new-trial", "official", "running"]
+
+
+def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_jobs=False, recheck_keys=()):
+    """Plan with the real lookup; returns the summary, {key: reason} and the delete re-check's answer
+    for ``recheck_keys``."""
+    from include.deletion.plan import PlanItem
+
+    stream, lookup_conn = conn_for(mysql_server), conn_for(mysql_server)
+    try:
+        def lookup(names):
+            return jobs_db.rows_for_sources(lookup_conn, table, names)
+
+        summary = write_plan(iter_objects(s3, bucket), jobs_db.iter_job_rows(stream, table), tmp_path,
+                             key_prefix="", policy=Policy.at(NOW, "P3M", 7), lookup=lookup, jobs_table=table,
+                             allow_empty_jobs=allow_empty_jobs)
+        rechecked = make_recheck(lookup, "", Policy.at(NOW, "P3M", 7))([PlanItem(k, 1, "orphan") for k in recheck_keys])
+        plan_rows = [json.loads(line) for c in summary["chunks"]
+                     for line in (tmp_path / "plan" / f"{c}.jsonl").read_text().splitlines()]
+        return summary, {r["key"]: r["reason"] for r in plan_rows}, rechecked
+    finally:
+        stream.close()
+        lookup_conn.close()
+
+
+def test_an_nfd_key_and_an_nfc_job_row_are_ambiguous_under_general_ci(mysql_server, mysql_conn, s3, s3_server,
+                                                                       bucket, table, tmp_path):
+    """Issue 12: ``utf8mb4_general_ci`` calls NFC ``café`` and NFD ``cafe`` + U+0301 different, so the NFD
+    file (as macOS names files) was deleted as an orphan although a job names it."""
+    nfc, nfd = "caf\u00e9.dat", "cafe\u0301.dat"
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", nfc), ("2", NOW - timedelta(days=300), "TRIAL", "n\u0303o.dat")],
+              table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in (nfd, "\u00f1o.dat", "orphan.dat")]})
+    summary, planned, rechecked = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, recheck_keys=[nfd])
+    assert planned == {"orphan.dat": "orphan"}
+    assert summary["protected"]["by_cause"]["ambiguous"] == 2
+    assert sorted(summary["protected"]["ambiguous_samples"]) == sorted([nfd, "\u00f1o.dat"])
+    assert rechecked == {nfd: "ambiguous"}
+
+
+def test_a_latin1_jobs_table_keeps_keys_it_cannot_hold_as_unmatchable(mysql_server, mysql_conn, s3, s3_server,
+                                                                     bucket, table, tmp_path):
+    """Issue 12: a key with a character latin1 cannot hold crashed the plan ("Illegal mix of collations")."""
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt TIMESTAMP NULL, "
+                "type VARCHAR(32) NULL, sourceData VARCHAR(64) NULL, KEY (sourceData)) CHARACTER SET latin1")
+    mysql_conn.commit()
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", "caf\u00e9"), ("2", None, "OFFICIAL", "\u20acuro"),
+                           ("3", NOW - timedelta(days=300), "TRIAL", "done")], table=table)
+    keys = ["caf\u00e9", "\u20acuro", "done", "\u0142\u00f3d\u017a", "x\U0001f600", "a?b", "plain"]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": k, "size": 1, "last_modified": OLD}
+                                                                     for k in keys]})
+    conn = conn_for(mysql_server)
+    try:
+        assert jobs_db.source_charset(conn, table) == "latin1"
+    finally:
+        conn.close()
+    summary, planned, rechecked = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path,
+                                                   recheck_keys=["x\U0001f600", "plain"])
+    assert planned == {"done": "trial_expired", "a?b": "orphan", "plain": "orphan"}
+    assert summary["protected"]["by_cause"]["official"] == 2
+    assert summary["protected"]["by_cause"]["unmatchable"] == 2
+    assert sorted(summary["protected"]["unmatchable_samples"]) == sorted(["\u0142\u00f3d\u017a", "x\U0001f600"])
+    assert "character set cannot hold" in summary["headline"]
+    assert rechecked == {"x\U0001f600": "unmatchable"}
+
+
+def test_job_rows_with_only_null_source_data_are_refused(mysql_server, mysql_conn, s3, s3_server, bucket, table,
+                                                         tmp_path):
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", None), ("2", NOW - timedelta(days=300), "TRIAL", None)], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": "a", "size": 1, "last_modified": OLD}]})
+    summary, planned, _ = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path)
+    assert planned == {"a": "orphan"} and summary["jobs"]["rows_without_source"] == 2
+    assert len(summary["refusals"]) == 1 and "sourceData NULL" in summary["refusals"][0]
+    with pytest.raises(GuardRefused, match="sourceData NULL"):
+        check_guards(summary, max_delete_count=100, max_delete_fraction=None)
+    summary, _, _ = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, allow_empty_jobs=True)
+    assert summary["refusals"] == []

@@ -380,13 +380,40 @@ def test_scheduled_run_reads_variable_and_env_and_missing_settings_fail_the_run(
 
 
 def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):
+    from include.core import artifacts
+
     (tmp_path / "berlin").mkdir()
     result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
     assert result.state == "success", result.task_states()
     assert result.xcom("tidy") == {"uploaded": 0, "skipped_not_ready": 0, "malformed": 0, "conflicts": 0,
                                    "failed": 0, "bytes": 0}
-    assert (result.artifacts() / "manifest.jsonl").read_text() == ""
+    # found nothing: no run folder at all, only one line in the index
+    assert not result.artifacts().exists()
+    root = artifacts.artifact_root()
+    mine = [e for period in artifacts.index_periods(root, "s3_upload") or []
+            for e in artifacts.read_period(root, "s3_upload", period) if e["run_id"] == result.run_id]
+    assert [(e["kind"], e["doc"]["uploaded"], e["doc"]["bucket"]) for e in mine] == [("summary", 0, bucket)]
+    at = mine[0]["at"]
+    entry_file = root / "_index" / "s3_upload" / at[:10] / at[11:13] / f"{result.run_id}.summary.json"
+    assert len(entry_file.read_text().splitlines()) == 1
     assert _asset_events(f"s3://{bucket}/") == []
+
+
+def test_dag_run_with_a_conflict_fails_after_recording_it(tmp_path, s3, bucket, run_dag):
+    """Files that stay behind make the run red (task check), after tidy recorded them and emitted the
+    asset event for the file that did move."""
+    moved, clash = rel_at("oslo", NOW - timedelta(hours=2), "a"), rel_at("oslo", NOW - timedelta(hours=2), "b")
+    write(tmp_path, moved, b"new\n")
+    write(tmp_path, clash, b"local\n")
+    s3.put_object(Bucket=bucket, Key=clash, Body=b"different\n")
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
+    assert result.state == "failed"
+    states = result.task_states()
+    assert (states[("tidy", -1)], states[("check", -1)]) == ("success", "failed")
+    assert result.xcom("tidy")["conflicts"] == 1 and result.xcom("tidy")["uploaded"] == 1
+    assert (tmp_path / clash).read_bytes() == b"local\n" and not (tmp_path / moved).exists()
+    assert json.loads((result.artifacts() / "summary.json").read_text())["conflict_keys"] == [clash]
+    assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/")] == [1]
 
 
 def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag, capfd):

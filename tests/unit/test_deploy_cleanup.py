@@ -140,3 +140,44 @@ def test_selection_matches_the_brute_force_reference(ages, keep, days, min_keep,
     # safety invariants, whatever the parameters
     kept_newest = [d for d in decisions if d.rank < min_keep]
     assert not any(d.delete for d in kept_newest)
+
+
+def _protect(prefix: str, *patterns: str) -> tuple[str, ...]:
+    return settings_from_params({"keep": 1, "prefix": prefix, "protect": list(patterns)}).protect
+
+
+def test_protect_patterns_lose_the_prefix_and_trailing_slash():
+    """Issue 12: ``deploys/prod-*`` and ``prod-1/`` used to protect nothing (prod-1 was planned for deletion)."""
+    assert _protect("deploys/", "deploys/prod-*", "prod-1/", "deploys/prod-2/", "r*//") == ("prod-*", "prod-1", "prod-2", "r*")
+    ages = {"prod-1": 50, "prod-2": 40, "other": 30, "new": 1}
+    for typed in (["deploys/prod-*"], ["prod-1/", "prod-2/"], ["deploys/prod-1/", "prod-2"]):
+        cfg = settings_from_params({"keep": 1, "prefix": "deploys/", "protect": typed})
+        assert sorted(d.name for d in select(_deps(ages), cfg, NOW) if d.delete) == ["other"]
+
+
+def test_protect_ignores_case_and_unicode_normalization():
+    ages = {"prod-1": 50, "PROD-2": 40, "cafe\u0301-v1": 30, "x": 20, "new": 1}  # an NFD folder name
+    cfg = settings_from_params({"keep": 1, "protect": ["Prod-*", "CAFÉ-*"]})
+    decisions = {d.name: d for d in select(_deps(ages), cfg, NOW)}
+    assert sorted(n for n, d in decisions.items() if d.delete) == ["x"]
+    assert decisions["prod-1"].why == "protected by 'Prod-*'" and decisions["cafe\u0301-v1"].why == "protected by 'CAFÉ-*'"
+
+
+@pytest.mark.parametrize(("prefix", "pattern", "hint"), [
+    ("deploys/", "deploys/", "names no deployment"),
+    ("deploys/", "/", "names no deployment"),
+    ("deploys/", "other/prod-*", "can never match"),
+    ("deploys/", "deploys/prod-1/assets", "can never match"),
+    ("", "a/b", "can never match"),
+])
+def test_a_protect_pattern_that_can_never_match_is_refused(prefix, pattern, hint):
+    with pytest.raises(ValueError, match=hint) as exc:
+        settings_from_params({"keep": 1, "prefix": prefix, "protect": ["ok", pattern]})
+    assert repr(pattern) in str(exc.value)
+
+
+def test_unmatched_protect_patterns_are_named():
+    from include.deploy_cleanup.plan import unmatched_patterns
+
+    assert unmatched_patterns(["prod-1", "dev"], ("PROD-*", "prd-*", "dev", "stage")) == ["prd-*", "stage"]
+    assert unmatched_patterns([], ("a",)) == ["a"]

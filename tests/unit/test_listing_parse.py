@@ -66,3 +66,81 @@ def test_a_page_cut_short_still_becomes_a_retried_500_and_a_complete_page_skips_
     other = {"status_code": 200, "body": b"<ListBucketResult></ListBucket"}  # not a fast-path call: botocore's check
     listing._check_200(_Op("ListObjectsV2"), other)
     assert other["status_code"] == 500
+
+
+# --- XML 1.0's rules for character data, not HTML's ------------------------------------------------
+
+import pytest  # noqa: E402
+
+from include.aws.listing import NotPlainXml  # noqa: E402
+
+
+def _page(key: str, *, url: bool = False) -> str:
+    return ("<ListBucketResult>" + ("<EncodingType>url</EncodingType>" if url else "")
+            + f"<Contents><Key>{key}</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>"
+            "<ETag>&quot;e&quot;</ETag><Size>5</Size></Contents></ListBucketResult>")
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ("&#128;", "\x80"),  # HTML would say '€' (its windows-1252 fix-up)
+    ("&#x85;", "\x85"),  # HTML: '…'
+    ("&#x80;&#159;", "\x80\x9f"),
+    ("&amp;&lt;&gt;&quot;&apos;", "&<>\"'"),
+    ("&amp;#1;", "&#1;"),  # an escaped ampersand followed by text, not a reference
+    ("&#233;&#xE9;&#x1F600;", "éé😀"),
+    ("&#13;", "\r"), ("a\r\nb", "a\nb"), ("a\rb", "a\nb"),  # a raw CR is a line end; only &#13; is a CR
+    ("&#9;&#xA;", "\t\n"),
+])
+def test_character_references_follow_xml_rules(raw, key):
+    assert [o.key for o in parse_objects_page(_page(raw))] == [key]
+    version = ("<ListVersionsResult><Version><Key>" + raw + "</Key><VersionId>v</VersionId><IsLatest>true</IsLatest>"
+               "<LastModified>2026-01-02T03:04:05.000Z</LastModified><Size>1</Size></Version></ListVersionsResult>")
+    assert [v.key for v in parse_versions_page(version)] == [key]
+
+
+@pytest.mark.parametrize("raw", ["&#1;", "&#0;", "&#x1F;", "&#xD800;", "&#xFFFE;", "&#1114112;", "&#x110000;",
+                                 "&eacute;", "&nbsp;", "a & b", "&#x;", "&#;", "&AMP;"])
+def test_anything_else_goes_to_botocores_parser(raw):
+    with pytest.raises(NotPlainXml):
+        parse_objects_page(_page(raw))
+    with pytest.raises(NotPlainXml):
+        parse_objects_page(_page(raw, url=True))
+
+
+def _client_answering(body: bytes):
+    """A real botocore client whose ListObjectsV2 answer is ``body`` (no network), so the whole path
+    runs: the fast parser's hook, its fallback, botocore's parser and url-decoding."""
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    class Raw:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def stream(self, *args, **kwargs):
+            yield self.data
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s",
+                          endpoint_url="http://127.0.0.1:9")
+    client.meta.events.register(
+        "before-send.s3.ListObjectsV2",
+        lambda request, **_: AWSResponse(request.url, 200, {"Content-Type": "application/xml"}, Raw(body)))
+    return client
+
+
+def test_a_page_the_fast_parser_leaves_alone_is_read_through_botocore():
+    from botocore.parsers import ResponseParserError
+
+    from include.aws.listing import iter_objects
+
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    entry = ("<Contents><Key>{}</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>&quot;e&quot;</ETag>"
+             "<Size>5</Size><StorageClass>STANDARD</StorageClass></Contents>")
+    tail = "<IsTruncated>false</IsTruncated></ListBucketResult>"
+    # the fast parser decodes references to characters XML allows
+    fine = (head + entry.format("caf&#xE9;") + entry.format("x&#128;") + tail).encode()
+    assert [o.key for o in iter_objects(_client_answering(fine), "b")] == ["café", "x\x80"]
+    # botocore's parser (expat) refuses a reference to U+0001: the listing fails loudly, nothing is guessed
+    bad = (head + entry.format("ok") + entry.format("a&#1;") + tail).encode()
+    with pytest.raises(ResponseParserError):
+        list(iter_objects(_client_answering(bad), "b"))

@@ -167,7 +167,8 @@ def test_reference_case():
     expired = [f"incoming_{n:06d}" for n in (11, 12, 13, 14, 15, 17, 18, *range(36, 46))]
     assert planned == {**dict.fromkeys(expired, "trial_expired"), **dict.fromkeys(["test", "test_1.txt", "test_2.txt"], "orphan")}
     assert extra["protected"]["by_cause"] == {
-        "unknown_type": 0, "official": 21, "trial_running": 2, "trial_recent": 5, "ambiguous": 0, "too_young": 0,
+        "unknown_type": 0, "official": 21, "trial_running": 2, "trial_recent": 5, "ambiguous": 0, "unmatchable": 0,
+        "too_young": 0,
     }
     assert extra["expired_trial_rows"] == 22
 
@@ -246,3 +247,82 @@ def test_the_approver_sees_the_rule_and_the_row_purge():
     body = approval_body({**summary, "headline": headline(summary)}, {"bucket": "b"})
     assert "2019-03-03" in body and "22 expired TRIAL job rows" in body and "1 job rows have an unknown type" in body
     assert headline({**summary, "refusals": ["x"]}) == "Refused: x"
+
+
+# --- issue 12: Unicode forms, NULL sourceData, names the table cannot hold ------------------------------
+
+NFC, NFD = "caf\u00e9.dat", "cafe\u0301.dat"
+OLD = (NOW - timedelta(days=300)).replace(tzinfo=None)
+
+
+def exact_lookup(rows):
+    """Like utf8mb4_general_ci for these names: NFC and NFD spellings are *different* strings to it."""
+    def lookup(sources):
+        return {s: [r for r in rows if r.source_data == s] for s in sources if any(r.source_data == s for r in rows)}
+    return lookup
+
+
+@pytest.mark.parametrize(("key", "row_name"), [(NFD, NFC), (NFC, NFD)])
+def test_a_file_named_in_another_unicode_form_than_its_job_row_is_ambiguous_and_kept(key, row_name):
+    """Issue 12: an NFD key (as macOS writes names) and an NFC job row were 'different': the file went as an orphan."""
+    rows = [JobRow("1", None, "OFFICIAL", row_name)]
+    planned, _, extra = run_plan([obj(key), obj("gone.dat")], rows, "", Policy.at(NOW), lookup=exact_lookup(rows))
+    assert planned == {"gone.dat": "orphan"}
+    assert extra["protected"]["by_cause"]["ambiguous"] == 1 and extra["protected"]["ambiguous_samples"] == [key]
+
+
+def test_an_expired_trial_file_with_a_twin_row_in_another_form_is_kept():
+    rows = [JobRow("1", OLD, "TRIAL", NFC), JobRow("2", None, "OFFICIAL", NFD)]
+    planned, _, extra = run_plan([obj(NFC)], rows, "", Policy.at(NOW), lookup=exact_lookup(rows))
+    assert planned == {} and extra["protected"]["by_cause"]["ambiguous"] == 1
+
+
+def test_the_recheck_also_sees_the_other_unicode_form():
+    from include.deletion.plan import PlanItem
+    from include.retention.policy import make_recheck
+
+    rows = [JobRow("1", None, "TRIAL", NFC)]  # a job was added for the NFC name after the plan
+    recheck = make_recheck(exact_lookup(rows), "in/", Policy.at(NOW))
+    assert recheck([PlanItem(f"in/{NFD}", 1, "orphan"), PlanItem("in/x", 1, "orphan")]) == {f"in/{NFD}": "ambiguous"}
+
+
+def test_job_rows_whose_source_data_is_all_null_are_refused_like_an_empty_table():
+    from include.retention.policy import refusals
+
+    rows = [JobRow(str(i), OLD, "TRIAL", None) for i in range(3)]
+    planned, _, extra = run_plan([obj("a"), obj("b")], rows, "", Policy.at(NOW))
+    assert planned == {"a": "orphan", "b": "orphan"}  # what the guard must stop
+    found = refusals(extra, jobs_table="jobs", allow_empty_jobs=False)
+    assert len(found) == 1 and "every one of the 3 job rows" in found[0] and "sourceData NULL" in found[0]
+    assert refusals(extra, jobs_table="jobs", allow_empty_jobs=True) == []
+    extra["jobs"]["rows_without_source"] = 2  # one row names a file: the table is in use
+    assert refusals(extra, jobs_table="jobs", allow_empty_jobs=False) == []
+
+
+def test_a_name_the_table_cannot_hold_is_kept_as_unmatchable_and_reported():
+    from include.retention.policy import Unmatchable, headline
+
+    def latin1_lookup(sources):
+        return {s: Unmatchable("latin1") for s in sources if any(ord(c) > 255 for c in s)}
+
+    planned, _, extra = run_plan([obj("a\u0142"), obj("b"), obj("caf\u00e9"), obj("d\U0001f600")], [], "",
+                                 Policy.at(NOW), lookup=latin1_lookup)
+    assert planned == {"b": "orphan", "caf\u00e9": "orphan"}
+    assert extra["protected"]["by_cause"]["unmatchable"] == 2
+    assert extra["protected"]["unmatchable_samples"] == ["a\u0142", "d\U0001f600"]
+    assert "2 files have names the jobs table's character set cannot hold" in headline(
+        {**extra, "trial_retention": "P3M"})
+
+
+def test_a_row_for_the_other_form_beats_unmatchable():
+    """latin1 holds 'é' (NFC) but not the combining accent of the NFD spelling: the NFC row is found."""
+    from include.retention.policy import Unmatchable
+
+    rows = [JobRow("1", None, "OFFICIAL", NFC)]
+
+    def latin1_lookup(sources):
+        return {s: (Unmatchable("latin1") if any(ord(c) > 255 for c in s) else [r for r in rows if r.source_data == s])
+                for s in sources}
+
+    planned, _, extra = run_plan([obj(NFD)], rows, "", Policy.at(NOW), lookup=latin1_lookup)
+    assert planned == {} and extra["protected"]["by_cause"]["ambiguous"] == 1

@@ -1,0 +1,192 @@
+"""Keeping the artifact store bounded: prune old run folders, keep deletion audits longer, maintain the index.
+
+Run daily by the ``s3ops_housekeeping`` DAG; works on a local root and an ``s3://`` root alike (one
+listing per DAG folder gives every file's modification time). A run folder's age is the age of its newest
+file, so a run still being written (or an approval still pending) is never pruned under its feet.
+
+- older than ``artifact_retention_days`` (default 30): the folder goes, except that a folder holding a
+  deletion audit keeps ``audit.json`` and ``plan.json`` (the record of what was deleted and why);
+- older than ``audit_retention_days`` (default 400, never less than ``artifact_retention_days``): all of it;
+- the run index (:mod:`include.core.artifacts`) loses the same runs, and days before yesterday are rolled up.
+
+Hand-written because no library prunes an Airflow artifact layout; fsspec does the listing and deletes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from include.core import artifacts
+from include.core.artifacts import INDEX_DIR, ArtifactPath
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_RETENTION_DAYS = 30
+AUDIT_RETENTION_DAYS = 400
+MAX_DAYS = 36_500
+KEEP_WITH_AUDIT = ("audit.json", "plan.json")
+NOTIFICATIONS_DIR = "_notifications"
+
+
+class RetentionSettingError(ValueError):
+    """A retention setting that is not a whole number of days in range; names the key and where it is."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    artifact_days: int = ARTIFACT_RETENTION_DAYS
+    audit_days: int = AUDIT_RETENTION_DAYS
+
+
+def retention_from(artifact_days: Any, audit_days: Any, where: str) -> Retention:
+    """Validate the two settings (``None``: the default); ``where`` names the Variable for the message."""
+    def days(value: Any, key: str, default: int) -> int:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DAYS:
+            raise RetentionSettingError(
+                f"{key} in {where} must be a whole number of days from 1 to {MAX_DAYS}, got {value!r}")
+        return value
+
+    artifact = days(artifact_days, "artifact_retention_days", ARTIFACT_RETENTION_DAYS)
+    audit = days(audit_days, "audit_retention_days", AUDIT_RETENTION_DAYS)
+    return Retention(artifact, max(audit, artifact))
+
+
+def _run_files(root: ArtifactPath, dag_id: str) -> dict[str, dict[str, float]]:
+    """``{run_id: {file path relative to the run folder: mtime}}`` for every run folder of ``dag_id``."""
+    base = root / dag_id
+    runs: dict[str, dict[str, float]] = {}
+    if isinstance(base, Path):
+        if not base.is_dir():
+            return runs
+        for run in os.scandir(base):
+            if not run.is_dir(follow_symlinks=False):
+                continue
+            files = runs.setdefault(run.name, {})
+            for folder, _, names in os.walk(run.path):
+                for name in names:
+                    full = os.path.join(folder, name)
+                    try:
+                        files[os.path.relpath(full, run.path)] = os.lstat(full).st_mtime
+                    except OSError:
+                        continue
+        return runs
+    prefix = base.path.rstrip("/") + "/"
+    for key, info in base.fs.find(prefix, detail=True).items():
+        run_id, _, rel = key[len(prefix):].partition("/")
+        if not rel:
+            continue
+        modified = info.get("LastModified") or info.get("mtime")
+        ts = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+        runs.setdefault(run_id, {})[rel] = ts
+    return runs
+
+
+def _remove_run(root: ArtifactPath, dag_id: str, run_id: str, files: Mapping[str, float], keep: tuple[str, ...]) -> int:
+    folder = root / dag_id / run_id
+    doomed = [rel for rel in files if rel not in keep]
+    if not keep and isinstance(folder, Path):
+        shutil.rmtree(folder, ignore_errors=True)
+        return len(doomed)
+    for rel in doomed:
+        artifacts.remove(folder / rel)
+    if isinstance(folder, Path):  # drop the emptied sub-folders (object stores have none)
+        for sub, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
+            if Path(sub) != folder or not keep:
+                try:
+                    Path(sub).rmdir()
+                except OSError:
+                    pass
+    return len(doomed)
+
+
+def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: datetime,
+              dry_run: bool = False) -> dict[str, Any]:
+    """Prune one DAG's run folders and index; returns what was (or, on a dry run, would be) removed."""
+    artifact_cutoff = (now - timedelta(days=retention.artifact_days)).timestamp()
+    audit_cutoff = (now - timedelta(days=retention.audit_days)).timestamp()
+    result: dict[str, Any] = {"dag_id": dag_id, "runs_removed": 0, "runs_trimmed": 0, "files_removed": 0, "runs_kept": 0,
+              "index_periods_changed": 0}
+    removed: set[str] = set()
+    for run_id, files in sorted(_run_files(root, dag_id).items()):
+        newest = max(files.values(), default=0.0)
+        has_audit = "audit.json" in files
+        if newest >= artifact_cutoff or (has_audit and newest >= audit_cutoff and
+                                         set(files) <= set(KEEP_WITH_AUDIT)):
+            result["runs_kept"] += 1
+            continue
+        keep = KEEP_WITH_AUDIT if has_audit and newest >= audit_cutoff else ()
+        result["runs_trimmed" if keep else "runs_removed"] += 1
+        if not keep:
+            removed.add(run_id)
+        if dry_run:
+            result["files_removed"] += len([f for f in files if f not in keep])
+        else:
+            result["files_removed"] += _remove_run(root, dag_id, run_id, files, keep)
+    result["index_periods_changed"] = _prune_index(root, dag_id, now, retention, removed, dry_run)
+    return result
+
+
+def _prune_index(root: ArtifactPath, dag_id: str, now: datetime, retention: Retention, removed: set[str],
+                 dry_run: bool) -> int:
+    """Past the artifact cutoff, keep only the plan and audit entries of runs whose audit is kept; past the
+    audit cutoff, nothing. Returns how many index periods changed."""
+    artifact_day = (now - timedelta(days=retention.artifact_days)).date().isoformat()
+    audit_day = (now - timedelta(days=retention.audit_days)).date().isoformat()
+    changed = 0
+    for period in artifacts.index_periods(root, dag_id) or []:
+        day = period.key[:10]
+        if day >= artifact_day:
+            continue
+        entries = artifacts.read_period(root, dag_id, period)
+        kept = [e for e in entries if day >= audit_day and e.get("kind") in ("plan", "audit")
+                and e.get("run_id") not in removed]
+        if len(kept) == len(entries) and period.rolled and not period.live:
+            continue
+        changed += 1
+        if not dry_run:
+            artifacts.write_period(root, dag_id, period, kept)
+            if len(period.key) == 13:
+                artifacts.remove_empty_folder(root / INDEX_DIR / dag_id / day)
+    return changed
+
+
+def dag_folders(root: ArtifactPath) -> list[str]:
+    """The DAG folders under the root (not the store's own ``_…`` folders)."""
+    try:
+        return sorted(c.name for c in root.iterdir() if not c.name.startswith((".", "_")) and c.is_dir())
+    except OSError:
+        return []
+
+
+def housekeep(root: ArtifactPath, retention: Mapping[str, Retention], now: datetime | None = None,
+              dry_run: bool = False) -> dict[str, Any]:
+    """Prune every DAG folder (``retention[dag_id]``, else the defaults), index runs written before the
+    index existed, roll up index days older than yesterday, forget old failure-notification marks."""
+    now = now or datetime.now(timezone.utc)
+    report: dict[str, Any] = {"dags": [], "indexed": 0, "days_rolled_up": 0, "notification_marks_removed": 0}
+    for dag_id in dag_folders(root):
+        if not dry_run and artifacts.index_periods(root, dag_id) is None:
+            report["indexed"] += artifacts.rebuild_index(root, dag_id)
+        report["dags"].append(prune_dag(root, dag_id, retention.get(dag_id, Retention()), now, dry_run))
+        if not dry_run:
+            yesterday = (now - timedelta(days=1)).date().isoformat()
+            report["days_rolled_up"] += artifacts.roll_up_days(root, dag_id, before_day=yesterday)
+    marks = root / NOTIFICATIONS_DIR
+    if marks.exists():
+        for mark in list(marks.iterdir()):
+            ts = artifacts.mtime(mark)
+            if ts is not None and ts < (now - timedelta(days=2)).timestamp():
+                report["notification_marks_removed"] += 1
+                if not dry_run:
+                    artifacts.remove(mark)
+    log.info("housekeeping: %s", report)
+    return report

@@ -1,0 +1,285 @@
+"""Notifications, the pure part: which targets a deployment configured, and what each message says.
+
+Sending is Airflow's job: :mod:`include.dag_defaults` turns each :class:`Target` into a provider notifier
+(``SmtpNotifier``, ``SlackNotifier``, ``SlackWebhookNotifier``, ``HttpNotifier``) and hands it a
+:class:`Message` built here. Nothing here imports Airflow, so the texts are unit tested on their own.
+
+Targets are the ``notifications`` key of a DAG's deployment-settings Variable (``s3ops_<dag>``), a list:
+
+- ``"ops@example.com"``: an e-mail through the ``smtp_default`` connection;
+- ``{"type": "email", "to": ["a@x.org", "b@x.org"], "conn_id": "smtp_ops", "from": "s3ops@x.org"}``
+  (the sender is ``from``, else the connection's ``from_email`` extra);
+- ``{"type": "slack", "conn_id": "slack_api_default", "channel": "#s3ops"}`` (Slack API token);
+- ``{"type": "slack_webhook", "conn_id": "slack_default"}`` (Slack incoming webhook);
+- ``{"type": "webhook", "conn_id": "http_default", "endpoint": "/hooks/s3ops"}`` (a JSON POST).
+
+Each may carry ``"events"``, a subset of :data:`EVENTS` (default: all). Unset, ``null`` or ``[]``: nothing
+is sent. Everything a message quotes from S3, MySQL or an exception is untrusted: control characters are
+replaced, lengths are capped, and each channel gets its own escaping (HTML for e-mail, Slack's ``&<>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from include.core.units import format_size
+
+SETTING = "notifications"
+APPROVAL, FAILURE = "approval", "failure"
+EVENTS = (APPROVAL, FAILURE)
+KINDS = ("email", "slack", "slack_webhook", "webhook")
+DEFAULT_CONN = {"email": "smtp_default", "slack": "slack_api_default", "slack_webhook": "slack_default",
+                "webhook": "http_default"}
+EMAIL_RE = re.compile(r"[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[^@\s<>,;\"']+")
+CONN_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,250}")
+SUBJECT_MAX = 200
+LINE_MAX = 500
+SAMPLES_MAX = 10
+
+
+class NotifyConfigError(ValueError):
+    """The ``notifications`` setting is malformed; the message names the entry and what to write instead."""
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # one of KINDS
+    conn_id: str
+    to: tuple[str, ...] = ()  # e-mail recipients
+    channel: str | None = None  # slack
+    endpoint: str | None = None  # webhook path below the connection's host
+    sender: str | None = None  # e-mail From; None: the SMTP connection's from_email
+    events: frozenset[str] = frozenset(EVENTS)
+
+    def wants(self, event: str) -> bool:
+        return event in self.events
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification, rendered for every channel: ``text`` (plain), ``html`` (e-mail), ``slack``
+    (mrkdwn, escaped) and ``data`` (the webhook's JSON body)."""
+
+    event: str
+    subject: str
+    text: str
+    html: str
+    slack: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# Targets ------------------------------------------------------------------------------------------
+def parse_targets(raw: Any, *, source: str = f"the setting {SETTING!r}") -> list[Target]:
+    """Validate the ``notifications`` setting; ``source`` names where it came from for the error message."""
+    if raw is None or raw == "" or raw == []:
+        return []
+    if isinstance(raw, (str, Mapping)):
+        raw = [raw]
+    if not isinstance(raw, Sequence):
+        raise NotifyConfigError(f"{source} must be a list of targets (e-mail addresses or objects), got {raw!r}")
+    return [_target(item, f"{source}[{i}]") for i, item in enumerate(raw)]
+
+
+def _target(item: Any, where: str) -> Target:
+    if isinstance(item, str):
+        return Target("email", DEFAULT_CONN["email"], to=(_address(item, where),))
+    if not isinstance(item, Mapping):
+        raise NotifyConfigError(f"{where} must be an e-mail address or an object with a 'type', got {item!r}")
+    kind = item.get("type")
+    kind = "email" if kind == "smtp" else kind  # the provider's name for it
+    if kind not in KINDS:
+        raise NotifyConfigError(f"{where}: 'type' must be one of {list(KINDS)}, got {kind!r}")
+    known = {"type", "conn_id", "events"} | {"email": {"to", "from"}, "slack": {"channel"}, "slack_webhook": set(),
+                                              "webhook": {"endpoint"}}[kind]
+    unknown = sorted(set(item) - known)
+    if unknown:
+        raise NotifyConfigError(f"{where}: unknown keys {unknown} for type {kind!r}; known: {sorted(known)}")
+    conn_id = item.get("conn_id") or DEFAULT_CONN[kind]
+    if not isinstance(conn_id, str) or not CONN_ID_RE.fullmatch(conn_id):
+        raise NotifyConfigError(f"{where}: conn_id must name an Airflow connection, got {conn_id!r}")
+    events = item.get("events", list(EVENTS))
+    if isinstance(events, str):
+        events = [events]
+    if not isinstance(events, Sequence) or not events or set(events) - set(EVENTS):
+        raise NotifyConfigError(f"{where}: 'events' must be a non-empty list drawn from {list(EVENTS)}, got {events!r}")
+    target = Target(kind, conn_id, events=frozenset(events))
+    if kind == "email":
+        to = item.get("to")
+        to = [to] if isinstance(to, str) else to
+        if not isinstance(to, Sequence) or not to:
+            raise NotifyConfigError(f"{where}: an email target needs 'to', a list of addresses")
+        sender = item.get("from")
+        return Target(kind, conn_id, to=tuple(_address(a, f"{where}.to") for a in to), events=target.events,
+                      sender=_address(sender, f"{where}.from") if sender is not None else None)
+    if kind == "slack":
+        channel = item.get("channel")
+        if not isinstance(channel, str) or not channel.strip() or any(c.isspace() for c in channel):
+            raise NotifyConfigError(f"{where}: a slack target needs 'channel', e.g. '#s3ops', got {channel!r}")
+        return Target(kind, conn_id, channel=channel, events=target.events)
+    if kind == "webhook":
+        endpoint = item.get("endpoint")
+        if endpoint is not None and (not isinstance(endpoint, str) or "://" in endpoint or _has_control(endpoint)):
+            raise NotifyConfigError(f"{where}: 'endpoint' is a path below the connection's host, got {endpoint!r}")
+        return Target(kind, conn_id, endpoint=endpoint, events=target.events)
+    return target
+
+
+def _address(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not EMAIL_RE.fullmatch(value.strip()):
+        raise NotifyConfigError(f"{where}: {value!r} is not an e-mail address")
+    return value.strip()
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
+# Text hygiene -------------------------------------------------------------------------------------
+def clean(value: Any, limit: int = LINE_MAX) -> str:
+    """One line of untrusted text: control and format characters shown as ``\\xNN``/``\\uNNNN``, capped."""
+    out = []
+    for c in str(value):
+        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs"):
+            out.append(repr(c)[1:-1] if ord(c) < 0x10000 else f"\\U{ord(c):08x}")
+        else:
+            out.append(c)
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(error: Any) -> str:
+    """The first non-empty line of an error (``Type: message`` for an exception), cleaned."""
+    if isinstance(error, BaseException):
+        message = str(error).strip()
+        text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    else:
+        text = str(error or "").strip() or "unknown error"
+    line = next((ln for ln in text.splitlines() if ln.strip()), text)
+    return clean(line.strip())
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn control characters (its documented escaping)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def human_bytes(n: Any) -> str:
+    """A size for people (the project's one formatter); ``? B`` for a value that is not a number."""
+    try:
+        return format_size(int(n))
+    except (TypeError, ValueError):
+        return "? B"
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+# Links --------------------------------------------------------------------------------------------
+def required_actions_link(base_url: str | None, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    """The run's Required Actions page for ``task_id`` (Airflow's own URL layout; ids are quoted, which
+    Airflow's ``generate_link_to_ui`` does not do). Relative when no base URL is configured."""
+    path = (f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
+            f"/required_actions?map_index={int(map_index)}")
+    return f"{base_url.rstrip('/')}{path}" if base_url else path
+
+
+def run_link(base_url: str | None, dag_id: str, run_id: str, task_id: str | None = None) -> str:
+    path = f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+    if task_id:
+        path += f"/tasks/{quote(task_id, safe='')}"
+    return f"{base_url.rstrip('/')}{path}" if base_url else path
+
+
+# Messages -----------------------------------------------------------------------------------------
+def _render(event: str, subject: str, heading: str, rows: list[tuple[str, str]], bullets: list[str],
+            link_label: str, link: str, data: dict[str, Any]) -> Message:
+    subject = clean(subject, SUBJECT_MAX)
+    text_lines = [heading, ""] + [f"{k}: {v}" for k, v in rows]
+    if bullets:
+        text_lines += [""] + [f"  - {b}" for b in bullets]
+    text_lines += ["", f"{link_label}: {link}"]
+    esc = html.escape
+    html_body = (
+        f"<p><b>{esc(heading)}</b></p><table>"
+        + "".join(f"<tr><th align=left>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+        + "</table>"
+        + ("<ul>" + "".join(f"<li><code>{esc(b)}</code></li>" for b in bullets) + "</ul>" if bullets else "")
+        + f'<p><a href="{esc(link, quote=True)}">{esc(link_label)}</a><br>{esc(link)}</p>'
+    )
+    slack = "\n".join([f"*{slack_escape(heading)}*"] + [f"{slack_escape(k)}: {slack_escape(v)}" for k, v in rows]
+                      + ["• `" + slack_escape(b.replace("`", "'")) + "`" for b in bullets]
+                      + [f"<{link}|{slack_escape(link_label)}>"])
+    return Message(event, subject, "\n".join(text_lines), html_body, slack, {"event": event, "subject": subject,
+                                                                            "link": link, **data})
+
+
+def approval_message(*, dag_id: str, run_id: str, summary: Mapping[str, Any], limits: Mapping[str, Any],
+                     link: str) -> Message:
+    """Approval needed: the plan's headline, counts, bytes, the guard limits and the Required Actions link."""
+    bucket = clean(summary.get("bucket") or limits.get("bucket") or "?", 100)
+    count, nbytes = _int(summary.get("delete_count")), _int(summary.get("delete_bytes"))
+    headline = clean(summary.get("headline") or f"delete {count} objects from s3://{bucket}")
+    rows = [("DAG", clean(dag_id)), ("Run", clean(run_id)), ("Bucket", bucket), ("Headline", headline),
+            ("Delete", f"{count} objects, {human_bytes(nbytes)} ({nbytes} bytes)"),
+            ("Scanned", f"{_int(summary.get('scanned_count'))} objects, "
+                        f"{human_bytes(summary.get('scanned_bytes'))}")]
+    for reason, slot in sorted((summary.get("by_reason") or {}).items()):
+        if isinstance(slot, Mapping):
+            rows.append((f"  {clean(reason, 60)}", f"{_int(slot.get('count'))} objects, "
+                                                    f"{human_bytes(slot.get('bytes'))}"))
+    shown = {k: limits.get(k) for k in ("max_delete_count", "max_delete_fraction") if limits.get(k) is not None}
+    rows.append(("Guard limits", ", ".join(f"{k}={v}" for k, v in shown.items()) or "none"))
+    samples = [clean(s, 300) for s in list(summary.get("samples") or [])[:SAMPLES_MAX]]
+    return _render(
+        APPROVAL, f"[s3ops] approval needed: {dag_id}: {headline}", f"Approval needed: {headline}", rows,
+        samples, "Approve or reject in Required Actions", link,
+        {"dag_id": dag_id, "run_id": run_id, "bucket": bucket, "headline": headline, "delete_count": count,
+         "delete_bytes": nbytes, "limits": shown},
+    )
+
+
+def failure_message(*, dag_id: str, run_id: str, task_id: str, error: Any, link: str,
+                    map_index: int = -1, try_number: int | None = None) -> Message:
+    """A failed task of an s3ops run: DAG, run, task and the error's first line."""
+    line = first_line(error)
+    task = f"{task_id}[{map_index}]" if map_index is not None and map_index >= 0 else task_id
+    rows = [("DAG", clean(dag_id)), ("Run", clean(run_id)), ("Task", clean(task)), ("Error", line)]
+    if try_number:
+        rows.append(("Try", str(try_number)))
+    return _render(
+        FAILURE, f"[s3ops] failed: {dag_id}.{task}: {line}", f"{dag_id} failed in task {task}", rows, [],
+        "Open the run", link, {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index,
+                                "error": line},
+    )
+
+
+def settings_variable(dag_id: str) -> str:
+    """The deployment-settings Variable of a DAG: ``s3_upload`` → ``s3ops_upload``."""
+    return "s3ops_" + dag_id.removeprefix("s3ops_").removeprefix("s3_")
+
+
+def should_send(message: Message, last_sent: float | None, now: float, repeat_after_s: float) -> bool:
+    """Approval requests always go out; a failure identical to one sent less than ``repeat_after_s`` ago
+    does not (see :func:`dedupe_key`)."""
+    if message.event != FAILURE or last_sent is None:
+        return True
+    return not (0 <= now - last_sent < repeat_after_s)
+
+
+def dedupe_key(message: Message) -> str:
+    """Identical failures (same DAG, task and first error line) share a key: a minutely DAG failing the
+    same way is reported once per window, not every minute."""
+    d = message.data
+    basis = "\0".join(str(d.get(k)) for k in ("event", "dag_id", "task_id", "error"))
+    return hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -1,0 +1,47 @@
+"""Housekeeping and the run index on an ``s3://`` artifact root (the local S3 server, through
+Airflow's ObjectStoragePath and the aws_default connection)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from include.core import artifacts, housekeeping
+from include.ui import views
+
+
+def _keys(s3, bucket: str) -> set[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def test_prune_and_index_on_an_s3_root(s3, s3_server, monkeypatch):
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    monkeypatch.setenv(artifacts.ROOT_ENV, f"s3://{bucket}/store")
+    root = artifacts.artifact_root()
+    assert not isinstance(root, type(artifacts.Path()))
+
+    artifacts.write_json(artifacts.run_dir("s3_upload", "u1") / "summary.json", {"uploaded": 3, "bytes": 30})
+    artifacts.write_jsonl(artifacts.run_dir("s3_upload", "u1") / "manifest.jsonl", [{"key": "a"}])
+    ret = artifacts.run_dir("s3_retention", "r1")
+    artifacts.write_json(ret / "plan.json", {"delete_count": 2, "bucket": "jobs"})
+    artifacts.write_jsonl(ret / "chunks" / "00000.jsonl", [{"key": "x"}])
+    artifacts.write_json(ret / "audit.json", {"outcome": "deleted", "deleted_count": 2})
+
+    view = views.uploads_view(root)
+    assert (view["run_count"], view["totals"]["uploaded"]) == (1, 3)
+    assert [p["status"] for p in views.plans_view(root)["recent"]] == ["finished"]
+
+    now = datetime.now(timezone.utc)
+    housekeeping.housekeep(root, {}, now=now + timedelta(days=31))
+    left = _keys(s3, bucket)
+    assert not any(k.startswith("store/s3_upload/") for k in left), left
+    assert {k for k in left if k.startswith("store/s3_retention/")} == {
+        "store/s3_retention/r1/plan.json", "store/s3_retention/r1/audit.json"}
+    assert views.uploads_view(root)["run_count"] == 0
+    assert [p["status"] for p in views.plans_view(root)["recent"]] == ["finished"]  # the audit stays readable
+
+    housekeeping.housekeep(root, {}, now=now + timedelta(days=401))
+    assert not any(k.startswith(("store/s3_retention/", "store/_index/s3_retention/")) for k in _keys(s3, bucket))
+    assert views.plans_view(root)["plan_count"] == 0

@@ -1,0 +1,195 @@
+"""Notifications through the providers' notifiers into a real local SMTP server (aiosmtpd).
+
+A failed run mails DAG, run, task and the error's first line (once per window for the same failure);
+nothing is sent when the deployment configured no targets; the approval request mails the plan's headline,
+counts, bytes, guard limits and the Required Actions link, with untrusted text shown, never evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tests.integration.test_upload import NOW, rel_at, write
+
+
+def _conflict(tmp_path: Any, s3: Any, bucket: str) -> str:
+    rel = rel_at("oslo", NOW - timedelta(hours=2), "clash")
+    write(tmp_path, rel, b"local\n")
+    s3.put_object(Bucket=bucket, Key=rel, Body=b"different\n")
+    return rel
+
+
+def test_failed_run_mails_dag_run_task_and_first_line_once(tmp_path, s3, run_dag, mailbox, monkeypatch):
+    bucket = f"notify-{tmp_path.name[-8:].lower().replace('_', '-')}"
+    s3.create_bucket(Bucket=bucket)
+    rel = _conflict(tmp_path, s3, bucket)
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": ["ops@example.com"]}))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080")
+
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
+
+    assert result.state == "failed"
+    mails = mailbox.wait_for(1)
+    assert len(mails) == 1, mails
+    mail = mails[0]
+    assert mail["to"] == ["ops@example.com"] and mail["from"] == "s3ops@localhost"
+    assert mail["subject"].startswith("[s3ops] failed: s3_upload.check: AirflowFailException: 0 file(s) failed "
+                                      "and 1 conflicted")
+    body = mail["body"]
+    assert result.run_id.replace("+", "&#43;") in body or result.run_id in body
+    assert ">check<" in body and "0 file(s) failed and 1 conflicted" in body
+    assert "http://airflow.example:8080/dags/s3_upload/runs/" in body
+    assert (tmp_path / rel).exists()
+
+    # the same failure a minute later: red again, but not mailed again within the repeat window
+    again = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
+    assert again.state == "failed"
+    assert len(mailbox.wait_for(2, timeout=5)) == 1
+
+
+def test_nothing_is_sent_when_notifications_are_unset(tmp_path, run_dag, mailbox, monkeypatch):
+    monkeypatch.delenv("AIRFLOW_VAR_S3OPS_UPLOAD", raising=False)
+    write(tmp_path, rel_at("oslo", NOW - timedelta(hours=2), "t"), b"x\n")
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": "s3ops-no-such-bucket"})
+    assert result.state == "failed"
+    assert mailbox.wait_for(1, timeout=5) == []
+
+
+class _TI(SimpleNamespace):
+    def xcom_pull(self, task_ids: str, key: str = "return_value") -> Any:
+        return self.xcoms.get(task_ids)
+
+
+def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeypatch):
+    from include.dag_defaults import DeploymentNotifier
+
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({"notifications": [
+        {"type": "email", "to": ["approver@example.com", "second@example.com"], "events": ["approval"]},
+        {"type": "email", "to": ["failures-only@example.com"], "events": ["failure"]},
+    ]}))
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example")
+    summary = {"headline": "TRIAL jobs expired: 1,203 files {{ 7 * 7 }} <b>", "bucket": "jobs-prod",
+               "delete_count": 1203, "delete_bytes": 5 * 1024**3, "scanned_count": 9000, "scanned_bytes": 10**10,
+               "by_reason": {"trial_expired": {"count": 1200, "bytes": 5 * 1024**3 - 10},
+                             "orphan": {"count": 3, "bytes": 10}},
+               "samples": ["t/{{ config }}.dat", "t/<img src=x onerror=alert(1)>.dat", "t/line\nbreak.dat"]}
+    ti = _TI(dag_id="s3_retention", run_id="scheduled__2026-11-30T00:00:00+00:00", task_id="approve", map_index=-1,
+             try_number=1, xcoms={"plan": summary})
+    context = {"ti": ti, "task_instance": ti, "task": SimpleNamespace(plan_task_id="plan"),
+               "params": {"bucket": "jobs-prod", "max_delete_count": 100000, "max_delete_fraction": 0.5}}
+
+    DeploymentNotifier("approval")(context)  # as the HITL operator calls its notifiers
+
+    mails = mailbox.wait_for(1)
+    assert len(mails) == 1 and sorted(mails[0]["to"]) == ["approver@example.com", "second@example.com"]
+    mail = mails[0]
+    assert mail["subject"] == "[s3ops] approval needed: s3_retention: TRIAL jobs expired: 1,203 files {{ 7 * 7 }} <b>"
+    body = mail["body"]
+    assert "1203 objects, 5.00 GiB (5368709120 bytes)" in body
+    assert "max_delete_count=100000, max_delete_fraction=0.5" in body
+    link = ("https://airflow.example/dags/s3_retention/runs/scheduled__2026-11-30T00%3A00%3A00%2B00%3A00"
+            "/tasks/approve/required_actions?map_index=-1")
+    assert f'href="{link.replace("&", "&amp;")}"' in body
+    # untrusted text is shown literally: not rendered by Jinja, not live HTML, no raw line break
+    assert "{{ config }}" in body and "49" not in body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body and "<img" not in body
+    assert "t/line\\nbreak.dat" in body
+
+
+def test_a_malformed_setting_fails_the_approval_and_only_logs_on_failure(mailbox, monkeypatch, capfd):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.dag_defaults import DeploymentNotifier
+
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({"notifications": [{"type": "pager", "to": "x"}]}))
+    ti = _TI(dag_id="s3_retention", run_id="r", task_id="approve", map_index=-1, try_number=1, xcoms={})
+    context = {"ti": ti, "task": SimpleNamespace(plan_task_id="plan"), "params": {}}
+    with pytest.raises(AirflowFailException, match=r"Airflow Variable 's3ops_retention'\[0\]: 'type' must be"):
+        DeploymentNotifier("approval")(context)
+    DeploymentNotifier("failure")({**context, "exception": RuntimeError("boom")})  # logged, not raised
+    assert "no failure notification sent: key 'notifications' of the Airflow Variable" in capfd.readouterr().out
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", "{not json")
+    with pytest.raises(AirflowFailException, match="'s3ops_retention' is not valid JSON"):
+        DeploymentNotifier("approval")(context)
+    assert mailbox.wait_for(1, timeout=2) == []
+
+
+@pytest.fixture
+def http_sink():
+    """A local HTTP server that records every POST (path, JSON body)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[tuple[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # http.server's hook name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append((self.path, json.loads(body or b"null")))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], received
+    finally:
+        server.shutdown()
+
+
+def test_webhook_and_slack_webhook_targets_post_through_their_providers(http_sink, monkeypatch, mailbox):
+    from include.dag_defaults import DeploymentNotifier
+
+    port, received = http_sink
+    monkeypatch.setenv("AIRFLOW_CONN_OPS_WEBHOOK", json.dumps({"conn_type": "http", "host": "127.0.0.1",
+                                                               "port": port, "schema": "http"}))
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_HOOK", json.dumps({
+        "conn_type": "slackwebhook", "password": f"http://127.0.0.1:{port}/services/T000/B000/XXX"}))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": [
+        {"type": "webhook", "conn_id": "ops_webhook", "endpoint": "/hooks/s3ops"},
+        {"type": "slack_webhook", "conn_id": "slack_hook"},
+        {"type": "email", "to": ["approvals-only@example.com"], "events": ["approval"]},
+    ]}))
+    ti = _TI(dag_id="s3_upload", run_id="scheduled__2026-11-30T10:00:00+00:00", task_id="check", map_index=-1,
+             try_number=1, xcoms={})
+    DeploymentNotifier("failure")({"ti": ti, "exception": RuntimeError("2 file(s) failed <x> & y\nmore")})
+
+    by_path = dict(received)
+    hook = by_path["/hooks/s3ops"]
+    assert (hook["event"], hook["dag_id"], hook["task_id"], hook["error"]) == (
+        "failure", "s3_upload", "check", "RuntimeError: 2 file(s) failed <x> & y")
+    slack = by_path["/services/T000/B000/XXX"]
+    assert "RuntimeError: 2 file(s) failed &lt;x&gt; &amp; y" in slack["text"] and "more" not in slack["text"]
+    assert mailbox.wait_for(1, timeout=2) == []  # the e-mail target only wants approvals
+
+
+def test_the_runs_resolved_settings_win_over_the_variable(mailbox, monkeypatch):
+    """When the run's first task recorded its resolved settings (settings.json: a value typed in the form
+    beats the Variable), the approval goes where they say, with their limits."""
+    from include.core import artifacts
+    from include.dag_defaults import DeploymentNotifier
+
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_DEPLOY_CLEANUP", json.dumps({"notifications": [
+        {"type": "email", "to": ["from-variable@example.com"]}]}))
+    run_id = "manual__2026-11-30T11:00:00+00:00"
+    artifacts.write_json(artifacts.run_dir("s3_deploy_cleanup", run_id) / "settings.json", {"values": {
+        "notifications": [{"type": "email", "to": ["typed-in-form@example.com"]}], "max_delete_count": 7,
+        "max_delete_fraction": None, "bucket": "deploys"}})
+    ti = _TI(dag_id="s3_deploy_cleanup", run_id=run_id, task_id="approve", map_index=-1, try_number=1,
+             xcoms={"plan": {"delete_count": 3, "delete_bytes": 30, "headline": "3 old deployments"}})
+    DeploymentNotifier("approval")({"ti": ti, "task": SimpleNamespace(plan_task_id="plan"),
+                                    "params": {"bucket": None, "max_delete_count": None}})
+    (mail,) = mailbox.wait_for(1)
+    assert mail["to"] == ["typed-in-form@example.com"]
+    assert "max_delete_count=7" in mail["body"] and "deploys" in mail["body"]

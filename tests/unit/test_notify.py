@@ -1,0 +1,115 @@
+"""include.core.notify: target parsing (what a deployment may write) and the messages (what people read)."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.core import notify
+from include.core.notify import NotifyConfigError, Target, parse_targets
+
+
+def test_unset_means_no_targets():
+    for raw in (None, "", []):
+        assert parse_targets(raw) == []
+
+
+def test_targets_of_every_kind():
+    targets = parse_targets([
+        "ops@example.com",
+        {"type": "email", "to": ["a@x.org", "b@x.org"], "conn_id": "smtp_ops", "from": "s3ops@x.org",
+         "events": ["approval"]},
+        {"type": "slack", "channel": "#s3ops"},
+        {"type": "slack_webhook", "conn_id": "hooks", "events": "failure"},
+        {"type": "webhook", "endpoint": "/hooks/s3ops"},
+        {"type": "smtp", "to": "c@x.org"},
+    ])
+    assert targets[5] == Target("email", "smtp_default", to=("c@x.org",))
+    assert targets[0] == Target("email", "smtp_default", to=("ops@example.com",))
+    assert (targets[1].to, targets[1].conn_id, targets[1].sender) == (("a@x.org", "b@x.org"), "smtp_ops", "s3ops@x.org")
+    assert targets[1].wants("approval") and not targets[1].wants("failure")
+    assert (targets[2].kind, targets[2].conn_id, targets[2].channel) == ("slack", "slack_api_default", "#s3ops")
+    assert targets[3].events == frozenset({"failure"})
+    assert (targets[4].conn_id, targets[4].endpoint) == ("http_default", "/hooks/s3ops")
+
+
+@pytest.mark.parametrize(("raw", "complaint"), [
+    (42, "must be a list"),
+    (["not an address"], r"\[0\]: 'not an address' is not an e-mail address"),
+    (["a@b.c\nBcc: x@y.z"], "is not an e-mail address"),
+    ([{"type": "pager"}], "'type' must be one of"),
+    ([{"type": "email"}], "needs 'to'"),
+    ([{"type": "email", "to": []}], "needs 'to'"),
+    ([{"type": "slack"}], "needs 'channel'"),
+    ([{"type": "slack", "channel": "#a b"}], "needs 'channel'"),
+    ([{"type": "webhook", "endpoint": "http://evil.example/x"}], "'endpoint' is a path"),
+    ([{"type": "webhook", "conn_id": "../x y"}], "conn_id must name"),
+    ([{"type": "email", "to": ["a@b.c"], "events": ["everything"]}], "'events' must be"),
+    ([{"type": "email", "to": ["a@b.c"], "events": []}], "'events' must be"),
+    ([{"type": "email", "to": ["a@b.c"], "cc": ["d@e.f"]}], r"unknown keys \['cc'\]"),
+])
+def test_bad_targets_are_refused_naming_the_entry(raw, complaint):
+    with pytest.raises(NotifyConfigError, match=complaint):
+        parse_targets(raw, source="key 'notifications' of the Airflow Variable 's3ops_upload'")
+
+
+def test_the_error_names_the_variable():
+    with pytest.raises(NotifyConfigError, match=r"^key 'notifications' of the Airflow Variable 's3ops_upload'\[1\]"):
+        parse_targets(["a@b.c", {"type": "x"}], source="key 'notifications' of the Airflow Variable 's3ops_upload'")
+
+
+def test_settings_variable_names():
+    assert [notify.settings_variable(d) for d in ("s3_upload", "s3_retention", "s3ops_housekeeping")] == [
+        "s3ops_upload", "s3ops_retention", "s3ops_housekeeping"]
+
+
+def test_failure_message_first_line_only_and_cleaned():
+    err = RuntimeError("boom: key 'a\x1bb'\nTraceback (most recent call last):\n  secret stuff")
+    msg = notify.failure_message(dag_id="s3_upload", run_id="manual__2026-11-30T10:00:00+00:00", task_id="check",
+                                 error=err, link="/dags/s3_upload/runs/x", map_index=3, try_number=2)
+    assert msg.subject == "[s3ops] failed: s3_upload.check[3]: RuntimeError: boom: key 'a\\x1bb'"
+    assert "secret stuff" not in msg.text and "Traceback" not in msg.html
+    assert "Task: check[3]" in msg.text and "Run: manual__2026-11-30T10:00:00+00:00" in msg.text
+    assert msg.data["error"] == "RuntimeError: boom: key 'a\\x1bb'"
+
+
+def test_failure_without_exception_and_huge_error():
+    assert notify.first_line(None) == "unknown error"
+    assert notify.first_line(ValueError()) == "ValueError"
+    long = notify.first_line("x" * 10_000)
+    assert len(long) == notify.LINE_MAX and long.endswith("…")
+
+
+def test_approval_message_escapes_per_channel():
+    summary = {"headline": "2 files <b>&</b>", "delete_count": 2, "delete_bytes": 2048, "scanned_count": "bad",
+               "samples": ["a<script>.dat", "b`c\u202e.dat"], "by_reason": {"orphan": {"count": 2, "bytes": 2048}}}
+    msg = notify.approval_message(dag_id="s3_retention", run_id="r", summary=summary,
+                                  limits={"bucket": "jobs", "max_delete_count": 10, "max_delete_fraction": None},
+                                  link="https://af/x?a=1&b=2")
+    assert "<script>" not in msg.html and "&lt;script&gt;" in msg.html
+    assert 'href="https://af/x?a=1&amp;b=2"' in msg.html
+    assert "\u202e" not in msg.text and "\\u202e" in msg.text  # bidi override shown, not obeyed
+    assert "<b>" not in msg.slack and "&lt;b&gt;" in msg.slack and "<https://af/x?a=1&b=2|" in msg.slack
+    assert "Guard limits: max_delete_count=10" in msg.text and "Scanned: 0 objects" in msg.text
+    assert msg.data["delete_bytes"] == 2048 and msg.data["limits"] == {"max_delete_count": 10}
+    assert "Delete: 2 objects, 2.00 KiB (2048 bytes)" in msg.text
+
+
+def test_required_actions_link_quotes_ids():
+    assert notify.required_actions_link("https://af/", "s3_retention", "manual__2026-11-30T10:00:00+00:00",
+                                        "approve") == ("https://af/dags/s3_retention/runs/manual__2026-11-30T10%3A00%3A00"
+                                                       "%2B00%3A00/tasks/approve/required_actions?map_index=-1")
+    assert notify.required_actions_link(None, "d", "a/b?c", "t").startswith("/dags/d/runs/a%2Fb%3Fc/")
+
+
+def test_identical_failures_are_repeated_only_after_the_window():
+    def fail(error: str) -> notify.Message:
+        return notify.failure_message(dag_id="s3_upload", run_id="r", task_id="check", error=error, link="/")
+
+    first, same, other = fail("1 conflicted"), fail("1 conflicted"), fail("2 conflicted")
+    assert notify.dedupe_key(first) == notify.dedupe_key(same) != notify.dedupe_key(other)
+    assert notify.should_send(first, None, 1000.0, 3600)
+    assert not notify.should_send(same, 1000.0, 1000.0 + 3599, 3600)
+    assert notify.should_send(same, 1000.0, 1000.0 + 3600, 3600)
+    assert notify.should_send(same, 5000.0, 1000.0, 3600)  # a mark from the future (clock skew) does not mute
+    approval = notify.approval_message(dag_id="d", run_id="r", summary={}, limits={}, link="/")
+    assert notify.should_send(approval, 1000.0, 1000.0, 3600)  # approval requests always go out
