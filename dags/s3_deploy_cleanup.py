@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
+from include.dag_defaults import DEFAULT_ARGS, params_of
 from include.deletion.airflow import add_deletion_tasks
+from include.deploy_cleanup import tasks as deploy_cleanup_tasks
 
 DOC = """
 ### S3 deploy cleanup
@@ -26,70 +28,54 @@ A deployment's time is the newest `LastModified` among its objects (ties broken 
 chunk; a deployment whose newest object changed since planning is skipped) → `audit` (`audit.json`;
 the run fails after recording if any key could not be deleted). `dry_run`: plan, guard and audit only.
 
-Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/deploy_cleanup.md.
+**Which targets.** A run with a `bucket` (typed in the form, in its conf, or the Variable's `bucket`)
+cleans that one target. A run without one — a scheduled run, daily — cleans every target listed in the
+Variable `s3ops_deploy_cleanup` (`targets`: a list of `{bucket, prefix, keep, older_than_days, min_keep,
+protect}`): `targets` → `dispatch` starts one run of this DAG per target (mapped), each with its own plan,
+guard, approval request and audit; the dispatching run's own `plan` and gate are skipped.
+
+**Settings.** A value typed in the form > key of the Variable `s3ops_deploy_cleanup` > the built-in
+default. A bad setting or target fails `targets` once, before anything is listed, naming it.
+
+Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/configuration.md and docs/deploy_cleanup.md.
 """
 
 
 @dag(
     dag_id="s3_deploy_cleanup",
-    schedule=None,
+    schedule="@daily",
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
     tags=["s3ops", "s3", "deletion"],
     doc_md=DOC,
     default_args=DEFAULT_ARGS,
-    params={
-        "bucket": Param(type="string", minLength=3, title="Bucket",
-                        description="Bucket that holds the deployment folders."),
-        "prefix": Param("", type="string", pattern="^$|/$", title="Prefix",
-                        description="Folder holding the deployments, ending with '/' (e.g. deploys/); "
-                                    "empty = the bucket root. Objects directly under it are never touched."),
-        "keep": Param(None, type=["null", "integer"], minimum=0, title="Keep newest N",
-                      description="Every deployment except the newest N is a candidate. Empty = no count limit "
-                                  "(then set older_than_days)."),
-        "older_than_days": Param(None, type=["null", "number"], minimum=0, title="Older than (days)",
-                                 description="Only deployments older than this many days (at the run's logical "
-                                             "time) are candidates. With keep, both must hold."),
-        "min_keep": Param(1, type="integer", minimum=1, title="Always keep newest",
-                          description="The newest min_keep deployments are never deleted, whatever else is set."),
-        "protect": Param([], type="array", items={"type": "string", "minLength": 1}, title="Protect",
-                         description="Deployment names or globs (release-1.*) that are never deleted."),
-        "approval": Param("auto", type="string", enum=["required", "auto"], title="Approval",
-                          description="required: a human approves the plan (Browse → Required Actions). "
-                                      "auto: delete without asking when the plan is within the guards."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Plan, guard and audit only: nothing is deleted."),
-        "max_delete_count": Param(10000, type="integer", minimum=0, title="Max objects to delete",
-                                  description="Refuse the whole run (nothing deleted) if the plan deletes more "
-                                              "objects (or versions) than this."),
-        "include_versions": Param(False, type="boolean", title="Include versions",
-                                  description="Also delete every noncurrent version and delete marker in the "
-                                              "deleted deployments (versioned buckets)."),
-        "aws_conn_id": aws_conn_param(),
-    },
+    params=params_of(deploy_cleanup_tasks.SETTINGS),
 )
 def s3_deploy_cleanup():
     @task
+    def targets() -> list[dict]:
+        """Resolve and check the settings; the conf of one run per target, or [] when this run has a bucket."""
+        return deploy_cleanup_tasks.targets(get_current_context())
+
+    @task.short_circuit
+    def has_bucket() -> bool:
+        """This run cleans one target itself; otherwise skip its plan and gate (dispatch did the work)."""
+        return deploy_cleanup_tasks.has_bucket(get_current_context())
+
+    @task
     def plan() -> dict:
-        """Check the params, list the deployments, decide, and write the plan to the artifact store."""
-        from airflow.sdk.exceptions import AirflowFailException
+        """List the deployments, decide, and write the plan to the artifact store."""
+        return deploy_cleanup_tasks.plan(get_current_context())
 
-        from include.aws.client import client_from_connection
-        from include.deletion.airflow import run_dir_of
-        from include.deploy_cleanup import plan as deploy_cleanup
-
-        ctx = get_current_context()
-        params = ctx["params"]
-        try:
-            settings = deploy_cleanup.settings_from_params(params)
-        except ValueError as exc:
-            raise AirflowFailException(str(exc)) from exc  # a bad param is not worth a retry
-        now = ctx.get("logical_date") or ctx["dag_run"].run_after
-        client = client_from_connection(params["aws_conn_id"], mode="adaptive")
-        return deploy_cleanup.plan_cleanup(client, params["bucket"], settings, run_dir_of(ctx), now)
-
-    add_deletion_tasks(plan(), recheck="include.deploy_cleanup.plan:make_recheck")
+    confs = targets()
+    TriggerDagRunOperator.partial(
+        task_id="dispatch", trigger_dag_id="s3_deploy_cleanup", logical_date=None,
+        trigger_run_id="{{ run_id }}__target{{ ti.map_index }}", skip_when_already_exists=True,
+    ).expand(conf=confs)
+    summary = plan()
+    confs >> has_bucket() >> summary
+    add_deletion_tasks(summary, recheck=deploy_cleanup_tasks.recheck)
 
 
 s3_deploy_cleanup()

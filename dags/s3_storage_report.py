@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
-from include.core.units import SIZE_UNITS
-from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
-
-# Constants only: both modules import nothing, so parsing stays fast and the enums have one source.
-from include.storage_report.pricing import STORAGE_CLASSES
+from include.dag_defaults import DEFAULT_ARGS, params_of
+from include.storage_report import tasks as report_tasks
 
 DOC = """
 ### S3 storage report
@@ -26,8 +23,10 @@ report.html, report.txt and the table in this task's log).
 Outputs: `<artifact root>/s3_storage_report/<run_id>/`. `source: cloudwatch` reads the daily CloudWatch
 storage metrics instead of listing (approximate; the metric date is in the report).
 A bucket that cannot be read appears with its error; `fail_on_bucket_error` then fails the run after
-publishing. Prices: `include/storage_report/pricing.py`, overridable with the Variable `s3ops_pricing`.
-See docs/storage_report.md.
+publishing. Prices: `include/storage_report/pricing.py`, overridable with the setting `pricing`.
+
+**Settings.** A value typed in the form > key of the Airflow Variable `s3ops_storage_report` > the built-in
+default (shard sizes and prices are Variable keys only). See docs/configuration.md and docs/storage_report.md.
 """
 
 
@@ -40,65 +39,28 @@ See docs/storage_report.md.
     tags=["s3ops", "s3", "report"],
     doc_md=DOC,
     default_args=DEFAULT_ARGS,
-    params={
-        "buckets": Param([], type="array", items={"type": "string", "minLength": 1}, title="Buckets",
-                         description="Bucket names or glob patterns (logs-*, data-202?); empty = every bucket."),
-        "regions": Param([], type="array", items={"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-[0-9]+$"},
-                         title="Regions", description="Only buckets in these regions (e.g. eu-west-1); empty = all."),
-        "storage_classes": Param([], type="array", items={"type": "string", "enum": list(STORAGE_CLASSES)},
-                                 title="Storage classes",
-                                 description="Count only objects in these storage classes; empty = all."),
-        "size_unit": Param("auto", type="string", enum=list(SIZE_UNITS), title="Size unit",
-                           description="Unit of total_size and the tables: KB = 1000 B, KiB = 1024 B; "
-                                       "auto picks per bucket. Byte counts are always exact."),
-        "include_versions": Param(False, type="boolean", title="Include versions",
-                                  description="Also count noncurrent versions and delete markers "
-                                              "(ListObjectVersions instead of ListObjectsV2)."),
-        "source": Param("listing", type="string", enum=["listing", "cloudwatch"], title="Source",
-                        description="listing: exact, lists every object. cloudwatch: daily BucketSizeBytes/"
-                                    "NumberOfObjects metrics, no listing, approximate."),
-        "fail_on_bucket_error": Param(False, type="boolean", title="Fail on bucket error",
-                                      description="Fail the run (after publishing the report) when any bucket "
-                                                  "could not be read."),
-        "aws_conn_id": aws_conn_param(),
-    },
+    params=params_of(report_tasks.SETTINGS),
 )
 def s3_storage_report():
     @task
     def list_buckets() -> dict:
-        from include.storage_report import tasks as storage_report_tasks
-
-        ctx = get_current_context()
-        return storage_report_tasks.list_buckets(ctx["params"], ctx["run_id"])
+        return report_tasks.list_buckets(get_current_context())
 
     @task
     def plan_shards(bucket_summary: dict) -> list[dict]:
-        from include.storage_report import tasks as storage_report_tasks
-
-        ctx = get_current_context()
-        return storage_report_tasks.plan_shards(ctx["params"], ctx["run_id"])
+        return report_tasks.plan_shards(get_current_context())
 
     @task(max_active_tis_per_dagrun=8)
     def summarize_shard(shard: dict) -> list[dict]:
-        from include.storage_report import tasks as storage_report_tasks
-
-        ctx = get_current_context()
-        now = ctx.get("logical_date") or ctx["dag_run"].run_after
-        return storage_report_tasks.summarize_shard(shard, ctx["params"], now)
+        return report_tasks.summarize_shard(get_current_context(), shard)
 
     @task(trigger_rule="none_failed")  # no bucket matched: zero shards, still an (empty) report
     def aggregate(shard_results: list[list[dict]]) -> dict:
-        from include.storage_report import tasks as storage_report_tasks
-
-        ctx = get_current_context()
-        return storage_report_tasks.aggregate(shard_results, ctx["params"], ctx["run_id"])
+        return report_tasks.aggregate(get_current_context(), shard_results)
 
     @task
     def publish(totals: dict) -> dict:
-        from include.storage_report import tasks as storage_report_tasks
-
-        ctx = get_current_context()
-        return storage_report_tasks.publish(ctx["params"], ctx["run_id"])
+        return report_tasks.publish(get_current_context())
 
     shards = plan_shards(list_buckets())
     publish(aggregate(summarize_shard.expand(shard=shards)))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from typing import Any
 
-from airflow.sdk import AssetAlias, Param, dag, task
+from airflow.sdk import AssetAlias, dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS, aws_conn_param
-
-UPLOADED_ALIAS = AssetAlias("s3_upload")
+from include.dag_defaults import DEFAULT_ARGS, params_of
+from include.upload import tasks as upload_tasks
 
 DOC_MD = """
 ### Move finished `.dat` files into S3
@@ -35,36 +32,12 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
 4. **check** fails the run when files failed or conflicted (they stay in `base_dir`): the run is red and the
    DAG's notification targets get the failure (at most once per 6 hours for the same counts).
 
-**Settings.** Scheduled runs read the Airflow Variable `s3_upload` (JSON, keys = the params below), then
-env vars `S3OPS_UPLOAD_BASE_DIR`, `S3OPS_UPLOAD_BUCKET`, … (one per param), then the defaults. A manual
-run's conf overrides them. A missing `base_dir`/`bucket` fails the run with a message naming it.
-See `docs/upload.md`.
+**Settings.** A value typed in the trigger form > key of the Airflow Variable `s3ops_upload` (JSON) >
+the built-in default; scheduled runs take everything from the Variable. A missing `base_dir`/`bucket`
+or an invalid setting fails the run once, naming it. See `docs/configuration.md` and `docs/upload.md`.
 """
 
-PARAMS = {
-    "base_dir": Param(None, type=["null", "string"], title="Base folder",
-                      description="Absolute path of the producer's folder (holds <location>/YYYY/MM/DD/HH/). "
-                                  "Empty: taken from the Variable s3_upload or S3OPS_UPLOAD_BASE_DIR."),
-    "bucket": Param(None, type=["null", "string"], title="Bucket",
-                    description="Target bucket. Empty: taken from the Variable s3_upload or S3OPS_UPLOAD_BUCKET."),
-    "key_prefix": Param("", type="string", title="Key prefix",
-                        description="Prefix for every key, e.g. 'incoming/' (a '/' is added if missing)."),
-    "settle_seconds": Param(30, type="integer", minimum=0, title="Settle time (seconds)",
-                            description="A file is finished when its data minute ended and its mtime are at "
-                                        "least this many seconds old."),
-    "overwrite": Param(False, type="boolean", title="Overwrite",
-                       description="Replace an existing object with different content (otherwise: a conflict, "
-                                   "the local file is kept)."),
-    "max_files": Param(100_000, type="integer", minimum=1, title="Max files per run",
-                       description="At most this many files per run, oldest data first; the rest wait."),
-    "aws_conn_id": aws_conn_param(),
-}
-
-
-def _workers() -> int:
-    from include.upload.uploader import DEFAULT_WORKERS
-
-    return int(os.environ.get("S3OPS_UPLOAD_WORKERS", DEFAULT_WORKERS))
+UPLOADED_ALIAS = AssetAlias("s3_upload")
 
 
 @dag(
@@ -74,68 +47,26 @@ def _workers() -> int:
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    params=PARAMS,
+    params=params_of(upload_tasks.SETTINGS),
     doc_md=DOC_MD,
     tags=["s3ops", "s3", "upload"],
 )
 def s3_upload() -> None:
     @task
-    def scan(*, dag_run: Any = None, run_id: str | None = None) -> list[str]:
-        """Resolve the settings, check the bucket, write the batches; returns the batch names."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from include.aws.client import client_from_connection
-        from include.core.artifacts import run_dir
-        from include.upload.settings import SettingsError, load_settings
-        from include.upload.uploader import UploadError, check_bucket, scan_task
-
-        try:
-            settings = load_settings(dag_run.conf or {})
-            check_bucket(client_from_connection(settings.aws_conn_id), settings.bucket)
-            return scan_task(settings, run_dir("s3_upload", run_id))
-        except (SettingsError, UploadError) as exc:
-            raise AirflowFailException(str(exc)) from exc  # a retry would not fix the configuration
+    def scan() -> list[str]:
+        return upload_tasks.scan(get_current_context())
 
     @task
-    def upload_batch(batch: str, *, run_id: str | None = None) -> dict[str, int]:
-        """Upload → verify → delete the files of one batch, concurrently; returns counts."""
-        from include.aws.client import client_from_connection
-        from include.core.artifacts import run_dir
-        from include.upload.uploader import client_pool_size, run_settings, upload_batch_task
-
-        folder = run_dir("s3_upload", run_id)
-        cfg = run_settings(folder)
-        client = client_from_connection(cfg.aws_conn_id, pool=client_pool_size(_workers()))
-        return upload_batch_task(client, cfg, folder, batch, workers=_workers())
+    def upload_batch(batch: str) -> dict[str, int]:
+        return upload_tasks.upload_batch(get_current_context(), batch)
 
     @task(outlets=[UPLOADED_ALIAS], trigger_rule="none_failed")
-    def tidy(batches: list[str], *, run_id: str | None = None, outlet_events: Any = None) -> dict[str, int]:
-        """Remove finished empty folders, write manifest + summary, emit the asset event; returns the counts."""
-        from airflow.sdk import Asset
-
-        from include.core.artifacts import run_dir
-        from include.upload.uploader import RETURN_KEYS, run_settings, tidy_task
-
-        folder = run_dir("s3_upload", run_id)
-        cfg = run_settings(folder)
-        summary = tidy_task(cfg, folder, batches)
-        if summary["uploaded"]:
-            outlet_events[UPLOADED_ALIAS].add(
-                Asset(cfg.asset_uri), extra={"uploaded": summary["uploaded"], "bytes": summary["bytes"], "run_id": run_id}
-            )
-        return {k: summary[k] for k in RETURN_KEYS}
+    def tidy(batches: list[str]) -> dict[str, int]:
+        return upload_tasks.tidy(get_current_context(), batches, UPLOADED_ALIAS)
 
     @task
     def check(counts: dict[str, int]) -> None:
-        """Fail the run (red in the UI, a failure notification) when files failed or conflicted: they stayed
-        behind. tidy has recorded everything and emitted the asset event for what did move."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from include.upload.uploader import problems
-
-        problem = problems(counts)
-        if problem:
-            raise AirflowFailException(problem)  # the next run retries the files; a task retry would not help
+        upload_tasks.check(counts)
 
     batches = scan()
     tidied = tidy(batches)

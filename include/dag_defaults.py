@@ -1,9 +1,13 @@
-"""What every s3ops DAG shares: ownership, retries with exponential backoff, the connection params, and
+"""What every s3ops DAG shares: ownership, retries with exponential backoff, params and settings, and
 the notifications (a failure callback in the default args; the approval request's HITL notifier).
 
-Imported by the DAG files at parse time, so it stays tiny: no I/O, nothing heavy at import. Where the
-notifications go is read when one is sent (the ``notifications`` key of the DAG's deployment-settings
-Variable, see :mod:`include.core.notify`), never at parse time.
+Imported by the DAG files at parse time, so it stays tiny: no I/O, nothing heavy at import. Settings follow
+:mod:`include.core.settings` (params > the DAG's Variable ``s3ops_<feature>`` > built-in defaults):
+:func:`params_of` builds the trigger form from a DAG's settings; :func:`resolve_run_settings` (the first
+task of a run) reads the Variable, merges, validates and writes ``settings.json`` to the run's artifact
+folder; :func:`saved_run_settings` gives every later task exactly those values. Where the notifications
+go is read when one is sent (the ``notifications`` setting of the run, else of the DAG's Variable, see
+:mod:`include.core.notify`), never at parse time.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseNotifier, Param
+
+from include.core.settings import SETTINGS_FILE, Resolved, Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,7 @@ def deployment_setting(dag_id: str, key: str, default: Any = None) -> Any:
     return default if found is None else found
 
 
-RUN_SETTINGS_FILE = "settings.json"  # the settings a run resolved, when its first task recorded them
+RUN_SETTINGS_FILE = SETTINGS_FILE  # the settings a run resolved, when its first task recorded them
 
 
 def run_values(dag_id: str, run_id: str) -> dict[str, Any]:
@@ -226,11 +232,45 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-def aws_conn_param() -> Param:
-    return Param("aws_default", type="string", minLength=1, title="AWS connection",
-                 description="Airflow connection with the S3 credentials (and endpoint_url, if any) to use.")
+def params_of(settings: Settings) -> dict[str, Param]:
+    """The trigger form: one Param per form setting, default null (= the deployment setting)."""
+    return {name: Param(**spec) for name, spec in settings.param_specs().items()}
 
 
-def mysql_conn_param() -> Param:
-    return Param("mysql_default", type="string", minLength=1, title="MySQL connection",
-                 description="Airflow MySQL connection of the jobs database.")
+def _run_dir(context: Any) -> Any:
+    from include.core import artifacts
+
+    ti = context["ti"]
+    return artifacts.run_dir(ti.dag_id, ti.run_id)
+
+
+def resolve_run_settings(settings: Settings, context: Any) -> Resolved:
+    """Merge this run's params with the Variable and the defaults, validate, record ``settings.json``.
+
+    A bad or missing setting fails the task without retries (no retry fixes it), naming the setting and
+    where its value came from."""
+    from airflow.sdk import Variable
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.core import artifacts
+
+    try:
+        resolved = settings.resolve(context["params"], Variable.get(settings.variable, default=None))
+    except SettingsError as exc:
+        raise AirflowFailException(f"{settings.dag_id}: {exc}") from None
+    artifacts.write_json(_run_dir(context) / SETTINGS_FILE, resolved.to_json())
+    log.info("settings: %s", resolved.describe())
+    return resolved
+
+
+def saved_run_settings(context: Any) -> Resolved:
+    """The settings the run's first task resolved (``settings.json`` in the run's artifact folder)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.core import artifacts
+
+    path = _run_dir(context) / SETTINGS_FILE
+    if not artifacts.exists(path):
+        raise AirflowFailException(f"{artifacts.uri(path)} is missing: clear the run's first task so it resolves "
+                                   "the settings again")
+    return Resolved.from_json(artifacts.read_json(path))

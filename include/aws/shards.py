@@ -20,16 +20,15 @@ about how many keys they hold, so ranges are even in prefixes, not necessarily i
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
     from types_boto3_s3 import S3Client
 
-#: A bucket with more objects than this is split (``S3OPS_REPORT_SHARD_OBJECTS`` overrides).
+#: A bucket with more objects than this is split (the storage report's ``shard_objects`` setting overrides).
 DEFAULT_SHARD_OBJECTS = 20_000
-#: At most this many parts per big bucket (``S3OPS_REPORT_SHARD_PARTS`` overrides).
+#: At most this many parts per big bucket (the storage report's ``shard_parts`` setting overrides).
 DEFAULT_PARTS_PER_BUCKET = 16
 _MAX_PREFIX_DEPTH = 24  # levels of descent; a level with one child costs two requests
 _PAST_PREFIX = "\U0010ffff"  # the highest code point: ``p + _PAST_PREFIX`` sorts after every real key under p
@@ -47,15 +46,6 @@ class Part(TypedDict):
 class Shard(TypedDict):
     index: int
     parts: list[Part]
-
-
-def shard_settings() -> tuple[int, int]:
-    """(objects above which a bucket is split, most parts per bucket), from the environment."""
-    threshold = int(os.environ.get("S3OPS_REPORT_SHARD_OBJECTS", DEFAULT_SHARD_OBJECTS))
-    parts = int(os.environ.get("S3OPS_REPORT_SHARD_PARTS", DEFAULT_PARTS_PER_BUCKET))
-    if threshold < 1 or parts < 1:
-        raise ValueError("S3OPS_REPORT_SHARD_OBJECTS and S3OPS_REPORT_SHARD_PARTS must be >= 1")
-    return threshold, parts
 
 
 def in_range(key: str, after: str | None, upto: str | None) -> bool:

@@ -4,10 +4,13 @@ A DAG writes its plan with :class:`include.deletion.plan.PlanWriter` in a ``plan
 summary, then calls :func:`add_deletion_tasks` with that summary and its policy's re-check::
 
     summary = plan()
-    add_deletion_tasks(summary, recheck="include.deploy_cleanup.plan:make_recheck")
+    add_deletion_tasks(summary, recheck=deploy_cleanup_tasks.recheck)
 
-The DAG must have the params ``bucket``, ``aws_conn_id``, ``approval`` (``required`` | ``auto``),
-``dry_run`` and ``max_delete_count``; ``max_delete_fraction`` is used when the DAG has it.
+The run's settings (``settings.json``, written by the run's first task: see
+:func:`include.dag_defaults.resolve_run_settings`) must hold ``bucket``, ``aws_conn_id``, ``approval``
+(``required`` | ``auto``), ``dry_run`` and ``max_delete_count``; ``max_delete_fraction`` is used when
+present. Every task here reads them from that file, never from the params (which may be empty: the
+Variable and the defaults decide then).
 
 - ``guard`` fails the run (nothing deleted) when a safety limit is broken; it hands ``delete`` the chunk
   names, or none on a dry run, so a dry run is plan → guard → audit.
@@ -26,7 +29,6 @@ This module is imported when DAG files are parsed: heavy imports stay inside the
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -59,16 +61,6 @@ class DeleteRefused(RuntimeError):
         self.verdict = verdict
 
 
-
-
-def resolve_factory(ref: str | RecheckFactory | None) -> RecheckFactory | None:
-    """``"package.module:function"`` (imported when the task runs) or a callable."""
-    if ref is None or callable(ref):
-        return ref
-    module, _, name = ref.partition(":")
-    if not module or not name:
-        raise ValueError(f"re-check factory {ref!r} must look like 'package.module:function'")
-    return getattr(importlib.import_module(module), name)
 
 
 def approval_verdict(params: Mapping[str, Any], approval_result: Mapping[str, Any] | None) -> str:
@@ -135,12 +127,15 @@ class PlanApprovalOperator(ApprovalOperator):
         self.plan_task_id = plan_task_id
 
     def execute(self, context: Any) -> Any:
-        params = context["params"]
+        from include.dag_defaults import saved_run_settings
+
+        params = saved_run_settings(context)
         if params.get("dry_run"):
             raise AirflowSkipException("dry run: nothing will be deleted, no approval needed")
         if params.get("approval") == "auto":
             raise AirflowSkipException("approval=auto: the plan is within the guards, deleting without a human")
         summary = context["ti"].xcom_pull(task_ids=self.plan_task_id) or {}
+        self.subject = f"{context['dag'].dag_id}: approve deleting the planned objects from s3://{params['bucket']}?"
         self.body = approval_body(summary, params)
         return super().execute(context)
 
@@ -184,6 +179,7 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.core import artifacts
+    from include.dag_defaults import saved_run_settings
     from include.deletion.plan import PLAN_FILE, read_plan
 
     ti = context["ti"]
@@ -195,7 +191,7 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
             plan=plan, summary=summary, chunk=chunk,
             guard_passed=ti.xcom_pull(task_ids=GUARD, key="passed"),
             guard_plan_id=ti.xcom_pull(task_ids=GUARD, key="plan_id"),
-            params=context["params"], approval_result=approval_answer(ti),
+            params=saved_run_settings(context), approval_result=approval_answer(ti),
         )
     except DeleteRefused as exc:
         if exc.verdict in ("rejected", "dry_run"):
@@ -204,13 +200,13 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
 
 
 def add_deletion_tasks(
-    summary: Any, *, recheck: str | RecheckFactory | None, before_audit: Callable[[], Any] | None = None,
+    summary: Any, *, recheck: RecheckFactory | None, before_audit: Callable[[], Any] | None = None,
     approval_timeout: timedelta = timedelta(days=3), delete_concurrency: int = 4,
 ) -> dict[str, Any]:
     """Add ``guard`` → ``approve`` → ``delete`` (mapped over chunks) → ``audit`` after the plan task.
 
     ``summary`` is the plan task's output (:meth:`PlanWriter.close`). ``recheck`` names the policy's
-    re-check factory (``"module:function"``, called with a :class:`RecheckContext` in each delete task).
+    re-check factory (a function, called with a :class:`RecheckContext` in each delete task).
     ``before_audit()`` may add a task between ``delete`` and ``audit`` (its trigger rule should be
     ``none_failed``, since ``delete`` is skipped on a dry run or reject); its return value is recorded in
     the audit under its task id. Returns the tasks by id.
@@ -223,10 +219,11 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
+        from include.dag_defaults import saved_run_settings
         from include.deletion.plan import GuardRefused, check_guards, read_plan
 
         context = get_current_context()
-        params = context["params"]
+        params = saved_run_settings(context)
         plan = read_plan(run_dir_of(context))
         if plan.get("plan_id") != plan_summary.get("plan_id"):
             raise AirflowFailException("plan.json does not match the plan task's summary: clear the plan task "
@@ -251,17 +248,17 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
 
         from include.aws.client import client_from_connection
+        from include.dag_defaults import saved_run_settings
         from include.deletion.plan import delete_chunk, read_plan
 
         context = get_current_context()
-        params = context["params"]
+        params = saved_run_settings(context)
         verdict = require_authorized(context, chunk, plan_task_id=plan_task_id)
         log.info("chunk %s authorised (%s)", chunk, verdict)
         run_dir = run_dir_of(context)
         client = client_from_connection(params["aws_conn_id"])
-        factory = resolve_factory(recheck)
-        check = factory(RecheckContext(client, params["bucket"], params, read_plan(run_dir), run_dir)) \
-            if factory else None
+        check = recheck(RecheckContext(client, params["bucket"], params, read_plan(run_dir), run_dir)) \
+            if recheck else None
         return delete_chunk(client, params["bucket"], run_dir, chunk, recheck=check, dry_run=False)
 
     @task(task_id=AUDIT, trigger_rule="none_failed")
@@ -270,10 +267,11 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
+        from include.dag_defaults import saved_run_settings
         from include.deletion.plan import write_audit
 
         context = get_current_context()
-        params, ti = context["params"], context["ti"]
+        params, ti = saved_run_settings(context), context["ti"]
         verdict = approval_verdict(params, approval_answer(ti))
         plan_summary = ti.xcom_pull(task_ids=plan_task_id) or {}
         outcome = {"dry_run": "dry_run", "rejected": "rejected", "no_answer": "not_approved"}.get(verdict)
@@ -298,7 +296,7 @@ def add_deletion_tasks(
     guarded = guard(summary)
     approve = PlanApprovalOperator(
         task_id=APPROVE, plan_task_id=plan_task_id,
-        subject="{{ dag.dag_id }}: approve deleting the planned objects from s3://{{ params.bucket }}?",
+        subject="{{ dag.dag_id }}: approve deleting the planned objects?",  # execute() names the bucket
         body="(the plan summary is shown when the task runs)", defaults=ApprovalOperator.REJECT,
         response_timeout=approval_timeout,
         # tells the DAG's notification targets (deployment setting) that this plan waits for a human

@@ -23,7 +23,7 @@ class RecheckContext:
 
     client: S3Client
     bucket: str
-    params: Mapping[str, Any]
+    params: Mapping[str, Any]  # the run's resolved settings
     plan: Mapping[str, Any]  # plan.json: the summary plus the policy's extra fields
     run_dir: ArtifactPath
 

@@ -45,6 +45,9 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
 log = logging.getLogger(__name__)
 
 DEPLOYMENTS_FILE = "deployments.jsonl"
+#: more than 100 years would make "now minus X days" leave the calendar
+MAX_DAYS = 36_500
+MAX_KEEP = 10**6
 
 
 @dataclass(frozen=True)
@@ -66,9 +69,10 @@ def settings_from_params(params: Mapping[str, Any]) -> CleanupSettings:
     if not isinstance(prefix, str) or (prefix and not prefix.endswith("/")):
         problems.append(f"prefix must be empty or end with '/' (got {prefix!r}; did you mean {str(prefix) + '/'!r}?)")
     keep, days, min_keep = params.get("keep"), params.get("older_than_days"), params.get("min_keep", 1)
-    for name, value in (("keep", keep), ("older_than_days", days)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            problems.append(f"{name} must be a number >= 0 or empty, got {value!r}")
+    for name, value, most in (("keep", keep, MAX_KEEP), ("older_than_days", days, MAX_DAYS)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 <= value <= most):  # also refuses NaN and infinities
+            problems.append(f"{name} must be a number from 0 to {most} or empty, got {value!r}")
     if keep is not None and isinstance(keep, float) and not keep.is_integer():
         problems.append(f"keep must be a whole number, got {keep!r}")
     if keep is None and days is None:

@@ -63,14 +63,15 @@ class Duration:
         index = t.year * 12 + (t.month - 1) - self.months
         year, month = divmod(index, 12)
         if year < 1:
-            raise ValueError(f"{self.text} before {t.isoformat()} is before year 1")
+            raise ValueError(f"trial_retention {self.text} before {t.isoformat()} is before year 1")
         day = min(t.day, calendar.monthrange(year, month + 1)[1])
         return t.replace(year=year, month=month + 1, day=day) - self.delta
 
 
 def parse_duration(text: str) -> Duration:
-    """``"P3M"``, ``"P90D"``, ``"P1Y2M"``, ``"PT12H"``… → :class:`Duration`; anything else raises ValueError."""
-    value = str(text).strip().upper()
+    """``"P3M"``, ``"P90D"``, ``"P1Y2M"``, ``"PT12H"``… → :class:`Duration`; anything else raises ValueError.
+    Strict (upper case, designators in order), like the ``trial_retention`` setting's schema."""
+    value = str(text)
     match = _DURATION.fullmatch(value)
     if not match or value in ("P", "PT") or value.endswith("T"):
         raise ValueError(

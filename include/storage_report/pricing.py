@@ -3,7 +3,8 @@
 The table is dated and sourced. It holds the first pricing tier (the first 50 TB a month) of storage
 only: no requests, retrievals, transfer, monitoring fees, minimum object sizes or minimum storage
 durations, and no discounts. Prices are USD per GB-month where AWS's GB is 2**30 bytes. Override or
-extend it with the Airflow Variable ``s3ops_pricing`` (or ``--pricing FILE`` on the command line)::
+extend it with the deployment setting ``pricing`` (key of the Airflow Variable ``s3ops_storage_report``;
+``--pricing FILE`` on the command line)::
 
     {"as_of": "2026-01-01", "source": "our AWS contract",
      "prices": {"eu-west-1": {"STANDARD": 0.021}, "ap-south-1": {"STANDARD": 0.025, "GLACIER": 0.0045}}}
@@ -17,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-VARIABLE = "s3ops_pricing"
+#: how messages name the override
+VARIABLE = "pricing (key of the Variable s3ops_storage_report)"
 #: Storage classes as ListObjectsV2 names them (the ``storage_classes`` param's enum).
 STORAGE_CLASSES = (
     "STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
@@ -100,7 +102,7 @@ class PriceTable:
 
 
 def load_prices(override: dict[str, Any] | None = None) -> PriceTable:
-    """The built-in table, with ``override`` (the ``s3ops_pricing`` Variable's JSON) merged over it."""
+    """The built-in table, with ``override`` (the ``pricing`` setting) merged over it."""
     prices = {region: dict(classes) for region, classes in LIST_PRICES.items()}
     if not override:
         return PriceTable(prices)

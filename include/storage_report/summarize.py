@@ -409,9 +409,8 @@ def plan(
     will then record the error)."""
     from botocore.exceptions import ClientError
 
-    default_threshold, default_parts = shards.shard_settings()
-    threshold = threshold or default_threshold
-    parts_per_bucket = parts_per_bucket or default_parts
+    threshold = threshold or shards.DEFAULT_SHARD_OBJECTS
+    parts_per_bucket = parts_per_bucket or shards.DEFAULT_PARTS_PER_BUCKET
     readable = [b for b in buckets if not b.get("error")]
     if source == "cloudwatch":
         return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards,
@@ -586,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt.add_argument("--csv", action="store_true", help="print report.csv instead of the table")
     parser.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
-    parser.add_argument("--pricing", help="JSON file overriding list prices (format of the s3ops_pricing Variable)")
+    parser.add_argument("--pricing", help="JSON file overriding list prices (format of the pricing setting)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 

@@ -14,13 +14,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include.core import artifacts
+from include.core.times import logical_now
 from include.storage_report import render as report_render
 from include.storage_report import summarize as storage_report
-from include.storage_report.pricing import VARIABLE, load_prices
+from include.storage_report.pricing import load_prices
+from include.storage_report.settings import SETTINGS
 
 log = logging.getLogger(__name__)
 
-DAG_ID = "s3_storage_report"
+DAG_ID = SETTINGS.dag_id
 
 
 def _fail(message: str) -> Exception:
@@ -59,12 +61,23 @@ class Clients:
         return self._made[key]
 
 
-def list_buckets(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Visible buckets matching ``buckets``/``regions``, with creation date and region → buckets.json."""
+def _settings(context: Any) -> Any:
+    """The settings ``list_buckets`` resolved for this run (``settings.json``)."""
+    from include.dag_defaults import saved_run_settings
+
+    return saved_run_settings(context)
+
+
+def list_buckets(context: Any) -> dict[str, Any]:
+    """Resolve the run's settings; visible buckets matching ``buckets``/``regions``, with creation date and
+    region → buckets.json."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     from include.aws.client import S3AccessError, check_access
+    from include.dag_defaults import resolve_run_settings
+
+    params, run_id = resolve_run_settings(SETTINGS, context), context["run_id"]
 
     try:  # an unknown connection would silently fall back to the host's default credentials
         BaseHook.get_connection(params["aws_conn_id"])
@@ -83,21 +96,25 @@ def list_buckets(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     return {"bucket_count": len(buckets), "unreadable": len(unreadable)}
 
 
-def plan_shards(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
+def plan_shards(context: Any) -> list[dict[str, Any]]:
     """Shard descriptors for ``summarize_shard``: never more than ``[core] max_map_length``."""
     from airflow.sdk import conf
 
+    params, run_id = _settings(context), context["run_id"]
     buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
     clients = Clients(params["aws_conn_id"])
     max_shards = conf.getint("core", "max_map_length")
-    planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"])
+    planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"],
+                                  threshold=params["shard_objects"], parts_per_bucket=params["shard_parts"])
     parts = sum(len(s["parts"]) for s in planned)
     log.info("%d shards (%d key ranges) over %d buckets, limit %d", len(planned), parts, len(buckets), max_shards)
     return [dict(s) for s in planned]
 
 
-def summarize_shard(shard: dict[str, Any], params: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+def summarize_shard(context: Any, shard: dict[str, Any]) -> list[dict[str, Any]]:
     """Totals of every key range in ``shard`` (or its buckets' CloudWatch metrics)."""
+    params = _settings(context)
+    now = logical_now(context)
     clients = Clients(params["aws_conn_id"])
     results = []
     for part in shard["parts"]:
@@ -112,21 +129,13 @@ def summarize_shard(shard: dict[str, Any], params: dict[str, Any], now: datetime
     return results
 
 
-def _prices_override() -> dict[str, Any] | None:
-    from airflow.sdk import Variable
-
-    try:
-        return Variable.get(VARIABLE, default=None, deserialize_json=True)
-    except ValueError as exc:
-        raise _fail(f"Airflow Variable {VARIABLE} is not valid JSON: {exc}") from None
-
-
-def aggregate(shard_results: Iterable[list[dict[str, Any]]], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+def aggregate(context: Any, shard_results: Iterable[list[dict[str, Any]]]) -> dict[str, Any]:
     """Merge every range's totals per bucket, price them → report.json; returns the totals."""
+    params, run_id = _settings(context), context["run_id"]
     buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
     results = [r for shard in shard_results or () for r in shard or ()]
     try:
-        prices = load_prices(_prices_override())
+        prices = load_prices(params["pricing"])
     except ValueError as exc:
         raise _fail(str(exc)) from None
     report = storage_report.build_report(
@@ -138,9 +147,10 @@ def aggregate(shard_results: Iterable[list[dict[str, Any]]], params: dict[str, A
     return {**report["totals"], "report_uri": artifacts.uri(path)}
 
 
-def publish(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+def publish(context: Any) -> dict[str, Any]:
     """report.csv, report.html and report.txt next to report.json; the table goes to the log too.
     With ``fail_on_bucket_error`` the run fails afterwards if any bucket could not be read."""
+    params, run_id = _settings(context), context["run_id"]
     folder = _run_dir(run_id)
     report = artifacts.read_json(folder / "report.json")
     table = report_render.render_table(report)

@@ -1,37 +1,42 @@
-"""Where ``s3_upload`` gets its settings, and their validation.
+"""Every setting of ``s3_upload`` (the trigger form's params and the Variable ``s3ops_upload``) and the
+checks that JSON schema cannot express.
 
-Scheduled runs have no conf, so they read the Airflow Variable ``s3_upload`` (a JSON object with the
-param names as keys), then environment variables (``S3OPS_UPLOAD_BASE_DIR``, ``S3OPS_UPLOAD_BUCKET``,
-… one per param), then the defaults. A manual run's conf overrides all of them. Values from the
-Variable and the environment bypass the trigger form, so everything is validated here, with a
-message naming the setting and where it came from.
+Settings follow the one model of :mod:`include.core.settings`: a value typed in the form > key of the
+Airflow Variable ``s3ops_upload`` > the built-in default. Scheduled runs (every minute) take everything
+from the Variable; ``base_dir`` and ``bucket`` have no default. The command line passes its options as
+the params and no Variable.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-VARIABLE = "s3_upload"
-ENV_PREFIX = "S3OPS_UPLOAD_"
-DEFAULTS: dict[str, Any] = {
-    "base_dir": None,
-    "bucket": None,
-    "key_prefix": "",
-    "settle_seconds": 30,
-    "overwrite": False,
-    "max_files": 100_000,
-    "aws_conn_id": "aws_default",
-}
-BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+from include.core.settings import BUCKET, COMMON, REQUIRED, Setting, Settings, SettingsError
 
+__all__ = ["SETTINGS", "SettingsError", "UploadSettings", "normalize_prefix", "resolve_settings", "upload_settings"]
 
-class SettingsError(ValueError):
-    """A missing or invalid setting; the message names it, where it came from and how to fix it."""
+#: threads uploading the files of one batch (one client, one connection pool)
+DEFAULT_WORKERS = 16
+
+SETTINGS = Settings("s3_upload", "upload", (
+    Setting("base_dir", {"type": "string", "minLength": 1, "maxLength": 4096}, REQUIRED, "Base folder",
+            "Absolute path of the producer's folder (holds <location>/YYYY/MM/DD/HH/)."),
+    Setting("bucket", BUCKET, REQUIRED, "Bucket", "Target bucket."),
+    Setting("key_prefix", {"type": "string", "maxLength": 1024}, "", "Key prefix",
+            "Prefix for every key, e.g. 'incoming/' (a '/' is added if missing)."),
+    Setting("settle_seconds", {"type": "integer", "minimum": 0, "maximum": 86_400}, 30, "Settle time (seconds)",
+            "A file is finished when its data minute ended and its mtime are at least this many seconds old."),
+    Setting("overwrite", {"type": "boolean"}, False, "Overwrite",
+            "Replace an existing object with different content (otherwise: a conflict, the local file is kept)."),
+    Setting("max_files", {"type": "integer", "minimum": 1, "maximum": 10**7}, 100_000, "Max files per run",
+            "At most this many files per run, oldest data first; the rest wait."),
+    Setting("workers", {"type": "integer", "minimum": 1, "maximum": 256}, DEFAULT_WORKERS, "Upload threads",
+            "Files uploaded concurrently by one upload_batch task.", form=False),
+    *COMMON,
+))
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class UploadSettings:
     overwrite: bool
     max_files: int
     aws_conn_id: str
+    workers: int = DEFAULT_WORKERS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,116 +61,40 @@ class UploadSettings:
         return f"s3://{self.bucket}/{self.key_prefix}"
 
 
-def env_name(setting: str) -> str:
-    return f"{ENV_PREFIX}{setting.upper()}"
-
-
-def _where(source: str, name: str) -> str:
-    return {
-        "conf": f"the run's conf key {name!r}",
-        "variable": f"key {name!r} of the Airflow Variable {VARIABLE!r}",
-        "env": f"the environment variable {env_name(name)}",
-        "default": f"the default of {name!r}",
-    }[source]
-
-
-def _as_int(value: Any, name: str, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise SettingsError(f"{name} must be an integer >= {minimum}, got {value!r} from {where}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer >= {minimum}, got {value!r} from {where}") from None
-    if number < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {number} from {where}")
-    return number
-
-
-def _as_bool(value: Any, name: str, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {value!r} from {where}")
-
-
 def normalize_prefix(prefix: str) -> str:
     """``"a/b"`` → ``"a/b/"``; ``""`` stays ``""``. Keys then read ``<prefix><location>/YYYY/…``."""
     return f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
 
 
-def resolve_settings(
-    conf: Mapping[str, Any] | None, variable: Mapping[str, Any] | str | None, env: Mapping[str, str]
-) -> tuple[UploadSettings, dict[str, str]]:
-    """Merge conf > Variable > environment > defaults and validate; returns the settings and, per
-    setting, where its value came from (for the log). ``None`` or ``""`` in conf/Variable means unset."""
-    if isinstance(variable, str):
-        try:
-            variable = json.loads(variable) if variable.strip() else None
-        except json.JSONDecodeError as exc:
-            raise SettingsError(f"the Airflow Variable {VARIABLE!r} is not valid JSON: {exc}") from None
-    if variable is not None and not isinstance(variable, Mapping):
-        raise SettingsError(f"the Airflow Variable {VARIABLE!r} must be a JSON object with the param names as keys")
-    unknown = sorted(set(variable or {}) - set(DEFAULTS))
-    if unknown:
-        raise SettingsError(f"the Airflow Variable {VARIABLE!r} has unknown keys {unknown}; known: {sorted(DEFAULTS)}")
+def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> UploadSettings:
+    """Resolved values → :class:`UploadSettings`, after the checks a schema cannot express."""
+    sources = sources or {}
 
-    raw: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    for name, default in DEFAULTS.items():
-        for where, layer in (("conf", conf or {}), ("variable", variable or {}), ("env", None)):
-            value = layer.get(name) if layer is not None else env.get(env_name(name))
-            if value is not None and value != "":
-                raw[name], source[name] = value, where
-                break
-        else:
-            raw[name], source[name] = default, "default"
+    def where(name: str) -> str:
+        return SETTINGS.where(name, sources.get(name, "param"))
 
-    for name in ("base_dir", "bucket"):
-        if raw[name] is None:
-            raise SettingsError(
-                f"{name} is not set: pass it in the run's conf, set key {name!r} in the Airflow Variable "
-                f"{VARIABLE!r}, or set the environment variable {env_name(name)}"
-            )
-    base_dir = str(raw["base_dir"])
+    base_dir = str(values["base_dir"])
     if not Path(base_dir).is_absolute():
-        raise SettingsError(f"base_dir must be an absolute path, got {base_dir!r} from {_where(source['base_dir'], 'base_dir')}")
-    bucket = str(raw["bucket"])
-    if not BUCKET_RE.fullmatch(bucket) or ".." in bucket:
-        raise SettingsError(f"bucket {bucket!r} (from {_where(source['bucket'], 'bucket')}) is not a valid S3 bucket name")
-    prefix = str(raw["key_prefix"])
+        raise SettingsError(f"base_dir must be an absolute path, got {base_dir!r} from {where('base_dir')}")
+    prefix = str(values["key_prefix"])
     if prefix.startswith("/") or any(part in (".", "..") for part in prefix.split("/")):
-        raise SettingsError(
-            f"key_prefix {prefix!r} (from {_where(source['key_prefix'], 'key_prefix')}) must not start with '/' "
-            "or contain '.'/'..' segments"
-        )
-    conn_id = str(raw["aws_conn_id"]).strip()
-    if not conn_id:
-        raise SettingsError("aws_conn_id must name an Airflow connection")
-    settings = UploadSettings(
-        base_dir=base_dir,
-        bucket=bucket,
-        key_prefix=normalize_prefix(prefix),
-        settle_seconds=_as_int(raw["settle_seconds"], "settle_seconds", _where(source["settle_seconds"], "settle_seconds"), 0),
-        overwrite=_as_bool(raw["overwrite"], "overwrite", _where(source["overwrite"], "overwrite")),
-        max_files=_as_int(raw["max_files"], "max_files", _where(source["max_files"], "max_files"), 1),
-        aws_conn_id=conn_id,
+        raise SettingsError(f"key_prefix {prefix!r} (from {where('key_prefix')}) must not start with '/' "
+                            "or contain '.'/'..' segments")
+    bucket = str(values["bucket"])
+    if ".." in bucket:
+        raise SettingsError(f"bucket {bucket!r} (from {where('bucket')}) is not a valid S3 bucket name")
+    return UploadSettings(
+        base_dir=base_dir, bucket=bucket, key_prefix=normalize_prefix(prefix),
+        settle_seconds=int(values["settle_seconds"]), overwrite=bool(values["overwrite"]),
+        max_files=int(values["max_files"]), aws_conn_id=str(values["aws_conn_id"]),
+        workers=int(values.get("workers") or DEFAULT_WORKERS),
     )
-    return settings, source
 
 
-def load_settings(conf: Mapping[str, Any]) -> UploadSettings:
-    """Resolve the settings inside a task: the run's conf, the Variable ``s3_upload``, the environment."""
-    import logging
-    import os
-
-    from airflow.sdk import Variable
-
-    settings, source = resolve_settings(conf, Variable.get(VARIABLE, default=None), os.environ)
-    logging.getLogger(__name__).info(
-        "settings: %s", ", ".join(f"{k}={v!r} ({source[k]})" for k, v in settings.to_dict().items())
-    )
-    return settings
+def resolve_settings(
+    params: Mapping[str, Any] | None, variable: Mapping[str, Any] | str | None,
+) -> tuple[UploadSettings, dict[str, str]]:
+    """params > the Variable ``s3ops_upload`` > defaults, validated; returns the settings and, per
+    setting, where its value came from (for the log)."""
+    resolved = SETTINGS.resolve(params, variable)
+    return upload_settings(resolved, resolved.sources), dict(resolved.sources)

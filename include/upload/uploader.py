@@ -47,12 +47,11 @@ from include.core.errors import error_code, error_text
 from include.core.times import format_time
 from include.upload.fast_put import FastPut
 from include.upload.layout import Candidate, Scan, remove_empty_folders, scan_base_dir, split_batches
-from include.upload.settings import UploadSettings
+from include.upload.settings import DEFAULT_WORKERS, UploadSettings
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "s3_upload"
-DEFAULT_WORKERS = 16
 BATCH_SIZE = 500  # files per mapped upload_batch task
 MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow instead
 IN_MEMORY_MAX = 32 * 1024 * 1024  # read smaller files once into memory; stream bigger ones
@@ -432,11 +431,6 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = 
     return names
 
 
-def run_settings(run_dir: Any) -> UploadSettings:
-    """The settings the run's scan resolved (read back by upload_batch and tidy)."""
-    return UploadSettings(**artifacts.read_json(run_dir / "scan.json")["settings"])
-
-
 def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch: str,
                       *, workers: int = DEFAULT_WORKERS) -> dict[str, int]:
     """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry."""
@@ -541,15 +535,15 @@ def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT
 
 def main(argv: list[str] | None = None) -> int:
     from include.aws.client import client_from_args
-    from include.upload.settings import DEFAULTS, SettingsError, resolve_settings
+    from include.upload.settings import SETTINGS, SettingsError, resolve_settings
 
     parser = argparse.ArgumentParser(prog="s3ops upload", description=__doc__.splitlines()[0])
-    parser.add_argument("--base-dir", help="the producer's folder (env S3OPS_UPLOAD_BASE_DIR)")
-    parser.add_argument("--bucket", help="target bucket (env S3OPS_UPLOAD_BUCKET)")
+    parser.add_argument("--base-dir", help="the producer's folder (required)")
+    parser.add_argument("--bucket", help="target bucket (required)")
     parser.add_argument("--key-prefix", help="prefix for every key (default '')")
-    parser.add_argument("--settle-seconds", type=int, help=f"default {DEFAULTS['settle_seconds']}")
+    parser.add_argument("--settle-seconds", type=int, help=f"default {SETTINGS['settle_seconds'].default}")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace objects with different content")
-    parser.add_argument("--max-files", type=int, help=f"default {DEFAULTS['max_files']}")
+    parser.add_argument("--max-files", type=int, help=f"default {SETTINGS['max_files'].default}")
     parser.add_argument("--endpoint-url", default=os.environ.get("S3OPS_S3_ENDPOINT"))
     parser.add_argument("--profile")
     parser.add_argument("--region")
@@ -560,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files")}
     try:
-        settings, _ = resolve_settings(conf, None, os.environ)
+        settings, _ = resolve_settings(conf, None)
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, region_name=args.region,
                                   pool=client_pool_size(args.workers))
         check_bucket(client, settings.bucket)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+#: the DAGs whose params come from include.core.settings (s3ops_housekeeping has one plain dry_run param)
+SETTINGS_MODEL_DAGS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 
 
@@ -52,14 +54,22 @@ def test_params_are_documented(dagbag):
             assert "type" in param.schema, f"{dag_id} param {name!r} has no type"
 
 
-def test_scheduled_retention_runs_take_their_bucket_from_the_deployment(monkeypatch):
+def test_no_param_default_is_read_from_the_environment_at_parse_time(monkeypatch):
+    """Params default to null (= the deployment setting); the dag-processor's environment decides nothing."""
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("S3OPS_RETENTION_BUCKET", "jobs-bucket")
-    monkeypatch.setenv("S3OPS_RETENTION_KEY_PREFIX", "incoming/")
-    dag = DagBag(dag_folder=str(DAGS / "s3_retention.py")).dags["s3_retention"]
-    assert dag.params["bucket"] == "jobs-bucket"
-    assert dag.params["key_prefix"] == "incoming/"
+    monkeypatch.setenv("S3OPS_UPLOAD_BUCKET", "upload-bucket")
+    bag = DagBag(dag_folder=str(DAGS))
+    for dag_id in SETTINGS_MODEL_DAGS:
+        dag = bag.dags[dag_id]
+        assert all(dag.params[name] is None for name in dag.params), dag_id
+
+
+def test_param_descriptions_name_the_variable_and_the_built_in_default(dagbag):
+    for dag_id in SETTINGS_MODEL_DAGS:
+        for name, param in dagbag.dags[dag_id].params.items():
+            assert "s3ops_" in param.description and "built-in default" in param.description, (dag_id, name)
 
 
 def test_every_task_notifies_on_failure_and_approvals_notify_approvers(dagbag):

@@ -62,7 +62,7 @@ def test_upload_schedule_moves_new_files_within_two_minutes(airflow, s3, unique,
     s3.create_bucket(Bucket=bucket)
     base = tmp_path / "scheduled"
     base.mkdir()
-    airflow.set_variable("s3_upload", json.dumps({"base_dir": str(base), "bucket": bucket, "settle_seconds": 5}))
+    airflow.set_variable("s3ops_upload", json.dumps({"base_dir": str(base), "bucket": bucket, "settle_seconds": 5}))
     minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=2)
     written = {_write_dat(base, loc, minute, "temperature", f"{loc}\n".encode()): loc for loc in ("oslo", "rome")}
     expected = {p.relative_to(base).as_posix() for p in written}

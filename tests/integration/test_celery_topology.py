@@ -79,8 +79,7 @@ def test_storage_report_shards_run_on_both_workers_and_equal_the_single_machine_
         extra_env={
             "AIRFLOW_CONN_AWS_DEFAULT": s3_server.airflow_conn(),
             # split anything above 1000 objects, into SHARD_PARTS key ranges
-            "S3OPS_REPORT_SHARD_OBJECTS": "1000",
-            "S3OPS_REPORT_SHARD_PARTS": str(SHARD_PARTS),
+            "AIRFLOW_VAR_S3OPS_STORAGE_REPORT": json.dumps({"shard_objects": 1000, "shard_parts": SHARD_PARTS}),
         },
     )
     run_id = "scale-out-1"

@@ -253,8 +253,14 @@ def test_every_airflow_setting_exists_and_every_s3ops_variable_is_read_by_the_co
     # the containers get dags/, include/, plugins/ and config/ only: nothing there may need scripts/ or tests/
     assert not re.search(r"^\s*(from|import)\s+(scripts|tests)\b", code, flags=re.M)
     e = environment(services["airflow-worker"])
-    # what include/core/artifacts.py and the storage report read
-    assert {"S3OPS_ARTIFACT_ROOT", "S3OPS_ARTIFACT_CONN_ID", "S3OPS_REPORT_SHARD_OBJECTS"} <= set(e)
+    # what include/core/artifacts.py reads, and the deployment settings (Variables s3ops_<feature>)
+    assert {"S3OPS_ARTIFACT_ROOT", "S3OPS_ARTIFACT_CONN_ID", "AIRFLOW_VAR_S3OPS_UPLOAD",
+            "AIRFLOW_VAR_S3OPS_STORAGE_REPORT"} <= set(e)
+    from include.storage_report.settings import SETTINGS as REPORT
+    from include.upload.settings import SETTINGS as UPLOAD
+
+    for settings in (REPORT, UPLOAD):  # the compose file's Variables are valid settings
+        settings.parse_variable(re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", e[f"AIRFLOW_VAR_{settings.variable.upper()}"]))
 
 
 def test_connections_parse_and_point_at_the_demo_services(services: dict[str, Any]) -> None:

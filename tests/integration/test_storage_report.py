@@ -135,9 +135,9 @@ def _report(result: Any) -> dict[str, Any]:
 
 
 def test_listing_with_versions_shards_hidden_costs_and_unreadable_bucket(world, s3, run_dag, monkeypatch):
-    monkeypatch.setenv("S3OPS_REPORT_SHARD_OBJECTS", "1000")  # the 1,500-key and 2,500-key buckets split
-    monkeypatch.setenv("S3OPS_REPORT_SHARD_PARTS", "3")
-    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_PRICING", json.dumps(TEST_PRICES))
+    # the deployment settings: the 1,500-key and 2,500-key buckets split in 3, test prices
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_STORAGE_REPORT", json.dumps(
+        {"shard_objects": 1000, "shard_parts": 3, "pricing": TEST_PRICES}))
     result = run_dag("s3_storage_report", {"buckets": ["s3ops-demo-*", f"sr-*-{UID}"], "size_unit": "B",
                                            "include_versions": True})
     assert result.state == "success", result.task_states()
@@ -200,7 +200,7 @@ def test_listing_with_versions_shards_hidden_costs_and_unreadable_bucket(world, 
 
 
 def test_filters_kib_and_fail_on_bucket_error(world, s3, run_dag, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_PRICING", json.dumps(TEST_PRICES))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_STORAGE_REPORT", json.dumps({"pricing": TEST_PRICES}))
     w = DemoWorld()
     classes = ("GLACIER", "DEEP_ARCHIVE")
     result = run_dag("s3_storage_report", {

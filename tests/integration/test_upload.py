@@ -28,7 +28,7 @@ NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
 
 
 def settings(base: Path, bucket: str, **over: Any) -> UploadSettings:
-    return resolve_settings({"base_dir": str(base), "bucket": bucket, **over}, None, {})[0]
+    return resolve_settings({"base_dir": str(base), "bucket": bucket, **over}, None)[0]
 
 
 def write(base: Path, rel: str, body: bytes, *, age_seconds: float = 600) -> Path:
@@ -250,7 +250,7 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
     missing = subprocess.run(
         [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--endpoint-url", s3_server.endpoint_url],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={k: v for k, v in {**os.environ, "PYTHONPATH": str(ROOT)}.items() if k != "S3OPS_UPLOAD_BUCKET"},
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert missing.returncode == 2 and "bucket is not set" in missing.stderr
 
@@ -354,29 +354,58 @@ def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
     assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/in")] == [20]
 
 
-def test_scheduled_run_reads_variable_and_env_and_missing_settings_fail_the_run(
+def test_scheduled_run_reads_the_variable_and_missing_settings_fail_the_run(
     tmp_path, s3, bucket, run_dag, monkeypatch, capfd
 ):
     rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
-    write(tmp_path, rel, b"from env\n")
-    monkeypatch.delenv("S3OPS_UPLOAD_BASE_DIR", raising=False)
-    monkeypatch.setenv("S3OPS_UPLOAD_BUCKET", "s3ops-env-bucket-loses")
-    # the Variable s3_upload (through Airflow's env secrets backend) beats S3OPS_UPLOAD_* env
-    monkeypatch.setenv("AIRFLOW_VAR_S3_UPLOAD", json.dumps({"bucket": bucket, "key_prefix": "var"}))
+    write(tmp_path, rel, b"from the variable\n")
+    monkeypatch.setenv("S3OPS_UPLOAD_BASE_DIR", str(tmp_path))  # environment variables are not settings
+    # the Variable s3ops_upload (here through Airflow's env secrets backend)
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"bucket": bucket, "key_prefix": "var"}))
 
     failed = run_dag("s3_upload", {})  # no base_dir anywhere
     assert failed.state == "failed"
     assert failed.task_states()[("scan", -1)] == "failed"
-    assert "base_dir is not set" in capfd.readouterr().out  # the task log names the setting
+    out = capfd.readouterr().out
+    assert "base_dir is not set" in out and "s3ops_upload" in out  # the task log names the setting and the Variable
     assert (tmp_path / rel).exists()
 
-    monkeypatch.setenv("S3OPS_UPLOAD_BASE_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"bucket": bucket, "key_prefix": "var",
+                                                               "base_dir": str(tmp_path)}))
     ok = run_dag("s3_upload", {})
     assert ok.state == "success", ok.task_states()
     assert ok.xcom("tidy")["uploaded"] == 1
-    assert body_of(s3, bucket, f"var/{rel}") == b"from env\n"
-    scan = json.loads((ok.artifacts() / "scan.json").read_text())
-    assert scan["settings"]["base_dir"] == str(tmp_path) and scan["settings"]["key_prefix"] == "var/"
+    assert body_of(s3, bucket, f"var/{rel}") == b"from the variable\n"
+    saved = json.loads((ok.artifacts() / "settings.json").read_text())
+    assert saved["values"]["base_dir"] == str(tmp_path) and saved["sources"]["base_dir"] == "variable"
+
+
+def test_untouched_trigger_form_runs_like_a_scheduled_run(tmp_path, s3, bucket, run_dag, monkeypatch):
+    """The form sends every param at its default (null): the Variable must still decide."""
+    from include.upload.settings import SETTINGS
+
+    rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
+    write(tmp_path, rel, b"form\n")
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps(
+        {"bucket": bucket, "base_dir": str(tmp_path), "key_prefix": "form", "settle_seconds": 120}))
+    form = {name: spec["default"] for name, spec in SETTINGS.param_specs().items()}
+    assert set(form) >= {"base_dir", "bucket", "settle_seconds", "aws_conn_id"} and set(form.values()) == {None}
+    ok = run_dag("s3_upload", form)
+    assert ok.state == "success", ok.task_states()
+    saved = json.loads((ok.artifacts() / "settings.json").read_text())
+    assert saved["values"]["settle_seconds"] == 120 and saved["sources"]["settle_seconds"] == "variable"
+    assert body_of(s3, bucket, f"form/{rel}") == b"form\n"
+
+
+def test_invalid_variable_fails_the_run_once_naming_key_and_variable(tmp_path, bucket, run_dag, monkeypatch, capfd):
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps(
+        {"bucket": bucket, "base_dir": str(tmp_path), "settle_seconds": -5}))
+    result = run_dag("s3_upload", {})
+    assert result.state == "failed"
+    assert result.task_states()[("scan", -1)] == "failed"
+    out = capfd.readouterr().out
+    assert "settle_seconds" in out and "Variable 's3ops_upload'" in out
+    assert "up_for_retry" not in out.lower()
 
 
 def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):

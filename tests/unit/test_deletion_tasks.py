@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from include.deletion.airflow import DeleteRefused, approval_body, approval_verdict, authorize_delete, resolve_factory
+from include.deletion.airflow import DeleteRefused, approval_body, approval_verdict, authorize_delete
 
 PLAN = {"plan_id": "p1", "chunks": ["00000", "00001"]}
 APPROVED = {"chosen_options": ["Approve"], "params_input": {}}
@@ -58,15 +60,6 @@ def test_approval_body_shows_counts_bytes_reasons_samples_and_where():
         assert part in body
 
 
-def test_resolve_factory():
-    from include.deploy_cleanup.plan import make_recheck
-
-    assert resolve_factory("include.deploy_cleanup.plan:make_recheck") is make_recheck
-    assert resolve_factory(None) is None
-    with pytest.raises(ValueError, match="module:function"):
-        resolve_factory("include.deploy_cleanup.plan.make_recheck")
-
-
 def test_a_plan_wide_check_needs_no_chunk():
     assert _auth(chunk=None) == "approved"
     with pytest.raises(DeleteRefused, match="got: rejected"):
@@ -80,6 +73,7 @@ def test_wiring_with_a_task_between_delete_and_audit():
     from airflow.sdk import DAG, task
 
     from include.deletion.airflow import PlanApprovalOperator, add_deletion_tasks
+    from include.deploy_cleanup.plan import make_recheck
 
     @task
     def plan() -> dict:
@@ -90,7 +84,7 @@ def test_wiring_with_a_task_between_delete_and_audit():
         return {}
 
     with DAG("wiring_test", schedule=None, start_date=datetime(2026, 1, 1)) as dag:
-        tasks = add_deletion_tasks(plan(), recheck="include.deploy_cleanup.plan:make_recheck", before_audit=purge_job_rows)
+        tasks = add_deletion_tasks(plan(), recheck=make_recheck, before_audit=purge_job_rows)
     assert set(tasks) == {"guard", "approve", "delete", "audit"}
     t = dag.task_dict
     assert set(t) == {"plan", "guard", "approve", "delete", "purge_job_rows", "audit"}
@@ -124,6 +118,9 @@ def test_require_authorized_skips_on_reject_and_fails_without_retry_otherwise(tm
             return self.xcoms.get((task_ids, key))
 
     params = {"approval": "required", "dry_run": False}
+    # the run's resolved settings, not the params (which may be empty), decide
+    (tmp_path / "d" / "r" / "settings.json").write_text(json.dumps({"values": params}))
+    params = {"approval": "auto", "dry_run": False}
     assert require_authorized({"ti": TI(["Approve"]), "params": params}) == "approved"
     with pytest.raises(AirflowSkipException):
         require_authorized({"ti": TI(["Reject"]), "params": params})

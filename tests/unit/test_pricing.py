@@ -40,7 +40,7 @@ def test_override_merges_class_by_class_and_adds_regions():
     assert prices.price("us-east-1", "GLACIER") == LIST_PRICES["us-east-1"]["GLACIER"]
     assert prices.price("ap-south-1", "STANDARD") == 0.025
     assert prices.describe()["as_of"] == "2027-01-01" and prices.describe()["source"] == "contract"
-    assert load_prices({"prices": {}}).describe()["source"].endswith("overridden by s3ops_pricing")
+    assert load_prices({"prices": {}}).describe()["source"].endswith("overridden by pricing (key of the Variable s3ops_storage_report)")
 
 
 @pytest.mark.parametrize("bad", [
@@ -50,5 +50,5 @@ def test_override_merges_class_by_class_and_adds_regions():
     {"prices": ["us-east-1"]},
 ])
 def test_bad_override_names_the_problem(bad):
-    with pytest.raises(ValueError, match="s3ops_pricing"):
+    with pytest.raises(ValueError, match="s3ops_storage_report"):
         load_prices(bad)

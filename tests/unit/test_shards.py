@@ -142,12 +142,3 @@ def test_parts_budget_leaves_room_for_small_buckets():
     assert shards.parts_budget(10, 1024, 16) == 16
     assert shards.parts_budget(100, 1024, 16) == 5
     assert shards.parts_budget(5000, 1024, 16) == 1
-
-
-def test_settings_from_environment(monkeypatch):
-    monkeypatch.setenv("S3OPS_REPORT_SHARD_OBJECTS", "1234")
-    monkeypatch.setenv("S3OPS_REPORT_SHARD_PARTS", "3")
-    assert shards.shard_settings() == (1234, 3)
-    monkeypatch.setenv("S3OPS_REPORT_SHARD_PARTS", "0")
-    with pytest.raises(ValueError, match="S3OPS_REPORT_SHARD"):
-        shards.shard_settings()

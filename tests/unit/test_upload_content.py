@@ -81,7 +81,7 @@ def test_read_local_streams_big_files_without_keeping_them(tmp_path, monkeypatch
 def test_summary_counts_and_lists():
     from include.upload.uploader import BatchResult
 
-    settings = resolve_settings({"base_dir": "/d", "bucket": "b-1", "key_prefix": "p"}, None, {})[0]
+    settings = resolve_settings({"base_dir": "/d", "bucket": "b-1", "key_prefix": "p"}, None)[0]
     scan = {"not_ready": 2, "deferred": 5, "malformed": [{"path": "/d/x", "reason": "r"}],
             "errors": [{"path": "/d/l", "error": "cannot list"}]}
     one = BatchResult(uploaded=[{"key": "p/a", "size": 3, "checksum": "sha256:00", "uploaded_at": "t"}],

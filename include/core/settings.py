@@ -1,0 +1,291 @@
+"""One settings model for every s3ops DAG: params > the DAG's deployment Variable > built-in defaults.
+
+Each DAG declares its settings once, as a :class:`Settings` of :class:`Setting` entries (in its feature
+package: ``include/<feature>/settings.py``). From that one declaration come
+
+- the trigger form's params (:meth:`Settings.param_specs`): every param defaults to ``null``, meaning
+  "use the deployment setting, else the built-in default", and its description names the built-in
+  default. Airflow's form sends every param with its default, so only a ``null`` default lets a run
+  started from an untouched form behave exactly like a scheduled run;
+- the deployment settings: one Airflow Variable per DAG, ``s3ops_<feature>`` (:attr:`Settings.variable`),
+  a JSON object whose keys are setting names, validated with the *same* JSON schema as the params;
+- the merge (:meth:`Settings.resolve`): per setting, the param if set (not ``null``, not ``""``), else the
+  Variable's key, else the built-in default; then every value is checked again (NaN, infinities and
+  settings that have no default and were given nowhere are refused), so a bad value fails the run once,
+  naming the setting and where it came from;
+- the table in ``docs/configuration.md`` (:func:`markdown_table`; a test keeps the doc in step).
+
+Adding a setting to a DAG = adding one :class:`Setting` to its feature's ``SETTINGS``. A setting with
+``form=False`` is a deployment setting only (in the Variable, not in the trigger form): shard sizes,
+prices, notification targets, the deploy cleanup targets.
+
+Pure: no Airflow import. The Variable is read by the tasks code (``include.dag_defaults.run_settings``),
+which passes its text here; the resolved values are written to the run's artifact folder
+(``settings.json``) by the run's first task, so every later task of the run (and the deletion gate)
+uses exactly what the first one resolved, even if the Variable changes mid-run.
+jsonschema is what Airflow validates params with; this module only adds the layering and the messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+VARIABLE_PREFIX = "s3ops_"
+SETTINGS_FILE = "settings.json"
+#: where a resolved value came from
+SOURCES = ("param", "variable", "default")
+#: marks a setting that has no built-in default: it must be given as a param or in the Variable
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
+
+#: Shared JSON schemas (one definition per concept).
+BUCKET = {"type": "string", "minLength": 3, "maxLength": 63, "pattern": r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"}
+CONN_ID = {"type": "string", "minLength": 1, "maxLength": 250, "pattern": r"^\S+$"}
+#: Days, bounded: more than 100 years would make "now minus X days" leave the calendar.
+MAX_DAYS = 36_500
+DAYS = {"type": "number", "minimum": 0, "maximum": MAX_DAYS}
+APPROVAL = {"type": "string", "enum": ["required", "auto"]}
+USERS = {"type": "array", "items": {"type": "string", "minLength": 1}, "uniqueItems": True}
+
+
+class SettingsError(ValueError):
+    """A missing or invalid setting; the message names it, where it came from and what to do."""
+
+
+def _describe(value: Any) -> str:
+    if value is REQUIRED:
+        return "none (required)"
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name (param name = Variable key), JSON schema, built-in default and help."""
+
+    name: str
+    schema: Mapping[str, Any]  # JSON schema of a non-null value
+    default: Any
+    title: str
+    description: str
+    form: bool = True  # shown in the trigger form as a param; False = deployment setting only
+    #: a check beyond JSON schema (raises ValueError with the reason); e.g. the notification targets' parser
+    extra_check: Callable[[Any, str], object] | None = None
+
+    @property
+    def param_schema(self) -> dict[str, Any]:
+        """The schema plus ``null`` (= not set here, use the deployment setting / default)."""
+        schema = dict(self.schema)
+        kind = schema.get("type")
+        if kind is not None:
+            kinds = [kind] if isinstance(kind, str) else list(kind)
+            schema["type"] = ["null", *[k for k in kinds if k != "null"]]
+        if "enum" in schema and None not in schema["enum"]:
+            schema["enum"] = [None, *schema["enum"]]
+        return schema
+
+    def check(self, value: Any, where: str) -> None:
+        """Raise :class:`SettingsError` unless ``value`` is valid for this setting."""
+        problem = _non_finite(value)
+        if problem:
+            raise SettingsError(f"{self.name} = {problem} (from {where}) is not a finite number")
+        try:
+            jsonschema.validate(value, dict(self.schema), format_checker=jsonschema.FormatChecker())
+        except jsonschema.ValidationError as exc:
+            path = "".join(f"[{p!r}]" for p in exc.absolute_path)
+            raise SettingsError(f"{self.name}{path} = {_short(exc.instance)} (from {where}) is invalid: "
+                                f"{exc.message}") from None
+        if self.extra_check is not None:
+            try:
+                self.extra_check(value, f"{self.name} (from {where})")
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _non_finite(value: Any) -> str | None:
+    """``"NaN"``/``"Infinity"`` if ``value`` holds a non-finite float anywhere, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return next((p for p in map(_non_finite, value.values()) if p), None)
+    if isinstance(value, (list, tuple)):
+        return next((p for p in map(_non_finite, value) if p), None)
+    return None
+
+
+@dataclass(frozen=True)
+class Resolved(Mapping[str, Any]):
+    """The merged settings of one run (read like a dict) and, per setting, where its value came from."""
+
+    values: Mapping[str, Any]  # type: ignore[assignment]  # a field named like Mapping.values; read as a dict
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def __iter__(self) -> Any:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"values": dict(self.values), "sources": dict(self.sources)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Resolved:
+        return cls(dict(data["values"]), dict(data.get("sources") or {}))
+
+    def describe(self) -> str:
+        """One line for the task log: ``name=value (source), …``."""
+        return ", ".join(f"{k}={_short(v, 60)} ({self.sources.get(k, '?')})" for k, v in self.values.items())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of one DAG, its Variable's name, and the merge."""
+
+    dag_id: str
+    feature: str  # the Variable is s3ops_<feature>
+    entries: tuple[Setting, ...]
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.entries]
+        if len(names) != len(set(names)):
+            raise ValueError(f"{self.dag_id}: duplicate setting names {sorted(n for n in names if names.count(n) > 1)}")
+
+    def check_defaults(self) -> None:
+        """Raise :class:`SettingsError` if a built-in default breaks its own schema (a bug; tests call
+        this rather than every import, which must stay fast for DAG parsing)."""
+        for s in self.entries:
+            if s.default is not REQUIRED and s.default is not None:
+                s.check(s.default, "the built-in default")
+
+    @property
+    def variable(self) -> str:
+        return f"{VARIABLE_PREFIX}{self.feature}"
+
+    def __getitem__(self, name: str) -> Setting:
+        for s in self.entries:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.entries]
+
+    def param_specs(self) -> dict[str, dict[str, Any]]:
+        """Keyword arguments of ``airflow.sdk.Param`` for every form setting: default ``None``, the
+        schema plus null, the title and a description that names the built-in default."""
+        specs = {}
+        for s in self.entries:
+            if not s.form:
+                continue
+            default = ("none: set it here or in the Variable " + self.variable if s.default is REQUIRED
+                       else _describe(s.default))
+            specs[s.name] = {
+                "default": None, **s.param_schema, "title": s.title,
+                "description": f"{s.description} Empty = the Variable {self.variable}'s {s.name!r}, "
+                               f"else the built-in default: {default}.",
+            }
+        return specs
+
+    def parse_variable(self, raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
+        """The Variable's JSON object, checked: unknown keys and invalid values are refused by name."""
+        if raw is None:
+            return {}
+        if isinstance(raw, str):
+            if not raw.strip():
+                return {}
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(f"the Airflow Variable {self.variable!r} is not valid JSON ({exc}): "
+                                    "fix it in Admin → Variables") from None
+        if not isinstance(raw, Mapping):
+            raise SettingsError(f"the Airflow Variable {self.variable!r} must be a JSON object whose keys are "
+                                f"setting names ({', '.join(self.names)})")
+        unknown = sorted(set(raw) - set(self.names))
+        if unknown:
+            raise SettingsError(f"the Airflow Variable {self.variable!r} has unknown keys {unknown}; "
+                                f"known: {', '.join(self.names)} (see docs/configuration.md)")
+        values = dict(raw)
+        for name, value in values.items():
+            if value is not None:
+                self[name].check(value, f"key {name!r} of the Airflow Variable {self.variable!r}")
+        return values
+
+    def resolve(self, params: Mapping[str, Any] | None, variable: str | Mapping[str, Any] | None) -> Resolved:
+        """Merge, per setting: the param (unless null or ``""``) > the Variable's key > the built-in
+        default; validate everything; raise :class:`SettingsError` naming the first problem."""
+        params = params or {}
+        from_variable = self.parse_variable(variable)
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for s in self.entries:
+            value, source = params.get(s.name) if s.form else None, "param"
+            if value is None or value == "":
+                value, source = from_variable.get(s.name), "variable"
+            if value is None:
+                value, source = s.default, "default"
+            if value is REQUIRED:
+                raise SettingsError(
+                    f"{s.name} is not set: " + (f"type it in the trigger form (param {s.name!r}) or " if s.form else "")
+                    + f"set key {s.name!r} in the Airflow Variable {self.variable!r} (see docs/configuration.md)")
+            if value is not None:
+                s.check(value, self.where(s.name, source))
+            values[s.name], sources[s.name] = value, source
+        return Resolved(values, sources)
+
+    def where(self, name: str, source: str) -> str:
+        return {"param": f"the run's param {name!r}",
+                "variable": f"key {name!r} of the Airflow Variable {self.variable!r}",
+                "default": f"the built-in default of {name!r}"}[source]
+
+
+#: Settings every DAG has (one definition each).
+AWS_CONN = Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
+                   "Airflow connection with the S3 credentials (and endpoint_url, if any).")
+def _notification_targets(value: Any, where: str) -> object:
+    from include.core.notify import parse_targets
+
+    return parse_targets(value, source=where)
+
+
+NOTIFICATIONS = Setting("notifications", {"type": ["array", "string", "object"], "items": {"type": ["string", "object"]}},
+                        [], "Notifications",
+                        "Where approval requests and failures are sent: a list of notification targets, e-mail "
+                        "addresses or objects (see docs/notifications.md).", form=False,
+                        extra_check=_notification_targets)
+#: Read by the s3ops_housekeeping DAG (include.core.housekeeping) from every DAG's Variable.
+RETENTION_DAYS = {"type": "integer", "minimum": 1, "maximum": MAX_DAYS}
+ARTIFACT_RETENTION = Setting("artifact_retention_days", RETENTION_DAYS, None, "Artifact retention (days)",
+                             "Run folders older than this are pruned by s3ops_housekeeping; empty = the key of "
+                             "the Variable s3ops_housekeeping, else 30.", form=False)
+AUDIT_RETENTION = Setting("audit_retention_days", RETENTION_DAYS, None, "Audit retention (days)",
+                          "A run that deleted something keeps audit.json and plan.json this long; empty = the key "
+                          "of the Variable s3ops_housekeeping, else 400.", form=False)
+#: What every DAG's settings end with.
+COMMON = (AWS_CONN, NOTIFICATIONS, ARTIFACT_RETENTION, AUDIT_RETENTION)
+
+
+def markdown_table(all_settings: Iterable[Settings]) -> str:
+    """The table of ``docs/configuration.md``: one row per setting of every DAG."""
+    rows = ["| DAG | param | Variable key | default | what it does |", "| --- | --- | --- | --- | --- |"]
+    for settings in all_settings:
+        for s in settings.entries:
+            param = f"`{s.name}`" if s.form else "— (Variable only)"
+            default = _describe(s.default).replace("|", "\\|")
+            text = s.description.replace("|", "\\|")
+            rows.append(f"| `{settings.dag_id}` | {param} | `{settings.variable}`.`{s.name}` | `{default}` | {text} |")
+    return "\n".join(rows)

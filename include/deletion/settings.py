@@ -1,0 +1,30 @@
+"""The settings of the deletion gate, shared by every deleting DAG (retention, deploy cleanup).
+
+A DAG lists :func:`gate_settings` among its own settings (:mod:`include.core.settings`); the gate's tasks
+(:mod:`include.deletion.airflow`) read them from the run's resolved settings. A setting the gate gains
+(e.g. an approval timeout) is added here once, for every deleting DAG.
+"""
+
+from __future__ import annotations
+
+from include.core.settings import APPROVAL, USERS, Setting
+
+
+def gate_settings(*, approval: str, max_delete_count: int) -> tuple[Setting, ...]:
+    """approval, approvers, separate_approver, dry_run and max_delete_count, with this DAG's defaults."""
+    return (
+        Setting("approval", APPROVAL, approval, "Approval",
+                "required: a human approves the plan (Browse → Required Actions); auto: delete without a human "
+                "when the guards pass."),
+        Setting("approvers", USERS, [], "Approvers",
+                "Airflow users who may approve the deletion; empty = any user allowed to answer the request."),
+        Setting("separate_approver", {"type": "boolean"}, True, "Separate approver",
+                "The user who triggered the run cannot approve its deletions (scheduled runs have no "
+                "triggering user)."),
+        Setting("dry_run", {"type": "boolean"}, False, "Dry run",
+                "Plan, guard and audit only: nothing is deleted."),
+        Setting("max_delete_count", {"type": "integer", "minimum": 0, "maximum": 10**9}, max_delete_count,
+                "Max objects to delete",
+                "The guard refuses the whole plan (nothing deleted) if it deletes more objects (or versions) "
+                "than this."),
+    )

@@ -1,0 +1,53 @@
+"""Every setting of ``s3_deploy_cleanup``: the trigger form's params and the Variable ``s3ops_deploy_cleanup``.
+
+A scheduled run cleans every target of ``targets`` (one plan, guard, approval and audit per target);
+a run given a ``bucket`` cleans only that target, described by the other params (each falling back to
+the Variable's key, then the built-in default).
+"""
+
+from __future__ import annotations
+
+from include.core.settings import BUCKET, COMMON, DAYS, Setting, Settings
+from include.deletion.settings import gate_settings
+
+PREFIX = {"type": "string", "maxLength": 1024, "pattern": "^$|/$"}
+KEEP = {"type": "integer", "minimum": 0, "maximum": 10**6}
+MIN_KEEP = {"type": "integer", "minimum": 1, "maximum": 10**6}
+PROTECT = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 1024}}
+#: One target of a scheduled run: what the params describe for a manual run.
+TARGET = {
+    "type": "object",
+    "required": ["bucket"],
+    "additionalProperties": False,
+    "properties": {
+        "bucket": BUCKET, "prefix": PREFIX, "keep": {"type": ["integer", "null"], **{k: v for k, v in KEEP.items() if k != "type"}},
+        "older_than_days": {"type": ["number", "null"], **{k: v for k, v in DAYS.items() if k != "type"}},
+        "min_keep": MIN_KEEP, "protect": PROTECT,
+    },
+}
+#: The per-target settings (a target's keys; the params of a manual run).
+TARGET_KEYS = ("bucket", "prefix", "keep", "older_than_days", "min_keep", "protect")
+
+SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
+    Setting("bucket", BUCKET, None, "Bucket",
+            "Bucket that holds the deployment folders. Set: clean only this target. Not set anywhere: clean "
+            "every entry of targets."),
+    Setting("prefix", PREFIX, "", "Prefix",
+            "Folder holding the deployments, ending with '/' (e.g. deploys/); empty = the bucket root. Objects "
+            "directly under it are never touched."),
+    Setting("keep", KEEP, None, "Keep newest N",
+            "Every deployment except the newest N is a candidate; null = no count limit (then set older_than_days)."),
+    Setting("older_than_days", DAYS, None, "Older than (days)",
+            f"Only deployments older than this many days (0 to {DAYS['maximum']}, at the run's logical time) are "
+            "candidates. With keep, both must hold."),
+    Setting("min_keep", MIN_KEEP, 1, "Always keep newest",
+            "The newest min_keep deployments are never deleted, whatever else is set."),
+    Setting("protect", PROTECT, [], "Protect", "Deployment names or globs (release-1.*) that are never deleted."),
+    Setting("targets", {"type": "array", "items": TARGET, "maxItems": 256}, [], "Targets",
+            "Scheduled runs: a list of {bucket, prefix, keep, older_than_days, min_keep, protect}, one plan per "
+            "target; a key a target leaves out takes the setting of that name.", form=False),
+    *gate_settings(approval="auto", max_delete_count=10_000),
+    Setting("include_versions", {"type": "boolean"}, False, "Include versions",
+            "Also delete every noncurrent version and delete marker in the deleted deployments (versioned buckets)."),
+    *COMMON,
+))

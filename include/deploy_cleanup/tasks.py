@@ -1,0 +1,94 @@
+"""The Airflow side of ``s3_deploy_cleanup``: what its own tasks do (the deletion gate is shared:
+:mod:`include.deletion.airflow`). The DAG file only wires these.
+
+A run resolves its settings first (``targets``: params > Variable ``s3ops_deploy_cleanup`` > defaults,
+recorded in ``settings.json``). Then:
+
+- a run with a ``bucket`` (typed in the form, in its conf, or the Variable's ``bucket``) cleans that one
+  target: ``plan`` → ``guard`` → ``approve`` → ``delete`` → ``audit``;
+- a run without one (a scheduled run, with ``targets`` in the Variable) cleans every target: ``dispatch``
+  starts one run of this DAG per target (mapped), each with that target in its conf, so every target
+  gets its own plan, guard, approval request and audit, on its own run page. The dispatching run's
+  ``plan`` and the gate after it are skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from include.core.times import logical_now
+from include.deploy_cleanup.settings import SETTINGS, TARGET_KEYS
+
+# The planner (and the S3 listing it needs) is imported inside the functions: the DAG file imports this
+# module at parse time, which must stay fast.
+
+
+def recheck(ctx: Any) -> Any:
+    """The delete step's re-check: a deployment that changed since planning is kept."""
+    from include.deploy_cleanup.plan import make_recheck
+
+    return make_recheck(ctx)
+
+
+def _fail(message: str) -> Exception:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(f"{SETTINGS.dag_id}: {message}")  # a bad setting is not worth a retry
+
+
+def _cleanup_settings(values: Any, what: str) -> Any:
+    from include.deploy_cleanup.plan import settings_from_params
+
+    try:
+        return settings_from_params(values)
+    except ValueError as exc:
+        raise _fail(f"{what}: {exc}") from None
+
+
+def dispatch_confs(resolved: Any) -> list[dict[str, Any]]:
+    """The conf of one run per target (empty when this run has a bucket: it cleans only that target).
+
+    A target's conf holds its own keys plus the params this run was given (e.g. ``dry_run``; a target's
+    own key wins); every other setting comes from the Variable, then the defaults, in the target's run."""
+    if resolved["bucket"] is not None:
+        if resolved.sources["bucket"] == "variable" and resolved["targets"]:
+            raise _fail(f"the Variable {SETTINGS.variable!r} sets both bucket and targets: keep one (bucket = one "
+                        "target; targets = a list of them)")
+        return []
+    if not resolved["targets"]:
+        raise _fail(f"nothing to clean: no bucket (param, or key 'bucket' of the Variable {SETTINGS.variable!r}) "
+                    "and no targets in that Variable; see docs/configuration.md")
+    given = {k: v for k, v in resolved.items() if resolved.sources[k] == "param"}
+    confs = []
+    for index, target in enumerate(resolved["targets"]):
+        _cleanup_settings({**resolved, **target}, f"targets[{index}] (bucket {target['bucket']!r})")  # all checked first
+        confs.append({**given, **{k: target[k] for k in TARGET_KEYS if k in target}})
+    return confs
+
+
+def targets(context: Any) -> list[dict[str, Any]]:
+    """Resolve the run's settings; the confs of the runs to start (one per target), or [] for one target."""
+    from include.dag_defaults import resolve_run_settings
+
+    return dispatch_confs(resolve_run_settings(SETTINGS, context))
+
+
+def has_bucket(context: Any) -> bool:
+    """True when this run cleans one target itself (False: it dispatched runs, skip the gate)."""
+    from include.dag_defaults import saved_run_settings
+
+    return saved_run_settings(context)["bucket"] is not None
+
+
+def plan(context: Any) -> dict[str, Any]:
+    """Check the settings, list the deployments, decide, and write the plan to the artifact store."""
+    from include.aws.client import client_from_connection
+    from include.dag_defaults import saved_run_settings
+    from include.deletion.airflow import run_dir_of
+    from include.deploy_cleanup.plan import plan_cleanup
+
+    s = saved_run_settings(context)
+    settings = _cleanup_settings(s, "invalid settings")
+    now = logical_now(context)
+    client = client_from_connection(s["aws_conn_id"], mode="adaptive")
+    return plan_cleanup(client, s["bucket"], settings, run_dir_of(context), now)

@@ -1,0 +1,112 @@
+"""The Airflow side of ``s3_retention``: what its own tasks do (the deletion gate is shared:
+:mod:`include.deletion.airflow`). The DAG file only wires these.
+
+``plan`` resolves the run's settings first (params > Variable ``s3ops_retention`` > defaults, recorded in
+``settings.json``) and checks them before anything is listed: a bad duration, a cutoff outside the
+calendar or a bad table name fails the run once, without retries, naming the setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from include.core.times import logical_now
+from include.retention.settings import SETTINGS
+
+# The policy (and the S3 listing it needs) is imported inside the functions: the DAG file imports this
+# module at parse time, which must stay fast.
+
+
+def plan(context: Any) -> dict[str, Any]:
+    """Stream the listing against the job rows; write the plan; return its small summary."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.dag_defaults import resolve_run_settings
+    from include.deletion.airflow import run_dir_of
+    from include.retention import jobs as jobs_db
+    from include.retention.policy import Policy
+
+    s = resolve_run_settings(SETTINGS, context)
+    now = logical_now(context)
+    try:
+        policy = Policy.at(now, s["trial_retention"], s["orphan_min_age_days"])
+        jobs_db.quote_table(s["jobs_table"])
+    except (ValueError, OverflowError) as exc:  # checked before any listing; no retry fixes it
+        raise AirflowFailException(f"{SETTINGS.dag_id}: {exc}") from None
+    return run_plan(
+        aws_conn_id=s["aws_conn_id"], mysql_conn_id=s["mysql_conn_id"], bucket=s["bucket"],
+        key_prefix=s["key_prefix"], jobs_table=s["jobs_table"], run_dir=run_dir_of(context), policy=policy,
+        allow_empty_jobs=s["allow_empty_jobs"], purge_job_rows=s["purge_job_rows"],
+        trial_retention=s["trial_retention"], orphan_min_age_days=s["orphan_min_age_days"],
+    )
+
+
+def purge_job_rows(context: Any) -> dict[str, Any]:
+    """Delete the expired TRIAL rows (when asked), after writing them to purged_rows.jsonl."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from include.dag_defaults import saved_run_settings
+    from include.deletion.airflow import require_authorized, run_dir_of
+    from include.deletion.plan import read_plan
+
+    s = saved_run_settings(context)
+    if not s["purge_job_rows"] or s["dry_run"]:
+        raise AirflowSkipException("purge_job_rows is off (or this is a dry run): job rows are kept")
+    require_authorized(context)
+    run_dir = run_dir_of(context)
+    return run_purge(mysql_conn_id=s["mysql_conn_id"], plan=read_plan(run_dir), run_dir=run_dir)
+
+
+def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
+    """The delete step's re-check in MySQL, under the plan's policy, for the shared deletion tasks."""
+    from include.retention import jobs as jobs_db
+    from include.retention.policy import make_recheck, policy_of
+
+    table = ctx.plan["jobs_table"]
+    conn = jobs_db.connect(ctx.params["mysql_conn_id"])  # autocommit: every chunk sees the latest rows
+    return make_recheck(lambda names: jobs_db.rows_for_sources(conn, table, names),
+                        ctx.plan["policy"]["key_prefix"], policy_of(ctx.plan))
+
+
+def run_plan(
+    *, aws_conn_id: str, mysql_conn_id: str, bucket: str, key_prefix: str, jobs_table: str, policy: Any,
+    run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
+) -> dict[str, Any]:
+    """The ``plan`` task: stream the listing against the job rows into the run's plan artifacts."""
+    from include.aws.client import client_from_connection
+    from include.aws.listing import iter_objects
+    from include.retention import jobs as jobs_db
+    from include.retention.policy import write_plan
+
+    jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
+    client = client_from_connection(aws_conn_id, mode="adaptive")
+    stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
+    try:
+        summary = write_plan(
+            iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
+            key_prefix=key_prefix, policy=policy,
+            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
+            jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
+            extra={"bucket": bucket, "trial_retention": trial_retention,
+                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows},
+        )
+    finally:
+        stream.close()
+        lookup_conn.close()
+    return summary
+
+
+def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:
+    """The ``purge_job_rows`` task: record the expired TRIAL rows in ``purged_rows.jsonl``, then delete them."""
+    from include.core import artifacts
+    from include.retention import jobs as jobs_db
+    from include.retention.policy import policy_of
+
+    dest = run_dir / "purged_rows.jsonl"
+    conn = jobs_db.connect(mysql_conn_id)
+    try:
+        counts = jobs_db.purge_expired_trials(conn, plan["jobs_table"], policy_of(plan), dest)
+    finally:
+        conn.close()
+    return {**counts, "purged_rows_uri": artifacts.uri(dest)}

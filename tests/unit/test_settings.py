@@ -1,0 +1,198 @@
+"""include.core.settings: one model for every DAG — params > Variable > built-in default, one schema."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from include.core.settings import REQUIRED, Setting, Settings, SettingsError
+from include.deploy_cleanup.settings import SETTINGS as DEPLOY_CLEANUP
+from include.retention.settings import SETTINGS as RETENTION
+from include.storage_report.settings import SETTINGS as STORAGE_REPORT
+from include.upload.settings import SETTINGS as UPLOAD
+
+ALL = (STORAGE_REPORT, UPLOAD, RETENTION, DEPLOY_CLEANUP)
+
+DEMO = Settings("demo_dag", "demo", (
+    Setting("bucket", {"type": "string", "minLength": 3}, REQUIRED, "Bucket", "The bucket."),
+    Setting("days", {"type": "number", "minimum": 0, "maximum": 100}, 7, "Days", "How old."),
+    Setting("flag", {"type": "boolean"}, False, "Flag", "A switch."),
+    Setting("hidden", {"type": "integer", "minimum": 1}, 5, "Hidden", "Variable only.", form=False),
+))
+
+
+def untouched_form(settings: Settings) -> dict:
+    """What Airflow's trigger form sends when nothing is typed: every param at its default."""
+    return {name: spec["default"] for name, spec in settings.param_specs().items()}
+
+
+def test_variable_names_follow_one_scheme():
+    assert [s.variable for s in ALL] == ["s3ops_storage_report", "s3ops_upload", "s3ops_retention",
+                                         "s3ops_deploy_cleanup"]
+
+
+@pytest.mark.parametrize("settings", ALL, ids=lambda s: s.dag_id)
+def test_every_param_defaults_to_null_and_names_its_built_in_default(settings):
+    for name, spec in settings.param_specs().items():
+        assert spec["default"] is None, name
+        assert "null" in spec["type"], name
+        assert settings.variable in spec["description"] and "built-in default" in spec["description"]
+        default = settings[name].default
+        if default is not REQUIRED:
+            assert json.dumps(default, ensure_ascii=False) in spec["description"], name
+
+
+def test_typed_param_beats_variable_beats_default():
+    resolved = DEMO.resolve({"bucket": "typed", "days": None, "flag": None}, '{"bucket": "var", "days": 30}')
+    assert dict(resolved) == {"bucket": "typed", "days": 30, "flag": False, "hidden": 5}
+    assert resolved.sources == {"bucket": "param", "days": "variable", "flag": "default", "hidden": "default"}
+
+
+def test_explicit_false_and_zero_typed_in_the_form_win():
+    resolved = DEMO.resolve({"bucket": "abc", "days": 0, "flag": False}, {"days": 30, "flag": True})
+    assert (resolved["days"], resolved["flag"]) == (0, False)
+
+
+def test_form_only_settings_cannot_be_smuggled_through_conf():
+    assert DEMO.resolve({"bucket": "abc", "hidden": 99}, None)["hidden"] == 5
+    assert DEMO.resolve({"bucket": "abc"}, {"hidden": 9})["hidden"] == 9
+
+
+def test_untouched_form_equals_scheduled_run():
+    variable = {"bucket": "from-var", "days": 3, "flag": True}
+    assert dict(DEMO.resolve(untouched_form(DEMO), variable)) == dict(DEMO.resolve({}, variable))
+
+
+def test_missing_required_setting_names_the_param_and_the_variable():
+    with pytest.raises(SettingsError) as err:
+        DEMO.resolve({}, None)
+    assert "bucket" in str(err.value) and "s3ops_demo" in str(err.value)
+
+
+@pytest.mark.parametrize(("variable", "needle"), [
+    ('{"days": 1e6}', "key 'days' of the Airflow Variable 's3ops_demo'"),
+    ('{"days": NaN}', "not a finite number"),
+    ('{"days": "7"}', "key 'days'"),
+    ('{"dayz": 7}', "unknown keys ['dayz']"),
+    ("{not json", "not valid JSON"),
+    ("[1]", "JSON object"),
+])
+def test_invalid_variable_fails_naming_key_and_variable(variable, needle):
+    with pytest.raises(SettingsError, match=None) as err:
+        DEMO.resolve({"bucket": "abc"}, variable)
+    assert needle in str(err.value)
+
+
+def test_invalid_param_is_named_as_a_param():
+    with pytest.raises(SettingsError, match="the run's param 'days'"):
+        DEMO.resolve({"bucket": "abc", "days": math.nan}, None)
+    with pytest.raises(SettingsError, match="the run's param 'days'"):
+        DEMO.resolve({"bucket": "abc", "days": 101}, None)
+
+
+@pytest.mark.parametrize("settings", ALL, ids=lambda s: s.dag_id)
+def test_built_in_defaults_satisfy_their_own_schema(settings):
+    settings.check_defaults()
+
+
+def test_a_wrong_built_in_default_is_caught():
+    with pytest.raises(SettingsError):
+        Settings("x", "x", (Setting("n", {"type": "integer"}, "seven", "N", "N."),)).check_defaults()
+    with pytest.raises(ValueError, match="duplicate"):
+        Settings("x", "x", (Setting("n", {"type": "integer"}, 1, "N", "N."),) * 2)
+
+
+@pytest.mark.parametrize("bad", ["P", "p", "P1D1D", "P1M1Y", "P999999999D", "p3m", "P3m", "PT", "P1DT", "3M", " P3M",
+                                 "P3M ", "P-1D", "P1.5D", ""])
+def test_trial_retention_grammar_refuses(bad):
+    with pytest.raises(SettingsError, match="Variable 's3ops_retention'"):  # from the deployment setting
+        RETENTION.resolve({"bucket": "jobs-bucket"}, {"trial_retention": bad})
+    if bad:  # "" in the form means "not set"
+        with pytest.raises(SettingsError, match="the run's param 'trial_retention'"):
+            RETENTION.resolve({"bucket": "jobs-bucket", "trial_retention": bad}, None)
+
+
+@pytest.mark.parametrize("good", ["P3M", "P90D", "P1Y2M", "P2W", "PT36H", "P1Y2M3W4DT5H6M7S", "P0D", "P999Y"])
+def test_trial_retention_grammar_accepts(good):
+    assert RETENTION.resolve({"bucket": "jobs-bucket", "trial_retention": good}, None)["trial_retention"] == good
+
+
+@pytest.mark.parametrize(("settings", "name"), [(RETENTION, "orphan_min_age_days"), (DEPLOY_CLEANUP, "older_than_days")])
+@pytest.mark.parametrize("bad", [1e6, 1e12, math.nan, math.inf, -1])
+def test_day_counts_are_bounded(settings, name, bad):
+    with pytest.raises(SettingsError, match=name):
+        settings.resolve({"bucket": "jobs-bucket", name: bad}, None)
+
+
+@pytest.mark.parametrize("settings", [RETENTION, UPLOAD], ids=lambda s: s.dag_id)
+@pytest.mark.parametrize("bucket", ["ab", "Bad_Bucket", " x-bucket", "a" * 64])
+def test_bad_buckets_refused(settings, bucket):
+    with pytest.raises(SettingsError, match="bucket"):
+        settings.resolve({"bucket": bucket, "base_dir": "/data"}, None)
+
+
+def test_empty_bucket_in_the_form_means_unset_and_then_required():
+    with pytest.raises(SettingsError, match="bucket is not set"):
+        RETENTION.resolve({**untouched_form(RETENTION), "bucket": ""}, None)
+
+
+def test_scheduled_retention_is_fully_configurable_through_its_variable():
+    variable = {
+        "bucket": "jobs-bucket", "key_prefix": "incoming/", "jobs_table": "ops.ndvr_job_status",
+        "trial_retention": "P30D", "orphan_min_age_days": 2, "approval": "auto", "approvers": ["alice"],
+        "max_delete_count": 5, "max_delete_fraction": 0.1, "notifications": [{"type": "smtp", "to": ["ops@example.com"]}],
+    }
+    resolved = RETENTION.resolve({}, variable)
+    assert {k: resolved[k] for k in variable} == variable
+    assert all(resolved.sources[k] == "variable" for k in variable)
+
+
+def test_deploy_cleanup_targets_are_validated_per_key():
+    good = [{"bucket": "deploys-a", "prefix": "web/", "keep": 3}, {"bucket": "deploys-b", "older_than_days": 30}]
+    assert DEPLOY_CLEANUP.resolve({}, {"targets": good})["targets"] == good
+    for bad, needle in [([{"prefix": "web/"}], "'bucket' is a required property"),
+                        ([{"bucket": "deploys-a", "prefx": "x/"}], "Additional properties"),
+                        ([{"bucket": "deploys-a", "older_than_days": 1e12}], "older_than_days")]:
+        with pytest.raises(SettingsError, match="targets") as err:
+            DEPLOY_CLEANUP.resolve({}, {"targets": bad})
+        assert needle in str(err.value)
+
+
+def test_storage_report_shards_and_prices_are_settings():
+    resolved = STORAGE_REPORT.resolve({}, {"shard_objects": 1000, "pricing": {"prices": {"eu-west-1": {"STANDARD": 0.02}}}})
+    assert resolved["shard_objects"] == 1000 and resolved["shard_parts"] == 16
+    with pytest.raises(SettingsError, match="pricing"):
+        STORAGE_REPORT.resolve({}, {"pricing": {"prices": {"eu-west-1": {"STANDARD": -1}}}})
+
+
+def test_deploy_cleanup_dispatch_confs():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.deploy_cleanup.tasks import dispatch_confs
+
+    targets = [{"bucket": "deploys-a", "prefix": "web/", "keep": 2}, {"bucket": "deploys-b", "older_than_days": 30}]
+    variable = {"targets": targets, "min_keep": 2}
+    # scheduled: one conf per target, nothing else (the target's run reads the Variable itself)
+    assert dispatch_confs(DEPLOY_CLEANUP.resolve({}, variable)) == targets
+    # params typed for the dispatching run go to every target's run (but not over a target's own keys)
+    confs = dispatch_confs(DEPLOY_CLEANUP.resolve({"dry_run": True, "keep": 9}, variable))
+    assert confs == [{"dry_run": True, "keep": 9, **t} for t in targets]
+    assert [c["keep"] for c in confs] == [2, 9]
+    # a run with a bucket cleans only that target
+    assert dispatch_confs(DEPLOY_CLEANUP.resolve({"bucket": "deploys-c", "keep": 1}, variable)) == []
+    with pytest.raises(AirflowFailException, match="nothing to clean"):
+        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {}))
+    with pytest.raises(AirflowFailException, match="both bucket and targets"):
+        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {**variable, "bucket": "deploys-c"}))
+    with pytest.raises(AirflowFailException, match=r"targets\[1\] \(bucket 'deploys-b'\).*set keep"):
+        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b"}]}))
+
+
+def test_notification_targets_are_checked_with_the_notifier_parser():
+    assert RETENTION.resolve({"bucket": "jobs-bucket"}, {"notifications": ["ops@example.com"]})["notifications"] == [
+        "ops@example.com"]
+    with pytest.raises(SettingsError, match=r"notifications \(from key 'notifications' of the Airflow Variable "
+                                            r"'s3ops_retention'\)\[0\]: 'type' must be"):
+        RETENTION.resolve({"bucket": "jobs-bucket"}, {"notifications": [{"type": "pager", "to": "x"}]})
