@@ -14,8 +14,6 @@ import sys
 from fnmatch import fnmatch
 from pathlib import Path
 
-import pytest
-
 from tests.layout._pyproject import pyproject
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,9 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DAG_IMPORTS = ("include.*.tasks", "include.deletion.airflow", "include.dag_defaults", "include.core.settings")
 #: The UI plugin sees the project only through include/ui.
 PLUGIN_IMPORTS = ("include.ui", "include.ui.*")
-#: h3 (issue 14, thin DAGs) moves the task code still inline in three DAG files into these modules;
-#: until it is merged the dags rule is an expected failure, after that it must hold.
-H3_TASK_MODULES = ("include/retention/tasks.py", "include/deploy_cleanup/tasks.py", "include/upload/tasks.py")
 
 
 def project_imports(path: Path) -> set[str]:
@@ -101,9 +96,5 @@ def test_plugins_import_only_include_ui() -> None:
     assert violations("plugins", PLUGIN_IMPORTS) == []
 
 
-@pytest.mark.xfail(
-    not all((ROOT / m).exists() for m in H3_TASK_MODULES), strict=True,
-    reason="task code is still inline in dags/ until h3's thin-DAG change is merged (issue 14)",
-)
 def test_dags_import_only_tasks_modules_and_shared_defaults() -> None:
     assert violations("dags", DAG_IMPORTS) == []
