@@ -44,6 +44,7 @@ SIZES = {  # full / --quick / --smoke (the test suite's: seconds)
     "s4": ((100_000, 10_000), (3_000, 1_000), (1_500, 500)),
     "s5": (10_000, 2_000, 1_500),
     "s6": (2_000, 200, 50),
+    "s9": (1024, 256, 8),  # MiB per file, 4 files (sized down by the free disk: see scenario_9)
 }
 # Scenario 3 runs on s3rver (bench/s3rver.py) at these scales: moto lists ~2,000 keys/s and slows down
 # superlinearly past ~100k keys per bucket. --smoke stays on moto, so the test suite needs no Node.js.
@@ -475,16 +476,81 @@ def scenario_6(ctx: Context) -> Scenario:
         for _ in delete_objects(client, bucket, ({"Key": o.key} for o in iter_objects(client, bucket))):
             pass
 
-    tools = {"s3ops upload (put → verify → delete local)": ([sys.executable, "-m", "include.upload.uploader", "--base-dir", str(base),
-              "--bucket", bucket, "--endpoint-url", ctx.server.endpoint_url, "--settle-seconds", "0"], False),
-             "s5cmd cp": (ctx.tools.s5("cp", f"{base}/*", f"s3://{bucket}/"), True)}
+    tools = {"s3ops upload (CRT client: put → verify → delete local)": ([sys.executable, "-m", "include.upload.uploader",
+              "--base-dir", str(base), "--bucket", bucket, "--endpoint-url", ctx.server.endpoint_url,
+              "--settle-seconds", "0"], False),
+             "s5cmd cp": (ctx.tools.s5("cp", f"{base}/*", f"s3://{bucket}/"), True),
+             "reference: botocore put_object (put → verify → delete local)": (ctx.tools.s3ops(
+                 "upload-botocore", "--bucket", bucket, "--base-dir", str(base)), False)}
     alternate(ctx, sc, tools, before=refill)
     mine = sc.rows[0]
     puts = statistics.median(r.by_operation.get("PutObject", 0) for r in mine.runs)
     if puts != n:
         raise RuntimeError(f"s3ops uploaded {puts} files, expected {n}: {mine.runs[-1].output}")
-    sc.bar("wall ÷ s5cmd cp", mine.median("wall") / sc.best_peer("wall"), 1.0)
+    sc.bar("wall ÷ s5cmd cp", mine.median("wall") / sc.best_peer("wall"), 1.1)
     sc.bar("client CPU ÷ s5cmd cp", mine.median("cpu") / sc.best_peer("cpu"), 1.0)
+    return sc
+
+
+def scenario_9(ctx: Context) -> Scenario:
+    """4 big files: s3ops (CRT multipart, full-object CRC64NVME, verified, deleted locally) vs s5cmd cp and
+    aws s3 cp. The files are written once and hard-linked into the upload tree before each run (s3ops
+    deletes its links, never the originals); the bucket is emptied before each run."""
+    import shutil
+
+    mib = ctx.size("s9")
+    free_mib = shutil.disk_usage(WORK).free // 2**20
+    # the local files, their links and the server's copy of each (moto spools objects to disk), with room to spare
+    mib = max(8, min(mib, free_mib // (4 * 4)))
+    sc = Scenario(9, f"upload 4 files of {mib:,} MiB (s3ops: multipart, full-object CRC64NVME, verified, "
+                     "deleted locally; s5cmd cp / aws s3 cp: upload only)")
+    bucket = ctx.bucket("s9-big", 0)
+    master, base = WORK / "s9-master", WORK / "s9-files"
+    start = (datetime.now(timezone.utc) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    rels = [f"berlin/{start:%Y/%m/%d/%H}/{i:02d}-big.dat" for i in range(4)]
+    marker = master / f"{mib}.ready"
+    if not marker.exists():
+        shutil.rmtree(master, ignore_errors=True)
+        for rel in rels:
+            (master / rel).parent.mkdir(parents=True, exist_ok=True)
+            with (master / rel).open("wb") as fh:
+                for _ in range(mib):
+                    fh.write(os.urandom(2**20))
+        marker.write_text("")
+    old = (datetime.now(timezone.utc) - timedelta(hours=2)).timestamp()
+
+    def refill(tool: str) -> None:
+        from include.aws.client import client_from_args, delete_objects
+        from include.aws.listing import iter_objects
+
+        shutil.rmtree(base, ignore_errors=True)
+        for rel in rels:
+            (base / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.link(master / rel, base / rel)
+            os.utime(base / rel, (old, old))
+        client = client_from_args(endpoint_url=ctx.server.endpoint_url, region_name=LOCAL_REGION)
+        for _ in delete_objects(client, bucket, ({"Key": o.key} for o in iter_objects(client, bucket))):
+            pass
+
+    s3ops = "s3ops upload (CRT client, multipart)"
+    tools: dict[str, tuple[list[str] | None, bool]] = {
+        s3ops: ([sys.executable, "-m", "include.upload.uploader", "--base-dir", str(base), "--bucket", bucket,
+                 "--endpoint-url", ctx.server.endpoint_url, "--settle-seconds", "0", "--no-tidy"], False),
+        "s5cmd cp": (ctx.tools.s5("cp", f"{base}/*", f"s3://{bucket}/"), True),
+        "aws s3 cp --recursive": ([ctx.tools.aws, "--endpoint-url", ctx.tools.endpoint, "s3", "cp", "--recursive",
+                                   "--only-show-errors", str(base), f"s3://{bucket}/"] if ctx.tools.aws else None, True),
+        "reference: botocore/s3transfer (no If-None-Match on completion)": (ctx.tools.s3ops(
+            "upload-botocore", "--bucket", bucket, "--base-dir", str(base)), False),
+    }
+    alternate(ctx, sc, tools, before=refill)
+    shutil.rmtree(base, ignore_errors=True)
+    mine = sc.row(s3ops)
+    started = statistics.median(r.by_operation.get("CreateMultipartUpload", 0) for r in mine.runs) if mine.runs else 4
+    if started != 4:
+        raise RuntimeError(f"s3ops made {started} multipart uploads, expected 4: {mine.runs[-1].output}")
+    sc.bar("wall ÷ best peer", mine.median("wall") / sc.best_peer("wall"), 1.0)
+    sc.bar("peak RSS (bounded by the CRT buffer pool, 512 MiB, not by the file size)", mine.median("rss_mb"), 700.0, "MB")
+    sc.extra["data"] = f"4 × {mib} MiB = {4 * mib / 1024:.2f} GiB per run; free disk before: {free_mib / 1024:.0f} GiB"
     return sc
 
 
@@ -649,6 +715,7 @@ SCENARIOS: dict[int, Callable[[Context], Scenario]] = {
     6: scenario_6,
     7: scenario_7,
     8: scenario_8,
+    9: scenario_9,
 }
 
 
@@ -729,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", action="store_true", help="scenario 1 also runs a plain boto3 paginator")
     parser.add_argument("--endpoint-url", help="use this running scripts.s3server instead of starting one")
     parser.add_argument("--reps", type=int, default=3, help="runs per tool (median reported; default 3)")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8", help="comma-separated scenario numbers")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9", help="comma-separated scenario numbers")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--no-bootstrap", action="store_true", help="do not install missing peers; skip them")
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
     python -m bench.s3ops_cli summarize --endpoint-url URL BUCKET...   # the storage report's listing phase
     python -m bench.s3ops_cli delete --endpoint-url URL --bucket B --run-dir D   # delete every chunk of a plan
     python -m bench.s3ops_cli retention-plan --endpoint-url URL --bucket B --key-prefix P --mysql JSON --table T --run-dir D
+    python -m bench.s3ops_cli upload-botocore --endpoint-url URL --bucket B --base-dir D [--multipart-threshold-mib N]
 
 Both print one JSON line (what was counted or deleted) so the bench can check the work was really done.
 """
@@ -75,6 +76,49 @@ def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, A
             "by_reason": summary["by_reason"]}
 
 
+def upload_botocore(client: Any, bucket: str, base_dir: Path, threshold: int, workers: int = 16) -> dict[str, Any]:
+    """The reference the CRT data plane was chosen against: the same upload → verify → delete through
+    botocore (``put_object``) and s3transfer (multipart above ``threshold``, parts in parallel), with the
+    same full-object CRC64NVME. s3transfer cannot send ``If-None-Match`` on CompleteMultipartUpload
+    (not in its allowed upload arguments), so its multipart path here is not what s3ops promises."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timezone
+
+    from boto3.s3.transfer import TransferConfig
+    from s3transfer.manager import TransferManager
+
+    from include.upload.layout import scan_base_dir
+    from include.upload.uploader import read_local
+
+    scan = scan_base_dir(base_dir, datetime.now(timezone.utc), 0, 10**9)
+    config = TransferConfig(multipart_threshold=threshold, multipart_chunksize=min(threshold, 16 * 2**20),
+                            max_concurrency=workers)
+    manager = TransferManager(client, config)
+
+    def one(rel: str) -> int:
+        path = base_dir / rel
+        with path.open("rb") as fh:
+            local = read_local(fh)
+            fh.seek(0)
+            if local.size < threshold:
+                answer = client.put_object(Bucket=bucket, Key=rel, Body=fh.read(), IfNoneMatch="*",
+                                           ChecksumCRC64NVME=local.crc64nvme)
+                ok = answer.get("ChecksumCRC64NVME") == local.crc64nvme
+            else:
+                manager.upload(str(path), bucket, rel, extra_args={"ChecksumCRC64NVME": local.crc64nvme}).result()
+                head = client.head_object(Bucket=bucket, Key=rel, ChecksumMode="ENABLED")
+                ok = head.get("ChecksumCRC64NVME") == local.crc64nvme
+        if not ok:
+            raise RuntimeError(f"{rel}: not verified")
+        path.unlink()
+        return local.size
+
+    with ThreadPoolExecutor(workers) as pool:
+        sizes = list(pool.map(one, [c.rel for c in scan.eligible]))
+    manager.shutdown()
+    return {"uploaded": len(sizes), "bytes": sum(sizes)}
+
+
 def main(argv: list[str] | None = None) -> int:
     from include.aws.client import client_from_args
 
@@ -93,7 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     p_ret.add_argument("--mysql", type=json.loads, required=True, help="MySQLdb.connect() arguments as JSON")
     p_ret.add_argument("--table", required=True)
     p_ret.add_argument("--run-dir", type=Path, required=True)
+    p_up = sub.add_parser("upload-botocore")
+    p_up.add_argument("--bucket", required=True)
+    p_up.add_argument("--base-dir", type=Path, required=True)
+    p_up.add_argument("--multipart-threshold-mib", type=int, default=64)
     args = parser.parse_args(argv)
+    if args.command == "upload-botocore":
+        client = client_from_args(endpoint_url=args.endpoint_url, region_name="us-east-1", pool=24)
+        result = upload_botocore(client, args.bucket, args.base_dir, args.multipart_threshold_mib * 2**20)
+        print(json.dumps(result))
+        return 0
     client = client_from_args(endpoint_url=args.endpoint_url, region_name="us-east-1", mode="adaptive")
     if args.command == "summarize":
         result = (summarize_plain if args.plain else summarize)(client, args.buckets)

@@ -19,12 +19,13 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
    time, its data minute ended at least `settle_seconds` ago (wall clock) and its mtime is at least
    `settle_seconds` old. Anything else in the tree is *malformed*: never uploaded or deleted, named in
    the log and the summary. Batches of files go to the artifact store (not XCom).
-2. **upload_batch** (one task per batch, threads inside): PUT with `Content-MD5` and a SHA-256 checksum,
-   `If-None-Match: *` (never replaces an object unless `overwrite`); S3 recomputes both digests and
-   echoes them, which verifies the upload (HeadObject when it cannot); then the local file is deleted.
-   An identical object already there (a crash after upload) only costs the local delete; a different
-   one is a **conflict**: the file stays. Any failure keeps the file for the next run. Small files are
-   sent by a lean PUT (signed like botocore; anything unclear is resent through botocore's retries).
+2. **upload_batch** (one task per batch) uploads through AWS's Common Runtime S3 client: one PUT, or a
+   parallel multipart upload from `multipart_threshold_mib` on, with the file's CRC64NVME (S3 checks the
+   whole object against it) and `If-None-Match: *` (never replaces an object unless `overwrite`); S3's
+   echo of the checksum (HeadObject after a multipart upload) verifies the upload; then the local file
+   is deleted. An identical object already there (a crash after upload) only costs the local delete; a
+   different one is a **conflict**: the file stays. Any failure keeps the file for the next run; a
+   multipart upload left incomplete by a killed worker is aborted by the next scan.
 3. **tidy** removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.

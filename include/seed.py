@@ -38,6 +38,7 @@ class DemoWorld:
     jobs_bucket: str = "s3ops-demo-jobs"  # retention reference files
     deploys_bucket: str = "s3ops-demo-deploys"  # deployment folders under deploys/
     upload_bucket: str = "s3ops-demo-uploads"  # target of s3_upload
+    inventory_bucket: str = "s3ops-demo-inventory"  # S3 Inventory deliveries of the versioned and logs buckets
     deploys_prefix: str = "deploys/"
     jobs_table: str = "jobs"
     regions: dict[str, str] = field(
@@ -49,6 +50,7 @@ class DemoWorld:
             "s3ops-demo-jobs": "us-east-1",
             "s3ops-demo-deploys": "us-east-1",
             "s3ops-demo-uploads": "us-east-1",
+            "s3ops-demo-inventory": "us-east-1",
         }
     )
 
@@ -215,6 +217,19 @@ def seed_s3(client: S3Client, world: DemoWorld = DemoWorld(), control: Control |
         [{"key": name, "size": 1000 + i, "last_modified": old} for i, name in enumerate(reference_files())], control,
     )
     put_objects(client, world.deploys_bucket, deploy_objects(world.deploys_prefix, now), control)
+    seed_inventories(client, world, now)
+
+
+def seed_inventories(client: Any, world: DemoWorld, now: datetime) -> None:
+    """Real S3 Inventory deliveries (include.inventory.generate) for ``source: inventory``: every version
+    of the versioned bucket as CSV, the logs bucket's current objects as Parquet. Re-seeding the same
+    minute rewrites the same delivery."""
+    from include.inventory.generate import write_inventory
+
+    write_inventory(client, world.versioned_bucket, dest_bucket=world.inventory_bucket, fmt="CSV", versions=True,
+                    rows_per_file=25, when=now)
+    write_inventory(client, world.logs_bucket, dest_bucket=world.inventory_bucket, fmt="Parquet",
+                    rows_per_file=500, when=now)
 
 
 def deploy_objects(prefix: str, now: datetime, count: int = 12) -> list[dict[str, Any]]:

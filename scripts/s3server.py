@@ -11,6 +11,17 @@ endpoints under ``/_s3ops/`` which real S3 does not have and tests need:
   matches an ``operation`` and/or a ``bucket`` (both optional).
 - ``GET /_s3ops/stats`` / ``POST /_s3ops/stats/reset``: S3 requests served, by operation.
 
+and does what AWS documents where moto 5.2.5 does not (flexible checksums, see :class:`Checksums`):
+
+- a ``x-amz-checksum-<algorithm>`` header on PutObject or UploadPart is checked against the body
+  (400 ``BadDigest`` on a mismatch; moto stores the value unchecked) and kept with the object (moto
+  keeps it only when ``x-amz-sdk-checksum-algorithm`` names the algorithm too);
+- a full-object checksum header on CompleteMultipartUpload (``x-amz-checksum-type: FULL_OBJECT``) is
+  checked against the parts being joined (400 ``BadDigest``, the upload stays open), and the answer
+  carries ``ChecksumCRC64NVME``/``ChecksumType`` as S3's does;
+- ListMultipartUploads says when each upload was started (moto answers 2010-11-10 for every upload),
+  so "abandoned before this run" can be decided and tested.
+
 And where moto 5.2.5 departs from what AWS documents for deletes, it behaves as AWS does:
 
 - DeleteObjects honours the per-object ``ETag`` element (conditional delete, AWS since 2025-09-16):
@@ -25,8 +36,13 @@ Run: ``python -m scripts.s3server --port PORT`` (binds 127.0.0.1).
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import io
 import json
+import re
 import threading
+import zlib
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
@@ -82,10 +98,14 @@ def _operation(environ: dict[str, Any]) -> str:
         return "PutObject"
     if method == "GET":
         return "GetObject"
+    if method == "DELETE" and "uploadId" in query:
+        return "AbortMultipartUpload"
     if method == "DELETE":
         return "DeleteObject"
     if method == "POST" and "uploads" in query:
         return "CreateMultipartUpload"
+    if method == "POST" and "uploadId" in query:
+        return "CompleteMultipartUpload"
     return f"{method}:other"
 
 
@@ -99,6 +119,7 @@ class ControlMiddleware:
         # Each fault: {"operation": str|None, "bucket": str|None, "mode": "slowdown"|"error"|"drop"|"denied",
         # "remaining": int}
         self.faults: list[dict[str, Any]] = []
+        self.initiated: dict[str, str] = {}  # upload id → when CreateMultipartUpload answered (ISO 8601 UTC)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -128,9 +149,41 @@ class ControlMiddleware:
         if fault == "denied":
             start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(_DENIED)))])
             return [_DENIED]
+        if op in ("PutObject", "UploadPart"):
+            refusal = Checksums.check_body(environ)
+            if refusal is not None:
+                return _xml_error(start_response, *refusal)
+        if op == "CreateMultipartUpload":
+            if environ.get("HTTP_X_AMZ_CHECKSUM_TYPE"):
+                environ["HTTP_X_AMZ_CHECKSUM_TYPE"] = environ["HTTP_X_AMZ_CHECKSUM_TYPE"].upper()
+            return self._record_initiated(environ, start_response)
+        if op == "ListMultipartUploads":
+            return self._with_initiated(environ, start_response)
+        if op == "CompleteMultipartUpload":
+            return Checksums.complete(self.app, environ, start_response)
         if op == "DeleteObjects":
             return self._delete_objects(environ, start_response)
         return self.app(environ, start_response)
+
+    def _record_initiated(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        status, headers, body = _call(self.app, environ)
+        found = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
+        if status.startswith("200") and found:
+            with self.lock:
+                self.initiated[found[1].decode()] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return _reply(start_response, status, headers, body)
+
+    def _with_initiated(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        status, headers, body = _call(self.app, environ)
+
+        def fix(upload: re.Match[bytes]) -> bytes:
+            found = re.search(rb"<UploadId>([^<]+)</UploadId>", upload[0])
+            when = self.initiated.get(found[1].decode()) if found else None
+            if when is None:
+                return upload[0]
+            return re.sub(rb"<Initiated>[^<]*</Initiated>", f"<Initiated>{when}</Initiated>".encode(), upload[0])
+
+        return _reply(start_response, status, headers, re.sub(rb"<Upload>.*?</Upload>", fix, body, flags=re.S))
 
     def _delete_objects(self, environ: dict[str, Any], start_response: Any) -> Any:
         """DeleteObjects as AWS documents it: per-object ``ETag`` preconditions, MalformedXML for a body
@@ -250,6 +303,116 @@ def _xml_error(start_response: Any, status: str, code: str, message: str) -> lis
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
             "</Error>").encode()
     start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class Checksums:
+    """S3's flexible checksums as AWS documents them, where moto 5.2.5 stores client values unchecked."""
+
+    ALGORITHMS = ("CRC64NVME", "CRC32C", "CRC32", "SHA1", "SHA256")
+    # moto joins big uploads slowly and not safely twice at once: a client's retried completion waits for
+    # the first one, then gets moto's idempotent answer (as S3 gives)
+    _completing: dict[str, threading.Lock] = {}
+    _completing_lock = threading.Lock()
+
+    @staticmethod
+    def digest(algorithm: str, chunks: Any) -> str:
+        from awscrt import checksums
+
+        if algorithm in ("SHA1", "SHA256"):
+            h = hashlib.new(algorithm.lower())
+            for chunk in chunks:
+                h.update(chunk)
+            return base64.b64encode(h.digest()).decode()
+        crc, width = 0, 8 if algorithm == "CRC64NVME" else 4
+        for chunk in chunks:
+            if algorithm == "CRC64NVME":
+                crc = checksums.crc64nvme(chunk, crc)
+            elif algorithm == "CRC32C":
+                crc = checksums.crc32c(chunk, crc)
+            else:
+                crc = zlib.crc32(chunk, crc)
+        return base64.b64encode(crc.to_bytes(width, "big")).decode()
+
+    @classmethod
+    def header(cls, environ: dict[str, Any]) -> tuple[str, str] | None:
+        for algorithm in cls.ALGORITHMS:
+            value = environ.get(f"HTTP_X_AMZ_CHECKSUM_{algorithm}")
+            if value:
+                return algorithm, value
+        return None
+
+    @classmethod
+    def check_body(cls, environ: dict[str, Any]) -> tuple[str, str, str] | None:
+        """A PUT body against its checksum header; a refusal (status, code, message) or None. Bodies in
+        aws-chunked encoding (checksum in a trailer) are left to moto."""
+        given = cls.header(environ)
+        chunked = "aws-chunked" in environ.get("HTTP_CONTENT_ENCODING", "") or environ.get(
+            "HTTP_X_AMZ_CONTENT_SHA256", "").startswith("STREAMING-")
+        if given is None or chunked:
+            return None
+        algorithm, value = given
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        if cls.digest(algorithm, [body]) != value:
+            return ("400 Bad Request", "BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
+        environ.setdefault("HTTP_X_AMZ_SDK_CHECKSUM_ALGORITHM", algorithm)  # so moto keeps and echoes it
+        return None
+
+    @classmethod
+    def complete(cls, app: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        """CompleteMultipartUpload: check a full-object checksum header against the parts, then add the
+        stored checksum to moto's answer."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        upload_id = parse_qs(environ.get("QUERY_STRING", "")).get("uploadId", [""])[0]
+        with cls._completing_lock:
+            lock = cls._completing.setdefault(upload_id, threading.Lock())
+        with lock:
+            return cls._complete(app, environ, start_response, body, upload_id)
+
+    @classmethod
+    def _complete(cls, app: Any, environ: dict[str, Any], start_response: Any, body: bytes, upload_id: str) -> Any:
+        bucket, _, _key = environ.get("PATH_INFO", "/").lstrip("/").partition("/")
+        try:
+            multipart = _backend().get_bucket(bucket).multiparts[upload_id]
+        except Exception:  # noqa: BLE001 - unknown bucket/upload: moto answers with its own error
+            return app(environ, start_response)
+        algorithm = (multipart.metadata.get("x-amz-checksum-algorithm") or "CRC64NVME").upper()
+        kind = (multipart.metadata.get("x-amz-checksum-type") or
+                ("FULL_OBJECT" if algorithm == "CRC64NVME" else "COMPOSITE")).upper()
+        numbers = [int(n) for n in re.findall(rb"<PartNumber>\s*(\d+)\s*</PartNumber>", body)]
+        parts = [multipart.parts.get(n) for n in numbers]
+        stored = None
+        if kind == "FULL_OBJECT" and parts and all(p is not None for p in parts):
+            stored = cls.digest(algorithm, (p.value for p in parts))
+            given = environ.get(f"HTTP_X_AMZ_CHECKSUM_{algorithm}")
+            if given and given != stored:
+                return _xml_error(start_response, "400 Bad Request", "BadDigest",
+                              f"The {algorithm} you specified did not match the calculated checksum.")
+        status, headers, answer = _call(app, environ)
+        if stored and status.startswith("200") and b"</CompleteMultipartUploadResult>" in answer:
+            extra = f"<Checksum{algorithm}>{stored}</Checksum{algorithm}><ChecksumType>{kind}</ChecksumType>".encode()
+            answer = answer.replace(b"</CompleteMultipartUploadResult>", extra + b"</CompleteMultipartUploadResult>")
+        return _reply(start_response, status, headers, answer)
+
+
+def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Run moto's app and keep its whole (small, XML) answer, to amend it."""
+    captured: dict[str, Any] = {}
+
+    def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    body = b"".join(app(environ, capture))
+    return captured["status"], captured["headers"], body
+
+
+def _reply(start_response: Any, status: str, headers: list[tuple[str, str]], body: bytes) -> list[bytes]:
+    start_response(status, [*((k, v) for k, v in headers if k.lower() != "content-length"), ("Content-Length", str(len(body)))])
     return [body]
 
 

@@ -226,3 +226,24 @@ def purge_expired_trials(conn: Any, table: str, policy: Policy, dest: Any, batch
                 ids = []
     deleted += delete_expired_trials(conn, table, ids, policy, batch)
     return {"recorded": recorded, "deleted": deleted}
+
+
+#: MySQL's "command denied to user … for table …" (ER_TABLEACCESS_DENIED_ERROR).
+TABLE_ACCESS_DENIED = 1142
+
+
+def delete_denied(conn: Any, table: str) -> str | None:
+    """Why ``purge_job_rows`` could not delete from ``table`` (the user lacks DELETE), or None.
+
+    ``DELETE … WHERE 1 = 0`` is checked for privileges like any DELETE and deletes nothing, so a plan
+    that would purge rows is refused before any file is deleted, not half way through the run."""
+    import MySQLdb
+
+    try:
+        conn.cursor().execute(f"DELETE FROM {quote_table(table)} WHERE 1 = 0")
+    except MySQLdb.OperationalError as exc:
+        if exc.args and exc.args[0] == TABLE_ACCESS_DENIED:
+            return (f"purge_job_rows is on but the MySQL user may not delete from {table!r} ({exc.args[1]}): "
+                    f"GRANT DELETE ON {table} to it, or turn purge_job_rows off")
+        raise
+    return None

@@ -380,21 +380,38 @@ def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator
 def write_plan(
     objects: Iterable[S3Object], rows: Iterable[JobRow], run_dir: Any, *, key_prefix: str, policy: Policy,
     lookup: Lookup | None, jobs_table: str, allow_empty_jobs: bool, chunk_size: int = 1000,
-    extra: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None, versions: Iterable[Any] | None = None,
 ) -> dict[str, Any]:
     """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary.
 
+    With ``versions`` (a ListObjectVersions stream, ``include_versions``) instead of ``objects``, a
+    planned key's every version and delete marker is a plan item (see include.retention.versions).
     The summary carries the policy's ``refusals`` (empty job query, failed listing) for the guard."""
     from include.deletion.plan import PlanItem, PlanWriter
+    from include.retention.versions import VersionCounts, current_with_versions
 
     writer = PlanWriter(run_dir, chunk_size=chunk_size)
     failure: list[str] = []
+    version_counts = VersionCounts()
+    if versions is not None:
+        objects = current_with_versions(guarded_listing(versions, failure), version_counts, writer.note_scanned)  # type: ignore[assignment,arg-type]  # TODO(types): make guarded_listing generic
+
+    def add(o: Any, reason: str) -> None:
+        if versions is None:
+            writer.add(PlanItem(key=o.key, size=o.size, reason=reason, last_modified=o.last_modified,
+                                etag=o.etag))
+            return
+        version_counts.planned(o)
+        for v in o.versions:
+            writer.add(PlanItem(key=v.key, size=v.size, reason=reason, version_id=v.version_id,
+                                last_modified=v.last_modified))
+
     counts = plan_retention(
         guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup,
-        add=lambda o, reason: writer.add(PlanItem(key=o.key, size=o.size, reason=reason,
-                                                   last_modified=o.last_modified, etag=o.etag)),
-        note_scanned=writer.note_scanned,
+        add=add, note_scanned=writer.note_scanned,
     )
+    if versions is not None:
+        counts["versions"] = version_counts.as_dict()
     if failure:
         counts["listing_error"] = failure[0]
     counts = {**counts, **(extra or {}), "jobs_table": jobs_table}
@@ -422,6 +439,8 @@ def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool
         )
     if summary.get("listing_error"):
         found.append(f"listing the bucket failed: {summary['listing_error']}")
+    if summary.get("purge_denied"):
+        found.append(summary["purge_denied"])
     return found
 
 
@@ -457,6 +476,13 @@ def headline(summary: dict[str, Any]) -> str:
     if by_cause.get("unmatchable"):
         text += (f" {by_cause['unmatchable']} files have names the jobs table's character set cannot hold, so no "
                  "row can refer to them (kept).")
+    versions = summary.get("versions")
+    if versions:
+        nc = versions["noncurrent_versions"]
+        text += (f" Versions are deleted too: {nc['count']} noncurrent versions ({nc['bytes']} bytes) and "
+                 f"{versions['delete_markers']} delete markers of the planned keys.")
+    if summary.get("versioning_note"):
+        text += " " + summary["versioning_note"]
     if summary.get("purge_job_rows"):
         text += f" Then {summary.get('expired_trial_rows', 0)} expired TRIAL job rows are purged from the table."
     return text

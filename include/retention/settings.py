@@ -20,7 +20,8 @@ SETTINGS = Settings("s3_retention", "retention", (
     Setting("key_prefix", {"type": "string", "maxLength": 1024}, "", "Key prefix",
             "Object key = key_prefix + sourceData. Objects outside this prefix are never touched."),
     Setting("jobs_table", {"type": "string", "pattern": TABLE_PATTERN}, "jobs", "Jobs table",
-            "MySQL table with jobId, completedAt, type, sourceData (table or schema.table)."),
+            "MySQL table with jobId, completedAt, type, sourceData (table or schema.table; an existing one such as "
+            "ndvr_job_status works: needs SELECT, and DELETE with purge_job_rows)."),
     Setting("trial_retention", {"type": "string", "pattern": DURATION_PATTERN}, "P3M", "TRIAL retention",
             "ISO 8601 duration after completedAt before a TRIAL job expires: P3M (calendar months), P90D, P1Y2M, "
             "P2W, PT36H (upper case, designators in order)."),
@@ -35,6 +36,9 @@ SETTINGS = Settings("s3_retention", "retention", (
             "(either would make every file an orphan)."),
     Setting("purge_job_rows", {"type": "boolean"}, False, "Purge expired TRIAL rows",
             "After deleting, delete the expired TRIAL job rows (recorded first)."),
+    Setting("include_versions", {"type": "boolean"}, False, "Include versions",
+            "On a versioned bucket, also delete every version and delete marker of each planned key (without it a "
+            "delete only adds a delete marker and the bytes stay billed)."),
     Setting("mysql_conn_id", CONN_ID, "mysql_default", "MySQL connection",
             "Airflow MySQL connection of the jobs database."),
     *COMMON,

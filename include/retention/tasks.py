@@ -39,6 +39,7 @@ def plan(context: Any) -> dict[str, Any]:
         key_prefix=s["key_prefix"], jobs_table=s["jobs_table"], run_dir=run_dir_of(context), policy=policy,
         allow_empty_jobs=s["allow_empty_jobs"], purge_job_rows=s["purge_job_rows"],
         trial_retention=s["trial_retention"], orphan_min_age_days=s["orphan_min_age_days"],
+        include_versions=s["include_versions"],
     )
 
 
@@ -72,24 +73,32 @@ def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
 def run_plan(
     *, aws_conn_id: str, mysql_conn_id: str, bucket: str, key_prefix: str, jobs_table: str, policy: Any,
     run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
+    include_versions: bool = False,
 ) -> dict[str, Any]:
-    """The ``plan`` task: stream the listing against the job rows into the run's plan artifacts."""
+    """The ``plan`` task: stream the listing (or, with ``include_versions``, every version) against the
+    job rows into the run's plan artifacts."""
     from include.aws.client import client_from_connection
-    from include.aws.listing import iter_objects
+    from include.aws.listing import iter_objects, iter_versions
     from include.retention import jobs as jobs_db
     from include.retention.policy import write_plan
+    from include.retention.versions import versioning_note, versioning_state
 
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
+    versioning = versioning_state(client, bucket)
     stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
     try:
+        purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
         summary = write_plan(
             iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
             key_prefix=key_prefix, policy=policy,
             lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
             jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
+            versions=iter_versions(client, bucket, key_prefix) if include_versions else None,
             extra={"bucket": bucket, "trial_retention": trial_retention,
-                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows},
+                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows,
+                   "include_versions": include_versions, "versioning": versioning, "purge_denied": purge_denied,
+                   "versioning_note": versioning_note(versioning, include_versions)},
         )
     finally:
         stream.close()

@@ -1,5 +1,9 @@
 """report.json → report.txt (plain table, also logged), report.csv and report.html (self-contained:
-inline CSS bar charts, nothing fetched from anywhere)."""
+inline CSS bar charts, nothing fetched from anywhere).
+
+report.json is for programs (numbers, ISO 8601 UTC times); everything people read is made here: sizes
+in the report's unit, dates in its ``display`` format (``date_format``, ``show_time``; see
+``include.core.dates``), "unknown" for counts the source cannot give."""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ import html
 import io
 from typing import Any
 
+from include.core.dates import format_date
 from include.core.units import format_size
+
+UNKNOWN = "unknown"
 
 
 def _class_totals(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -26,6 +33,30 @@ def _class_totals(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _num(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+def _count(value: int | None, error: str | None = None) -> str:
+    """An object count: "unknown" when the source cannot give it, "-" for an unreadable bucket."""
+    if value is None:
+        return "-" if error else UNKNOWN
+    return str(value)
+
+
+class _Dates:
+    """The report's date display settings (``display`` in report.json), overridable by the caller."""
+
+    def __init__(self, report: dict[str, Any], date_format: str | None, show_time: bool | None) -> None:
+        display = report.get("display") or {}
+        self.date_format = date_format or display.get("date_format") or "iso"
+        self.show_time = display.get("show_time", True) if show_time is None else show_time
+
+    def __call__(self, value: str | None, *, date_only: bool = False) -> str:
+        shown = format_date(value, self.date_format, self.show_time, date_only=date_only)
+        return "-" if shown is None else shown
+
+
+def _size(b: dict[str, Any], unit: str) -> str:
+    return "-" if b.get("total_bytes") is None else format_size(b["total_bytes"], unit)
 
 
 def _usd(value: float | None) -> str:
@@ -52,33 +83,74 @@ def _grid(header: list[str], rows: list[list[str]], right: set[int]) -> list[str
     return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
 
 
-def render_table(report: dict[str, Any]) -> str:
-    """The plain-text report: buckets, storage classes, totals, pricing."""
-    unit = report["size_unit"]
-    rows = []
+BUCKET_HEADER = ["bucket", "region", "created", "objects", "size", "newest object", "cost/month", "noncurrent",
+                 "delete markers", "incomplete uploads", "error"]
+REGION_HEADER = ["region", "buckets", "unreadable", "objects", "size", "cost/month", "storage classes"]
+
+
+def _bucket_cells(b: dict[str, Any], unit: str, when: _Dates) -> list[str]:
+    noncurrent, markers, mpu = _hidden(b, unit)
+    return [b["name"], _num(b["region"]), when(b["creation_date"]), _count(b["object_count"], b["error"]),
+            _size(b, unit), when(b["last_modified"]), _usd(b["estimated_monthly_cost_usd"]),
+            noncurrent, markers, mpu, b["error"] or ""]
+
+
+def _region_cells(r: dict[str, Any], unit: str) -> list[str]:
+    return [r["region"] or UNKNOWN, str(r["bucket_count"]), str(r["error_count"]), _count(r["object_count"]),
+            format_size(r["total_bytes"], unit), _usd(r["estimated_monthly_cost_usd"]),
+            ", ".join(r.get("storage_classes") or {}) or "-"]
+
+
+def _regions(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """report.json's ``regions`` (reports written before it existed: rebuilt from the buckets)."""
+    if "regions" in report:
+        return report["regions"]
+    from include.storage_report.summarize import region_groups
+
+    return region_groups(report["buckets"], report["size_unit"])
+
+
+def _inventory_lines(report: dict[str, Any], when: _Dates) -> list[str]:
+    """Where each bucket's numbers come from with ``source: inventory``: the inventory's date, or why
+    the bucket was listed instead."""
+    lines = []
     for b in report["buckets"]:
-        noncurrent, markers, mpu = _hidden(b, unit)
-        rows.append([
-            b["name"], _num(b["region"]), (b["creation_date"] or "-")[:10], _num(b["object_count"]),
-            _num(b["total_size"]), _num(b["last_modified"]), _usd(b["estimated_monthly_cost_usd"]),
-            noncurrent, markers, mpu, b["error"] or "",
-        ])
-    header = ["bucket", "region", "created", "objects", "size", "newest object", "cost/month", "noncurrent",
-              "delete markers", "incomplete uploads", "error"]
-    out = [f"S3 storage report ({report['source']}), generated {report['generated_at']}"]
+        inv = b.get("inventory")
+        if inv:
+            lines.append(f"{b['name']}: S3 Inventory of {when(inv['date'])} ({inv['format']}, {inv['files']} data "
+                         f"files, {inv['manifest']})"
+                         + (f"; newer deliveries refused: {'; '.join(inv['skipped'])}" if inv.get("skipped") else ""))
+        elif b.get("inventory_note"):
+            lines.append(f"{b['name']}: {b['inventory_note']}")
+    return lines
+
+
+def render_table(report: dict[str, Any], *, group_by: str = "bucket", date_format: str | None = None,
+                 show_time: bool | None = None) -> str:
+    """The plain-text report: buckets (or regions, ``group_by="region"``), storage classes, totals, pricing."""
+    unit = report["size_unit"]
+    when = _Dates(report, date_format, show_time)
+    out = [f"S3 storage report ({report['source']}), generated {when(report['generated_at'])}"]
     if report.get("metric_date"):
-        out.append(f"CloudWatch metrics of {report['metric_date']} ({report.get('note', 'approximate')})")
-    out += ["", *_grid(header, rows, {3, 4, 6})]
+        out.append(f"CloudWatch metrics of {when(report['metric_date'], date_only=True)} "
+                   f"({report.get('note', 'approximate')})")
+    out += _inventory_lines(report, when)
+    if group_by == "region":
+        rows = [_region_cells(r, unit) for r in _regions(report)]
+        out += ["", *_grid(REGION_HEADER, rows, {1, 2, 3, 4, 5})]
+    else:
+        rows = [_bucket_cells(b, unit, when) for b in report["buckets"]]
+        out += ["", *_grid(BUCKET_HEADER, rows, {3, 4, 6})]
     classes = _class_totals(report)
     if classes:
-        class_rows = [[cls, _num(v["object_count"]), format_size(v["bytes"], unit), _usd(v["estimated_monthly_cost_usd"])]
+        class_rows = [[cls, _count(v["object_count"]), format_size(v["bytes"], unit), _usd(v["estimated_monthly_cost_usd"])]
                       for cls, v in classes.items()]
         out += ["", *_grid(["storage class", "objects", "size", "cost/month"], class_rows, {1, 2, 3})]
     t = report["totals"]
     p = report["pricing"]
     out += [
         "",
-        f"total: {t['bucket_count']} buckets, {t['object_count']} objects, {t['total_size']} "
+        f"total: {t['bucket_count']} buckets, {_count(t['object_count'])} objects, {format_size(t['total_bytes'], unit)} "
         f"({t['total_bytes']} bytes), {_usd(t['estimated_monthly_cost_usd'])}/month {p['label']}"
         + (f"; {t['error_count']} bucket(s) could not be read" if t.get("error_count") else ""),
         f"prices: {p['source']}, as of {p['as_of']}"
@@ -87,23 +159,50 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_csv(report: dict[str, Any]) -> str:
-    """One row per bucket; per-class columns ``<CLASS>_object_count`` / ``<CLASS>_bytes``."""
+def render_csv(report: dict[str, Any], *, group_by: str = "bucket", date_format: str | None = None,
+               show_time: bool | None = None) -> str:
+    """One row per bucket (or region); per-class columns ``<CLASS>_object_count`` / ``<CLASS>_bytes``.
+    Exact numbers (bytes, counts) and a ``total_size`` display string; dates in the report's format."""
+    unit = report["size_unit"]
+    when = _Dates(report, date_format, show_time)
     classes = list(_class_totals(report))
+    class_fields = [f"{c}_{what}" for c in classes for what in ("object_count", "bytes")]
+    buf = io.StringIO()
+    if group_by == "region":
+        fields = ["region", "bucket_count", "error_count", "object_count", "total_bytes", "total_size",
+                  "estimated_monthly_cost_usd", *class_fields]
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for r in _regions(report):
+            row = {k: r.get(k) for k in fields if k in r}
+            row.update(total_size=format_size(r["total_bytes"], unit),
+                       object_count=_count(r["object_count"]))
+            for cls, v in (r.get("storage_classes") or {}).items():
+                row[f"{cls}_object_count"] = _count(v["object_count"])
+                row[f"{cls}_bytes"] = v["bytes"]
+            writer.writerow(row)
+        return buf.getvalue()
     fields = ["name", "region", "creation_date", "object_count", "total_bytes", "total_size", "last_modified",
               "estimated_monthly_cost_usd", "noncurrent_object_count", "noncurrent_bytes", "delete_markers",
-              "incomplete_multipart_uploads", "incomplete_multipart_bytes", "error"]
-    fields += [f"{c}_{what}" for c in classes for what in ("object_count", "bytes")]
-    buf = io.StringIO()
+              "incomplete_multipart_uploads", "incomplete_multipart_bytes", "error", *class_fields]
+    if report["source"] == "inventory":
+        fields.insert(fields.index("error"), "inventory_date")
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for b in report["buckets"]:
         nc, mpu = b.get("noncurrent_versions") or {}, b.get("incomplete_multipart_uploads") or {}
         row = {k: b.get(k) for k in fields if k in b}
         row.update(noncurrent_object_count=nc.get("object_count"), noncurrent_bytes=nc.get("bytes"),
-                   incomplete_multipart_uploads=mpu.get("count"), incomplete_multipart_bytes=mpu.get("bytes"))
+                   incomplete_multipart_uploads=mpu.get("count"), incomplete_multipart_bytes=mpu.get("bytes"),
+                   creation_date=when(b["creation_date"]) if b["creation_date"] else None,
+                   last_modified=when(b["last_modified"]) if b["last_modified"] else None,
+                   total_size=None if b["total_bytes"] is None else format_size(b["total_bytes"], unit))
+        if b["error"] is None and b["object_count"] is None:
+            row["object_count"] = UNKNOWN
+        if "inventory_date" in fields:
+            row["inventory_date"] = when(b["inventory"]["date"]) if b.get("inventory") else "listed"
         for cls, v in (b.get("storage_classes") or {}).items():
-            row[f"{cls}_object_count"] = v["object_count"]
+            row[f"{cls}_object_count"] = _count(v["object_count"])
             row[f"{cls}_bytes"] = v["bytes"]
         writer.writerow(row)
     return buf.getvalue()
@@ -131,35 +230,44 @@ td{white-space:nowrap}td.n{text-align:right;font-variant-numeric:tabular-nums}tr
 """
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """A readable page: the bucket table, bytes per bucket and per storage class as bar charts."""
+def render_html(report: dict[str, Any], *, date_format: str | None = None, show_time: bool | None = None) -> str:
+    """A readable page: the bucket and region tables, bytes per bucket, region and storage class as bar charts."""
     unit = report["size_unit"]
+    when = _Dates(report, date_format, show_time)
     e = html.escape
-    head = ["bucket", "region", "created", "objects", "size", "newest object", "cost/month", "noncurrent",
-            "delete markers", "incomplete uploads", "error"]
     body = []
     for b in report["buckets"]:
-        noncurrent, markers, mpu = _hidden(b, unit)
-        cells = [b["name"], _num(b["region"]), (b["creation_date"] or "-")[:10], _num(b["object_count"]),
-                 _num(b["total_size"]), _num(b["last_modified"]), _usd(b["estimated_monthly_cost_usd"]),
-                 noncurrent, markers, mpu, b["error"] or ""]
+        cells = _bucket_cells(b, unit, when)
         tds = "".join(f'<td class="n">{e(c)}</td>' if i in (3, 4, 6) else f"<td>{e(c)}</td>" for i, c in enumerate(cells))
         body.append(f'<tr class="{"err" if b["error"] else ""}">{tds}</tr>')
+    regions = _regions(report)
+    region_rows = "".join(
+        "<tr>" + "".join(f'<td class="n">{e(c)}</td>' if 1 <= i <= 5 else f"<td>{e(c)}</td>"
+                         for i, c in enumerate(_region_cells(r, unit))) + "</tr>"
+        for r in regions)
     t, p = report["totals"], report["pricing"]
     per_bucket = [(b["name"], b["total_bytes"]) for b in report["buckets"] if b["total_bytes"] is not None]
+    per_region = [(r["region"] or UNKNOWN, r["total_bytes"]) for r in regions]
     per_class = [(cls, v["bytes"]) for cls, v in _class_totals(report).items()]
-    note = f"<p>CloudWatch metrics of {e(str(report['metric_date']))}: {e(report.get('note', ''))}</p>" \
-        if report["source"] == "cloudwatch" else ""
+    note = f"<p>CloudWatch metrics of {e(when(report.get('metric_date'), date_only=True))}: " \
+        f"{e(report.get('note', ''))}</p>" if report["source"] == "cloudwatch" else ""
+    generated = e(when(report["generated_at"]))
+    inventory = "".join(f"<li>{e(line)}</li>" for line in _inventory_lines(report, when))
+    if inventory:
+        note += f'<ul id="inventory">{inventory}</ul>'
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>S3 storage report {e(report['generated_at'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>S3 storage report {generated}</title>
 <style>{_CSS}</style></head><body>
 <h1>S3 storage report</h1>
-<p class="muted">source: {e(report['source'])} · generated {e(report['generated_at'])} · sizes in {e(unit)}</p>{note}
-<p><strong>{t['bucket_count']}</strong> buckets · <strong>{t['object_count']}</strong> objects ·
-<strong>{e(t['total_size'])}</strong> ({t['total_bytes']} bytes) ·
+<p class="muted">source: {e(report['source'])} · generated {generated} · sizes in {e(unit)}</p>{note}
+<p><strong>{t['bucket_count']}</strong> buckets · <strong>{e(_count(t['object_count']))}</strong> objects ·
+<strong>{e(format_size(t['total_bytes'], unit))}</strong> ({t['total_bytes']} bytes) ·
 <strong>{e(_usd(t['estimated_monthly_cost_usd']))}</strong>/month {e(p['label'])}</p>
-<table><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in head)}</tr></thead><tbody>{''.join(body)}</tbody></table>
+<table><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in BUCKET_HEADER)}</tr></thead><tbody>{''.join(body)}</tbody></table>
+<h2>Per region</h2>
+<table id="regions"><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in REGION_HEADER)}</tr></thead><tbody>{region_rows}</tbody></table>
 {_bars("Bytes per bucket", per_bucket, unit)}
+{_bars("Bytes per region", per_region, unit)}
 {_bars("Bytes per storage class", per_class, unit)}
 <p class="muted">Costs are {e(p['label'])} ({e(p['unit'])}): {e(p['source'])}, as of {e(p['as_of'])}.
 Storage only: no requests, retrievals or transfer.</p>

@@ -7,6 +7,7 @@ Shard sizes and list prices are deployment settings (Variable keys ``shard_objec
 from __future__ import annotations
 
 from include.aws.shards import DEFAULT_PARTS_PER_BUCKET, DEFAULT_SHARD_OBJECTS
+from include.core.dates import check_date_format
 from include.core.settings import COMMON, Setting, Settings
 from include.core.units import SIZE_UNITS
 from include.storage_report.pricing import STORAGE_CLASSES
@@ -34,9 +35,18 @@ SETTINGS = Settings("s3_storage_report", "storage_report", (
             "are always exact."),
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",
             "Also count noncurrent versions and delete markers (ListObjectVersions instead of ListObjectsV2)."),
-    Setting("source", {"type": "string", "enum": ["listing", "cloudwatch"]}, "listing", "Source",
+    Setting("source", {"type": "string", "enum": ["listing", "cloudwatch", "inventory"]}, "listing", "Source",
             "listing: exact, lists every object. cloudwatch: daily BucketSizeBytes/NumberOfObjects metrics, no "
-            "listing, approximate."),
+            "listing, approximate. inventory: exact as of the newest verified S3 Inventory (its date is in the "
+            "report), no listing."),
+    Setting("inventory_fallback", {"type": "string", "enum": ["listing", "error"]}, "listing", "Without inventory",
+            "With source inventory, a bucket without a usable inventory is listed (listing) or reported with the "
+            "reason (error)."),
+    Setting("date_format", {"type": "string", "minLength": 1, "maxLength": 64}, "iso", "Date format",
+            "Dates in report.txt/csv/html and the UI: iso (2020-12-29), us (12/29/2020), eu (29/12/2020) or a "
+            "strftime pattern (%d.%m.%Y). report.json stays ISO 8601 UTC.",
+            extra_check=lambda value, where: check_date_format(value)),
+    Setting("show_time", {"type": "boolean"}, True, "Show time", "Show the time of day (UTC) next to dates."),
     Setting("fail_on_bucket_error", {"type": "boolean"}, False, "Fail on bucket error",
             "Fail the run (after publishing the report) when any bucket could not be read."),
     Setting("shard_objects", {"type": "integer", "minimum": 1, "maximum": 10**9}, DEFAULT_SHARD_OBJECTS,

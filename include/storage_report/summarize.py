@@ -25,9 +25,10 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 from include.aws import shards
+from include.core.dates import DATE_FORMATS, check_date_format
 from include.core.errors import error_code
 from include.core.times import format_time
-from include.core.units import SIZE_UNITS, check_unit, format_size
+from include.core.units import SIZE_UNITS, check_unit, convert, format_size, resolve_unit
 from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("listing", "cloudwatch")
+SOURCES = ("listing", "cloudwatch", "inventory")
 CLOUDWATCH_BUCKETS_PER_SHARD = 50  # a few metric requests per bucket
 #: CloudWatch ``StorageType`` dimension → storage class.
 CLOUDWATCH_STORAGE_TYPES = {
@@ -152,7 +153,7 @@ def list_buckets(
 class Totals:
     """Running totals of one key range (or a whole bucket once merged); JSON-able via to/from_dict."""
 
-    object_count: int = 0
+    object_count: int | None = 0  # None: unknown (CloudWatch with a storage-class filter)
     total_bytes: int = 0
     last_modified: str | None = None
     classes: dict[str, list[int]] = field(default_factory=dict)  # class -> [objects, bytes] (current)
@@ -163,7 +164,7 @@ class Totals:
     pages: int = 0
 
     def add_object(self, size: int, last_modified: str, storage_class: str) -> None:
-        self.object_count += 1
+        self.object_count += 1  # type: ignore[operator]  # TODO(types): None only for CloudWatch totals
         self.total_bytes += size
         if self.last_modified is None or last_modified > self.last_modified:
             self.last_modified = last_modified
@@ -177,7 +178,8 @@ class Totals:
         counts[1] += size
 
     def merge(self, other: Totals) -> Totals:
-        self.object_count += other.object_count
+        self.object_count = None if self.object_count is None or other.object_count is None \
+            else self.object_count + other.object_count
         self.total_bytes += other.total_bytes
         if other.last_modified and (self.last_modified is None or other.last_modified > self.last_modified):
             self.last_modified = other.last_modified
@@ -314,8 +316,15 @@ def summarize_part(
     incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises."""
     from botocore.exceptions import ClientError
 
+    if part.get("inventory"):
+        from include.inventory import report as inventory_report
+
+        return inventory_report.summarize_part(client, dict(part), include_versions=include_versions,
+                                               storage_classes=storage_classes)
     result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
                               "error": None}
+    if part.get("note"):
+        result["note"] = part["note"]  # type: ignore[typeddict-item]
     try:
         totals = count_range(client, part["bucket"], part["after"], part["upto"],
                              include_versions=include_versions, storage_classes=storage_classes)
@@ -383,11 +392,15 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
                 counts = totals.classes.setdefault(cls, [0, 0])
                 counts[1] += int(point[1])
                 totals.total_bytes += int(point[1])
-        objects = newest("NumberOfObjects", "AllStorageTypes")
+        # NumberOfObjects exists for all storage types together only: with a class filter the count
+        # of the filtered classes is unknown (null), never the count of every class.
+        objects = None if storage_classes else newest("NumberOfObjects", "AllStorageTypes")
         if objects is not None:
             dates.append(objects[0])
             totals.object_count = int(objects[1])
         data = totals.to_dict()
+        if storage_classes:
+            data["object_count"] = None
         data["metric_date"] = max(dates).astimezone(timezone.utc).strftime("%Y-%m-%d") if dates else None
         result["totals"] = data
     except ClientError as exc:
@@ -403,11 +416,19 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
 def plan(
     client_for: Callable[[str | None], Any], buckets: Sequence[dict[str, Any]], *, max_shards: int,
     source: str = "listing", threshold: int | None = None, parts_per_bucket: int | None = None, threads: int = 8,
+    include_versions: bool = False, inventory_fallback: str = "listing",
 ) -> list[shards.Shard]:
     """Shards over the readable ``buckets`` (``client_for(region)`` gives a client). With ``source``
-    ``cloudwatch`` every bucket is one part. A bucket whose probe fails gets one part (its listing
-    will then record the error)."""
+    ``cloudwatch`` every bucket is one part; with ``inventory`` parts are groups of inventory data
+    files (include.inventory.report). A bucket whose probe fails gets one part (its listing will then
+    record the error)."""
     from botocore.exceptions import ClientError
+
+    if source == "inventory":
+        from include.inventory import report as inventory_report
+
+        return inventory_report.plan(client_for, buckets, max_shards=max_shards, include_versions=include_versions,
+                                     fallback=inventory_fallback, listing_plan=plan, threads=threads)
 
     threshold = threshold or shards.DEFAULT_SHARD_OBJECTS
     parts_per_bucket = parts_per_bucket or shards.DEFAULT_PARTS_PER_BUCKET
@@ -454,6 +475,13 @@ def _money(usd: float) -> float:
     return round(usd, 4)
 
 
+def sized(size_bytes: int, size_unit: str, field: str = "total_size") -> dict[str, Any]:
+    """``{"total_size": 1.5, "total_size_unit": "KiB"}``: a number in its unit and the unit beside it
+    (``auto`` picks one per value), for programs; display strings are made by the renderers."""
+    unit = resolve_unit(size_bytes, size_unit)
+    return {field: convert(size_bytes, unit), f"{field}_unit": unit}
+
+
 def bucket_entry(
     bucket: dict[str, Any], results: Sequence[dict[str, Any]], prices: PriceTable, size_unit: str,
     include_versions: bool,
@@ -461,11 +489,18 @@ def bucket_entry(
     """One ``buckets[]`` entry of report.json from the bucket and the results of all its parts."""
     entry: dict[str, Any] = {
         "name": bucket["name"], "creation_date": bucket["creation_date"], "region": bucket["region"],
-        "object_count": None, "total_bytes": None, "total_size": None, "last_modified": None,
+        "object_count": None, "total_bytes": None, "total_size": None, "total_size_unit": None,
+        "last_modified": None,
         "storage_classes": {}, "estimated_monthly_cost_usd": None,
         "noncurrent_versions": None, "delete_markers": None,
         "incomplete_multipart_uploads": None, "error": bucket.get("error"),
     }
+    inventory = next((r["inventory"] for r in results if r.get("inventory")), None)
+    note = next((r["note"] for r in results if r.get("note")), None)
+    if inventory is not None:
+        entry["inventory"] = inventory
+    if note is not None:
+        entry["inventory_note"] = note
     if entry["error"] is None:
         errors = [r["error"] for r in results if r.get("error")]
         expected = results[0]["of"] if results else 1
@@ -493,7 +528,7 @@ def bucket_entry(
     entry.update(
         object_count=totals.object_count,
         total_bytes=totals.total_bytes,
-        total_size=format_size(totals.total_bytes, size_unit),
+        **sized(totals.total_bytes, size_unit),
         last_modified=_s3_iso(totals.last_modified) if totals.last_modified else None,
         storage_classes=classes,
         estimated_monthly_cost_usd=_money(cost),
@@ -509,12 +544,58 @@ def bucket_entry(
     return entry
 
 
+def _add_classes(into: dict[str, dict[str, Any]], classes: dict[str, dict[str, Any]]) -> None:
+    for cls, v in classes.items():
+        t = into.setdefault(cls, {"object_count": 0, "bytes": 0, "estimated_monthly_cost_usd": 0.0})
+        t["object_count"] = None if v["object_count"] is None or t["object_count"] is None \
+            else t["object_count"] + v["object_count"]
+        t["bytes"] += v["bytes"]
+        t["estimated_monthly_cost_usd"] = _money(t["estimated_monthly_cost_usd"] + v["estimated_monthly_cost_usd"])
+
+
+def _sum_counts(values: Iterable[int | None]) -> int | None:
+    """The sum, or None (unknown) when any part is unknown."""
+    total = 0
+    for v in values:
+        if v is None:
+            return None
+        total += v
+    return total
+
+
+def region_groups(entries: Sequence[dict[str, Any]], size_unit: str) -> list[dict[str, Any]]:
+    """report.json's ``regions``: per region (null when it could not be read) the buckets, objects,
+    bytes, estimated cost and storage classes of its readable buckets, and how many could not be read."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for e in entries:
+        groups.setdefault(e["region"], []).append(e)
+    out = []
+    for region in sorted(groups, key=lambda r: (r is None, r or "")):
+        members = groups[region]
+        ok = [e for e in members if e["error"] is None]
+        classes: dict[str, dict[str, Any]] = {}
+        for e in ok:
+            _add_classes(classes, e["storage_classes"])
+        total_bytes = sum(e["total_bytes"] for e in ok)
+        out.append({
+            "region": region, "bucket_count": len(members), "error_count": len(members) - len(ok),
+            "object_count": _sum_counts(e["object_count"] for e in ok), "total_bytes": total_bytes,
+            **sized(total_bytes, size_unit),
+            "estimated_monthly_cost_usd": _money(sum(e["estimated_monthly_cost_usd"] for e in ok)),
+            "storage_classes": dict(sorted(classes.items())),
+        })
+    return out
+
+
 def build_report(
     buckets: Sequence[dict[str, Any]], results: Iterable[dict[str, Any]], *, prices: PriceTable, size_unit: str,
-    source: str, include_versions: bool, generated_at: datetime,
+    source: str, include_versions: bool, generated_at: datetime, date_format: str = "iso", show_time: bool = True,
 ) -> dict[str, Any]:
-    """report.json: one entry per bucket (in name order) and the totals over the readable ones."""
+    """report.json: one entry per bucket (in name order), per region, and the totals over the readable
+    ones. Times stay ISO 8601 UTC; ``date_format``/``show_time`` are recorded in ``display`` for the
+    renderers (txt/csv/html, the UI)."""
     check_unit(size_unit)
+    check_date_format(date_format)
     if source not in SOURCES:
         raise ValueError(f"source {source!r} is not one of {', '.join(SOURCES)}")
     by_bucket: dict[str, list[dict[str, Any]]] = {}
@@ -523,17 +604,20 @@ def build_report(
     entries = [bucket_entry(b, by_bucket.get(b["name"], []), prices, size_unit, include_versions)
                for b in sorted(buckets, key=lambda b: b["name"])]
     ok = [e for e in entries if e["error"] is None]
+    total_bytes = sum(e["total_bytes"] for e in ok)
     report: dict[str, Any] = {
         "generated_at": format_time(generated_at, "seconds"),
         "source": source,
         "size_unit": size_unit,
+        "display": {"date_format": date_format, "show_time": bool(show_time)},
         "buckets": entries,
+        "regions": region_groups(entries, size_unit),
         "totals": {
             "bucket_count": len(entries),
-            "object_count": sum(e["object_count"] for e in ok),
-            "total_bytes": sum(e["total_bytes"] for e in ok),
+            "object_count": _sum_counts(e["object_count"] for e in ok),
+            "total_bytes": total_bytes,
             "estimated_monthly_cost_usd": _money(sum(e["estimated_monthly_cost_usd"] for e in ok)),
-            "total_size": format_size(sum(e["total_bytes"] for e in ok), size_unit),
+            **sized(total_bytes, size_unit),
             "error_count": len(entries) - len(ok),
         },
         "pricing": prices.describe(),
@@ -542,7 +626,12 @@ def build_report(
         dates = sorted({e["metric_date"] for e in ok if e.get("metric_date")})
         report["metric_date"] = dates[-1] if dates else None
         report["note"] = ("approximate: CloudWatch daily storage metrics (BucketSizeBytes, NumberOfObjects), "
-                          "not a listing; no per-class object counts, newest object or hidden costs")
+                          "not a listing; no per-class object counts, newest object or hidden costs"
+                          + ("; object counts are unknown with a storage-class filter (NumberOfObjects "
+                             "exists only for all storage types together)"
+                             if any(e["object_count"] is None for e in ok) else ""))
+    if source == "inventory":
+        report["inventory_dates"] = {e["name"]: e["inventory"]["date"] for e in entries if e.get("inventory")}
     return report
 
 
@@ -552,9 +641,10 @@ def build_report(
 def run_local(
     client_for: Callable[[str | None], Any], *, patterns: Sequence[str] = (), regions: Sequence[str] = (),
     storage_classes: Sequence[str] = (), size_unit: str = "auto", include_versions: bool = False,
-    prices: PriceTable | None = None, now: datetime | None = None,
+    prices: PriceTable | None = None, now: datetime | None = None, date_format: str = "iso", show_time: bool = True,
 ) -> dict[str, Any]:
     """The whole report in one process (the command line): the same steps the DAG runs as tasks."""
+    check_date_format(date_format)  # before any request
     buckets = list_buckets(client_for("us-east-1"), patterns, regions)
     planned = plan(client_for, buckets, max_shards=1024)
     results = [
@@ -563,7 +653,8 @@ def run_local(
         for shard in planned for part in shard["parts"]
     ]
     return build_report(buckets, results, prices=prices or load_prices(), size_unit=size_unit, source="listing",
-                        include_versions=include_versions, generated_at=now or datetime.now(timezone.utc))
+                        include_versions=include_versions, generated_at=now or datetime.now(timezone.utc),
+                        date_format=date_format, show_time=show_time)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -580,6 +671,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="count only this storage class (repeatable)")
     parser.add_argument("--unit", default="auto", choices=SIZE_UNITS, help="size unit (default auto)")
     parser.add_argument("--versions", action="store_true", help="also count noncurrent versions and delete markers")
+    parser.add_argument("--date-format", default="iso", metavar="FORMAT",
+                        help=f"dates in the table/csv: {', '.join(DATE_FORMATS)} (12/29/2020 vs 29/12/2020) or a "
+                             "strftime pattern like %%d.%%m.%%Y (default iso; --json stays ISO 8601 UTC)")
+    parser.add_argument("--show-time", action=argparse.BooleanOptionalAction, default=True,
+                        help="show the time of day next to dates (default: yes)")
+    parser.add_argument("--group-by", choices=("bucket", "region"), default="bucket",
+                        help="one row per bucket (default) or per region")
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print report.json instead of the table")
     fmt.add_argument("--csv", action="store_true", help="print report.csv instead of the table")
@@ -604,16 +702,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(args.pricing, encoding="utf-8") as fh:
                 override = json.load(fh)
         report = run_local(client_for, patterns=args.bucket, regions=args.region, storage_classes=args.storage_class,
-                           size_unit=args.unit, include_versions=args.versions, prices=load_prices(override))
+                           size_unit=args.unit, include_versions=args.versions, prices=load_prices(override),
+                           date_format=args.date_format, show_time=args.show_time)
     except (S3AccessError, ValueError, OSError) as exc:
         print(f"storage report: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report, indent=2))
     elif args.csv:
-        sys.stdout.write(report_render.render_csv(report))
+        sys.stdout.write(report_render.render_csv(report, group_by=args.group_by))
     else:
-        print(report_render.render_table(report))
+        print(report_render.render_table(report, group_by=args.group_by))
     return 1 if report["totals"]["error_count"] else 0
 
 

@@ -105,7 +105,9 @@ def plan_shards(context: Any) -> list[dict[str, Any]]:
     clients = Clients(params["aws_conn_id"])
     max_shards = conf.getint("core", "max_map_length")
     planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"],
-                                  threshold=params["shard_objects"], parts_per_bucket=params["shard_parts"])
+                                  threshold=params["shard_objects"], parts_per_bucket=params["shard_parts"],
+                                  include_versions=params["include_versions"],
+                                  inventory_fallback=params["inventory_fallback"])
     parts = sum(len(s["parts"]) for s in planned)
     log.info("%d shards (%d key ranges) over %d buckets, limit %d", len(planned), parts, len(buckets), max_shards)
     return [dict(s) for s in planned]
@@ -141,6 +143,7 @@ def aggregate(context: Any, shard_results: Iterable[list[dict[str, Any]]]) -> di
     report = storage_report.build_report(
         buckets, results, prices=prices, size_unit=params["size_unit"], source=params["source"],
         include_versions=params["include_versions"], generated_at=datetime.now(timezone.utc),
+        date_format=params["date_format"], show_time=params["show_time"],
     )
     path = _run_dir(run_id) / "report.json"
     artifacts.write_json(path, report)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from include.core.dates import format_date
 from include.core.units import format_size
 from include.ui.views import required_actions_url
 
@@ -68,6 +69,13 @@ def _num(value: int | float | None, text: str | None = None) -> str:
 def _money(value: float) -> str:
     """Dollars: cents, or four decimals below one dollar (small buckets cost fractions of a cent)."""
     return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4f}"
+
+
+def _count_cell(value: int | None, error: str | None = None) -> str:
+    """An object count; "unknown" when the source cannot give it (CloudWatch with a class filter)."""
+    if value is None and not error:
+        return '<td class="num" data-value="" data-unknown="1">unknown</td>'
+    return _num(value)
 
 
 def _bytes_cell(n: int | None) -> str:
@@ -182,10 +190,16 @@ def render_storage(view: dict[str, Any], base: str = "") -> str:
                 "<code>s3_storage_report</code> DAG.</p>"
         return page("Storage", "storage", empty, base)
     t = latest["totals"]
+    fmt, show_time = latest.get("date_format") or "iso", latest.get("show_time", True)
+
+    def when(value: str | None) -> str:
+        return format_date(value, fmt, show_time) or "–"
+
     body = [
         f'<h2>Latest storage report</h2><p class="muted">Run <code id="report-run">{_e(latest["run_id"])}</code>, '
-        f'generated {_e(latest["generated_at"])}, source {_e(latest["source"])}. Costs are estimated at list price.</p>',
-        _cards([("bucket_count", "Buckets", t["bucket_count"]), ("object_count", "Objects", t["object_count"]),
+        f'generated {_e(when(latest["generated_at"]))}, source {_e(latest["source"])}. Costs are estimated at list price.</p>',
+        _cards([("bucket_count", "Buckets", t["bucket_count"]),
+                ("object_count", "Objects", "unknown" if t["object_count"] is None else t["object_count"]),
                 ("total_bytes", "Total size", t["total_bytes"]),
                 ("cost", "Est. monthly cost (USD)", t["estimated_monthly_cost_usd"])]),
         '<div class="charts">',
@@ -193,6 +207,8 @@ def render_storage(view: dict[str, Any], base: str = "") -> str:
                   title="Bytes per bucket", chart_id="chart-buckets"),
         bar_chart([(c["storage_class"], c["bytes"]) for c in latest["by_class"]],
                   title="Bytes per storage class", chart_id="chart-classes"),
+        bar_chart([(r["region"] or "unknown", r["total_bytes"]) for r in latest.get("regions") or []],
+                  title="Bytes per region", chart_id="chart-regions"),
         "</div>",
         '<h3>Buckets</h3><table class="sortable" id="buckets"><thead><tr><th>Bucket</th><th>Region</th>'
         '<th>Created</th><th class="num">Objects</th><th class="num">Bytes</th><th>Size</th><th>Newest object</th>'
@@ -201,17 +217,28 @@ def render_storage(view: dict[str, Any], base: str = "") -> str:
     for b in latest["buckets"]:
         body.append(
             f'<tr data-bucket="{_e(b["name"])}"><td>{_e(b["name"])}</td><td>{_e(b["region"])}</td>'
-            f'<td>{_e(b["creation_date"])}</td>{_num(b["object_count"])}{_bytes_cell(b["total_bytes"])}'
-            f'<td>{_e(b["total_size"])}</td><td>{_e(b["last_modified"] or "–")}</td>'
+            f'<td data-value="{_e(b["creation_date"])}">{_e(when(b["creation_date"]))}</td>'
+            f'{_count_cell(b["object_count"], b["error"])}{_bytes_cell(b["total_bytes"])}'
+            f'<td>{_e(b["total_size"] or "–")}</td>'
+            f'<td data-value="{_e(b["last_modified"] or "")}">{_e(when(b["last_modified"]))}</td>'
             f'<td>{_e(", ".join(b["storage_classes"]))}</td>{_num(b["estimated_monthly_cost_usd"])}'
             f'<td class="err">{_e(b["error"] or "")}</td></tr>'
         )
+    body.append("</tbody></table>")
+    body.append('<h3>Per region</h3><table class="sortable" id="regions"><thead><tr><th>Region</th>'
+                '<th class="num">Buckets</th><th class="num">Unreadable</th><th class="num">Objects</th>'
+                '<th class="num">Bytes</th><th class="num">Est. USD/month</th><th>Storage classes</th></tr></thead><tbody>')
+    for r in latest.get("regions") or []:
+        body.append(f'<tr data-region="{_e(r["region"] or "")}"><td>{_e(r["region"] or "unknown")}</td>'
+                    f'{_num(r["bucket_count"])}{_num(r["error_count"])}{_count_cell(r["object_count"])}'
+                    f'{_bytes_cell(r["total_bytes"])}{_num(r["estimated_monthly_cost_usd"])}'
+                    f'<td>{_e(", ".join(r["storage_classes"]))}</td></tr>')
     body.append("</tbody></table>")
     body.append('<h3>Per storage class</h3><table class="sortable" id="classes"><thead><tr><th>Storage class</th>'
                 '<th class="num">Objects</th><th class="num">Bytes</th><th class="num">Est. USD/month</th></tr></thead><tbody>')
     for c in latest["by_class"]:
         body.append(f'<tr data-class="{_e(c["storage_class"])}"><td>{_e(c["storage_class"])}</td>'
-                    f'{_num(int(c["object_count"]))}{_bytes_cell(int(c["bytes"]))}{_num(float(c["estimated_monthly_cost_usd"]))}</tr>')
+                    f'{_count_cell(c["object_count"])}{_bytes_cell(int(c["bytes"]))}{_num(float(c["estimated_monthly_cost_usd"]))}</tr>')
     body.append("</tbody></table>")
     body.append('<h3>Hidden costs</h3><p class="muted">Noncurrent versions, delete markers and incomplete multipart '
                 "uploads are billed but do not show in a plain listing.</p>")

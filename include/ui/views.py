@@ -127,13 +127,13 @@ def storage_view(root: ArtifactPath) -> dict[str, Any]:
     latest = valid[-1]
     report = _full_report(root, latest)
     buckets = []
-    by_class: dict[str, dict[str, float]] = {}
+    by_class: dict[str, dict[str, Any]] = {}
     hidden = []
     for b in report.get("buckets") or []:
         classes = b.get("storage_classes") or {}
         for name, c in classes.items():
             agg = by_class.setdefault(name, {"object_count": 0, "bytes": 0, "estimated_monthly_cost_usd": 0.0})
-            agg["object_count"] += _int(c.get("object_count"))
+            agg["object_count"] = _count_sum(agg["object_count"], c.get("object_count"))
             agg["bytes"] += _int(c.get("bytes"))
             agg["estimated_monthly_cost_usd"] += _float(c.get("estimated_monthly_cost_usd"))
         noncurrent = b.get("noncurrent_versions") or {}
@@ -142,9 +142,9 @@ def storage_view(root: ArtifactPath) -> dict[str, Any]:
             "name": b.get("name"),
             "region": b.get("region"),
             "creation_date": b.get("creation_date"),
-            "object_count": _int(b.get("object_count")),
+            "object_count": None if b.get("object_count") is None else _int(b.get("object_count")),
             "total_bytes": _int(b.get("total_bytes")),
-            "total_size": b.get("total_size"),
+            "total_size": _display_size(b, str(report.get("size_unit") or "auto")),
             "last_modified": b.get("last_modified"),
             "estimated_monthly_cost_usd": _float(b.get("estimated_monthly_cost_usd")),
             "storage_classes": sorted(classes),
@@ -162,22 +162,75 @@ def storage_view(root: ArtifactPath) -> dict[str, Any]:
         if any(hidden_row[k] for k in ("noncurrent_count", "noncurrent_bytes", "delete_markers", "multipart_count")):
             hidden.append(hidden_row)
     totals = report.get("totals") or {}
+    display = report.get("display") or {}
     view["latest"] = {
         "run_id": latest["run_id"],
         "generated_at": report.get("generated_at"),
         "source": report.get("source"),
         "size_unit": report.get("size_unit"),
+        "date_format": display.get("date_format") or "iso",
+        "show_time": bool(display.get("show_time", True)),
         "buckets": buckets,
+        "regions": _regions(report),
         "by_class": [{"storage_class": k, **v} for k, v in sorted(by_class.items(), key=lambda kv: -kv[1]["bytes"])],
         "hidden_costs": hidden,
         "totals": {
             "bucket_count": _int(totals.get("bucket_count", len(buckets))),
-            "object_count": _int(totals.get("object_count", sum(b["object_count"] for b in buckets))),
+            "object_count": _known_total(totals, buckets),
             "total_bytes": _int(totals.get("total_bytes", sum(b["total_bytes"] for b in buckets))),
             "estimated_monthly_cost_usd": _float(totals.get("estimated_monthly_cost_usd")),
         },
     }
     return view
+
+
+def _display_size(bucket: dict[str, Any], unit: str) -> str | None:
+    """The size people read, in the report's unit (older reports stored this string themselves)."""
+    from include.core.units import SIZE_UNITS, format_size
+
+    if isinstance(bucket.get("total_size"), str):
+        return bucket["total_size"]
+    if bucket.get("total_bytes") is None or bucket.get("error"):
+        return None
+    return format_size(_int(bucket["total_bytes"]), unit if unit in SIZE_UNITS else "auto")
+
+
+def _count_sum(a: int | None, b: Any) -> int | None:
+    """Object counts add up; an unknown one (CloudWatch with a class filter) makes the sum unknown."""
+    return None if a is None or b is None else a + _int(b)
+
+
+def _known_total(totals: dict[str, Any], buckets: list[dict[str, Any]]) -> int | None:
+    if "object_count" in totals:
+        return None if totals["object_count"] is None else _int(totals["object_count"])
+    counts = [b["object_count"] for b in buckets if not b["error"]]
+    return None if None in counts else sum(counts)
+
+
+def _regions(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-region rows (report.json's ``regions``; rebuilt from the buckets for older reports)."""
+    rows = report.get("regions")
+    if not isinstance(rows, list):
+        groups: dict[Any, dict[str, Any]] = {}
+        for b in report.get("buckets") or []:
+            g = groups.setdefault(b.get("region"), {"region": b.get("region"), "bucket_count": 0, "error_count": 0,
+                                                     "object_count": 0, "total_bytes": 0,
+                                                     "estimated_monthly_cost_usd": 0.0})
+            g["bucket_count"] += 1
+            if b.get("error"):
+                g["error_count"] += 1
+                continue
+            g["object_count"] = _count_sum(g["object_count"], b.get("object_count"))
+            g["total_bytes"] += _int(b.get("total_bytes"))
+            g["estimated_monthly_cost_usd"] += _float(b.get("estimated_monthly_cost_usd"))
+        rows = sorted(groups.values(), key=lambda r: (r["region"] is None, str(r["region"] or "")))
+    return [{
+        "region": r.get("region"), "bucket_count": _int(r.get("bucket_count")), "error_count": _int(r.get("error_count")),
+        "object_count": None if r.get("object_count") is None else _int(r.get("object_count")),
+        "total_bytes": _int(r.get("total_bytes")),
+        "estimated_monthly_cost_usd": _float(r.get("estimated_monthly_cost_usd")),
+        "storage_classes": sorted(r.get("storage_classes") or {}),
+    } for r in rows if isinstance(r, dict)]
 
 
 def _full_report(root: ArtifactPath, latest: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +255,7 @@ def storage_history(reports: list[dict[str, Any]]) -> dict[str, Any]:
             name = str(b.get("name"))
             s = series.setdefault(name, {"object_count": [None] * len(reports), "total_bytes": [None] * len(reports)})
             if not b.get("error"):
-                s["object_count"][i] = _int(b.get("object_count"))
+                s["object_count"][i] = None if b.get("object_count") is None else _int(b.get("object_count"))
                 s["total_bytes"][i] = _int(b.get("total_bytes"))
     return {"times": times, "run_ids": [r["run_id"] for r in reports], "buckets": dict(sorted(series.items()))}
 

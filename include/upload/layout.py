@@ -1,13 +1,15 @@
 """The producer's file layout, which files are finished, and which folders are done with.
 
 Files are written as ``base_dir/<location>/YYYY/MM/DD/HH/<mm>-<topic>.dat`` (UTC; ``mm`` is the
-data's minute). This module only reads and removes *empty* folders on the local disk; it never
+data's minute). Month, day, hour and minute have one or two digits (the producer writes ``6`` as well as
+``06``); the key in S3 is the path exactly as on disk. This module only reads and removes *empty* folders on the local disk; it never
 touches S3 and never deletes a file. Everything here is pure and works without Airflow.
 
 A file is *eligible* for upload when its path is in the layout with a real date and time, the data
 minute ended at least ``settle_seconds`` ago, and the file's mtime is at least ``settle_seconds``
 old. Anything that does not match the layout is *malformed*: never uploaded, never deleted, named
-in the run's summary so a person can look at it.
+in the run's summary so a person can look at it. A name that is not valid UTF-8 cannot become an S3
+key: it is malformed too, and shown with its odd bytes escaped (``caf\\xe9``).
 """
 
 from __future__ import annotations
@@ -18,13 +20,19 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 MINUTE = timedelta(minutes=1)
-FILE_RE = re.compile(r"(?P<minute>\d{2})-(?P<topic>[^/\x00-\x1f]+)\.dat")
-YEAR_RE, TWO_DIGITS_RE = re.compile(r"\d{4}"), re.compile(r"\d{2}")
+FILE_RE = re.compile(r"(?P<minute>\d{1,2})-(?P<topic>[^/\x00-\x1f]+)\.dat")
+YEAR_RE, TWO_DIGITS_RE = re.compile(r"\d{4}"), re.compile(r"\d{1,2}")  # month/day/hour: "6" or "06"
+MALFORMED_CAP = 1000  # malformed paths (and scan errors) kept by name; the rest are counted
 # Location names are free-form, but never hidden or control characters.
 LOCATION_RE = re.compile(r"[^./\x00-\x1f][^/\x00-\x1f]*")
+
+
+def shown(path: str) -> str:
+    """A path for reports and logs: bytes that are not UTF-8 (kept by Python as surrogates) shown as ``\\xe9``."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class MalformedPath(ValueError):
@@ -47,7 +55,11 @@ class DataFile:
 
 def parse_data_path(rel: str) -> DataFile:
     """Parse a path relative to ``base_dir``; raises :class:`MalformedPath` naming the first problem."""
-    parts = PurePosixPath(rel).parts
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedPath(f"name {shown(rel)!r} is not valid UTF-8, so it cannot be an S3 key") from None
+    parts = rel.split("/")
     if len(parts) != 6:
         raise MalformedPath(f"expected <location>/YYYY/MM/DD/HH/<mm>-<topic>.dat, got {len(parts)} path parts")
     location, year, month, day, hour, name = parts
@@ -57,7 +69,7 @@ def parse_data_path(rel: str) -> DataFile:
     if not match:
         raise MalformedPath(f"file name {name!r} is not <mm>-<topic>.dat")
     if not YEAR_RE.fullmatch(year) or not all(TWO_DIGITS_RE.fullmatch(p) for p in (month, day, hour)):
-        raise MalformedPath(f"date folders {year}/{month}/{day}/{hour} are not YYYY/MM/DD/HH")
+        raise MalformedPath(f"date folders {year}/{month}/{day}/{hour} are not YYYY/M[M]/D[D]/H[H]")
     try:
         minute = datetime(int(year), int(month), int(day), int(hour), int(match["minute"]), tzinfo=timezone.utc)
     except ValueError as exc:
@@ -88,8 +100,20 @@ class Scan:
     eligible: list[Candidate] = field(default_factory=list)
     eligible_total: int = 0
     not_ready: int = 0
-    malformed: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, reason)
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, reason): the first MALFORMED_CAP
     errors: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, error): unreadable folders
+    malformed_total: int = 0
+    errors_total: int = 0
+
+    def add_malformed(self, path: str, reason: str) -> None:
+        self.malformed_total += 1
+        if len(self.malformed) < MALFORMED_CAP:
+            self.malformed.append((shown(path), reason))
+
+    def add_error(self, path: str, error: str) -> None:
+        self.errors_total += 1
+        if len(self.errors) < MALFORMED_CAP:
+            self.errors.append((shown(path), error))
 
     @property
     def deferred(self) -> int:
@@ -98,28 +122,30 @@ class Scan:
 
 
 def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
-    """Yield (relative path, lstat) for every regular file under ``base``; symlinks are malformed."""
-    stack = [base]
+    """Yield (relative path, lstat) for every regular file under ``base``; symlinks are malformed.
+    (Plain strings, not pathlib: this runs once per file of the tree.)"""
+    root = os.path.join(str(base), "")
+    stack = [root]
     while stack:
         folder = stack.pop()
         try:
             with os.scandir(folder) as entries:
                 items = list(entries)
         except OSError as exc:
-            scan.errors.append((str(folder), f"cannot list folder: {exc.strerror or exc}"))
+            scan.add_error(folder.rstrip("/") or "/", f"cannot list folder: {exc.strerror or exc}")
             continue
         for entry in items:
             try:
                 if entry.is_symlink():
-                    scan.malformed.append((entry.path, "symbolic link (never followed)"))
+                    scan.add_malformed(entry.path, "symbolic link (never followed)")
                 elif entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    stack.append(entry.path + "/")
                 elif entry.is_file(follow_symlinks=False):
-                    yield Path(entry.path).relative_to(base).as_posix(), entry.stat(follow_symlinks=False)
+                    yield entry.path[len(root):], entry.stat(follow_symlinks=False)
                 else:
-                    scan.malformed.append((entry.path, "not a regular file"))
+                    scan.add_malformed(entry.path, "not a regular file")
             except OSError as exc:  # vanished or unreadable between listing and stat
-                scan.errors.append((entry.path, f"cannot stat: {exc.strerror or exc}"))
+                scan.add_error(entry.path, f"cannot stat: {exc.strerror or exc}")
 
 
 def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_files: int) -> Scan:
@@ -134,7 +160,7 @@ def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_file
             try:
                 data = parse_data_path(rel)
             except MalformedPath as exc:
-                scan.malformed.append((str(base_dir / rel), str(exc)))
+                scan.add_malformed(os.path.join(str(base_dir), rel), str(exc))
                 continue
             if not is_eligible(data, st.st_mtime, now, settle_seconds):
                 scan.not_ready += 1

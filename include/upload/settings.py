@@ -9,6 +9,7 @@ the params and no Variable.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +19,16 @@ from include.core.settings import BUCKET, COMMON, REQUIRED, Setting, Settings, S
 
 __all__ = ["SETTINGS", "SettingsError", "UploadSettings", "normalize_prefix", "resolve_settings", "upload_settings"]
 
-#: threads uploading the files of one batch (one client, one connection pool)
-DEFAULT_WORKERS = 16
+#: uploads in flight per upload_batch task (the CRT client multiplexes them; no thread each)
+DEFAULT_WORKERS = 64
+MULTIPART_MIN_MIB, MULTIPART_MAX_MIB = 5, 5 * 1024  # S3's smallest part; PutObject's largest body
+# Folders that are never a producer's base_dir: the scan would walk (and tidy) the whole system.
+SYSTEM_ROOTS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/usr/local", "/var/lib", "/var/tmp",
+    "/private", "/Users", "/System", "/Library", "/Applications", "/Volumes",
+})
+NEVER_UNDER = ("/proc/", "/sys/", "/dev/")
 
 SETTINGS = Settings("s3_upload", "upload", (
     Setting("base_dir", {"type": "string", "minLength": 1, "maxLength": 4096}, REQUIRED, "Base folder",
@@ -33,7 +42,9 @@ SETTINGS = Settings("s3_upload", "upload", (
             "Replace an existing object with different content (otherwise: a conflict, the local file is kept)."),
     Setting("max_files", {"type": "integer", "minimum": 1, "maximum": 10**7}, 100_000, "Max files per run",
             "At most this many files per run, oldest data first; the rest wait."),
-    Setting("workers", {"type": "integer", "minimum": 1, "maximum": 256}, DEFAULT_WORKERS, "Upload threads",
+    Setting("multipart_threshold_mib", {"type": "integer", "minimum": MULTIPART_MIN_MIB, "maximum": MULTIPART_MAX_MIB},
+            64, "Multipart from (MiB)", "Files of this size or more go up as a parallel multipart upload."),
+    Setting("workers", {"type": "integer", "minimum": 1, "maximum": 256}, DEFAULT_WORKERS, "Uploads in flight",
             "Files uploaded concurrently by one upload_batch task.", form=False),
     *COMMON,
 ))
@@ -49,6 +60,7 @@ class UploadSettings:
     max_files: int
     aws_conn_id: str
     workers: int = DEFAULT_WORKERS
+    multipart_threshold_mib: int = 64
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +78,16 @@ def normalize_prefix(prefix: str) -> str:
     return f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
 
 
+def check_base_dir(base_dir: str, where: str) -> None:
+    """Refuse ``/`` and the system's own folders: a scan there walks the whole machine."""
+    normal = "/" + os.path.normpath(base_dir).lstrip("/")  # normpath keeps a leading "//"
+    if normal in SYSTEM_ROOTS or any(f"{normal}/".startswith(p) for p in NEVER_UNDER):
+        raise SettingsError(
+            f"base_dir {base_dir!r} (from {where}) is a system folder: point it at the producer's own folder, "
+            "e.g. /data/producer"
+        )
+
+
 def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> UploadSettings:
     """Resolved values → :class:`UploadSettings`, after the checks a schema cannot express."""
     sources = sources or {}
@@ -76,6 +98,7 @@ def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None
     base_dir = str(values["base_dir"])
     if not Path(base_dir).is_absolute():
         raise SettingsError(f"base_dir must be an absolute path, got {base_dir!r} from {where('base_dir')}")
+    check_base_dir(base_dir, where("base_dir"))
     prefix = str(values["key_prefix"])
     if prefix.startswith("/") or any(part in (".", "..") for part in prefix.split("/")):
         raise SettingsError(f"key_prefix {prefix!r} (from {where('key_prefix')}) must not start with '/' "
@@ -88,6 +111,7 @@ def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None
         settle_seconds=int(values["settle_seconds"]), overwrite=bool(values["overwrite"]),
         max_files=int(values["max_files"]), aws_conn_id=str(values["aws_conn_id"]),
         workers=int(values.get("workers") or DEFAULT_WORKERS),
+        multipart_threshold_mib=int(values.get("multipart_threshold_mib") or 64),
     )
 
 

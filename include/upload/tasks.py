@@ -37,21 +37,25 @@ def scan(context: Any) -> list[str]:
 
     settings = _settings(context, resolve=True)
     try:
-        check_bucket(client_from_connection(settings.aws_conn_id), settings.bucket)
-        return scan_task(settings, artifacts.run_dir(DAG_ID, context["run_id"]))
+        client = client_from_connection(settings.aws_conn_id)
+        check_bucket(client, settings.bucket)
+        # with the client: abort the multipart uploads a killed worker left open
+        return scan_task(settings, artifacts.run_dir(DAG_ID, context["run_id"]), client=client)
     except UploadError as exc:
         raise AirflowFailException(str(exc)) from exc  # a retry would not fix the configuration
 
 
 def upload_batch(context: Any, batch: str) -> dict[str, int]:
-    """Upload → verify → delete the files of one batch, concurrently; returns counts."""
+    """Upload → verify → delete the files of one batch (through the CRT client, ``workers`` in flight); returns counts."""
     from include.aws.client import client_from_connection
+    from include.aws.crt import credentials_from_connection
     from include.upload.uploader import client_pool_size, upload_batch_task
 
     settings = _settings(context)
     client = client_from_connection(settings.aws_conn_id, pool=client_pool_size(settings.workers))
     folder = artifacts.run_dir(DAG_ID, context["run_id"])
-    return upload_batch_task(client, settings, folder, batch, workers=settings.workers)
+    return upload_batch_task(client, settings, folder, batch, workers=settings.workers,
+                             credentials=credentials_from_connection(settings.aws_conn_id))
 
 
 def tidy(context: Any, batches: list[str], alias: Any) -> dict[str, int]:

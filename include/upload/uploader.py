@@ -1,20 +1,23 @@
-"""Move finished ``.dat`` files into S3: upload with an integrity check, verify, then delete locally.
+"""Move finished ``.dat`` files into S3: upload with a full-object checksum, verify, then delete locally.
 
 The one rule: a local file is deleted only after S3 has shown an object at its key with the same size
-and content. A PUT is atomic in S3, so killing the process at any instant leaves each file either still
-on disk or in S3 with identical content, never neither. Everything else (a conflict, a vanished or
-unreadable file, a missing bucket, a network error) keeps the local file and is reported; the next run
-tries again.
+and content. A PUT is atomic in S3 and a multipart upload becomes an object only when it completes, so
+killing the process at any instant leaves each file either still on disk or in S3 with identical
+content, never neither. Everything else (a conflict, a vanished or unreadable file, a missing bucket, a
+network error, any exception) keeps the local file and becomes that file's outcome; the next run tries
+again.
 
-Per file: read once (md5 + sha256 in the same pass) → ``PutObject`` with ``Content-MD5`` and
-``x-amz-checksum-sha256`` (S3 rejects a body that does not match) and ``If-None-Match: *`` (never
-replace an object behind someone's back) → S3's echo of the checksums it stored is the verification
-(a ``HeadObject`` only when there is no usable echo) → unlink. An existing object with the same content
-(a crash after the upload, before the delete) only costs the local delete; a different one is a
-conflict unless ``overwrite``. Files of a batch run concurrently in a thread pool sharing one client.
-Small files go through :class:`include.upload.fast_put.FastPut` (the same PUT without botocore's per-request
-CPU); anything it cannot settle in one attempt is sent again through the botocore client, with its
-retries.
+Per file: read once for its CRC64NVME (the checksum S3 keeps for every object) → upload through AWS's
+Common Runtime S3 client (:mod:`include.aws.crt`: one PUT, or a parallel multipart upload at or above
+``multipart_threshold_mib``) with ``x-amz-checksum-crc64nvme`` (S3 checks the whole object against it
+and refuses a mismatch) and ``If-None-Match: *`` (on the PUT, or on CompleteMultipartUpload: never
+replace an object behind someone's back) → S3's echo of the stored checksum is the verification (a
+HeadObject when there is no echo, as after a multipart upload) → unlink. An existing object with the
+same content (a crash after the upload, before the delete) only costs the local delete; a different
+one is a conflict unless ``overwrite``. A multipart upload left incomplete by a killed worker is aborted
+by the next run (:func:`abort_abandoned_uploads`). Files of a batch run concurrently in a thread pool
+sharing one botocore client and one CRT client; one Python thread reads, submits and finishes. Why the CRT client and not botocore/s3transfer:
+bench/README.md (scenarios 6 and 9).
 
 The DAG ``s3_upload`` wires :func:`scan_task` → :func:`upload_batch_task` (mapped) → :func:`tidy_task`;
 file lists travel through the artifact store, never XCom. The same code runs without Airflow:
@@ -26,27 +29,35 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
+import gc
 import json
 import logging
 import os
-import re
+import queue
 import sys
-import threading
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from awscrt.checksums import crc64nvme
 from botocore.exceptions import BotoCoreError, ClientError
 
+from include.aws.crt import MIB, Answer, CrtPutter, credentials_from_args
 from include.core import artifacts
 from include.core.errors import error_code, error_text
 from include.core.times import format_time
-from include.upload.fast_put import FastPut
-from include.upload.layout import Candidate, Scan, remove_empty_folders, scan_base_dir, split_batches
+from include.upload.layout import (
+    Candidate,
+    MalformedPath,
+    Scan,
+    parse_data_path,
+    remove_empty_folders,
+    scan_base_dir,
+    shown,
+    split_batches,
+)
 from include.upload.settings import DEFAULT_WORKERS, UploadSettings
 
 log = logging.getLogger(__name__)
@@ -54,15 +65,17 @@ log = logging.getLogger(__name__)
 DAG_ID = "s3_upload"
 BATCH_SIZE = 500  # files per mapped upload_batch task
 MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow instead
-IN_MEMORY_MAX = 32 * 1024 * 1024  # read smaller files once into memory; stream bigger ones
-SINGLE_PUT_MAX = 5 * 1024**3  # PutObject's limit
+MAX_OBJECT = 5 * 1024**4  # S3's largest object (5 TiB)
+PART_SIZE = 16 * MIB  # multipart part size (the CRT client grows it when a file would need > 10,000 parts)
+CRT_MEMORY_LIMIT = 512 * MIB  # the CRT client's buffer pool (its minimum is 256 MiB): peak memory does not grow with the file size
 LIST_CAP = 10_000  # names kept per list in summary.json
-SMALL_PUT = 1024 * 1024  # below this, skip "Expect: 100-continue" (a round trip per PUT for nothing)
+READ_CHUNK = 8 * MIB
 RECOVERY_SLACK = timedelta(minutes=1)  # clock skew between this host and S3 when recognising our own upload
-_MD5_ETAG = re.compile(r"[0-9a-f]{32}")
 
 # Outcomes of one file
 UPLOADED, ALREADY_PRESENT, CONFLICT, FAILED, NOT_READY = "uploaded", "already_present", "conflict", "failed", "not_ready"
+NOT_DELETED = "uploaded_not_deleted"  # in S3 and verified, but the local delete failed: the next run deletes it
+IN_S3 = (UPLOADED, ALREADY_PRESENT, NOT_DELETED)
 
 
 class UploadError(RuntimeError):
@@ -74,18 +87,23 @@ class Local:
     """The content of one local file as read for the upload."""
 
     size: int
-    md5_hex: str
-    sha256: bytes
+    crc64nvme: str  # base64 of the 8 big-endian bytes, as S3 reports it
     stat: os.stat_result
 
     @property
-    def sha256_b64(self) -> str:
-        return base64.b64encode(self.sha256).decode()
-
-    @property
     def checksum(self) -> str:
-        """The manifest's checksum: ``sha256:<hex>``, comparable with ``sha256sum`` output."""
-        return f"sha256:{self.sha256.hex()}"
+        """The manifest's checksum, comparable with ``aws s3api head-object --checksum-mode ENABLED``."""
+        return f"crc64nvme:{self.crc64nvme}"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A file read and ready to go: what :meth:`Uploader.finish` needs once S3 has answered."""
+
+    cand: Candidate
+    key: str
+    path: Path
+    local: Local
 
 
 @dataclass
@@ -103,69 +121,41 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _b64_crc(value: int) -> str:
+    return base64.b64encode(value.to_bytes(8, "big")).decode()
+
+
 # --- content ---------------------------------------------------------------------------------------
 
 
-def read_local(fh: Any) -> tuple[bytes | None, Local]:
-    """Hash an open file in one pass; small files are kept in memory so they are read only once."""
+def read_local(fh: Any) -> Local:
+    """CRC64NVME of an open file in one pass (native code: a few GB/s), and its stat."""
     st = os.fstat(fh.fileno())
-    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    keep = st.st_size <= IN_MEMORY_MAX
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := fh.read(1024 * 1024):
-        md5.update(chunk)
-        sha.update(chunk)
+    crc = size = 0
+    while chunk := fh.read(READ_CHUNK):
+        crc = crc64nvme(chunk, crc)
         size += len(chunk)
-        if keep:
-            chunks.append(chunk)
-    return (b"".join(chunks) if keep else None), Local(size, md5.hexdigest(), sha.digest(), st)
+    return Local(size, _b64_crc(crc), st)
 
 
 def same_content(head: dict[str, Any], local: Local) -> bool | None:
-    """Does the object HeadObject describes hold exactly ``local``? None: cannot tell from the headers.
-
-    The ETag is the body's MD5 for single-part objects without KMS/customer-key encryption; the stored
-    SHA-256 (when the object was uploaded with one) is checked by S3 at upload. Both are used when
-    present: either one disagreeing means different content.
-    """
+    """Does the object HeadObject describes hold exactly ``local``? None: cannot tell from the headers
+    (an object stored without a full-object CRC64NVME, e.g. by another tool before S3 computed one)."""
     if int(head.get("ContentLength", -1)) != local.size:
         return False
-    verdict: bool | None = None
-    checksum = head.get("ChecksumSHA256")
-    if checksum and "-" not in checksum:  # "-N": a composite checksum of a multipart upload
-        if checksum != local.sha256_b64:
-            return False
-        verdict = True
-    etag = str(head.get("ETag", "")).strip('"')
-    etag_is_md5 = (
-        _MD5_ETAG.fullmatch(etag)
-        and head.get("ServerSideEncryption") not in ("aws:kms", "aws:kms:dsse")
-        and not head.get("SSECustomerAlgorithm")
-    )
-    if etag_is_md5:
-        return etag == local.md5_hex
-    return verdict
+    checksum = head.get("ChecksumCRC64NVME")
+    if checksum and str(head.get("ChecksumType") or "FULL_OBJECT").upper() == "FULL_OBJECT":
+        return bool(checksum == local.crc64nvme)
+    return None
 
 
 def _fetched_same(client: Any, bucket: str, key: str, local: Local) -> bool:
-    """Last resort when the headers cannot tell: download and compare SHA-256."""
+    """Last resort when the headers cannot tell: download and compare the CRC64NVME."""
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
-    sha = hashlib.sha256()
-    for chunk in iter(lambda: body.read(1024 * 1024), b""):
-        sha.update(chunk)
-    return sha.digest() == local.sha256
-
-
-def put_verified(response: dict[str, Any], local: Local) -> bool:
-    """Did the PUT itself prove the stored bytes are ours? S3 recomputes the SHA-256 and MD5 we sent
-    (``ChecksumSHA256``, ``Content-MD5``), refuses the PUT on a mismatch, and echoes what it stored: an
-    echo equal to the local digest is the verification, without a HeadObject round trip. Anything else
-    (no echo, a KMS ETag) falls back to :func:`stored_same`."""
-    if response.get("ChecksumSHA256") and response["ChecksumSHA256"] == local.sha256_b64:
-        return True
-    etag = str(response.get("ETag", "")).strip('"')
-    return bool(etag) and "-" not in etag and etag == local.md5_hex and not response.get("SSEKMSKeyId")
+    crc = 0
+    for chunk in iter(lambda: body.read(READ_CHUNK), b""):
+        crc = crc64nvme(chunk, crc)
+    return _b64_crc(crc) == local.crc64nvme
 
 
 def _head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
@@ -186,15 +176,12 @@ def stored_same(client: Any, bucket: str, key: str, local: Local) -> bool:
     return verdict if verdict is not None else _fetched_same(client, bucket, key, local)
 
 
-def _no_expect_for_small_bodies(request: Any, **_: Any) -> None:
-    """botocore asks for ``100 Continue`` before every PUT body; for a small file that only adds a
-    round trip. Big bodies keep it, so a refused PUT (412, 403) does not send gigabytes first."""
-    from botocore.utils import determine_content_length
-
-    if "Expect" in request.headers:
-        length = determine_content_length(request.body)
-        if length is not None and length <= SMALL_PUT:
-            del request.headers["Expect"]
+def put_verified(answer: Answer, local: Local) -> bool:
+    """Did the upload's answer itself prove the stored bytes are ours? S3 checked the whole object against
+    the CRC64NVME we sent (refusing a mismatch) and echoes what it stored: an echo equal to the local
+    checksum is the verification. No echo (a multipart upload's final answer) → :func:`stored_same`."""
+    echo = answer.headers.get("x-amz-checksum-crc64nvme")
+    return bool(echo) and echo == local.crc64nvme and (answer.headers.get("x-amz-checksum-type") or "FULL_OBJECT").upper() == "FULL_OBJECT"
 
 
 # --- one file --------------------------------------------------------------------------------------
@@ -202,84 +189,111 @@ def _no_expect_for_small_bodies(request: Any, **_: Any) -> None:
 
 @dataclass
 class Uploader:
-    """Uploads files of one run: a shared client (thread-safe, one connection pool) and the settings."""
+    """Uploads files of one run: a shared botocore client (checks, HeadObject), a shared CRT client
+    (the uploads) and the settings."""
 
     client: Any
     settings: UploadSettings
     scanned_at: datetime = field(default_factory=_now)
-    fast_put: bool = True  # small bodies through FastPut (False: every PUT through botocore)
+    credentials: Any = None  # botocore credentials for the CRT client (default: the environment/profile)
+    putter: CrtPutter | None = None
 
     def __post_init__(self) -> None:
-        self.client.meta.events.register(
-            "before-sign.s3.PutObject", _no_expect_for_small_bodies, unique_id="s3ops-upload-no-expect"
-        )
-        self.fast = FastPut.for_bucket(self.client, self.settings.bucket) if self.fast_put else None
+        if self.putter is None:
+            threshold = self.settings.multipart_threshold_mib * MIB
+            self.putter = CrtPutter(self.client, self.credentials or credentials_from_args(), self.settings.bucket,
+                                    part_size=min(PART_SIZE, threshold), threshold=threshold,
+                                    memory_limit=CRT_MEMORY_LIMIT)
 
     def upload_one(self, cand: Candidate) -> Outcome:
-        """Upload → verify → delete one file; never raises for a per-file problem (it is the outcome)."""
+        """Upload → verify → delete one file and wait; never raises: any problem is this file's outcome."""
+        step = self.prepare(cand)
+        if isinstance(step, Outcome):
+            return step
+        assert self.putter is not None
+        return self.finish(step, self.putter.put_file(step.key, str(step.path), step.local.size,
+                                                      crc64nvme=step.local.crc64nvme,
+                                                      if_none_match=not self.settings.overwrite))
+
+    def prepare(self, cand: Candidate) -> Pending | Outcome:
+        """Read the file's checksum and decide: a :class:`Pending` upload, or already an outcome (not
+        ready, vanished, an existing object a multipart upload need not be sent for, an error)."""
         key = self.settings.key(cand.rel)
         path = Path(self.settings.base_dir) / cand.rel
+        return self._guarded(cand, key, path, lambda: self._prepare(cand, key, path))
+
+    def finish(self, pending: Pending, answer: Answer) -> Outcome:
+        """S3's answer → verify → delete locally; the file's outcome."""
+        return self._guarded(pending.cand, pending.key, pending.path, lambda: self._finish(pending, answer))
+
+    def _guarded(self, cand: Candidate, key: str, path: Path, step: Callable[[], Any]) -> Any:
         try:
-            return self._move(cand, key, path)
+            return step()
         except FileNotFoundError:
             return self._vanished(cand, key)
         except (ClientError, BotoCoreError) as exc:
-            text = error_text(exc)
-            if error_code(exc) == "NoSuchBucket":
-                text = f"bucket {self.settings.bucket!r} does not exist ({text})"
-            return Outcome(FAILED, cand.rel, key, cand.size, error=text)
+            return Outcome(FAILED, cand.rel, key, cand.size, error=self._s3_error(error_code(exc), error_text(exc)))
         except OSError as exc:
-            return Outcome(FAILED, cand.rel, key, cand.size, error=f"unreadable: {exc.strerror or exc}")
+            return Outcome(FAILED, cand.rel, key, cand.size, error=f"cannot read the local file: {exc.strerror or exc}")
+        except Exception as exc:  # one file's surprise must not stop the batch or lose the manifest
+            log.exception("unexpected error uploading %s", shown(str(path)))
+            return Outcome(FAILED, cand.rel, key, cand.size, error=f"{type(exc).__name__}: {exc}")
 
-    def _move(self, cand: Candidate, key: str, path: Path) -> Outcome:
-        bucket = self.settings.bucket
+    def _s3_error(self, code: str, text: str) -> str:
+        if code == "NoSuchBucket":
+            return f"bucket {self.settings.bucket!r} does not exist ({text})"
+        return text
+
+    def _prepare(self, cand: Candidate, key: str, path: Path) -> Pending | Outcome:
         with path.open("rb") as fh:
-            data, local = read_local(fh)
-            st = local.stat
-            if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
-                return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan")
-            if local.size > SINGLE_PUT_MAX:
-                return Outcome(FAILED, cand.rel, key, local.size, error="larger than 5 GiB (single PUT limit)")
-            if data is None:
-                fh.seek(0)
-            status, put_response = self._put(key, data if data is not None else fh, local)
-        if status == CONFLICT:
-            return Outcome(CONFLICT, cand.rel, key, local.size, local.checksum,
-                           error="a different object already exists at this key")
-        if status == UPLOADED and not (put_verified(put_response, local) or stored_same(self.client, bucket, key, local)):
-            return Outcome(FAILED, cand.rel, key, local.size, error="verification failed: the object differs after upload")
-        now = os.stat(path)
-        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
-            return Outcome(FAILED, cand.rel, key, local.size, error="changed while uploading; kept")
-        path.unlink(missing_ok=True)
-        return Outcome(status, cand.rel, key, local.size, local.checksum, format_time(_now()))
+            local = read_local(fh)
+        st = local.stat
+        if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
+            return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan")
+        if local.size > MAX_OBJECT:
+            return Outcome(FAILED, cand.rel, key, local.size, error="larger than 5 TiB (S3's largest object)")
+        pending = Pending(cand, key, path, local)
+        bucket = self.settings.bucket
+        multipart = local.size >= self.settings.multipart_threshold_mib * MIB
+        if multipart and not self.settings.overwrite and _head(self.client, bucket, key) is not None:
+            # do not send gigabytes only to have CompleteMultipartUpload refuse them
+            return self._delete_local(pending, ALREADY_PRESENT if stored_same(self.client, bucket, key, local) else CONFLICT)
+        return pending
 
-    def _put(self, key: str, body: Any, local: Local) -> tuple[str, dict[str, Any]]:
-        """PUT unless an object exists (If-None-Match) → (UPLOADED, the PUT response), ALREADY_PRESENT or
-        CONFLICT."""
-        kwargs: dict[str, Any] = {
-            "Bucket": self.settings.bucket, "Key": key, "Body": body,
-            "ContentMD5": base64.b64encode(bytes.fromhex(local.md5_hex)).decode(),
-            "ChecksumAlgorithm": "SHA256", "ChecksumSHA256": local.sha256_b64,
-        }
-        if not self.settings.overwrite:
-            kwargs["IfNoneMatch"] = "*"
-        answer = None
-        if self.fast is not None and isinstance(body, bytes):
-            answer = self.fast.put(key, body, md5_b64=kwargs["ContentMD5"], sha256=local.sha256,
-                                   if_none_match=not self.settings.overwrite)
-        if answer is not None and answer.status == 200:
-            return UPLOADED, answer.response
-        if answer is None or answer.status != 412:
-            # no clear answer from the one fast attempt (or none made): botocore sends it, with its retries
-            try:
-                return UPLOADED, self.client.put_object(**kwargs)
-            except ClientError as exc:
-                # 412: an object exists; 409: a concurrent conditional write to the same key.
-                if error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    raise
-        same = stored_same(self.client, self.settings.bucket, key, local)
-        return (ALREADY_PRESENT if same else CONFLICT), {}
+    def _finish(self, pending: Pending, answer: Answer) -> Outcome:
+        bucket, key, local, rel = self.settings.bucket, pending.key, pending.local, pending.cand.rel
+        if answer.status == 200:
+            if not (put_verified(answer, local) or stored_same(self.client, bucket, key, local)):
+                return Outcome(FAILED, rel, key, local.size, error="verification failed: the object differs after upload")
+            return self._delete_local(pending, UPLOADED)
+        if answer.status in (412, 409):  # an object exists; 409: a concurrent conditional write to the same key
+            return self._delete_local(pending, ALREADY_PRESENT if stored_same(self.client, bucket, key, local) else CONFLICT)
+        if answer.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"):
+            return Outcome(FAILED, rel, key, local.size,
+                           error=f"S3 refused the content: it does not match the file's checksum (changed while "
+                                 f"uploading?) ({answer.error})")
+        if answer.status == 0:
+            return Outcome(FAILED, rel, key, local.size, error=f"no answer from S3 after retries: {answer.error}")
+        return Outcome(FAILED, rel, key, local.size, error=self._s3_error(answer.code, answer.error))
+
+    def _delete_local(self, pending: Pending, status: str) -> Outcome:
+        """The object at the key is verified to hold the file (or conflicts): delete the file, unless it
+        changed meanwhile."""
+        local, rel, key = pending.local, pending.cand.rel, pending.key
+        if status == CONFLICT:
+            return Outcome(CONFLICT, rel, key, local.size, local.checksum,
+                           error="a different object already exists at this key")
+        st, now = local.stat, os.stat(pending.path)
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+            return Outcome(FAILED, rel, key, local.size, error="changed while uploading; kept")
+        uploaded_at = format_time(_now())
+        try:
+            pending.path.unlink(missing_ok=True)
+        except OSError as exc:
+            return Outcome(NOT_DELETED, rel, key, local.size, local.checksum, uploaded_at,
+                           error=f"uploaded and verified, but deleting the local file failed "
+                                 f"({exc.strerror or exc}); it is kept and the next run deletes it")
+        return Outcome(status, rel, key, local.size, local.checksum, uploaded_at)
 
     def _vanished(self, cand: Candidate, key: str) -> Outcome:
         """The file is gone. If this run already moved it (a retried task), the object is there, newer
@@ -289,13 +303,45 @@ class Uploader:
         except (ClientError, BotoCoreError) as exc:
             return Outcome(FAILED, cand.rel, key, cand.size, error=f"vanished; cannot check S3: {error_text(exc)}")
         if head is not None and head["LastModified"] >= self.scanned_at - RECOVERY_SLACK:
-            checksum = head.get("ChecksumSHA256")
+            checksum = head.get("ChecksumCRC64NVME")
             return Outcome(
                 UPLOADED, cand.rel, key, int(head["ContentLength"]),
-                f"sha256:{base64.b64decode(checksum).hex()}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
+                f"crc64nvme:{checksum}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
                 format_time(head["LastModified"]),
             )
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
+
+
+def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datetime) -> list[dict[str, str]]:
+    """Abort the multipart uploads a killed worker left behind: under ``key_prefix``, at a key in the
+    producer layout (never anyone else's uploads), started before ``before`` (this run's scan; with
+    ``max_active_runs=1`` no earlier run is still uploading). Aborting never loses data: the local file
+    of an incomplete upload is still on disk. Returns ``{"key", "initiated", "error"?}`` per upload."""
+    done: list[dict[str, str]] = []
+    try:
+        uploads = [u for page in client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=settings.bucket, Prefix=settings.key_prefix) for u in page.get("Uploads", [])]
+    except (ClientError, BotoCoreError) as exc:  # e.g. no s3:ListBucketMultipartUploads: upload anyway, say so
+        log.warning("cannot list incomplete multipart uploads, none aborted: %s", error_text(exc))
+        return [{"key": "", "initiated": "", "error": f"cannot list incomplete multipart uploads: {error_text(exc)}"}]
+    for upload in uploads:
+        key, initiated = upload["Key"], upload["Initiated"]
+        try:
+            parse_data_path(key[len(settings.key_prefix):])
+        except MalformedPath:
+            continue
+        if initiated >= before:
+            continue
+        row = {"key": key, "initiated": format_time(initiated)}
+        try:
+            client.abort_multipart_upload(Bucket=settings.bucket, Key=key, UploadId=upload["UploadId"])
+            log.info("aborted an incomplete multipart upload of %s started %s", key, row["initiated"])
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchUpload":  # gone meanwhile: that is what we wanted
+                row["error"] = error_text(exc)
+                log.warning("cannot abort the incomplete upload of %s: %s", key, row["error"])
+        done.append(row)
+    return done
 
 
 # --- a batch ----------------------------------------------------------------------------------------
@@ -303,57 +349,69 @@ class Uploader:
 
 @dataclass
 class BatchResult:
-    """What a batch did. ``uploaded`` rows are the manifest rows (key, size, checksum, uploaded_at)."""
+    """What a batch did: one row per file (the manifest rows), whatever happened to it."""
 
-    uploaded: list[dict[str, Any]] = field(default_factory=list)
-    already_present: int = 0
-    conflicts: list[dict[str, str]] = field(default_factory=list)  # key, path
-    failed: list[dict[str, str]] = field(default_factory=list)  # path, error
-    not_ready: list[dict[str, str]] = field(default_factory=list)  # path, why
-    bytes: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, outcome: Outcome, base_dir: str) -> None:
-        path = str(Path(base_dir) / outcome.rel)
-        if outcome.status in (UPLOADED, ALREADY_PRESENT):
-            self.uploaded.append(
-                {"key": outcome.key, "size": outcome.size, "checksum": outcome.checksum, "uploaded_at": outcome.uploaded_at}
-            )
-            self.bytes += outcome.size
-            self.already_present += outcome.status == ALREADY_PRESENT
-        elif outcome.status == CONFLICT:
-            self.conflicts.append({"key": outcome.key, "path": path})
+        path = shown(str(Path(base_dir) / outcome.rel))
+        row = {"key": outcome.key, "path": path, "status": outcome.status, "size": outcome.size,
+               "checksum": outcome.checksum, "uploaded_at": outcome.uploaded_at, "error": outcome.error}
+        self.rows.append(row)
+        if outcome.status == CONFLICT:
             log.warning("conflict: %s exists in S3 with different content; kept %s", outcome.key, path)
-        elif outcome.status == NOT_READY:
-            self.not_ready.append({"path": path, "why": outcome.error})
-        else:
-            self.failed.append({"path": path, "error": outcome.error})
-            log.warning("failed: %s: %s", path, outcome.error)
+        elif outcome.status in (FAILED, NOT_DELETED):
+            log.warning("%s: %s: %s", outcome.status, path, outcome.error)
 
     def counts(self) -> dict[str, int]:
+        status = [r["status"] for r in self.rows]
         return {
-            "uploaded": len(self.uploaded), "already_present": self.already_present,
-            "conflicts": len(self.conflicts), "failed": len(self.failed),
-            "skipped_not_ready": len(self.not_ready), "bytes": self.bytes,
+            "uploaded": sum(s in IN_S3 for s in status), "already_present": status.count(ALREADY_PRESENT),
+            "conflicts": status.count(CONFLICT), "failed": status.count(FAILED) + status.count(NOT_DELETED),
+            "skipped_not_ready": status.count(NOT_READY),
+            "bytes": sum(r["size"] for r in self.rows if r["status"] in IN_S3),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchResult:
-        return cls(**data)
+        return cls(rows=list(data["rows"]))
 
 
 def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS) -> BatchResult:
-    """Upload files concurrently (``workers`` threads, one shared client)."""
+    """Upload files with up to ``workers`` uploads in flight; every file gets a row.
+
+    One Python thread reads, submits and finishes; the CRT client's own threads do the network work and
+    hand each answer back through a queue. (A thread per upload cost more CPU than the uploads: GIL
+    hand-offs between threads that mostly wait.)"""
     result = BatchResult()
-    lock = threading.Lock()
+    base_dir = uploader.settings.base_dir
+    answers: queue.SimpleQueue[tuple[Pending, Answer]] = queue.SimpleQueue()
+    in_flight = 0
+    assert uploader.putter is not None
 
-    def one(cand: Candidate) -> None:
-        outcome = uploader.upload_one(cand)
-        with lock:
-            result.add(outcome, uploader.settings.base_dir)
+    def finish_one() -> None:
+        nonlocal in_flight
+        pending, answer = answers.get()
+        in_flight -= 1
+        result.add(uploader.finish(pending, answer), base_dir)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:
-        for _ in pool.map(one, candidates):
-            pass
+    for cand in candidates:
+        step = uploader.prepare(cand)
+        if isinstance(step, Outcome):
+            result.add(step, base_dir)
+            continue
+        while in_flight >= max(1, workers):
+            finish_one()
+        try:
+            uploader.putter.start(step.key, str(step.path), step.local.size, crc64nvme=step.local.crc64nvme,
+                                  if_none_match=not uploader.settings.overwrite,
+                                  done=lambda answer, step=step: answers.put((step, answer)))  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - the CRT refused the request itself: this file's outcome
+            result.add(Outcome(FAILED, cand.rel, step.key, cand.size, error=f"{type(exc).__name__}: {exc}"), base_dir)
+            continue
+        in_flight += 1
+    while in_flight:
+        finish_one()
     return result
 
 
@@ -387,23 +445,28 @@ def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
     return [Candidate(epoch, rel, int(size), int(mtime_ns)) for rel, size, mtime_ns in rows]
 
 
-LOG_CAP = 1000  # malformed paths named one per log line; the rest are in scan.json
+LOG_CAP = 1000  # malformed paths named one per log line
 
 
-def _scan_report(base: Path, scan: Scan, now: datetime) -> dict[str, Any]:
+def _scan_report(base: Path, scan: Scan, now: datetime, aborted: list[dict[str, str]]) -> dict[str, Any]:
     """Log what the scan found and return it as the ``scan.json`` body (without settings and batches)."""
     for path, reason in scan.malformed[:LOG_CAP]:
         log.warning("malformed, left alone: %s (%s)", path, reason)
-    if len(scan.malformed) > LOG_CAP:
-        log.warning("… and %d more malformed paths (all listed in scan.json)", len(scan.malformed) - LOG_CAP)
+    if scan.malformed_total > LOG_CAP:
+        log.warning("… and %d more malformed paths (the first %d are listed in scan.json)",
+                    scan.malformed_total - LOG_CAP, len(scan.malformed))
     for path, error in scan.errors:
         log.warning("scan error: %s: %s", path, error)
-    log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed",
-             base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, len(scan.malformed))
+    log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed, "
+             "%d abandoned multipart upload(s) aborted",
+             base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, scan.malformed_total,
+             len(aborted))
     return {
         "scanned_at": format_time(now), "selected": len(scan.eligible), "deferred": scan.deferred, "not_ready": scan.not_ready,
+        "malformed_total": scan.malformed_total,
         "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
-        "errors": [{"path": p, "error": e} for p, e in scan.errors],
+        "errors": [{"path": p, "error": e} for p, e in scan.errors], "errors_total": scan.errors_total,
+        "aborted_uploads": aborted,
     }
 
 
@@ -414,29 +477,32 @@ def _existing_base(settings: UploadSettings) -> Path:
     return base
 
 
-def scan_task(settings: UploadSettings, run_dir: Any, *, now: datetime | None = None) -> list[str]:
-    """Walk ``base_dir``, write the batches and ``scan.json`` (with the run's resolved settings, so
-    every task of the run uses the same ones); return the batch names (the only thing in XCom)."""
+def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now: datetime | None = None) -> list[str]:
+    """Abort abandoned multipart uploads (with ``client``), walk ``base_dir``, write the batches and
+    ``scan.json`` (with the run's resolved settings, so every task of the run uses the same ones);
+    return the batch names (the only thing in XCom)."""
     base = _existing_base(settings)
     now = now or _now()
+    aborted = abort_abandoned_uploads(client, settings, now) if client is not None else []
     scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
     batches = split_batches(scan.eligible, BATCH_SIZE, MAX_BATCHES)
     names = [f"{i:05d}" for i in range(len(batches))]
     for name, batch in zip(names, batches, strict=True):
         artifacts.write_json(run_dir / "batches" / f"{name}.json",
                              {"scanned_at": format_time(now), "files": _candidate_rows(batch)})
-    report = _scan_report(base, scan, now)
+    report = _scan_report(base, scan, now, aborted)
     artifacts.write_json(run_dir / "scan.json", {"settings": settings.to_dict(), "batches": names, **report})
     log.info("%d file(s) to upload in %d batch(es)", len(scan.eligible), len(names))
     return names
 
 
 def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch: str,
-                      *, workers: int = DEFAULT_WORKERS) -> dict[str, int]:
+                      *, workers: int = DEFAULT_WORKERS, credentials: Any = None) -> dict[str, int]:
     """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry."""
     spec = artifacts.read_json(run_dir / "batches" / f"{batch}.json")
     scanned_at = datetime.fromisoformat(spec["scanned_at"].replace("Z", "+00:00"))
-    result = upload_candidates(Uploader(client, settings, scanned_at), _candidates(spec["files"]), workers=workers)
+    uploader = Uploader(client, settings, scanned_at, credentials)
+    result = upload_candidates(uploader, _candidates(spec["files"]), workers=workers)
     artifacts.write_json(run_dir / "results" / f"{batch}.json", asdict(result))
     counts = result.counts()
     log.info("batch %s: %s", batch, counts)
@@ -445,28 +511,24 @@ def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch
 
 def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iterable[BatchResult],
               *, removed_folders: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The run's ``summary.json`` and manifest rows from the scan and the batch results."""
-    manifest: list[dict[str, Any]] = []
-    conflicts: list[dict[str, str]] = []
-    failed: list[dict[str, str]] = list(scan_info.get("errors", []))
-    not_ready = int(scan_info.get("not_ready", 0))
-    already = total_bytes = 0
-    for res in results:
-        manifest += res.uploaded
-        conflicts += res.conflicts
-        failed += res.failed
-        not_ready += len(res.not_ready)
-        already += res.already_present
-        total_bytes += res.bytes
+    """The run's ``summary.json`` and manifest rows (one per file the run tried) from the scan and the batches."""
+    manifest = [row for res in results for row in res.rows]
+    scan_errors = list(scan_info.get("errors", []))
+    counts = BatchResult(manifest).counts()
+    failures = scan_errors + [{"path": r["path"], "error": r["error"]} for r in manifest if r["status"] in (FAILED, NOT_DELETED)]
     malformed = scan_info.get("malformed", [])
     summary = {
-        "uploaded": len(manifest), "skipped_not_ready": not_ready, "malformed": len(malformed),
-        "conflicts": len(conflicts), "failed": len(failed), "bytes": total_bytes,
-        "already_present": already, "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders,
+        "uploaded": counts["uploaded"], "skipped_not_ready": int(scan_info.get("not_ready", 0)) + counts["skipped_not_ready"],
+        "malformed": int(scan_info.get("malformed_total", len(malformed))), "conflicts": counts["conflicts"],
+        "failed": int(scan_info.get("errors_total", len(scan_errors))) + counts["failed"], "bytes": counts["bytes"],
+        "already_present": counts["already_present"],
+        "local_delete_failed": sum(r["status"] == NOT_DELETED for r in manifest),
+        "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders,
+        "aborted_uploads": sum(1 for u in scan_info.get("aborted_uploads", []) if not u.get("error")),
         "malformed_paths": [m["path"] for m in malformed][:LIST_CAP],
-        "conflict_keys": [c["key"] for c in conflicts][:LIST_CAP],
-        "failed_paths": [f["path"] for f in failed][:LIST_CAP],
-        "failures": failed[:LIST_CAP],
+        "conflict_keys": [r["key"] for r in manifest if r["status"] == CONFLICT][:LIST_CAP],
+        "failed_paths": [f["path"] for f in failures][:LIST_CAP],
+        "failures": failures[:LIST_CAP],
         "bucket": settings.bucket, "key_prefix": settings.key_prefix, "base_dir": settings.base_dir,
         "scanned_at": scan_info.get("scanned_at"), "finished_at": format_time(_now()),
     }
@@ -478,7 +540,7 @@ RETURN_KEYS = ("uploaded", "skipped_not_ready", "malformed", "conflicts", "faile
 
 def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:
     """A run with no batch and nothing malformed or failed has nothing worth a run folder."""
-    return not batches and not any(summary[k] for k in ("uploaded", "malformed", "conflicts", "failed"))
+    return not batches and not any(summary[k] for k in ("uploaded", "malformed", "conflicts", "failed", "aborted_uploads"))
 
 
 def problems(counts: dict[str, Any]) -> str | None:
@@ -522,13 +584,15 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
 
 
 def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT_WORKERS, tidy: bool = True,
-                now: datetime | None = None, fast_put: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Scan, upload every eligible file in one process and tidy: what the DAG does, without Airflow."""
+                now: datetime | None = None, credentials: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Abort abandoned uploads, scan, upload every eligible file in one process and tidy: what the DAG
+    does, without Airflow."""
     base = _existing_base(settings)
     now = now or _now()
+    aborted = abort_abandoned_uploads(client, settings, now)
     scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
-    scan_info = _scan_report(base, scan, now)
-    result = upload_candidates(Uploader(client, settings, now, fast_put), scan.eligible, workers=workers)
+    scan_info = _scan_report(base, scan, now, aborted)
+    result = upload_candidates(Uploader(client, settings, now, credentials), scan.eligible, workers=workers)
     removed = remove_empty_folders(base, _now(), settings.settle_seconds) if tidy else []
     return summarize(settings, scan_info, [result], removed_folders=len(removed))
 
@@ -544,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-seconds", type=int, help=f"default {SETTINGS['settle_seconds'].default}")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace objects with different content")
     parser.add_argument("--max-files", type=int, help=f"default {SETTINGS['max_files'].default}")
+    parser.add_argument("--multipart-threshold-mib", type=int,
+                        help=f"multipart upload from this size on (default {SETTINGS['multipart_threshold_mib'].default})")
     parser.add_argument("--endpoint-url", default=os.environ.get("S3OPS_S3_ENDPOINT"))
     parser.add_argument("--profile")
     parser.add_argument("--region")
@@ -551,14 +617,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tidy", action="store_true", help="leave empty folders")
     parser.add_argument("--manifest", type=Path, help="also write the manifest (JSON lines) here")
     args = parser.parse_args(argv)
+    gc.freeze()  # the modules loaded so far live as long as the process: spare the collector re-scanning them
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-    conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files")}
+    conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files",
+                                          "multipart_threshold_mib")}
     try:
         settings, _ = resolve_settings(conf, None)
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, region_name=args.region,
                                   pool=client_pool_size(args.workers))
         check_bucket(client, settings.bucket)
-        summary, manifest = upload_tree(client, settings, workers=args.workers, tidy=not args.no_tidy)
+        credentials = credentials_from_args(profile=args.profile, region_name=args.region)
+        summary, manifest = upload_tree(client, settings, workers=args.workers, tidy=not args.no_tidy,
+                                        credentials=credentials)
     except (SettingsError, UploadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

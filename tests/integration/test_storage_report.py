@@ -75,6 +75,13 @@ def truth(s3: Any, bucket: str, *, versions: bool, classes: tuple[str, ...] = ()
     }
 
 
+def shown(entry: dict[str, Any]) -> str:
+    """report.json's numeric ``total_size`` and its unit, written the way the tables write sizes."""
+    value, unit = entry["total_size"], entry["total_size_unit"]
+    assert isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"{value} B" if unit == "B" else f"{value:.2f} {unit}"
+
+
 def expected_cost(region: str, by_class: dict[str, int], prices: dict[str, Any] = TEST_PRICES) -> float:
     table = prices["prices"][region]
     return sum(size / 2**30 * table.get(cls, 0.0) for cls, size in by_class.items())
@@ -90,7 +97,7 @@ def check_bucket(entry: dict[str, Any], s3: Any, creation: dict[str, str], *, ve
     for field in ("object_count", "total_bytes", "last_modified", "noncurrent_versions", "delete_markers",
                   "incomplete_multipart_uploads"):
         assert entry[field] == t[field], (name, field)
-    assert entry["total_size"] == size(t["total_bytes"])
+    assert shown(entry) == size(t["total_bytes"])
     assert {c: {"object_count": v["object_count"], "bytes": v["bytes"]} for c, v in entry["storage_classes"].items()} \
         == t["storage_classes"], name
     region = REGIONS[name]
@@ -206,6 +213,7 @@ def test_filters_kib_and_fail_on_bucket_error(world, s3, run_dag, monkeypatch):
     result = run_dag("s3_storage_report", {
         "buckets": [w.archive_bucket, "s3ops-demo-em*", "sr-denied-*", "s3ops-demo-logs"], "regions": [],
         "storage_classes": list(classes), "size_unit": "KiB", "fail_on_bucket_error": True,
+        "date_format": "eu", "show_time": False,
     })
     assert result.state == "failed"
     states = result.task_states()
@@ -221,6 +229,35 @@ def test_filters_kib_and_fail_on_bucket_error(world, s3, run_dag, monkeypatch):
     logs = next(b for b in report["buckets"] if b["name"] == w.logs_bucket)
     assert logs["object_count"] == 0 and logs["storage_classes"] == {}  # STANDARD/IA only there
     assert (result.artifacts() / "report.html").exists() and (result.artifacts() / "report.csv").exists()
+
+    # Dates as asked in every rendering; report.json keeps ISO 8601 UTC.
+    assert report["display"] == {"date_format": "eu", "show_time": False}
+    created = datetime.strptime(world[w.archive_bucket], "%Y-%m-%dT%H:%M:%SZ")
+    eu_date = created.strftime("%d/%m/%Y")
+    assert archive["creation_date"] == world[w.archive_bucket]
+    table = (result.artifacts() / "report.txt").read_text()
+    row = next(line for line in table.splitlines() if line.startswith(w.archive_bucket))
+    assert row.split()[2] == eu_date and "T" not in row.split()[2]
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO((result.artifacts() / "report.csv").read_text()))}
+    assert rows[w.archive_bucket]["creation_date"] == eu_date
+    assert eu_date in (result.artifacts() / "report.html").read_text()
+
+    # Regions: every readable bucket's numbers, summed per region (the denied bucket counted as unreadable).
+    by_region: dict[str, dict[str, Any]] = {}
+    for entry in report["buckets"]:
+        r = by_region.setdefault(entry["region"], {"bucket_count": 0, "error_count": 0, "object_count": 0,
+                                                   "total_bytes": 0})
+        r["bucket_count"] += 1
+        if entry["error"]:
+            r["error_count"] += 1
+        else:
+            r["object_count"] += entry["object_count"]
+            r["total_bytes"] += entry["total_bytes"]
+    assert {r["region"]: {k: r[k] for k in ("bucket_count", "error_count", "object_count", "total_bytes")}
+            for r in report["regions"]} == by_region
+    eu = next(r for r in report["regions"] if r["region"] == "eu-west-1")
+    assert set(eu["storage_classes"]) <= set(classes) and eu["total_size_unit"] == "KiB"
+    assert 'id="regions"' in (result.artifacts() / "report.html").read_text()
 
 
 def test_cloudwatch_source_and_region_filter(world, s3_server, run_dag):
@@ -249,11 +286,24 @@ def test_cloudwatch_source_and_region_filter(world, s3_server, run_dag):
     assert [b["name"] for b in report["buckets"]] == [CW_EU]
     entry = report["buckets"][0]
     assert entry["region"] == "eu-west-1" and entry["object_count"] == 42
-    assert entry["total_bytes"] == 8 * MIB and entry["total_size"] == "8.00 MiB"
+    assert entry["total_bytes"] == 8 * MIB and (entry["total_size"], entry["total_size_unit"]) == (8.0, "MiB")
     assert {c: v["bytes"] for c, v in entry["storage_classes"].items()} == {"STANDARD": 5 * MIB, "GLACIER": 3 * MIB}
     assert all(v["object_count"] is None for v in entry["storage_classes"].values())
     assert entry["last_modified"] is None and entry["error"] is None
     assert "CloudWatch" in (result.artifacts() / "report.txt").read_text()
+
+    # NumberOfObjects exists for all storage types together only: with a class filter, bytes are
+    # filtered and the count is unknown, never the count of every class (42).
+    glacier = run_dag("s3_storage_report", {"buckets": [CW_EU], "source": "cloudwatch",
+                                            "storage_classes": ["GLACIER"]})
+    assert glacier.state == "success", glacier.task_states()
+    report = _report(glacier)
+    [entry] = report["buckets"]
+    assert entry["total_bytes"] == 3 * MIB and entry["object_count"] is None
+    assert report["totals"]["object_count"] is None and report["regions"][0]["object_count"] is None
+    row = next(line for line in (glacier.artifacts() / "report.txt").read_text().splitlines()
+               if line.startswith(CW_EU))
+    assert row.split()[3] == "unknown" and "42" not in row
 
 
 @pytest.mark.parametrize("unit, size", [
@@ -272,7 +322,7 @@ def test_cli_json_every_unit(world, s3, s3_server, capsys, unit, size):
     report = json.loads(capsys.readouterr().out)
     [entry] = report["buckets"]
     t = truth(s3, bucket, versions=True)
-    assert entry["total_size"] == size(t["total_bytes"]) and report["size_unit"] == unit
+    assert shown(entry) == size(t["total_bytes"]) and report["size_unit"] == unit
     assert (entry["object_count"], entry["noncurrent_versions"], entry["delete_markers"]) == \
         (t["object_count"], t["noncurrent_versions"], t["delete_markers"])
 
@@ -291,6 +341,22 @@ def test_cli_table_csv_filters_and_errors(world, s3, s3_server, capsys, monkeypa
     t = truth(s3, w.archive_bucket, versions=False, classes=("GLACIER_IR",))
     assert int(row["object_count"]) == t["object_count"] == 75
     assert int(row["GLACIER_IR_bytes"]) == t["total_bytes"]
+
+    assert main(["--bucket", "s3ops-demo-*", "--group-by", "region", "--date-format", "us", "--endpoint-url", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[0] == "region" and w.archive_bucket not in "\n".join(lines)
+    demo = {b: r for b, r in DemoWorld().regions.items()}
+    for region in set(demo.values()):
+        row = next(line.split() for line in lines if line.startswith(region + " "))
+        assert int(row[1]) == sum(r == region for r in demo.values())
+    assert main(["--bucket", w.archive_bucket, "--csv", "--date-format", "%d.%m.%Y", "--no-show-time",
+                 "--endpoint-url", url]) == 0
+    [row] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    created = next(b["CreationDate"] for b in s3.list_buckets()["Buckets"] if b["Name"] == w.archive_bucket)
+    assert row["creation_date"] == created.astimezone(timezone.utc).strftime("%d.%m.%Y")
+    assert main(["--date-format", "%Q", "--endpoint-url", url]) == 2  # refused before any listing
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "date_format" in err and "%Q" in err
 
     assert main(["--bucket", DENIED, "--json", "--endpoint-url", url]) == 1  # exit 1: a bucket had an error
     assert json.loads(capsys.readouterr().out)["buckets"][0]["error"].startswith("AccessDenied")
@@ -320,6 +386,9 @@ def test_bad_param_and_unknown_connection_fail_fast(world, run_dag):
         run_dag("s3_storage_report", {"size_unit": "kb"})
     with pytest.raises(ParamValidationError, match="SUPER_COLD"):
         run_dag("s3_storage_report", {"storage_classes": ["SUPER_COLD"]})
+    bad_date = run_dag("s3_storage_report", {"date_format": "dd/mm/yyyy"})  # no strftime directive
+    assert bad_date.state == "failed" and bad_date.task_states()[("list_buckets", -1)] == "failed"
+    assert not (bad_date.artifacts() / "buckets.json").exists()
     result = run_dag("s3_storage_report", {"aws_conn_id": "no_such_connection"})
     assert result.state == "failed"
     states = result.task_states()

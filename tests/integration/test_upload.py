@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import base64
 import json
 import os
 import random
@@ -25,6 +25,14 @@ from include.upload.uploader import Uploader, tidy_task, upload_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+MIB = 1024 * 1024
+
+
+def crc(body: bytes) -> str:
+    """The manifest's checksum of ``body``: S3's full-object CRC64NVME."""
+    from awscrt.checksums import crc64nvme
+
+    return "crc64nvme:" + base64.b64encode(crc64nvme(body).to_bytes(8, "big")).decode()
 
 
 def settings(base: Path, bucket: str, **over: Any) -> UploadSettings:
@@ -83,8 +91,8 @@ def test_keys_mirror_the_layout_for_several_locations_and_days(tmp_path, s3, buc
         assert not (tmp_path / rel).exists()
     assert summary["uploaded"] == len(truth) == 27 and summary["failed"] == summary["conflicts"] == 0
     assert summary["bytes"] == sum(map(len, truth.values()))
-    assert {row["key"]: (row["size"], row["checksum"]) for row in manifest} == {
-        f"incoming/{rel}": (len(body), "sha256:" + hashlib.sha256(body).hexdigest()) for rel, body in truth.items()
+    assert {row["key"]: (row["size"], row["checksum"], row["status"]) for row in manifest} == {
+        f"incoming/{rel}": (len(body), crc(body), "uploaded") for rel, body in truth.items()
     }
     # every emptied date folder whose period is over is gone; the locations and today's year/month/day stay
     assert sorted(p.name for p in tmp_path.iterdir()) == ["berlin", "paris", "site-7"]
@@ -142,14 +150,14 @@ def test_conflicting_object_keeps_the_local_file_unless_overwrite(tmp_path, s3, 
     assert summary["conflicts"] == 1 and summary["conflict_keys"] == [rel] and summary["uploaded"] == 0
     assert path.read_bytes() == b"new local content\n"
     assert body_of(s3, bucket, rel) == b"someone else's object\n"
-    assert manifest == []
+    assert [(r["key"], r["status"], r["path"]) for r in manifest] == [(rel, "conflict", str(path))]
 
     summary, manifest = upload_tree(client, settings(tmp_path, bucket, overwrite=True), workers=2)
 
     assert summary["uploaded"] == 1 and summary["conflicts"] == 0
     assert body_of(s3, bucket, rel) == b"new local content\n"
     assert not path.exists()
-    assert manifest[0]["checksum"] == "sha256:" + hashlib.sha256(b"new local content\n").hexdigest()
+    assert manifest[0]["checksum"] == crc(b"new local content\n")
 
 
 def test_rerun_after_a_crash_between_upload_and_delete_only_deletes(tmp_path, s3, bucket, client, s3_server):
@@ -205,12 +213,11 @@ def test_vanished_after_our_own_upload_counts_as_uploaded(tmp_path, s3, bucket, 
     assert uploader.upload_one(Candidate(NOW, rel, st.st_size, st.st_mtime_ns)).status == "uploaded"
     retry = uploader.upload_one(Candidate(NOW, rel, st.st_size, st.st_mtime_ns))
     assert retry.status == "uploaded"
-    assert retry.checksum == "sha256:" + hashlib.sha256(b"moved by attempt 1\n").hexdigest()
+    assert retry.checksum == crc(b"moved by attempt 1\n")
 
 
-@pytest.mark.parametrize("fast_put", [True, False], ids=["fast-put", "botocore-put"])
-def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, client, s3_server, fast_put):
-    """The fast path's one attempt hits a fault like any other; botocore then retries per its mode."""
+def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, client, s3_server):
+    """The CRT client retries 503 SlowDown, 500 and dropped connections like botocore's standard mode."""
     truth = {rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "t"): os.urandom(100 + m) for m in range(6)}
     for rel, body in truth.items():
         write(tmp_path, rel, body)
@@ -219,7 +226,7 @@ def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, cl
     s3_server.control("POST", "faults", {"mode": "error", "operation": "PutObject", "count": 2})
     s3_server.control("POST", "faults", {"mode": "drop", "operation": "PutObject", "count": 2})
     try:
-        summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=3, fast_put=fast_put)
+        summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=3)
         left = s3_server.control("POST", "faults", {"mode": "off"})["cleared"]
     finally:
         s3_server.control("POST", "faults", {"mode": "off"})
@@ -244,9 +251,8 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
     assert done.returncode == 1, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["uploaded"], summary["conflicts"], summary["conflict_keys"]) == (1, 1, [rel])
-    assert [json.loads(line)["key"] for line in manifest.read_text().splitlines()] == [
-        rel_at("berlin", NOW - timedelta(hours=1), "u")
-    ]
+    assert sorted((row["key"], row["status"]) for row in map(json.loads, manifest.read_text().splitlines())) == [
+        (rel, "conflict"), (rel_at("berlin", NOW - timedelta(hours=1), "u"), "uploaded")]
     missing = subprocess.run(
         [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--endpoint-url", s3_server.endpoint_url],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -350,7 +356,7 @@ def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
     rows = [json.loads(line) for line in (result.artifacts() / "manifest.jsonl").read_text().splitlines()]
     assert {r["key"] for r in rows} == expected
     for row in rows:
-        assert row["checksum"] == "sha256:" + hashlib.sha256(body_of(s3, bucket, row["key"])).hexdigest()
+        assert row["checksum"] == crc(body_of(s3, bucket, row["key"]))
     assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/in")] == [20]
 
 
@@ -463,23 +469,6 @@ def test_tidy_refuses_to_summarize_a_batch_without_result(tmp_path):
         tidy_task(settings(tmp_path, "some-bucket"), run_dir, ["00000"])
 
 
-def test_big_files_are_streamed_and_verified(tmp_path, s3, bucket, client, monkeypatch):
-    import include.upload.uploader as upload
-
-    monkeypatch.setattr(upload, "IN_MEMORY_MAX", 1000)  # everything bigger takes the streaming path
-    monkeypatch.setattr(upload, "SMALL_PUT", 1000)  # and keeps "Expect: 100-continue"
-    truth = {rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "big"): os.urandom(50_000 + m) for m in range(3)}
-    for rel, body in truth.items():
-        write(tmp_path, rel, body)
-
-    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=3)
-
-    assert summary["uploaded"] == 3 and summary["failed"] == 0
-    assert {k: body_of(s3, bucket, k) for k in keys_in(s3, bucket)} == truth
-    assert {r["key"]: r["checksum"] for r in manifest} == {
-        k: "sha256:" + hashlib.sha256(v).hexdigest() for k, v in truth.items()}
-
-
 def test_unreadable_file_is_kept_and_the_rest_move(tmp_path, s3, bucket, client, monkeypatch):
     import include.upload.uploader as upload
 
@@ -498,14 +487,91 @@ def test_unreadable_file_is_kept_and_the_rest_move(tmp_path, s3, bucket, client,
     summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=2)
 
     assert (summary["uploaded"], summary["failed"]) == (1, 1)
-    assert summary["failures"] == [{"path": str(tmp_path / locked), "error": "unreadable: Permission denied"}]
+    assert summary["failures"] == [{"path": str(tmp_path / locked), "error": "cannot read the local file: Permission denied"}]
     assert (tmp_path / locked).read_bytes() == b"secret\n"
     assert keys_in(s3, bucket) == {fine}
 
 
+def test_any_exception_in_one_file_is_its_outcome_and_every_file_is_in_the_manifest(tmp_path, s3, bucket, client,
+                                                                                     monkeypatch):
+    """Issue 12 item 6: one file's surprise (here a bug-like error) never stops the others or the manifest."""
+    import include.upload.uploader as upload
+
+    rels = [rel_at("oslo", NOW - timedelta(hours=1, minutes=m), f"t{m}") for m in range(4)]
+    for rel in rels:
+        write(tmp_path, rel, rel.encode())
+    real_read = upload.read_local
+
+    def read_local(fh):
+        if fh.name.endswith("t2.dat"):
+            raise UnicodeEncodeError("utf-8", "caf\udce9", 3, 4, "surrogates not allowed")
+        return real_read(fh)
+
+    monkeypatch.setattr(upload, "read_local", read_local)
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=2)
+
+    assert (summary["uploaded"], summary["failed"]) == (3, 1)
+    assert {r["key"]: r["status"] for r in manifest} == {rel: ("failed" if rel == rels[2] else "uploaded") for rel in rels}
+    failed = next(r for r in manifest if r["status"] == "failed")
+    assert failed["error"].startswith("UnicodeEncodeError: 'utf-8' codec can't encode")
+    assert (tmp_path / rels[2]).exists() and keys_in(s3, bucket) == set(rels) - {rels[2]}
+
+
+def test_a_non_utf8_name_is_malformed_and_the_others_move(tmp_path, s3, bucket, client):
+    good = write(tmp_path, rel_at("paris", NOW - timedelta(hours=1), "t"), b"good\n")
+    bad = os.path.join(os.fsencode(good.parent), b"05-caf\xe9.dat")
+    with open(bad, "wb") as fh:
+        fh.write(b"latin-1 name\n")
+    os.utime(bad, (time.time() - 600,) * 2)
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=2)
+
+    assert (summary["uploaded"], summary["malformed"], summary["failed"]) == (1, 1, 0)
+    assert summary["malformed_paths"] == [f"{good.parent}/05-caf\\xe9.dat"]
+    assert [r["status"] for r in manifest] == ["uploaded"]
+    assert open(bad, "rb").read() == b"latin-1 name\n" and keys_in(s3, bucket) == {good.relative_to(tmp_path).as_posix()}
+
+
+def test_a_failed_local_delete_after_a_verified_upload_says_so_and_the_next_run_finishes(tmp_path, s3, bucket,
+                                                                                         client, monkeypatch):
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "stuck")
+    path = write(tmp_path, rel, b"uploaded, not deleted\n")
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name.endswith("stuck.dat"):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
+    assert (summary["uploaded"], summary["failed"], summary["local_delete_failed"]) == (1, 1, 1)
+    assert manifest[0]["status"] == "uploaded_not_deleted" and manifest[0]["checksum"] == crc(b"uploaded, not deleted\n")
+    assert "uploaded and verified, but deleting the local file failed (Permission denied)" in manifest[0]["error"]
+    assert path.exists() and body_of(s3, bucket, rel) == b"uploaded, not deleted\n"
+
+    monkeypatch.setattr(Path, "unlink", real_unlink)
+    again, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
+    assert (again["uploaded"], again["already_present"], again["failed"]) == (1, 1, 0) and not path.exists()
+
+
+def test_unpadded_folders_upload_under_the_path_exactly_as_on_disk(tmp_path, s3, bucket, client):
+    """Issue 15 item 5: the producer writes kitchen/2020/12/29/6/54-topic.dat; month 13 stays put."""
+    rels = ["kitchen/2020/12/29/6/54-topic.dat", "kitchen/2020/1/2/03/4-topic.dat"]
+    for rel in rels:
+        write(tmp_path, rel, rel.encode())
+    bad = write(tmp_path, "kitchen/2020/13/29/6/54-topic.dat", b"month 13\n")
+
+    summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=2, tidy=False)
+
+    assert (summary["uploaded"], summary["malformed"]) == (2, 1)
+    assert keys_in(s3, bucket) == set(rels)
+    assert bad.read_bytes() == b"month 13\n"
+
+
 @pytest.fixture
 def botocore_puts(client: Any) -> Any:
-    """How many PutObject calls went through the botocore client (not the fast path)."""
+    """How many PutObject calls went through the botocore client (none: uploads go through the CRT client)."""
     calls: list[str] = []
     client.meta.events.register("before-call.s3.PutObject", lambda **kw: calls.append(kw["model"].name),
                                 unique_id="test-count-botocore-puts")
@@ -513,60 +579,213 @@ def botocore_puts(client: Any) -> Any:
     client.meta.events.unregister("before-call.s3.PutObject", unique_id="test-count-botocore-puts")
 
 
-@pytest.mark.parametrize("fast_put", [True, False], ids=["fast-put", "botocore-put"])
-def test_the_put_itself_verifies_so_each_file_costs_one_request(tmp_path, s3, bucket, client, s3_server,
-                                                                  botocore_puts, fast_put):
-    """S3 recomputes the SHA-256/MD5 sent with the PUT and echoes them: no HeadObject per file."""
+def test_the_put_itself_verifies_so_each_small_file_costs_one_request(tmp_path, s3, bucket, client, s3_server,
+                                                                      botocore_puts):
+    """S3 checks the CRC64NVME sent with the PUT and echoes it: no HeadObject per file."""
     bodies = {rel_at("berlin", NOW - timedelta(hours=2, minutes=m), "t"): f"{m}\n".encode() * 50 for m in range(30)}
     for rel, body in bodies.items():
         write(tmp_path, rel, body)
     s3_server.control("POST", "stats/reset")
-    summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=4, tidy=False, fast_put=fast_put)
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=4, tidy=False)
     stats = s3_server.control("GET", "stats")
     assert summary["uploaded"] == 30 and summary["failed"] == 0
-    assert stats.get("PutObject") == 30
+    assert stats.get("PutObject") == 30 and stats.get("CreateMultipartUpload", 0) == 0
     assert stats.get("HeadObject", 0) == 0 and stats.get("HeadBucket", 0) == 0
-    assert len(botocore_puts) == (0 if fast_put else 30)
+    assert botocore_puts == []
     for rel, body in bodies.items():
         assert body_of(s3, bucket, rel) == body and not (tmp_path / rel).exists()
+        head = s3.head_object(Bucket=bucket, Key=rel, ChecksumMode="ENABLED")
+        assert f"crc64nvme:{head['ChecksumCRC64NVME']}" == crc(body)
 
 
-def test_fast_put_keys_with_odd_characters_land_under_the_same_key(tmp_path, s3, bucket, client, botocore_puts):
-    """The fast path signs and quotes keys itself: spaces, '+', '=', unicode in a location or topic."""
+def test_keys_with_odd_characters_land_under_the_same_key(tmp_path, s3, bucket, client):
+    """The CRT request's path is the key percent-encoded as botocore does: spaces, '+', '=', '%', unicode."""
     rels = [f"{loc}/{(NOW - timedelta(hours=1)):%Y/%m/%d/%H}/07-{topic}.dat"
-            for loc, topic in (("site 7", "temp+hum"), ("zürich", "a=b~c"), ("x'y", "%41"))]
+            for loc, topic in (("site 7", "temp+hum"), ("zürich", "a=b~c"), ("x'y", "%41"), ("a&b", "q?x#y"))]
     for rel in rels:
         write(tmp_path, rel, rel.encode())
     summary, _ = upload_tree(client, settings(tmp_path, bucket, key_prefix="in box"), workers=2, tidy=False)
-    assert summary["uploaded"] == 3 and not botocore_puts
+    assert summary["uploaded"] == 4
     assert keys_in(s3, bucket) == {f"in box/{rel}" for rel in rels}
     for rel in rels:
         assert body_of(s3, bucket, f"in box/{rel}") == rel.encode()
 
 
-@pytest.mark.parametrize("fast_put", [True, False], ids=["fast-put", "botocore-put"])
-def test_a_put_whose_echo_does_not_match_falls_back_to_a_head_and_keeps_the_file(tmp_path, bucket, client, s3,
-                                                                                 monkeypatch, fast_put):
-    """If the stored object does not hold our bytes, the local file is never deleted."""
-    from include.upload.fast_put import FastPut, PutAnswer
+@pytest.mark.parametrize("size", [100, 12 * MIB], ids=["single-put", "multipart"])
+def test_an_upload_that_does_not_hold_our_bytes_keeps_the_file(tmp_path, bucket, client, s3, monkeypatch, size):
+    """If the stored object does not hold the local bytes, the local file is never deleted."""
+    from include.aws.crt import CrtPutter
 
     rel = rel_at("paris", NOW - timedelta(hours=3), "t")
-    write(tmp_path, rel, b"local bytes\n")
-    real_put = client.put_object
+    write(tmp_path, rel, os.urandom(size))
+    other = tmp_path.parent / f"{tmp_path.name}-other.bin"
+    other.write_bytes(os.urandom(size))
+    real_start = CrtPutter.start
 
-    def corrupting_put(**kwargs: Any) -> dict[str, Any]:
-        kwargs = {**kwargs, "Body": b"other bytes\n"}
-        kwargs.pop("ContentMD5"), kwargs.pop("ChecksumSHA256"), kwargs.pop("ChecksumAlgorithm")
-        return real_put(**kwargs)
+    def swapped(self, key, path, size, *, crc64nvme, if_none_match, done):  # S3 receives (and checks) other bytes
+        return real_start(self, key, str(other), size, crc64nvme=crc(other.read_bytes()).split(":")[1],
+                          if_none_match=if_none_match, done=done)
 
-    def corrupting_fast_put(self: Any, key: str, body: bytes, **_: Any) -> PutAnswer:
-        return PutAnswer(200, corrupting_put(Bucket=bucket, Key=key, Body=body, ContentMD5="", ChecksumSHA256="",
-                                             ChecksumAlgorithm=""))
-
-    if fast_put:
-        monkeypatch.setattr(FastPut, "put", corrupting_fast_put)
-    else:
-        monkeypatch.setattr(client, "put_object", corrupting_put)
-    summary, _ = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False, fast_put=fast_put)
+    monkeypatch.setattr(CrtPutter, "start", swapped)
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5), workers=1, tidy=False)
     assert summary["failed"] == 1 and summary["uploaded"] == 0
-    assert (tmp_path / rel).read_bytes() == b"local bytes\n"
+    assert manifest[0]["error"] == "verification failed: the object differs after upload"
+    assert (tmp_path / rel).exists()
+
+
+@pytest.mark.parametrize("size", [100, 12 * MIB], ids=["single-put", "multipart"])
+def test_s3_refuses_bytes_that_do_not_match_the_checksum_and_nothing_is_left(tmp_path, bucket, client, s3, s3_server,
+                                                                             monkeypatch, size):
+    """A file that changes between its checksum and its upload: S3 (the whole object, even across parts)
+    refuses it, no object and no incomplete upload remain, and the file stays."""
+    import include.upload.uploader as upload
+
+    rel = rel_at("paris", NOW - timedelta(hours=3), "t")
+    write(tmp_path, rel, os.urandom(size))
+    real_read = upload.read_local
+    monkeypatch.setattr(upload, "read_local", lambda fh: upload.Local(**{**real_read(fh).__dict__,
+                                                                          "crc64nvme": "AAAAAAAAAAE="}))
+    s3_server.control("POST", "stats/reset")
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5), workers=1, tidy=False)
+    stats = s3_server.control("GET", "stats")
+    assert summary["failed"] == 1 and "S3 refused the content" in manifest[0]["error"] and "BadDigest" in manifest[0]["error"]
+    assert (tmp_path / rel).exists() and keys_in(s3, bucket) == set()
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    if size > 5 * MIB:
+        assert stats.get("CompleteMultipartUpload") >= 1 and stats.get("AbortMultipartUpload") == 1
+
+
+# --- multipart -------------------------------------------------------------------------------------
+
+
+def test_big_files_go_up_in_parallel_parts_with_a_full_object_checksum(tmp_path, s3, bucket, client, s3_server):
+    small = {rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "small"): os.urandom(1000 + m) for m in range(3)}
+    big = {rel_at("berlin", NOW - timedelta(hours=2, minutes=m), "big"): os.urandom(21 * MIB + m) for m in range(2)}
+    for rel, body in {**small, **big}.items():
+        write(tmp_path, rel, body)
+    s3_server.control("POST", "stats/reset")
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5), workers=4)
+
+    stats = s3_server.control("GET", "stats")
+    assert summary["uploaded"] == 5 and summary["failed"] == 0
+    assert stats["PutObject"] == 3 and stats["CreateMultipartUpload"] == 2 and stats["CompleteMultipartUpload"] == 2
+    assert stats["UploadPart"] == 2 * 5  # 21 MiB in parts of 5 MiB (the threshold caps the part size)
+    assert {k: body_of(s3, bucket, k) for k in keys_in(s3, bucket)} == {**small, **big}
+    assert {r["key"]: r["checksum"] for r in manifest} == {k: crc(v) for k, v in {**small, **big}.items()}
+    for rel, body in big.items():
+        head = s3.head_object(Bucket=bucket, Key=rel, ChecksumMode="ENABLED")
+        assert head["ChecksumType"] == "FULL_OBJECT" and f"crc64nvme:{head['ChecksumCRC64NVME']}" == crc(body)
+        assert head["ETag"].endswith('-5"')  # really a multipart object
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_big_file_never_overwrites_and_conflicts_cost_no_parts(tmp_path, s3, bucket, client, s3_server):
+    same_rel, other_rel = rel_at("oslo", NOW - timedelta(hours=1), "same"), rel_at("oslo", NOW - timedelta(hours=1), "other")
+    body = os.urandom(11 * MIB)
+    write(tmp_path, same_rel, body)
+    write(tmp_path, other_rel, body)
+    s3.put_object(Bucket=bucket, Key=same_rel, Body=body, ChecksumAlgorithm="CRC64NVME")  # a crash after the upload
+    s3.put_object(Bucket=bucket, Key=other_rel, Body=b"someone else's\n")
+    s3_server.control("POST", "stats/reset")
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5), workers=2, tidy=False)
+
+    assert {r["key"]: r["status"] for r in manifest} == {same_rel: "already_present", other_rel: "conflict"}
+    assert s3_server.control("GET", "stats").get("UploadPart", 0) == 0
+    assert not (tmp_path / same_rel).exists() and (tmp_path / other_rel).read_bytes() == body
+    assert body_of(s3, bucket, other_rel) == b"someone else's\n"
+
+    summary, _ = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5, overwrite=True), workers=1)
+    assert summary["uploaded"] == 1 and body_of(s3, bucket, other_rel) == body
+
+
+def test_completion_carries_if_none_match_and_a_refused_upload_is_aborted(tmp_path, s3, bucket, client, s3_server):
+    """An object that appears while the parts are uploading: CompleteMultipartUpload is refused (412),
+    the CRT client aborts the upload, the other object stays."""
+    from include.aws.crt import CrtPutter, credentials_from_args
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(11 * MIB))
+    s3.put_object(Bucket=bucket, Key="k/big.bin", Body=b"first\n")
+    putter = CrtPutter(client, credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB)
+    s3_server.control("POST", "stats/reset")
+    answer = putter.put_file("k/big.bin", str(path), 11 * MIB, crc64nvme=crc(path.read_bytes()).split(":")[1],
+                             if_none_match=True)
+    stats = s3_server.control("GET", "stats")
+    assert (answer.status, answer.code) == (412, "PreconditionFailed")
+    assert stats["UploadPart"] == 3 and stats["CompleteMultipartUpload"] == 1 and stats["AbortMultipartUpload"] == 1
+    assert body_of(s3, bucket, "k/big.bin") == b"first\n"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_the_next_run_aborts_uploads_a_killed_worker_left(tmp_path, s3, bucket, client):
+    """Only ours (a layout key under key_prefix), only those started before this run."""
+    ours = f"in/{rel_at('berlin', NOW - timedelta(hours=1), 't')}"
+    theirs = "in/someone/else.bin"
+    outside = f"other/{rel_at('berlin', NOW - timedelta(hours=1), 't')}"
+    for key in (ours, theirs, outside):
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC64NVME")["UploadId"]
+        s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * 1000)
+
+    before, _ = upload_tree(client, settings(tmp_path, bucket, key_prefix="in"), now=NOW - timedelta(days=1))
+    assert before["aborted_uploads"] == 0  # they started after that run's scan: not abandoned by it
+    summary, _ = upload_tree(client, settings(tmp_path, bucket, key_prefix="in"),
+                             now=datetime.now(timezone.utc) + timedelta(seconds=5))
+
+    assert summary["aborted_uploads"] == 1
+    assert sorted(u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == sorted(
+        [theirs, outside])
+
+
+def test_dag_scan_aborts_abandoned_uploads_and_records_them(tmp_path, s3, bucket, run_dag):
+    key = rel_at("oslo", NOW - timedelta(hours=2), "killed")
+    s3.create_multipart_upload(Bucket=bucket, Key=key)
+    (tmp_path / "oslo").mkdir()
+    time.sleep(1)
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
+    assert result.state == "success", result.task_states()
+    scan = json.loads((result.artifacts() / "scan.json").read_text())
+    assert [u["key"] for u in scan["aborted_uploads"]] == [key]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+@pytest.mark.slow
+def test_sigkill_during_multipart_uploads_never_loses_a_file(tmp_path, s3, bucket, s3_server):
+    """Kill upload processes while big files are in flight (parts sent, completion pending); after each
+    kill every file is on disk or intact in S3; the clean run that follows aborts what was left."""
+    rng = random.Random(16)
+    truth = {rel_at("berlin", NOW - timedelta(hours=1, minutes=i), f"big{i}"): rng.randbytes(7 * MIB + i) for i in range(8)}
+    for rel, body in truth.items():
+        write(tmp_path, rel, body)
+    cmd = [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--bucket", bucket,
+           "--endpoint-url", s3_server.endpoint_url, "--settle-seconds", "0", "--workers", "4", "--no-tidy",
+           "--multipart-threshold-mib", "5"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    left_incomplete = 0
+    for _ in range(6):
+        if sum(1 for _ in tmp_path.rglob("*.dat")) <= 2:
+            break
+        s3_server.control("POST", "stats/reset")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30  # wait until parts are flowing, then kill at a random instant
+        while s3_server.control("GET", "stats").get("UploadPart", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0, 0.8))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        left_incomplete += len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+        for rel, body in truth.items():
+            if not (tmp_path / rel).exists():
+                assert body_of(s3, bucket, rel) == body, f"{rel} is gone from disk and not intact in S3"
+            else:
+                assert (tmp_path / rel).read_bytes() == body
+    assert left_incomplete >= 1, "no kill landed while a multipart upload was open"
+
+    open_before = len(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))  # left by the last kill
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["aborted_uploads"] == open_before  # (earlier kills' ones: by the next killed run)
+    assert keys_in(s3, bucket) == set(truth) and not list(tmp_path.rglob("*.dat"))
+    assert {k: body_of(s3, bucket, k) for k in truth} == truth
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []

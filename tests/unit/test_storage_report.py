@@ -60,7 +60,7 @@ def test_parts_merge_into_one_bucket_entry_with_costs():
     b = totals([(GB, "2026-04-01T00:00:00.000Z", "STANDARD")], delete_markers=3)
     results = [part("b1", 1, 2, b), part("b1", 0, 2, a)]
     entry = bucket_entry(bucket("b1"), results, load_prices(PRICES), "GiB", include_versions=True)
-    assert entry["object_count"] == 3 and entry["total_bytes"] == 4 * GB and entry["total_size"] == "4.00 GiB"
+    assert entry["object_count"] == 3 and entry["total_bytes"] == 4 * GB and (entry["total_size"], entry["total_size_unit"]) == (4.0, "GiB")
     assert entry["last_modified"] == "2026-05-01T00:00:00Z"
     assert entry["storage_classes"] == {
         "GLACIER": {"object_count": 1, "bytes": 2 * GB, "estimated_monthly_cost_usd": 1.0},
@@ -77,7 +77,7 @@ def test_parts_merge_into_one_bucket_entry_with_costs():
 def test_without_versions_the_version_fields_are_null():
     entry = bucket_entry(bucket("b"), [part("b", 0, 1, Totals())], load_prices(), "auto", include_versions=False)
     assert entry["noncurrent_versions"] is None and entry["delete_markers"] is None
-    assert entry["object_count"] == 0 and entry["last_modified"] is None and entry["total_size"] == "0 B"
+    assert entry["object_count"] == 0 and entry["last_modified"] is None and (entry["total_size"], entry["total_size_unit"]) == (0, "B")
     assert entry["incomplete_multipart_uploads"] == {"count": 0, "bytes": 0}
 
 
@@ -104,7 +104,7 @@ def test_report_totals_skip_unreadable_buckets_and_carry_pricing():
     assert report["totals"]["bucket_count"] == 3 and report["totals"]["object_count"] == 2
     assert report["totals"]["total_bytes"] == GB + 10 and report["totals"]["error_count"] == 1
     assert report["totals"]["estimated_monthly_cost_usd"] == 2.0
-    assert report["buckets"][0]["total_size"] == "1073.74 MB"
+    assert (report["buckets"][0]["total_size"], report["buckets"][0]["total_size_unit"]) == (1073.74, "MB")
     assert report["pricing"]["label"] == "estimated at list price"
 
 

@@ -36,6 +36,10 @@ def make(base: Path, rel: str, *, age_seconds: float = 600, body: bytes = b"data
         ("berlin/2026/02/28/23/59-temperature.dat", "berlin", datetime(2026, 2, 28, 23, 59), "temperature"),
         ("paris/2024/02/29/00/00-humidity.dat", "paris", datetime(2024, 2, 29, 0, 0), "humidity"),  # leap day
         ("site 7/2026/12/31/05/07-wind.speed.dat", "site 7", datetime(2026, 12, 31, 5, 7), "wind.speed"),
+        # the producer's own unpadded folders (issue 15): one or two digits for month, day, hour, minute
+        ("kitchen/2020/12/29/6/54-topic.dat", "kitchen", datetime(2020, 12, 29, 6, 54), "topic"),
+        ("kitchen/2020/1/2/3/4-topic.dat", "kitchen", datetime(2020, 1, 2, 3, 4), "topic"),
+        ("kitchen/2020/01/2/03/4-topic.dat", "kitchen", datetime(2020, 1, 2, 3, 4), "topic"),
     ],
 )
 def test_parses_paths_in_the_layout(rel, location, minute, topic):
@@ -57,8 +61,14 @@ def test_parses_paths_in_the_layout(rel, location, minute, topic):
         "berlin/2026/01/01/00/05-temperature.txt",  # not .dat
         "berlin/2026/01/01/00/05-temperature.DAT",
         "berlin/2026/01/01/00/05-.dat",  # no topic
-        "berlin/2026/01/01/00/5-temperature.dat",  # one-digit minute
-        "berlin/2026/1/01/00/05-temperature.dat",  # one-digit month
+        "kitchen/2020/13/29/6/54-topic.dat",  # month 13, unpadded hour: still checked
+        "kitchen/2020/2/30/6/54-topic.dat",  # 30 February, unpadded
+        "kitchen/2020/12/0/6/54-topic.dat",  # day 0
+        "berlin/2026/001/01/00/05-temperature.dat",  # three-digit month
+        "berlin/2026/01/01/000/05-temperature.dat",  # three-digit hour
+        "berlin/2026/01/01/00/005-temperature.dat",  # three-digit minute
+        "berlin/2026//01/00/05-temperature.dat",  # empty month
+        "berlin/2026/01/01/00/caf\udce9-t.dat",  # not valid UTF-8 (a byte os.fsdecode kept as a surrogate)
         "berlin/26/01/01/00/05-temperature.dat",  # two-digit year
         "berlin/2026/01/01/05-temperature.dat",  # no hour folder
         "berlin/2026/01/01/00/extra/05-temperature.dat",  # too deep
@@ -70,6 +80,32 @@ def test_parses_paths_in_the_layout(rel, location, minute, topic):
 def test_rejects_paths_outside_the_layout(rel):
     with pytest.raises(MalformedPath):
         parse_data_path(rel)
+
+
+def test_an_invalid_utf8_name_is_malformed_and_shown_escaped(tmp_path):
+    good = make(tmp_path, "berlin/2026/03/01/10/05-t.dat")
+    folder = os.fsencode(good.parent)
+    bad = os.path.join(folder, b"06-caf\xe9.dat")
+    with open(bad, "wb") as fh:
+        fh.write(b"keep\n")
+    os.utime(bad, (NOW.timestamp() - 600,) * 2)
+    scan = scan_base_dir(tmp_path, NOW, 30, 100)
+    assert [c.rel for c in scan.eligible] == ["berlin/2026/03/01/10/05-t.dat"]
+    assert len(scan.malformed) == scan.malformed_total == 1
+    path, reason = scan.malformed[0]
+    assert path.endswith("/06-caf\\xe9.dat") and "not valid UTF-8" in reason
+    path.encode("utf-8")  # printable and JSON-safe
+    assert open(bad, "rb").read() == b"keep\n"
+
+
+def test_the_malformed_list_is_capped_but_counted(tmp_path, monkeypatch):
+    import include.upload.layout as layout
+
+    monkeypatch.setattr(layout, "MALFORMED_CAP", 3)
+    for i in range(7):
+        make(tmp_path, f"junk/file-{i}.txt")
+    scan = scan_base_dir(tmp_path, NOW, 30, 100)
+    assert (scan.malformed_total, len(scan.malformed)) == (7, 3)
 
 
 def test_eligible_needs_both_the_minute_and_the_mtime_settled():

@@ -13,7 +13,8 @@ def test_defaults_fill_what_is_not_set():
     settings, source = resolve_settings(BASE, None)
     assert settings.to_dict() == {
         "base_dir": "/data/in", "bucket": "my-bucket", "key_prefix": "", "settle_seconds": 30,
-        "overwrite": False, "max_files": 100_000, "aws_conn_id": "aws_default", "workers": 16,
+        "overwrite": False, "max_files": 100_000, "aws_conn_id": "aws_default", "workers": 64,
+        "multipart_threshold_mib": 64,
     }
     assert source["bucket"] == "param" and source["settle_seconds"] == "default"
 
@@ -66,12 +67,26 @@ def test_missing_required_setting_is_named_with_every_way_to_set_it(missing):
         (BASE, "{not json", "not valid JSON"),
         (BASE, {"bukket": "x"}, "unknown keys"),
         (BASE, "[1, 2]", "JSON object"),
+        (BASE, {"multipart_threshold_mib": 4}, "multipart_threshold_mib"),
+        (BASE, {"multipart_threshold_mib": 5121}, "multipart_threshold_mib"),
+        ({**BASE, "base_dir": "/"}, None, "system folder"),
+        ({**BASE, "base_dir": "//"}, None, "system folder"),
+        ({**BASE, "base_dir": "/usr/"}, None, "system folder"),
+        ({**BASE, "base_dir": "/usr/./"}, None, "system folder"),
+        ({**BASE, "base_dir": "/etc"}, None, "system folder"),
+        ({**BASE, "base_dir": "/proc/1"}, None, "system folder"),
+        ({"bucket": "my-bucket"}, {"base_dir": "/"}, "key 'base_dir' of the Airflow Variable 's3ops_upload'"),
     ],
 )
 def test_bad_settings_say_what_and_where(conf, variable, needle):
     with pytest.raises(SettingsError) as err:
         resolve_settings(conf, variable)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("folder", ["/data/in", "/var/spool/producer", "/tmp/producer", "/home/ann/out"])
+def test_ordinary_folders_below_system_roots_are_fine(folder):
+    assert resolve_settings({**BASE, "base_dir": folder}, None)[0].base_dir == folder
 
 
 def test_normalize_prefix():

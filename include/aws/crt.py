@@ -1,0 +1,163 @@
+"""PutObject of a local file through AWS's Common Runtime S3 client (``awscrt``), configured from botocore.
+
+The CRT client is what the AWS CLI v2 and Mountpoint for S3 use: native code for HTTP, TLS, SigV4
+signing, retries (5xx, SlowDown, dropped connections: up to 5 retries with exponential backoff),
+parallel multipart upload above a threshold (AbortMultipartUpload when it fails) and bounded buffer
+memory. This module writes none of that; it only tells the CRT client what botocore already knows:
+
+- the bucket's URL (scheme, host, path prefix), from a presigned URL botocore builds for the bucket
+  (so endpoint rules, ``endpoint_url`` and the addressing style stay botocore's decision);
+- the signing region, and the credentials through s3transfer's maintained CRT credentials wrapper
+  (refreshable credentials keep refreshing);
+- the CA bundle (``AWS_CA_BUNDLE``), as s3transfer's own CRT client factory does.
+
+A request header ``x-amz-checksum-crc64nvme`` is the whole object's checksum: a single PUT carries
+it, and a multipart upload sends it with ``x-amz-checksum-type: FULL_OBJECT`` on
+CompleteMultipartUpload, where S3 checks it against every byte it received. ``If-None-Match`` is
+forwarded to the PUT or to CompleteMultipartUpload alike.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+MIB = 1024 * 1024
+MIN_PART = 5 * MIB  # S3's smallest part (but the last)
+_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
+_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """S3's answer to one upload: the HTTP status, the final response's headers (lower-case names), and
+    for an error the S3 error code and message (or the CRT's own error when no response came back)."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    code: str = ""
+    message: str = ""
+
+    @property
+    def error(self) -> str:
+        return f"{self.code}: {self.message}".strip(": ") if self.code or self.message else f"HTTP {self.status}"
+
+
+@dataclass(frozen=True)
+class BucketURL:
+    """Where botocore sends requests for a bucket: ``https://b.s3.eu-west-1.amazonaws.com/`` or ``http://127.0.0.1:9000/b/``."""
+
+    scheme: str
+    host: str  # the Host header, with the port when there is one
+    path: str  # ends with "/"; the key (percent-encoded like botocore does) follows
+
+    @classmethod
+    def of(cls, client: Any, bucket: str) -> BucketURL:
+        probe = "s3ops-probe"
+        url = urlsplit(client.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": probe}, ExpiresIn=60))
+        if not url.path.endswith("/" + probe):
+            raise ValueError(f"cannot tell the URL of bucket {bucket!r} from {url.scheme}://{url.netloc}{url.path}")
+        return cls(url.scheme, url.netloc, url.path[: -len(probe)])
+
+    def target(self, key: str) -> str:
+        return self.path + quote(key, safe="/~")
+
+
+def credentials_from_connection(conn_id: str) -> Any:
+    """The botocore credentials of an Airflow AWS connection (refreshable ones keep refreshing)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=conn_id, client_type="s3").get_session().get_credentials()
+
+
+def credentials_from_args(*, profile: str | None = None, region_name: str | None = None) -> Any:
+    """The botocore credentials of a profile or the environment (the command line)."""
+    import boto3
+
+    return boto3.session.Session(profile_name=profile, region_name=region_name).get_credentials()
+
+
+class CrtPutter:
+    """One CRT S3 client per bucket and process, shared by every thread (it is thread-safe)."""
+
+    def __init__(self, client: Any, credentials: Any, bucket: str, *, part_size: int, threshold: int,
+                 memory_limit: int | None = None, throughput_gbps: float = 5.0,
+                 event_loop_threads: int | None = None) -> None:
+        from awscrt.io import ClientBootstrap, ClientTlsContext, DefaultHostResolver, EventLoopGroup, TlsContextOptions
+        from awscrt.s3 import S3Client, S3RequestTlsMode
+        from s3transfer.crt import BotocoreCRTCredentialsWrapper
+
+        self.bucket = BucketURL.of(client, bucket)
+        region = client.meta.region_name or "us-east-1"
+        elg = EventLoopGroup(event_loop_threads)
+        bootstrap = ClientBootstrap(elg, DefaultHostResolver(elg))
+        tls_options = None
+        if self.bucket.scheme == "https":
+            ctx = TlsContextOptions()
+            if bundle := os.environ.get("AWS_CA_BUNDLE"):
+                ctx.override_default_trust_store_from_path(ca_filepath=bundle)
+            tls_options = ClientTlsContext(ctx).new_connection_options()
+        self.client = S3Client(
+            bootstrap=bootstrap, region=region,
+            credential_provider=BotocoreCRTCredentialsWrapper(credentials).to_crt_credentials_provider(),
+            tls_mode=S3RequestTlsMode.ENABLED if self.bucket.scheme == "https" else S3RequestTlsMode.DISABLED,
+            tls_connection_options=tls_options, part_size=max(part_size, MIN_PART),
+            multipart_upload_threshold=max(threshold, MIN_PART), throughput_target_gbps=throughput_gbps,
+            memory_limit=memory_limit,
+        )
+
+    def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool,
+              done: Callable[[Answer], None]) -> Any:
+        """Start uploading ``path`` to ``key`` (one PUT, or a parallel multipart upload from the threshold on)
+        and return at once; ``done`` gets S3's final answer, on a CRT thread. Never raises for an S3 or
+        network error: it is in the answer."""
+        from awscrt.http import HttpHeaders, HttpRequest
+        from awscrt.s3 import S3RequestType
+
+        headers = HttpHeaders([("Host", self.bucket.host), ("Content-Length", str(size)),
+                               ("Content-Type", "application/octet-stream"), ("x-amz-checksum-crc64nvme", crc64nvme)])
+        if if_none_match:
+            headers.add("If-None-Match", "*")
+        got: dict[str, Any] = {}
+
+        def on_headers(status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
+            got["status"], got["headers"] = status_code, headers
+
+        def on_done(error: BaseException | None = None, status_code: int | None = None,
+                    error_headers: list[tuple[str, str]] | None = None, error_body: bytes | None = None,
+                    **_: Any) -> None:
+            if error is None:
+                answer = Answer(int(got.get("status", 200)), {k.lower(): v for k, v in got.get("headers", [])})
+            else:
+                answer = _failure(error, status_code, error_headers, error_body)
+            done(answer)
+
+        return self.client.make_request(
+            type=S3RequestType.PUT_OBJECT, request=HttpRequest("PUT", self.bucket.target(key), headers),
+            send_filepath=path, on_headers=on_headers, on_done=on_done,
+        )
+
+    def put_file(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool) -> Answer:
+        """:meth:`start` and wait for the answer."""
+        answers: queue.SimpleQueue[Answer] = queue.SimpleQueue()
+        self.start(key, path, size, crc64nvme=crc64nvme, if_none_match=if_none_match, done=answers.put)
+        return answers.get()
+
+
+def _failure(exc: BaseException, status_code: int | None, error_headers: list[tuple[str, str]] | None,
+             error_body: bytes | None) -> Answer:
+    """An S3 error response (status, code, message), or the CRT's error when none came back (status 0)."""
+    status = int(status_code or 0)
+    body = error_body or b""
+    headers = {k.lower(): v for k, v in (error_headers or [])}
+    code = _CODE.search(body)
+    message = _MESSAGE.search(body)
+    if status:
+        return Answer(status, headers, code[1].decode(errors="replace") if code else "",
+                      message[1].decode(errors="replace") if message else "")
+    return Answer(0, {}, str(getattr(exc, "name", type(exc).__name__)), str(getattr(exc, "message", exc)))
