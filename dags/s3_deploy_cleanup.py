@@ -46,7 +46,7 @@ Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/configuration.m
     schedule="@daily",
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=2,  # a newer run can start while an older plan waits for approval, and supersede it
     tags=["s3ops", "s3", "deletion"],
     doc_md=DOC,
     default_args=DEFAULT_ARGS,

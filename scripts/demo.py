@@ -111,17 +111,24 @@ def main() -> int:
     return 0
 
 
+#: the demo's users (local only): admin triggers runs; approver answers their approval requests, since the
+#: user who triggered a run cannot approve its deletions (``separate_approver``)
+DEMO_USERS = {"admin": ("admin", "admin"), "approver": ("user", "approver")}
+
+
 def serve_ui(home: Path) -> int:
-    """Keep a real Airflow up on http://127.0.0.1:8080 until Ctrl-C (login admin / admin, local only)."""
+    """Keep a real Airflow up on http://127.0.0.1:8080 until Ctrl-C (users admin/admin and
+    approver/approver, local only)."""
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({"admin": "admin"}))
+    passwords.write_text(json.dumps({user: password for user, (_, password) in DEMO_USERS.items()}))
     env = {
         **os.environ,
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{role}" for u, (role, _) in DEMO_USERS.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    banner("airflow standalone on http://127.0.0.1:8080 (user admin, password admin); Ctrl-C to stop")
+    banner("airflow standalone on http://127.0.0.1:8080 (users admin/admin and approver/approver: trigger a run "
+           "with approval=required as admin, approve it as approver); Ctrl-C to stop")
     proc = subprocess.Popen([shutil.which("airflow", path=env["PATH"]) or AIRFLOW, "standalone"], env=env,
                             cwd=ROOT, start_new_session=True)
     try:

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,27 +347,33 @@ def roll_up_days(root: ArtifactPath, dag_id: str, before_day: str) -> int:
     return len(days)
 
 
-def rebuild_index(root: ArtifactPath, dag_id: str) -> int:
-    """Index every run folder of ``dag_id`` that has an indexed artifact (for runs written before the
-    index existed); entries are filed under the artifact's modification day. Returns the entries written."""
+def rebuild_index(root: ArtifactPath, dag_id: str, run_files: Mapping[str, Mapping[str, float]] | None = None) -> int:
+    """Index the artifacts of ``dag_id``'s run folders that the index lacks (runs written before it
+    existed, or whose entry was lost); each is filed at its file's modification time. ``run_files``
+    (``{run_id: {relative path: mtime}}``, from one listing) saves a request per file on object storage.
+    Returns the entries written."""
     from datetime import datetime, timezone
 
+    known = {(str(e.get("run_id")), str(e.get("kind"))) for period in index_periods(root, dag_id) or []
+             for e in read_period(root, dag_id, period)}
+    if run_files is None:
+        base = root / dag_id
+        run_files = {}
+        for run_folder in _children(base):
+            run_files[run_folder.name] = {name: mtime(run_folder / name) or 0.0 for name in INDEXED
+                                          if (run_folder / name).exists()}
     written = 0
-    base = root / dag_id
-    if not base.exists():
-        return 0
-    for run_folder in list(base.iterdir()):
-        for name in INDEXED:
-            path = run_folder / name
-            if not path.exists():
+    for run_id, files in run_files.items():
+        for name, kind in INDEXED.items():
+            if name not in files or (run_id, kind) in known:
                 continue
+            path = root / dag_id / run_id / name
             try:
                 doc = read_json(path)
             except (OSError, ValueError) as exc:
                 doc = {"error": f"{name}: {exc}"}
-            at = datetime.fromtimestamp(mtime(path) or 0, tz=timezone.utc).isoformat()
-            found = index_entry_for(path, doc, at=at)
-            if found is not None and not exists(found[0]):
+            found = index_entry_for(path, doc, at=datetime.fromtimestamp(files[name], tz=timezone.utc).isoformat())
+            if found is not None:
                 write_bytes(found[0], json.dumps(found[1], separators=(",", ":"), default=str).encode())
                 written += 1
     return written

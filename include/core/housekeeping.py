@@ -109,14 +109,15 @@ def _remove_run(root: ArtifactPath, dag_id: str, run_id: str, files: Mapping[str
 
 
 def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: datetime,
-              dry_run: bool = False) -> dict[str, Any]:
-    """Prune one DAG's run folders and index; returns what was (or, on a dry run, would be) removed."""
+              dry_run: bool = False, run_files: Mapping[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Prune one DAG's run folders and index; returns what was (or, on a dry run, would be) removed.
+    ``run_files``: the DAG's listing (:func:`_run_files`) when the caller has it already."""
     artifact_cutoff = (now - timedelta(days=retention.artifact_days)).timestamp()
     audit_cutoff = (now - timedelta(days=retention.audit_days)).timestamp()
     result: dict[str, Any] = {"dag_id": dag_id, "runs_removed": 0, "runs_trimmed": 0, "files_removed": 0, "runs_kept": 0,
               "index_periods_changed": 0}
     removed: set[str] = set()
-    for run_id, files in sorted(_run_files(root, dag_id).items()):
+    for run_id, files in sorted((run_files if run_files is not None else _run_files(root, dag_id)).items()):
         newest = max(files.values(), default=0.0)
         has_audit = "audit.json" in files
         if newest >= artifact_cutoff or (has_audit and newest >= audit_cutoff and
@@ -169,14 +170,16 @@ def dag_folders(root: ArtifactPath) -> list[str]:
 
 def housekeep(root: ArtifactPath, retention: Mapping[str, Retention], now: datetime | None = None,
               dry_run: bool = False) -> dict[str, Any]:
-    """Prune every DAG folder (``retention[dag_id]``, else the defaults), index runs written before the
-    index existed, roll up index days older than yesterday, forget old failure-notification marks."""
+    """Prune every DAG folder (``retention[dag_id]``, else the defaults), index the run artifacts the index
+    lacks (runs written before it existed), roll up index days before yesterday, forget old
+    failure-notification marks."""
     now = now or datetime.now(timezone.utc)
     report: dict[str, Any] = {"dags": [], "indexed": 0, "days_rolled_up": 0, "notification_marks_removed": 0}
     for dag_id in dag_folders(root):
-        if not dry_run and artifacts.index_periods(root, dag_id) is None:
-            report["indexed"] += artifacts.rebuild_index(root, dag_id)
-        report["dags"].append(prune_dag(root, dag_id, retention.get(dag_id, Retention()), now, dry_run))
+        files = _run_files(root, dag_id)  # one listing serves the index repair and the pruning
+        if not dry_run:
+            report["indexed"] += artifacts.rebuild_index(root, dag_id, files)
+        report["dags"].append(prune_dag(root, dag_id, retention.get(dag_id, Retention()), now, dry_run, files))
         if not dry_run:
             yesterday = (now - timedelta(days=1)).date().isoformat()
             report["days_rolled_up"] += artifacts.roll_up_days(root, dag_id, before_day=yesterday)

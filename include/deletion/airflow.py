@@ -8,22 +8,28 @@ summary, then calls :func:`add_deletion_tasks` with that summary and its policy'
 
 The run's settings (``settings.json``, written by the run's first task: see
 :func:`include.dag_defaults.resolve_run_settings`) must hold ``bucket``, ``aws_conn_id``, ``approval``
-(``required`` | ``auto``), ``dry_run`` and ``max_delete_count``; ``max_delete_fraction`` is used when
-present. Every task here reads them from that file, never from the params (which may be empty: the
-Variable and the defaults decide then).
+(``required`` | ``auto``), ``dry_run`` and ``max_delete_count``; ``max_delete_fraction``, ``approvers``,
+``separate_approver`` and ``approval_timeout_hours`` are used when present (:mod:`include.deletion.settings`).
+Every task here reads them from that file, never from the params (which may be empty: the Variable and the
+defaults decide then).
 
-- ``guard`` fails the run (nothing deleted) when a safety limit is broken; it hands ``delete`` the chunk
-  names, or none on a dry run, so a dry run is plan → guard → audit.
-- ``approve`` is Airflow's :class:`ApprovalOperator` showing the plan summary; its HITL notifier sends the
-  request to the DAG's ``notifications`` targets (:class:`include.dag_defaults.DeploymentNotifier`). It is skipped when
-  ``approval`` is ``auto`` or on a dry run. Reject (or no answer within ``approval_timeout``) skips
-  ``delete``: nothing is deleted and the run succeeds with outcome ``rejected`` in the audit.
-- ``delete`` runs once per plan chunk and refuses unless the plan exists, the guard passed and the
-  plan was approved or ``approval`` is ``auto`` (defence in depth: marking ``approve`` successful by hand
-  is not an approval). It re-checks the chunk with the policy's re-check right before deleting.
-- ``audit`` writes ``audit.json``, returns its summary and fails the run, after recording, when keys
-  could not be deleted.
+- ``guard`` fails the run (nothing deleted) when a safety limit is broken and writes ``guard.json`` (the
+  plan id and the digest of ``plan.json`` it checked); it hands ``delete`` the chunk names, or none on a
+  dry run, so a dry run is plan → guard → audit.
+- ``approve`` (:class:`PlanApprovalOperator`) shows the plan read from the artifact store, escaped, to the
+  ``approvers`` (HITL ``assigned_users``), supersedes older waiting plans of the same target, and when it
+  resumes reads its own HITL record (who, what, when) and writes ``approval.json``; its HITL notifier sends
+  the request to the DAG's ``notifications`` targets (:class:`include.dag_defaults.DeploymentNotifier`). Skipped when
+  ``approval`` is ``auto`` or on a dry run. Reject, expiry or supersession skip ``delete`` (nothing deleted,
+  the run succeeds); an approval from a user who may not approve fails the run.
+- ``delete`` runs once per plan chunk and refuses unless the plan exists, passes the guards again, matches
+  the digests the guard and the approver saw, and ``approval.json`` says approved (or ``approval`` is
+  ``auto``). Nothing is read from XCom: a task marked successful by hand or a written XCom is not an
+  approval. It re-checks the chunk with the policy's re-check right before deleting.
+- ``audit`` writes ``audit.json`` with the verdict, who approved, when and the plan digest, returns its
+  summary and fails the run, after recording, when keys could not be deleted.
 
+See :mod:`include.deletion.approval` for why the evidence travels through the artifact store.
 This module is imported when DAG files are parsed: heavy imports stay inside the task functions.
 """
 
@@ -31,15 +37,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from include.core.units import format_size
 from include.dag_defaults import DeploymentNotifier
+from include.deletion.approval import DeleteRefused, approval_body, human_bytes
 from include.deletion.recheck import RecheckContext, RecheckFactory
 
 log = logging.getLogger(__name__)
@@ -47,110 +53,153 @@ log = logging.getLogger(__name__)
 PLAN, GUARD, APPROVE, DELETE, AUDIT = "plan", "guard", "approve", "delete", "audit"
 APPROVAL_CHOICES = ("required", "auto")
 MAX_MAP_LENGTH_DEFAULT = 1024
-ANSWER_KEY = "answer"
+#: the default wait for an answer: below a daily schedule's interval, so a request expires before the next run
+APPROVAL_TIMEOUT_DEFAULT = timedelta(hours=20)
+
+__all__ = ["DeleteRefused", "PlanApprovalOperator", "add_deletion_tasks", "approval_body", "human_bytes",
+           "require_authorized", "run_dir_of"]
 
 
-class DeleteRefused(RuntimeError):
-    """The delete task found a precondition missing (no plan, guard not passed, not approved).
 
-    ``verdict`` is the approval verdict when that was the reason (``rejected``, ``dry_run``, ``no_answer``).
+
+def target_of(params: Mapping[str, Any]) -> dict[str, str]:
+    """What a plan is about, to tell which waiting plans a newer one supersedes."""
+    return {"bucket": str(params.get("bucket") or ""),
+            "prefix": str(params.get("key_prefix", params.get("prefix")) or "")}
+
+
+def triggering_user(context: Any) -> str | None:
+    """The user who triggered the run (None for scheduled runs and backfills started by the scheduler)."""
+    return getattr(context.get("dag_run"), "triggering_user_name", None) or None
+
+
+def _hitl_record(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The approval request's own record (who answered, what, when), as Airflow hands it to the resumed task.
+
+    Airflow core builds this event from the HITL detail row (``HITLDetail.as_resume_event_payload``, in the
+    REST API's response handler and in the scheduler's timeout sweep) and stores it in the task instance's
+    ``next_kwargs``, which no public API writes. The task cannot re-read the row itself: the worker's
+    supervisor in task-sdk 1.3.2 does not serve ``GetHITLDetailResponse`` (only the triggerer does), and the
+    execution API's HITL route is scoped to the calling task instance (``ti:self``).
     """
-
-    def __init__(self, message: str, verdict: str = "") -> None:
-        super().__init__(message)
-        self.verdict = verdict
-
-
-
-
-def approval_verdict(params: Mapping[str, Any], approval_result: Mapping[str, Any] | None) -> str:
-    """``"dry_run"``, ``"auto"``, ``"approved"``, ``"rejected"`` or ``"no_answer"`` for this run."""
-    if params.get("dry_run"):
-        return "dry_run"
-    approval = params.get("approval")
-    if approval not in APPROVAL_CHOICES:
-        raise DeleteRefused(f"approval must be one of {APPROVAL_CHOICES}, got {approval!r}")
-    if approval == "auto":
-        return "auto"
-    if not approval_result or not approval_result.get("chosen_options"):
-        return "no_answer"
-    return "approved" if list(approval_result["chosen_options"]) == [ApprovalOperator.APPROVE] else "rejected"
-
-
-def authorize_delete(
-    *, plan: Mapping[str, Any] | None, summary: Mapping[str, Any], chunk: str | None, guard_passed: Any,
-    guard_plan_id: Any, params: Mapping[str, Any], approval_result: Mapping[str, Any] | None,
-) -> str:
-    """Raise :class:`DeleteRefused` unless this chunk (or, with ``chunk=None``, this plan) may be
-    deleted; return the approval verdict."""
-    if plan is None:
-        raise DeleteRefused("no plan.json for this run: nothing may be deleted without a written plan")
-    if plan.get("plan_id") != summary.get("plan_id") or guard_plan_id != plan.get("plan_id"):
-        raise DeleteRefused("plan.json is not the plan the guard checked (was the plan task re-run?): "
-                            "clear guard, approve and delete too")
-    if chunk is not None and chunk not in plan.get("chunks", []):
-        raise DeleteRefused(f"chunk {chunk!r} is not part of the plan")
-    if guard_passed is not True:
-        raise DeleteRefused("the guard did not pass for this plan")
-    verdict = approval_verdict(params, approval_result)
-    if verdict not in ("auto", "approved"):
-        raise DeleteRefused(f"deletion needs approval (approval={params.get('approval')!r}) and got: {verdict}; "
-                            "answer the 'approve' task in Browse → Required Actions", verdict)
-    return verdict
-
-
-def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any]) -> str:
-    """The Markdown the approver reads: what, how much, why, examples and where the full plan is."""
-    lines = []
-    if summary.get("headline"):
-        lines += [str(summary["headline"]), ""]
-    lines += [
-        f"Delete **{summary.get('delete_count', 0)} objects** ({format_size(int(summary.get('delete_bytes', 0)))}) "
-        f"from bucket `{params.get('bucket')}`; {summary.get('scanned_count', 0)} objects were scanned.",
-        "", "| reason | objects | bytes |", "| --- | ---: | ---: |",
-    ]
-    for reason, slot in (summary.get("by_reason") or {}).items():
-        lines.append(f"| {reason} | {slot['count']} | {format_size(int(slot['bytes']))} |")
-    samples = summary.get("samples") or []
-    if samples:
-        lines += ["", f"First {len(samples)} keys:", ""] + [f"- `{k}`" for k in samples]
-    lines += ["", f"Full plan: `{summary.get('plan_uri')}` ({len(summary.get('chunks') or [])} chunks).",
-              "Every key is re-checked right before it is deleted; Reject deletes nothing."]
-    return "\n".join(lines)
+    user = event.get("responded_by_user")
+    if user is not None and not isinstance(user, Mapping):
+        user = {"id": getattr(user, "id", ""), "name": getattr(user, "name", "")}
+    at: Any = event.get("responded_at")
+    return {
+        "response_received": bool(event.get("chosen_options")),
+        "chosen_options": list(event.get("chosen_options") or []),
+        "responded_by_user": {"id": str(user.get("id") or ""), "name": str(user.get("name") or "")} if user else None,
+        "responded_at": at.isoformat() if hasattr(at, "isoformat") else (str(at) if at else None),
+    }
 
 
 class PlanApprovalOperator(ApprovalOperator):
-    """:class:`ApprovalOperator` that shows the plan summary and is skipped on auto-approval or a dry run."""
+    """:class:`ApprovalOperator` for a deletion plan: shows the plan (from the artifact store, escaped) to
+    the approvers, and records the verdict from its own HITL record in ``approval.json``.
+
+    Skipped on auto-approval or a dry run. ``approval_timeout_hours`` (a param) overrides
+    ``response_timeout``; at the timeout Airflow applies the default (Reject) and the verdict is ``expired``.
+    """
 
     def __init__(self, *, plan_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.plan_task_id = plan_task_id
 
     def execute(self, context: Any) -> Any:
-        from include.dag_defaults import saved_run_settings
+        from airflow.sdk.exceptions import AirflowFailException
 
-        params = saved_run_settings(context)
+        from include.core import artifacts
+        from include.dag_defaults import saved_run_settings
+        from include.deletion import approval as gate
+        from include.deletion.plan import read_plan
+
+        params, ti = saved_run_settings(context), context["ti"]
         if params.get("dry_run"):
             raise AirflowSkipException("dry run: nothing will be deleted, no approval needed")
         if params.get("approval") == "auto":
             raise AirflowSkipException("approval=auto: the plan is within the guards, deleting without a human")
-        summary = context["ti"].xcom_pull(task_ids=self.plan_task_id) or {}
-        self.subject = f"{context['dag'].dag_id}: approve deleting the planned objects from s3://{params['bucket']}?"
-        self.body = approval_body(summary, params)
+        run_dir = run_dir_of(context)
+        plan = read_plan(run_dir)  # what the approver sees comes from the artifact, not from an XCom
+        digests = gate.plan_digests(run_dir, plan.get("chunks") or [])
+        triggered_by = triggering_user(context)
+        separate = params.get("separate_approver") is not False  # unset (None) keeps the safe default
+        try:
+            approvers = gate.clean_approvers(params.get("approvers"))
+            users = gate.assigned_users(approvers, separate_approver=separate, triggered_by=triggered_by)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        hours = params.get("approval_timeout_hours")
+        if hours:
+            self.response_timeout = timedelta(hours=float(hours))
+        asked_at = datetime.now(timezone.utc)
+        timeout_at = (asked_at + self.response_timeout).isoformat(timespec="seconds") if self.response_timeout else ""
+        target = target_of(params)
+        request = {"plan_id": plan.get("plan_id"), **digests, "target": target, "asked_at": asked_at.isoformat(),
+                   "timeout_at": timeout_at, "approvers": approvers, "assigned_users": users,
+                   "separate_approver": separate, "triggered_by": triggered_by, "try_number": ti.try_number}
+        stale = run_dir / gate.APPROVAL_FILE
+        if artifacts.exists(stale):  # a new request (a retry, a cleared task) voids any earlier answer
+            stale.unlink()
+        artifacts.write_json(run_dir / gate.REQUEST_FILE, request)
+        superseded = gate.supersede_older(run_dir.parent, run_id=ti.run_id, target=target,
+                                          asked_at=request["asked_at"])
+        if superseded:
+            log.info("this plan supersedes the waiting plans of runs %s (same target %s)", superseded, target)
+        self.assigned_users = users or None
+        self.subject = (f"{ti.dag_id}: approve deleting the planned objects from "
+                        f"s3://{gate.shown(params.get('bucket') or '')}?")
+        self.body = approval_body(plan, params, plan_digest=digests["plan_digest"], timeout_at=timeout_at,
+                                  superseded=superseded)
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        # On Reject the operator skips downstream by raising, so its return value never reaches XCom:
-        # record the answer first, under a key of its own, for delete's and audit's checks.
-        if "error" not in event:
-            context["ti"].xcom_push(key=ANSWER_KEY, value=list(event.get("chosen_options") or []))
-        return super().execute_complete(context, event)
+        from airflow.sdk.exceptions import AirflowFailException
 
+        from include.core import artifacts
+        from include.deletion import approval as gate
 
-def approval_answer(ti: Any) -> dict[str, Any] | None:
-    """The human's answer recorded by ``approve`` (None when nobody answered or it was skipped)."""
-    chosen = ti.xcom_pull(task_ids=APPROVE, key=ANSWER_KEY)
-    return {"chosen_options": chosen} if chosen else None
+        ti = context["ti"]
+        run_dir = run_dir_of(context)
+        request = gate.read_optional(run_dir / gate.REQUEST_FILE) or {}
+        if "error" in event:
+            record: dict[str, Any] = {"error": event.get("error")}
+            verdict, reason = (gate.EXPIRED, "the approval request timed out") if event.get("error_type") == "timeout"                 else (gate.REFUSED, f"the approval request failed: {event.get('error')}")
+        else:
+            record = _hitl_record(event)  # the request's own record as Airflow resumed us with it, never an XCom
+            verdict, reason = gate.judge(record, approvers=list(request.get("approvers") or []),
+                                         separate_approver=bool(request.get("separate_approver", True)),
+                                         triggered_by=request.get("triggered_by"))
+            if verdict == "no_answer":
+                verdict, reason = gate.REFUSED, "resumed without an answer in the approval request's record"
+        superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
+        if superseded:
+            verdict, reason = gate.SUPERSEDED, (f"superseded by run {superseded.get('superseded_by')!r} before it was "
+                                                f"answered ({reason})")
+        if verdict == gate.APPROVED:
+            now = gate.plan_digests(run_dir, list((request.get("chunk_digests") or {}).keys()))
+            if not request or now["plan_digest"] != request.get("plan_digest"):
+                verdict, reason = gate.REFUSED, "the plan changed while the approval request waited: nothing deleted"
+        approval = {
+            "verdict": verdict, "reason": reason, "responded_by": record.get("responded_by_user"),
+            "responded_at": record.get("responded_at"), "chosen_options": record.get("chosen_options"),
+            "plan_id": request.get("plan_id"), "plan_digest": request.get("plan_digest"),
+            "plan_file_digest": request.get("plan_file_digest"), "chunk_digests": request.get("chunk_digests"),
+            "asked_at": request.get("asked_at"), "triggered_by": request.get("triggered_by"),
+            "approvers": request.get("approvers"), "try_number": ti.try_number,
+            "recorded_at": datetime.now(timezone.utc).isoformat(),
+        }
+        artifacts.write_json(run_dir / gate.APPROVAL_FILE, approval)
+        log.info("approval verdict: %s (%s)", verdict, reason)
+        if verdict == gate.APPROVED:
+            return {"verdict": verdict, "responded_by": approval["responded_by"], "plan_digest": approval["plan_digest"]}
+        if verdict == gate.REFUSED:
+            raise AirflowFailException(f"{reason}; nothing was deleted")
+        # rejected, expired, superseded: a decision, not an error: delete is skipped, audit records it
+        skipped = [t for t in context["task"].get_direct_relatives(upstream=False) if not t.is_teardown]
+        if skipped:
+            self.skip(ti=ti, tasks=skipped)
+        return {"verdict": verdict, "responded_by": approval["responded_by"]}
 
 
 def run_dir_of(context: Any) -> Any:
@@ -173,35 +222,42 @@ def _max_map_length() -> int:
 def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: str = PLAN) -> str:
     """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows).
 
-    Returns the verdict (``auto`` or ``approved``). A Reject or a dry run skips the calling task (nothing
-    to do, not an error); any other missing precondition fails it without retries.
+    Everything comes from the artifact store and the run's params, nothing from XCom: the plan, the guards
+    re-derived from it, ``guard.json`` and ``approval.json`` pinned to its digests. Returns the verdict
+    (``auto`` or ``approved``). A reject, expiry, supersession or dry run skips the calling task (nothing to
+    do, not an error); any other missing precondition fails it without retries. ``plan_task_id`` is kept
+    for callers; the plan is read from ``plan.json``.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.core import artifacts
     from include.dag_defaults import saved_run_settings
-    from include.deletion.plan import PLAN_FILE, read_plan
+    from include.deletion import approval as gate
+    from include.deletion.plan import PLAN_DIR, PLAN_FILE, read_plan
 
-    ti = context["ti"]
     run_dir = run_dir_of(context)
-    plan = read_plan(run_dir) if artifacts.exists(run_dir / PLAN_FILE) else None
-    summary = ti.xcom_pull(task_ids=plan_task_id) or {}
+    has_plan = artifacts.exists(run_dir / PLAN_FILE)
+    chunk_path = run_dir / PLAN_DIR / f"{chunk}.jsonl" if chunk is not None else None
     try:
-        return authorize_delete(
-            plan=plan, summary=summary, chunk=chunk,
-            guard_passed=ti.xcom_pull(task_ids=GUARD, key="passed"),
-            guard_plan_id=ti.xcom_pull(task_ids=GUARD, key="plan_id"),
-            params=saved_run_settings(context), approval_result=approval_answer(ti),
+        return gate.authorize(
+            plan=read_plan(run_dir) if has_plan else None, params=saved_run_settings(context), chunk=chunk,
+            plan_file_digest=gate.file_digest(run_dir / PLAN_FILE) if has_plan else None,
+            chunk_digest=gate.file_digest(chunk_path) if chunk_path is not None and artifacts.exists(chunk_path)
+            else None,
+            guard=gate.read_optional(run_dir / gate.GUARD_FILE),
+            approval=gate.read_optional(run_dir / gate.APPROVAL_FILE),
+            superseded=gate.read_optional(run_dir / gate.SUPERSEDED_FILE),
+            max_map_length=_max_map_length(),
         )
     except DeleteRefused as exc:
-        if exc.verdict in ("rejected", "dry_run"):
-            raise AirflowSkipException(f"nothing deleted: {exc.verdict}") from exc
+        if exc.verdict in (*gate.QUIET_VERDICTS, "dry_run"):
+            raise AirflowSkipException(f"nothing deleted: {exc}") from exc
         raise AirflowFailException(str(exc)) from exc
 
 
 def add_deletion_tasks(
     summary: Any, *, recheck: RecheckFactory | None, before_audit: Callable[[], Any] | None = None,
-    approval_timeout: timedelta = timedelta(days=3), delete_concurrency: int = 4,
+    approval_timeout: timedelta = APPROVAL_TIMEOUT_DEFAULT, delete_concurrency: int = 4,
 ) -> dict[str, Any]:
     """Add ``guard`` → ``approve`` → ``delete`` (mapped over chunks) → ``audit`` after the plan task.
 
@@ -209,7 +265,8 @@ def add_deletion_tasks(
     re-check factory (a function, called with a :class:`RecheckContext` in each delete task).
     ``before_audit()`` may add a task between ``delete`` and ``audit`` (its trigger rule should be
     ``none_failed``, since ``delete`` is skipped on a dry run or reject); its return value is recorded in
-    the audit under its task id. Returns the tasks by id.
+    the audit under its task id. ``approval_timeout`` is the default wait for an answer (the param
+    ``approval_timeout_hours`` overrides it per run). Returns the tasks by id.
     """
     plan_task_id = summary.operator.task_id
 
@@ -219,27 +276,32 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
+        from include.core import artifacts
         from include.dag_defaults import saved_run_settings
-        from include.deletion.plan import GuardRefused, check_guards, read_plan
+        from include.deletion import approval as gate
+        from include.deletion.plan import PLAN_FILE, GuardRefused, check_guards, read_plan
 
         context = get_current_context()
         params = saved_run_settings(context)
-        plan = read_plan(run_dir_of(context))
+        run_dir = run_dir_of(context)
+        plan_file_digest = gate.file_digest(run_dir / PLAN_FILE)
+        plan = read_plan(run_dir)
         if plan.get("plan_id") != plan_summary.get("plan_id"):
             raise AirflowFailException("plan.json does not match the plan task's summary: clear the plan task "
                                        "and everything after it")
-        chunks = list(plan_summary.get("chunks") or [])
+        chunks = list(plan.get("chunks") or [])  # from the artifact, not from the XCom
         limit = _max_map_length()
         refusals = [f"the plan has {len(chunks)} chunks, more than Airflow's max_map_length={limit}"] \
             if len(chunks) > limit else []
         try:
-            check_guards(plan_summary, max_delete_count=int(params["max_delete_count"]),
+            check_guards(plan, max_delete_count=int(params["max_delete_count"]),
                          max_delete_fraction=params.get("max_delete_fraction"), refusals=refusals)
         except GuardRefused as exc:
             raise AirflowFailException(str(exc)) from exc  # retrying cannot change the verdict
-        log.info("guards passed: %d objects in %d chunks", plan_summary.get("delete_count", 0), len(chunks))
-        context["ti"].xcom_push(key="plan_id", value=plan_summary["plan_id"])
-        context["ti"].xcom_push(key="passed", value=True)
+        log.info("guards passed: %d objects in %d chunks", plan.get("delete_count", 0), len(chunks))
+        # delete trusts this file (not an XCom): the plan id and the exact plan.json the guard checked
+        artifacts.write_json(run_dir / gate.GUARD_FILE, {"plan_id": plan["plan_id"], "passed": True,
+                                                         "plan_file_digest": plan_file_digest})
         return [] if params.get("dry_run") else chunks  # a dry run maps delete over nothing
 
     @task(task_id=DELETE, trigger_rule="none_failed", max_active_tis_per_dagrun=delete_concurrency)
@@ -268,20 +330,29 @@ def add_deletion_tasks(
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.dag_defaults import saved_run_settings
-        from include.deletion.plan import write_audit
+        from include.deletion import approval as gate
+        from include.deletion.plan import read_plan, write_audit
 
         context = get_current_context()
         params, ti = saved_run_settings(context), context["ti"]
-        verdict = approval_verdict(params, approval_answer(ti))
-        plan_summary = ti.xcom_pull(task_ids=plan_task_id) or {}
-        outcome = {"dry_run": "dry_run", "rejected": "rejected", "no_answer": "not_approved"}.get(verdict)
+        run_dir = run_dir_of(context)
+        approval = gate.read_optional(run_dir / gate.APPROVAL_FILE)
+        superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
+        verdict = gate.verdict_of(params, approval, superseded)
+        outcome = {"dry_run": "dry_run", "rejected": "rejected", "expired": "expired", "superseded": "superseded",
+                   "refused": "refused", "no_answer": "not_approved"}.get(verdict)
         if outcome is None:
-            outcome = "nothing_to_delete" if not plan_summary.get("chunks") else "deleted"
+            outcome = "nothing_to_delete" if not read_plan(run_dir).get("chunks") else "deleted"
         extra: dict[str, Any] = {"outcome": outcome, "approval": verdict, "dry_run": bool(params.get("dry_run")),
                                  "bucket": params.get("bucket")}
+        if approval is not None:  # who approved (or rejected), when, and the digest of the plan they saw
+            extra["approval_record"] = {k: approval.get(k) for k in (
+                "verdict", "reason", "responded_by", "responded_at", "plan_digest", "triggered_by", "asked_at")}
+        if superseded is not None:
+            extra["superseded_by"] = superseded.get("superseded_by")
         for task_id in extra_task_ids:
             extra[task_id] = ti.xcom_pull(task_ids=task_id)
-        result = write_audit(run_dir_of(context), extra=extra)
+        result = write_audit(run_dir, extra=extra)
         log.info("audit: %s", {k: result[k] for k in ("outcome", "deleted_count", "deleted_bytes",
                                                         "error_count", "skipped_count")})
         # AirflowFailException: retrying the audit cannot delete anything; clearing delete can
@@ -297,7 +368,7 @@ def add_deletion_tasks(
     approve = PlanApprovalOperator(
         task_id=APPROVE, plan_task_id=plan_task_id,
         subject="{{ dag.dag_id }}: approve deleting the planned objects?",  # execute() names the bucket
-        body="(the plan summary is shown when the task runs)", defaults=ApprovalOperator.REJECT,
+        body="(the plan is shown when the task runs)", defaults=ApprovalOperator.REJECT,
         response_timeout=approval_timeout,
         # tells the DAG's notification targets (deployment setting) that this plan waits for a human
         notifiers=[DeploymentNotifier("approval")],

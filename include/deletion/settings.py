@@ -11,7 +11,8 @@ from include.core.settings import APPROVAL, USERS, Setting
 
 
 def gate_settings(*, approval: str, max_delete_count: int) -> tuple[Setting, ...]:
-    """approval, approvers, separate_approver, dry_run and max_delete_count, with this DAG's defaults."""
+    """approval, approvers, separate_approver, approval_timeout_hours, dry_run and max_delete_count, with
+    this DAG's defaults."""
     return (
         Setting("approval", APPROVAL, approval, "Approval",
                 "required: a human approves the plan (Browse → Required Actions); auto: delete without a human "
@@ -21,6 +22,10 @@ def gate_settings(*, approval: str, max_delete_count: int) -> tuple[Setting, ...
         Setting("separate_approver", {"type": "boolean"}, True, "Separate approver",
                 "The user who triggered the run cannot approve its deletions (scheduled runs have no "
                 "triggering user)."),
+        Setting("approval_timeout_hours", {"type": "number", "exclusiveMinimum": 0, "maximum": 720}, 20,
+                "Approval timeout (hours)",
+                "Unanswered after this long, the request expires and nothing is deleted. Keep it below the "
+                "schedule interval (20 h for a daily run)."),
         Setting("dry_run", {"type": "boolean"}, False, "Dry run",
                 "Plan, guard and audit only: nothing is deleted."),
         Setting("max_delete_count", {"type": "integer", "minimum": 0, "maximum": 10**9}, max_delete_count,

@@ -31,7 +31,8 @@ td.num,th.num{text-align:right}.muted{color:#656d76}.err{color:#cf222e}
 .card .v{font-size:1.3rem;font-weight:600}
 .charts{display:flex;gap:2rem;flex-wrap:wrap}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;background:#eaeef2}
-.badge.awaiting{background:#fff1c2}.badge.finished{background:#d6f5df}.badge.rejected,.badge.refused{background:#ffd8d3}
+.badge.awaiting{background:#fff1c2}.badge.finished,.badge.approved{background:#d6f5df}.badge.rejected,.badge.refused{background:#ffd8d3}
+.badge.superseded,.badge.expired{background:#e4e0f5;color:#444}
 code{font-size:.85em}ul.keys{margin:.2rem 0;padding-left:1.1rem;max-height:12rem;overflow:auto}
 """
 
@@ -297,6 +298,17 @@ def _plan_block(p: dict[str, Any]) -> str:
     if samples:
         is_open = " open" if p["status"] == "awaiting approval" else ""
         out.append(f'<details{is_open}><summary>Sample keys ({len(p["samples"])})</summary><ul class="keys">{samples}</ul></details>')
+    g = p.get("approval")
+    if g:
+        out.append(f'<p class="approval" data-verdict="{_e(g["verdict"])}">Approval: <b>{_e(g["verdict"])}</b>'
+                   f'{" by " + _e(g["by"]) if g.get("by") else ""}{" at " + _e(g["at"]) if g.get("at") else ""}'
+                   f' · {_e(g["reason"])}{" · plan <code>" + _e(g["plan_digest"]) + "</code>" if g.get("plan_digest") else ""}</p>')
+    if p.get("superseded_by"):
+        out.append(f'<p class="superseded">Superseded by run <code>{_e(p["superseded_by"])}</code>: nothing of this '
+                   'plan is deleted.</p>')
+    if p["status"] == "awaiting approval" and p.get("expires_at"):
+        out.append(f'<p class="expires">Expires {_e(p["expires_at"])} (then nothing is deleted)'
+                   f'{"; approvers: " + _e(", ".join(p["approvers"])) if p.get("approvers") else ""}.</p>')
     if p["status"] == "awaiting approval":
         out.append(f'<p><a class="approve-link" href="{_e(required_actions_url(p["dag_id"], p["run_id"]))}" '
                    'target="_top">Review and approve or reject in Required Actions →</a></p>')

@@ -281,7 +281,8 @@ def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None
             if "plan" in kinds:
                 plans.append(_plan_entry_from(dag_id, run_id, lambda k=kinds: _doc(k["plan"]),
                                               (lambda k=kinds: _doc(k["audit"])) if "audit" in kinds else None,
-                                              kinds["plan"].get("at"), run_states.get((dag_id, run_id))))
+                                              kinds["plan"].get("at"), run_states.get((dag_id, run_id)),
+                                              root / dag_id / run_id))
     plans.sort(key=lambda p: (p["planned_at"] or "", p["run_id"]), reverse=True)
     pending = [p for p in plans if p["status"] == "awaiting approval"]
     return {"pending": pending, "recent": plans[:limit], "plan_count": len(plans)}
@@ -291,12 +292,13 @@ def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: 
     audit_file = folder / "audit.json"
     return _plan_entry_from(dag_id, run_id, lambda: read_json(folder / "plan.json"),
                             (lambda: read_json(audit_file)) if audit_file.exists() else None,
-                            _mtime(folder / "plan.json"), approval_state)
+                            _mtime(folder / "plan.json"), approval_state, folder)
 
 
 def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, planned_at: str | None,
-                     approval_state: str | None) -> dict[str, Any]:
-    """A Plans page row from the plan and (when there is one) the audit, read from a folder or the index."""
+                     approval_state: str | None, folder: ArtifactPath) -> dict[str, Any]:
+    """A Plans page row from the plan and (when there is one) the audit, read from a folder or the index;
+    the approval gate's small files are read from the run folder (deleting DAGs have few runs)."""
     entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": planned_at,
                              "approval_state": approval_state, "audit": None, "error": None}
     try:
@@ -338,13 +340,51 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
             }
         except (OSError, ValueError) as exc:
             entry["error"] = f"audit.json: {exc}"
+    entry.update(_approval_entry(folder))
     entry["status"] = _plan_status(entry, approval_state)
     return entry
 
 
+def _read_optional(path: ArtifactPath) -> dict[str, Any] | None:
+    try:
+        return dict(read_json(path)) if path.exists() else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _approval_entry(folder: ArtifactPath) -> dict[str, Any]:
+    """What the approval gate recorded for the run (``approval_request.json``, ``approval.json``,
+    ``superseded.json``; see include.deletion.approval)."""
+    request = _read_optional(folder / "approval_request.json") or {}
+    approval = _read_optional(folder / "approval.json")
+    superseded = _read_optional(folder / "superseded.json")
+    out: dict[str, Any] = {"approval": None, "superseded_by": None, "expires_at": request.get("timeout_at") or None,
+                           "approvers": [str(a) for a in (request.get("approvers") or [])]}
+    if approval is not None:
+        who: dict[str, Any] = approval["responded_by"] if isinstance(approval.get("responded_by"), dict) else {}
+        out["approval"] = {"verdict": str(approval.get("verdict") or ""), "reason": str(approval.get("reason") or ""),
+                           "by": str(who.get("name") or who.get("id") or "") or None,
+                           "at": approval.get("responded_at"), "plan_digest": approval.get("plan_digest")}
+    if superseded is not None:
+        out["superseded_by"] = str(superseded.get("superseded_by") or "")
+    return out
+
+
+#: how a plan ends up, from its audit's outcome (``deleted`` and ``nothing_to_delete`` are "finished")
+_OUTCOME_STATUS = {"rejected": "rejected", "expired": "expired", "superseded": "superseded", "refused": "refused",
+                   "not_approved": "refused"}
+
+
 def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
+    """One of: awaiting approval (pending), approved, rejected, superseded, expired, refused, finished,
+    no deletions, in progress."""
     if entry["audit"] is not None:
-        return "finished"
+        return _OUTCOME_STATUS.get(str(entry["audit"].get("outcome")), "finished")
+    if entry.get("superseded_by"):
+        return "superseded"
+    verdict = (entry.get("approval") or {}).get("verdict")
+    if verdict in ("approved", "rejected", "expired", "refused", "superseded"):
+        return str(verdict)
     if approval_state == "awaiting_input":
         return "awaiting approval"
     if approval_state == "skipped":

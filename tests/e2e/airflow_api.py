@@ -23,6 +23,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 ADMIN = "admin"
+#: a second user (role "user") who answers approval requests: the admin triggers runs and, with
+#: separate_approver on, may not approve them
+APPROVER = "approver"
 
 FINISHED = {"success", "failed"}
 
@@ -62,6 +65,7 @@ class AirflowStandalone:
         self.home = home
         self.port = port
         self.password = uuid.uuid4().hex
+        self.approver_password = uuid.uuid4().hex
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = home / "standalone.log"
         self.extra_env = env
@@ -70,7 +74,7 @@ class AirflowStandalone:
 
     def environment(self) -> dict[str, str]:
         passwords = self.home / "passwords.json"
-        passwords.write_text(json.dumps({ADMIN: self.password}))
+        passwords.write_text(json.dumps({ADMIN: self.password, APPROVER: self.approver_password}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__DATABASE__")}
         env.update(self.extra_env)
         env.update(
@@ -83,7 +87,7 @@ class AirflowStandalone:
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{APPROVER}:user",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
                 # DAGs start paused: a test unpauses exactly the DAGs it runs (scheduled runs would race it)
@@ -104,7 +108,7 @@ class AirflowStandalone:
         )
         return env
 
-    def start(self, timeout: float = 180) -> AirflowStandalone:
+    def start(self, timeout: float = 420) -> AirflowStandalone:  # 2 shared cores can take minutes
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.environment()
         self.proc = subprocess.Popen(
@@ -203,7 +207,15 @@ class AirflowClient:
         return AirflowError(f"{message}\n--- airflow standalone log tail ---\n{tail}")
 
     def get(self, path: str, **params: Any) -> Any:
-        resp = self.http.get(path, params=params or None)
+        for attempt in range(3):  # a GET is safe to repeat; an overloaded API server may answer late
+            try:
+                resp = self.http.get(path, params=params or None)
+                break
+            except httpx.TimeoutException:
+                if attempt == 2:
+                    raise
+        else:  # pragma: no cover - the loop always breaks or raises
+            raise AssertionError("unreachable")
         assert resp.status_code == 200, f"GET {path}: {resp.status_code} {resp.text[:2000]}"
         return resp.json()
 
@@ -314,11 +326,14 @@ class AirflowClient:
         hitl = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/hitlDetails", response_received=False)
         return list(hitl.get("hitl_details", []))
 
-    def respond(self, dag_id: str, run_id: str, task_id: str, option: str, map_index: int = -1) -> dict[str, Any]:
-        resp = self.http.patch(
+    def respond_raw(self, dag_id: str, run_id: str, task_id: str, option: str, map_index: int = -1) -> Any:
+        return self.http.patch(
             f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails",
             json={"chosen_options": [option], "params_input": {}},
         )
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, option: str, map_index: int = -1) -> dict[str, Any]:
+        resp = self.respond_raw(dag_id, run_id, task_id, option, map_index)
         assert resp.status_code == 200, f"HITL response {option!r} to {task_id}: {resp.status_code} {resp.text}"
         return dict(resp.json())
 

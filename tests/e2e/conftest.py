@@ -17,7 +17,7 @@ import pytest
 
 from scripts.stack import LocalStack, free_port
 from tests.conftest import RUN_DIR
-from tests.e2e.airflow_api import ADMIN, AirflowClient, AirflowStandalone
+from tests.e2e.airflow_api import ADMIN, APPROVER, AirflowClient, AirflowStandalone
 
 E2E_DIR = RUN_DIR / "e2e"
 # outside the per-session folder (which is removed at the end) so CI can keep them as artifacts
@@ -58,6 +58,13 @@ def airflow(standalone: AirflowStandalone) -> AirflowClient:
     """REST API v2 client, logged in as the admin. Tests wait for their own DAG (``trigger`` does), so
     one DAG with an import error fails only its own tests."""
     return AirflowClient(standalone.base_url, ADMIN, standalone.password, server=standalone)
+
+
+@pytest.fixture(scope="session")
+def approver(standalone: AirflowStandalone) -> AirflowClient:
+    """REST API v2 client logged in as the second user (role "user"), who answers approval requests: the
+    admin triggers the runs and, with separate_approver on, may not approve them."""
+    return AirflowClient(standalone.base_url, APPROVER, standalone.approver_password, server=standalone)
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def test_deploy_cleanup_auto_run(airflow, s3, s3_server, e2e_artifacts, unique):
     assert plans[run_id]["status"] == "finished" and plans[run_id]["audit"]["deleted_count"] == 21
 
 
-def test_deploy_cleanup_approve_and_reject(airflow, s3, s3_server, e2e_artifacts, unique):
+def test_deploy_cleanup_approve_and_reject(airflow, approver, s3, s3_server, e2e_artifacts, unique):
     bucket = unique("gate")
     keys, kept = _deploy_bucket(s3, s3_server, bucket)
     conf = {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "required"}
@@ -70,13 +70,13 @@ def test_deploy_cleanup_approve_and_reject(airflow, s3, s3_server, e2e_artifacts
     _wait_awaiting_approval(airflow, DEPLOY, rejected)
     pending = {p["run_id"]: p for p in airflow.get("/s3ops/api/plans")["pending"]}
     assert pending[rejected]["delete_count"] == 21  # the plugin shows the plan that waits
-    assert airflow.answer(DEPLOY, rejected, "Reject") == "success", airflow.task_states(DEPLOY, rejected)
+    assert approver.answer(DEPLOY, rejected, "Reject") == "success", airflow.task_states(DEPLOY, rejected)
     assert _keys(s3, bucket) == keys, "a rejected plan deleted something"
 
     approved = airflow.trigger(DEPLOY, conf)
     _wait_awaiting_approval(airflow, DEPLOY, approved)
     assert _keys(s3, bucket) == keys, "deleted before approval"
-    assert airflow.answer(DEPLOY, approved, "Approve") == "success", airflow.task_states(DEPLOY, approved)
+    assert approver.answer(DEPLOY, approved, "Approve") == "success", airflow.task_states(DEPLOY, approved)
     assert _keys(s3, bucket) == kept
     assert _audit(e2e_artifacts, DEPLOY, approved)["deleted_count"] == 21
 
@@ -124,7 +124,7 @@ def test_retention_invalid_conf_is_refused(airflow):
     assert resp.status_code == 400 and "approval" in resp.text, resp.text
 
 
-def test_retention_waits_for_approval_then_deletes_reference_case(airflow, s3, s3_server, mysql_server,
+def test_retention_waits_for_approval_then_deletes_reference_case(airflow, approver, s3, s3_server, mysql_server,
                                                                   e2e_artifacts, unique):
     from include.seed import reference_files, reference_job_rows
 
@@ -140,14 +140,14 @@ def test_retention_waits_for_approval_then_deletes_reference_case(airflow, s3, s
     _wait_awaiting_approval(airflow, RETENTION, rejected)
     plan = json.loads((e2e_artifacts / RETENTION / rejected / "plan.json").read_text())
     assert plan["delete_count"] == len(expected)
-    assert airflow.answer(RETENTION, rejected, "Reject") == "success", airflow.task_states(RETENTION, rejected)
+    assert approver.answer(RETENTION, rejected, "Reject") == "success", airflow.task_states(RETENTION, rejected)
     assert _keys(s3, bucket) == everything, "a rejected plan deleted something"
 
     approved = airflow.trigger(RETENTION, conf)
     assert airflow.run(RETENTION, approved)["state"] in ("queued", "running")
     _wait_awaiting_approval(airflow, RETENTION, approved)
     assert _keys(s3, bucket) == everything, "deleted before approval"
-    assert airflow.answer(RETENTION, approved, "Approve") == "success", airflow.task_states(RETENTION, approved)
+    assert approver.answer(RETENTION, approved, "Approve") == "success", airflow.task_states(RETENTION, approved)
     assert _keys(s3, bucket) == everything - expected
     assert _audit(e2e_artifacts, RETENTION, approved)["deleted_count"] == len(expected)
 
@@ -187,3 +187,94 @@ def test_retention_backfill_decides_by_each_logical_date(airflow, s3, s3_server,
         assert plan["delete_count"] == len(plan["samples"])
     assert got == expected
     assert _keys(s3, bucket) == {"bf_a", "bf_b", "bf_c", "bf_d"}  # dry runs delete nothing
+
+
+# the approval gate cannot be forged (issue 12 item 1) ------------------------------------------------
+def _approval(e2e_artifacts: Any, dag_id: str, run_id: str) -> dict[str, Any]:
+    return json.loads((e2e_artifacts / dag_id / run_id / "approval.json").read_text())
+
+
+def test_forged_answer_xcom_and_approve_marked_successful_delete_nothing(airflow, s3, s3_server, e2e_artifacts,
+                                                                          unique):
+    """What an API user with task-instance edit rights can write is not an approval: an 'answer' XCom and
+    the approve task set to success by hand. Nothing is deleted and the run fails naming the missing approval."""
+    bucket = unique("forged")
+    keys, _ = _deploy_bucket(s3, s3_server, bucket)
+    run_id = airflow.trigger(DEPLOY, {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "required"})
+    _wait_awaiting_approval(airflow, DEPLOY, run_id)
+    base = f"/api/v2/dags/{DEPLOY}/dagRuns/{run_id}/taskInstances/approve"
+    for key, value in (("answer", ["Approve"]), ("return_value", {"chosen_options": ["Approve"], "params_input": {}})):
+        resp = airflow.http.post(f"{base}/xcomEntries", json={"key": key, "value": value})
+        assert resp.status_code == 201, resp.text  # the API lets them write it ...
+    resp = airflow.http.patch(base, json={"new_state": "success"})
+    assert resp.status_code == 200, resp.text  # ... and mark the gate successful
+    assert airflow.wait_run(DEPLOY, run_id, timeout=240) == "failed", airflow.task_states(DEPLOY, run_id)
+    assert _keys(s3, bucket) == keys, "a forged approval deleted something"
+    deletes = [t for t in airflow.task_instances(DEPLOY, run_id) if t["task_id"] == "delete"]
+    assert deletes and all(t["state"] == "failed" for t in deletes), deletes
+    log = airflow.task_log(DEPLOY, run_id, "delete", 1, map_index=deletes[0]["map_index"])
+    assert "no approval is recorded" in log and "marked successful by hand" in log
+    assert not (e2e_artifacts / DEPLOY / run_id / "approval.json").exists()
+
+
+def test_only_approvers_may_approve_and_the_audit_records_who(airflow, approver, s3, s3_server, e2e_artifacts,
+                                                              unique):
+    bucket = unique("approvers")
+    keys, kept = _deploy_bucket(s3, s3_server, bucket)
+    run_id = airflow.trigger(DEPLOY, {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "required",
+                                      "approvers": ["approver"]})
+    pending = _wait_awaiting_approval(airflow, DEPLOY, run_id)
+    assert [u["id"] for u in pending["assigned_users"]] == ["approver"]
+    refused = airflow.respond_raw(DEPLOY, run_id, "approve", "Approve")  # admin is not in approvers
+    assert refused.status_code == 403 and "not a respondent" in refused.text, refused.text
+    assert _keys(s3, bucket) == keys
+    assert approver.answer(DEPLOY, run_id, "Approve") == "success", airflow.task_states(DEPLOY, run_id)
+    assert _keys(s3, bucket) == kept
+    request = json.loads((e2e_artifacts / DEPLOY / run_id / "approval_request.json").read_text())
+    audit = _audit(e2e_artifacts, DEPLOY, run_id)
+    record = audit["approval_record"]
+    assert (audit["approval"], audit["deleted_count"]) == ("approved", 21)
+    assert record["responded_by"] == {"id": "approver", "name": "approver"} and record["responded_at"]
+    assert record["plan_digest"] == request["plan_digest"] and record["triggered_by"] == "admin"
+    plans = {p["run_id"]: p for p in airflow.get("/s3ops/api/plans")["recent"]}
+    assert plans[run_id]["approval"]["by"] == "approver"
+
+
+def test_self_approval_is_refused_when_separate_approver_is_on(airflow, s3, s3_server, e2e_artifacts, unique):
+    """No approvers set: Airflow lets any user answer, so the gate refuses the triggering user's own Approve
+    when the answer comes back. Nothing is deleted; the run fails saying why."""
+    bucket = unique("selfapp")
+    keys, _ = _deploy_bucket(s3, s3_server, bucket)
+    run_id = airflow.trigger(DEPLOY, {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "required"})
+    _wait_awaiting_approval(airflow, DEPLOY, run_id)
+    assert airflow.answer(DEPLOY, run_id, "Approve") == "failed", airflow.task_states(DEPLOY, run_id)
+    assert _keys(s3, bucket) == keys, "a self-approval deleted something"
+    approval = _approval(e2e_artifacts, DEPLOY, run_id)
+    assert approval["verdict"] == "refused" and "self-approval" in approval["reason"]
+    assert approval["responded_by"]["id"] == "admin" == approval["triggered_by"]
+    states = airflow.task_states(DEPLOY, run_id)
+    assert states[("approve", -1)] == "failed"
+    assert "self-approval refused" in airflow.task_log(DEPLOY, run_id, "approve", 1)
+
+
+def test_a_newer_run_supersedes_a_waiting_plan_of_the_same_target(airflow, approver, s3, s3_server, e2e_artifacts,
+                                                                    unique):
+    bucket = unique("supersede")
+    keys, _ = _deploy_bucket(s3, s3_server, bucket)
+    conf = {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "required"}
+    older = airflow.trigger(DEPLOY, conf)
+    _wait_awaiting_approval(airflow, DEPLOY, older)
+    newer = airflow.trigger(DEPLOY, conf)
+    _wait_awaiting_approval(airflow, DEPLOY, newer)
+    marker = json.loads((e2e_artifacts / DEPLOY / older / "superseded.json").read_text())
+    assert marker["superseded_by"] == newer
+    plans = {p["run_id"]: p for p in airflow.get("/s3ops/api/plans")["recent"]}
+    assert (plans[older]["status"], plans[newer]["status"]) == ("superseded", "awaiting approval")
+    # an Approve on the superseded request closes it as superseded: nothing of it is deleted
+    assert approver.answer(DEPLOY, older, "Approve") == "success", airflow.task_states(DEPLOY, older)
+    assert _keys(s3, bucket) == keys, "a superseded plan deleted something"
+    audit = _audit(e2e_artifacts, DEPLOY, older)
+    assert (audit["outcome"], audit["approval"], audit["superseded_by"], audit["deleted_count"]) == (
+        "superseded", "superseded", newer, 0)
+    assert approver.answer(DEPLOY, newer, "Reject") == "success"
+    assert _keys(s3, bucket) == keys

@@ -153,13 +153,17 @@ def test_manual_deploy_cleanup_mails_approval_and_a_failed_run_mails_its_error(
         assert airflow.answer(DEPLOY, run_id, "Reject") == "success"
         assert _keys(s3, bucket) == keys
 
+        # a bad deployment setting fails the run's first task at once (no retries): that failure is mailed
         smtp_sink.clear()
-        failed = airflow.trigger(DEPLOY, {"bucket": unique("missing"), "prefix": "deploys/", "keep": 5,
-                                          "approval": "auto"})
+        airflow.set_variable("s3ops_deploy_cleanup", json.dumps({"min_keep": 0, "notifications": [
+            {"type": "email", "to": ["deployers@example.com"]}]}))
+        failed = airflow.trigger(DEPLOY, {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "auto"})
         assert airflow.wait_run(DEPLOY, failed, timeout=420) == "failed", airflow.task_states(DEPLOY, failed)
         mails = [m for m in smtp_sink.wait_for(1, timeout=120) if failed in m["body"]]
         assert len(mails) == 1, [m["subject"] for m in smtp_sink.messages]
-        assert mails[0]["subject"].startswith(f"[s3ops] failed: {DEPLOY}.plan: ")
+        assert mails[0]["subject"].startswith(f"[s3ops] failed: {DEPLOY}.")
+        assert "min_keep" in mails[0]["subject"] and "s3ops_deploy_cleanup" in mails[0]["body"]
         assert "Traceback" not in mails[0]["body"]
+        assert _keys(s3, bucket) == keys
     finally:
         airflow.http.delete("/api/v2/variables/s3ops_deploy_cleanup")

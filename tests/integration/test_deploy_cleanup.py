@@ -8,6 +8,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -92,31 +93,41 @@ def test_required_approval_is_not_bypassed_by_marking_approve_successful(s3, s3_
     assert result.state == "failed"
     assert result.task_states()[("delete", 0)] == "failed"
     assert _keys(s3, bucket) == before
+    assert not (result.artifacts() / "approval.json").exists()  # nobody answered: no approval evidence
 
 
 @contextmanager
-def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: float = 120):
+def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: float = 120,
+                       users: tuple[str, ...] = ("tester",)):
     """Answer the run's 'approve' task as a human would, through the same code path as the REST API's
-    PATCH …/hitlDetails (dag.test() only waits for such an answer)."""
+    PATCH …/hitlDetails (dag.test() only waits for such an answer). Each user in ``users`` answers in
+    turn until one is accepted; the refusals (HTTP status, detail) are collected in ``shown["refused"]``."""
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
     from airflow.models.hitl import HITLDetail
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
+    from fastapi import HTTPException
     from sqlalchemy import select
 
     class Approver:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
         def get_id(self) -> str:
-            return "tester"
+            return self.name
 
         def get_name(self) -> str:
-            return "tester"
+            return self.name
 
     answered: list[str] = []
-    shown: dict[str, str] = {}  # what the approver was shown
+    shown: dict[str, Any] = {"refused": []}  # what the approver was shown
     stop = threading.Event()
 
     def answer() -> None:
+        from airflow.api_fastapi.app import create_auth_manager
+
+        create_auth_manager()  # the REST handler asks it whether a user is an assigned respondent
         deadline = time.monotonic() + timeout
         while not stop.is_set() and time.monotonic() < deadline:
             with create_session() as session:  # commits on exit: dag.test() then resumes the task
@@ -124,11 +135,17 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
                     TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve",
                     TaskInstance.state == "awaiting_input")).first()
                 if ti is not None:
-                    update_hitl_detail(dag_id, ti.run_id, "approve",
-                                       UpdateHITLDetailPayload(chosen_options=[choice], params_input={}),
-                                       user=Approver(), session=session)
-                    answered.append(ti.run_id)
-                    ti_id = ti.id
+                    for name in users:
+                        try:
+                            update_hitl_detail(dag_id, ti.run_id, "approve",
+                                               UpdateHITLDetailPayload(chosen_options=[choice], params_input={}),
+                                               user=Approver(name), session=session)
+                        except HTTPException as exc:
+                            shown["refused"].append((name, exc.status_code, str(exc.detail)))
+                            continue
+                        answered.append(ti.run_id)
+                        ti_id = ti.id
+                        break
             if answered:
                 with create_session() as session:
                     detail = session.scalars(select(HITLDetail).where(HITLDetail.ti_id == ti_id)).one()
@@ -155,17 +172,60 @@ def test_required_approval_approve_deletes_and_reject_deletes_nothing(s3, s3_ser
     assert answered == [result.run_id]
     assert shown["subject"] == f"s3_deploy_cleanup: approve deleting the planned objects from s3://{bucket}?"
     for part in ("Delete 2 of 3 deployments", "**4 objects** (40 B)", "| beyond_keep | 4 | 40 B |",
-                 "- `deploys/a/assets/app.js`", str(result.artifacts() / "plan.json")):
+                 "\ndeploys/a/assets/app.js\n", str(result.artifacts() / "plan.json")):
         assert part in shown["body"]
+    request = json.loads((result.artifacts() / "approval_request.json").read_text())
+    assert f"Plan digest `{request['plan_digest']}`" in shown["body"]
     assert result.state == "success", result.task_states()
     audit = json.loads((result.artifacts() / "audit.json").read_text())
     if choice == "Approve":
         assert _deployments_left(s3, bucket) == ["c"]
         assert (audit["outcome"], audit["approval"], audit["deleted_count"]) == ("deleted", "approved", 4)
+        # who approved, when, and the digest of the plan they were shown
+        record = audit["approval_record"]
+        assert record["responded_by"] == {"id": "tester", "name": "tester"} and record["responded_at"]
+        assert record["plan_digest"] == request["plan_digest"]
     else:
         assert _keys(s3, bucket) == before
         assert result.task_states()[("delete", -1)] == "skipped"
         assert (audit["outcome"], audit["approval"], audit["deleted_count"]) == ("rejected", "rejected", 0)
+
+
+def test_the_approver_sees_odd_deployment_names_and_keys_escaped(s3, s3_server, run_dag, bucket):
+    """Deployment names and keys carrying backticks, newlines and image Markdown reach the approval text
+    only escaped, inside fenced code blocks: no injected line, image or link (issue 12 item 4)."""
+    from markdown_it import MarkdownIt
+
+    evil = "x```\n**Reviewed by security: safe**\n![p](http://evil.example/p.png)"
+    _seed_deployments(s3_server, bucket, {evil: 30, "b`c": 20, "new": 10}, files=("index.html",))
+    with answering_approval("Reject") as (answered, shown):
+        result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                               "approval": "required"})
+    assert answered == [result.run_id] and result.state == "success"
+    html = MarkdownIt("commonmark").render(shown["body"])
+    assert "<img" not in html and "<a " not in html
+    assert "Reviewed by security" not in html.split("<pre>")[0]  # only inside code blocks, never as text
+    fences = [t.content for t in MarkdownIt("commonmark").parse(shown["body"]) if t.type == "fence"]
+    assert any("deploys/x```\\n**Reviewed by security: safe**\\n![p](http://evil.example/p.png)/index.html" in f
+               for f in fences), fences
+    assert any("deploys/b`c/index.html" in f for f in fences)
+    assert len(_keys(s3, bucket)) == 4  # rejected: nothing deleted
+
+
+def test_only_approvers_may_answer(s3, s3_server, run_dag, bucket):
+    """approvers become the request's assigned users: Airflow refuses anyone else (403); the approver's
+    Approve deletes, and the audit names them."""
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    with answering_approval("Approve", users=("tester", "carol")) as (answered, shown):
+        result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                               "approval": "required", "approvers": ["carol"]})
+    assert answered == [result.run_id]
+    assert [(name, status) for name, status, _ in shown["refused"]] == [("tester", 403)]
+    assert "not a respondent" in shown["refused"][0][2]
+    assert result.state == "success", result.task_states()
+    assert _deployments_left(s3, bucket) == ["c"]
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert audit["approval_record"]["responded_by"] == {"id": "carol", "name": "carol"}
 
 
 def test_guard_refuses_a_plan_over_max_delete_count(s3, s3_server, run_dag, bucket):

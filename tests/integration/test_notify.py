@@ -101,7 +101,7 @@ def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeyp
     assert "t/line\\nbreak.dat" in body
 
 
-def test_a_malformed_setting_fails_the_approval_and_only_logs_on_failure(mailbox, monkeypatch, capfd):
+def test_a_malformed_setting_fails_the_approval_and_only_logs_on_failure(mailbox, monkeypatch, capfd, caplog):
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.dag_defaults import DeploymentNotifier
@@ -112,7 +112,8 @@ def test_a_malformed_setting_fails_the_approval_and_only_logs_on_failure(mailbox
     with pytest.raises(AirflowFailException, match=r"Airflow Variable 's3ops_retention'\[0\]: 'type' must be"):
         DeploymentNotifier("approval")(context)
     DeploymentNotifier("failure")({**context, "exception": RuntimeError("boom")})  # logged, not raised
-    assert "no failure notification sent: key 'notifications' of the Airflow Variable" in capfd.readouterr().out
+    logged = capfd.readouterr().out + caplog.text  # structlog's stdout, or pytest's capture once it is configured
+    assert "no failure notification sent: key 'notifications' of the Airflow Variable" in logged
     monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", "{not json")
     with pytest.raises(AirflowFailException, match="'s3ops_retention' is not valid JSON"):
         DeploymentNotifier("approval")(context)

@@ -186,7 +186,10 @@ def test_runs_written_before_the_index_are_indexed_by_housekeeping(root):
     (folder / "summary.json").write_text(json.dumps({"uploaded": 5}))
     (root / "s3_upload" / "broken").mkdir()
     (root / "s3_upload" / "broken" / "summary.json").write_text("{nope")
+    artifacts.write_json(root / "s3_upload" / "new" / "summary.json", {"uploaded": 1})  # creates the index
+    assert views.uploads_view(root)["run_count"] == 1  # the index exists: legacy folders are not scanned
     report = housekeeping.housekeep(root, {}, now=datetime.now(timezone.utc))
-    assert report["indexed"] == 2
+    assert report["indexed"] == 2  # the two legacy runs; the new one is indexed already
     view = views.uploads_view(root)
-    assert view["run_count"] == 2 and view["totals"]["uploaded"] == 5
+    assert view["run_count"] == 3 and view["totals"]["uploaded"] == 6
+    assert housekeeping.housekeep(root, {}, now=datetime.now(timezone.utc))["indexed"] == 0

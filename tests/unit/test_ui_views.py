@@ -168,3 +168,45 @@ def test_pages_are_self_contained_escaped_and_carry_exact_numbers(root: Path) ->
 def test_human_bytes() -> None:
     assert [ui_html.human_bytes(n) for n in (0, 1023, 1024, 1536, 5 * 1024**3)] == [
         "0 B", "1023 B", "1.00 KiB", "1.50 KiB", "5.00 GiB"]
+
+
+def test_plans_view_shows_each_approval_lifecycle_state_distinctly(tmp_path: Path) -> None:
+    """pending, approved, rejected, superseded, expired and refused each get their own status and badge,
+    from what the gate recorded (approval_request.json, approval.json, superseded.json, audit.json)."""
+    base = tmp_path / "s3_retention"
+    plan = {"bucket": "b", "delete_count": 2, "delete_bytes": 20, "scanned_count": 9, "chunks": ["00000"]}
+    request = {"timeout_at": "2026-12-01T06:00:00+00:00", "approvers": ["alice"]}
+    alice = {"id": "alice", "name": "alice"}
+    runs = {
+        "pending": ({}, "awaiting_input"),
+        "approved": ({"approval.json": {"verdict": "approved", "responded_by": alice, "reason": "approved by alice",
+                                        "responded_at": "2026-11-30T10:00:00+00:00", "plan_digest": "sha256:ab"}},
+                     "success"),
+        "rejected": ({"approval.json": {"verdict": "rejected", "responded_by": alice, "reason": "rejected by alice"},
+                      "audit.json": {"outcome": "rejected"}}, "success"),
+        "superseded": ({"superseded.json": {"superseded_by": "pending"}}, "awaiting_input"),
+        "expired": ({"approval.json": {"verdict": "expired", "responded_by": None, "reason": "timeout"},
+                     "audit.json": {"outcome": "expired"}}, "success"),
+        "refused": ({"approval.json": {"verdict": "refused", "responded_by": {"id": "bob", "name": "bob"},
+                                       "reason": "self-approval refused"}}, "failed"),
+    }
+    states = {}
+    for run, (files, state) in runs.items():
+        _write(base / run / "plan.json", plan)
+        _write(base / run / "approval_request.json", request)
+        for name, obj in files.items():
+            _write(base / run / name, obj)
+        states[("s3_retention", run)] = state
+    view = ui_views.plans_view(tmp_path, states)
+    status = {p["run_id"]: p["status"] for p in view["recent"]}
+    assert status == {"pending": "awaiting approval", "approved": "approved", "rejected": "rejected",
+                      "superseded": "superseded", "expired": "expired", "refused": "refused"}
+    assert [p["run_id"] for p in view["pending"]] == ["pending"]  # a superseded request no longer waits
+    html = ui_html.render_plans(view)
+    _parse(html)
+    for run, badge in (("approved", "approved"), ("superseded", "superseded"), ("expired", "expired")):
+        assert f'data-run="{run}" data-status="{badge}"' in html
+        assert f'class="badge {badge}"' in html
+    assert 'data-verdict="approved">Approval: <b>approved</b> by alice' in html
+    assert "Superseded by run <code>pending</code>" in html
+    assert "Expires 2026-12-01T06:00:00+00:00" in html and "approvers: alice" in html

@@ -1,0 +1,315 @@
+"""The approval gate's evidence, its verdict and the text the approver reads. No Airflow imports.
+
+Evidence of approval is the approval request's own record (Airflow's Human-in-the-loop detail of the
+``approve`` task instance: who answered, what, when), never an XCom or a task state, which any user with
+task-instance edit rights can write through the REST API.
+
+Why files in the artifact store: Airflow's execution API lets a task read only its *own* HITL detail (the
+route ``/execution/hitlDetails/{ti_id}`` requires the JWT scope ``ti:self``, see
+``airflow/api_fastapi/execution_api/routes/hitl.py``), so ``delete`` cannot read ``approve``'s record.
+``approve`` therefore takes its own record when it resumes (Airflow core builds the resume event from the
+HITL row: ``HITLDetail.as_resume_event_payload``) and writes what it found to ``approval.json`` in the run's
+artifact folder, which no Airflow API user can write. ``delete``,
+``purge_job_rows`` and ``audit`` read that file and re-derive every other precondition from the plan
+artifact. A task instance marked successful by hand never resumes, so it writes no ``approval.json``.
+
+Files in ``<root>/<dag_id>/<run_id>/``:
+
+- ``guard.json``: the guard's verdict on the plan and the SHA-256 of ``plan.json`` it checked;
+- ``approval_request.json``: what the approver was asked (plan id and digests, target, who may answer,
+  who triggered the run, when it expires);
+- ``approval.json``: the verdict read from the HITL record (``approved``, ``rejected``, ``expired``,
+  ``superseded`` or ``refused``), who answered, when, and the digest of the plan they saw;
+- ``superseded.json``: written by a newer run of the same DAG and target while this run's request waited.
+
+The approval text escapes everything that comes from S3, MySQL or a param (keys, deployment names,
+bucket, headline): it is shown inside fenced code blocks, one value per line, with control, format,
+separator and combining characters written as ``\\uXXXX`` escapes, so no key can add Markdown (a fake
+"reviewed" line, an image, a link) or hide a character from the approver. No library does this for the
+Markdown the Airflow UI renders, hence the few lines here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from include.core import artifacts
+
+GUARD_FILE = "guard.json"
+REQUEST_FILE = "approval_request.json"
+APPROVAL_FILE = "approval.json"
+SUPERSEDED_FILE = "superseded.json"
+
+APPROVE, REJECT = "Approve", "Reject"
+#: verdicts an answered (or closed) request can have; only ``approved`` lets anything be deleted
+APPROVED, REJECTED, EXPIRED, SUPERSEDED, REFUSED = "approved", "rejected", "expired", "superseded", "refused"
+#: verdicts after which the run deletes nothing and still succeeds (a decision, not an error)
+QUIET_VERDICTS = (REJECTED, EXPIRED, SUPERSEDED)
+
+
+class DeleteRefused(RuntimeError):
+    """A precondition of a delete is missing. ``verdict`` names the approval verdict when that was the
+    reason (``rejected``, ``expired``, ``superseded``, ``dry_run``, ``no_answer``, ``refused``)."""
+
+    def __init__(self, message: str, verdict: str = "") -> None:
+        super().__init__(message)
+        self.verdict = verdict
+
+
+# Digests ------------------------------------------------------------------------------------------
+def file_digest(path: Any) -> str:
+    """``sha256:<hex>`` of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def plan_digests(run_dir: Any, chunks: Iterable[str]) -> dict[str, Any]:
+    """The digests that pin a plan: ``plan.json``'s, each chunk's, and one over all of them."""
+    from include.deletion.plan import PLAN_DIR, PLAN_FILE
+
+    plan_file = file_digest(run_dir / PLAN_FILE)
+    per_chunk = {chunk: file_digest(run_dir / PLAN_DIR / f"{chunk}.jsonl") for chunk in chunks}
+    whole = hashlib.sha256("\n".join([plan_file, *(f"{c} {d}" for c, d in per_chunk.items())]).encode())
+    return {"plan_digest": "sha256:" + whole.hexdigest(), "plan_file_digest": plan_file, "chunk_digests": per_chunk}
+
+
+# Who may answer -----------------------------------------------------------------------------------
+def clean_approvers(approvers: Any) -> list[str]:
+    """The ``approvers`` setting as a list of user ids (empty: any user allowed to answer)."""
+    if approvers in (None, ""):
+        return []
+    if isinstance(approvers, str):
+        approvers = [approvers]
+    if not isinstance(approvers, list | tuple) or not all(isinstance(a, str) and a.strip() for a in approvers):
+        raise ValueError(f"approvers must be a list of Airflow user ids, got {approvers!r}")
+    return list(dict.fromkeys(a.strip() for a in approvers))
+
+
+def assigned_users(approvers: list[str], *, separate_approver: bool, triggered_by: str | None) -> list[dict[str, str]]:
+    """The HITL ``assigned_users`` (Airflow refuses an answer from anyone else with 403).
+
+    With ``separate_approver`` the user who triggered the run is left out. Empty means "anyone allowed to
+    answer"; a self-approval is then refused when the answer comes back (:func:`judge`).
+    """
+    users = [a for a in approvers if not (separate_approver and triggered_by and a == triggered_by)]
+    if approvers and not users:
+        raise ValueError(
+            f"nobody may approve this run: approvers is {approvers} and {triggered_by!r} triggered it while "
+            "separate_approver is on; add another approver or let a schedule (or another user) trigger the run")
+    return [{"id": u, "name": u} for u in users]
+
+
+def _user(record: Mapping[str, Any]) -> dict[str, str] | None:
+    user = record.get("responded_by_user") or record.get("responded_by")
+    if not user:
+        return None
+    if not isinstance(user, Mapping):
+        user = {"id": getattr(user, "id", ""), "name": getattr(user, "name", "")}
+    return {"id": str(user.get("id") or ""), "name": str(user.get("name") or "")}
+
+
+def judge(
+    record: Mapping[str, Any], *, approvers: list[str], separate_approver: bool, triggered_by: str | None,
+) -> tuple[str, str]:
+    """The verdict of an answered HITL record and why: ``(verdict, reason)``.
+
+    ``record`` has ``response_received``, ``chosen_options``, ``responded_by_user`` ({id, name}, None when
+    Airflow applied the default at the timeout) and ``responded_at``.
+    """
+    chosen = list(record.get("chosen_options") or [])
+    if not record.get("response_received") or not chosen:
+        return "no_answer", "nobody answered the approval request"
+    user = _user(record)
+    if user is None:
+        return EXPIRED, f"nobody answered within the approval timeout (Airflow applied {chosen})"
+    who = user["name"] or user["id"]
+    if chosen != [APPROVE]:
+        return REJECTED, f"rejected by {who}"
+    if approvers and not {user["id"], user["name"]} & set(approvers):
+        return REFUSED, f"approval by {who!r} refused: not in approvers {approvers}"
+    if separate_approver and triggered_by and triggered_by in (user["id"], user["name"]):
+        return REFUSED, (f"self-approval refused: {who!r} triggered this run and separate_approver is on; another "
+                         "user must approve (clear the 'approve' task to ask again)")
+    return APPROVED, f"approved by {who}"
+
+
+# Files --------------------------------------------------------------------------------------------
+def read_optional(path: Any) -> dict[str, Any] | None:
+    return dict(artifacts.read_json(path)) if artifacts.exists(path) else None
+
+
+def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], asked_at: str) -> list[str]:
+    """Mark every other run of this DAG whose request for the same ``target`` still waits (no
+    ``approval.json``) and was asked earlier as superseded by ``run_id``; return their run ids."""
+    done: list[str] = []
+    try:
+        children = list(dag_dir.iterdir()) if artifacts.exists(dag_dir) else []
+    except OSError:
+        return done
+    for folder in children:
+        if folder.name == run_id or not artifacts.exists(folder / REQUEST_FILE):
+            continue
+        if artifacts.exists(folder / APPROVAL_FILE) or artifacts.exists(folder / SUPERSEDED_FILE):
+            continue
+        try:
+            request = artifacts.read_json(folder / REQUEST_FILE)
+        except (OSError, ValueError):
+            continue
+        if request.get("target") != dict(target) or str(request.get("asked_at", "")) >= asked_at:
+            continue
+        artifacts.write_json(folder / SUPERSEDED_FILE, {"superseded_by": run_id, "at": asked_at,
+                                                        "plan_id": request.get("plan_id")})
+        done.append(folder.name)
+    return sorted(done)
+
+
+# Authorisation ------------------------------------------------------------------------------------
+def authorize(
+    *, plan: Mapping[str, Any] | None, params: Mapping[str, Any], chunk: str | None, plan_file_digest: str | None,
+    chunk_digest: str | None, guard: Mapping[str, Any] | None, approval: Mapping[str, Any] | None,
+    superseded: Mapping[str, Any] | None, max_map_length: int,
+) -> str:
+    """Raise :class:`DeleteRefused` unless this chunk (or, with ``chunk=None``, this plan) may be deleted;
+    return the verdict (``auto`` or ``approved``). Every input is read from the artifact store or the
+    run's params, none from XCom."""
+    from include.deletion.plan import guard_violations
+
+    if plan is None:
+        raise DeleteRefused("no plan.json for this run: nothing may be deleted without a written plan")
+    if chunk is not None and chunk not in plan.get("chunks", []):
+        raise DeleteRefused(f"chunk {chunk!r} is not part of the plan")
+    if params.get("dry_run"):
+        raise DeleteRefused("dry run: nothing is deleted", "dry_run")
+    mode = params.get("approval")
+    if mode not in ("required", "auto"):
+        raise DeleteRefused(f"approval must be 'required' or 'auto', got {mode!r}")
+    chunks = list(plan.get("chunks") or [])
+    refusals = [f"the plan has {len(chunks)} chunks, more than Airflow's max_map_length={max_map_length}"] \
+        if len(chunks) > max_map_length else []
+    violations = guard_violations(dict(plan), max_delete_count=int(params["max_delete_count"]),
+                                  max_delete_fraction=params.get("max_delete_fraction"), refusals=refusals)
+    if violations:
+        raise DeleteRefused("the plan does not pass the guards: " + "; ".join(violations))
+    if not guard or guard.get("plan_id") != plan.get("plan_id") or guard.get("plan_file_digest") != plan_file_digest:
+        raise DeleteRefused("the guard did not check this plan (guard.json missing, or plan.json changed since): "
+                            "clear the run's guard, approve and delete tasks")
+    if mode == "auto":
+        return "auto"
+    if superseded:
+        raise DeleteRefused(f"this plan was superseded by run {superseded.get('superseded_by')!r}: nothing of it "
+                            "is deleted", SUPERSEDED)
+    if approval is None:
+        raise DeleteRefused(
+            "deletion needs approval (approval='required') and no approval is recorded: nobody answered the "
+            "'approve' task's request for this plan (a task marked successful by hand or an XCom written through "
+            "the API is not an approval); answer it in Browse → Required Actions", "no_answer")
+    verdict = str(approval.get("verdict"))
+    if verdict != APPROVED:
+        raise DeleteRefused(f"the approval request was answered: {verdict} ({approval.get('reason')})", verdict)
+    if approval.get("plan_id") != plan.get("plan_id") or approval.get("plan_file_digest") != plan_file_digest:
+        raise DeleteRefused("the approval was given for another plan (plan.json changed after it was approved): "
+                            "nothing is deleted; clear the run's plan task to plan and ask again", REFUSED)
+    if chunk is not None and (approval.get("chunk_digests") or {}).get(chunk) != chunk_digest:
+        raise DeleteRefused(f"plan chunk {chunk} changed after it was approved: nothing of it is deleted", REFUSED)
+    return APPROVED
+
+
+def verdict_of(params: Mapping[str, Any], approval: Mapping[str, Any] | None,
+               superseded: Mapping[str, Any] | None) -> str:
+    """The run's approval verdict for the audit (never raises)."""
+    if params.get("dry_run"):
+        return "dry_run"
+    if params.get("approval") == "auto":
+        return "auto"
+    if approval is not None:
+        return str(approval.get("verdict"))
+    return SUPERSEDED if superseded else "no_answer"
+
+
+# The text the approver reads ----------------------------------------------------------------------
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SAFE_WORD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def shown(value: Any) -> str:
+    """``value`` as one line of plain text: backslash, control, format, separator, surrogate and combining
+    characters as escapes (so NFD ``é`` shows as ``e\\u0301``); everything else as it is."""
+    out = []
+    for ch in str(value):
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+            continue
+        cat = unicodedata.category(ch)
+        if ch != " " and (cat[0] in "CZ" or cat in ("Mn", "Me")):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def fenced(values: Iterable[Any]) -> str:
+    """A fenced code block holding one escaped value per line; the fence is longer than any run of
+    backticks inside, so nothing inside can close it."""
+    lines = [shown(v) for v in values]
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return "\n".join([fence + "text", *lines, fence])
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any], *, plan_digest: str = "",
+                  timeout_at: str = "", superseded: Iterable[str] = ()) -> str:
+    """The Markdown the approver reads: what, how much, why, examples and where the full plan is.
+
+    Only numbers we computed and fixed words are Markdown; every value from S3, MySQL or a param is in a
+    fenced code block (:func:`fenced`)."""
+    lines: list[str] = []
+    if summary.get("headline"):
+        lines += [fenced([summary["headline"]]), ""]
+    lines += [
+        f"Delete **{_count(summary.get('delete_count'))} objects** ({human_bytes(_count(summary.get('delete_bytes')))}); "
+        f"{_count(summary.get('scanned_count'))} objects were scanned. Bucket:", "",
+        fenced([params.get("bucket") or ""]),
+        "", "| reason | objects | bytes |", "| --- | ---: | ---: |",
+    ]
+    for reason, slot in (summary.get("by_reason") or {}).items():
+        label = reason if _SAFE_WORD.match(str(reason)) else "(unusual reason: see the plan)"
+        slot = slot if isinstance(slot, Mapping) else {}
+        lines.append(f"| {label} | {_count(slot.get('count'))} | {human_bytes(_count(slot.get('bytes')))} |")
+    samples = list(summary.get("samples") or [])
+    if samples:
+        lines += ["", f"First {len(samples)} keys (odd characters shown as escapes):", "", fenced(samples)]
+    lines += ["", f"Full plan ({len(summary.get('chunks') or [])} chunks):", "", fenced([summary.get("plan_uri") or ""])]
+    if plan_digest:
+        lines += ["", f"Plan digest `{plan_digest}`: the approval holds for exactly this plan."]
+    if timeout_at:
+        lines += ["", f"Unanswered by {timeout_at} (UTC), the request expires and nothing is deleted."]
+    superseded = list(superseded)
+    if superseded:
+        lines += ["", f"This plan supersedes {len(superseded)} older waiting plan(s) of the same target:", "",
+                  fenced(superseded)]
+    lines += ["", "Every key is re-checked right before it is deleted; Reject deletes nothing."]
+    return "\n".join(lines)

@@ -1,0 +1,317 @@
+"""The approval gate without Airflow's scheduler: the verdict from the HITL record, who may approve, the
+preconditions re-derived from the plan artifact (never XCom), supersession, and the escaped approval text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.core import artifacts
+from include.deletion import approval as gate
+from include.deletion.approval import DeleteRefused
+from include.deletion.plan import PLAN_DIR, PLAN_FILE, PlanItem, PlanWriter
+
+PARAMS = {"approval": "required", "dry_run": False, "max_delete_count": 100, "max_delete_fraction": None}
+ALICE = {"id": "alice", "name": "alice"}
+
+
+def _record(chosen: list[str], user: dict[str, str] | None = ALICE) -> dict[str, Any]:
+    return {"response_received": True, "chosen_options": chosen, "responded_by_user": user,
+            "responded_at": "2026-11-30T10:00:00+00:00"}
+
+
+def _plan(run_dir: Path, n: int = 3) -> dict[str, Any]:
+    writer = PlanWriter(run_dir, chunk_size=2)
+    for i in range(n):
+        writer.note_scanned(10)
+        writer.add(PlanItem(key=f"k{i}", size=10, reason="orphan"))
+    for _ in range(n):
+        writer.note_scanned(10)
+    return writer.close(listing_complete=True)
+
+
+def _approved(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """What approve writes after a valid Approve: the verdict pinned to the plan's digests."""
+    digests = gate.plan_digests(run_dir, summary["chunks"])
+    return {"verdict": gate.APPROVED, "reason": "approved by alice", "plan_id": summary["plan_id"], **digests}
+
+
+def _authorize(run_dir: Path, chunk: str | None = "00000", **over: Any) -> str:
+    summary = json.loads((run_dir / PLAN_FILE).read_text())
+    args: dict[str, Any] = {
+        "plan": summary, "params": PARAMS, "chunk": chunk,
+        "plan_file_digest": gate.file_digest(run_dir / PLAN_FILE),
+        "chunk_digest": gate.file_digest(run_dir / PLAN_DIR / f"{chunk}.jsonl")
+        if chunk and (run_dir / PLAN_DIR / f"{chunk}.jsonl").exists() else None,
+        "guard": {"plan_id": summary["plan_id"], "plan_file_digest": gate.file_digest(run_dir / PLAN_FILE)},
+        "approval": _approved(run_dir, summary), "superseded": None, "max_map_length": 1024,
+    }
+    args.update(over)
+    return gate.authorize(**args)
+
+
+# the verdict comes from the HITL record --------------------------------------------------------------
+def test_judge_reads_who_answered_what():
+    kw = {"approvers": [], "separate_approver": True, "triggered_by": "bob"}
+    assert gate.judge(_record(["Approve"]), **kw) == ("approved", "approved by alice")
+    assert gate.judge(_record(["Reject"]), **kw)[0] == "rejected"
+    # Airflow applies the default (Reject) at the timeout with nobody as the responder
+    assert gate.judge(_record(["Reject"], user=None), **kw)[0] == "expired"
+    assert gate.judge({"response_received": False, "chosen_options": None}, **kw)[0] == "no_answer"
+
+
+def test_judge_refuses_a_user_not_in_approvers_and_a_self_approval():
+    verdict, reason = gate.judge(_record(["Approve"]), approvers=["carol"], separate_approver=False, triggered_by=None)
+    assert verdict == "refused" and "'alice'" in reason and "not in approvers" in reason
+    verdict, reason = gate.judge(_record(["Approve"]), approvers=[], separate_approver=True, triggered_by="alice")
+    assert verdict == "refused" and "self-approval" in reason
+    # off: the triggering user may approve; a scheduled run has no triggering user
+    assert gate.judge(_record(["Approve"]), approvers=[], separate_approver=False, triggered_by="alice")[0] == "approved"
+    assert gate.judge(_record(["Approve"]), approvers=["alice"], separate_approver=True, triggered_by=None)[0] == "approved"
+    # a reject is a reject, whoever gives it: it deletes nothing
+    assert gate.judge(_record(["Reject"]), approvers=["carol"], separate_approver=True, triggered_by="alice")[0] == "rejected"
+
+
+def test_assigned_users_leave_out_the_triggering_user():
+    assert gate.assigned_users(["alice", "bob"], separate_approver=True, triggered_by="bob") == [ALICE]
+    assert gate.assigned_users(["alice", "bob"], separate_approver=False, triggered_by="bob") == [
+        ALICE, {"id": "bob", "name": "bob"}]
+    assert gate.assigned_users([], separate_approver=True, triggered_by="bob") == []
+    with pytest.raises(ValueError, match="nobody may approve"):
+        gate.assigned_users(["bob"], separate_approver=True, triggered_by="bob")
+
+
+@pytest.mark.parametrize("bad", [[""], ["  "], [1], "x,y" * 0 or 5, {"a": 1}])
+def test_clean_approvers_rejects_odd_values(bad):
+    with pytest.raises(ValueError, match="approvers must be a list"):
+        gate.clean_approvers(bad)
+
+
+def test_clean_approvers():
+    assert gate.clean_approvers(None) == [] and gate.clean_approvers([]) == []
+    assert gate.clean_approvers(["alice", " alice ", "bob"]) == ["alice", "bob"]
+
+
+# preconditions from the artifact store ----------------------------------------------------------------
+def test_delete_is_authorised_when_everything_holds(tmp_path):
+    _plan(tmp_path)
+    assert _authorize(tmp_path) == "approved"
+    assert _authorize(tmp_path, chunk=None) == "approved"  # purge_job_rows: a plan-wide check
+    assert _authorize(tmp_path, params={**PARAMS, "approval": "auto"}, approval=None) == "auto"
+
+
+@pytest.mark.parametrize(("change", "message", "verdict"), [
+    ({"plan": None}, "no plan.json", ""),
+    ({"chunk": "00009"}, "not part of the plan", ""),
+    ({"params": {**PARAMS, "dry_run": True}}, "dry run", "dry_run"),
+    ({"params": {**PARAMS, "approval": "sometimes"}}, "approval must be", ""),
+    ({"params": {**PARAMS, "max_delete_count": 2}}, "more than max_delete_count=2", ""),
+    ({"params": {**PARAMS, "max_delete_fraction": 0.1}}, "max_delete_fraction", ""),
+    ({"max_map_length": 1}, "more than Airflow's max_map_length=1", ""),
+    ({"guard": None}, "the guard did not check this plan", ""),
+    ({"guard": {"plan_id": "other"}}, "the guard did not check this plan", ""),
+    # approve marked successful by hand, or an XCom forged through the API: no approval.json
+    ({"approval": None}, "no approval is recorded", "no_answer"),
+    ({"approval": {"verdict": "rejected", "reason": "rejected by alice"}}, "rejected by alice", "rejected"),
+    ({"approval": {"verdict": "expired", "reason": "timeout"}}, "expired", "expired"),
+    ({"approval": {"verdict": "refused", "reason": "self-approval refused"}}, "self-approval", "refused"),
+    ({"superseded": {"superseded_by": "newer"}}, "superseded by run 'newer'", "superseded"),
+])
+def test_delete_is_refused_when_a_precondition_is_missing(tmp_path, change, message, verdict):
+    _plan(tmp_path)
+    with pytest.raises(DeleteRefused, match=message) as info:
+        _authorize(tmp_path, **change)
+    assert info.value.verdict == verdict
+
+
+def test_an_approval_holds_only_for_the_plan_it_was_given_for(tmp_path):
+    summary = _plan(tmp_path)
+    approval = _approved(tmp_path, summary)
+    _plan(tmp_path)  # the plan task ran again: a new plan id, new files
+    with pytest.raises(DeleteRefused, match="another plan"):
+        _authorize(tmp_path, approval=approval)
+    # a chunk rewritten after the approval (same plan.json): that chunk is refused
+    summary = _plan(tmp_path)
+    approval = _approved(tmp_path, summary)
+    chunk = tmp_path / PLAN_DIR / "00000.jsonl"
+    chunk.write_text(chunk.read_text().replace('"k0"', '"precious"'))
+    with pytest.raises(DeleteRefused, match="chunk 00000 changed"):
+        _authorize(tmp_path, approval=approval)
+    assert _authorize(tmp_path, chunk="00001", approval=approval) == "approved"
+
+
+def test_verdict_of():
+    assert gate.verdict_of({"dry_run": True, "approval": "auto"}, None, None) == "dry_run"
+    assert gate.verdict_of({"approval": "auto"}, None, None) == "auto"
+    assert gate.verdict_of({"approval": "required"}, None, None) == "no_answer"
+    assert gate.verdict_of({"approval": "required"}, None, {"superseded_by": "r2"}) == "superseded"
+    assert gate.verdict_of({"approval": "required"}, {"verdict": "approved"}, None) == "approved"
+
+
+def test_supersede_older_marks_only_waiting_requests_of_the_same_target(tmp_path):
+    target = {"bucket": "b", "prefix": "p/"}
+
+    def request(run: str, asked_at: str, tgt: dict[str, str] = target, answered: bool = False) -> None:
+        artifacts.write_json(tmp_path / run / gate.REQUEST_FILE, {"plan_id": run, "target": tgt, "asked_at": asked_at})
+        if answered:
+            artifacts.write_json(tmp_path / run / gate.APPROVAL_FILE, {"verdict": "approved"})
+
+    request("old", "2026-11-28T00:00:00+00:00")
+    request("answered", "2026-11-28T00:00:00+00:00", answered=True)
+    request("other-target", "2026-11-28T00:00:00+00:00", {"bucket": "b", "prefix": "q/"})
+    request("newer", "2026-11-30T00:00:00+00:00")
+    (tmp_path / "no-request").mkdir()
+    request("me", "2026-11-29T00:00:00+00:00")
+    assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at="2026-11-29T00:00:00+00:00") == ["old"]
+    marker = json.loads((tmp_path / "old" / gate.SUPERSEDED_FILE).read_text())
+    assert marker["superseded_by"] == "me" and marker["plan_id"] == "old"
+    assert not (tmp_path / "newer" / gate.SUPERSEDED_FILE).exists()
+    # idempotent: a retried approve marks nothing twice
+    assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at="2026-11-29T00:00:00+00:00") == []
+
+
+# the approver is shown the truth ----------------------------------------------------------------------
+INJECTIONS = [
+    "a`b",
+    "x\n\n**Reviewed by security: safe to delete**",
+    "```\n![pixel](https://evil.example/p.png)\n```",
+    "[click](javascript:alert(1))",
+    "tab\there\rcr",
+    "cafe\u0301",  # NFD: shown with the combining accent escaped
+    "zero\u200bwidth\u202eevil",
+    "nul\x00bell\x07",
+    "surrogate\udce9",  # an undecodable byte kept by surrogateescape
+    "back\\slash",
+]
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+def test_shown_is_one_line_and_reversible_enough_to_read(value):
+    out = gate.shown(value)
+    assert "\n" not in out and "\r" not in out
+    assert all(ch == " " or ch.isprintable() for ch in out)
+    # what was escaped reads back as the original
+    assert out.encode("latin-1", "backslashreplace").decode("unicode_escape", "surrogatepass") == value
+
+
+def test_shown_examples():
+    assert gate.shown("cafe\u0301") == "cafe\\u0301"
+    assert gate.shown("a\nb\x01") == "a\\nb\\x01"
+    assert gate.shown("café ok") == "café ok"  # NFC letters and spaces are shown as they are
+
+
+def _fenced_blocks(markdown: str) -> list[list[str]]:
+    """The contents of the fenced code blocks, parsed the CommonMark way with markdown-it."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(markdown)
+    return [t.content.rstrip("\n").split("\n") for t in tokens if t.type == "fence"]
+
+
+def _rendered(markdown: str) -> str:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").render(markdown)
+
+
+def test_keys_and_names_cannot_inject_markdown_into_the_approval_text():
+    summary = {"headline": "Delete 1 of 2 deployments: " + INJECTIONS[2], "delete_count": len(INJECTIONS),
+               "delete_bytes": 10, "scanned_count": 20, "samples": INJECTIONS, "plan_uri": "/a/plan.json",
+               "by_reason": {"orphan": {"count": 1, "bytes": 1}, "x|![i](http://e/i.png)": {"count": 1, "bytes": 1}},
+               "chunks": ["00000"]}
+    body = gate.approval_body(summary, {"bucket": "b`\n**ok**"})
+    html = _rendered(body)
+    # no image, link, emphasis or heading made from the data: only our own bold count and the table
+    assert "<img" not in html and "<a " not in html and "<h" not in html.replace("<hr", "")
+    assert html.count("<strong>") == 1 and "Reviewed by security" not in html.split("<pre>")[0]
+    blocks = _fenced_blocks(body)
+    assert [gate.shown(v) for v in INJECTIONS] in blocks  # every key, escaped, one per line, inside a fence
+    assert ["b`\\n**ok**"] in blocks
+    assert "| (unusual reason: see the plan) | 1 | 1 B |" in body
+
+
+def test_a_fence_longer_than_any_backtick_run_inside():
+    text = gate.fenced(["````", "a```b"])
+    assert text.startswith("`````text\n") and text.endswith("\n`````")
+    assert _fenced_blocks(text) == [["````", "a```b"]]
+
+
+# the approve task itself: the verdict it records when it resumes --------------------------------------
+class _TI:
+    dag_id, run_id, try_number = "d", "r", 1
+
+
+class _Task:
+    def get_direct_relatives(self, upstream: bool = False) -> list[Any]:
+        class Delete:
+            task_id, is_teardown = "delete", False
+
+        return [Delete()]
+
+
+def _resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event: dict[str, Any], *, triggered_by: str | None = "bob",
+            approvers: list[str] | None = None, change_plan: bool = False, superseded: bool = False) -> Any:
+    """Write a plan and the request approve made for it, then resume approve with ``event``."""
+    from include.deletion.airflow import PlanApprovalOperator
+
+    monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
+    run_dir = tmp_path / "d" / "r"
+    summary = _plan(run_dir)
+    artifacts.write_json(run_dir / gate.REQUEST_FILE, {
+        "plan_id": summary["plan_id"], **gate.plan_digests(run_dir, summary["chunks"]), "approvers": approvers or [],
+        "separate_approver": True, "triggered_by": triggered_by, "asked_at": "2026-11-30T00:00:00+00:00"})
+    if change_plan:
+        chunk = run_dir / PLAN_DIR / "00001.jsonl"
+        chunk.write_text(chunk.read_text().replace('"k2"', '"precious"'))
+    if superseded:
+        artifacts.write_json(run_dir / gate.SUPERSEDED_FILE, {"superseded_by": "newer"})
+    op = PlanApprovalOperator(task_id="approve", plan_task_id="plan", subject="s")
+    skipped: list[str] = []
+    monkeypatch.setattr(op, "skip", lambda ti, tasks: skipped.extend(t.task_id for t in tasks))
+    return op.execute_complete({"ti": _TI(), "task": _Task(), "params": PARAMS}, event), skipped
+
+
+def _event(chosen: list[str], user: dict[str, str] | None = ALICE) -> dict[str, Any]:
+    from datetime import datetime, timezone
+
+    return {"chosen_options": chosen, "params_input": {}, "responded_by_user": user,
+            "responded_at": datetime(2026, 11, 30, 10, tzinfo=timezone.utc), "timedout": user is None}
+
+
+def _recorded(tmp_path: Path) -> dict[str, Any]:
+    return json.loads((tmp_path / "d" / "r" / gate.APPROVAL_FILE).read_text())
+
+
+def test_approve_records_who_approved_when_and_the_plan_digest(tmp_path, monkeypatch):
+    result, skipped = _resume(tmp_path, monkeypatch, _event(["Approve"]))
+    rec = _recorded(tmp_path)
+    request = json.loads((tmp_path / "d" / "r" / gate.REQUEST_FILE).read_text())
+    assert result["verdict"] == rec["verdict"] == "approved" and skipped == []
+    assert rec["responded_by"] == ALICE and rec["responded_at"] == "2026-11-30T10:00:00+00:00"
+    assert rec["plan_digest"] == request["plan_digest"] and rec["chunk_digests"] == request["chunk_digests"]
+
+
+@pytest.mark.parametrize(("kwargs", "event", "verdict"), [
+    ({}, _event(["Reject"]), "rejected"),
+    ({}, _event(["Reject"], user=None), "expired"),
+    ({"superseded": True}, _event(["Approve"]), "superseded"),
+])
+def test_approve_skips_delete_on_reject_expiry_and_supersession(tmp_path, monkeypatch, kwargs, event, verdict):
+    result, skipped = _resume(tmp_path, monkeypatch, event, **kwargs)
+    assert result["verdict"] == _recorded(tmp_path)["verdict"] == verdict and skipped == ["delete"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"triggered_by": "alice"}, "self-approval refused"),
+    ({"approvers": ["carol"]}, "not in approvers"),
+    ({"change_plan": True}, "the plan changed while the approval request waited"),
+])
+def test_approve_fails_and_records_a_refused_approval(tmp_path, monkeypatch, kwargs, message):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=message):
+        _resume(tmp_path, monkeypatch, _event(["Approve"]), **kwargs)
+    assert _recorded(tmp_path)["verdict"] == "refused"
