@@ -28,7 +28,8 @@ from include.aws import shards
 from include.core.dates import DATE_FORMATS, check_date_format
 from include.core.errors import error_code
 from include.core.times import format_time
-from include.core.units import SIZE_UNITS, check_unit, convert, format_size, resolve_unit
+from include.core.units import SIZE_UNITS, check_unit, format_size
+from include.storage_report.aggregate import _money, _sum_counts, region_groups, sized
 from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
@@ -316,11 +317,6 @@ def summarize_part(
     incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises."""
     from botocore.exceptions import ClientError
 
-    if part.get("inventory"):
-        from include.inventory import report as inventory_report
-
-        return inventory_report.summarize_part(client, dict(part), include_versions=include_versions,
-                                               storage_classes=storage_classes)
     result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
                               "error": None}
     if part.get("note"):
@@ -416,20 +412,16 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
 def plan(
     client_for: Callable[[str | None], Any], buckets: Sequence[dict[str, Any]], *, max_shards: int,
     source: str = "listing", threshold: int | None = None, parts_per_bucket: int | None = None, threads: int = 8,
-    include_versions: bool = False, inventory_fallback: str = "listing",
+    include_versions: bool = False,
 ) -> list[shards.Shard]:
     """Shards over the readable ``buckets`` (``client_for(region)`` gives a client). With ``source``
     ``cloudwatch`` every bucket is one part; with ``inventory`` parts are groups of inventory data
-    files (include.inventory.report). A bucket whose probe fails gets one part (its listing will then
+    files (planned by include.storage_report.inventory, not here). A bucket whose probe fails gets one part (its listing will then
     record the error)."""
     from botocore.exceptions import ClientError
 
-    if source == "inventory":
-        from include.inventory import report as inventory_report
-
-        return inventory_report.plan(client_for, buckets, max_shards=max_shards, include_versions=include_versions,
-                                     fallback=inventory_fallback, listing_plan=plan, threads=threads)
-
+    if source not in ("listing", "cloudwatch"):
+        raise ValueError(f"plan() lists or reads CloudWatch; source {source!r} is planned by its own module")
     threshold = threshold or shards.DEFAULT_SHARD_OBJECTS
     parts_per_bucket = parts_per_bucket or shards.DEFAULT_PARTS_PER_BUCKET
     readable = [b for b in buckets if not b.get("error")]
@@ -469,17 +461,6 @@ def plan(
 
 
 # ------------------------------------------------------------------------------------------- the report
-
-
-def _money(usd: float) -> float:
-    return round(usd, 4)
-
-
-def sized(size_bytes: int, size_unit: str, field: str = "total_size") -> dict[str, Any]:
-    """``{"total_size": 1.5, "total_size_unit": "KiB"}``: a number in its unit and the unit beside it
-    (``auto`` picks one per value), for programs; display strings are made by the renderers."""
-    unit = resolve_unit(size_bytes, size_unit)
-    return {field: convert(size_bytes, unit), f"{field}_unit": unit}
 
 
 def bucket_entry(
@@ -542,49 +523,6 @@ def bucket_entry(
         entry["incomplete_multipart_uploads"] = None
         entry["metric_date"] = next((r["totals"].get("metric_date") for r in results), None)
     return entry
-
-
-def _add_classes(into: dict[str, dict[str, Any]], classes: dict[str, dict[str, Any]]) -> None:
-    for cls, v in classes.items():
-        t = into.setdefault(cls, {"object_count": 0, "bytes": 0, "estimated_monthly_cost_usd": 0.0})
-        t["object_count"] = None if v["object_count"] is None or t["object_count"] is None \
-            else t["object_count"] + v["object_count"]
-        t["bytes"] += v["bytes"]
-        t["estimated_monthly_cost_usd"] = _money(t["estimated_monthly_cost_usd"] + v["estimated_monthly_cost_usd"])
-
-
-def _sum_counts(values: Iterable[int | None]) -> int | None:
-    """The sum, or None (unknown) when any part is unknown."""
-    total = 0
-    for v in values:
-        if v is None:
-            return None
-        total += v
-    return total
-
-
-def region_groups(entries: Sequence[dict[str, Any]], size_unit: str) -> list[dict[str, Any]]:
-    """report.json's ``regions``: per region (null when it could not be read) the buckets, objects,
-    bytes, estimated cost and storage classes of its readable buckets, and how many could not be read."""
-    groups: dict[str | None, list[dict[str, Any]]] = {}
-    for e in entries:
-        groups.setdefault(e["region"], []).append(e)
-    out = []
-    for region in sorted(groups, key=lambda r: (r is None, r or "")):
-        members = groups[region]
-        ok = [e for e in members if e["error"] is None]
-        classes: dict[str, dict[str, Any]] = {}
-        for e in ok:
-            _add_classes(classes, e["storage_classes"])
-        total_bytes = sum(e["total_bytes"] for e in ok)
-        out.append({
-            "region": region, "bucket_count": len(members), "error_count": len(members) - len(ok),
-            "object_count": _sum_counts(e["object_count"] for e in ok), "total_bytes": total_bytes,
-            **sized(total_bytes, size_unit),
-            "estimated_monthly_cost_usd": _money(sum(e["estimated_monthly_cost_usd"] for e in ok)),
-            "storage_classes": dict(sorted(classes.items())),
-        })
-    return out
 
 
 def build_report(
