@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS
+from include.dag_defaults import dag_args
 
 DOC_MD = """
 ### Keep the artifact store bounded
@@ -29,14 +27,12 @@ See `docs/configuration.md`.
 @dag(
     dag_id="s3ops_housekeeping",
     schedule="@daily",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    params={"dry_run": Param(False, type="boolean", title="Dry run",
-                             description="Report what would be removed; remove nothing.")},
-    doc_md=DOC_MD,
-    tags=["s3ops", "housekeeping"],
+    **dag_args(
+        tags=["housekeeping"],
+        doc_md=DOC_MD,
+        params={"dry_run": Param(False, type="boolean", title="Dry run",
+                                 description="Report what would be removed; remove nothing.")},
+    ),
 )
 def s3ops_housekeeping() -> None:
     @task

@@ -247,6 +247,13 @@ def _has_events(client: S3Client) -> bool:
     return hasattr(getattr(getattr(client, "meta", None), "events", None), "register")
 
 
+def _last_page(page: dict[str, Any], on_page: Any, entries: int) -> bool:
+    """Report a page's size to ``on_page`` (progress); True when it was the last page."""
+    if on_page is not None:
+        on_page(entries)
+    return not page.get("IsTruncated")
+
+
 # --- the interface ---------------------------------------------------------------------------------
 
 
@@ -272,9 +279,7 @@ def iter_objects(
             yield from (o for o in objects if o.key < end_before)
             return
         yield from objects
-        if on_page is not None:
-            on_page(len(objects))
-        if not page.get("IsTruncated"):
+        if _last_page(page, on_page, len(objects)):
             return
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
         kwargs.pop("StartAfter", None)
@@ -302,9 +307,7 @@ def iter_versions(
             ]
             items.sort(key=lambda v: v.key)
         yield from items
-        if on_page is not None:
-            on_page(len(items))
-        if not page.get("IsTruncated"):
+        if _last_page(page, on_page, len(items)):
             return
         kwargs["KeyMarker"] = page["NextKeyMarker"]
         kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker", "")
