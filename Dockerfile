@@ -6,9 +6,14 @@
 
 FROM apache/airflow:3.3.2 AS airflow
 COPY --chown=airflow:0 docker/requirements-airflow.txt /opt/s3ops/requirements-airflow.txt
-# Naming apache-airflow at the image's own version keeps pip from upgrading or downgrading Airflow
-# while it resolves the providers (the official way to extend the image).
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/s3ops/requirements-airflow.txt
+# The image's own installed packages are the constraints (less the ones this project pins itself), and
+# apache-airflow is named at the image's version: pip adds the providers and s3fs without silently
+# replacing anything Airflow was built with; a conflict fails the build instead.
+# tests/layout/test_requirements.py runs the same resolution with pip --dry-run.
+RUN pip freeze | grep -viE "^($(grep -vE '^\s*(#|$)' /opt/s3ops/requirements-airflow.txt | sed -E 's/[=<>!~\[; ].*//' | paste -sd'|' -))==" \
+      > /opt/s3ops/image-constraints.txt \
+ && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/s3ops/requirements-airflow.txt \
+      -c /opt/s3ops/image-constraints.txt
 # Owned by airflow so that fresh named volumes mounted here are writable by the workers.
 RUN mkdir -p /opt/airflow/artifacts /opt/airflow/uploads
 

@@ -31,10 +31,13 @@ bench: bootstrap
 	@bash scripts/bootstrap.sh --with-bench
 	@$(PY) -m bench.run $(BENCH_ARGS)
 
-## make lock: regenerate requirements.txt from requirements.in
+## make lock: regenerate requirements.txt (runtime) from requirements.in and requirements-dev.txt from requirements-dev.in
 lock:
 	@rm -rf .s3ops/lockenv && python3 -m venv .s3ops/lockenv && .s3ops/lockenv/bin/pip install -q -r requirements.in
-	@{ echo "# Full lock generated from requirements.in (make lock). Do not edit by hand."; .s3ops/lockenv/bin/pip freeze; } > requirements.txt
+	@{ echo "# Runtime lock generated from requirements.in (make lock). Do not edit by hand."; .s3ops/lockenv/bin/pip freeze; } > requirements.txt
+	@.s3ops/lockenv/bin/pip install -q -r requirements-dev.in
+	@{ echo "# Dev/test lock generated from requirements-dev.in on top of requirements.txt (make lock). Do not edit by hand."; \
+	   .s3ops/lockenv/bin/pip freeze | grep -vxFf requirements.txt; echo 'tomli==2.5.0; python_version < "3.11"'; } > requirements-dev.txt
 
 clean:
 	rm -rf .s3ops

@@ -4,7 +4,7 @@
 
 Synthetic inventory data files in AWS's columns (1M rows per file, versioned columns, 4 storage
 classes) are written locally with DuckDB, then each format is aggregated by the exact query
-``include.inventory.summarize`` runs per data file (``_query``), one file after another, in a child
+``include.storage_report.inventory_files`` runs per data file (``_query``), one file after another, in a child
 process: wall time, CPU time (user+sys), objects per CPU-second (= per core) and peak RSS of the child.
 The download and MD5 check of each data file are not included (network-bound; MD5 runs at ~600 MB/s).
 """
@@ -58,7 +58,7 @@ def child(fmt: str, paths: list[str], threads: int) -> None:
     """Runs in the measured process: every file through the report's query; prints JSON."""
     import duckdb
 
-    from include.inventory.summarize import _query
+    from include.storage_report.inventory_files import _query
 
     started = time.perf_counter()
     con = duckdb.connect(config={"memory_limit": "512MB", "threads": threads})

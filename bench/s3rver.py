@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from scripts import tools
 from scripts.stack import ROOT, STATE, S3Server, StackError, _die_with_parent, _wait, free_port
 
 S3RVER_VERSION = "3.7.1"  # the last release (2021); pure JavaScript, runs on Node.js 20
@@ -49,14 +50,14 @@ def installed_version() -> str | None:
 
 def ensure_s3rver(install: bool = True) -> Path:
     """s3rver's package folder, installed with npm into ``.s3ops/bench-node`` when missing (or another version)."""
-    node = shutil.which("node")
+    node = tools.which("node")
     if node is None:
         raise StackError("s3rver needs Node.js (>= 8; 20 is tested): apt-get install nodejs npm (or brew install node)")
     if installed_version() == S3RVER_VERSION:
         return PACKAGE
     if not install:
         raise StackError(f"s3rver is not installed in {NODE_DIR}: run `make bench` (or drop --no-bootstrap)")
-    npm = shutil.which("npm")
+    npm = tools.which("npm")
     if npm is None:
         raise StackError(f"installing s3rver {S3RVER_VERSION} needs npm: apt-get install npm (or brew install node), "
                          f"or by hand: npm install --prefix {NODE_DIR} s3rver@{S3RVER_VERSION}")
@@ -72,7 +73,7 @@ def ensure_s3rver(install: bool = True) -> Path:
 def legacy_openssl() -> list[str]:
     """s3rver 3.7.1 encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node.js >= 17) only
     has in its legacy provider: without it every truncated listing is a 500 (ERR_OSSL_EVP_UNSUPPORTED)."""
-    done = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    done = subprocess.run([tools.which("node") or "node", "--version"], capture_output=True, text=True, check=False)
     major = int(done.stdout.strip().lstrip("v").split(".")[0] or 0) if done.returncode == 0 else 0
     return ["--openssl-legacy-provider"] if major >= 17 else []
 
@@ -96,7 +97,7 @@ class S3rverServer(S3Server):
         self.port = self.port or free_port()
         log = self.workdir / "s3rver.log"
         self.proc = subprocess.Popen(
-            ["node", *legacy_openssl(), str(MAIN), str(package), str(self.data), "127.0.0.1", str(self.port),
+            [tools.require("node"), *legacy_openssl(), str(MAIN), str(package), str(self.data), "127.0.0.1", str(self.port),
              *(["--verbose"] if os.environ.get("S3OPS_S3RVER_LOG") == "1" else [])],
             cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_die_with_parent,

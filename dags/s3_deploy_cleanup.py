@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS, params_of
+from include.dag_defaults import dag_args, params_of
 from include.deletion.airflow import add_deletion_tasks
 from include.deploy_cleanup import tasks as deploy_cleanup_tasks
 
@@ -41,17 +39,10 @@ Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/configuration.m
 """
 
 
-@dag(
-    dag_id="s3_deploy_cleanup",
-    schedule="@daily",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=2,  # a newer run can start while an older plan waits for approval, and supersede it
-    tags=["s3ops", "s3", "deletion"],
-    doc_md=DOC,
-    default_args=DEFAULT_ARGS,
-    params=params_of(deploy_cleanup_tasks.SETTINGS),
-)
+@dag(dag_id="s3_deploy_cleanup", schedule="@daily",
+     # a newer run can start while an older plan waits for approval, and supersede it
+     **dag_args(max_active_runs=2, tags=["s3", "deletion"], doc_md=DOC,
+                params=params_of(deploy_cleanup_tasks.SETTINGS)))
 def s3_deploy_cleanup():
     @task
     def targets() -> list[dict]:

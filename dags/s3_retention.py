@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS, params_of
+from include.dag_defaults import dag_args, params_of
 from include.deletion.airflow import add_deletion_tasks
 from include.retention import tasks as retention_tasks
 
@@ -38,17 +36,10 @@ setting fails `plan` once, before anything is listed, naming it. See `docs/confi
 """
 
 
-@dag(
-    dag_id="s3_retention",
-    schedule="@daily",
-    start_date=datetime(2024, 1, 1),
-    catchup=False,
-    max_active_runs=2,  # a newer run can start while an older plan waits for approval, and supersede it
-    tags=["s3ops", "s3", "mysql", "retention", "deletes"],
-    doc_md=DOC_MD,
-    default_args=DEFAULT_ARGS,
-    params=params_of(retention_tasks.SETTINGS),
-)
+@dag(dag_id="s3_retention", schedule="@daily",
+     # a newer run can start while an older plan waits for approval, and supersede it
+     **dag_args(max_active_runs=2, tags=["s3", "mysql", "retention", "deletes"], doc_md=DOC_MD,
+                params=params_of(retention_tasks.SETTINGS)))
 def s3_retention() -> None:
     @task
     def plan() -> dict:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from airflow.sdk import dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS, params_of
+from include.dag_defaults import dag_args, params_of
 from include.storage_report import tasks as report_tasks
 
 DOC = """
@@ -30,17 +28,8 @@ default (shard sizes and prices are Variable keys only). See docs/configuration.
 """
 
 
-@dag(
-    dag_id="s3_storage_report",
-    schedule="@daily",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    tags=["s3ops", "s3", "report"],
-    doc_md=DOC,
-    default_args=DEFAULT_ARGS,
-    params=params_of(report_tasks.SETTINGS),
-)
+@dag(dag_id="s3_storage_report", schedule="@daily",
+     **dag_args(tags=["s3", "report"], doc_md=DOC, params=params_of(report_tasks.SETTINGS)))
 def s3_storage_report():
     @task
     def list_buckets() -> dict:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import AssetAlias, dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS, params_of
+from include.dag_defaults import dag_args, params_of
 from include.upload import tasks as upload_tasks
 
 DOC_MD = """
@@ -41,17 +39,8 @@ or an invalid setting fails the run once, naming it. See `docs/configuration.md`
 UPLOADED_ALIAS = AssetAlias("s3_upload")
 
 
-@dag(
-    dag_id="s3_upload",
-    schedule="* * * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    params=params_of(upload_tasks.SETTINGS),
-    doc_md=DOC_MD,
-    tags=["s3ops", "s3", "upload"],
-)
+@dag(dag_id="s3_upload", schedule="* * * * *",
+     **dag_args(tags=["s3", "upload"], doc_md=DOC_MD, params=params_of(upload_tasks.SETTINGS)))
 def s3_upload() -> None:
     @task
     def scan() -> list[str]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.dag_defaults import DEFAULT_ARGS
+from include.dag_defaults import dag_args
 
 DOC_MD = """
 ### Keep the artifact store bounded
@@ -29,44 +27,20 @@ See `docs/configuration.md`.
 @dag(
     dag_id="s3ops_housekeeping",
     schedule="@daily",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    params={"dry_run": Param(False, type="boolean", title="Dry run",
-                             description="Report what would be removed; remove nothing.")},
-    doc_md=DOC_MD,
-    tags=["s3ops", "housekeeping"],
+    **dag_args(
+        tags=["housekeeping"],
+        doc_md=DOC_MD,
+        params={"dry_run": Param(False, type="boolean", title="Dry run",
+                                 description="Report what would be removed; remove nothing.")},
+    ),
 )
 def s3ops_housekeeping() -> None:
     @task
     def prune() -> dict:
         """Prune every DAG's run folders and index by its retention settings; returns the counts."""
-        from airflow.sdk.exceptions import AirflowFailException
+        from include.housekeeping import tasks as housekeeping_tasks
 
-        from include.core.artifacts import artifact_root
-        from include.core.housekeeping import RetentionSettingError, dag_folders, housekeep, retention_from
-        from include.core.notify import settings_variable
-        from include.dag_defaults import deployment_setting
-
-        context = get_current_context()
-        now = context.get("logical_date") or context["dag_run"].run_after
-        root = artifact_root()
-        own = "s3ops_housekeeping"
-        retention = {}
-        try:
-            fallback = retention_from(deployment_setting(own, "artifact_retention_days"),
-                                      deployment_setting(own, "audit_retention_days"), f"the Airflow Variable {own!r}")
-            for dag_id in dag_folders(root):
-                retention[dag_id] = retention_from(
-                    deployment_setting(dag_id, "artifact_retention_days", fallback.artifact_days),
-                    deployment_setting(dag_id, "audit_retention_days", fallback.audit_days),
-                    f"the Airflow Variable {settings_variable(dag_id)!r}")
-        except (RetentionSettingError, ValueError) as exc:
-            raise AirflowFailException(str(exc)) from exc  # a retry reads the same setting
-        report = housekeep(root, retention, now=now, dry_run=bool(context["params"]["dry_run"]))
-        return {"dags": {d["dag_id"]: {k: v for k, v in d.items() if k != "dag_id"} for d in report["dags"]},
-                **{k: v for k, v in report.items() if k != "dags"}}
+        return housekeeping_tasks.prune(get_current_context())
 
     prune()
 

@@ -13,7 +13,7 @@ go is read when one is sent (the ``notifications`` setting of the run, else of t
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import BaseNotifier, Param
@@ -230,6 +230,17 @@ DEFAULT_ARGS: dict[str, Any] = {
     "max_retry_delay": timedelta(minutes=10),
     "on_failure_callback": [DeploymentNotifier("failure")],
 }
+
+
+# No catchup: a new deployment runs from its next schedule on, whatever this date.
+START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def dag_args(*, tags: list[str], doc_md: str, params: dict[str, Param], max_active_runs: int = 1) -> dict[str, Any]:
+    """The ``@dag`` arguments every s3ops DAG shares (start date, no catchup, the default args, the
+    ``s3ops`` tag); each DAG file names only what is its own, its schedule first."""
+    return {"start_date": START_DATE, "catchup": False, "max_active_runs": max_active_runs,
+            "tags": ["s3ops", *tags], "doc_md": doc_md, "default_args": DEFAULT_ARGS, "params": params}
 
 
 def params_of(settings: Settings) -> dict[str, Param]:

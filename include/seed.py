@@ -16,7 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 # (method, endpoint, body) -> response; the local server's /_s3ops/ API (scripts/stack.py S3Server.control)
 Control = Callable[[str, str, dict[str, Any]], Any]
@@ -52,7 +55,7 @@ class DemoWorld:
     )
 
 
-def create_bucket(client: Any, name: str, region: str = "us-east-1") -> None:
+def create_bucket(client: S3Client, name: str, region: str = "us-east-1") -> None:
     """Create a bucket in ``region`` (idempotent)."""
     kwargs: dict[str, Any] = {"Bucket": name}
     if region != "us-east-1":
@@ -63,7 +66,7 @@ def create_bucket(client: Any, name: str, region: str = "us-east-1") -> None:
         pass
 
 
-def put_objects(client: Any, bucket: str, objects: Iterable[dict[str, Any]], control: Control | None = None) -> int:
+def put_objects(client: S3Client, bucket: str, objects: Iterable[dict[str, Any]], control: Control | None = None) -> int:
     """Write ``{"key", "size"|"body", "storage_class", "last_modified"}`` objects; returns the count."""
     objects = list(objects)
     if control is not None:
@@ -185,7 +188,7 @@ def upload_files(base_dir: Path, now: datetime) -> dict[str, list[Path]]:
     return {"finished": done, "in_progress": [current], "malformed": malformed}
 
 
-def seed_s3(client: Any, world: DemoWorld = DemoWorld(), control: Control | None = None, now: datetime | None = None) -> None:
+def seed_s3(client: S3Client, world: DemoWorld = DemoWorld(), control: Control | None = None, now: datetime | None = None) -> None:
     """Create the demo buckets and objects (idempotent: re-seeding rewrites the same keys)."""
     now = now or datetime.now(timezone.utc)
     for name, region in world.regions.items():

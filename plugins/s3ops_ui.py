@@ -98,10 +98,9 @@ def _run_conf(dag_id: str, run_id: str) -> Any:
 
 
 def _view(page: str, user: Any) -> dict[str, Any]:
-    from include.core.artifacts import artifact_root
     from include.ui import views as ui_views
 
-    root = artifact_root()
+    root = ui_views.artifact_root()
     readable = readable_dags(user)
     if page == "storage":
         return ui_views.storage_view(root, readable)
@@ -113,13 +112,12 @@ def _view(page: str, user: Any) -> dict[str, Any]:
 
 
 def _run_view(dag_id: str, run_id: str, user: Any) -> dict[str, Any]:
-    from include.core.artifacts import artifact_root
     from include.ui import views as ui_views
 
     readable = readable_dags(user)
     allowed = dag_id in readable and ui_views.safe_run_id(run_id)
     state = _approval_states({dag_id}, run_id).get((dag_id, run_id)) if allowed else None
-    return ui_views.run_view(artifact_root(), dag_id, run_id, readable=readable, approval_state=state,
+    return ui_views.run_view(ui_views.artifact_root(), dag_id, run_id, readable=readable, approval_state=state,
                              conf=_run_conf(dag_id, run_id) if allowed else None)
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scripts import tools
+
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".s3ops"
 
@@ -139,20 +141,12 @@ class S3Server:
 
 
 def _mysql_binaries() -> tuple[list[str], str]:
-    """(install-db command prefix, server binary) for MariaDB, else MySQL."""
-    extra_path = os.pathsep.join(["/usr/sbin", "/usr/local/sbin", "/opt/homebrew/bin", "/usr/local/bin"])
-    path = os.environ.get("PATH", "") + os.pathsep + extra_path
-    install = shutil.which("mariadb-install-db", path=path)
-    server = shutil.which("mariadbd", path=path)
-    if install and server:
-        return [install], server
-    mysqld = shutil.which("mysqld", path=path)
-    if mysqld:
-        return [mysqld, "--initialize-insecure"], mysqld
-    raise StackError(
-        "no MariaDB/MySQL server found: run `make bootstrap` (apt-get install mariadb-server, "
-        "or brew install mysql on macOS)"
-    )
+    """(install-db command prefix, server binary): MariaDB on both Linux and macOS, so every platform
+    tests the server (collations, authentication) the suite was written against."""
+    try:
+        return [tools.require("mariadb-install-db")], tools.require("mariadbd")
+    except FileNotFoundError as exc:
+        raise StackError(str(exc)) from exc
 
 
 @dataclass

@@ -11,14 +11,22 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from botocore.config import Config
+
+from include.core.errors import error_code
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from botocore.config import _RetryDict
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 log = logging.getLogger(__name__)
 
 #: ``standard`` for ordinary work; ``adaptive`` (client-side rate limiting) for heavy listing.
-RETRY_MODES = ("standard", "adaptive")
+RetryMode = Literal["standard", "adaptive"]
+RETRY_MODES: tuple[RetryMode, ...] = ("standard", "adaptive")
 DEFAULT_MAX_ATTEMPTS = 10
 DELETE_BATCH = 1000  # DeleteObjects' limit per request
 
@@ -30,8 +38,9 @@ class S3AccessError(RuntimeError):
 def client_config(mode: str = "standard", max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = 32) -> Config:
     if mode not in RETRY_MODES:
         raise ValueError(f"retry mode {mode!r} is not one of {RETRY_MODES}")
+    retries: _RetryDict = {"mode": mode, "total_max_attempts": max_attempts}  # total, first try included
     return Config(
-        retries={"mode": mode, "total_max_attempts": max_attempts},  # total, first try included
+        retries=retries,
         connect_timeout=10,
         read_timeout=120,
         max_pool_connections=pool,
@@ -41,7 +50,7 @@ def client_config(mode: str = "standard", max_attempts: int = DEFAULT_MAX_ATTEMP
 
 def client_from_connection(
     conn_id: str = "aws_default", *, region_name: str | None = None, mode: str = "standard", pool: int = 32
-) -> Any:
+) -> S3Client:
     """A boto3 S3 client from an Airflow connection (its ``endpoint_url`` extra is honoured)."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
@@ -52,7 +61,7 @@ def client_from_connection(
 def client_from_args(
     *, profile: str | None = None, endpoint_url: str | None = None, region_name: str | None = None,
     mode: str = "standard", pool: int = 32, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-) -> Any:
+) -> S3Client:
     """A boto3 S3 client for the command line (no Airflow needed)."""
     import boto3
 
@@ -60,7 +69,7 @@ def client_from_args(
     return session.client("s3", endpoint_url=endpoint_url, config=client_config(mode, max_attempts, pool=pool))
 
 
-def check_access(client: Any) -> None:
+def check_access(client: S3Client) -> None:
     """Fail fast, in one line, when credentials are missing/wrong or the endpoint is unreachable."""
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
@@ -74,19 +83,10 @@ def check_access(client: Any) -> None:
     except EndpointConnectionError as exc:
         raise S3AccessError(f"cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url')}: is it up?") from exc
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "?")
+        code = error_code(exc) or "?"
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken"):
             raise S3AccessError(f"S3 refused the credentials ({code}): check the connection's login/password") from exc
         raise
-
-
-def error_text(exc: BaseException) -> str:
-    """``"<code>: <message>"`` for an S3 error, for reports and audits."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        err = response["Error"]
-        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
 
 
 #: Characters XML 1.0 cannot carry at all (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF), plus CR,
@@ -110,9 +110,11 @@ class DeleteResult:
     objects: list[dict[str, str]] = field(default_factory=list)
 
 
-def _delete_batch(client: Any, bucket: str, items: list[dict[str, str]]) -> DeleteResult:
+def _delete_batch(client: S3Client, bucket: str, items: list[dict[str, str]]) -> DeleteResult:
     """One DeleteObjects request (``items`` all :func:`xml_safe`); ``ETag`` makes a key conditional."""
-    resp = client.delete_objects(Bucket=bucket, Delete={"Objects": items, "Quiet": False})
+    # The dicts are ObjectIdentifierTypeDef (Key, optional VersionId/ETag) by construction.
+    resp = client.delete_objects(Bucket=bucket, Delete={"Objects": cast("list[ObjectIdentifierTypeDef]", items),
+                                                        "Quiet": False})
     return DeleteResult(
         deleted=[d["Key"] for d in resp.get("Deleted", [])],
         errors=[
@@ -124,7 +126,7 @@ def _delete_batch(client: Any, bucket: str, items: list[dict[str, str]]) -> Dele
     )
 
 
-def _delete_one(client: Any, bucket: str, obj: dict[str, str]) -> DeleteResult:
+def _delete_one(client: S3Client, bucket: str, obj: dict[str, str]) -> DeleteResult:
     """DeleteObject for a key DeleteObjects' XML cannot carry: the key travels in the URL."""
     from botocore.exceptions import ClientError
 
@@ -139,7 +141,7 @@ def _delete_one(client: Any, bucket: str, obj: dict[str, str]) -> DeleteResult:
     except ClientError as exc:
         err = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = err.get("Code") or str(status or "")
+        code = error_code(exc) or str(status or "")
         code = {"412": "PreconditionFailed", "404": "NoSuchKey"}.get(code, code)
         result.errors.append({"key": obj["Key"], "version_id": obj.get("VersionId", ""), "code": code,
                               "message": err.get("Message", "")})
@@ -149,7 +151,7 @@ def _delete_one(client: Any, bucket: str, obj: dict[str, str]) -> DeleteResult:
 
 
 def delete_objects(
-    client: Any, bucket: str, objects: Iterable[dict[str, str]], *, batch: int = DELETE_BATCH
+    client: S3Client, bucket: str, objects: Iterable[dict[str, str]], *, batch: int = DELETE_BATCH
 ) -> Iterator[DeleteResult]:
     """Delete ``{"Key", ["VersionId"], ["ETag"]}`` objects with DeleteObjects, ``batch`` per request.
 

@@ -2,7 +2,7 @@
 
 Every pipeline lists through here, so a faster implementation (see bench/) speeds up all of them.
 Keys come in S3's order (UTF-8 binary). ``last_modified`` stays the ISO 8601 UTC string S3 sent
-(``2026-11-22T04:28:13.000Z``): comparable as a string, and converted with :func:`parse_time` only
+(``2026-11-22T04:28:13.000Z``): comparable as a string, and converted with :func:`include.core.times.parse_time` only
 where a datetime is really needed (building one per key is a large part of listing CPU).
 
 The fast path: botocore still builds, signs, sends and retries every request (throttling, dropped
@@ -23,9 +23,13 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_plus
+
+from include.core.times import format_time
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 
 class S3Object(NamedTuple):
@@ -53,12 +57,7 @@ def _iso(value: Any) -> str:
         from botocore.utils import parse_timestamp
 
         value = parse_timestamp(value)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_time(value: str) -> datetime:
-    """``2026-11-22T04:28:13.000Z`` → an aware UTC datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return format_time(value)
 
 
 # --- the fast page parser -------------------------------------------------------------------------
@@ -220,7 +219,7 @@ def _check_200(operation_model: Any, response_dict: dict[str, Any], **kwargs: An
 
 
 try:  # private in botocore: without it, its check simply keeps running (slower, equally correct)
-    from botocore.handlers import _handle_200_error as _BOTOCORE_200_CHECK
+    from botocore.handlers import _handle_200_error as _BOTOCORE_200_CHECK  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover
     _BOTOCORE_200_CHECK = None
 
@@ -234,7 +233,7 @@ def _install(events: Any) -> None:
         events.register(f"before-parse.s3.{operation}", _before_parse, unique_id=f"s3ops-fast-{operation}")
 
 
-def _fast_call(client: Any, operation: str, parse: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _fast_call(client: S3Client, operation: str, parse: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``client.<operation>(**kwargs)`` with the page's entries parsed by ``parse`` into ``S3OpsEntries``."""
     _install(client.meta.events)  # idempotent
     _state.parse = parse
@@ -244,15 +243,22 @@ def _fast_call(client: Any, operation: str, parse: Any, kwargs: dict[str, Any]) 
         _state.parse = None
 
 
-def _has_events(client: Any) -> bool:
+def _has_events(client: S3Client) -> bool:
     return hasattr(getattr(getattr(client, "meta", None), "events", None), "register")
+
+
+def _last_page(page: dict[str, Any], on_page: Any, entries: int) -> bool:
+    """Report a page's size to ``on_page`` (progress); True when it was the last page."""
+    if on_page is not None:
+        on_page(entries)
+    return not page.get("IsTruncated")
 
 
 # --- the interface ---------------------------------------------------------------------------------
 
 
 def iter_objects(
-    client: Any, bucket: str, prefix: str = "", *, start_after: str | None = None, end_before: str | None = None,
+    client: S3Client, bucket: str, prefix: str = "", *, start_after: str | None = None, end_before: str | None = None,
     page_size: int = 1000, on_page: Any = None,
 ) -> Iterator[S3Object]:
     """Objects under ``prefix`` with ``start_after < key < end_before`` (either bound optional), in key
@@ -262,8 +268,8 @@ def iter_objects(
         kwargs["StartAfter"] = start_after
     fast = _has_events(client)
     while True:
-        page = (_fast_call(client, "list_objects_v2", parse_objects_page, kwargs) if fast
-                else client.list_objects_v2(**kwargs))
+        page: dict[str, Any] = (_fast_call(client, "list_objects_v2", parse_objects_page, kwargs) if fast
+                                else dict(client.list_objects_v2(**kwargs)))
         objects: list[S3Object] = page["S3OpsEntries"] if "S3OpsEntries" in page else [
             S3Object(o["Key"], int(o["Size"]), _iso(o["LastModified"]), o.get("StorageClass", "STANDARD"),
                      o.get("ETag", "").strip('"'))
@@ -273,23 +279,21 @@ def iter_objects(
             yield from (o for o in objects if o.key < end_before)
             return
         yield from objects
-        if on_page is not None:
-            on_page(len(objects))
-        if not page.get("IsTruncated"):
+        if _last_page(page, on_page, len(objects)):
             return
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
         kwargs.pop("StartAfter", None)
 
 
 def iter_versions(
-    client: Any, bucket: str, prefix: str = "", *, on_page: Any = None
+    client: S3Client, bucket: str, prefix: str = "", *, on_page: Any = None
 ) -> Iterator[S3Version]:
     """Every version and delete marker under ``prefix`` (ListObjectVersions), key order."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
     fast = _has_events(client)
     while True:
-        page = (_fast_call(client, "list_object_versions", parse_versions_page, kwargs) if fast
-                else client.list_object_versions(**kwargs))
+        page: dict[str, Any] = (_fast_call(client, "list_object_versions", parse_versions_page, kwargs) if fast
+                                else dict(client.list_object_versions(**kwargs)))
         if "S3OpsEntries" in page:
             items: list[S3Version] = page["S3OpsEntries"]
         else:
@@ -303,9 +307,7 @@ def iter_versions(
             ]
             items.sort(key=lambda v: v.key)
         yield from items
-        if on_page is not None:
-            on_page(len(items))
-        if not page.get("IsTruncated"):
+        if _last_page(page, on_page, len(items)):
             return
         kwargs["KeyMarker"] = page["NextKeyMarker"]
         kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker", "")

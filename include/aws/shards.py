@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 #: A bucket with more objects than this is split (the storage report's ``shard_objects`` setting overrides).
 DEFAULT_SHARD_OBJECTS = 20_000
@@ -63,7 +66,7 @@ def ranges(boundaries: Sequence[str]) -> list[tuple[str | None, str | None]]:
     return list(zip(lows, highs, strict=True))
 
 
-def probe_count(client: Any, bucket: str, threshold: int) -> int | None:
+def probe_count(client: S3Client, bucket: str, threshold: int) -> int | None:
     """The bucket's object count when it holds at most ``threshold`` objects, else None (big).
     Lists at most ``threshold`` keys."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, threshold)}
@@ -79,7 +82,7 @@ def probe_count(client: Any, bucket: str, threshold: int) -> int | None:
         kwargs["MaxKeys"] = min(1000, threshold - seen)
 
 
-def _common_prefixes(client: Any, bucket: str, prefix: str, cap: int) -> list[str]:
+def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
     found: list[str] = []
     while len(found) < cap:
@@ -91,7 +94,7 @@ def _common_prefixes(client: Any, bucket: str, prefix: str, cap: int) -> list[st
     return found[:cap]
 
 
-def _next_chars(client: Any, bucket: str, prefix: str, cap: int) -> list[str]:
+def _next_chars(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:
     """The distinct ``prefix + c`` that keys under ``prefix`` start with: one MaxKeys=1 request per
     child, each starting after every key of the previous child (for folders without sub-folders)."""
     found: list[str] = []
@@ -107,7 +110,7 @@ def _next_chars(client: Any, bucket: str, prefix: str, cap: int) -> list[str]:
     return found
 
 
-def prefix_tree(client: Any, bucket: str, want: int) -> list[str]:
+def prefix_tree(client: S3Client, bucket: str, want: int) -> list[str]:
     """Sorted prefixes that cut the bucket into at least ``want`` pieces where the keys allow,
     descending level by level: into ``/`` folders (CommonPrefixes), and where a prefix has none, by its
     next character. A prefix with nothing under it stays as it is. At most ``want * 8`` prefixes a level."""
@@ -141,7 +144,7 @@ def pick_evenly(items: Sequence[str], count: int) -> list[str]:
     return [items[min(len(items) - 1, math.floor(i * step))] for i in range(count)]
 
 
-def boundaries(client: Any, bucket: str, parts: int) -> list[str]:
+def boundaries(client: S3Client, bucket: str, parts: int) -> list[str]:
     """Boundary keys that split ``bucket`` into at most ``parts`` key ranges."""
     if parts < 2:
         return []

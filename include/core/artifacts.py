@@ -385,7 +385,7 @@ def mtime(path: ArtifactPath) -> float | None:
         stat = path.stat()
     except (OSError, ValueError):
         return None
-    ts = getattr(stat, "st_mtime", None)
+    ts: Any = getattr(stat, "st_mtime", None)
     if ts is None and isinstance(stat, dict):
         ts = stat.get("mtime") or stat.get("LastModified")
     if hasattr(ts, "timestamp"):

@@ -114,7 +114,7 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
     ``run_files``: the DAG's listing (:func:`_run_files`) when the caller has it already."""
     artifact_cutoff = (now - timedelta(days=retention.artifact_days)).timestamp()
     audit_cutoff = (now - timedelta(days=retention.audit_days)).timestamp()
-    result = {"dag_id": dag_id, "runs_removed": 0, "runs_trimmed": 0, "files_removed": 0, "runs_kept": 0,
+    result: dict[str, Any] = {"dag_id": dag_id, "runs_removed": 0, "runs_trimmed": 0, "files_removed": 0, "runs_kept": 0,
               "index_periods_changed": 0}
     removed: set[str] = set()
     for run_id, files in sorted((run_files if run_files is not None else _run_files(root, dag_id)).items()):

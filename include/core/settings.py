@@ -126,7 +126,7 @@ def _non_finite(value: Any) -> str | None:
 class Resolved(Mapping[str, Any]):
     """The merged settings of one run (read like a dict) and, per setting, where its value came from."""
 
-    values: Mapping[str, Any]
+    values: Mapping[str, Any]  # type: ignore[assignment]  # a field named like Mapping.values; read as a dict
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Any:

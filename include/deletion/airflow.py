@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -47,6 +46,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from include.dag_defaults import DeploymentNotifier
 from include.deletion.approval import DeleteRefused, approval_body, human_bytes
+from include.deletion.recheck import RecheckContext, RecheckFactory
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +60,6 @@ __all__ = ["DeleteRefused", "PlanApprovalOperator", "add_deletion_tasks", "appro
            "require_authorized", "run_dir_of"]
 
 
-@dataclass(frozen=True)
-class RecheckContext:
-    """What a policy's re-check factory gets: ``factory(ctx) -> recheck | None``."""
-
-    client: Any
-    bucket: str
-    params: Mapping[str, Any]
-    plan: Mapping[str, Any]  # plan.json: the summary plus the policy's extra fields
-    run_dir: Any
-
-
-RecheckFactory = Callable[[RecheckContext], Any]
 
 
 def target_of(params: Mapping[str, Any]) -> dict[str, str]:
@@ -97,7 +85,7 @@ def _hitl_record(event: Mapping[str, Any]) -> dict[str, Any]:
     user = event.get("responded_by_user")
     if user is not None and not isinstance(user, Mapping):
         user = {"id": getattr(user, "id", ""), "name": getattr(user, "name", "")}
-    at = event.get("responded_at")
+    at: Any = event.get("responded_at")
     return {
         "response_received": bool(event.get("chosen_options")),
         "chosen_options": list(event.get("chosen_options") or []),

@@ -148,7 +148,7 @@ def read_optional(path: Any) -> dict[str, Any] | None:
 def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], asked_at: str) -> list[str]:
     """Mark every other run of this DAG whose request for the same ``target`` still waits (no
     ``approval.json``) and was asked earlier as superseded by ``run_id``; return their run ids."""
-    done = []
+    done: list[str] = []
     try:
         children = list(dag_dir.iterdir()) if artifacts.exists(dag_dir) else []
     except OSError:

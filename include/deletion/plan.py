@@ -23,11 +23,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.aws.client import DELETE_BATCH, delete_objects
 from include.core import artifacts
 from include.core.progress import Progress
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +258,7 @@ def _chunk_counts(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_chunk(
-    client: Any, bucket: str, run_dir: Any, chunk: str, *, recheck: Recheck | None, dry_run: bool,
+    client: S3Client, bucket: str, run_dir: Any, chunk: str, *, recheck: Recheck | None, dry_run: bool,
     plan_id: str | None = None,
 ) -> dict[str, Any]:
     """Re-check and delete one plan chunk; record the outcome in ``<run_dir>/audit/<chunk>.json``.
@@ -293,7 +296,7 @@ def delete_chunk(
 
     deleted: list[dict[str, Any]] = list(done)
     errors: list[dict[str, Any]] = []
-    record = {"chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": False, "requests": 0,
+    record: dict[str, Any] = {"chunk": chunk, "plan_id": plan_id, "bucket": bucket, "complete": False, "requests": 0,
               "deleted": deleted, "errors": errors, "skipped": skipped}
     chunks = list(plan.get("chunks", []))
     progress = Progress(f"deleting chunk {chunk} ({chunks.index(chunk) + 1} of {len(chunks)} in the plan)",

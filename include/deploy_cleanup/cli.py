@@ -19,11 +19,11 @@ from include.core import artifacts
 
 def main(argv: Sequence[str] | None = None) -> int:
     from include.aws.client import S3AccessError, check_access, client_from_args
-    from include.deletion.airflow import RecheckContext
     from include.deletion.plan import GuardRefused, check_guards, delete_chunk, read_plan, write_audit
+    from include.deletion.recheck import RecheckContext
     from include.deploy_cleanup.plan import make_recheck, plan_cleanup, settings_from_params
 
-    parser = argparse.ArgumentParser(prog="python -m include.deploy_cleanup.cli", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="s3ops deploy-cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--prefix", default="", help="folder holding the deployments, ending with '/'")
     parser.add_argument("--keep", type=int, help="keep the newest N deployments")

@@ -29,15 +29,19 @@ from __future__ import annotations
 import fnmatch
 import logging
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from include.aws.listing import iter_objects, iter_versions, parse_time
+from include.aws.listing import iter_objects, iter_versions
 from include.core import artifacts
 from include.core.progress import Progress
+from include.core.times import parse_time
 from include.deletion.plan import PlanItem, PlanWriter
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -216,25 +220,25 @@ def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: da
     return decisions
 
 
-def _items(client: Any, bucket: str, settings: CleanupSettings, doomed: Mapping[str, Decision],
-           on_page: Any = None) -> Iterator[PlanItem]:
+def _items(client: S3Client, bucket: str, settings: CleanupSettings, doomed: Mapping[str, Decision],
+           on_page: Callable[[int], None] | None = None) -> Iterator[PlanItem]:
     """Every object (or version) of the doomed deployments, listed again."""
     if settings.include_versions:
         for v in iter_versions(client, bucket, settings.prefix, on_page=on_page):
             name = deployment_name(v.key, settings.prefix)
-            if name in doomed:
+            if name is not None and name in doomed:
                 yield PlanItem(v.key, v.size, doomed[name].reason, version_id=v.version_id,
                                last_modified=v.last_modified, group=name)
     else:
         for o in iter_objects(client, bucket, settings.prefix, on_page=on_page):
             name = deployment_name(o.key, settings.prefix)
-            if name in doomed:
+            if name is not None and name in doomed:
                 yield PlanItem(o.key, o.size, doomed[name].reason, last_modified=o.last_modified, group=name,
                                etag=o.etag)
 
 
 def plan_cleanup(
-    client: Any, bucket: str, settings: CleanupSettings, run_dir: Any, now: datetime, *, chunk_size: int = 1000,
+    client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any, now: datetime, *, chunk_size: int = 1000,
 ) -> dict[str, Any]:
     """List, select and write the plan (plus ``deployments.jsonl``); return the plan summary."""
     writer = PlanWriter(run_dir, chunk_size=chunk_size)
@@ -294,7 +298,7 @@ def planned_deployments(run_dir: Any, names: set[str] | None = None) -> dict[str
 RANGE_LISTING_FROM = 20
 
 
-def _current_deployments(client: Any, bucket: str, prefix: str, names: list[str]) -> dict[str, Deployment]:
+def _current_deployments(client: S3Client, bucket: str, prefix: str, names: list[str]) -> dict[str, Deployment]:
     """The deployments ``names`` as they are now (absent when they have no objects left)."""
     if not names:
         return {}
@@ -313,7 +317,7 @@ def _current_deployments(client: Any, bucket: str, prefix: str, names: list[str]
 
 
 def recheck_deployments(
-    client: Any, bucket: str, prefix: str, planned: Mapping[str, Mapping[str, Any]], items: list[PlanItem],
+    client: S3Client, bucket: str, prefix: str, planned: Mapping[str, Mapping[str, Any]], items: list[PlanItem],
 ) -> dict[str, str]:
     """``{key: why}`` for items that must not be deleted now: their deployment got a newer object since
     planning (a redeploy), was not planned for deletion, or the key is not inside its deployment folder."""

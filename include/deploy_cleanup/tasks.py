@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from include.core.times import logical_now
 from include.deploy_cleanup.settings import SETTINGS, TARGET_KEYS
 
 # The planner (and the S3 listing it needs) is imported inside the functions: the DAG file imports this
@@ -88,6 +89,6 @@ def plan(context: Any) -> dict[str, Any]:
 
     s = saved_run_settings(context)
     settings = _cleanup_settings(s, "invalid settings")
-    now = context.get("logical_date") or context["dag_run"].run_after
+    now = logical_now(context)
     client = client_from_connection(s["aws_conn_id"], mode="adaptive")
     return plan_cleanup(client, s["bucket"], settings, run_dir_of(context), now)

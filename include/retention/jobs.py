@@ -49,6 +49,14 @@ def connect(mysql_conn_id: str) -> Any:
     return prepare(MySqlHook(mysql_conn_id=mysql_conn_id).get_conn())
 
 
+def connect_direct(*, host: str, port: int, user: str, password: str, database: str) -> Any:
+    """A prepared MySQLdb connection without Airflow (the command line)."""
+    import MySQLdb
+
+    return prepare(MySQLdb.connect(host=host, port=port, user=user, password=password, database=database,
+                                   charset="utf8mb4", connect_timeout=10))
+
+
 def _row(raw: tuple[Any, ...]) -> JobRow:
     job_id, completed_at, job_type, source = raw
     if isinstance(source, (bytes, bytearray)):

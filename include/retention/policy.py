@@ -21,12 +21,13 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from include.aws.listing import S3Object, parse_time
+from include.aws.listing import S3Object
+from include.core.times import parse_time, utc
 
 JobClass = Literal["official", "trial_running", "trial_recent", "trial_expired", "unknown_type"]
 JOB_CLASSES: tuple[JobClass, ...] = ("official", "trial_running", "trial_recent", "trial_expired", "unknown_type")
@@ -88,13 +89,6 @@ def parse_duration(text: str) -> Duration:
 # ---------------------------------------------------------------------------------------- the rule
 
 
-def utc(t: datetime) -> datetime:
-    """A plain aware UTC ``datetime``. MySQL returns naive datetimes; the session runs in UTC, so naive
-    means UTC. Airflow hands out pendulum DateTimes, whose arithmetic can drop the zone: convert them."""
-    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-    return datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=timezone.utc)
-
-
 @dataclass(frozen=True)
 class Policy:
     """The rule's parameters, fixed for a run by its logical time."""
@@ -143,7 +137,7 @@ def decide(classes: Iterable[JobClass], last_modified: datetime, policy: Policy)
     return None, "too_young"  # its job row may not be written yet
 
 
-class Unmatchable(list):  # type: ignore[type-arg]
+class Unmatchable(list[Any]):
     """What a lookup answers for a name the jobs table's ``sourceData`` character set cannot hold (a
     latin1 column and a key with ``ł``): no row can refer to it, so nobody can say the file is unused."""
 
@@ -378,7 +372,7 @@ def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator
     try:
         yield from objects
     except Exception as exc:  # noqa: BLE001 - any listing failure makes the plan incomplete, never partial-and-trusted
-        from include.aws.client import error_text
+        from include.core.errors import error_text
 
         failure.append(error_text(exc))
 
@@ -400,7 +394,7 @@ def write_plan(
     failure: list[str] = []
     version_counts = VersionCounts()
     if versions is not None:
-        objects = current_with_versions(guarded_listing(versions, failure), version_counts, writer.note_scanned)
+        objects = current_with_versions(guarded_listing(versions, failure), version_counts, writer.note_scanned)  # type: ignore[assignment,arg-type]  # TODO(types): make guarded_listing generic
 
     def add(o: Any, reason: str) -> None:
         if versions is None:
@@ -494,7 +488,7 @@ def headline(summary: dict[str, Any]) -> str:
     return text
 
 
-def policy_of(plan: dict[str, Any]) -> Policy:
+def policy_of(plan: Mapping[str, Any]) -> Policy:
     """The exact policy a plan was made with (delete and purge decide as the plan did)."""
     p = plan["policy"]
     return Policy(*(datetime.fromisoformat(p[k]) for k in ("now", "trial_cutoff", "orphan_cutoff")))

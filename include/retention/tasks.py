@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from include.core.times import logical_now
 from include.retention.settings import SETTINGS
 
 # The policy (and the S3 listing it needs) is imported inside the functions: the DAG file imports this
@@ -27,7 +28,7 @@ def plan(context: Any) -> dict[str, Any]:
     from include.retention.policy import Policy
 
     s = resolve_run_settings(SETTINGS, context)
-    now = context.get("logical_date") or context["dag_run"].run_after
+    now = logical_now(context)
     try:
         policy = Policy.at(now, s["trial_retention"], s["orphan_min_age_days"])
         jobs_db.quote_table(s["jobs_table"])

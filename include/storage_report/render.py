@@ -14,6 +14,7 @@ from typing import Any
 
 from include.core.dates import format_date
 from include.core.units import format_size
+from include.storage_report.aggregate import region_groups
 
 UNKNOWN = "unknown"
 
@@ -105,8 +106,6 @@ def _regions(report: dict[str, Any]) -> list[dict[str, Any]]:
     """report.json's ``regions`` (reports written before it existed: rebuilt from the buckets)."""
     if "regions" in report:
         return report["regions"]
-    from include.storage_report.summarize import region_groups
-
     return region_groups(report["buckets"], report["size_unit"])
 
 

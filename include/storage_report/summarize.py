@@ -21,13 +21,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from include.aws import shards
 from include.core.dates import DATE_FORMATS, check_date_format
+from include.core.errors import error_code
 from include.core.progress import Progress
-from include.core.units import SIZE_UNITS, check_unit, convert, format_size, resolve_unit
+from include.core.times import format_time
+from include.core.units import SIZE_UNITS, check_unit, format_size
+from include.storage_report.aggregate import _money, _sum_counts, region_groups, sized
 from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
+    from types_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +61,6 @@ class BucketError(Exception):
     """A bucket could not be read; the report keeps its ``"<code>: <message>"``."""
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _s3_iso(value: str) -> str:
     """S3's ``…T04:28:13.000Z`` → ``…T04:28:13Z`` (the report's ISO 8601 UTC form)."""
     return value[:19] + "Z" if len(value) >= 19 else value
@@ -73,7 +75,7 @@ def bucket_error(exc: BaseException) -> str | None:
     if not 400 <= status < 500:
         return None
     err = response.get("Error", {})
-    code = err.get("Code") or str(status)
+    code = error_code(exc) or str(status)
     if code == "403":
         code = "AccessDenied"
     elif code == "404":
@@ -91,7 +93,7 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def bucket_region(client: Any, bucket: str) -> str:
+def bucket_region(client: S3Client, bucket: str) -> str:
     """The bucket's region from HeadBucket's ``x-amz-bucket-region`` (S3 sends it on 403/301 too)."""
     from botocore.exceptions import ClientError
 
@@ -100,14 +102,14 @@ def bucket_region(client: Any, bucket: str) -> str:
     except ClientError as exc:
         region = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
         if region:
-            exc.response.setdefault("BucketRegion", region)
+            cast("dict[str, Any]", exc.response).setdefault("BucketRegion", region)  # ours, for the caller
         raise
     headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     return headers.get("x-amz-bucket-region") or response.get("BucketRegion") or "us-east-1"
 
 
 def list_buckets(
-    client: Any, patterns: Sequence[str] = (), regions: Sequence[str] = (), *, threads: int = 8
+    client: S3Client, patterns: Sequence[str] = (), regions: Sequence[str] = (), *, threads: int = 8
 ) -> list[dict[str, Any]]:
     """``[{"name", "creation_date", "region", "error"}]`` for every visible bucket matching ``patterns``
     and ``regions`` (ListBuckets paginated; ``client`` should be a us-east-1 client so creation dates
@@ -121,7 +123,7 @@ def list_buckets(
         page = client.list_buckets(**kwargs)
         for b in page.get("Buckets", []):
             if matches(b["Name"], patterns):
-                found.append({"name": b["Name"], "creation_date": _iso(b["CreationDate"]),
+                found.append({"name": b["Name"], "creation_date": format_time(b["CreationDate"], "seconds"),
                               "region": b.get("BucketRegion"), "error": None})
         token = page.get("ContinuationToken")
         if not token:
@@ -162,7 +164,7 @@ class Totals:
     pages: int = 0
 
     def add_object(self, size: int, last_modified: str, storage_class: str) -> None:
-        self.object_count += 1
+        self.object_count += 1  # type: ignore[operator]  # TODO(types): None only for CloudWatch totals
         self.total_bytes += size
         if self.last_modified is None or last_modified > self.last_modified:
             self.last_modified = last_modified
@@ -200,13 +202,13 @@ class Totals:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def _version_pages(client: Any, bucket: str, after: str | None) -> Iterator[dict[str, Any]]:
+def _version_pages(client: S3Client, bucket: str, after: str | None) -> Iterator[dict[str, Any]]:
     """ListObjectVersions pages from the first key after ``after`` (a key, see include.aws.shards)."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": 1000}
     if after is not None:
         kwargs["KeyMarker"] = after
     while True:
-        page = client.list_object_versions(**kwargs)
+        page = dict(client.list_object_versions(**kwargs))
         yield page
         if not page.get("IsTruncated"):
             return
@@ -215,7 +217,7 @@ def _version_pages(client: Any, bucket: str, after: str | None) -> Iterator[dict
 
 
 def count_range(
-    client: Any, bucket: str, after: str | None, upto: str | None, *, include_versions: bool = False,
+    client: S3Client, bucket: str, after: str | None, upto: str | None, *, include_versions: bool = False,
     storage_classes: Sequence[str] = (), progress_every: float | None = None,
 ) -> Totals:
     """Totals of the keys ``after < key <= upto`` (current objects; with ``include_versions`` also
@@ -224,7 +226,7 @@ def count_range(
 
     totals = Totals()
     progress = Progress(f"listing {bucket} ({after or '…'}, {upto or '…'}]", unit="entries", every=progress_every,
-                        log=log, detail=lambda: f"{totals.pages:,} pages, {totals.object_count:,} objects, "
+                        log=log, detail=lambda: f"{totals.pages:,} pages, {totals.object_count or 0:,} objects, "
                                                 f"{format_size(totals.total_bytes)}")
 
     def page_listed(entries: int) -> None:
@@ -250,7 +252,7 @@ def count_range(
                     continue
                 last_modified = v["LastModified"]
                 if not isinstance(last_modified, str):
-                    last_modified = last_modified.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+                    last_modified = format_time(last_modified.replace(microsecond=0))
                 if v.get("IsLatest"):
                     totals.add_object(int(v.get("Size", 0)), last_modified, cls)
                 else:
@@ -267,7 +269,7 @@ def count_range(
     return totals
 
 
-def count_multipart_uploads(client: Any, bucket: str, storage_classes: Sequence[str] = ()) -> tuple[int, int]:
+def count_multipart_uploads(client: S3Client, bucket: str, storage_classes: Sequence[str] = ()) -> tuple[int, int]:
     """(incomplete multipart uploads, bytes of their uploaded parts): ListMultipartUploads + ListParts."""
     count = size = 0
     kwargs: dict[str, Any] = {"Bucket": bucket}
@@ -291,20 +293,15 @@ def count_multipart_uploads(client: Any, bucket: str, storage_classes: Sequence[
 
 
 def summarize_part(
-    client: Any, part: shards.Part, *, include_versions: bool = False, storage_classes: Sequence[str] = (),
+    client: S3Client, part: shards.Part, *, include_versions: bool = False, storage_classes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``{"bucket", "part", "of", "totals", "error"}`` for one key range; part 0 also counts the bucket's
     incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises."""
     from botocore.exceptions import ClientError
 
-    if part.get("inventory"):  # type: ignore[typeddict-item]
-        from include.inventory import report as inventory_report
-
-        return inventory_report.summarize_part(client, dict(part), include_versions=include_versions,
-                                               storage_classes=storage_classes)
     result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
                               "error": None}
-    if part.get("note"):  # type: ignore[typeddict-item]
+    if part.get("note"):
         result["note"] = part["note"]  # type: ignore[typeddict-item]
     try:
         totals = count_range(client, part["bucket"], part["after"], part["upto"],
@@ -397,20 +394,16 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
 def plan(
     client_for: Callable[[str | None], Any], buckets: Sequence[dict[str, Any]], *, max_shards: int,
     source: str = "listing", threshold: int | None = None, parts_per_bucket: int | None = None, threads: int = 8,
-    include_versions: bool = False, inventory_fallback: str = "listing",
+    include_versions: bool = False,
 ) -> list[shards.Shard]:
     """Shards over the readable ``buckets`` (``client_for(region)`` gives a client). With ``source``
     ``cloudwatch`` every bucket is one part; with ``inventory`` parts are groups of inventory data
-    files (include.inventory.report). A bucket whose probe fails gets one part (its listing will then
+    files (planned by include.storage_report.inventory, not here). A bucket whose probe fails gets one part (its listing will then
     record the error)."""
     from botocore.exceptions import ClientError
 
-    if source == "inventory":
-        from include.inventory import report as inventory_report
-
-        return inventory_report.plan(client_for, buckets, max_shards=max_shards, include_versions=include_versions,
-                                     fallback=inventory_fallback, listing_plan=plan, threads=threads)
-
+    if source not in ("listing", "cloudwatch"):
+        raise ValueError(f"plan() lists or reads CloudWatch; source {source!r} is planned by its own module")
     threshold = threshold or shards.DEFAULT_SHARD_OBJECTS
     parts_per_bucket = parts_per_bucket or shards.DEFAULT_PARTS_PER_BUCKET
     readable = [b for b in buckets if not b.get("error")]
@@ -450,17 +443,6 @@ def plan(
 
 
 # ------------------------------------------------------------------------------------------- the report
-
-
-def _money(usd: float) -> float:
-    return round(usd, 4)
-
-
-def sized(size_bytes: int, size_unit: str, field: str = "total_size") -> dict[str, Any]:
-    """``{"total_size": 1.5, "total_size_unit": "KiB"}``: a number in its unit and the unit beside it
-    (``auto`` picks one per value), for programs; display strings are made by the renderers."""
-    unit = resolve_unit(size_bytes, size_unit)
-    return {field: convert(size_bytes, unit), f"{field}_unit": unit}
 
 
 def bucket_entry(
@@ -525,49 +507,6 @@ def bucket_entry(
     return entry
 
 
-def _add_classes(into: dict[str, dict[str, Any]], classes: dict[str, dict[str, Any]]) -> None:
-    for cls, v in classes.items():
-        t = into.setdefault(cls, {"object_count": 0, "bytes": 0, "estimated_monthly_cost_usd": 0.0})
-        t["object_count"] = None if v["object_count"] is None or t["object_count"] is None \
-            else t["object_count"] + v["object_count"]
-        t["bytes"] += v["bytes"]
-        t["estimated_monthly_cost_usd"] = _money(t["estimated_monthly_cost_usd"] + v["estimated_monthly_cost_usd"])
-
-
-def _sum_counts(values: Iterable[int | None]) -> int | None:
-    """The sum, or None (unknown) when any part is unknown."""
-    total = 0
-    for v in values:
-        if v is None:
-            return None
-        total += v
-    return total
-
-
-def region_groups(entries: Sequence[dict[str, Any]], size_unit: str) -> list[dict[str, Any]]:
-    """report.json's ``regions``: per region (null when it could not be read) the buckets, objects,
-    bytes, estimated cost and storage classes of its readable buckets, and how many could not be read."""
-    groups: dict[str | None, list[dict[str, Any]]] = {}
-    for e in entries:
-        groups.setdefault(e["region"], []).append(e)
-    out = []
-    for region in sorted(groups, key=lambda r: (r is None, r or "")):
-        members = groups[region]
-        ok = [e for e in members if e["error"] is None]
-        classes: dict[str, dict[str, Any]] = {}
-        for e in ok:
-            _add_classes(classes, e["storage_classes"])
-        total_bytes = sum(e["total_bytes"] for e in ok)
-        out.append({
-            "region": region, "bucket_count": len(members), "error_count": len(members) - len(ok),
-            "object_count": _sum_counts(e["object_count"] for e in ok), "total_bytes": total_bytes,
-            **sized(total_bytes, size_unit),
-            "estimated_monthly_cost_usd": _money(sum(e["estimated_monthly_cost_usd"] for e in ok)),
-            "storage_classes": dict(sorted(classes.items())),
-        })
-    return out
-
-
 def build_report(
     buckets: Sequence[dict[str, Any]], results: Iterable[dict[str, Any]], *, prices: PriceTable, size_unit: str,
     source: str, include_versions: bool, generated_at: datetime, date_format: str = "iso", show_time: bool = True,
@@ -587,7 +526,7 @@ def build_report(
     ok = [e for e in entries if e["error"] is None]
     total_bytes = sum(e["total_bytes"] for e in ok)
     report: dict[str, Any] = {
-        "generated_at": _iso(generated_at),
+        "generated_at": format_time(generated_at, "seconds"),
         "source": source,
         "size_unit": size_unit,
         "display": {"date_format": date_format, "show_time": bool(show_time)},
@@ -644,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from include.aws.client import S3AccessError, check_access, client_from_args
     from include.storage_report import render as report_render
 
-    parser = argparse.ArgumentParser(prog="python -m include.storage_report.summarize",
+    parser = argparse.ArgumentParser(prog="s3ops report",
                                      description="Storage report of every S3 bucket the credentials can see.")
     parser.add_argument("--bucket", action="append", default=[], help="bucket name or glob (repeatable)")
     parser.add_argument("--region", action="append", default=[], help="only buckets in this region (repeatable)")
@@ -670,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     clients: dict[str | None, Any] = {}
 
-    def client_for(region: str | None) -> Any:
+    def client_for(region: str | None) -> S3Client:
         if region not in clients:
             clients[region] = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url,
                                                region_name=region or "us-east-1", mode="adaptive")

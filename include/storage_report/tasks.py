@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include.core import artifacts
+from include.core.times import logical_now
+from include.storage_report import inventory
 from include.storage_report import render as report_render
 from include.storage_report import summarize as storage_report
 from include.storage_report.pricing import load_prices
@@ -103,10 +105,13 @@ def plan_shards(context: Any) -> list[dict[str, Any]]:
     buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
     clients = Clients(params["aws_conn_id"])
     max_shards = conf.getint("core", "max_map_length")
-    planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"],
-                                  threshold=params["shard_objects"], parts_per_bucket=params["shard_parts"],
-                                  include_versions=params["include_versions"],
-                                  inventory_fallback=params["inventory_fallback"])
+    if params["source"] == "inventory":
+        planned = inventory.plan(clients.s3, buckets, max_shards=max_shards, include_versions=params["include_versions"],
+                                 fallback=params["inventory_fallback"], listing_plan=storage_report.plan)
+    else:
+        planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"],
+                                      threshold=params["shard_objects"], parts_per_bucket=params["shard_parts"],
+                                      include_versions=params["include_versions"])
     parts = sum(len(s["parts"]) for s in planned)
     log.info("%d shards (%d key ranges) over %d buckets, limit %d", len(planned), parts, len(buckets), max_shards)
     return [dict(s) for s in planned]
@@ -115,13 +120,17 @@ def plan_shards(context: Any) -> list[dict[str, Any]]:
 def summarize_shard(context: Any, shard: dict[str, Any]) -> list[dict[str, Any]]:
     """Totals of every key range in ``shard`` (or its buckets' CloudWatch metrics)."""
     params = _settings(context)
-    now = context.get("logical_date") or context["dag_run"].run_after
+    now = logical_now(context)
     clients = Clients(params["aws_conn_id"])
     results = []
     for part in shard["parts"]:
         if params["source"] == "cloudwatch":
             result = storage_report.summarize_cloudwatch(clients.cloudwatch(part["region"]), part["bucket"], now,
                                                          storage_classes=params["storage_classes"])
+        elif part.get("inventory"):
+            result = inventory.summarize_part(clients.s3(part["region"]), dict(part),
+                                              include_versions=params["include_versions"],
+                                              storage_classes=params["storage_classes"])
         else:
             result = storage_report.summarize_part(clients.s3(part["region"]), part,
                                                    include_versions=params["include_versions"],

@@ -9,11 +9,11 @@ from html import escape
 from typing import Any
 
 from include.core.dates import format_date
+from include.core.units import format_size
 from include.ui.views import required_actions_url
 
 PAGES = (("storage", "Storage"), ("plans", "Plans"), ("uploads", "Uploads"))
 PALETTE = ("#017cee", "#e8710a", "#12a35a", "#c62f7e", "#7a4fd1", "#8c6b00", "#00838f", "#5f6368")
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 # Colours are variables: light by default, dark when the browser prefers it, and whatever Airflow's own
 # theme says when the page sits in Airflow's iframe (THEME_JS copies the parent page's "dark"/"light" class).
@@ -80,15 +80,8 @@ document.querySelectorAll("table.sortable th").forEach(function(th){th.addEventL
 
 
 def human_bytes(n: int | None) -> str:
-    """1536 → "1.5 KiB" (binary units; bytes below 1 KiB are exact)."""
-    if n is None:
-        return "–"
-    value = float(n)
-    for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    """1536 → "1.50 KiB": the project's one byte format (:func:`include.core.units.format_size`), "–" for unknown."""
+    return "–" if n is None else format_size(n)
 
 
 def _e(value: Any) -> str:

@@ -24,6 +24,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from include.core.artifacts import ArtifactPath, index_periods, period_sums, read_json, read_jsonl, read_period
+from include.core.artifacts import (
+    artifact_root as artifact_root,  # the store the pages read; the plugin sees only include.ui
+)
+from include.core.times import format_time
 
 STORAGE_DAG = "s3_storage_report"
 UPLOAD_DAG = "s3_upload"
@@ -72,10 +76,10 @@ def _mtime(path: ArtifactPath) -> str | None:
     except (OSError, ValueError):
         return None
     if isinstance(ts, datetime):
-        return ts.astimezone(timezone.utc).isoformat()
+        return format_time(ts, "seconds")
     if ts is None:
         return None
-    return datetime.fromtimestamp(float(ts), tz=timezone.utc).isoformat()
+    return format_time(datetime.fromtimestamp(float(ts), tz=timezone.utc), "seconds")
 
 
 def _int(value: Any) -> int:
@@ -195,7 +199,7 @@ def storage_view(root: ArtifactPath, readable: Collection[str] | None = None,
 
 def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> dict[str, Any]:
     f = Fields(f"{STORAGE_DAG}/{run_id}/report.json", flags)
-    buckets = []
+    buckets: list[dict[str, Any]] = []
     by_class: dict[str, dict[str, Any]] = {}
     hidden = []
     size_unit = f.text(report.get("size_unit"))
@@ -524,10 +528,12 @@ def _limits(plan: dict[str, Any], folder: ArtifactPath | None = None) -> list[tu
         settings = read_json(folder / "settings.json") if (folder / "settings.json").exists() else None
     except (OSError, ValueError):
         return []
-    values = settings.get("values") if isinstance(settings, dict) else None
+    if not isinstance(settings, dict):
+        return []
+    values = settings.get("values")
     if not isinstance(values, dict):
         return []
-    sources = settings.get("sources") if isinstance(settings.get("sources"), dict) else {}
+    sources: dict[str, Any] = settings["sources"] if isinstance(settings.get("sources"), dict) else {}
     return [(k, _shown_value(values[k]) + (f" ({sources[k]})" if sources.get(k) else ""))
             for k in GUARD_PARAMS if k in values]
 

@@ -44,10 +44,11 @@ from typing import Any
 from awscrt.checksums import crc64nvme
 from botocore.exceptions import BotoCoreError, ClientError
 
-from include.aws.client import error_text
 from include.aws.crt import MIB, Answer, CrtPutter, credentials_from_args
 from include.core import artifacts
+from include.core.errors import error_code, error_text
 from include.core.progress import Progress
+from include.core.times import format_time
 from include.upload.layout import (
     Candidate,
     MalformedPath,
@@ -121,15 +122,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 def _b64_crc(value: int) -> str:
     return base64.b64encode(value.to_bytes(8, "big")).decode()
 
@@ -171,7 +163,7 @@ def _head(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
     try:
         return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as exc:
-        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
 
@@ -241,7 +233,7 @@ class Uploader:
         except FileNotFoundError:
             return self._vanished(cand, key)
         except (ClientError, BotoCoreError) as exc:
-            return Outcome(FAILED, cand.rel, key, cand.size, error=self._s3_error(_code(exc), error_text(exc)))
+            return Outcome(FAILED, cand.rel, key, cand.size, error=self._s3_error(error_code(exc), error_text(exc)))
         except OSError as exc:
             return Outcome(FAILED, cand.rel, key, cand.size, error=f"cannot read the local file: {exc.strerror or exc}")
         except Exception as exc:  # one file's surprise must not stop the batch or lose the manifest
@@ -295,7 +287,7 @@ class Uploader:
         st, now = local.stat, os.stat(pending.path)
         if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
             return Outcome(FAILED, rel, key, local.size, error="changed while uploading; kept")
-        uploaded_at = _iso(_now())
+        uploaded_at = format_time(_now())
         try:
             pending.path.unlink(missing_ok=True)
         except OSError as exc:
@@ -316,7 +308,7 @@ class Uploader:
             return Outcome(
                 UPLOADED, cand.rel, key, int(head["ContentLength"]),
                 f"crc64nvme:{checksum}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
-                _iso(head["LastModified"]),
+                format_time(head["LastModified"]),
             )
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
 
@@ -341,12 +333,12 @@ def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datet
             continue
         if initiated >= before:
             continue
-        row = {"key": key, "initiated": _iso(initiated)}
+        row = {"key": key, "initiated": format_time(initiated)}
         try:
             client.abort_multipart_upload(Bucket=settings.bucket, Key=key, UploadId=upload["UploadId"])
             log.info("aborted an incomplete multipart upload of %s started %s", key, row["initiated"])
         except ClientError as exc:
-            if _code(exc) != "NoSuchUpload":  # gone meanwhile: that is what we wanted
+            if error_code(exc) != "NoSuchUpload":  # gone meanwhile: that is what we wanted
                 row["error"] = error_text(exc)
                 log.warning("cannot abort the incomplete upload of %s: %s", key, row["error"])
         done.append(row)
@@ -421,7 +413,7 @@ def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, wo
         try:
             uploader.putter.start(step.key, str(step.path), step.local.size, crc64nvme=step.local.crc64nvme,
                                   if_none_match=not uploader.settings.overwrite,
-                                  done=lambda answer, step=step: answers.put((step, answer)))
+                                  done=lambda answer, step=step: answers.put((step, answer)))  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - the CRT refused the request itself: this file's outcome
             record(Outcome(FAILED, cand.rel, step.key, cand.size, error=f"{type(exc).__name__}: {exc}"), cand.size)
             continue
@@ -437,7 +429,7 @@ def check_bucket(client: Any, bucket: str) -> None:
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        code = _code(exc)
+        code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise UploadError(f"bucket {bucket!r} does not exist: create it or fix the 'bucket' setting") from exc
         if code in ("403", "AccessDenied", "Forbidden"):
@@ -479,7 +471,7 @@ def _scan_report(base: Path, scan: Scan, now: datetime, aborted: list[dict[str, 
              base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, scan.malformed_total,
              len(aborted))
     return {
-        "scanned_at": _iso(now), "selected": len(scan.eligible), "deferred": scan.deferred, "not_ready": scan.not_ready,
+        "scanned_at": format_time(now), "selected": len(scan.eligible), "deferred": scan.deferred, "not_ready": scan.not_ready,
         "malformed_total": scan.malformed_total,
         "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
         "errors": [{"path": p, "error": e} for p, e in scan.errors], "errors_total": scan.errors_total,
@@ -506,7 +498,7 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now
     names = [f"{i:05d}" for i in range(len(batches))]
     for name, batch in zip(names, batches, strict=True):
         artifacts.write_json(run_dir / "batches" / f"{name}.json",
-                             {"scanned_at": _iso(now), "files": _candidate_rows(batch)})
+                             {"scanned_at": format_time(now), "files": _candidate_rows(batch)})
     report = _scan_report(base, scan, now, aborted)
     artifacts.write_json(run_dir / "scan.json", {"settings": settings.to_dict(), "batches": names, **report})
     log.info("%d file(s) to upload in %d batch(es)", len(scan.eligible), len(names))
@@ -547,7 +539,7 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
         "failed_paths": [f["path"] for f in failures][:LIST_CAP],
         "failures": failures[:LIST_CAP],
         "bucket": settings.bucket, "key_prefix": settings.key_prefix, "base_dir": settings.base_dir,
-        "scanned_at": scan_info.get("scanned_at"), "finished_at": _iso(_now()),
+        "scanned_at": scan_info.get("scanned_at"), "finished_at": format_time(_now()),
     }
     return summary, manifest
 
@@ -618,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     from include.aws.client import client_from_args
     from include.upload.settings import SETTINGS, SettingsError, resolve_settings
 
-    parser = argparse.ArgumentParser(prog="python -m include.upload.uploader", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="s3ops upload", description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", help="the producer's folder (required)")
     parser.add_argument("--bucket", help="target bucket (required)")
     parser.add_argument("--key-prefix", help="prefix for every key (default '')")

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from scripts import tools
+
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -30,10 +31,11 @@ DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 def browser_page(airflow: Any, standalone: Any) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (Playwright's own download is not used)")
+    chromium = tools.chromium()
+    if chromium is None:
+        pytest.fail(f"no Chromium found: {tools.install_hint('chromium')} (or set S3OPS_CHROMIUM to a Chromium binary)")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1360, "height": 900})
         # nothing outside this machine may be fetched by the pages
         outside: list[str] = []

@@ -27,18 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scripts import tools
 from scripts.stack import ROOT, StackError, _stop, _wait, free_port
 
 
 def _pg_bin() -> Path:
-    """PostgreSQL's server binaries: Debian/Ubuntu keep them per version, Homebrew puts them on PATH."""
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    if versions:
-        return versions[-1].parent
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    raise StackError("no PostgreSQL server found: run `make bootstrap` (apt-get install postgresql)")
+    """PostgreSQL's server binaries (Debian/Ubuntu keep them per version, Homebrew's postgresql@17 is keg-only:
+    scripts.tools looks in both)."""
+    try:
+        return Path(tools.require("initdb")).parent
+    except FileNotFoundError as exc:
+        raise StackError(str(exc)) from exc
 
 
 VENV_BIN = Path(sys.executable).parent
@@ -195,7 +194,7 @@ class CeleryTopology:
         port = free_port()
         log = self.tmp / "logs" / "redis.log"
         self.procs["redis"] = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+            [tools.require("redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
              "--dir", str(self.tmp)],
             cwd=self.tmp, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )

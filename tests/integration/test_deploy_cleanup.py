@@ -278,8 +278,8 @@ def _plan(s3, bucket, tmp_path, **params):
 
 
 def _delete_all(s3, bucket, tmp_path, summary):
-    from include.deletion.airflow import RecheckContext
     from include.deletion.plan import delete_chunk, read_plan, write_audit
+    from include.deletion.recheck import RecheckContext
     from include.deploy_cleanup.plan import make_recheck
 
     recheck = make_recheck(RecheckContext(s3, bucket, {}, read_plan(tmp_path), tmp_path))

@@ -167,7 +167,7 @@ def test_pages_are_self_contained_escaped_and_carry_exact_numbers(root: Path) ->
 
 def test_human_bytes() -> None:
     assert [ui_html.human_bytes(n) for n in (0, 1023, 1024, 1536, 5 * 1024**3)] == [
-        "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 GiB"]
+        "0 B", "1023 B", "1.00 KiB", "1.50 KiB", "5.00 GiB"]
 
 
 # Odd values in artifacts: flagged, never a 500 ------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 from include.aws import shards
 from include.inventory import manifest as inv
-from include.inventory.summarize import FILES_PER_PART, count_files
+from include.storage_report.inventory_files import FILES_PER_PART, count_files
 
 log = logging.getLogger(__name__)
 FALLBACKS = ("listing", "error")

@@ -1,0 +1,37 @@
+"""Times for people and files: aware UTC inside, one ISO 8601 form outside, a run's logical "now".
+
+Every timestamp s3ops writes (listings, reports, upload records, the UI) is ISO 8601 UTC ending in
+``Z``; ``timespec`` only chooses the precision. Naive datetimes (MySQL ``DATETIME``) are taken as UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+TimeSpec = Literal["seconds", "milliseconds"]
+
+
+def utc(value: datetime) -> datetime:
+    """A plain aware UTC ``datetime``. MySQL returns naive datetimes (the sessions run in UTC, so naive
+    means UTC); Airflow hands out pendulum DateTimes, whose arithmetic can drop the zone: convert them."""
+    t = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=timezone.utc)
+
+
+def format_time(value: datetime, timespec: TimeSpec = "milliseconds") -> str:
+    """``2026-11-22T04:28:13.000Z`` (or ``…T04:28:13Z`` with ``timespec="seconds"``)."""
+    return utc(value).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
+
+
+def parse_time(value: str) -> datetime:
+    """``2026-11-22T04:28:13.000Z`` (or any ISO 8601 with an offset) → an aware UTC datetime."""
+    return utc(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def logical_now(context: Mapping[str, Any]) -> datetime:
+    """A run's "now": its logical date, or ``run_after`` for a manual run without one (Airflow 3), so
+    a retry or a backfill decides exactly what the original run would have."""
+    moment = context.get("logical_date") or context["dag_run"].run_after
+    return utc(moment)

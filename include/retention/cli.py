@@ -1,0 +1,124 @@
+"""``s3ops retention plan``: the retention plan and the reason for every file, without Airflow.
+
+A dry run only: it lists the bucket, streams the job table against it exactly as the ``plan`` task
+does, writes the plan artifacts to ``--out`` and prints what a run would delete and why. Nothing is
+deleted; deleting goes through the DAG's guard, approval and audit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from include.core.times import parse_time
+
+PROG = "s3ops retention plan"
+
+
+def _now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise ValueError(f"--now {text!r} is not an ISO 8601 time such as 2026-11-30T00:00:00Z") from exc
+
+
+def _days(text: str) -> float:
+    """A number of days: finite, 0 ≤ days ≤ 1,000,000."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not 0 <= days <= 1e6:  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 0 to 1000000")
+    return days
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+                                epilog="The MySQL password is read from MYSQL_PWD (never from the command line).")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--key-prefix", default="", help="objects live at KEY_PREFIX + sourceData (default '')")
+    p.add_argument("--jobs-table", default="jobs", help="table with jobId, completedAt, type, sourceData (default jobs)")
+    p.add_argument("--trial-retention", default="P3M", help="ISO 8601 duration TRIAL jobs are kept (default P3M)")
+    p.add_argument("--orphan-min-age-days", type=_days, default=7.0, metavar="DAYS",
+                   help="unreferenced objects younger than this are kept (default 7)")
+    p.add_argument("--allow-empty-jobs", action="store_true", help="accept an empty job table (else refused)")
+    p.add_argument("--now", help="decide as of this UTC time (default: now), like a run's logical date")
+    p.add_argument("--mysql-host", default="127.0.0.1")
+    p.add_argument("--mysql-port", type=int, default=3306)
+    p.add_argument("--mysql-user", default="root")
+    p.add_argument("--mysql-database", required=True)
+    p.add_argument("--out", type=Path, help="folder for plan.json and the plan chunks (default: a new temp folder)")
+    p.add_argument("--limit", type=int, default=1000, help="print at most this many planned files (default 1000)")
+    p.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
+    p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+    from include.aws.client import S3AccessError, check_access, client_from_args
+    from include.aws.listing import iter_objects
+    from include.deletion.plan import read_chunk
+    from include.retention import jobs as jobs_db
+    from include.retention.policy import Policy, write_plan
+
+    try:
+        jobs_db.quote_table(args.jobs_table)  # a bad name fails before anything is listed
+        policy = Policy.at(_now(args.now), args.trial_retention, args.orphan_min_age_days)
+        client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
+        check_access(client)
+        login = dict(host=args.mysql_host, port=args.mysql_port, user=args.mysql_user,
+                     password=os.environ.get("MYSQL_PWD", ""), database=args.mysql_database)
+        stream, lookup_conn = jobs_db.connect_direct(**login), jobs_db.connect_direct(**login)
+    except (S3AccessError, ValueError) as exc:
+        print(f"retention plan: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - MySQLdb's errors: one line naming the server, not a traceback
+        print(f"retention plan: cannot connect to MySQL at {args.mysql_host}:{args.mysql_port} "
+              f"as {args.mysql_user!r}: {exc}", file=sys.stderr)
+        return 2
+    run_dir = args.out or Path(tempfile.mkdtemp(prefix="retention-plan-"))
+    try:
+        summary = write_plan(
+            iter_objects(client, args.bucket, args.key_prefix), jobs_db.iter_job_rows(stream, args.jobs_table),
+            run_dir, key_prefix=args.key_prefix, policy=policy,
+            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, args.jobs_table, names),
+            jobs_table=args.jobs_table, allow_empty_jobs=args.allow_empty_jobs,
+            extra={"bucket": args.bucket, "trial_retention": args.trial_retention,
+                   "orphan_min_age_days": args.orphan_min_age_days, "purge_job_rows": False},
+        )
+    finally:
+        stream.close()
+        lookup_conn.close()
+
+    shown = 0
+    for chunk in summary["chunks"]:
+        for item in read_chunk(run_dir, chunk):
+            if shown < args.limit:
+                print(f"DELETE  {item.reason:<13} {item.size:>12}  {item.key}")
+            shown += 1
+    if shown > args.limit:
+        print(f"… and {shown - args.limit} more (all of them in {summary['plan_uri']})")
+    for reason, slot in sorted(summary.get("by_reason", {}).items()):
+        print(f"{reason}: {slot['count']} objects, {slot['bytes']} bytes")
+    for cause, count in sorted(summary.get("protected", {}).get("by_cause", {}).items()):
+        print(f"kept ({cause}): {count}")
+    print(summary["headline"])
+    print(f"plan: {summary['delete_count']} objects, {summary['delete_bytes']} bytes at {summary['plan_uri']} "
+          "(dry run: nothing was deleted)")
+    return 3 if summary.get("refusals") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""``s3ops retention plan`` against the real local S3 server and MariaDB, with Airflow unimportable."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from include.seed import seed_jobs
+from tests.layout.test_cli import s3ops
+
+NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
+OLD = (NOW - timedelta(days=400)).isoformat()
+
+
+def test_retention_plan_prints_every_file_and_reason_and_deletes_nothing(s3, s3_server, mysql_server, mysql_conn,
+                                                                           tmp_path):
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    seed_jobs(mysql_conn, [("1", NOW - timedelta(days=200), "TRIAL", "expired"), ("2", None, "OFFICIAL", "kept"),
+                           ("3", NOW - timedelta(days=10), "TRIAL", "recent"), ("4", None, "Weird", "odd")], table=table)
+    keys = ["in/expired", "in/kept", "in/recent", "in/odd", "in/orphan", "in/Kept"]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": k, "size": 7, "last_modified": OLD}
+                                                                      for k in keys]})
+    base = ["retention", "plan", "--bucket", bucket, "--key-prefix", "in/", "--jobs-table", table,
+            "--now", "2019-06-03T00:00:00Z", "--endpoint-url", s3_server.endpoint_url,
+            "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+            "--mysql-database", mysql_server.database]
+    result = s3ops(*base, "--out", str(tmp_path), env={**os.environ, "MYSQL_PWD": mysql_server.password})
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = {line.split()[-1]: line.split()[1] for line in result.stdout.splitlines() if line.startswith("DELETE")}
+    assert planned == {"in/expired": "trial_expired", "in/orphan": "orphan"}
+    assert "kept (ambiguous): 1" in result.stdout and "kept (unknown_type): 1" in result.stdout
+    assert "dry run: nothing was deleted" in result.stdout
+    assert json.loads((tmp_path / "plan.json").read_text())["delete_count"] == 2
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == sorted(keys)
+
+    wrong = s3ops(*base, env={**os.environ, "MYSQL_PWD": "not-the-password"})
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert f"cannot connect to MySQL at 127.0.0.1:{mysql_server.port}" in wrong.stderr
+
+
+def test_retention_plan_refuses_an_empty_job_table(s3, s3_server, mysql_server, mysql_conn, tmp_path):
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    seed_jobs(mysql_conn, [], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": "f", "size": 1, "last_modified": OLD}]})
+    result = s3ops("retention", "plan", "--bucket", bucket, "--jobs-table", table, "--endpoint-url",
+                   s3_server.endpoint_url, "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+                   "--mysql-database", mysql_server.database, "--out", str(tmp_path),
+                   env={**os.environ, "MYSQL_PWD": mysql_server.password})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"Refused: the job query on {table!r} returned no rows" in result.stdout

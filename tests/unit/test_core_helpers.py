@@ -1,0 +1,46 @@
+"""include.core.times and include.core.errors: the one timestamp form and the one S3 error reader."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from include.core.errors import error_code, error_text
+from include.core.times import format_time, logical_now, parse_time, utc
+
+
+def test_format_time_is_utc_with_z_at_the_asked_precision() -> None:
+    t = datetime(2026, 11, 22, 5, 28, 13, 456789, tzinfo=timezone(timedelta(hours=1)))
+    assert format_time(t) == "2026-11-22T04:28:13.456Z"
+    assert format_time(t, "seconds") == "2026-11-22T04:28:13Z"
+    assert format_time(datetime(2026, 1, 1)) == "2026-01-01T00:00:00.000Z"  # naive means UTC
+
+
+def test_parse_time_round_trips_and_accepts_offsets() -> None:
+    assert parse_time("2026-11-22T04:28:13.000Z") == datetime(2026, 11, 22, 4, 28, 13, tzinfo=timezone.utc)
+    assert parse_time("2026-11-22T06:28:13+02:00") == datetime(2026, 11, 22, 4, 28, 13, tzinfo=timezone.utc)
+    with pytest.raises(ValueError):
+        parse_time("yesterday")
+
+
+def test_logical_now_prefers_the_logical_date_then_run_after() -> None:
+    logical, after = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+    run = SimpleNamespace(run_after=after)
+    assert logical_now({"logical_date": logical, "dag_run": run}) == logical
+    assert logical_now({"logical_date": None, "dag_run": run}) == after
+    assert utc(datetime(2026, 1, 1)).tzinfo is timezone.utc
+
+
+def test_error_code_and_text_read_s3_answers_and_name_other_errors() -> None:
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListObjectsV2")
+    assert error_code(denied) == "AccessDenied" and error_text(denied) == "AccessDenied: no"
+    bare = ClientError({"Error": {}}, "HeadObject")
+    assert error_code(bare) == "" and error_text(bare).startswith("Error")
+    down = EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+    assert error_code(down) == "" and error_text(down).startswith("EndpointConnectionError: ")
+    odd = RuntimeError("x")
+    odd.response = "not a dict"  # type: ignore[attr-defined]
+    assert error_code(odd) == "" and error_text(odd) == "RuntimeError: x"
