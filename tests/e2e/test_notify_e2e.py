@@ -70,7 +70,7 @@ def _wait(predicate: Any, what: str, timeout: float = 300) -> Any:
 
 
 def test_scheduled_retention_mails_its_approval_and_the_next_run_supersedes_it(
-        airflow, standalone, s3, s3_server, mysql_server, e2e_artifacts, smtp_sink, unique):
+        airflow, approver, standalone, s3, s3_server, mysql_server, e2e_artifacts, smtp_sink, unique):
     from tests.e2e.test_deletion_e2e import _keys, _retention_world, _wait_awaiting_approval
 
     bucket, table = unique("sched"), unique("sched").replace("-", "_")
@@ -113,12 +113,19 @@ def test_scheduled_retention_mails_its_approval_and_the_next_run_supersedes_it(
         # the next day's scheduled run: plans the same target, supersedes the waiting request
         second = _next_scheduled(airflow, standalone, seen)
         _wait_awaiting_approval(airflow, RETENTION, second)
+        marker = json.loads((e2e_artifacts / RETENTION / first / "superseded.json").read_text())
+        assert marker["superseded_by"] == second
+        assert any(second in m["body"] for m in smtp_sink.wait_for(2, timeout=120))
+        # Airflow 3.3 lets no task close another task's request: the old one stays listed until it is
+        # answered (or expires). An Approve on it now resolves as superseded and deletes nothing.
+        assert approver.answer(RETENTION, first, "Approve") == "success", airflow.task_states(RETENTION, first)
         audit_path = e2e_artifacts / RETENTION / first / "audit.json"
         _wait(audit_path.exists, "the superseded run's audit", 300)
         audit = json.loads(audit_path.read_text())
-        assert audit["outcome"] == "superseded", audit
+        assert (audit["outcome"], audit["superseded_by"], audit["deleted_count"]) == ("superseded", second, 0), audit
         assert _keys(s3, bucket) == set(files), "a superseded plan deleted something"
-        assert any(second in m["body"] for m in smtp_sink.wait_for(2, timeout=120))
+        assert approver.answer(RETENTION, second, "Reject") == "success"
+        assert _keys(s3, bucket) == set(files)
     finally:
         airflow.set_paused(RETENTION, True)
         airflow.stop_scheduled_runs(RETENTION)
