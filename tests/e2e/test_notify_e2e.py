@@ -32,7 +32,10 @@ from airflow.models.dag import DagModel
 from airflow.utils.session import create_session
 with create_session() as session:
     dm = session.get(DagModel, sys.argv[1])
-    dm.next_dagrun_create_after = datetime.now(timezone.utc)
+    # the next run is due now, with a logical date of now: the scheduler starts no run dated in the future
+    now = datetime.now(timezone.utc)
+    dm.next_dagrun = dm.next_dagrun_data_interval_start = dm.next_dagrun_data_interval_end = now
+    dm.next_dagrun_create_after = now
     print(dm.next_dagrun)
 """
 
