@@ -45,7 +45,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from include.dag_defaults import DeploymentNotifier
-from include.deletion.approval import DeleteRefused, approval_body, human_bytes
+from include.deletion.approval import DeleteRefused, approval_body
 from include.deletion.recheck import RecheckContext, RecheckFactory
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ MAX_MAP_LENGTH_DEFAULT = 1024
 #: the default wait for an answer: below a daily schedule's interval, so a request expires before the next run
 APPROVAL_TIMEOUT_DEFAULT = timedelta(hours=20)
 
-__all__ = ["DeleteRefused", "PlanApprovalOperator", "add_deletion_tasks", "approval_body", "human_bytes",
+__all__ = ["DeleteRefused", "PlanApprovalOperator", "add_deletion_tasks", "approval_body",
            "require_authorized", "run_dir_of"]
 
 

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from include.core import artifacts
+from include.core.units import format_size
 
 GUARD_FILE = "guard.json"
 REQUEST_FILE = "approval_request.json"
@@ -264,15 +265,6 @@ def fenced(values: Iterable[Any]) -> str:
     return "\n".join([fence + "text", *lines, fence])
 
 
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def _count(value: Any) -> int:
     try:
         return int(value or 0)
@@ -290,7 +282,7 @@ def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any], *, plan
     if summary.get("headline"):
         lines += [fenced([summary["headline"]]), ""]
     lines += [
-        f"Delete **{_count(summary.get('delete_count'))} objects** ({human_bytes(_count(summary.get('delete_bytes')))}); "
+        f"Delete **{_count(summary.get('delete_count'))} objects** ({format_size(_count(summary.get('delete_bytes')))}); "
         f"{_count(summary.get('scanned_count'))} objects were scanned. Bucket:", "",
         fenced([params.get("bucket") or ""]),
         "", "| reason | objects | bytes |", "| --- | ---: | ---: |",
@@ -298,7 +290,7 @@ def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any], *, plan
     for reason, slot in (summary.get("by_reason") or {}).items():
         label = reason if _SAFE_WORD.match(str(reason)) else "(unusual reason: see the plan)"
         slot = slot if isinstance(slot, Mapping) else {}
-        lines.append(f"| {label} | {_count(slot.get('count'))} | {human_bytes(_count(slot.get('bytes')))} |")
+        lines.append(f"| {label} | {_count(slot.get('count'))} | {format_size(_count(slot.get('bytes')))} |")
     samples = list(summary.get("samples") or [])
     if samples:
         lines += ["", f"First {len(samples)} keys (odd characters shown as escapes):", "", fenced(samples)]

@@ -12,8 +12,8 @@ def test_approval_body_shows_counts_bytes_reasons_samples_and_where():
          "samples": ["d/r1/a", "d/r1/b"], "plan_uri": "/art/plan.json", "chunks": ["00000"]},
         {"bucket": "b1"}, plan_digest="sha256:abc",
     )
-    for part in ("```text\nDelete 2 of 9 deployments\n```", "**3 objects** (3.0 MiB)", "```text\nb1\n```",
-                 "| beyond_keep | 3 | 3.0 MiB |", "```text\nd/r1/a\nd/r1/b\n```", "Full plan (1 chunks)",
+    for part in ("```text\nDelete 2 of 9 deployments\n```", "**3 objects** (3.00 MiB)", "```text\nb1\n```",
+                 "| beyond_keep | 3 | 3.00 MiB |", "```text\nd/r1/a\nd/r1/b\n```", "Full plan (1 chunks)",
                  "```text\n/art/plan.json\n```", "`sha256:abc`", "Reject deletes nothing"):
         assert part in body
 
