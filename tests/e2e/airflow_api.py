@@ -369,10 +369,17 @@ class AirflowClient:
     # Backfills and variables -------------------------------------------------------------------------
     def create_backfill(self, dag_id: str, from_date: str, to_date: str, conf: dict[str, Any],
                         max_active_runs: int = 3) -> dict[str, Any]:
-        resp = self.http.post("/api/v2/backfills", json={
+        body = {
             "dag_id": dag_id, "from_date": from_date, "to_date": to_date, "run_backwards": False,
             "dag_run_conf": conf, "reprocess_behavior": "none", "max_active_runs": max_active_runs,
-        })
+        }
+        # On SQLite (the standalone's database) Airflow answers 503 "Database is locked" while the
+        # scheduler holds the write lock; the creation was rolled back, so asking again is safe.
+        deadline = time.monotonic() + 90
+        resp = self.http.post("/api/v2/backfills", json=body)
+        while resp.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(2)
+            resp = self.http.post("/api/v2/backfills", json=body)
         assert resp.status_code == 200, f"POST backfills: {resp.status_code} {resp.text}"
         return dict(resp.json())
 
