@@ -33,3 +33,12 @@ def gate_settings(*, approval: str, max_delete_count: int) -> tuple[Setting, ...
                 "The guard refuses the whole plan (nothing deleted) if it deletes more objects (or versions) "
                 "than this."),
     )
+
+
+#: Where a deleting DAG's plan reads the bucket's objects from (one definition for every deleting DAG).
+PLAN_SOURCES = ("listing", "inventory")
+PLAN_SOURCE = Setting(
+    "source", {"type": "string", "enum": list(PLAN_SOURCES)}, "listing", "Source",
+    "listing: list the bucket (one request per 1,000 keys). inventory: the bucket's newest verified S3 Inventory "
+    "(billion-object buckets: no listing); objects written after its date are not in the plan, and every delete is "
+    "conditional on the ETag it recorded, so an object rewritten since is kept.")

@@ -21,7 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from include.aws.client import S3AccessError, check_access, client_from_args
     from include.deletion.plan import GuardRefused, check_guards, delete_chunk, read_plan, write_audit
     from include.deletion.recheck import RecheckContext
+    from include.deletion.settings import PLAN_SOURCES
     from include.deploy_cleanup.plan import make_recheck, plan_cleanup, settings_from_params
+    from include.inventory.manifest import InventoryError
 
     parser = argparse.ArgumentParser(prog="s3ops deploy-cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", required=True)
@@ -31,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-keep", type=int, default=1, help="never delete the newest Y (default 1)")
     parser.add_argument("--protect", action="append", default=[], help="name or glob never deleted (repeatable)")
     parser.add_argument("--include-versions", action="store_true", help="also delete old versions and delete markers")
+    parser.add_argument("--source", choices=PLAN_SOURCES, default="listing",
+                        help="plan from a listing (default) or from the bucket's newest S3 Inventory")
     parser.add_argument("--max-delete-count", type=int, default=10000, help="refuse bigger plans (default 10000)")
     parser.add_argument("--delete", action="store_true", help="delete (default: plan only)")
     parser.add_argument("--out", type=Path, help="folder for plan.json, deployments.jsonl and audit.json")
@@ -43,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_params({
             "prefix": args.prefix, "keep": args.keep, "older_than_days": args.older_than_days,
             "min_keep": args.min_keep, "protect": args.protect, "include_versions": args.include_versions,
+            "source": args.source,
         })
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
         check_access(client)
@@ -63,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             delete_chunk(client, args.bucket, run_dir, chunk, recheck=recheck, dry_run=False)
         audit = write_audit(run_dir, extra={"outcome": "deleted" if summary["chunks"] else "nothing_to_delete",
                                             "approval": "command line"})
-    except (S3AccessError, GuardRefused, ValueError, OSError) as exc:
+    except (S3AccessError, GuardRefused, InventoryError, ValueError, OSError) as exc:
         print(f"deploy cleanup: {exc}", file=sys.stderr)
         return 2
     print(f"deleted {audit['deleted_count']} objects ({audit['deleted_bytes']} bytes), {audit['skipped_count']} "

@@ -29,7 +29,8 @@ from __future__ import annotations
 import fnmatch
 import logging
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,11 +38,14 @@ from typing import TYPE_CHECKING, Any
 from include.aws.listing import iter_objects, iter_versions
 from include.core import artifacts
 from include.core.progress import Progress
-from include.core.times import parse_time
+from include.core.times import format_time, parse_time
 from include.deletion.plan import PlanItem, PlanWriter
+from include.deletion.settings import PLAN_SOURCES
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
     from types_boto3_s3 import S3Client
+
+    from include.inventory.read import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class CleanupSettings:
     min_keep: int = 1
     protect: tuple[str, ...] = ()
     include_versions: bool = False
+    source: str = "listing"  # or "inventory" (include.deletion.settings.PLAN_SOURCES)
 
 
 def settings_from_params(params: Mapping[str, Any]) -> CleanupSettings:
@@ -93,12 +98,15 @@ def settings_from_params(params: Mapping[str, Any]) -> CleanupSettings:
                 patterns.append(protect_pattern(given, prefix if isinstance(prefix, str) else ""))
             except ValueError as exc:
                 problems.append(str(exc))
+    source = params.get("source") or "listing"
+    if source not in PLAN_SOURCES:
+        problems.append(f"source must be one of {', '.join(PLAN_SOURCES)}, got {source!r}")
     if problems:
         raise ValueError("invalid deploy cleanup parameters: " + "; ".join(problems))
     return CleanupSettings(
         prefix=prefix, keep=None if keep is None else int(keep), older_than_days=None if days is None else float(days),
         min_keep=int(min_keep), protect=tuple(dict.fromkeys(patterns)),
-        include_versions=bool(params.get("include_versions")),
+        include_versions=bool(params.get("include_versions")), source=str(source),
     )
 
 
@@ -132,6 +140,7 @@ class Deployment:
     objects: int = 0
     bytes: int = 0
     newest_key: str = ""
+    after_inventory: bool = False  # in the bucket now, not in the inventory the plan was made from
 
     def add(self, key: str, size: int, last_modified: str) -> None:
         self.objects += 1
@@ -220,42 +229,94 @@ def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: da
     return decisions
 
 
-def _items(client: S3Client, bucket: str, settings: CleanupSettings, doomed: Mapping[str, Decision],
-           on_page: Callable[[int], None] | None = None) -> Iterator[PlanItem]:
-    """Every object (or version) of the doomed deployments, listed again."""
-    if settings.include_versions:
-        for v in iter_versions(client, bucket, settings.prefix, on_page=on_page):
-            name = deployment_name(v.key, settings.prefix)
-            if name is not None and name in doomed:
-                yield PlanItem(v.key, v.size, doomed[name].reason, version_id=v.version_id,
-                               last_modified=v.last_modified, group=name)
-    else:
-        for o in iter_objects(client, bucket, settings.prefix, on_page=on_page):
-            name = deployment_name(o.key, settings.prefix)
-            if name is not None and name in doomed:
-                yield PlanItem(o.key, o.size, doomed[name].reason, last_modified=o.last_modified, group=name,
-                               etag=o.etag)
+def _items(entries: Iterable[Any], settings: CleanupSettings, doomed: Mapping[str, Decision]) -> Iterator[PlanItem]:
+    """Every object (or, with ``include_versions``, every version) of the doomed deployments, from a
+    second pass over the listing or the inventory."""
+    for e in entries:
+        name = deployment_name(e.key, settings.prefix)
+        if name is None or name not in doomed:
+            continue
+        if settings.include_versions:
+            yield PlanItem(e.key, e.size, doomed[name].reason, version_id=e.version_id,
+                           last_modified=e.last_modified, group=name)
+        else:
+            yield PlanItem(e.key, e.size, doomed[name].reason, last_modified=e.last_modified, group=name, etag=e.etag)
+
+
+def live_deployment_names(client: S3Client, bucket: str, prefix: str) -> set[str]:
+    """The deployment folders under ``prefix`` now (ListObjectsV2 with a delimiter: one request per
+    1,000 folders, whatever their size)."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+    names: set[str] = set()
+    while True:
+        page = client.list_objects_v2(**kwargs)
+        names.update(p["Prefix"][len(prefix):-1] for p in page.get("CommonPrefixes", []))
+        if not page.get("IsTruncated"):
+            return names - {""}
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def reconcile(scanned: ScanResult, live: set[str], now: datetime) -> list[str]:
+    """Bring deployments seen in an inventory up to date with the folders there are now: a deployment
+    gone since is dropped (it must not hold a rank the newest N are counted by), one created since is
+    added as the newest (``after_inventory``: never deleted by this plan). Returns the names dropped."""
+    gone = sorted(n for n in scanned.deployments if n not in live)
+    for name in gone:
+        del scanned.deployments[name]
+    for name in sorted(live - set(scanned.deployments)):
+        scanned.deployments[name] = Deployment(name, format_time(now), after_inventory=True)
+    return gone
 
 
 def plan_cleanup(
     client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any, now: datetime, *, chunk_size: int = 1000,
 ) -> dict[str, Any]:
-    """List, select and write the plan (plus ``deployments.jsonl``); return the plan summary."""
+    """List (or read the newest inventory), select and write the plan (plus ``deployments.jsonl``);
+    return the plan summary. An inventory problem raises :class:`include.inventory.manifest.InventoryError`."""
+    with ExitStack() as cleanup:
+        snapshot = None
+        if settings.source == "inventory":
+            from include.inventory.read import latest_snapshot
+
+            fetching = Progress(f"downloading the inventory of s3://{bucket}", unit="files")
+            snapshot = cleanup.enter_context(latest_snapshot(client, bucket, include_versions=settings.include_versions,
+                                                             on_file=lambda n: fetching.add(1, n)))
+            fetching.finish()
+        return _plan(client, bucket, settings, run_dir, now, chunk_size, snapshot)
+
+
+def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any, now: datetime, chunk_size: int,
+          snapshot: Snapshot | None) -> dict[str, Any]:
     writer = PlanWriter(run_dir, chunk_size=chunk_size)
-    listing = Progress(f"listing s3://{bucket}/{settings.prefix} (deploy cleanup plan)")
-    scanned = scan(iter_objects(client, bucket, settings.prefix, on_page=listing.add), settings.prefix,
-                   on_object=lambda o: writer.note_scanned(o.size))
+    where = f"s3://{bucket}/{settings.prefix}"
+    listing = Progress(f"{'reading the inventory of' if snapshot else 'listing'} {where} (deploy cleanup plan)")
+    objects = (snapshot.objects(settings.prefix, on_batch=listing.add) if snapshot
+               else iter_objects(client, bucket, settings.prefix, on_page=listing.add))
+    scanned = scan(objects, settings.prefix, on_object=lambda o: writer.note_scanned(o.size))
     listing.finish()
-    decisions = select(scanned.deployments.values(), settings, now)
+    gone: list[str] = []
+    if snapshot is not None:
+        gone = reconcile(scanned, live_deployment_names(client, bucket, settings.prefix), now)
+    decisions = [d if not (d.delete and scanned.deployments[d.name].after_inventory)
+                 else Decision(d.name, d.rank, False, "created after the inventory: not in this plan")
+                 for d in select(scanned.deployments.values(), settings, now)]
     deps = scanned.deployments
     artifacts.write_jsonl(run_dir / DEPLOYMENTS_FILE, (
         {**asdict(deps[d.name]), "rank": d.rank, "delete": d.delete, "why": d.why} for d in decisions
     ))
     doomed = {d.name: d for d in decisions if d.delete}
     if doomed:
-        relisting = Progress(f"listing s3://{bucket}/{settings.prefix} again: objects of the doomed deployments",
-                             unit="entries")
-        for item in _items(client, bucket, settings, doomed, on_page=relisting.add):
+        relisting = Progress(f"{'reading the inventory of' if snapshot else 'listing'} {where} again: objects of "
+                             "the doomed deployments", unit="entries")
+        entries: Iterable[Any]
+        if snapshot is not None:
+            entries = (snapshot.versions(settings.prefix, on_batch=relisting.add) if settings.include_versions
+                       else snapshot.objects(settings.prefix, on_batch=relisting.add))
+        else:
+            entries = (iter_versions(client, bucket, settings.prefix, on_page=relisting.add)
+                       if settings.include_versions else iter_objects(client, bucket, settings.prefix,
+                                                                      on_page=relisting.add))
+        for item in _items(entries, settings, doomed):
             writer.add(item)
         relisting.finish()
     kept = [d.name for d in decisions if not d.delete]
@@ -270,6 +331,12 @@ def plan_cleanup(
     if unmatched:
         headline += (f" Warning: protect patterns that matched no deployment: {', '.join(map(repr, unmatched))} "
                      "(check the spelling; they protect nothing in this run).")
+    if snapshot is not None:
+        from include.inventory.read import plan_note
+
+        headline += " " + plan_note(snapshot.describe())
+        if gone:
+            headline += f" Gone since the inventory (not counted): {names(gone)}."
     summary = writer.close(listing_complete=True, extra={
         "headline": headline,
         "now": now.isoformat(),
@@ -282,6 +349,9 @@ def plan_cleanup(
         "loose_objects": scanned.loose_objects,
         "delete_sample": doomed_names[:20],
         "include_versions": settings.include_versions,
+        "source": settings.source,
+        "inventory": snapshot.describe() if snapshot is not None else None,
+        "gone_since_inventory": gone,
         "deployments_uri": artifacts.uri(run_dir / DEPLOYMENTS_FILE),
     })
     log.info("%s", headline)

@@ -8,7 +8,7 @@ the Variable's key, then the built-in default).
 from __future__ import annotations
 
 from include.core.settings import BUCKET, COMMON, DAYS, Setting, Settings
-from include.deletion.settings import gate_settings
+from include.deletion.settings import PLAN_SOURCE, gate_settings
 
 PREFIX = {"type": "string", "maxLength": 1024, "pattern": "^$|/$"}
 KEEP = {"type": "integer", "minimum": 0, "maximum": 10**6}
@@ -22,11 +22,11 @@ TARGET = {
     "properties": {
         "bucket": BUCKET, "prefix": PREFIX, "keep": {"type": ["integer", "null"], **{k: v for k, v in KEEP.items() if k != "type"}},
         "older_than_days": {"type": ["number", "null"], **{k: v for k, v in DAYS.items() if k != "type"}},
-        "min_keep": MIN_KEEP, "protect": PROTECT,
+        "min_keep": MIN_KEEP, "protect": PROTECT, "source": PLAN_SOURCE.schema,
     },
 }
 #: The per-target settings (a target's keys; the params of a manual run).
-TARGET_KEYS = ("bucket", "prefix", "keep", "older_than_days", "min_keep", "protect")
+TARGET_KEYS = ("bucket", "prefix", "keep", "older_than_days", "min_keep", "protect", "source")
 
 SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     Setting("bucket", BUCKET, None, "Bucket",
@@ -44,10 +44,11 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
             "The newest min_keep deployments are never deleted, whatever else is set."),
     Setting("protect", PROTECT, [], "Protect", "Deployment names or globs (release-1.*) that are never deleted."),
     Setting("targets", {"type": "array", "items": TARGET, "maxItems": 256}, [], "Targets",
-            "Scheduled runs: a list of {bucket, prefix, keep, older_than_days, min_keep, protect}, one plan per "
+            "Scheduled runs: a list of {bucket, prefix, keep, older_than_days, min_keep, protect, source}, one plan per "
             "target; a key a target leaves out takes the setting of that name.", form=False),
     *gate_settings(approval="auto", max_delete_count=10_000),
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",
             "Also delete every noncurrent version and delete marker in the deleted deployments (versioned buckets)."),
+    PLAN_SOURCE,
     *COMMON,
 ))

@@ -86,9 +86,13 @@ def plan(context: Any) -> dict[str, Any]:
     from include.dag_defaults import saved_run_settings
     from include.deletion.airflow import run_dir_of
     from include.deploy_cleanup.plan import plan_cleanup
+    from include.inventory.manifest import InventoryError
 
     s = saved_run_settings(context)
     settings = _cleanup_settings(s, "invalid settings")
     now = logical_now(context)
     client = client_from_connection(s["aws_conn_id"], mode="adaptive")
-    return plan_cleanup(client, s["bucket"], settings, run_dir_of(context), now)
+    try:
+        return plan_cleanup(client, s["bucket"], settings, run_dir_of(context), now)
+    except InventoryError as exc:  # no usable inventory, or a damaged one: a retry reads the same files
+        raise _fail(f"source inventory: {exc}") from None

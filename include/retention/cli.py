@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from include.core.times import parse_time
+from include.deletion.settings import PLAN_SOURCES
 
 PROG = "s3ops retention plan"
 
@@ -51,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--orphan-min-age-days", type=_days, default=7.0, metavar="DAYS",
                    help="unreferenced objects younger than this are kept (default 7)")
     p.add_argument("--allow-empty-jobs", action="store_true", help="accept an empty job table (else refused)")
+    p.add_argument("--source", choices=PLAN_SOURCES, default="listing",
+                   help="plan from a listing (default) or from the bucket's newest S3 Inventory")
     p.add_argument("--now", help="decide as of this UTC time (default: now), like a run's logical date")
     p.add_argument("--mysql-host", default="127.0.0.1")
     p.add_argument("--mysql-port", type=int, default=3306)
@@ -70,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from include.aws.client import S3AccessError, check_access, client_from_args
     from include.aws.listing import iter_objects
     from include.deletion.plan import read_chunk
+    from include.inventory.manifest import InventoryError
+    from include.inventory.read import latest_snapshot
     from include.retention import jobs as jobs_db
     from include.retention.policy import Policy, write_plan
 
@@ -89,18 +94,28 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"as {args.mysql_user!r}: {exc}", file=sys.stderr)
         return 2
     run_dir = args.out or Path(tempfile.mkdtemp(prefix="retention-plan-"))
+    snapshot = None
     try:
+        if args.source == "inventory":
+            snapshot = latest_snapshot(client, args.bucket, include_versions=False)
         summary = write_plan(
-            iter_objects(client, args.bucket, args.key_prefix), jobs_db.iter_job_rows(stream, args.jobs_table),
+            snapshot.objects(args.key_prefix) if snapshot else iter_objects(client, args.bucket, args.key_prefix),
+            jobs_db.iter_job_rows(stream, args.jobs_table),
             run_dir, key_prefix=args.key_prefix, policy=policy,
             lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, args.jobs_table, names),
             jobs_table=args.jobs_table, allow_empty_jobs=args.allow_empty_jobs,
             extra={"bucket": args.bucket, "trial_retention": args.trial_retention,
-                   "orphan_min_age_days": args.orphan_min_age_days, "purge_job_rows": False},
+                   "orphan_min_age_days": args.orphan_min_age_days, "purge_job_rows": False, "source": args.source,
+                   "inventory": snapshot.describe() if snapshot else None},
         )
+    except InventoryError as exc:
+        print(f"retention plan: source inventory: {exc}", file=sys.stderr)
+        return 2
     finally:
         stream.close()
         lookup_conn.close()
+        if snapshot is not None:
+            snapshot.close()
 
     shown = 0
     for chunk in summary["chunks"]:

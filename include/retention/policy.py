@@ -483,6 +483,10 @@ def headline(summary: dict[str, Any]) -> str:
                  f"{versions['delete_markers']} delete markers of the planned keys.")
     if summary.get("versioning_note"):
         text += " " + summary["versioning_note"]
+    if summary.get("inventory"):
+        from include.inventory.read import plan_note
+
+        text += " " + plan_note(summary["inventory"])
     if summary.get("purge_job_rows"):
         text += f" Then {summary.get('expired_trial_rows', 0)} expired TRIAL job rows are purged from the table."
     return text

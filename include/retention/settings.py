@@ -6,7 +6,7 @@ Scheduled runs are configured entirely here, without code: set the Variable (see
 from __future__ import annotations
 
 from include.core.settings import BUCKET, COMMON, CONN_ID, DAYS, REQUIRED, Setting, Settings
-from include.deletion.settings import gate_settings
+from include.deletion.settings import PLAN_SOURCE, gate_settings
 
 #: ISO 8601 duration, strictly: upper-case designators in order (Y M W D, then T H M S), at least one
 #: component, bounded digit counts (P999999999D would leave the calendar). Years and months are calendar units.
@@ -39,6 +39,7 @@ SETTINGS = Settings("s3_retention", "retention", (
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",
             "On a versioned bucket, also delete every version and delete marker of each planned key (without it a "
             "delete only adds a delete marker and the bytes stay billed)."),
+    PLAN_SOURCE,
     Setting("mysql_conn_id", CONN_ID, "mysql_default", "MySQL connection",
             "Airflow MySQL connection of the jobs database."),
     *COMMON,

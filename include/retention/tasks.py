@@ -9,6 +9,7 @@ calendar or a bad table name fails the run once, without retries, naming the set
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack, closing
 from typing import Any
 
 from include.core.times import logical_now
@@ -24,6 +25,7 @@ def plan(context: Any) -> dict[str, Any]:
 
     from include.dag_defaults import resolve_run_settings
     from include.deletion.airflow import run_dir_of
+    from include.inventory.manifest import InventoryError
     from include.retention import jobs as jobs_db
     from include.retention.policy import Policy
 
@@ -34,13 +36,16 @@ def plan(context: Any) -> dict[str, Any]:
         jobs_db.quote_table(s["jobs_table"])
     except (ValueError, OverflowError) as exc:  # checked before any listing; no retry fixes it
         raise AirflowFailException(f"{SETTINGS.dag_id}: {exc}") from None
-    return run_plan(
-        aws_conn_id=s["aws_conn_id"], mysql_conn_id=s["mysql_conn_id"], bucket=s["bucket"],
-        key_prefix=s["key_prefix"], jobs_table=s["jobs_table"], run_dir=run_dir_of(context), policy=policy,
-        allow_empty_jobs=s["allow_empty_jobs"], purge_job_rows=s["purge_job_rows"],
-        trial_retention=s["trial_retention"], orphan_min_age_days=s["orphan_min_age_days"],
-        include_versions=s["include_versions"],
-    )
+    try:
+        return run_plan(
+            aws_conn_id=s["aws_conn_id"], mysql_conn_id=s["mysql_conn_id"], bucket=s["bucket"],
+            key_prefix=s["key_prefix"], jobs_table=s["jobs_table"], run_dir=run_dir_of(context), policy=policy,
+            allow_empty_jobs=s["allow_empty_jobs"], purge_job_rows=s["purge_job_rows"],
+            trial_retention=s["trial_retention"], orphan_min_age_days=s["orphan_min_age_days"],
+            include_versions=s["include_versions"], source=s["source"],
+        )
+    except InventoryError as exc:  # no usable inventory, or a damaged one: a retry reads the same files
+        raise AirflowFailException(f"{SETTINGS.dag_id}: source inventory: {exc}") from None
 
 
 def purge_job_rows(context: Any) -> dict[str, Any]:
@@ -73,13 +78,15 @@ def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
 def run_plan(
     *, aws_conn_id: str, mysql_conn_id: str, bucket: str, key_prefix: str, jobs_table: str, policy: Any,
     run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
-    include_versions: bool = False,
+    include_versions: bool = False, source: str = "listing",
 ) -> dict[str, Any]:
-    """The ``plan`` task: stream the listing (or, with ``include_versions``, every version) against the
-    job rows into the run's plan artifacts."""
+    """The ``plan`` task: stream the listing (or, with ``include_versions``, every version), or the
+    bucket's newest inventory with ``source="inventory"``, against the job rows into the run's plan
+    artifacts."""
     from include.aws.client import client_from_connection
     from include.aws.listing import iter_objects, iter_versions
     from include.core.progress import Progress
+    from include.inventory.read import latest_snapshot
     from include.retention import jobs as jobs_db
     from include.retention.policy import write_plan
     from include.retention.versions import versioning_note, versioning_state
@@ -87,26 +94,35 @@ def run_plan(
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
     versioning = versioning_state(client, bucket)
-    stream, lookup_conn = jobs_db.connect(mysql_conn_id), jobs_db.connect(mysql_conn_id)
-    progress = Progress(f"listing s3://{bucket}/{key_prefix} (retention plan)",
-                        unit="versions" if include_versions else "objects")
-    try:
+    with ExitStack() as cleanup:
+        snapshot = None
+        if source == "inventory":
+            fetching = Progress(f"downloading the inventory of s3://{bucket}", unit="files")
+            snapshot = cleanup.enter_context(latest_snapshot(client, bucket, include_versions=include_versions,
+                                                             on_file=lambda n: fetching.add(1, n)))
+            fetching.finish()
+        progress = Progress(f"{'reading the inventory of' if snapshot else 'listing'} s3://{bucket}/{key_prefix} "
+                            "(retention plan)", unit="versions" if include_versions else "objects")
+        objects = (snapshot.objects(key_prefix, on_batch=progress.add) if snapshot
+                   else iter_objects(client, bucket, key_prefix, on_page=progress.add))
+        versions = None
+        if include_versions:
+            versions = (snapshot.versions(key_prefix, on_batch=progress.add) if snapshot
+                        else iter_versions(client, bucket, key_prefix, on_page=progress.add))
+        stream = cleanup.enter_context(closing(jobs_db.connect(mysql_conn_id)))
+        lookup_conn = cleanup.enter_context(closing(jobs_db.connect(mysql_conn_id)))
         purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
         summary = write_plan(
-            iter_objects(client, bucket, key_prefix, on_page=progress.add), jobs_db.iter_job_rows(stream, jobs_table),
-            run_dir,
+            objects, jobs_db.iter_job_rows(stream, jobs_table), run_dir,
             key_prefix=key_prefix, policy=policy,
             lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
-            jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
-            versions=iter_versions(client, bucket, key_prefix, on_page=progress.add) if include_versions else None,
+            jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs, versions=versions,
             extra={"bucket": bucket, "trial_retention": trial_retention,
                    "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows,
                    "include_versions": include_versions, "versioning": versioning, "purge_denied": purge_denied,
-                   "versioning_note": versioning_note(versioning, include_versions)},
+                   "versioning_note": versioning_note(versioning, include_versions), "source": source,
+                   "inventory": snapshot.describe() if snapshot else None},
         )
-    finally:
-        stream.close()
-        lookup_conn.close()
     progress.finish()
     return summary
 

@@ -2,9 +2,9 @@
 
 Why DuckDB: it reads gzip CSV and Parquet natively, aggregates a file in a streaming pass with bounded
 memory and vectorised code (millions of rows per second per core), so nothing here parses rows in
-Python. Each data file is downloaded to a temporary file, checked against the manifest (size and MD5:
-a file that does not match refuses the whole bucket, never half-read), aggregated, and removed: disk
-and memory hold one data file at a time.
+Python. Each data file is downloaded to a temporary file, checked against the manifest
+(:func:`include.inventory.read.download`), aggregated, and removed: disk and memory hold one data file
+at a time.
 
 The totals are the same :class:`include.storage_report.summarize.Totals` a listing produces, so parts
 merge exactly whatever their source. Rows: with a versioned inventory, ``is_latest`` and not a delete
@@ -14,7 +14,6 @@ columns every row is a current object.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -23,22 +22,13 @@ from typing import Any
 
 from include.core.progress import Progress
 from include.inventory.manifest import InventoryError, Manifest
+from include.inventory.read import DUCKDB_MEMORY, download, local_name, relation
 from include.storage_report.summarize import Totals
 
 log = logging.getLogger(__name__)
 #: Data files per mapped task: a billion-object inventory (~ thousands of files) stays within the
 #: mapping limit while each task reads a few hundred MB.
 FILES_PER_PART = 8
-DUCKDB_MEMORY = os.environ.get("S3OPS_INVENTORY_MEMORY", "512MB")
-
-
-def _relation(fmt: str, columns: Sequence[str], path: str) -> str:
-    """A DuckDB table expression over one data file with the inventory's own column names."""
-    quoted = path.replace("'", "''")
-    if fmt == "Parquet":
-        return f"read_parquet('{quoted}')"
-    cols = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
-    return f"read_csv('{quoted}', header = false, compression = 'gzip', quote = '\"', columns = {{{cols}}})"
 
 
 def _query(fmt: str, columns: Sequence[str], path: str, versions: bool, storage_classes: Sequence[str]) -> str:
@@ -59,24 +49,7 @@ def _query(fmt: str, columns: Sequence[str], path: str, versions: bool, storage_
         where = f"WHERE {kind} = 'marker' OR {cls} IN ({names})"
     return (f"SELECT {cls} AS cls, {kind} AS kind, count(*) AS n, COALESCE(sum({size}), 0) AS bytes, "
             f"max({when}) AS newest, count(*) FILTER (WHERE {size} IS NULL AND {kind} <> 'marker') AS bad "
-            f"FROM {_relation(fmt, columns, path)} {where} GROUP BY ALL")
-
-
-def _download(client: Any, bucket: str, entry: dict[str, Any], folder: str) -> str:
-    """The data file at a local path, after checking its size and MD5 against the manifest."""
-    path = os.path.join(folder, "data" + (".parquet" if entry["key"].endswith(".parquet") else ".csv.gz"))
-    digest = hashlib.md5()  # the checksum the manifest gives
-    size = 0
-    body = client.get_object(Bucket=bucket, Key=entry["key"])["Body"]
-    with open(path, "wb") as fh:
-        for chunk in iter(lambda: body.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-            fh.write(chunk)
-    if size != entry["size"] or digest.hexdigest() != entry["md5"]:
-        raise InventoryError(f"s3://{bucket}/{entry['key']}: {size} bytes with MD5 {digest.hexdigest()}, the "
-                             f"manifest says {entry['size']} bytes with MD5 {entry['md5']}: refused")
-    return path
+            f"FROM {relation(fmt, columns, [path])} {where} GROUP BY ALL")
 
 
 def count_files(client: Any, manifest: Manifest, first: int, last: int, *,
@@ -94,7 +67,7 @@ def count_files(client: Any, manifest: Manifest, first: int, last: int, *,
         with tempfile.TemporaryDirectory(prefix="s3ops-inventory-") as folder:
             for i in range(first, last):
                 entry = manifest.files[i]
-                path = _download(client, manifest.dest_bucket, entry, folder)
+                path = download(client, manifest.dest_bucket, entry, os.path.join(folder, local_name(i, entry)))
                 rows = con.execute(_query(manifest.format, manifest.columns, path, versions,
                                           storage_classes)).fetchall()
                 os.remove(path)

@@ -1,0 +1,200 @@
+"""Reading an inventory's data files: verified downloads, and a bucket's objects from them in key order.
+
+Data files are downloaded to a local folder and checked against the manifest (size and MD5): a file
+that does not match refuses the whole inventory, never half-read. DuckDB then reads them (gzip CSV
+and Parquet natively, vectorised, with bounded memory).
+
+The deleting pipelines need the objects *in key order*: the retention plan is a merge join with job
+rows sorted the same way, and deploy cleanup's second pass must see a deployment's objects together.
+A listing arrives sorted; inventory data files are in no order. :class:`Snapshot` has DuckDB sort them
+(``ORDER BY key``: UTF-8 binary order, the order S3 lists in), spilling to the snapshot's folder beyond
+its memory limit, so a billion-row inventory sorts on disk instead of in RAM: that is what DuckDB is
+made for, and why nothing here sorts by hand. Keys in CSV inventories are URL-encoded (``+`` for a
+space, as AWS writes them) and decoded in the query. Rows stream to Python in batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from include.aws.listing import S3Object, S3Version
+from include.inventory.manifest import InventoryError, Manifest, latest
+
+#: DuckDB's memory limit for a query over an inventory; beyond it the sort spills to disk.
+DUCKDB_MEMORY = os.environ.get("S3OPS_INVENTORY_MEMORY", "512MB")
+_BATCH = 10_000
+
+
+def sql_text(value: str) -> str:
+    """``value`` as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def relation(fmt: str, columns: Sequence[str], paths: Sequence[str]) -> str:
+    """A DuckDB table expression over data files, with the inventory's own column names (``fileSchema``)."""
+    files = "[" + ", ".join(sql_text(p) for p in paths) + "]"
+    if fmt == "Parquet":
+        return f"read_parquet({files}, union_by_name = true)"
+    cols = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
+    return f"read_csv({files}, header = false, compression = 'gzip', quote = '\"', columns = {{{cols}}})"
+
+
+def download(client: Any, bucket: str, entry: dict[str, Any], path: str) -> str:
+    """The data file ``entry`` (a manifest ``files[]`` item) at ``path``, after checking its size and MD5."""
+    digest = hashlib.md5()  # the checksum the manifest gives
+    size = 0
+    body = client.get_object(Bucket=bucket, Key=entry["key"])["Body"]
+    with open(path, "wb") as fh:
+        for chunk in iter(lambda: body.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+            fh.write(chunk)
+    if size != entry["size"] or digest.hexdigest() != entry["md5"]:
+        raise InventoryError(f"s3://{bucket}/{entry['key']}: {size} bytes with MD5 {digest.hexdigest()}, the "
+                             f"manifest says {entry['size']} bytes with MD5 {entry['md5']}: refused")
+    return path
+
+
+def local_name(index: int, entry: dict[str, Any]) -> str:
+    return f"data-{index:06d}" + (".parquet" if entry["key"].endswith(".parquet") else ".csv.gz")
+
+
+class Snapshot:
+    """Every data file of one manifest, downloaded and verified, queried in key order. Use as a
+    context manager (``with open_snapshot(...) as snap``): the files are removed on exit."""
+
+    def __init__(self, manifest: Manifest, folder: str, paths: list[str], *, need_etag: bool = False) -> None:
+        import duckdb
+
+        self.manifest = manifest
+        self.need_etag = need_etag
+        self.folder = folder
+        self.paths = paths
+        self._con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY, "temp_directory": folder,
+                                           "preserve_insertion_order": False})
+
+    def close(self) -> None:
+        self._con.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the columns, as the listing has them --------------------------------------------------------
+    def _key(self) -> str:
+        return "url_decode(replace(key, '+', ' '))" if self.manifest.format == "CSV" else "key"
+
+    def _when(self) -> str:
+        if self.manifest.format == "Parquet":
+            return "strftime(last_modified_date::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%g') || 'Z'"
+        return "last_modified_date"
+
+    def _rows(self, select: str, where: str, prefix: str, order: str,
+              on_batch: Callable[[int], None] | None) -> Iterator[tuple[Any, ...]]:
+        query = (f"SELECT * FROM (SELECT {self._key()} AS k, {select} FROM "
+                 f"{relation(self.manifest.format, self.manifest.columns, self.paths)} {where}) "
+                 f"WHERE starts_with(k, {sql_text(prefix)}) ORDER BY {order}")
+        cursor = self._con.execute(query)
+        while True:
+            batch = cursor.fetchmany(_BATCH)
+            if not batch:
+                return
+            yield from batch
+            if on_batch is not None:
+                on_batch(len(batch))
+
+    def describe(self) -> dict[str, Any]:
+        """What plan.json records about the inventory a plan was made from."""
+        m = self.manifest
+        return {"manifest": f"s3://{m.dest_bucket}/{m.key}", "date": m.iso_date, "format": m.format,
+                "files": len(m.files), "versions": m.versions, "skipped": m.skipped[:3]}
+
+    def _bad_size(self, key: str) -> InventoryError:
+        return InventoryError(f"the inventory of {self.manifest.source_bucket} ({self.manifest.key}) has no "
+                              f"readable Size for {key!r}: refused")
+
+    def objects(self, prefix: str = "", on_batch: Callable[[int], None] | None = None) -> Iterator[S3Object]:
+        """The current objects under ``prefix``, in key order (with the ETag the inventory recorded)."""
+        versions = self.manifest.versions
+        where = ("WHERE COALESCE(TRY_CAST(is_latest AS BOOLEAN), false) "
+                 "AND NOT COALESCE(TRY_CAST(is_delete_marker AS BOOLEAN), false)") if versions else ""
+        etag = "COALESCE(e_tag, '')" if "e_tag" in self.manifest.columns else "''"
+        select = (f"TRY_CAST(size AS BIGINT), {self._when()}, COALESCE(NULLIF(storage_class, ''), 'STANDARD'), "
+                  f"{etag}")
+        for key, size, when, cls, tag in self._rows(select, where, prefix, "k", on_batch):
+            if size is None:
+                raise self._bad_size(key)
+            if self.need_etag and not tag:
+                raise InventoryError(f"the inventory of {self.manifest.source_bucket} ({self.manifest.key}) has no "
+                                     f"ETag for {key!r}, so its delete could not be conditional: refused")
+            yield S3Object(key, int(size), str(when), str(cls), str(tag).strip('"'))
+
+    def versions(self, prefix: str = "", on_batch: Callable[[int], None] | None = None) -> Iterator[S3Version]:
+        """Every version and delete marker under ``prefix``: key order, each key's newest first (as
+        ListObjectVersions answers). Needs an inventory of every version."""
+        if not self.manifest.versions:
+            raise InventoryError(f"{self.manifest.key}: the inventory holds current versions only; "
+                                 "include_versions needs one configured with IncludedObjectVersions All")
+        marker = "COALESCE(TRY_CAST(is_delete_marker AS BOOLEAN), false)"
+        select = (f"COALESCE(version_id, 'null'), TRY_CAST(size AS BIGINT), {self._when()} AS w, "
+                  f"COALESCE(NULLIF(storage_class, ''), 'STANDARD'), COALESCE(TRY_CAST(is_latest AS BOOLEAN), false) "
+                  f"AS latest, {marker}")
+        for key, vid, size, when, cls, is_latest, is_marker in self._rows(select, "", prefix, "k, latest DESC, w DESC",
+                                                                         on_batch):
+            if size is None and not is_marker:
+                raise self._bad_size(key)
+            yield S3Version(key, str(vid), 0 if is_marker else int(size), str(when), "" if is_marker else str(cls),
+                            bool(is_latest), bool(is_marker))
+
+
+def open_snapshot(client: Any, manifest: Manifest, *, need_etag: bool,
+                  on_file: Callable[[int], None] | None = None) -> Snapshot:
+    """Download and verify every data file of ``manifest`` into a temporary folder. ``need_etag``:
+    refuse an inventory without the ETag column (deletes are conditional on it). ``on_file(bytes)``
+    after each file (progress)."""
+    if need_etag and "e_tag" not in manifest.columns:
+        raise InventoryError(f"s3://{manifest.dest_bucket}/{manifest.key}: the inventory has no ETag column, so "
+                             "deletes could not be made conditional on it: add ETag to the configuration's "
+                             "optional fields, or plan from the listing")
+    folder = tempfile.mkdtemp(prefix="s3ops-inventory-")
+    try:
+        paths = []
+        for i, entry in enumerate(manifest.files):
+            paths.append(download(client, manifest.dest_bucket, entry, os.path.join(folder, local_name(i, entry))))
+            if on_file is not None:
+                on_file(int(entry["size"]))
+        if not paths:
+            raise InventoryError(f"s3://{manifest.dest_bucket}/{manifest.key}: the manifest lists no data files")
+        return Snapshot(manifest, folder, paths, need_etag=need_etag)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def latest_snapshot(client: Any, bucket: str, *, include_versions: bool,
+                    on_file: Callable[[int], None] | None = None) -> Snapshot:
+    """The newest verified inventory of ``bucket``, downloaded, for a plan; :class:`InventoryError`
+    naming why when there is none (a plan from an inventory never falls back silently)."""
+    found = latest(client, bucket, want_versions=include_versions)
+    if found is None:
+        raise InventoryError(
+            f"s3://{bucket} has no usable S3 Inventory configuration (enabled, the whole bucket, CSV or Parquet"
+            + (", every version" if include_versions else "") + "): configure one, or plan from the listing "
+            "(source: listing)")
+    # With versions every plan item names its version id: exact without an ETag.
+    return open_snapshot(client, found, need_etag=not include_versions, on_file=on_file)
+
+
+def plan_note(inventory: dict[str, Any]) -> str:
+    """What an approver must know about a plan made from an inventory (``Snapshot.describe()``)."""
+    return (f"Planned from the S3 Inventory of {inventory.get('date')} ({inventory.get('manifest')}), not a "
+            "listing: objects written since are not in this plan, and each delete is conditional on the ETag the "
+            "inventory recorded (or names its version), so an object rewritten since is kept.")
