@@ -16,7 +16,7 @@ Main = Callable[[Sequence[str]], int]
 # Each command imports its feature only when it runs (``s3ops --help`` stays instant); the imports are
 # plain statements so the layering contract sees them.
 def _report(argv: Sequence[str]) -> int:
-    from include.storage_report.summarize import main as report
+    from include.storage_report.cli import main as report
 
     return report(argv)
 

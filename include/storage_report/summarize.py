@@ -1,22 +1,19 @@
 """The storage report: every bucket the credentials can see, with counts, sizes, classes and costs.
 
 Pipeline (the DAG ``s3_storage_report`` runs each step as a task; the command line runs them in one
-process): :func:`list_buckets` → :func:`plan` (shards, see ``include.aws.shards``) → :func:`summarize_part`
+process, :mod:`include.storage_report.cli`): :func:`list_buckets` → :func:`plan` (shards, see ``include.aws.shards``) → :func:`summarize_part`
 for every part of every shard → :func:`build_report` → ``include.storage_report.render``.
 
 Listing keeps running totals only (constant memory). Sizes are bytes; units appear only in
 ``total_size`` and the rendered tables. A bucket that cannot be read (4xx: AccessDenied, NoSuchBucket…)
 is reported with its ``error`` and null counts; other failures raise so the task is retried.
-
-    python -m include.storage_report.summarize --bucket 'logs-*' --unit GiB --versions --endpoint-url http://127.0.0.1:9000
+The command line (``s3ops report``) is :mod:`include.storage_report.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,13 +21,13 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
 
 from include.aws import shards
-from include.core.dates import DATE_FORMATS, check_date_format
+from include.core.dates import check_date_format
 from include.core.errors import error_code
 from include.core.progress import Progress
 from include.core.times import format_time
-from include.core.units import SIZE_UNITS, check_unit, format_size
+from include.core.units import check_unit, format_size
 from include.storage_report.aggregate import _money, _sum_counts, region_groups, sized
-from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
+from include.storage_report.pricing import PriceTable
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
     from types_boto3_s3 import S3Client
@@ -556,85 +553,3 @@ def build_report(
 
 
 # ------------------------------------------------------------------------------------- the command line
-
-
-def run_local(
-    client_for: Callable[[str | None], Any], *, patterns: Sequence[str] = (), regions: Sequence[str] = (),
-    storage_classes: Sequence[str] = (), size_unit: str = "auto", include_versions: bool = False,
-    prices: PriceTable | None = None, now: datetime | None = None, date_format: str = "iso", show_time: bool = True,
-) -> dict[str, Any]:
-    """The whole report in one process (the command line): the same steps the DAG runs as tasks."""
-    check_date_format(date_format)  # before any request
-    buckets = list_buckets(client_for("us-east-1"), patterns, regions)
-    planned = plan(client_for, buckets, max_shards=1024)
-    results = [
-        summarize_part(client_for(part["region"]), part, include_versions=include_versions,
-                       storage_classes=storage_classes)
-        for shard in planned for part in shard["parts"]
-    ]
-    return build_report(buckets, results, prices=prices or load_prices(), size_unit=size_unit, source="listing",
-                        include_versions=include_versions, generated_at=now or datetime.now(timezone.utc),
-                        date_format=date_format, show_time=show_time)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import json
-
-    from include.aws.client import S3AccessError, check_access, client_from_args
-    from include.storage_report import render as report_render
-
-    parser = argparse.ArgumentParser(prog="s3ops report",
-                                     description="Storage report of every S3 bucket the credentials can see.")
-    parser.add_argument("--bucket", action="append", default=[], help="bucket name or glob (repeatable)")
-    parser.add_argument("--region", action="append", default=[], help="only buckets in this region (repeatable)")
-    parser.add_argument("--storage-class", action="append", default=[], choices=STORAGE_CLASSES,
-                        help="count only this storage class (repeatable)")
-    parser.add_argument("--unit", default="auto", choices=SIZE_UNITS, help="size unit (default auto)")
-    parser.add_argument("--versions", action="store_true", help="also count noncurrent versions and delete markers")
-    parser.add_argument("--date-format", default="iso", metavar="FORMAT",
-                        help=f"dates in the table/csv: {', '.join(DATE_FORMATS)} (12/29/2020 vs 29/12/2020) or a "
-                             "strftime pattern like %%d.%%m.%%Y (default iso; --json stays ISO 8601 UTC)")
-    parser.add_argument("--show-time", action=argparse.BooleanOptionalAction, default=True,
-                        help="show the time of day next to dates (default: yes)")
-    parser.add_argument("--group-by", choices=("bucket", "region"), default="bucket",
-                        help="one row per bucket (default) or per region")
-    fmt = parser.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print report.json instead of the table")
-    fmt.add_argument("--csv", action="store_true", help="print report.csv instead of the table")
-    parser.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
-    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
-    parser.add_argument("--pricing", help="JSON file overriding list prices (format of the pricing setting)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-
-    clients: dict[str | None, Any] = {}
-
-    def client_for(region: str | None) -> S3Client:
-        if region not in clients:
-            clients[region] = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url,
-                                               region_name=region or "us-east-1", mode="adaptive")
-        return clients[region]
-
-    try:
-        check_access(client_for("us-east-1"))
-        override = None
-        if args.pricing:
-            with open(args.pricing, encoding="utf-8") as fh:
-                override = json.load(fh)
-        report = run_local(client_for, patterns=args.bucket, regions=args.region, storage_classes=args.storage_class,
-                           size_unit=args.unit, include_versions=args.versions, prices=load_prices(override),
-                           date_format=args.date_format, show_time=args.show_time)
-    except (S3AccessError, ValueError, OSError) as exc:
-        print(f"storage report: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report, indent=2))
-    elif args.csv:
-        sys.stdout.write(report_render.render_csv(report, group_by=args.group_by))
-    else:
-        print(report_render.render_table(report, group_by=args.group_by))
-    return 1 if report["totals"]["error_count"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -70,7 +70,7 @@ def test_storage_report_shards_run_on_both_workers_and_equal_the_single_machine_
     s3: Any, s3_server: Any, big_bucket: str
 ) -> None:
     from include.aws.client import client_from_args
-    from include.storage_report import summarize as storage_report
+    from include.storage_report.cli import run_local
 
     bucket = big_bucket
     topo = CeleryTopology(
@@ -101,7 +101,7 @@ def test_storage_report_shards_run_on_both_workers_and_equal_the_single_machine_
 
     [entry] = report["buckets"]
     # the same report, computed in one process with one sequential listing (no shards)
-    local = storage_report.run_local(
+    local = run_local(
         lambda region: client_from_args(endpoint_url=s3_server.endpoint_url, region_name=region or "us-east-1"),
         patterns=[bucket], size_unit="B",
     )

@@ -135,3 +135,22 @@ def test_checksums_decide_which_delivery_is_read_and_a_bad_one_is_refused(invent
     assert tampered["object_count"] is None and tampered["total_bytes"] is None
     assert report["totals"]["error_count"] == 2
     assert inventories["older"].strftime("%d/%m/%Y") in (result.artifacts() / "report.txt").read_text()
+
+
+def test_the_command_line_reads_inventories_too(inventories, s3_server, capsys):
+    from include.storage_report.cli import main
+
+    common = ["--bucket", CSV_B, "--bucket", PARQ_B, "--bucket", PLAIN_B, "--json", "--unit", "B",
+              "--endpoint-url", s3_server.endpoint_url]
+    assert main(common) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert main([*common, "--source", "inventory"]) == 0
+    inventory = json.loads(capsys.readouterr().out)
+    assert inventory["source"] == "inventory" and set(inventory["inventory_dates"]) == {CSV_B, PARQ_B}
+    for report in (listing, inventory):
+        report.pop("generated_at", None)
+    _same_as_listing(inventory, listing)
+    # a bucket without an inventory: an error by option, and the exit code says so
+    assert main([*common, "--source", "inventory", "--inventory-fallback", "error"]) == 1
+    errored = {b["name"]: b for b in json.loads(capsys.readouterr().out)["buckets"]}
+    assert errored[PLAIN_B]["error"].startswith("NoInventory: ") and errored[CSV_B]["error"] is None

@@ -250,3 +250,44 @@ def test_s3_deploy_cleanup_runs_from_the_inventory(run_dag, s3, s3_server, world
     left = {o.key.split("/")[1] for o in iter_objects(s3, bucket, "deploys/") if o.key.count("/") > 1}
     assert left == {"r3", "r4"}
     assert result.xcom("plan")["source"] == "inventory"
+
+
+def test_retention_with_versions_from_an_inventory_of_every_version_equals_the_version_listing(
+        mysql_server, s3, s3_server, world, tmp_path):
+    from include.aws.listing import iter_versions
+
+    bucket = f"{world['bucket']}-v"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    names = ODD + [f"bulk/{i:05d}.dat" for i in range(300)]
+    base = NOW - timedelta(days=500)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": f"jobs/{n}", "size": 10 + i, "last_modified": (base + timedelta(hours=i)).isoformat()}
+        for i, n in enumerate(names)]})
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [  # newer versions: old ones noncurrent
+        {"key": f"jobs/{n}", "size": 20 + i, "last_modified": (base + timedelta(days=60, hours=i)).isoformat()}
+        for i, n in enumerate(names) if i % 3 == 0]})
+    for n in names[1:80:7]:
+        s3.delete_object(Bucket=bucket, Key=f"jobs/{n}")  # a delete marker: no current version, kept
+    write_inventory(s3, bucket, dest_bucket=world["dest"], fmt="CSV", versions=True, rows_per_file=100)
+
+    def plan(run_dir: Any, versions: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        stream, lookup_conn = jobs_db.prepare(mysql_server.connect()), jobs_db.prepare(mysql_server.connect())
+        try:
+            summary = write_plan([], jobs_db.iter_job_rows(stream, world["table"]), run_dir, key_prefix="jobs/",
+                                 policy=Policy.at(NOW, "P3M", 7), jobs_table=world["table"], allow_empty_jobs=False,
+                                 lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, world["table"], names),
+                                 versions=versions)
+        finally:
+            stream.close()
+            lookup_conn.close()
+        return summary, [asdict(i) for c in summary["chunks"] for i in read_chunk(run_dir, c)]
+
+    listed, listed_items = plan(tmp_path / "listing", iter_versions(s3, bucket, "jobs/"))
+    with latest_snapshot(s3, bucket, include_versions=True) as snap:
+        assert snap.manifest.versions and len(snap.paths) > 3
+        from_inventory, inventory_items = plan(tmp_path / "inventory", snap.versions("jobs/"))
+    assert inventory_items == listed_items and all(i["version_id"] for i in inventory_items)
+    assert from_inventory["versions"] == listed["versions"]
+    assert listed["versions"]["noncurrent_versions"]["count"] > 10
+    assert listed["versions"]["versions_of_deleted_keys"]["keys"] == 12

@@ -314,7 +314,7 @@ def test_cloudwatch_source_and_region_filter(world, s3_server, run_dag):
     ("auto", lambda n: f"{n / 1024:.2f} KiB"),  # the versioned bucket holds a few KiB
 ])
 def test_cli_json_every_unit(world, s3, s3_server, capsys, unit, size):
-    from include.storage_report.summarize import main
+    from include.storage_report.cli import main
 
     bucket = DemoWorld().versioned_bucket
     code = main(["--bucket", bucket, "--versions", "--json", "--unit", unit, "--endpoint-url", s3_server.endpoint_url])
@@ -328,7 +328,7 @@ def test_cli_json_every_unit(world, s3, s3_server, capsys, unit, size):
 
 
 def test_cli_table_csv_filters_and_errors(world, s3, s3_server, capsys, monkeypatch):
-    from include.storage_report.summarize import main
+    from include.storage_report.cli import main
 
     w = DemoWorld()
     url = s3_server.endpoint_url
