@@ -50,3 +50,18 @@ def test_bench_ui_pages_scenario_builds_the_history_and_times_each_page(s3_serve
     bars = {b["bar"].split(",")[0]: b for b in ui["bars"]}
     assert set(bars) == {"storage page", "plans page", "uploads page"}
     assert all(0 < b["value"] < 5000 for b in bars.values())  # sane numbers; the bar itself is for the full size
+
+
+def test_inventory_bench_smoke_counts_and_sorts(tmp_path):
+    """bench.inventory at 3,000 rows: both formats, the report query and the sorted plan stream, whose
+    child checks the key order itself and exits non-zero on a key out of order."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "bench.inventory", "--objects", "3000", "--reps", "1", "--plan",
+                          "--folder", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = {line.split("  ")[0].strip(): line.split() for line in out.stdout.splitlines()[1:]}
+    assert set(rows) == {"Parquet", "Parquet sorted", "CSV", "CSV sorted"}
+    for cells in rows.values():
+        assert cells[-5] == "3,000" and 0 < float(cells[-1]) < 2000  # rows, peak RSS MB
