@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the e2e tests share one worker and one airflow standalone.
+TEST_WORKERS ?= 2
 
 .PHONY: bootstrap demo test test-fast lint fmt bench lock clean
 
@@ -15,10 +17,10 @@ demo: bootstrap
 
 ## make test: lint, then the whole suite (unit, integration, DAG integrity, e2e). `--fast` skips the slow ones.
 test: bootstrap lint
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: bootstrap lint
-	@$(PY) -m pytest --fast $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --fast $(PYTEST_ARGS)
 
 lint: bootstrap
 	@.venv/bin/ruff check . && .venv/bin/ruff check --select AIR3 dags include plugins

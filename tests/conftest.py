@@ -39,6 +39,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Under pytest-xdist (make test: -n 2 --dist loadgroup) every e2e test goes to the same worker, so
+    # the session's one `airflow standalone` serves them all while the other worker runs the rest.
+    for item in items:
+        if "/tests/e2e/" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.xdist_group("e2e-standalone"))
     if not config.getoption("--fast"):
         return
     keep, drop = [], []

@@ -19,7 +19,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV_ONLY = {"moto", "pytest", "pytest-timeout", "hypothesis", "ruff", "playwright", "mypy", "import-linter",
+DEV_ONLY = {"moto", "pytest", "pytest-timeout", "pytest-xdist", "hypothesis", "ruff", "playwright", "mypy", "import-linter",
             "types-boto3", "tomli"}
 
 
