@@ -17,7 +17,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Formats read here (DuckDB reads both); ORC inventories are refused by name.
+#: Formats read here (DuckDB reads both, natively); ORC, which DuckDB does not read, is refused by name.
 FORMATS = ("CSV", "Parquet")
 _DELIVERY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z$")
 #: The columns a storage report needs (snake_case, as Parquet names them; CSV names are mapped).
@@ -79,8 +79,9 @@ def _arn_bucket(arn: str) -> str:
     return arn.split(":::", 1)[1] if arn.startswith("arn:") else arn
 
 
-def configs(client: Any, bucket: str) -> list[Config]:
-    """The bucket's enabled, whole-bucket inventory configurations in a readable format (paginated)."""
+def configs(client: Any, bucket: str, unusable: list[str] | None = None) -> list[Config]:
+    """The bucket's enabled, whole-bucket inventory configurations in a readable format (paginated);
+    why each other one cannot be used is appended to ``unusable``."""
     found: list[Config] = []
     kwargs: dict[str, Any] = {"Bucket": bucket}
     while True:
@@ -88,8 +89,15 @@ def configs(client: Any, bucket: str) -> list[Config]:
         for c in page.get("InventoryConfigurationList", []):
             dest = c.get("Destination", {}).get("S3BucketDestination", {})
             fmt = {"csv": "CSV", "parquet": "Parquet", "orc": "ORC"}.get(str(dest.get("Format", "")).lower(), "")
-            if not c.get("IsEnabled") or (c.get("Filter") or {}).get("Prefix") or fmt not in FORMATS:
-                continue  # disabled, covering part of the bucket only, or ORC: not an exact source
+            why = ("disabled" if not c.get("IsEnabled") else
+                   f"covers the prefix {(c.get('Filter') or {}).get('Prefix')!r} only, not the whole bucket"
+                   if (c.get("Filter") or {}).get("Prefix") else
+                   f"format {dest.get('Format')!r} is not read (DuckDB reads CSV and Parquet; choose one of them)"
+                   if fmt not in FORMATS else None)
+            if why is not None:
+                if unusable is not None:
+                    unusable.append(f"configuration {c.get('Id')!r}: {why}")
+                continue
             found.append(Config(c["Id"], _arn_bucket(dest["Bucket"]), dest.get("Prefix", "").strip("/"), fmt,
                                 c.get("IncludedObjectVersions") == "All"))
         token = page.get("NextContinuationToken")
@@ -168,8 +176,11 @@ def latest(client: Any, bucket: str, *, want_versions: bool = False) -> Manifest
     """The newest verified manifest of ``bucket`` (None: no usable inventory configuration). With
     ``want_versions`` only configurations that include every version qualify. Raises InventoryError
     when configurations exist but no delivery can be read (every one named with why)."""
-    usable = [c for c in configs(client, bucket) if c.versions or not want_versions]
+    unusable: list[str] = []
+    usable = [c for c in configs(client, bucket, unusable) if c.versions or not want_versions]
     if not usable:
+        if unusable:  # configured, but in a way no exact report or plan can use: say how to fix it
+            raise InventoryError("no usable inventory configuration: " + "; ".join(unusable[:5]))
         return None
     refused: list[str] = []
     candidates = sorted(((d, c) for c in usable for d in deliveries(client, c, bucket)),

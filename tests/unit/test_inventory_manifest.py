@@ -67,3 +67,32 @@ def test_missing_checksum_and_invalid_bytes():
         parse(raw, checksum=None, bucket="src", dest_bucket="dest", key=KEY, versions=False)
     with pytest.raises(InventoryError, match="not an S3 Inventory manifest"):
         _parse(None, raw=raw)
+
+
+class _Configs:
+    """Answers ListBucketInventoryConfigurations with the given configurations (two pages)."""
+
+    def __init__(self, configs: list[dict]) -> None:
+        self.pages = [configs[:1], configs[1:]]
+
+    def list_bucket_inventory_configurations(self, Bucket: str, ContinuationToken: str | None = None) -> dict:
+        page = self.pages[1 if ContinuationToken else 0]
+        return {"InventoryConfigurationList": page, "IsTruncated": not ContinuationToken, "NextContinuationToken": "t"}
+
+
+def _config(id_: str, fmt: str = "CSV", enabled: bool = True, prefix: str | None = None) -> dict:
+    return {"Id": id_, "IsEnabled": enabled, "IncludedObjectVersions": "Current",
+            **({"Filter": {"Prefix": prefix}} if prefix else {}),
+            "Destination": {"S3BucketDestination": {"Bucket": "arn:aws:s3:::dest", "Format": fmt, "Prefix": "inv"}}}
+
+
+def test_configurations_that_cannot_be_used_are_named_with_what_to_change():
+    from include.inventory.manifest import latest
+
+    assert latest(_Configs([]), "b") is None  # no configuration at all: the caller's own message
+    client = _Configs([_config("orc", fmt="ORC"), _config("off", enabled=False), _config("part", prefix="logs/")])
+    with pytest.raises(InventoryError) as refused:
+        latest(client, "b")
+    text = str(refused.value)
+    assert "configuration 'orc': format 'ORC' is not read" in text and "CSV and Parquet" in text
+    assert "'off': disabled" in text and "'part': covers the prefix 'logs/' only" in text
