@@ -183,10 +183,41 @@ class DagRunResult:
         return Path(os.environ["S3OPS_ARTIFACT_ROOT"]) / self.dag_id / self.run_id
 
 
+def triggers_served_like_the_triggerer() -> Any:
+    """Let ``dag.test()``'s inline triggers read and write their task's HITL record, as the triggerer lets them.
+
+    ``dag.test()`` runs a deferred task's trigger in-process (``airflow/sdk/definitions/dag.py``,
+    ``_run_inline_trigger``) under ``InProcessTestSupervisor``, whose request handler is a worker's: it does not
+    serve ``GetHITLDetailResponse`` and ``UpdateHITLDetail`` (``airflow/sdk/execution_time/supervisor.py``,
+    ``ActivitySubprocess._handle_request`` answers "Unhandled request"), so no HITL trigger, the provider's
+    ``HITLTrigger`` included, can run under ``dag.test()``. The triggerer serves both with two calls to the
+    execution API (``airflow/jobs/triggerer_job_runner.py``, ``TriggerRunnerSupervisor._handle_request``);
+    this patch adds exactly those two calls, through the same in-process execution API and metadata DB."""
+    from unittest import mock
+
+    from airflow.sdk.execution_time.comms import GetHITLDetailResponse, UpdateHITLDetail
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    worker_handler = InProcessTestSupervisor._handle_request
+
+    def handle(self: Any, msg: Any, log: Any, req_id: int) -> None:
+        if isinstance(msg, UpdateHITLDetail):
+            resp = self.client.hitl.update_response(ti_id=msg.ti_id, chosen_options=msg.chosen_options,
+                                                    params_input=msg.params_input)
+        elif isinstance(msg, GetHITLDetailResponse):
+            resp = self.client.hitl.get_detail_response(ti_id=msg.ti_id)
+        else:
+            return worker_handler(self, msg, log, req_id)
+        self.send_msg(resp, request_id=req_id)
+
+    return mock.patch.object(InProcessTestSupervisor, "_handle_request", handle)
+
+
 @pytest.fixture
 def run_dag(airflow_db: Path, stack: LocalStack) -> Any:
     """``run_dag(dag_id, conf, logical_date=…, mark_success_pattern=…)`` runs the DAG with ``dag.test()``
-    against the local servers and returns a :class:`DagRunResult` (failed runs do not raise)."""
+    against the local servers and returns a :class:`DagRunResult` (failed runs do not raise). A deferred
+    task's trigger runs in-process and may use its HITL record (:func:`triggers_served_like_the_triggerer`)."""
     from airflow.dag_processing.dagbag import DagBag
 
     def _run(
@@ -203,7 +234,8 @@ def run_dag(airflow_db: Path, stack: LocalStack) -> Any:
             kwargs["run_after"] = logical_date
         if mark_success_pattern:
             kwargs["mark_success_pattern"] = mark_success_pattern
-        return DagRunResult(dag.test(**kwargs))
+        with triggers_served_like_the_triggerer():
+            return DagRunResult(dag.test(**kwargs))
 
     return _run
 

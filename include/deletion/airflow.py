@@ -17,9 +17,11 @@ defaults decide then).
   plan id and the digest of ``plan.json`` it checked); it hands ``delete`` the chunk names, or none on a
   dry run, so a dry run is plan → guard → audit.
 - ``approve`` (:class:`PlanApprovalOperator`) shows the plan read from the artifact store, escaped, to the
-  ``approvers`` (HITL ``assigned_users``), supersedes older waiting plans of the same target, and when it
-  resumes reads its own HITL record (who, what, when) and writes ``approval.json``; its HITL notifier sends
-  the request to the DAG's ``notifications`` targets (:class:`include.dag_defaults.DeploymentNotifier`). Skipped when
+  ``approvers`` (HITL ``assigned_users``), supersedes older waiting plans of the same target, waits
+  deferred on :class:`include.deletion.trigger.PlanApprovalTrigger` (which also closes the request, with
+  Reject and no responder, once a newer plan supersedes it), and when it resumes reads its own HITL record
+  (who, what, when) and writes ``approval.json``; its HITL notifier sends the request to the DAG's
+  ``notifications`` targets (:class:`include.dag_defaults.DeploymentNotifier`). Skipped when
   ``approval`` is ``auto`` or on a dry run. Reject, expiry or supersession skip ``delete`` (nothing deleted,
   the run succeeds); an approval from a user who may not approve fails the run.
 - ``delete`` runs once per plan chunk and refuses unless the plan exists, passes the guards again, matches
@@ -99,7 +101,9 @@ class PlanApprovalOperator(ApprovalOperator):
     the approvers, and records the verdict from its own HITL record in ``approval.json``.
 
     Skipped on auto-approval or a dry run. ``approval_timeout_hours`` (a param) overrides
-    ``response_timeout``; at the timeout Airflow applies the default (Reject) and the verdict is ``expired``.
+    ``response_timeout``; at the timeout the trigger applies the default (Reject, no responder) and the
+    verdict is ``expired``. When a newer run supersedes the plan, the trigger closes the request the same
+    way and the verdict is ``superseded``. The task waits in the ``deferred`` state, on the triggerer.
     """
 
     def __init__(self, *, plan_task_id: str, **kwargs: Any) -> None:
@@ -151,7 +155,33 @@ class PlanApprovalOperator(ApprovalOperator):
                         f"s3://{gate.shown(params.get('bucket') or '')}?")
         self.body = approval_body(plan, params, plan_digest=digests["plan_digest"], timeout_at=timeout_at,
                                   superseded=superseded)
-        return super().execute(context)
+        self._ask(context, asked_at=asked_at)
+
+    def _ask(self, context: Any, *, asked_at: datetime) -> None:
+        """Write the HITL request and wait for it: :meth:`HITLOperator.execute` as the provider runs it before
+        Airflow 3.3 (defer to a trigger), not as on 3.3 (park in ``awaiting_input``, where nothing of ours runs
+        until a person or the timeout answers), so that :class:`PlanApprovalTrigger` can also close the request
+        when a newer plan supersedes this one. Airflow's REST API resumes a deferred HITL task on an answer just
+        as it resumes an ``awaiting_input`` one; the timeout is applied by the trigger."""
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        from include.deletion.trigger import PlanApprovalTrigger
+
+        ti = context["task_instance"]
+        upsert_hitl_detail(ti_id=ti.id, options=self.options, subject=self.subject, body=self.body,
+                           defaults=self.defaults, multiple=self.multiple, params=self.serialized_params,
+                           assigned_users=self.assigned_users)
+        timeout_at = asked_at + self.response_timeout if self.response_timeout else None
+        self.hitl_summary_extra["timeout_datetime"] = timeout_at.isoformat() if timeout_at else None
+        log.info("waiting for an answer, a newer plan of the same target or the timeout (%s)", timeout_at)
+        for notifier in self.notifiers:
+            notifier(context)
+        self.defer(
+            trigger=PlanApprovalTrigger(ti_id=ti.id, options=self.options, defaults=self.defaults,
+                                        params=self.serialized_params, multiple=self.multiple,
+                                        timeout_datetime=timeout_at, dag_id=ti.dag_id, run_id=ti.run_id),
+            method_name="execute_complete",
+        )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
@@ -173,9 +203,11 @@ class PlanApprovalOperator(ApprovalOperator):
             if verdict == "no_answer":
                 verdict, reason = gate.REFUSED, "resumed without an answer in the approval request's record"
         superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
-        if superseded:
-            verdict, reason = gate.SUPERSEDED, (f"superseded by run {superseded.get('superseded_by')!r} before it was "
-                                                f"answered ({reason})")
+        if superseded:  # the marker decides (the artifact store), not the event
+            by = superseded.get("superseded_by")
+            verdict, reason = gate.SUPERSEDED, (
+                f"superseded by run {by!r}: the request was closed without an answer (Reject, no responder)"
+                if event.get("superseded_by") else f"superseded by run {by!r} before it was answered ({reason})")
         if verdict == gate.APPROVED:
             now = gate.plan_digests(run_dir, list((request.get("chunk_digests") or {}).keys()))
             if not request or now["plan_digest"] != request.get("plan_digest"):

@@ -415,7 +415,7 @@ def plan_block(p: dict[str, Any], *, heading: bool = True) -> str:
     return "".join(out)
 
 
-_APPROVAL = {"awaiting_input": "waiting for a person", "success": "given", "skipped": "rejected (nothing deleted)",
+_APPROVAL = {"deferred": "waiting for a person", "awaiting_input": "waiting for a person", "success": "given", "skipped": "rejected (nothing deleted)",
              "failed": "refused", "upstream_failed": "not asked (an earlier step failed)",
              "removed": "not asked", None: "unknown (Airflow did not say)"}
 

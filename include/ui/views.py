@@ -400,7 +400,7 @@ def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None
                limit: int = 50, readable: Collection[str] | None = None) -> dict[str, Any]:
     """The Plans page: every retention / deploy-cleanup plan, newest first, with its audit if the run
     deleted (or refused) already. ``run_states`` maps ``(dag_id, run_id)`` to the approval task's
-    state when Airflow can tell (``awaiting_input``, ``success``, ``skipped``…). Only the DAGs in
+    state when Airflow can tell (``deferred`` while it waits, ``success``, ``skipped``…). Only the DAGs in
     ``readable`` (all when ``None``) are looked at."""
     run_states = run_states or {}
     plans = []
@@ -582,6 +582,9 @@ def _approval_entry(folder: ArtifactPath, run: str, flags: list[str]) -> dict[st
 
 
 #: how a plan ends up, from its audit's outcome (``deleted`` and ``nothing_to_delete`` are "finished")
+#: the approve task's states while its request waits for a person: ``deferred`` (on its trigger, which also
+#: closes a superseded request: include/deletion/trigger.py) or ``awaiting_input`` (Airflow 3.3's own HITL wait)
+WAITING_STATES = ("deferred", "awaiting_input")
 _OUTCOME_STATUS = {"rejected": "rejected", "expired": "expired", "superseded": "superseded", "refused": "refused",
                    "not_approved": "refused"}
 
@@ -596,7 +599,7 @@ def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
     verdict = (entry.get("approval") or {}).get("verdict")
     if verdict in ("approved", "rejected", "expired", "refused", "superseded"):
         return str(verdict)
-    if approval_state == "awaiting_input":
+    if approval_state in WAITING_STATES:
         return "awaiting approval"
     if approval_state == "skipped":
         return "rejected"

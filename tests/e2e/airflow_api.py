@@ -343,7 +343,7 @@ class AirflowClient:
 
         Answers like a person would: only once the request has been waiting for ``settle`` seconds.
         Airflow 3.3 has a race when a response arrives before the scheduler has processed the executor's
-        report that the task paused (under a second after ``awaiting_input``): the resumed task is then
+        report that the task paused (under a second after ``deferred``/``awaiting_input``): the resumed task is then
         taken for "changed externally" and retried, and the retry asks again. If that still happens,
         the new request is answered too (once per try)."""
         deadline = time.monotonic() + timeout
@@ -355,7 +355,7 @@ class AirflowClient:
                 return str(run["state"])
             ti = next(t for t in self.task_instances(dag_id, run_id) if t["task_id"] == task_id)
             try_number = int(ti["try_number"])
-            if ti["state"] != "awaiting_input":
+            if ti["state"] not in ("deferred", "awaiting_input"):  # HITL waits deferred (our approve) or parked
                 waiting_since.pop(try_number, None)
             elif try_number not in answered:
                 since = waiting_since.setdefault(try_number, time.monotonic())

@@ -34,7 +34,8 @@ def _deploy_bucket(s3: Any, s3_server: Any, name: str) -> tuple[set[str], set[st
 
 
 def _wait_awaiting_approval(airflow: Any, dag_id: str, run_id: str) -> dict[str, Any]:
-    airflow.wait_task(dag_id, run_id, "approve", {"awaiting_input"}, timeout=240)
+    # approve waits deferred on its trigger (include/deletion/trigger.py), not in awaiting_input
+    airflow.wait_task(dag_id, run_id, "approve", {"deferred"}, timeout=240)
     pending = airflow.pending_approvals(dag_id, run_id)
     assert [p["task_instance"]["task_id"] for p in pending] == ["approve"], pending
     return pending[0]
@@ -268,13 +269,25 @@ def test_a_newer_run_supersedes_a_waiting_plan_of_the_same_target(airflow, appro
     _wait_awaiting_approval(airflow, DEPLOY, newer)
     marker = json.loads((e2e_artifacts / DEPLOY / older / "superseded.json").read_text())
     assert marker["superseded_by"] == newer
-    plans = {p["run_id"]: p for p in airflow.get("/s3ops/api/plans")["recent"]}
-    assert (plans[older]["status"], plans[newer]["status"]) == ("superseded", "awaiting approval")
-    # an Approve on the superseded request closes it as superseded: nothing of it is deleted
-    assert approver.answer(DEPLOY, older, "Approve") == "success", airflow.task_states(DEPLOY, older)
+    # nobody answers the older request: its trigger closes it by itself, within seconds of the newer plan
+    assert airflow.wait_run(DEPLOY, older, timeout=90) == "success", airflow.task_states(DEPLOY, older)
+    assert airflow.pending_approvals(DEPLOY, older) == []  # gone from Required Actions
+    closed = airflow.get(f"/api/v2/dags/{DEPLOY}/dagRuns/{older}/taskInstances/approve/-1/hitlDetails")
+    assert (closed["response_received"], closed["chosen_options"], closed["responded_by_user"]) == (
+        True, ["Reject"], None), closed  # closed by the system, as at a timeout: nobody answered
+    answered_after = datetime.fromisoformat(closed["responded_at"]) - datetime.fromisoformat(marker["at"])
+    assert answered_after < timedelta(seconds=60), answered_after
+    states = airflow.task_states(DEPLOY, older)
+    assert (states[("approve", -1)], states[("delete", -1)], states[("audit", -1)]) == ("success", "skipped", "success")
     assert _keys(s3, bucket) == keys, "a superseded plan deleted something"
     audit = _audit(e2e_artifacts, DEPLOY, older)
     assert (audit["outcome"], audit["approval"], audit["superseded_by"], audit["deleted_count"]) == (
         "superseded", "superseded", newer, 0)
+    assert audit["approval_record"]["responded_by"] is None
+    assert "closed without an answer" in audit["approval_record"]["reason"]
+    plans = {p["run_id"]: p for p in airflow.get("/s3ops/api/plans")["recent"]}
+    assert (plans[older]["status"], plans[newer]["status"]) == ("superseded", "awaiting approval")
+    pending = {p["task_instance"]["dag_run_id"] for p in airflow.pending_approvals(DEPLOY, "~")}
+    assert newer in pending and older not in pending, pending
     assert approver.answer(DEPLOY, newer, "Reject") == "success"
     assert _keys(s3, bucket) == keys

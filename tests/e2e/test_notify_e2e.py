@@ -119,13 +119,13 @@ def test_scheduled_retention_mails_its_approval_and_the_next_run_supersedes_it(
         marker = json.loads((e2e_artifacts / RETENTION / first / "superseded.json").read_text())
         assert marker["superseded_by"] == second
         assert any(second in m["body"] for m in smtp_sink.wait_for(2, timeout=120))
-        # Airflow 3.3 lets no task close another task's request: the old one stays listed until it is
-        # answered (or expires). An Approve on it now resolves as superseded and deletes nothing.
-        assert approver.answer(RETENTION, first, "Approve") == "success", airflow.task_states(RETENTION, first)
-        audit_path = e2e_artifacts / RETENTION / first / "audit.json"
-        _wait(audit_path.exists, "the superseded run's audit", 300)
-        audit = json.loads(audit_path.read_text())
+        # nobody answers the old request: its trigger closes it as superseded (Reject, no responder) and the run
+        # ends, deleting nothing
+        assert airflow.wait_run(RETENTION, first, timeout=120) == "success", airflow.task_states(RETENTION, first)
+        assert airflow.pending_approvals(RETENTION, first) == []
+        audit = json.loads((e2e_artifacts / RETENTION / first / "audit.json").read_text())
         assert (audit["outcome"], audit["superseded_by"], audit["deleted_count"]) == ("superseded", second, 0), audit
+        assert audit["approval_record"]["responded_by"] is None
         assert _keys(s3, bucket) == set(files), "a superseded plan deleted something"
         assert approver.answer(RETENTION, second, "Reject") == "success"
         assert _keys(s3, bucket) == set(files)

@@ -149,7 +149,7 @@ def test_plans_page_shows_a_waiting_plan_with_its_approval_link(browser_page, ai
     s3_server.control("POST", "seed", {"bucket": bucket, "objects": deploy_objects("deploys/", datetime.now(timezone.utc))})
     run_id = airflow.trigger("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 5,
                                                    "approval": "required"})
-    airflow.wait_task("s3_deploy_cleanup", run_id, "approve", {"awaiting_input"}, timeout=240)
+    airflow.wait_task("s3_deploy_cleanup", run_id, "approve", {"deferred"}, timeout=240)
     plan = json.loads((e2e_artifacts / "s3_deploy_cleanup" / run_id / "plan.json").read_text())
     try:
         page = browser_page
@@ -170,7 +170,7 @@ def test_plans_page_shows_a_waiting_plan_with_its_approval_link(browser_page, ai
         frame = _run_tab(page, "s3_deploy_cleanup", run_id)
         tab = frame.locator(f'section.plan[data-run="{run_id}"]')
         assert tab.locator(".delete-count").get_attribute("data-value") == str(plan["delete_count"])
-        assert frame.locator("[data-approval]").get_attribute("data-approval") == "awaiting_input"
+        assert frame.locator("[data-approval]").get_attribute("data-approval") == "deferred"
         assert frame.locator('dd[data-limit="approval"]').inner_text() == "required (param)"  # settings.json
         assert frame.locator(".headline").inner_text() == plan["headline"]
         for key in plan["samples"][:3]:

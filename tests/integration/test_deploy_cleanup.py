@@ -130,10 +130,11 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
         create_auth_manager()  # the REST handler asks it whether a user is an assigned respondent
         deadline = time.monotonic() + timeout
         while not stop.is_set() and time.monotonic() < deadline:
-            with create_session() as session:  # commits on exit: dag.test() then resumes the task
-                ti = session.scalars(select(TaskInstance).where(
+            with create_session() as session:  # commits on exit: the trigger then sees the answer
+                # the request waits (dag.test() runs approve's trigger in-process, the task meanwhile 'queued')
+                ti = session.scalars(select(TaskInstance).join(HITLDetail, HITLDetail.ti_id == TaskInstance.id).where(
                     TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve",
-                    TaskInstance.state == "awaiting_input")).first()
+                    HITLDetail.responded_at.is_(None))).first()
                 if ti is not None:
                     for name in users:
                         try:
@@ -226,6 +227,80 @@ def test_only_approvers_may_answer(s3, s3_server, run_dag, bucket):
     assert _deployments_left(s3, bucket) == ["c"]
     audit = json.loads((result.artifacts() / "audit.json").read_text())
     assert audit["approval_record"]["responded_by"] == {"id": "carol", "name": "carol"}
+
+
+@contextmanager
+def superseding_the_waiting_request(target: dict[str, str], dag_id: str = "s3_deploy_cleanup", timeout: float = 120):
+    """Once the run's request waits, do what a newer run of the same target does when it asks
+    (``gate.supersede_older``: it writes the waiting run's ``superseded.json``), and answer nothing."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from include.core import artifacts
+    from include.deletion import approval as gate
+
+    done: dict[str, Any] = {}
+    stop = threading.Event()
+
+    def supersede() -> None:
+        deadline = time.monotonic() + timeout
+        while not stop.is_set() and time.monotonic() < deadline:
+            with create_session() as session:
+                waiting = session.scalars(select(TaskInstance.run_id).join(
+                    HITLDetail, HITLDetail.ti_id == TaskInstance.id).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve",
+                    HITLDetail.responded_at.is_(None))).first()
+            if waiting is not None:
+                time.sleep(1)  # the request has been waiting a moment, as it would before a newer run plans
+                done["at"] = datetime.now(timezone.utc)
+                done["runs"] = gate.supersede_older(artifacts.run_dir(dag_id, waiting).parent, run_id="newer-run",
+                                                    target=target, asked_at=done["at"].isoformat())
+                return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=supersede, daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_a_superseded_request_closes_by_itself_and_deletes_nothing(s3, s3_server, run_dag, bucket):
+    """Nobody answers: once a newer plan of the same target supersedes the waiting request, approve's trigger
+    closes it within seconds (Reject with no responder, so it is no longer pending in Required Actions), the
+    verdict is superseded, delete is skipped, nothing is deleted and the run succeeds."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    with superseding_the_waiting_request({"bucket": bucket, "prefix": "deploys/"}) as superseded:
+        result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                               "approval": "required"})
+    assert superseded["runs"] == [result.run_id]
+    assert result.state == "success", result.task_states()
+    states = result.task_states()
+    assert (states[("approve", -1)], states[("delete", -1)], states[("audit", -1)]) == ("success", "skipped", "success")
+    assert _keys(s3, bucket) == before
+    with create_session() as session:
+        detail = session.scalars(select(HITLDetail).join(TaskInstance, HITLDetail.ti_id == TaskInstance.id).where(
+            TaskInstance.dag_id == "s3_deploy_cleanup", TaskInstance.run_id == result.run_id,
+            TaskInstance.task_id == "approve")).one()
+        closed = (detail.response_received, detail.chosen_options, detail.responded_by, detail.responded_at)
+    assert closed[:3] == (True, ["Reject"], None)  # closed by the system, not by a person
+    assert closed[3] - superseded["at"] < timedelta(seconds=30)
+    approval = json.loads((result.artifacts() / "approval.json").read_text())
+    assert (approval["verdict"], approval["responded_by"]) == ("superseded", None)
+    assert "superseded by run 'newer-run': the request was closed without an answer" in approval["reason"]
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["approval"], audit["superseded_by"], audit["deleted_count"]) == (
+        "superseded", "superseded", "newer-run", 0)
 
 
 def test_guard_refuses_a_plan_over_max_delete_count(s3, s3_server, run_dag, bucket):

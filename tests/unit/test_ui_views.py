@@ -98,7 +98,7 @@ def test_storage_history_has_one_point_per_report_and_gaps_for_missing_buckets(r
 
 
 def test_plans_view_status_from_audit_and_approval_state(root: Path) -> None:
-    states = {("s3_retention", "waiting"): "awaiting_input", ("s3_deploy_cleanup", "rejected"): "skipped",
+    states = {("s3_retention", "waiting"): "deferred", ("s3_deploy_cleanup", "rejected"): "skipped",
               ("s3_retention", "done"): "success"}
     view = ui_views.plans_view(root, states)
     by_run = {p["run_id"]: p for p in view["recent"]}
@@ -257,13 +257,13 @@ def test_views_show_only_readable_dags(root: Path) -> None:
 
 # Run pages ------------------------------------------------------------------------------------------
 def test_run_view_of_a_deletion_run_shows_its_plan_limits_and_approval(root: Path) -> None:
-    view = ui_views.run_view(root, "s3_retention", "waiting", approval_state="awaiting_input",
+    view = ui_views.run_view(root, "s3_retention", "waiting", approval_state="deferred",
                              conf={"max_delete_count": 100, "max_delete_fraction": 0.5, "bucket": "jobs"})
     assert view["kind"] == "plan" and view["plan"]["delete_count"] == 20
     assert view["plan"]["limits"] == [("max_delete_count", "100"), ("max_delete_fraction", "0.5")]
     html = ui_html.render_run(view, base="/s3ops")
     _parse(html)
-    for part in ('data-limit="max_delete_count"', 'data-approval="awaiting_input"', "waiting for a person",
+    for part in ('data-limit="max_delete_count"', 'data-approval="deferred"', "waiting for a person",
                  "<code>k1</code>", 'data-reason="trial_expired"', '/dags/s3_retention/runs/waiting/required_actions',
                  'href="/s3ops/plans"'):
         assert part in html, part
@@ -330,7 +330,7 @@ def test_plans_view_shows_each_approval_lifecycle_state_distinctly(tmp_path: Pat
     request = {"timeout_at": "2026-12-01T06:00:00+00:00", "approvers": ["alice"]}
     alice = {"id": "alice", "name": "alice"}
     runs = {
-        "pending": ({}, "awaiting_input"),
+        "pending": ({}, "deferred"),  # approve waits deferred on its trigger
         "approved": ({"approval.json": {"verdict": "approved", "responded_by": alice, "reason": "approved by alice",
                                         "responded_at": "2026-11-30T10:00:00+00:00", "plan_digest": "sha256:ab"}},
                      "success"),
