@@ -39,11 +39,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Under pytest-xdist (make test: -n 2 --dist loadgroup) every e2e test goes to the same worker, so
-    # the session's one `airflow standalone` serves them all while the other worker runs the rest.
+    # Under pytest-xdist (make test: -n 2 --dist loadgroup) the e2e tests go to one worker and every other
+    # test to the other: the session's one `airflow standalone` serves all e2e tests, and its S3 server never
+    # sees another test's buckets or injected faults (a storage report run lists every bucket there).
     for item in items:
-        if "/tests/e2e/" in str(item.path).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.xdist_group("e2e-standalone"))
+        e2e = "/tests/e2e/" in str(item.path).replace(os.sep, "/")
+        item.add_marker(pytest.mark.xdist_group("e2e-standalone" if e2e else "servers"))
     if not config.getoption("--fast"):
         return
     keep, drop = [], []
