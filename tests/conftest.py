@@ -39,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Under pytest-xdist (make test: -n 2 --dist loadgroup) the e2e tests go to one worker and every other
+    # Under pytest-xdist (make test TEST_WORKERS=2: --dist loadgroup) the e2e tests go to one worker and every other
     # test to the other: the session's one `airflow standalone` serves all e2e tests, and its S3 server never
     # sees another test's buckets or injected faults (a storage report run lists every bucket there).
     for item in items:
