@@ -168,9 +168,9 @@ def _cleanup_plan(s3: Any, bucket: str, run_dir: Any, source: str, **params: Any
     return summary, [asdict(item) for c in summary["chunks"] for item in read_chunk(run_dir, c)]
 
 
-@pytest.mark.parametrize("fmt", ["CSV", "Parquet"])
-def test_deploy_cleanup_from_inventory_equals_listing_and_follows_folders_changed_since(s3, s3_server, world, tmp_path,
-                                                                                      fmt):
+def test_deploy_cleanup_from_inventory_equals_listing_and_follows_folders_changed_since(s3, s3_server, world, tmp_path):
+    # CSV here (URL-encoded keys); deploy cleanup reads Parquet through the same Snapshot as retention's test
+    fmt = "CSV"
     bucket = world["bucket"]
     _seed_deployments(s3_server, bucket, {f"d{i}": 70 - 10 * i for i in range(1, 7)})  # d6 newest
     write_inventory(s3, bucket, dest_bucket=world["dest"], fmt=fmt, rows_per_file=5)
