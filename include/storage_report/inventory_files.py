@@ -22,7 +22,7 @@ from typing import Any
 
 from include.core.progress import Progress
 from include.inventory.manifest import InventoryError, Manifest
-from include.inventory.read import DUCKDB_MEMORY, download, local_name, relation
+from include.inventory.read import DUCKDB_MEMORY, download, local_name, relation, sql_text
 from include.storage_report.summarize import Totals
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _query(fmt: str, columns: Sequence[str], path: str, versions: bool, storage_
         kind = "'current'"
     where = ""
     if storage_classes:
-        names = ", ".join("'" + c.replace("'", "''") + "'" for c in storage_classes)
+        names = ", ".join(sql_text(c) for c in storage_classes)
         where = f"WHERE {kind} = 'marker' OR {cls} IN ({names})"
     return (f"SELECT {cls} AS cls, {kind} AS kind, count(*) AS n, COALESCE(sum({size}), 0) AS bytes, "
             f"max({when}) AS newest, count(*) FILTER (WHERE {size} IS NULL AND {kind} <> 'marker') AS bad "
