@@ -31,6 +31,7 @@ from typing import Any
 
 from bench.s3rver import NAME as S3RVER_NAME
 from bench.s3rver import S3rverServer, ensure_s3rver
+from include.aws.shards import DEFAULT_SHARD_OBJECTS
 from scripts import tools as system_tools
 from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, ROOT, STATE, S3Server, StackError, airflow_env
 
@@ -45,7 +46,10 @@ SIZES = {  # full / --quick / --smoke (the test suite's: seconds)
     "s5": (10_000, 2_000, 1_500),
     "s6": (2_000, 200, 50),
     "s9": (1024, 256, 8),  # MiB per file, 4 files (sized down by the free disk: see scenario_9)
+    "s10": (300_000, 30_000, 3_000),  # objects, in 300 dated folders
 }
+# Scenario 10's injected round trip: what a LIST page costs on AWS from the same region (tens of ms).
+LATENCY_S = 0.030
 # Scenario 3 runs on s3rver (bench/s3rver.py) at these scales: moto lists ~2,000 keys/s and slows down
 # superlinearly past ~100k keys per bucket. --smoke stays on moto, so the test suite needs no Node.js.
 S3RVER_SCALES = ("full", "quick")
@@ -554,6 +558,54 @@ def scenario_9(ctx: Context) -> Scenario:
     return sc
 
 
+def scenario_10(ctx: Context) -> Scenario:
+    """Listing where no inventory is configured, at AWS's round trip: every request waits LATENCY_S on
+    the server, which answers pages from its listing index (moto's own listing would cost more than the
+    round trip). The storage report's plan (probe, prefix walk, boundaries) and its key ranges listed at
+    once, against s5cmd du's one sequential listing."""
+    n = ctx.size("s10")
+    folders, per_folder = 300, max(1, ctx.size("s10") // 300)
+    ms = round(LATENCY_S * 1000)
+    sc = Scenario(10, f"summarize one bucket of {n:,} objects with {ms} ms per request: the storage report's "
+                      f"sharded listing vs s5cmd du", server=f"{SERVER}, listing index, +{ms} ms per request")
+    bucket = f"bench-latency-{n}"
+    if bucket not in ctx.seeded:
+        seed(ctx.server, bucket, 0)
+        for day in range(folders):  # events/day-NNNN/<8 digits>: the dated folders big buckets have
+            ctx.server.control("POST", "seed", {"bucket": bucket, "generate": {
+                "prefix": f"events/day-{day:04d}/", "count": per_folder, "size": 1000, "storage_classes": ["STANDARD", "GLACIER"]}})
+        ctx.seeded[bucket] = folders * per_folder
+    n = ctx.seeded[bucket]
+    # below the DAG's split threshold (the smoke scale), lower it so the sharded path runs there too
+    shard_objects = None if n > DEFAULT_SHARD_OBJECTS else max(100, n // 20)
+    extra = [] if shard_objects is None else ["--shard-objects", str(shard_objects)]
+    ctx.server.control("POST", "listing-index", {"enabled": True})
+    try:
+        warm_up(ctx.server, bucket)  # the index is built on the first listing: AWS has no such cost
+        if ctx.tools.s5cmd:  # s5cmd asks for another encoding: its cached entries too
+            subprocess.run(ctx.tools.s5("du", f"s3://{bucket}/*"), env=ctx.tools.env, check=True, capture_output=True)
+        ctx.server.control("POST", "latency", {"seconds": LATENCY_S})
+        probes = measure(ctx.tools.s3ops("plan", *extra, bucket), ctx.tools.env, ctx.server)
+        tools = {"s3ops report (plan + key ranges in parallel)": (ctx.tools.s3ops("report", *extra, bucket), False),
+                 "s5cmd du": (ctx.tools.s5("du", "--group", f"s3://{bucket}/*"), True)}
+        alternate(ctx, sc, tools)
+    finally:
+        ctx.server.control("POST", "latency", {"seconds": 0})
+        ctx.server.control("POST", "listing-index", {"enabled": False})
+    mine = sc.row("s3ops report (plan + key ranges in parallel)")
+    check_count(mine, n)
+    floor = math.ceil(n / 1000)
+    probe_lists = probes.by_operation.get("ListObjectsV2", 0)
+    parts = json.loads(probes.output.strip().splitlines()[-1])["parts"]
+    sc.extra["plan"] = (f"{parts} key ranges; the plan alone: {probes.wall:.2f} s wall, {probes.requests} requests "
+                        f"({', '.join(f'{k} {v}' for k, v in sorted(probes.by_operation.items()))})")
+    sc.bar("wall ÷ s5cmd du", mine.median("wall") / sc.best_peer("wall"), 0.2)
+    lists = statistics.median(r.by_operation.get("ListObjectsV2", 0) for r in mine.runs)
+    sc.bar(f"(ListObjectsV2 requests − {probe_lists} of the plan) ÷ ceil(N/1000) = {floor}",
+           (lists - probe_lists) / floor, 1.05)
+    return sc
+
+
 def make_tree(base: Path, n: int) -> None:
     """``n`` finished files in the producer layout ``<location>/YYYY/MM/DD/HH/<mm>-<topic>.dat``, a day old."""
     from datetime import timedelta
@@ -716,6 +768,7 @@ SCENARIOS: dict[int, Callable[[Context], Scenario]] = {
     7: scenario_7,
     8: scenario_8,
     9: scenario_9,
+    10: scenario_10,
 }
 
 
@@ -796,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", action="store_true", help="scenario 1 also runs a plain boto3 paginator")
     parser.add_argument("--endpoint-url", help="use this running scripts.s3server instead of starting one")
     parser.add_argument("--reps", type=int, default=3, help="runs per tool (median reported; default 3)")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9", help="comma-separated scenario numbers")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated scenario numbers")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--no-bootstrap", action="store_true", help="do not install missing peers; skip them")
     args = parser.parse_args(argv)

@@ -1,6 +1,8 @@
 """The s3ops side of the benchmarks, as a command so it is measured as its own process, like the peers.
 
     python -m bench.s3ops_cli summarize --endpoint-url URL BUCKET...   # the storage report's listing phase
+    python -m bench.s3ops_cli report --endpoint-url URL [--shard-objects N] BUCKET...   # plan + parts in parallel
+    python -m bench.s3ops_cli plan --endpoint-url URL [--shard-objects N] BUCKET...   # the plan alone (its probes)
     python -m bench.s3ops_cli delete --endpoint-url URL --bucket B --run-dir D   # delete every chunk of a plan
     python -m bench.s3ops_cli retention-plan --endpoint-url URL --bucket B --key-prefix P --mysql JSON --table T --run-dir D
     python -m bench.s3ops_cli upload-botocore --endpoint-url URL --bucket B --base-dir D [--multipart-threshold-mib N]
@@ -41,6 +43,23 @@ def summarize_plain(client: Any, buckets: list[str]) -> dict[str, Any]:
                 counts[0] += 1
                 counts[1] += obj["Size"]
     return {"objects": objects, "bytes": total, "pages": pages, "classes": classes}
+
+
+def report(client: Any, buckets: list[str], shard_objects: int | None, plan_only: bool) -> dict[str, Any]:
+    """``s3ops report``'s path (include.storage_report.cli.run_local): the DAG's plan (probe, prefix walk,
+    boundaries), then every key range listed at once, as the DAG's mapped tasks would list them."""
+    from include.storage_report.cli import run_local
+    from include.storage_report.summarize import list_buckets, plan
+
+    if plan_only:
+        found = list_buckets(client, buckets, ())
+        planned = plan(lambda _region: client, found, max_shards=1024, threshold=shard_objects)
+        return {"parts": sum(len(s["parts"]) for s in planned)}
+    built = run_local(lambda _region: client, patterns=buckets, shard_objects=shard_objects, size_unit="B")
+    entries = built["buckets"]
+    if any(b.get("error") for b in entries):
+        raise RuntimeError(f"report errors: {[b['error'] for b in entries if b.get('error')]}")
+    return {"objects": sum(b["object_count"] for b in entries), "bytes": sum(b["total_bytes"] for b in entries)}
 
 
 def delete(client: Any, bucket: str, run_dir: Path) -> dict[str, Any]:
@@ -128,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     p_sum = sub.add_parser("summarize")
     p_sum.add_argument("buckets", nargs="+")
     p_sum.add_argument("--plain", action="store_true", help="list with a plain boto3 paginator (reference)")
+    for name in ("report", "plan"):
+        p_rep = sub.add_parser(name)
+        p_rep.add_argument("buckets", nargs="+")
+        p_rep.add_argument("--shard-objects", type=int, help="split buckets above this many objects (default: the DAG's)")
     p_del = sub.add_parser("delete")
     p_del.add_argument("--bucket", required=True)
     p_del.add_argument("--run-dir", type=Path, required=True)
@@ -150,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     client = client_from_args(endpoint_url=args.endpoint_url, region_name="us-east-1", mode="adaptive")
     if args.command == "summarize":
         result = (summarize_plain if args.plain else summarize)(client, args.buckets)
+    elif args.command in ("report", "plan"):
+        result = report(client, args.buckets, args.shard_objects, plan_only=args.command == "plan")
     elif args.command == "delete":
         result = delete(client, args.bucket, args.run_dir)
     else:

@@ -10,6 +10,13 @@ endpoints under ``/_s3ops/`` which real S3 does not have and tests need:
   connection), to prove that clients retry; or refuse them (``denied``: 403 AccessDenied). A fault
   matches an ``operation`` and/or a ``bucket`` (both optional).
 - ``GET /_s3ops/stats`` / ``POST /_s3ops/stats/reset``: S3 requests served, by operation.
+- ``POST /_s3ops/latency`` ``{"seconds": 0.03}``: every S3 request waits that long before it is
+  answered (requests in parallel wait in parallel), so a benchmark sees the round trip a LIST page
+  costs on AWS instead of loopback's ~0.1 ms. ``0`` turns it off; ``GET`` says what is set.
+- ``POST /_s3ops/listing-index`` ``{"enabled": true}``: answer ListObjectsV2 without a delimiter from a
+  sorted index of the bucket's keys (:class:`ListingIndex`). moto sorts the whole bucket on every page
+  (~1 s per page at 300,000 keys), which would hide any client's own cost; the index answers a page
+  in about a millisecond. Off by default: the tests run against moto's own listing. ``GET`` says which.
 
 and does what AWS documents where moto 5.2.5 does not (flexible checksums, see :class:`Checksums`):
 
@@ -42,11 +49,13 @@ import io
 import json
 import re
 import threading
+import time
 import zlib
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 ACCOUNT_ID = "123456789012"
 
@@ -120,18 +129,38 @@ class ControlMiddleware:
         # "remaining": int}
         self.faults: list[dict[str, Any]] = []
         self.initiated: dict[str, str] = {}  # upload id → when CreateMultipartUpload answered (ISO 8601 UTC)
+        self.latency = 0.0  # seconds every S3 request waits before it is answered
+        self.index: ListingIndex | None = None  # set while the listing index is enabled
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_s3ops/"):
             return self._control(path[len("/_s3ops/") :], environ, start_response)
         if path.startswith("/moto-api"):
+            if self.index is not None:
+                self.index.invalidate()  # a reset replaces every bucket
             return self.app(environ, start_response)
         op = _operation(environ)
         fault = self._take_fault(op, environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0])
         with self.lock:
             self.stats[op] += 1
             self.stats["total"] += 1
+        if self.latency:
+            time.sleep(self.latency)
+        index = self.index
+        if index is not None and environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            index.invalidate()  # before and after the write: a listing racing it cannot keep a stale index
+            try:
+                return self._serve(op, fault, environ, start_response)
+            finally:
+                index.invalidate()
+        if index is not None and op == "ListObjectsV2" and fault is None:
+            answer = index.list_objects_v2(environ, start_response)
+            if answer is not None:
+                return answer
+        return self._serve(op, fault, environ, start_response)
+
+    def _serve(self, op: str, fault: str | None, environ: dict[str, Any], start_response: Any) -> Any:
         if fault == "drop":
             # Close the socket without a response: the client sees a dropped connection.
             sock = environ.get("werkzeug.socket")
@@ -285,11 +314,139 @@ class ControlMiddleware:
                      "remaining": int(body.get("count", 1))}
                 )
                 return {"faults": self.faults}
-        if what == "seed":
-            return {"written": seed(body)}
-        if what == "touch":
-            return {"touched": touch(body)}
+        if what == "latency" and method == "GET":
+            return {"seconds": self.latency}
+        if what == "listing-index" and method == "GET":
+            return {"enabled": self.index is not None}
+        if what == "latency":
+            seconds = float(body.get("seconds", 0))
+            if not 0 <= seconds <= 10:
+                raise ValueError(f"latency seconds must be between 0 and 10, not {seconds}")
+            self.latency = seconds
+            return {"seconds": seconds}
+        if what == "listing-index":
+            self.index = ListingIndex() if body.get("enabled") else None
+            return {"enabled": self.index is not None}
+        if what in ("seed", "touch"):
+            index = self.index
+            if index is not None:
+                index.invalidate()
+            try:
+                return {"written": seed(body)} if what == "seed" else {"touched": touch(body)}
+            finally:
+                if index is not None:
+                    index.invalidate()
         raise ValueError(f"unknown control endpoint /_s3ops/{what} ({method})")
+
+
+class ListingIndex:
+    """ListObjectsV2 (no delimiter) from a sorted list of each bucket's key names, rebuilt after any write.
+
+    moto 5.2.5 collects and sorts every key of the bucket on every page and serializes each entry through
+    its generic serializer; at 300,000 keys that is ~1 s of server CPU per page. Here a page is a bisect
+    into the sorted names and a join of cached ``<Contents>`` elements. The answer carries what moto's
+    does (tests/unit/test_s3server_listing.py compares the two through boto3). A request with a
+    delimiter, or on a bucket moto does not know, is left to moto (None)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.buckets: dict[str, tuple[int, list[str], dict[tuple[str, bool, bool], bytes]]] = {}
+
+    def invalidate(self) -> None:
+        with self.lock:
+            self.generation += 1
+            self.buckets.clear()
+
+    def _names(self, name: str, bucket: Any) -> tuple[list[str], dict[tuple[str, bool, bool], bytes]]:
+        with self.lock:
+            built = self.buckets.get(name)
+            if built is not None and built[0] == self.generation:
+                return built[1], built[2]
+            generation = self.generation
+        names = sorted(bucket.keys.keys())
+        fragments: dict[tuple[str, bool, bool], bytes] = {}
+        with self.lock:
+            if generation == self.generation:
+                self.buckets[name] = (generation, names, fragments)
+        return names, fragments
+
+    @staticmethod
+    def _fragment(key: Any, url: bool, owner: bool) -> bytes:
+        parts = [f"<Contents><Key>{quote(key.name) if url else _xml_text(key.name)}</Key>",
+                 f"<LastModified>{key.last_modified_ISO8601}</LastModified>",
+                 f"<ETag>{_xml_text(key.etag)}</ETag><Size>{key.size}</Size>",
+                 f"<StorageClass>{key.storage_class}</StorageClass>"]
+        if owner:
+            parts.append("<Owner><ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a</ID>"
+                         "<DisplayName>webfile</DisplayName></Owner>")
+        if key.checksum_algorithm:
+            parts.append(f"<ChecksumAlgorithm>{key.checksum_algorithm}</ChecksumAlgorithm>")
+        parts.append("</Contents>")
+        return "".join(parts).encode()
+
+    def list_objects_v2(self, environ: dict[str, Any], start_response: Any) -> list[bytes] | None:
+        from moto.s3.models import FakeDeleteMarker
+        from moto.utilities.utils import md5_hash
+
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        one = {k: v[0] for k, v in query.items()}
+        bucket_name = environ.get("PATH_INFO", "/").strip("/")
+        if one.get("delimiter") or "/" in bucket_name or one.get("continuation-token") == "":
+            return None
+        backend = _backend()
+        try:
+            bucket = backend.get_bucket(bucket_name)
+        except Exception:  # noqa: BLE001 - NoSuchBucket and the like: moto's own answer
+            return None
+        if type(bucket).__name__ != "FakeBucket":
+            return None
+        prefix, token, start_after = one.get("prefix", ""), one.get("continuation-token"), one.get("start-after")
+        max_keys = int(one.get("max-keys", 1000))
+        url, owner = one.get("encoding-type") == "url", one.get("fetch-owner", "false").lower() == "true"
+        names, fragments = self._names(bucket_name, bucket)
+        after = backend._pagination_tokens.get(token) if token else start_after
+        i = bisect_right(names, after) if after else 0
+        if prefix:
+            i = max(i, bisect_left(names, prefix))
+        page: list[bytes] = []
+        last: str | None = None
+        truncated = False
+        while i < len(names):
+            name = names[i]
+            i += 1
+            if prefix and not name.startswith(prefix):
+                break
+            cached = fragments.get((name, url, owner))
+            if cached is None:
+                key = bucket.keys.get(name)
+                visible = key is not None and not isinstance(key, FakeDeleteMarker)
+                cached = fragments[(name, url, owner)] = self._fragment(key, url, owner) if visible else b""
+            if not cached:  # a delete marker
+                continue
+            if len(page) >= max_keys:
+                truncated = max_keys > 0
+                break
+            page.append(cached)
+            last = name
+        head = [f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Name>{_xml_text(bucket_name)}</Name>"
+                f"<Prefix>{quote(prefix) if url else _xml_text(prefix)}</Prefix>"
+                f"<MaxKeys>{max_keys}</MaxKeys><KeyCount>{len(page)}</KeyCount>"
+                f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"]
+        if url:
+            head.append("<EncodingType>url</EncodingType>")
+        if truncated and last is not None:
+            next_token = md5_hash(last.encode("utf-8")).hexdigest()
+            backend._pagination_tokens[next_token] = last
+            head.append(f"<NextContinuationToken>{next_token}</NextContinuationToken>")
+        if token:
+            head.append(f"<ContinuationToken>{_xml_text(token)}</ContinuationToken>")
+        elif start_after:
+            head.append(f"<StartAfter>{_xml_text(start_after)}</StartAfter>")
+        body = "".join(head).encode() + b"".join(page) + b"</ListBucketResult>"
+        start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        return [body]
 
 
 def _xml_text(text: str) -> str:

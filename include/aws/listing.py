@@ -285,6 +285,27 @@ def iter_objects(
         kwargs.pop("StartAfter", None)
 
 
+def count_objects(client: S3Client, bucket: str, limit: int, *, on_more: Any = None) -> int | None:
+    """How many objects ``bucket`` holds when it is at most ``limit``, else None. Lists at most ``limit``
+    keys (``ceil(limit/1000)`` pages), through the same fast page parser as :func:`iter_objects`.
+    ``on_more()`` is called once, as soon as the first page shows the bucket holds more than one page."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, limit)}
+    fast = _has_events(client)
+    seen = 0
+    while True:
+        page: dict[str, Any] = (_fast_call(client, "list_objects_v2", parse_objects_page, kwargs) if fast
+                                else dict(client.list_objects_v2(**kwargs)))
+        seen += len(page["S3OpsEntries"]) if "S3OpsEntries" in page else len(page.get("Contents", []))
+        if not page.get("IsTruncated"):
+            return seen
+        if on_more is not None and "ContinuationToken" not in kwargs:
+            on_more()
+        if seen >= limit:
+            return None
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        kwargs["MaxKeys"] = min(1000, limit - seen)
+
+
 def iter_versions(
     client: S3Client, bucket: str, prefix: str = "", *, on_page: Any = None
 ) -> Iterator[S3Version]:

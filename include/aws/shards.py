@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
@@ -30,6 +31,8 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
 DEFAULT_SHARD_OBJECTS = 20_000
 #: At most this many parts per big bucket (the storage report's ``shard_parts`` setting overrides).
 DEFAULT_PARTS_PER_BUCKET = 16
+#: Requests of the plan in flight at once (a level of the prefix walk, the boundary lookups).
+PROBE_THREADS = 16
 _MAX_PREFIX_DEPTH = 24  # levels of descent; a level with one child costs two requests
 _PAST_PREFIX = "\U0010ffff"  # the highest code point: ``p + _PAST_PREFIX`` sorts after every real key under p
 
@@ -66,20 +69,12 @@ def ranges(boundaries: Sequence[str]) -> list[tuple[str | None, str | None]]:
     return list(zip(lows, highs, strict=True))
 
 
-def probe_count(client: S3Client, bucket: str, threshold: int) -> int | None:
+def probe_count(client: S3Client, bucket: str, threshold: int, *, on_more: Any = None) -> int | None:
     """The bucket's object count when it holds at most ``threshold`` objects, else None (big).
-    Lists at most ``threshold`` keys."""
-    kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, threshold)}
-    seen = 0
-    while True:
-        page = client.list_objects_v2(**kwargs)
-        seen += int(page.get("KeyCount", len(page.get("Contents", []))))
-        if not page.get("IsTruncated"):
-            return seen
-        if seen >= threshold:
-            return None
-        kwargs["ContinuationToken"] = page["NextContinuationToken"]
-        kwargs["MaxKeys"] = min(1000, threshold - seen)
+    Lists at most ``threshold`` keys; ``on_more()`` is called once the first page is full."""
+    from include.aws.listing import count_objects
+
+    return count_objects(client, bucket, threshold, on_more=on_more)
 
 
 def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:
@@ -110,29 +105,38 @@ def _next_chars(client: S3Client, bucket: str, prefix: str, cap: int) -> list[st
     return found
 
 
-def prefix_tree(client: S3Client, bucket: str, want: int) -> list[str]:
+def prefix_tree(client: S3Client, bucket: str, want: int, threads: int = PROBE_THREADS) -> list[str]:
     """Sorted prefixes that cut the bucket into at least ``want`` pieces where the keys allow,
     descending level by level: into ``/`` folders (CommonPrefixes), and where a prefix has none, by its
-    next character. A prefix with nothing under it stays as it is. At most ``want * 8`` prefixes a level."""
+    next character. A prefix with nothing under it stays as it is. At most ``want * 8`` prefixes a level.
+    The prefixes of a level are asked ``threads`` at a time: on S3 each request is a round trip."""
     level = [""]
     flat: set[str] = set()  # prefixes with no "/" below them: their children are flat too
-    for _ in range(_MAX_PREFIX_DEPTH):
-        deeper: list[str] = []
-        grew = False
-        for prefix in level:
-            children = [] if prefix in flat else _common_prefixes(client, bucket, prefix, cap=want * 8)
-            if not children:
-                children = [c for c in _next_chars(client, bucket, prefix, cap=want * 8) if c != prefix]
-                flat.update(children)
-            grew |= len(children) > 1 or (len(children) == 1 and children[0] != prefix)
-            deeper += children or [prefix]
-            if len(deeper) >= want * 8:
+
+    def children_of(prefix: str) -> tuple[list[str], bool]:
+        children = [] if prefix in flat else _common_prefixes(client, bucket, prefix, cap=want * 8)
+        if children:
+            return children, False
+        return [c for c in _next_chars(client, bucket, prefix, cap=want * 8) if c != prefix], True
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for _ in range(_MAX_PREFIX_DEPTH):
+            deeper: list[str] = []
+            grew = False
+            for start in range(0, len(level), threads):
+                for prefix, (children, by_char) in zip(level[start : start + threads],
+                                                       pool.map(children_of, level[start : start + threads]), strict=True):
+                    if by_char:
+                        flat.update(children)
+                    grew |= len(children) > 1 or (len(children) == 1 and children[0] != prefix)
+                    deeper += children or [prefix]
+                if len(deeper) >= want * 8:
+                    break
+            if not grew:
                 break
-        if not grew:
-            break
-        level = sorted(set(deeper))
-        if len(level) >= want:
-            break
+            level = sorted(set(deeper))
+            if len(level) >= want:
+                break
     return [p for p in level if p]
 
 
@@ -144,17 +148,22 @@ def pick_evenly(items: Sequence[str], count: int) -> list[str]:
     return [items[min(len(items) - 1, math.floor(i * step))] for i in range(count)]
 
 
-def boundaries(client: S3Client, bucket: str, parts: int) -> list[str]:
-    """Boundary keys that split ``bucket`` into at most ``parts`` key ranges."""
+def boundaries(client: S3Client, bucket: str, parts: int, threads: int = PROBE_THREADS,
+               prefixes: Sequence[str] | None = None) -> list[str]:
+    """Boundary keys that split ``bucket`` into at most ``parts`` key ranges (``prefixes``: the bucket's
+    :func:`prefix_tree` when already walked, for at least ``parts`` pieces)."""
     if parts < 2:
         return []
-    prefixes = prefix_tree(client, bucket, parts)
-    cuts: list[str] = []
-    # The first prefix starts the first range anyway; each later one starts a new range.
-    for prefix in pick_evenly(prefixes[1:], parts - 1):
+    if prefixes is None:
+        prefixes = prefix_tree(client, bucket, parts, threads)
+
+    def first_key(prefix: str) -> str | None:
         page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-        if page.get("Contents"):
-            cuts.append(page["Contents"][0]["Key"])
+        return page["Contents"][0]["Key"] if page.get("Contents") else None
+
+    # The first prefix starts the first range anyway; each later one starts a new range.
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        cuts = [k for k in pool.map(first_key, pick_evenly(prefixes[1:], parts - 1)) if k is not None]
     return sorted(set(cuts))
 
 

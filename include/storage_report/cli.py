@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from include.aws.shards import DEFAULT_PARTS_PER_BUCKET, DEFAULT_SHARD_OBJECTS
 from include.core.dates import DATE_FORMATS, check_date_format
 from include.core.units import SIZE_UNITS
 from include.storage_report import inventory
@@ -29,23 +32,30 @@ def run_local(
     client_for: Callable[[str | None], Any], *, patterns: Sequence[str] = (), regions: Sequence[str] = (),
     storage_classes: Sequence[str] = (), size_unit: str = "auto", include_versions: bool = False,
     prices: PriceTable | None = None, now: datetime | None = None, date_format: str = "iso", show_time: bool = True,
-    source: str = "listing", inventory_fallback: str = "listing",
+    source: str = "listing", inventory_fallback: str = "listing", workers: int = DEFAULT_PARTS_PER_BUCKET,
+    shard_objects: int | None = None, shard_parts: int | None = None,
 ) -> dict[str, Any]:
-    """The whole report in one process (the command line): the same steps the DAG runs as tasks."""
+    """The whole report in one process (the command line): the same steps the DAG runs as tasks, the
+    parts summarized by ``workers`` threads at once, as the DAG's mapped tasks run side by side."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
     check_date_format(date_format)  # before any request
     buckets = list_buckets(client_for("us-east-1"), patterns, regions)
     if source == "inventory":
         planned = inventory.plan(client_for, buckets, max_shards=1024, include_versions=include_versions,
                                  fallback=inventory_fallback, listing_plan=plan)
     else:
-        planned = plan(client_for, buckets, max_shards=1024)
-    results = [
-        inventory.summarize_part(client_for(part["region"]), dict(part), include_versions=include_versions,
-                                 storage_classes=storage_classes) if part.get("inventory") else
-        summarize_part(client_for(part["region"]), part, include_versions=include_versions,
-                       storage_classes=storage_classes)
-        for shard in planned for part in shard["parts"]
-    ]
+        planned = plan(client_for, buckets, max_shards=1024, threshold=shard_objects, parts_per_bucket=shard_parts)
+
+    def summarize(part: Any) -> dict[str, Any]:
+        if part.get("inventory"):
+            return inventory.summarize_part(client_for(part["region"]), dict(part), include_versions=include_versions,
+                                            storage_classes=storage_classes)
+        return summarize_part(client_for(part["region"]), part, include_versions=include_versions,
+                              storage_classes=storage_classes)
+
+    with ThreadPoolExecutor(workers) as pool:  # map keeps the parts' order: the report is the same at any width
+        results = list(pool.map(summarize, [part for shard in planned for part in shard["parts"]]))
     return build_report(buckets, results, prices=prices or load_prices(), size_unit=size_unit, source=source,
                         include_versions=include_versions, generated_at=now or datetime.now(timezone.utc),
                         date_format=date_format, show_time=show_time)
@@ -81,17 +91,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt.add_argument("--csv", action="store_true", help="print report.csv instead of the table")
     parser.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_PARTS_PER_BUCKET, metavar="N",
+                        help=f"key ranges listed at once (default {DEFAULT_PARTS_PER_BUCKET}, a big bucket's parts)")
+    parser.add_argument("--shard-objects", type=int, default=DEFAULT_SHARD_OBJECTS, metavar="N",
+                        help=f"a bucket with more objects is split into key ranges (default {DEFAULT_SHARD_OBJECTS:,})")
+    parser.add_argument("--shard-parts", type=int, default=DEFAULT_PARTS_PER_BUCKET, metavar="N",
+                        help=f"at most this many key ranges per big bucket (default {DEFAULT_PARTS_PER_BUCKET})")
     parser.add_argument("--pricing", help="JSON file overriding list prices (format of the pricing setting)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
+    for flag in ("workers", "shard_objects", "shard_parts"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, not {getattr(args, flag)}")
     clients: dict[str | None, Any] = {}
+    clients_lock = threading.Lock()
 
     def client_for(region: str | None) -> S3Client:
-        if region not in clients:
-            clients[region] = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url,
-                                               region_name=region or "us-east-1", mode="adaptive")
-        return clients[region]
+        with clients_lock:  # parts are summarized by several threads; one client per region is shared
+            if region not in clients:
+                clients[region] = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url,
+                                                   region_name=region or "us-east-1", mode="adaptive")
+            return clients[region]
 
     try:
         check_access(client_for("us-east-1"))
@@ -102,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run_local(client_for, patterns=args.bucket, regions=args.region, storage_classes=args.storage_class,
                            size_unit=args.unit, include_versions=args.versions, prices=load_prices(override),
                            date_format=args.date_format, show_time=args.show_time, source=args.source,
-                           inventory_fallback=args.inventory_fallback)
+                           inventory_fallback=args.inventory_fallback, workers=args.workers,
+                           shard_objects=args.shard_objects, shard_parts=args.shard_parts)
     except (S3AccessError, ValueError, OSError) as exc:
         print(f"storage report: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, cast
@@ -408,33 +408,44 @@ def plan(
         return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards,
                            sizes=[1] * len(readable), capacity=CLOUDWATCH_BUCKETS_PER_SHARD)
 
+    walks: dict[str, Future[list[str]]] = {}  # bucket → its prefix walk, started as soon as a probe's first page is full
+
     def probe(bucket: dict[str, Any]) -> int | None:
+        client = client_for(bucket["region"])
+
+        def walk() -> None:  # most likely big: walk its prefixes beside the rest of the probe (round trips overlap)
+            walks[bucket["name"]] = walker.submit(shards.prefix_tree, client, bucket["name"], parts_per_bucket)
         try:
-            return shards.probe_count(client_for(bucket["region"]), bucket["name"], threshold)
+            return shards.probe_count(client, bucket["name"], threshold, on_more=walk)
         except ClientError as exc:
             if bucket_error(exc) is None:
                 raise
             return 0  # one part; its listing records the error
-
-    with ThreadPoolExecutor(threads) as pool:
-        counts = list(pool.map(probe, readable))
-    big = [c is None for c in counts]
-    budget = shards.parts_budget(sum(big), max_shards, parts_per_bucket)
 
     def split(args: tuple[dict[str, Any], bool]) -> list[shards.Part]:
         bucket, is_big = args
         cuts: list[str] = []
         if is_big:
             try:
-                cuts = shards.boundaries(client_for(bucket["region"]), bucket["name"], budget)
+                walked = walks.get(bucket["name"])
+                cuts = shards.boundaries(client_for(bucket["region"]), bucket["name"], budget,
+                                         prefixes=None if walked is None else walked.result())
             except ClientError as exc:
                 if bucket_error(exc) is None:
                     raise
             log.info("%s holds more than %d objects: %d key ranges", bucket["name"], threshold, len(cuts) + 1)
         return shards.parts_for(bucket["name"], bucket["region"], cuts)
 
-    with ThreadPoolExecutor(threads) as pool:
-        parts = list(pool.map(split, zip(readable, big, strict=True)))
+    walker = ThreadPoolExecutor(threads)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            counts = list(pool.map(probe, readable))
+        big = [c is None for c in counts]
+        budget = shards.parts_budget(sum(big), max_shards, parts_per_bucket)
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(split, zip(readable, big, strict=True)))
+    finally:
+        walker.shutdown(cancel_futures=True)  # the walks of buckets that proved small are not needed
     sizes = [threshold if c is None else c for c in counts]
     return shards.pack(parts, max_shards, sizes=sizes, capacity=threshold)
 

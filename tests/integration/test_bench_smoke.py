@@ -65,3 +65,23 @@ def test_inventory_bench_smoke_counts_and_sorts(tmp_path):
     assert set(rows) == {"Parquet", "Parquet sorted", "CSV", "CSV sorted"}
     for cells in rows.values():
         assert cells[-5] == "3,000" and 0 < float(cells[-1]) < 2000  # rows, peak RSS MB
+
+
+def test_latency_scenario_lists_the_split_bucket_in_parallel_and_turns_latency_off(s3_server, tmp_path):
+    """Scenario 10 at 3,000 objects: the sharded report counts every object, the plan's requests are
+    reported beside the listing's, and the server is back to no latency and moto's listing after it."""
+    out = tmp_path / "bench10.json"
+    code = bench.main(["--smoke", "--reps", "1", "--scenarios", "10", "--tools", "s3ops", "--no-bootstrap",
+                       "--endpoint-url", s3_server.endpoint_url, "--json", str(out)])
+    assert code == 0
+    (scenario,) = json.loads(out.read_text())["scenarios"]
+    (mine,) = scenario["rows"]
+    n = bench.SIZES["s10"][2]
+    assert mine["runs"] == 1 and mine["wall_median"] > 0.03 * math.ceil(n / 1000)  # the latency was on
+    parts = int(scenario["extra"]["plan"].split(" key ranges")[0])
+    assert parts > 1  # the bucket was split, as the DAG splits a big one
+    lists = mine["by_operation"]["ListObjectsV2"]
+    assert lists >= parts  # every key range listed on its own
+    assert {b["bar"].split(" ")[0] for b in scenario["bars"]} == {"wall", "(ListObjectsV2"}
+    assert s3_server.control("GET", "latency") == {"seconds": 0}
+    assert s3_server.control("GET", "listing-index") == {"enabled": False}

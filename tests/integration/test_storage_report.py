@@ -328,6 +328,33 @@ def test_cli_json_every_unit(world, s3, s3_server, capsys, unit, size):
         (t["object_count"], t["noncurrent_versions"], t["delete_markers"])
 
 
+def test_cli_lists_a_split_bucket_with_any_number_of_workers(world, s3, s3_server, capsys):
+    """--shard-objects splits BIG into key ranges as the DAG does; one worker or sixteen, same report."""
+    from include.storage_report.cli import main
+
+    url = s3_server.endpoint_url
+    reports = []
+    for workers in ("1", "16"):
+        s3_server.control("POST", "stats/reset")
+        assert main(["--bucket", BIG, "--versions", "--json", "--shard-objects", "500", "--shard-parts", "6",
+                     "--workers", workers, "--endpoint-url", url]) == 0
+        report = json.loads(capsys.readouterr().out)
+        report.pop("generated_at")
+        reports.append(report)
+        lists = s3_server.control("GET", "stats").get("ListObjectVersions", 0)
+        assert lists >= 6  # six key ranges, each listed on its own (not one sequential pass)
+    assert reports[0] == reports[1]
+    [entry] = reports[0]["buckets"]
+    t = truth(s3, BIG, versions=True)
+    assert (entry["object_count"], entry["noncurrent_versions"], entry["delete_markers"]) == \
+        (t["object_count"], t["noncurrent_versions"], t["delete_markers"])
+    for flag in ("--workers", "--shard-objects", "--shard-parts"):
+        with pytest.raises(SystemExit) as refused:
+            main([flag, "0", "--endpoint-url", url])
+        assert refused.value.code == 2
+        assert f"{flag} must be at least 1, not 0" in capsys.readouterr().err
+
+
 def test_cli_table_csv_filters_and_errors(world, s3, s3_server, capsys, monkeypatch):
     from include.storage_report.cli import main
 

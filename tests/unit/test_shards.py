@@ -142,3 +142,35 @@ def test_parts_budget_leaves_room_for_small_buckets():
     assert shards.parts_budget(10, 1024, 16) == 16
     assert shards.parts_budget(100, 1024, 16) == 5
     assert shards.parts_budget(5000, 1024, 16) == 1
+
+
+def test_probe_counts_up_to_the_threshold_and_says_when_a_second_page_is_needed():
+    fake = FakeS3()
+    for i in range(250):
+        fake.put(f"k{i:04d}", 1)
+    called: list[int] = []
+    assert shards.probe_count(fake, "b", 1000, on_more=lambda: called.append(1)) == 250
+    assert called == [] and fake.calls == 1  # one page, not more
+    assert shards.probe_count(fake, "b", 250, on_more=lambda: called.append(1)) == 250
+    assert called == []
+    fake.calls = 0
+    assert shards.probe_count(fake, "b", 100, on_more=lambda: called.append(1)) is None
+    assert called == [1] and fake.calls == 1  # MaxKeys=100: the first page reached the threshold
+    fake.calls = 0
+    assert shards.probe_count(fake, "b", 249, on_more=lambda: called.append(2)) is None
+    assert called == [1, 2] and fake.calls == 1
+
+
+def test_the_walk_started_beside_the_probe_gives_the_cuts_of_a_walk_after_it():
+    fake = build(3, 900)
+    planned, _ = sharded(fake, versions=False, threshold=100, parts=6)
+    cuts = [p["upto"] for s in planned for p in s["parts"]][:-1]
+    assert cuts == shards.boundaries(fake, "b", 6)  # the walk without the probe, in one thread
+    assert len(cuts) == 5
+    # a bucket whose first probe page is full (a walk starts) but which stays under the threshold: one part
+    medium = FakeS3()
+    for i in range(1500):
+        medium.put(f"d{i % 7}/{i:05d}", 1)
+    planned, total = sharded(medium, versions=False, threshold=5000, parts=6)
+    assert [len(s["parts"]) for s in planned] == [1]
+    assert total.object_count == 1500
