@@ -67,7 +67,7 @@ def _iso(value: Any) -> str:
 # this is only ever a shortcut.
 _CONTENTS_FAST = re.compile(
     r"<Contents><Key>([^<]*)</Key><LastModified>(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)</LastModified>"
-    r"<ETag>([^<]*)</ETag>"
+    r"<ETag>(?:&quot;|&#34;|\")([^<&\"]*)(?:&quot;|&#34;|\")</ETag>"  # the usual quoted ETag, its quotes dropped
     r"(?:<Checksum\w*>[^<]*</Checksum\w*>)*<Size>(\d+)</Size>(?:<Owner>.*?</Owner>)?"
     r"(?:<StorageClass>([^<]*)</StorageClass>)?",
     re.S,
@@ -145,7 +145,7 @@ def parse_objects_page(text: str) -> list[S3Object]:
         # the common case inline (no call per key): plain keys, canonical timestamps, quoted ETags
         return [
             S3Object(_key(k, url) if ("&" in k or (url and ("%" in k or "+" in k))) else k, int(size), lm,
-                     sc or "STANDARD", _etag(etag) if "&" in etag else etag.strip('"'))
+                     sc or "STANDARD", etag)
             for k, lm, etag, size, sc in entries
         ]
     objects = []

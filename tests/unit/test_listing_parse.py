@@ -144,3 +144,15 @@ def test_a_page_the_fast_parser_leaves_alone_is_read_through_botocore():
     bad = (head + entry.format("ok") + entry.format("a&#1;") + tail).encode()
     with pytest.raises(ResponseParserError):
         list(iter_objects(_client_answering(bad), "b"))
+
+
+@pytest.mark.parametrize(("raw", "etag"), [
+    ("&quot;0a1b&quot;", "0a1b"), ("&#34;0a1b-3&#34;", "0a1b-3"), ('"plain"', "plain"),
+    ("unquoted", "unquoted"), ("&quot;a&amp;b&quot;", "a&b"), ("&quot;&quot;", ""), ("&#34;half", "half"),
+])
+def test_etag_forms_read_like_botocore_reads_them(raw, etag):
+    """The fast pattern drops the usual quotes itself; any other form goes through the entity decoder."""
+    body = ("<ListBucketResult><Contents><Key>k</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>"
+            f"<ETag>{raw}</ETag><Size>5</Size></Contents><Contents><Key>l</Key><LastModified>2026-01-02T03:04:05.000Z"
+            "</LastModified><ETag>&quot;x&quot;</ETag><Size>1</Size></Contents></ListBucketResult>")
+    assert [o.etag for o in parse_objects_page(body)] == [etag, "x"]
