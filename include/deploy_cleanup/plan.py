@@ -30,12 +30,11 @@ import fnmatch
 import logging
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.aws.listing import iter_objects, iter_versions
+from include.aws.listing import iter_objects
 from include.core import artifacts
 from include.core.progress import Progress
 from include.core.times import format_time, parse_time
@@ -45,7 +44,7 @@ from include.deletion.settings import PLAN_SOURCES
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
     from types_boto3_s3 import S3Client
 
-    from include.inventory.read import Snapshot
+    from include.inventory.read import ObjectSource
 
 log = logging.getLogger(__name__)
 
@@ -273,29 +272,22 @@ def plan_cleanup(
 ) -> dict[str, Any]:
     """List (or read the newest inventory), select and write the plan (plus ``deployments.jsonl``);
     return the plan summary. An inventory problem raises :class:`include.inventory.manifest.InventoryError`."""
-    with ExitStack() as cleanup:
-        snapshot = None
-        if settings.source == "inventory":
-            from include.inventory.read import latest_snapshot
+    from include.inventory.read import object_source
 
-            fetching = Progress(f"downloading the inventory of s3://{bucket}", unit="files")
-            snapshot = cleanup.enter_context(latest_snapshot(client, bucket, include_versions=settings.include_versions,
-                                                             on_file=lambda n: fetching.add(1, n)))
-            fetching.finish()
-        return _plan(client, bucket, settings, run_dir, now, chunk_size, snapshot)
+    with object_source(client, bucket, settings.source, include_versions=settings.include_versions) as found:
+        return _plan(client, bucket, settings, run_dir, now, chunk_size, found)
 
 
 def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any, now: datetime, chunk_size: int,
-          snapshot: Snapshot | None) -> dict[str, Any]:
+          found: ObjectSource) -> dict[str, Any]:
     writer = PlanWriter(run_dir, chunk_size=chunk_size)
     where = f"s3://{bucket}/{settings.prefix}"
-    listing = Progress(f"{'reading the inventory of' if snapshot else 'listing'} {where} (deploy cleanup plan)")
-    objects = (snapshot.objects(settings.prefix, on_batch=listing.add) if snapshot
-               else iter_objects(client, bucket, settings.prefix, on_page=listing.add))
-    scanned = scan(objects, settings.prefix, on_object=lambda o: writer.note_scanned(o.size))
+    listing = Progress(f"{found.reading} {where} (deploy cleanup plan)")
+    scanned = scan(found.objects(settings.prefix, on_batch=listing.add), settings.prefix,
+                   on_object=lambda o: writer.note_scanned(o.size))
     listing.finish()
     gone: list[str] = []
-    if snapshot is not None:
+    if found.snapshot is not None:
         gone = reconcile(scanned, live_deployment_names(client, bucket, settings.prefix), now)
     decisions = [d if not (d.delete and scanned.deployments[d.name].after_inventory)
                  else Decision(d.name, d.rank, False, "created after the inventory: not in this plan")
@@ -306,16 +298,9 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
     ))
     doomed = {d.name: d for d in decisions if d.delete}
     if doomed:
-        relisting = Progress(f"{'reading the inventory of' if snapshot else 'listing'} {where} again: objects of "
-                             "the doomed deployments", unit="entries")
-        entries: Iterable[Any]
-        if snapshot is not None:
-            entries = (snapshot.versions(settings.prefix, on_batch=relisting.add) if settings.include_versions
-                       else snapshot.objects(settings.prefix, on_batch=relisting.add))
-        else:
-            entries = (iter_versions(client, bucket, settings.prefix, on_page=relisting.add)
-                       if settings.include_versions else iter_objects(client, bucket, settings.prefix,
-                                                                      on_page=relisting.add))
+        relisting = Progress(f"{found.reading} {where} again: objects of the doomed deployments", unit="entries")
+        entries: Iterable[Any] = (found.versions(settings.prefix, on_batch=relisting.add) if settings.include_versions
+                                  else found.objects(settings.prefix, on_batch=relisting.add))
         for item in _items(entries, settings, doomed):
             writer.add(item)
         relisting.finish()
@@ -331,10 +316,11 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
     if unmatched:
         headline += (f" Warning: protect patterns that matched no deployment: {', '.join(map(repr, unmatched))} "
                      "(check the spelling; they protect nothing in this run).")
-    if snapshot is not None:
+    inventory = found.describe()
+    if inventory is not None:
         from include.inventory.read import plan_note
 
-        headline += " " + plan_note(snapshot.describe())
+        headline += " " + plan_note(inventory)
         if gone:
             headline += f" Gone since the inventory (not counted): {names(gone)}."
     summary = writer.close(listing_complete=True, extra={
@@ -350,7 +336,7 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
         "delete_sample": doomed_names[:20],
         "include_versions": settings.include_versions,
         "source": settings.source,
-        "inventory": snapshot.describe() if snapshot is not None else None,
+        "inventory": inventory,
         "gone_since_inventory": gone,
         "deployments_uri": artifacts.uri(run_dir / DEPLOYMENTS_FILE),
     })

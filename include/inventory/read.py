@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from include.aws.listing import S3Object, S3Version
@@ -191,6 +192,49 @@ def latest_snapshot(client: Any, bucket: str, *, include_versions: bool,
             "(source: listing)")
     # With versions every plan item names its version id: exact without an ETag.
     return open_snapshot(client, found, need_etag=not include_versions, on_file=on_file)
+
+
+class ObjectSource:
+    """Where a deleting plan reads a bucket's objects, in key order: its listing (``snapshot`` None) or
+    its newest inventory. The plans call this, never the two sources themselves."""
+
+    def __init__(self, client: Any, bucket: str, snapshot: Snapshot | None) -> None:
+        self.client, self.bucket, self.snapshot = client, bucket, snapshot
+        self.reading = "reading the inventory of" if snapshot is not None else "listing"  # for progress lines
+
+    def objects(self, prefix: str = "", on_batch: Callable[[int], None] | None = None) -> Iterator[S3Object]:
+        from include.aws.listing import iter_objects
+
+        if self.snapshot is not None:
+            return self.snapshot.objects(prefix, on_batch=on_batch)
+        return iter_objects(self.client, self.bucket, prefix, on_page=on_batch)
+
+    def versions(self, prefix: str = "", on_batch: Callable[[int], None] | None = None) -> Iterator[S3Version]:
+        from include.aws.listing import iter_versions
+
+        if self.snapshot is not None:
+            return self.snapshot.versions(prefix, on_batch=on_batch)
+        return iter_versions(self.client, self.bucket, prefix, on_page=on_batch)
+
+    def describe(self) -> dict[str, Any] | None:
+        """The inventory a plan was made from (``plan.json``'s ``inventory``), None for a listing."""
+        return self.snapshot.describe() if self.snapshot is not None else None
+
+
+@contextmanager
+def object_source(client: Any, bucket: str, source: str, *, include_versions: bool) -> Iterator[ObjectSource]:
+    """The :class:`ObjectSource` a plan's ``source`` setting names (``listing`` or ``inventory``); an
+    inventory is downloaded first (progress in the log) and removed on exit."""
+    if source != "inventory":
+        yield ObjectSource(client, bucket, None)
+        return
+    from include.core.progress import Progress
+
+    fetching = Progress(f"downloading the inventory of s3://{bucket}", unit="files")
+    with latest_snapshot(client, bucket, include_versions=include_versions,
+                         on_file=lambda n: fetching.add(1, n)) as snapshot:
+        fetching.finish()
+        yield ObjectSource(client, bucket, snapshot)
 
 
 def plan_note(inventory: dict[str, Any]) -> str:

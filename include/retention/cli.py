@@ -71,10 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
     from include.aws.client import S3AccessError, check_access, client_from_args
-    from include.aws.listing import iter_objects
     from include.deletion.plan import read_chunk
     from include.inventory.manifest import InventoryError
-    from include.inventory.read import latest_snapshot
+    from include.inventory.read import object_source
     from include.retention import jobs as jobs_db
     from include.retention.policy import Policy, write_plan
 
@@ -94,28 +93,24 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"as {args.mysql_user!r}: {exc}", file=sys.stderr)
         return 2
     run_dir = args.out or Path(tempfile.mkdtemp(prefix="retention-plan-"))
-    snapshot = None
     try:
-        if args.source == "inventory":
-            snapshot = latest_snapshot(client, args.bucket, include_versions=False)
-        summary = write_plan(
-            snapshot.objects(args.key_prefix) if snapshot else iter_objects(client, args.bucket, args.key_prefix),
-            jobs_db.iter_job_rows(stream, args.jobs_table),
-            run_dir, key_prefix=args.key_prefix, policy=policy,
-            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, args.jobs_table, names),
-            jobs_table=args.jobs_table, allow_empty_jobs=args.allow_empty_jobs,
-            extra={"bucket": args.bucket, "trial_retention": args.trial_retention,
-                   "orphan_min_age_days": args.orphan_min_age_days, "purge_job_rows": False, "source": args.source,
-                   "inventory": snapshot.describe() if snapshot else None},
-        )
+        with object_source(client, args.bucket, args.source, include_versions=False) as found:
+            summary = write_plan(
+                found.objects(args.key_prefix),
+                jobs_db.iter_job_rows(stream, args.jobs_table),
+                run_dir, key_prefix=args.key_prefix, policy=policy,
+                lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, args.jobs_table, names),
+                jobs_table=args.jobs_table, allow_empty_jobs=args.allow_empty_jobs,
+                extra={"bucket": args.bucket, "trial_retention": args.trial_retention,
+                       "orphan_min_age_days": args.orphan_min_age_days, "purge_job_rows": False,
+                       "source": args.source, "inventory": found.describe()},
+            )
     except InventoryError as exc:
         print(f"retention plan: source inventory: {exc}", file=sys.stderr)
         return 2
     finally:
         stream.close()
         lookup_conn.close()
-        if snapshot is not None:
-            snapshot.close()
 
     shown = 0
     for chunk in summary["chunks"]:

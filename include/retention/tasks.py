@@ -84,9 +84,8 @@ def run_plan(
     bucket's newest inventory with ``source="inventory"``, against the job rows into the run's plan
     artifacts."""
     from include.aws.client import client_from_connection
-    from include.aws.listing import iter_objects, iter_versions
     from include.core.progress import Progress
-    from include.inventory.read import latest_snapshot
+    from include.inventory.read import object_source
     from include.retention import jobs as jobs_db
     from include.retention.policy import write_plan
     from include.retention.versions import versioning_note, versioning_state
@@ -95,20 +94,11 @@ def run_plan(
     client = client_from_connection(aws_conn_id, mode="adaptive")
     versioning = versioning_state(client, bucket)
     with ExitStack() as cleanup:
-        snapshot = None
-        if source == "inventory":
-            fetching = Progress(f"downloading the inventory of s3://{bucket}", unit="files")
-            snapshot = cleanup.enter_context(latest_snapshot(client, bucket, include_versions=include_versions,
-                                                             on_file=lambda n: fetching.add(1, n)))
-            fetching.finish()
-        progress = Progress(f"{'reading the inventory of' if snapshot else 'listing'} s3://{bucket}/{key_prefix} "
-                            "(retention plan)", unit="versions" if include_versions else "objects")
-        objects = (snapshot.objects(key_prefix, on_batch=progress.add) if snapshot
-                   else iter_objects(client, bucket, key_prefix, on_page=progress.add))
-        versions = None
-        if include_versions:
-            versions = (snapshot.versions(key_prefix, on_batch=progress.add) if snapshot
-                        else iter_versions(client, bucket, key_prefix, on_page=progress.add))
+        found = cleanup.enter_context(object_source(client, bucket, source, include_versions=include_versions))
+        progress = Progress(f"{found.reading} s3://{bucket}/{key_prefix} (retention plan)",
+                            unit="versions" if include_versions else "objects")
+        objects = found.objects(key_prefix, on_batch=progress.add)
+        versions = found.versions(key_prefix, on_batch=progress.add) if include_versions else None
         stream = cleanup.enter_context(closing(jobs_db.connect(mysql_conn_id)))
         lookup_conn = cleanup.enter_context(closing(jobs_db.connect(mysql_conn_id)))
         purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
@@ -121,7 +111,7 @@ def run_plan(
                    "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows,
                    "include_versions": include_versions, "versioning": versioning, "purge_denied": purge_denied,
                    "versioning_note": versioning_note(versioning, include_versions), "source": source,
-                   "inventory": snapshot.describe() if snapshot else None},
+                   "inventory": found.describe()},
         )
     progress.finish()
     return summary

@@ -48,9 +48,6 @@ def run_local(
         planned = plan(client_for, buckets, max_shards=1024, threshold=shard_objects, parts_per_bucket=shard_parts)
 
     def summarize(part: Any) -> dict[str, Any]:
-        if part.get("inventory"):
-            return inventory.summarize_part(client_for(part["region"]), dict(part), include_versions=include_versions,
-                                            storage_classes=storage_classes)
         return summarize_part(client_for(part["region"]), part, include_versions=include_versions,
                               storage_classes=storage_classes)
 

@@ -127,11 +127,7 @@ def summarize_shard(context: Any, shard: dict[str, Any]) -> list[dict[str, Any]]
         if params["source"] == "cloudwatch":
             result = storage_report.summarize_cloudwatch(clients.cloudwatch(part["region"]), part["bucket"], now,
                                                          storage_classes=params["storage_classes"])
-        elif part.get("inventory"):
-            result = inventory.summarize_part(clients.s3(part["region"]), dict(part),
-                                              include_versions=params["include_versions"],
-                                              storage_classes=params["storage_classes"])
-        else:
+        else:  # a listing key range or a group of inventory data files
             result = storage_report.summarize_part(clients.s3(part["region"]), part,
                                                    include_versions=params["include_versions"],
                                                    storage_classes=params["storage_classes"])
