@@ -646,14 +646,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--keep-alive", action="store_true",
-                        help="HTTP/1.1 persistent connections, as S3 keeps them (the benchmarks); the tests' "
-                             "server closes each connection, as moto_server does")
     args = parser.parse_args()
-    handler = MotoRequestHandler
-    if args.keep_alive:
-        handler = type("KeepAliveHandler", (MotoRequestHandler,), {"protocol_version": "HTTP/1.1"})
-    server = make_server(args.host, args.port, make_app(), threaded=True, request_handler=handler)
+    server = make_server(args.host, args.port, make_app(), threaded=True, request_handler=MotoRequestHandler)
     print(f"s3server listening on http://{args.host}:{args.port}", flush=True)
     server.serve_forever()
 

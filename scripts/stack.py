@@ -93,7 +93,6 @@ class S3Server:
     workdir: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
-    keep_alive: bool = False  # HTTP/1.1 persistent connections (the benchmarks), see scripts/s3server.py
 
     @property
     def endpoint_url(self) -> str:
@@ -104,7 +103,7 @@ class S3Server:
         self.port = self.port or free_port()
         log = self.workdir / "s3server.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scripts.s3server", "--port", str(self.port), *(["--keep-alive"] * self.keep_alive)],
+            [sys.executable, "-m", "scripts.s3server", "--port", str(self.port)],
             cwd=ROOT,
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
