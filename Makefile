@@ -2,10 +2,10 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
-# Test processes (pytest-xdist). 0 = one process (CI: on 2 cores a second worker starves the e2e
-# standalone's scheduler and its runs time out). With more cores, TEST_WORKERS=2 runs the e2e tests on
-# one worker (one airflow standalone) beside everything else on the other.
-TEST_WORKERS ?= 0
+# Test processes (pytest-xdist): the e2e tests on one worker (one airflow standalone), everything else on
+# the other at nice 10 (tests/conftest.py), so it only takes the CPU the e2e tests leave while they wait
+# on Airflow. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: bootstrap demo test test-fast lint fmt bench lock clean
 

@@ -55,6 +55,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under pytest-xdist the worker of the non-e2e tests runs at a lower CPU priority (nice 10, its servers
+    and dag.test runs too: they inherit it), so on a 2-core machine the e2e standalone's scheduler and
+    task processes are never starved by it: e2e tests mostly wait on Airflow, and that waiting time is
+    what the other worker uses."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and hasattr(os, "setpriority"):
+        e2e = "/tests/e2e/" in str(item.path).replace(os.sep, "/")
+        os.setpriority(os.PRIO_PROCESS, 0, 0 if e2e else 10)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("S3OPS_KEEP_STATE") != "1":
         shutil.rmtree(RUN_DIR, ignore_errors=True)
