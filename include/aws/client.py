@@ -1,13 +1,14 @@
 """S3 client construction and the few S3 calls every pipeline shares.
 
 Clients always use botocore's retry modes with enough attempts that throttling (503 SlowDown) and
-dropped connections are retried, not fatal. In Airflow, credentials come from a connection
+dropped connections are retried, not fatal: 10 in all, or AWS's own ``AWS_MAX_ATTEMPTS`` where it is set. In Airflow, credentials come from a connection
 (``aws_default`` unless overridden); on the command line, from a profile or the environment.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,20 @@ log = logging.getLogger(__name__)
 #: ``standard`` for ordinary work; ``adaptive`` (client-side rate limiting) for heavy listing.
 RetryMode = Literal["standard", "adaptive"]
 RETRY_MODES: tuple[RetryMode, ...] = ("standard", "adaptive")
-DEFAULT_MAX_ATTEMPTS = 10
+
+
+def _max_attempts() -> int:
+    """AWS's own ``AWS_MAX_ATTEMPTS`` (attempts in all, the first one included) when set, else 10."""
+    raw = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not raw:
+        return 10
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise ValueError(f"AWS_MAX_ATTEMPTS must be a whole number of attempts, 1 or more (the first one "
+                         f"included), not {raw!r}: fix or unset it")
+    return int(raw)
+
+
+DEFAULT_MAX_ATTEMPTS = _max_attempts()
 DELETE_BATCH = 1000  # DeleteObjects' limit per request
 
 

@@ -87,9 +87,9 @@ def test_delete_retried_after_s3_failures_deletes_each_key_once(airflow, s3, s3_
     its first try, Airflow retries it with backoff, and the run ends with exactly the planned deletions."""
     bucket = unique("retry")
     keys, kept = _deploy_bucket(s3, s3_server, bucket)
-    from include.aws.client import DEFAULT_MAX_ATTEMPTS
+    from tests.e2e.airflow_api import E2E_MAX_ATTEMPTS
 
-    s3_server.control("POST", "faults", {"mode": "error", "operation": "DeleteObjects", "count": DEFAULT_MAX_ATTEMPTS})
+    s3_server.control("POST", "faults", {"mode": "error", "operation": "DeleteObjects", "count": E2E_MAX_ATTEMPTS})
     try:
         run_id = airflow.trigger(DEPLOY, {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "auto"})
         assert airflow.wait_run(DEPLOY, run_id, timeout=420) == "success", airflow.task_states(DEPLOY, run_id)

@@ -1,4 +1,5 @@
-"""include.core.times and include.core.errors: the one timestamp form and the one S3 error reader."""
+"""include.core.times and include.core.errors (the one timestamp form and the one S3 error reader), and the
+S3 clients' attempts from AWS_MAX_ATTEMPTS."""
 
 from __future__ import annotations
 
@@ -44,3 +45,23 @@ def test_error_code_and_text_read_s3_answers_and_name_other_errors() -> None:
     odd = RuntimeError("x")
     odd.response = "not a dict"  # type: ignore[attr-defined]
     assert error_code(odd) == "" and error_text(odd) == "RuntimeError: x"
+
+
+@pytest.mark.parametrize(("raw", "attempts"), [(None, 10), ("", 10), (" 3 ", 3), ("1", 1), ("25", 25)])
+def test_client_attempts_follow_aws_max_attempts(monkeypatch, raw, attempts):
+    from include.aws import client
+
+    if raw is None:
+        monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    else:
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", raw)
+    assert client._max_attempts() == attempts
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "1.5", "three", "\u0663"])  # the last: an Arabic-Indic 3
+def test_a_bad_aws_max_attempts_is_refused_by_name(monkeypatch, raw):
+    from include.aws import client
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", raw)
+    with pytest.raises(ValueError, match="AWS_MAX_ATTEMPTS must be a whole number"):
+        client._max_attempts()
