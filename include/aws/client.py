@@ -1,8 +1,9 @@
 """S3 client construction and the few S3 calls every pipeline shares.
 
 Clients always use botocore's retry modes with enough attempts that throttling (503 SlowDown) and
-dropped connections are retried, not fatal: 10 in all, or AWS's own ``AWS_MAX_ATTEMPTS`` where it is set. In Airflow, credentials come from a connection
-(``aws_default`` unless overridden); on the command line, from a profile or the environment.
+dropped connections are retried, not fatal: 10 in all, or AWS's own ``AWS_MAX_ATTEMPTS`` where it is
+set. In Airflow, credentials come from a connection (``aws_default`` unless overridden); on the command
+line, from a profile or the environment.
 """
 
 from __future__ import annotations

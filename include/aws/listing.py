@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote_plus
 
@@ -285,7 +285,8 @@ def iter_objects(
         kwargs.pop("StartAfter", None)
 
 
-def count_objects(client: S3Client, bucket: str, limit: int, *, on_more: Any = None) -> int | None:
+def count_objects(client: S3Client, bucket: str, limit: int, *,
+                  on_more: Callable[[], None] | None = None) -> int | None:
     """How many objects ``bucket`` holds when it is at most ``limit``, else None. Lists at most ``limit``
     keys (``ceil(limit/1000)`` pages), through the same fast page parser as :func:`iter_objects`.
     ``on_more()`` is called once, as soon as the first page shows the bucket holds more than one page."""

@@ -20,7 +20,7 @@ about how many keys they hold, so ranges are even in prefixes, not necessarily i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -69,7 +69,8 @@ def ranges(boundaries: Sequence[str]) -> list[tuple[str | None, str | None]]:
     return list(zip(lows, highs, strict=True))
 
 
-def probe_count(client: S3Client, bucket: str, threshold: int, *, on_more: Any = None) -> int | None:
+def probe_count(client: S3Client, bucket: str, threshold: int, *,
+                on_more: Callable[[], None] | None = None) -> int | None:
     """The bucket's object count when it holds at most ``threshold`` objects, else None (big).
     Lists at most ``threshold`` keys; ``on_more()`` is called once the first page is full."""
     from include.aws.listing import count_objects

@@ -225,9 +225,11 @@ class ObjectSource:
 def object_source(client: Any, bucket: str, source: str, *, include_versions: bool) -> Iterator[ObjectSource]:
     """The :class:`ObjectSource` a plan's ``source`` setting names (``listing`` or ``inventory``); an
     inventory is downloaded first (progress in the log) and removed on exit."""
-    if source != "inventory":
+    if source == "listing":
         yield ObjectSource(client, bucket, None)
         return
+    if source != "inventory":
+        raise ValueError(f"source must be listing or inventory, not {source!r}")
     from include.core.progress import Progress
 
     fetching = Progress(f"downloading the inventory of s3://{bucket}", unit="files")
