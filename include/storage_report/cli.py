@@ -22,7 +22,7 @@ from include.core.dates import DATE_FORMATS, check_date_format
 from include.core.units import SIZE_UNITS
 from include.storage_report import inventory
 from include.storage_report.pricing import STORAGE_CLASSES, PriceTable, load_prices
-from include.storage_report.summarize import build_report, list_buckets, plan, summarize_part
+from include.storage_report.summarize import build_report, list_buckets, plan
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
     from types_boto3_s3 import S3Client
@@ -48,8 +48,8 @@ def run_local(
         planned = plan(client_for, buckets, max_shards=1024, threshold=shard_objects, parts_per_bucket=shard_parts)
 
     def summarize(part: Any) -> dict[str, Any]:
-        return summarize_part(client_for(part["region"]), part, include_versions=include_versions,
-                              storage_classes=storage_classes)
+        return inventory.summarize_any_part(client_for(part["region"]), part, include_versions=include_versions,
+                                            storage_classes=storage_classes)
 
     with ThreadPoolExecutor(workers) as pool:  # map keeps the parts' order: the report is the same at any width
         results = list(pool.map(summarize, [part for shard in planned for part in shard["parts"]]))

@@ -93,6 +93,18 @@ def plan(
     return [shards.Shard(index=i, parts=s["parts"]) for i, s in enumerate(out)]
 
 
+def summarize_any_part(client: Any, part: dict[str, Any], *, include_versions: bool,
+                       storage_classes: Sequence[str]) -> dict[str, Any]:
+    """The totals of a part of either source: a group of inventory data files (:func:`summarize_part`)
+    or a listing key range (``include.storage_report.summarize.summarize_part``)."""
+    from include.storage_report import summarize
+
+    if part.get("inventory"):
+        return summarize_part(client, part, include_versions=include_versions, storage_classes=storage_classes)
+    return summarize.summarize_part(client, part, include_versions=include_versions,  # type: ignore[arg-type]
+                                    storage_classes=storage_classes)
+
+
 def summarize_part(client: Any, part: dict[str, Any], *, include_versions: bool,
                    storage_classes: Sequence[str]) -> dict[str, Any]:
     """The part result (as ``include.storage_report.summarize.summarize_part``) from its data files."""

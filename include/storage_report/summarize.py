@@ -293,15 +293,9 @@ def summarize_part(
     client: S3Client, part: shards.Part, *, include_versions: bool = False, storage_classes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``{"bucket", "part", "of", "totals", "error"}`` for one key range; part 0 also counts the bucket's
-    incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises. A part of
-    inventory data files (``source: inventory``) is read by include.storage_report.inventory instead."""
+    incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises."""
     from botocore.exceptions import ClientError
 
-    if part.get("inventory"):
-        from include.storage_report import inventory
-
-        return inventory.summarize_part(client, dict(part), include_versions=include_versions,
-                                        storage_classes=storage_classes)
     result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
                               "error": None}
     if part.get("note"):

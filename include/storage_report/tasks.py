@@ -128,9 +128,9 @@ def summarize_shard(context: Any, shard: dict[str, Any]) -> list[dict[str, Any]]
             result = storage_report.summarize_cloudwatch(clients.cloudwatch(part["region"]), part["bucket"], now,
                                                          storage_classes=params["storage_classes"])
         else:  # a listing key range or a group of inventory data files
-            result = storage_report.summarize_part(clients.s3(part["region"]), part,
-                                                   include_versions=params["include_versions"],
-                                                   storage_classes=params["storage_classes"])
+            result = inventory.summarize_any_part(clients.s3(part["region"]), part,
+                                                  include_versions=params["include_versions"],
+                                                  storage_classes=params["storage_classes"])
         results.append(result)
     return results
 
