@@ -19,10 +19,10 @@ demo: bootstrap
 
 ## make test: lint, then the whole suite (unit, integration, DAG integrity, e2e). `--fast` skips the slow ones.
 test: bootstrap lint
-	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: bootstrap lint
-	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --fast $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) --fast $(PYTEST_ARGS)
 
 lint: bootstrap
 	@.venv/bin/ruff check . && .venv/bin/ruff check --select AIR3 dags include plugins

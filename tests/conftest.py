@@ -38,13 +38,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fast", action="store_true", help="skip tests marked slow (e2e, crash loops, scale-out)")
 
 
+def _is_e2e(item: pytest.Item) -> bool:
+    return "/tests/e2e/" in str(item.path).replace(os.sep, "/")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist (make test) the e2e tests go to one worker and every other test to the other:
+    the session's one `airflow standalone` serves all e2e tests, and its S3 server never sees another
+    test's buckets or injected faults (a storage report run lists every bucket there). xdist's own
+    ``--dist loadgroup`` with ``xdist_group`` marks did not keep them apart here (pytest 9.2, xdist 3.8:
+    no node id got its group, and both workers ran tests of both kinds), so the two scopes are named here."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class E2eApart(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "e2e" if nodeid.startswith("tests/e2e/") else "servers"
+
+    return E2eApart(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Under pytest-xdist (make test TEST_WORKERS=2: --dist loadgroup) the e2e tests go to one worker and every other
-    # test to the other: the session's one `airflow standalone` serves all e2e tests, and its S3 server never
-    # sees another test's buckets or injected faults (a storage report run lists every bucket there).
-    for item in items:
-        e2e = "/tests/e2e/" in str(item.path).replace(os.sep, "/")
-        item.add_marker(pytest.mark.xdist_group("e2e-standalone" if e2e else "servers"))
     if not config.getoption("--fast"):
         return
     keep, drop = [], []
@@ -62,8 +75,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     task processes are never starved by it: e2e tests mostly wait on Airflow, and that waiting time is
     what the other worker uses."""
     if os.environ.get("PYTEST_XDIST_WORKER") and hasattr(os, "setpriority"):
-        e2e = "/tests/e2e/" in str(item.path).replace(os.sep, "/")
-        os.setpriority(os.PRIO_PROCESS, 0, 0 if e2e else 10)
+        os.setpriority(os.PRIO_PROCESS, 0, 0 if _is_e2e(item) else 10)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
