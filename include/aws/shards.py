@@ -79,6 +79,8 @@ def probe_count(client: S3Client, bucket: str, threshold: int, *,
 
 
 def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:
+    """The ``/`` folders right under ``prefix``: no more pages once ``cap`` are found, but every folder of
+    the pages read (dropping some would leave the key space after them to one huge last range)."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
     found: list[str] = []
     while len(found) < cap:
@@ -87,7 +89,7 @@ def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int) -> li
         if not page.get("IsTruncated"):
             break
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
-    return found[:cap]
+    return found
 
 
 def _next_chars(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:
@@ -109,30 +111,29 @@ def _next_chars(client: S3Client, bucket: str, prefix: str, cap: int) -> list[st
 def prefix_tree(client: S3Client, bucket: str, want: int, threads: int = PROBE_THREADS) -> list[str]:
     """Sorted prefixes that cut the bucket into at least ``want`` pieces where the keys allow,
     descending level by level: into ``/`` folders (CommonPrefixes), and where a prefix has none, by its
-    next character. A prefix with nothing under it stays as it is. At most ``want * 8`` prefixes a level.
-    The prefixes of a level are asked ``threads`` at a time: on S3 each request is a round trip."""
+    next character. A prefix with nothing under it stays as it is. Every prefix of a level is divided
+    (a level holds fewer than ``want``), each into at most about ``want * 8 / len(level)`` children, so
+    every part of the key space keeps its share of the cuts. The prefixes of a level are asked
+    ``threads`` at a time: on S3 each request is a round trip."""
     level = [""]
     flat: set[str] = set()  # prefixes with no "/" below them: their children are flat too
-
-    def children_of(prefix: str) -> tuple[list[str], bool]:
-        children = [] if prefix in flat else _common_prefixes(client, bucket, prefix, cap=want * 8)
-        if children:
-            return children, False
-        return [c for c in _next_chars(client, bucket, prefix, cap=want * 8) if c != prefix], True
-
     with ThreadPoolExecutor(max(1, threads)) as pool:
         for _ in range(_MAX_PREFIX_DEPTH):
+            cap = max(2, math.ceil(want * 8 / len(level)))
+
+            def children_of(prefix: str, cap: int = cap) -> tuple[list[str], bool]:
+                children = [] if prefix in flat else _common_prefixes(client, bucket, prefix, cap=cap)
+                if children:
+                    return children, False
+                return [c for c in _next_chars(client, bucket, prefix, cap=cap) if c != prefix], True
+
             deeper: list[str] = []
             grew = False
-            for start in range(0, len(level), threads):
-                for prefix, (children, by_char) in zip(level[start : start + threads],
-                                                       pool.map(children_of, level[start : start + threads]), strict=True):
-                    if by_char:
-                        flat.update(children)
-                    grew |= len(children) > 1 or (len(children) == 1 and children[0] != prefix)
-                    deeper += children or [prefix]
-                if len(deeper) >= want * 8:
-                    break
+            for prefix, (children, by_char) in zip(level, pool.map(children_of, level), strict=True):
+                if by_char:
+                    flat.update(children)
+                grew |= len(children) > 1 or (len(children) == 1 and children[0] != prefix)
+                deeper += children or [prefix]
             if not grew:
                 break
             level = sorted(set(deeper))

@@ -174,3 +174,23 @@ def test_the_walk_started_beside_the_probe_gives_the_cuts_of_a_walk_after_it():
     planned, total = sharded(medium, versions=False, threshold=5000, parts=6)
     assert [len(s["parts"]) for s in planned] == [1]
     assert total.object_count == 1500
+
+
+@pytest.mark.parametrize(("layout", "threads"), [("300 days", 16), ("10 areas x 30 days", 2)])
+def test_ranges_cover_the_whole_key_space_evenly_past_the_walk_cap(layout, threads):
+    """More prefixes than a level keeps (want * 8 = 128): the cut keys still spread over all of them, so no
+    range is left with the tail of the bucket (it was: 300 folders, cuts only in the first 128; or, asked
+    2 at a time, a level that stopped descending dropped its unexplored prefixes)."""
+    fake = FakeS3()
+    folders = ([f"events/day-{d:04d}/" for d in range(300)] if layout == "300 days"
+               else [f"area-{a}/day-{d:02d}/" for a in range(10) for d in range(30)])
+    for folder in folders:
+        for i in range(10):
+            fake.put(f"{folder}{i:03d}", 1)
+    parts = 16
+    cuts = shards.boundaries(fake, "b", parts, threads=threads)
+    assert len(cuts) == parts - 1
+    keys = sorted(v.key for v in fake.versions)
+    sizes = [sum(1 for k in keys if shards.in_range(k, lo, hi)) for lo, hi in shards.ranges(cuts)]
+    assert sum(sizes) == len(keys)
+    assert max(sizes) <= 2 * len(keys) / parts  # even within a factor of two, the last range included
