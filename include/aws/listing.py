@@ -224,8 +224,22 @@ except ImportError:  # pragma: no cover
     _BOTOCORE_200_CHECK = None
 
 
+_install_lock = threading.Lock()
+
+
 def _install(events: Any) -> None:
-    """Register the hooks on this client's own event emitter (botocore copies it per client)."""
+    """Register the hooks on this client's own event emitter (botocore copies it per client), once per
+    emitter: (un)registering clears the emitter's handler cache, which every call would then rebuild
+    (a third of the listing's CPU per page)."""
+    if getattr(events, "_s3ops_hooks", False):
+        return
+    with _install_lock:
+        if not getattr(events, "_s3ops_hooks", False):
+            _register(events)
+            events._s3ops_hooks = True
+
+
+def _register(events: Any) -> None:
     if _BOTOCORE_200_CHECK is not None:
         events.unregister("before-parse.s3.*", _BOTOCORE_200_CHECK)  # a no-op once done
         events.register_first("before-parse.s3.*", _check_200, unique_id="s3ops-200-check")
