@@ -137,9 +137,14 @@ class ControlMiddleware:
         if path.startswith("/_s3ops/"):
             return self._control(path[len("/_s3ops/") :], environ, start_response)
         if path.startswith("/moto-api"):
-            if self.index is not None:
-                self.index.invalidate()  # a reset replaces every bucket
-            return self.app(environ, start_response)
+            index = self.index
+            if index is None:
+                return self.app(environ, start_response)
+            index.invalidate()  # a reset replaces every bucket: before and after, as for a write
+            try:
+                return self.app(environ, start_response)
+            finally:
+                index.invalidate()
         op = _operation(environ)
         fault = self._take_fault(op, environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0])
         with self.lock:
@@ -317,7 +322,7 @@ class ControlMiddleware:
         if what == "latency" and method == "GET":
             return {"seconds": self.latency}
         if what == "listing-index" and method == "GET":
-            return {"enabled": self.index is not None}
+            return {"enabled": self.index is not None, "pages": self.index.pages if self.index is not None else 0}
         if what == "latency":
             seconds = float(body.get("seconds", 0))
             if not 0 <= seconds <= 10:
@@ -345,11 +350,12 @@ class ListingIndex:
     moto 5.2.5 collects and sorts every key of the bucket on every page and serializes each entry through
     its generic serializer; at 300,000 keys that is ~1 s of server CPU per page. Here a page is a bisect
     into the sorted names and a join of cached ``<Contents>`` elements. The answer carries what moto's
-    does (tests/unit/test_s3server_listing.py compares the two through boto3). A request with a
+    does (tests/integration/test_s3server_listing.py compares the two through boto3). A request with a
     delimiter, or on a bucket moto does not know, is left to moto (None)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.pages = 0  # pages answered from the index (GET /_s3ops/listing-index)
         self.generation = 0
         self.buckets: dict[str, tuple[int, list[str], dict[tuple[str, bool, bool], bytes]]] = {}
 
@@ -404,8 +410,10 @@ class ListingIndex:
         prefix, token, start_after = one.get("prefix", ""), one.get("continuation-token"), one.get("start-after")
         max_keys = int(one.get("max-keys", 1000))
         url, owner = one.get("encoding-type") == "url", one.get("fetch-owner", "false").lower() == "true"
+        if token and token not in backend._pagination_tokens:
+            return None  # not a token of this server (or from before a reset): moto's own answer
         names, fragments = self._names(bucket_name, bucket)
-        after = backend._pagination_tokens.get(token) if token else start_after
+        after = backend._pagination_tokens[token] if token else start_after
         i = bisect_right(names, after) if after else 0
         if prefix:
             i = max(i, bisect_left(names, prefix))
@@ -445,6 +453,8 @@ class ListingIndex:
         elif start_after:
             head.append(f"<StartAfter>{_xml_text(start_after)}</StartAfter>")
         body = "".join(head).encode() + b"".join(page) + b"</ListBucketResult>"
+        with self.lock:
+            self.pages += 1
         start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
         return [body]
 

@@ -38,8 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fast", action="store_true", help="skip tests marked slow (e2e, crash loops, scale-out)")
 
 
-def _is_e2e(item: pytest.Item) -> bool:
-    return "/tests/e2e/" in str(item.path).replace(os.sep, "/")
+def _is_e2e(nodeid: str) -> bool:
+    return nodeid.startswith("tests/e2e/")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -47,12 +47,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     the session's one `airflow standalone` serves all e2e tests, and its S3 server never sees another
     test's buckets or injected faults (a storage report run lists every bucket there). xdist's own
     ``--dist loadgroup`` with ``xdist_group`` marks did not keep them apart here (pytest 9.2, xdist 3.8:
-    no node id got its group, and both workers ran tests of both kinds), so the two scopes are named here."""
+    no node id got its group, and both workers ran tests of both kinds), so the two scopes are named here
+    (whatever ``--dist`` says)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class E2eApart(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "e2e" if nodeid.startswith("tests/e2e/") else "servers"
+            return "e2e" if _is_e2e(nodeid) else "servers"
 
     return E2eApart(config, log)
 
@@ -74,8 +75,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     and dag.test runs too: they inherit it), so on a 2-core machine the e2e standalone's scheduler and
     task processes are never starved by it: e2e tests mostly wait on Airflow, and that waiting time is
     what the other worker uses."""
-    if os.environ.get("PYTEST_XDIST_WORKER") and hasattr(os, "setpriority"):
-        os.setpriority(os.PRIO_PROCESS, 0, 0 if _is_e2e(item) else 10)
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) < 2 or not hasattr(os, "setpriority"):
+        return  # one process: nothing to give way to
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0 if _is_e2e(item.nodeid) else 10)
+    except PermissionError:  # lowering it again needs root; a worker runs one kind only, so this is rare
+        pass
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

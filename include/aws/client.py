@@ -31,18 +31,19 @@ RetryMode = Literal["standard", "adaptive"]
 RETRY_MODES: tuple[RetryMode, ...] = ("standard", "adaptive")
 
 
+DEFAULT_MAX_ATTEMPTS = 10
+
+
 def _max_attempts() -> int:
-    """AWS's own ``AWS_MAX_ATTEMPTS`` (attempts in all, the first one included) when set, else 10."""
+    """AWS's own ``AWS_MAX_ATTEMPTS`` (attempts in all, the first one included) when set, else
+    ``DEFAULT_MAX_ATTEMPTS``; read when a client is made, so a bad value is the caller's one-line error."""
     raw = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
     if not raw:
-        return 10
+        return DEFAULT_MAX_ATTEMPTS
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise ValueError(f"AWS_MAX_ATTEMPTS must be a whole number of attempts, 1 or more (the first one "
                          f"included), not {raw!r}: fix or unset it")
     return int(raw)
-
-
-DEFAULT_MAX_ATTEMPTS = _max_attempts()
 DELETE_BATCH = 1000  # DeleteObjects' limit per request
 
 
@@ -50,10 +51,11 @@ class S3AccessError(RuntimeError):
     """Credentials are missing or wrong, or the endpoint is unreachable: one clear line for the user."""
 
 
-def client_config(mode: str = "standard", max_attempts: int = DEFAULT_MAX_ATTEMPTS, pool: int = 32) -> Config:
+def client_config(mode: str = "standard", max_attempts: int | None = None, pool: int = 32) -> Config:
     if mode not in RETRY_MODES:
         raise ValueError(f"retry mode {mode!r} is not one of {RETRY_MODES}")
-    retries: _RetryDict = {"mode": mode, "total_max_attempts": max_attempts}  # total, first try included
+    attempts = _max_attempts() if max_attempts is None else max_attempts
+    retries: _RetryDict = {"mode": mode, "total_max_attempts": attempts}  # total, first try included
     return Config(
         retries=retries,
         connect_timeout=10,
@@ -75,7 +77,7 @@ def client_from_connection(
 
 def client_from_args(
     *, profile: str | None = None, endpoint_url: str | None = None, region_name: str | None = None,
-    mode: str = "standard", pool: int = 32, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    mode: str = "standard", pool: int = 32, max_attempts: int | None = None,
 ) -> S3Client:
     """A boto3 S3 client for the command line (no Airflow needed)."""
     import boto3

@@ -79,8 +79,9 @@ def probe_count(client: S3Client, bucket: str, threshold: int, *,
 
 
 def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:
-    """The ``/`` folders right under ``prefix``: no more pages once ``cap`` are found, but every folder of
-    the pages read (dropping some would leave the key space after them to one huge last range)."""
+    """About ``cap`` of the ``/`` folders right under ``prefix``: no more pages once ``cap`` are found,
+    and spread evenly over every folder of the pages read (the first ``cap`` only would leave the key
+    space after them to one huge last range)."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
     found: list[str] = []
     while len(found) < cap:
@@ -89,7 +90,7 @@ def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int) -> li
         if not page.get("IsTruncated"):
             break
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
-    return found
+    return pick_evenly(found, cap)
 
 
 def _next_chars(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:

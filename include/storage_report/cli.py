@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from include.aws.shards import DEFAULT_PARTS_PER_BUCKET, DEFAULT_SHARD_OBJECTS
@@ -43,7 +44,8 @@ def run_local(
     buckets = list_buckets(client_for("us-east-1"), patterns, regions)
     if source == "inventory":
         planned = inventory.plan(client_for, buckets, max_shards=1024, include_versions=include_versions,
-                                 fallback=inventory_fallback, listing_plan=plan)
+                                 fallback=inventory_fallback,
+                                 listing_plan=partial(plan, threshold=shard_objects, parts_per_bucket=shard_parts))
     else:
         planned = plan(client_for, buckets, max_shards=1024, threshold=shard_objects, parts_per_bucket=shard_parts)
 

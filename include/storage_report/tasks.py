@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from include.core import artifacts
@@ -107,7 +108,9 @@ def plan_shards(context: Any) -> list[dict[str, Any]]:
     max_shards = conf.getint("core", "max_map_length")
     if params["source"] == "inventory":
         planned = inventory.plan(clients.s3, buckets, max_shards=max_shards, include_versions=params["include_versions"],
-                                 fallback=params["inventory_fallback"], listing_plan=storage_report.plan)
+                                 fallback=params["inventory_fallback"],
+                                 listing_plan=partial(storage_report.plan, threshold=params["shard_objects"],
+                                                      parts_per_bucket=params["shard_parts"]))
     else:
         planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"],
                                       threshold=params["shard_objects"], parts_per_bucket=params["shard_parts"],

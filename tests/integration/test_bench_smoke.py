@@ -84,4 +84,4 @@ def test_latency_scenario_lists_the_split_bucket_in_parallel_and_turns_latency_o
     assert lists >= parts  # every key range listed on its own
     assert {b["bar"].split(" ")[0] for b in scenario["bars"]} == {"wall", "(ListObjectsV2"}
     assert s3_server.control("GET", "latency") == {"seconds": 0}
-    assert s3_server.control("GET", "listing-index") == {"enabled": False}
+    assert s3_server.control("GET", "listing-index") == {"enabled": False, "pages": 0}

@@ -27,6 +27,7 @@ def listing_index(server: Any) -> Any:
     server.control("POST", "listing-index", {"enabled": True})
     try:
         yield
+        assert server.control("GET", "listing-index")["pages"] > 0  # the index answered, not moto
     finally:
         server.control("POST", "listing-index", {"enabled": False})
 

@@ -56,6 +56,8 @@ def test_client_attempts_follow_aws_max_attempts(monkeypatch, raw, attempts):
     else:
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", raw)
     assert client._max_attempts() == attempts
+    made = client.client_from_args(endpoint_url="http://127.0.0.1:9", region_name="us-east-1")
+    assert made.meta.config.retries["total_max_attempts"] == attempts  # read when the client is made
 
 
 @pytest.mark.parametrize("raw", ["0", "-1", "1.5", "three", "\u0663"])  # the last: an Arabic-Indic 3
