@@ -315,11 +315,16 @@ class AirflowClient:
         return entry["value"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
-        """The task's log as text (the API returns structured JSON lines)."""
-        resp = self.http.get(
-            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            params={"map_index": map_index, "full_content": True}, headers={"Accept": "application/json"},
-        )
+        """The task's log as text (the API returns structured JSON lines). A 404 right after the task
+        finished is asked again for a few seconds (the standalone's SQLite may not show the try yet)."""
+        for _ in range(5):
+            resp = self.http.get(
+                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                params={"map_index": map_index, "full_content": True}, headers={"Accept": "application/json"},
+            )
+            if resp.status_code != 404:
+                break
+            time.sleep(2)
         assert resp.status_code == 200, f"log of {task_id}: {resp.status_code} {resp.text[:500]}"
         content = resp.json().get("content", [])
         if isinstance(content, str):
