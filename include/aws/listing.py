@@ -271,6 +271,18 @@ def _last_page(page: dict[str, Any], on_page: Any, entries: int) -> bool:
 # --- the interface ---------------------------------------------------------------------------------
 
 
+def _objects_page(client: S3Client, kwargs: dict[str, Any], fast: bool) -> tuple[dict[str, Any], list[S3Object]]:
+    """One ListObjectsV2 page and its objects: through the fast parser when the client has events."""
+    page: dict[str, Any] = (_fast_call(client, "list_objects_v2", parse_objects_page, kwargs) if fast
+                            else dict(client.list_objects_v2(**kwargs)))
+    objects: list[S3Object] = page["S3OpsEntries"] if "S3OpsEntries" in page else [
+        S3Object(o["Key"], int(o["Size"]), _iso(o["LastModified"]), o.get("StorageClass", "STANDARD"),
+                 o.get("ETag", "").strip('"'))
+        for o in page.get("Contents", [])
+    ]
+    return page, objects
+
+
 def iter_objects(
     client: S3Client, bucket: str, prefix: str = "", *, start_after: str | None = None, end_before: str | None = None,
     page_size: int = 1000, on_page: Any = None,
@@ -282,13 +294,7 @@ def iter_objects(
         kwargs["StartAfter"] = start_after
     fast = _has_events(client)
     while True:
-        page: dict[str, Any] = (_fast_call(client, "list_objects_v2", parse_objects_page, kwargs) if fast
-                                else dict(client.list_objects_v2(**kwargs)))
-        objects: list[S3Object] = page["S3OpsEntries"] if "S3OpsEntries" in page else [
-            S3Object(o["Key"], int(o["Size"]), _iso(o["LastModified"]), o.get("StorageClass", "STANDARD"),
-                     o.get("ETag", "").strip('"'))
-            for o in page.get("Contents", [])
-        ]
+        page, objects = _objects_page(client, kwargs, fast)
         if end_before is not None and objects and objects[-1].key >= end_before:
             yield from (o for o in objects if o.key < end_before)
             return
@@ -308,9 +314,8 @@ def count_objects(client: S3Client, bucket: str, limit: int, *,
     fast = _has_events(client)
     seen = 0
     while True:
-        page: dict[str, Any] = (_fast_call(client, "list_objects_v2", parse_objects_page, kwargs) if fast
-                                else dict(client.list_objects_v2(**kwargs)))
-        seen += len(page["S3OpsEntries"]) if "S3OpsEntries" in page else len(page.get("Contents", []))
+        page, objects = _objects_page(client, kwargs, fast)
+        seen += len(objects)
         if not page.get("IsTruncated"):
             return seen
         if on_more is not None and "ContinuationToken" not in kwargs:
