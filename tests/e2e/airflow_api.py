@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -28,6 +29,8 @@ ADMIN = "admin"
 APPROVER = "approver"
 
 FINISHED = {"success", "failed"}
+#: the processes ``airflow standalone`` starts (``airflow <component>``) and never restarts
+COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
 
 # Watches the test process and the standalone's process group: if the test process dies without
 # stopping the standalone (killed, Ctrl-C twice), it kills the group. Exits once the group is gone.
@@ -61,14 +64,21 @@ E2E_MAX_ATTEMPTS = 3  # AWS_MAX_ATTEMPTS of the standalone's task processes
 
 
 class AirflowStandalone:
-    """``airflow standalone`` with an isolated ``AIRFLOW_HOME`` (SQLite), on a free port, with a known
-    admin password. ``env`` is added to the process environment (connections, artifact root, …)."""
+    """``airflow standalone`` with an isolated ``AIRFLOW_HOME``, on a free port, with known passwords.
 
-    def __init__(self, home: Path, port: int, env: dict[str, str]) -> None:
+    ``database_url`` is its metadata database (the e2e tests give it a PostgreSQL server: on SQLite a
+    scheduler under load can die of "database is locked", and standalone never restarts a component).
+    ``env`` is added to the process environment (connections, artifact root, …)."""
+
+    def __init__(self, home: Path, port: int, env: dict[str, str], database_url: str | None = None) -> None:
         self.home = home
         self.port = port
+        self.database_url = database_url
         self.password = uuid.uuid4().hex
         self.approver_password = uuid.uuid4().hex
+        # fixed for the server's life, so API tokens stay valid across restart()
+        self.jwt_secret = secrets.token_urlsafe(32)
+        self.restarts = 0
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = home / "standalone.log"
         self.extra_env = env
@@ -80,6 +90,8 @@ class AirflowStandalone:
         passwords.write_text(json.dumps({ADMIN: self.password, APPROVER: self.approver_password}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__DATABASE__")}
         env.update(self.extra_env)
+        if self.database_url:
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.database_url
         env.update(
             {
                 # standalone launches its components as `airflow …` by name
@@ -96,6 +108,7 @@ class AirflowStandalone:
                 # DAGs start paused: a test unpauses exactly the DAGs it runs (scheduled runs would race it)
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__CORE__PARALLELISM": "8",
+                "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,  # also where task processes find the execution API
@@ -146,6 +159,51 @@ class AirflowStandalone:
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def components_down(self) -> list[str]:
+        """The standalone's components (``airflow scheduler`` …, each a child process) not running now."""
+        import psutil
+
+        if self.proc is None or self.proc.poll() is not None:
+            return list(COMPONENTS)
+        running: set[str] = set()
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                # `…/python …/airflow scheduler`; the api-server retitles itself `airflow api_server -- …`
+                args = " ".join(child.cmdline()[:3]).replace("_", "-").split()
+            except psutil.Error:  # gone while we looked
+                continue
+            running.update(c for c in COMPONENTS if c in args)
+        return [c for c in COMPONENTS if c not in running]
+
+    def diagnostics(self, lines: int = 25) -> str:
+        """What explains a stuck run: the components that are down, the health endpoint's answer, and the
+        last lines each component logged (the api-server's access lines left out: polling floods them)."""
+        try:
+            health: Any = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            health = f"unavailable ({exc})"
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        own: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            name = line.split("|", 1)[0].strip()
+            if "[http.access]" not in line:
+                own.setdefault(name, []).append(line[:600])
+        parts = [f"components down: {self.components_down() or 'none'}; restarts so far: {self.restarts}",
+                 f"health: {json.dumps(health, default=str)}"]
+        parts += [f"--- {name} (last {lines} lines) ---\n" + "\n".join(own[name][-lines:]) for name in sorted(own)]
+        return "\n".join(parts)
+
+    def restart(self) -> None:
+        """Stop and start again on the same home, port, database and passwords (API tokens stay valid).
+        The old log is kept beside the new one."""
+        self.stop()
+        self.restarts += 1
+        if self.log_path.exists():
+            self.log_path.rename(self.log_path.with_suffix(f".{self.restarts}.log"))
+        self.start()
 
     def stop(self, grace: float = 15) -> None:
         """SIGINT to the whole process group, then SIGKILL whatever is left; asserts nothing survives."""
@@ -207,10 +265,21 @@ class AirflowClient:
         assert token.status_code in (200, 201), f"POST /auth/token: {token.status_code} {token.text}"
         self.token: str = token.json()["access_token"]
         self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+        self._next_alive_check = 0.0
 
     def _fail(self, message: str) -> AirflowError:
-        tail = self.server.log_tail() if self.server else ""
-        return AirflowError(f"{message}\n--- airflow standalone log tail ---\n{tail}")
+        extra = self.server.diagnostics() if self.server else ""
+        return AirflowError(f"{message}\n--- airflow standalone ---\n{extra}")
+
+    def _check_alive(self) -> None:
+        """Fail at once (not at a wait's timeout) when a component of the standalone has stopped: nothing
+        would schedule, run or resume the tasks waited for. Looked at every 10 s at most."""
+        if self.server is None or time.monotonic() < self._next_alive_check:
+            return
+        self._next_alive_check = time.monotonic() + 10
+        down = self.server.components_down()
+        if down:
+            raise self._fail(f"airflow standalone: {', '.join(down)} no longer running")
 
     def get(self, path: str, **params: Any) -> Any:
         for attempt in range(3):  # a GET is safe to repeat; an overloaded API server may answer late
@@ -264,6 +333,7 @@ class AirflowClient:
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """The run; while it is still queued, scheduled runs of its DAG are stopped (see below)."""
+        self._check_alive()
         run = dict(self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
         if run["state"] == "queued" and run["run_type"] != "scheduled":
             self.stop_scheduled_runs(dag_id)
@@ -316,7 +386,7 @@ class AirflowClient:
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
         """The task's log as text (the API returns structured JSON lines). A 404 right after the task
-        finished is asked again for a few seconds (the standalone's SQLite may not show the try yet)."""
+        finished is asked again for a few seconds (the API may not show the try yet)."""
         for _ in range(5):
             resp = self.http.get(
                 f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
@@ -384,8 +454,8 @@ class AirflowClient:
             "dag_id": dag_id, "from_date": from_date, "to_date": to_date, "run_backwards": False,
             "dag_run_conf": conf, "reprocess_behavior": "none", "max_active_runs": max_active_runs,
         }
-        # On SQLite (the standalone's database) Airflow answers 503 "Database is locked" while the
-        # scheduler holds the write lock; the creation was rolled back, so asking again is safe.
+        # A 503 means the creation was rolled back (SQLite's "database is locked", kept for a standalone
+        # on SQLite), so asking again is safe.
         deadline = time.monotonic() + 90
         resp = self.http.post("/api/v2/backfills", json=body)
         while resp.status_code == 503 and time.monotonic() < deadline:
@@ -396,6 +466,7 @@ class AirflowClient:
 
     def runs(self, dag_id: str, **params: Any) -> list[dict[str, Any]]:
         params.setdefault("limit", 100)
+        self._check_alive()
         return list(self.get(f"/api/v2/dags/{dag_id}/dagRuns", **params)["dag_runs"])
 
     def set_variable(self, key: str, value: str) -> None:

@@ -5,8 +5,8 @@ Used by ``test_celery_topology.py`` to prove, without Docker, that the deploymen
 ``docker-compose.yaml`` scales out. Everything binds 127.0.0.1 on free ports and lives in one temporary
 folder that :meth:`CeleryTopology.stop` removes, with every process it started.
 
-PostgreSQL refuses to run as root, so when the tests run as root the cluster runs as ``nobody`` in a
-data folder that user owns. Redis and PostgreSQL come from the system (``make bootstrap`` installs them).
+PostgreSQL is ``tests.postgres.PostgresServer``. Redis and PostgreSQL come from the system (``make bootstrap``
+installs them).
 """
 
 from __future__ import annotations
@@ -29,25 +29,12 @@ from typing import Any
 
 from scripts import tools
 from scripts.stack import ROOT, StackError, _stop, _wait, free_port
-
-
-def _pg_bin() -> Path:
-    """PostgreSQL's server binaries (Debian/Ubuntu keep them per version, Homebrew's postgresql@17 is keg-only:
-    scripts.tools looks in both)."""
-    try:
-        return Path(tools.require("initdb")).parent
-    except FileNotFoundError as exc:
-        raise StackError(str(exc)) from exc
-
+from tests.postgres import PostgresServer
 
 VENV_BIN = Path(sys.executable).parent
 # Each worker reports this name as TaskInstance.hostname (both run on one machine, so the FQDN
 # would not tell them apart); in docker compose every worker container has its own hostname.
 HOSTNAME_MODULE = "import os\n\ndef hostname():\n    return os.environ['S3OPS_WORKER_NAME']\n"
-
-
-def _as_unprivileged() -> list[str]:
-    return ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -85,6 +72,7 @@ class CeleryTopology:
     local_settings: Path | None = None
     tmp: Path = field(init=False)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    postgres: PostgresServer | None = None
     api_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
@@ -93,14 +81,14 @@ class CeleryTopology:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> CeleryTopology:
         check_celery()
-        # /tmp, not the project: unix socket paths must stay short, and nobody must reach the data dir.
+        # /tmp, not the project, like the PostgreSQL data: short paths, outside the checkout.
         self.tmp = Path(tempfile.mkdtemp(prefix="s3ops-topo-", dir="/tmp"))
         self.tmp.chmod(0o755)
         (self.tmp / "logs").mkdir()
         try:
-            pg_url = self._start_postgres()
+            self.postgres = PostgresServer().start()
             redis_url = self._start_redis()
-            self.env = self._airflow_env(pg_url, redis_url)
+            self.env = self._airflow_env(self.postgres.url, redis_url)
             migrate = subprocess.run(
                 [str(VENV_BIN / "airflow"), "db", "migrate"], env=self.env, cwd=self.tmp,
                 capture_output=True, text=True, timeout=600,
@@ -129,7 +117,7 @@ class CeleryTopology:
 
     def stop(self) -> None:
         # Airflow first, all at once (runs are over: nothing to finish gracefully), the databases last.
-        airflow = [p for n, p in self.procs.items() if n not in ("redis", "postgres")]
+        airflow = [p for n, p in self.procs.items() if n != "redis"]
         for proc in airflow:
             _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + 5
@@ -139,9 +127,11 @@ class CeleryTopology:
             except subprocess.TimeoutExpired:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait(5)
-        for name in ("redis", "postgres"):
-            if name in self.procs:
-                _stop(self.procs[name], timeout=20)
+        if "redis" in self.procs:
+            _stop(self.procs["redis"], timeout=20)
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
         self.procs.clear()
         if getattr(self, "tmp", None) and os.environ.get("S3OPS_KEEP_STATE") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -153,43 +143,6 @@ class CeleryTopology:
         self.stop()
 
     # ---------------------------------------------------------------- servers
-    def _start_postgres(self) -> str:
-        data, sock = self.tmp / "pg", self.tmp / "pgsock"
-        for d in (data, sock):
-            d.mkdir()
-            if os.geteuid() == 0:
-                shutil.chown(d, "nobody", "nogroup")
-        init = subprocess.run(
-            [*_as_unprivileged(), str(_pg_bin() / "initdb"), "-D", str(data), "-U", "airflow", "-A", "trust",
-             "-E", "UTF8", "--no-sync"],
-            cwd=self.tmp, capture_output=True, text=True, timeout=120,
-        )
-        if init.returncode != 0:
-            raise StackError(f"initdb failed:\n{init.stdout[-2000:]}\n{init.stderr[-2000:]}")
-        port = free_port()
-        log = self.tmp / "logs" / "postgres.log"
-        self.procs["postgres"] = subprocess.Popen(
-            [*_as_unprivileged(), str(_pg_bin() / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sock),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
-            cwd=self.tmp, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-        def ready() -> bool:
-            import psycopg2
-
-            conn = psycopg2.connect(host="127.0.0.1", port=port, user="airflow", dbname="postgres")
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = 'airflow'")
-                if cur.fetchone() is None:
-                    cur.execute("CREATE DATABASE airflow")
-            conn.close()
-            return True
-
-        _wait(ready, "PostgreSQL", 60, self.procs["postgres"], log)
-        return f"postgresql://airflow@127.0.0.1:{port}/airflow"
-
     def _start_redis(self) -> str:
         port = free_port()
         log = self.tmp / "logs" / "redis.log"
@@ -227,7 +180,7 @@ class CeleryTopology:
             ),
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url.replace("postgresql://", "postgresql+psycopg2://"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg_url,
             "AIRFLOW__CELERY__BROKER_URL": redis_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{pg_url}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self._reserve_api_port()}/execution/",
