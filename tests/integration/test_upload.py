@@ -294,17 +294,18 @@ def test_sigkill_at_any_instant_never_loses_a_file(tmp_path, s3, bucket, s3_serv
         return sum(1 for _ in tmp_path.rglob("*.dat"))
 
     remaining, mid_batch_kills = len(truth), 0
-    for kill in range(12):
-        if remaining < 60:  # a fast machine: enough kills landed, leave work for the clean run
+    for kill in range(20):
+        # enough kills landed, or too few files left to move: the clean run below finishes the job
+        if mid_batch_kills >= 8 or remaining < 60:
             break
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if kill % 2:  # at a random instant, startup included
-            time.sleep(rng.uniform(0.05, 1.5))
-        else:  # once files are moving, a little later
+            time.sleep(rng.uniform(0.05, 1.0))
+        else:  # once files are moving, a moment later (a long one would let an idle machine move them all)
             deadline = time.monotonic() + 20
             while on_disk() == remaining and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(rng.uniform(0, 0.2))
+            time.sleep(rng.uniform(0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         before, remaining = remaining, check_every_file()
