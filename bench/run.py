@@ -47,6 +47,7 @@ SIZES = {  # full / --quick / --smoke (the test suite's: seconds)
     "s6": (2_000, 200, 50),
     "s9": (1024, 256, 8),  # MiB per file, 4 files (sized down by the free disk: see scenario_9)
     "s10": (300_000, 30_000, 3_000),  # objects, in 300 dated folders
+    "s11": (1_000_000, 100_000, 3_000),  # objects, in 1,000 dated folders
 }
 # Scenario 10's injected round trip: what a LIST page costs on AWS from the same region (tens of ms).
 LATENCY_S = 0.030
@@ -606,6 +607,56 @@ def scenario_10(ctx: Context) -> Scenario:
     return sc
 
 
+def scenario_11(ctx: Context) -> Scenario:
+    """The listing an S3 Inventory replaces (issue 17), measured at 1M objects and extrapolated: the
+    storage report's sequential listing and s5cmd du as fast as the local server answers (its listing
+    index on), and the report's sharded listing with every request waiting LATENCY_S, as on AWS."""
+    n = ctx.size("s11")
+    folders = 1000 if n >= 100_000 else 10
+    ms = round(LATENCY_S * 1000)
+    sc = Scenario(11, f"the listing an inventory replaces: {n:,} objects listed, 10M and 10^9 extrapolated",
+                  server=f"{SERVER}, listing index; the report at +{ms} ms per request")
+    bucket = f"bench-listing-{n}"
+    if bucket not in ctx.seeded:
+        seed(ctx.server, bucket, 0)
+        for day in range(folders):
+            ctx.server.control("POST", "seed", {"bucket": bucket, "generate": {
+                "prefix": f"events/day-{day:04d}/", "count": n // folders, "size": 1000,
+                "storage_classes": ["STANDARD", "GLACIER"]}})
+        ctx.seeded[bucket] = folders * (n // folders)
+    n = ctx.seeded[bucket]
+    shard_objects = None if n > DEFAULT_SHARD_OBJECTS else max(100, n // 20)
+    extra = [] if shard_objects is None else ["--shard-objects", str(shard_objects)]
+    sequential, sharded = "s3ops listing (sequential)", f"s3ops report at {ms} ms per request (plan + key ranges)"
+    tools = {sequential: (ctx.tools.s3ops("summarize", bucket), False),
+             "s5cmd du": (ctx.tools.s5("du", "--group", f"s3://{bucket}/*"), True),
+             sharded: (ctx.tools.s3ops("report", *extra, bucket), False)}
+
+    def latency_for(name: str) -> None:
+        ctx.server.control("POST", "latency", {"seconds": LATENCY_S if name == sharded else 0})
+
+    ctx.server.control("POST", "listing-index", {"enabled": True})
+    try:
+        warm_up(ctx.server, bucket)
+        alternate(ctx, sc, tools, before=latency_for)
+    finally:
+        ctx.server.control("POST", "latency", {"seconds": 0})
+        ctx.server.control("POST", "listing-index", {"enabled": False})
+    floor = math.ceil(n / 1000)
+    for name in (sequential, sharded):
+        row = sc.row(name)
+        if not row.runs:
+            continue
+        check_count(row, n)
+        lists = statistics.median(r.by_operation.get("ListObjectsV2", 0) for r in row.runs)
+        wall = row.median("wall")
+        sc.extra[name] = (f"{lists:.0f} ListObjectsV2 for {n:,} objects (floor {floor:,}), {wall:.2f} s; "
+                          f"extrapolated: 10M objects {10_000:,} requests, ~{wall * 1e7 / n:,.0f} s; 10^9 objects "
+                          f"{10**6:,} requests (${10**6 * 0.005 / 1000:.2f} at $0.005 per 1,000), "
+                          f"~{wall * 1e9 / n / 3600:,.1f} h")
+    return sc
+
+
 def make_tree(base: Path, n: int) -> None:
     """``n`` finished files in the producer layout ``<location>/YYYY/MM/DD/HH/<mm>-<topic>.dat``, a day old."""
     from datetime import timedelta
@@ -769,6 +820,7 @@ SCENARIOS: dict[int, Callable[[Context], Scenario]] = {
     8: scenario_8,
     9: scenario_9,
     10: scenario_10,
+    11: scenario_11,
 }
 
 
@@ -849,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", action="store_true", help="scenario 1 also runs a plain boto3 paginator")
     parser.add_argument("--endpoint-url", help="use this running scripts.s3server instead of starting one")
     parser.add_argument("--reps", type=int, default=3, help="runs per tool (median reported; default 3)")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated scenario numbers")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9,10,11", help="comma-separated scenario numbers")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--no-bootstrap", action="store_true", help="do not install missing peers; skip them")
     args = parser.parse_args(argv)

@@ -45,17 +45,19 @@ def summarize_plain(client: Any, buckets: list[str]) -> dict[str, Any]:
     return {"objects": objects, "bytes": total, "pages": pages, "classes": classes}
 
 
-def report(client: Any, buckets: list[str], shard_objects: int | None, plan_only: bool) -> dict[str, Any]:
+def report(endpoint_url: str, buckets: list[str], shard_objects: int | None, plan_only: bool) -> dict[str, Any]:
     """``s3ops report``'s path (include.storage_report.cli.run_local): the DAG's plan (probe, prefix walk,
     boundaries), then every key range listed at once, as the DAG's mapped tasks would list them."""
-    from include.storage_report.cli import run_local
+    from include.storage_report.cli import ClientFactory, default_processes, run_local
     from include.storage_report.summarize import list_buckets, plan
 
+    client_for = ClientFactory(endpoint_url=endpoint_url)
     if plan_only:
-        found = list_buckets(client, buckets, ())
-        planned = plan(lambda _region: client, found, max_shards=1024, threshold=shard_objects)
+        found = list_buckets(client_for(None), buckets, ())
+        planned = plan(client_for, found, max_shards=1024, threshold=shard_objects)
         return {"parts": sum(len(s["parts"]) for s in planned)}
-    built = run_local(lambda _region: client, patterns=buckets, shard_objects=shard_objects, size_unit="B")
+    built = run_local(client_for, patterns=buckets, shard_objects=shard_objects, size_unit="B",
+                      processes=default_processes())
     entries = built["buckets"]
     if any(b.get("error") for b in entries):
         raise RuntimeError(f"report errors: {[b['error'] for b in entries if b.get('error')]}")
@@ -170,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         result = upload_botocore(client, args.bucket, args.base_dir, args.multipart_threshold_mib * 2**20)
         print(json.dumps(result))
         return 0
+    if args.command in ("report", "plan"):  # makes its clients as `s3ops report` does
+        print(json.dumps(report(args.endpoint_url, args.buckets, args.shard_objects, plan_only=args.command == "plan")))
+        return 0
     client = client_from_args(endpoint_url=args.endpoint_url, region_name="us-east-1", mode="adaptive")
     if args.command == "summarize":
         result = (summarize_plain if args.plain else summarize)(client, args.buckets)
-    elif args.command in ("report", "plan"):
-        result = report(client, args.buckets, args.shard_objects, plan_only=args.command == "plan")
     elif args.command == "delete":
         result = delete(client, args.bucket, args.run_dir)
     else:

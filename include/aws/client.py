@@ -77,13 +77,16 @@ def client_from_connection(
 
 def client_from_args(
     *, profile: str | None = None, endpoint_url: str | None = None, region_name: str | None = None,
-    mode: str = "standard", pool: int = 32, max_attempts: int | None = None,
+    mode: str = "standard", pool: int = 32, max_attempts: int | None = None, session: Any = None,
 ) -> S3Client:
-    """A boto3 S3 client for the command line (no Airflow needed)."""
+    """A boto3 S3 client for the command line (no Airflow needed). ``session``: a boto3 Session to make
+    it from (its loaded service model makes a second client cheap); by default a new one."""
     import boto3
 
-    session = boto3.session.Session(profile_name=profile, region_name=region_name)
-    return session.client("s3", endpoint_url=endpoint_url, config=client_config(mode, max_attempts, pool=pool))
+    if session is None:
+        session = boto3.session.Session(profile_name=profile)
+    return session.client("s3", region_name=region_name, endpoint_url=endpoint_url,
+                          config=client_config(mode, max_attempts, pool=pool))
 
 
 def check_access(client: S3Client) -> None:

@@ -305,11 +305,13 @@ def iter_objects(
         kwargs.pop("StartAfter", None)
 
 
-def count_objects(client: S3Client, bucket: str, limit: int, *,
-                  on_more: Callable[[], None] | None = None) -> int | None:
+def count_objects(client: S3Client, bucket: str, limit: int, *, on_more: Callable[[], None] | None = None,
+                  proven_more: Callable[[int, str], bool] | None = None) -> int | None:
     """How many objects ``bucket`` holds when it is at most ``limit``, else None. Lists at most ``limit``
     keys (``ceil(limit/1000)`` pages), through the same fast page parser as :func:`iter_objects`.
-    ``on_more()`` is called once, as soon as the first page shows the bucket holds more than one page."""
+    ``on_more()`` is called once, as soon as the first page shows the bucket holds more than one page.
+    ``proven_more(seen, last_key)``, asked after each page that is not the last, ends the count early
+    (None) when it returns True: something else proved the bucket holds more than ``limit``."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, limit)}
     fast = _has_events(client)
     seen = 0
@@ -320,7 +322,7 @@ def count_objects(client: S3Client, bucket: str, limit: int, *,
             return seen
         if on_more is not None and "ContinuationToken" not in kwargs:
             on_more()
-        if seen >= limit:
+        if seen >= limit or (proven_more is not None and objects and proven_more(seen, objects[-1].key)):
             return None
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
         kwargs["MaxKeys"] = min(1000, limit - seen)

@@ -10,8 +10,9 @@ A *shard* is what one mapped task lists: a few parts (several small buckets, or 
 bucket). There are never more shards than ``[core] max_map_length``.
 
 Finding boundaries is cheap: a bucket is big when a probe of ``threshold`` objects (``threshold/1000``
-pages) does not reach its end (small buckets are packed several to a shard by the count the probe
-saw). Its prefix tree is then walked with ``Delimiter="/"`` (CommonPrefixes only, a few requests) or,
+pages) does not reach its end, or, sooner, when the pages it read plus one page at the head of each key
+range prove more than ``threshold`` objects (small buckets are packed several to a shard by the count
+the probe saw). Its prefix tree is then walked with ``Delimiter="/"`` (CommonPrefixes only, a few requests) or,
 in folders without sub-folders, by next character (``StartAfter`` hops, one request per distinct
 character), and the first key under evenly spaced prefixes becomes a boundary. Prefixes say nothing
 about how many keys they hold, so ranges are even in prefixes, not necessarily in keys.
@@ -69,13 +70,40 @@ def ranges(boundaries: Sequence[str]) -> list[tuple[str | None, str | None]]:
     return list(zip(lows, highs, strict=True))
 
 
-def probe_count(client: S3Client, bucket: str, threshold: int, *,
-                on_more: Callable[[], None] | None = None) -> int | None:
+def probe_count(client: S3Client, bucket: str, threshold: int, *, on_more: Callable[[], None] | None = None,
+                proven_big: Callable[[int, str], bool] | None = None) -> int | None:
     """The bucket's object count when it holds at most ``threshold`` objects, else None (big).
-    Lists at most ``threshold`` keys; ``on_more()`` is called once the first page is full."""
+    Lists at most ``threshold`` keys; ``on_more()`` is called once the first page is full;
+    ``proven_big(seen, last_key)`` ends the probe early (see :func:`count_floor`)."""
     from include.aws.listing import count_objects
 
-    return count_objects(client, bucket, threshold, on_more=on_more)
+    return count_objects(client, bucket, threshold, on_more=on_more, proven_more=proven_big)
+
+
+def range_heads(client: S3Client, bucket: str, cuts: Sequence[str], threads: int = PROBE_THREADS
+                ) -> list[tuple[str, int]]:
+    """For each key range after the first (cut at ``cuts``): its lower bound and how many of its keys
+    one page from there holds (at most 1,000). One request per range, ``threads`` at a time: a probe
+    reading from the bucket's start then needs a few pages, not ``threshold/1000``, to prove the bucket
+    big (:func:`count_floor`)."""
+    from itertools import islice
+
+    from include.aws.listing import iter_objects
+
+    def head(span: tuple[str | None, str | None]) -> tuple[str, int]:
+        lo, hi = span
+        assert lo is not None  # every range but the first has a lower bound
+        return lo, sum(1 for _ in islice(iter_objects(client, bucket, start_after=lo, end_before=end_before(hi)), 1000))
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return list(pool.map(head, ranges(cuts)[1:]))
+
+
+def count_floor(seen: int, last_key: str, heads: Sequence[tuple[str, int]]) -> int:
+    """At least how many objects a bucket holds: the ``seen`` keys a probe read from its start (up to
+    ``last_key``) plus the :func:`range_heads` of the ranges that start at or after ``last_key``, whose
+    keys all sort after the probe's (no key is counted twice)."""
+    return seen + sum(count for lo, count in heads if lo >= last_key)
 
 
 def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:

@@ -1,7 +1,10 @@
 """``s3ops report`` (``python -m include.storage_report.cli``): the storage report without Airflow.
 
-The same steps the DAG runs as tasks, in one process: list the buckets, plan parts (listing key ranges,
+The same steps the DAG runs as tasks, on one machine: list the buckets, plan parts (listing key ranges,
 or groups of inventory data files with ``--source inventory``), summarize every part, build and render.
+When a bucket is split into key ranges, the ranges are listed by ``--processes`` worker processes (on
+Linux, forked after the plan), as the DAG's mapped tasks each run in a process of their own: parsing
+1,000-key pages is Python work, and one process's threads share one core.
 
     s3ops report --bucket 'logs-*' --unit GiB --versions --endpoint-url http://127.0.0.1:9000
 """
@@ -10,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -29,17 +34,75 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
     from types_boto3_s3 import S3Client
 
 
+class ClientFactory:
+    """``client_for(region)`` of the command line: one client per region, shared by the threads of a
+    process. A forked worker process makes its own clients (a client's open connections must not be
+    shared between processes), from the inherited boto3 session, whose loaded service model makes that
+    cheap."""
+
+    def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None, mode: str = "adaptive") -> None:
+        self.profile, self.endpoint_url, self.mode = profile, endpoint_url, mode
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._session: Any = None
+        self._clients: dict[str | None, Any] = {}
+
+    def __call__(self, region: str | None) -> S3Client:
+        from include.aws.client import client_from_args
+
+        with self._lock:
+            if self._pid != os.getpid():  # in a forked worker: the parent's clients are not ours
+                self._pid, self._clients = os.getpid(), {}
+            if self._session is None:
+                import boto3
+
+                self._session = boto3.session.Session(profile_name=self.profile)
+            if region not in self._clients:
+                self._clients[region] = client_from_args(endpoint_url=self.endpoint_url, region_name=region or "us-east-1",
+                                                         mode=self.mode, session=self._session)
+            return self._clients[region]
+
+
+#: what a forked worker of run_local needs, set just before the fork (a fork inherits it; nothing is pickled)
+_WORKER: dict[str, Any] = {}
+
+
+def _summarize_parts(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summarize ``parts`` with the threads of this process (``map`` keeps their order)."""
+    job = _WORKER
+
+    def one(part: dict[str, Any]) -> dict[str, Any]:
+        return inventory.summarize_any_part(job["client_for"](part["region"]), part,
+                                            include_versions=job["include_versions"],
+                                            storage_classes=job["storage_classes"])
+
+    with ThreadPoolExecutor(job["threads"]) as pool:
+        return list(pool.map(one, parts))
+
+
+def default_processes() -> int:
+    """Worker processes for the key ranges of split buckets: one per core, up to 8, where processes can
+    be forked (Linux); elsewhere 1 (threads only: macOS's system libraries are not safe across a fork)."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def run_local(
     client_for: Callable[[str | None], Any], *, patterns: Sequence[str] = (), regions: Sequence[str] = (),
     storage_classes: Sequence[str] = (), size_unit: str = "auto", include_versions: bool = False,
     prices: PriceTable | None = None, now: datetime | None = None, date_format: str = "iso", show_time: bool = True,
     source: str = "listing", inventory_fallback: str = "listing", workers: int = DEFAULT_PARTS_PER_BUCKET,
-    shard_objects: int | None = None, shard_parts: int | None = None,
+    shard_objects: int | None = None, shard_parts: int | None = None, processes: int = 1,
 ) -> dict[str, Any]:
-    """The whole report in one process (the command line): the same steps the DAG runs as tasks, the
-    parts summarized by ``workers`` threads at once, as the DAG's mapped tasks run side by side."""
+    """The whole report on this machine (the command line): the same steps the DAG runs as tasks, the
+    parts summarized ``workers`` at once, as the DAG's mapped tasks run side by side. With ``processes``
+    above 1, a ``client_for`` that is a :class:`ClientFactory`, and a bucket split into key ranges, the
+    parts are shared out to that many forked processes (``workers`` threads in all)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, not {processes}")
     check_date_format(date_format)  # before any request
     buckets = list_buckets(client_for("us-east-1"), patterns, regions)
     if source == "inventory":
@@ -48,13 +111,26 @@ def run_local(
                                  listing_plan=partial(plan, threshold=shard_objects, parts_per_bucket=shard_parts))
     else:
         planned = plan(client_for, buckets, max_shards=1024, threshold=shard_objects, parts_per_bucket=shard_parts)
-
-    def summarize(part: Any) -> dict[str, Any]:
-        return inventory.summarize_any_part(client_for(part["region"]), part, include_versions=include_versions,
-                                            storage_classes=storage_classes)
-
-    with ThreadPoolExecutor(workers) as pool:  # map keeps the parts' order: the report is the same at any width
-        results = list(pool.map(summarize, [part for shard in planned for part in shard["parts"]]))
+    parts: list[dict[str, Any]] = [dict(part) for shard in planned for part in shard["parts"]]
+    split = any(part.get("of", 1) > 1 for part in parts)
+    forks = min(processes, len(parts)) if split and isinstance(client_for, ClientFactory) else 1
+    if forks > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        forks = 1
+    _WORKER.update(client_for=client_for, include_versions=include_versions, storage_classes=storage_classes,
+                   threads=max(1, -(-workers // forks)))
+    try:
+        if forks == 1:
+            results = _summarize_parts(parts)
+        else:
+            # every thread of the plan has ended (its pools are closed), so forking now copies no held lock
+            groups = [parts[i::forks] for i in range(forks)]  # round robin: neighbouring ranges spread out
+            with ProcessPoolExecutor(forks, mp_context=multiprocessing.get_context("fork")) as pool:
+                grouped = list(pool.map(_summarize_parts, groups))
+            results = [{}] * len(parts)
+            for i, group in enumerate(grouped):
+                results[i::forks] = group
+    finally:
+        _WORKER.clear()
     return build_report(buckets, results, prices=prices or load_prices(), size_unit=size_unit, source=source,
                         include_versions=include_versions, generated_at=now or datetime.now(timezone.utc),
                         date_format=date_format, show_time=show_time)
@@ -63,7 +139,7 @@ def run_local(
 def main(argv: Sequence[str] | None = None) -> int:
     import json
 
-    from include.aws.client import S3AccessError, check_access, client_from_args
+    from include.aws.client import S3AccessError, check_access
     from include.storage_report import render as report_render
 
     parser = argparse.ArgumentParser(prog="s3ops report",
@@ -92,6 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
     parser.add_argument("--workers", type=int, default=DEFAULT_PARTS_PER_BUCKET, metavar="N",
                         help=f"key ranges listed at once (default {DEFAULT_PARTS_PER_BUCKET}, a big bucket's parts)")
+    parser.add_argument("--processes", type=int, default=default_processes(), metavar="N",
+                        help="processes that list the key ranges of split buckets (default: one per core, up to 8, "
+                             "on Linux; 1 elsewhere)")
     parser.add_argument("--shard-objects", type=int, default=DEFAULT_SHARD_OBJECTS, metavar="N",
                         help=f"a bucket with more objects is split into key ranges (default {DEFAULT_SHARD_OBJECTS:,})")
     parser.add_argument("--shard-parts", type=int, default=DEFAULT_PARTS_PER_BUCKET, metavar="N",
@@ -100,18 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
-    for flag in ("workers", "shard_objects", "shard_parts"):
+    for flag in ("workers", "processes", "shard_objects", "shard_parts"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, not {getattr(args, flag)}")
-    clients: dict[str | None, Any] = {}
-    clients_lock = threading.Lock()
-
-    def client_for(region: str | None) -> S3Client:
-        with clients_lock:  # parts are summarized by several threads; one client per region is shared
-            if region not in clients:
-                clients[region] = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url,
-                                                   region_name=region or "us-east-1", mode="adaptive")
-            return clients[region]
+    client_for = ClientFactory(profile=args.profile, endpoint_url=args.endpoint_url)
 
     try:
         check_access(client_for("us-east-1"))
@@ -123,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            size_unit=args.unit, include_versions=args.versions, prices=load_prices(override),
                            date_format=args.date_format, show_time=args.show_time, source=args.source,
                            inventory_fallback=args.inventory_fallback, workers=args.workers,
-                           shard_objects=args.shard_objects, shard_parts=args.shard_parts)
+                           shard_objects=args.shard_objects, shard_parts=args.shard_parts, processes=args.processes)
     except (S3AccessError, ValueError, OSError) as exc:
         print(f"storage report: {exc}", file=sys.stderr)
         return 2

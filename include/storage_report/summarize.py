@@ -408,33 +408,57 @@ def plan(
         return shards.pack([shards.parts_for(b["name"], b["region"], []) for b in readable], max_shards,
                            sizes=[1] * len(readable), capacity=CLOUDWATCH_BUCKETS_PER_SHARD)
 
-    walks: dict[str, Future[list[str]]] = {}  # bucket → its prefix walk, started as soon as a probe's first page is full
+    # A bucket whose probe's first page is full is most likely big: beside the rest of its probe (round
+    # trips overlap), its prefixes are walked, its key ranges cut and their heads read, which can prove it
+    # big pages before the probe would reach ``threshold``. A bucket whose probe ended meanwhile (small)
+    # skips what is left of that.
+    speculation: dict[str, Future[tuple[list[str], list[str] | None, list[tuple[str, int]]]]] = {}
+    probed: set[str] = set()
+
+    def speculate(client: Any, name: str) -> tuple[list[str], list[str] | None, list[tuple[str, int]]]:
+        prefixes = shards.prefix_tree(client, name, parts_per_bucket)
+        if name in probed:
+            return prefixes, None, []
+        cuts = shards.boundaries(client, name, parts_per_bucket, prefixes=prefixes)
+        if name in probed:
+            return prefixes, cuts, []
+        return prefixes, cuts, shards.range_heads(client, name, cuts)
 
     def probe(bucket: dict[str, Any]) -> int | None:
-        client = client_for(bucket["region"])
+        client, name = client_for(bucket["region"]), bucket["name"]
 
-        def walk() -> None:  # most likely big: walk its prefixes beside the rest of the probe (round trips overlap)
-            walks[bucket["name"]] = walker.submit(shards.prefix_tree, client, bucket["name"], parts_per_bucket)
+        def walk() -> None:
+            speculation[name] = walker.submit(speculate, client, name)
+
+        def proven_big(seen: int, last_key: str) -> bool:
+            ahead = speculation.get(name)
+            if ahead is None or not ahead.done() or ahead.exception() is not None:
+                return False
+            return shards.count_floor(seen, last_key, ahead.result()[2]) > threshold
         try:
-            return shards.probe_count(client, bucket["name"], threshold, on_more=walk)
+            return shards.probe_count(client, name, threshold, on_more=walk, proven_big=proven_big)
         except ClientError as exc:
             if bucket_error(exc) is None:
                 raise
             return 0  # one part; its listing records the error
+        finally:
+            probed.add(name)
 
     def split(args: tuple[dict[str, Any], bool]) -> list[shards.Part]:
         bucket, is_big = args
-        cuts: list[str] = []
+        cuts: list[str] | None = []
         if is_big:
             try:
-                walked = walks.get(bucket["name"])
-                cuts = shards.boundaries(client_for(bucket["region"]), bucket["name"], budget,
-                                         prefixes=None if walked is None else walked.result())
+                ahead = speculation.get(bucket["name"])
+                prefixes, cuts, _ = (None, None, []) if ahead is None else ahead.result()
+                if cuts is None or budget != parts_per_bucket:
+                    cuts = shards.boundaries(client_for(bucket["region"]), bucket["name"], budget, prefixes=prefixes)
             except ClientError as exc:
                 if bucket_error(exc) is None:
                     raise
+                cuts = []
             log.info("%s holds more than %d objects: %d key ranges", bucket["name"], threshold, len(cuts) + 1)
-        return shards.parts_for(bucket["name"], bucket["region"], cuts)
+        return shards.parts_for(bucket["name"], bucket["region"], cuts or [])
 
     walker = ThreadPoolExecutor(threads)
     try:
@@ -445,7 +469,7 @@ def plan(
         with ThreadPoolExecutor(threads) as pool:
             parts = list(pool.map(split, zip(readable, big, strict=True)))
     finally:
-        walker.shutdown(cancel_futures=True)  # the walks of buckets that proved small are not needed
+        walker.shutdown(cancel_futures=True)  # what is queued for buckets that proved small is not needed
     sizes = [threshold if c is None else c for c in counts]
     return shards.pack(parts, max_shards, sizes=sizes, capacity=threshold)
 

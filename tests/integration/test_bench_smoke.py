@@ -85,3 +85,22 @@ def test_latency_scenario_lists_the_split_bucket_in_parallel_and_turns_latency_o
     assert {b["bar"].split(" ")[0] for b in scenario["bars"]} == {"wall", "(ListObjectsV2"}
     assert s3_server.control("GET", "latency") == {"seconds": 0}
     assert s3_server.control("GET", "listing-index") == {"enabled": False, "pages": 0}
+
+
+def test_listing_scenario_counts_requests_at_the_floor_and_extrapolates(s3_server, tmp_path):
+    """Scenario 11 at 3,000 objects: the sequential listing asks exactly ceil(N/1000) pages, the report
+    runs with the latency on, the extrapolations are printed, and the server is reset after it."""
+    out = tmp_path / "bench11.json"
+    code = bench.main(["--smoke", "--reps", "1", "--scenarios", "11", "--tools", "s3ops", "--no-bootstrap",
+                       "--endpoint-url", s3_server.endpoint_url, "--json", str(out)])
+    assert code == 0
+    (scenario,) = json.loads(out.read_text())["scenarios"]
+    rows = {row["tool"]: row for row in scenario["rows"]}
+    n = bench.SIZES["s11"][2]
+    sequential = rows["s3ops listing (sequential)"]
+    assert sequential["by_operation"] == {"ListObjectsV2": math.ceil(n / 1000)}
+    report = next(row for name, row in rows.items() if name.startswith("s3ops report at 30 ms"))
+    assert report["wall_median"] > 0.03 * math.ceil(n / 1000)  # the latency was on for it
+    assert "10^9 objects 1,000,000 requests" in scenario["extra"]["s3ops listing (sequential)"]
+    assert s3_server.control("GET", "latency") == {"seconds": 0}
+    assert s3_server.control("GET", "listing-index") == {"enabled": False, "pages": 0}

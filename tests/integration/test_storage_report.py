@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -329,26 +330,27 @@ def test_cli_json_every_unit(world, s3, s3_server, capsys, unit, size):
 
 
 def test_cli_lists_a_split_bucket_with_any_number_of_workers(world, s3, s3_server, capsys):
-    """--shard-objects splits BIG into key ranges as the DAG does; one worker or sixteen, same report."""
+    """--shard-objects splits BIG into key ranges as the DAG does; one worker or sixteen threads, in one
+    process or in three forked ones: the same report."""
     from include.storage_report.cli import main
 
     url = s3_server.endpoint_url
     reports = []
-    for workers in ("1", "16"):
+    for workers, processes in (("1", "1"), ("16", "1"), ("16", "3")):
         s3_server.control("POST", "stats/reset")
         assert main(["--bucket", BIG, "--versions", "--json", "--shard-objects", "500", "--shard-parts", "6",
-                     "--workers", workers, "--endpoint-url", url]) == 0
+                     "--workers", workers, "--processes", processes, "--endpoint-url", url]) == 0
         report = json.loads(capsys.readouterr().out)
         report.pop("generated_at")
         reports.append(report)
         lists = s3_server.control("GET", "stats").get("ListObjectVersions", 0)
         assert lists >= 6  # six key ranges, each listed on its own (not one sequential pass)
-    assert reports[0] == reports[1]
+    assert reports[0] == reports[1] == reports[2]
     [entry] = reports[0]["buckets"]
     t = truth(s3, BIG, versions=True)
     assert (entry["object_count"], entry["noncurrent_versions"], entry["delete_markers"]) == \
         (t["object_count"], t["noncurrent_versions"], t["delete_markers"])
-    for flag in ("--workers", "--shard-objects", "--shard-parts"):
+    for flag in ("--workers", "--processes", "--shard-objects", "--shard-parts"):
         with pytest.raises(SystemExit) as refused:
             main([flag, "0", "--endpoint-url", url])
         assert refused.value.code == 2
@@ -422,3 +424,27 @@ def test_bad_param_and_unknown_connection_fail_fast(world, run_dag):
     states = result.task_states()
     assert states[("list_buckets", -1)] == "failed" and states.get(("publish", -1)) != "success"
     assert not (result.artifacts() / "report.json").exists()
+
+
+_FORKED: dict[str, Any] = {}  # what a forked test process finds (inherited, never pickled)
+
+
+def _client_identity() -> tuple[int, int]:
+    return os.getpid(), id(_FORKED["factory"](None))
+
+
+def test_cli_client_factory_makes_a_forked_process_its_own_clients(s3_server):
+    """A client's open connections must not be shared by two processes: in a forked worker the factory
+    makes new clients (one per region, shared by that process's threads)."""
+    import multiprocessing
+
+    from include.storage_report.cli import ClientFactory
+
+    factory = ClientFactory(endpoint_url=s3_server.endpoint_url)
+    here = factory(None)
+    assert factory(None) is here and factory("eu-west-1") is not here
+    assert here.list_buckets()["Buckets"] is not None
+    _FORKED["factory"] = factory
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        pid, client_id = pool.apply(_client_identity)
+    assert pid != os.getpid() and client_id != id(here)

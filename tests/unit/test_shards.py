@@ -161,6 +161,50 @@ def test_probe_counts_up_to_the_threshold_and_says_when_a_second_page_is_needed(
     assert called == [1, 2] and fake.calls == 1
 
 
+def test_a_probe_proven_big_by_something_else_stops_at_once():
+    fake = FakeS3()
+    for i in range(5000):
+        fake.put(f"k{i:05d}", 1)
+    asked: list[tuple[int, str]] = []
+
+    def proven(seen: int, last_key: str) -> bool:
+        asked.append((seen, last_key))
+        return seen >= 2000
+    assert shards.probe_count(fake, "b", 4500, proven_big=proven) is None
+    assert asked == [(1000, "k00999"), (2000, "k01999")] and fake.calls == 2  # not the 5 pages of 4,500 keys
+    fake.calls = 0
+    assert shards.probe_count(fake, "b", 9000, proven_big=lambda seen, last: False) == 5000
+    assert fake.calls == 5  # never proven: counted to the end, as without the callback
+
+
+def test_range_heads_count_one_page_of_each_range_after_the_first():
+    fake = FakeS3()
+    for i in range(2500):
+        fake.put(f"k{i:05d}", 1)
+    assert shards.range_heads(fake, "b", ["k00100", "k02450"]) == [("k00100", 1000), ("k02450", 49)]
+    assert fake.calls == 2  # one page each, though the middle range holds 2,350 keys
+    assert shards.range_heads(fake, "b", []) == []
+
+
+def test_count_floor_counts_no_key_twice():
+    heads = [("b", 1000), ("d", 400), ("f", 1000)]
+    assert shards.count_floor(2000, "c", heads) == 2000 + 400 + 1000  # the range after "b" may hold probed keys
+    assert shards.count_floor(2000, "a", heads) == 2000 + 2400
+    assert shards.count_floor(10, "g", heads) == 10
+
+
+def test_a_big_bucket_gets_the_cuts_of_a_walk_after_its_probe_and_they_partition_it():
+    """The plan reuses the cuts its speculative walk made beside the probe: they are the cuts a walk made
+    after the probe gives, and the ranges still sum to one sequential pass."""
+    fake = build(11, 3000)
+    bucket = {"name": "b", "region": "us-east-1", "creation_date": "2026-01-01T00:00:00Z", "error": None}
+    planned = storage_report.plan(lambda region: fake, [bucket], max_shards=64, threshold=1500, parts_per_bucket=6)
+    uptos = [p["upto"] for s in planned for p in s["parts"]]
+    assert uptos[:-1] == shards.boundaries(fake, "b", 6) and uptos[-1] is None and len(uptos) > 2
+    _, total = sharded(fake, versions=False, threshold=1500, parts=6)
+    assert total.object_count == sequential(fake)["object_count"]
+
+
 def test_the_walk_started_beside_the_probe_gives_the_cuts_of_a_walk_after_it():
     fake = build(3, 900)
     planned, _ = sharded(fake, versions=False, threshold=100, parts=6)
