@@ -31,7 +31,7 @@ def _pg_bin() -> Path:
         raise StackError(str(exc)) from exc
 
 
-def as_unprivileged() -> list[str]:
+def _as_unprivileged() -> list[str]:
     """The command prefix that runs a program as ``nobody`` when the tests run as root."""
     return ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
 
@@ -62,10 +62,10 @@ class PostgresServer:
         for d in (data, sock):
             d.mkdir()
             if os.geteuid() == 0:
-                shutil.chown(d, "nobody", "nogroup")
+                shutil.chown(d, "nobody")
         try:
             init = subprocess.run(
-                [*as_unprivileged(), str(_pg_bin() / "initdb"), "-D", str(data), "-U", self.user, "-A", "trust",
+                [*_as_unprivileged(), str(_pg_bin() / "initdb"), "-D", str(data), "-U", self.user, "-A", "trust",
                  "-E", "UTF8", "--no-sync"],
                 cwd=self.tmp, capture_output=True, text=True, timeout=120,
             )
@@ -73,7 +73,7 @@ class PostgresServer:
                 raise StackError(f"initdb failed:\n{init.stdout[-2000:]}\n{init.stderr[-2000:]}")
             self.port = self.port or free_port()
             self.proc = subprocess.Popen(
-                [*as_unprivileged(), str(_pg_bin() / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(sock),
+                [*_as_unprivileged(), str(_pg_bin() / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(sock),
                  "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
                  "-c", "full_page_writes=off", "-c", "max_connections=200"],
                 cwd=self.tmp, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,

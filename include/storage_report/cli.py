@@ -19,6 +19,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -36,9 +38,8 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
 
 class ClientFactory:
     """``client_for(region)`` of the command line: one client per region, shared by the threads of a
-    process. A forked worker process makes its own clients (a client's open connections must not be
-    shared between processes), from the inherited boto3 session, whose loaded service model makes that
-    cheap."""
+    process. A forked worker process makes its own session and clients: open connections must not be
+    shared between processes."""
 
     def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None, mode: str = "adaptive") -> None:
         self.profile, self.endpoint_url, self.mode = profile, endpoint_url, mode
@@ -51,8 +52,9 @@ class ClientFactory:
         from include.aws.client import client_from_args
 
         with self._lock:
-            if self._pid != os.getpid():  # in a forked worker: the parent's clients are not ours
-                self._pid, self._clients = os.getpid(), {}
+            if self._pid != os.getpid():  # in a forked worker: the parent's clients and session (its
+                # credential providers keep connections of their own) are not ours
+                self._pid, self._clients, self._session = os.getpid(), {}, None
             if self._session is None:
                 import boto3
 
@@ -63,29 +65,42 @@ class ClientFactory:
             return self._clients[region]
 
 
-#: what a forked worker of run_local needs, set just before the fork (a fork inherits it; nothing is pickled)
-_WORKER: dict[str, Any] = {}
+@dataclass(frozen=True)
+class _Job:
+    """What summarizing a part needs besides the part."""
+
+    client_for: Callable[[str | None], Any]
+    include_versions: bool
+    storage_classes: Sequence[str]
 
 
-def _summarize_parts(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Summarize ``parts`` with the threads of this process (``map`` keeps their order)."""
-    job = _WORKER
+_FORKED_JOB: list[_Job] = []  # set by _start_worker in a forked worker process
+
+
+def _start_worker(job: _Job) -> None:
+    _FORKED_JOB[:] = [job]  # a fork inherits ``job``: it is not pickled
+
+
+def _summarize_parts(parts: Sequence[dict[str, Any]], threads: int, job: _Job | None = None) -> list[dict[str, Any]]:
+    """Summarize ``parts`` with ``threads`` threads of this process (``map`` keeps their order)."""
+    todo = job or _FORKED_JOB[0]
 
     def one(part: dict[str, Any]) -> dict[str, Any]:
-        return inventory.summarize_any_part(job["client_for"](part["region"]), part,
-                                            include_versions=job["include_versions"],
-                                            storage_classes=job["storage_classes"])
+        return inventory.summarize_any_part(todo.client_for(part["region"]), part,
+                                            include_versions=todo.include_versions,
+                                            storage_classes=todo.storage_classes)
 
-    with ThreadPoolExecutor(job["threads"]) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         return list(pool.map(one, parts))
 
 
 def default_processes() -> int:
-    """Worker processes for the key ranges of split buckets: one per core, up to 8, where processes can
-    be forked (Linux); elsewhere 1 (threads only: macOS's system libraries are not safe across a fork)."""
+    """Worker processes for the key ranges of split buckets: one per core this process may use, up to 8,
+    where processes can be forked (Linux); elsewhere 1 (threads only: macOS's system libraries are not
+    safe across a fork)."""
     if not sys.platform.startswith("linux"):
         return 1
-    return max(1, min(8, os.cpu_count() or 1))
+    return max(1, min(8, len(os.sched_getaffinity(0))))
 
 
 def run_local(
@@ -113,24 +128,23 @@ def run_local(
         planned = plan(client_for, buckets, max_shards=1024, threshold=shard_objects, parts_per_bucket=shard_parts)
     parts: list[dict[str, Any]] = [dict(part) for shard in planned for part in shard["parts"]]
     split = any(part.get("of", 1) > 1 for part in parts)
-    forks = min(processes, len(parts)) if split and isinstance(client_for, ClientFactory) else 1
+    forks = min(processes, workers, len(parts)) if split and isinstance(client_for, ClientFactory) else 1
     if forks > 1 and "fork" not in multiprocessing.get_all_start_methods():
         forks = 1
-    _WORKER.update(client_for=client_for, include_versions=include_versions, storage_classes=storage_classes,
-                   threads=max(1, -(-workers // forks)))
-    try:
-        if forks == 1:
-            results = _summarize_parts(parts)
-        else:
-            # every thread of the plan has ended (its pools are closed), so forking now copies no held lock
-            groups = [parts[i::forks] for i in range(forks)]  # round robin: neighbouring ranges spread out
-            with ProcessPoolExecutor(forks, mp_context=multiprocessing.get_context("fork")) as pool:
-                grouped = list(pool.map(_summarize_parts, groups))
-            results = [{}] * len(parts)
-            for i, group in enumerate(grouped):
-                results[i::forks] = group
-    finally:
-        _WORKER.clear()
+    job = _Job(client_for, include_versions, storage_classes)
+    if forks == 1:
+        results = _summarize_parts(parts, workers, job)
+    else:
+        # The plan's thread pools have ended, so the fork copies no lock a thread holds: the caller must
+        # not run other threads (the command line does not). Parts go round robin (neighbouring ranges
+        # spread out); the ``workers`` threads are shared out, so no more ranges are listed at once.
+        threads = [workers // forks + (i < workers % forks) for i in range(forks)]
+        with ProcessPoolExecutor(forks, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_start_worker, initargs=(job,)) as pool:
+            grouped = list(pool.map(_summarize_parts, [parts[i::forks] for i in range(forks)], threads))
+        results = [{}] * len(parts)
+        for i, group in enumerate(grouped):
+            results[i::forks] = group
     return build_report(buckets, results, prices=prices or load_prices(), size_unit=size_unit, source=source,
                         include_versions=include_versions, generated_at=now or datetime.now(timezone.utc),
                         date_format=date_format, show_time=show_time)
@@ -195,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            date_format=args.date_format, show_time=args.show_time, source=args.source,
                            inventory_fallback=args.inventory_fallback, workers=args.workers,
                            shard_objects=args.shard_objects, shard_parts=args.shard_parts, processes=args.processes)
-    except (S3AccessError, ValueError, OSError) as exc:
+    except (S3AccessError, ValueError, OSError, BrokenProcessPool) as exc:  # BrokenProcessPool: a worker was killed
         print(f"storage report: {exc}", file=sys.stderr)
         return 2
     if args.json:

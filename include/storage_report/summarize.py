@@ -412,10 +412,12 @@ def plan(
     # trips overlap), its prefixes are walked, its key ranges cut and their heads read, which can prove it
     # big pages before the probe would reach ``threshold``. A bucket whose probe ended meanwhile (small)
     # skips what is left of that.
-    speculation: dict[str, Future[tuple[list[str], list[str] | None, list[tuple[str, int]]]]] = {}
+    speculation: dict[str, Future[tuple[list[str] | None, list[str] | None, list[tuple[str, int]]]]] = {}
     probed: set[str] = set()
 
-    def speculate(client: Any, name: str) -> tuple[list[str], list[str] | None, list[tuple[str, int]]]:
+    def speculate(client: Any, name: str) -> tuple[list[str] | None, list[str] | None, list[tuple[str, int]]]:
+        if name in probed:  # it waited in the queue until its probe ended
+            return None, None, []
         prefixes = shards.prefix_tree(client, name, parts_per_bucket)
         if name in probed:
             return prefixes, None, []
@@ -446,19 +448,19 @@ def plan(
 
     def split(args: tuple[dict[str, Any], bool]) -> list[shards.Part]:
         bucket, is_big = args
-        cuts: list[str] | None = []
+        cuts: list[str] = []
         if is_big:
+            ahead = speculation.get(bucket["name"])
+            # what the speculation found, unless it failed: then only what is needed now may fail the plan
+            prefixes, made, _ = (None, None, []) if ahead is None or ahead.exception() else ahead.result()
             try:
-                ahead = speculation.get(bucket["name"])
-                prefixes, cuts, _ = (None, None, []) if ahead is None else ahead.result()
-                if cuts is None or budget != parts_per_bucket:
-                    cuts = shards.boundaries(client_for(bucket["region"]), bucket["name"], budget, prefixes=prefixes)
+                cuts = made if made is not None and budget == parts_per_bucket else shards.boundaries(
+                    client_for(bucket["region"]), bucket["name"], budget, prefixes=prefixes)
             except ClientError as exc:
                 if bucket_error(exc) is None:
                     raise
-                cuts = []
             log.info("%s holds more than %d objects: %d key ranges", bucket["name"], threshold, len(cuts) + 1)
-        return shards.parts_for(bucket["name"], bucket["region"], cuts or [])
+        return shards.parts_for(bucket["name"], bucket["region"], cuts)
 
     walker = ThreadPoolExecutor(threads)
     try:

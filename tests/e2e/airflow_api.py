@@ -76,7 +76,7 @@ class AirflowStandalone:
         self.database_url = database_url
         self.password = uuid.uuid4().hex
         self.approver_password = uuid.uuid4().hex
-        # fixed for the server's life, so API tokens stay valid across restart()
+        # airflow.cfg would keep a generated one across restart() too; explicit, so tokens surely stay valid
         self.jwt_secret = secrets.token_urlsafe(32)
         self.restarts = 0
         self.base_url = f"http://127.0.0.1:{port}"
@@ -109,6 +109,7 @@ class AirflowStandalone:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__CORE__PARALLELISM": "8",
                 "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
+                "NO_COLOR": "1",  # component names uncoloured: diagnostics() groups the log by them
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,  # also where task processes find the execution API
@@ -166,8 +167,12 @@ class AirflowStandalone:
 
         if self.proc is None or self.proc.poll() is not None:
             return list(COMPONENTS)
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:  # exited since poll()
+            return list(COMPONENTS)
         running: set[str] = set()
-        for child in psutil.Process(self.proc.pid).children():
+        for child in children:
             try:
                 if child.status() == psutil.STATUS_ZOMBIE:
                     continue
@@ -189,8 +194,8 @@ class AirflowStandalone:
         own: dict[str, list[str]] = {}
         for line in text.splitlines():
             name = line.split("|", 1)[0].strip()
-            if "[http.access]" not in line:
-                own.setdefault(name, []).append(line[:600])
+            if "[http.access]" not in line:  # lines of no component (tracebacks, set-up) go with standalone's
+                own.setdefault(name if name in COMPONENTS else "standalone", []).append(line[:600])
         parts = [f"components down: {self.components_down() or 'none'}; restarts so far: {self.restarts}",
                  f"health: {json.dumps(health, default=str)}"]
         parts += [f"--- {name} (last {lines} lines) ---\n" + "\n".join(own[name][-lines:]) for name in sorted(own)]
@@ -301,6 +306,7 @@ class AirflowClient:
         wanted = set(dag_ids)
         deadline = time.monotonic() + timeout
         while True:
+            self._check_alive()
             found = {d["dag_id"] for d in self.get("/api/v2/dags", limit=100)["dags"]}
             if wanted <= found:
                 return

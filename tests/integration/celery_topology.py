@@ -81,9 +81,7 @@ class CeleryTopology:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> CeleryTopology:
         check_celery()
-        # /tmp, not the project, like the PostgreSQL data: short paths, outside the checkout.
-        self.tmp = Path(tempfile.mkdtemp(prefix="s3ops-topo-", dir="/tmp"))
-        self.tmp.chmod(0o755)
+        self.tmp = Path(tempfile.mkdtemp(prefix="s3ops-topo-", dir="/tmp"))  # short paths, outside the checkout
         (self.tmp / "logs").mkdir()
         try:
             self.postgres = PostgresServer().start()
@@ -220,7 +218,8 @@ class CeleryTopology:
 
     def logs(self) -> str:
         """The tail of every component's log, for assertion messages."""
-        return "\n".join(f"--- {p.stem}\n{_tail(p, 1500)}" for p in sorted((self.tmp / "logs").glob("*.log")))
+        logs = sorted((self.tmp / "logs").glob("*.log")) + ([self.postgres.log] if self.postgres else [])
+        return "\n".join(f"--- {p.stem}\n{_tail(p, 1500)}" for p in logs)
 
     # ---------------------------------------------------------------- REST API v2
     def _api_up(self) -> bool:
