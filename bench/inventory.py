@@ -83,10 +83,11 @@ def child(fmt: str, paths: list[str], threads: int) -> None:
     """Runs in the measured process: every file through the report's query; prints JSON."""
     import duckdb
 
+    from include.inventory.read import duckdb_config
     from include.storage_report.inventory_files import _query
 
     started = time.perf_counter()
-    con = duckdb.connect(config={"memory_limit": "512MB", "threads": threads})
+    con = duckdb.connect(config=duckdb_config(threads=str(threads)))  # the readers' own settings
     objects = 0
     for path in paths:
         for _cls, kind, n, _bytes, _newest, _bad in con.execute(_query(fmt, COLUMNS, path, True, ())).fetchall():

@@ -53,7 +53,7 @@ def report(endpoint_url: str, buckets: list[str], shard_objects: int | None, pla
 
     client_for = ClientFactory(endpoint_url=endpoint_url)
     if plan_only:
-        found = list_buckets(client_for(None), buckets, ())
+        found = list_buckets(client_for("us-east-1"), buckets, ())  # as run_local does
         planned = plan(client_for, found, max_shards=1024, threshold=shard_objects)
         return {"parts": sum(len(s["parts"]) for s in planned)}
     built = run_local(client_for, patterns=buckets, shard_objects=shard_objects, size_unit="B",

@@ -22,7 +22,7 @@ from typing import Any
 
 from include.core.progress import Progress
 from include.inventory.manifest import InventoryError, Manifest
-from include.inventory.read import DUCKDB_MEMORY, download, local_name, relation, sql_text
+from include.inventory.read import download, duckdb_config, local_name, relation, sql_text
 from include.storage_report.summarize import Totals
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def count_files(client: Any, manifest: Manifest, first: int, last: int, *,
 
     totals = Totals()
     versions = manifest.versions
-    con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY})
+    con = duckdb.connect(config=duckdb_config())
     progress = Progress(f"reading the inventory of {manifest.source_bucket} (files {first + 1}..{last})", unit="files",
                         total=last - first, total_bytes=sum(int(manifest.files[i]["size"]) for i in range(first, last)),
                         log=log, detail=lambda: f"{totals.object_count or 0:,} objects")
