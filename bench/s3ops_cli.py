@@ -47,11 +47,33 @@ def summarize_plain(client: Any, buckets: list[str]) -> dict[str, Any]:
 
 def report(endpoint_url: str, buckets: list[str], shard_objects: int | None, plan_only: bool) -> dict[str, Any]:
     """``s3ops report``'s path (include.storage_report.cli.run_local): the DAG's plan (probe, prefix walk,
-    boundaries), then every key range listed at once, as the DAG's mapped tasks would list them."""
+    boundaries), then every key range listed at once, as the DAG's mapped tasks would list them. Also
+    says how many ListObjectsV2 requests the plan made (this process) and the key ranges (the forked
+    workers), counted by the clients, so the bench can hold the ranges' requests to the floor."""
+    import multiprocessing
+    import os
+
     from include.storage_report.cli import ClientFactory, default_processes, run_local
     from include.storage_report.summarize import list_buckets, plan
 
-    client_for = ClientFactory(endpoint_url=endpoint_url)
+    class CountingFactory(ClientFactory):
+        def __init__(self) -> None:
+            super().__init__(endpoint_url=endpoint_url)
+            self.parent = os.getpid()
+            self.lists = multiprocessing.get_context("fork").Array("i", 2)  # [plan, ranges]; shared with the forks
+
+        def __call__(self, region: str | None) -> Any:
+            client = super().__call__(region)
+            if not getattr(client, "_bench_counted", False):
+                client._bench_counted = True
+                client.meta.events.register("before-call.s3.ListObjectsV2", self.count)
+            return client
+
+        def count(self, **_: Any) -> None:
+            with self.lists.get_lock():
+                self.lists[0 if os.getpid() == self.parent else 1] += 1
+
+    client_for = CountingFactory()
     if plan_only:
         found = list_buckets(client_for("us-east-1"), buckets, ())  # as run_local does
         planned = plan(client_for, found, max_shards=1024, threshold=shard_objects)
@@ -61,7 +83,8 @@ def report(endpoint_url: str, buckets: list[str], shard_objects: int | None, pla
     entries = built["buckets"]
     if any(b.get("error") for b in entries):
         raise RuntimeError(f"report errors: {[b['error'] for b in entries if b.get('error')]}")
-    return {"objects": sum(b["object_count"] for b in entries), "bytes": sum(b["total_bytes"] for b in entries)}
+    return {"objects": sum(b["object_count"] for b in entries), "bytes": sum(b["total_bytes"] for b in entries),
+            "list_requests": {"plan": client_for.lists[0], "ranges": client_for.lists[1]}}
 
 
 def delete(client: Any, bucket: str, run_dir: Path) -> dict[str, Any]:

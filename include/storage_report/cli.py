@@ -38,13 +38,15 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
 
 class ClientFactory:
     """``client_for(region)`` of the command line: one client per region, shared by the threads of a
-    process. A forked worker process makes its own session and clients: open connections must not be
-    shared between processes."""
+    process. A forked worker process makes its own session and clients (open connections, the credential
+    providers' included, must not be shared between processes); only the parent's loaded service models
+    are kept (botocore's ``data_loader`` component), which saves each worker ~0.25 s of CPU."""
 
     def __init__(self, *, profile: str | None = None, endpoint_url: str | None = None, mode: str = "adaptive") -> None:
         self.profile, self.endpoint_url, self.mode = profile, endpoint_url, mode
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._core: Any = None  # the botocore session
         self._session: Any = None
         self._clients: dict[str | None, Any] = {}
 
@@ -52,13 +54,15 @@ class ClientFactory:
         from include.aws.client import client_from_args
 
         with self._lock:
-            if self._pid != os.getpid():  # in a forked worker: the parent's clients and session (its
-                # credential providers keep connections of their own) are not ours
-                self._pid, self._clients, self._session = os.getpid(), {}, None
-            if self._session is None:
+            if self._pid != os.getpid() or self._session is None:
                 import boto3
+                import botocore.session
 
-                self._session = boto3.session.Session(profile_name=self.profile)
+                core = botocore.session.Session(profile=self.profile)
+                if self._core is not None:  # forked
+                    core.register_component("data_loader", self._core.get_component("data_loader"))
+                self._pid, self._clients, self._core = os.getpid(), {}, core
+                self._session = boto3.session.Session(botocore_session=core)
             if region not in self._clients:
                 self._clients[region] = client_from_args(endpoint_url=self.endpoint_url, region_name=region or "us-east-1",
                                                          mode=self.mode, session=self._session)
