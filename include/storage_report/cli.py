@@ -157,6 +157,8 @@ def run_local(
 def main(argv: Sequence[str] | None = None) -> int:
     import json
 
+    from botocore.exceptions import ProfileNotFound
+
     from include.aws.client import S3AccessError, check_access
     from include.storage_report import render as report_render
 
@@ -213,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            date_format=args.date_format, show_time=args.show_time, source=args.source,
                            inventory_fallback=args.inventory_fallback, workers=args.workers,
                            shard_objects=args.shard_objects, shard_parts=args.shard_parts, processes=args.processes)
-    except (S3AccessError, ValueError, OSError, BrokenProcessPool) as exc:  # BrokenProcessPool: a worker was killed
+    except (S3AccessError, ValueError, OSError, ProfileNotFound, BrokenProcessPool) as exc:  # Broken…: a worker was killed
         print(f"storage report: {exc}", file=sys.stderr)
         return 2
     if args.json:

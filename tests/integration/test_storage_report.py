@@ -448,3 +448,14 @@ def test_cli_client_factory_makes_a_forked_process_its_own_clients(s3_server):
     with multiprocessing.get_context("fork").Pool(1) as pool:
         pid, client_id = pool.apply(_client_identity)
     assert pid != os.getpid() and client_id != id(here)
+
+
+def test_cli_unknown_profile_is_one_line_and_exit_2(s3_server, capsys, monkeypatch, tmp_path):
+    from include.storage_report.cli import main
+
+    config = tmp_path / "config"
+    config.write_text("[profile real]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    assert main(["--profile", "typo", "--endpoint-url", s3_server.endpoint_url]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "storage report: The config profile (typo) could not be found"
