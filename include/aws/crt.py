@@ -75,22 +75,35 @@ def credentials_from_connection(conn_id: str) -> Any:
     return AwsBaseHook(aws_conn_id=conn_id, client_type="s3").get_session().get_credentials()
 
 
-def credentials_from_args(*, profile: str | None = None, region_name: str | None = None) -> Any:
+def credentials_from_args(*, profile: str | None = None) -> Any:
     """The botocore credentials of a profile or the environment (the command line)."""
-    import boto3
+    from include.aws.client import cli_session
 
-    return boto3.session.Session(profile_name=profile, region_name=region_name).get_credentials()
+    return cli_session(profile).get_credentials()
+
+
+def crt_credentials(credentials: Any) -> Any:
+    """The CRT credentials provider for botocore credentials. Static ones are handed over once; refreshable
+    ones (assumed roles, SSO, instance profiles) go through s3transfer's maintained wrapper, which asks
+    botocore on every request (a call into Python per request: not worth paying for keys that never change)."""
+    from awscrt.auth import AwsCredentialsProvider
+    from botocore.credentials import Credentials
+    from s3transfer.crt import BotocoreCRTCredentialsWrapper
+
+    if type(credentials) is Credentials:  # exactly the static class: any subclass may refresh
+        frozen = credentials.get_frozen_credentials()
+        return AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key, frozen.token)
+    return BotocoreCRTCredentialsWrapper(credentials).to_crt_credentials_provider()
 
 
 class CrtPutter:
     """One CRT S3 client per bucket and process, shared by every thread (it is thread-safe)."""
 
     def __init__(self, client: Any, credentials: Any, bucket: str, *, part_size: int, threshold: int,
-                 memory_limit: int | None = None, throughput_gbps: float = 5.0,
+                 memory_limit: int | None = None, throughput_gbps: float = 1.0,
                  event_loop_threads: int | None = None) -> None:
         from awscrt.io import ClientBootstrap, ClientTlsContext, DefaultHostResolver, EventLoopGroup, TlsContextOptions
         from awscrt.s3 import S3Client, S3RequestTlsMode
-        from s3transfer.crt import BotocoreCRTCredentialsWrapper
 
         self.bucket = BucketURL.of(client, bucket)
         region = client.meta.region_name or "us-east-1"
@@ -104,7 +117,7 @@ class CrtPutter:
             tls_options = ClientTlsContext(ctx).new_connection_options()
         self.client = S3Client(
             bootstrap=bootstrap, region=region,
-            credential_provider=BotocoreCRTCredentialsWrapper(credentials).to_crt_credentials_provider(),
+            credential_provider=crt_credentials(credentials),
             tls_mode=S3RequestTlsMode.ENABLED if self.bucket.scheme == "https" else S3RequestTlsMode.DISABLED,
             tls_connection_options=tls_options, part_size=max(part_size, MIN_PART),
             multipart_upload_threshold=max(threshold, MIN_PART), throughput_target_gbps=throughput_gbps,

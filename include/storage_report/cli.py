@@ -46,23 +46,18 @@ class ClientFactory:
         self.profile, self.endpoint_url, self.mode = profile, endpoint_url, mode
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._core: Any = None  # the botocore session
-        self._session: Any = None
+        self._session: Any = None  # botocore's
         self._clients: dict[str | None, Any] = {}
 
     def __call__(self, region: str | None) -> S3Client:
-        from include.aws.client import client_from_args
+        from include.aws.client import cli_session, client_from_args
 
         with self._lock:
             if self._pid != os.getpid() or self._session is None:
-                import boto3
-                import botocore.session
-
-                core = botocore.session.Session(profile=self.profile)
-                if self._core is not None:  # forked
-                    core.register_component("data_loader", self._core.get_component("data_loader"))
-                self._pid, self._clients, self._core = os.getpid(), {}, core
-                self._session = boto3.session.Session(botocore_session=core)
+                session = cli_session(self.profile)
+                if self._session is not None:  # forked
+                    session.register_component("data_loader", self._session.get_component("data_loader"))
+                self._pid, self._clients, self._session = os.getpid(), {}, session
             if region not in self._clients:
                 self._clients[region] = client_from_args(endpoint_url=self.endpoint_url, region_name=region or "us-east-1",
                                                          mode=self.mode, session=self._session)

@@ -21,6 +21,8 @@ __all__ = ["SETTINGS", "SettingsError", "UploadSettings", "normalize_prefix", "r
 
 #: uploads in flight per upload_batch task (the CRT client multiplexes them; no thread each)
 DEFAULT_WORKERS = 64
+#: The CRT client's throughput target: it sizes its connection pool from it (bench/README.md, scenarios 6 and 9)
+DEFAULT_THROUGHPUT_GBPS = 1.0
 MULTIPART_MIN_MIB, MULTIPART_MAX_MIB = 5, 5 * 1024  # S3's smallest part; PutObject's largest body
 # Folders that are never a producer's base_dir: the scan would walk (and tidy) the whole system.
 SYSTEM_ROOTS = frozenset({
@@ -45,7 +47,11 @@ SETTINGS = Settings("s3_upload", "upload", (
     Setting("multipart_threshold_mib", {"type": "integer", "minimum": MULTIPART_MIN_MIB, "maximum": MULTIPART_MAX_MIB},
             64, "Multipart from (MiB)", "Files of this size or more go up as a parallel multipart upload."),
     Setting("workers", {"type": "integer", "minimum": 1, "maximum": 256}, DEFAULT_WORKERS, "Uploads in flight",
-            "Files uploaded concurrently by one upload_batch task.", form=False),
+            "Files handed to the CRT client at once by one upload_batch task.", form=False),
+    Setting("throughput_target_gbps", {"type": "number", "minimum": 0.1, "maximum": 400}, DEFAULT_THROUGHPUT_GBPS,
+            "Throughput target (Gbit/s)",
+            "The CRT client sizes its connection pool from it; the default gets its smallest, 10 connections (the "
+            "AWS CLI's default concurrency). Raise it on a large instance that moves large files to AWS.", form=False),
     *COMMON,
 ))
 
@@ -61,6 +67,7 @@ class UploadSettings:
     aws_conn_id: str
     workers: int = DEFAULT_WORKERS
     multipart_threshold_mib: int = 64
+    throughput_target_gbps: float = DEFAULT_THROUGHPUT_GBPS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +119,7 @@ def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None
         max_files=int(values["max_files"]), aws_conn_id=str(values["aws_conn_id"]),
         workers=int(values.get("workers") or DEFAULT_WORKERS),
         multipart_threshold_mib=int(values.get("multipart_threshold_mib") or 64),
+        throughput_target_gbps=float(values.get("throughput_target_gbps") or DEFAULT_THROUGHPUT_GBPS),
     )
 
 

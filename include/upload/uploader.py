@@ -33,8 +33,8 @@ import gc
 import json
 import logging
 import os
-import queue
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -67,7 +67,7 @@ DAG_ID = "s3_upload"
 BATCH_SIZE = 500  # files per mapped upload_batch task
 MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow instead
 MAX_OBJECT = 5 * 1024**4  # S3's largest object (5 TiB)
-PART_SIZE = 16 * MIB  # multipart part size (the CRT client grows it when a file would need > 10,000 parts)
+PART_SIZE = 8 * MIB  # multipart part size, the AWS CLI's (the CRT client grows it when a file would need > 10,000 parts)
 CRT_MEMORY_LIMIT = 512 * MIB  # the CRT client's buffer pool (its minimum is 256 MiB): peak memory does not grow with the file size
 LIST_CAP = 10_000  # names kept per list in summary.json
 READ_CHUNK = 8 * MIB
@@ -130,12 +130,14 @@ def _b64_crc(value: int) -> str:
 
 
 def read_local(fh: Any) -> Local:
-    """CRC64NVME of an open file in one pass (native code: a few GB/s), and its stat."""
+    """CRC64NVME of an open file in one pass (native code: a few GB/s), and its stat. One buffer sized to
+    the file (at most ``READ_CHUNK``): a small file costs one read, and one more that finds its end."""
     st = os.fstat(fh.fileno())
+    buf = memoryview(bytearray(max(1, min(st.st_size + 1, READ_CHUNK))))
     crc = size = 0
-    while chunk := fh.read(READ_CHUNK):
-        crc = crc64nvme(chunk, crc)
-        size += len(chunk)
+    while n := fh.readinto(buf):
+        crc = crc64nvme(buf[:n], crc)
+        size += n
     return Local(size, _b64_crc(crc), st)
 
 
@@ -204,7 +206,7 @@ class Uploader:
             threshold = self.settings.multipart_threshold_mib * MIB
             self.putter = CrtPutter(self.client, self.credentials or credentials_from_args(), self.settings.bucket,
                                     part_size=min(PART_SIZE, threshold), threshold=threshold,
-                                    memory_limit=CRT_MEMORY_LIMIT)
+                                    memory_limit=CRT_MEMORY_LIMIT, throughput_gbps=self.settings.throughput_target_gbps)
 
     def upload_one(self, cand: Candidate) -> Outcome:
         """Upload → verify → delete one file and wait; never raises: any problem is this file's outcome."""
@@ -246,7 +248,7 @@ class Uploader:
         return text
 
     def _prepare(self, cand: Candidate, key: str, path: Path) -> Pending | Outcome:
-        with path.open("rb") as fh:
+        with open(path, "rb", buffering=0) as fh:
             local = read_local(fh)
         st = local.stat
         if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
@@ -378,17 +380,61 @@ class BatchResult:
         return cls(rows=list(data["rows"]))
 
 
+class Answers:
+    """S3's answers, handed over by the CRT client's threads and taken by the one Python thread in groups.
+
+    Waking the Python thread costs a futex round trip and a GIL hand-off; for small files that was a
+    quarter of the client's CPU when it woke once per answer. It now wakes once ``wake_at`` answers are
+    ready, or when every upload in flight has answered (so a short batch never waits)."""
+
+    def __init__(self, wake_at: int) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._ready: list[tuple[Pending, Answer]] = []
+        self._in_flight = 0
+        self.wake_at = max(1, wake_at)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def sent(self) -> None:
+        with self._cond:
+            self._in_flight += 1
+
+    def not_sent(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+
+    def put(self, pending: Pending, answer: Answer) -> None:
+        """Called on a CRT thread with an upload's final answer."""
+        with self._cond:
+            self._ready.append((pending, answer))
+            if len(self._ready) >= min(self.wake_at, self._in_flight):
+                self._cond.notify()
+
+    def take(self) -> list[tuple[Pending, Answer]]:
+        """Wait for the next group of answers (at least one; call only with uploads in flight)."""
+        with self._cond:
+            while len(self._ready) < min(self.wake_at, self._in_flight):
+                # the timeout only bounds a wait the counts above should already end
+                if not self._cond.wait(timeout=1.0) and self._ready:
+                    break
+            ready, self._ready = self._ready, []
+            self._in_flight -= len(ready)
+            return ready
+
+
 def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS,
                       what: str = "uploading") -> BatchResult:
     """Upload files with up to ``workers`` uploads in flight; every file gets a row.
 
     One Python thread reads, submits and finishes; the CRT client's own threads do the network work and
-    hand each answer back through a queue. (A thread per upload cost more CPU than the uploads: GIL
-    hand-offs between threads that mostly wait.)"""
+    hand the answers back through :class:`Answers`. (A thread per upload cost more CPU than the uploads:
+    GIL hand-offs between threads that mostly wait.)"""
     result = BatchResult()
     base_dir = uploader.settings.base_dir
-    answers: queue.SimpleQueue[tuple[Pending, Answer]] = queue.SimpleQueue()
-    in_flight = 0
+    workers = max(1, workers)
+    answers = Answers(wake_at=max(1, workers // 4))
     assert uploader.putter is not None
     progress = Progress(what, unit="files", total=len(candidates), total_bytes=sum(c.size for c in candidates),
                         log=log)
@@ -397,29 +443,27 @@ def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, wo
         result.add(outcome, base_dir)
         progress.add(1, size)
 
-    def finish_one() -> None:
-        nonlocal in_flight
-        pending, answer = answers.get()
-        in_flight -= 1
-        record(uploader.finish(pending, answer), pending.cand.size)
+    def finish_some() -> None:
+        for pending, answer in answers.take():
+            record(uploader.finish(pending, answer), pending.cand.size)
 
     for cand in candidates:
         step = uploader.prepare(cand)
         if isinstance(step, Outcome):
             record(step, cand.size)
             continue
-        while in_flight >= max(1, workers):
-            finish_one()
+        while answers.in_flight >= workers:
+            finish_some()
+        answers.sent()
         try:
             uploader.putter.start(step.key, str(step.path), step.local.size, crc64nvme=step.local.crc64nvme,
                                   if_none_match=not uploader.settings.overwrite,
-                                  done=lambda answer, step=step: answers.put((step, answer)))  # type: ignore[misc]
+                                  done=lambda answer, step=step: answers.put(step, answer))  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - the CRT refused the request itself: this file's outcome
+            answers.not_sent()
             record(Outcome(FAILED, cand.rel, step.key, cand.size, error=f"{type(exc).__name__}: {exc}"), cand.size)
-            continue
-        in_flight += 1
-    while in_flight:
-        finish_one()
+    while answers.in_flight:
+        finish_some()
     progress.finish()
     return result
 
@@ -607,7 +651,9 @@ def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT
 
 
 def main(argv: list[str] | None = None) -> int:
-    from include.aws.client import client_from_args
+    from botocore.exceptions import ProfileNotFound
+
+    from include.aws.client import cli_session, client_from_args
     from include.upload.settings import SETTINGS, SettingsError, resolve_settings
 
     parser = argparse.ArgumentParser(prog="s3ops upload", description=__doc__.splitlines()[0])
@@ -619,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-files", type=int, help=f"default {SETTINGS['max_files'].default}")
     parser.add_argument("--multipart-threshold-mib", type=int,
                         help=f"multipart upload from this size on (default {SETTINGS['multipart_threshold_mib'].default})")
+    parser.add_argument("--throughput-target-gbps", type=float,
+                        help=f"the CRT client's throughput target (default {SETTINGS['throughput_target_gbps'].default})")
     parser.add_argument("--endpoint-url", default=os.environ.get("S3OPS_S3_ENDPOINT"))
     parser.add_argument("--profile")
     parser.add_argument("--region")
@@ -626,19 +674,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tidy", action="store_true", help="leave empty folders")
     parser.add_argument("--manifest", type=Path, help="also write the manifest (JSON lines) here")
     args = parser.parse_args(argv)
-    gc.freeze()  # the modules loaded so far live as long as the process: spare the collector re-scanning them
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files",
-                                          "multipart_threshold_mib")}
+                                          "multipart_threshold_mib", "throughput_target_gbps")}
     try:
         settings, _ = resolve_settings(conf, None)
-        client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, region_name=args.region,
-                                  pool=client_pool_size(args.workers))
+        session = cli_session(args.profile)
+        client = client_from_args(endpoint_url=args.endpoint_url, region_name=args.region,
+                                  pool=client_pool_size(args.workers), session=session)
         check_bucket(client, settings.bucket)
-        credentials = credentials_from_args(profile=args.profile, region_name=args.region)
+        credentials = session.get_credentials()
+        gc.freeze()  # the modules and the client's service model live as long as the process: spare the collector re-scanning them
         summary, manifest = upload_tree(client, settings, workers=args.workers, tidy=not args.no_tidy,
                                         credentials=credentials)
-    except (SettingsError, UploadError) as exc:
+    except (SettingsError, UploadError, ProfileNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.manifest:

@@ -14,9 +14,14 @@ def test_defaults_fill_what_is_not_set():
     assert settings.to_dict() == {
         "base_dir": "/data/in", "bucket": "my-bucket", "key_prefix": "", "settle_seconds": 30,
         "overwrite": False, "max_files": 100_000, "aws_conn_id": "aws_default", "workers": 64,
-        "multipart_threshold_mib": 64,
+        "multipart_threshold_mib": 64, "throughput_target_gbps": 1.0,
     }
     assert source["bucket"] == "param" and source["settle_seconds"] == "default"
+
+
+def test_the_throughput_target_is_a_deployment_setting():
+    settings, source = resolve_settings(BASE, {"throughput_target_gbps": 25})
+    assert settings.throughput_target_gbps == 25.0 and source["throughput_target_gbps"] == "variable"
 
 
 def test_param_beats_variable_beats_default():
@@ -69,6 +74,11 @@ def test_missing_required_setting_is_named_with_every_way_to_set_it(missing):
         (BASE, "[1, 2]", "JSON object"),
         (BASE, {"multipart_threshold_mib": 4}, "multipart_threshold_mib"),
         (BASE, {"multipart_threshold_mib": 5121}, "multipart_threshold_mib"),
+        (BASE, {"throughput_target_gbps": 0}, "throughput_target_gbps"),
+        (BASE, {"throughput_target_gbps": -5}, "throughput_target_gbps"),
+        (BASE, {"throughput_target_gbps": 1e9}, "throughput_target_gbps"),
+        (BASE, '{"throughput_target_gbps": NaN}', "throughput_target_gbps"),
+        (BASE, {"throughput_target_gbps": "fast"}, "throughput_target_gbps"),
         ({**BASE, "base_dir": "/"}, None, "system folder"),
         ({**BASE, "base_dir": "//"}, None, "system folder"),
         ({**BASE, "base_dir": "/usr/"}, None, "system folder"),

@@ -1,0 +1,144 @@
+"""How a batch hands files to the CRT client and takes its answers back in groups (no server: a fake
+client that answers on its own threads, as the CRT client does)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from awscrt.checksums import crc64nvme
+
+from include.aws.crt import Answer, crt_credentials
+from include.upload.layout import scan_base_dir
+from include.upload.settings import resolve_settings
+from include.upload.uploader import FAILED, UPLOADED, Answers, Uploader, upload_candidates
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+
+
+def _answer_later(answers: Answers, item: Any, delay: float) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (time.sleep(delay), answers.put(*item)))
+    thread.start()
+    return thread
+
+
+def test_take_waits_for_a_group_then_returns_it_whole():
+    answers = Answers(wake_at=3)
+    for _ in range(5):
+        answers.sent()
+    threads = [_answer_later(answers, (f"p{i}", Answer(200)), 0.05 * (i + 1)) for i in range(3)]
+    got = answers.take()
+    assert [p for p, _ in got] == ["p0", "p1", "p2"]  # not woken for the first or the second alone
+    assert answers.in_flight == 2
+    for t in threads:
+        t.join()
+
+
+def test_take_does_not_wait_for_a_group_larger_than_what_is_in_flight():
+    answers = Answers(wake_at=16)
+    answers.sent()
+    answers.sent()
+    threads = [_answer_later(answers, (f"p{i}", Answer(200)), 0.01) for i in range(2)]
+    started = time.monotonic()
+    got = answers.take()
+    assert len(got) == 2 and answers.in_flight == 0
+    assert time.monotonic() - started < 0.9  # woken by the last answer, not by the 1 s safety timeout
+    for t in threads:
+        t.join()
+
+
+def test_a_request_the_client_refused_is_not_waited_for():
+    answers = Answers(wake_at=2)
+    answers.sent()
+    answers.sent()
+    answers.not_sent()  # the CRT refused the second one at submission
+    thread = _answer_later(answers, ("p0", Answer(200)), 0.01)
+    assert [p for p, _ in answers.take()] == ["p0"] and answers.in_flight == 0
+    thread.join()
+
+
+class FakePutter:
+    """Answers every upload on a pool of other threads after a random delay, like the CRT client;
+    ``refuse`` names files whose submission raises."""
+
+    def __init__(self, refuse: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.pool = ThreadPoolExecutor(8)
+        self.refuse = refuse
+        self.started: list[str] = []
+        self.in_flight = self.peak = 0
+        self.lock = threading.Lock()
+
+    def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool, done: Any) -> None:
+        if os.path.basename(path) in self.refuse:
+            raise RuntimeError("the CRT refused the request")
+        with self.lock:
+            self.started.append(key)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+
+        def answer() -> None:
+            time.sleep(random.random() / 500)
+            with self.lock:
+                self.in_flight -= 1
+            done(Answer(200, {"x-amz-checksum-crc64nvme": crc64nvme, "x-amz-checksum-type": "FULL_OBJECT"}))
+
+        self.pool.submit(answer)
+
+
+def _tree(base: Path, n: int) -> None:
+    old = (NOW - timedelta(hours=1)).timestamp()
+    for i in range(n):
+        path = base / "berlin" / "2026" / "03" / "01" / "10" / f"{i % 60:02d}-t{i}.dat"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"{i}\n".encode() * (i % 7))  # some are empty
+        os.utime(path, (old, old))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5, 64])
+def test_every_file_gets_one_row_and_in_flight_stays_within_workers(tmp_path, workers):
+    base = tmp_path / "producer"
+    _tree(base, 37)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    putter = FakePutter(refuse={"07-t7.dat"})
+    uploader = Uploader(client=None, settings=settings, scanned_at=NOW, putter=putter)  # type: ignore[arg-type]
+    result = upload_candidates(uploader, scan_base_dir(base, NOW, 0, 1000).eligible, workers=workers)
+
+    rows = {r["key"]: r for r in result.rows}
+    assert len(result.rows) == len(rows) == 37
+    refused = rows.pop("berlin/2026/03/01/10/07-t7.dat")
+    assert refused["status"] == FAILED and "refused" in refused["error"]
+    assert all(r["status"] == UPLOADED for r in rows.values())
+    assert putter.peak <= workers
+    for key, row in rows.items():  # the checksum recorded is the file's
+        i = int(key.rsplit("-t", 1)[1].removesuffix(".dat"))
+        crc = base64.b64encode(crc64nvme(f"{i}\n".encode() * (i % 7)).to_bytes(8, "big")).decode()
+        assert row["checksum"] == f"crc64nvme:{crc}"
+    assert [p.name for p in base.rglob("*.dat")] == ["07-t7.dat"]  # only the refused file is kept
+
+
+def test_static_credentials_are_handed_over_once_refreshable_ones_keep_refreshing():
+    from botocore.credentials import Credentials, RefreshableCredentials
+
+    static = crt_credentials(Credentials("AKIDSTATIC", "secret", "token"))
+    got = static.get_credentials().result(5)
+    assert (got.access_key_id, got.secret_access_key, got.session_token) == ("AKIDSTATIC", "secret", "token")
+
+    calls = []
+
+    def refresh() -> dict[str, str]:
+        calls.append(1)
+        expiry = datetime.now(timezone.utc) + timedelta(seconds=1)  # inside botocore's refresh window
+        return {"access_key": f"AKID{len(calls)}", "secret_key": "s", "token": "t", "expiry_time": expiry.isoformat()}
+
+    refreshable = crt_credentials(RefreshableCredentials.create_from_metadata(refresh(), refresh, "test"))
+    first = refreshable.get_credentials().result(5).access_key_id
+    second = refreshable.get_credentials().result(5).access_key_id
+    assert first != second and first.startswith("AKID") and second.startswith("AKID")
