@@ -88,12 +88,16 @@ def client_from_args(
                                                   config=client_config(mode, max_attempts, pool=pool)))
 
 
-def cli_session(profile: str | None = None) -> Any:
-    """A botocore session for a profile (or the environment). botocore's own, not boto3's: nothing here
-    uses what boto3 adds, and importing boto3 costs every command ~50 ms of CPU."""
+def cli_session(profile: str | None = None, region_name: str | None = None) -> Any:
+    """A botocore session for a profile (or the environment), in ``region_name`` if given (credential
+    providers that call STS use it). botocore's own, not boto3's: nothing here uses what boto3 adds, and
+    importing boto3 costs every command ~50 ms of CPU."""
     import botocore.session
 
-    return botocore.session.Session(profile=profile)
+    session = botocore.session.Session(profile=profile)
+    if region_name:
+        session.set_config_variable("region", region_name)
+    return session
 
 
 def check_access(client: S3Client) -> None:

@@ -92,7 +92,8 @@ def crt_credentials(credentials: Any) -> Any:
 
     if type(credentials) is Credentials:  # exactly the static class: any subclass may refresh
         frozen = credentials.get_frozen_credentials()
-        return AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key, frozen.token)
+        if frozen.access_key and frozen.secret_key:  # the CRT refuses an empty key: each request says so instead
+            return AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key, frozen.token)
     return BotocoreCRTCredentialsWrapper(credentials).to_crt_credentials_provider()
 
 
@@ -144,10 +145,13 @@ class CrtPutter:
         def on_done(error: BaseException | None = None, status_code: int | None = None,
                     error_headers: list[tuple[str, str]] | None = None, error_body: bytes | None = None,
                     **_: Any) -> None:
-            if error is None:
-                answer = Answer(int(got.get("status", 200)), {k.lower(): v for k, v in got.get("headers", [])})
-            else:
-                answer = _failure(error, status_code, error_headers, error_body)
+            try:
+                if error is None:
+                    answer = Answer(int(got.get("status", 200)), {k.lower(): v for k, v in got.get("headers", [])})
+                else:
+                    answer = _failure(error, status_code, error_headers, error_body)
+            except Exception as exc:  # noqa: BLE001 - an answer must arrive whatever happened: the caller waits for it
+                answer = Answer(0, {}, type(exc).__name__, str(exc))
             done(answer)
 
         return self.client.make_request(

@@ -50,8 +50,9 @@ SETTINGS = Settings("s3_upload", "upload", (
             "Files handed to the CRT client at once by one upload_batch task.", form=False),
     Setting("throughput_target_gbps", {"type": "number", "minimum": 0.1, "maximum": 400}, DEFAULT_THROUGHPUT_GBPS,
             "Throughput target (Gbit/s)",
-            "The CRT client sizes its connection pool from it; the default gets its smallest, 10 connections (the "
-            "AWS CLI's default concurrency). Raise it on a large instance that moves large files to AWS.", form=False),
+            "The CRT client sizes its connection pool from it: up to 4, its smallest pool of 10 connections (the "
+            "AWS CLI's default concurrency); above, 1 more per 0.4. Raise it on a large instance that moves "
+            "large files to AWS."),
     *COMMON,
 ))
 

@@ -35,6 +35,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -384,14 +385,16 @@ class Answers:
     """S3's answers, handed over by the CRT client's threads and taken by the one Python thread in groups.
 
     Waking the Python thread costs a futex round trip and a GIL hand-off; for small files that was a
-    quarter of the client's CPU when it woke once per answer. It now wakes once ``wake_at`` answers are
-    ready, or when every upload in flight has answered (so a short batch never waits)."""
+    quarter of the client's CPU when it woke once per answer. :meth:`take` now returns a group: once
+    ``wake_at`` answers are ready, once every upload in flight has answered, or ``linger`` seconds after
+    the group's first answer (so answers never wait long behind slow uploads, e.g. big files)."""
 
-    def __init__(self, wake_at: int) -> None:
+    def __init__(self, wake_at: int, linger: float = 0.05) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._ready: list[tuple[Pending, Answer]] = []
         self._in_flight = 0
         self.wake_at = max(1, wake_at)
+        self.linger = linger
 
     @property
     def in_flight(self) -> int:
@@ -405,20 +408,24 @@ class Answers:
         with self._cond:
             self._in_flight -= 1
 
+    def _group_ready(self) -> bool:
+        return len(self._ready) >= min(self.wake_at, self._in_flight)
+
     def put(self, pending: Pending, answer: Answer) -> None:
         """Called on a CRT thread with an upload's final answer."""
         with self._cond:
             self._ready.append((pending, answer))
-            if len(self._ready) >= min(self.wake_at, self._in_flight):
+            if len(self._ready) == 1 or self._group_ready():  # the group's start, and its end
                 self._cond.notify()
 
     def take(self) -> list[tuple[Pending, Answer]]:
         """Wait for the next group of answers (at least one; call only with uploads in flight)."""
         with self._cond:
-            while len(self._ready) < min(self.wake_at, self._in_flight):
-                # the timeout only bounds a wait the counts above should already end
-                if not self._cond.wait(timeout=1.0) and self._ready:
-                    break
+            while not self._ready:
+                self._cond.wait()
+            deadline = time.monotonic() + self.linger
+            while not self._group_ready() and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
             ready, self._ready = self._ready, []
             self._in_flight -= len(ready)
             return ready
@@ -462,7 +469,7 @@ def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, wo
         except Exception as exc:  # noqa: BLE001 - the CRT refused the request itself: this file's outcome
             answers.not_sent()
             record(Outcome(FAILED, cand.rel, step.key, cand.size, error=f"{type(exc).__name__}: {exc}"), cand.size)
-    while answers.in_flight:
+    while answers.in_flight > 0:
         finish_some()
     progress.finish()
     return result
@@ -679,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "multipart_threshold_mib", "throughput_target_gbps")}
     try:
         settings, _ = resolve_settings(conf, None)
-        session = cli_session(args.profile)
+        session = cli_session(args.profile, args.region)
         client = client_from_args(endpoint_url=args.endpoint_url, region_name=args.region,
                                   pool=client_pool_size(args.workers), session=session)
         check_bucket(client, settings.bucket)

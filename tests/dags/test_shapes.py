@@ -54,7 +54,7 @@ def test_s3_upload_shape():
     dag = _dag("s3_upload")
     assert dag.timetable.expression == "* * * * *"
     assert _form("s3_upload") == {"base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite", "max_files",
-                                  "multipart_threshold_mib", "aws_conn_id"}
+                                  "multipart_threshold_mib", "throughput_target_gbps", "aws_conn_id"}
     assert _edges(dag) == {"scan": ["tidy", "upload_batch"], "upload_batch": ["tidy"], "tidy": ["check"], "check": []}
     tidy = dag.get_task("tidy")
     assert tidy.trigger_rule == "none_failed"  # runs when there was nothing to upload (no mapped instances)

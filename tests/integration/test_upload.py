@@ -259,6 +259,14 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert missing.returncode == 2 and "bucket is not set" in missing.stderr
+    base = [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--bucket", bucket,
+            "--endpoint-url", s3_server.endpoint_url]
+    for extra, needle in ((["--throughput-target-gbps", "0"], "throughput_target_gbps"),  # the flag reaches the settings
+                          (["--profile", "no-such-profile"], "no-such-profile")):
+        refused = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert refused.returncode == 2 and needle in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

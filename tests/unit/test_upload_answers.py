@@ -31,7 +31,7 @@ def _answer_later(answers: Answers, item: Any, delay: float) -> threading.Thread
 
 
 def test_take_waits_for_a_group_then_returns_it_whole():
-    answers = Answers(wake_at=3)
+    answers = Answers(wake_at=3, linger=1.0)
     for _ in range(5):
         answers.sent()
     threads = [_answer_later(answers, (f"p{i}", Answer(200)), 0.05 * (i + 1)) for i in range(3)]
@@ -53,6 +53,17 @@ def test_take_does_not_wait_for_a_group_larger_than_what_is_in_flight():
     assert time.monotonic() - started < 0.9  # woken by the last answer, not by the 1 s safety timeout
     for t in threads:
         t.join()
+
+
+def test_answers_behind_slow_uploads_wait_only_the_linger():
+    answers = Answers(wake_at=3, linger=0.05)
+    for _ in range(5):  # four of them slow (big files, say): their answers do not come
+        answers.sent()
+    thread = _answer_later(answers, ("p0", Answer(200)), 0.01)
+    started = time.monotonic()
+    assert [p for p, _ in answers.take()] == ["p0"]
+    assert time.monotonic() - started < 0.5 and answers.in_flight == 4
+    thread.join()
 
 
 def test_a_request_the_client_refused_is_not_waited_for():
@@ -124,12 +135,25 @@ def test_every_file_gets_one_row_and_in_flight_stays_within_workers(tmp_path, wo
     assert [p.name for p in base.rglob("*.dat")] == ["07-t7.dat"]  # only the refused file is kept
 
 
-def test_static_credentials_are_handed_over_once_refreshable_ones_keep_refreshing():
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the empty secret's, in the CRT's callback
+def test_static_credentials_are_handed_over_once_refreshable_ones_keep_refreshing(monkeypatch):
     from botocore.credentials import Credentials, RefreshableCredentials
+    from s3transfer.crt import BotocoreCRTCredentialsWrapper
+
+    asked = []  # the delegate's calls into Python: one per request it signs
+    real_call = BotocoreCRTCredentialsWrapper.__call__
+    monkeypatch.setattr(BotocoreCRTCredentialsWrapper, "__call__", lambda self: asked.append(1) or real_call(self))
 
     static = crt_credentials(Credentials("AKIDSTATIC", "secret", "token"))
     got = static.get_credentials().result(5)
     assert (got.access_key_id, got.secret_access_key, got.session_token) == ("AKIDSTATIC", "secret", "token")
+    assert asked == []
+
+    # an empty secret (a connection with a login and no password): each request fails, the task does not
+    empty = crt_credentials(Credentials("AKIDSTATIC", ""))
+    with pytest.raises(Exception):  # noqa: B017 - whatever the CRT makes of it, it comes from the request
+        empty.get_credentials().result(5)
+    assert asked == [1]
 
     calls = []
 
@@ -142,3 +166,4 @@ def test_static_credentials_are_handed_over_once_refreshable_ones_keep_refreshin
     first = refreshable.get_credentials().result(5).access_key_id
     second = refreshable.get_credentials().result(5).access_key_id
     assert first != second and first.startswith("AKID") and second.startswith("AKID")
+    assert len(asked) == 3

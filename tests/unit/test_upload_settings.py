@@ -19,9 +19,11 @@ def test_defaults_fill_what_is_not_set():
     assert source["bucket"] == "param" and source["settle_seconds"] == "default"
 
 
-def test_the_throughput_target_is_a_deployment_setting():
+def test_the_throughput_target_comes_from_the_form_or_the_variable():
     settings, source = resolve_settings(BASE, {"throughput_target_gbps": 25})
     assert settings.throughput_target_gbps == 25.0 and source["throughput_target_gbps"] == "variable"
+    settings, source = resolve_settings({**BASE, "throughput_target_gbps": 2.5}, {"throughput_target_gbps": 25})
+    assert settings.throughput_target_gbps == 2.5 and source["throughput_target_gbps"] == "param"
 
 
 def test_param_beats_variable_beats_default():
