@@ -445,8 +445,14 @@ def test_cli_client_factory_makes_a_forked_process_its_own_clients(s3_server):
     assert factory(None) is here and factory("eu-west-1") is not here
     assert here.list_buckets()["Buckets"] is not None
     _FORKED["factory"] = factory
-    with multiprocessing.get_context("fork").Pool(1) as pool:
+    pool = multiprocessing.get_context("fork").Pool(1)
+    try:
         pid, client_id = pool.apply(_client_identity)
+    finally:
+        # close + join, not the context manager's terminate(): a worker forked from a test process that
+        # has run Airflow inherits its SIGTERM handler and outlives the SIGTERM (CI hung here 15 min)
+        pool.close()
+        pool.join()
     assert pid != os.getpid() and client_id != id(here)
 
 
