@@ -54,6 +54,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-empty-jobs", action="store_true", help="accept an empty job table (else refused)")
     p.add_argument("--source", choices=PLAN_SOURCES, default="listing",
                    help="plan from a listing (default) or from the bucket's newest S3 Inventory")
+    p.add_argument("--include-versions", action="store_true",
+                   help="also plan every version and delete marker of the planned keys (ListObjectVersions), as "
+                        "the DAG's include_versions does; without it, a versioned bucket keeps every version")
     p.add_argument("--now", help="decide as of this UTC time (default: now), like a run's logical date")
     p.add_argument("--mysql-host", default="127.0.0.1")
     p.add_argument("--mysql-port", type=int, default=3306)
@@ -76,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from include.inventory.read import object_source
     from include.retention import jobs as jobs_db
     from include.retention.policy import Policy, write_plan
+    from include.retention.versions import versioning_note, versioning_state
 
     try:
         jobs_db.quote_table(args.jobs_table)  # a bad name fails before anything is listed
@@ -93,16 +97,21 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"as {args.mysql_user!r}: {exc}", file=sys.stderr)
         return 2
     run_dir = args.out or Path(tempfile.mkdtemp(prefix="retention-plan-"))
+    versions_too = args.include_versions
     try:
-        with object_source(client, args.bucket, args.source, include_versions=False) as found:
+        versioning = versioning_state(client, args.bucket)
+        with object_source(client, args.bucket, args.source, include_versions=versions_too) as found:
             summary = write_plan(
                 found.objects(args.key_prefix),
                 jobs_db.iter_job_rows(stream, args.jobs_table),
                 run_dir, key_prefix=args.key_prefix, policy=policy,
                 lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, args.jobs_table, names),
                 jobs_table=args.jobs_table, allow_empty_jobs=args.allow_empty_jobs,
+                versions=found.versions(args.key_prefix) if versions_too else None,
                 extra={"bucket": args.bucket, "trial_retention": args.trial_retention,
                        "orphan_min_age_days": args.orphan_min_age_days, "purge_job_rows": False,
+                       "include_versions": versions_too, "versioning": versioning,
+                       "versioning_note": versioning_note(versioning, versions_too),
                        "source": args.source, "inventory": found.describe()},
             )
     except InventoryError as exc:
@@ -116,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chunk in summary["chunks"]:
         for item in read_chunk(run_dir, chunk):
             if shown < args.limit:
-                print(f"DELETE  {item.reason:<13} {item.size:>12}  {item.key}")
+                version = f"  version {item.version_id}" if item.version_id else ""
+                print(f"DELETE  {item.reason:<13} {item.size:>12}  {item.key}{version}")
             shown += 1
     if shown > args.limit:
         print(f"… and {shown - args.limit} more (all of them in {summary['plan_uri']})")
@@ -125,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for cause, count in sorted(summary.get("protected", {}).get("by_cause", {}).items()):
         print(f"kept ({cause}): {count}")
     print(summary["headline"])
-    print(f"plan: {summary['delete_count']} objects, {summary['delete_bytes']} bytes at {summary['plan_uri']} "
+    entries = "objects, versions and delete markers" if versions_too else "objects"
+    print(f"plan: {summary['delete_count']} {entries}, {summary['delete_bytes']} bytes at {summary['plan_uri']} "
           "(dry run: nothing was deleted)")
     return 3 if summary.get("refusals") else 0
 

@@ -52,3 +52,44 @@ def test_retention_plan_refuses_an_empty_job_table(s3, s3_server, mysql_server, 
                    env={**os.environ, "MYSQL_PWD": mysql_server.password})
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"Refused: the job query on {table!r} returned no rows" in result.stdout
+
+
+def test_retention_plan_include_versions_lists_every_version_of_the_planned_keys(s3, s3_server, mysql_server,
+                                                                                  mysql_conn, tmp_path):
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    seed_jobs(mysql_conn, [("1", NOW - timedelta(days=200), "TRIAL", "expired"), ("2", None, "OFFICIAL", "kept")],
+              table=table)
+    for body in (b"first", b"second"):  # two versions of each key
+        s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+            {"key": k, "size": len(body), "last_modified": OLD} for k in ("in/expired", "in/kept", "in/orphan")]})
+    s3.delete_object(Bucket=bucket, Key="in/orphan")  # a delete marker on top of its two versions
+    stored = {(v["Key"], v["VersionId"]) for v in s3.list_object_versions(Bucket=bucket)["Versions"]}
+    markers = {(m["Key"], m["VersionId"]) for m in s3.list_object_versions(Bucket=bucket)["DeleteMarkers"]}
+    base = ["retention", "plan", "--bucket", bucket, "--key-prefix", "in/", "--jobs-table", table,
+            "--now", "2019-06-03T00:00:00Z", "--endpoint-url", s3_server.endpoint_url,
+            "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+            "--mysql-database", mysql_server.database]
+    env = {**os.environ, "MYSQL_PWD": mysql_server.password}
+
+    plain = s3ops(*base, "--out", str(tmp_path / "plain"), env=env)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert "only add delete markers" in plain.stdout
+    assert not [line for line in plain.stdout.splitlines() if line.startswith("DELETE") and "version" in line]
+    assert {line.split()[-1] for line in plain.stdout.splitlines() if line.startswith("DELETE")} == {"in/expired"}
+
+    result = s3ops(*base, "--include-versions", "--out", str(tmp_path / "versions"), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = {(line.split()[3], line.split()[5]) for line in result.stdout.splitlines() if line.startswith("DELETE")}
+    # every version of the expired key; the orphan's newest entry is a delete marker: a deleted key, kept
+    # (reported), as the DAG does; the OFFICIAL one is kept
+    expected = {(k, v) for k, v in stored if k == "in/expired"}
+    assert planned == expected and len(planned) == 2
+    plan = json.loads((tmp_path / "versions" / "plan.json").read_text())
+    assert plan["include_versions"] is True and plan["versioning"] == "Enabled" and plan["delete_count"] == 2
+    assert plan["versions"]["versions_of_deleted_keys"] == {"keys": 1, "count": 2, "bytes": 11}
+    assert "objects, versions and delete markers" in result.stdout
+    after = s3.list_object_versions(Bucket=bucket)  # a dry run: every version and marker is still there
+    assert {(v["Key"], v["VersionId"]) for v in after["Versions"]} == stored
+    assert {(m["Key"], m["VersionId"]) for m in after["DeleteMarkers"]} == markers
