@@ -441,7 +441,7 @@ def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, wo
     result = BatchResult()
     base_dir = uploader.settings.base_dir
     workers = max(1, workers)
-    answers = Answers(wake_at=max(1, workers // 4))
+    answers = Answers(wake_at=workers // 4)  # Answers keeps it at 1 or more
     assert uploader.putter is not None
     progress = Progress(what, unit="files", total=len(candidates), total_bytes=sum(c.size for c in candidates),
                         log=log)
