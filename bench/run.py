@@ -513,12 +513,13 @@ def scenario_9(ctx: Context) -> Scenario:
     master, base = WORK / "s9-master", WORK / "s9-files"
     start = (datetime.now(timezone.utc) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     rels = [f"berlin/{start:%Y/%m/%d/%H}/{i:02d}-big.dat" for i in range(4)]
+    originals = [master / f"{i:02d}-big.dat" for i in range(4)]  # undated: a later run (another hour) reuses them
     marker = master / f"{mib}.ready"
     if not marker.exists():
         shutil.rmtree(master, ignore_errors=True)
-        for rel in rels:
-            (master / rel).parent.mkdir(parents=True, exist_ok=True)
-            with (master / rel).open("wb") as fh:
+        master.mkdir(parents=True)
+        for original in originals:
+            with original.open("wb") as fh:
                 for _ in range(mib):
                     fh.write(os.urandom(2**20))
         marker.write_text("")
@@ -529,9 +530,9 @@ def scenario_9(ctx: Context) -> Scenario:
         from include.aws.listing import iter_objects
 
         shutil.rmtree(base, ignore_errors=True)
-        for rel in rels:
+        for rel, original in zip(rels, originals, strict=True):
             (base / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.link(master / rel, base / rel)
+            os.link(original, base / rel)
             os.utime(base / rel, (old, old))
         client = client_from_args(endpoint_url=ctx.server.endpoint_url, region_name=LOCAL_REGION)
         for _ in delete_objects(client, bucket, ({"Key": o.key} for o in iter_objects(client, bucket))):

@@ -88,12 +88,13 @@ def crt_credentials(credentials: Any) -> Any:
     botocore on every request (a call into Python per request: not worth paying for keys that never change)."""
     from awscrt.auth import AwsCredentialsProvider
     from botocore.credentials import Credentials
-    from s3transfer.crt import BotocoreCRTCredentialsWrapper
 
     if type(credentials) is Credentials:  # exactly the static class: any subclass may refresh
         frozen = credentials.get_frozen_credentials()
         if frozen.access_key and frozen.secret_key:  # the CRT refuses an empty key: each request says so instead
             return AwsCredentialsProvider.new_static(frozen.access_key, frozen.secret_key, frozen.token)
+    from s3transfer.crt import BotocoreCRTCredentialsWrapper  # only here: importing s3transfer costs ~15 ms
+
     return BotocoreCRTCredentialsWrapper(credentials).to_crt_credentials_provider()
 
 

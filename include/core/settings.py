@@ -10,9 +10,10 @@ package: ``include/<feature>/settings.py``). From that one declaration come
 - the deployment settings: one Airflow Variable per DAG, ``s3ops_<feature>`` (:attr:`Settings.variable`),
   a JSON object whose keys are setting names, validated with the *same* JSON schema as the params;
 - the merge (:meth:`Settings.resolve`): per setting, the param if set (not ``null``, not ``""``), else the
-  Variable's key, else the built-in default; then every value is checked again (NaN, infinities and
-  settings that have no default and were given nowhere are refused), so a bad value fails the run once,
-  naming the setting and where it came from;
+  Variable's key, else the built-in default; then every given value is checked again (NaN, infinities
+  and settings that have no default and were given nowhere are refused), so a bad value fails the run
+  once, naming the setting and where it came from. The built-in defaults are checked by the tests
+  (:meth:`Settings.check_defaults`), not on every run;
 - the table in ``docs/configuration.md`` (:func:`markdown_table`; a test keeps the doc in step).
 
 Adding a setting to a DAG = adding one :class:`Setting` to its feature's ``SETTINGS``. A setting with
@@ -32,6 +33,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import jsonschema
@@ -88,13 +90,20 @@ class Setting:
             schema["enum"] = [None, *schema["enum"]]
         return schema
 
+    @cached_property
+    def _validator(self) -> Any:
+        """What ``jsonschema.validate`` builds on every call, built once; the schema itself is checked
+        against its metaschema by the tests (:meth:`Settings.check_defaults`), not on every run."""
+        schema = dict(self.schema)
+        return jsonschema.validators.validator_for(schema)(schema, format_checker=jsonschema.FormatChecker())
+
     def check(self, value: Any, where: str) -> None:
         """Raise :class:`SettingsError` unless ``value`` is valid for this setting."""
         problem = _non_finite(value)
         if problem:
             raise SettingsError(f"{self.name} = {problem} (from {where}) is not a finite number")
         try:
-            jsonschema.validate(value, dict(self.schema), format_checker=jsonschema.FormatChecker())
+            self._validator.validate(value)
         except jsonschema.ValidationError as exc:
             path = "".join(f"[{p!r}]" for p in exc.absolute_path)
             raise SettingsError(f"{self.name}{path} = {_short(exc.instance)} (from {where}) is invalid: "
@@ -165,8 +174,12 @@ class Settings:
 
     def check_defaults(self) -> None:
         """Raise :class:`SettingsError` if a built-in default breaks its own schema (a bug; tests call
-        this rather than every import, which must stay fast for DAG parsing)."""
+        this rather than every import, which must stay fast for DAG parsing, or every run)."""
         for s in self.entries:
+            try:
+                jsonschema.validators.validator_for(s.schema).check_schema(dict(s.schema))
+            except jsonschema.SchemaError as exc:
+                raise SettingsError(f"the schema of {s.name} is not a valid JSON schema: {exc.message}") from None
             if s.default is not REQUIRED and s.default is not None:
                 s.check(s.default, "the built-in default")
 
@@ -227,7 +240,7 @@ class Settings:
 
     def resolve(self, params: Mapping[str, Any] | None, variable: str | Mapping[str, Any] | None) -> Resolved:
         """Merge, per setting: the param (unless null or ``""``) > the Variable's key > the built-in
-        default; validate everything; raise :class:`SettingsError` naming the first problem."""
+        default; validate every given value; raise :class:`SettingsError` naming the first problem."""
         params = params or {}
         from_variable = self.parse_variable(variable)
         values: dict[str, Any] = {}
@@ -242,7 +255,7 @@ class Settings:
                 raise SettingsError(
                     f"{s.name} is not set: " + (f"type it in the trigger form (param {s.name!r}) or " if s.form else "")
                     + f"set key {s.name!r} in the Airflow Variable {self.variable!r} (see docs/configuration.md)")
-            if value is not None:
+            if value is not None and source != "default":  # the defaults are checked by the tests
                 s.check(value, self.where(s.name, source))
             values[s.name], sources[s.name] = value, source
         return Resolved(values, sources)

@@ -1,0 +1,120 @@
+"""The local server's flexible checksums on CompleteMultipartUpload, through boto3: a FULL_OBJECT
+checksum is checked against the parts (a wrong one is refused and the upload stays open) and kept as
+S3 keeps it (HeadObject, GetObjectAttributes, every version its own); a COMPOSITE upload is left as
+moto answers it. The server computes a full-object checksum once and lets moto join the parts without
+checksumming them again, so these tests pin down that nothing of that shortcut shows."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import zlib
+from typing import Any
+
+import pytest
+from awscrt.checksums import crc64nvme
+from botocore.exceptions import ClientError
+
+MIB = 1024 * 1024
+_ids = itertools.count()
+
+
+def b64_crc64nvme(data: bytes) -> str:
+    return base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"checksums-{os.getpid()}-{next(_ids)}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def full_object_upload(s3: Any, bucket: str, key: str, parts: list[bytes], *, checksum: str | None = None,
+                       say_type: bool = True) -> dict[str, Any]:
+    """Create, upload ``parts`` and complete with a FULL_OBJECT CRC64NVME (the right one unless given).
+    Without ``say_type`` the upload does not name its checksum type: CRC64NVME is FULL_OBJECT anyway."""
+    kind = {"ChecksumType": "FULL_OBJECT"} if say_type else {}
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC64NVME", **kind)
+    done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=n,
+                                                     Body=body)["ETag"]}
+            for n, body in enumerate(parts, 1)]
+    return s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": done},
+        ChecksumCRC64NVME=checksum or b64_crc64nvme(b"".join(parts)), **kind)
+
+
+@pytest.mark.parametrize("say_type", [True, False], ids=["type-named", "type-implied"])
+def test_a_full_object_checksum_is_kept_as_s3_keeps_it(s3: Any, bucket: str, say_type: bool) -> None:
+    parts = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(1234)]
+    whole = b"".join(parts)
+    answer = full_object_upload(s3, bucket, "big.dat", parts, say_type=say_type)
+
+    assert answer["ChecksumCRC64NVME"] == b64_crc64nvme(whole) and answer["ChecksumType"] == "FULL_OBJECT"
+    head = s3.head_object(Bucket=bucket, Key="big.dat", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == b64_crc64nvme(whole)
+    # moto's HeadObject names the type only when the upload named it (S3 always does); never another type
+    assert head.get("ChecksumType") == ("FULL_OBJECT" if say_type else None)
+    assert "COMPOSITE" not in str(head["ResponseMetadata"]["HTTPHeaders"])  # no trace of the server's shortcut
+    assert head["ETag"].endswith('-3"') and head["ContentLength"] == len(whole)
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="big.dat", ObjectAttributes=["Checksum"])
+    assert attributes["Checksum"] == {"ChecksumCRC64NVME": b64_crc64nvme(whole), "ChecksumType": "FULL_OBJECT"}
+    assert s3.get_object(Bucket=bucket, Key="big.dat")["Body"].read() == whole
+
+
+def test_a_wrong_full_object_checksum_is_refused_and_the_upload_stays_open(s3: Any, bucket: str) -> None:
+    parts = [os.urandom(5 * MIB), b"tail"]
+    with pytest.raises(ClientError) as err:
+        full_object_upload(s3, bucket, "big.dat", parts, checksum=b64_crc64nvme(b"other bytes"))
+    assert err.value.response["Error"]["Code"] == "BadDigest"
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    (upload,) = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    assert upload["Key"] == "big.dat"
+
+
+@pytest.mark.parametrize("say_type", [True, False], ids=["type-named", "type-implied"])
+def test_a_completion_moto_refuses_leaves_the_upload_as_it_was(s3: Any, bucket: str, say_type: bool) -> None:
+    kind = {"ChecksumType": "FULL_OBJECT"} if say_type else {}
+    parts = [os.urandom(5 * MIB), b"tail"]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k.dat", ChecksumAlgorithm="CRC64NVME", **kind)
+    done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="k.dat", UploadId=upload["UploadId"],
+                                                     PartNumber=n, Body=body)["ETag"]}
+            for n, body in enumerate(parts, 1)]
+    complete = {"Bucket": bucket, "Key": "k.dat", "UploadId": upload["UploadId"],
+                "ChecksumCRC64NVME": b64_crc64nvme(b"".join(parts)), **kind}
+    with pytest.raises(ClientError) as err:  # the right checksum, a wrong ETag: moto refuses
+        s3.complete_multipart_upload(**complete, MultipartUpload={"Parts": [{**done[0], "ETag": '"0"'}, done[1]]})
+    assert err.value.response["Error"]["Code"] == "InvalidPart"
+
+    s3.complete_multipart_upload(**complete, MultipartUpload={"Parts": done})
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="k.dat", ObjectAttributes=["Checksum"])
+    assert attributes["Checksum"] == {"ChecksumCRC64NVME": b64_crc64nvme(b"".join(parts)), "ChecksumType": "FULL_OBJECT"}
+
+
+def test_every_version_keeps_its_own_full_object_checksum(s3: Any, bucket: str) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    first, second = [os.urandom(5 * MIB), b"one"], [os.urandom(5 * MIB), b"two"]
+    full_object_upload(s3, bucket, "k.dat", first)
+    full_object_upload(s3, bucket, "k.dat", second)
+
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    got = {s3.head_object(Bucket=bucket, Key="k.dat", VersionId=v["VersionId"], ChecksumMode="ENABLED")["ChecksumCRC64NVME"]
+           for v in versions}
+    assert got == {b64_crc64nvme(b"".join(first)), b64_crc64nvme(b"".join(second))}
+
+
+def test_a_composite_upload_is_answered_as_moto_does(s3: Any, bucket: str) -> None:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="c.dat", ChecksumAlgorithm="CRC32")
+    parts = [os.urandom(5 * MIB), b"end"]
+    done = [{"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]}
+            for n, body in enumerate(parts, 1)
+            for r in [s3.upload_part(Bucket=bucket, Key="c.dat", UploadId=upload["UploadId"], PartNumber=n, Body=body,
+                                     ChecksumAlgorithm="CRC32")]]
+    s3.complete_multipart_upload(Bucket=bucket, Key="c.dat", UploadId=upload["UploadId"], MultipartUpload={"Parts": done})
+
+    part_crcs = b"".join(zlib.crc32(body).to_bytes(4, "big") for body in parts)  # a checksum of the parts' checksums
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="c.dat", ObjectAttributes=["Checksum"])
+    assert attributes["Checksum"] == {"ChecksumCRC32": base64.b64encode(zlib.crc32(part_crcs).to_bytes(4, "big")).decode(),
+                                      "ChecksumType": "COMPOSITE"}
+    assert s3.get_object(Bucket=bucket, Key="c.dat")["Body"].read() == b"".join(parts)
