@@ -106,3 +106,21 @@ def test_normalize_prefix():
     assert normalize_prefix("/") == ""
     assert normalize_prefix("a/b") == "a/b/"
     assert normalize_prefix("a/b//") == "a/b/"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_command_line_leaves_garbage_collection_as_it_found_it(tmp_path, capsys, enabled):
+    """`s3ops upload` collects no garbage while it starts (see uploader._starting_up); whatever ends the
+    start-up, a bad setting here, the collector is back as it was."""
+    import gc
+
+    from include.upload.uploader import main
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        assert main(["--base-dir", str(tmp_path), "--bucket", "my-bucket", "--settle-seconds", "-5"]) == 2
+        assert gc.isenabled() is enabled
+    finally:
+        gc.unfreeze()  # main froze this test process's objects: let the collector have them again
+        gc.enable()
+    assert "settle_seconds" in capsys.readouterr().err
