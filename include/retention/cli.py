@@ -76,10 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from include.aws.client import S3AccessError, check_access, client_from_args
     from include.deletion.plan import read_chunk
     from include.inventory.manifest import InventoryError
-    from include.inventory.read import object_source
     from include.retention import jobs as jobs_db
-    from include.retention.policy import Policy, write_plan
-    from include.retention.versions import versioning_note, versioning_state
+    from include.retention.plan import plan_bucket
+    from include.retention.policy import Policy
 
     try:
         jobs_db.quote_table(args.jobs_table)  # a bad name fails before anything is listed
@@ -99,21 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = args.out or Path(tempfile.mkdtemp(prefix="retention-plan-"))
     versions_too = args.include_versions
     try:
-        versioning = versioning_state(client, args.bucket)
-        with object_source(client, args.bucket, args.source, include_versions=versions_too) as found:
-            summary = write_plan(
-                found.objects(args.key_prefix),
-                jobs_db.iter_job_rows(stream, args.jobs_table),
-                run_dir, key_prefix=args.key_prefix, policy=policy,
-                lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, args.jobs_table, names),
-                jobs_table=args.jobs_table, allow_empty_jobs=args.allow_empty_jobs,
-                versions=found.versions(args.key_prefix) if versions_too else None,
-                extra={"bucket": args.bucket, "trial_retention": args.trial_retention,
-                       "orphan_min_age_days": args.orphan_min_age_days, "purge_job_rows": False,
-                       "include_versions": versions_too, "versioning": versioning,
-                       "versioning_note": versioning_note(versioning, versions_too),
-                       "source": args.source, "inventory": found.describe()},
-            )
+        summary = plan_bucket(
+            client, stream, lookup_conn, run_dir, bucket=args.bucket, key_prefix=args.key_prefix,
+            jobs_table=args.jobs_table, policy=policy, source=args.source, include_versions=versions_too,
+            allow_empty_jobs=args.allow_empty_jobs, trial_retention=args.trial_retention,
+            orphan_min_age_days=args.orphan_min_age_days,
+        )
     except InventoryError as exc:
         print(f"retention plan: source inventory: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ calendar or a bad table name fails the run once, without retries, naming the set
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack, closing
+from contextlib import closing
 from typing import Any
 
 from include.core.times import logical_now
@@ -82,39 +82,19 @@ def run_plan(
 ) -> dict[str, Any]:
     """The ``plan`` task: stream the listing (or, with ``include_versions``, every version), or the
     bucket's newest inventory with ``source="inventory"``, against the job rows into the run's plan
-    artifacts."""
+    artifacts (:func:`include.retention.plan.plan_bucket`, which ``s3ops retention plan`` runs too)."""
     from include.aws.client import client_from_connection
-    from include.core.progress import Progress
-    from include.inventory.read import object_source
     from include.retention import jobs as jobs_db
-    from include.retention.policy import write_plan
-    from include.retention.versions import versioning_note, versioning_state
+    from include.retention.plan import plan_bucket
 
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
-    versioning = versioning_state(client, bucket)
-    with ExitStack() as cleanup:
-        found = cleanup.enter_context(object_source(client, bucket, source, include_versions=include_versions))
-        progress = Progress(f"{found.reading} s3://{bucket}/{key_prefix} (retention plan)",
-                            unit="versions" if include_versions else "objects")
-        objects = found.objects(key_prefix, on_batch=progress.add)
-        versions = found.versions(key_prefix, on_batch=progress.add) if include_versions else None
-        stream = cleanup.enter_context(closing(jobs_db.connect(mysql_conn_id)))
-        lookup_conn = cleanup.enter_context(closing(jobs_db.connect(mysql_conn_id)))
-        purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
-        summary = write_plan(
-            objects, jobs_db.iter_job_rows(stream, jobs_table), run_dir,
-            key_prefix=key_prefix, policy=policy,
-            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
-            jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs, versions=versions,
-            extra={"bucket": bucket, "trial_retention": trial_retention,
-                   "orphan_min_age_days": orphan_min_age_days, "purge_job_rows": purge_job_rows,
-                   "include_versions": include_versions, "versioning": versioning, "purge_denied": purge_denied,
-                   "versioning_note": versioning_note(versioning, include_versions), "source": source,
-                   "inventory": found.describe()},
+    with closing(jobs_db.connect(mysql_conn_id)) as stream, closing(jobs_db.connect(mysql_conn_id)) as lookup_conn:
+        return plan_bucket(
+            client, stream, lookup_conn, run_dir, bucket=bucket, key_prefix=key_prefix, jobs_table=jobs_table,
+            policy=policy, source=source, include_versions=include_versions, allow_empty_jobs=allow_empty_jobs,
+            trial_retention=trial_retention, orphan_min_age_days=orphan_min_age_days, purge_job_rows=purge_job_rows,
         )
-    progress.finish()
-    return summary
 
 
 def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:

@@ -1,0 +1,43 @@
+"""The retention plan of one bucket: what the DAG's ``plan`` task and ``s3ops retention plan`` share.
+
+The bucket's objects (with ``include_versions``, every version and delete marker too), from a listing
+or from its newest S3 Inventory, are streamed against the job rows into the plan's artifacts by
+:func:`include.retention.policy.write_plan`. The callers open the MySQL connections (and report their
+failures each in its own way) and close them; this module never touches Airflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from include.core.progress import Progress
+from include.inventory.read import object_source
+from include.retention import jobs as jobs_db
+from include.retention.policy import Policy, write_plan
+from include.retention.versions import versioning_note, versioning_state
+
+
+def plan_bucket(client: Any, stream: Any, lookup_conn: Any, run_dir: Any, *, bucket: str, key_prefix: str,
+                jobs_table: str, policy: Policy, source: str, include_versions: bool, allow_empty_jobs: bool,
+                trial_retention: str, orphan_min_age_days: float, purge_job_rows: bool = False) -> dict[str, Any]:
+    """Write the plan of ``s3://bucket/key_prefix`` into ``run_dir`` and return its summary. ``stream``
+    reads the job rows in name order; ``lookup_conn`` answers lookups by name (and, with
+    ``purge_job_rows``, whether this login may delete rows: the approver is told before approving)."""
+    versioning = versioning_state(client, bucket)
+    purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
+    with object_source(client, bucket, source, include_versions=include_versions) as found:
+        progress = Progress(f"{found.reading} s3://{bucket}/{key_prefix} (retention plan)",
+                            unit="versions" if include_versions else "objects")
+        summary = write_plan(
+            found.objects(key_prefix, on_batch=progress.add), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
+            key_prefix=key_prefix, policy=policy,
+            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
+            jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
+            versions=found.versions(key_prefix, on_batch=progress.add) if include_versions else None,
+            extra={"bucket": bucket, "trial_retention": trial_retention, "orphan_min_age_days": orphan_min_age_days,
+                   "purge_job_rows": purge_job_rows, "include_versions": include_versions, "versioning": versioning,
+                   "purge_denied": purge_denied, "versioning_note": versioning_note(versioning, include_versions),
+                   "source": source, "inventory": found.describe()},
+        )
+    progress.finish()
+    return summary
