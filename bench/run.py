@@ -515,9 +515,9 @@ def scenario_9(ctx: Context) -> Scenario:
     rels = [f"berlin/{start:%Y/%m/%d/%H}/{i:02d}-big.dat" for i in range(4)]
     originals = [master / f"{i:02d}-big.dat" for i in range(4)]  # undated: a later run (another hour) reuses them
     marker = master / f"{mib}.ready"
-    if not marker.exists():
+    if not (marker.exists() and all(o.exists() for o in originals)):
         shutil.rmtree(master, ignore_errors=True)
-        master.mkdir(parents=True)
+        master.mkdir(parents=True, exist_ok=True)
         for original in originals:
             with original.open("wb") as fh:
                 for _ in range(mib):

@@ -25,10 +25,9 @@ and does what AWS documents where moto 5.2.5 does not (flexible checksums, see :
   keeps it only when ``x-amz-sdk-checksum-algorithm`` names the algorithm too);
 - a full-object checksum header on CompleteMultipartUpload (``x-amz-checksum-type: FULL_OBJECT``) is
   checked against the parts being joined (400 ``BadDigest``, the upload stays open), and the answer
-  carries ``ChecksumCRC64NVME``/``ChecksumType`` as S3's does. The checksum is computed once, in one
-  pass over the parts: moto 5.2.5 would checksum a second joined copy of the object again, seconds per
-  GiB that S3 (which combines the parts' CRCs) does not spend and that would weigh on any client asking
-  for a full-object checksum (:meth:`Checksums._moto_complete`);
+  carries ``ChecksumCRC64NVME``/``ChecksumType`` as S3's does. moto computes the stored checksum part by
+  part (:func:`one_pass_full_object_checksums`): moto 5.2.5 checksummed a second joined copy of the
+  object, seconds per GiB that S3 does not spend and only clients asking for a full-object checksum paid;
 - ListMultipartUploads says when each upload was started (moto answers 2010-11-10 for every upload),
   so "abandoned before this run" can be decided and tested.
 
@@ -476,6 +475,68 @@ def _xml_error(start_response: Any, status: str, code: str, message: str) -> lis
     return [body]
 
 
+class RunningChecksum:
+    """One of S3's flexible checksums, fed chunk by chunk; :meth:`value` is base64, as S3 writes it."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm.upper()
+        self._hash = hashlib.new(self.algorithm.lower()) if self.algorithm in ("SHA1", "SHA256") else None
+        self._crc = 0
+
+    def update(self, chunk: bytes) -> None:
+        from awscrt import checksums
+
+        if self._hash is not None:
+            self._hash.update(chunk)
+        elif self.algorithm == "CRC64NVME":
+            self._crc = checksums.crc64nvme(chunk, self._crc)
+        elif self.algorithm == "CRC32C":
+            self._crc = checksums.crc32c(chunk, self._crc)
+        else:
+            self._crc = zlib.crc32(chunk, self._crc)
+
+    def value(self) -> str:
+        raw = self._hash.digest() if self._hash is not None else self._crc.to_bytes(
+            8 if self.algorithm == "CRC64NVME" else 4, "big")
+        return base64.b64encode(raw).decode()
+
+
+def one_pass_full_object_checksums() -> None:
+    """Make moto compute a FULL_OBJECT upload's checksum part by part, in one pass over the parts.
+
+    moto 5.2.5 builds a second joined copy of the whole object to checksum it (and computes CRC32C as
+    CRC32 when the ``crc32c`` package is missing): seconds per GiB under one interpreter lock, which S3
+    (it combines the parts' CRCs) does not spend and which only clients asking for a full-object checksum
+    paid (bench/README.md, scenario 9). Same answers, same code path in moto; only its checksum builder
+    is replaced, once per process. COMPOSITE uploads keep moto's own builder."""
+    from moto.s3 import models
+
+    moto_builder = models.MultipartChecksumBuilder
+    if getattr(moto_builder, "one_pass", False):
+        return
+
+    class OnePassChecksumBuilder(moto_builder):
+        one_pass = True
+
+        def __init__(self, checksum_algorithm: str | None, checksum_type: str | None) -> None:
+            super().__init__(checksum_algorithm, checksum_type)
+            self.running = RunningChecksum(self.checksum_algorithm)
+
+        def addPart(self, part: bytes) -> None:
+            if self.checksum_type == "COMPOSITE":
+                super().addPart(part)
+            else:
+                self.running.update(part)
+                self.part_count += 1
+
+        def build(self) -> tuple[str, str, int] | None:
+            if self.checksum_type == "COMPOSITE":
+                return super().build()
+            return self.checksum_type, self.running.value(), 1
+
+    models.MultipartChecksumBuilder = OnePassChecksumBuilder
+
+
 class Checksums:
     """S3's flexible checksums as AWS documents them, where moto 5.2.5 stores client values unchecked."""
 
@@ -487,22 +548,10 @@ class Checksums:
 
     @staticmethod
     def digest(algorithm: str, chunks: Any) -> str:
-        from awscrt import checksums
-
-        if algorithm in ("SHA1", "SHA256"):
-            h = hashlib.new(algorithm.lower())
-            for chunk in chunks:
-                h.update(chunk)
-            return base64.b64encode(h.digest()).decode()
-        crc, width = 0, 8 if algorithm == "CRC64NVME" else 4
+        running = RunningChecksum(algorithm)
         for chunk in chunks:
-            if algorithm == "CRC64NVME":
-                crc = checksums.crc64nvme(chunk, crc)
-            elif algorithm == "CRC32C":
-                crc = checksums.crc32c(chunk, crc)
-            else:
-                crc = zlib.crc32(chunk, crc)
-        return base64.b64encode(crc.to_bytes(width, "big")).decode()
+            running.update(chunk)
+        return running.value()
 
     @classmethod
     def header(cls, environ: dict[str, Any]) -> tuple[str, str] | None:
@@ -562,38 +611,12 @@ class Checksums:
             if given and given != stored:
                 return _xml_error(start_response, "400 Bad Request", "BadDigest",
                               f"The {algorithm} you specified did not match the calculated checksum.")
-        status, headers, answer = cls._moto_complete(app, environ, multipart, bucket, stored) if stored else _call(app, environ)
+        status, headers, answer = _call(app, environ)
         if stored and status.startswith("200") and b"</CompleteMultipartUploadResult>" in answer:
             extra = f"<Checksum{algorithm}>{stored}</Checksum{algorithm}><ChecksumType>{kind}</ChecksumType>".encode()
             answer = answer.replace(b"</CompleteMultipartUploadResult>", extra + b"</CompleteMultipartUploadResult>")
         return _reply(start_response, status, headers, answer)
 
-
-    @staticmethod
-    def _moto_complete(app: Any, environ: dict[str, Any], multipart: Any, bucket: str,
-                       stored: str) -> tuple[str, list[tuple[str, str]], bytes]:
-        """Let moto join the parts of a FULL_OBJECT upload whose checksum is already computed, and keep that
-        checksum. moto 5.2.5 would checksum the object again from a second joined copy of it (three more
-        passes over every byte, under the interpreter lock: seconds per GiB that S3, which combines the
-        parts' CRCs, does not spend); told the upload is COMPOSITE it checksums each part instead."""
-        metadata, name = multipart.metadata, "x-amz-checksum-type"
-        before = metadata.get(name)
-        metadata[name] = "COMPOSITE"
-        try:
-            status, headers, answer = _call(app, environ)
-        finally:
-            if before is None:
-                metadata.pop(name, None)
-            else:
-                metadata[name] = before
-        key = _backend().get_object(bucket, multipart.key_name) if status.startswith("200") else None
-        if key is not None and key.multipart is multipart:
-            key.checksum_type, key.checksum_value, key.checksum_parts = "FULL_OBJECT", stored, 1
-            if before is None:
-                key.metadata.pop(name, None)
-            else:
-                key.metadata[name] = before
-        return status, headers, answer
 
 
 def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -676,6 +699,7 @@ def touch(body: dict[str, Any]) -> int:
 def make_app() -> ControlMiddleware:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    one_pass_full_object_checksums()
     return ControlMiddleware(DomainDispatcherApplication(create_backend_app))
 
 

@@ -102,12 +102,11 @@ class Setting:
         problem = _non_finite(value)
         if problem:
             raise SettingsError(f"{self.name} = {problem} (from {where}) is not a finite number")
-        try:
-            self._validator.validate(value)
-        except jsonschema.ValidationError as exc:
-            path = "".join(f"[{p!r}]" for p in exc.absolute_path)
-            raise SettingsError(f"{self.name}{path} = {_short(exc.instance)} (from {where}) is invalid: "
-                                f"{exc.message}") from None
+        error = jsonschema.exceptions.best_match(self._validator.iter_errors(value))  # the one jsonschema.validate raises
+        if error is not None:
+            path = "".join(f"[{p!r}]" for p in error.absolute_path)
+            raise SettingsError(f"{self.name}{path} = {_short(error.instance)} (from {where}) is invalid: "
+                                f"{error.message}")
         if self.extra_check is not None:
             try:
                 self.extra_check(value, f"{self.name} (from {where})")

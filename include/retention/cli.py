@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_access(client)
         login = dict(host=args.mysql_host, port=args.mysql_port, user=args.mysql_user,
                      password=os.environ.get("MYSQL_PWD", ""), database=args.mysql_database)
-        stream, lookup_conn = jobs_db.connect_direct(**login), jobs_db.connect_direct(**login)
+        jobs_db.connect_direct(**login).close()  # a wrong login fails here, in one line, before anything is listed
     except (S3AccessError, ValueError) as exc:
         print(f"retention plan: {exc}", file=sys.stderr)
         return 2
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     versions_too = args.include_versions
     try:
         summary = plan_bucket(
-            client, stream, lookup_conn, run_dir, bucket=args.bucket, key_prefix=args.key_prefix,
+            client, lambda: jobs_db.connect_direct(**login), run_dir, bucket=args.bucket, key_prefix=args.key_prefix,
             jobs_table=args.jobs_table, policy=policy, source=args.source, include_versions=versions_too,
             allow_empty_jobs=args.allow_empty_jobs, trial_retention=args.trial_retention,
             orphan_min_age_days=args.orphan_min_age_days,
@@ -107,9 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InventoryError as exc:
         print(f"retention plan: source inventory: {exc}", file=sys.stderr)
         return 2
-    finally:
-        stream.close()
-        lookup_conn.close()
 
     shown = 0
     for chunk in summary["chunks"]:

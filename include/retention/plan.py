@@ -2,12 +2,14 @@
 
 The bucket's objects (with ``include_versions``, every version and delete marker too), from a listing
 or from its newest S3 Inventory, are streamed against the job rows into the plan's artifacts by
-:func:`include.retention.policy.write_plan`. The callers open the MySQL connections (and report their
-failures each in its own way) and close them; this module never touches Airflow.
+:func:`include.retention.policy.write_plan`. Each caller says how to connect to MySQL (an Airflow
+connection, or a login on the command line); this module never touches Airflow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import ExitStack, closing
 from typing import Any
 
 from include.core.progress import Progress
@@ -17,15 +19,21 @@ from include.retention.policy import Policy, write_plan
 from include.retention.versions import versioning_note, versioning_state
 
 
-def plan_bucket(client: Any, stream: Any, lookup_conn: Any, run_dir: Any, *, bucket: str, key_prefix: str,
+def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket: str, key_prefix: str,
                 jobs_table: str, policy: Policy, source: str, include_versions: bool, allow_empty_jobs: bool,
                 trial_retention: str, orphan_min_age_days: float, purge_job_rows: bool = False) -> dict[str, Any]:
-    """Write the plan of ``s3://bucket/key_prefix`` into ``run_dir`` and return its summary. ``stream``
-    reads the job rows in name order; ``lookup_conn`` answers lookups by name (and, with
-    ``purge_job_rows``, whether this login may delete rows: the approver is told before approving)."""
+    """Write the plan of ``s3://bucket/key_prefix`` into ``run_dir`` and return its summary.
+
+    ``connect`` opens a MySQL connection. Two are opened once the objects can be read (after an
+    inventory's download, which can take minutes, so that no connection idles through it): one streams
+    the job rows in name order, one answers lookups by name and, with ``purge_job_rows``, tells whether
+    this login may delete rows (the approver sees it before approving). Both are closed on return."""
     versioning = versioning_state(client, bucket)
-    purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
-    with object_source(client, bucket, source, include_versions=include_versions) as found:
+    with ExitStack() as cleanup:
+        found = cleanup.enter_context(object_source(client, bucket, source, include_versions=include_versions))
+        stream = cleanup.enter_context(closing(connect()))
+        lookup_conn = cleanup.enter_context(closing(connect()))
+        purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
         progress = Progress(f"{found.reading} s3://{bucket}/{key_prefix} (retention plan)",
                             unit="versions" if include_versions else "objects")
         summary = write_plan(

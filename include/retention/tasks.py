@@ -9,7 +9,6 @@ calendar or a bad table name fails the run once, without retries, naming the set
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import closing
 from typing import Any
 
 from include.core.times import logical_now
@@ -89,12 +88,12 @@ def run_plan(
 
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
-    with closing(jobs_db.connect(mysql_conn_id)) as stream, closing(jobs_db.connect(mysql_conn_id)) as lookup_conn:
-        return plan_bucket(
-            client, stream, lookup_conn, run_dir, bucket=bucket, key_prefix=key_prefix, jobs_table=jobs_table,
-            policy=policy, source=source, include_versions=include_versions, allow_empty_jobs=allow_empty_jobs,
-            trial_retention=trial_retention, orphan_min_age_days=orphan_min_age_days, purge_job_rows=purge_job_rows,
-        )
+    return plan_bucket(
+        client, lambda: jobs_db.connect(mysql_conn_id), run_dir, bucket=bucket, key_prefix=key_prefix,
+        jobs_table=jobs_table, policy=policy, source=source, include_versions=include_versions,
+        allow_empty_jobs=allow_empty_jobs, trial_retention=trial_retention, orphan_min_age_days=orphan_min_age_days,
+        purge_job_rows=purge_job_rows,
+    )
 
 
 def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from include.inventory.generate import write_inventory
 from include.inventory.manifest import InventoryError
 from include.inventory.read import latest_snapshot
 from include.retention import jobs as jobs_db
+from include.retention.plan import plan_bucket
 from include.retention.policy import Policy, make_recheck, write_plan
 from include.seed import seed_jobs
 
@@ -291,3 +292,30 @@ def test_retention_with_versions_from_an_inventory_of_every_version_equals_the_v
     assert from_inventory["versions"] == listed["versions"]
     assert listed["versions"]["noncurrent_versions"]["count"] > 10
     assert listed["versions"]["versions_of_deleted_keys"]["keys"] == 12
+
+
+def test_the_retention_plan_connects_to_mysql_only_once_the_inventory_is_downloaded(mysql_server, s3, s3_server,
+                                                                                     world, tmp_path):
+    """plan_bucket (the DAG's plan task and the command line) opens its two MySQL connections after an
+    inventory's download, which can take minutes (no connection idles through it), closes both, and
+    plans what a listing plans."""
+    write_inventory(s3, world["bucket"], dest_bucket=world["dest"], fmt="CSV", rows_per_file=700)
+    opened: list[tuple[int, Any]] = []
+
+    def connect() -> Any:
+        conn = jobs_db.prepare(mysql_server.connect())
+        opened.append((s3_server.control("GET", "stats").get("GetObject", 0), conn))
+        return conn
+
+    def plan(source: str) -> dict[str, Any]:
+        return plan_bucket(s3, connect, tmp_path / source, bucket=world["bucket"], key_prefix="jobs/",
+                           jobs_table=world["table"], policy=Policy.at(NOW, "P3M", 7), source=source,
+                           include_versions=False, allow_empty_jobs=False, trial_retention="P3M", orphan_min_age_days=7)
+
+    s3_server.control("POST", "stats/reset")
+    from_inventory = plan("inventory")
+    fetched = s3_server.control("GET", "stats").get("GetObject", 0)
+    assert fetched >= 5 and [n for n, _ in opened] == [fetched, fetched]  # the manifest, its 4 data files: then MySQL
+    from_listing = plan("listing")
+    assert len(opened) == 4 and not any(conn.open for _, conn in opened)
+    assert _comparable(from_inventory) == _comparable(from_listing) and from_listing["delete_count"] > 500

@@ -1,8 +1,9 @@
 """The local server's flexible checksums on CompleteMultipartUpload, through boto3: a FULL_OBJECT
 checksum is checked against the parts (a wrong one is refused and the upload stays open) and kept as
 S3 keeps it (HeadObject, GetObjectAttributes, every version its own); a COMPOSITE upload is left as
-moto answers it. The server computes a full-object checksum once and lets moto join the parts without
-checksumming them again, so these tests pin down that nothing of that shortcut shows."""
+moto answers it. The server has moto compute a full-object checksum part by part instead of from a
+second joined copy of the object (scripts.s3server.one_pass_full_object_checksums): these tests pin
+down that what clients see is what S3 answers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import zlib
 from typing import Any
 
 import pytest
-from awscrt.checksums import crc64nvme
+from awscrt.checksums import crc32c, crc64nvme
 from botocore.exceptions import ClientError
 
 MIB = 1024 * 1024
@@ -22,6 +23,13 @@ _ids = itertools.count()
 
 def b64_crc64nvme(data: bytes) -> str:
     return base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
+
+
+#: the other full-object checksums S3 offers, computed here independently of the server
+FULL_OBJECT = {
+    "CRC32": lambda data: base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode(),
+    "CRC32C": lambda data: base64.b64encode(crc32c(data).to_bytes(4, "big")).decode(),
+}
 
 
 @pytest.fixture
@@ -61,6 +69,23 @@ def test_a_full_object_checksum_is_kept_as_s3_keeps_it(s3: Any, bucket: str, say
     attributes = s3.get_object_attributes(Bucket=bucket, Key="big.dat", ObjectAttributes=["Checksum"])
     assert attributes["Checksum"] == {"ChecksumCRC64NVME": b64_crc64nvme(whole), "ChecksumType": "FULL_OBJECT"}
     assert s3.get_object(Bucket=bucket, Key="big.dat")["Body"].read() == whole
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C"])
+def test_full_object_crc32_and_crc32c_are_computed_as_s3_does(s3: Any, bucket: str, algorithm: str) -> None:
+    """moto 5.2.5 computed a CRC32C full-object checksum as CRC32 (without the crc32c package); the
+    server computes every algorithm part by part."""
+    parts = [os.urandom(5 * MIB), b"tail"]
+    expected = FULL_OBJECT[algorithm](b"".join(parts))
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k.dat", ChecksumAlgorithm=algorithm, ChecksumType="FULL_OBJECT")
+    done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="k.dat", UploadId=upload["UploadId"],
+                                                     PartNumber=n, Body=body)["ETag"]}
+            for n, body in enumerate(parts, 1)]
+    s3.complete_multipart_upload(Bucket=bucket, Key="k.dat", UploadId=upload["UploadId"], MultipartUpload={"Parts": done},
+                                 ChecksumType="FULL_OBJECT", **{f"Checksum{algorithm}": expected})
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="k.dat", ObjectAttributes=["Checksum"])
+    assert attributes["Checksum"] == {f"Checksum{algorithm}": expected, "ChecksumType": "FULL_OBJECT"}
+    assert s3.head_object(Bucket=bucket, Key="k.dat", ChecksumMode="ENABLED")[f"Checksum{algorithm}"] == expected
 
 
 def test_a_wrong_full_object_checksum_is_refused_and_the_upload_stays_open(s3: Any, bucket: str) -> None:

@@ -196,3 +196,29 @@ def test_notification_targets_are_checked_with_the_notifier_parser():
     with pytest.raises(SettingsError, match=r"notifications \(from key 'notifications' of the Airflow Variable "
                                             r"'s3ops_retention'\)\[0\]: 'type' must be"):
         RETENTION.resolve({"bucket": "jobs-bucket"}, {"notifications": [{"type": "pager", "to": "x"}]})
+
+
+#: wrong in as many ways as the settings' schemas can be: types, empties, duplicates, bounds, lengths
+BAD_VALUES = ["", "Not A Bucket!", ["", ""], ["a", "a", ""], [1, "a"], -1, 0, 10**12, 1.5, "x" * 300, {"a": 1},
+              True, [], "P", "s3://x"]
+
+
+@pytest.mark.parametrize("settings", ALL, ids=lambda s: s.dag_id)
+def test_a_bad_value_is_reported_with_the_error_jsonschema_validate_would_raise(settings):
+    """Setting.check builds its validator once; the error it names is still the one jsonschema.validate
+    picks (best_match), not merely the first one found."""
+    import jsonschema
+
+    compared = 0
+    for s in settings.entries:
+        for bad in BAD_VALUES:
+            try:
+                jsonschema.validate(bad, dict(s.schema), format_checker=jsonschema.FormatChecker())
+                continue
+            except jsonschema.ValidationError as exc:
+                expected = exc.message
+            with pytest.raises(SettingsError) as err:
+                s.check(bad, "a test")
+            assert expected in str(err.value), (s.name, bad)
+            compared += 1
+    assert compared > 3 * len(settings.entries)
