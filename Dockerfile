@@ -18,7 +18,8 @@ RUN pip freeze | grep -viE "^($(grep -vE '^\s*(#|$)' /opt/s3ops/requirements-air
 RUN mkdir -p /opt/airflow/artifacts /opt/airflow/uploads
 
 FROM python:3.12-slim AS s3server
-RUN pip install --no-cache-dir "moto[server]==5.2.5"
+# awscrt: the server's flexible checksums (CRC64NVME, CRC32C), which moto alone does not compute
+RUN pip install --no-cache-dir "moto[server]==5.2.5" "awscrt==0.38.0"
 WORKDIR /opt/s3ops
 COPY scripts/__init__.py scripts/s3server.py scripts/
 USER nobody

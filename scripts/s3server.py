@@ -25,9 +25,10 @@ and does what AWS documents where moto 5.2.5 does not (flexible checksums, see :
   keeps it only when ``x-amz-sdk-checksum-algorithm`` names the algorithm too);
 - a full-object checksum header on CompleteMultipartUpload (``x-amz-checksum-type: FULL_OBJECT``) is
   checked against the parts being joined (400 ``BadDigest``, the upload stays open), and the answer
-  carries ``ChecksumCRC64NVME``/``ChecksumType`` as S3's does. moto computes the stored checksum part by
-  part (:func:`one_pass_full_object_checksums`): moto 5.2.5 checksummed a second joined copy of the
-  object, seconds per GiB that S3 does not spend and only clients asking for a full-object checksum paid;
+  carries ``ChecksumCRC64NVME``/``ChecksumType`` as S3's does. moto computes the stored checksum from
+  the parts as they are (:func:`one_pass_full_object_checksums`): moto 5.2.5 checksummed a second joined
+  copy of the object, seconds per GiB that S3 does not spend and only clients asking for a full-object
+  checksum paid, and computed CRC32C as CRC32;
 - ListMultipartUploads says when each upload was started (moto answers 2010-11-10 for every upload),
   so "abandoned before this run" can be decided and tested.
 
@@ -495,20 +496,25 @@ class RunningChecksum:
         else:
             self._crc = zlib.crc32(chunk, self._crc)
 
+    def digest(self) -> bytes:
+        if self._hash is not None:
+            return self._hash.digest()
+        return self._crc.to_bytes(8 if self.algorithm == "CRC64NVME" else 4, "big")
+
     def value(self) -> str:
-        raw = self._hash.digest() if self._hash is not None else self._crc.to_bytes(
-            8 if self.algorithm == "CRC64NVME" else 4, "big")
-        return base64.b64encode(raw).decode()
+        return base64.b64encode(self.digest()).decode()
 
 
 def one_pass_full_object_checksums() -> None:
-    """Make moto compute a FULL_OBJECT upload's checksum part by part, in one pass over the parts.
+    """Give moto a checksum builder that computes S3's checksums the way S3 does.
 
-    moto 5.2.5 builds a second joined copy of the whole object to checksum it (and computes CRC32C as
-    CRC32 when the ``crc32c`` package is missing): seconds per GiB under one interpreter lock, which S3
-    (it combines the parts' CRCs) does not spend and which only clients asking for a full-object checksum
-    paid (bench/README.md, scenario 9). Same answers, same code path in moto; only its checksum builder
-    is replaced, once per process. COMPOSITE uploads keep moto's own builder."""
+    moto 5.2.5 checksums a FULL_OBJECT upload from a second joined copy of the whole object: seconds per
+    GiB under one interpreter lock, which S3 (it combines the parts' CRCs) does not spend and which only
+    clients asking for a full-object checksum paid (bench/README.md, scenario 9). It also computes CRC32C
+    as CRC32 without the ``crc32c`` package, and compares algorithm names case-sensitively. This builder
+    reads each part once, with :class:`RunningChecksum` (the algorithms the middleware checks clients'
+    values with), names in any case. moto's code path is unchanged; only the builder it looks up is
+    replaced, once per process."""
     from moto.s3 import models
 
     moto_builder = models.MultipartChecksumBuilder
@@ -519,20 +525,25 @@ def one_pass_full_object_checksums() -> None:
         one_pass = True
 
         def __init__(self, checksum_algorithm: str | None, checksum_type: str | None) -> None:
-            super().__init__(checksum_algorithm, checksum_type)
-            self.running = RunningChecksum(self.checksum_algorithm)
+            super().__init__((checksum_algorithm or "").upper() or None, (checksum_type or "").upper() or None)
+            self.whole = RunningChecksum(self.checksum_algorithm)  # FULL_OBJECT
+            self.part_checksums = bytearray()  # COMPOSITE: a checksum of the parts' checksums
 
         def addPart(self, part: bytes) -> None:
             if self.checksum_type == "COMPOSITE":
-                super().addPart(part)
+                one = RunningChecksum(self.checksum_algorithm)
+                one.update(part)
+                self.part_checksums += one.digest()
             else:
-                self.running.update(part)
-                self.part_count += 1
+                self.whole.update(part)
+            self.part_count += 1
 
         def build(self) -> tuple[str, str, int] | None:
-            if self.checksum_type == "COMPOSITE":
-                return super().build()
-            return self.checksum_type, self.running.value(), 1
+            if self.checksum_type != "COMPOSITE":
+                return self.checksum_type, self.whole.value(), 1
+            joined = RunningChecksum(self.checksum_algorithm)
+            joined.update(bytes(self.part_checksums))
+            return self.checksum_type, joined.value(), self.part_count
 
     models.MultipartChecksumBuilder = OnePassChecksumBuilder
 

@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
+    import MySQLdb
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from include.aws.client import S3AccessError, check_access, client_from_args
     from include.deletion.plan import read_chunk
     from include.inventory.manifest import InventoryError
@@ -85,15 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy = Policy.at(_now(args.now), args.trial_retention, args.orphan_min_age_days)
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
         check_access(client)
-        login = dict(host=args.mysql_host, port=args.mysql_port, user=args.mysql_user,
-                     password=os.environ.get("MYSQL_PWD", ""), database=args.mysql_database)
-        jobs_db.connect_direct(**login).close()  # a wrong login fails here, in one line, before anything is listed
-    except (S3AccessError, ValueError) as exc:
+    except (S3AccessError, ValueError, BotoCoreError, ClientError) as exc:  # e.g. an unknown --profile
         print(f"retention plan: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - MySQLdb's errors: one line naming the server, not a traceback
-        print(f"retention plan: cannot connect to MySQL at {args.mysql_host}:{args.mysql_port} "
-              f"as {args.mysql_user!r}: {exc}", file=sys.stderr)
+    mysql = f"MySQL at {args.mysql_host}:{args.mysql_port} as {args.mysql_user!r}"
+    login = dict(host=args.mysql_host, port=args.mysql_port, user=args.mysql_user,
+                 password=os.environ.get("MYSQL_PWD", ""), database=args.mysql_database)
+    try:
+        jobs_db.connect_direct(**login).close()  # a wrong login fails here, in one line, before anything is listed
+    except MySQLdb.Error as exc:
+        print(f"retention plan: cannot connect to {mysql}: {exc}", file=sys.stderr)
         return 2
     run_dir = args.out or Path(tempfile.mkdtemp(prefix="retention-plan-"))
     versions_too = args.include_versions
@@ -106,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except InventoryError as exc:
         print(f"retention plan: source inventory: {exc}", file=sys.stderr)
+        return 2
+    except MySQLdb.Error as exc:  # e.g. the server went away during a long inventory download
+        print(f"retention plan: {mysql}: {exc}", file=sys.stderr)
         return 2
 
     shown = 0

@@ -88,6 +88,7 @@ def run_plan(
 
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
+    jobs_db.connect(mysql_conn_id).close()  # a wrong connection fails before an inventory's download, not after
     return plan_bucket(
         client, lambda: jobs_db.connect(mysql_conn_id), run_dir, bucket=bucket, key_prefix=key_prefix,
         jobs_table=jobs_table, policy=policy, source=source, include_versions=include_versions,

@@ -312,6 +312,7 @@ def test_images_are_the_pinned_versions(services: dict[str, Any]) -> None:
     bases = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile, flags=re.M)
     assert ("apache/airflow:" + lock["apache-airflow"], "airflow") in bases
     assert f'"moto[server]=={dev_lock["moto"]}"' in dockerfile
+    assert f'"awscrt=={lock["awscrt"]}"' in dockerfile  # the server's checksums import it
     added = pins(IMAGE_REQUIREMENTS)
     assert "apache-airflow" not in added, "the image's own Airflow must not be reinstalled"
     assert added and all(lock.get(name) == version for name, version in added.items()), (

@@ -40,6 +40,12 @@ def test_retention_plan_prints_every_file_and_reason_and_deletes_nothing(s3, s3_
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert f"cannot connect to MySQL at 127.0.0.1:{mysql_server.port}" in wrong.stderr
 
+    # an S3 problem is named as one, not blamed on MySQL (the MySQL login is right here)
+    env = {**os.environ, "MYSQL_PWD": mysql_server.password, "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    profile = s3ops(*base, "--profile", "no-such-profile", env=env)
+    assert profile.returncode == 2 and "Traceback" not in profile.stderr, profile.stderr[-3000:]
+    assert "no-such-profile" in profile.stderr and "MySQL" not in profile.stderr
+
 
 def test_retention_plan_refuses_an_empty_job_table(s3, s3_server, mysql_server, mysql_conn, tmp_path):
     bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"

@@ -1,9 +1,9 @@
 """The local server's flexible checksums on CompleteMultipartUpload, through boto3: a FULL_OBJECT
 checksum is checked against the parts (a wrong one is refused and the upload stays open) and kept as
-S3 keeps it (HeadObject, GetObjectAttributes, every version its own); a COMPOSITE upload is left as
-moto answers it. The server has moto compute a full-object checksum part by part instead of from a
-second joined copy of the object (scripts.s3server.one_pass_full_object_checksums): these tests pin
-down that what clients see is what S3 answers."""
+S3 keeps it (HeadObject, GetObjectAttributes, every version its own); a COMPOSITE checksum is the
+checksum of the parts' checksums. The server gives moto its own checksum builder (one pass over the
+parts instead of a second joined copy of the object; CRC32C really CRC32C:
+scripts.s3server.one_pass_full_object_checksums): these tests pin down that clients see what S3 answers."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def b64_crc64nvme(data: bytes) -> str:
     return base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
 
 
-#: the other full-object checksums S3 offers, computed here independently of the server
+#: S3's CRC32 checksums, computed here independently of the server
 FULL_OBJECT = {
     "CRC32": lambda data: base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode(),
     "CRC32C": lambda data: base64.b64encode(crc32c(data).to_bytes(4, "big")).decode(),
@@ -129,17 +129,18 @@ def test_every_version_keeps_its_own_full_object_checksum(s3: Any, bucket: str) 
     assert got == {b64_crc64nvme(b"".join(first)), b64_crc64nvme(b"".join(second))}
 
 
-def test_a_composite_upload_is_answered_as_moto_does(s3: Any, bucket: str) -> None:
-    upload = s3.create_multipart_upload(Bucket=bucket, Key="c.dat", ChecksumAlgorithm="CRC32")
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C"])
+def test_a_composite_checksum_is_a_checksum_of_the_parts_checksums(s3: Any, bucket: str, algorithm: str) -> None:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="c.dat", ChecksumAlgorithm=algorithm)
     parts = [os.urandom(5 * MIB), b"end"]
-    done = [{"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]}
+    done = [{"PartNumber": n, "ETag": r["ETag"], f"Checksum{algorithm}": r[f"Checksum{algorithm}"]}
             for n, body in enumerate(parts, 1)
             for r in [s3.upload_part(Bucket=bucket, Key="c.dat", UploadId=upload["UploadId"], PartNumber=n, Body=body,
-                                     ChecksumAlgorithm="CRC32")]]
+                                     ChecksumAlgorithm=algorithm)]]
     s3.complete_multipart_upload(Bucket=bucket, Key="c.dat", UploadId=upload["UploadId"], MultipartUpload={"Parts": done})
 
-    part_crcs = b"".join(zlib.crc32(body).to_bytes(4, "big") for body in parts)  # a checksum of the parts' checksums
+    checksum = FULL_OBJECT[algorithm]  # the same function, applied to the parts' raw checksums joined
+    part_checksums = b"".join(base64.b64decode(checksum(body)) for body in parts)
     attributes = s3.get_object_attributes(Bucket=bucket, Key="c.dat", ObjectAttributes=["Checksum"])
-    assert attributes["Checksum"] == {"ChecksumCRC32": base64.b64encode(zlib.crc32(part_crcs).to_bytes(4, "big")).decode(),
-                                      "ChecksumType": "COMPOSITE"}
+    assert attributes["Checksum"] == {f"Checksum{algorithm}": checksum(part_checksums), "ChecksumType": "COMPOSITE"}
     assert s3.get_object(Bucket=bucket, Key="c.dat")["Body"].read() == b"".join(parts)
