@@ -673,31 +673,37 @@ def _starting_up() -> Iterator[None]:
             gc.enable()
 
 
+def _parser() -> argparse.ArgumentParser:
+    from include.upload.settings import SETTINGS
+
+    parser = argparse.ArgumentParser(prog="s3ops upload", description=__doc__.splitlines()[0])
+    parser.add_argument("--base-dir", help="the producer's folder (required)")
+    parser.add_argument("--bucket", help="target bucket (required)")
+    parser.add_argument("--key-prefix", help="prefix for every key (default '')")
+    parser.add_argument("--settle-seconds", type=int, help=f"default {SETTINGS['settle_seconds'].default}")
+    parser.add_argument("--overwrite", action="store_true", default=None, help="replace objects with different content")
+    parser.add_argument("--max-files", type=int, help=f"default {SETTINGS['max_files'].default}")
+    parser.add_argument("--multipart-threshold-mib", type=int,
+                        help=f"multipart upload from this size on (default {SETTINGS['multipart_threshold_mib'].default})")
+    parser.add_argument("--throughput-target-gbps", type=float,
+                        help=f"the CRT client's throughput target (default {SETTINGS['throughput_target_gbps'].default})")
+    parser.add_argument("--endpoint-url", default=os.environ.get("S3OPS_S3_ENDPOINT"))
+    parser.add_argument("--profile")
+    parser.add_argument("--region")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--no-tidy", action="store_true", help="leave empty folders")
+    parser.add_argument("--manifest", type=Path, help="also write the manifest (JSON lines) here")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     with _starting_up():
         from botocore.exceptions import ProfileNotFound
 
         from include.aws.client import cli_session, client_from_args
-        from include.upload.settings import SETTINGS, SettingsError, resolve_settings
+        from include.upload.settings import SettingsError, resolve_settings
 
-        parser = argparse.ArgumentParser(prog="s3ops upload", description=__doc__.splitlines()[0])
-        parser.add_argument("--base-dir", help="the producer's folder (required)")
-        parser.add_argument("--bucket", help="target bucket (required)")
-        parser.add_argument("--key-prefix", help="prefix for every key (default '')")
-        parser.add_argument("--settle-seconds", type=int, help=f"default {SETTINGS['settle_seconds'].default}")
-        parser.add_argument("--overwrite", action="store_true", default=None, help="replace objects with different content")
-        parser.add_argument("--max-files", type=int, help=f"default {SETTINGS['max_files'].default}")
-        parser.add_argument("--multipart-threshold-mib", type=int,
-                            help=f"multipart upload from this size on (default {SETTINGS['multipart_threshold_mib'].default})")
-        parser.add_argument("--throughput-target-gbps", type=float,
-                            help=f"the CRT client's throughput target (default {SETTINGS['throughput_target_gbps'].default})")
-        parser.add_argument("--endpoint-url", default=os.environ.get("S3OPS_S3_ENDPOINT"))
-        parser.add_argument("--profile")
-        parser.add_argument("--region")
-        parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
-        parser.add_argument("--no-tidy", action="store_true", help="leave empty folders")
-        parser.add_argument("--manifest", type=Path, help="also write the manifest (JSON lines) here")
-        args = parser.parse_args(argv)
+        args = _parser().parse_args(argv)
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
         conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite",
                                               "max_files", "multipart_threshold_mib", "throughput_target_gbps")}
