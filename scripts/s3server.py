@@ -26,7 +26,7 @@ and does what AWS documents where moto 5.2.5 does not (flexible checksums, see :
 - a full-object checksum header on CompleteMultipartUpload (``x-amz-checksum-type: FULL_OBJECT``) is
   checked against the parts being joined (400 ``BadDigest``, the upload stays open), and the answer
   carries ``ChecksumCRC64NVME``/``ChecksumType`` as S3's does. moto computes the stored checksum from
-  the parts as they are (:func:`one_pass_full_object_checksums`): moto 5.2.5 checksummed a second joined
+  the parts as they are (:func:`one_pass_checksums`): moto 5.2.5 checksummed a second joined
   copy of the object, seconds per GiB that S3 does not spend and only clients asking for a full-object
   checksum paid, and computed CRC32C as CRC32;
 - ListMultipartUploads says when each upload was started (moto answers 2010-11-10 for every upload),
@@ -505,7 +505,7 @@ class RunningChecksum:
         return base64.b64encode(self.digest()).decode()
 
 
-def one_pass_full_object_checksums() -> None:
+def one_pass_checksums() -> None:
     """Give moto a checksum builder that computes S3's checksums the way S3 does.
 
     moto 5.2.5 checksums a FULL_OBJECT upload from a second joined copy of the whole object: seconds per
@@ -629,7 +629,6 @@ class Checksums:
         return _reply(start_response, status, headers, answer)
 
 
-
 def _call(app: Any, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
     """Run moto's app and keep its whole (small, XML) answer, to amend it."""
     captured: dict[str, Any] = {}
@@ -710,7 +709,7 @@ def touch(body: dict[str, Any]) -> int:
 def make_app() -> ControlMiddleware:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    one_pass_full_object_checksums()
+    one_pass_checksums()
     return ControlMiddleware(DomainDispatcherApplication(create_backend_app))
 
 

@@ -3,7 +3,7 @@ checksum is checked against the parts (a wrong one is refused and the upload sta
 S3 keeps it (HeadObject, GetObjectAttributes, every version its own); a COMPOSITE checksum is the
 checksum of the parts' checksums. The server gives moto its own checksum builder (one pass over the
 parts instead of a second joined copy of the object; CRC32C really CRC32C:
-scripts.s3server.one_pass_full_object_checksums): these tests pin down that clients see what S3 answers."""
+scripts.s3server.one_pass_checksums): these tests pin down that clients see what S3 answers."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def b64_crc64nvme(data: bytes) -> str:
     return base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
 
 
-#: S3's CRC32 checksums, computed here independently of the server
-FULL_OBJECT = {
+#: S3's CRC32 checksums, base64, computed here independently of the server
+CRC32S = {
     "CRC32": lambda data: base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode(),
     "CRC32C": lambda data: base64.b64encode(crc32c(data).to_bytes(4, "big")).decode(),
 }
@@ -64,7 +64,7 @@ def test_a_full_object_checksum_is_kept_as_s3_keeps_it(s3: Any, bucket: str, say
     assert head["ChecksumCRC64NVME"] == b64_crc64nvme(whole)
     # moto's HeadObject names the type only when the upload named it (S3 always does); never another type
     assert head.get("ChecksumType") == ("FULL_OBJECT" if say_type else None)
-    assert "COMPOSITE" not in str(head["ResponseMetadata"]["HTTPHeaders"])  # no trace of the server's shortcut
+    assert "COMPOSITE" not in str(head["ResponseMetadata"]["HTTPHeaders"])  # nothing says otherwise
     assert head["ETag"].endswith('-3"') and head["ContentLength"] == len(whole)
     attributes = s3.get_object_attributes(Bucket=bucket, Key="big.dat", ObjectAttributes=["Checksum"])
     assert attributes["Checksum"] == {"ChecksumCRC64NVME": b64_crc64nvme(whole), "ChecksumType": "FULL_OBJECT"}
@@ -76,7 +76,7 @@ def test_full_object_crc32_and_crc32c_are_computed_as_s3_does(s3: Any, bucket: s
     """moto 5.2.5 computed a CRC32C full-object checksum as CRC32 (without the crc32c package); the
     server computes every algorithm part by part."""
     parts = [os.urandom(5 * MIB), b"tail"]
-    expected = FULL_OBJECT[algorithm](b"".join(parts))
+    expected = CRC32S[algorithm](b"".join(parts))
     upload = s3.create_multipart_upload(Bucket=bucket, Key="k.dat", ChecksumAlgorithm=algorithm, ChecksumType="FULL_OBJECT")
     done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="k.dat", UploadId=upload["UploadId"],
                                                      PartNumber=n, Body=body)["ETag"]}
@@ -139,7 +139,7 @@ def test_a_composite_checksum_is_a_checksum_of_the_parts_checksums(s3: Any, buck
                                      ChecksumAlgorithm=algorithm)]]
     s3.complete_multipart_upload(Bucket=bucket, Key="c.dat", UploadId=upload["UploadId"], MultipartUpload={"Parts": done})
 
-    checksum = FULL_OBJECT[algorithm]  # the same function, applied to the parts' raw checksums joined
+    checksum = CRC32S[algorithm]  # the same function, applied to the parts' raw checksums joined
     part_checksums = b"".join(base64.b64decode(checksum(body)) for body in parts)
     attributes = s3.get_object_attributes(Bucket=bucket, Key="c.dat", ObjectAttributes=["Checksum"])
     assert attributes["Checksum"] == {f"Checksum{algorithm}": checksum(part_checksums), "ChecksumType": "COMPOSITE"}
