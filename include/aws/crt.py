@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ MIB = 1024 * 1024
 MIN_PART = 5 * MIB  # S3's smallest part (but the last)
 _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
+_CRT_THREAD = threading.local()
 
 
 @dataclass(frozen=True)
@@ -102,15 +104,12 @@ class CrtPutter:
     """One CRT S3 client per bucket and process, shared by every thread (it is thread-safe)."""
 
     def __init__(self, client: Any, credentials: Any, bucket: str, *, part_size: int, threshold: int,
-                 memory_limit: int | None = None, throughput_gbps: float = 1.0,
-                 event_loop_threads: int | None = None) -> None:
-        from awscrt.io import ClientBootstrap, ClientTlsContext, DefaultHostResolver, EventLoopGroup, TlsContextOptions
+                 memory_limit: int | None = None, throughput_gbps: float = 1.0) -> None:
+        from awscrt.io import ClientTlsContext, TlsContextOptions
         from awscrt.s3 import S3Client, S3RequestTlsMode
 
         self.bucket = BucketURL.of(client, bucket)
         region = client.meta.region_name or "us-east-1"
-        elg = EventLoopGroup(event_loop_threads)
-        bootstrap = ClientBootstrap(elg, DefaultHostResolver(elg))
         tls_options = None
         if self.bucket.scheme == "https":
             ctx = TlsContextOptions()
@@ -118,7 +117,7 @@ class CrtPutter:
                 ctx.override_default_trust_store_from_path(ca_filepath=bundle)
             tls_options = ClientTlsContext(ctx).new_connection_options()
         self.client = S3Client(
-            bootstrap=bootstrap, region=region,
+            bootstrap=_bootstrap(), region=region,
             credential_provider=crt_credentials(credentials),
             tls_mode=S3RequestTlsMode.ENABLED if self.bucket.scheme == "https" else S3RequestTlsMode.DISABLED,
             tls_connection_options=tls_options, part_size=max(part_size, MIN_PART),
@@ -141,11 +140,13 @@ class CrtPutter:
         got: dict[str, Any] = {}
 
         def on_headers(status_code: int, headers: list[tuple[str, str]], **_: Any) -> None:
+            keep_thread_state()
             got["status"], got["headers"] = status_code, headers
 
         def on_done(error: BaseException | None = None, status_code: int | None = None,
                     error_headers: list[tuple[str, str]] | None = None, error_body: bytes | None = None,
                     **_: Any) -> None:
+            keep_thread_state()
             try:
                 if error is None:
                     answer = Answer(int(got.get("status", 200)), {k.lower(): v for k, v in got.get("headers", [])})
@@ -165,6 +166,43 @@ class CrtPutter:
         answers: queue.SimpleQueue[Answer] = queue.SimpleQueue()
         self.start(key, path, size, crc64nvme=crc64nvme, if_none_match=if_none_match, done=answers.put)
         return answers.get()
+
+
+_BOOTSTRAPS: dict[int, Any] = {}
+_BOOTSTRAPS_LOCK = threading.Lock()
+
+
+def _bootstrap() -> Any:
+    """The process's CRT event-loop group (one thread per core) and DNS resolver, shared by every
+    :class:`CrtPutter`: no threads started per client, and the Python thread states they keep
+    (:func:`keep_thread_state`) are as many as the cores. Per process id, since a forked child inherits
+    the group but not its threads."""
+    from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
+
+    with _BOOTSTRAPS_LOCK:
+        pid = os.getpid()
+        if pid not in _BOOTSTRAPS:
+            _BOOTSTRAPS.clear()
+            group = EventLoopGroup()
+            _BOOTSTRAPS[pid] = ClientBootstrap(group, DefaultHostResolver(group))
+        return _BOOTSTRAPS[pid]
+
+
+def keep_thread_state() -> None:
+    """Keep the calling CRT thread's Python thread state for the thread's life (once per thread, then free).
+
+    awscrt enters Python from its own threads through ``PyGILState_Ensure``/``Release``: four times per request
+    (headers, progress, finish, shutdown). Those threads are not Python's, so every Ensure created a thread state
+    and every Release destroyed it (an mmap and munmap of its frame stack, the runtime's lock): ~10 % of the
+    upload's CPU on small files. One Ensure left outstanding keeps the state, as CPython's C-API documentation
+    advises for foreign threads that call in repeatedly (python/cpython#146219); awscrt has no option for it.
+    The state of a finished thread is freed with the interpreter, as a daemon thread's is."""
+    if getattr(_CRT_THREAD, "kept", False):  # lives in the thread state: set only once it is kept
+        return
+    import ctypes
+
+    _CRT_THREAD.kept = True
+    ctypes.pythonapi.PyGILState_Ensure()
 
 
 def _failure(exc: BaseException, status_code: int | None, error_headers: list[tuple[str, str]] | None,

@@ -551,21 +551,21 @@ def test_a_failed_local_delete_after_a_verified_upload_says_so_and_the_next_run_
                                                                                          client, monkeypatch):
     rel = rel_at("berlin", NOW - timedelta(hours=1), "stuck")
     path = write(tmp_path, rel, b"uploaded, not deleted\n")
-    real_unlink = Path.unlink
+    real_unlink = os.unlink
 
-    def unlink(self, missing_ok=False):
-        if self.name.endswith("stuck.dat"):
+    def unlink(path, *args, **kwargs):
+        if str(path).endswith("stuck.dat"):
             raise PermissionError(13, "Permission denied")
-        return real_unlink(self, missing_ok=missing_ok)
+        return real_unlink(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "unlink", unlink)
+    monkeypatch.setattr(os, "unlink", unlink)
     summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
     assert (summary["uploaded"], summary["failed"], summary["local_delete_failed"]) == (1, 1, 1)
     assert manifest[0]["status"] == "uploaded_not_deleted" and manifest[0]["checksum"] == crc(b"uploaded, not deleted\n")
     assert "uploaded and verified, but deleting the local file failed (Permission denied)" in manifest[0]["error"]
     assert path.exists() and body_of(s3, bucket, rel) == b"uploaded, not deleted\n"
 
-    monkeypatch.setattr(Path, "unlink", real_unlink)
+    monkeypatch.setattr(os, "unlink", real_unlink)
     again, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
     assert (again["uploaded"], again["already_present"], again["failed"]) == (1, 1, 0) and not path.exists()
 
@@ -732,6 +732,70 @@ def test_completion_carries_if_none_match_and_a_refused_upload_is_aborted(tmp_pa
     assert stats["UploadPart"] == 3 and stats["CompleteMultipartUpload"] == 1 and stats["AbortMultipartUpload"] == 1
     assert body_of(s3, bucket, "k/big.bin") == b"first\n"
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_crt_threads_keep_their_python_thread_state_between_requests(tmp_path, s3, bucket, client):
+    """awscrt calls into Python from threads Python did not start; each such call used to build and tear
+    down a thread state. Kept, what one request's callback leaves in a thread-local is there for the next
+    request's on the same thread, a refused request (no headers callback) included."""
+    import threading
+
+    from include.aws.crt import CrtPutter, credentials_from_args
+
+    local = threading.local()
+    seen: dict[int, list[int]] = {}
+    answers: list[Any] = []
+    done_all = threading.Event()
+    total = 40
+
+    def done(answer: Any) -> None:
+        local.n = getattr(local, "n", 0) + 1
+        seen.setdefault(threading.get_ident(), []).append(local.n)
+        answers.append(answer)
+        if len(answers) == total:
+            done_all.set()
+
+    s3.put_object(Bucket=bucket, Key="k/taken", Body=b"x")
+    putter = CrtPutter(client, credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB)
+    for i in range(total):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(b"%d" % i)
+        key = "k/taken" if i % 10 == 0 else f"k/f{i}"
+        putter.start(key, str(path), path.stat().st_size, crc64nvme=crc(path.read_bytes()).split(":")[1],
+                     if_none_match=True, done=done)
+    assert done_all.wait(60)
+    assert sorted(a.status for a in answers) == [200] * 36 + [412] * 4
+    assert threading.get_ident() not in seen
+    assert all(counts == list(range(1, len(counts) + 1)) for counts in seen.values()), seen
+    assert max(len(counts) for counts in seen.values()) > 1
+
+
+def test_a_forked_child_uploads_through_event_loops_of_its_own(tmp_path, s3, bucket, client):
+    """The CRT's event-loop threads are shared per process; a child forked after an upload inherits the
+    group but not its threads, so it must start its own (it would otherwise wait forever)."""
+    from include.aws import crt
+
+    path = tmp_path / "f"
+    path.write_bytes(b"fork\n")
+    checksum = crc(b"fork\n").split(":")[1]
+    putter = crt.CrtPutter(client, crt.credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB)
+    assert putter.put_file("k/parent", str(path), 5, crc64nvme=checksum, if_none_match=True).status == 200
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            child = crt.CrtPutter(client, crt.credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB)
+            answer = child.put_file("k/child", str(path), 5, crc64nvme=checksum, if_none_match=True)
+            os._exit(0 if answer.status == 200 else 3)
+        finally:
+            os._exit(4)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
+    assert body_of(s3, bucket, "k/child") == b"fork\n" and body_of(s3, bucket, "k/parent") == b"fork\n"
 
 
 def test_the_next_run_aborts_uploads_a_killed_worker_left(tmp_path, s3, bucket, client):
