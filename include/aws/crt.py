@@ -104,7 +104,7 @@ class CrtPutter:
     """One CRT S3 client per bucket and process, shared by every thread (it is thread-safe)."""
 
     def __init__(self, client: Any, credentials: Any, bucket: str, *, part_size: int, threshold: int,
-                 memory_limit: int | None = None, throughput_gbps: float = 1.0) -> None:
+                 throughput_gbps: float, memory_limit: int | None = None) -> None:
         from awscrt.io import ClientTlsContext, TlsContextOptions
         from awscrt.s3 import S3Client, S3RequestTlsMode
 

@@ -61,6 +61,15 @@ def keys_in(s3: Any, bucket: str) -> set[str]:
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
+def crt_putter(client: Any, bucket: str) -> Any:
+    """A CRT client as the uploader builds one, with 5 MiB parts and threshold."""
+    from include.aws.crt import CrtPutter, credentials_from_args
+    from include.upload.settings import DEFAULT_THROUGHPUT_GBPS
+
+    return CrtPutter(client, credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB,
+                     throughput_gbps=DEFAULT_THROUGHPUT_GBPS)
+
+
 @pytest.fixture
 def bucket(s3: Any) -> str:
     name = f"up-{uuid.uuid4().hex[:12]}"
@@ -718,12 +727,10 @@ def test_a_big_file_never_overwrites_and_conflicts_cost_no_parts(tmp_path, s3, b
 def test_completion_carries_if_none_match_and_a_refused_upload_is_aborted(tmp_path, s3, bucket, client, s3_server):
     """An object that appears while the parts are uploading: CompleteMultipartUpload is refused (412),
     the CRT client aborts the upload, the other object stays."""
-    from include.aws.crt import CrtPutter, credentials_from_args
-
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(11 * MIB))
     s3.put_object(Bucket=bucket, Key="k/big.bin", Body=b"first\n")
-    putter = CrtPutter(client, credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB)
+    putter = crt_putter(client, bucket)
     s3_server.control("POST", "stats/reset")
     answer = putter.put_file("k/big.bin", str(path), 11 * MIB, crc64nvme=crc(path.read_bytes()).split(":")[1],
                              if_none_match=True)
@@ -740,8 +747,6 @@ def test_crt_threads_keep_their_python_thread_state_between_requests(tmp_path, s
     request's on the same thread, a refused request (no headers callback) included."""
     import threading
 
-    from include.aws.crt import CrtPutter, credentials_from_args
-
     local = threading.local()
     seen: dict[int, list[int]] = {}
     answers: list[Any] = []
@@ -756,7 +761,7 @@ def test_crt_threads_keep_their_python_thread_state_between_requests(tmp_path, s
             done_all.set()
 
     s3.put_object(Bucket=bucket, Key="k/taken", Body=b"x")
-    putter = CrtPutter(client, credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB)
+    putter = crt_putter(client, bucket)
     for i in range(total):
         path = tmp_path / f"f{i}"
         path.write_bytes(b"%d" % i)
@@ -773,17 +778,15 @@ def test_crt_threads_keep_their_python_thread_state_between_requests(tmp_path, s
 def test_a_forked_child_uploads_through_event_loops_of_its_own(tmp_path, s3, bucket, client):
     """The CRT's event-loop threads are shared per process; a child forked after an upload inherits the
     group but not its threads, so it must start its own (it would otherwise wait forever)."""
-    from include.aws import crt
-
     path = tmp_path / "f"
     path.write_bytes(b"fork\n")
     checksum = crc(b"fork\n").split(":")[1]
-    putter = crt.CrtPutter(client, crt.credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB)
+    putter = crt_putter(client, bucket)
     assert putter.put_file("k/parent", str(path), 5, crc64nvme=checksum, if_none_match=True).status == 200
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
-            child = crt.CrtPutter(client, crt.credentials_from_args(), bucket, part_size=5 * MIB, threshold=5 * MIB)
+            child = crt_putter(client, bucket)
             answer = child.put_file("k/child", str(path), 5, crc64nvme=checksum, if_none_match=True)
             os._exit(0 if answer.status == 200 else 3)
         finally:
