@@ -19,6 +19,7 @@ forwarded to the PUT or to CompleteMultipartUpload alike.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -109,6 +110,7 @@ class CrtPutter:
         from awscrt.s3 import S3Client, S3RequestTlsMode
 
         self.bucket = BucketURL.of(client, bucket)
+        self.pid = os.getpid()  # its threads are this process's: a forked child cannot use it
         region = client.meta.region_name or "us-east-1"
         tls_options = None
         if self.bucket.scheme == "https":
@@ -130,6 +132,9 @@ class CrtPutter:
         """Start uploading ``path`` to ``key`` (one PUT, or a parallel multipart upload from the threshold on)
         and return at once; ``done`` gets S3's final answer, on a CRT thread. Never raises for an S3 or
         network error: it is in the answer."""
+        if os.getpid() != self.pid:  # the request would wait for ever on threads the fork left behind
+            raise RuntimeError(f"this CRT client was made in process {self.pid}, before a fork: make a new one "
+                               f"in process {os.getpid()}")
         from awscrt.http import HttpHeaders, HttpRequest
         from awscrt.s3 import S3RequestType
 
@@ -146,8 +151,8 @@ class CrtPutter:
         def on_done(error: BaseException | None = None, status_code: int | None = None,
                     error_headers: list[tuple[str, str]] | None = None, error_body: bytes | None = None,
                     **_: Any) -> None:
-            keep_thread_state()
             try:
+                keep_thread_state()
                 if error is None:
                     answer = Answer(int(got.get("status", 200)), {k.lower(): v for k, v in got.get("headers", [])})
                 else:
@@ -168,24 +173,33 @@ class CrtPutter:
         return answers.get()
 
 
-_BOOTSTRAPS: dict[int, Any] = {}
-_BOOTSTRAPS_LOCK = threading.Lock()
+_BOOTSTRAP: list[Any] = []  # the process's ClientBootstrap, once one is made
+_BOOTSTRAP_LOCK = threading.Lock()
+
+
+def _forget_bootstrap() -> None:
+    """In a forked child: the group came along but its threads did not, so the child makes its own
+    (a request on the parent's would wait for ever). The lock is new too: another thread may have held
+    it at the fork."""
+    global _BOOTSTRAP_LOCK
+    _BOOTSTRAP.clear()
+    _BOOTSTRAP_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_bootstrap)
 
 
 def _bootstrap() -> Any:
     """The process's CRT event-loop group (one thread per core) and DNS resolver, shared by every
     :class:`CrtPutter`: no threads started per client, and the Python thread states they keep
-    (:func:`keep_thread_state`) are as many as the cores. Per process id, since a forked child inherits
-    the group but not its threads."""
+    (:func:`keep_thread_state`) are as many as the cores. The threads then live as long as the process."""
     from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
 
-    with _BOOTSTRAPS_LOCK:
-        pid = os.getpid()
-        if pid not in _BOOTSTRAPS:
-            _BOOTSTRAPS.clear()
+    with _BOOTSTRAP_LOCK:
+        if not _BOOTSTRAP:
             group = EventLoopGroup()
-            _BOOTSTRAPS[pid] = ClientBootstrap(group, DefaultHostResolver(group))
-        return _BOOTSTRAPS[pid]
+            _BOOTSTRAP.append(ClientBootstrap(group, DefaultHostResolver(group)))
+        return _BOOTSTRAP[0]
 
 
 def keep_thread_state() -> None:
@@ -196,13 +210,16 @@ def keep_thread_state() -> None:
     and every Release destroyed it (an mmap and munmap of its frame stack, the runtime's lock): ~10 % of the
     upload's CPU on small files. One Ensure left outstanding keeps the state, as CPython's C-API documentation
     advises for foreign threads that call in repeatedly (python/cpython#146219); awscrt has no option for it.
-    The state of a finished thread is freed with the interpreter, as a daemon thread's is."""
+    The state of a finished thread is freed with the interpreter, as a daemon thread's is. Only an
+    optimisation: where ctypes cannot do it, nothing is kept and nothing fails. (To re-check when Python
+    3.14 is allowed: finalisation changes again; PEP 788's ``PyThreadState_Ensure`` is the proper API.)"""
     if getattr(_CRT_THREAD, "kept", False):  # lives in the thread state: set only once it is kept
         return
-    import ctypes
+    _CRT_THREAD.kept = True  # tried once per thread, whatever happens
+    with contextlib.suppress(Exception):  # no ctypes (a build without libffi), another interpreter
+        import ctypes
 
-    _CRT_THREAD.kept = True
-    ctypes.pythonapi.PyGILState_Ensure()
+        ctypes.pythonapi.PyGILState_Ensure()
 
 
 def _failure(exc: BaseException, status_code: int | None, error_headers: list[tuple[str, str]] | None,

@@ -751,7 +751,7 @@ def test_crt_threads_keep_their_python_thread_state_between_requests(tmp_path, s
     seen: dict[int, list[int]] = {}
     answers: list[Any] = []
     done_all = threading.Event()
-    total = 40
+    total = max(40, 2 * (os.cpu_count() or 1))  # more requests than event-loop threads (one per core)
 
     def done(answer: Any) -> None:
         local.n = getattr(local, "n", 0) + 1
@@ -769,7 +769,8 @@ def test_crt_threads_keep_their_python_thread_state_between_requests(tmp_path, s
         putter.start(key, str(path), path.stat().st_size, crc64nvme=crc(path.read_bytes()).split(":")[1],
                      if_none_match=True, done=done)
     assert done_all.wait(60)
-    assert sorted(a.status for a in answers) == [200] * 36 + [412] * 4
+    refused = len(range(0, total, 10))
+    assert sorted(a.status for a in answers) == [200] * (total - refused) + [412] * refused
     assert threading.get_ident() not in seen
     assert all(counts == list(range(1, len(counts) + 1)) for counts in seen.values()), seen
     assert max(len(counts) for counts in seen.values()) > 1
@@ -777,7 +778,8 @@ def test_crt_threads_keep_their_python_thread_state_between_requests(tmp_path, s
 
 def test_a_forked_child_uploads_through_event_loops_of_its_own(tmp_path, s3, bucket, client):
     """The CRT's event-loop threads are shared per process; a child forked after an upload inherits the
-    group but not its threads, so it must start its own (it would otherwise wait forever)."""
+    group but not its threads, so it starts its own (a request would otherwise wait for ever). The
+    parent's client refuses to work in the child, in one clear error instead of that wait."""
     path = tmp_path / "f"
     path.write_bytes(b"fork\n")
     checksum = crc(b"fork\n").split(":")[1]
@@ -786,6 +788,12 @@ def test_a_forked_child_uploads_through_event_loops_of_its_own(tmp_path, s3, buc
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         try:
+            try:
+                putter.put_file("k/inherited", str(path), 5, crc64nvme=checksum, if_none_match=True)
+                os._exit(5)
+            except RuntimeError as exc:
+                if "before a fork" not in str(exc):
+                    os._exit(6)
             child = crt_putter(client, bucket)
             answer = child.put_file("k/child", str(path), 5, crc64nvme=checksum, if_none_match=True)
             os._exit(0 if answer.status == 200 else 3)
@@ -799,6 +807,7 @@ def test_a_forked_child_uploads_through_event_loops_of_its_own(tmp_path, s3, buc
         os.waitpid(pid, 0)
     assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
     assert body_of(s3, bucket, "k/child") == b"fork\n" and body_of(s3, bucket, "k/parent") == b"fork\n"
+    assert "k/inherited" not in keys_in(s3, bucket)
 
 
 def test_the_next_run_aborts_uploads_a_killed_worker_left(tmp_path, s3, bucket, client):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from awscrt.checksums import crc64nvme
 
-from include.aws.crt import Answer, crt_credentials
+from include.aws.crt import Answer, crt_credentials, keep_thread_state
 from include.upload.layout import scan_base_dir
 from include.upload.settings import resolve_settings
 from include.upload.uploader import FAILED, UPLOADED, Answers, Uploader, upload_candidates
@@ -167,3 +168,22 @@ def test_static_credentials_are_handed_over_once_refreshable_ones_keep_refreshin
     second = refreshable.get_credentials().result(5).access_key_id
     assert first != second and first.startswith("AKID") and second.startswith("AKID")
     assert len(asked) == 3
+
+
+def test_keeping_a_thread_state_is_only_an_optimisation_it_never_fails(monkeypatch):
+    """Without ctypes (a Python built without libffi) nothing is kept and nothing raises: a callback that
+    raised would leave its upload without an answer, and the batch waiting for ever."""
+    monkeypatch.setitem(sys.modules, "ctypes", None)  # `import ctypes` now raises ImportError
+    failures: list[BaseException] = []
+
+    def on_a_new_thread() -> None:
+        try:
+            keep_thread_state()
+            keep_thread_state()
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            failures.append(exc)
+
+    thread = threading.Thread(target=on_a_new_thread)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and failures == []
