@@ -224,7 +224,7 @@ class Uploader:
         """Read the file's checksum and decide: a :class:`Pending` upload, or already an outcome (not
         ready, vanished, an existing object a multipart upload need not be sent for, an error)."""
         key = self.settings.key(cand.rel)
-        path = os.path.join(self.settings.base_dir, cand.rel)  # a str: Path objects cost ~10 % of a small file's Python time
+        path = os.path.join(self.settings.base_dir, cand.rel)  # a str: the two Path objects cost ~6 µs a file
         return self._guarded(cand, key, path, lambda: self._prepare(cand, key, path))
 
     def finish(self, pending: Pending, answer: Answer) -> Outcome:
