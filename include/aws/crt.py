@@ -20,6 +20,7 @@ forwarded to the PUT or to CompleteMultipartUpload alike.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import re
@@ -173,33 +174,20 @@ class CrtPutter:
         return answers.get()
 
 
-_BOOTSTRAP: list[Any] = []  # the process's ClientBootstrap, once one is made
-_BOOTSTRAP_LOCK = threading.Lock()
-
-
-def _forget_bootstrap() -> None:
-    """In a forked child: the group came along but its threads did not, so the child makes its own
-    (a request on the parent's would wait for ever). The lock is new too: another thread may have held
-    it at the fork."""
-    global _BOOTSTRAP_LOCK
-    _BOOTSTRAP.clear()
-    _BOOTSTRAP_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_bootstrap)
-
-
+@functools.cache
 def _bootstrap() -> Any:
     """The process's CRT event-loop group (one thread per core) and DNS resolver, shared by every
     :class:`CrtPutter`: no threads started per client, and the Python thread states they keep
-    (:func:`keep_thread_state`) are as many as the cores. The threads then live as long as the process."""
+    (:func:`keep_thread_state`) are as many as the cores. The threads then live as long as the process.
+    (Unlocked: two threads making the first client at the same instant could make one group each.)"""
     from awscrt.io import ClientBootstrap, DefaultHostResolver, EventLoopGroup
 
-    with _BOOTSTRAP_LOCK:
-        if not _BOOTSTRAP:
-            group = EventLoopGroup()
-            _BOOTSTRAP.append(ClientBootstrap(group, DefaultHostResolver(group)))
-        return _BOOTSTRAP[0]
+    group = EventLoopGroup()
+    return ClientBootstrap(group, DefaultHostResolver(group))
+
+
+# A forked child gets the group but not its threads (a request on them would wait for ever): it makes its own.
+os.register_at_fork(after_in_child=_bootstrap.cache_clear)
 
 
 def keep_thread_state() -> None:
