@@ -41,7 +41,7 @@ lock:
 	@{ echo "# Runtime lock generated from requirements.in (make lock). Do not edit by hand."; .s3ops/lockenv/bin/pip freeze; } > requirements.txt
 	@.s3ops/lockenv/bin/pip install -q -r requirements-dev.in
 	@{ echo "# Dev/test lock generated from requirements-dev.in on top of requirements.txt (make lock). Do not edit by hand."; \
-	   .s3ops/lockenv/bin/pip freeze | grep -vxFf requirements.txt; echo 'tomli==2.5.0; python_version < "3.11"'; } > requirements-dev.txt
+	   .s3ops/lockenv/bin/pip freeze | grep -vxFf requirements.txt; } > requirements-dev.txt
 
 clean:
 	rm -rf .s3ops

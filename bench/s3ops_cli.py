@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ def delete(client: Any, bucket: str, run_dir: Path) -> dict[str, Any]:
 def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, Any], table: str,
                    run_dir: Path) -> dict[str, Any]:
     """The retention DAG's plan step: the bucket listing merged with the job rows, plan chunks written."""
-    from datetime import datetime, timezone
+    from datetime import datetime
     from functools import partial
 
     import MySQLdb
@@ -114,7 +115,7 @@ def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, A
     lookup_conn = jobs_db.prepare(MySQLdb.connect(**mysql))
     summary = retention.write_plan(
         iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(rows_conn, table), run_dir,
-        key_prefix=key_prefix, policy=retention.Policy.at(datetime.now(timezone.utc)),
+        key_prefix=key_prefix, policy=retention.Policy.at(datetime.now(UTC)),
         lookup=partial(jobs_db.rows_for_sources, lookup_conn, table), jobs_table=table, allow_empty_jobs=False)
     return {"delete_count": summary["delete_count"], "scanned_count": summary["scanned_count"],
             "by_reason": summary["by_reason"]}
@@ -126,7 +127,7 @@ def upload_botocore(client: Any, bucket: str, base_dir: Path, threshold: int, wo
     same full-object CRC64NVME. s3transfer cannot send ``If-None-Match`` on CompleteMultipartUpload
     (not in its allowed upload arguments), so its multipart path here is not what s3ops promises."""
     from concurrent.futures import ThreadPoolExecutor
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from boto3.s3.transfer import TransferConfig
     from s3transfer.manager import TransferManager
@@ -134,7 +135,7 @@ def upload_botocore(client: Any, bucket: str, base_dir: Path, threshold: int, wo
     from include.upload.layout import scan_base_dir
     from include.upload.uploader import read_local
 
-    scan = scan_base_dir(base_dir, datetime.now(timezone.utc), 0, 10**9)
+    scan = scan_base_dir(base_dir, datetime.now(UTC), 0, 10**9)
     config = TransferConfig(multipart_threshold=threshold, multipart_chunksize=min(threshold, 16 * 2**20),
                             max_concurrency=workers)
     manager = TransferManager(client, config)

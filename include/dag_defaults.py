@@ -13,7 +13,7 @@ go is read when one is sent (the ``notifications`` setting of the run, else of t
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseNotifier, Param
@@ -233,7 +233,7 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 
 # No catchup: a new deployment runs from its next schedule on, whatever this date.
-START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def dag_args(*, tags: list[str], doc_md: str, params: dict[str, Param], max_active_runs: int = 1) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
 # (method, endpoint, body) -> response; the local server's /_s3ops/ API (scripts/stack.py S3Server.control)
 Control = Callable[[str, str, dict[str, Any]], Any]
 
-REFERENCE_NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
+REFERENCE_NOW = datetime(2019, 6, 3, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def reference_job_rows(now: datetime = REFERENCE_NOW) -> list[tuple[str, datetim
     shift = now - REFERENCE_NOW
 
     def at(y: int, m: int, d: int) -> datetime:
-        return datetime(y, m, d, tzinfo=timezone.utc) + shift
+        return datetime(y, m, d, tzinfo=UTC) + shift
 
     def src(n: int) -> str:
         return f"incoming_{n:06d}"
@@ -154,7 +154,7 @@ def seed_jobs(conn: Any, rows: Iterable[tuple[Any, ...]], table: str = "jobs", r
     if replace:
         cur.execute(f"DELETE FROM `{table}`")
     rows = [
-        (job, c.astimezone(timezone.utc).replace(tzinfo=None) if c else None, kind, src) for job, c, kind, src in rows
+        (job, c.astimezone(UTC).replace(tzinfo=None) if c else None, kind, src) for job, c, kind, src in rows
     ]
     cur.executemany(f"INSERT INTO `{table}` (jobId, completedAt, type, sourceData) VALUES (%s, %s, %s, %s)", rows)
     conn.commit()
@@ -190,7 +190,7 @@ def upload_files(base_dir: Path, now: datetime) -> dict[str, list[Path]]:
 
 def seed_s3(client: S3Client, world: DemoWorld = DemoWorld(), control: Control | None = None, now: datetime | None = None) -> None:
     """Create the demo buckets and objects (idempotent: re-seeding rewrites the same keys)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     for name, region in world.regions.items():
         create_bucket(client, name, region)
     put_objects(client, world.logs_bucket, logs_objects(), control)
@@ -283,10 +283,10 @@ def main() -> None:
                                port=int(os.environ["S3OPS_MYSQL_PORT"]),
                                user=os.environ["S3OPS_MYSQL_USER"], passwd=os.environ["S3OPS_MYSQL_PASSWORD"],
                                db=os.environ["S3OPS_MYSQL_DATABASE"])
-        seed_jobs(conn, reference_job_rows(datetime.now(timezone.utc)))
+        seed_jobs(conn, reference_job_rows(datetime.now(UTC)))
         conn.close()
     if args.upload_dir:
-        upload_files(args.upload_dir, datetime.now(timezone.utc))
+        upload_files(args.upload_dir, datetime.now(UTC))
     print("demo world seeded")
 
 

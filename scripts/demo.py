@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def main() -> int:
     if failed:
         print(f"\ndemo: {len(failed)} pipeline(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    print(f"\ndemo: all pipelines succeeded at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC; "
+    print(f"\ndemo: all pipelines succeeded at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC; "
           f"artifacts under {artifacts}")
 
     if os.environ.get("S3OPS_DEMO_UI") == "1":

@@ -56,7 +56,7 @@ import time
 import zlib
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -207,7 +207,7 @@ class ControlMiddleware:
         found = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
         if status.startswith("200") and found:
             with self.lock:
-                self.initiated[found[1].decode()] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                self.initiated[found[1].decode()] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         return _reply(start_response, status, headers, body)
 
     def _with_initiated(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -657,7 +657,7 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     # moto keeps naive UTC datetimes
-    return dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return dt.astimezone(UTC).replace(tzinfo=None)
 
 
 def seed(body: dict[str, Any]) -> int:

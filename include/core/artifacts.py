@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,9 @@ def compact(kind: str, doc: Any) -> Any:
 
 
 def _now() -> Any:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _same(a: ArtifactPath, b: ArtifactPath) -> bool:
@@ -352,7 +353,7 @@ def rebuild_index(root: ArtifactPath, dag_id: str, run_files: Mapping[str, Mappi
     existed, or whose entry was lost); each is filed at its file's modification time. ``run_files``
     (``{run_id: {relative path: mtime}}``, from one listing) saves a request per file on object storage.
     Returns the entries written."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     known = {(str(e.get("run_id")), str(e.get("kind"))) for period in index_periods(root, dag_id) or []
              for e in read_period(root, dag_id, period)}
@@ -372,7 +373,7 @@ def rebuild_index(root: ArtifactPath, dag_id: str, run_files: Mapping[str, Mappi
                 doc = read_json(path)
             except (OSError, ValueError) as exc:
                 doc = {"error": f"{name}: {exc}"}
-            found = index_entry_for(path, doc, at=datetime.fromtimestamp(files[name], tz=timezone.utc).isoformat())
+            found = index_entry_for(path, doc, at=datetime.fromtimestamp(files[name], tz=UTC).isoformat())
             if found is not None:
                 write_bytes(found[0], json.dumps(found[1], separators=(",", ":"), default=str).encode())
                 written += 1

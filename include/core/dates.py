@@ -9,7 +9,7 @@ named). A pattern that already has a time directive (``%H``, ``%I``, ``%M``, ``%
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 DATE_FORMATS: tuple[str, ...] = ("iso", "us", "eu")
 _DATE_PATTERNS = {"iso": "%Y-%m-%d", "us": "%m/%d/%Y", "eu": "%d/%m/%Y"}
@@ -17,7 +17,7 @@ _TIME_DIRECTIVE = re.compile(r"%[-_0^#]?[HIMSpXcTRz]")
 _DIRECTIVE = re.compile(r"%[-_0^#]?([a-zA-Z%])")
 _KNOWN_DIRECTIVES = set("aAwdbBmyYHIpMSfzZjUWcxXGuVeTRFhnt%")
 MAX_PATTERN = 64
-_PROBE = datetime(2020, 12, 29, 16, 28, 13, tzinfo=timezone.utc)
+_PROBE = datetime(2020, 12, 29, 16, 28, 13, tzinfo=UTC)
 
 
 def check_date_format(value: object) -> str:
@@ -60,7 +60,7 @@ def parse_iso(value: str) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def format_date(value: str | None, date_format: str = "iso", show_time: bool = True, *,

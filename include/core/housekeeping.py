@@ -19,7 +19,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,7 @@ def housekeep(root: ArtifactPath, retention: Mapping[str, Retention], now: datet
     """Prune every DAG folder (``retention[dag_id]``, else the defaults), index the run artifacts the index
     lacks (runs written before it existed), roll up index days before yesterday, forget old
     failure-notification marks."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     report: dict[str, Any] = {"dags": [], "indexed": 0, "days_rolled_up": 0, "notification_marks_removed": 0}
     for dag_id in dag_folders(root):
         files = _run_files(root, dag_id)  # one listing serves the index repair and the pruning

@@ -7,7 +7,7 @@ Every timestamp s3ops writes (listings, reports, upload records, the UI) is ISO 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 TimeSpec = Literal["seconds", "milliseconds"]
@@ -16,8 +16,8 @@ TimeSpec = Literal["seconds", "milliseconds"]
 def utc(value: datetime) -> datetime:
     """A plain aware UTC ``datetime``. MySQL returns naive datetimes (the sessions run in UTC, so naive
     means UTC); Airflow hands out pendulum DateTimes, whose arithmetic can drop the zone: convert them."""
-    t = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    return datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=timezone.utc)
+    t = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=UTC)
 
 
 def format_time(value: datetime, timespec: TimeSpec = "milliseconds") -> str:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -136,7 +136,7 @@ class PlanApprovalOperator(ApprovalOperator):
         hours = params.get("approval_timeout_hours")
         if hours:
             self.response_timeout = timedelta(hours=float(hours))
-        asked_at = datetime.now(timezone.utc)
+        asked_at = datetime.now(UTC)
         timeout_at = (asked_at + self.response_timeout).isoformat(timespec="seconds") if self.response_timeout else ""
         target = target_of(params)
         request = {"plan_id": plan.get("plan_id"), **digests, "target": target, "asked_at": asked_at.isoformat(),
@@ -219,7 +219,7 @@ class PlanApprovalOperator(ApprovalOperator):
             "plan_file_digest": request.get("plan_file_digest"), "chunk_digests": request.get("chunk_digests"),
             "asked_at": request.get("asked_at"), "triggered_by": request.get("triggered_by"),
             "approvers": request.get("approvers"), "try_number": ti.try_number,
-            "recorded_at": datetime.now(timezone.utc).isoformat(),
+            "recorded_at": datetime.now(UTC).isoformat(),
         }
         artifacts.write_json(run_dir / gate.APPROVAL_FILE, approval)
         log.info("approval verdict: %s (%s)", verdict, reason)

@@ -11,7 +11,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from include.core import artifacts
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
         check_access(client)
         run_dir = args.out or Path(tempfile.mkdtemp(prefix="deploy-cleanup-"))
-        summary = plan_cleanup(client, args.bucket, settings, run_dir, datetime.now(timezone.utc))
+        summary = plan_cleanup(client, args.bucket, settings, run_dir, datetime.now(UTC))
         for row in artifacts.read_jsonl(run_dir / "deployments.jsonl"):
             print(f"{'DELETE' if row['delete'] else 'keep  '}  {row['name']:<40} {row['newest']}  "
                   f"{row['objects']:>7} objects  {row['why']}")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -113,7 +113,7 @@ def write_inventory(
     if fmt not in ("CSV", "Parquet"):
         raise ValueError(f"format {fmt!r}: CSV or Parquet")
     dest_client = dest_client or client
-    when = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (when or datetime.now(UTC)).astimezone(UTC)
     configure(client, bucket, dest_bucket=dest_bucket, prefix=prefix, config_id=config_id, fmt=fmt, versions=versions)
     base = "/".join(p for p in (prefix.strip("/"), bucket, config_id) if p)
     files = []

@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from include.core.times import parse_time
@@ -24,7 +24,7 @@ PROG = "s3ops retention plan"
 
 def _now(text: str | None) -> datetime:
     if text is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         return parse_time(text)
     except ValueError as exc:

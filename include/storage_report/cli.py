@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +145,7 @@ def run_local(
         for i, group in enumerate(grouped):
             results[i::forks] = group
     return build_report(buckets, results, prices=prices or load_prices(), size_unit=size_unit, source=source,
-                        include_versions=include_versions, generated_at=now or datetime.now(timezone.utc),
+                        include_versions=include_versions, generated_at=now or datetime.now(UTC),
                         date_format=date_format, show_time=show_time)
 
 

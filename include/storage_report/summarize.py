@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from include.aws import shards
@@ -320,7 +320,7 @@ def summarize_part(
 
 def metric_day(now: datetime) -> datetime:
     """The newest day CloudWatch's daily S3 metrics can be complete for: the day before ``now``."""
-    return now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 
 
 def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage_classes: Sequence[str] = (),
@@ -376,7 +376,7 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
         data = totals.to_dict()
         if storage_classes:
             data["object_count"] = None
-        data["metric_date"] = max(dates).astimezone(timezone.utc).strftime("%Y-%m-%d") if dates else None
+        data["metric_date"] = max(dates).astimezone(UTC).strftime("%Y-%m-%d") if dates else None
         result["totals"] = data
     except ClientError as exc:
         result["error"] = bucket_error(exc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -149,7 +149,7 @@ def aggregate(context: Any, shard_results: Iterable[list[dict[str, Any]]]) -> di
         raise _fail(str(exc)) from None
     report = storage_report.build_report(
         buckets, results, prices=prices, size_unit=params["size_unit"], source=params["source"],
-        include_versions=params["include_versions"], generated_at=datetime.now(timezone.utc),
+        include_versions=params["include_versions"], generated_at=datetime.now(UTC),
         date_format=params["date_format"], show_time=params["show_time"],
     )
     path = _run_dir(run_id) / "report.json"

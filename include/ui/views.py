@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from include.core.artifacts import ArtifactPath, index_periods, period_sums, read_json, read_jsonl, read_period
@@ -79,7 +79,7 @@ def _mtime(path: ArtifactPath) -> str | None:
         return format_time(ts, "seconds")
     if ts is None:
         return None
-    return format_time(datetime.fromtimestamp(float(ts), tz=timezone.utc), "seconds")
+    return format_time(datetime.fromtimestamp(float(ts), tz=UTC), "seconds")
 
 
 def _int(value: Any) -> int:

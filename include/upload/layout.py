@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 MINUTE = timedelta(minutes=1)
@@ -71,7 +71,7 @@ def parse_data_path(rel: str) -> DataFile:
     if not YEAR_RE.fullmatch(year) or not all(TWO_DIGITS_RE.fullmatch(p) for p in (month, day, hour)):
         raise MalformedPath(f"date folders {year}/{month}/{day}/{hour} are not YYYY/M[M]/D[D]/H[H]")
     try:
-        minute = datetime(int(year), int(month), int(day), int(hour), int(match["minute"]), tzinfo=timezone.utc)
+        minute = datetime(int(year), int(month), int(day), int(hour), int(match["minute"]), tzinfo=UTC)
     except ValueError as exc:
         raise MalformedPath(f"{year}-{month}-{day} {hour}:{match['minute']} is not a real date and time ({exc})") from None
     return DataFile(rel=rel, location=location, minute=minute, topic=match["topic"])
@@ -192,7 +192,7 @@ def _period_end(parts: tuple[str, ...]) -> datetime | None:
     nums = [int(p) for p in parts]
     try:
         month, day, hour = (nums[1:] + [1, 1, 0][len(nums) - 1 :])[:3]
-        start = datetime(nums[0], month, day, hour, tzinfo=timezone.utc)
+        start = datetime(nums[0], month, day, hour, tzinfo=UTC)
         if len(nums) == 1:
             return start.replace(year=start.year + 1)
     except ValueError:

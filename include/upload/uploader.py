@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,7 @@ class Outcome:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _b64_crc(value: int) -> str:
@@ -504,7 +504,7 @@ def _candidate_rows(cands: Iterable[Candidate]) -> list[list[Any]]:
 
 def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
     # The minute is only used for ordering in the scan; the upload does not need it.
-    epoch = datetime.fromtimestamp(0, timezone.utc)
+    epoch = datetime.fromtimestamp(0, UTC)
     return [Candidate(epoch, rel, int(size), int(mtime_ns)) for rel, size, mtime_ns in rows]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ def _deploy_bucket(s3: Any, s3_server: Any, name: str) -> tuple[set[str], set[st
     from include.seed import deploy_objects
 
     s3.create_bucket(Bucket=name)
-    objs = deploy_objects("deploys/", datetime.now(timezone.utc))
+    objs = deploy_objects("deploys/", datetime.now(UTC))
     s3_server.control("POST", "seed", {"bucket": name, "objects": objs})
     keys = {o["key"] for o in objs}
     kept = {k for k in keys if not k.startswith("deploys/release-") or int(k.split("-")[1][:3]) > 7}
@@ -110,7 +110,7 @@ def _retention_world(s3: Any, s3_server: Any, mysql_server: Any, bucket: str, ta
     from include.seed import seed_jobs
 
     s3.create_bucket(Bucket=bucket)
-    old = (datetime.now(timezone.utc) - timedelta(days=400)).isoformat()
+    old = (datetime.now(UTC) - timedelta(days=400)).isoformat()
     s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
         {"key": name, "size": 1000 + i, "last_modified": old} for i, name in enumerate(files)]})
     conn = mysql_server.connect()
@@ -131,7 +131,7 @@ def test_retention_waits_for_approval_then_deletes_reference_case(airflow, appro
 
     bucket, table = unique("jobs"), unique("jobs").replace("-", "_")
     _retention_world(s3, s3_server, mysql_server, bucket, table,
-                     reference_job_rows(datetime.now(timezone.utc)), reference_files())
+                     reference_job_rows(datetime.now(UTC)), reference_files())
     expected = {f"incoming_{n:06d}" for n in (11, 12, 13, 14, 15, 17, 18, *range(36, 46))}
     expected |= {"test", "test_1.txt", "test_2.txt"}
     everything = set(reference_files())
@@ -156,7 +156,7 @@ def test_retention_waits_for_approval_then_deletes_reference_case(airflow, appro
 def test_retention_backfill_decides_by_each_logical_date(airflow, s3, s3_server, mysql_server, e2e_artifacts, unique):
     """Three daily runs, dry run: a TRIAL job expires (trial_retention P2D) on a different day for each
     file, so each run's plan must name exactly the files expired at ITS logical date."""
-    day0 = (datetime.now(timezone.utc) - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day0 = (datetime.now(UTC) - timedelta(days=6)).replace(hour=0, minute=0, second=0, microsecond=0)
     completed = {"bf_a": day0 - timedelta(days=3), "bf_b": day0 - timedelta(days=1, hours=12),
                  "bf_c": day0 - timedelta(hours=12)}
     rows = [(f"job-{src}".ljust(64, "0"), when, "TRIAL", src) for src, when in completed.items()]

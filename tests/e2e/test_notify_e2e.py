@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -77,7 +77,7 @@ def test_scheduled_retention_mails_its_approval_and_the_next_run_supersedes_it(
     from tests.e2e.test_deletion_e2e import _keys, _retention_world, _wait_awaiting_approval
 
     bucket, table = unique("sched"), unique("sched").replace("-", "_")
-    old = datetime.now(timezone.utc) - timedelta(days=400)
+    old = datetime.now(UTC) - timedelta(days=400)
     rows = [(f"job-{i}".ljust(64, "0"), old, "TRIAL", f"trial/{i}.dat") for i in range(5)]
     files = [f"trial/{i}.dat" for i in range(5)] + ["keep/official.dat"]
     rows.append(("job-official".ljust(64, "0"), old, "OFFICIAL", "keep/official.dat"))

@@ -8,7 +8,7 @@ lines found are printed (``pytest -rP`` shows them) so the suite's output shows 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def test_deploy_cleanup_plan_and_delete_log_progress(airflow, s3, s3_server, uni
 
     bucket = unique("progress")  # the demo world's deployment folders, in a bucket this test may empty
     s3.create_bucket(Bucket=bucket)
-    s3_server.control("POST", "seed", {"bucket": bucket, "objects": deploy_objects("deploys/", datetime.now(timezone.utc))})
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": deploy_objects("deploys/", datetime.now(UTC))})
     run_id = airflow.trigger("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 5, "approval": "auto"})
     _finished(airflow, "s3_deploy_cleanup", run_id)
     plan = _progress_lines(airflow, "s3_deploy_cleanup", run_id, "plan")
@@ -82,7 +82,7 @@ def test_deploy_cleanup_plan_and_delete_log_progress(airflow, s3, s3_server, uni
 def test_upload_batch_logs_progress(airflow, demo_world, tmp_path: Path):
     from include.seed import upload_files
 
-    files = upload_files(tmp_path / "producer", datetime.now(timezone.utc))
+    files = upload_files(tmp_path / "producer", datetime.now(UTC))
     run_id = airflow.trigger("s3_upload", {"base_dir": str(tmp_path / "producer"), "bucket": demo_world.upload_bucket})
     try:
         _finished(airflow, "s3_upload", run_id, timeout=240)

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def _ensure_runs(airflow: Any, s3: Any, s3_server: Any, demo_world: Any, e2e_art
     if not list((e2e_artifacts / "s3_upload").glob("*/summary.json")):
         from include.seed import upload_files
 
-        upload_files(tmp_path / "producer", datetime.now(timezone.utc))
+        upload_files(tmp_path / "producer", datetime.now(UTC))
         run_id = airflow.trigger("s3_upload", {"base_dir": str(tmp_path / "producer"),
                                                "bucket": demo_world.upload_bucket})
         try:
@@ -146,7 +146,7 @@ def test_plans_page_shows_a_waiting_plan_with_its_approval_link(browser_page, ai
 
     bucket = unique("ui")
     s3.create_bucket(Bucket=bucket)
-    s3_server.control("POST", "seed", {"bucket": bucket, "objects": deploy_objects("deploys/", datetime.now(timezone.utc))})
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": deploy_objects("deploys/", datetime.now(UTC))})
     run_id = airflow.trigger("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 5,
                                                    "approval": "required"})
     airflow.wait_task("s3_deploy_cleanup", run_id, "approve", {"deferred"}, timeout=240)

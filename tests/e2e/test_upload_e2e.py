@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ def _write_dat(base: Path, location: str, when: datetime, topic: str, body: byte
     path = base / location / f"{when:%Y/%m/%d/%H}" / f"{when:%M}-{topic}.dat"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
-    old = (datetime.now(timezone.utc) - timedelta(minutes=10)).timestamp()
+    old = (datetime.now(UTC) - timedelta(minutes=10)).timestamp()
     os.utime(path, (old, old))
     return path
 
@@ -36,7 +36,7 @@ def test_upload_run_moves_finished_files_and_keeps_the_rest(airflow, s3, stack, 
     bucket = unique("upload")
     s3.create_bucket(Bucket=bucket)
     base = tmp_path / "producer"
-    files = upload_files(base, datetime.now(timezone.utc))
+    files = upload_files(base, datetime.now(UTC))
     contents = {p.relative_to(base).as_posix(): p.read_bytes() for p in files["finished"]}
     try:
         run_id = airflow.trigger("s3_upload", {"base_dir": str(base), "bucket": bucket, "key_prefix": "in/",
@@ -63,10 +63,10 @@ def test_upload_schedule_moves_new_files_within_two_minutes(airflow, s3, unique,
     base = tmp_path / "scheduled"
     base.mkdir()
     airflow.set_variable("s3ops_upload", json.dumps({"base_dir": str(base), "bucket": bucket, "settle_seconds": 5}))
-    minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
     written = {_write_dat(base, loc, minute, "temperature", f"{loc}\n".encode()): loc for loc in ("oslo", "rome")}
     expected = {p.relative_to(base).as_posix() for p in written}
-    unpaused_at = datetime.now(timezone.utc)
+    unpaused_at = datetime.now(UTC)
     airflow.set_paused("s3_upload", False)
     try:
         deadline = time.monotonic() + 120

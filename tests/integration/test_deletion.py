@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC
 
 import pytest
 
@@ -143,17 +144,17 @@ def test_the_local_server_refuses_a_malformed_delete_body_like_s3(s3, bucket):
 def test_an_object_rewritten_between_plan_and_delete_is_kept(s3, s3_server, bucket, tmp_path):
     """The plan records each object's ETag and the delete is conditional on it (S3 If-Match, per object
     in DeleteObjects): what changed since the plan stays, recorded as kept, and the run does not fail."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from include.aws.listing import iter_objects
     from include.retention.policy import Policy, write_plan
 
-    old = (datetime.now(timezone.utc) - timedelta(days=30)).isoformat()
+    old = (datetime.now(UTC) - timedelta(days=30)).isoformat()
     keys = ["o/1", "o/2", "o/3", "o/ctl\x01"]
     s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
         {"key": k, "body": f"v1 {k}", "last_modified": old} for k in keys]})
     summary = write_plan(iter_objects(s3, bucket, "o/"), [], tmp_path, key_prefix="o/",
-                         policy=Policy.at(datetime.now(timezone.utc)), lookup=None, jobs_table="jobs",
+                         policy=Policy.at(datetime.now(UTC)), lookup=None, jobs_table="jobs",
                          allow_empty_jobs=True)
     assert summary["delete_count"] == 4
     planned = [json.loads(line) for line in (tmp_path / "plan" / "00000.jsonl").read_text().splitlines()]

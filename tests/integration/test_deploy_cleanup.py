@@ -7,12 +7,12 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def _iso(days_ago: float) -> str:
@@ -254,7 +254,7 @@ def superseding_the_waiting_request(target: dict[str, str], dag_id: str = "s3_de
                     HITLDetail.responded_at.is_(None))).first()
             if waiting is not None:
                 time.sleep(1)  # the request has been waiting a moment, as it would before a newer run plans
-                done["at"] = datetime.now(timezone.utc)
+                done["at"] = datetime.now(UTC)
                 done["runs"] = gate.supersede_older(artifacts.run_dir(dag_id, waiting).parent, run_id="newer-run",
                                                     target=target, asked_at=done["at"].isoformat())
                 return

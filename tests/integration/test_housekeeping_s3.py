@@ -4,7 +4,7 @@ Airflow's ObjectStoragePath and the aws_default connection)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from include.core import artifacts, housekeeping
 from include.ui import views
@@ -33,7 +33,7 @@ def test_prune_and_index_on_an_s3_root(s3, s3_server, monkeypatch):
     assert (view["run_count"], view["totals"]["uploaded"]) == (1, 3)
     assert [p["status"] for p in views.plans_view(root)["recent"]] == ["finished"]
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     housekeeping.housekeep(root, {}, now=now + timedelta(days=31))
     left = _keys(s3, bucket)
     assert not any(k.startswith("store/s3_upload/") for k in left), left

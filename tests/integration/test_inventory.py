@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ def _seed(s3: Any, s3_server: Any, bucket: str, n: int, *, versioned: bool = Fal
     s3.create_bucket(Bucket=bucket)
     if versioned:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    base = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2025, 1, 1, tzinfo=UTC)
     objs = [{"key": f"p{i % 7}/obj-{i:05d}" + (" ü,\"q\"" if i % 50 == 0 else ""), "size": (i * 7919) % 10_000,
              "storage_class": CLASSES[i % 4], "last_modified": (base + timedelta(hours=i)).isoformat()}
             for i in range(n)]
@@ -50,7 +50,7 @@ def inventories(s3: Any, s3_server: Any) -> dict[str, Any]:
     _seed(s3, s3_server, CSV_B, 2600, versioned=True)
     _seed(s3, s3_server, PARQ_B, 1500)
     _seed(s3, s3_server, PLAIN_B, 300)
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     keys = {
         CSV_B: write_inventory(s3, CSV_B, dest_bucket=DEST, fmt="CSV", versions=True, rows_per_file=250, when=now),
         PARQ_B: write_inventory(s3, PARQ_B, dest_bucket=DEST, fmt="Parquet", prefix="inv/parquet", rows_per_file=400,

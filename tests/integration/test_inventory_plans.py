@@ -11,7 +11,7 @@ import json
 import unicodedata
 import uuid
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from include.retention.plan import plan_bucket
 from include.retention.policy import Policy, make_recheck, write_plan
 from include.seed import seed_jobs
 
-NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
+NOW = datetime(2019, 6, 3, tzinfo=UTC)
 OLD = (NOW - timedelta(days=400)).isoformat()
 #: Names that break naive CSV, URL-decoding or sorting: '+' and '%' (CSV keys are URL-encoded), commas,
 #: quotes, a tab, a newline, NFC and NFD forms of one name, astral characters, and binary-vs-collation order.
@@ -153,7 +153,7 @@ DAY = timedelta(days=1)
 
 
 def _seed_deployments(s3_server: Any, bucket: str, ages: dict[str, int]) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     objs = [{"key": "deploys/README.txt", "size": 1, "last_modified": (now - 400 * DAY).isoformat()}]
     for name, age in ages.items():
         for f in ("index.html", "assets/app+1.js", "ünï code.txt"):
@@ -165,7 +165,7 @@ def _cleanup_plan(s3: Any, bucket: str, run_dir: Any, source: str, **params: Any
     from include.deploy_cleanup.plan import plan_cleanup, settings_from_params
 
     summary = plan_cleanup(s3, bucket, settings_from_params({"prefix": "deploys/", "source": source, **params}),
-                           run_dir, datetime.now(timezone.utc))
+                           run_dir, datetime.now(UTC))
     return summary, [asdict(item) for c in summary["chunks"] for item in read_chunk(run_dir, c)]
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from include.seed import seed_jobs
 from tests.layout.test_cli import s3ops
 
-NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
+NOW = datetime(2019, 6, 3, tzinfo=UTC)
 OLD = (NOW - timedelta(days=400)).isoformat()
 
 

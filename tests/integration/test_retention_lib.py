@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,7 +14,7 @@ from include.retention import jobs as jobs_db
 from include.retention.policy import Policy, make_recheck, refusals, write_plan
 from include.seed import seed_jobs
 
-NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
+NOW = datetime(2019, 6, 3, tzinfo=UTC)
 OLD = (NOW - timedelta(days=400)).isoformat()
 # Values whose order differs between a _ci / PAD SPACE collation and binary order, and that S3 must
 # list in the same order as MySQL's binary sort.

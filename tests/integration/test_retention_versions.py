@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from include.seed import reference_files, reference_job_rows, seed_jobs
 
-NOW = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 LONG_AGO = (NOW - timedelta(days=400)).isoformat()
 EXPIRED = [f"incoming_{n:06d}" for n in (11, 12, 13, 14, 15, 17, 18, *range(36, 46))]
 ORPHANS = ["test", "test_1.txt", "test_2.txt"]

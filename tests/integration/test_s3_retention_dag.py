@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from include.seed import reference_files, reference_job_rows, seed_jobs
 
 # The reference case happens "at 2019-06-03"; the DAG starts in 2024, so it is replayed today with every
 # completedAt shifted by (today - 2019-06-03), as the issue allows, and the files backdated.
-NOW = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 LONG_AGO = (NOW - timedelta(days=400)).isoformat()
 EXPIRED = [f"incoming_{n:06d}" for n in (11, 12, 13, 14, 15, 17, 18, *range(36, 46))]
 ORPHANS = ["test", "test_1.txt", "test_2.txt"]

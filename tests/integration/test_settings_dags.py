@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from include.seed import reference_files, reference_job_rows, seed_jobs
 
-NOW = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 LONG_AGO = (NOW - timedelta(days=400)).isoformat()
 
 

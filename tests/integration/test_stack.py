@@ -3,6 +3,8 @@ documented, and S3 clients that survive throttling and dropped connections."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -41,9 +43,9 @@ def test_demo_world_has_two_regions_versions_and_a_multipart_upload(s3, demo_wor
 
 def test_seeded_objects_can_be_backdated(s3, demo_world):
     obj = s3.head_object(Bucket=demo_world.jobs_bucket, Key="incoming_000001")
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    age = datetime.now(timezone.utc) - obj["LastModified"]
+    age = datetime.now(UTC) - obj["LastModified"]
     assert age.days >= 399
 
 

@@ -8,7 +8,7 @@ import io
 import json
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -33,7 +33,7 @@ REGIONS = {**DemoWorld().regions, BIG: "us-east-1", DENIED: "us-east-1", CW_EU: 
 
 
 def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def truth(s3: Any, bucket: str, *, versions: bool, classes: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -188,8 +188,8 @@ def test_listing_with_versions_shards_hidden_costs_and_unreadable_bucket(world, 
     assert report["totals"]["object_count"] == sum(b["object_count"] for b in ok)
     assert report["totals"]["total_bytes"] == sum(b["total_bytes"] for b in ok)
     assert report["pricing"]["as_of"] == "2026-11-01" and report["pricing"]["label"] == "estimated at list price"
-    generated = datetime.strptime(report["generated_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    assert abs(datetime.now(timezone.utc) - generated) < timedelta(minutes=10)
+    generated = datetime.strptime(report["generated_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - generated) < timedelta(minutes=10)
 
     assert result.xcom("publish") == {
         "report_uri": str((result.artifacts() / "report.json").resolve()), "bucket_count": len(names),
@@ -266,7 +266,7 @@ def test_cloudwatch_source_and_region_filter(world, s3_server, run_dag):
 
     from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET
 
-    day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     metrics = {CW_EU: ("eu-west-1", {"StandardStorage": 5 * MIB, "GlacierStorage": 3 * MIB}, 42),
                CW_US: ("us-east-1", {"StandardStorage": 7 * MIB}, 9)}
     for bucket, (region, sizes, count) in metrics.items():
@@ -383,7 +383,7 @@ def test_cli_table_csv_filters_and_errors(world, s3, s3_server, capsys, monkeypa
                  "--endpoint-url", url]) == 0
     [row] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     created = next(b["CreationDate"] for b in s3.list_buckets()["Buckets"] if b["Name"] == w.archive_bucket)
-    assert row["creation_date"] == created.astimezone(timezone.utc).strftime("%d.%m.%Y")
+    assert row["creation_date"] == created.astimezone(UTC).strftime("%d.%m.%Y")
     assert main(["--date-format", "%Q", "--endpoint-url", url]) == 2  # refused before any listing
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "date_format" in err and "%Q" in err

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from include.upload.settings import UploadSettings, resolve_settings
 from include.upload.uploader import Uploader, tidy_task, upload_tree
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 MIB = 1024 * 1024
 
 
@@ -113,7 +113,7 @@ def test_keys_mirror_the_layout_for_several_locations_and_days(tmp_path, s3, buc
 
 def test_files_inside_the_settle_window_wait_for_a_later_run(tmp_path, s3, bucket, client):
     # this test compares file mtimes with a simulated clock, so its minute is taken now, not at import
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     old = write(tmp_path, rel_at("berlin", now - timedelta(minutes=10), "t"), b"old\n")
     current_minute = write(tmp_path, rel_at("berlin", now, "t"), b"this minute\n", age_seconds=0)
     fresh = write(tmp_path, rel_at("berlin", now - timedelta(minutes=5), "h"), b"just rewritten\n", age_seconds=0)
@@ -125,7 +125,7 @@ def test_files_inside_the_settle_window_wait_for_a_later_run(tmp_path, s3, bucke
     assert not old.exists() and current_minute.exists() and fresh.exists()
     assert keys_in(s3, bucket) == {rel_at("berlin", now - timedelta(minutes=10), "t")}
 
-    second, _ = upload_tree(client, cfg, now=datetime.now(timezone.utc) + timedelta(minutes=2))
+    second, _ = upload_tree(client, cfg, now=datetime.now(UTC) + timedelta(minutes=2))
 
     assert second["uploaded"] == 2 and second["skipped_not_ready"] == 0
     assert not current_minute.exists() and not fresh.exists()
@@ -200,7 +200,7 @@ def test_missing_bucket_keeps_every_file(tmp_path, client):
 
 def test_vanished_and_changed_files_are_reported_not_lost(tmp_path, s3, bucket, client):
     cfg = settings(tmp_path, bucket)
-    uploader = Uploader(client, cfg, datetime.now(timezone.utc))
+    uploader = Uploader(client, cfg, datetime.now(UTC))
     gone = uploader.upload_one(Candidate(NOW, rel_at("berlin", NOW - timedelta(hours=1), "gone"), 3, 0))
     assert (gone.status, gone.error) == ("failed", "vanished before upload")
 
@@ -218,7 +218,7 @@ def test_vanished_after_our_own_upload_counts_as_uploaded(tmp_path, s3, bucket, 
     rel = rel_at("paris", NOW - timedelta(hours=1), "t")
     path = write(tmp_path, rel, b"moved by attempt 1\n")
     st = path.stat()
-    uploader = Uploader(client, settings(tmp_path, bucket), datetime.now(timezone.utc))
+    uploader = Uploader(client, settings(tmp_path, bucket), datetime.now(UTC))
     assert uploader.upload_one(Candidate(NOW, rel, st.st_size, st.st_mtime_ns)).status == "uploaded"
     retry = uploader.upload_one(Candidate(NOW, rel, st.st_size, st.st_mtime_ns))
     assert retry.status == "uploaded"
@@ -357,7 +357,7 @@ def _asset_events(uri: str) -> list[Any]:
 
 def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
     base = tmp_path / "base"
-    kinds = upload_files(base, datetime.now(timezone.utc))
+    kinds = upload_files(base, datetime.now(UTC))
     empty_hour = base / "paris" / f"{NOW - timedelta(hours=5):%Y/%m/%d/%H}"
     empty_hour.mkdir(parents=True)
     finished_bytes = sum(p.stat().st_size for p in kinds["finished"])
@@ -822,7 +822,7 @@ def test_the_next_run_aborts_uploads_a_killed_worker_left(tmp_path, s3, bucket, 
     before, _ = upload_tree(client, settings(tmp_path, bucket, key_prefix="in"), now=NOW - timedelta(days=1))
     assert before["aborted_uploads"] == 0  # they started after that run's scan: not abandoned by it
     summary, _ = upload_tree(client, settings(tmp_path, bucket, key_prefix="in"),
-                             now=datetime.now(timezone.utc) + timedelta(seconds=5))
+                             now=datetime.now(UTC) + timedelta(seconds=5))
 
     assert summary["aborted_uploads"] == 1
     assert sorted(u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == sorted(

@@ -4,6 +4,7 @@ preconditions re-derived from the plan artifact (never XCom), supersession, and 
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -275,10 +276,10 @@ def _resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event: dict[str, An
 
 
 def _event(chosen: list[str], user: dict[str, str] | None = ALICE) -> dict[str, Any]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     return {"chosen_options": chosen, "params_input": {}, "responded_by_user": user,
-            "responded_at": datetime(2026, 11, 30, 10, tzinfo=timezone.utc), "timedout": user is None}
+            "responded_at": datetime(2026, 11, 30, 10, tzinfo=UTC), "timedout": user is None}
 
 
 def _recorded(tmp_path: Path) -> dict[str, Any]:

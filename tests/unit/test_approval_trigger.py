@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class _Triggerer:
         self.failing_writes = 0  # the API server is unreachable for this many writes
 
     def answer(self, chosen: list[str], by: dict[str, str] | None) -> None:
-        self.chosen, self.by, self.at = chosen, by, datetime.now(timezone.utc)
+        self.chosen, self.by, self.at = chosen, by, datetime.now(UTC)
 
     def _detail(self) -> Any:
         from airflow.sdk.api.datamodels._generated import HITLDetailResponse
@@ -90,7 +90,7 @@ def _first_event(trigger: Any, airflow: _Triggerer, wait: float = 5.0, during: A
             await asyncio.to_thread(during)
         try:
             return await asyncio.wait_for(task, wait)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             await events.aclose()
@@ -118,7 +118,7 @@ def test_the_trigger_round_trips_through_the_form_airflow_stores_it_in():
     encoding (serde + Fernet) and rebuild an equal trigger."""
     from airflow.models.trigger import Trigger
 
-    trigger = _trigger(timeout=datetime(2026, 12, 1, 8, tzinfo=timezone.utc))
+    trigger = _trigger(timeout=datetime(2026, 12, 1, 8, tzinfo=UTC))
     classpath, kwargs = trigger.serialize()
     assert classpath == "include.deletion.trigger.PlanApprovalTrigger"
     stored = Trigger._decrypt_kwargs(Trigger.encrypt_kwargs(kwargs))
@@ -195,7 +195,7 @@ def test_a_close_that_fails_is_tried_again_at_the_next_poll(store):
 
 
 def test_the_timeout_still_applies_the_default_with_no_responder(store):
-    trigger = _trigger(timeout=datetime.now(timezone.utc) - timedelta(seconds=1))
+    trigger = _trigger(timeout=datetime.now(UTC) - timedelta(seconds=1))
     airflow = _Triggerer(trigger.ti_id)
     event = _first_event(trigger, airflow)
     assert airflow.writes == [["Reject"]] and event.payload["timedout"] is True

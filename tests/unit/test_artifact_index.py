@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from include.core import artifacts, housekeeping
 from include.core.housekeeping import Retention, RetentionSettingError, retention_from
 from include.ui import views
 
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_roll_ups_keep_what_the_pages_show(root):
     assert views.uploads_view(root)["run_count"] == 4
     # a retried task files its summary again (a later hour): the run is shown and counted once, newest wins
     again = artifacts.index_entry_for(root / "s3_upload" / "u2" / "summary.json", {"uploaded": 5},
-                                      at=datetime.now(timezone.utc).isoformat())
+                                      at=datetime.now(UTC).isoformat())
     artifacts.write_bytes(again[0], json.dumps(again[1]).encode())
     view = views.uploads_view(root)
     assert view["run_count"] == 4 and [r["uploaded"] for r in view["runs"] if r["run_id"] == "u2"] == [5]
@@ -188,8 +188,8 @@ def test_runs_written_before_the_index_are_indexed_by_housekeeping(root):
     (root / "s3_upload" / "broken" / "summary.json").write_text("{nope")
     artifacts.write_json(root / "s3_upload" / "new" / "summary.json", {"uploaded": 1})  # creates the index
     assert views.uploads_view(root)["run_count"] == 1  # the index exists: legacy folders are not scanned
-    report = housekeeping.housekeep(root, {}, now=datetime.now(timezone.utc))
+    report = housekeeping.housekeep(root, {}, now=datetime.now(UTC))
     assert report["indexed"] == 2  # the two legacy runs; the new one is indexed already
     view = views.uploads_view(root)
     assert view["run_count"] == 3 and view["totals"]["uploaded"] == 6
-    assert housekeeping.housekeep(root, {}, now=datetime.now(timezone.utc))["indexed"] == 0
+    assert housekeeping.housekeep(root, {}, now=datetime.now(UTC))["indexed"] == 0

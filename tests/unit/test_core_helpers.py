@@ -3,7 +3,7 @@ S3 clients' attempts from AWS_MAX_ATTEMPTS."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -21,18 +21,18 @@ def test_format_time_is_utc_with_z_at_the_asked_precision() -> None:
 
 
 def test_parse_time_round_trips_and_accepts_offsets() -> None:
-    assert parse_time("2026-11-22T04:28:13.000Z") == datetime(2026, 11, 22, 4, 28, 13, tzinfo=timezone.utc)
-    assert parse_time("2026-11-22T06:28:13+02:00") == datetime(2026, 11, 22, 4, 28, 13, tzinfo=timezone.utc)
+    assert parse_time("2026-11-22T04:28:13.000Z") == datetime(2026, 11, 22, 4, 28, 13, tzinfo=UTC)
+    assert parse_time("2026-11-22T06:28:13+02:00") == datetime(2026, 11, 22, 4, 28, 13, tzinfo=UTC)
     with pytest.raises(ValueError):
         parse_time("yesterday")
 
 
 def test_logical_now_prefers_the_logical_date_then_run_after() -> None:
-    logical, after = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+    logical, after = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
     run = SimpleNamespace(run_after=after)
     assert logical_now({"logical_date": logical, "dag_run": run}) == logical
     assert logical_now({"logical_date": None, "dag_run": run}) == after
-    assert utc(datetime(2026, 1, 1)).tzinfo is timezone.utc
+    assert utc(datetime(2026, 1, 1)).tzinfo is UTC
 
 
 def test_error_code_and_text_read_s3_answers_and_name_other_errors() -> None:

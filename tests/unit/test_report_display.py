@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,7 +14,7 @@ from include.storage_report import render as report_render
 from include.storage_report.pricing import GB, load_prices
 from include.storage_report.summarize import Totals, build_report, summarize_cloudwatch
 
-NOW = datetime(2026, 11, 22, 4, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 PRICES = {"prices": {"us-east-1": {"STANDARD": 1.0, "GLACIER": 0.5}, "eu-west-1": {"STANDARD": 2.0}}}
 WHEN = "2020-12-29T16:28:13Z"
 
@@ -151,7 +151,7 @@ class _CloudWatch:
         st = next(d["Value"] for d in kw["Dimensions"] if d["Name"] == "StorageType")
         self.asked.append((kw["MetricName"], st))
         value = {"StandardStorage": 1000, "GlacierStorage": 50, "AllStorageTypes": 999}[st]
-        return {"Datapoints": [{"Timestamp": datetime(2026, 11, 21, tzinfo=timezone.utc), "Average": float(value)}]}
+        return {"Datapoints": [{"Timestamp": datetime(2026, 11, 21, tzinfo=UTC), "Average": float(value)}]}
 
 
 def test_cloudwatch_count_is_unknown_with_a_storage_class_filter():

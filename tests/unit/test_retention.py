@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -18,8 +18,8 @@ from include.retention.policy import (
     protected_now,
 )
 
-NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
-UTC = timezone.utc
+NOW = datetime(2019, 6, 3, tzinfo=UTC)
+UTC = UTC
 
 
 def iso(t: datetime) -> str:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from include.aws.listing import S3Object, S3Version
 from include.deletion.plan import read_chunk, read_plan
 from include.retention.policy import JobRow, Policy, write_plan
 from include.retention.versions import versioning_note
 
-NOW = datetime(2019, 6, 3, tzinfo=timezone.utc)
+NOW = datetime(2019, 6, 3, tzinfo=UTC)
 OLD = "2018-01-01T00:00:00.000Z"
 EXPIRED = (NOW - timedelta(days=200)).replace(tzinfo=None)
 

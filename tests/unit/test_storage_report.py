@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ from include.storage_report.summarize import (
     matches,
 )
 
-NOW = datetime(2026, 11, 22, 4, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 PRICES = {"prices": {"us-east-1": {"STANDARD": 1.0, "GLACIER": 0.5}, "eu-west-1": {"STANDARD": 2.0}}}
 
 
@@ -242,7 +242,7 @@ class _CloudWatch:
 def test_cloudwatch_newest_daily_point_per_storage_type():
     from include.storage_report.summarize import summarize_cloudwatch
 
-    day = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    day = datetime(2026, 11, 21, tzinfo=UTC)
     result = summarize_cloudwatch(_CloudWatch(day), "b", NOW)
     assert result["error"] is None
     t = result["totals"]

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from include.upload.layout import scan_base_dir
 from include.upload.settings import resolve_settings
 from include.upload.uploader import FAILED, UPLOADED, Answers, Uploader, upload_candidates
 
-NOW = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 def _answer_later(answers: Answers, item: Any, delay: float) -> threading.Thread:
@@ -160,7 +160,7 @@ def test_static_credentials_are_handed_over_once_refreshable_ones_keep_refreshin
 
     def refresh() -> dict[str, str]:
         calls.append(1)
-        expiry = datetime.now(timezone.utc) + timedelta(seconds=1)  # inside botocore's refresh window
+        expiry = datetime.now(UTC) + timedelta(seconds=1)  # inside botocore's refresh window
         return {"access_key": f"AKID{len(calls)}", "secret_key": "s", "token": "t", "expiry_time": expiry.isoformat()}
 
     refreshable = crt_credentials(RefreshableCredentials.create_from_metadata(refresh(), refresh, "test"))

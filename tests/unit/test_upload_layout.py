@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from include.upload.layout import (
     split_batches,
 )
 
-NOW = datetime(2026, 3, 1, 12, 30, 40, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 30, 40, tzinfo=UTC)
 
 
 def make(base: Path, rel: str, *, age_seconds: float = 600, body: bytes = b"data\n") -> Path:
@@ -45,7 +45,7 @@ def make(base: Path, rel: str, *, age_seconds: float = 600, body: bytes = b"data
 def test_parses_paths_in_the_layout(rel, location, minute, topic):
     data = parse_data_path(rel)
     assert (data.rel, data.location, data.topic) == (rel, location, topic)
-    assert data.minute == minute.replace(tzinfo=timezone.utc)
+    assert data.minute == minute.replace(tzinfo=UTC)
     assert data.minute_end == data.minute + timedelta(minutes=1)
 
 
@@ -188,7 +188,7 @@ def test_tidy_removes_only_empty_finished_date_folders(tmp_path):
 def test_tidy_waits_for_the_settle_time_after_the_hour(tmp_path):
     hour = tmp_path / "berlin/2026/03/01/11"  # ended at 12:00:00
     hour.mkdir(parents=True)
-    remove_empty_folders(tmp_path, datetime(2026, 3, 1, 12, 0, 20, tzinfo=timezone.utc), 30)
+    remove_empty_folders(tmp_path, datetime(2026, 3, 1, 12, 0, 20, tzinfo=UTC), 30)
     assert hour.is_dir()
-    remove_empty_folders(tmp_path, datetime(2026, 3, 1, 12, 0, 31, tzinfo=timezone.utc), 30)
+    remove_empty_folders(tmp_path, datetime(2026, 3, 1, 12, 0, 31, tzinfo=UTC), 30)
     assert not hour.exists() and (tmp_path / "berlin/2026/03/01").is_dir()
