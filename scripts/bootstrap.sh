@@ -96,8 +96,12 @@ fi
 py="${PYTHON:-python3}"
 command -v "$py" >/dev/null || die "python3 (3.11.5-3.13) is required"
 # The pinned set's floor (Airflow's providers need 3.11, soupsieve 3.11.5): tests/layout/test_requirements.py.
-"$py" -c 'import sys; sys.exit(0 if (3, 11, 5) <= sys.version_info[:3] and sys.version_info[:2] <= (3, 13) else 1)' \
-  || die "the pinned packages need Python 3.11.5-3.13; found $("$py" --version). Set PYTHON=/path/to/python3.12"
+python_ok() { "$1" -c 'import sys; sys.exit(0 if (3, 11, 5) <= sys.version_info[:3] and sys.version_info[:2] <= (3, 13) else 1)'; }
+python_ok "$py" || die "the pinned packages need Python 3.11.5-3.13; found $("$py" --version). Set PYTHON=/path/to/python3.12"
+if [[ -d .venv ]] && ! python_ok .venv/bin/python 2>/dev/null; then
+  say "recreating .venv: it was made with a Python the pinned packages do not support"
+  rm -rf .venv
+fi
 want="$(cat requirements.txt requirements-dev.txt pyproject.toml | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-64)"
 stamp=.venv/.requirements.sha256
 if [[ -f $stamp && "$(cat $stamp)" == "$want" && -x .venv/bin/airflow && -x .venv/bin/s3ops ]]; then

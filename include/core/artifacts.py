@@ -26,12 +26,21 @@ CONN_ENV = "S3OPS_ARTIFACT_CONN_ID"
 ArtifactPath = Any
 
 
-def artifact_root() -> ArtifactPath:
+def _configured_root() -> str:
     root = os.environ.get(ROOT_ENV)
     if not root:
         home = os.environ.get("AIRFLOW_HOME") or str(Path.home() / "airflow")
         root = str(Path(home) / "s3ops-artifacts")
-    if "://" in root and not root.startswith("file://"):
+    return root
+
+
+def _is_remote(root: str) -> bool:
+    return "://" in root and not root.startswith("file://")
+
+
+def artifact_root() -> ArtifactPath:
+    root = _configured_root()
+    if _is_remote(root):
         from airflow.sdk import ObjectStoragePath
 
         return ObjectStoragePath(root, conn_id=os.environ.get(CONN_ENV, "aws_default"))
@@ -179,7 +188,13 @@ def index_entry_for(path: ArtifactPath, obj: Any, at: str | None = None) -> tupl
     run_folder = path.parent
     dag_folder = run_folder.parent
     root = dag_folder.parent
-    if dag_folder.name.startswith("_") or not _same(root, artifact_root()):
+    if dag_folder.name.startswith("_"):
+        return None
+    # A local artifact is never under a remote root: said without building the remote root, so the command
+    # lines (they write locally and have no Airflow) work whatever the root is set to.
+    if _is_local(root) and _is_remote(_configured_root()):
+        return None
+    if not _same(root, artifact_root()):
         return None
     at = at or _now().isoformat()
     entry = {"run_id": run_folder.name, "kind": kind, "at": at, "doc": compact(kind, obj)}

@@ -179,6 +179,10 @@ class Settings:
                 jsonschema.validators.validator_for(s.schema).check_schema(dict(s.schema))
             except jsonschema.SchemaError as exc:
                 raise SettingsError(f"the schema of {s.name} is not a valid JSON schema: {exc.message}") from None
+            if _uses_format(s.schema):
+                raise SettingsError(f"the schema of {s.name} uses 'format': jsonschema checks a format only where an "
+                                    f"optional package for it is installed (Airflow's environment has more than the "
+                                    f"command line's), so use 'pattern' or an extra_check instead")
             if s.default is not REQUIRED and s.default is not None:
                 s.check(s.default, "the built-in default")
 
@@ -268,6 +272,15 @@ class Settings:
 #: Settings every DAG has (one definition each).
 AWS_CONN = Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
                    "Airflow connection with the S3 credentials (and endpoint_url, if any).")
+def _uses_format(schema: Any) -> bool:
+    """Does a JSON schema use the ``format`` keyword anywhere (a property named "format" does not count)?"""
+    if isinstance(schema, Mapping):
+        return isinstance(schema.get("format"), str) or any(_uses_format(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_uses_format(v) for v in schema)
+    return False
+
+
 def _notification_targets(value: Any, where: str) -> object:
     from include.core.notify import parse_targets
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -424,6 +425,20 @@ def test_command_line_plans_by_default_and_deletes_on_request(s3, s3_server, buc
     assert main([*base, "--delete", "--out", str(tmp_path / "real")]) == 0
     assert _deployments_left(s3, bucket) == ["c"]
     assert json.loads((tmp_path / "real" / "audit.json").read_text())["deleted_count"] == 4
+
+
+def test_the_command_line_works_without_airflow_whatever_the_artifact_root(s3_server, bucket, tmp_path):
+    """The command line writes its plan locally; an artifact root on S3 (a deployment's setting, in the same
+    environment) is not its concern and must not make it reach for Airflow to build that root."""
+    from tests.layout.test_cli import s3ops
+
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20})
+    result = s3ops("deploy-cleanup", "--bucket", bucket, "--prefix", "deploys/", "--keep", "1", "--endpoint-url",
+                   s3_server.endpoint_url, "--out", str(tmp_path / "plan"),
+                   env={**os.environ, "S3OPS_ARTIFACT_ROOT": "s3://artifacts-bucket/s3ops"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DELETE  a " in result.stdout and "keep    b " in result.stdout
+    assert json.loads((tmp_path / "plan" / "plan.json").read_text())["deployments_delete"] == 1
 
 
 def test_per_key_errors_fail_the_run_after_the_audit_records_them(s3, s3_server, run_dag):

@@ -118,8 +118,9 @@ def imported_distributions(module: str) -> dict[str, set[str]]:
 
     graph = grimp.build_graph("include", include_external_packages=True, exclude_type_checking_imports=True)
     reached = graph.find_upstream_modules(module) | {module}
-    # Airflow is reached only through the adapters' function-level imports, which the command lines never
-    # call: the "airflow-free" contract and tests/layout/test_cli.py (Airflow blocked) check that.
+    # Airflow is reached only through the adapters' function-level imports, which pyproject's import-linter
+    # contracts list one by one. The command lines never call them (they run with Airflow blocked in
+    # tests/layout/test_cli.py and, with an artifact root on S3, in tests/integration/test_deploy_cleanup.py).
     tops = {m.split(".")[0] for m in reached} - {"include", "airflow"} - set(sys.stdlib_module_names)
     by_module = metadata.packages_distributions()
     found: dict[str, set[str]] = {}
@@ -140,8 +141,8 @@ def test_the_command_line_needs_only_its_declared_dependencies() -> None:
     missing = {dist: sorted(tops) for dist, tops in needed.items() if dist not in brought}
     assert missing == {}, f"add to pyproject.toml [project] dependencies: {missing}"
     locked = pins(ROOT / "requirements.txt")
-    for req in declared:  # a floor the lock (what the tests ran with) satisfies
-        assert req.specifier and locked[norm(req.name)] in req.specifier, f"{req}: the lock pins {locked[norm(req.name)]}"
+    for req in declared:  # the floor is the version the tests ran with: no older one was ever tested
+        assert str(req.specifier) == f">={locked[norm(req.name)]}", f"{req}: the lock pins {locked[norm(req.name)]}"
 
 
 @pytest.mark.slow
@@ -192,7 +193,8 @@ def test_every_python_the_project_accepts_can_install_what_it_pins() -> None:
     bootstrap = bootstrap_pythons()
     assert "3.12.0" in project and "3.13.5" in bootstrap and bootstrap <= project
     declared = {name for text in pyproject()["project"]["dependencies"] for name in closure(Requirement(text).name)}
-    for name in pins(ROOT / "requirements.txt"):
+    for name, version in pins(ROOT / "requirements.txt").items():
+        assert metadata.version(name) == version, f"{name}: the lock pins {version}; run the bootstrap"
         needs = metadata.metadata(name).get("Requires-Python") or ""
         accepted = project if name in declared else bootstrap
         refused = sorted(accepted - pythons(needs), key=lambda v: tuple(map(int, v.split("."))))

@@ -28,3 +28,17 @@ def test_run_dir_rejects_ids_that_escape_the_folder(monkeypatch, tmp_path, bad):
     monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))
     with pytest.raises(ValueError, match="cannot name an artifact folder"):
         artifacts.run_dir("d", bad)
+
+
+def test_a_local_artifact_is_not_indexed_under_a_remote_root_and_needs_no_airflow(monkeypatch, tmp_path):
+    """The command lines write locally; a deployment's remote root must not make them build it (Airflow)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "airflow", None)  # any import of it raises
+    monkeypatch.setenv(artifacts.ROOT_ENV, "s3://artifacts-bucket/s3ops")
+    plan = tmp_path / "s3_deploy_cleanup" / "manual__1" / "plan.json"
+    assert artifacts.index_entry_for(plan, {"delete_count": 1}) is None
+    with pytest.raises(ImportError):  # the remote root itself still needs Airflow: the check above is real
+        artifacts.artifact_root()
+    monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))  # the same artifact under a local root is indexed
+    assert artifacts.index_entry_for(plan, {"delete_count": 1}) is not None

@@ -19,7 +19,6 @@ from include.retention.policy import (
 )
 
 NOW = datetime(2019, 6, 3, tzinfo=UTC)
-UTC = UTC
 
 
 def iso(t: datetime) -> str:

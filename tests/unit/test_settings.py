@@ -102,6 +102,12 @@ def test_a_wrong_built_in_default_is_caught():
         Settings("x", "x", (Setting("n", {"type": "integer"}, "seven", "N", "N."),)).check_defaults()
     with pytest.raises(ValueError, match="duplicate"):
         Settings("x", "x", (Setting("n", {"type": "integer"}, 1, "N", "N."),) * 2)
+    for schema in ({"type": "string", "format": "date-time"},
+                   {"type": "array", "items": {"type": "string", "format": "uri"}}):
+        with pytest.raises(SettingsError, match="uses 'format'"):
+            Settings("x", "x", (Setting("s", schema, None, "S", "S."),)).check_defaults()
+    named_format = {"type": "object", "properties": {"format": {"type": "string"}}}  # a property, not the keyword
+    Settings("x", "x", (Setting("s", named_format, None, "S", "S."),)).check_defaults()
 
 
 @pytest.mark.parametrize("bad", ["P", "p", "P1D1D", "P1M1Y", "P999999999D", "p3m", "P3m", "PT", "P1DT", "3M", " P3M",
