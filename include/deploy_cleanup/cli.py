@@ -18,7 +18,10 @@ from include.core import artifacts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from include.aws.client import S3AccessError, check_access, client_from_args
+    from include.core.errors import error_code, error_text
     from include.deletion.plan import GuardRefused, check_guards, delete_chunk, read_plan, write_audit
     from include.deletion.recheck import RecheckContext
     from include.deletion.settings import PLAN_SOURCES
@@ -43,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    if args.max_delete_count < 0:  # before anything is listed, like every other bad parameter
+        print(f"deploy cleanup: --max-delete-count must be a number >= 0, got {args.max_delete_count}", file=sys.stderr)
+        return 2
     try:
         settings = settings_from_params({
             "prefix": args.prefix, "keep": args.keep, "older_than_days": args.older_than_days,
@@ -70,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "approval": "command line"})
     except (S3AccessError, GuardRefused, InventoryError, ValueError, OSError) as exc:
         print(f"deploy cleanup: {exc}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as exc:  # a missing or misnamed bucket, access to it denied, …
+        code = error_code(exc)
+        hint = {"NoSuchBucket": f"bucket {args.bucket!r} does not exist: check --bucket",
+                "AccessDenied": f"access to bucket {args.bucket!r} denied: check the credentials' permissions"}
+        print(f"deploy cleanup: {hint.get(code) or error_text(exc)}", file=sys.stderr)
         return 2
     print(f"deleted {audit['deleted_count']} objects ({audit['deleted_bytes']} bytes), {audit['skipped_count']} "
           f"skipped, {audit['error_count']} errors: {audit['audit_uri']}")

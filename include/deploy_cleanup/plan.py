@@ -92,7 +92,10 @@ def settings_from_params(params: Mapping[str, Any]) -> CleanupSettings:
     if not isinstance(protect, (list, tuple)) or not all(isinstance(p, str) for p in protect):
         problems.append(f"protect must be a list of names or globs, got {protect!r}")
     else:
-        for given in (p for p in protect if p):
+        for number, given in enumerate(protect, 1):
+            if not given.strip():  # e.g. --protect "$UNSET": the protection meant would silently not apply
+                problems.append(f"protect entry {number} is empty: give a deployment name or glob, or leave it out")
+                continue
             try:
                 patterns.append(protect_pattern(given, prefix if isinstance(prefix, str) else ""))
             except ValueError as exc:
@@ -365,9 +368,11 @@ def _current_deployments(client: S3Client, bucket: str, prefix: str, names: list
             if dep is not None:
                 found[name] = dep
         return found
-    # keys of deployment d sort between prefix+d and prefix+d+"0" ("0" follows "/")
+    # keys of deployment d sort between prefix+d and prefix+d+"0" ("0" follows "/"). The range ends at the
+    # greatest of those ends, not at max(names)+"0": "v1/…" sorts after "v1.2…" ("/" follows "."), so the
+    # end of the longest name can come before the objects of a shorter one.
     objects = iter_objects(client, bucket, prefix, start_after=f"{prefix}{min(names)}",
-                           end_before=f"{prefix}{max(names)}0")
+                           end_before=max(f"{prefix}{name}0" for name in names))
     wanted = set(names)
     return {n: d for n, d in scan(objects, prefix).deployments.items() if n in wanted}
 

@@ -392,6 +392,27 @@ def test_a_deployment_updated_between_plan_and_delete_is_skipped(s3, s3_server, 
     assert all("changed since planning" in s["why"] for s in skipped)
 
 
+@pytest.mark.parametrize("range_listing_from", [20, 1], ids=["listing-per-deployment", "one-range-listing"])
+def test_a_redeploy_is_seen_when_another_doomed_name_extends_its_name(s3, s3_server, bucket, tmp_path, monkeypatch,
+                                                                      range_listing_from):
+    """"release-1.9/…" sorts after "release-1.9.1…" ("/" follows "."): the re-check's range listing must still
+    reach the shorter name's objects, or its redeploy goes unseen and half of a live deployment is deleted."""
+    from include.deploy_cleanup import plan as deploy_cleanup
+
+    monkeypatch.setattr(deploy_cleanup, "RANGE_LISTING_FROM", range_listing_from)
+    _seed_deployments(s3_server, bucket, {"release-1.9": 60, "release-1.9.1": 50, "release-1.9-rc": 55,
+                                          "release-2.0": 1})
+    summary = _plan(s3, bucket, tmp_path, keep=1)
+    assert summary["deployments_delete"] == 3
+    s3_server.control("POST", "touch", {"bucket": bucket, "key": "deploys/release-1.9/index.html",
+                                        "last_modified": _iso(0)})
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert _deployments_left(s3, bucket) == ["release-1.9", "release-2.0"]
+    assert _keys(s3, bucket, "deploys/release-1.9/") == ["deploys/release-1.9/assets/app.js",
+                                                         "deploys/release-1.9/index.html"]
+    assert (audit["deleted_count"], audit["skipped_count"]) == (4, 2)
+
+
 def test_include_versions_deletes_every_version_and_delete_marker(s3, s3_server, bucket, tmp_path):
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     for name in ("old", "new"):
@@ -439,6 +460,20 @@ def test_the_command_line_works_without_airflow_whatever_the_artifact_root(s3_se
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DELETE  a " in result.stdout and "keep    b " in result.stdout
     assert json.loads((tmp_path / "plan" / "plan.json").read_text())["deployments_delete"] == 1
+
+
+def test_the_command_line_says_what_is_wrong_in_one_line(s3_server, bucket, tmp_path, capsys):
+    from include.deploy_cleanup.cli import main
+
+    base = ["--prefix", "deploys/", "--keep", "1", "--out", str(tmp_path / "plan")]
+    assert main(["--bucket", f"{bucket}-missing", *base, "--endpoint-url", s3_server.endpoint_url]) == 2
+    assert capsys.readouterr().err == f"deploy cleanup: bucket '{bucket}-missing' does not exist: check --bucket\n"
+    assert main(["--bucket", "Bad_Name", *base, "--endpoint-url", s3_server.endpoint_url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deploy cleanup: ") and "Bad_Name" in err and len(err.splitlines()) == 1
+    # refused before anything is listed: the endpoint here refuses connections, and is never tried
+    assert main(["--bucket", bucket, *base, "--max-delete-count", "-1", "--endpoint-url", "http://127.0.0.1:1"]) == 2
+    assert capsys.readouterr().err == "deploy cleanup: --max-delete-count must be a number >= 0, got -1\n"
 
 
 def test_per_key_errors_fail_the_run_after_the_audit_records_them(s3, s3_server, run_dag):

@@ -180,6 +180,14 @@ def test_a_protect_pattern_that_can_never_match_is_refused(prefix, pattern, hint
     assert repr(pattern) in str(exc.value)
 
 
+@pytest.mark.parametrize("protect", [[""], ["prod-*", ""], ["  "], "prod-*,", "prod-*, ,dev"])
+def test_an_empty_protect_entry_is_refused_not_dropped(protect):
+    """``--protect "$UNSET"`` meant to protect something: dropping it would plan that deployment's deletion."""
+    with pytest.raises(ValueError, match="protect entry [0-9] is empty"):
+        settings_from_params({"keep": 1, "protect": protect})
+    assert settings_from_params({"keep": 1, "protect": ""}).protect == ()  # no protect at all is fine
+
+
 def test_unmatched_protect_patterns_are_named():
     from include.deploy_cleanup.plan import unmatched_patterns
 
