@@ -34,7 +34,8 @@ def test_a_local_artifact_is_not_indexed_under_a_remote_root_and_needs_no_airflo
     """The command lines write locally; a deployment's remote root must not make them build it (Airflow)."""
     import sys
 
-    monkeypatch.setitem(sys.modules, "airflow", None)  # any import of it raises
+    for name in ("airflow", "airflow.sdk"):  # any import of them raises, even where a test already loaded them
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setenv(artifacts.ROOT_ENV, "s3://artifacts-bucket/s3ops")
     plan = tmp_path / "s3_deploy_cleanup" / "manual__1" / "plan.json"
     assert artifacts.index_entry_for(plan, {"delete_count": 1}) is None
