@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from include.core.settings import MAX_DAYS
 from include.core.times import parse_time
 from include.deletion.settings import PLAN_SOURCES
 
@@ -27,18 +28,18 @@ def _now(text: str | None) -> datetime:
         return datetime.now(UTC)
     try:
         return parse_time(text)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # Overflow: 0001-01-01T00:00:00+01:00 is before year 1 in UTC
         raise ValueError(f"--now {text!r} is not an ISO 8601 time such as 2026-11-30T00:00:00Z") from exc
 
 
 def _days(text: str) -> float:
-    """A number of days: finite, 0 ≤ days ≤ 1,000,000."""
+    """A number of days from 0 to ``MAX_DAYS``: the bound of the DAG's ``orphan_min_age_days``."""
     try:
         days = float(text)
     except ValueError:
         days = float("nan")
-    if not 0 <= days <= 1e6:  # NaN fails both comparisons
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 0 to 1000000")
+    if not 0 <= days <= MAX_DAYS:  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days from 0 to {MAX_DAYS}")
     return days
 
 
@@ -48,9 +49,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", required=True)
     p.add_argument("--key-prefix", default="", help="objects live at KEY_PREFIX + sourceData (default '')")
     p.add_argument("--jobs-table", default="jobs", help="table with jobId, completedAt, type, sourceData (default jobs)")
-    p.add_argument("--trial-retention", default="P3M", help="ISO 8601 duration TRIAL jobs are kept (default P3M)")
+    p.add_argument("--trial-retention", default="P3M",
+                   help="ISO 8601 duration TRIAL jobs are kept, as the DAG's trial_retention (default P3M)")
     p.add_argument("--orphan-min-age-days", type=_days, default=7.0, metavar="DAYS",
-                   help="unreferenced objects younger than this are kept (default 7)")
+                   help=f"unreferenced objects younger than this are kept (0 to {MAX_DAYS}; default 7)")
     p.add_argument("--allow-empty-jobs", action="store_true", help="accept an empty job table (else refused)")
     p.add_argument("--source", choices=PLAN_SOURCES, default="listing",
                    help="plan from a listing (default) or from the bucket's newest S3 Inventory")

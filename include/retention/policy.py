@@ -27,7 +27,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from include.aws.listing import S3Object
+from include.core.settings import MAX_DAYS
 from include.core.times import parse_time, utc
+from include.retention.settings import DURATION_PATTERN
 
 JobClass = Literal["official", "trial_running", "trial_recent", "trial_expired", "unknown_type"]
 JOB_CLASSES: tuple[JobClass, ...] = ("official", "trial_running", "trial_recent", "trial_expired", "unknown_type")
@@ -59,13 +61,19 @@ class Duration:
     delta: timedelta = field(default_factory=timedelta)  # weeks, days, hours, minutes, seconds
 
     def before(self, t: datetime) -> datetime:
-        """``t`` minus this duration."""
+        """``t`` minus this duration; ValueError when that is before year 1 (the calendar's start)."""
         index = t.year * 12 + (t.month - 1) - self.months
         year, month = divmod(index, 12)
         if year < 1:
-            raise ValueError(f"trial_retention {self.text} before {t.isoformat()} is before year 1")
+            raise self._off_calendar(t)
         day = min(t.day, calendar.monthrange(year, month + 1)[1])
-        return t.replace(year=year, month=month + 1, day=day) - self.delta
+        try:
+            return t.replace(year=year, month=month + 1, day=day) - self.delta
+        except OverflowError:  # the weeks, days and hours reach past year 1
+            raise self._off_calendar(t) from None
+
+    def _off_calendar(self, t: datetime) -> ValueError:
+        return ValueError(f"trial_retention {self.text} before {t.isoformat()} is before year 1: use a shorter one")
 
 
 def parse_duration(text: str) -> Duration:
@@ -77,6 +85,11 @@ def parse_duration(text: str) -> Duration:
         raise ValueError(
             f"trial_retention {text!r} is not an ISO 8601 duration: use whole numbers like P3M (3 calendar "
             "months), P90D (90 days), P1Y2M or P2W"
+        )
+    if not re.fullmatch(DURATION_PATTERN, value):  # the DAG's schema: the same bounds everywhere
+        raise ValueError(
+            f"trial_retention {text!r} is out of range: at most 3 digits of years, 4 of months, 4 of weeks, "
+            "5 of days, 6 of hours, 7 of minutes and 9 of seconds (P999Y9999M9999W99999DT999999H9999999M999999999S)"
         )
     n = {name: int(v) if v else 0 for name, v in match.groupdict().items()}
     return Duration(
@@ -99,10 +112,25 @@ class Policy:
 
     @classmethod
     def at(cls, now: datetime, trial_retention: str = "P3M", orphan_min_age_days: float = 7) -> Policy:
-        if orphan_min_age_days < 0:
-            raise ValueError(f"orphan_min_age_days must be >= 0, got {orphan_min_age_days}")
+        """The policy of a run at ``now``; ValueError for a day count outside 0 to ``MAX_DAYS`` (as the
+        DAG's settings), a bad duration, or a cutoff that would be before year 1."""
+        check_days(orphan_min_age_days)
         now = utc(now)
-        return cls(now, parse_duration(trial_retention).before(now), now - timedelta(days=orphan_min_age_days))
+        trial_cutoff = parse_duration(trial_retention).before(now)
+        try:
+            orphan_cutoff = now - timedelta(days=orphan_min_age_days)
+        except OverflowError:
+            raise ValueError(f"orphan_min_age_days {orphan_min_age_days} before {now.isoformat()} is before "
+                             "year 1") from None
+        return cls(now, trial_cutoff, orphan_cutoff)
+
+
+def check_days(days: float, name: str = "orphan_min_age_days") -> float:
+    """``days`` if it is a number from 0 to ``MAX_DAYS`` (the DAG's bound, NaN and infinities refused),
+    else ValueError naming ``name``."""
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 <= days <= MAX_DAYS:
+        raise ValueError(f"{name} must be a number of days from 0 to {MAX_DAYS}, got {days!r}")
+    return days
 
 
 class JobRow(NamedTuple):

@@ -19,17 +19,25 @@ from typing import Any
 from include.aws import shards
 from include.inventory import manifest as inv
 from include.storage_report.inventory_files import FILES_PER_PART, count_files
+from include.storage_report.summarize import ErrorText, bucket_error, s3_failures
 
 log = logging.getLogger(__name__)
 FALLBACKS = ("listing", "error")
 
 
-def _find(client: Any, bucket: str, include_versions: bool) -> inv.Manifest | str:
-    """The bucket's manifest, or why there is none."""
+def _find(client: Any, bucket: str, include_versions: bool, as_bucket_error: ErrorText = bucket_error,
+          ) -> inv.Manifest | str:
+    """The bucket's manifest, or why there is none (a failed request ``as_bucket_error`` names, e.g. no
+    s3:GetInventoryConfiguration, is a reason too; anything else raises)."""
     try:
         found = inv.latest(client, bucket, want_versions=include_versions)
     except inv.InventoryError as exc:
         return str(exc)
+    except s3_failures() as exc:
+        why = as_bucket_error(exc)
+        if why is None:
+            raise
+        return f"its inventory cannot be read ({why})"
     if found is None:
         return ("no inventory configuration usable for an exact report (enabled, whole bucket, CSV or Parquet"
                 + (", all versions" if include_versions else "") + ")")
@@ -53,15 +61,16 @@ def inventory_parts(bucket: dict[str, Any], found: inv.Manifest, parts_per_bucke
 def plan(
     client_for: Callable[[str | None], Any], buckets: Sequence[dict[str, Any]], *, max_shards: int,
     include_versions: bool, fallback: str, listing_plan: Callable[..., list[shards.Shard]],
-    parts_per_bucket: int = 64, threads: int = 8,
+    parts_per_bucket: int = 64, threads: int = 8, as_bucket_error: ErrorText = bucket_error,
 ) -> list[shards.Shard]:
     """Shards for the readable ``buckets``: inventory parts, and listing ranges (``listing_plan``) or
-    error parts for the buckets without a usable inventory."""
+    error parts for the buckets without a usable inventory (``as_bucket_error``: see :func:`_find`)."""
     if fallback not in FALLBACKS:
         raise ValueError(f"inventory_fallback {fallback!r} is not one of {', '.join(FALLBACKS)}")
     readable = [b for b in buckets if not b.get("error")]
     with ThreadPoolExecutor(threads) as pool:
-        found = list(pool.map(lambda b: _find(client_for(b["region"]), b["name"], include_versions), readable))
+        found = list(pool.map(lambda b: _find(client_for(b["region"]), b["name"], include_versions, as_bucket_error),
+                              readable))
     by_inventory: list[list[shards.Part]] = []
     sizes: list[int] = []
     missing: dict[str, str] = {}
@@ -94,23 +103,22 @@ def plan(
 
 
 def summarize_any_part(client: Any, part: dict[str, Any], *, include_versions: bool,
-                       storage_classes: Sequence[str]) -> dict[str, Any]:
+                       storage_classes: Sequence[str], as_bucket_error: ErrorText = bucket_error) -> dict[str, Any]:
     """The totals of a part of either source: a group of inventory data files (:func:`summarize_part`)
     or a listing key range (``include.storage_report.summarize.summarize_part``)."""
     from include.storage_report import summarize
 
     if part.get("inventory"):
-        return summarize_part(client, part, include_versions=include_versions, storage_classes=storage_classes)
+        return summarize_part(client, part, include_versions=include_versions, storage_classes=storage_classes,
+                              as_bucket_error=as_bucket_error)
     return summarize.summarize_part(client, part, include_versions=include_versions,  # type: ignore[arg-type]
-                                    storage_classes=storage_classes)
+                                    storage_classes=storage_classes, as_bucket_error=as_bucket_error)
 
 
 def summarize_part(client: Any, part: dict[str, Any], *, include_versions: bool,
-                   storage_classes: Sequence[str]) -> dict[str, Any]:
+                   storage_classes: Sequence[str], as_bucket_error: ErrorText = bucket_error) -> dict[str, Any]:
     """The part result (as ``include.storage_report.summarize.summarize_part``) from its data files."""
-    from botocore.exceptions import ClientError
-
-    from include.storage_report.summarize import bucket_error, count_multipart_uploads
+    from include.storage_report.summarize import count_multipart_uploads
 
     spec = part["inventory"]
     result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
@@ -137,8 +145,8 @@ def summarize_part(client: Any, part: dict[str, Any], *, include_versions: bool,
                                "skipped": spec.get("skipped") or []}
     except inv.InventoryError as exc:
         result["error"] = f"InventoryRefused: {exc}"
-    except ClientError as exc:
-        result["error"] = bucket_error(exc)
+    except s3_failures() as exc:
+        result["error"] = as_bucket_error(exc)
         if result["error"] is None:
             raise
     if result["error"]:

@@ -10,21 +10,37 @@ extend it with the deployment setting ``pricing`` (key of the Airflow Variable `
      "prices": {"eu-west-1": {"STANDARD": 0.021}, "ap-south-1": {"STANDARD": 0.025, "GLACIER": 0.0045}}}
 
 Regions in the override are merged class by class over the built-in table. A region missing from
-the table is priced as ``us-east-1`` and listed as a fallback in the report.
+the table is priced as ``us-east-1`` and listed as a fallback in the report. An override is checked by
+:func:`check_pricing` wherever it comes from (the setting, when a run's settings are resolved and again
+in ``aggregate``; a ``--pricing`` file, :func:`read_pricing_file`): region names, known storage
+classes, prices from 0 to ``MAX_PRICE`` (never NaN or infinite), refused in one line naming the entry.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 #: how messages name the override
 VARIABLE = "pricing (key of the Variable s3ops_storage_report)"
+#: The keys of an override.
+OVERRIDE_KEYS = ("as_of", "source", "prices")
+#: The highest price an override may set, in USD per GB-month (list prices are cents): it keeps every
+#: cost finite (2**63 bytes at this price is about 8.6e15 USD).
+MAX_PRICE = 1_000_000
+#: A ``--pricing`` file is a few KB; a bigger one is refused rather than read into memory.
+MAX_FILE_BYTES = 1 << 20
+#: ``as_of`` and ``source`` are printed in every report: short, printable text.
+MAX_TEXT = 200
 #: Storage classes as ListObjectsV2 names them (the ``storage_classes`` param's enum).
 STORAGE_CLASSES = (
     "STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
     "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW",
 )
+#: An AWS region name (eu-west-1, us-gov-west-1, ap-southeast-4): price table keys and the ``regions`` filter.
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
 GB = 1024**3
 FALLBACK_REGION = "us-east-1"
 
@@ -101,22 +117,109 @@ class PriceTable:
         }
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` as JSON writes it (``NaN``, ``Infinity``, ``"cheap"``), cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):  # not JSON at all, or an integer too long to write
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_text(value: Any, entry: str) -> None:
+    if not isinstance(value, str) or len(value) > MAX_TEXT or not value.isprintable():
+        raise ValueError(f"{entry} = {_shown(value)} is not allowed: use text of at most {MAX_TEXT} printable "
+                         "characters")
+
+
+def _check_price(usd: Any, entry: str) -> None:
+    """A price is a number from 0 to ``MAX_PRICE``: NaN, infinities (``1e400``) and booleans are refused."""
+    if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not 0 <= usd <= MAX_PRICE:
+        raise ValueError(f"{entry} = {_shown(usd)} is not a price: use a number of USD per GB-month from 0 to "
+                         f"{MAX_PRICE:,}")
+
+
+def _check_region(region: Any, classes: Any, where: str) -> None:
+    entry = f"{where}: prices[{_shown(region)}]"
+    if not isinstance(region, str) or not re.fullmatch(REGION_PATTERN, region):
+        raise ValueError(f"{entry}: {_shown(region)} is not a region name such as eu-west-1 (lower case)")
+    if not isinstance(classes, dict):
+        raise ValueError(f"{entry} = {_shown(classes)} is not allowed: map storage classes to USD per GB-month, "
+                         'like {"STANDARD": 0.023}')
+    for cls, usd in classes.items():
+        if cls not in STORAGE_CLASSES:
+            raise ValueError(f"{entry}[{_shown(cls)}]: {_shown(cls)} is not a storage class: use one of "
+                             f"{', '.join(STORAGE_CLASSES)}")
+        _check_price(usd, f"{entry}[{_shown(cls)}]")
+
+
+def check_pricing(override: Any, where: str = VARIABLE) -> dict[str, Any]:
+    """``override`` (the ``pricing`` setting, or a ``--pricing`` file's JSON) if it is valid, else a one-line
+    ValueError naming ``where``, the entry and what is allowed. The DAG's setting, its ``aggregate`` task and
+    the command line all check prices here."""
+    if not isinstance(override, dict):
+        raise ValueError(f"{where} = {_shown(override)} is not allowed: use a JSON object like "
+                         '{"as_of": "2026-01-01", "source": "our contract", "prices": {"eu-west-1": {"STANDARD": 0.021}}}')
+    unknown = [key for key in override if key not in OVERRIDE_KEYS]
+    if unknown:
+        raise ValueError(f"{where}: the key {_shown(unknown[0])} is not allowed: use {', '.join(OVERRIDE_KEYS)}")
+    for key in ("as_of", "source"):
+        if key in override:
+            _check_text(override[key], f"{where}: {key}")
+    prices = override.get("prices", {})
+    if not isinstance(prices, dict):
+        raise ValueError(f"{where}: prices = {_shown(prices)} is not allowed: map regions to "
+                         '{storage class: USD per GB-month}, like {"eu-west-1": {"STANDARD": 0.021}}')
+    for region, classes in prices.items():
+        _check_region(region, classes, where)
+    return override
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is refused (JSON would keep the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {_shown(key)} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def read_pricing_file(path: str) -> dict[str, Any]:
+    """The override in the ``--pricing`` file ``path``, checked by :func:`check_pricing`; else a one-line
+    ValueError naming the file."""
+    where = f"--pricing {path}"
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read it: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValueError(f"{where}: larger than {MAX_FILE_BYTES:,} bytes; a price table is a few KB")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        override = json.loads(text, object_pairs_hook=_unique_keys)
+    except ValueError as exc:  # JSONDecodeError, a duplicate key, an integer too long to read
+        raise ValueError(f"{where} is not valid JSON: {exc}") from None
+    return check_pricing(override, where)
+
+
 def load_prices(override: dict[str, Any] | None = None) -> PriceTable:
-    """The built-in table, with ``override`` (the ``pricing`` setting) merged over it."""
+    """The built-in table, with ``override`` (the ``pricing`` setting, checked by :func:`check_pricing`)
+    merged over it class by class. None or ``{}``: the built-in table as it is."""
     prices = {region: dict(classes) for region, classes in LIST_PRICES.items()}
+    if override is None:
+        return PriceTable(prices)
+    check_pricing(override)
     if not override:
         return PriceTable(prices)
-    if not isinstance(override, dict) or not isinstance(override.get("prices", {}), dict):
-        raise ValueError(f'{VARIABLE} must be a JSON object like {{"as_of", "source", "prices": {{region: {{class: usd}}}}}}')
     for region, classes in override.get("prices", {}).items():
-        if not isinstance(classes, dict):
-            raise ValueError(f"{VARIABLE}: prices[{region!r}] must map storage classes to USD per GB-month")
-        for cls, usd in classes.items():
-            if not isinstance(usd, (int, float)) or isinstance(usd, bool) or usd < 0:
-                raise ValueError(f"{VARIABLE}: prices[{region!r}][{cls!r}] = {usd!r} is not a price >= 0")
         prices.setdefault(region, {}).update({cls: float(usd) for cls, usd in classes.items()})
     return PriceTable(
         prices,
-        as_of=str(override.get("as_of", f"{PRICES_AS_OF} + overrides")),
-        source=str(override.get("source", f"{PRICES_SOURCE}, overridden by {VARIABLE}")),
+        as_of=override.get("as_of", f"{PRICES_AS_OF} + overrides"),
+        source=override.get("source", f"{PRICES_SOURCE}, overridden by {VARIABLE}"),
     )

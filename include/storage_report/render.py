@@ -124,6 +124,21 @@ def _inventory_lines(report: dict[str, Any], when: _Dates) -> list[str]:
     return lines
 
 
+def filter_notes(report: dict[str, Any]) -> list[str]:
+    """Plain lines naming each bucket glob and region asked for that matched no bucket (report.json's
+    ``filters``), or saying the credentials see no bucket at all; none for an older report without them."""
+    if "filters" not in report:
+        return []
+    f = report["filters"]
+    in_regions = f" in {', '.join(f['regions'])}" if f["regions"] else ""
+    matching = f" matching {', '.join(f['buckets'])}" if f["buckets"] else ""
+    notes = [f"no bucket{in_regions} matches {p!r}" for p in f["unmatched_buckets"]]
+    notes += [f"no bucket{matching} is in {r}" for r in f["unmatched_regions"]]
+    if not report["buckets"] and not notes:
+        notes.append("no bucket to report: the credentials see none")
+    return notes
+
+
 def render_table(report: dict[str, Any], *, group_by: str = "bucket", date_format: str | None = None,
                  show_time: bool | None = None) -> str:
     """The plain-text report: buckets (or regions, ``group_by="region"``), storage classes, totals, pricing."""
@@ -154,6 +169,7 @@ def render_table(report: dict[str, Any], *, group_by: str = "bucket", date_forma
         + (f"; {t['error_count']} bucket(s) could not be read" if t.get("error_count") else ""),
         f"prices: {p['source']}, as of {p['as_of']}"
         + (f"; priced as us-east-1: {', '.join(p['fallback_regions'])}" if p.get("fallback_regions") else ""),
+        *filter_notes(report),
     ]
     return "\n".join(out) + "\n"
 
@@ -254,6 +270,7 @@ def render_html(report: dict[str, Any], *, date_format: str | None = None, show_
     inventory = "".join(f"<li>{e(line)}</li>" for line in _inventory_lines(report, when))
     if inventory:
         note += f'<ul id="inventory">{inventory}</ul>'
+    note += "".join(f'<p class="filters">{e(line)}</p>' for line in filter_notes(report))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>S3 storage report {generated}</title>
 <style>{_CSS}</style></head><body>

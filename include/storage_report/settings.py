@@ -2,32 +2,102 @@
 
 Shard sizes and list prices are deployment settings (Variable keys ``shard_objects``, ``shard_parts``,
 ``pricing``), not environment variables: they reach every worker the same way.
+
+The checks beyond JSON schema are here too, and ``s3ops report`` uses them for its options: a bucket glob
+or region that can match nothing by its very form (empty, an unclosed ``[``, a character no bucket name
+holds) is a mistake and refused with the reason; one that is fine but matches no bucket is not an error
+(the report names it, see ``include.storage_report.summarize.unmatched``).
 """
 
 from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
 
 from include.aws.shards import DEFAULT_PARTS_PER_BUCKET, DEFAULT_SHARD_OBJECTS
 from include.core.dates import check_date_format
 from include.core.settings import COMMON, Setting, Settings
 from include.core.units import SIZE_UNITS
-from include.storage_report.pricing import STORAGE_CLASSES
+from include.storage_report.pricing import REGION_PATTERN, STORAGE_CLASSES, check_pricing
 
-PRICING = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "as_of": {"type": "string"},
-        "source": {"type": "string"},
-        "prices": {"type": "object", "additionalProperties": {
-            "type": "object", "additionalProperties": {"type": "number", "minimum": 0}}},
-    },
-}
+#: Characters a bucket name can hold: a-z 0-9 . - today, A-Z and _ in legacy us-east-1 names too.
+NAME_CHARS = frozenset(string.ascii_letters + string.digits + ".-_")
+
+
+def _set_problem(body: str, negated: bool) -> str | None:
+    """Why the set ``[body]`` (``[!body]`` when ``negated``) is a mistake, or None: a reversed range
+    (fnmatch drops it), or no member a bucket name can hold. Ranges are read as :mod:`fnmatch` reads
+    them (``a-z``; a ``-`` first or last is itself)."""
+    usable = False
+    k = 0
+    while k < len(body):
+        if k + 2 < len(body) and body[k + 1] == "-":
+            low, high = body[k], body[k + 2]
+            if low > high:
+                return f"the range {low}-{high} in [{body}] is reversed (write {high}-{low})"
+            usable |= any(low <= c <= high for c in NAME_CHARS)
+            k += 3
+        else:
+            usable |= body[k] in NAME_CHARS
+            k += 1
+    if not usable and not negated:
+        return f"the set [{body}] holds no character a bucket name can hold (letters, digits, '.', '-', '_')"
+    return None
+
+
+def glob_problem(pattern: str) -> str | None:
+    """Why the bucket glob ``pattern`` can match no bucket name whatever buckets exist, or None.
+    ``[`` opens a set exactly as :mod:`fnmatch` reads it (``]`` right after ``[`` or ``[!`` is a member)."""
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "[":
+            negated = pattern.startswith("!", i + 1)
+            start = i + 2 if negated else i + 1
+            end = pattern.find("]", start + 1 if pattern.startswith("]", start) else start)
+            if end < 0:
+                return f"the '[' at position {i + 1} is never closed (a set is written [abc], [a-z] or [!0-9])"
+            problem = _set_problem(pattern[start:end], negated)
+            if problem:
+                return problem
+            i = end + 1
+            continue
+        if c not in NAME_CHARS and c not in "*?":
+            return f"it holds {c!r}, which no bucket name holds (letters, digits, '.', '-', '_')"
+        i += 1
+    return None
+
+
+def check_patterns(patterns: Sequence[str], where: str = "--bucket") -> None:
+    """ValueError, in one line naming ``where``, for the first empty or unusable bucket glob."""
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f"{where} {pattern!r} is empty: give a bucket name or a glob such as logs-*")
+        problem = glob_problem(pattern)
+        if problem:
+            raise ValueError(f"{where} {pattern!r} can match no bucket: {problem}")
+
+
+def check_regions(regions: Sequence[str], where: str = "--region") -> None:
+    """ValueError, in one line naming ``where``, for the first value that is not a region name."""
+    for region in regions:
+        if not isinstance(region, str) or not region:
+            raise ValueError(f"{where} {region!r} is empty: give a region name such as eu-west-1")
+        if not re.fullmatch(REGION_PATTERN, region):
+            raise ValueError(f"{where} {region!r} is not a region name such as eu-west-1 (lower case)")
+
+
+#: No schema of its own: every rule (an object, its keys, region names, storage classes, 0 <= price <=
+#: MAX_PRICE) is include.storage_report.pricing.check_pricing's, the one ``--pricing`` files go through.
+PRICING: dict[str, object] = {}
 
 SETTINGS = Settings("s3_storage_report", "storage_report", (
     Setting("buckets", {"type": "array", "items": {"type": "string", "minLength": 1}}, [], "Buckets",
-            "Bucket names or glob patterns (logs-*, data-202?); empty = every bucket."),
-    Setting("regions", {"type": "array", "items": {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-[0-9]+$"}}, [],
-            "Regions", "Only buckets in these regions (e.g. eu-west-1); empty = all."),
+            "Bucket names or glob patterns (logs-*, data-202?); empty = every bucket.",
+            extra_check=check_patterns),
+    Setting("regions", {"type": "array", "items": {"type": "string", "pattern": REGION_PATTERN}}, [],
+            "Regions", "Only buckets in these regions (e.g. eu-west-1); empty = all.", extra_check=check_regions),
     Setting("storage_classes", {"type": "array", "items": {"type": "string", "enum": list(STORAGE_CLASSES)}}, [],
             "Storage classes", "Count only objects in these storage classes; empty = all."),
     Setting("size_unit", {"type": "string", "enum": list(SIZE_UNITS)}, "auto", "Size unit",
@@ -56,6 +126,6 @@ SETTINGS = Settings("s3_storage_report", "storage_report", (
             "Parts per bucket", "At most this many key ranges per big bucket.", form=False),
     Setting("pricing", PRICING, {}, "Prices",
             'List-price overrides merged over the built-in table: {"as_of", "source", "prices": {region: '
-            '{storage class: USD per GB-month}}}.', form=False),
+            '{storage class: USD per GB-month}}}.', form=False, extra_check=check_pricing),
     *COMMON,
 ))

@@ -6,7 +6,9 @@ for every part of every shard → :func:`build_report` → ``include.storage_rep
 
 Listing keeps running totals only (constant memory). Sizes are bytes; units appear only in
 ``total_size`` and the rendered tables. A bucket that cannot be read (4xx: AccessDenied, NoSuchBucket…)
-is reported with its ``error`` and null counts; other failures raise so the task is retried.
+is reported with its ``error`` and null counts; other failures raise so the task is retried. What counts
+as a bucket's own error is the caller's (``as_bucket_error``): the command line, which has no retries
+after botocore's, reports every failed request of a bucket as its error (:func:`final_bucket_error`).
 The command line (``s3ops report``) is :mod:`include.storage_report.cli`.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,6 +57,21 @@ CLOUDWATCH_STORAGE_TYPES = {
 }
 
 
+#: What a failed S3 request (one of :func:`s3_failures`) means for its bucket: the bucket's ``error``
+#: text, or None to raise it (a task's retry may succeed).
+ErrorText = Callable[[BaseException], "str | None"]
+
+
+def s3_failures() -> tuple[type[Exception], ...]:
+    """The exceptions of a failed S3 request: an error response (``ClientError``), a request botocore
+    gave up on (``BotoCoreError``: connection, timeout…) and a response it could not parse
+    (``ResponseParserError``, which is not a ``BotoCoreError``)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    return ClientError, BotoCoreError, ResponseParserError
+
+
 class BucketError(Exception):
     """A bucket could not be read; the report keeps its ``"<code>: <message>"``."""
 
@@ -82,12 +100,40 @@ def bucket_error(exc: BaseException) -> str | None:
     return f"{code}: {message}"
 
 
+def final_bucket_error(exc: BaseException) -> str | None:
+    """Every failed request of a bucket as its error, for a run that no retry follows (the command line):
+    a 4xx as :func:`bucket_error` writes it, a 5xx that botocore's retries did not get past
+    (``InternalError: …``), or a response or connection botocore gave up on (``ResponseParserError: …``).
+    None for anything else (a bug must not pass for a bucket's error)."""
+    from botocore.exceptions import ClientError
+
+    text = bucket_error(exc)
+    if text is None and isinstance(exc, ClientError):
+        err, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
+        text = f"{err.get('Code') or meta.get('HTTPStatusCode') or 'Error'}: {err.get('Message') or 'request failed'}"
+    elif text is None and isinstance(exc, s3_failures()):
+        text = f"{type(exc).__name__}: {exc}"
+    if text is None:
+        return None
+    text = re.sub(r"\s+", " ", text).strip()  # a parser error quotes the response, line ends and all
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
 # ---------------------------------------------------------------------------------------------- buckets
 
 
 def matches(name: str, patterns: Sequence[str]) -> bool:
-    """Glob match (``*``, ``?``, ``[…]``), case-sensitive like bucket names; no patterns = everything."""
+    """Glob match (``*``, ``?``, ``[…]``, ``[!…]``), case-sensitive like bucket names; no patterns = everything."""
     return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def unmatched(buckets: Sequence[dict[str, Any]], patterns: Sequence[str], regions: Sequence[str]) -> dict[str, Any]:
+    """The report's ``filters`` block: the filters as given and those that matched none of ``buckets``."""
+    return {
+        "buckets": list(patterns), "regions": list(regions),
+        "unmatched_buckets": [p for p in patterns if not any(fnmatch.fnmatchcase(b["name"], p) for b in buckets)],
+        "unmatched_regions": [r for r in regions if not any(b["region"] == r for b in buckets)],
+    }
 
 
 def bucket_region(client: S3Client, bucket: str) -> str:
@@ -106,12 +152,13 @@ def bucket_region(client: S3Client, bucket: str) -> str:
 
 
 def list_buckets(
-    client: S3Client, patterns: Sequence[str] = (), regions: Sequence[str] = (), *, threads: int = 8
+    client: S3Client, patterns: Sequence[str] = (), regions: Sequence[str] = (), *, threads: int = 8,
+    as_bucket_error: ErrorText = bucket_error,
 ) -> list[dict[str, Any]]:
     """``[{"name", "creation_date", "region", "error"}]`` for every visible bucket matching ``patterns``
     and ``regions`` (ListBuckets paginated; ``client`` should be a us-east-1 client so creation dates
-    have us-east-1 semantics). A bucket whose region cannot be read keeps its error and stays in the
-    report unless a region filter is set (it cannot be placed then)."""
+    have us-east-1 semantics). A bucket whose region cannot be read keeps its error (``as_bucket_error``)
+    and stays in the report unless a region filter is set (it cannot be placed then)."""
     from botocore.exceptions import ClientError
 
     found: list[dict[str, Any]] = []
@@ -130,11 +177,12 @@ def list_buckets(
     def locate(bucket: dict[str, Any]) -> dict[str, Any]:
         try:
             bucket["region"] = bucket_region(client, bucket["name"])
-        except ClientError as exc:
-            text = bucket_error(exc)
+        except s3_failures() as exc:
+            text = as_bucket_error(exc)
             if text is None:
                 raise
-            bucket["region"] = exc.response.get("BucketRegion") or bucket["region"]
+            if isinstance(exc, ClientError):
+                bucket["region"] = exc.response.get("BucketRegion") or bucket["region"]
             bucket["error"] = text
         return bucket
 
@@ -291,10 +339,11 @@ def count_multipart_uploads(client: S3Client, bucket: str, storage_classes: Sequ
 
 def summarize_part(
     client: S3Client, part: shards.Part, *, include_versions: bool = False, storage_classes: Sequence[str] = (),
+    as_bucket_error: ErrorText = bucket_error,
 ) -> dict[str, Any]:
     """``{"bucket", "part", "of", "totals", "error"}`` for one key range; part 0 also counts the bucket's
-    incomplete multipart uploads. A 4xx becomes the part's ``error``; anything else raises."""
-    from botocore.exceptions import ClientError
+    incomplete multipart uploads. A failed request that ``as_bucket_error`` names (by default a 4xx)
+    becomes the part's ``error``; anything else raises."""
 
     result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
                               "error": None}
@@ -307,8 +356,8 @@ def summarize_part(
             totals.multipart_uploads, totals.multipart_bytes = count_multipart_uploads(
                 client, part["bucket"], storage_classes)
         result["totals"] = totals.to_dict()
-    except ClientError as exc:
-        result["error"] = bucket_error(exc)
+    except s3_failures() as exc:
+        result["error"] = as_bucket_error(exc)
         if result["error"] is None:
             raise
         log.warning("bucket %s cannot be read: %s", part["bucket"], result["error"])
@@ -391,13 +440,13 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
 def plan(
     client_for: Callable[[str | None], Any], buckets: Sequence[dict[str, Any]], *, max_shards: int,
     source: str = "listing", threshold: int | None = None, parts_per_bucket: int | None = None, threads: int = 8,
-    include_versions: bool = False,
+    include_versions: bool = False, as_bucket_error: ErrorText = bucket_error,
 ) -> list[shards.Shard]:
     """Shards over the readable ``buckets`` (``client_for(region)`` gives a client). With ``source``
     ``cloudwatch`` every bucket is one part; with ``inventory`` parts are groups of inventory data
-    files (planned by include.storage_report.inventory, not here). A bucket whose probe fails gets one part (its listing will then
-    record the error)."""
-    from botocore.exceptions import ClientError
+    files (planned by include.storage_report.inventory, not here). A bucket whose probe fails with what
+    ``as_bucket_error`` names gets one part (its listing will then record the error); so does a big
+    bucket whose cut points cannot be read."""
 
     if source not in ("listing", "cloudwatch"):
         raise ValueError(f"plan() lists or reads CloudWatch; source {source!r} is planned by its own module")
@@ -439,8 +488,8 @@ def plan(
             return shards.count_floor(seen, last_key, ahead.result()[2]) > threshold
         try:
             return shards.probe_count(client, name, threshold, on_more=walk, proven_big=proven_big)
-        except ClientError as exc:
-            if bucket_error(exc) is None:
+        except s3_failures() as exc:
+            if as_bucket_error(exc) is None:
                 raise
             return 0  # one part; its listing records the error
         finally:
@@ -456,8 +505,8 @@ def plan(
             try:
                 cuts = made if made is not None and budget == parts_per_bucket else shards.boundaries(
                     client_for(bucket["region"]), bucket["name"], budget, prefixes=prefixes)
-            except ClientError as exc:
-                if bucket_error(exc) is None:
+            except s3_failures() as exc:
+                if as_bucket_error(exc) is None:
                     raise
             log.info("%s holds more than %d objects: %d key ranges", bucket["name"], threshold, len(cuts) + 1)
         return shards.parts_for(bucket["name"], bucket["region"], cuts)
@@ -544,10 +593,12 @@ def bucket_entry(
 def build_report(
     buckets: Sequence[dict[str, Any]], results: Iterable[dict[str, Any]], *, prices: PriceTable, size_unit: str,
     source: str, include_versions: bool, generated_at: datetime, date_format: str = "iso", show_time: bool = True,
+    patterns: Sequence[str] = (), regions: Sequence[str] = (),
 ) -> dict[str, Any]:
     """report.json: one entry per bucket (in name order), per region, and the totals over the readable
     ones. Times stay ISO 8601 UTC; ``date_format``/``show_time`` are recorded in ``display`` for the
-    renderers (txt/csv/html, the UI)."""
+    renderers (txt/csv/html, the UI); the bucket globs and regions asked for, and those that matched no
+    bucket, in ``filters``."""
     check_unit(size_unit)
     check_date_format(date_format)
     if source not in SOURCES:
@@ -575,6 +626,7 @@ def build_report(
             "error_count": len(entries) - len(ok),
         },
         "pricing": prices.describe(),
+        "filters": unmatched(entries, patterns, regions),
     }
     if source == "cloudwatch":
         dates = sorted({e["metric_date"] for e in ok if e.get("metric_date")})

@@ -150,7 +150,8 @@ def aggregate(context: Any, shard_results: Iterable[list[dict[str, Any]]]) -> di
     report = storage_report.build_report(
         buckets, results, prices=prices, size_unit=params["size_unit"], source=params["source"],
         include_versions=params["include_versions"], generated_at=datetime.now(UTC),
-        date_format=params["date_format"], show_time=params["show_time"],
+        date_format=params["date_format"], show_time=params["show_time"], patterns=params["buckets"],
+        regions=params["regions"],
     )
     path = _run_dir(run_id) / "report.json"
     artifacts.write_json(path, report)

@@ -23,16 +23,59 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 MINUTE = timedelta(minutes=1)
-FILE_RE = re.compile(r"(?P<minute>\d{1,2})-(?P<topic>[^/\x00-\x1f]+)\.dat")
-YEAR_RE, TWO_DIGITS_RE = re.compile(r"\d{4}"), re.compile(r"\d{1,2}")  # month/day/hour: "6" or "06"
+#: The last minute whose end a datetime can hold (9999-12-31 23:58); a later one is malformed.
+LAST_MINUTE = datetime(9999, 12, 31, 23, 58, tzinfo=UTC)
+# Digits are [0-9], never \d: \d also matches Arabic-Indic, full-width, math-bold… digits, which int()
+# reads as numbers, so "٢٠٢٠" would pass for a year and such a file would be uploaded and deleted.
+FILE_RE = re.compile(r"(?P<minute>[0-9]{1,2})-(?P<topic>[^/\x00-\x1f]+)\.dat")
+YEAR_RE, TWO_DIGITS_RE = re.compile(r"[0-9]{4}"), re.compile(r"[0-9]{1,2}")  # month/day/hour: "6" or "06"
 MALFORMED_CAP = 1000  # malformed paths (and scan errors) kept by name; the rest are counted
 # Location names are free-form, but never hidden or control characters.
 LOCATION_RE = re.compile(r"[^./\x00-\x1f][^/\x00-\x1f]*")
+# How shown() writes the characters it escapes without a code: the backslash itself too, so that an
+# escape in its output can never be confused with a name that holds a backslash.
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def shown(path: str) -> str:
-    """A path for reports and logs: bytes that are not UTF-8 (kept by Python as surrogates) shown as ``\\xe9``."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """A path for reports and logs, always one printable line that says exactly what the name holds.
+
+    A byte that is not UTF-8 (kept by Python as a surrogate, U+DC80–U+DCFF) is shown as ``\\xe9``; a
+    character that is not printable (control, format, line or paragraph separator, …) as ``\\n``,
+    ``\\r``, ``\\t`` or its code point (``\\u0085``, ``\\u2028``, ``\\U000e0001``); a backslash as
+    ``\\\\``. So ``\\xNN`` always means a raw byte and ``\\uNNNN`` a character. Printable letters of
+    any script (``é``, ``日本``) are shown as they are.
+    """
+    if path.isprintable() and "\\" not in path:  # nearly every path: a C-speed check, nothing to escape
+        return path
+    return "".join(map(_shown_char, path))
+
+
+def _shown_char(ch: str) -> str:
+    """One character of :func:`shown`."""
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape: the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def is_location(name: str) -> bool:
+    """Is ``name`` a location folder the layout accepts: valid UTF-8 (it becomes part of an S3 key),
+    not hidden, no control characters? The scan and the tidy ask this one question."""
+    return _is_utf8(name) and LOCATION_RE.fullmatch(name) is not None
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (``os.fsdecode`` kept them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class MalformedPath(ValueError):
@@ -55,25 +98,27 @@ class DataFile:
 
 def parse_data_path(rel: str) -> DataFile:
     """Parse a path relative to ``base_dir``; raises :class:`MalformedPath` naming the first problem."""
-    try:
-        rel.encode("utf-8")
-    except UnicodeEncodeError:
-        raise MalformedPath(f"name {shown(rel)!r} is not valid UTF-8, so it cannot be an S3 key") from None
+    if not _is_utf8(rel):
+        raise MalformedPath(f"name {shown(rel)!r} is not valid UTF-8, so it cannot be an S3 key")
     parts = rel.split("/")
     if len(parts) != 6:
         raise MalformedPath(f"expected <location>/YYYY/MM/DD/HH/<mm>-<topic>.dat, got {len(parts)} path parts")
     location, year, month, day, hour, name = parts
-    if not LOCATION_RE.fullmatch(location):
+    if not is_location(location):
         raise MalformedPath(f"location folder {location!r} is hidden or has control characters")
     match = FILE_RE.fullmatch(name)
     if not match:
         raise MalformedPath(f"file name {name!r} is not <mm>-<topic>.dat")
     if not YEAR_RE.fullmatch(year) or not all(TWO_DIGITS_RE.fullmatch(p) for p in (month, day, hour)):
-        raise MalformedPath(f"date folders {year}/{month}/{day}/{hour} are not YYYY/M[M]/D[D]/H[H]")
+        # repr: a folder name is untrusted text, and the reason is printed on one log line
+        raise MalformedPath(f"date folders {'/'.join((year, month, day, hour))!r} are not YYYY/M[M]/D[D]/H[H]")
+    when = f"{year}-{month}-{day} {hour}:{match['minute']}"
     try:
         minute = datetime(int(year), int(month), int(day), int(hour), int(match["minute"]), tzinfo=UTC)
     except ValueError as exc:
-        raise MalformedPath(f"{year}-{month}-{day} {hour}:{match['minute']} is not a real date and time ({exc})") from None
+        raise MalformedPath(f"{when} is not a real date and time ({exc})") from None
+    if minute > LAST_MINUTE:  # its end cannot be held: minute_end would raise in every scan
+        raise MalformedPath(f"{when} is out of range (its minute ends after year 9999)")
     return DataFile(rel=rel, location=location, minute=minute, topic=match["topic"])
 
 
@@ -184,64 +229,63 @@ def split_batches(items: list[Candidate], batch_size: int, max_batches: int) -> 
 # --- tidy: empty folders whose period is over -------------------------------------------------------
 
 def _period_end(parts: tuple[str, ...]) -> datetime | None:
-    """End of the period a ``YYYY[/MM[/DD[/HH]]]`` folder covers, or None if it is not a real one."""
+    """End of the period a ``YYYY[/MM[/DD[/HH]]]`` folder covers, or None if it is not a real one or it
+    ends after year 9999 (a period that never ends in the calendar is never over: its folder stays)."""
     if not 1 <= len(parts) <= 4 or not YEAR_RE.fullmatch(parts[0]):
         return None
     if not all(TWO_DIGITS_RE.fullmatch(p) for p in parts[1:]):
         return None
-    nums = [int(p) for p in parts]
+    year, month, day, hour = [int(p) for p in parts] + [1, 1, 0][len(parts) - 1 :]
     try:
-        month, day, hour = (nums[1:] + [1, 1, 0][len(nums) - 1 :])[:3]
-        start = datetime(nums[0], month, day, hour, tzinfo=UTC)
-        if len(nums) == 1:
-            return start.replace(year=start.year + 1)
-    except ValueError:
+        start = datetime(year, month, day, hour, tzinfo=UTC)
+        if len(parts) == 1:
+            return start.replace(year=year + 1)
+        if len(parts) == 2:
+            return (start + timedelta(days=32)).replace(day=1)
+        return start + (timedelta(days=1) if len(parts) == 3 else timedelta(hours=1))
+    except (ValueError, OverflowError):  # month 13, 30 February…; or an end after 9999-12-31
         return None
-    if len(nums) == 2:
-        return (start + timedelta(days=32)).replace(day=1)
-    return start + (timedelta(days=1) if len(nums) == 3 else timedelta(hours=1))
+
+
+def _subfolders(folder: str) -> list[os.DirEntry[str]]:
+    """The folders (never symbolic links) right inside ``folder``; none if it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return [e for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 def remove_empty_folders(base_dir: Path, now: datetime, settle_seconds: float) -> list[str]:
     """Remove empty year/month/day/hour folders whose period ended more than ``settle_seconds`` ago.
 
-    Never ``base_dir`` or a location folder, never a folder whose name is not a real date (unknown
-    data is left alone), never a folder a producer may still write into (its period is not over).
-    ``rmdir`` itself refuses a folder that is not empty, so a file created meanwhile is never lost.
+    Only inside the layout the scan accepts: a location folder :func:`is_location` accepts, then real
+    ``YYYY/M[M]/D[D]/H[H]`` folders. Never ``base_dir`` or a location folder, never a folder elsewhere
+    (a hidden ``.snapshot/2020/…``, a location the scan calls malformed: unknown data is left alone),
+    never a folder a producer may still write into (its period is not over). ``rmdir`` itself refuses a
+    folder that is not empty, so a file created meanwhile is never lost.
     Returns the removed folders (absolute paths), deepest first.
     """
     removed: list[str] = []
     settle = timedelta(seconds=settle_seconds)
 
-    def visit(folder: Path, parts: tuple[str, ...]) -> None:
-        if len(parts) < 4:
-            try:
-                children = [e for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)]
-            except OSError:
-                return
-            for child in children:
-                child_parts = (*parts, child.name)
-                if _period_end(child_parts) is not None:
-                    visit(Path(child.path), child_parts)
+    def visit(folder: str, parts: tuple[str, ...]) -> None:
         end = _period_end(parts)
-        if end is None or now - end <= settle:
+        if end is None:  # not a date folder of the layout: neither it nor anything below is ours
+            return
+        if len(parts) < 4:
+            for child in _subfolders(folder):
+                visit(child.path, (*parts, child.name))
+        if now - end <= settle:
             return
         try:
-            folder.rmdir()
+            os.rmdir(folder)
         except OSError:  # not empty (or gone, or not ours to remove): leave it
             return
-        removed.append(str(folder))
+        removed.append(folder)
 
-    try:
-        locations = [e for e in os.scandir(base_dir) if e.is_dir(follow_symlinks=False)]
-    except OSError:
-        return removed
-    for location in locations:
-        try:
-            years = [e for e in os.scandir(location.path) if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            continue
-        for year in years:
-            if _period_end((year.name,)) is not None:
-                visit(Path(year.path), (year.name,))
+    for location in _subfolders(str(base_dir)):
+        if is_location(location.name):
+            for year in _subfolders(location.path):
+                visit(year.path, (year.name,))
     return removed

@@ -86,13 +86,64 @@ def normalize_prefix(prefix: str) -> str:
     return f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
 
 
+def _normal(path: str) -> str:
+    """``path`` (absolute) without ``.``, ``..`` and doubled slashes; normpath keeps a leading ``//``."""
+    return "/" + os.path.normpath(path).lstrip("/")
+
+
+def _system_folder(path: str, roots: Mapping[str, str]) -> str | None:
+    """The system folder that ``path`` (normalized) is, or lies under (``/proc``, ``/sys``, ``/dev``);
+    ``roots`` maps every spelling of a system folder (as listed, as resolved) to its listed name."""
+    if path in roots:
+        return roots[path]
+    return next((p.rstrip("/") for p in NEVER_UNDER if f"{path}/".startswith(p)), None)
+
+
+def _system_spellings() -> dict[str, str]:
+    """Each system folder by its listed name and by its real path: on a merged-/usr system ``/lib`` is
+    ``/usr/lib``, on macOS ``/var`` is ``/private/var``, so a link to one resolves to a name not listed."""
+    roots = {r: r for r in SYSTEM_ROOTS}
+    for r in sorted(SYSTEM_ROOTS):
+        roots.setdefault(os.path.realpath(r), r)
+    return roots
+
+
 def check_base_dir(base_dir: str, where: str) -> None:
-    """Refuse ``/`` and the system's own folders: a scan there walks the whole machine."""
-    normal = "/" + os.path.normpath(base_dir).lstrip("/")  # normpath keeps a leading "//"
-    if normal in SYSTEM_ROOTS or any(f"{normal}/".startswith(p) for p in NEVER_UNDER):
+    """Refuse ``/`` and the system's own folders: a scan there walks the whole machine.
+
+    Checked as written and as resolved (``os.path.realpath``): a symbolic link to ``/usr``, or a
+    ``link/..`` that climbs out of a link's target, is the system folder it leads to.
+    """
+    given = _normal(base_dir)
+    try:
+        real = os.path.realpath(base_dir)  # not of `given`: normpath drops a "link/.." the system follows
+    except ValueError as exc:  # a NUL byte: no such path can exist
+        raise SettingsError(f"base_dir {base_dir!r} (from {where}) is not a usable path ({exc})") from None
+    roots = _system_spellings()
+    folder = _system_folder(given, roots) or _system_folder(real, roots)
+    if folder is not None:
+        leads = f"resolves to {real!r}, " if real != given else "is "
+        named = f" ({folder})" if folder not in (given, real) else ""
         raise SettingsError(
-            f"base_dir {base_dir!r} (from {where}) is a system folder: point it at the producer's own folder, "
-            "e.g. /data/producer"
+            f"base_dir {base_dir!r} (from {where}) {leads}a system folder{named}: point it at the producer's "
+            "own folder, e.g. /data/producer"
+        )
+
+
+def check_key_prefix(prefix: str, where: str) -> None:
+    """Refuse a key prefix S3 would mangle or that reads as something else: a leading ``/``, ``.`` or
+    ``..`` folders, and any character that is not printable (control characters such as a newline,
+    which made every upload fail with a bare HTTP 404; format characters such as a right-to-left
+    override; line separators; non-UTF-8 surrogates), as location and topic names refuse control characters."""
+    if prefix.startswith("/") or any(part in (".", "..") for part in prefix.split("/")):
+        raise SettingsError(f"key_prefix {prefix!r} (from {where}) must not start with '/' "
+                            "or contain '.'/'..' segments")
+    odd = next((ch for ch in prefix if not ch.isprintable()), None)
+    if odd is not None:
+        raise SettingsError(
+            f"key_prefix {prefix!r} (from {where}) holds the non-printable character U+{ord(odd):04X} at "
+            f"position {prefix.index(odd)}: a key prefix may hold printable characters only (letters and "
+            "digits of any script, punctuation, spaces; '/' between folders), no control or format characters"
         )
 
 
@@ -108,9 +159,7 @@ def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None
         raise SettingsError(f"base_dir must be an absolute path, got {base_dir!r} from {where('base_dir')}")
     check_base_dir(base_dir, where("base_dir"))
     prefix = str(values["key_prefix"])
-    if prefix.startswith("/") or any(part in (".", "..") for part in prefix.split("/")):
-        raise SettingsError(f"key_prefix {prefix!r} (from {where('key_prefix')}) must not start with '/' "
-                            "or contain '.'/'..' segments")
+    check_key_prefix(prefix, where("key_prefix"))
     bucket = str(values["bucket"])
     if ".." in bucket:
         raise SettingsError(f"bucket {bucket!r} (from {where('bucket')}) is not a valid S3 bucket name")

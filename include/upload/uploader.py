@@ -15,9 +15,10 @@ replace an object behind someone's back) → S3's echo of the stored checksum is
 HeadObject when there is no echo, as after a multipart upload) → unlink. An existing object with the
 same content (a crash after the upload, before the delete) only costs the local delete; a different
 one is a conflict unless ``overwrite``. A multipart upload left incomplete by a killed worker is aborted
-by the next run (:func:`abort_abandoned_uploads`). Files of a batch run concurrently in a thread pool
-sharing one botocore client and one CRT client; one Python thread reads, submits and finishes. Why the CRT client and not botocore/s3transfer:
-bench/README.md (scenarios 6 and 9).
+by the next run, if its file is still in ``base_dir`` (:func:`abort_abandoned_uploads`). The files of a
+batch share one botocore client and one CRT client, up to ``workers`` uploads in flight; one Python
+thread reads, submits and finishes. Why the CRT client and not botocore/s3transfer: bench/README.md
+(scenarios 6 and 9).
 
 The DAG ``s3_upload`` wires :func:`scan_task` → :func:`upload_batch_task` (mapped) → :func:`tidy_task`;
 file lists travel through the artifact store, never XCom. The same code runs without Airflow:
@@ -29,22 +30,32 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import gc
 import json
 import logging
 import os
+import stat
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from awscrt.checksums import crc64nvme
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    InvalidRegionError,
+    NoCredentialsError,
+)
 
 from include.aws.crt import MIB, Answer, CrtPutter, credentials_from_args
 from include.core import artifacts
@@ -83,6 +94,10 @@ IN_S3 = (UPLOADED, ALREADY_PRESENT, NOT_DELETED)
 
 class UploadError(RuntimeError):
     """The run cannot start (missing base_dir, missing bucket, no access): the message says what to fix."""
+
+
+class NotRegularFile(Exception):
+    """A path the scan saw as a regular file is something else now (a FIFO, a folder, a symbolic link…)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,36 @@ def _b64_crc(value: int) -> str:
 
 
 # --- content ---------------------------------------------------------------------------------------
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFDIR: "a folder", stat.S_IFSOCK: "a socket"}
+# O_NONBLOCK: opening a FIFO that has no writer waits for ever (so may a device); a non-blocking open never
+# does. O_NOFOLLOW: the scan follows no symbolic link, so neither does the read (a link swapped in after the
+# scan would upload whatever it points to). O_NOCTTY: a terminal swapped in never becomes the process's.
+_SCANNED_FILE_FLAGS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
+
+
+def open_scanned(path: str, flags: int) -> int:
+    """``open()``'s opener for a file the scan found: the descriptor of a regular file, back in blocking
+    mode (so reading it, and its CRC, are what they always were), or :class:`NotRegularFile` for anything
+    else, without ever waiting."""
+    try:
+        fd = os.open(path, flags | _SCANNED_FILE_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer for a link
+            raise NotRegularFile("a symbolic link") from None
+        if exc.errno == errno.ENXIO:  # a socket, or a device with nothing behind it
+            raise NotRegularFile("a socket or a device") from None
+        raise
+    try:
+        kind = stat.S_IFMT(os.fstat(fd).st_mode)
+        if kind != stat.S_IFREG:
+            raise NotRegularFile(_KINDS.get(kind, f"file type {kind:o}"))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_local(fh: Any) -> Local:
@@ -236,6 +281,9 @@ class Uploader:
             return step()
         except FileNotFoundError:
             return self._vanished(cand, key)
+        except NotRegularFile as exc:  # kept; the next scan names it as malformed
+            return Outcome(NOT_READY, cand.rel, key, cand.size,
+                           error=f"changed since the scan: no longer a regular file ({exc}); kept")
         except (ClientError, BotoCoreError) as exc:
             return Outcome(FAILED, cand.rel, key, cand.size, error=self._s3_error(error_code(exc), error_text(exc)))
         except OSError as exc:
@@ -250,7 +298,7 @@ class Uploader:
         return text
 
     def _prepare(self, cand: Candidate, key: str, path: str) -> Pending | Outcome:
-        with open(path, "rb", buffering=0) as fh:
+        with open(path, "rb", buffering=0, opener=open_scanned) as fh:
             local = read_local(fh)
         st = local.stat
         if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
@@ -319,36 +367,93 @@ class Uploader:
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
 
 
-def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datetime) -> list[dict[str, str]]:
-    """Abort the multipart uploads a killed worker left behind: under ``key_prefix``, at a key in the
-    producer layout (never anyone else's uploads), started before ``before`` (this run's scan; with
-    ``max_active_runs=1`` no earlier run is still uploading). Aborting never loses data: the local file
-    of an incomplete upload is still on disk. Returns ``{"key", "initiated", "error"?}`` per upload."""
-    done: list[dict[str, str]] = []
+#: why an incomplete upload at a layout key is not aborted (the scan report's log line, the docs)
+LEFT_ALONE_WHY = "no such file in base_dir: another uploader's (another host, or a command line on another folder)"
+
+
+@dataclass
+class AbandonedUploads:
+    """What :func:`abort_abandoned_uploads` did: a row per upload it aborted (or tried to), and how many
+    incomplete uploads at layout keys it left alone because their files are not in this ``base_dir``."""
+
+    aborted: list[dict[str, str]] = field(default_factory=list)
+    left_alone: int = 0
+
+
+Listings = dict[str, dict[str, os.DirEntry[str]]]
+
+
+def _listing(folder: str, seen: Listings) -> dict[str, os.DirEntry[str]]:
+    """A folder's entries by exact name, listed once per :func:`abort_abandoned_uploads`."""
+    if folder not in seen:
+        try:
+            with os.scandir(folder) as entries:
+                seen[folder] = {e.name: e for e in entries}
+        except OSError:  # missing, not a folder, unreadable: nothing of ours there
+            seen[folder] = {}
+    return seen[folder]
+
+
+def _scan_finds(base_dir: str, rel: str, seen: Listings) -> bool:
+    """Would this run's scan find ``rel`` in ``base_dir``: a regular file at exactly that path, reached
+    through folders and no symbolic link (the scan follows none: a link to another host's folder is not
+    ours), each name spelled exactly? Names are looked up in listings rather than opened, because on a
+    case-insensitive disk opening ``Berlin/…`` would find ``berlin/…``, whose key is another one."""
+    folder, parts = base_dir, rel.split("/")
+    for depth, name in enumerate(parts):
+        entry = _listing(folder, seen).get(name)
+        last = depth == len(parts) - 1
+        if entry is None or not (entry.is_file(follow_symlinks=False) if last else entry.is_dir(follow_symlinks=False)):
+            return False
+        folder = entry.path
+    return True
+
+
+def _abort(client: Any, bucket: str, upload: dict[str, Any]) -> dict[str, str]:
+    """Abort one incomplete upload; its row for ``scan.json`` (with ``error`` if S3 refused)."""
+    key = upload["Key"]
+    row = {"key": key, "initiated": format_time(upload["Initiated"])}
+    try:
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+        log.info("aborted an incomplete multipart upload of %s started %s", key, row["initiated"])
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchUpload":  # gone meanwhile: that is what we wanted
+            row["error"] = error_text(exc)
+            log.warning("cannot abort the incomplete upload of %s: %s", key, row["error"])
+    return row
+
+
+def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datetime) -> AbandonedUploads:
+    """Abort the multipart uploads a killed worker of *this* ``base_dir`` left behind: under ``key_prefix``,
+    at a key in the producer layout, started before ``before`` (this run's scan; with
+    ``max_active_runs=1`` no earlier run is still uploading), and whose file is still in ``base_dir`` at
+    the path the key maps to. That file is what makes aborting safe: the scan finds it and it is
+    uploaded again, so nothing is lost. An upload whose file is not here is another uploader's with the
+    same bucket and prefix (another host, a command line on another folder), maybe sending parts right
+    now: aborting it would break that upload, every minute. It is left alone and counted."""
+    result = AbandonedUploads()
     try:
         uploads = [u for page in client.get_paginator("list_multipart_uploads").paginate(
             Bucket=settings.bucket, Prefix=settings.key_prefix) for u in page.get("Uploads", [])]
     except (ClientError, BotoCoreError) as exc:  # e.g. no s3:ListBucketMultipartUploads: upload anyway, say so
         log.warning("cannot list incomplete multipart uploads, none aborted: %s", error_text(exc))
-        return [{"key": "", "initiated": "", "error": f"cannot list incomplete multipart uploads: {error_text(exc)}"}]
+        result.aborted.append({"key": "", "initiated": "",
+                               "error": f"cannot list incomplete multipart uploads: {error_text(exc)}"})
+        return result
+    seen: Listings = {}
     for upload in uploads:
-        key, initiated = upload["Key"], upload["Initiated"]
+        rel = upload["Key"][len(settings.key_prefix):]
         try:
-            parse_data_path(key[len(settings.key_prefix):])
+            parse_data_path(rel)
         except MalformedPath:
             continue
-        if initiated >= before:
+        if upload["Initiated"] >= before:
             continue
-        row = {"key": key, "initiated": format_time(initiated)}
-        try:
-            client.abort_multipart_upload(Bucket=settings.bucket, Key=key, UploadId=upload["UploadId"])
-            log.info("aborted an incomplete multipart upload of %s started %s", key, row["initiated"])
-        except ClientError as exc:
-            if error_code(exc) != "NoSuchUpload":  # gone meanwhile: that is what we wanted
-                row["error"] = error_text(exc)
-                log.warning("cannot abort the incomplete upload of %s: %s", key, row["error"])
-        done.append(row)
-    return done
+        if not _scan_finds(settings.base_dir, rel, seen):
+            result.left_alone += 1
+            continue
+        result.aborted.append(_abort(client, settings.bucket, upload))
+    return result
 
 
 # --- a batch ----------------------------------------------------------------------------------------
@@ -492,7 +597,8 @@ def check_bucket(client: Any, bucket: str) -> None:
 
 
 def client_pool_size(workers: int) -> int:
-    return workers + 4
+    """The botocore client's connections for ``workers`` uploads in flight (HeadObject checks), plus a few."""
+    return max(1, workers) + 4
 
 
 # --- run steps (Airflow-free; the DAG calls these) -----------------------------------------------
@@ -511,7 +617,7 @@ def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
 LOG_CAP = 1000  # malformed paths named one per log line
 
 
-def _scan_report(base: Path, scan: Scan, now: datetime, aborted: list[dict[str, str]]) -> dict[str, Any]:
+def _scan_report(base: Path, scan: Scan, now: datetime, uploads: AbandonedUploads) -> dict[str, Any]:
     """Log what the scan found and return it as the ``scan.json`` body (without settings and batches)."""
     for path, reason in scan.malformed[:LOG_CAP]:
         log.warning("malformed, left alone: %s (%s)", path, reason)
@@ -523,13 +629,16 @@ def _scan_report(base: Path, scan: Scan, now: datetime, aborted: list[dict[str, 
     log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed, "
              "%d abandoned multipart upload(s) aborted",
              base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, scan.malformed_total,
-             len(aborted))
+             len(uploads.aborted))
+    if uploads.left_alone:
+        log.info("%d incomplete multipart upload(s) under the key prefix left alone: %s", uploads.left_alone,
+                 LEFT_ALONE_WHY)
     return {
         "scanned_at": format_time(now), "selected": len(scan.eligible), "deferred": scan.deferred, "not_ready": scan.not_ready,
         "malformed_total": scan.malformed_total,
         "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
         "errors": [{"path": p, "error": e} for p, e in scan.errors], "errors_total": scan.errors_total,
-        "aborted_uploads": aborted,
+        "aborted_uploads": uploads.aborted, "uploads_left_alone": uploads.left_alone,
     }
 
 
@@ -546,14 +655,14 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now
     return the batch names (the only thing in XCom)."""
     base = _existing_base(settings)
     now = now or _now()
-    aborted = abort_abandoned_uploads(client, settings, now) if client is not None else []
+    uploads = abort_abandoned_uploads(client, settings, now) if client is not None else AbandonedUploads()
     scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
     batches = split_batches(scan.eligible, BATCH_SIZE, MAX_BATCHES)
     names = [f"{i:05d}" for i in range(len(batches))]
     for name, batch in zip(names, batches, strict=True):
         artifacts.write_json(run_dir / "batches" / f"{name}.json",
                              {"scanned_at": format_time(now), "files": _candidate_rows(batch)})
-    report = _scan_report(base, scan, now, aborted)
+    report = _scan_report(base, scan, now, uploads)
     artifacts.write_json(run_dir / "scan.json", {"settings": settings.to_dict(), "batches": names, **report})
     log.info("%d file(s) to upload in %d batch(es)", len(scan.eligible), len(names))
     return names
@@ -588,6 +697,7 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
         "local_delete_failed": sum(r["status"] == NOT_DELETED for r in manifest),
         "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders,
         "aborted_uploads": sum(1 for u in scan_info.get("aborted_uploads", []) if not u.get("error")),
+        "uploads_left_alone": int(scan_info.get("uploads_left_alone", 0)),
         "malformed_paths": [m["path"] for m in malformed][:LIST_CAP],
         "conflict_keys": [r["key"] for r in manifest if r["status"] == CONFLICT][:LIST_CAP],
         "failed_paths": [f["path"] for f in failures][:LIST_CAP],
@@ -652,9 +762,9 @@ def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT
     does, without Airflow."""
     base = _existing_base(settings)
     now = now or _now()
-    aborted = abort_abandoned_uploads(client, settings, now)
+    uploads = abort_abandoned_uploads(client, settings, now)
     scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
-    scan_info = _scan_report(base, scan, now, aborted)
+    scan_info = _scan_report(base, scan, now, uploads)
     result = upload_candidates(Uploader(client, settings, now, credentials), scan.eligible, workers=workers)
     removed = remove_empty_folders(base, _now(), settings.settle_seconds) if tidy else []
     return summarize(settings, scan_info, [result], removed_folders=len(removed))
@@ -678,6 +788,7 @@ def _starting_up() -> Iterator[None]:
 def _parser() -> argparse.ArgumentParser:
     from include.upload.settings import SETTINGS
 
+    workers = SETTINGS["workers"].schema
     parser = argparse.ArgumentParser(prog="s3ops upload", description=__doc__.splitlines()[0])
     parser.add_argument("--base-dir", help="the producer's folder (required)")
     parser.add_argument("--bucket", help="target bucket (required)")
@@ -692,42 +803,139 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--endpoint-url", default=os.environ.get("S3OPS_S3_ENDPOINT"))
     parser.add_argument("--profile")
     parser.add_argument("--region")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--workers", type=int, help=f"uploads in flight, {workers['minimum']} to {workers['maximum']} "
+                                                    f"(default {DEFAULT_WORKERS})")
     parser.add_argument("--no-tidy", action="store_true", help="leave empty folders")
     parser.add_argument("--manifest", type=Path, help="also write the manifest (JSON lines) here")
     return parser
 
 
+def _check_endpoint(url: str | None) -> None:
+    """Refuse an endpoint botocore cannot use, in words: its own errors say "Invalid endpoint: notaurl",
+    or nothing until the first request (a port that is not a number)."""
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # "http://[::1", "http://h:abc", "http://h:99999" (reading .port checks it)
+        usable = False
+    if not usable:
+        raise UploadError(f"--endpoint-url (or S3OPS_S3_ENDPOINT) {url!r} is not a URL such as http://127.0.0.1:9000: "
+                          "fix it, or leave it out for AWS")
+
+
+def _check_manifest(path: Path, base_dir: str) -> None:
+    """Refuse a ``--manifest`` the end of the run could not write, before anything moves. It is written as
+    :func:`include.core.artifacts.write_jsonl` writes: its folder created if missing, a temporary file
+    there renamed over the path. So: not a folder, and a folder that takes a new file (tried, then removed).
+    Not inside ``base_dir`` either: the next scan would take it for the producer's."""
+    base = os.path.realpath(base_dir)
+    if os.path.commonpath([os.path.realpath(path), base]) == base:
+        raise UploadError(f"--manifest {str(path)!r} is inside base_dir {base_dir!r}, whose files the next run "
+                          "uploads (or lists as malformed): put it elsewhere")
+    problem, folder = f"--manifest {str(path)!r} cannot be written", path.parent
+    try:
+        if path.is_dir():
+            raise UploadError(f"{problem}: it is a folder; give a file path such as {path / 'manifest.jsonl'}")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
+        os.close(fd)
+        os.unlink(tmp)
+    except FileExistsError:
+        raise UploadError(f"{problem}: {str(folder)!r} is a file, not a folder") from None
+    except OSError as exc:
+        raise UploadError(f"{problem}: no file can be made in {str(folder)!r} ({exc.strerror or exc}); give a path "
+                          "in a folder you can write to") from None
+
+
+def _set_up(args: argparse.Namespace) -> tuple[UploadSettings, Any, Any]:
+    """Everything that can refuse the run before it touches a file: settings, endpoint, region, client,
+    the bucket, the manifest path. Returns the settings, the botocore client and its credentials."""
+    from include.aws.client import cli_session, client_from_args
+    from include.upload.settings import SETTINGS, resolve_settings
+
+    conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite",
+                                          "max_files", "multipart_threshold_mib", "throughput_target_gbps")}
+    settings, _ = resolve_settings(conf, None)
+    if args.workers is not None:  # a deployment setting (not a param): checked here, 1 to 256 as in the Variable
+        SETTINGS["workers"].check(args.workers, "--workers")
+        settings = replace(settings, workers=args.workers)
+    _existing_base(settings)
+    endpoint = args.endpoint_url or None  # an empty S3OPS_S3_ENDPOINT is no endpoint: AWS
+    _check_endpoint(endpoint)
+    session = cli_session(args.profile, args.region)
+    client = client_from_args(endpoint_url=endpoint, region_name=args.region,
+                              pool=client_pool_size(settings.workers), session=session)
+    if not client.meta.region_name:  # "" passes botocore's check, then fails the signing of every request
+        raise UploadError("the region is empty (--region '', AWS_DEFAULT_REGION='' or the profile's 'region ='): "
+                          "give one such as eu-west-1, or leave it unset")
+    check_bucket(client, settings.bucket)
+    if args.manifest is not None:
+        _check_manifest(args.manifest, settings.base_dir)
+    return settings, client, session.get_credentials()
+
+
+def _setup_error(exc: Exception, args: argparse.Namespace) -> str:
+    """What is wrong and what to do, in one line (botocore's own words where they are clear)."""
+    if isinstance(exc, NoCredentialsError):
+        text = ("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile "
+                "(AWS_PROFILE or --profile)")
+    elif isinstance(exc, EndpointConnectionError):
+        text = (f"cannot reach S3 at {exc.kwargs.get('endpoint_url')}: check the network, and --endpoint-url "
+                f"(or S3OPS_S3_ENDPOINT) if you gave one")
+    elif isinstance(exc, InvalidRegionError):
+        where = "--region" if args.region else "the region (AWS_REGION, AWS_DEFAULT_REGION or the profile's)"
+        text = f"{where} {exc.kwargs.get('region_name')!r} is not a region name such as eu-west-1: fix it"
+    elif isinstance(exc, ClientError):  # HeadBucket answered neither 403 nor 404
+        text = f"cannot check bucket {args.bucket!r}: {error_text(exc)}"
+    else:
+        text = str(exc)
+    return " ".join(text.split())  # one line, whatever the message holds (a credential process's output)
+
+
+def _write_manifest(path: Path, rows: list[dict[str, Any]]) -> str | None:
+    """Write ``--manifest``; if that fails now (after the check at the start), keep the record in a
+    temporary file instead. Returns the error line, or None."""
+    try:
+        artifacts.write_jsonl(path, rows)
+        return None
+    except OSError as exc:
+        problem = f"writing the manifest {str(path)!r} failed ({exc.strerror or exc})"
+    spare = None
+    try:
+        fd, spare = tempfile.mkstemp(prefix="s3ops-upload-manifest-", suffix=".jsonl")
+        os.close(fd)
+        artifacts.write_jsonl(Path(spare), rows)
+    except OSError:
+        if spare is not None:
+            Path(spare).unlink(missing_ok=True)
+        return f"{problem}; the summary is the only record of this run"
+    return f"{problem}; it is in {spare} instead"
+
+
 def main(argv: list[str] | None = None) -> int:
     with _starting_up():
-        from botocore.exceptions import ProfileNotFound
-
-        from include.aws.client import cli_session, client_from_args
-        from include.upload.settings import SettingsError, resolve_settings
-
         args = _parser().parse_args(argv)
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
-        conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite",
-                                              "max_files", "multipart_threshold_mib", "throughput_target_gbps")}
         try:
-            settings, _ = resolve_settings(conf, None)
-            session = cli_session(args.profile, args.region)
-            client = client_from_args(endpoint_url=args.endpoint_url, region_name=args.region,
-                                      pool=client_pool_size(args.workers), session=session)
-            check_bucket(client, settings.bucket)
-            credentials = session.get_credentials()
-        except (SettingsError, UploadError, ProfileNotFound) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            settings, client, credentials = _set_up(args)
+        except (ValueError, BotoCoreError, ClientError, UploadError) as exc:  # ValueError: SettingsError, AWS_MAX_ATTEMPTS
+            print(f"error: {_setup_error(exc, args)}", file=sys.stderr)
             return 2
+    # The run's log starts here: during the set-up botocore's INFO lines ("Found credentials in environment
+    # variables.") would come before a setup error's one line.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     try:
-        summary, manifest = upload_tree(client, settings, workers=args.workers, tidy=not args.no_tidy,
+        summary, manifest = upload_tree(client, settings, workers=settings.workers, tidy=not args.no_tidy,
                                         credentials=credentials)
     except UploadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.manifest:
-        artifacts.write_jsonl(args.manifest, manifest)
-    print(json.dumps(summary, indent=2))
+    problem = _write_manifest(args.manifest, manifest) if args.manifest is not None else None
+    print(json.dumps(summary, indent=2))  # printed whatever happened to the manifest: the run's record
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     return 1 if summary["failed"] or summary["conflicts"] else 0
 
 

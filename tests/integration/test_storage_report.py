@@ -8,12 +8,13 @@ import io
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from include.seed import DemoWorld
+from include.seed import DemoWorld, create_bucket
 
 UID = uuid.uuid4().hex[:8]
 BIG = f"sr-big-{UID}"  # us-east-1, versioned, 2,500 keys under 10 prefixes: split into several shards
@@ -133,9 +134,20 @@ def world(s3: Any, s3_server: Any, demo_world: DemoWorld) -> dict[str, str]:
     s3.put_object(Bucket=DENIED, Key="secret.txt", Body=b"no")
     create_bucket(s3, CW_EU, "eu-west-1")
     create_bucket(s3, CW_US, "us-east-1")
-    s3_server.control("POST", "faults", {"mode": "denied", "bucket": DENIED, "count": 100_000})
+    _deny(s3_server)
     yield {b["Name"]: _iso(b["CreationDate"]) for b in s3.list_buckets()["Buckets"]}
     s3_server.control("POST", "faults", {"mode": "off"})
+
+
+def _deny(s3_server: Any) -> None:
+    """Every request on DENIED refused (403 AccessDenied), for the whole module."""
+    s3_server.control("POST", "faults", {"mode": "denied", "bucket": DENIED, "count": 100_000})
+
+
+def _faults_off(s3_server: Any) -> None:
+    """Clear a test's own faults; ``off`` clears every fault, so DENIED's is set again."""
+    s3_server.control("POST", "faults", {"mode": "off"})
+    _deny(s3_server)
 
 
 def _report(result: Any) -> dict[str, Any]:
@@ -426,6 +438,19 @@ def test_bad_param_and_unknown_connection_fail_fast(world, run_dag):
     assert not (result.artifacts() / "report.json").exists()
 
 
+def test_a_bad_pricing_variable_fails_the_first_task_before_any_listing(world, run_dag, monkeypatch, capfd):
+    """The same check as --pricing (check_pricing), when the run's settings are resolved: before, only
+    ``aggregate`` loaded the prices, after every bucket had been listed, and a class name nobody uses passed."""
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_STORAGE_REPORT",
+                       json.dumps({"pricing": {"prices": {"us-east-1": {"BOGUS": 0.01}}}}))
+    result = run_dag("s3_storage_report", {"buckets": [BIG]})
+    assert result.state == "failed" and result.task_states()[("list_buckets", -1)] == "failed"
+    assert not (result.artifacts() / "buckets.json").exists()
+    out, err = capfd.readouterr()
+    assert "pricing (from key 'pricing' of the Airflow Variable 's3ops_storage_report'): " \
+           'prices["us-east-1"]["BOGUS"]: "BOGUS" is not a storage class' in out + err
+
+
 _FORKED: dict[str, Any] = {}  # what a forked test process finds (inherited, never pickled)
 
 
@@ -465,3 +490,76 @@ def test_cli_unknown_profile_is_one_line_and_exit_2(s3_server, capsys, monkeypat
     assert main(["--profile", "typo", "--endpoint-url", s3_server.endpoint_url]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "storage report: The config profile (typo) could not be found"
+
+
+# ------------------------------------------- the command line when one bucket cannot be read, or nothing matches
+
+#: apart from the sr-*-UID buckets (DENIED is one), which other tests list
+OK, HTTP500, DROPPED, NO_REGION = (f"rb-{what}-{UID}" for what in ("ok", "500", "drop", "head"))
+
+
+@pytest.fixture
+def faulty(world: Any, s3: Any, s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Four small buckets; ListObjectsV2 of one answers 500, of another drops the connection, HeadBucket of
+    a third answers 500 (one attempt each: botocore's retries would only repeat the same fault)."""
+    for name in (OK, HTTP500, DROPPED, NO_REGION):
+        create_bucket(s3, name)
+        s3.put_object(Bucket=name, Key="k.txt", Body=b"12345")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for mode, operation, bucket in (("error", "ListObjectsV2", HTTP500), ("drop", "ListObjectsV2", DROPPED),
+                                    ("error", "HeadBucket", NO_REGION)):
+        s3_server.control("POST", "faults", {"mode": mode, "operation": operation, "bucket": bucket, "count": 1000})
+    try:
+        yield s3_server
+    finally:
+        _faults_off(s3_server)
+
+
+def test_a_bucket_that_cannot_be_listed_is_its_error_and_the_others_are_reported(faulty, capsys):
+    from include.storage_report.cli import main
+
+    assert main(["--bucket", f"rb-*-{UID}", "--json", "--endpoint-url", faulty.endpoint_url]) == 1
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    by_name = {b["name"]: b for b in report["buckets"]}
+    assert sorted(by_name) == sorted((OK, HTTP500, DROPPED, NO_REGION))
+    assert by_name[OK]["error"] is None and by_name[OK]["object_count"] == 1 and by_name[OK]["total_bytes"] == 5
+    assert by_name[HTTP500]["error"].startswith("InternalError: ")
+    assert by_name[DROPPED]["error"].startswith("ConnectionClosedError: ")  # botocore's name for a dropped connection
+    assert by_name[NO_REGION]["error"].startswith("500: ")
+    assert all(by_name[b]["object_count"] is None for b in (HTTP500, DROPPED, NO_REGION))
+    assert report["totals"]["error_count"] == 3 and report["totals"]["object_count"] == 1
+    assert "Traceback" not in err
+
+    assert main(["--bucket", f"rb-*-{UID}", "--endpoint-url", faulty.endpoint_url]) == 1  # the table says it too
+    table = capsys.readouterr().out
+    assert "InternalError" in table and "3 bucket(s) could not be read" in table
+
+
+def test_listbuckets_failing_is_a_setup_problem_in_one_line(world, s3_server, capsys, monkeypatch):
+    from include.storage_report.cli import main
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    s3_server.control("POST", "faults", {"mode": "error", "operation": "ListBuckets", "count": 1000})
+    try:
+        code = main(["--endpoint-url", s3_server.endpoint_url])
+    finally:
+        _faults_off(s3_server)
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("storage report: ") and "ListBuckets" in err
+
+
+def test_a_valid_filter_that_matches_nothing_is_said_plainly(world, s3_server, capsys):
+    from include.storage_report.cli import main
+
+    assert main(["--bucket", f"nothing-{UID}-*", "--json", "--endpoint-url", s3_server.endpoint_url]) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["buckets"] == [] and report["filters"]["unmatched_buckets"] == [f"nothing-{UID}-*"]
+    assert err == f"storage report: no bucket matches 'nothing-{UID}-*'\n"
+    assert main(["--bucket", f"nothing-{UID}-*", "--region", "eu-north-1", "--endpoint-url",
+                 s3_server.endpoint_url]) == 0
+    table = capsys.readouterr().out
+    assert f"no bucket in eu-north-1 matches 'nothing-{UID}-*'" in table
+    assert f"no bucket matching nothing-{UID}-* is in eu-north-1" in table

@@ -278,6 +278,62 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
         assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
+def upload_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``s3ops upload`` in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "include.upload.uploader", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+
+
+@pytest.mark.parametrize("where", ["/proc/nope/m.jsonl", "a folder", "under a file", "in base_dir"])
+def test_an_unwritable_manifest_is_refused_before_anything_moves(tmp_path, s3, bucket, s3_server, where):
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(tmp_path / "base", rel, b"stays\n")
+    (tmp_path / "a folder").mkdir()
+    (tmp_path / "a file").write_text("x")
+    manifest = {"a folder": str(tmp_path / "a folder"), "under a file": str(tmp_path / "a file" / "m.jsonl"),
+                "in base_dir": str(tmp_path / "base" / "m.jsonl")}.get(where, where)
+
+    done = upload_cli("--base-dir", str(tmp_path / "base"), "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+                      "--manifest", manifest)
+
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith(f"error: --manifest {manifest!r}")
+    assert done.stdout == "" and (tmp_path / "base" / rel).read_bytes() == b"stays\n" and keys_in(s3, bucket) == set()
+
+
+@pytest.mark.parametrize("spare", [True, False], ids=["kept-in-a-temporary-file", "nowhere-to-write"])
+def test_a_manifest_that_cannot_be_written_at_the_end_still_leaves_a_record(tmp_path, s3, bucket, s3_server,
+                                                                            monkeypatch, capsys, spare):
+    """The files moved already: the summary is printed anyway, the rows kept if at all possible, exit 1."""
+    from include.core import artifacts
+    from include.upload.uploader import main
+
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(tmp_path / "base", rel, b"moved\n")
+    wanted = tmp_path / "out" / "m.jsonl"
+    real_write, spares = artifacts.write_jsonl, []
+
+    def write_jsonl(path, rows):  # the disk filled up during the run, say
+        if path == wanted or not spare:
+            raise OSError(28, "No space left on device")
+        spares.append(path)
+        return real_write(path, rows)
+
+    monkeypatch.setattr(artifacts, "write_jsonl", write_jsonl)
+    code = main(["--base-dir", str(tmp_path / "base"), "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url,
+                 "--manifest", str(wanted)])
+
+    out, err = capsys.readouterr()
+    assert code == 1 and json.loads(out)["uploaded"] == 1 and body_of(s3, bucket, rel) == b"moved\n"
+    assert err.count("error:") == 1 and f"error: writing the manifest {str(wanted)!r} failed (No space left on device)" in err
+    if spare:
+        assert f"it is in {spares[0]} instead" in err
+        assert [r["key"] for r in artifacts.read_jsonl(spares[0])] == [rel]
+        spares[0].unlink()
+    else:
+        assert "the summary is the only record of this run" in err
+
+
 @pytest.mark.slow
 def test_sigkill_at_any_instant_never_loses_a_file(tmp_path, s3, bucket, s3_server):
     """Kill real upload processes at random instants; after each kill every file is still on disk or
@@ -811,34 +867,74 @@ def test_a_forked_child_uploads_through_event_loops_of_its_own(tmp_path, s3, buc
 
 
 def test_the_next_run_aborts_uploads_a_killed_worker_left(tmp_path, s3, bucket, client):
-    """Only ours (a layout key under key_prefix), only those started before this run."""
-    ours = f"in/{rel_at('berlin', NOW - timedelta(hours=1), 't')}"
+    """Only ours (a layout key under key_prefix whose file is still in base_dir), only those started
+    before this run; the file is then uploaded again."""
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"killed mid-upload\n")
+    ours = f"in/{rel}"
     theirs = "in/someone/else.bin"
-    outside = f"other/{rel_at('berlin', NOW - timedelta(hours=1), 't')}"
-    for key in (ours, theirs, outside):
+    outside = f"other/{rel}"
+    elsewhere = f"in/{rel_at('oslo', NOW - timedelta(hours=1), 't')}"  # another host's: no such file here
+    for key in (ours, theirs, outside, elsewhere):
         upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC64NVME")["UploadId"]
         s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * 1000)
 
     before, _ = upload_tree(client, settings(tmp_path, bucket, key_prefix="in"), now=NOW - timedelta(days=1))
-    assert before["aborted_uploads"] == 0  # they started after that run's scan: not abandoned by it
+    assert (before["aborted_uploads"], before["uploads_left_alone"]) == (0, 0)  # started after that run's scan
     summary, _ = upload_tree(client, settings(tmp_path, bucket, key_prefix="in"),
                              now=datetime.now(UTC) + timedelta(seconds=5))
 
-    assert summary["aborted_uploads"] == 1
+    assert (summary["aborted_uploads"], summary["uploads_left_alone"], summary["uploaded"]) == (1, 1, 1)
     assert sorted(u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == sorted(
-        [theirs, outside])
+        [theirs, outside, elsewhere])
+    assert body_of(s3, bucket, ours) == b"killed mid-upload\n" and not (tmp_path / rel).exists()
+
+
+def test_another_uploaders_multipart_upload_is_never_aborted(tmp_path, s3, bucket, client, caplog):
+    """Another host (or a command line on another folder) uploads to the same bucket and prefix: its
+    upload in progress is not this base_dir's, whether its folder is missing here or only reachable
+    through a symbolic link (the scan follows none), and it completes after our runs."""
+    import logging
+
+    base, other_host = tmp_path / "base", tmp_path / "hostB-disk"
+    base.mkdir()
+    rel_b = f"hostB/{NOW:%Y}/{NOW.month}/{NOW.day}/{NOW.hour}/01-t.dat"  # the probe's unpadded key
+    rel_c = rel_at("hostC", NOW - timedelta(hours=1), "t")
+    write(other_host, rel_c, b"host C's file\n")
+    (base / "hostC").symlink_to(other_host / "hostC")  # hostC's folder is visible here, but not ours
+    parts: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+    for rel in (rel_b, rel_c):
+        key = f"p15/{rel}"
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"a" * (5 * MIB))["ETag"]
+        parts[key] = (upload_id, [{"PartNumber": 1, "ETag": etag}])
+
+    caplog.set_level(logging.INFO, logger="include.upload.uploader")
+    summaries = [upload_tree(client, settings(base, bucket, key_prefix="p15"),
+                             now=datetime.now(UTC) + timedelta(seconds=5))[0] for _ in range(2)]  # every minute
+
+    for key, (upload_id, done) in parts.items():  # the other uploader goes on and finishes
+        etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=2, Body=b"b")["ETag"]
+        s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                     MultipartUpload={"Parts": [*done, {"PartNumber": 2, "ETag": etag}]})
+        assert body_of(s3, bucket, key) == b"a" * (5 * MIB) + b"b"
+    assert (other_host / rel_c).read_bytes() == b"host C's file\n"
+    for summary in summaries:
+        assert (summary["aborted_uploads"], summary["uploads_left_alone"], summary["uploaded"]) == (0, 2, 0)
+    assert "2 incomplete multipart upload(s) under the key prefix left alone: no such file in base_dir" in caplog.text
 
 
 def test_dag_scan_aborts_abandoned_uploads_and_records_them(tmp_path, s3, bucket, run_dag):
     key = rel_at("oslo", NOW - timedelta(hours=2), "killed")
+    write(tmp_path, key, b"its upload was killed\n")  # still on disk, as a killed worker leaves it
     s3.create_multipart_upload(Bucket=bucket, Key=key)
-    (tmp_path / "oslo").mkdir()
     time.sleep(1)
     result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
     assert result.state == "success", result.task_states()
     scan = json.loads((result.artifacts() / "scan.json").read_text())
-    assert [u["key"] for u in scan["aborted_uploads"]] == [key]
+    assert [u["key"] for u in scan["aborted_uploads"]] == [key] and scan["uploads_left_alone"] == 0
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert body_of(s3, bucket, key) == b"its upload was killed\n"
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -56,6 +57,92 @@ def test_bad_durations_are_rejected_with_a_clear_message(bad):
 def test_policy_rejects_negative_orphan_age():
     with pytest.raises(ValueError, match="orphan_min_age_days"):
         Policy.at(NOW, "P3M", -1)
+
+
+def _dag_accepts(name: str, value: object) -> bool:
+    from include.core.settings import SettingsError
+    from include.retention.settings import SETTINGS
+
+    try:
+        SETTINGS[name].check(value, "a test")
+    except SettingsError:
+        return False
+    return True
+
+
+def _cli_days(text: str) -> float | None:
+    import argparse
+
+    from include.retention.cli import _days
+
+    try:
+        return _days(text)
+    except argparse.ArgumentTypeError:
+        return None
+
+
+@pytest.mark.parametrize("days", [0, 7.5, 36_500, 36_500.5, 36_501, 800_000, 1e6, 1e400, math.nan, -1])
+def test_orphan_age_bounds_are_the_dags_in_the_library_and_the_command_line(days):
+    """One limit (include.core.settings.MAX_DAYS): what the DAG's setting refuses, Policy.at and
+    --orphan-min-age-days refuse too (800000 raised OverflowError on the command line)."""
+    dag = _dag_accepts("orphan_min_age_days", days)
+    assert (_cli_days(repr(days)) is not None) == dag
+    if dag:
+        assert Policy.at(NOW, "P3M", days).orphan_cutoff == NOW - timedelta(days=days)
+    else:
+        with pytest.raises(ValueError, match="orphan_min_age_days must be a number of days from 0 to 36500"):
+            Policy.at(NOW, "P3M", days)
+
+
+@pytest.mark.parametrize("text", ["P999999999D", "P99999999999999999999999D", "P1000Y", "P10000M", "P10000W",
+                                  "P100000D", "PT1000000H", "PT10000000M", "PT1000000000S", "P00000000001D"])
+def test_durations_the_dag_refuses_are_refused_here_too(text):
+    assert not _dag_accepts("trial_retention", text)
+    with pytest.raises(ValueError, match=f"trial_retention '{text}' is out of range: at most 3 digits of years"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(("now", "text", "days"), [
+    (NOW, "P999Y9999M9999W99999DT999999H9999999M999999999S", 7),  # the DAG's pattern allows it: ~2,500 years
+    (datetime(1800, 1, 1, tzinfo=UTC), "P999Y9999M", 7),  # months alone (1,832 years)
+    (datetime(1, 1, 1, tzinfo=UTC), "PT1S", 0),  # the day count (timedelta) part
+    (datetime(1, 1, 1, tzinfo=UTC), "P0D", 1),  # the orphan cutoff
+])
+def test_a_cutoff_before_year_1_is_refused_not_an_overflow(now, text, days):
+    assert _dag_accepts("trial_retention", text)
+    with pytest.raises(ValueError, match="before year 1"):
+        Policy.at(now, text, days)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--trial-retention", "P999999999D"], "trial_retention 'P999999999D' is out of range"),
+    (["--now", "1800-01-01T00:00:00Z", "--trial-retention", "P999Y9999M"], "is before year 1"),
+    (["--now", "0001-01-01T00:00:00Z", "--trial-retention", "PT1S"], "is before year 1"),
+    (["--now", "0001-01-01T00:30:00+01:00"], "--now '0001-01-01T00:30:00+01:00' is not an ISO 8601 time"),
+])
+def test_the_command_line_refuses_a_cutoff_off_the_calendar_in_one_line_before_connecting(args, says, monkeypatch,
+                                                                                          capsys):
+    import include.aws.client
+    from include.retention import cli, jobs
+
+    def no_connection(*_: object, **__: object) -> None:
+        raise AssertionError("connected before refusing the arguments")
+
+    monkeypatch.setattr(include.aws.client, "client_from_args", no_connection)
+    monkeypatch.setattr(jobs, "connect_direct", no_connection)
+    assert cli.main(["--bucket", "b-bucket", "--mysql-database", "d", "--endpoint-url", "http://127.0.0.1:9",
+                     *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("retention plan: ") and says in err, err
+
+
+def test_the_command_line_refuses_800000_orphan_days_like_the_dag(capsys):
+    from include.retention import cli
+
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["--bucket", "b-bucket", "--mysql-database", "d", "--orphan-min-age-days", "800000"])
+    assert refused.value.code == 2
+    assert "'800000' is not a number of days from 0 to 36500" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- a brute-force reference

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from include.storage_report import render as report_render
 from include.storage_report.pricing import GB, load_prices
+from include.storage_report.settings import NAME_CHARS, check_patterns, check_regions, glob_problem
 from include.storage_report.summarize import (
     Totals,
     bucket_entry,
@@ -263,3 +268,224 @@ def test_cloudwatch_plan_packs_buckets_without_listing():
     buckets = [bucket(f"b{i:03d}") for i in range(120)] + [bucket("bad", None, "AccessDenied: x")]
     planned = plan(lambda region: None, buckets, max_shards=1024, source="cloudwatch")
     assert [len(s["parts"]) for s in planned] == [50, 50, 20]
+
+
+# ------------------------------------------------- a bucket that fails on the command line is that bucket's error
+
+
+def _parser_error():
+    from botocore.parsers import ResponseParserError
+
+    return ResponseParserError("Unable to parse response (syntax error: line 1, column 0), invalid XML received. "
+                               "Further retries may succeed:\nb'<<garbage\\n'")
+
+
+def test_final_bucket_errors_name_every_s3_failure_in_one_line():
+    from botocore.exceptions import EndpointConnectionError
+
+    from include.storage_report.summarize import final_bucket_error
+
+    assert final_bucket_error(_client_error(403, "AccessDenied", "Access Denied")) == "AccessDenied: Access Denied"
+    assert final_bucket_error(_client_error(500, "InternalError", "We encountered an internal error")) \
+        == "InternalError: We encountered an internal error"
+    assert final_bucket_error(_client_error(503, "")) == "503: request failed"
+    parsed = final_bucket_error(_parser_error())
+    assert parsed is not None and parsed.startswith("ResponseParserError: Unable to parse response") and "\n" not in parsed
+    assert final_bucket_error(EndpointConnectionError(endpoint_url="http://x")).startswith("EndpointConnectionError: ")
+    assert final_bucket_error(RuntimeError("a bug")) is None  # never passed off as a bucket's error
+
+
+class _World(_Buckets):
+    """Three buckets: one readable, one whose listing gets a 500 after botocore's retries, one whose
+    listing answer botocore cannot parse."""
+
+    def __init__(self) -> None:
+        from tests.unit._fake_s3 import FakeS3
+
+        self.good = FakeS3()
+        self.good.put("a.txt", 100)
+
+    def list_buckets(self, **kw):
+        return {"Buckets": [{"Name": n, "CreationDate": NOW} for n in ("good", "http500", "garbled")]}
+
+    def head_bucket(self, Bucket):
+        return {"ResponseMetadata": {"HTTPHeaders": {"x-amz-bucket-region": "us-east-1"}}}
+
+    def list_objects_v2(self, Bucket, **kw):
+        if Bucket == "http500":
+            raise _client_error(500, "InternalError", "We encountered an internal error. Please try again.")
+        if Bucket == "garbled":
+            raise _parser_error()
+        return self.good.list_objects_v2(Bucket, **kw)
+
+    def list_multipart_uploads(self, Bucket, **kw):
+        return self.good.list_multipart_uploads(Bucket)
+
+
+def test_the_command_line_reports_a_bucket_it_cannot_list_and_goes_on():
+    """A 5xx after the retries or an unparsable answer killed the whole report with a traceback; now the
+    bucket carries its error (exit 1) and the other buckets are reported."""
+    from include.storage_report.cli import run_local
+
+    world = _World()
+    report = run_local(lambda region: world, workers=2)
+    errors = {b["name"]: b["error"] for b in report["buckets"]}
+    good = next(b for b in report["buckets"] if b["name"] == "good")
+    assert errors["good"] is None and good["object_count"] == 1 and good["total_bytes"] == 100
+    assert errors["http500"] == "InternalError: We encountered an internal error. Please try again."
+    assert errors["garbled"].startswith("ResponseParserError: Unable to parse response")
+    assert report["totals"]["error_count"] == 2 and report["totals"]["object_count"] == 1
+
+
+def test_the_dag_still_raises_a_5xx_or_a_parser_error_so_the_task_is_retried():
+    from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError
+
+    from include.aws import shards
+    from include.storage_report.summarize import plan, summarize_part
+
+    world = _World()
+    for name, error in (("http500", ClientError), ("garbled", ResponseParserError)):
+        p = shards.Part(bucket=name, region="us-east-1", after=None, upto=None, part=0, of=1)
+        with pytest.raises(error):
+            summarize_part(world, p)
+        with pytest.raises(error):
+            plan(lambda region: world, [bucket(name)], max_shards=8)
+
+
+def test_a_bucket_whose_inventory_configuration_cannot_be_read_is_listed_with_the_reason():
+    """AccessDenied on GetInventoryConfiguration stopped the whole plan (with --source inventory)."""
+    from botocore.exceptions import ClientError
+
+    from include.storage_report import inventory
+    from include.storage_report.summarize import final_bucket_error
+    from include.storage_report.summarize import plan as listing_plan
+
+    class NoInventoryRights(_World):
+        def list_bucket_inventory_configurations(self, Bucket, **kw):
+            if Bucket == "http500":
+                raise _client_error(500, "InternalError", "try again")
+            raise _client_error(403, "AccessDenied", "Access Denied")
+
+    world = NoInventoryRights()
+    planned = inventory.plan(lambda region: world, [bucket("good")], max_shards=8, include_versions=False,
+                             fallback="listing", listing_plan=listing_plan)
+    [part] = [p for shard in planned for p in shard["parts"]]
+    assert part["note"] == "listed: its inventory cannot be read (AccessDenied: Access Denied)"
+    with pytest.raises(ClientError):  # a 5xx in the DAG: the task retries
+        inventory.plan(lambda region: world, [bucket("http500")], max_shards=8, include_versions=False,
+                       fallback="error", listing_plan=listing_plan)
+    planned = inventory.plan(lambda region: world, [bucket("http500")], max_shards=8, include_versions=False,
+                             fallback="error", listing_plan=listing_plan, as_bucket_error=final_bucket_error)
+    [part] = [p for shard in planned for p in shard["parts"]]
+    assert part["inventory"] == {"error": "its inventory cannot be read (InternalError: try again)"}
+
+
+# ---------------------------------------------------------------------------------- --bucket and --region filters
+
+@pytest.mark.parametrize(("pattern", "says"), [
+    ("", "--bucket '' is empty: give a bucket name or a glob such as logs-*"),
+    ("[", "--bucket '[' can match no bucket: the '[' at position 1 is never closed"),
+    ("logs-[0-9", "the '[' at position 6 is never closed"),
+    ("[!]", "the '[' at position 1 is never closed"),
+    ("data-[9-0]", "the range 9-0 in [9-0] is reversed (write 0-9)"),
+    ("[ ]x", "the set [ ] holds no character a bucket name can hold"),
+    ("s3://logs", "it holds ':', which no bucket name holds"),
+    ("logs/2026", "it holds '/', which no bucket name holds"),
+    (" logs", "it holds ' ', which no bucket name holds"),
+    ("logs]", "it holds ']', which no bucket name holds"),
+])
+def test_a_glob_that_can_match_nothing_is_refused_with_the_reason(pattern, says):
+    with pytest.raises(ValueError) as refused:
+        check_patterns(["logs-*", pattern])
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("pattern", ["logs-*", "data-202[0-4]", "x[!0-9]*", "[]a]", "[!]a]", "a[-.]b", "Legacy_Name",
+                                     "*", "?", "[a-]"])
+def test_usable_globs_pass(pattern):
+    assert glob_problem(pattern) is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text("ab.-_[]!*? /", max_size=8), st.lists(st.text("ab.-_", min_size=1, max_size=6), max_size=8))
+def test_a_refused_glob_really_matches_no_bucket_name(pattern, names):
+    """What is refused for its form can match no name made of bucket-name characters (fnmatch's reading);
+    a reversed range is refused as a mistake even beside members that match."""
+    problem = glob_problem(pattern)
+    if problem is not None and "reversed" not in problem:
+        assert not any(fnmatch.fnmatchcase(name, pattern) for name in names), (pattern, problem)
+
+
+def test_name_chars_are_those_of_legacy_and_current_bucket_names():
+    assert NAME_CHARS == set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+
+
+@pytest.mark.parametrize(("region", "says"), [
+    ("", "--region '' is empty: give a region name such as eu-west-1"),
+    ("EU-WEST-1", "--region 'EU-WEST-1' is not a region name such as eu-west-1"),
+    ("eu-west1", "is not a region name"),
+    ("eu-west-1\n", "is not a region name"),
+])
+def test_a_region_that_is_no_region_name_is_refused(region, says):
+    with pytest.raises(ValueError, match=says.replace("(", r"\(")):
+        check_regions(["us-east-1", region])
+    check_regions(["us-east-1", "us-gov-west-1", "ap-southeast-4"])
+
+
+@pytest.mark.parametrize(("setting", "value", "says"), [
+    ("buckets", ["["], "'[' can match no bucket"), ("buckets", [""], "buckets"),
+    ("regions", ["eu-west-1\n"], "is not a region name"), ("regions", [""], "regions"),
+])
+def test_the_dag_settings_refuse_the_same_filters(setting, value, says):
+    from include.core.settings import SettingsError
+    from include.storage_report.settings import SETTINGS
+
+    with pytest.raises(SettingsError) as refused:
+        SETTINGS.resolve({setting: value}, None)
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--bucket", ""], "storage report: --bucket '' is empty"),
+    (["--bucket", "["], "storage report: --bucket '[' can match no bucket: the '[' at position 1 is never closed"),
+    (["--region", ""], "storage report: --region '' is empty"),
+    (["--region", "Europe"], "storage report: --region 'Europe' is not a region name"),
+])
+def test_report_refuses_a_filter_that_can_match_nothing_with_exit_2_before_connecting(args, says, monkeypatch, capsys):
+    from include.storage_report import cli
+
+    def no_connection(*_: object, **__: object) -> None:
+        raise AssertionError("connected before refusing the filter")
+
+    monkeypatch.setattr(cli.ClientFactory, "__call__", no_connection)
+    assert cli.main([*args, "--endpoint-url", "http://127.0.0.1:9"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(says) and len(err.splitlines()) == 1, err
+
+
+def _report(patterns: list[str], regions: list[str]) -> dict:
+    totals = Totals()
+    totals.add_object(10, "2026-01-01T00:00:00.000Z", "STANDARD")
+    buckets = [{"name": "logs-a", "creation_date": "2026-01-01T00:00:00Z", "region": "us-east-1", "error": None}]
+    results = [{"bucket": "logs-a", "part": 0, "of": 1, "totals": totals.to_dict(), "error": None}]
+    return build_report(buckets, results, prices=load_prices(), size_unit="B", source="listing",
+                        include_versions=False, generated_at=NOW, patterns=patterns, regions=regions)
+
+
+def test_a_filter_that_matched_no_bucket_is_named_in_the_report_and_the_table():
+    report = _report(["logs-*", "typo-*"], ["us-east-1", "eu-north-1"])
+    assert report["filters"] == {"buckets": ["logs-*", "typo-*"], "regions": ["us-east-1", "eu-north-1"],
+                                 "unmatched_buckets": ["typo-*"], "unmatched_regions": ["eu-north-1"]}
+    notes = ["no bucket in us-east-1, eu-north-1 matches 'typo-*'", "no bucket matching logs-*, typo-* is in eu-north-1"]
+    assert report_render.filter_notes(report) == notes
+    table = report_render.render_table(report)
+    assert table.splitlines()[-2:] == notes
+    assert all(note in report_render.render_html(report) for note in ("typo-*", "is in eu-north-1"))
+    assert report_render.filter_notes(_report(["logs-*"], [])) == []
+    empty = build_report([], [], prices=load_prices(), size_unit="B", source="listing", include_versions=False,
+                         generated_at=NOW)
+    assert report_render.filter_notes(empty) == ["no bucket to report: the credentials see none"]
+    old = json.loads(json.dumps(report))
+    del old["filters"]
+    assert report_render.filter_notes(old) == []  # a report written before filters were recorded

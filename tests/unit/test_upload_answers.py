@@ -20,7 +20,16 @@ from awscrt.checksums import crc64nvme
 from include.aws.crt import Answer, crt_credentials, keep_thread_state
 from include.upload.layout import scan_base_dir
 from include.upload.settings import resolve_settings
-from include.upload.uploader import FAILED, UPLOADED, Answers, Uploader, upload_candidates
+from include.upload.uploader import (
+    FAILED,
+    NOT_READY,
+    UPLOADED,
+    Answers,
+    Uploader,
+    open_scanned,
+    read_local,
+    upload_candidates,
+)
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -187,3 +196,49 @@ def test_keeping_a_thread_state_is_only_an_optimisation_it_never_fails(monkeypat
     thread.start()
     thread.join(10)
     assert not thread.is_alive() and failures == []
+
+
+def _replace(path: Path, kind: str) -> None:
+    """Swap a scanned file for something that is not a regular file, as a producer (or an intruder) could."""
+    st = path.stat()
+    path.unlink()
+    if kind == "fifo":  # no writer: a plain open() of it waits for ever
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:  # a link to another file of the very same size and mtime (e.g. one the uploader may read, the producer not)
+        target = path.parent.parent / "elsewhere.bin"
+        target.write_bytes(b"x" * st.st_size)
+        os.utime(target, ns=(st.st_mtime_ns, st.st_mtime_ns))
+        path.symlink_to(target)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind, shown", [("fifo", "a FIFO"), ("symlink", "a symbolic link"), ("folder", "a folder")])
+def test_a_file_replaced_after_the_scan_by_no_regular_file_is_kept_and_never_waited_for(tmp_path, kind, shown):
+    base = tmp_path / "producer"
+    _tree(base, 5)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    candidates = scan_base_dir(base, NOW, 0, 1000).eligible
+    victim = base / candidates[2].rel
+    _replace(victim, kind)
+    putter = FakePutter()
+    uploader = Uploader(client=None, settings=settings, scanned_at=NOW, putter=putter)  # type: ignore[arg-type]
+
+    result = upload_candidates(uploader, candidates, workers=2)
+
+    rows = {r["key"]: r for r in result.rows}
+    row = rows.pop(candidates[2].rel)
+    assert (row["status"], row["error"]) == (NOT_READY, f"changed since the scan: no longer a regular file ({shown}); kept")
+    assert candidates[2].rel not in putter.started and os.path.lexists(victim)
+    assert [r["status"] for r in rows.values()] == [UPLOADED] * 4
+
+
+def test_a_scanned_file_is_read_as_before_blocking_with_the_same_checksum(tmp_path):
+    path = tmp_path / "f.dat"
+    path.write_bytes(b"0123456789" * 1000)
+    with open(path, "rb", buffering=0, opener=open_scanned) as fh:
+        assert os.get_blocking(fh.fileno())  # the non-blocking open does not change how it is read
+        local = read_local(fh)
+    assert local.crc64nvme == base64.b64encode(crc64nvme(path.read_bytes()).to_bytes(8, "big")).decode()
+    assert local.size == 10_000

@@ -62,7 +62,7 @@ def test_summary_and_manifest_record_every_file():
     settings = resolve_settings({"base_dir": "/d", "bucket": "b-1", "key_prefix": "p"}, None)[0]
     scan = {"not_ready": 2, "deferred": 5, "malformed_total": 4, "malformed": [{"path": "/d/x", "reason": "r"}],
             "errors": [{"path": "/d/l", "error": "cannot list"}], "errors_total": 1,
-            "aborted_uploads": [{"key": "p/a", "initiated": "t"}]}
+            "aborted_uploads": [{"key": "p/a", "initiated": "t"}], "uploads_left_alone": 2}
     one = BatchResult()
     for outcome in (Outcome("uploaded", "a", "p/a", 3, "crc64nvme:x", "t"), Outcome("already_present", "b", "p/b", 4),
                     Outcome("conflict", "c", "p/c", 1), Outcome("failed", "f", "p/f", 1, error="boom"),
@@ -73,6 +73,7 @@ def test_summary_and_manifest_record_every_file():
     assert {k: summary[k] for k in ("uploaded", "skipped_not_ready", "malformed", "conflicts", "failed", "bytes")} == {
         "uploaded": 3, "skipped_not_ready": 3, "malformed": 4, "conflicts": 1, "failed": 3, "bytes": 12}
     assert (summary["local_delete_failed"], summary["aborted_uploads"], summary["already_present"]) == (1, 1, 1)
+    assert summary["uploads_left_alone"] == 2  # another uploader's incomplete uploads: counted, not aborted
     assert summary["malformed_paths"] == ["/d/x"] and summary["conflict_keys"] == ["p/c"]
     assert summary["failed_paths"] == ["/d/l", "/d/f", "/d/u"] and summary["deferred"] == 5
     assert (summary["bucket"], summary["key_prefix"]) == ("b-1", "p/")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from include.upload.settings import SettingsError, normalize_prefix, resolve_settings
@@ -124,3 +126,75 @@ def test_the_command_line_leaves_garbage_collection_as_it_found_it(tmp_path, cap
         gc.unfreeze()  # main froze this test process's objects: let the collector have them again
         gc.enable()
     assert "settle_seconds" in capsys.readouterr().err
+
+
+# A base_dir that leads to a system folder through a symbolic link is that system folder ----------------
+
+
+def _refusal(base_dir: str) -> str:
+    with pytest.raises(SettingsError) as err:
+        resolve_settings({**BASE, "base_dir": base_dir}, None)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("target", ["/usr", "/", "/etc", "/var", "/lib", "/bin", "/proc/self", "/dev/shm"])
+def test_a_link_to_a_system_folder_is_refused_naming_both_paths(tmp_path, target):
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    real = os.path.realpath(target)  # /lib is /usr/lib on a merged-/usr system: refused all the same
+    text = _refusal(str(link))
+    assert "system folder" in text and repr(str(link)) in text and repr(real) in text
+
+
+def test_every_way_of_reaching_a_system_folder_through_links_is_refused(tmp_path):
+    (tmp_path / "share").symlink_to("/usr/share")
+    (tmp_path / "relative").symlink_to(os.path.relpath("/usr", tmp_path))
+    (tmp_path / "hop2").symlink_to("/usr")
+    (tmp_path / "hop1").symlink_to(tmp_path / "hop2")
+    (tmp_path / "root").symlink_to("/proc/self/root")  # a magic link to "/"
+    for base_dir in (f"{tmp_path}/share/..",  # normpath would say tmp_path; the system goes to /usr
+                     f"{tmp_path}/relative", f"{tmp_path}/hop1", f"{tmp_path}/hop1/./", f"{tmp_path}/root"):
+        assert "system folder" in _refusal(base_dir), base_dir
+
+
+def test_a_link_to_an_ordinary_folder_is_fine(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "share").symlink_to("/usr/share")
+    for base_dir in (f"{tmp_path}/link", f"{tmp_path}/share"):  # below a system root, as /usr/share itself
+        assert resolve_settings({**BASE, "base_dir": base_dir}, None)[0].base_dir == base_dir
+
+
+def test_a_system_folder_written_plainly_names_it_once():
+    text = _refusal("/usr/")
+    assert text.startswith("base_dir '/usr/' (from the run's param 'base_dir') is a system folder:")
+
+
+def test_a_base_dir_with_a_nul_byte_is_a_settings_error_not_a_crash():
+    assert "not a usable path" in _refusal("/data/in\x00x")
+
+
+# key_prefix: printable characters only ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", [
+    "x\ny", "x\x01y", "x\ry", "x\ty", "x\x00y", "x\x1by", "x\x7fy", "x\x85y",  # C0, DEL, C1 (NEL)
+    "x\u2028y", "x\u2029y", "\u202eevil", "x\u200by", "x\ufeffy", "x\udce9y", "x\ufffey", "in\xa0box",
+])
+def test_a_key_prefix_with_a_non_printable_character_is_refused(prefix):
+    with pytest.raises(SettingsError) as err:
+        resolve_settings({**BASE, "key_prefix": prefix}, None)
+    text = str(err.value)
+    assert text.startswith(f"key_prefix {prefix!r} (from the run's param 'key_prefix')")
+    assert f"U+{ord(next(c for c in prefix if not c.isprintable())):04X}" in text
+    assert "printable characters only" in text and text.isprintable()  # the error itself is one clean line
+
+
+def test_a_key_prefix_from_the_variable_is_checked_the_same_way():
+    with pytest.raises(SettingsError, match="key 'key_prefix' of the Airflow Variable 's3ops_upload'"):
+        resolve_settings(BASE, {"key_prefix": "x\ny"})
+
+
+@pytest.mark.parametrize("prefix", ["raw", "in box/", "données/日本/", "a-b_c.d/e+f=g@h", "x//y"])
+def test_printable_key_prefixes_of_any_script_are_fine(prefix):
+    assert resolve_settings({**BASE, "key_prefix": prefix}, None)[0].key_prefix == normalize_prefix(prefix)
