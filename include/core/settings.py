@@ -105,7 +105,7 @@ class Setting:
         error = jsonschema.exceptions.best_match(self._validator.iter_errors(value))  # the one jsonschema.validate raises
         if error is not None:
             path = "".join(f"[{p!r}]" for p in error.absolute_path)
-            raise SettingsError(f"{self.name}{path} = {_short(error.instance)} (from {where}) is invalid: "
+            raise SettingsError(f"{self.name}{path} = {short_json(error.instance)} (from {where}) is invalid: "
                                 f"{error.message}")
         if self.extra_check is not None:
             try:
@@ -114,8 +114,13 @@ class Setting:
                 raise SettingsError(str(exc)) from None
 
 
-def _short(value: Any, limit: int = 120) -> str:
-    text = json.dumps(value, ensure_ascii=True, default=str)
+def short_json(value: Any, limit: int = 120) -> str:
+    """``value`` as JSON writes it (``NaN``, ``"text"``; anything else as its ``str``), cut to ``limit``
+    characters: for one-line messages about a value someone gave."""
+    try:
+        text = json.dumps(value, ensure_ascii=True, default=str)
+    except ValueError:  # an integer too long to write (Python's int-to-str limit), a circular reference
+        text = f"a {type(value).__name__}"
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -155,7 +160,7 @@ class Resolved(Mapping[str, Any]):
 
     def describe(self) -> str:
         """One line for the task log: ``name=value (source), …``."""
-        return ", ".join(f"{k}={_short(v, 60)} ({self.sources.get(k, '?')})" for k, v in self.values.items())
+        return ", ".join(f"{k}={short_json(v, 60)} ({self.sources.get(k, '?')})" for k, v in self.values.items())
 
 
 @dataclass(frozen=True)

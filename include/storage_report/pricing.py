@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from include.core.settings import short_json
+
 #: how messages name the override
 VARIABLE = "pricing (key of the Variable s3ops_storage_report)"
 #: The keys of an override.
@@ -117,40 +119,31 @@ class PriceTable:
         }
 
 
-def _shown(value: Any, limit: int = 60) -> str:
-    """``value`` as JSON writes it (``NaN``, ``Infinity``, ``"cheap"``), cut to ``limit`` characters."""
-    try:
-        text = json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):  # not JSON at all, or an integer too long to write
-        text = f"a {type(value).__name__}"
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def _check_text(value: Any, entry: str) -> None:
     if not isinstance(value, str) or len(value) > MAX_TEXT or not value.isprintable():
-        raise ValueError(f"{entry} = {_shown(value)} is not allowed: use text of at most {MAX_TEXT} printable "
+        raise ValueError(f"{entry} = {short_json(value, 60)} is not allowed: use text of at most {MAX_TEXT} printable "
                          "characters")
 
 
 def _check_price(usd: Any, entry: str) -> None:
     """A price is a number from 0 to ``MAX_PRICE``: NaN, infinities (``1e400``) and booleans are refused."""
     if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not 0 <= usd <= MAX_PRICE:
-        raise ValueError(f"{entry} = {_shown(usd)} is not a price: use a number of USD per GB-month from 0 to "
+        raise ValueError(f"{entry} = {short_json(usd, 60)} is not a price: use a number of USD per GB-month from 0 to "
                          f"{MAX_PRICE:,}")
 
 
 def _check_region(region: Any, classes: Any, where: str) -> None:
-    entry = f"{where}: prices[{_shown(region)}]"
+    entry = f"{where}: prices[{short_json(region, 60)}]"
     if not isinstance(region, str) or not re.fullmatch(REGION_PATTERN, region):
-        raise ValueError(f"{entry}: {_shown(region)} is not a region name such as eu-west-1 (lower case)")
+        raise ValueError(f"{entry}: {short_json(region, 60)} is not a region name such as eu-west-1 (lower case)")
     if not isinstance(classes, dict):
-        raise ValueError(f"{entry} = {_shown(classes)} is not allowed: map storage classes to USD per GB-month, "
+        raise ValueError(f"{entry} = {short_json(classes, 60)} is not allowed: map storage classes to USD per GB-month, "
                          'like {"STANDARD": 0.023}')
     for cls, usd in classes.items():
         if cls not in STORAGE_CLASSES:
-            raise ValueError(f"{entry}[{_shown(cls)}]: {_shown(cls)} is not a storage class: use one of "
+            raise ValueError(f"{entry}[{short_json(cls, 60)}]: {short_json(cls, 60)} is not a storage class: use one of "
                              f"{', '.join(STORAGE_CLASSES)}")
-        _check_price(usd, f"{entry}[{_shown(cls)}]")
+        _check_price(usd, f"{entry}[{short_json(cls, 60)}]")
 
 
 def check_pricing(override: Any, where: str = VARIABLE) -> dict[str, Any]:
@@ -158,17 +151,17 @@ def check_pricing(override: Any, where: str = VARIABLE) -> dict[str, Any]:
     ValueError naming ``where``, the entry and what is allowed. The DAG's setting, its ``aggregate`` task and
     the command line all check prices here."""
     if not isinstance(override, dict):
-        raise ValueError(f"{where} = {_shown(override)} is not allowed: use a JSON object like "
+        raise ValueError(f"{where} = {short_json(override, 60)} is not allowed: use a JSON object like "
                          '{"as_of": "2026-01-01", "source": "our contract", "prices": {"eu-west-1": {"STANDARD": 0.021}}}')
     unknown = [key for key in override if key not in OVERRIDE_KEYS]
     if unknown:
-        raise ValueError(f"{where}: the key {_shown(unknown[0])} is not allowed: use {', '.join(OVERRIDE_KEYS)}")
+        raise ValueError(f"{where}: the key {short_json(unknown[0], 60)} is not allowed: use {', '.join(OVERRIDE_KEYS)}")
     for key in ("as_of", "source"):
         if key in override:
             _check_text(override[key], f"{where}: {key}")
     prices = override.get("prices", {})
     if not isinstance(prices, dict):
-        raise ValueError(f"{where}: prices = {_shown(prices)} is not allowed: map regions to "
+        raise ValueError(f"{where}: prices = {short_json(prices, 60)} is not allowed: map regions to "
                          '{storage class: USD per GB-month}, like {"eu-west-1": {"STANDARD": 0.021}}')
     for region, classes in prices.items():
         _check_region(region, classes, where)
@@ -180,7 +173,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ValueError(f"the key {_shown(key)} appears twice in one object")
+            raise ValueError(f"the key {short_json(key, 60)} appears twice in one object")
         out[key] = value
     return out
 
