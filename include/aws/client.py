@@ -100,24 +100,34 @@ def cli_session(profile: str | None = None, region_name: str | None = None) -> A
     return session
 
 
+def access_problem(exc: BaseException) -> str | None:
+    """One line for a failed request that means the credentials are missing or wrong, or the endpoint is
+    unreachable; None for any other failure."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return ("no AWS credentials found: set the Airflow connection (aws_default or the run's aws_conn_id), "
+                "or AWS_PROFILE / AWS_ACCESS_KEY_ID for the command line")
+    if isinstance(exc, EndpointConnectionError):
+        return f"cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url')}: is it up?"
+    code = error_code(exc) or "?"
+    if isinstance(exc, ClientError) and code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
+                                                 "ExpiredToken"):
+        return f"S3 refused the credentials ({code}): check the connection's login/password"
+    return None
+
+
 def check_access(client: S3Client) -> None:
     """Fail fast, in one line, when credentials are missing/wrong or the endpoint is unreachable."""
-    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         client.list_buckets(MaxBuckets=1)
-    except NoCredentialsError as exc:
-        raise S3AccessError(
-            "no AWS credentials found: set the Airflow connection (aws_default or the run's aws_conn_id), "
-            "or AWS_PROFILE / AWS_ACCESS_KEY_ID for the command line"
-        ) from exc
-    except EndpointConnectionError as exc:
-        raise S3AccessError(f"cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url')}: is it up?") from exc
-    except ClientError as exc:
-        code = error_code(exc) or "?"
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken"):
-            raise S3AccessError(f"S3 refused the credentials ({code}): check the connection's login/password") from exc
-        raise
+    except (BotoCoreError, ClientError) as exc:
+        problem = access_problem(exc)
+        if problem is None:
+            raise
+        raise S3AccessError(problem) from exc
 
 
 #: Characters XML 1.0 cannot carry at all (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF), plus CR,

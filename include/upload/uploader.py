@@ -49,13 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from awscrt.checksums import crc64nvme
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    EndpointConnectionError,
-    InvalidRegionError,
-    NoCredentialsError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
 
 from include.aws.crt import MIB, Answer, CrtPutter, credentials_from_args
 from include.core import artifacts
@@ -878,12 +872,10 @@ def _set_up(args: argparse.Namespace) -> tuple[UploadSettings, Any, Any]:
 
 def _setup_error(exc: Exception, args: argparse.Namespace) -> str:
     """What is wrong and what to do, in one line (botocore's own words where they are clear)."""
-    if isinstance(exc, NoCredentialsError):
-        text = ("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile "
-                "(AWS_PROFILE or --profile)")
-    elif isinstance(exc, EndpointConnectionError):
-        text = (f"cannot reach S3 at {exc.kwargs.get('endpoint_url')}: check the network, and --endpoint-url "
-                f"(or S3OPS_S3_ENDPOINT) if you gave one")
+    from include.aws.client import access_problem
+
+    if access := access_problem(exc):  # no credentials, an unreachable endpoint: as the other commands say it
+        text = access
     elif isinstance(exc, InvalidRegionError):
         where = "--region" if args.region else "the region (AWS_REGION, AWS_DEFAULT_REGION or the profile's)"
         text = f"{where} {exc.kwargs.get('region_name')!r} is not a region name such as eu-west-1: fix it"

@@ -31,7 +31,7 @@ def upload_cli(base: Path, *args: str, credentials: bool = True, **env: str) -> 
 CASES = {
     "no-credentials": ((["--endpoint-url", NOWHERE], {"credentials": False}), "no AWS credentials found"),
     "endpoint-unreachable": ((["--endpoint-url", NOWHERE], {"AWS_MAX_ATTEMPTS": "1"}),
-                             f"cannot reach S3 at {NOWHERE}/my-bucket"),
+                             f"cannot reach the S3 endpoint {NOWHERE}/my-bucket: is it up?"),
     "endpoint-not-a-url": ((["--endpoint-url", "notaurl"], {}), "--endpoint-url (or S3OPS_S3_ENDPOINT) 'notaurl'"),
     "endpoint-bad-port": ((["--endpoint-url", "http://127.0.0.1:abc"], {}), "'http://127.0.0.1:abc' is not a URL"),
     "endpoint-ftp": ((["--endpoint-url", "ftp://127.0.0.1:1"], {}), "'ftp://127.0.0.1:1' is not a URL"),
@@ -76,4 +76,4 @@ def test_an_empty_endpoint_variable_means_aws(tmp_path):
     base.mkdir()
     done = upload_cli(base, S3OPS_S3_ENDPOINT="", AWS_MAX_ATTEMPTS="1", AWS_ENDPOINT_URL_S3=NOWHERE)
     assert done.returncode == 2 and done.stderr.splitlines() == [done.stderr.strip()], done.stderr
-    assert "is not a URL" not in done.stderr and "cannot reach S3" in done.stderr
+    assert "is not a URL" not in done.stderr and "cannot reach the S3 endpoint" in done.stderr
