@@ -168,12 +168,16 @@ class MySQLServer:
     def start(self) -> MySQLServer:
         install, server = _mysql_binaries()
         datadir = self.workdir / "data"
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        # Its own tmpdir: a starting mariadbd deletes every "#sql*" file in its tmpdir as a crashed
+        # server's leftovers, so a server sharing /tmp wipes the temporary tables of another one that
+        # is being initialised beside it (parallel test workers), failing that initialisation.
+        tmpdir = self.workdir / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         as_root = ["--user=root"] if os.geteuid() == 0 else []
         log = self.workdir / "mysqld.log"
         if not (datadir / "mysql").exists():
-            args = [*install, f"--datadir={datadir}"]
+            args = [*install, f"--datadir={datadir}", f"--tmpdir={tmpdir}"]
             if "mariadb" in install[0]:
                 args += ["--auth-root-authentication-method=normal", "--skip-test-db", *as_root]
             else:
@@ -186,6 +190,7 @@ class MySQLServer:
                 server,
                 "--no-defaults",
                 f"--datadir={datadir}",
+                f"--tmpdir={tmpdir}",
                 *as_root,
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",

@@ -96,3 +96,26 @@ def test_delete_objects_with_nothing_sends_nothing(s3_server):
     s3_server.control("POST", "stats/reset")
     assert list(s3lib.delete_objects(s3lib.client_from_connection(), "no-such-bucket", iter(()))) == []
     assert s3_server.control("GET", "stats").get("DeleteObjects", 0) == 0
+
+
+def test_a_starting_mysql_server_leaves_other_servers_temporary_tables_alone(tmp_path):
+    """mariadbd deletes every "#sql*" file in its tmpdir at start: with a shared /tmp, one test
+    worker's server wiped another's temporary tables while it was being initialised (CI, stop 25)."""
+    import secrets
+    import tempfile
+    from pathlib import Path
+
+    from scripts.stack import MySQLServer
+
+    other = Path(tempfile.gettempdir()) / f"#sql-temptable-s3ops-{secrets.token_hex(4)}-1-1.MAI"
+    other.write_bytes(b"another server's temporary table")
+    server = MySQLServer(tmp_path / "mysql")
+    try:
+        server.start()
+        assert other.exists()
+        conn = server.connect()
+        conn.cursor().execute("SELECT 1")
+        conn.close()
+    finally:
+        server.stop()
+        other.unlink(missing_ok=True)
