@@ -15,7 +15,8 @@ replace an object behind someone's back) → S3's echo of the stored checksum is
 HeadObject when there is no echo, as after a multipart upload) → unlink. An existing object with the
 same content (a crash after the upload, before the delete) only costs the local delete; a different
 one is a conflict unless ``overwrite``. A multipart upload left incomplete by a killed worker is aborted
-by the next run, if its file is still in ``base_dir`` (:func:`abort_abandoned_uploads`). The files of a
+by the next run, if its file is still in ``base_dir`` (:func:`abort_abandoned_uploads`); one uploader per
+``base_dir`` at a time (:mod:`include.upload.lock`) keeps another's uploads from looking abandoned. The files of a
 batch share one botocore client and one CRT client, up to ``workers`` uploads in flight; one Python
 thread reads, submits and finishes. Why the CRT client and not botocore/s3transfer: bench/README.md
 (scenarios 6 and 9).
@@ -56,6 +57,7 @@ from include.core import artifacts
 from include.core.errors import error_code, error_text
 from include.core.progress import Progress
 from include.core.times import format_time
+from include.upload import lock
 from include.upload.layout import (
     Candidate,
     MalformedPath,
@@ -649,8 +651,9 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now
     return the batch names (the only thing in XCom)."""
     base = _existing_base(settings)
     now = now or _now()
-    uploads = abort_abandoned_uploads(client, settings, now) if client is not None else AbandonedUploads()
-    scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
+    with lock.holding(settings.base_dir):  # no other uploader's in-flight upload is taken for abandoned
+        uploads = abort_abandoned_uploads(client, settings, now) if client is not None else AbandonedUploads()
+        scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
     batches = split_batches(scan.eligible, BATCH_SIZE, MAX_BATCHES)
     names = [f"{i:05d}" for i in range(len(batches))]
     for name, batch in zip(names, batches, strict=True):
@@ -668,7 +671,9 @@ def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch
     spec = artifacts.read_json(run_dir / "batches" / f"{batch}.json")
     scanned_at = datetime.fromisoformat(spec["scanned_at"].replace("Z", "+00:00"))
     uploader = Uploader(client, settings, scanned_at, credentials)
-    result = upload_candidates(uploader, _candidates(spec["files"]), workers=workers, what=f"uploading batch {batch}")
+    with lock.holding(settings.base_dir, shared=True):  # shared with the run's other batches
+        result = upload_candidates(uploader, _candidates(spec["files"]), workers=workers,
+                                   what=f"uploading batch {batch}")
     artifacts.write_json(run_dir / "results" / f"{batch}.json", asdict(result))
     counts = result.counts()
     log.info("batch %s: %s", batch, counts)
@@ -730,7 +735,8 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
         if not artifacts.exists(path):
             raise UploadError(f"batch {batch} left no result at {artifacts.uri(path)}: did upload_batch run?")
         results.append(BatchResult.from_dict(artifacts.read_json(path)))
-    removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
+    with lock.holding(settings.base_dir, shared=True):
+        removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
     summary, manifest = summarize(settings, scan_info, results, removed_folders=len(removed))
     if found_nothing(summary, batches):
         # every minute on a quiet folder: no run folder, only the one-line index entry
@@ -756,11 +762,12 @@ def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT
     does, without Airflow."""
     base = _existing_base(settings)
     now = now or _now()
-    uploads = abort_abandoned_uploads(client, settings, now)
-    scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
-    scan_info = _scan_report(base, scan, now, uploads)
-    result = upload_candidates(Uploader(client, settings, now, credentials), scan.eligible, workers=workers)
-    removed = remove_empty_folders(base, _now(), settings.settle_seconds) if tidy else []
+    with lock.holding(settings.base_dir):  # the whole run: one uploader per folder (include.upload.lock)
+        uploads = abort_abandoned_uploads(client, settings, now)
+        scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
+        scan_info = _scan_report(base, scan, now, uploads)
+        result = upload_candidates(Uploader(client, settings, now, credentials), scan.eligible, workers=workers)
+        removed = remove_empty_folders(base, _now(), settings.settle_seconds) if tidy else []
     return summarize(settings, scan_info, [result], removed_folders=len(removed))
 
 
@@ -920,6 +927,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary, manifest = upload_tree(client, settings, workers=settings.workers, tidy=not args.no_tidy,
                                         credentials=credentials)
+    except lock.Busy as exc:  # an overlap, not a fault: no "error:" (cron would mail it every minute)
+        print(f"s3ops upload: {exc}", file=sys.stderr)
+        return lock.BUSY_EXIT
     except UploadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

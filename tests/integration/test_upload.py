@@ -924,6 +924,57 @@ def test_another_uploaders_multipart_upload_is_never_aborted(tmp_path, s3, bucke
     assert "2 incomplete multipart upload(s) under the key prefix left alone: no such file in base_dir" in caplog.text
 
 
+def test_a_second_uploader_on_the_same_folder_does_nothing_until_the_first_is_done(tmp_path, s3, bucket, s3_server):
+    """A cron run that outlasts its minute: the next one would take the first one's in-flight multipart
+    upload for abandoned and abort it. It touches nothing instead, and says so without "error:"."""
+    from include.upload import lock
+
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"the first run is uploading me\n")
+    in_flight = s3.create_multipart_upload(Bucket=bucket, Key=rel)["UploadId"]  # the first run's, started earlier
+    time.sleep(1)
+    args = ("--base-dir", str(tmp_path), "--bucket", bucket, "--endpoint-url", s3_server.endpoint_url)
+    with lock.holding(str(tmp_path)):  # the first run
+        second = upload_cli(*args)
+    assert second.returncode == lock.BUSY_EXIT, second.stderr
+    assert second.stderr.strip().splitlines() == [
+        f"s3ops upload: another uploader is working on base_dir '{tmp_path}' (an earlier run still going, or the "
+        "s3_upload DAG beside the command line): this run did nothing; the next one goes on"]
+    assert second.stdout == "" and (tmp_path / rel).exists() and keys_in(s3, bucket) == set()
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [in_flight]
+
+    third = upload_cli(*args)  # the first run is gone (killed): its upload is abandoned now
+    assert third.returncode == 0, third.stderr
+    assert json.loads(third.stdout)["aborted_uploads"] == 1 and not (tmp_path / rel).exists()
+    assert body_of(s3, bucket, rel) == b"the first run is uploading me\n"
+
+
+def test_the_dags_batches_share_the_folder_and_keep_other_uploaders_out(tmp_path, s3, bucket, client):
+    """scan holds the folder alone (it aborts abandoned uploads); a run's mapped batches share it, and
+    neither a scan nor the command line runs beside them."""
+    from include.upload import lock
+    from include.upload.uploader import scan_task, upload_batch_task
+
+    rel = rel_at("oslo", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"x\n")
+    abandoned = s3.create_multipart_upload(Bucket=bucket, Key=rel)["UploadId"]
+    time.sleep(1)
+    run_dir = tmp_path.parent / f"{tmp_path.name}-run"
+    conf = settings(tmp_path, bucket)
+    with lock.holding(str(tmp_path), shared=True):  # another run's batch
+        with pytest.raises(lock.Busy):
+            scan_task(conf, run_dir, client=client)
+        with pytest.raises(lock.Busy):
+            upload_tree(client, conf)  # the command line
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [abandoned]
+    assert not run_dir.exists() and (tmp_path / rel).exists()
+
+    batches = scan_task(conf, run_dir, client=client)
+    with lock.holding(str(tmp_path), shared=True):  # a sibling batch
+        counts = upload_batch_task(client, conf, run_dir, batches[0])
+    assert counts["uploaded"] == 1 and s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 def test_dag_scan_aborts_abandoned_uploads_and_records_them(tmp_path, s3, bucket, run_dag):
     key = rel_at("oslo", NOW - timedelta(hours=2), "killed")
     write(tmp_path, key, b"its upload was killed\n")  # still on disk, as a killed worker leaves it
