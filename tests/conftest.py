@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -244,19 +244,23 @@ def triggers_served_like_the_triggerer() -> Any:
 
 @pytest.fixture
 def run_dag(airflow_db: Path, stack: LocalStack) -> Any:
-    """``run_dag(dag_id, conf, logical_date=…, mark_success_pattern=…)`` runs the DAG with ``dag.test()``
-    against the local servers and returns a :class:`DagRunResult` (failed runs do not raise). A deferred
-    task's trigger runs in-process and may use its HITL record (:func:`triggers_served_like_the_triggerer`)."""
+    """``run_dag(dag_id, conf, logical_date=…, mark_success_pattern=…, retries=…)`` runs the DAG with
+    ``dag.test()`` against the local servers and returns a :class:`DagRunResult` (failed runs do not raise).
+    ``retries`` replaces every task's retries, retried at once (the DAG's own backoff waits minutes). A
+    deferred task's trigger runs in-process and may use its HITL record (:func:`triggers_served_like_the_triggerer`)."""
     from airflow.dag_processing.dagbag import DagBag
 
     def _run(
         dag_id: str, conf: dict[str, Any] | None = None, *, logical_date: datetime | None = None,
-        mark_success_pattern: str | None = None,
+        mark_success_pattern: str | None = None, retries: int | None = None,
     ) -> DagRunResult:
         bag = DagBag(dag_folder=str(ROOT / "dags"))
         assert not bag.import_errors, bag.import_errors
         dag = bag.get_dag(dag_id)
         assert dag is not None, f"no DAG {dag_id!r} in dags/"
+        if retries is not None:
+            for task in dag.tasks:
+                task.retries, task.retry_delay, task.retry_exponential_backoff = retries, timedelta(0), False
         kwargs: dict[str, Any] = {"run_conf": conf or {}}
         if logical_date is not None:
             kwargs["logical_date"] = logical_date

@@ -63,6 +63,17 @@ class Clients:
         return self._made[key]
 
 
+def _as_bucket_error(context: Any) -> storage_report.ErrorText:
+    """How a failed request of one bucket ends this try of the task. A 4xx is that bucket's error at once
+    (a retry would get the same answer). A 5xx, a dropped connection or an answer botocore cannot parse
+    raises, so that Airflow retries the task with backoff; on its last try it too becomes that bucket's
+    error, so the report still comes out with every other bucket (``fail_on_bucket_error`` then fails the
+    run after publishing), as the command line does."""
+    ti = context["ti"]
+    last_try = ti.try_number > ti.max_tries  # Airflow's own test: no retry is left
+    return storage_report.final_bucket_error if last_try else storage_report.bucket_error
+
+
 def _settings(context: Any) -> Any:
     """The settings ``list_buckets`` resolved for this run (``settings.json``)."""
     from include.dag_defaults import saved_run_settings
@@ -91,7 +102,8 @@ def list_buckets(context: Any) -> dict[str, Any]:
         check_access(client)
     except S3AccessError as exc:
         raise _fail(f"{exc} (connection {params['aws_conn_id']!r})") from None
-    buckets = storage_report.list_buckets(client, params["buckets"], params["regions"])
+    buckets = storage_report.list_buckets(client, params["buckets"], params["regions"],
+                                          as_bucket_error=_as_bucket_error(context))
     artifacts.write_json(_run_dir(run_id) / "buckets.json", buckets)
     unreadable = [b["name"] for b in buckets if b["error"]]
     log.info("%d buckets to report (%d unreadable: %s)", len(buckets), len(unreadable), ", ".join(unreadable) or "-")
@@ -106,15 +118,18 @@ def plan_shards(context: Any) -> list[dict[str, Any]]:
     buckets = artifacts.read_json(_run_dir(run_id) / "buckets.json")
     clients = Clients(params["aws_conn_id"])
     max_shards = conf.getint("core", "max_map_length")
+    as_bucket_error = _as_bucket_error(context)
     if params["source"] == "inventory":
         planned = inventory.plan(clients.s3, buckets, max_shards=max_shards, include_versions=params["include_versions"],
                                  fallback=params["inventory_fallback"],
                                  listing_plan=partial(storage_report.plan, threshold=params["shard_objects"],
-                                                      parts_per_bucket=params["shard_parts"]))
+                                                      parts_per_bucket=params["shard_parts"],
+                                                      as_bucket_error=as_bucket_error),
+                                 as_bucket_error=as_bucket_error)
     else:
         planned = storage_report.plan(clients.s3, buckets, max_shards=max_shards, source=params["source"],
                                       threshold=params["shard_objects"], parts_per_bucket=params["shard_parts"],
-                                      include_versions=params["include_versions"])
+                                      include_versions=params["include_versions"], as_bucket_error=as_bucket_error)
     parts = sum(len(s["parts"]) for s in planned)
     log.info("%d shards (%d key ranges) over %d buckets, limit %d", len(planned), parts, len(buckets), max_shards)
     return [dict(s) for s in planned]
@@ -125,6 +140,7 @@ def summarize_shard(context: Any, shard: dict[str, Any]) -> list[dict[str, Any]]
     params = _settings(context)
     now = logical_now(context)
     clients = Clients(params["aws_conn_id"])
+    as_bucket_error = _as_bucket_error(context)
     results = []
     for part in shard["parts"]:
         if params["source"] == "cloudwatch":
@@ -133,7 +149,8 @@ def summarize_shard(context: Any, shard: dict[str, Any]) -> list[dict[str, Any]]
         else:  # a listing key range or a group of inventory data files
             result = inventory.summarize_any_part(clients.s3(part["region"]), part,
                                                   include_versions=params["include_versions"],
-                                                  storage_classes=params["storage_classes"])
+                                                  storage_classes=params["storage_classes"],
+                                                  as_bucket_error=as_bucket_error)
         results.append(result)
     return results
 

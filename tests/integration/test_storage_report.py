@@ -536,6 +536,31 @@ def test_a_bucket_that_cannot_be_listed_is_its_error_and_the_others_are_reported
     assert "InternalError" in table and "3 bucket(s) could not be read" in table
 
 
+def test_in_the_dag_a_bucket_failing_every_retry_is_its_error_and_the_report_still_comes_out(faulty, run_dag):
+    """A 5xx or a dropped connection fails the task's first try (a retry may get past it); on the last try
+    it is that bucket's error, so the others are still reported, and fail_on_bucket_error fails the run
+    after publishing. A 4xx never needed a retry."""
+    result = run_dag("s3_storage_report", {"buckets": [f"rb-*-{UID}"], "fail_on_bucket_error": True}, retries=1)
+    states = result.task_states()
+    assert result.state == "failed" and states[("aggregate", -1)] == "success", states
+    assert states[("publish", -1)] == "failed"  # fail_on_bucket_error, after publishing
+    by_name = {b["name"]: b for b in _report(result)["buckets"]}
+    assert by_name[OK]["error"] is None and by_name[OK]["object_count"] == 1
+    assert by_name[HTTP500]["error"].startswith("InternalError: ")
+    assert by_name[DROPPED]["error"].startswith("ConnectionClosedError: ")
+    assert by_name[NO_REGION]["error"].startswith("500: ")
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:  # the first try raised and was retried: the error is the last try's
+        tries = {(task, index): n for task, index, n in session.execute(
+            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.try_number).where(
+                TaskInstance.dag_id == result.dag_id, TaskInstance.run_id == result.run_id)).all()}
+    assert tries[("list_buckets", -1)] == 2  # HeadBucket (the region) of one bucket answered 500
+    assert max(n for (task, _), n in tries.items() if task == "summarize_shard") == 2
+
+
 def test_listbuckets_failing_is_a_setup_problem_in_one_line(world, s3_server, capsys, monkeypatch):
     from include.storage_report.cli import main
 
