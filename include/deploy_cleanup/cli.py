@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.core import artifacts
+from include.deletion.approval import shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,10 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_dir = args.out or Path(tempfile.mkdtemp(prefix="deploy-cleanup-"))
         summary = plan_cleanup(client, args.bucket, settings, run_dir, datetime.now(UTC))
         for row in artifacts.read_jsonl(run_dir / "deployments.jsonl"):
-            print(f"{'DELETE' if row['delete'] else 'keep  '}  {row['name']:<40} {row['newest']}  "
+            # escaped as the approver sees them: a name is anyone's who can write to the bucket, and a raw
+            # "\r", newline or terminal escape could hide what --delete would delete from whoever reads this
+            print(f"{'DELETE' if row['delete'] else 'keep  '}  {shown(row['name']):<40} {row['newest']}  "
                   f"{row['objects']:>7} objects  {row['why']}")
         if summary["protect_unmatched"]:
-            print(f"warning: protect patterns that matched no deployment: {summary['protect_unmatched']}")
+            print("warning: protect patterns that matched no deployment: "
+                  f"{', '.join(shown(p) for p in summary['protect_unmatched'])}")
         print(f"plan: {summary['delete_count']} objects, {summary['delete_bytes']} bytes at {summary['plan_uri']}")
         check_guards(summary, max_delete_count=args.max_delete_count, max_delete_fraction=None)
         if not args.delete:

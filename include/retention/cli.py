@@ -18,6 +18,7 @@ from pathlib import Path
 
 from include.core.settings import MAX_DAYS
 from include.core.times import parse_time
+from include.deletion.approval import shown
 from include.deletion.settings import PLAN_SOURCES
 
 PROG = "s3ops retention plan"
@@ -117,15 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"retention plan: {mysql}: {exc}", file=sys.stderr)
         return 2
 
-    shown = 0
+    listed = 0
     for chunk in summary["chunks"]:
         for item in read_chunk(run_dir, chunk):
-            if shown < args.limit:
-                version = f"  version {item.version_id}" if item.version_id else ""
-                print(f"DELETE  {item.reason:<13} {item.size:>12}  {item.key}{version}")
-            shown += 1
-    if shown > args.limit:
-        print(f"… and {shown - args.limit} more (all of them in {summary['plan_uri']})")
+            if listed < args.limit:
+                # escaped as the approver sees them: a key with "\r", a newline or a terminal escape could
+                # otherwise hide what a deletion would remove from whoever reads this plan
+                version = f"  version {shown(item.version_id)}" if item.version_id else ""
+                print(f"DELETE  {item.reason:<13} {item.size:>12}  {shown(item.key)}{version}")
+            listed += 1
+    if listed > args.limit:
+        print(f"… and {listed - args.limit} more (all of them in {summary['plan_uri']})")
     for reason, slot in sorted(summary.get("by_reason", {}).items()):
         print(f"{reason}: {slot['count']} objects, {slot['bytes']} bytes")
     for cause, count in sorted(summary.get("protected", {}).get("by_cause", {}).items()):

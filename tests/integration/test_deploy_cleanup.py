@@ -448,6 +448,25 @@ def test_command_line_plans_by_default_and_deletes_on_request(s3, s3_server, buc
     assert json.loads((tmp_path / "real" / "audit.json").read_text())["deleted_count"] == 4
 
 
+def test_the_command_line_plan_shows_hostile_names_escaped_one_line_each(s3, s3_server, bucket, tmp_path, capsys):
+    """Anyone who can write to the bucket names deployments. A raw carriage return or terminal escape in a
+    name would let it overwrite its own DELETE line (or the screen) for whoever reads the plan before
+    running --delete; lookalikes (NFD, zero-width) are shown as the approver sees them."""
+    from include.deploy_cleanup.cli import main
+
+    hostile = {"old\rkeep    prod": 40, "x\x1b[2K\x1b[1Aold-2": 30, "cafe\u0301": 25, "re\u200blease": 20, "new": 1}
+    _seed_deployments(s3_server, bucket, hostile)
+    assert main(["--bucket", bucket, "--prefix", "deploys/", "--keep", "1", "--protect", "pr\u200bod",
+                 "--endpoint-url", s3_server.endpoint_url, "--out", str(tmp_path / "plan")]) == 0
+    out = capsys.readouterr().out
+    assert "\r" not in out and "\x1b" not in out and "\u200b" not in out and "\u0301" not in out
+    rows = [line for line in out.splitlines() if line.startswith(("DELETE", "keep"))]
+    assert len(rows) == len(hostile)
+    assert {line.split()[1] for line in rows if line.startswith("DELETE")} == {
+        "old\\rkeep", "x\\x1b[2K\\x1b[1Aold-2", "cafe\\u0301", "re\\u200blease"}
+    assert "protect patterns that matched no deployment: pr\\u200bod" in out
+
+
 def test_the_command_line_works_without_airflow_whatever_the_artifact_root(s3_server, bucket, tmp_path):
     """The command line writes its plan locally; an artifact root on S3 (a deployment's setting, in the same
     environment) is not its concern and must not make it reach for Airflow to build that root."""

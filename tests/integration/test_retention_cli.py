@@ -99,3 +99,23 @@ def test_retention_plan_include_versions_lists_every_version_of_the_planned_keys
     after = s3.list_object_versions(Bucket=bucket)  # a dry run: every version and marker is still there
     assert {(v["Key"], v["VersionId"]) for v in after["Versions"]} == stored
     assert {(m["Key"], m["VersionId"]) for m in after["DeleteMarkers"]} == markers
+
+
+def test_retention_plan_shows_hostile_keys_escaped_one_line_each(s3, s3_server, mysql_server, mysql_conn, tmp_path):
+    """Object keys are anyone's who can write to the bucket: a raw carriage return or terminal escape in
+    one could overwrite its DELETE line for whoever reads the plan."""
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", "kept")], table=table)
+    hostile = ["in/orphan\rKEPT in/kept", "in/\x1b[2K\x1b[1Agone", "in/line\nbreak"]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": k, "size": 7, "last_modified": OLD}
+                                                                      for k in ["in/kept", *hostile]]})
+    result = s3ops("retention", "plan", "--bucket", bucket, "--key-prefix", "in/", "--jobs-table", table,
+                   "--now", "2019-06-03T00:00:00Z", "--endpoint-url", s3_server.endpoint_url,
+                   "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+                   "--mysql-database", mysql_server.database, "--out", str(tmp_path),
+                   env={**os.environ, "MYSQL_PWD": mysql_server.password})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout
+    planned = sorted(line.split("  ")[-1] for line in result.stdout.splitlines() if line.startswith("DELETE"))
+    assert planned == sorted(["in/orphan\\rKEPT in/kept", "in/\\x1b[2K\\x1b[1Agone", "in/line\\nbreak"])
