@@ -260,7 +260,7 @@ def run_dag(airflow_db: Path, stack: LocalStack) -> Any:
         assert dag is not None, f"no DAG {dag_id!r} in dags/"
         if retries is not None:
             for task in dag.tasks:
-                task.retries, task.retry_delay, task.retry_exponential_backoff = retries, timedelta(0), False
+                task.retries, task.retry_delay, task.retry_exponential_backoff = retries, timedelta(0), 0
         kwargs: dict[str, Any] = {"run_conf": conf or {}}
         if logical_date is not None:
             kwargs["logical_date"] = logical_date

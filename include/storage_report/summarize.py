@@ -101,17 +101,23 @@ def bucket_error(exc: BaseException) -> str | None:
 
 
 def final_bucket_error(exc: BaseException) -> str | None:
-    """Every failed request of a bucket as its error, for a run that no retry follows (the command line):
-    a 4xx as :func:`bucket_error` writes it, a 5xx that botocore's retries did not get past
-    (``InternalError: …``), or a response or connection botocore gave up on (``ResponseParserError: …``).
-    None for anything else (a bug must not pass for a bucket's error)."""
-    from botocore.exceptions import ClientError
+    """A failed request of a bucket as its error, when no retry follows (the command line, a task's last
+    try): a 4xx as :func:`bucket_error` writes it, a 5xx that botocore's retries did not get past
+    (``InternalError: …``), or a request the endpoint broke off or answered unreadably
+    (``ConnectionClosedError: …``, ``ReadTimeoutError: …``, ``ResponseParserError: …``).
+
+    None for what is not about one bucket, so that it fails the run instead of passing for a report
+    whose every bucket is in error: an endpoint that cannot be reached at all (``EndpointConnectionError``,
+    a connect timeout, TLS), missing or failing credentials, and a bug (``ParamValidationError``)."""
+    from botocore.exceptions import ClientError, FlexibleChecksumError, HTTPClientError, IncompleteReadError
+    from botocore.parsers import ResponseParserError
 
     text = bucket_error(exc)
     if text is None and isinstance(exc, ClientError):
         err, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
         text = f"{err.get('Code') or meta.get('HTTPStatusCode') or 'Error'}: {err.get('Message') or 'request failed'}"
-    elif text is None and isinstance(exc, s3_failures()):
+    elif text is None and isinstance(exc, (HTTPClientError, IncompleteReadError, FlexibleChecksumError,
+                                           ResponseParserError)):
         text = f"{type(exc).__name__}: {exc}"
     if text is None:
         return None
@@ -373,12 +379,11 @@ def metric_day(now: datetime) -> datetime:
 
 
 def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage_classes: Sequence[str] = (),
-                         lookback_days: int = 3) -> dict[str, Any]:
+                         lookback_days: int = 3, as_bucket_error: ErrorText = bucket_error) -> dict[str, Any]:
     """A part result from the daily ``BucketSizeBytes`` (per StorageType) and ``NumberOfObjects``
     metrics: the newest datapoint in the ``lookback_days`` days before ``now``'s day. Object counts per
-    class do not exist there; ``totals["metric_date"]`` is the day the numbers are for."""
-    from botocore.exceptions import ClientError
-
+    class do not exist there; ``totals["metric_date"]`` is the day the numbers are for. A failed request
+    that ``as_bucket_error`` names is the bucket's error (by default a 4xx); anything else raises."""
     end = metric_day(now) + timedelta(days=1)
     start = end - timedelta(days=lookback_days)
     result: dict[str, Any] = {"bucket": bucket, "part": 0, "of": 1, "totals": None, "error": None}
@@ -427,8 +432,8 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
             data["object_count"] = None
         data["metric_date"] = max(dates).astimezone(UTC).strftime("%Y-%m-%d") if dates else None
         result["totals"] = data
-    except ClientError as exc:
-        result["error"] = bucket_error(exc)
+    except s3_failures() as exc:  # CloudWatch's failures are botocore's, as S3's are
+        result["error"] = as_bucket_error(exc)
         if result["error"] is None:
             raise
     return result

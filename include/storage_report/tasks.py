@@ -145,7 +145,8 @@ def summarize_shard(context: Any, shard: dict[str, Any]) -> list[dict[str, Any]]
     for part in shard["parts"]:
         if params["source"] == "cloudwatch":
             result = storage_report.summarize_cloudwatch(clients.cloudwatch(part["region"]), part["bucket"], now,
-                                                         storage_classes=params["storage_classes"])
+                                                         storage_classes=params["storage_classes"],
+                                                         as_bucket_error=as_bucket_error)
         else:  # a listing key range or a group of inventory data files
             result = inventory.summarize_any_part(clients.s3(part["region"]), part,
                                                   include_versions=params["include_versions"],

@@ -10,8 +10,9 @@ PUT the same files twice. Nothing would be lost, but parts would be wasted every
 
 The lock is taken on the folder's own descriptor, so nothing is written into the producer's folder,
 and the kernel releases it when the process ends, however it ends (a SIGKILLed run leaves no stale
-lock). A filesystem without ``flock`` (some network mounts) cannot be locked: the run goes on unlocked,
-as before the lock existed, and says so in the log.
+lock). A filesystem that refuses ``flock`` cannot be locked: the run goes on unlocked, as before the
+lock existed, and says so in the log. On a network mount (NFS, SMB) Linux keeps a folder's lock on the
+host that took it: uploaders on two hosts sharing one ``base_dir`` do not see each other's lock.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF, errno.E
 
 
 class Busy(RuntimeError):
-    """Another uploader holds ``base_dir``'s lock: this one did nothing, and may simply run again later."""
+    """Another uploader holds ``base_dir``'s lock. Not an UploadError: in the DAG the task is retried."""
+
+    def __init__(self, base_dir: str) -> None:
+        super().__init__(f"base_dir {base_dir!r} is in use by another uploader (an s3ops upload command, or the "
+                         "s3_upload DAG)")
 
 
 @contextmanager
@@ -42,8 +47,7 @@ def holding(base_dir: str, *, shared: bool = False) -> Iterator[None]:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise Busy(f"another uploader is working on base_dir {base_dir!r} (an earlier run still going, or the "
-                       "s3_upload DAG beside the command line): this run did nothing; the next one goes on") from None
+            raise Busy(base_dir) from None
         except OSError as exc:
             if exc.errno not in _NO_FLOCK:
                 raise

@@ -735,8 +735,12 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
         if not artifacts.exists(path):
             raise UploadError(f"batch {batch} left no result at {artifacts.uri(path)}: did upload_batch run?")
         results.append(BatchResult.from_dict(artifacts.read_json(path)))
-    with lock.holding(settings.base_dir, shared=True):
-        removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
+    try:
+        with lock.holding(settings.base_dir, shared=True):
+            removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
+    except (lock.Busy, OSError) as exc:  # the files have moved: their record must still be written
+        log.warning("empty folders left in place this run: %s", exc)
+        removed = []
     summary, manifest = summarize(settings, scan_info, results, removed_folders=len(removed))
     if found_nothing(summary, batches):
         # every minute on a quiet folder: no run folder, only the one-line index entry
@@ -927,8 +931,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary, manifest = upload_tree(client, settings, workers=settings.workers, tidy=not args.no_tidy,
                                         credentials=credentials)
-    except lock.Busy as exc:  # an overlap, not a fault: no "error:" (cron would mail it every minute)
-        print(f"s3ops upload: {exc}", file=sys.stderr)
+    except lock.Busy as exc:  # runs overlapping (one outlasted its schedule): not a fault, so no "error:"
+        print(f"s3ops upload: {exc}: this run did nothing; the next one goes on", file=sys.stderr)
         return lock.BUSY_EXIT
     except UploadError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -938,8 +938,8 @@ def test_a_second_uploader_on_the_same_folder_does_nothing_until_the_first_is_do
         second = upload_cli(*args)
     assert second.returncode == lock.BUSY_EXIT, second.stderr
     assert second.stderr.strip().splitlines() == [
-        f"s3ops upload: another uploader is working on base_dir '{tmp_path}' (an earlier run still going, or the "
-        "s3_upload DAG beside the command line): this run did nothing; the next one goes on"]
+        f"s3ops upload: base_dir '{tmp_path}' is in use by another uploader (an s3ops upload command, or the "
+        "s3_upload DAG): this run did nothing; the next one goes on"]
     assert second.stdout == "" and (tmp_path / rel).exists() and keys_in(s3, bucket) == set()
     assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [in_flight]
 
@@ -973,6 +973,47 @@ def test_the_dags_batches_share_the_folder_and_keep_other_uploaders_out(tmp_path
     with lock.holding(str(tmp_path), shared=True):  # a sibling batch
         counts = upload_batch_task(client, conf, run_dir, batches[0])
     assert counts["uploaded"] == 1 and s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_tidy_shares_the_folder_and_a_held_lock_only_leaves_the_empty_folders(tmp_path, s3, bucket, client):
+    """The files have moved by then: their summary and manifest are written whatever the lock says."""
+    from include.upload import lock
+    from include.upload.uploader import scan_task, upload_batch_task
+
+    rel = rel_at("oslo", NOW - timedelta(days=2), "t")
+    write(tmp_path, rel, b"x\n")
+    conf = settings(tmp_path, bucket)
+    for held_alone in (True, False):
+        run_dir = tmp_path.parent / f"{tmp_path.name}-run-{held_alone}"
+        batches = scan_task(conf, run_dir, client=client)
+        for batch in batches:
+            upload_batch_task(client, conf, run_dir, batch)
+        with lock.holding(str(tmp_path), shared=not held_alone):  # the command line, or a sibling batch
+            summary = tidy_task(conf, run_dir, batches)
+        hour_folder = (tmp_path / rel).parent
+        if held_alone:
+            assert summary["removed_folders"] == 0 and hour_folder.is_dir()
+            assert json.loads((run_dir / "summary.json").read_text())["uploaded"] == 1
+            assert (run_dir / "manifest.jsonl").exists()
+        else:
+            assert summary["removed_folders"] >= 2 and not hour_folder.parent.exists()  # the ended day and hour (and month…)
+
+
+def test_a_dag_task_that_finds_the_folder_in_use_is_retried_not_failed_at_once(tmp_path, bucket, run_dag):
+    from include.upload import lock
+
+    write(tmp_path, rel_at("oslo", NOW - timedelta(hours=1), "t"), b"x\n")
+    with lock.holding(str(tmp_path)):  # the command line, for the whole run
+        result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket}, retries=1)
+    assert result.state == "failed" and result.task_states()[("scan", -1)] == "failed"
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tries = session.scalar(select(TaskInstance.try_number).where(
+            TaskInstance.dag_id == result.dag_id, TaskInstance.run_id == result.run_id, TaskInstance.task_id == "scan"))
+    assert tries == 2  # retried (a configuration error would fail at once, on try 1)
 
 
 def test_dag_scan_aborts_abandoned_uploads_and_records_them(tmp_path, s3, bucket, run_dag):

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -281,7 +282,14 @@ def _parser_error():
 
 
 def test_final_bucket_errors_name_every_s3_failure_in_one_line():
-    from botocore.exceptions import EndpointConnectionError
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ParamValidationError,
+        ReadTimeoutError,
+    )
 
     from include.storage_report.summarize import final_bucket_error
 
@@ -291,8 +299,42 @@ def test_final_bucket_errors_name_every_s3_failure_in_one_line():
     assert final_bucket_error(_client_error(503, "")) == "503: request failed"
     parsed = final_bucket_error(_parser_error())
     assert parsed is not None and parsed.startswith("ResponseParserError: Unable to parse response") and "\n" not in parsed
-    assert final_bucket_error(EndpointConnectionError(endpoint_url="http://x")).startswith("EndpointConnectionError: ")
+    # the endpoint took this bucket's request, then broke it off or never answered it
+    assert final_bucket_error(ConnectionClosedError(endpoint_url="http://x/b")).startswith("ConnectionClosedError: ")
+    assert final_bucket_error(ReadTimeoutError(endpoint_url="http://x/b")).startswith("ReadTimeoutError: ")
+    # not about one bucket: raised, so the run fails (a report of buckets all in error would pass for done)
+    assert final_bucket_error(EndpointConnectionError(endpoint_url="http://x")) is None
+    assert final_bucket_error(ConnectTimeoutError(endpoint_url="http://x")) is None
+    assert final_bucket_error(NoCredentialsError()) is None
+    assert final_bucket_error(ParamValidationError(report="Invalid bucket name")) is None
     assert final_bucket_error(RuntimeError("a bug")) is None  # never passed off as a bucket's error
+
+
+@pytest.mark.parametrize("last_try", [False, True])
+def test_cloudwatch_failures_are_the_buckets_error_as_the_caller_says(last_try):
+    """A 4xx is the bucket's error on every try; a 5xx or a dropped connection only on the last one (the
+    DAG passes final_bucket_error then), so the report still comes out with the other buckets."""
+    from botocore.exceptions import ConnectionClosedError
+
+    from include.storage_report.summarize import final_bucket_error, summarize_cloudwatch
+
+    class Failing:
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def list_metrics(self, **_: Any) -> Any:
+            raise self.exc
+
+    as_error = final_bucket_error if last_try else bucket_error
+    denied = summarize_cloudwatch(Failing(_client_error(403, "AccessDenied", "no")), "b", NOW, as_bucket_error=as_error)
+    assert denied["error"] == "AccessDenied: no" and denied["totals"] is None
+    for exc, text in ((_client_error(500, "InternalFailure", "oops"), "InternalFailure: oops"),
+                      (ConnectionClosedError(endpoint_url="http://cw"), "ConnectionClosedError: ")):
+        if last_try:
+            assert summarize_cloudwatch(Failing(exc), "b", NOW, as_bucket_error=as_error)["error"].startswith(text)
+        else:
+            with pytest.raises(type(exc)):
+                summarize_cloudwatch(Failing(exc), "b", NOW, as_bucket_error=as_error)
 
 
 class _World(_Buckets):
