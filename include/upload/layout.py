@@ -10,13 +10,19 @@ minute ended at least ``settle_seconds`` ago, and the file's mtime is at least `
 old. Anything that does not match the layout is *malformed*: never uploaded, never deleted, named
 in the run's summary so a person can look at it. A name that is not valid UTF-8 cannot become an S3
 key: it is malformed too, and shown with its odd bytes escaped (``caf\\xe9``).
+
+Folders inside ``base_dir`` are opened from their parent's descriptor and never through a symbolic link,
+by the scan (:func:`_walk`) and by the uploader (:class:`Folders`): a folder swapped for a link while the
+scan walks or after it is never walked into, so no file of another folder is ever taken for one of ours.
 """
 
 from __future__ import annotations
 
+import errno
 import heapq
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +41,12 @@ LOCATION_RE = re.compile(r"[^./\x00-\x1f][^/\x00-\x1f]*")
 # How shown() writes the characters it escapes without a code: the backslash itself too, so that an
 # escape in its output can never be confused with a name that holds a backslash.
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A folder inside base_dir is opened from its parent's descriptor, never by path, and never through a
+# symbolic link: one swapped in after its parent was listed (pointing at another tenant's folder that
+# holds files of the same names) is refused, where a path would have led into it.
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_BASE_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # base_dir itself may be a link: the settings checked it
+_NOT_A_FOLDER_NOW = (errno.ELOOP, errno.ENOTDIR)  # O_NOFOLLOW's answer for a link; a file in its place
 
 
 def shown(path: str) -> str:
@@ -166,31 +178,120 @@ class Scan:
         return self.eligible_total - len(self.eligible)
 
 
+class MovedSinceScan(Exception):
+    """A folder on a file's path is no longer the folder the scan listed (a symbolic link or a file now)."""
+
+
+def _list_folder(fd: int, root: str, rel: str, scan: Scan) -> Iterator[tuple[str, os.stat_result] | str]:
+    """One folder of :func:`_walk`: yield (relative path, lstat) per regular file and the name of each
+    subfolder; symbolic links and other kinds are malformed."""
+    try:
+        with os.scandir(fd) as entries:
+            items = list(entries)
+    except OSError as exc:
+        scan.add_error((root + rel).rstrip("/") or "/", f"cannot list folder: {exc.strerror or exc}")
+        return
+    for entry in items:
+        try:
+            if entry.is_symlink():
+                scan.add_malformed(root + rel + entry.name, "symbolic link (never followed)")
+            elif entry.is_dir(follow_symlinks=False):
+                yield entry.name
+            elif entry.is_file(follow_symlinks=False):
+                yield rel + entry.name, entry.stat(follow_symlinks=False)
+            else:
+                scan.add_malformed(root + rel + entry.name, "not a regular file")
+        except OSError as exc:  # vanished or unreadable between listing and stat
+            scan.add_error(root + rel + entry.name, f"cannot stat: {exc.strerror or exc}")
+
+
 def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
     """Yield (relative path, lstat) for every regular file under ``base``; symlinks are malformed.
-    (Plain strings, not pathlib: this runs once per file of the tree.)"""
+    Each folder is opened from its parent's descriptor without following a link (``_FOLDER_FLAGS``),
+    depth first, so the descriptors open are as many as the tree is deep. (Plain strings, not pathlib:
+    this runs once per file of the tree.)"""
     root = os.path.join(str(base), "")
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as entries:
-                items = list(entries)
-        except OSError as exc:
-            scan.add_error(folder.rstrip("/") or "/", f"cannot list folder: {exc.strerror or exc}")
-            continue
-        for entry in items:
+    try:
+        top = os.open(root, _BASE_FLAGS)
+    except OSError as exc:
+        scan.add_error(root.rstrip("/") or "/", f"cannot list folder: {exc.strerror or exc}")
+        return
+    stack: list[tuple[int, str, list[str]]] = []  # (folder descriptor, relative path + "/", subfolders left)
+    fd: int | None = top
+    rel = ""
+    try:
+        while True:
+            if fd is not None:
+                subfolders = []
+                for found in _list_folder(fd, root, rel, scan):
+                    if isinstance(found, str):
+                        subfolders.append(found)
+                    else:
+                        yield found
+                stack.append((fd, rel, subfolders))
+                fd = None
+            if not stack:
+                return
+            parent, parent_rel, names = stack[-1]
+            if not names:
+                os.close(parent)
+                stack.pop()
+                continue
+            name = names.pop()
             try:
-                if entry.is_symlink():
-                    scan.add_malformed(entry.path, "symbolic link (never followed)")
-                elif entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path + "/")
-                elif entry.is_file(follow_symlinks=False):
-                    yield entry.path[len(root):], entry.stat(follow_symlinks=False)
+                fd, rel = os.open(name, _FOLDER_FLAGS, dir_fd=parent), parent_rel + name + "/"
+            except OSError as exc:
+                if exc.errno in _NOT_A_FOLDER_NOW:
+                    scan.add_malformed(root + parent_rel + name, "no longer a folder when opened (a symbolic link "
+                                                                 "swapped in?): never followed")
                 else:
-                    scan.add_malformed(entry.path, "not a regular file")
-            except OSError as exc:  # vanished or unreadable between listing and stat
-                scan.add_error(entry.path, f"cannot stat: {exc.strerror or exc}")
+                    scan.add_error(root + parent_rel + name, f"cannot list folder: {exc.strerror or exc}")
+    finally:
+        for frame_fd, _, _ in stack:
+            os.close(frame_fd)
+        if fd is not None:
+            os.close(fd)
+
+
+class Folders:
+    """Descriptors of ``base_dir``'s folders for the files of one run, each opened from its parent's
+    without following a symbolic link: a file is read, checked and deleted in the folder the scan
+    listed, or not at all. A folder swapped for a link after the scan (to another tenant's folder with
+    files of the same names) is :class:`MovedSinceScan`; one swapped after it was opened here no longer
+    matters, since the descriptor is the folder itself. The ``keep`` most recently used stay open:
+    files come folder by folder, so a folder costs its opens once, not once per file."""
+
+    def __init__(self, base_dir: str, keep: int = 32) -> None:
+        self.base_dir = base_dir
+        self.keep = max(2, keep)
+        self._open: OrderedDict[str, int] = OrderedDict()
+
+    def fd(self, folder: str) -> int:
+        """The descriptor of ``folder``: "" for ``base_dir``, else its relative path ("berlin/2026/01/02/03").
+        Valid until the next call (a later one may close it)."""
+        fd = self._open.get(folder)
+        if fd is not None:
+            self._open.move_to_end(folder)
+            return fd
+        if not folder:
+            fd = os.open(self.base_dir, _BASE_FLAGS)
+        else:
+            parent, _, name = folder.rpartition("/")
+            try:
+                fd = os.open(name, _FOLDER_FLAGS, dir_fd=self.fd(parent))
+            except OSError as exc:
+                if exc.errno in _NOT_A_FOLDER_NOW:
+                    raise MovedSinceScan(f"{shown(folder)} is no longer the folder the scan listed (a symbolic "
+                                         "link or a file now)") from None
+                raise
+        self._open[folder] = fd
+        while len(self._open) > self.keep:
+            os.close(self._open.popitem(last=False)[1])
+        return fd
+
+    def close(self) -> None:
+        while self._open:
+            os.close(self._open.popitem()[1])
 
 
 def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_files: int) -> Scan:

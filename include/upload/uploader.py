@@ -60,7 +60,9 @@ from include.core.times import format_time
 from include.upload import lock
 from include.upload.layout import (
     Candidate,
+    Folders,
     MalformedPath,
+    MovedSinceScan,
     Scan,
     parse_data_path,
     remove_empty_folders,
@@ -149,12 +151,12 @@ _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFB
 _SCANNED_FILE_FLAGS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY
 
 
-def open_scanned(path: str, flags: int) -> int:
-    """``open()``'s opener for a file the scan found: the descriptor of a regular file, back in blocking
-    mode (so reading it, and its CRC, are what they always were), or :class:`NotRegularFile` for anything
-    else, without ever waiting."""
+def open_scanned(path: str, flags: int, dir_fd: int | None = None) -> int:
+    """``open()``'s opener for a file the scan found (``path`` relative to ``dir_fd`` if given): the
+    descriptor of a regular file, back in blocking mode (so reading it, and its CRC, are what they always
+    were), or :class:`NotRegularFile` for anything else, without ever waiting."""
     try:
-        fd = os.open(path, flags | _SCANNED_FILE_FLAGS)
+        fd = os.open(path, flags | _SCANNED_FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer for a link
             raise NotRegularFile("a symbolic link") from None
@@ -243,8 +245,10 @@ class Uploader:
     scanned_at: datetime = field(default_factory=_now)
     credentials: Any = None  # botocore credentials for the CRT client (default: the environment/profile)
     putter: CrtPutter | None = None
+    folders: Folders = field(init=False)
 
     def __post_init__(self) -> None:
+        self.folders = Folders(self.settings.base_dir)
         if self.putter is None:
             threshold = self.settings.multipart_threshold_mib * MIB
             self.putter = CrtPutter(self.client, self.credentials or credentials_from_args(), self.settings.bucket,
@@ -280,6 +284,8 @@ class Uploader:
         except NotRegularFile as exc:  # kept; the next scan names it as malformed
             return Outcome(NOT_READY, cand.rel, key, cand.size,
                            error=f"changed since the scan: no longer a regular file ({exc}); kept")
+        except MovedSinceScan as exc:  # never read through the link; the next scan names it as malformed
+            return Outcome(NOT_READY, cand.rel, key, cand.size, error=f"changed since the scan: {exc}; kept")
         except (ClientError, BotoCoreError) as exc:
             return Outcome(FAILED, cand.rel, key, cand.size, error=self._s3_error(error_code(exc), error_text(exc)))
         except OSError as exc:
@@ -294,7 +300,9 @@ class Uploader:
         return text
 
     def _prepare(self, cand: Candidate, key: str, path: str) -> Pending | Outcome:
-        with open(path, "rb", buffering=0, opener=open_scanned) as fh:
+        folder, _, name = cand.rel.rpartition("/")
+        folder_fd = self.folders.fd(folder)
+        with open(name, "rb", buffering=0, opener=lambda n, flags: open_scanned(n, flags, folder_fd)) as fh:
             local = read_local(fh)
         st = local.stat
         if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
@@ -332,12 +340,18 @@ class Uploader:
         if status == CONFLICT:
             return Outcome(CONFLICT, rel, key, local.size, local.checksum,
                            error="a different object already exists at this key")
-        st, now = local.stat, os.stat(pending.path)
+        folder, _, name = rel.rpartition("/")
+        uploaded_at = format_time(_now())
+        try:  # in the folder the scan listed, through its descriptor: never through a link swapped in since
+            folder_fd = self.folders.fd(folder)
+        except MovedSinceScan as exc:
+            return Outcome(NOT_DELETED, rel, key, local.size, local.checksum, uploaded_at,
+                           error=f"uploaded and verified, but not deleted: {exc}; the file is kept")
+        st, now = local.stat, os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
         if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
             return Outcome(FAILED, rel, key, local.size, error="changed while uploading; kept")
-        uploaded_at = format_time(_now())
         try:
-            os.unlink(pending.path)
+            os.unlink(name, dir_fd=folder_fd)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -575,6 +589,7 @@ def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, wo
             record(Outcome(FAILED, cand.rel, step.key, cand.size, error=f"{type(exc).__name__}: {exc}"), cand.size)
     while answers.in_flight > 0:
         finish_some()
+    uploader.folders.close()
     progress.finish()
     return result
 

@@ -1,0 +1,142 @@
+"""A folder of base_dir swapped for a symbolic link after the scan (or while it walks) is never walked
+into: the uploader never reads, uploads or deletes a file of another folder that has the same name, size
+and mtime (another tenant's, say). No server: a fake CRT client that accepts every upload."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.aws.crt import Answer
+from include.upload import layout
+from include.upload.layout import Folders, MovedSinceScan, scan_base_dir
+from include.upload.settings import resolve_settings
+from include.upload.uploader import IN_S3, NOT_DELETED, NOT_READY, Pending, Uploader, upload_candidates
+from tests.unit.test_upload_answers import FakePutter
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+REL = "berlin/2026/03/01/10/05-t.dat"
+OLD = (NOW - timedelta(hours=1)).timestamp()
+
+
+def _file(path: Path, body: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    os.utime(path, ns=(int(OLD * 1e9), int(OLD * 1e9)))
+    return path
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Path, Path]:
+    """base_dir with one decoy file, and a victim tree elsewhere with a file of the same name, size and
+    mtime (what an attacker who can write base_dir arranges before swapping a folder for a link)."""
+    base, victim = tmp_path / "base", tmp_path / "other-tenant"
+    _file(base / REL, b"decoy!")
+    _file(victim / REL, b"secret")
+    return base, victim
+
+
+def _uploader(base: Path) -> tuple[Uploader, FakePutter]:
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    putter = FakePutter()
+    return Uploader(client=None, settings=settings, scanned_at=NOW, putter=putter), putter  # type: ignore[arg-type]
+
+
+def _swap(base: Path, victim: Path, level: str) -> None:
+    """Replace ``level`` (a folder on REL's path) with a link to the victim's folder at the same place."""
+    os.rename(base / level, base.parent / f"moved-{level.replace('/', '-')}")
+    (base / level).symlink_to(victim / level)
+
+
+@pytest.mark.parametrize("level", ["berlin", "berlin/2026/03", "berlin/2026/03/01/10"])
+def test_a_folder_swapped_for_a_link_after_the_scan_is_never_read_or_deleted_through(world, level):
+    base, victim = world
+    scan = scan_base_dir(base, NOW, 0, 100)
+    assert [c.rel for c in scan.eligible] == [REL]
+    _swap(base, victim, level)
+    uploader, putter = _uploader(base)
+    result = upload_candidates(uploader, scan.eligible, workers=4)
+
+    assert putter.started == []  # nothing was read, so nothing was sent
+    (row,) = result.rows
+    assert row["status"] == NOT_READY and "no longer the folder the scan listed" in row["error"]
+    assert (victim / REL).read_bytes() == b"secret"  # the other tenant's file is untouched
+    assert (base.parent / f"moved-{level.replace('/', '-')}").exists()
+
+
+def test_a_folder_swapped_while_its_file_is_uploading_costs_nothing_but_that_delete(world):
+    """Opened before the swap: the descriptor is the real folder, so the delete happens there (the file
+    uploaded is the one deleted); reopened after it, the file is kept and said to be so."""
+    base, victim = world
+    scan = scan_base_dir(base, NOW, 0, 100)
+    uploader, putter = _uploader(base)
+    step = uploader.prepare(scan.eligible[0])
+    assert isinstance(step, Pending)
+    moved = base.parent / "moved-hour"
+    os.rename(base / "berlin/2026/03/01/10", moved)
+    (base / "berlin/2026/03/01/10").symlink_to(victim / "berlin/2026/03/01/10")
+    ok = Answer(200, {"x-amz-checksum-crc64nvme": step.local.crc64nvme, "x-amz-checksum-type": "FULL_OBJECT"})
+    outcome = uploader.finish(step, ok)
+    assert outcome.status in IN_S3 and not (moved / "05-t.dat").exists()  # deleted where it was read
+    assert (victim / REL).read_bytes() == b"secret"
+
+    # a second file whose folder descriptor was closed in between: reopened, refused, kept
+    _file(moved / "06-t.dat", b"second")
+    uploader.folders.close()
+    fresh = scan_base_dir(base, NOW, 0, 100)
+    assert fresh.eligible == []  # the scan never walks into the link either
+    assert any("symbolic link" in why for _, why in fresh.malformed)
+
+
+def test_a_verified_upload_whose_folder_was_swapped_before_the_delete_is_kept(world):
+    base, victim = world
+    scan = scan_base_dir(base, NOW, 0, 100)
+    uploader, _ = _uploader(base)
+    step = uploader.prepare(scan.eligible[0])
+    assert isinstance(step, Pending)
+    uploader.folders.close()  # the descriptor is gone (evicted): the delete must reopen the folder
+    _swap(base, victim, "berlin/2026")
+    outcome = uploader.finish(step, Answer(200, {"x-amz-checksum-crc64nvme": step.local.crc64nvme,
+                                                 "x-amz-checksum-type": "FULL_OBJECT"}))
+    assert outcome.status == NOT_DELETED and "no longer the folder the scan listed" in outcome.error
+    assert (victim / REL).read_bytes() == b"secret"
+    assert (base.parent / "moved-berlin-2026" / "03/01/10/05-t.dat").read_bytes() == b"decoy!"
+
+
+def test_the_scan_never_walks_into_a_folder_swapped_for_a_link_after_its_parent_was_listed(world, monkeypatch):
+    base, victim = world
+    real_open = os.open
+
+    def swap_then_open(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kw: Any) -> int:
+        if path == "2026" and dir_fd is not None and not (base / "berlin/2026").is_symlink():
+            _swap(base, victim, "berlin/2026")  # between listing berlin/ and opening berlin/2026
+        return real_open(path, flags, *args, dir_fd=dir_fd, **kw)
+
+    monkeypatch.setattr(layout.os, "open", swap_then_open)
+    scan = scan_base_dir(base, NOW, 0, 100)
+    assert scan.eligible == [] and scan.eligible_total == 0
+    assert [(p, why) for p, why in scan.malformed] == [
+        (str(base / "berlin/2026"), "no longer a folder when opened (a symbolic link swapped in?): never followed")]
+
+
+def test_folders_keep_a_bounded_number_open_and_reopen_what_they_closed(tmp_path):
+    for i in range(10):
+        (tmp_path / f"loc{i}" / "2026").mkdir(parents=True)
+    folders = Folders(str(tmp_path), keep=4)
+    fds = {f"loc{i}/2026": folders.fd(f"loc{i}/2026") for i in range(10)}
+    assert len(folders._open) == 4
+    assert os.path.samestat(os.fstat(folders.fd("loc0/2026")), os.stat(tmp_path / "loc0/2026"))  # reopened
+    folders.close()
+    assert not folders._open
+    for fd in fds.values():
+        with pytest.raises(OSError):
+            os.fstat(fd)  # every descriptor was closed (none leaks)
+    (tmp_path / "loc1" / "2026").rmdir()
+    (tmp_path / "loc1" / "2026").symlink_to(tmp_path / "loc0" / "2026")
+    with pytest.raises(MovedSinceScan):
+        folders.fd("loc1/2026")
+    folders.close()
