@@ -47,6 +47,9 @@ _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _BASE_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # base_dir itself may be a link: the settings checked it
 _NOT_A_FOLDER_NOW = (errno.ELOOP, errno.ENOTDIR)  # O_NOFOLLOW's answer for a link; a file in its place
+#: The layout's folders: location, year, month, day, hour. A folder deeper than that is malformed and not
+#: walked, so the walk never holds more descriptors than this (plus base_dir) whatever the tree holds.
+LAYOUT_DEPTH = 5
 
 
 def shown(path: str) -> str:
@@ -142,12 +145,15 @@ def is_eligible(data: DataFile, mtime: float, now: datetime, settle_seconds: flo
 
 @dataclass(frozen=True, order=True)
 class Candidate:
-    """An eligible file as the scan saw it; the upload re-checks size and mtime before trusting it."""
+    """An eligible file as the scan saw it; the upload re-checks it before trusting it: the same size
+    and mtime, and the same file (``ino``/``dev``: 0 when unknown), not another one renamed into its place."""
 
     minute: datetime
     rel: str
     size: int
     mtime_ns: int
+    ino: int = 0
+    dev: int = 0
 
 
 @dataclass
@@ -191,10 +197,14 @@ def _list_folder(fd: int, root: str, rel: str, scan: Scan) -> Iterator[tuple[str
     except OSError as exc:
         scan.add_error((root + rel).rstrip("/") or "/", f"cannot list folder: {exc.strerror or exc}")
         return
+    deepest = rel.count("/") >= LAYOUT_DEPTH
     for entry in items:
         try:
             if entry.is_symlink():
                 scan.add_malformed(root + rel + entry.name, "symbolic link (never followed)")
+            elif entry.is_dir(follow_symlinks=False) and deepest:
+                scan.add_malformed(root + rel + entry.name, "a folder inside an hour folder (not in the layout): "
+                                                            "not walked")
             elif entry.is_dir(follow_symlinks=False):
                 yield entry.name
             elif entry.is_file(follow_symlinks=False):
@@ -208,8 +218,8 @@ def _list_folder(fd: int, root: str, rel: str, scan: Scan) -> Iterator[tuple[str
 def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
     """Yield (relative path, lstat) for every regular file under ``base``; symlinks are malformed.
     Each folder is opened from its parent's descriptor without following a link (``_FOLDER_FLAGS``),
-    depth first, so the descriptors open are as many as the tree is deep. (Plain strings, not pathlib:
-    this runs once per file of the tree.)"""
+    depth first and never below ``LAYOUT_DEPTH``, so at most six descriptors are open. (Plain strings, not
+    pathlib: this runs once per file of the tree.)"""
     root = os.path.join(str(base), "")
     try:
         top = os.open(root, _BASE_FLAGS)
@@ -242,8 +252,8 @@ def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
                 fd, rel = os.open(name, _FOLDER_FLAGS, dir_fd=parent), parent_rel + name + "/"
             except OSError as exc:
                 if exc.errno in _NOT_A_FOLDER_NOW:
-                    scan.add_malformed(root + parent_rel + name, "no longer a folder when opened (a symbolic link "
-                                                                 "swapped in?): never followed")
+                    scan.add_malformed(root + parent_rel + name, "no longer a folder when opened (swapped for a "
+                                                                 "symbolic link or a file?): never followed")
                 else:
                     scan.add_error(root + parent_rel + name, f"cannot list folder: {exc.strerror or exc}")
     finally:
@@ -254,36 +264,45 @@ def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
 
 
 class Folders:
-    """Descriptors of ``base_dir``'s folders for the files of one run, each opened from its parent's
-    without following a symbolic link: a file is read, checked and deleted in the folder the scan
-    listed, or not at all. A folder swapped for a link after the scan (to another tenant's folder with
-    files of the same names) is :class:`MovedSinceScan`; one swapped after it was opened here no longer
-    matters, since the descriptor is the folder itself. The ``keep`` most recently used stay open:
-    files come folder by folder, so a folder costs its opens once, not once per file."""
+    """Descriptors of ``base_dir``'s folders for the files of one run, each reached from ``base_dir``
+    one folder at a time without following a symbolic link: a file is read, checked and deleted in the
+    folder the scan listed, or not at all. A folder swapped for a link (or a file) after the scan, to
+    another tenant's folder with files of the same names, say, is :class:`MovedSinceScan`; one swapped
+    after it was opened here no longer matters, since the descriptor is the folder itself. The ``keep``
+    most recently used folders stay open (only them: the folders on the way are closed again), so a
+    batch taken folder by folder opens each folder once, not once per file."""
 
     def __init__(self, base_dir: str, keep: int = 32) -> None:
         self.base_dir = base_dir
-        self.keep = max(2, keep)
+        self.keep = max(1, keep)
+        self._base: int | None = None
         self._open: OrderedDict[str, int] = OrderedDict()
 
     def fd(self, folder: str) -> int:
         """The descriptor of ``folder``: "" for ``base_dir``, else its relative path ("berlin/2026/01/02/03").
         Valid until the next call (a later one may close it)."""
+        if self._base is None:
+            self._base = os.open(self.base_dir, _BASE_FLAGS)
+        if not folder:
+            return self._base
         fd = self._open.get(folder)
         if fd is not None:
             self._open.move_to_end(folder)
             return fd
-        if not folder:
-            fd = os.open(self.base_dir, _BASE_FLAGS)
-        else:
-            parent, _, name = folder.rpartition("/")
-            try:
-                fd = os.open(name, _FOLDER_FLAGS, dir_fd=self.fd(parent))
-            except OSError as exc:
-                if exc.errno in _NOT_A_FOLDER_NOW:
-                    raise MovedSinceScan(f"{shown(folder)} is no longer the folder the scan listed (a symbolic "
-                                         "link or a file now)") from None
-                raise
+        fd = self._base
+        try:
+            for name in folder.split("/"):
+                parent = fd
+                try:
+                    fd = os.open(name, _FOLDER_FLAGS, dir_fd=parent)
+                finally:
+                    if parent != self._base:
+                        os.close(parent)
+        except OSError as exc:
+            if exc.errno in _NOT_A_FOLDER_NOW:
+                raise MovedSinceScan(f"{shown(folder)} is no longer the folder the scan listed (a symbolic "
+                                     "link or a file now)") from None
+            raise
         self._open[folder] = fd
         while len(self._open) > self.keep:
             os.close(self._open.popitem(last=False)[1])
@@ -292,6 +311,9 @@ class Folders:
     def close(self) -> None:
         while self._open:
             os.close(self._open.popitem()[1])
+        if self._base is not None:
+            os.close(self._base)
+            self._base = None
 
 
 def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_files: int) -> Scan:
@@ -312,7 +334,7 @@ def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_file
                 scan.not_ready += 1
                 continue
             scan.eligible_total += 1
-            yield Candidate(data.minute, rel, st.st_size, st.st_mtime_ns)
+            yield Candidate(data.minute, rel, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
     scan.eligible = heapq.nsmallest(max_files, eligible())
     scan.malformed.sort()

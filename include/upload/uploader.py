@@ -112,14 +112,26 @@ class Local:
         return f"crc64nvme:{self.crc64nvme}"
 
 
+#: Where the CRT client reads a file it uploads: the file this process opened and checksummed, through
+#: Linux's /proc/self/fd (a new open of that very file, not of a path someone could swap a folder in), or
+#: where /proc is missing (macOS, whose /dev/fd would share the offset) the path, guarded by the checksum.
+_PROC_FD = os.path.isdir("/proc/self/fd")
+
+
 @dataclass(frozen=True)
 class Pending:
-    """A file read and ready to go: what :meth:`Uploader.finish` needs once S3 has answered."""
+    """A file read and ready to go: what :meth:`Uploader.finish` needs once S3 has answered. ``fh`` stays
+    open until then: the CRT client reads the upload from it (:attr:`sent_path`)."""
 
     cand: Candidate
     key: str
     path: str
     local: Local
+    fh: Any
+
+    @property
+    def sent_path(self) -> str:
+        return f"/proc/self/fd/{self.fh.fileno()}" if _PROC_FD else self.path
 
 
 @dataclass
@@ -261,9 +273,17 @@ class Uploader:
         if isinstance(step, Outcome):
             return step
         assert self.putter is not None
-        return self.finish(step, self.putter.put_file(step.key, step.path, step.local.size,
-                                                      crc64nvme=step.local.crc64nvme,
-                                                      if_none_match=not self.settings.overwrite))
+        try:
+            answer = self.putter.put_file(step.key, step.sent_path, step.local.size, crc64nvme=step.local.crc64nvme,
+                                          if_none_match=not self.settings.overwrite)
+        except BaseException:
+            step.fh.close()
+            raise
+        return self.finish(step, answer)
+
+    def close(self) -> None:
+        """Close the folders' descriptors (the uploader reopens them if used again)."""
+        self.folders.close()
 
     def prepare(self, cand: Candidate) -> Pending | Outcome:
         """Read the file's checksum and decide: a :class:`Pending` upload, or already an outcome (not
@@ -274,7 +294,10 @@ class Uploader:
 
     def finish(self, pending: Pending, answer: Answer) -> Outcome:
         """S3's answer → verify → delete locally; the file's outcome."""
-        return self._guarded(pending.cand, pending.key, pending.path, lambda: self._finish(pending, answer))
+        try:
+            return self._guarded(pending.cand, pending.key, pending.path, lambda: self._finish(pending, answer))
+        finally:
+            pending.fh.close()
 
     def _guarded(self, cand: Candidate, key: str, path: str, step: Callable[[], Any]) -> Any:
         try:
@@ -302,20 +325,29 @@ class Uploader:
     def _prepare(self, cand: Candidate, key: str, path: str) -> Pending | Outcome:
         folder, _, name = cand.rel.rpartition("/")
         folder_fd = self.folders.fd(folder)
-        with open(name, "rb", buffering=0, opener=lambda n, flags: open_scanned(n, flags, folder_fd)) as fh:
+        fh = open(name, "rb", buffering=0, opener=lambda n, flags: open_scanned(n, flags, folder_fd))
+        handed_over = False
+        try:
             local = read_local(fh)
-        st = local.stat
-        if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
-            return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan")
-        if local.size > MAX_OBJECT:
-            return Outcome(FAILED, cand.rel, key, local.size, error="larger than 5 TiB (S3's largest object)")
-        pending = Pending(cand, key, path, local)
-        bucket = self.settings.bucket
-        multipart = local.size >= self.settings.multipart_threshold_mib * MIB
-        if multipart and not self.settings.overwrite and _head(self.client, bucket, key) is not None:
-            # do not send gigabytes only to have CompleteMultipartUpload refuse them
-            return self._delete_local(pending, ALREADY_PRESENT if stored_same(self.client, bucket, key, local) else CONFLICT)
-        return pending
+            st = local.stat
+            if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
+                return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan")
+            if cand.ino and (st.st_ino, st.st_dev) != (cand.ino, cand.dev):  # renamed into the place of the scanned one
+                return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan: another file")
+            if local.size > MAX_OBJECT:
+                return Outcome(FAILED, cand.rel, key, local.size, error="larger than 5 TiB (S3's largest object)")
+            pending = Pending(cand, key, path, local, fh)
+            bucket = self.settings.bucket
+            multipart = local.size >= self.settings.multipart_threshold_mib * MIB
+            if multipart and not self.settings.overwrite and _head(self.client, bucket, key) is not None:
+                # do not send gigabytes only to have CompleteMultipartUpload refuse them
+                return self._delete_local(pending, ALREADY_PRESENT if stored_same(self.client, bucket, key, local)
+                                          else CONFLICT)
+            handed_over = True
+            return pending
+        finally:
+            if not handed_over:
+                fh.close()
 
     def _finish(self, pending: Pending, answer: Answer) -> Outcome:
         bucket, key, local, rel = self.settings.bucket, pending.key, pending.local, pending.cand.rel
@@ -348,7 +380,7 @@ class Uploader:
             return Outcome(NOT_DELETED, rel, key, local.size, local.checksum, uploaded_at,
                            error=f"uploaded and verified, but not deleted: {exc}; the file is kept")
         st, now = local.stat, os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
-        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+        if (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns):
             return Outcome(FAILED, rel, key, local.size, error="changed while uploading; kept")
         try:
             os.unlink(name, dir_fd=folder_fd)
@@ -556,6 +588,14 @@ def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, wo
     One Python thread reads, submits and finishes; the CRT client's own threads do the network work and
     hand the answers back through :class:`Answers`. (A thread per upload cost more CPU than the uploads:
     GIL hand-offs between threads that mostly wait.)"""
+    try:
+        return _upload_all(uploader, candidates, workers, what)
+    finally:
+        uploader.close()
+
+
+def _upload_all(uploader: Uploader, candidates: Sequence[Candidate], workers: int, what: str) -> BatchResult:
+    """:func:`upload_candidates`' work."""
     result = BatchResult()
     base_dir = str(Path(uploader.settings.base_dir))  # as the scan names files
     workers = max(1, workers)
@@ -572,7 +612,9 @@ def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, wo
         for pending, answer in answers.take():
             record(uploader.finish(pending, answer), pending.cand.size)
 
-    for cand in candidates:
+    # Folder by folder (the oldest minute first in each): the folders' descriptors are opened once each
+    # (layout.Folders), however many locations the files of each minute are spread over.
+    for cand in sorted(candidates, key=lambda c: c.rel.rpartition("/")[0]):
         step = uploader.prepare(cand)
         if isinstance(step, Outcome):
             record(step, cand.size)
@@ -581,15 +623,15 @@ def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, wo
             finish_some()
         answers.sent()
         try:
-            uploader.putter.start(step.key, step.path, step.local.size, crc64nvme=step.local.crc64nvme,
+            uploader.putter.start(step.key, step.sent_path, step.local.size, crc64nvme=step.local.crc64nvme,
                                   if_none_match=not uploader.settings.overwrite,
                                   done=lambda answer, step=step: answers.put(step, answer))  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - the CRT refused the request itself: this file's outcome
+            step.fh.close()
             answers.not_sent()
             record(Outcome(FAILED, cand.rel, step.key, cand.size, error=f"{type(exc).__name__}: {exc}"), cand.size)
     while answers.in_flight > 0:
         finish_some()
-    uploader.folders.close()
     progress.finish()
     return result
 
@@ -616,13 +658,14 @@ def client_pool_size(workers: int) -> int:
 
 
 def _candidate_rows(cands: Iterable[Candidate]) -> list[list[Any]]:
-    return [[c.rel, c.size, c.mtime_ns] for c in cands]
+    return [[c.rel, c.size, c.mtime_ns, c.ino, c.dev] for c in cands]
 
 
 def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
-    # The minute is only used for ordering in the scan; the upload does not need it.
+    # The minute is only used for ordering in the scan; the upload does not need it. A row of three is
+    # a batch written before the scan kept which file it saw (ino, dev): unknown, not checked.
     epoch = datetime.fromtimestamp(0, UTC)
-    return [Candidate(epoch, rel, int(size), int(mtime_ns)) for rel, size, mtime_ns in rows]
+    return [Candidate(epoch, row[0], int(row[1]), int(row[2]), *(int(v) for v in row[3:5])) for row in rows]
 
 
 LOG_CAP = 1000  # malformed paths named one per log line

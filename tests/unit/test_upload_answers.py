@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from awscrt.checksums import crc64nvme
+from awscrt.checksums import crc64nvme as crc64nvme_of  # in FakePutter.start, where crc64nvme is a parameter
 
 from include.aws.crt import Answer, crt_credentials, keep_thread_state
 from include.upload.layout import scan_base_dir
@@ -88,20 +89,27 @@ def test_a_request_the_client_refused_is_not_waited_for():
 
 class FakePutter:
     """Answers every upload on a pool of other threads after a random delay, like the CRT client;
-    ``refuse`` names files whose submission raises."""
+    ``refuse`` names files whose submission raises. It reads the file at ``path`` as the CRT client
+    does, and refuses bytes that do not match the checksum sent (BadDigest), as S3 does; ``sent`` keeps
+    the bytes of each upload by key."""
 
     def __init__(self, refuse: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         self.pool = ThreadPoolExecutor(8)
         self.refuse = refuse
         self.started: list[str] = []
+        self.sent: dict[str, bytes] = {}
         self.in_flight = self.peak = 0
         self.lock = threading.Lock()
 
     def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool, done: Any) -> None:
-        if os.path.basename(path) in self.refuse:
+        if os.path.basename(key) in self.refuse:
             raise RuntimeError("the CRT refused the request")
+        with open(path, "rb") as fh:
+            body = fh.read()
+        matches = base64.b64encode(crc64nvme_of(body).to_bytes(8, "big")).decode() == crc64nvme
         with self.lock:
             self.started.append(key)
+            self.sent[key] = body
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
 
@@ -109,6 +117,9 @@ class FakePutter:
             time.sleep(random.random() / 500)
             with self.lock:
                 self.in_flight -= 1
+            if not matches:
+                done(Answer(400, {}, "BadDigest", "The CRC64NVME you specified did not match the calculated checksum."))
+                return
             done(Answer(200, {"x-amz-checksum-crc64nvme": crc64nvme, "x-amz-checksum-type": "FULL_OBJECT"}))
 
         self.pool.submit(answer)

@@ -65,12 +65,14 @@ def test_a_folder_swapped_for_a_link_after_the_scan_is_never_read_or_deleted_thr
     (row,) = result.rows
     assert row["status"] == NOT_READY and "no longer the folder the scan listed" in row["error"]
     assert (victim / REL).read_bytes() == b"secret"  # the other tenant's file is untouched
-    assert (base.parent / f"moved-{level.replace('/', '-')}").exists()
+    moved = base.parent / f"moved-{level.replace('/', '-')}"
+    assert (moved / REL.removeprefix(level + "/")).read_bytes() == b"decoy!"  # and ours is kept
 
 
-def test_a_folder_swapped_while_its_file_is_uploading_costs_nothing_but_that_delete(world):
-    """Opened before the swap: the descriptor is the real folder, so the delete happens there (the file
-    uploaded is the one deleted); reopened after it, the file is kept and said to be so."""
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="the path fallback (macOS) is the next test's")
+def test_a_folder_swapped_while_its_file_is_uploading_changes_neither_what_is_sent_nor_what_is_deleted(world):
+    """The CRT client reads the file this process opened (/proc/self/fd), and the delete goes through the
+    folder's descriptor: both are the folder the scan listed, whatever the path leads to by then."""
     base, victim = world
     scan = scan_base_dir(base, NOW, 0, 100)
     uploader, putter = _uploader(base)
@@ -79,17 +81,39 @@ def test_a_folder_swapped_while_its_file_is_uploading_costs_nothing_but_that_del
     moved = base.parent / "moved-hour"
     os.rename(base / "berlin/2026/03/01/10", moved)
     (base / "berlin/2026/03/01/10").symlink_to(victim / "berlin/2026/03/01/10")
-    ok = Answer(200, {"x-amz-checksum-crc64nvme": step.local.crc64nvme, "x-amz-checksum-type": "FULL_OBJECT"})
-    outcome = uploader.finish(step, ok)
+    answers: list[Answer] = []
+    putter.start(step.key, step.sent_path, step.local.size, crc64nvme=step.local.crc64nvme, if_none_match=True,
+                 done=answers.append)
+    putter.pool.shutdown(wait=True)
+    assert putter.sent[REL] == b"decoy!"  # not the other tenant's bytes, though the path now leads there
+    outcome = uploader.finish(step, answers[0])
     assert outcome.status in IN_S3 and not (moved / "05-t.dat").exists()  # deleted where it was read
     assert (victim / REL).read_bytes() == b"secret"
-
-    # a second file whose folder descriptor was closed in between: reopened, refused, kept
-    _file(moved / "06-t.dat", b"second")
-    uploader.folders.close()
+    uploader.close()
     fresh = scan_base_dir(base, NOW, 0, 100)
-    assert fresh.eligible == []  # the scan never walks into the link either
-    assert any("symbolic link" in why for _, why in fresh.malformed)
+    assert fresh.eligible == [] and any("symbolic link" in why for _, why in fresh.malformed)  # nor does the scan
+
+
+def test_without_proc_the_crt_client_reads_the_path_and_the_checksum_guards_it(world, monkeypatch):
+    """Where /proc is missing (macOS) the CRT client reads the path: bytes of another folder reached by
+    a link swapped in meanwhile do not match the checksum sent, so S3 refuses them and the file is kept."""
+    import include.upload.uploader as uploader_module
+
+    monkeypatch.setattr(uploader_module, "_PROC_FD", False)
+    base, victim = world
+    scan = scan_base_dir(base, NOW, 0, 100)
+    uploader, putter = _uploader(base)
+    step = uploader.prepare(scan.eligible[0])
+    assert isinstance(step, Pending) and step.sent_path == str(base / REL)
+    _swap(base, victim, "berlin")
+    answers: list[Answer] = []
+    putter.start(step.key, step.sent_path, step.local.size, crc64nvme=step.local.crc64nvme, if_none_match=True,
+                 done=answers.append)
+    putter.pool.shutdown(wait=True)
+    outcome = uploader.finish(step, answers[0])
+    assert outcome.status == "failed" and "does not match the file's checksum" in outcome.error
+    assert (victim / REL).read_bytes() == b"secret"
+    assert (base.parent / "moved-berlin" / REL.removeprefix("berlin/")).read_bytes() == b"decoy!"
 
 
 def test_a_verified_upload_whose_folder_was_swapped_before_the_delete_is_kept(world):
@@ -120,15 +144,70 @@ def test_the_scan_never_walks_into_a_folder_swapped_for_a_link_after_its_parent_
     scan = scan_base_dir(base, NOW, 0, 100)
     assert scan.eligible == [] and scan.eligible_total == 0
     assert [(p, why) for p, why in scan.malformed] == [
-        (str(base / "berlin/2026"), "no longer a folder when opened (a symbolic link swapped in?): never followed")]
+        (str(base / "berlin/2026"), "no longer a folder when opened (swapped for a symbolic link or a file?): "
+                                    "never followed")]
+
+
+def test_a_real_folder_renamed_into_the_place_of_a_scanned_one_is_not_taken_for_it(tmp_path):
+    """No link at all: ``mv berlin x; mv paris berlin``, paris holding files of the same names, sizes and
+    mtimes. The scan saw other files (inode and device): nothing is sent, nothing deleted."""
+    base = tmp_path / "base"
+    _file(base / REL, b"berlin")
+    _file(base / REL.replace("berlin", "paris", 1), b"paris!")
+    scan = scan_base_dir(base, NOW, 0, 100)
+    berlin = next(c for c in scan.eligible if c.rel == REL)
+    os.rename(base / "berlin", tmp_path / "x")
+    os.rename(base / "paris", base / "berlin")
+    uploader, putter = _uploader(base)
+    result = upload_candidates(uploader, [berlin], workers=2)
+    (row,) = result.rows
+    assert row["status"] == NOT_READY and row["error"] == "changed since the scan: another file"
+    assert putter.started == [] and (base / REL).read_bytes() == b"paris!" and (tmp_path / "x" / REL[7:]).exists()
+
+
+def test_a_folder_replaced_by_a_file_is_refused_like_a_link(world):
+    base, _ = world
+    scan = scan_base_dir(base, NOW, 0, 100)
+    os.rename(base / "berlin/2026/03", base.parent / "moved")
+    (base / "berlin/2026/03").write_bytes(b"not a folder")
+    uploader, putter = _uploader(base)
+    (row,) = upload_candidates(uploader, scan.eligible, workers=2).rows
+    assert row["status"] == NOT_READY and "no longer the folder the scan listed" in row["error"]
+    assert putter.started == []
+
+
+def test_folders_deeper_than_the_layout_are_malformed_and_never_walked(tmp_path, monkeypatch):
+    """The walk holds one descriptor per level: below the hour folders it stops, so a tree thousands of
+    folders deep costs six descriptors, and its files (never in the layout) are named by the folder."""
+    base = tmp_path / "base"
+    deep = base / "berlin/2026/03/01/10" / "/".join(["d"] * 300)
+    _file(deep / "05-t.dat", b"deep")
+    _file(base / REL, b"ok")
+    opened: list[int] = []
+    real_open = os.open
+
+    def counting_open(*args: Any, **kwargs: Any) -> int:
+        fd = real_open(*args, **kwargs)
+        opened.append(fd)
+        return fd
+
+    monkeypatch.setattr(layout.os, "open", counting_open)
+    scan = scan_base_dir(base, NOW, 0, 100)
+    assert [c.rel for c in scan.eligible] == [REL] and scan.errors == []
+    assert scan.malformed == [(str(base / "berlin/2026/03/01/10/d"),
+                               "a folder inside an hour folder (not in the layout): not walked")]
+    assert len(opened) == 6  # base_dir and the five layout folders
 
 
 def test_folders_keep_a_bounded_number_open_and_reopen_what_they_closed(tmp_path):
     for i in range(10):
         (tmp_path / f"loc{i}" / "2026").mkdir(parents=True)
     folders = Folders(str(tmp_path), keep=4)
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
     fds = {f"loc{i}/2026": folders.fd(f"loc{i}/2026") for i in range(10)}
     assert len(folders._open) == 4
+    if before is not None:  # the folders on the way were closed again: the kept ones and base_dir only
+        assert len(os.listdir("/proc/self/fd")) == before + 4 + 1
     assert os.path.samestat(os.fstat(folders.fd("loc0/2026")), os.stat(tmp_path / "loc0/2026"))  # reopened
     folders.close()
     assert not folders._open
