@@ -370,13 +370,22 @@ def _period_end(parts: tuple[str, ...]) -> datetime | None:
         return None
 
 
-def _subfolders(folder: str) -> list[os.DirEntry[str]]:
-    """The folders (never symbolic links) right inside ``folder``; none if it cannot be listed."""
+def _subfolder_names(fd: int) -> list[str]:
+    """The folders (never symbolic links) right inside the folder ``fd``; none if it cannot be listed."""
     try:
-        with os.scandir(folder) as entries:
-            return [e for e in entries if e.is_dir(follow_symlinks=False)]
+        with os.scandir(fd) as entries:
+            return [e.name for e in entries if e.is_dir(follow_symlinks=False)]
     except OSError:
         return []
+
+
+def _open_folder(name: str, parent: int) -> int | None:
+    """``name`` inside the folder ``parent``, as the scan opens it (never through a link); None if it is
+    gone, a link or a file now, or unreadable: not ours to walk."""
+    try:
+        return os.open(name, _FOLDER_FLAGS, dir_fd=parent)
+    except OSError:
+        return None
 
 
 def remove_empty_folders(base_dir: Path, now: datetime, settle_seconds: float) -> list[str]:
@@ -386,29 +395,52 @@ def remove_empty_folders(base_dir: Path, now: datetime, settle_seconds: float) -
     ``YYYY/M[M]/D[D]/H[H]`` folders. Never ``base_dir`` or a location folder, never a folder elsewhere
     (a hidden ``.snapshot/2020/…``, a location the scan calls malformed: unknown data is left alone),
     never a folder a producer may still write into (its period is not over). ``rmdir`` itself refuses a
-    folder that is not empty, so a file created meanwhile is never lost.
+    folder that is not empty, so a file created meanwhile is never lost. Folders are opened and removed
+    through their parent's descriptor, as the scan opens them: a folder swapped for a link is never
+    walked into, so no empty folder elsewhere is removed.
     Returns the removed folders (absolute paths), deepest first.
     """
     removed: list[str] = []
     settle = timedelta(seconds=settle_seconds)
+    root = str(base_dir)
 
-    def visit(folder: str, parts: tuple[str, ...]) -> None:
+    def visit(parent: int, name: str, rel: str, parts: tuple[str, ...]) -> None:
         end = _period_end(parts)
         if end is None:  # not a date folder of the layout: neither it nor anything below is ours
             return
         if len(parts) < 4:
-            for child in _subfolders(folder):
-                visit(child.path, (*parts, child.name))
+            fd = _open_folder(name, parent)
+            if fd is None:
+                return
+            try:
+                for child in _subfolder_names(fd):
+                    visit(fd, child, f"{rel}/{child}", (*parts, child))
+            finally:
+                os.close(fd)
         if now - end <= settle:
             return
         try:
-            os.rmdir(folder)
-        except OSError:  # not empty (or gone, or not ours to remove): leave it
+            os.rmdir(name, dir_fd=parent)
+        except OSError:  # not empty, gone, a link now (not ours to remove): leave it
             return
-        removed.append(folder)
+        removed.append(os.path.join(root, rel))
 
-    for location in _subfolders(str(base_dir)):
-        if is_location(location.name):
-            for year in _subfolders(location.path):
-                visit(year.path, (year.name,))
+    try:
+        base = os.open(root, _BASE_FLAGS)
+    except OSError:
+        return removed
+    try:
+        for location in _subfolder_names(base):
+            if not is_location(location):
+                continue
+            fd = _open_folder(location, base)
+            if fd is None:
+                continue
+            try:
+                for year in _subfolder_names(fd):
+                    visit(fd, year, f"{location}/{year}", (year,))
+            finally:
+                os.close(fd)
+    finally:
+        os.close(base)
     return removed

@@ -219,3 +219,40 @@ def test_folders_keep_a_bounded_number_open_and_reopen_what_they_closed(tmp_path
     with pytest.raises(MovedSinceScan):
         folders.fd("loc1/2026")
     folders.close()
+
+
+def test_tidy_never_walks_into_a_folder_swapped_for_a_link_after_it_was_listed(tmp_path, monkeypatch):
+    """Tidy removes only empty, ended date folders, and only in base_dir: a year folder swapped for a link
+    to another tenant's tree between its listing and its walk must not cost that tenant its folders."""
+    base, victim = tmp_path / "base", tmp_path / "other-tenant"
+    (base / "berlin/2020/01/01/00").mkdir(parents=True)
+    (victim / "berlin/2020/01/01/00").mkdir(parents=True)
+    real_scandir, swapped = os.scandir, []
+
+    class Listing:
+        def __init__(self, entries: list[Any]) -> None:
+            self.entries = entries
+
+        def __enter__(self) -> Listing:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def __iter__(self) -> Any:
+            return iter(self.entries)
+
+    def swapping_scandir(target: Any) -> Listing:
+        with real_scandir(target) as it:
+            entries = list(it)
+        if not swapped and [e.name for e in entries] == ["2020"]:  # berlin/ was just listed
+            swapped.append(True)
+            os.rename(base / "berlin/2020", tmp_path / "moved-2020")
+            (base / "berlin/2020").symlink_to(victim / "berlin/2020")
+        return Listing(entries)
+
+    monkeypatch.setattr(layout.os, "scandir", swapping_scandir)
+    removed = layout.remove_empty_folders(base, NOW, 0)
+    assert swapped and removed == []
+    assert (victim / "berlin/2020/01/01/00").is_dir()  # the other tenant's folders are all there
+    assert (base / "berlin/2020").is_symlink()  # and the link itself is left for a person to look at
