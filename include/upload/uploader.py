@@ -425,29 +425,30 @@ class AbandonedUploads:
 Listings = dict[str, dict[str, os.DirEntry[str]]]
 
 
-def _listing(folder: str, seen: Listings) -> dict[str, os.DirEntry[str]]:
-    """A folder's entries by exact name, listed once per :func:`abort_abandoned_uploads`."""
+def _listing(folders: Folders, folder: str, seen: Listings) -> dict[str, os.DirEntry[str]]:
+    """A folder's entries by exact name, listed once per :func:`abort_abandoned_uploads`, through its
+    descriptor (reached as the scan reaches it: never through a link)."""
     if folder not in seen:
         try:
-            with os.scandir(folder) as entries:
+            with os.scandir(folders.fd(folder)) as entries:
                 seen[folder] = {e.name: e for e in entries}
-        except OSError:  # missing, not a folder, unreadable: nothing of ours there
+        except (OSError, MovedSinceScan):  # missing, a link or a file now, unreadable: nothing of ours there
             seen[folder] = {}
     return seen[folder]
 
 
-def _scan_finds(base_dir: str, rel: str, seen: Listings) -> bool:
+def _scan_finds(folders: Folders, rel: str, seen: Listings) -> bool:
     """Would this run's scan find ``rel`` in ``base_dir``: a regular file at exactly that path, reached
     through folders and no symbolic link (the scan follows none: a link to another host's folder is not
-    ours), each name spelled exactly? Names are looked up in listings rather than opened, because on a
-    case-insensitive disk opening ``Berlin/…`` would find ``berlin/…``, whose key is another one."""
-    folder, parts = base_dir, rel.split("/")
+    ours), each name spelled exactly? Names are looked up in listings before a folder is opened, because
+    on a case-insensitive disk opening ``Berlin/…`` would find ``berlin/…``, whose key is another one."""
+    folder, parts = "", rel.split("/")
     for depth, name in enumerate(parts):
-        entry = _listing(folder, seen).get(name)
+        entry = _listing(folders, folder, seen).get(name)
         last = depth == len(parts) - 1
         if entry is None or not (entry.is_file(follow_symlinks=False) if last else entry.is_dir(follow_symlinks=False)):
             return False
-        folder = entry.path
+        folder = f"{folder}/{name}" if folder else name
     return True
 
 
@@ -483,18 +484,22 @@ def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datet
                                "error": f"cannot list incomplete multipart uploads: {error_text(exc)}"})
         return result
     seen: Listings = {}
-    for upload in uploads:
-        rel = upload["Key"][len(settings.key_prefix):]
-        try:
-            parse_data_path(rel)
-        except MalformedPath:
-            continue
-        if upload["Initiated"] >= before:
-            continue
-        if not _scan_finds(settings.base_dir, rel, seen):
-            result.left_alone += 1
-            continue
-        result.aborted.append(_abort(client, settings.bucket, upload))
+    folders = Folders(settings.base_dir)
+    try:
+        for upload in uploads:
+            rel = upload["Key"][len(settings.key_prefix):]
+            try:
+                parse_data_path(rel)
+            except MalformedPath:
+                continue
+            if upload["Initiated"] >= before:
+                continue
+            if not _scan_finds(folders, rel, seen):
+                result.left_alone += 1
+                continue
+            result.aborted.append(_abort(client, settings.bucket, upload))
+    finally:
+        folders.close()
     return result
 
 

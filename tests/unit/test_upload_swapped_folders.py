@@ -40,6 +40,23 @@ def world(tmp_path: Path) -> tuple[Path, Path]:
     return base, victim
 
 
+class Listing:
+    """What a hooked ``os.scandir`` returns: entries already listed (the hook acts between the listing and
+    what the caller does next)."""
+
+    def __init__(self, entries: list[Any]) -> None:
+        self.entries = entries
+
+    def __enter__(self) -> Listing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __iter__(self) -> Any:
+        return iter(self.entries)
+
+
 def _uploader(base: Path) -> tuple[Uploader, FakePutter]:
     settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
     putter = FakePutter()
@@ -229,19 +246,6 @@ def test_tidy_never_walks_into_a_folder_swapped_for_a_link_after_it_was_listed(t
     (victim / "berlin/2020/01/01/00").mkdir(parents=True)
     real_scandir, swapped = os.scandir, []
 
-    class Listing:
-        def __init__(self, entries: list[Any]) -> None:
-            self.entries = entries
-
-        def __enter__(self) -> Listing:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-        def __iter__(self) -> Any:
-            return iter(self.entries)
-
     def swapping_scandir(target: Any) -> Listing:
         with real_scandir(target) as it:
             entries = list(it)
@@ -256,3 +260,41 @@ def test_tidy_never_walks_into_a_folder_swapped_for_a_link_after_it_was_listed(t
     assert swapped and removed == []
     assert (victim / "berlin/2020/01/01/00").is_dir()  # the other tenant's folders are all there
     assert (base / "berlin/2020").is_symlink()  # and the link itself is left for a person to look at
+
+
+def test_the_abort_check_never_takes_another_folders_file_for_ours(world, monkeypatch):
+    """An incomplete upload is aborted only if its file is in base_dir. A location folder swapped for a
+    link to another tenant's tree between its listing and its opening must not make that tenant's file
+    look like ours (aborting their upload in flight)."""
+    from include.upload.uploader import abort_abandoned_uploads
+
+    base, victim = world
+    os.rename(base / "berlin", base.parent / "decoy-berlin")
+    (base / "berlin").mkdir()  # listed as a real folder, swapped for a link right after
+    aborted: list[str] = []
+
+    class Client:
+        def get_paginator(self, name: str) -> Any:
+            upload = {"Key": REL, "UploadId": "u1", "Initiated": NOW - timedelta(hours=2)}
+            return type("P", (), {"paginate": lambda self, **kw: [{"Uploads": [upload]}]})()
+
+        def abort_multipart_upload(self, **kw: Any) -> None:
+            aborted.append(kw["Key"])
+
+    real_scandir = os.scandir
+
+    def swapping_scandir(target: Any) -> Listing:
+        with real_scandir(target) as it:
+            entries = list(it)
+        if [e.name for e in entries] == ["berlin"] and not (base / "berlin").is_symlink():  # base_dir listed
+            (base / "berlin").rmdir()
+            (base / "berlin").symlink_to(victim / "berlin")
+        return Listing(entries)
+
+    import include.upload.uploader as uploader_module
+
+    monkeypatch.setattr(uploader_module.os, "scandir", swapping_scandir)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    result = abort_abandoned_uploads(Client(), settings, NOW)
+    assert (base / "berlin").is_symlink()  # the swap happened
+    assert aborted == [] and result.aborted == [] and result.left_alone == 1
