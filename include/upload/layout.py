@@ -146,14 +146,15 @@ def is_eligible(data: DataFile, mtime: float, now: datetime, settle_seconds: flo
 @dataclass(frozen=True, order=True)
 class Candidate:
     """An eligible file as the scan saw it; the upload re-checks it before trusting it: the same size
-    and mtime, and the same file (``ino``/``dev``: 0 when unknown), not another one renamed into its place."""
+    and mtime, and the same file (its inode; 0 when unknown), not another one renamed into its place. Not
+    the device: on a network filesystem each host numbers the mount its own way, and the scan and the
+    upload may run on two hosts."""
 
     minute: datetime
     rel: str
     size: int
     mtime_ns: int
     ino: int = 0
-    dev: int = 0
 
 
 @dataclass
@@ -334,7 +335,7 @@ def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_file
                 scan.not_ready += 1
                 continue
             scan.eligible_total += 1
-            yield Candidate(data.minute, rel, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+            yield Candidate(data.minute, rel, st.st_size, st.st_mtime_ns, st.st_ino)
 
     scan.eligible = heapq.nsmallest(max_files, eligible())
     scan.malformed.sort()

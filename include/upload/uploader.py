@@ -276,7 +276,7 @@ class Uploader:
         try:
             answer = self.putter.put_file(step.key, step.sent_path, step.local.size, crc64nvme=step.local.crc64nvme,
                                           if_none_match=not self.settings.overwrite)
-        except BaseException:
+        except Exception:  # refused at submission, so nothing reads the file (an interrupt may leave a read going)
             step.fh.close()
             raise
         return self.finish(step, answer)
@@ -332,7 +332,7 @@ class Uploader:
             st = local.stat
             if st.st_size != cand.size or st.st_mtime_ns != cand.mtime_ns or local.size != st.st_size:
                 return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan")
-            if cand.ino and (st.st_ino, st.st_dev) != (cand.ino, cand.dev):  # renamed into the place of the scanned one
+            if cand.ino and st.st_ino != cand.ino:  # another file renamed into the place of the scanned one
                 return Outcome(NOT_READY, cand.rel, key, local.size, error="changed since the scan: another file")
             if local.size > MAX_OBJECT:
                 return Outcome(FAILED, cand.rel, key, local.size, error="larger than 5 TiB (S3's largest object)")
@@ -422,16 +422,24 @@ class AbandonedUploads:
     left_alone: int = 0
 
 
-Listings = dict[str, dict[str, os.DirEntry[str]]]
+Listings = dict[str, dict[str, str]]  # folder → {exact name: "dir", "file" or "other"}
 
 
-def _listing(folders: Folders, folder: str, seen: Listings) -> dict[str, os.DirEntry[str]]:
-    """A folder's entries by exact name, listed once per :func:`abort_abandoned_uploads`, through its
-    descriptor (reached as the scan reaches it: never through a link)."""
+def _kind(entry: os.DirEntry[str]) -> str:
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    return "file" if entry.is_file(follow_symlinks=False) else "other"
+
+
+def _listing(folders: Folders, folder: str, seen: Listings) -> dict[str, str]:
+    """A folder's entries by exact name and kind, listed once per :func:`abort_abandoned_uploads`, through
+    its descriptor (reached as the scan reaches it: never through a link). The kinds are read now, while
+    the descriptor is open: a DirEntry that needs a stat later would use a descriptor number that may
+    belong to another folder by then."""
     if folder not in seen:
         try:
             with os.scandir(folders.fd(folder)) as entries:
-                seen[folder] = {e.name: e for e in entries}
+                seen[folder] = {e.name: _kind(e) for e in entries}
         except (OSError, MovedSinceScan):  # missing, a link or a file now, unreadable: nothing of ours there
             seen[folder] = {}
     return seen[folder]
@@ -444,9 +452,7 @@ def _scan_finds(folders: Folders, rel: str, seen: Listings) -> bool:
     on a case-insensitive disk opening ``Berlin/…`` would find ``berlin/…``, whose key is another one."""
     folder, parts = "", rel.split("/")
     for depth, name in enumerate(parts):
-        entry = _listing(folders, folder, seen).get(name)
-        last = depth == len(parts) - 1
-        if entry is None or not (entry.is_file(follow_symlinks=False) if last else entry.is_dir(follow_symlinks=False)):
+        if _listing(folders, folder, seen).get(name) != ("file" if depth == len(parts) - 1 else "dir"):
             return False
         folder = f"{folder}/{name}" if folder else name
     return True
@@ -663,14 +669,14 @@ def client_pool_size(workers: int) -> int:
 
 
 def _candidate_rows(cands: Iterable[Candidate]) -> list[list[Any]]:
-    return [[c.rel, c.size, c.mtime_ns, c.ino, c.dev] for c in cands]
+    return [[c.rel, c.size, c.mtime_ns, c.ino] for c in cands]
 
 
 def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
     # The minute is only used for ordering in the scan; the upload does not need it. A row of three is
-    # a batch written before the scan kept which file it saw (ino, dev): unknown, not checked.
+    # a batch written before the scan kept which file it saw (its inode): unknown, not checked.
     epoch = datetime.fromtimestamp(0, UTC)
-    return [Candidate(epoch, row[0], int(row[1]), int(row[2]), *(int(v) for v in row[3:5])) for row in rows]
+    return [Candidate(epoch, row[0], int(row[1]), int(row[2]), int(row[3]) if len(row) > 3 else 0) for row in rows]
 
 
 LOG_CAP = 1000  # malformed paths named one per log line

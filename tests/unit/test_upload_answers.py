@@ -104,18 +104,24 @@ class FakePutter:
     def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool, done: Any) -> None:
         if os.path.basename(key) in self.refuse:
             raise RuntimeError("the CRT refused the request")
-        with open(path, "rb") as fh:
-            body = fh.read()
-        matches = base64.b64encode(crc64nvme_of(body).to_bytes(8, "big")).decode() == crc64nvme
         with self.lock:
             self.started.append(key)
-            self.sent[key] = body
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
 
         def answer() -> None:
             time.sleep(random.random() / 500)
+            try:
+                with open(path, "rb") as fh:  # later, on its own thread, as the CRT client reads the file
+                    body = fh.read()
+            except OSError as exc:  # what the CRT client answers when it cannot read the file
+                with self.lock:
+                    self.in_flight -= 1
+                done(Answer(0, {}, "aws-c-common: AWS_ERROR_FILE_INVALID_PATH", str(exc)))
+                return
+            matches = base64.b64encode(crc64nvme_of(body).to_bytes(8, "big")).decode() == crc64nvme
             with self.lock:
+                self.sent[key] = body
                 self.in_flight -= 1
             if not matches:
                 done(Answer(400, {}, "BadDigest", "The CRC64NVME you specified did not match the calculated checksum."))

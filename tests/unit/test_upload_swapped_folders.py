@@ -304,3 +304,12 @@ def test_the_abort_check_never_takes_another_folders_file_for_ours(world, monkey
     result = abort_abandoned_uploads(Client(), settings, NOW)
     assert (base / "berlin").is_symlink()  # the swap happened
     assert aborted == [] and result.aborted == [] and result.left_alone == 1
+
+
+def test_batch_rows_carry_the_inode_and_rows_of_an_older_batch_are_still_read():
+    from include.upload.uploader import _candidate_rows, _candidates
+
+    (cand,) = _candidates(_candidate_rows([layout.Candidate(NOW, REL, 6, 123, 456)]))
+    assert (cand.rel, cand.size, cand.mtime_ns, cand.ino) == (REL, 6, 123, 456)
+    (old,) = _candidates([[REL, 6, 123]])  # written before the scan kept the inode: not checked
+    assert (old.rel, old.size, old.mtime_ns, old.ino) == (REL, 6, 123, 0)
