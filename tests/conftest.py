@@ -178,18 +178,26 @@ class DagRunResult:
         self.dag_id: str = dag_run.dag_id
         self.state: str = str(dag_run.state)
 
-    def task_states(self) -> dict[tuple[str, int], str]:
+    def _by_task(self, column: str) -> dict[tuple[str, int], Any]:
+        """``column`` of every task instance of the run, by (task_id, map_index)."""
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
         from sqlalchemy import select
 
         with create_session() as session:
             rows = session.execute(
-                select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state).where(
+                select(TaskInstance.task_id, TaskInstance.map_index, getattr(TaskInstance, column)).where(
                     TaskInstance.dag_id == self.dag_id, TaskInstance.run_id == self.run_id
                 )
             ).all()
-        return {(task_id, map_index): str(state) for task_id, map_index, state in rows}
+        return {(task_id, map_index): value for task_id, map_index, value in rows}
+
+    def task_states(self) -> dict[tuple[str, int], str]:
+        return {key: str(state) for key, state in self._by_task("state").items()}
+
+    def try_numbers(self) -> dict[tuple[str, int], int]:
+        """Which try each task instance ended on (2: it was retried once)."""
+        return self._by_task("try_number")
 
     def xcom(self, task_id: str, map_index: int = -1, key: str = "return_value") -> Any:
         from airflow.models.xcom import XComModel

@@ -549,14 +549,7 @@ def test_in_the_dag_a_bucket_failing_every_retry_is_its_error_and_the_report_sti
     assert by_name[HTTP500]["error"].startswith("InternalError: ")
     assert by_name[DROPPED]["error"].startswith("ConnectionClosedError: ")
     assert by_name[NO_REGION]["error"].startswith("500: ")
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:  # the first try raised and was retried: the error is the last try's
-        tries = {(task, index): n for task, index, n in session.execute(
-            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.try_number).where(
-                TaskInstance.dag_id == result.dag_id, TaskInstance.run_id == result.run_id)).all()}
+    tries = result.try_numbers()  # the first try raised and was retried: the error is the last try's
     assert tries[("list_buckets", -1)] == 2  # HeadBucket (the region) of one bucket answered 500
     assert max(n for (task, _), n in tries.items() if task == "summarize_shard") == 2
 

@@ -1006,13 +1006,7 @@ def test_a_dag_task_that_finds_the_folder_in_use_is_retried_not_failed_at_once(t
     with lock.holding(str(tmp_path)):  # the command line, for the whole run
         result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket}, retries=1)
     assert result.state == "failed" and result.task_states()[("scan", -1)] == "failed"
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        tries = session.scalar(select(TaskInstance.try_number).where(
-            TaskInstance.dag_id == result.dag_id, TaskInstance.run_id == result.run_id, TaskInstance.task_id == "scan"))
+    tries = result.try_numbers()[("scan", -1)]
     assert tries == 2  # retried (a configuration error would fail at once, on try 1)
 
 

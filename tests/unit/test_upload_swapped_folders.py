@@ -5,6 +5,7 @@ and mtime (another tenant's, say). No server: a fake CRT client that accepts eve
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,24 @@ class Listing:
 
     def __iter__(self) -> Any:
         return iter(self.entries)
+
+
+def swap_after_listing(monkeypatch: pytest.MonkeyPatch, names: list[str], swap: Callable[[], None]) -> list[bool]:
+    """Run ``swap`` once, right after a folder holding exactly ``names`` was listed (``os.scandir``, by
+    path or descriptor): between the listing and what the caller does with it. Returns ``[True]`` once
+    it ran."""
+    real_scandir, swapped = os.scandir, []
+
+    def swapping_scandir(target: Any) -> Listing:
+        with real_scandir(target) as it:
+            entries = list(it)
+        if not swapped and [e.name for e in entries] == names:
+            swapped.append(True)
+            swap()
+        return Listing(entries)
+
+    monkeypatch.setattr(os, "scandir", swapping_scandir)
+    return swapped
 
 
 def _uploader(base: Path) -> tuple[Uploader, FakePutter]:
@@ -250,18 +269,11 @@ def test_tidy_never_walks_into_a_folder_swapped_for_a_link_after_it_was_listed(t
     base, victim = tmp_path / "base", tmp_path / "other-tenant"
     (base / "berlin/2020/01/01/00").mkdir(parents=True)
     (victim / "berlin/2020/01/01/00").mkdir(parents=True)
-    real_scandir, swapped = os.scandir, []
+    def swap() -> None:
+        os.rename(base / "berlin/2020", tmp_path / "moved-2020")
+        (base / "berlin/2020").symlink_to(victim / "berlin/2020")
 
-    def swapping_scandir(target: Any) -> Listing:
-        with real_scandir(target) as it:
-            entries = list(it)
-        if not swapped and [e.name for e in entries] == ["2020"]:  # berlin/ was just listed
-            swapped.append(True)
-            os.rename(base / "berlin/2020", tmp_path / "moved-2020")
-            (base / "berlin/2020").symlink_to(victim / "berlin/2020")
-        return Listing(entries)
-
-    monkeypatch.setattr(layout.os, "scandir", swapping_scandir)
+    swapped = swap_after_listing(monkeypatch, ["2020"], swap)  # right after berlin/ was listed
     removed = layout.remove_empty_folders(base, NOW, 0)
     assert swapped and removed == []
     assert (victim / "berlin/2020/01/01/00").is_dir()  # the other tenant's folders are all there
@@ -287,22 +299,14 @@ def test_the_abort_check_never_takes_another_folders_file_for_ours(world, monkey
         def abort_multipart_upload(self, **kw: Any) -> None:
             aborted.append(kw["Key"])
 
-    real_scandir = os.scandir
+    def swap() -> None:
+        (base / "berlin").rmdir()
+        (base / "berlin").symlink_to(victim / "berlin")
 
-    def swapping_scandir(target: Any) -> Listing:
-        with real_scandir(target) as it:
-            entries = list(it)
-        if [e.name for e in entries] == ["berlin"] and not (base / "berlin").is_symlink():  # base_dir listed
-            (base / "berlin").rmdir()
-            (base / "berlin").symlink_to(victim / "berlin")
-        return Listing(entries)
-
-    import include.upload.uploader as uploader_module
-
-    monkeypatch.setattr(uploader_module.os, "scandir", swapping_scandir)
+    swapped = swap_after_listing(monkeypatch, ["berlin"], swap)  # right after base_dir was listed
     settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
     result = abort_abandoned_uploads(Client(), settings, NOW)
-    assert (base / "berlin").is_symlink()  # the swap happened
+    assert swapped and (base / "berlin").is_symlink()  # the swap happened
     assert aborted == [] and result.aborted == [] and result.left_alone == 1
 
 
