@@ -118,7 +118,7 @@ def summarize_any_part(client: Any, part: dict[str, Any], *, include_versions: b
 def summarize_part(client: Any, part: dict[str, Any], *, include_versions: bool,
                    storage_classes: Sequence[str], as_bucket_error: ErrorText = bucket_error) -> dict[str, Any]:
     """The part result (as ``include.storage_report.summarize.summarize_part``) from its data files."""
-    from include.storage_report.summarize import count_multipart_uploads
+    from include.storage_report.summarize import add_multipart_uploads
 
     spec = part["inventory"]
     result: dict[str, Any] = {"bucket": part["bucket"], "part": part["part"], "of": part["of"], "totals": None,
@@ -137,8 +137,7 @@ def summarize_part(client: Any, part: dict[str, Any], *, include_versions: bool,
         totals = count_files(client, found, spec["first"], spec["last"], storage_classes=storage_classes,
                              include_versions=include_versions)
         if part["part"] == 0:  # not in inventories; one cheap request for most buckets
-            totals.multipart_uploads, totals.multipart_bytes = count_multipart_uploads(
-                client, part["bucket"], storage_classes)
+            add_multipart_uploads(client, part["bucket"], totals, storage_classes)
         result["totals"] = totals.to_dict()
         result["inventory"] = {"date": found.iso_date, "manifest": f"s3://{found.dest_bucket}/{found.key}",
                                "format": found.format, "versions": found.versions, "files": len(found.files),

@@ -10,7 +10,8 @@ extend it with the deployment setting ``pricing`` (key of the Airflow Variable `
      "prices": {"eu-west-1": {"STANDARD": 0.021}, "ap-south-1": {"STANDARD": 0.025, "GLACIER": 0.0045}}}
 
 Regions in the override are merged class by class over the built-in table. A region missing from
-the table is priced as ``us-east-1`` and listed as a fallback in the report. An override is checked by
+the table, or a class missing from a region's prices, is priced as ``us-east-1`` and listed as a
+fallback in the report; a class without any price costs 0 and the report says so. An override is checked by
 :func:`check_pricing` wherever it comes from (the setting, when a run's settings are resolved and again
 in ``aggregate``; a ``--pricing`` file, :func:`read_pricing_file`): region names, known storage
 classes, prices from 0 to ``MAX_PRICE`` (never NaN or infinite), refused in one line naming the entry.
@@ -91,14 +92,22 @@ class PriceTable:
     unpriced: set[tuple[str, str]] = field(default_factory=set)
 
     def price(self, region: str | None, storage_class: str) -> float | None:
-        """USD per GB-month, or None when the class has no price (it then costs 0 in the report)."""
+        """USD per GB-month, or None when the class has no price (it then costs 0 in the report). A region
+        missing from the table is priced as ``us-east-1`` (``fallback_regions`` names it); so is a class
+        missing from a region's table (an override that prices only some classes of a new region):
+        ``fallback_regions`` names it ``region/CLASS``."""
+        name = region or "unknown"
         table = self.prices.get(region or "")
+        fallback = self.prices.get(FALLBACK_REGION, {})
         if table is None:
-            self.fallback_regions.add(region or "unknown")
-            table = self.prices.get(FALLBACK_REGION, {})
+            self.fallback_regions.add(name)
+            table = fallback
         found = table.get(storage_class)
+        if found is None and table is not fallback and storage_class in fallback:
+            self.fallback_regions.add(f"{name}/{storage_class}")
+            found = fallback[storage_class]
         if found is None:
-            self.unpriced.add((region or "unknown", storage_class))
+            self.unpriced.add((name, storage_class))
         return found
 
     def monthly_cost(self, region: str | None, storage_class: str, size_bytes: int) -> float:

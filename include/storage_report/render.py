@@ -124,6 +124,17 @@ def _inventory_lines(report: dict[str, Any], when: _Dates) -> list[str]:
     return lines
 
 
+def unknown_notes(report: dict[str, Any]) -> list[str]:
+    """What the report could not tell, bucket by bucket (the numbers shown are still right): incomplete
+    multipart uploads that could not be listed, storage classes without a price (counted as $0)."""
+    notes = [f"{b['name']}: incomplete multipart uploads unknown ({b['incomplete_multipart_uploads_error']})"
+             for b in report["buckets"] if b.get("incomplete_multipart_uploads_error")]
+    unpriced = report.get("pricing", {}).get("unpriced") or []
+    if unpriced:
+        notes.append(f"no price for {', '.join(unpriced)}: counted as $0 in the costs (add it under prices)")
+    return notes
+
+
 def filter_notes(report: dict[str, Any]) -> list[str]:
     """Plain lines naming each bucket glob and region asked for that matched no bucket (report.json's
     ``filters``), or saying the credentials see no bucket at all; none for an older report without them."""
@@ -169,6 +180,7 @@ def render_table(report: dict[str, Any], *, group_by: str = "bucket", date_forma
         + (f"; {t['error_count']} bucket(s) could not be read" if t.get("error_count") else ""),
         f"prices: {p['source']}, as of {p['as_of']}"
         + (f"; priced as us-east-1: {', '.join(p['fallback_regions'])}" if p.get("fallback_regions") else ""),
+        *unknown_notes(report),
         *filter_notes(report),
     ]
     return "\n".join(out) + "\n"
@@ -270,7 +282,7 @@ def render_html(report: dict[str, Any], *, date_format: str | None = None, show_
     inventory = "".join(f"<li>{e(line)}</li>" for line in _inventory_lines(report, when))
     if inventory:
         note += f'<ul id="inventory">{inventory}</ul>'
-    note += "".join(f'<p class="filters">{e(line)}</p>' for line in filter_notes(report))
+    note += "".join(f'<p class="filters">{e(line)}</p>' for line in [*unknown_notes(report), *filter_notes(report)])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>S3 storage report {generated}</title>
 <style>{_CSS}</style></head><body>

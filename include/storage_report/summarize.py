@@ -212,6 +212,7 @@ class Totals:
     delete_markers: int = 0
     multipart_uploads: int = 0
     multipart_bytes: int = 0
+    multipart_error: str | None = None  # the uploads could not be listed: unknown, not zero
     pages: int = 0
 
     def add_object(self, size: int, last_modified: str, storage_class: str) -> None:
@@ -242,6 +243,7 @@ class Totals:
         self.delete_markers += other.delete_markers
         self.multipart_uploads += other.multipart_uploads
         self.multipart_bytes += other.multipart_bytes
+        self.multipart_error = self.multipart_error or other.multipart_error
         self.pages += other.pages
         return self
 
@@ -321,7 +323,9 @@ def count_range(
 
 
 def count_multipart_uploads(client: S3Client, bucket: str, storage_classes: Sequence[str] = ()) -> tuple[int, int]:
-    """(incomplete multipart uploads, bytes of their uploaded parts): ListMultipartUploads + ListParts."""
+    """(incomplete multipart uploads, bytes of their uploaded parts): ListMultipartUploads + ListParts.
+    An upload completed or aborted between the two requests (ListParts: ``NoSuchUpload``) no longer
+    costs anything: it is not counted."""
     count = size = 0
     kwargs: dict[str, Any] = {"Bucket": bucket}
     while True:
@@ -329,18 +333,39 @@ def count_multipart_uploads(client: S3Client, bucket: str, storage_classes: Sequ
         for upload in page.get("Uploads", []):
             if storage_classes and upload.get("StorageClass", "STANDARD") not in storage_classes:
                 continue
-            count += 1
             part_kwargs: dict[str, Any] = {"Bucket": bucket, "Key": upload["Key"], "UploadId": upload["UploadId"]}
-            while True:
-                parts = client.list_parts(**part_kwargs)
-                size += sum(int(p.get("Size", 0)) for p in parts.get("Parts", []))
-                if not parts.get("IsTruncated"):
-                    break
-                part_kwargs["PartNumberMarker"] = parts["NextPartNumberMarker"]
+            upload_size = 0
+            try:
+                while True:
+                    parts = client.list_parts(**part_kwargs)
+                    upload_size += sum(int(p.get("Size", 0)) for p in parts.get("Parts", []))
+                    if not parts.get("IsTruncated"):
+                        break
+                    part_kwargs["PartNumberMarker"] = parts["NextPartNumberMarker"]
+            except s3_failures() as exc:
+                if error_code(exc) != "NoSuchUpload":
+                    raise
+                continue
+            count += 1
+            size += upload_size
         if not page.get("IsTruncated"):
             return count, size
         kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
         kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+
+def add_multipart_uploads(client: S3Client, bucket: str, totals: Totals, storage_classes: Sequence[str] = ()) -> None:
+    """Count the bucket's incomplete multipart uploads into ``totals``. Their listing needs permissions of
+    its own (``s3:ListBucketMultipartUploads``, ``s3:ListMultipartUploadParts``): refused (any 4xx), the
+    uploads are unknown (``totals.multipart_error``), not the bucket's numbers, which were listed."""
+    try:
+        totals.multipart_uploads, totals.multipart_bytes = count_multipart_uploads(client, bucket, storage_classes)
+    except s3_failures() as exc:
+        refused = bucket_error(exc)
+        if refused is None:
+            raise
+        totals.multipart_error = f"{refused} (ListMultipartUploads/ListParts)"
+        log.warning("bucket %s: incomplete multipart uploads cannot be listed: %s", bucket, refused)
 
 
 def summarize_part(
@@ -359,8 +384,7 @@ def summarize_part(
         totals = count_range(client, part["bucket"], part["after"], part["upto"],
                              include_versions=include_versions, storage_classes=storage_classes)
         if part["part"] == 0:
-            totals.multipart_uploads, totals.multipart_bytes = count_multipart_uploads(
-                client, part["bucket"], storage_classes)
+            add_multipart_uploads(client, part["bucket"], totals, storage_classes)
         result["totals"] = totals.to_dict()
     except s3_failures() as exc:
         result["error"] = as_bucket_error(exc)
@@ -589,6 +613,9 @@ def bucket_entry(
         entry["noncurrent_versions"] = {"object_count": sum(n for n, _ in totals.noncurrent.values()),
                                         "bytes": sum(b for _, b in totals.noncurrent.values())}
         entry["delete_markers"] = totals.delete_markers
+    if totals.multipart_error:
+        entry["incomplete_multipart_uploads"] = None
+        entry["incomplete_multipart_uploads_error"] = totals.multipart_error
     if cloudwatch:
         entry["incomplete_multipart_uploads"] = None
         entry["metric_date"] = next((r["totals"].get("metric_date") for r in results), None)

@@ -180,3 +180,13 @@ def test_report_refuses_a_bad_pricing_file_with_exit_2_before_connecting(tmp_pat
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(f"storage report: --pricing {path}") and says in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_class_an_override_leaves_out_of_a_new_region_is_priced_as_us_east_1():
+    """An override pricing only STANDARD in ap-south-1 made that region's GLACIER cost $0 (its other
+    classes lost the fallback a region missing altogether gets)."""
+    prices = load_prices({"prices": {"ap-south-1": {"STANDARD": 0.025}}})
+    assert prices.monthly_cost("ap-south-1", "STANDARD", GB) == pytest.approx(0.025)
+    assert prices.monthly_cost("ap-south-1", "GLACIER", GB) == pytest.approx(load_prices().price("us-east-1", "GLACIER"))
+    assert prices.describe()["fallback_regions"] == {"ap-south-1/GLACIER": "us-east-1"}
+    assert prices.describe()["unpriced"] == []

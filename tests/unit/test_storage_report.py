@@ -531,3 +531,80 @@ def test_a_filter_that_matched_no_bucket_is_named_in_the_report_and_the_table():
     old = json.loads(json.dumps(report))
     del old["filters"]
     assert report_render.filter_notes(old) == []  # a report written before filters were recorded
+
+
+class _UploadsWorld(_Buckets):
+    """One readable bucket with two incomplete multipart uploads; ``refuse`` makes the multipart listing
+    answer 403 (a role with s3:ListBucket only), ``gone`` names an upload completed between
+    ListMultipartUploads and its ListParts (404 NoSuchUpload)."""
+
+    def __init__(self, refuse: bool = False, gone: str | None = None) -> None:
+        from tests.unit._fake_s3 import FakeS3
+
+        self.s3 = FakeS3()
+        self.s3.put("a.txt", 100)
+        self.s3.uploads = [{"Key": "big", "UploadId": "u1", "parts": [GB]}, {"Key": "done", "UploadId": "u2", "parts": [7]}]
+        self.refuse, self.gone = refuse, gone
+
+    def list_buckets(self, **kw):
+        return {"Buckets": [{"Name": "busy", "CreationDate": NOW}]}
+
+    def head_bucket(self, Bucket):
+        return {"ResponseMetadata": {"HTTPHeaders": {"x-amz-bucket-region": "us-east-1"}}}
+
+    def list_objects_v2(self, Bucket, **kw):
+        return self.s3.list_objects_v2(Bucket, **kw)
+
+    def list_multipart_uploads(self, Bucket, **kw):
+        if self.refuse:
+            raise _client_error(403, "AccessDenied", "not authorized to perform s3:ListBucketMultipartUploads")
+        return self.s3.list_multipart_uploads(Bucket)
+
+    def list_parts(self, Bucket, Key, UploadId, **kw):
+        if UploadId == self.gone:
+            raise _client_error(404, "NoSuchUpload", "The specified upload does not exist.")
+        return self.s3.list_parts(Bucket, Key, UploadId)
+
+
+def test_an_upload_completed_while_the_report_lists_it_is_not_counted_and_the_bucket_is_reported():
+    """ListParts answering NoSuchUpload (the upload finished between the two requests) made the whole
+    bucket's numbers an error; now that upload simply no longer costs anything."""
+    from include.storage_report.cli import run_local
+
+    report = run_local(lambda region: _UploadsWorld(gone="u2"), workers=1)
+    [b] = report["buckets"]
+    assert b["error"] is None and b["object_count"] == 1 and b["total_bytes"] == 100
+    assert b["incomplete_multipart_uploads"] == {"count": 1, "bytes": GB}
+
+
+def test_a_role_that_cannot_list_multipart_uploads_still_gets_the_buckets_numbers():
+    """s3:ListBucketMultipartUploads is a permission of its own: refused, the bucket's objects are still
+    counted; only its incomplete uploads are unknown, and every rendering says why."""
+    from include.storage_report.cli import run_local
+
+    report = run_local(lambda region: _UploadsWorld(refuse=True), workers=1)
+    [b] = report["buckets"]
+    assert b["error"] is None and b["object_count"] == 1 and b["total_bytes"] == 100
+    assert b["incomplete_multipart_uploads"] is None
+    assert b["incomplete_multipart_uploads_error"].startswith("AccessDenied: not authorized")
+    assert report["totals"]["error_count"] == 0
+    text = report_render.render_table(report)
+    assert "busy: incomplete multipart uploads unknown (AccessDenied: not authorized" in text
+    assert "incomplete multipart uploads unknown" in report_render.render_html(report)
+    # the same world with the permission: counted, no note
+    allowed = run_local(lambda region: _UploadsWorld(), workers=1)
+    assert allowed["buckets"][0]["incomplete_multipart_uploads"] == {"count": 2, "bytes": GB + 7}
+    assert "unknown" not in report_render.render_table(allowed)
+
+
+def test_a_storage_class_without_any_price_is_named_under_the_totals():
+    """A class with no price cost $0.00 with no word outside report.json."""
+    buckets = [{"name": "b", "creation_date": "2026-01-01T00:00:00Z", "region": "us-east-1", "error": None}]
+    totals = Totals()
+    totals.add_object(5 * GB, "2026-11-01T00:00:00.000Z", "OUTPOSTS")
+    report = build_report(buckets, [{"bucket": "b", "part": 0, "of": 1, "totals": totals.to_dict(), "error": None}],
+                          prices=load_prices(PRICES), size_unit="GiB", source="listing", include_versions=False,
+                          generated_at=NOW)
+    assert report["pricing"]["unpriced"] == ["us-east-1/OUTPOSTS"]
+    line = "no price for us-east-1/OUTPOSTS: counted as $0 in the costs"
+    assert line in report_render.render_table(report) and line in report_render.render_html(report)
