@@ -321,6 +321,10 @@ def add_deletion_tasks(
         if plan.get("plan_id") != plan_summary.get("plan_id"):
             raise AirflowFailException("plan.json does not match the plan task's summary: clear the plan task "
                                        "and everything after it")
+        changed = gate.settings_changed(plan, params)
+        if changed:
+            raise AirflowFailException(f"the run's settings are not those its plan was made with ({changed}): clear "
+                                       "the run's first task and everything after it to plan again")
         chunks = list(plan.get("chunks") or [])  # from the artifact, not from the XCom
         limit = _max_map_length()
         refusals = [f"the plan has {len(chunks)} chunks, more than Airflow's max_map_length={limit}"] \
@@ -342,17 +346,16 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
 
         from include.aws.client import client_from_connection
-        from include.dag_defaults import saved_run_settings
         from include.deletion.plan import delete_chunk, read_plan
 
         context = get_current_context()
-        params = saved_run_settings(context)
         verdict = require_authorized(context, chunk, plan_task_id=plan_task_id)
         log.info("chunk %s authorised (%s)", chunk, verdict)
         run_dir = run_dir_of(context)
+        plan = read_plan(run_dir)
+        params = plan["settings"]  # authorised: the settings the plan was made, checked and approved with
         client = client_from_connection(params["aws_conn_id"])
-        check = recheck(RecheckContext(client, params["bucket"], params, read_plan(run_dir), run_dir)) \
-            if recheck else None
+        check = recheck(RecheckContext(client, params["bucket"], params, plan, run_dir)) if recheck else None
         return delete_chunk(client, params["bucket"], run_dir, chunk, recheck=check, dry_run=False)
 
     @task(task_id=AUDIT, trigger_rule="none_failed")

@@ -32,6 +32,7 @@ Markdown the Airflow UI renders, hence the few lines here.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -184,6 +185,10 @@ def authorize(
 
     if plan is None:
         raise DeleteRefused("no plan.json for this run: nothing may be deleted without a written plan")
+    changed = settings_changed(plan, params)
+    if changed:
+        raise DeleteRefused(f"the run's settings are not those its plan was made with ({changed}): nothing is "
+                            "deleted; clear the run's first task and everything after it to plan again", REFUSED)
     if chunk is not None and chunk not in plan.get("chunks", []):
         raise DeleteRefused(f"chunk {chunk!r} is not part of the plan")
     if params.get("dry_run"):
@@ -201,11 +206,11 @@ def authorize(
     if not guard or guard.get("plan_id") != plan.get("plan_id") or guard.get("plan_file_digest") != plan_file_digest:
         raise DeleteRefused("the guard did not check this plan (guard.json missing, or plan.json changed since): "
                             "clear the run's guard, approve and delete tasks")
-    if mode == "auto":
-        return "auto"
     if superseded:
         raise DeleteRefused(f"this plan was superseded by run {superseded.get('superseded_by')!r}: nothing of it "
                             "is deleted", SUPERSEDED)
+    if mode == "auto" and approval is None:
+        return "auto"
     if approval is None:
         raise DeleteRefused(
             "deletion needs approval (approval='required') and no approval is recorded: nobody answered the "
@@ -222,16 +227,33 @@ def authorize(
     return APPROVED
 
 
+def settings_changed(plan: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
+    """Why the run's settings (``settings.json``, rewritten whenever the run's first task runs again) are
+    not those ``plan.json`` records (:class:`include.deletion.plan.PlanWriter`), or None when they are.
+    The guard and the approval pin plan.json, so its settings are the ones that were checked and approved:
+    a Variable edited and the first task cleared afterwards (``approval: auto``, another bucket,
+    connection or database) must not apply to a plan someone approved, rejected or never saw."""
+    pinned = plan.get("settings")
+    if not isinstance(pinned, Mapping):
+        return "plan.json does not record them: a plan written before they were pinned"
+
+    def canonical(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, default=str)
+
+    keys = sorted(k for k in set(pinned) | set(params) if canonical(pinned.get(k)) != canonical(params.get(k)))
+    return f"changed since: {', '.join(keys)}" if keys else None
+
+
 def verdict_of(params: Mapping[str, Any], approval: Mapping[str, Any] | None,
                superseded: Mapping[str, Any] | None) -> str:
     """The run's approval verdict for the audit (never raises)."""
     if params.get("dry_run"):
         return "dry_run"
-    if params.get("approval") == "auto":
-        return "auto"
     if approval is not None:
         return str(approval.get("verdict"))
-    return SUPERSEDED if superseded else "no_answer"
+    if superseded:
+        return SUPERSEDED
+    return "auto" if params.get("approval") == "auto" else "no_answer"
 
 
 # The text the approver reads ----------------------------------------------------------------------

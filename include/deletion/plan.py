@@ -21,7 +21,7 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,12 +85,16 @@ class PlanWriter:
     an earlier plan are never mistaken for this one's.
     """
 
-    def __init__(self, run_dir: Any, *, chunk_size: int = 1000, sample_size: int = 20) -> None:
+    def __init__(self, run_dir: Any, *, chunk_size: int = 1000, sample_size: int = 20,
+                 settings: Mapping[str, Any] | None = None) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.run_dir = run_dir
         self.chunk_size = chunk_size
         self.sample_size = sample_size
+        # the run's settings the plan is made with: plan.json (which the guard and the approval pin)
+        # records them, and nothing of it is deleted under other ones (approval.authorize)
+        self.settings = None if settings is None else dict(settings)
         self.plan_id = uuid.uuid4().hex
         self._buffer: list[PlanItem] = []
         self._chunks: list[str] = []
@@ -152,7 +156,8 @@ class PlanWriter:
             "samples": list(self._samples),
             **(extra or {}),
         }
-        artifacts.write_json(plan_path, {**summary, "chunk_size": self.chunk_size})
+        pinned = {} if self.settings is None else {"settings": self.settings}
+        artifacts.write_json(plan_path, {**summary, "chunk_size": self.chunk_size, **pinned})
         return summary
 
 

@@ -272,18 +272,19 @@ def reconcile(scanned: ScanResult, live: set[str], now: datetime) -> list[str]:
 
 def plan_cleanup(
     client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any, now: datetime, *, chunk_size: int = 1000,
+    run_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """List (or read the newest inventory), select and write the plan (plus ``deployments.jsonl``);
     return the plan summary. An inventory problem raises :class:`include.inventory.manifest.InventoryError`."""
     from include.inventory.read import object_source
 
     with object_source(client, bucket, settings.source, include_versions=settings.include_versions) as found:
-        return _plan(client, bucket, settings, run_dir, now, chunk_size, found)
+        return _plan(client, bucket, settings, run_dir, now, chunk_size, found, run_settings)
 
 
 def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any, now: datetime, chunk_size: int,
-          found: ObjectSource) -> dict[str, Any]:
-    writer = PlanWriter(run_dir, chunk_size=chunk_size)
+          found: ObjectSource, run_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    writer = PlanWriter(run_dir, chunk_size=chunk_size, settings=run_settings)
     where = f"s3://{bucket}/{settings.prefix}"
     listing = Progress(f"{found.reading} {where} (deploy cleanup plan)")
     scanned = scan(found.objects(settings.prefix, on_batch=listing.add), settings.prefix,

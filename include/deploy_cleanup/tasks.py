@@ -93,6 +93,6 @@ def plan(context: Any) -> dict[str, Any]:
     now = logical_now(context)
     client = client_from_connection(s["aws_conn_id"], mode="adaptive")
     try:
-        return plan_cleanup(client, s["bucket"], settings, run_dir_of(context), now)
+        return plan_cleanup(client, s["bucket"], settings, run_dir_of(context), now, run_settings=s)
     except InventoryError as exc:  # no usable inventory, or a damaged one: a retry reads the same files
         raise _fail(f"source inventory: {exc}") from None

@@ -8,7 +8,7 @@ connection, or a login on the command line); this module never touches Airflow.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack, closing
 from typing import Any
 
@@ -21,8 +21,10 @@ from include.retention.versions import versioning_note, versioning_state
 
 def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket: str, key_prefix: str,
                 jobs_table: str, policy: Policy, source: str, include_versions: bool, allow_empty_jobs: bool,
-                trial_retention: str, orphan_min_age_days: float, purge_job_rows: bool = False) -> dict[str, Any]:
-    """Write the plan of ``s3://bucket/key_prefix`` into ``run_dir`` and return its summary.
+                trial_retention: str, orphan_min_age_days: float, purge_job_rows: bool = False,
+                run_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the plan of ``s3://bucket/key_prefix`` into ``run_dir`` and return its summary (``run_settings``:
+    the DAG run's settings, which plan.json records for the deletion gate).
 
     ``connect`` opens a MySQL connection. Two are opened once the objects can be read (after an
     inventory's download, which can take minutes, so that no connection idles through it): one streams
@@ -42,6 +44,7 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
             lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
             jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
             versions=found.versions(key_prefix, on_batch=progress.add) if include_versions else None,
+            run_settings=run_settings,
             extra={"bucket": bucket, "trial_retention": trial_retention, "orphan_min_age_days": orphan_min_age_days,
                    "purge_job_rows": purge_job_rows, "include_versions": include_versions, "versioning": versioning,
                    "purge_denied": purge_denied, "versioning_note": versioning_note(versioning, include_versions),

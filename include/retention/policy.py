@@ -409,6 +409,7 @@ def write_plan(
     objects: Iterable[S3Object], rows: Iterable[JobRow], run_dir: Any, *, key_prefix: str, policy: Policy,
     lookup: Lookup | None, jobs_table: str, allow_empty_jobs: bool, chunk_size: int = 1000,
     extra: dict[str, Any] | None = None, versions: Iterable[Any] | None = None,
+    run_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary.
 
@@ -418,7 +419,7 @@ def write_plan(
     from include.deletion.plan import PlanItem, PlanWriter
     from include.retention.versions import VersionCounts, current_with_versions
 
-    writer = PlanWriter(run_dir, chunk_size=chunk_size)
+    writer = PlanWriter(run_dir, chunk_size=chunk_size, settings=run_settings)
     failure: list[str] = []
     version_counts = VersionCounts()
     if versions is not None:

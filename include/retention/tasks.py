@@ -8,7 +8,7 @@ calendar or a bad table name fails the run once, without retries, naming the set
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from include.core.times import logical_now
@@ -41,7 +41,7 @@ def plan(context: Any) -> dict[str, Any]:
             key_prefix=s["key_prefix"], jobs_table=s["jobs_table"], run_dir=run_dir_of(context), policy=policy,
             allow_empty_jobs=s["allow_empty_jobs"], purge_job_rows=s["purge_job_rows"],
             trial_retention=s["trial_retention"], orphan_min_age_days=s["orphan_min_age_days"],
-            include_versions=s["include_versions"], source=s["source"],
+            include_versions=s["include_versions"], source=s["source"], run_settings=s,
         )
     except InventoryError as exc:  # no usable inventory, or a damaged one: a retry reads the same files
         raise AirflowFailException(f"{SETTINGS.dag_id}: source inventory: {exc}") from None
@@ -58,9 +58,10 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     s = saved_run_settings(context)
     if not s["purge_job_rows"] or s["dry_run"]:
         raise AirflowSkipException("purge_job_rows is off (or this is a dry run): job rows are kept")
-    require_authorized(context)
+    require_authorized(context)  # which also checks that the settings are those the plan was made with
     run_dir = run_dir_of(context)
-    return run_purge(mysql_conn_id=s["mysql_conn_id"], plan=read_plan(run_dir), run_dir=run_dir)
+    plan = read_plan(run_dir)
+    return run_purge(mysql_conn_id=plan["settings"]["mysql_conn_id"], plan=plan, run_dir=run_dir)
 
 
 def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
@@ -77,7 +78,7 @@ def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
 def run_plan(
     *, aws_conn_id: str, mysql_conn_id: str, bucket: str, key_prefix: str, jobs_table: str, policy: Any,
     run_dir: Any, allow_empty_jobs: bool, purge_job_rows: bool, trial_retention: str, orphan_min_age_days: float,
-    include_versions: bool = False, source: str = "listing",
+    include_versions: bool = False, source: str = "listing", run_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``plan`` task: stream the listing (or, with ``include_versions``, every version), or the
     bucket's newest inventory with ``source="inventory"``, against the job rows into the run's plan
@@ -93,7 +94,7 @@ def run_plan(
         client, lambda: jobs_db.connect(mysql_conn_id), run_dir, bucket=bucket, key_prefix=key_prefix,
         jobs_table=jobs_table, policy=policy, source=source, include_versions=include_versions,
         allow_empty_jobs=allow_empty_jobs, trial_retention=trial_retention, orphan_min_age_days=orphan_min_age_days,
-        purge_job_rows=purge_job_rows,
+        purge_job_rows=purge_job_rows, run_settings=run_settings,
     )
 
 

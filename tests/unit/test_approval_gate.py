@@ -24,8 +24,8 @@ def _record(chosen: list[str], user: dict[str, str] | None = ALICE) -> dict[str,
             "responded_at": "2026-11-30T10:00:00+00:00"}
 
 
-def _plan(run_dir: Path, n: int = 3) -> dict[str, Any]:
-    writer = PlanWriter(run_dir, chunk_size=2)
+def _plan(run_dir: Path, n: int = 3, params: dict[str, Any] = PARAMS) -> dict[str, Any]:
+    writer = PlanWriter(run_dir, chunk_size=2, settings=params)
     for i in range(n):
         writer.note_scanned(10)
         writer.add(PlanItem(key=f"k{i}", size=10, reason="orphan"))
@@ -101,7 +101,9 @@ def test_delete_is_authorised_when_everything_holds(tmp_path):
     _plan(tmp_path)
     assert _authorize(tmp_path) == "approved"
     assert _authorize(tmp_path, chunk=None) == "approved"  # purge_job_rows: a plan-wide check
-    assert _authorize(tmp_path, params={**PARAMS, "approval": "auto"}, approval=None) == "auto"
+    auto = {**PARAMS, "approval": "auto"}
+    _plan(tmp_path, params=auto)
+    assert _authorize(tmp_path, params=auto, approval=None) == "auto"
 
 
 @pytest.mark.parametrize(("change", "message", "verdict"), [
@@ -122,7 +124,7 @@ def test_delete_is_authorised_when_everything_holds(tmp_path):
     ({"superseded": {"superseded_by": "newer"}}, "superseded by run 'newer'", "superseded"),
 ])
 def test_delete_is_refused_when_a_precondition_is_missing(tmp_path, change, message, verdict):
-    _plan(tmp_path)
+    _plan(tmp_path, params=change.get("params", PARAMS))  # settings as the plan was made with them
     with pytest.raises(DeleteRefused, match=message) as info:
         _authorize(tmp_path, **change)
     assert info.value.verdict == verdict
@@ -316,3 +318,41 @@ def test_approve_fails_and_records_a_refused_approval(tmp_path, monkeypatch, kwa
     with pytest.raises(AirflowFailException, match=message):
         _resume(tmp_path, monkeypatch, _event(["Approve"]), **kwargs)
     assert _recorded(tmp_path)["verdict"] == "refused"
+
+
+@pytest.mark.parametrize("edit", [{"approval": "auto"}, {"bucket": "another-bucket"}, {"aws_conn_id": "other"},
+                                  {"mysql_conn_id": "other_db"}, {"purge_job_rows": True}, {"max_delete_count": 10**6}])
+def test_settings_changed_after_the_plan_delete_nothing(tmp_path, edit):
+    """settings.json is rewritten whenever the run's first task runs again. Someone who edits the Variable
+    (``approval: auto``, another bucket or connection) and clears only that task must not get a plan that
+    was rejected, or never answered, deleted; nor an approved plan deleted in another bucket."""
+    made_with = {**PARAMS, "bucket": "b", "aws_conn_id": "aws_default", "mysql_conn_id": "db", "purge_job_rows": False}
+    _plan(tmp_path, params=made_with)
+    rejected = {"verdict": "rejected", "reason": "rejected by alice"}
+    for approval in (rejected, None, _approved(tmp_path, json.loads((tmp_path / PLAN_FILE).read_text()))):
+        with pytest.raises(DeleteRefused, match=f"not those its plan was made with .*{next(iter(edit))}") as info:
+            _authorize(tmp_path, params={**made_with, **edit}, approval=approval)
+        assert info.value.verdict == gate.REFUSED
+    assert _authorize(tmp_path, params=made_with) == "approved"  # the settings it was made with: as before
+
+
+def test_a_plan_that_does_not_record_its_settings_deletes_nothing(tmp_path):
+    """A plan.json from before the settings were pinned (a run in flight across an upgrade) is planned again."""
+    writer = PlanWriter(tmp_path, chunk_size=2)
+    writer.add(PlanItem(key="k", size=1, reason="orphan"))
+    writer.note_scanned(1)
+    writer.close(listing_complete=True)
+    with pytest.raises(DeleteRefused, match="does not record them"):
+        _authorize(tmp_path, params={**PARAMS, "approval": "auto"}, approval=None)
+
+
+def test_a_recorded_reject_or_supersession_holds_even_when_the_plan_was_made_with_approval_auto(tmp_path):
+    """approval 'auto' returned before the approval record and the supersession marker were read."""
+    auto = {**PARAMS, "approval": "auto"}
+    _plan(tmp_path, params=auto)
+    with pytest.raises(DeleteRefused, match="rejected by alice"):
+        _authorize(tmp_path, params=auto, approval={"verdict": "rejected", "reason": "rejected by alice"})
+    with pytest.raises(DeleteRefused, match="superseded"):
+        _authorize(tmp_path, params=auto, approval=None, superseded={"superseded_by": "newer"})
+    assert gate.verdict_of(auto, {"verdict": "rejected"}, None) == "rejected"
+    assert gate.verdict_of(auto, None, None) == "auto"
