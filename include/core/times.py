@@ -32,6 +32,9 @@ def parse_time(value: str) -> datetime:
 
 def logical_now(context: Mapping[str, Any]) -> datetime:
     """A run's "now": its logical date, or ``run_after`` for a manual run without one (Airflow 3), so
-    a retry or a backfill decides exactly what the original run would have."""
-    moment = context.get("logical_date") or context["dag_run"].run_after
-    return utc(moment)
+    a retry or a backfill decides exactly what the original run would have. Never later than
+    ``run_after``: the REST API accepts a logical date in the future (``2099-01-01``), which would make
+    every TRIAL job expired and every deployment old enough to delete."""
+    run_after = context["dag_run"].run_after
+    moment = utc(context.get("logical_date") or run_after)
+    return min(moment, utc(run_after)) if run_after is not None else moment

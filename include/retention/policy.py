@@ -141,8 +141,11 @@ class JobRow(NamedTuple):
 
 
 def classify_job(job_type: str | None, completed_at: datetime | None, policy: Policy) -> JobClass:
-    """What one job says about the object it refers to."""
-    kind = job_type.strip().upper() if isinstance(job_type, str) else None
+    """What one job says about the object it refers to. The type is read as the purge's SQL reads it
+    (``UPPER(TRIM(type))``: spaces trimmed, ASCII letters): ``"trıal"`` (dotless i), ``"TRIAL\xa0"`` or an
+    em space are an unknown type and kept, where Python's own ``strip().upper()`` made them TRIAL."""
+    kind = job_type.strip(" ") if isinstance(job_type, str) else None
+    kind = kind.upper() if kind is not None and kind.isascii() else None
     if kind == "OFFICIAL":
         return "official"
     if kind != "TRIAL":
@@ -294,11 +297,11 @@ def lookup_forms(lookup: Lookup, names: Iterable[str]) -> dict[str, list[JobRow]
     found = lookup(sorted({form for each in forms.values() for form in each}))
     answer: dict[str, list[JobRow]] = {}
     for name, each in forms.items():
-        rows: dict[str, JobRow] = {}
+        rows: dict[JobRow, None] = {}  # every distinct row: two rows may share a jobId (or have none)
         for form in each:
-            rows.update((row.job_id, row) for row in found.get(form, ()))
+            rows.update((row, None) for row in found.get(form, ()))
         if rows:
-            answer[name] = list(rows.values())
+            answer[name] = list(rows)
         elif isinstance(found.get(name), Unmatchable):
             answer[name] = found[name]
     return answer

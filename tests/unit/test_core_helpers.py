@@ -32,6 +32,8 @@ def test_logical_now_prefers_the_logical_date_then_run_after() -> None:
     run = SimpleNamespace(run_after=after)
     assert logical_now({"logical_date": logical, "dag_run": run}) == logical
     assert logical_now({"logical_date": None, "dag_run": run}) == after
+    # a logical date in the future (the REST API takes one): the run's now is when it was due, not 2099
+    assert logical_now({"logical_date": datetime(2099, 1, 1, tzinfo=UTC), "dag_run": run}) == after
     assert utc(datetime(2026, 1, 1)).tzinfo is UTC
 
 

@@ -22,6 +22,13 @@ from include.retention.policy import (
 NOW = datetime(2019, 6, 3, tzinfo=UTC)
 
 
+def sql_type(value: str | None) -> str:
+    """A job's type as MySQL's ``UPPER(TRIM(type))`` reads it for ASCII: spaces trimmed, letters upper-cased
+    (anything else is no type this policy knows)."""
+    kind = (value or "").strip(" ")
+    return kind.upper() if kind.isascii() else ""
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -162,7 +169,7 @@ def reference(objects, rows, prefix, now, retention_days, min_age_days):
         refs = [r for r in rows if r.source_data == name]
         keep = name == ""
         for r in refs:
-            kind = (r.type or "").strip().upper()
+            kind = sql_type(r.type)
             if kind == "OFFICIAL" or kind != "TRIAL":
                 keep = True
             elif r.completed_at is None or r.completed_at.replace(tzinfo=UTC) > cutoff:
@@ -219,7 +226,7 @@ def test_plan_matches_brute_force(world, retention, min_age):
     assert extra["jobs"]["sources"] == len(sources)
     assert extra["jobs"]["sources_without_object"] == len(sources - {o.key[len(prefix):] for o in under})
     assert extra["unknown_type_rows"]["count"] == sum(
-        1 for r in rows if (r.type or "").strip().upper() not in ("OFFICIAL", "TRIAL")
+        1 for r in rows if sql_type(r.type) not in ("OFFICIAL", "TRIAL")
     )
 
 
@@ -413,3 +420,27 @@ def test_a_row_for_the_other_form_beats_unmatchable():
 
     planned, _, extra = run_plan([obj(NFD)], rows, "", Policy.at(NOW), lookup=latin1_lookup)
     assert planned == {} and extra["protected"]["by_cause"]["ambiguous"] == 1
+
+
+@pytest.mark.parametrize("odd", ["trıal", "TRIAL\xa0", "\u2003trial", "TRİAL"])
+def test_a_type_that_only_looks_like_trial_is_unknown_and_kept(odd):
+    """Python's strip().upper() made these TRIAL (and deleted the file as expired) while the purge's
+    UPPER(TRIM(type)) did not: they are an unknown type, kept and reported."""
+    from include.retention.policy import classify_job
+
+    policy = Policy.at(NOW, "P3M", 7)
+    old = NOW - timedelta(days=400)
+    assert classify_job(odd, old, policy) == "unknown_type"
+    assert classify_job("  trial  ", old, policy) == "trial_expired"  # spaces and case, as SQL reads them
+    assert classify_job("Official", old, policy) == "official"
+
+
+def test_rows_that_share_a_job_id_or_have_none_are_all_kept_by_the_lookup():
+    """Rows were told apart by jobId: two NULL ids (str(None) == "None") or a duplicated id hid one row,
+    so an OFFICIAL row could vanish behind an expired TRIAL one and its file be deleted."""
+    from include.retention.policy import lookup_forms
+
+    old = NOW - timedelta(days=400)
+    official, trial = JobRow("None", None, "OFFICIAL", "foo"), JobRow("None", old, "TRIAL", "foo")
+    found = lookup_forms(lambda names: {"foo": [official, trial]}, ["foo"])
+    assert found["foo"] == [official, trial]
