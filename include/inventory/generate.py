@@ -35,7 +35,8 @@ PARQUET_COLUMNS = (("bucket", "VARCHAR", "required binary bucket (STRING)"),
                    ("is_latest", "BOOLEAN", "optional boolean is_latest"),
                    ("is_delete_marker", "BOOLEAN", "optional boolean is_delete_marker"),
                    ("size", "BIGINT", "optional int64 size"),
-                   ("last_modified_date", "TIMESTAMP", "optional int64 last_modified_date (TIMESTAMP(MILLIS,true))"),
+                   # TIMESTAMPTZ: written with isAdjustedToUTC=true, as AWS's own inventories are
+                   ("last_modified_date", "TIMESTAMPTZ", "optional int64 last_modified_date (TIMESTAMP(MILLIS,true))"),
                    ("e_tag", "VARCHAR", "optional binary e_tag (STRING)"),
                    ("storage_class", "VARCHAR", "optional binary storage_class (STRING)"))
 VERSION_COLUMNS = {"version_id", "is_latest", "is_delete_marker"}

@@ -38,6 +38,11 @@ def duckdb_config(**extra: str | bool) -> dict[str, str | bool]:
     return {"memory_limit": DUCKDB_MEMORY, "allocator_flush_threshold": "8MB",
             "allocator_bulk_deallocation_flush_threshold": "8MB", **extra}
 _BATCH = 10_000
+#: A Parquet inventory's ``last_modified_date`` as S3 writes times (``…T04:28:13.123Z``). AWS stores it as
+#: TIMESTAMP(MILLIS, isAdjustedToUTC=true), which DuckDB reads as a TIMESTAMP WITH TIME ZONE and
+#: ``::TIMESTAMP`` turns into the process's local time (``TZ=Asia/Tokyo``: 9 hours off). Microseconds since
+#: the epoch are the same in every zone, for either kind of column.
+PARQUET_TIME = "strftime(make_timestamp(epoch_us(last_modified_date)), '%Y-%m-%dT%H:%M:%S.%g') || 'Z'"
 
 
 def sql_text(value: str) -> str:
@@ -106,7 +111,7 @@ class Snapshot:
 
     def _when(self) -> str:
         if self.manifest.format == "Parquet":
-            return "strftime(last_modified_date::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%g') || 'Z'"
+            return PARQUET_TIME
         return "last_modified_date"
 
     def _rows(self, select: str, where: str, prefix: str, order: str,

@@ -22,7 +22,7 @@ from typing import Any
 
 from include.core.progress import Progress
 from include.inventory.manifest import InventoryError, Manifest
-from include.inventory.read import download, duckdb_config, local_name, relation, sql_text
+from include.inventory.read import PARQUET_TIME, download, duckdb_config, local_name, relation, sql_text
 from include.storage_report.summarize import Totals
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ FILES_PER_PART = 8
 def _query(fmt: str, columns: Sequence[str], path: str, versions: bool, storage_classes: Sequence[str]) -> str:
     """One row per (storage class, kind) with count, bytes and newest ``last_modified`` (ISO, ms)."""
     size = "TRY_CAST(size AS BIGINT)"
-    when = ("strftime(last_modified_date::TIMESTAMP, '%Y-%m-%dT%H:%M:%S.%g') || 'Z'" if fmt == "Parquet"
-            else "last_modified_date")
+    when = PARQUET_TIME if fmt == "Parquet" else "last_modified_date"
     cls = "COALESCE(NULLIF(storage_class, ''), 'STANDARD')"
     if versions:
         marker = "COALESCE(TRY_CAST(is_delete_marker AS BOOLEAN), false)"

@@ -42,3 +42,37 @@ def test_two_streams_of_one_snapshot_can_be_read_side_by_side(tmp_path):
     assert len(pairs) == 10_000 and lows == sorted(lows) and highs == sorted(highs)
     assert all(k.startswith("k/00000") for k in lows) and all(k.startswith("k/00001") for k in highs)
     assert not spill.exists()
+
+
+PARQUET_PROBE = r"""
+import os, sys, duckdb
+from include.inventory import read
+from include.inventory.manifest import Manifest
+from include.storage_report.inventory_files import _query
+path = sys.argv[1] + "/data.parquet"
+con = duckdb.connect()
+# AWS's Parquet inventories hold TIMESTAMP(MILLIS, isAdjustedToUTC=true): DuckDB writes a TIMESTAMPTZ so
+con.execute(f"COPY (SELECT 'b' AS bucket, 'k' AS key, 5::BIGINT AS size, "
+            f"TIMESTAMPTZ '2026-11-22 04:28:13.123+00' AS last_modified_date, 'e' AS e_tag, "
+            f"'STANDARD' AS storage_class) TO '{path}' (FORMAT parquet)")
+print(con.execute(_query("Parquet", [], path, False, ())).fetchall()[0][4])
+manifest = Manifest("b", "dest", "inv/b/id/2026-01-01T00-00Z/manifest.json", "2026-01-01T00-00Z", "Parquet",
+                    [], [], False)
+spill = sys.argv[1] + "/spill"
+os.mkdir(spill)
+with read.Snapshot(manifest, spill, [path]) as snapshot:
+    print(next(iter(snapshot.objects(""))).last_modified)
+"""
+
+
+def test_a_parquet_inventorys_times_are_utc_whatever_the_workers_time_zone(tmp_path):
+    """``last_modified_date::TIMESTAMP`` turned AWS's UTC-adjusted Parquet times into the process's local
+    time: a worker in Tokyo reported the newest object 9 hours late, one in New York 5 hours early."""
+    import os
+    import subprocess
+    import sys
+
+    for zone in ("UTC", "Asia/Tokyo", "America/New_York"):
+        out = subprocess.run([sys.executable, "-c", PARQUET_PROBE, str(tmp_path)], capture_output=True, text=True,
+                             env={**os.environ, "TZ": zone}, check=True).stdout.split()
+        assert out == ["2026-11-22T04:28:13.123Z", "2026-11-22T04:28:13.123Z"], zone
