@@ -24,7 +24,7 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
    is deleted. An identical object already there (a crash after upload) only costs the local delete; a
    different one is a **conflict**: the file stays. Any failure keeps the file for the next run; a
    multipart upload left incomplete by a killed worker is aborted by the next scan.
-3. **tidy** removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
+3. **tidy** (also after a failed batch, which then fails the run) removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
    A run that found nothing leaves no run folder, only a one-line entry in the artifact index.
@@ -39,7 +39,9 @@ or an invalid setting fails the run once, naming it. See `docs/configuration.md`
 UPLOADED_ALIAS = AssetAlias("s3_upload")
 
 
-@dag(dag_id="s3_upload", schedule="* * * * *",
+# No backfills: a run uploads what is in base_dir now, whatever its logical date, and a backfill's runs
+# would not wait for each other (max_active_runs holds per backfill, not across it and the schedule).
+@dag(dag_id="s3_upload", schedule="* * * * *", allowed_run_types=["scheduled", "manual"],
      **dag_args(tags=["s3", "upload"], doc_md=DOC_MD, params=params_of(upload_tasks.SETTINGS)))
 def s3_upload() -> None:
     @task
@@ -50,7 +52,8 @@ def s3_upload() -> None:
     def upload_batch(batch: str) -> dict[str, int]:
         return upload_tasks.upload_batch(get_current_context(), batch)
 
-    @task(outlets=[UPLOADED_ALIAS], trigger_rule="none_failed")
+    # runs when a batch failed too: what the other batches moved is recorded and its asset event emitted
+    @task(outlets=[UPLOADED_ALIAS], trigger_rule="all_done_min_one_success")
     def tidy(batches: list[str]) -> dict[str, int]:
         return upload_tasks.tidy(get_current_context(), batches, UPLOADED_ALIAS)
 

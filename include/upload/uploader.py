@@ -763,7 +763,7 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
         "failed": int(scan_info.get("errors_total", len(scan_errors))) + counts["failed"], "bytes": counts["bytes"],
         "already_present": counts["already_present"],
         "local_delete_failed": sum(r["status"] == NOT_DELETED for r in manifest),
-        "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders,
+        "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders, "batches_failed": 0,
         "aborted_uploads": sum(1 for u in scan_info.get("aborted_uploads", []) if not u.get("error")),
         "uploads_left_alone": int(scan_info.get("uploads_left_alone", 0)),
         "malformed_paths": [m["path"] for m in malformed][:LIST_CAP],
@@ -776,7 +776,9 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
     return summary, manifest
 
 
-RETURN_KEYS = ("uploaded", "skipped_not_ready", "malformed", "conflicts", "failed", "bytes")
+RETURN_KEYS = ("uploaded", "skipped_not_ready", "malformed", "conflicts", "failed", "bytes", "batches_failed")
+FAILED_BATCH = ("its upload_batch task failed: which of its files moved is not in the manifest; those still in "
+                "base_dir are uploaded by the next run (the task's log says why it failed)")
 
 
 def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:
@@ -785,25 +787,30 @@ def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:
 
 
 def problems(counts: dict[str, Any]) -> str | None:
-    """Why an upload run must not look green: files failed or conflicted and stayed in ``base_dir``."""
+    """Why an upload run must not look green: files failed or conflicted and stayed in ``base_dir``, or a
+    batch's task failed."""
     failed, conflicts = int(counts.get("failed") or 0), int(counts.get("conflicts") or 0)
-    if not failed and not conflicts:
+    lost = int(counts.get("batches_failed") or 0)
+    if not failed and not conflicts and not lost:
         return None
-    return (f"{failed} file(s) failed and {conflicts} conflicted with a different object already in the bucket; "
+    text = (f"{failed} file(s) failed and {conflicts} conflicted with a different object already in the bucket; "
             f"they stay in base_dir and are retried every run (summary.json lists them; set overwrite to replace "
             f"conflicting objects)")
+    return text + (f"; {lost} batch(es) failed: {FAILED_BATCH}" if lost else "")
 
 
 def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
               now: datetime | None = None) -> dict[str, Any]:
     """Remove finished empty folders, write ``manifest.jsonl`` and ``summary.json``; return the summary."""
     scan_info = artifacts.read_json(run_dir / "scan.json")
-    results = []
+    results, missing = [], []
     for batch in batches:
         path = run_dir / "results" / f"{batch}.json"
-        if not artifacts.exists(path):
-            raise UploadError(f"batch {batch} left no result at {artifacts.uri(path)}: did upload_batch run?")
-        results.append(BatchResult.from_dict(artifacts.read_json(path)))
+        if artifacts.exists(path):
+            results.append(BatchResult.from_dict(artifacts.read_json(path)))
+        else:  # its upload_batch failed: what the others moved is still recorded, and the run is not green
+            log.warning("batch %s left no result at %s (its upload_batch task failed)", batch, artifacts.uri(path))
+            missing.append(batch)
     try:
         with lock.holding(settings.base_dir, shared=True):
             removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
@@ -811,6 +818,8 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
         log.warning("empty folders left in place this run: %s", exc)
         removed = []
     summary, manifest = summarize(settings, scan_info, results, removed_folders=len(removed))
+    summary["batches_failed"] = len(missing)
+    summary["failures"] += [{"path": f"batch {b}", "error": FAILED_BATCH} for b in missing][:LIST_CAP]
     if found_nothing(summary, batches):
         # every minute on a quiet folder: no run folder, only the one-line index entry
         artifacts.record_index(run_dir / "summary.json", {k: v for k, v in summary.items() if not isinstance(v, list)})

@@ -57,7 +57,10 @@ def test_s3_upload_shape():
                                   "multipart_threshold_mib", "throughput_target_gbps", "aws_conn_id"}
     assert _edges(dag) == {"scan": ["tidy", "upload_batch"], "upload_batch": ["tidy"], "tidy": ["check"], "check": []}
     tidy = dag.get_task("tidy")
-    assert tidy.trigger_rule == "none_failed"  # runs when there was nothing to upload (no mapped instances)
+    # runs when there was nothing to upload (no mapped instances), and after a failed batch, not after a failed scan
+    assert tidy.trigger_rule == "all_done_min_one_success"
+    # no backfills: a backfill's runs do not wait for the scheduled ones, and a run uploads what is there now
+    assert {str(getattr(t, "value", t)) for t in dag.allowed_run_types} == {"scheduled", "manual"}
     assert [getattr(o, "name", None) for o in tidy.outlets] == ["s3_upload"]
     # a failed or conflicting file makes the run red (check fails) and notifies the deployment's targets
     assert [type(cb).__name__ for cb in dag.get_task("check").on_failure_callback] == ["DeploymentNotifier"]

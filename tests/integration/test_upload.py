@@ -21,7 +21,7 @@ from include.aws.client import client_from_args
 from include.seed import upload_files
 from include.upload.layout import Candidate
 from include.upload.settings import UploadSettings, resolve_settings
-from include.upload.uploader import Uploader, tidy_task, upload_tree
+from include.upload.uploader import Uploader, problems, tidy_task, upload_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -540,13 +540,14 @@ def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag, 
     assert (tmp_path / rel).read_bytes() == b"keep me\n"
 
 
-def test_tidy_refuses_to_summarize_a_batch_without_result(tmp_path):
+def test_tidy_records_a_batch_without_result_and_goes_on(tmp_path):
     from include.core import artifacts
 
     run_dir = tmp_path / "run"
     artifacts.write_json(run_dir / "scan.json", {"batches": ["00000"], "malformed": [], "not_ready": 0})
-    with pytest.raises(RuntimeError, match="batch 00000 left no result"):
-        tidy_task(settings(tmp_path, "some-bucket"), run_dir, ["00000"])
+    summary = tidy_task(settings(tmp_path, "some-bucket"), run_dir, ["00000"])
+    assert summary["batches_failed"] == 1 and summary["failures"][0]["path"] == "batch 00000"
+    assert "batch(es) failed" in problems(summary)
 
 
 def test_unreadable_file_is_kept_and_the_rest_move(tmp_path, s3, bucket, client, monkeypatch):
@@ -1063,3 +1064,32 @@ def test_sigkill_during_multipart_uploads_never_loses_a_file(tmp_path, s3, bucke
     assert keys_in(s3, bucket) == set(truth) and not list(tmp_path.rglob("*.dat"))
     assert {k: body_of(s3, bucket, k) for k in truth} == truth
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_failed_batch_still_leaves_the_runs_record_and_fails_the_run(tmp_path, s3, bucket, run_dag, monkeypatch):
+    """One upload_batch failing made tidy upstream_failed: no summary, no manifest, no asset event for the
+    files the other batches had already moved. Now tidy records them and the run fails, naming the batch."""
+    import include.upload.uploader as upload
+
+    rels = [rel_at("oslo", NOW - timedelta(hours=1, minutes=i), f"t{i}") for i in range(3)]
+    for rel in rels:
+        write(tmp_path, rel, rel.encode())
+    monkeypatch.setattr(upload, "BATCH_SIZE", 1)  # one file per batch: three mapped tasks
+    real = upload.upload_batch_task
+
+    def one_fails(client, settings, run_dir, batch, **kw):
+        if batch == "00001":
+            raise RuntimeError("worker lost")
+        return real(client, settings, run_dir, batch, **kw)
+
+    monkeypatch.setattr(upload, "upload_batch_task", one_fails)
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket}, retries=0)
+    states = result.task_states()
+    assert result.state == "failed" and states[("tidy", -1)] == "success" and states[("check", -1)] == "failed"
+    summary = json.loads((result.artifacts() / "summary.json").read_text())
+    assert summary["uploaded"] == 2 and summary["batches_failed"] == 1
+    assert [f["path"] for f in summary["failures"]] == ["batch 00001"]
+    kept = [rel for rel in rels if (tmp_path / rel).exists()]
+    assert len(kept) == 1  # the failed batch's file is still there for the next run
+    assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/")] == [2]
+
