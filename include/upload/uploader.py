@@ -393,8 +393,10 @@ class Uploader:
         return Outcome(status, rel, key, local.size, local.checksum, uploaded_at)
 
     def _vanished(self, cand: Candidate, key: str) -> Outcome:
-        """The file is gone. If this run already moved it (a retried task), the object is there, newer
-        than the scan: report it as uploaded. Otherwise someone else removed it: say so."""
+        """The file is gone. If this run already moved it (a retried task), the object is there: newer
+        than the scan, it is reported as uploaded; older, of the file's size, as already present (the
+        first try found that object identical and deleted the file, then died before its record).
+        Otherwise someone else removed it: say so."""
         try:
             head = _head(self.client, self.settings.bucket, key)
         except (ClientError, BotoCoreError) as exc:
@@ -406,6 +408,12 @@ class Uploader:
                 f"crc64nvme:{checksum}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
                 format_time(head["LastModified"]),
             )
+        if head is not None and int(head["ContentLength"]) == cand.size:
+            checksum = head.get("ChecksumCRC64NVME")
+            return Outcome(ALREADY_PRESENT, cand.rel, key, cand.size,
+                           f"crc64nvme:{checksum}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
+                           error="the file was gone when this try began; an object of its size was already at the "
+                                 "key (an earlier try found it identical and deleted the file)")
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
 
 

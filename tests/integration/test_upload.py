@@ -225,6 +225,18 @@ def test_vanished_after_our_own_upload_counts_as_uploaded(tmp_path, s3, bucket, 
     assert retry.checksum == crc(b"moved by attempt 1\n")
 
 
+def test_vanished_after_an_earlier_try_found_the_object_identical_is_already_present(tmp_path, s3, bucket, client):
+    """A retried batch whose first try found an older identical object, deleted the file and died before
+    writing its result: the retry found the file gone and the object older than its scan, and failed the
+    run ("vanished before upload") though the data was safe in S3."""
+    earlier = rel_at("berlin", NOW - timedelta(hours=1), "earlier")
+    s3.put_object(Bucket=bucket, Key=earlier, Body=b"same\n")
+    later = Uploader(client, settings(tmp_path, bucket), datetime.now(UTC) + timedelta(minutes=5))  # the retry's scan
+    moved = later.upload_one(Candidate(NOW, earlier, 5, 0))
+    assert moved.status == "already_present" and "an earlier try found it identical" in moved.error
+    assert later.upload_one(Candidate(NOW, earlier, 6, 0)).status == "failed"  # another size: not this file
+
+
 def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, client, s3_server):
     """The CRT client retries 503 SlowDown, 500 and dropped connections like botocore's standard mode."""
     truth = {rel_at("berlin", NOW - timedelta(hours=1, minutes=m), "t"): os.urandom(100 + m) for m in range(6)}
