@@ -78,7 +78,16 @@ class UploadSettings:
 
     @property
     def asset_uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key_prefix}"
+        """The asset the DAG updates. ``?``, ``#`` and ``%`` are escaped: Airflow reads a URI's query and
+        fragment off, so the prefix ``a?b#c/`` was the asset ``s3://bucket/a``, another uploader's."""
+        return f"s3://{self.bucket}/{self.key_prefix.translate(_URI_ESCAPES)}"
+
+
+_URI_ESCAPES = str.maketrans({"%": "%25", "?": "%3F", "#": "%23"})
+#: the shortest name the layout has (``a/2026/01/01/00/00-t.dat``): a prefix longer than S3's 1,024 bytes
+#: of key minus this leaves room for no key
+SHORTEST_REL = len("a/2026/01/01/00/00-t.dat")
+S3_KEY_BYTES = 1024
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -144,6 +153,13 @@ def check_key_prefix(prefix: str, where: str) -> None:
             f"key_prefix {prefix!r} (from {where}) holds the non-printable character U+{ord(odd):04X} at "
             f"position {prefix.index(odd)}: a key prefix may hold printable characters only (letters and "
             "digits of any script, punctuation, spaces; '/' between folders), no control or format characters"
+        )
+    size = len(normalize_prefix(prefix).encode())  # printable, so no lone surrogate: it encodes
+    if size > S3_KEY_BYTES - SHORTEST_REL:
+        raise SettingsError(
+            f"key_prefix (from {where}) is {size:,} bytes in UTF-8: S3 keys hold at most {S3_KEY_BYTES:,} bytes, "
+            f"so with the layout's shortest name ({SHORTEST_REL} bytes) no file would fit; shorten it to "
+            f"{S3_KEY_BYTES - SHORTEST_REL:,} bytes or fewer"
         )
 
 

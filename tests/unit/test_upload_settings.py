@@ -198,3 +198,23 @@ def test_a_key_prefix_from_the_variable_is_checked_the_same_way():
 @pytest.mark.parametrize("prefix", ["raw", "in box/", "données/日本/", "a-b_c.d/e+f=g@h", "x//y"])
 def test_printable_key_prefixes_of_any_script_are_fine(prefix):
     assert resolve_settings({**BASE, "key_prefix": prefix}, None)[0].key_prefix == normalize_prefix(prefix)
+
+
+def test_a_key_prefix_too_long_in_bytes_for_any_key_is_refused():
+    """maxLength counts characters: 1,024 'é' (2,048 bytes) passed, then every file failed every minute
+    with KeyTooLongError."""
+    with pytest.raises(SettingsError, match=r"key_prefix \(from the run's param 'key_prefix'\) is 2,049 bytes"):
+        resolve_settings({**BASE, "key_prefix": "é" * 1024}, None)
+    fits = "a" * 999  # + "/" + the shortest name: 1,024 bytes
+    assert len(resolve_settings({**BASE, "key_prefix": fits}, None)[0].key("a/2026/01/01/00/00-t.dat").encode()) == 1024
+    with pytest.raises(SettingsError, match="1,001 bytes"):
+        resolve_settings({**BASE, "key_prefix": "a" * 1000}, None)
+
+
+@pytest.mark.parametrize(("prefix", "uri"), [("a?b#c", "s3://bkt/a%3Fb%23c"), ("100%/", "s3://bkt/100%25"), ("in/", "s3://bkt/in")])
+def test_the_asset_is_the_whole_prefix_whatever_it_holds(prefix, uri):
+    """Airflow reads a URI's query and fragment off: the prefix 'a?b#c' was the asset s3://b/a."""
+    from airflow.sdk import Asset
+
+    settings = resolve_settings({**BASE, "bucket": "bkt", "key_prefix": prefix}, None)[0]
+    assert Asset(settings.asset_uri).uri == uri
