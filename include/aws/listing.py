@@ -141,7 +141,9 @@ def parse_objects_page(text: str) -> list[S3Object]:
     text = _xml_line_ends(text)
     url = _URL_ENCODED in text
     entries = _CONTENTS_FAST.findall(text)
-    if len(entries) == text.count("<Contents>"):
+    # every entry matched, and every StorageClass was read (the group is optional: an element between
+    # Size and StorageClass would otherwise leave a GLACIER object STANDARD)
+    if len(entries) == text.count("<Contents>") and sum(1 for e in entries if e[4]) == text.count("<StorageClass>"):
         # the common case inline (no call per key): plain keys, canonical timestamps, quoted ETags
         return [
             S3Object(_key(k, url) if ("&" in k or (url and ("%" in k or "+" in k))) else k, int(size), lm,

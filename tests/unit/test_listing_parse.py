@@ -156,3 +156,14 @@ def test_etag_forms_read_like_botocore_reads_them(raw, etag):
             f"<ETag>{raw}</ETag><Size>5</Size></Contents><Contents><Key>l</Key><LastModified>2026-01-02T03:04:05.000Z"
             "</LastModified><ETag>&quot;x&quot;</ETag><Size>1</Size></Contents></ListBucketResult>")
     assert [o.etag for o in parse_objects_page(body)] == [etag, "x"]
+
+
+def test_an_element_between_size_and_storage_class_never_makes_a_glacier_object_standard():
+    """The fast parser's StorageClass group is optional: with another element before it (an S3-compatible
+    server's order, a future field) every entry still matched and the class defaulted to STANDARD."""
+    body = ("<ListBucketResult><Contents><Key>k</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>"
+            "<ETag>&quot;e&quot;</ETag><Size>5</Size><Type>Normal</Type><StorageClass>GLACIER</StorageClass>"
+            "</Contents><Contents><Key>l</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>"
+            "<ETag>&quot;f&quot;</ETag><Size>6</Size><StorageClass>STANDARD_IA</StorageClass></Contents></ListBucketResult>")
+    assert parse_objects_page(body) == [S3Object("k", 5, "2026-01-02T03:04:05.000Z", "GLACIER", "e"),
+                                        S3Object("l", 6, "2026-01-02T03:04:05.000Z", "STANDARD_IA", "f")]
