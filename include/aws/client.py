@@ -111,20 +111,37 @@ def access_problem(exc: BaseException) -> str | None:
     if isinstance(exc, EndpointConnectionError):
         return f"cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url')}: is it up?"
     code = error_code(exc) or "?"
-    if isinstance(exc, ClientError) and code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
-                                                 "ExpiredToken"):
+    if not isinstance(exc, ClientError):
+        return None
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
         return f"S3 refused the credentials ({code}): check the connection's login/password"
+    if code in ("AccessDenied", "403"):  # the credentials are known to S3; they lack this permission
+        operation = getattr(exc, "operation_name", "the request")
+        message = exc.response.get("Error", {}).get("Message") or "Access Denied"
+        return (f"S3 refused {operation} ({code}: {message}): the credentials lack the permission for it "
+                f"({_PERMISSIONS.get(operation, 'the IAM action of that request')}), or are wrong")
     return None
 
 
-def check_access(client: S3Client) -> None:
-    """Fail fast, in one line, when credentials are missing/wrong or the endpoint is unreachable."""
+#: The IAM action each probe needs, for the message when it is refused.
+_PERMISSIONS = {"ListBuckets": "s3:ListAllMyBuckets", "HeadBucket": "s3:ListBucket on the bucket"}
+
+
+def check_access(client: S3Client, bucket: str | None = None) -> None:
+    """Fail fast, in one line, when credentials are missing/wrong or the endpoint is unreachable. With a
+    ``bucket``, by HeadBucket on it (what a command on one bucket needs anyway: s3:ListBucket), so a
+    least-privileged role without s3:ListAllMyBuckets can run it; else by ListBuckets."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        client.list_buckets(MaxBuckets=1)
+        if bucket is not None:
+            client.head_bucket(Bucket=bucket)
+        else:
+            client.list_buckets(MaxBuckets=1)
     except (BotoCoreError, ClientError) as exc:
         problem = access_problem(exc)
+        if problem is None and bucket is not None and error_code(exc) in ("404", "NoSuchBucket"):
+            problem = f"bucket {bucket!r} does not exist (at this endpoint, for these credentials): check the bucket name"
         if problem is None:
             raise
         raise S3AccessError(problem) from exc

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "source": args.source,
         })
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
-        check_access(client)
+        check_access(client, args.bucket)
         run_dir = args.out or Path(tempfile.mkdtemp(prefix="deploy-cleanup-"))
         summary = plan_cleanup(client, args.bucket, settings, run_dir, datetime.now(UTC))
         for row in artifacts.read_jsonl(run_dir / "deployments.jsonl"):

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs_db.quote_table(args.jobs_table)  # a bad name fails before anything is listed
         policy = Policy.at(_now(args.now), args.trial_retention, args.orphan_min_age_days)
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
-        check_access(client)
+        check_access(client, args.bucket)
     except (S3AccessError, ValueError, BotoCoreError, ClientError) as exc:  # e.g. an unknown --profile
         print(f"retention plan: {exc}", file=sys.stderr)
         return 2

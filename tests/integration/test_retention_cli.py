@@ -119,3 +119,30 @@ def test_retention_plan_shows_hostile_keys_escaped_one_line_each(s3, s3_server, 
     assert "\r" not in result.stdout and "\x1b" not in result.stdout
     planned = sorted(line.split("  ")[-1] for line in result.stdout.splitlines() if line.startswith("DELETE"))
     assert planned == sorted(["in/orphan\\rKEPT in/kept", "in/\\x1b[2K\\x1b[1Agone", "in/line\\nbreak"])
+
+
+def test_a_role_without_list_all_my_buckets_can_plan_and_a_refusal_names_the_permission(
+        s3, s3_server, mysql_server, mysql_conn, tmp_path):
+    """The access check was ListBuckets (s3:ListAllMyBuckets), which a role scoped to one bucket lacks: the
+    command stopped with "S3 refused the credentials: check the login/password". It is HeadBucket on the
+    bucket now, and a refusal names the request and the permission."""
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", "kept")], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": "kept", "size": 1, "last_modified": OLD}]})
+    base = ["retention", "plan", "--bucket", bucket, "--jobs-table", table, "--endpoint-url", s3_server.endpoint_url,
+            "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+            "--mysql-database", mysql_server.database, "--out", str(tmp_path)]
+    env = {**os.environ, "MYSQL_PWD": mysql_server.password}
+    s3_server.control("POST", "faults", {"mode": "denied", "operation": "ListBuckets", "count": 100})
+    try:
+        allowed = s3ops(*base, env=env)
+        assert allowed.returncode == 0, allowed.stderr[-3000:]
+        s3_server.control("POST", "faults", {"mode": "denied", "operation": "HeadBucket", "bucket": bucket, "count": 100})
+        refused = s3ops(*base, env=env)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "S3 refused HeadBucket (" in refused.stderr and "s3:ListBucket on the bucket" in refused.stderr
+    missing = s3ops(*[a if a != bucket else f"{bucket}-gone" for a in base], env=env)
+    assert missing.returncode == 2 and f"bucket '{bucket}-gone' does not exist" in missing.stderr
