@@ -78,6 +78,39 @@ def notification_targets(dag_id: str, run_id: str | None = None) -> list[Any]:
                          source=f"key {SETTING!r} of the Airflow Variable {settings_variable(dag_id)!r}")
 
 
+#: ``<root>/_targets/<dag_id>.json``: the notification targets the DAG's last run resolved. When its Variable
+#: breaks (invalid JSON, a bad target), that run fails in its first task and the failure still goes to them.
+TARGETS_DIR = "_targets"
+
+
+def _remember_targets(dag_id: str, resolved: Resolved) -> None:
+    """Keep the targets this run resolved, for :func:`remembered_targets` (written only when they change)."""
+    from include.core import artifacts
+    from include.core.notify import SETTING
+
+    if SETTING not in resolved:
+        return
+    path = artifacts.artifact_root() / TARGETS_DIR / f"{dag_id}.json"
+    value = resolved[SETTING]
+    try:
+        if not artifacts.exists(path) or artifacts.read_json(path).get(SETTING) != value:
+            artifacts.write_json(path, {SETTING: value})
+    except (OSError, ValueError) as exc:
+        log.warning("could not keep the notification targets in %s: %s", path, exc)
+
+
+def remembered_targets(dag_id: str) -> list[Any]:
+    """The targets the DAG's last run resolved ([] when none were kept, or they no longer parse)."""
+    from include.core import artifacts
+    from include.core.notify import SETTING, parse_targets
+
+    path = artifacts.artifact_root() / TARGETS_DIR / f"{dag_id}.json"
+    try:
+        return parse_targets(artifacts.read_json(path).get(SETTING), source=str(path)) if artifacts.exists(path) else []
+    except (OSError, ValueError):
+        return []
+
+
 def _base_url() -> str | None:
     try:
         from airflow.configuration import conf
@@ -190,8 +223,11 @@ class DeploymentNotifier(BaseNotifier):
                 # the approval task fails naming the setting (no retry reads it differently): nothing is
                 # deleted unannounced
                 raise AirflowFailException(str(exc)) from exc
-            log.error("no failure notification sent: %s", exc)
-            return
+            targets = remembered_targets(dag_id)
+            if not targets:
+                log.error("no failure notification sent: %s", exc)
+                return
+            log.error("%s: the failure goes to the targets the DAG's last run resolved", exc)
         if not targets:
             log.info("no notification targets configured (key 'notifications' of Variable %r)",
                      notify.settings_variable(dag_id))
@@ -270,6 +306,7 @@ def resolve_run_settings(settings: Settings, context: Any) -> Resolved:
     except SettingsError as exc:
         raise AirflowFailException(f"{settings.dag_id}: {exc}") from None
     artifacts.write_json(_run_dir(context) / SETTINGS_FILE, resolved.to_json())
+    _remember_targets(settings.dag_id, resolved)
     log.info("settings: %s", resolved.describe())
     return resolved
 

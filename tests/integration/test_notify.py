@@ -194,3 +194,19 @@ def test_the_runs_resolved_settings_win_over_the_variable(mailbox, monkeypatch):
     (mail,) = mailbox.wait_for(1)
     assert mail["to"] == ["typed-in-form@example.com"]
     assert "max_delete_count=7" in mail["body"] and "deploys" in mail["body"]
+
+
+def test_a_broken_variable_still_sends_the_failure_to_the_last_targets(tmp_path, run_dag, mailbox, monkeypatch):
+    """An invalid edit of the Variable fails every run in its first task, and the failure notifier read its
+    targets from that same Variable: it only logged "no failure notification sent", and uploads stopped
+    in silence. The targets the last run resolved get it now."""
+    write(tmp_path, rel_at("oslo", NOW - timedelta(hours=2), "t"), b"x\n")
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": ["ops@example.com"]}))
+    first = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": "s3ops-no-such-bucket"}, retries=0)
+    assert first.state == "failed" and len(mailbox.wait_for(1)) == 1  # resolved, remembered, mailed
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", '{"notifications": ["ops@example.com"], oops}')
+    broken = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": "s3ops-no-such-bucket"}, retries=0)
+    assert broken.state == "failed" and broken.task_states()[("scan", -1)] == "failed"
+    mails = mailbox.wait_for(2)
+    assert len(mails) == 2 and mails[1]["to"] == ["ops@example.com"]
+    assert "failed: s3_upload.scan" in mails[1]["subject"] and "not valid JSON" in mails[1]["body"]
