@@ -71,13 +71,23 @@ def plan(
     with ThreadPoolExecutor(threads) as pool:
         found = list(pool.map(lambda b: _find(client_for(b["region"]), b["name"], include_versions, as_bucket_error),
                               readable))
+    missing = {b["name"]: r for b, r in zip(readable, found, strict=True) if isinstance(r, str)}
+    listed: list[shards.Shard] = []
+    if fallback == "listing" and missing:
+        to_list = [b for b in readable if b["name"] in missing]
+        listed = listing_plan(client_for, to_list, max_shards=max(1, max_shards // 2))
+        for shard in listed:
+            for p in shard["parts"]:
+                p["note"] = f"listed: {missing[p['bucket']]}"  # type: ignore[typeddict-unknown-key]
+    room = max_shards - len(listed)
+    # as the listing plan does: split buckets take at most half the shards left, whatever their number
+    big = sum(1 for r in found if not isinstance(r, str) and len(r.files) > FILES_PER_PART)
+    budget = shards.parts_budget(big, room, parts_per_bucket)
     by_inventory: list[list[shards.Part]] = []
     sizes: list[int] = []
-    missing: dict[str, str] = {}
     for bucket, result in zip(readable, found, strict=True):
         if isinstance(result, str):
             log.info("%s: %s", bucket["name"], result)
-            missing[bucket["name"]] = result
             if fallback == "error":
                 part: Any = shards.Part(bucket=bucket["name"], region=bucket["region"], after=None, upto=None,
                                         part=0, of=1)
@@ -87,17 +97,9 @@ def plan(
             continue
         log.info("%s: inventory of %s, %d data files%s", bucket["name"], result.date, len(result.files),
                  f" (newer refused: {'; '.join(result.skipped)})" if result.skipped else "")
-        by_inventory.append(inventory_parts(bucket, result, parts_per_bucket))
+        by_inventory.append(inventory_parts(bucket, result, budget))
         sizes.append(max(1, len(result.files)))
-    listed: list[shards.Shard] = []
-    if fallback == "listing" and missing:
-        to_list = [b for b in readable if b["name"] in missing]
-        listed = listing_plan(client_for, to_list, max_shards=max(1, max_shards // 2))
-        for shard in listed:
-            for p in shard["parts"]:
-                p["note"] = f"listed: {missing[p['bucket']]}"  # type: ignore[typeddict-unknown-key]
-    planned = shards.pack(by_inventory, max_shards - len(listed), sizes=sizes, capacity=FILES_PER_PART) \
-        if by_inventory else []
+    planned = shards.pack(by_inventory, room, sizes=sizes, capacity=FILES_PER_PART) if by_inventory else []
     out = [*planned, *listed]
     return [shards.Shard(index=i, parts=s["parts"]) for i, s in enumerate(out)]
 

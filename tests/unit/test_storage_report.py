@@ -608,3 +608,26 @@ def test_a_storage_class_without_any_price_is_named_under_the_totals():
     assert report["pricing"]["unpriced"] == ["us-east-1/OUTPOSTS"]
     line = "no price for us-east-1/OUTPOSTS: counted as $0 in the costs"
     assert line in report_render.render_table(report) and line in report_render.render_html(report)
+
+
+def test_an_inventory_plan_of_many_big_buckets_stays_within_max_shards(monkeypatch):
+    """inventory_parts gave every bucket up to 64 parts with no overall budget: 18 buckets of 600 data
+    files made 1,080 parts for 1,024 shards and plan_shards crashed (range() arg 3 must not be zero)."""
+    from include.inventory.manifest import Manifest
+    from include.storage_report import inventory
+    from include.storage_report.summarize import plan as listing_plan
+
+    files = {f"big-{i:02d}": 600 for i in range(18)} | {"small": 3}
+
+    def found(client, name, versions, as_error):
+        return Manifest(name, "dest", f"inv/{name}/manifest.json", "2026-11-29T01-00Z", "CSV", [],
+                        [{"key": f"{name}/{n}.csv.gz", "size": 1} for n in range(files[name])], False)
+
+    monkeypatch.setattr(inventory, "_find", found)
+    planned = inventory.plan(lambda region: None, [bucket(n) for n in files], max_shards=1024, include_versions=False,
+                             fallback="error", listing_plan=listing_plan)
+    assert len(planned) <= 1024
+    for name, n in files.items():  # every data file in exactly one part of its bucket
+        spans = sorted((p["inventory"]["first"], p["inventory"]["last"]) for s in planned for p in s["parts"]
+                       if p["bucket"] == name)
+        assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
