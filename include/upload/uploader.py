@@ -381,7 +381,7 @@ class Uploader:
                            error=f"uploaded and verified, but not deleted: {exc}; the file is kept")
         st, now = local.stat, os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
         if (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns):
-            return Outcome(FAILED, rel, key, local.size, error="changed while uploading; kept")
+            return Outcome(FAILED, rel, key, local.size, error=CHANGED_AFTER_UPLOAD)
         try:
             os.unlink(name, dir_fd=folder_fd)
         except FileNotFoundError:
@@ -415,6 +415,12 @@ class Uploader:
                            error="the file was gone when this try began; an object of its size was already at the "
                                  "key (an earlier try found it identical and deleted the file)")
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
+
+
+#: a file written to after its upload, before its delete: the producer broke the settle contract
+CHANGED_AFTER_UPLOAD = ("changed after its upload (written to after settle_seconds): kept; S3 holds the content as "
+                        "read for the upload, so the next runs report a conflict at its key. Make the producer "
+                        "finish files within settle_seconds (or raise it), then upload the file with overwrite")
 
 
 #: why an incomplete upload at a layout key is not aborted (the scan report's log line, the docs)

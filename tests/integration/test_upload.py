@@ -1105,3 +1105,27 @@ def test_a_failed_batch_still_leaves_the_runs_record_and_fails_the_run(tmp_path,
     assert len(kept) == 1  # the failed batch's file is still there for the next run
     assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/")] == [2]
 
+
+
+def test_a_file_written_to_after_its_upload_is_kept_and_the_error_says_what_to_do(tmp_path, s3, bucket, client,
+                                                                                   monkeypatch):
+    """A producer appending after settle_seconds: the file is kept (never deleted with bytes S3 lacks), and
+    the outcome tells the operator why the next runs will report a conflict and what to do."""
+    import include.upload.uploader as upload
+
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "late")
+    path = write(tmp_path, rel, b"first part\n")
+    st = path.stat()
+    real = upload.put_verified
+
+    def append_then_verify(answer, local):
+        with path.open("ab") as fh:  # the producer writes more after the PUT, before the delete
+            fh.write(b"second part\n")
+        return real(answer, local)
+
+    monkeypatch.setattr(upload, "put_verified", append_then_verify)
+    outcome = Uploader(client, settings(tmp_path, bucket), datetime.now(UTC)).upload_one(
+        Candidate(NOW, rel, st.st_size, st.st_mtime_ns, st.st_ino))
+    assert outcome.status == "failed" and outcome.error.startswith("changed after its upload")
+    assert "overwrite" in outcome.error and path.read_bytes() == b"first part\nsecond part\n"
+    assert body_of(s3, bucket, rel) == b"first part\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import io
+import itertools
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -630,4 +631,4 @@ def test_an_inventory_plan_of_many_big_buckets_stays_within_max_shards(monkeypat
     for name, n in files.items():  # every data file in exactly one part of its bucket
         spans = sorted((p["inventory"]["first"], p["inventory"]["last"]) for s in planned for p in s["parts"]
                        if p["bucket"] == name)
-        assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+        assert spans[0][0] == 0 and spans[-1][1] == n and all(a[1] == b[0] for a, b in itertools.pairwise(spans))
