@@ -89,19 +89,34 @@ _HOLDS_ALL = {None, "", "utf8mb4", "utf16", "utf16le", "utf32", "binary"}
 _CHARSET = re.compile(r"[a-z0-9_]{1,32}")
 
 
-def source_charset(conn: Any, table: str) -> str | None:
-    """The character set of the table's ``sourceData`` column (None when unknown or binary)."""
+def source_column(conn: Any, table: str) -> tuple[str | None, int | None]:
+    """The character set of the table's ``sourceData`` column (None when unknown or binary) and its
+    length (characters; bytes for a binary column; None when unknown or unbounded)."""
     schema, _, name = table.rpartition(".")
     cur = conn.cursor()
     try:
         cur.execute(
-            "SELECT CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
-            "AND TABLE_NAME = %s AND COLUMN_NAME = 'sourceData'", (schema or None, name))
+            "SELECT CHARACTER_SET_NAME, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND COLUMN_NAME = 'sourceData'",
+            (schema or None, name))
         row = cur.fetchone()
     finally:
         cur.close()
-    charset = row[0] if row else None
-    return charset.decode() if isinstance(charset, bytes) else charset
+    charset, width = (row[0], row[1]) if row else (None, None)
+    return (charset.decode() if isinstance(charset, bytes) else charset), (None if width is None else int(width))
+
+
+def source_charset(conn: Any, table: str) -> str | None:
+    """The character set of the table's ``sourceData`` column (None when unknown or binary)."""
+    return source_column(conn, table)[0]
+
+
+def too_long(width: int | None, binary: bool, values: list[str]) -> set[str]:
+    """The ``values`` longer than the column holds: a table without MySQL's strict mode stored such a
+    name cut short, so its row names another file and the real one would look unused."""
+    if width is None:
+        return set()
+    return {v for v in values if (len(v.encode()) if binary else len(v)) > width}
 
 
 def unholdable(conn: Any, charset: str | None, values: list[str]) -> set[str]:
@@ -130,12 +145,15 @@ def unholdable(conn: Any, charset: str | None, values: list[str]) -> set[str]:
 def rows_for_sources(conn: Any, table: str, sources: list[str]) -> dict[str, list[JobRow]]:
     """{source: rows whose ``sourceData`` the table's own collation calls equal to it}. Case, trailing
     spaces or accents may differ (the collation decides); callers treat such loose matches as ambiguous.
-    A source the column's character set cannot hold maps to :class:`Unmatchable` (it is not queried)."""
+    A source the column cannot hold (its character set, or longer than the column) maps to
+    :class:`Unmatchable` (it is not queried)."""
     quoted = quote_table(table)
-    charset = source_charset(conn, table)
+    charset, width = source_column(conn, table)
     lost = unholdable(conn, charset, sources)
     found: dict[str, list[JobRow]] = {source: Unmatchable(str(charset)) for source in lost}
-    sources = [s for s in sources if s not in lost]
+    cut = too_long(width, charset in (None, "binary"), [s for s in sources if s not in lost])
+    found.update({source: Unmatchable(f"{charset}, at most {width} characters") for source in cut})
+    sources = [s for s in sources if s not in lost and s not in cut]
     for start in range(0, len(sources), LOOKUP_BATCH):
         part = sources[start : start + LOOKUP_BATCH]
         # One indexed equality per value, tagged with its position, so each row maps back to the

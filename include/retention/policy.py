@@ -506,8 +506,8 @@ def headline(summary: dict[str, Any]) -> str:
         text += (f" {by_cause['ambiguous']} files are ambiguous (a job row names them only under the table's "
                  "collation or another Unicode form; kept).")
     if by_cause.get("unmatchable"):
-        text += (f" {by_cause['unmatchable']} files have names the jobs table's character set cannot hold, so no "
-                 "row can refer to them (kept).")
+        text += (f" {by_cause['unmatchable']} files have names the jobs table's sourceData column cannot hold "
+                 "(its character set, or its length), so no row can refer to them (kept).")
     versions = summary.get("versions")
     if versions:
         nc = versions["noncurrent_versions"]

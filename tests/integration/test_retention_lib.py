@@ -222,8 +222,27 @@ def test_a_latin1_jobs_table_keeps_keys_it_cannot_hold_as_unmatchable(mysql_serv
     assert summary["protected"]["by_cause"]["official"] == 2
     assert summary["protected"]["by_cause"]["unmatchable"] == 2
     assert sorted(summary["protected"]["unmatchable_samples"]) == sorted(["\u0142\u00f3d\u017a", "x\U0001f600"])
-    assert "character set cannot hold" in summary["headline"]
+    assert "sourceData column cannot hold (its character set, or its length)" in summary["headline"]
     assert rechecked == {"x\U0001f600": "unmatchable"}
+
+
+def test_a_name_longer_than_the_source_data_column_is_unmatchable_and_kept(mysql_server, mysql_conn, s3, s3_server,
+                                                                           bucket, table, tmp_path):
+    """A legacy table without strict mode stores a name longer than VARCHAR(n) cut short: its row then names
+    another file, and the real file looked unused (an orphan, deleted)."""
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt TIMESTAMP NULL, "
+                "type VARCHAR(32) NULL, sourceData VARCHAR(16) NULL, KEY (sourceData)) CHARACTER SET utf8mb4")
+    mysql_conn.commit()
+    long_name = "report-of-2019-06-01.csv"  # 24 characters; the row holds its first 16, as such a table stores it
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", long_name[:16]), ("2", None, "OFFICIAL", "short.csv")], table=table)
+    keys = [long_name, "short.csv", "unused.csv"]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": k, "size": 1, "last_modified": OLD}
+                                                                     for k in keys]})
+    summary, planned, rechecked = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, recheck_keys=[long_name])
+    assert planned == {"unused.csv": "orphan"}
+    assert summary["protected"]["unmatchable_samples"] == [long_name]
+    assert rechecked == {long_name: "unmatchable"}
 
 
 def test_job_rows_with_only_null_source_data_are_refused(mysql_server, mysql_conn, s3, s3_server, bucket, table,

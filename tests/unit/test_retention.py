@@ -404,7 +404,7 @@ def test_a_name_the_table_cannot_hold_is_kept_as_unmatchable_and_reported():
     assert planned == {"b": "orphan", "caf\u00e9": "orphan"}
     assert extra["protected"]["by_cause"]["unmatchable"] == 2
     assert extra["protected"]["unmatchable_samples"] == ["a\u0142", "d\U0001f600"]
-    assert "2 files have names the jobs table's character set cannot hold" in headline(
+    assert "2 files have names the jobs table's sourceData column cannot hold" in headline(
         {**extra, "trial_retention": "P3M"})
 
 
