@@ -51,15 +51,12 @@ def deployment_setting(dag_id: str, key: str, default: Any = None) -> Any:
     return default if found is None else found
 
 
-RUN_SETTINGS_FILE = SETTINGS_FILE  # the settings a run resolved, when its first task recorded them
-
-
 def run_values(dag_id: str, run_id: str) -> dict[str, Any]:
     """The settings this run resolved (``{"values": {...}}`` in its artifact folder), or ``{}``."""
     from include.core import artifacts
 
     try:
-        path = artifacts.run_dir(dag_id, run_id) / RUN_SETTINGS_FILE
+        path = artifacts.run_dir(dag_id, run_id) / SETTINGS_FILE
         values = artifacts.read_json(path).get("values") if artifacts.exists(path) else None
     except (OSError, ValueError, AttributeError):
         return {}
@@ -73,7 +70,7 @@ def notification_targets(dag_id: str, run_id: str | None = None) -> list[Any]:
 
     resolved = run_values(dag_id, run_id).get(SETTING) if run_id else None
     if resolved is not None:
-        return parse_targets(resolved, source=f"the run's setting {SETTING!r} ({RUN_SETTINGS_FILE})")
+        return parse_targets(resolved, source=f"the run's setting {SETTING!r} ({SETTINGS_FILE})")
     return parse_targets(deployment_setting(dag_id, SETTING),
                          source=f"key {SETTING!r} of the Airflow Variable {settings_variable(dag_id)!r}")
 

@@ -20,7 +20,7 @@ Adding a setting to a DAG = adding one :class:`Setting` to its feature's ``SETTI
 ``form=False`` is a deployment setting only (in the Variable, not in the trigger form): shard sizes,
 prices, notification targets, the deploy cleanup targets.
 
-Pure: no Airflow import. The Variable is read by the tasks code (``include.dag_defaults.run_settings``),
+Pure: no Airflow import. The Variable is read by the tasks code (``include.dag_defaults.resolve_run_settings``),
 which passes its text here; the resolved values are written to the run's artifact folder
 (``settings.json``) by the run's first task, so every later task of the run (and the deletion gate)
 uses exactly what the first one resolved, even if the Variable changes mid-run.

@@ -74,7 +74,6 @@ from include.upload.settings import DEFAULT_WORKERS, UploadSettings
 
 log = logging.getLogger(__name__)
 
-DAG_ID = "s3_upload"
 BATCH_SIZE = 500  # files per mapped upload_batch task
 MAX_BATCHES = 256  # well under Airflow's max_map_length (1024): batches grow instead
 MAX_OBJECT = 5 * 1024**4  # S3's largest object (5 TiB)
