@@ -1,7 +1,8 @@
 """Byte sizes for people: sizes are integers of bytes everywhere inside; units exist only here.
 
 ``KB``/``MB``/``GB``/``TB`` are decimal (1 KB = 1000 B), ``KiB``/``MiB``/``GiB``/``TiB`` binary
-(1 KiB = 1024 B). ``auto`` picks the largest binary unit in which the value is at least 1.
+(1 KiB = 1024 B). ``auto`` picks the largest binary unit in which the value is at least 1 (as shown: one that would read
+1024.00 reads 1.00 in the next).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ def check_unit(unit: str) -> str:
 
 
 def resolve_unit(size_bytes: int, unit: str) -> str:
-    """The concrete unit ``size_bytes`` is shown in (``auto`` chooses by magnitude)."""
+    """The concrete unit ``size_bytes`` is shown in (``auto`` chooses by magnitude, as shown: 1,048,575 B
+    rounds to 1024.00 KiB, so it is 1.00 MiB)."""
     if check_unit(unit) != "auto":
         return unit
-    for candidate in _AUTO_STEPS:
+    for i, candidate in enumerate(_AUTO_STEPS):
         if size_bytes >= UNIT_BYTES[candidate]:
-            return candidate
+            # shown rounded to 2 decimals: 1024.00 of a unit is 1.00 of the next one
+            return _AUTO_STEPS[i - 1] if i and convert(size_bytes, candidate) >= 1024 else candidate
     return "B"
 
 

@@ -22,7 +22,8 @@ from include.core.units import SIZE_UNITS, convert, format_size, resolve_unit
     (0, "auto", "0 B"),
     (1023, "auto", "1023 B"),
     (1024, "auto", "1.00 KiB"),
-    (1024**2 - 1, "auto", "1024.00 KiB"),
+    (1024**2 - 1, "auto", "1.00 MiB"),  # 1023.999 KiB rounds to 1024.00: shown in the next unit
+    (1024**2 - 6, "auto", "1023.99 KiB"),
     (1024**2, "auto", "1.00 MiB"),
     (7 * 1024**3 + 1, "auto", "7.00 GiB"),
     (5 * 1024**5, "auto", "5120.00 TiB"),
