@@ -129,10 +129,12 @@ class CrtPutter:
         )
 
     def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool,
-              done: Callable[[Answer], None]) -> Any:
+              done: Callable[[Answer], None], progress: Callable[[int], None] | None = None) -> Any:
         """Start uploading ``path`` to ``key`` (one PUT, or a parallel multipart upload from the threshold on)
-        and return at once; ``done`` gets S3's final answer, on a CRT thread. Never raises for an S3 or
-        network error: it is in the answer."""
+        and return the request at once (``cancel()`` ends it: ``done`` then gets a status 0 answer); ``done``
+        gets S3's final answer, on a CRT thread. Never raises for an S3 or network error: it is in the
+        answer. ``progress`` (bytes sent since its last call, on a CRT thread) is a call into Python per
+        report: worth it for big files only."""
         if os.getpid() != self.pid:  # the request would wait for ever on threads the fork left behind
             raise RuntimeError(f"this CRT client was made in process {self.pid}, before a fork: make a new one "
                                f"in process {os.getpid()}")
@@ -164,7 +166,7 @@ class CrtPutter:
 
         return self.client.make_request(
             type=S3RequestType.PUT_OBJECT, request=HttpRequest("PUT", self.bucket.target(key), headers),
-            send_filepath=path, on_headers=on_headers, on_done=on_done,
+            send_filepath=path, on_headers=on_headers, on_done=on_done, on_progress=progress,
         )
 
     def put_file(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool) -> Answer:

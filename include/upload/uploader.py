@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,6 +81,7 @@ PART_SIZE = 8 * MIB  # multipart part size, the AWS CLI's (the CRT client grows 
 CRT_MEMORY_LIMIT = 512 * MIB  # the CRT client's buffer pool (its minimum is 256 MiB): peak memory does not grow with the file size
 LIST_CAP = 10_000  # names kept per list in summary.json
 READ_CHUNK = 8 * MIB
+STALL_SECONDS = 600  # no answer, submission or progress report for this long: S3 stalled, cancel what is in flight
 RECOVERY_SLACK = timedelta(minutes=1)  # clock skew between this host and S3 when recognising our own upload
 
 # Outcomes of one file
@@ -416,6 +417,9 @@ class Uploader:
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
 
 
+STALLED = ("no answer and no progress from S3 for {} s: the upload was cancelled; the file is kept and the next run "
+           "sends it again")  # .format(STALL_SECONDS)
+NOT_SENT = "not sent: S3 stalled on this batch's uploads (see the others); the file is kept for the next run"
 #: a file written to after its upload, before its delete: the producer broke the settle contract
 CHANGED_AFTER_UPLOAD = ("changed after its upload (written to after settle_seconds): kept; S3 holds the content as "
                         "read for the upload, so the next runs report a conflict at its key. Make the producer "
@@ -569,6 +573,11 @@ class Answers:
         self._in_flight = 0
         self.wake_at = max(1, wake_at)
         self.linger = linger
+        self.active_at = time.monotonic()  # the last submission, answer or progress report
+
+    def touch(self, _sent: int = 0) -> None:
+        """A progress report of a big upload (on a CRT thread): it is not stalled."""
+        self.active_at = time.monotonic()
 
     @property
     def in_flight(self) -> int:
@@ -577,6 +586,7 @@ class Answers:
     def sent(self) -> None:
         with self._cond:
             self._in_flight += 1
+            self.active_at = time.monotonic()
 
     def not_sent(self) -> None:
         with self._cond:
@@ -589,20 +599,33 @@ class Answers:
         """Called on a CRT thread with an upload's final answer."""
         with self._cond:
             self._ready.append((pending, answer))
+            self.active_at = time.monotonic()
             if len(self._ready) == 1 or self._group_ready():  # the group's start, and its end
                 self._cond.notify()
 
-    def take(self) -> list[tuple[Pending, Answer]]:
-        """Wait for the next group of answers (at least one; call only with uploads in flight)."""
+    def take(self, stall: float | None = None) -> list[tuple[Pending, Answer]]:
+        """Wait for the next group of answers (at least one; call only with uploads in flight), or return
+        none once nothing happened for ``stall`` seconds (no submission, answer or progress report)."""
         with self._cond:
             while not self._ready:
-                self._cond.wait()
+                if stall is None:
+                    self._cond.wait()
+                    continue
+                left = self.active_at + stall - time.monotonic()
+                if left <= 0:
+                    return []
+                self._cond.wait(min(left, 60))
             deadline = time.monotonic() + self.linger
             while not self._group_ready() and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
             ready, self._ready = self._ready, []
             self._in_flight -= len(ready)
             return ready
+
+    def forget(self) -> None:
+        """Stop waiting for the uploads in flight (cancelled, and they never answered)."""
+        with self._cond:
+            self._in_flight = 0
 
 
 def upload_candidates(uploader: Uploader, candidates: Sequence[Candidate], *, workers: int = DEFAULT_WORKERS,
@@ -627,33 +650,72 @@ def _upload_all(uploader: Uploader, candidates: Sequence[Candidate], workers: in
     assert uploader.putter is not None
     progress = Progress(what, unit="files", total=len(candidates), total_bytes=sum(c.size for c in candidates),
                         log=log)
+    threshold = uploader.settings.multipart_threshold_mib * MIB
+    requests: dict[int, tuple[Pending, Any]] = {}  # in flight, by id(pending): to cancel them if S3 stalls
+    stalled = False
 
     def record(outcome: Outcome, size: int) -> None:
         result.add(outcome, base_dir)
         progress.add(1, size)
 
+    def failed(pending: Pending, error: str) -> None:
+        pending.fh.close()
+        record(Outcome(FAILED, pending.cand.rel, pending.key, pending.cand.size, error=error), pending.cand.size)
+
     def finish_some() -> None:
-        for pending, answer in answers.take():
-            record(uploader.finish(pending, answer), pending.cand.size)
+        nonlocal stalled
+        group = answers.take(STALL_SECONDS)
+        for pending, answer in group:
+            requests.pop(id(pending), None)
+            if stalled and answer.status == 0:  # cancelled below
+                failed(pending, STALLED.format(STALL_SECONDS))
+            else:
+                record(uploader.finish(pending, answer), pending.cand.size)
+        if group:
+            return
+        if stalled:  # cancelled, and still no answer: a wedged client; the files stay, the batch ends
+            for pending, _ in list(requests.values()):
+                failed(pending, STALLED.format(STALL_SECONDS))
+            requests.clear()
+            answers.forget()
+            return
+        # Nothing moved for STALL_SECONDS (a connection that took the bytes and never answers, an endpoint
+        # gone silent): cancel what is in flight (each answers with status 0) and send nothing more.
+        log.error("no answer and no progress from S3 for %d s: cancelling %d upload(s) in flight; the files stay",
+                  STALL_SECONDS, len(requests))
+        stalled = True
+        for _, request in list(requests.values()):
+            with suppress(Exception):  # it may have just ended: its answer is on the way
+                request.cancel()
+        answers.touch()
 
     # Folder by folder (the oldest minute first in each): the folders' descriptors are opened once each
     # (layout.Folders), however many locations the files of each minute are spread over.
     for cand in sorted(candidates, key=lambda c: c.rel.rpartition("/")[0]):
+        if stalled:
+            record(Outcome(FAILED, cand.rel, uploader.settings.key(cand.rel), cand.size, error=NOT_SENT), cand.size)
+            continue
         step = uploader.prepare(cand)
         if isinstance(step, Outcome):
             record(step, cand.size)
             continue
-        while answers.in_flight >= workers:
+        while answers.in_flight >= workers and not stalled:
             finish_some()
+        if stalled:
+            failed(step, NOT_SENT)
+            continue
         answers.sent()
         try:
-            uploader.putter.start(step.key, step.sent_path, step.local.size, crc64nvme=step.local.crc64nvme,
-                                  if_none_match=not uploader.settings.overwrite,
-                                  done=lambda answer, step=step: answers.put(step, answer))  # type: ignore[misc]
+            request = uploader.putter.start(
+                step.key, step.sent_path, step.local.size, crc64nvme=step.local.crc64nvme,
+                if_none_match=not uploader.settings.overwrite,
+                done=lambda answer, step=step: answers.put(step, answer),  # type: ignore[misc]
+                progress=answers.touch if step.local.size >= threshold else None)  # big files report progress
         except Exception as exc:  # noqa: BLE001 - the CRT refused the request itself: this file's outcome
-            step.fh.close()
             answers.not_sent()
-            record(Outcome(FAILED, cand.rel, step.key, cand.size, error=f"{type(exc).__name__}: {exc}"), cand.size)
+            failed(step, f"{type(exc).__name__}: {exc}")
+            continue
+        requests[id(step)] = (step, request)
     while answers.in_flight > 0:
         finish_some()
     progress.finish()

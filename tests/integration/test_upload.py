@@ -1129,3 +1129,24 @@ def test_a_file_written_to_after_its_upload_is_kept_and_the_error_says_what_to_d
     assert outcome.status == "failed" and outcome.error.startswith("changed after its upload")
     assert "overwrite" in outcome.error and path.read_bytes() == b"first part\nsecond part\n"
     assert body_of(s3, bucket, rel) == b"first part\n"
+
+
+def test_an_endpoint_that_stops_answering_is_given_up_on_and_every_file_kept(tmp_path, s3, bucket, client,
+                                                                            s3_server, monkeypatch):
+    """With the real CRT client: uploads that get no answer for STALL_SECONDS are cancelled (the batch no
+    longer waits for ever), their files kept, and the rest not sent."""
+    import include.upload.uploader as upload
+
+    monkeypatch.setattr(upload, "STALL_SECONDS", 1)
+    rels = [rel_at("oslo", NOW - timedelta(hours=1, minutes=m), "t") for m in range(6)]
+    for rel in rels:
+        write(tmp_path, rel, rel.encode())
+    s3_server.control("POST", "latency", {"seconds": 4})  # every request answers after 4 s: stalled at 1 s
+    try:
+        summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=2, tidy=False)
+    finally:
+        s3_server.control("POST", "latency", {"seconds": 0})
+    assert summary["uploaded"] == 0 and summary["failed"] == 6
+    errors = sorted(r["error"].split(":")[0] for r in manifest)
+    assert errors == ["no answer and no progress from S3 for 1 s"] * 2 + ["not sent"] * 4, errors
+    assert all((tmp_path / rel).exists() for rel in rels)

@@ -93,17 +93,32 @@ class FakePutter:
     does, and refuses bytes that do not match the checksum sent (BadDigest), as S3 does; ``sent`` keeps
     the bytes of each upload by key."""
 
-    def __init__(self, refuse: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(self, refuse: set[str] = frozenset(), silent: set[str] = frozenset(),  # type: ignore[assignment]
+                 deaf: bool = False) -> None:
         self.pool = ThreadPoolExecutor(8)
         self.refuse = refuse
+        self.silent = silent  # never answered (a connection that took the bytes and hangs) until cancelled
+        self.deaf = deaf  # a cancel is not answered either (a wedged client)
+        self.cancelled: list[str] = []
         self.started: list[str] = []
         self.sent: dict[str, bytes] = {}
         self.in_flight = self.peak = 0
         self.lock = threading.Lock()
 
-    def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool, done: Any) -> None:
+    def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool, done: Any,
+              progress: Any = None) -> Any:
         if os.path.basename(key) in self.refuse:
             raise RuntimeError("the CRT refused the request")
+        if os.path.basename(key) in self.silent:
+            putter = self
+
+            class Hanging:
+                def cancel(self) -> None:
+                    putter.cancelled.append(key)
+                    if not putter.deaf:
+                        putter.pool.submit(done, Answer(0, {}, "AWS_ERROR_S3_CANCELED", "Request successfully cancelled"))
+
+            return Hanging()
         with self.lock:
             self.started.append(key)
             self.in_flight += 1
@@ -129,6 +144,7 @@ class FakePutter:
             done(Answer(200, {"x-amz-checksum-crc64nvme": crc64nvme, "x-amz-checksum-type": "FULL_OBJECT"}))
 
         self.pool.submit(answer)
+        return None
 
 
 def _tree(base: Path, n: int) -> None:
@@ -259,3 +275,30 @@ def test_a_scanned_file_is_read_as_before_blocking_with_the_same_checksum(tmp_pa
         local = read_local(fh)
     assert local.crc64nvme == base64.b64encode(crc64nvme(path.read_bytes()).to_bytes(8, "big")).decode()
     assert local.size == 10_000
+
+
+@pytest.mark.parametrize("deaf", [False, True])
+def test_a_stalled_upload_is_cancelled_and_its_file_kept_and_nothing_more_is_sent(tmp_path, monkeypatch, deaf):
+    """Answers.take waited for ever: a connection that took the bytes and never answered hung the batch (and,
+    with max_active_runs=1, every later run), with no failure and no notification. After STALL_SECONDS
+    without an answer or progress, what is in flight is cancelled (a client that does not answer the cancel
+    either is given up on), every file stays, and the rest of the batch is not sent."""
+    import include.upload.uploader as upload
+
+    monkeypatch.setattr(upload, "STALL_SECONDS", 0.3)
+    base = tmp_path / "producer"
+    _tree(base, 12)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    putter = FakePutter(silent={"03-t3.dat"}, deaf=deaf)
+    uploader = Uploader(client=None, settings=settings, scanned_at=NOW, putter=putter)  # type: ignore[arg-type]
+    eligible = scan_base_dir(base, NOW, 0, 1000).eligible
+    result = upload_candidates(uploader, eligible, workers=1)  # the hanging upload holds the only slot
+    rows = {Path(r["path"]).name: r for r in result.rows}
+    assert len(rows) == 12 and putter.cancelled == [settings.key(next(c.rel for c in eligible if c.rel.endswith("03-t3.dat")))]
+    assert rows["03-t3.dat"]["status"] == "failed" and "no answer and no progress from S3" in rows["03-t3.dat"]["error"]
+    assert (base / "berlin/2026/03/01/10/03-t3.dat").exists()
+    not_sent = [n for n, r in rows.items() if r["error"].startswith("not sent: S3 stalled")]
+    uploaded = [n for n, r in rows.items() if r["status"] == "uploaded"]
+    assert sorted(uploaded) == ["00-t0.dat", "01-t1.dat", "02-t2.dat"] and len(not_sent) == 8  # none sent after it
+    assert all((base / "berlin/2026/03/01/10" / n).exists() for n in not_sent)
+    assert len(putter.started) + len(putter.cancelled) == 12 - len(not_sent)
