@@ -19,7 +19,9 @@ one task per shard, streaming totals only) → `aggregate` (report.json) → `pu
 report.html, report.txt and the table in this task's log).
 
 Outputs: `<artifact root>/s3_storage_report/<run_id>/`. `source: cloudwatch` reads the daily CloudWatch
-storage metrics instead of listing (approximate; the metric date is in the report).
+storage metrics instead of listing (approximate; the metric date is in the report); `source: inventory`
+reads each bucket's newest verified S3 Inventory (exact as of its date; `inventory_fallback` says what a
+bucket without one gets: a listing, or an error).
 A bucket that cannot be read appears with its error; `fail_on_bucket_error` then fails the run after
 publishing. Prices: `include/storage_report/pricing.py`, overridable with the setting `pricing`.
 
