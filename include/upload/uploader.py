@@ -768,7 +768,7 @@ def _scan_report(base: Path, scan: Scan, now: datetime, uploads: AbandonedUpload
         log.warning("scan error: %s: %s", path, error)
     log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed, "
              "%d abandoned multipart upload(s) aborted",
-             base, scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, scan.malformed_total,
+             shown(str(base)), scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, scan.malformed_total,
              len(uploads.aborted))
     if uploads.left_alone:
         log.info("%d incomplete multipart upload(s) under the key prefix left alone: %s", uploads.left_alone,
