@@ -81,7 +81,9 @@ PART_SIZE = 8 * MIB  # multipart part size, the AWS CLI's (the CRT client grows 
 CRT_MEMORY_LIMIT = 512 * MIB  # the CRT client's buffer pool (its minimum is 256 MiB): peak memory does not grow with the file size
 LIST_CAP = 10_000  # names kept per list in summary.json
 READ_CHUNK = 8 * MIB
-STALL_SECONDS = 600  # no answer, submission or progress report for this long: S3 stalled, cancel what is in flight
+STALL_SECONDS = 1800  # no answer, submission or progress report for this long: S3 stalled, cancel what is in flight
+# (30 minutes: a single PUT just under the multipart threshold, 64 MiB, reports no progress until it ends, and
+# takes 11 minutes at 100 KB/s)
 RECOVERY_SLACK = timedelta(minutes=1)  # clock skew between this host and S3 when recognising our own upload
 
 # Outcomes of one file
