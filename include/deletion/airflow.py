@@ -125,6 +125,10 @@ class PlanApprovalOperator(ApprovalOperator):
             raise AirflowSkipException("approval=auto: the plan is within the guards, deleting without a human")
         run_dir = run_dir_of(context)
         plan = read_plan(run_dir)  # what the approver sees comes from the artifact, not from an XCom
+        changed = gate.settings_changed(plan, params)
+        if changed:  # the approvers asked, the limits shown: the plan's own settings, or nothing
+            raise AirflowFailException(f"the run's settings are not those its plan was made with ({changed}): clear "
+                                       "the run's first task and everything after it to plan again")
         digests = gate.plan_digests(run_dir, plan.get("chunks") or [])
         triggered_by = triggering_user(context)
         separate = params.get("separate_approver") is not False  # unset (None) keeps the safe default
@@ -373,7 +377,7 @@ def add_deletion_tasks(
         run_dir = run_dir_of(context)
         approval = gate.read_optional(run_dir / gate.APPROVAL_FILE)
         superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
-        verdict = gate.verdict_of(params, approval, superseded)
+        verdict = gate.verdict_of(params, approval, superseded, read_plan(run_dir))
         outcome = {"dry_run": "dry_run", "rejected": "rejected", "expired": "expired", "superseded": "superseded",
                    "refused": "refused", "no_answer": "not_approved"}.get(verdict)
         if outcome is None:

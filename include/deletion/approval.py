@@ -206,6 +206,7 @@ def authorize(
     if not guard or guard.get("plan_id") != plan.get("plan_id") or guard.get("plan_file_digest") != plan_file_digest:
         raise DeleteRefused("the guard did not check this plan (guard.json missing, or plan.json changed since): "
                             "clear the run's guard, approve and delete tasks")
+    superseded, approval = this_plans(plan, superseded, approval, auto=mode == "auto")
     if superseded:
         raise DeleteRefused(f"this plan was superseded by run {superseded.get('superseded_by')!r}: nothing of it "
                             "is deleted", SUPERSEDED)
@@ -227,6 +228,20 @@ def authorize(
     return APPROVED
 
 
+def this_plans(plan: Mapping[str, Any], superseded: Mapping[str, Any] | None, approval: Mapping[str, Any] | None,
+               *, auto: bool) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """The supersession marker and approval record that are about ``plan``. With ``approval: auto``
+    nobody is asked, so ``approve`` never clears an earlier plan's answer: one recorded for another plan
+    of the run (before the run was cleared and planned again) says nothing about this one. (With
+    ``required``, ``approve`` clears it before asking, and a record for another plan is refused.)"""
+    plan_id = plan.get("plan_id")
+    if superseded is not None and superseded.get("plan_id") not in (None, plan_id):
+        superseded = None
+    if auto and approval is not None and approval.get("plan_id") != plan_id:
+        approval = None
+    return superseded, approval
+
+
 def settings_changed(plan: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
     """Why the run's settings (``settings.json``, rewritten whenever the run's first task runs again) are
     not those ``plan.json`` records (:class:`include.deletion.plan.PlanWriter`), or None when they are.
@@ -245,10 +260,12 @@ def settings_changed(plan: Mapping[str, Any], params: Mapping[str, Any]) -> str 
 
 
 def verdict_of(params: Mapping[str, Any], approval: Mapping[str, Any] | None,
-               superseded: Mapping[str, Any] | None) -> str:
+               superseded: Mapping[str, Any] | None, plan: Mapping[str, Any] | None = None) -> str:
     """The run's approval verdict for the audit (never raises)."""
     if params.get("dry_run"):
         return "dry_run"
+    if plan is not None:
+        superseded, approval = this_plans(plan, superseded, approval, auto=params.get("approval") == "auto")
     if approval is not None:
         return str(approval.get("verdict"))
     if superseded:

@@ -349,10 +349,28 @@ def test_a_plan_that_does_not_record_its_settings_deletes_nothing(tmp_path):
 def test_a_recorded_reject_or_supersession_holds_even_when_the_plan_was_made_with_approval_auto(tmp_path):
     """approval 'auto' returned before the approval record and the supersession marker were read."""
     auto = {**PARAMS, "approval": "auto"}
-    _plan(tmp_path, params=auto)
+    plan_id = _plan(tmp_path, params=auto)["plan_id"]
     with pytest.raises(DeleteRefused, match="rejected by alice"):
-        _authorize(tmp_path, params=auto, approval={"verdict": "rejected", "reason": "rejected by alice"})
+        _authorize(tmp_path, params=auto, approval={"verdict": "rejected", "reason": "rejected by alice",
+                                                    "plan_id": plan_id})
     with pytest.raises(DeleteRefused, match="superseded"):
         _authorize(tmp_path, params=auto, approval=None, superseded={"superseded_by": "newer"})
     assert gate.verdict_of(auto, {"verdict": "rejected"}, None) == "rejected"
     assert gate.verdict_of(auto, None, None) == "auto"
+
+
+@pytest.mark.parametrize("verdict", ["approved", "rejected", "expired"])
+def test_an_earlier_plans_answer_neither_blocks_nor_voids_a_plan_made_with_approval_auto(tmp_path, verdict):
+    """approve skips itself with approval 'auto' and so never clears approval.json: a run answered under
+    'required', then cleared and planned again under 'auto', was refused (an old Approve: "another plan") or
+    ended green having deleted nothing (an old Reject or expiry). A record for another plan is not this
+    plan's; one for this plan still holds."""
+    auto = {**PARAMS, "approval": "auto"}
+    _plan(tmp_path, params=auto)
+    old = {"verdict": verdict, "reason": f"{verdict} by alice", "plan_id": "an-earlier-plan"}
+    assert _authorize(tmp_path, params=auto, approval=old, superseded={"superseded_by": "r2", "plan_id": "an-earlier-plan"}) == "auto"
+    assert gate.verdict_of(auto, old, None, json.loads((tmp_path / PLAN_FILE).read_text())) == "auto"
+    if verdict != "approved":
+        this = {**old, "plan_id": json.loads((tmp_path / PLAN_FILE).read_text())["plan_id"]}
+        with pytest.raises(DeleteRefused, match=f"{verdict} by alice"):
+            _authorize(tmp_path, params=auto, approval=this)
