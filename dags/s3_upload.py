@@ -24,7 +24,7 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
    is deleted. An identical object already there (a crash after upload) only costs the local delete; a
    different one is a **conflict**: the file stays. Any failure keeps the file for the next run; a
    multipart upload left incomplete by a killed worker is aborted by the next scan.
-3. **tidy** (also after a failed batch, which then fails the run) removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
+3. **tidy** (also after a batch that failed on its last try: it is recorded, and fails the run) removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
    A run that found nothing leaves no run folder, only a one-line entry in the artifact index.
@@ -52,8 +52,7 @@ def s3_upload() -> None:
     def upload_batch(batch: str) -> dict[str, int]:
         return upload_tasks.upload_batch(get_current_context(), batch)
 
-    # runs when a batch failed too: what the other batches moved is recorded and its asset event emitted
-    @task(outlets=[UPLOADED_ALIAS], trigger_rule="all_done_min_one_success")
+    @task(outlets=[UPLOADED_ALIAS], trigger_rule="none_failed")
     def tidy(batches: list[str]) -> dict[str, int]:
         return upload_tasks.tidy(get_current_context(), batches, UPLOADED_ALIAS)
 

@@ -141,7 +141,7 @@ def check_access(client: S3Client, bucket: str | None = None) -> None:
     except (BotoCoreError, ClientError) as exc:
         problem = access_problem(exc)
         if problem is None and bucket is not None and error_code(exc) in ("404", "NoSuchBucket"):
-            problem = f"bucket {bucket!r} does not exist (at this endpoint, for these credentials): check the bucket name"
+            problem = f"bucket {bucket!r} does not exist: check --bucket"
         if problem is None:
             raise
         raise S3AccessError(problem) from exc

@@ -166,7 +166,8 @@ class CrtPutter:
 
         return self.client.make_request(
             type=S3RequestType.PUT_OBJECT, request=HttpRequest("PUT", self.bucket.target(key), headers),
-            send_filepath=path, on_headers=on_headers, on_done=on_done, on_progress=progress,
+            send_filepath=path, on_headers=on_headers, on_done=on_done,
+            on_progress=None if progress is None else functools.partial(_progressed, progress),
         )
 
     def put_file(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool) -> Answer:
@@ -210,6 +211,11 @@ def keep_thread_state() -> None:
         import ctypes
 
         ctypes.pythonapi.PyGILState_Ensure()
+
+
+def _progressed(progress: Callable[[int], None], sent: int) -> None:
+    keep_thread_state()
+    progress(sent)
 
 
 def _failure(exc: BaseException, status_code: int | None, error_headers: list[tuple[str, str]] | None,

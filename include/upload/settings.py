@@ -78,12 +78,13 @@ class UploadSettings:
 
     @property
     def asset_uri(self) -> str:
-        """The asset the DAG updates. ``?``, ``#`` and ``%`` are escaped: Airflow reads a URI's query and
-        fragment off, so the prefix ``a?b#c/`` was the asset ``s3://bucket/a``, another uploader's."""
+        """The asset the DAG updates. ``?`` and ``#`` are escaped: Airflow reads a URI's query and fragment
+        off, so the prefix ``a?b#c/`` was the asset ``s3://bucket/a``, another uploader's. (``%`` is left as
+        it was: escaping it would rename the asset of a deployment whose prefix holds one.)"""
         return f"s3://{self.bucket}/{self.key_prefix.translate(_URI_ESCAPES)}"
 
 
-_URI_ESCAPES = str.maketrans({"%": "%25", "?": "%3F", "#": "%23"})
+_URI_ESCAPES = str.maketrans({"?": "%3F", "#": "%23"})
 #: the shortest name the layout has (``a/2026/01/01/00/00-t.dat``): a prefix longer than S3's 1,024 bytes
 #: of key minus this leaves room for no key
 SHORTEST_REL = len("a/2026/01/01/00/00-t.dat")

@@ -49,13 +49,23 @@ def upload_batch(context: Any, batch: str) -> dict[str, int]:
     """Upload → verify → delete the files of one batch (through the CRT client, ``workers`` in flight); returns counts."""
     from include.aws.client import client_from_connection
     from include.aws.crt import credentials_from_connection
-    from include.upload.uploader import client_pool_size, upload_batch_task
+    from include.upload.uploader import client_pool_size, record_failed_batch, upload_batch_task
 
     settings = _settings(context)
-    client = client_from_connection(settings.aws_conn_id, pool=client_pool_size(settings.workers))
     folder = artifacts.run_dir(DAG_ID, context["run_id"])
-    return upload_batch_task(client, settings, folder, batch, workers=settings.workers,
-                             credentials=credentials_from_connection(settings.aws_conn_id))
+    ti = context["ti"]
+    try:
+        client = client_from_connection(settings.aws_conn_id, pool=client_pool_size(settings.workers))
+        return upload_batch_task(client, settings, folder, batch, workers=settings.workers,
+                                 credentials=credentials_from_connection(settings.aws_conn_id),
+                                 retried=ti.try_number > 1)
+    except Exception as exc:
+        if ti.try_number <= ti.max_tries:  # Airflow's own test: a retry is left, so retry (with backoff)
+            raise
+        # The last try: record the failure, so that tidy still records what the other batches moved and
+        # emits their asset event, and check fails the run naming this batch (a failed task here left tidy
+        # upstream_failed: no summary, no manifest, no asset event for anything).
+        return record_failed_batch(folder, batch, f"{type(exc).__name__}: {exc}")
 
 
 def tidy(context: Any, batches: list[str], alias: Any) -> dict[str, int]:

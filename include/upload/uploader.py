@@ -81,9 +81,11 @@ PART_SIZE = 8 * MIB  # multipart part size, the AWS CLI's (the CRT client grows 
 CRT_MEMORY_LIMIT = 512 * MIB  # the CRT client's buffer pool (its minimum is 256 MiB): peak memory does not grow with the file size
 LIST_CAP = 10_000  # names kept per list in summary.json
 READ_CHUNK = 8 * MIB
-STALL_SECONDS = 1800  # no answer, submission or progress report for this long: S3 stalled, cancel what is in flight
-# (30 minutes: a single PUT just under the multipart threshold, 64 MiB, reports no progress until it ends, and
-# takes 11 minutes at 100 KB/s)
+# No answer, submission or progress report for this long: S3 stalled, cancel what is in flight. A file under
+# the multipart threshold (one PUT) reports no progress until it ends, so the limit grows with the bytes of
+# those in flight, at STALL_RATE (64 files of 63 MiB: 11 hours; small files: 10 minutes).
+STALL_SECONDS = 600
+STALL_RATE = 100_000  # bytes per second
 RECOVERY_SLACK = timedelta(minutes=1)  # clock skew between this host and S3 when recognising our own upload
 
 # Outcomes of one file
@@ -259,6 +261,7 @@ class Uploader:
     scanned_at: datetime = field(default_factory=_now)
     credentials: Any = None  # botocore credentials for the CRT client (default: the environment/profile)
     putter: CrtPutter | None = None
+    retried: bool = False  # a retry of the batch's task: a file gone may have been moved by an earlier try
     folders: Folders = field(init=False)
 
     def __post_init__(self) -> None:
@@ -396,9 +399,9 @@ class Uploader:
 
     def _vanished(self, cand: Candidate, key: str) -> Outcome:
         """The file is gone. If this run already moved it (a retried task), the object is there: newer
-        than the scan, it is reported as uploaded; older, of the file's size, as already present (the
-        first try found that object identical and deleted the file, then died before its record).
-        Otherwise someone else removed it: say so."""
+        than the scan, it is reported as uploaded; older, of the file's size, and on a retry, as already
+        present (the first try found that object identical and deleted the file, then died before its
+        record). Otherwise someone else removed it: say so."""
         try:
             head = _head(self.client, self.settings.bucket, key)
         except (ClientError, BotoCoreError) as exc:
@@ -410,7 +413,7 @@ class Uploader:
                 f"crc64nvme:{checksum}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
                 format_time(head["LastModified"]),
             )
-        if head is not None and int(head["ContentLength"]) == cand.size:
+        if self.retried and head is not None and int(head["ContentLength"]) == cand.size:
             checksum = head.get("ChecksumCRC64NVME")
             return Outcome(ALREADY_PRESENT, cand.rel, key, cand.size,
                            f"crc64nvme:{checksum}" if checksum else f"etag:{head['ETag'].strip(chr(34))}",
@@ -558,7 +561,7 @@ class BatchResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchResult:
-        return cls(rows=list(data["rows"]))
+        return cls(rows=list(data.get("rows") or []))
 
 
 class Answers:
@@ -660,13 +663,19 @@ def _upload_all(uploader: Uploader, candidates: Sequence[Candidate], workers: in
         result.add(outcome, base_dir)
         progress.add(1, size)
 
-    def failed(pending: Pending, error: str) -> None:
-        pending.fh.close()
+    def failed(pending: Pending, error: str, *, close: bool = True) -> None:
+        if close:
+            pending.fh.close()
         record(Outcome(FAILED, pending.cand.rel, pending.key, pending.cand.size, error=error), pending.cand.size)
+
+    def stall_limit() -> float:
+        """STALL_SECONDS, or longer when many bytes of small files (which report no progress) are in flight."""
+        unreported = sum(p.local.size for p, _ in requests.values() if p.local.size < threshold)
+        return max(STALL_SECONDS, unreported / STALL_RATE)
 
     def finish_some() -> None:
         nonlocal stalled
-        group = answers.take(STALL_SECONDS)
+        group = answers.take(stall_limit())
         for pending, answer in group:
             requests.pop(id(pending), None)
             if stalled and answer.status == 0:  # cancelled below
@@ -676,8 +685,8 @@ def _upload_all(uploader: Uploader, candidates: Sequence[Candidate], workers: in
         if group:
             return
         if stalled:  # cancelled, and still no answer: a wedged client; the files stay, the batch ends
-            for pending, _ in list(requests.values()):
-                failed(pending, STALLED.format(STALL_SECONDS))
+            for pending, _ in list(requests.values()):  # left open: the client may still read them
+                failed(pending, STALLED.format(STALL_SECONDS), close=False)
             requests.clear()
             answers.forget()
             return
@@ -812,11 +821,12 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now
 
 
 def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch: str,
-                      *, workers: int = DEFAULT_WORKERS, credentials: Any = None) -> dict[str, int]:
-    """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry."""
+                      *, workers: int = DEFAULT_WORKERS, credentials: Any = None, retried: bool = False) -> dict[str, int]:
+    """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry (``retried``: this is
+    a retry of the batch's task)."""
     spec = artifacts.read_json(run_dir / "batches" / f"{batch}.json")
     scanned_at = datetime.fromisoformat(spec["scanned_at"].replace("Z", "+00:00"))
-    uploader = Uploader(client, settings, scanned_at, credentials)
+    uploader = Uploader(client, settings, scanned_at, credentials, retried=retried)
     with lock.holding(settings.base_dir, shared=True):  # shared with the run's other batches
         result = upload_candidates(uploader, _candidates(spec["files"]), workers=workers,
                                    what=f"uploading batch {batch}")
@@ -824,6 +834,14 @@ def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch
     counts = result.counts()
     log.info("batch %s: %s", batch, counts)
     return counts
+
+
+def record_failed_batch(run_dir: Any, batch: str, error: str) -> dict[str, int]:
+    """``results/<batch>.json`` of a batch whose last try failed: no rows (which of its files moved is not
+    known), the error. Returns the batch's counts (nothing counted)."""
+    log.error("batch %s failed on its last try: %s", batch, error)
+    artifacts.write_json(run_dir / "results" / f"{batch}.json", {"rows": [], "failed": error})
+    return BatchResult().counts()
 
 
 def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iterable[BatchResult],
@@ -854,8 +872,8 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
 
 
 RETURN_KEYS = ("uploaded", "skipped_not_ready", "malformed", "conflicts", "failed", "bytes", "batches_failed")
-FAILED_BATCH = ("its upload_batch task failed: which of its files moved is not in the manifest; those still in "
-                "base_dir are uploaded by the next run (the task's log says why it failed)")
+FAILED_BATCH = ("its upload_batch task failed on its last try: which of its files moved is not in the manifest; "
+                "those still in base_dir are uploaded by the next run")
 
 
 def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:
@@ -880,14 +898,15 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
               now: datetime | None = None) -> dict[str, Any]:
     """Remove finished empty folders, write ``manifest.jsonl`` and ``summary.json``; return the summary."""
     scan_info = artifacts.read_json(run_dir / "scan.json")
-    results, missing = [], []
+    results: list[BatchResult] = []
+    missing: list[tuple[str, str]] = []  # (batch, why) of the batches that failed
     for batch in batches:
         path = run_dir / "results" / f"{batch}.json"
-        if artifacts.exists(path):
-            results.append(BatchResult.from_dict(artifacts.read_json(path)))
-        else:  # its upload_batch failed: what the others moved is still recorded, and the run is not green
-            log.warning("batch %s left no result at %s (its upload_batch task failed)", batch, artifacts.uri(path))
-            missing.append(batch)
+        data = artifacts.read_json(path) if artifacts.exists(path) else {"failed": "it left no result"}
+        results.append(BatchResult.from_dict(data))
+        if data.get("failed"):  # what the others moved is still recorded, and the run is not green
+            log.warning("batch %s failed: %s", batch, data["failed"])
+            missing.append((batch, str(data["failed"])))
     try:
         with lock.holding(settings.base_dir, shared=True):
             removed = remove_empty_folders(Path(settings.base_dir), now or _now(), settings.settle_seconds)
@@ -896,7 +915,7 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
         removed = []
     summary, manifest = summarize(settings, scan_info, results, removed_folders=len(removed))
     summary["batches_failed"] = len(missing)
-    summary["failures"] += [{"path": f"batch {b}", "error": FAILED_BATCH} for b in missing][:LIST_CAP]
+    summary["failures"] += [{"path": f"batch {b}", "error": f"{why}; {FAILED_BATCH}"} for b, why in missing][:LIST_CAP]
     if found_nothing(summary, batches):
         # every minute on a quiet folder: no run folder, only the one-line index entry
         artifacts.record_index(run_dir / "summary.json", {k: v for k, v in summary.items() if not isinstance(v, list)})

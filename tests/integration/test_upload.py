@@ -231,10 +231,14 @@ def test_vanished_after_an_earlier_try_found_the_object_identical_is_already_pre
     run ("vanished before upload") though the data was safe in S3."""
     earlier = rel_at("berlin", NOW - timedelta(hours=1), "earlier")
     s3.put_object(Bucket=bucket, Key=earlier, Body=b"same\n")
-    later = Uploader(client, settings(tmp_path, bucket), datetime.now(UTC) + timedelta(minutes=5))  # the retry's scan
+    after = datetime.now(UTC) + timedelta(minutes=5)  # the batch's scan, later than the object
+    later = Uploader(client, settings(tmp_path, bucket), after, retried=True)
     moved = later.upload_one(Candidate(NOW, earlier, 5, 0))
     assert moved.status == "already_present" and "an earlier try found it identical" in moved.error
     assert later.upload_one(Candidate(NOW, earlier, 6, 0)).status == "failed"  # another size: not this file
+    # a first try: nobody but someone else can have removed the file
+    first = Uploader(client, settings(tmp_path, bucket), after).upload_one(Candidate(NOW, earlier, 5, 0))
+    assert (first.status, first.error) == ("failed", "vanished before upload")
 
 
 def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, client, s3_server):
@@ -436,7 +440,7 @@ def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
     assert result.state == "success", result.task_states()
     counts = result.xcom("tidy")
     assert counts == {"uploaded": 20, "skipped_not_ready": 1, "malformed": 2, "conflicts": 0, "failed": 0,
-                      "bytes": finished_bytes}
+                      "bytes": finished_bytes, "batches_failed": 0}
     expected = {f"in/{p.relative_to(base).as_posix()}" for p in kinds["finished"]}
     assert keys_in(s3, bucket) == expected
     assert all(p.exists() for p in kinds["in_progress"] + kinds["malformed"])
@@ -513,7 +517,7 @@ def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):
     result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket})
     assert result.state == "success", result.task_states()
     assert result.xcom("tidy") == {"uploaded": 0, "skipped_not_ready": 0, "malformed": 0, "conflicts": 0,
-                                   "failed": 0, "bytes": 0}
+                                   "failed": 0, "bytes": 0, "batches_failed": 0}
     # found nothing: no run folder at all, only one line in the index
     assert not result.artifacts().exists()
     root = artifacts.artifact_root()
@@ -550,6 +554,9 @@ def test_dag_run_with_a_missing_bucket_fails_and_keeps_files(tmp_path, run_dag, 
     assert result.state == "failed"
     assert "bucket 's3ops-no-such-bucket' does not exist" in capfd.readouterr().out
     assert (tmp_path / rel).read_bytes() == b"keep me\n"
+    states = result.task_states()
+    assert (states[("scan", -1)], states[("tidy", -1)], states[("check", -1)]) == ("failed", "upstream_failed",
+                                                                                   "upstream_failed")
 
 
 def test_tidy_records_a_batch_without_result_and_goes_on(tmp_path):
@@ -715,9 +722,9 @@ def test_an_upload_that_does_not_hold_our_bytes_keeps_the_file(tmp_path, bucket,
     other.write_bytes(os.urandom(size))
     real_start = CrtPutter.start
 
-    def swapped(self, key, path, size, *, crc64nvme, if_none_match, done):  # S3 receives (and checks) other bytes
+    def swapped(self, key, path, size, *, crc64nvme, if_none_match, done, progress=None):  # S3 checks other bytes
         return real_start(self, key, str(other), size, crc64nvme=crc(other.read_bytes()).split(":")[1],
-                          if_none_match=if_none_match, done=done)
+                          if_none_match=if_none_match, done=done, progress=progress)
 
     monkeypatch.setattr(CrtPutter, "start", swapped)
     summary, manifest = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5), workers=1, tidy=False)
@@ -1080,7 +1087,8 @@ def test_sigkill_during_multipart_uploads_never_loses_a_file(tmp_path, s3, bucke
 
 def test_a_failed_batch_still_leaves_the_runs_record_and_fails_the_run(tmp_path, s3, bucket, run_dag, monkeypatch):
     """One upload_batch failing made tidy upstream_failed: no summary, no manifest, no asset event for the
-    files the other batches had already moved. Now tidy records them and the run fails, naming the batch."""
+    files the other batches had already moved. Now its last try records the failure (earlier tries raise,
+    so Airflow retries), tidy records the rest, and the run fails naming the batch."""
     import include.upload.uploader as upload
 
     rels = [rel_at("oslo", NOW - timedelta(hours=1, minutes=i), f"t{i}") for i in range(3)]
@@ -1095,16 +1103,17 @@ def test_a_failed_batch_still_leaves_the_runs_record_and_fails_the_run(tmp_path,
         return real(client, settings, run_dir, batch, **kw)
 
     monkeypatch.setattr(upload, "upload_batch_task", one_fails)
-    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket}, retries=0)
+    result = run_dag("s3_upload", {"base_dir": str(tmp_path), "bucket": bucket}, retries=1)
     states = result.task_states()
     assert result.state == "failed" and states[("tidy", -1)] == "success" and states[("check", -1)] == "failed"
+    assert result.try_numbers()[("upload_batch", 1)] == 2  # retried first, recorded on the last try
     summary = json.loads((result.artifacts() / "summary.json").read_text())
     assert summary["uploaded"] == 2 and summary["batches_failed"] == 1
     assert [f["path"] for f in summary["failures"]] == ["batch 00001"]
+    assert summary["failures"][0]["error"].startswith("RuntimeError: worker lost; its upload_batch task failed")
     kept = [rel for rel in rels if (tmp_path / rel).exists()]
     assert len(kept) == 1  # the failed batch's file is still there for the next run
     assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/")] == [2]
-
 
 
 def test_a_file_written_to_after_its_upload_is_kept_and_the_error_says_what_to_do(tmp_path, s3, bucket, client,
