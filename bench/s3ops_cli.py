@@ -67,7 +67,7 @@ def report(endpoint_url: str, buckets: list[str], shard_objects: int | None, pla
             client = super().__call__(region)
             if not getattr(client, "_bench_counted", False):
                 client._bench_counted = True
-                client.meta.events.register("before-call.s3.ListObjectsV2", self.count)
+                client.meta.events.register("before-send.s3.ListObjectsV2", self.count)  # every attempt, as the server counts
             return client
 
         def count(self, **_: Any) -> None:
