@@ -423,7 +423,7 @@ class Uploader:
 
 
 STALLED = ("no answer and no progress from S3 for {} s: the upload was cancelled; the file is kept and the next run "
-           "sends it again")  # .format(STALL_SECONDS)
+           "sends it again")  # .format(the seconds waited)
 NOT_SENT = "not sent: S3 stalled on this batch's uploads (see the others); the file is kept for the next run"
 #: a file written to after its upload, before its delete: the producer broke the settle contract
 CHANGED_AFTER_UPLOAD = ("changed after its upload (written to after settle_seconds): kept; S3 holds the content as "
@@ -673,28 +673,31 @@ def _upload_all(uploader: Uploader, candidates: Sequence[Candidate], workers: in
         unreported = sum(p.local.size for p, _ in requests.values() if p.local.size < threshold)
         return max(STALL_SECONDS, unreported / STALL_RATE)
 
+    waited: float = STALL_SECONDS
+
     def finish_some() -> None:
-        nonlocal stalled
-        group = answers.take(stall_limit())
+        nonlocal stalled, waited
+        limit = stall_limit()
+        group = answers.take(limit)
         for pending, answer in group:
             requests.pop(id(pending), None)
             if stalled and answer.status == 0:  # cancelled below
-                failed(pending, STALLED.format(STALL_SECONDS))
+                failed(pending, STALLED.format(round(waited)))
             else:
                 record(uploader.finish(pending, answer), pending.cand.size)
         if group:
             return
         if stalled:  # cancelled, and still no answer: a wedged client; the files stay, the batch ends
             for pending, _ in list(requests.values()):  # left open: the client may still read them
-                failed(pending, STALLED.format(STALL_SECONDS), close=False)
+                failed(pending, STALLED.format(round(waited)), close=False)
             requests.clear()
             answers.forget()
             return
         # Nothing moved for STALL_SECONDS (a connection that took the bytes and never answers, an endpoint
         # gone silent): cancel what is in flight (each answers with status 0) and send nothing more.
         log.error("no answer and no progress from S3 for %d s: cancelling %d upload(s) in flight; the files stay",
-                  STALL_SECONDS, len(requests))
-        stalled = True
+                  limit, len(requests))
+        stalled, waited = True, limit
         for _, request in list(requests.values()):
             with suppress(Exception):  # it may have just ended: its answer is on the way
                 request.cancel()
