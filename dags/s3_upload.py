@@ -24,7 +24,8 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
    is deleted. An identical object already there (a crash after upload) only costs the local delete; a
    different one is a **conflict**: the file stays. Any failure keeps the file for the next run; a
    multipart upload left incomplete by a killed worker is aborted by the next scan.
-3. **tidy** (also after a batch that failed on its last try: it is recorded, and fails the run) removes empty hour/day/month/year folders whose period ended more than `settle_seconds`
+3. **tidy** (also after a batch that failed on its last try: it is recorded, and fails the run) removes
+   empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
    A run that found nothing leaves no run folder, only a one-line entry in the artifact index.

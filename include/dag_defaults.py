@@ -80,6 +80,12 @@ def notification_targets(dag_id: str, run_id: str | None = None) -> list[Any]:
 TARGETS_DIR = "_targets"
 
 
+def _targets_file(dag_id: str) -> Any:
+    from include.core import artifacts
+
+    return artifacts.artifact_root() / TARGETS_DIR / f"{dag_id}.json"
+
+
 def _remember_targets(dag_id: str, resolved: Resolved) -> None:
     """Keep the targets this run resolved, for :func:`remembered_targets` (written only when they change)."""
     from include.core import artifacts
@@ -87,7 +93,7 @@ def _remember_targets(dag_id: str, resolved: Resolved) -> None:
 
     if SETTING not in resolved:
         return
-    path = artifacts.artifact_root() / TARGETS_DIR / f"{dag_id}.json"
+    path = _targets_file(dag_id)
     value = resolved[SETTING]
     try:
         if not artifacts.exists(path) or artifacts.read_json(path).get(SETTING) != value:
@@ -101,7 +107,7 @@ def remembered_targets(dag_id: str) -> list[Any]:
     from include.core import artifacts
     from include.core.notify import SETTING, parse_targets
 
-    path = artifacts.artifact_root() / TARGETS_DIR / f"{dag_id}.json"
+    path = _targets_file(dag_id)
     try:
         return parse_targets(artifacts.read_json(path).get(SETTING), source=str(path)) if artifacts.exists(path) else []
     except (OSError, ValueError):

@@ -1,8 +1,8 @@
 """Byte sizes for people: sizes are integers of bytes everywhere inside; units exist only here.
 
 ``KB``/``MB``/``GB``/``TB`` are decimal (1 KB = 1000 B), ``KiB``/``MiB``/``GiB``/``TiB`` binary
-(1 KiB = 1024 B). ``auto`` picks the largest binary unit in which the value is at least 1 (as shown: one that would read
-1024.00 reads 1.00 in the next).
+(1 KiB = 1024 B). ``auto`` picks the largest binary unit in which the value is at least 1 (as shown:
+what would read 1024.00 of a unit reads 1.00 of the next).
 """
 
 from __future__ import annotations

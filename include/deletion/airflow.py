@@ -125,10 +125,7 @@ class PlanApprovalOperator(ApprovalOperator):
             raise AirflowSkipException("approval=auto: the plan is within the guards, deleting without a human")
         run_dir = run_dir_of(context)
         plan = read_plan(run_dir)  # what the approver sees comes from the artifact, not from an XCom
-        changed = gate.settings_changed(plan, params)
-        if changed:  # the approvers asked, the limits shown: the plan's own settings, or nothing
-            raise AirflowFailException(f"the run's settings are not those its plan was made with ({changed}): clear "
-                                       "the run's first task and everything after it to plan again")
+        require_plans_settings(plan, params)  # the approvers asked, the limits shown: the plan's own, or nothing
         digests = gate.plan_digests(run_dir, plan.get("chunks") or [])
         triggered_by = triggering_user(context)
         separate = params.get("separate_approver") is not False  # unset (None) keeps the safe default
@@ -238,6 +235,18 @@ class PlanApprovalOperator(ApprovalOperator):
         return {"verdict": verdict, "responded_by": approval["responded_by"]}
 
 
+def require_plans_settings(plan: Any, params: Any) -> None:
+    """Fail the task (no retry helps) when the run's settings are not those its plan was made with."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.deletion import approval as gate
+
+    changed = gate.settings_changed(plan, params)
+    if changed:
+        raise AirflowFailException(f"the run's settings are not those its plan was made with ({changed}): clear "
+                                   "the run's first task and everything after it to plan again")
+
+
 def run_dir_of(context: Any) -> Any:
     """This run's artifact folder, ``<root>/<dag_id>/<run_id>/``."""
     from include.core import artifacts
@@ -325,10 +334,7 @@ def add_deletion_tasks(
         if plan.get("plan_id") != plan_summary.get("plan_id"):
             raise AirflowFailException("plan.json does not match the plan task's summary: clear the plan task "
                                        "and everything after it")
-        changed = gate.settings_changed(plan, params)
-        if changed:
-            raise AirflowFailException(f"the run's settings are not those its plan was made with ({changed}): clear "
-                                       "the run's first task and everything after it to plan again")
+        require_plans_settings(plan, params)
         chunks = list(plan.get("chunks") or [])  # from the artifact, not from the XCom
         limit = _max_map_length()
         refusals = [f"the plan has {len(chunks)} chunks, more than Airflow's max_map_length={limit}"] \
