@@ -23,8 +23,8 @@ to it) or `orphan` (no job refers to it and it is older than `orphan_min_age_day
 the plan is written to the artifact store in chunks, with `plan.json`) → `guard` (refuses an empty job
 query unless `allow_empty_jobs`, an incomplete listing, more than `max_delete_count` or
 `max_delete_fraction`) → `approve` (Browse → Required Actions, unless `approval` is `auto`) → `delete`
-(per chunk: re-checked in MySQL, then DeleteObjects) → `purge_job_rows` (optional: expired TRIAL rows,
-written to `purged_rows.jsonl` first) → `audit` (`audit.json`; the run fails if keys could not be deleted).
+(per chunk: re-checked in MySQL, then DeleteObjects) → `purge_job_rows` (optional: the expired TRIAL rows the
+plan recorded in `expired_trial_rows/`, if they still are) → `audit` (`audit.json`; the run fails if keys could not be deleted).
 
 Backfills and retries decide exactly as the original run: "now" is the logical time.
 
@@ -48,7 +48,7 @@ def s3_retention() -> None:
 
     @task(trigger_rule="none_failed")
     def purge_job_rows() -> dict:
-        """Delete the expired TRIAL rows (when asked), after writing them to purged_rows.jsonl."""
+        """Delete the expired TRIAL rows the approved plan recorded (when asked), if they still are."""
         return retention_tasks.purge_job_rows(get_current_context())
 
     add_deletion_tasks(plan(), recheck=retention_tasks.recheck, before_audit=purge_job_rows)

@@ -7,12 +7,11 @@ is checked against a strict pattern and quoted; values are always bound paramete
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from include.retention.policy import JobRow, Policy, Unmatchable, classify_job
+from include.retention.policy import JobRow, Policy, Unmatchable
 
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?")
 #: the one expression both the sort and the join use: sourceData as UTF-8 bytes, compared byte by byte
@@ -172,32 +171,13 @@ def rows_for_sources(conn: Any, table: str, sources: list[str]) -> dict[str, lis
     return found
 
 
-def iter_expired_trials(conn: Any, table: str, policy: Policy) -> Iterator[JobRow]:
-    """TRIAL rows completed at or before the policy's cutoff (the rows ``purge_job_rows`` removes)."""
-    import MySQLdb.cursors
-
-    cur = conn.cursor(MySQLdb.cursors.SSCursor)
-    try:
-        cur.execute(
-            f"SELECT {_COLUMNS} FROM {quote_table(table)} WHERE completedAt IS NOT NULL AND completedAt <= %s "
-            "ORDER BY jobId",
-            (policy.trial_cutoff.replace(tzinfo=None),),
-        )
-        for raw in cur:
-            row = _row(raw)
-            if classify_job(row.type, row.completed_at, policy) == "trial_expired":
-                yield row
-    finally:
-        cur.close()
-
-
 def delete_expired_trials(conn: Any, table: str, job_ids: Iterable[str], policy: Policy, batch: int = 1000) -> int:
     """Delete these jobs if they are still expired TRIAL rows (re-checked in the statement); returns the
-    number of rows deleted."""
+    number of rows deleted. A NULL ``jobId`` names no row and deletes nothing."""
     quoted = quote_table(table)
     cutoff = policy.trial_cutoff.replace(tzinfo=None)
     deleted = 0
-    ids = list(job_ids)
+    ids = [job_id for job_id in job_ids if job_id is not None]
     for start in range(0, len(ids), batch):
         part = ids[start : start + batch]
         cur = conn.cursor()
@@ -214,36 +194,15 @@ def delete_expired_trials(conn: Any, table: str, job_ids: Iterable[str], policy:
     return deleted
 
 
-def purge_expired_trials(conn: Any, table: str, policy: Policy, dest: Any, batch: int = 1000) -> dict[str, int]:
-    """Write the expired TRIAL rows to ``dest`` (JSON lines, an artifact path) and then delete them.
-
-    Safe to retry: when ``dest`` exists, an earlier attempt already recorded the rows, so only the
-    deletes are replayed (rows already gone delete nothing).
-    """
-    if not dest.exists():
-        tmp = dest.parent / f"{dest.name}.part"
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w") as fh:
-            for row in iter_expired_trials(conn, table, policy):
-                fh.write(json.dumps({
-                    "jobId": row.job_id,
-                    "completedAt": row.completed_at.isoformat() + "Z" if row.completed_at else None,
-                    "type": row.type, "sourceData": row.source_data,
-                }) + "\n")
-        tmp.rename(dest)
-    recorded = deleted = 0
-    ids: list[str] = []
-    with dest.open("r") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            recorded += 1
-            ids.append(json.loads(line)["jobId"])
-            if len(ids) >= batch:
-                deleted += delete_expired_trials(conn, table, ids, policy, batch)
-                ids = []
-    deleted += delete_expired_trials(conn, table, ids, policy, batch)
-    return {"recorded": recorded, "deleted": deleted}
+def purge_planned_rows(conn: Any, table: str, id_lists: Iterable[list[str]], policy: Policy) -> dict[str, int]:
+    """Delete the planned rows (``id_lists``: :func:`include.retention.expired_rows.planned_job_ids`) that are
+    still expired TRIAL rows. Safe to retry: rows already gone delete nothing. Returns ``planned`` (the rows
+    the plan recorded) and ``deleted``; the difference changed or went since the plan and is kept."""
+    planned = deleted = 0
+    for ids in id_lists:
+        planned += len(ids)
+        deleted += delete_expired_trials(conn, table, ids, policy)
+    return {"planned": planned, "deleted": deleted}
 
 
 #: MySQL's "command denied to user … for table …" (ER_TABLEACCESS_DENIED_ERROR).

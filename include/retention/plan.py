@@ -15,6 +15,7 @@ from typing import Any
 from include.core.progress import Progress
 from include.inventory.read import object_source
 from include.retention import jobs as jobs_db
+from include.retention.expired_rows import ExpiredRowsWriter
 from include.retention.policy import Policy, write_plan
 from include.retention.versions import versioning_note, versioning_state
 
@@ -36,6 +37,7 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
         stream = cleanup.enter_context(closing(connect()))
         lookup_conn = cleanup.enter_context(closing(connect()))
         purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
+        expired = ExpiredRowsWriter(run_dir, policy)  # always: it removes an earlier plan's rows
         progress = Progress(f"{found.reading} s3://{bucket}/{key_prefix} (retention plan)",
                             unit="versions" if include_versions else "objects")
         summary = write_plan(
@@ -44,7 +46,7 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
             lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
             jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
             versions=found.versions(key_prefix, on_batch=progress.add) if include_versions else None,
-            run_settings=run_settings,
+            run_settings=run_settings, expired_rows=expired if purge_job_rows else None,
             extra={"bucket": bucket, "trial_retention": trial_retention, "orphan_min_age_days": orphan_min_age_days,
                    "purge_job_rows": purge_job_rows, "include_versions": include_versions, "versioning": versioning,
                    "purge_denied": purge_denied, "versioning_note": versioning_note(versioning, include_versions),

@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from include.aws.listing import S3Object
 from include.core.settings import MAX_DAYS
@@ -408,21 +408,33 @@ def guarded_listing(objects: Iterable[S3Object], failure: list[str]) -> Iterator
         failure.append(error_text(exc))
 
 
+class RowRecorder(Protocol):
+    """Records job rows on their way to the plan (:class:`include.retention.expired_rows.ExpiredRowsWriter`)."""
+
+    def passing(self, rows: Iterable[JobRow]) -> Iterator[JobRow]: ...
+
+    def close(self) -> dict[str, Any]: ...
+
+
 def write_plan(
     objects: Iterable[S3Object], rows: Iterable[JobRow], run_dir: Any, *, key_prefix: str, policy: Policy,
     lookup: Lookup | None, jobs_table: str, allow_empty_jobs: bool, chunk_size: int = 1000,
     extra: dict[str, Any] | None = None, versions: Iterable[Any] | None = None,
-    run_settings: Mapping[str, Any] | None = None,
+    run_settings: Mapping[str, Any] | None = None, expired_rows: RowRecorder | None = None,
 ) -> dict[str, Any]:
     """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary.
 
     With ``versions`` (a ListObjectVersions stream, ``include_versions``) instead of ``objects``, a
     planned key's every version and delete marker is a plan item (see include.retention.versions).
+    With ``expired_rows`` (``purge_job_rows``), the expired TRIAL rows are recorded too, and only they are
+    purged (:class:`include.retention.expired_rows.ExpiredRowsWriter`).
     The summary carries the policy's ``refusals`` (empty job query, failed listing) for the guard."""
     from include.deletion.plan import PlanItem, PlanWriter
     from include.retention.versions import VersionCounts, current_with_versions
 
     writer = PlanWriter(run_dir, chunk_size=chunk_size, settings=run_settings)
+    if expired_rows is not None:
+        rows = expired_rows.passing(rows)
     failure: list[str] = []
     version_counts = VersionCounts()
     if versions is not None:
@@ -447,6 +459,8 @@ def write_plan(
     if failure:
         counts["listing_error"] = failure[0]
     counts = {**counts, **(extra or {}), "jobs_table": jobs_table}
+    if expired_rows is not None:
+        counts["expired_trial_rows_files"] = expired_rows.close()
     counts["refusals"] = refusals(counts, jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs)
     counts["headline"] = headline(counts)
     return writer.close(listing_complete=not failure, extra=counts)

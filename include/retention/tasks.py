@@ -48,7 +48,7 @@ def plan(context: Any) -> dict[str, Any]:
 
 
 def purge_job_rows(context: Any) -> dict[str, Any]:
-    """Delete the expired TRIAL rows (when asked), after writing them to purged_rows.jsonl."""
+    """Delete the expired TRIAL rows the approved plan recorded (when asked), if they still are."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from include.dag_defaults import saved_run_settings
@@ -99,15 +99,21 @@ def run_plan(
 
 
 def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:
-    """The ``purge_job_rows`` task: record the expired TRIAL rows in ``purged_rows.jsonl``, then delete them."""
+    """The ``purge_job_rows`` task: delete the expired TRIAL rows the plan recorded, if they still are."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     from include.core import artifacts
     from include.retention import jobs as jobs_db
+    from include.retention.expired_rows import EXPIRED_ROWS_DIR, RowsChanged, planned_job_ids
     from include.retention.policy import policy_of
 
-    dest = run_dir / "purged_rows.jsonl"
-    conn = jobs_db.connect(mysql_conn_id)
     try:
-        counts = jobs_db.purge_expired_trials(conn, plan["jobs_table"], policy_of(plan), dest)
-    finally:
-        conn.close()
-    return {**counts, "purged_rows_uri": artifacts.uri(dest)}
+        id_lists = planned_job_ids(run_dir, plan.get("expired_trial_rows_files"))
+        conn = jobs_db.connect(mysql_conn_id)
+        try:
+            counts = jobs_db.purge_planned_rows(conn, plan["jobs_table"], id_lists, policy_of(plan))
+        finally:
+            conn.close()
+    except RowsChanged as exc:  # a retry reads the same files
+        raise AirflowFailException(f"purge_job_rows: {exc}") from None
+    return {**counts, "expired_trial_rows_uri": artifacts.uri(run_dir / EXPIRED_ROWS_DIR)}

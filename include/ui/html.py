@@ -403,7 +403,7 @@ def plan_block(p: dict[str, Any], *, heading: bool = True) -> str:
             f'deleted ({human_bytes(a["deleted_bytes"])}), {_count(a["skipped_count"])} skipped (protected again or '
             f'changed since the plan), '
             f'<span class="error-count" data-value="{_e(a["error_count"])}">{_count(a["error_count"])}</span> errors'
-            f'{", purged rows: " + _e(a["purged_rows"]) if a["purged_rows"] is not None else ""}.</p>'
+            f'{", purged rows: " + _count(a["purged_rows"]) if a["purged_rows"] is not None else ""}.</p>'
         )
         if a["error_samples"]:
             out.append('<ul class="keys err">' + "".join(

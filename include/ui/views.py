@@ -485,7 +485,7 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
                                   for e in a.items(audit.get("error_samples"), "error_samples")][:10],
                 "deleted_by_reason": _reasons(a, a.mapping(audit.get("deleted_by_reason"), "deleted_by_reason"),
                                               "deleted_by_reason"),
-                "purged_rows": audit.get("purged_rows", audit.get("purged_row_count")),
+                "purged_rows": _purged_rows(a, audit.get("purge_job_rows")),
                 "approved_by": a.text(audit.get("approved_by") or audit.get("approver")),
             }
         except (OSError, ValueError) as exc:
@@ -494,6 +494,13 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
         entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"]))
     entry["status"] = _plan_status(entry, approval_state)
     return entry
+
+
+def _purged_rows(f: Fields, purge: Any) -> int | None:
+    """The job rows the run purged (the ``purge_job_rows`` task's result in audit.json), or None when
+    it did not run (off, dry run, or nothing deleted)."""
+    result = f.mapping(purge, "purge_job_rows")
+    return f.count(result["deleted"], "purge_job_rows.deleted") if "deleted" in result else None
 
 
 def _reasons(f: Fields, by_reason: dict[str, Any], where: str) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import pytest
 from include.aws.listing import iter_objects
 from include.deletion.plan import GuardRefused, check_guards, delete_chunk
 from include.retention import jobs as jobs_db
+from include.retention.expired_rows import EXPIRED_ROWS_DIR, ExpiredRowsWriter, planned_job_ids
 from include.retention.policy import Policy, make_recheck, refusals, write_plan
 from include.seed import seed_jobs
 
@@ -137,28 +138,42 @@ def test_a_failing_listing_makes_the_plan_incomplete(s3, s3_server, bucket, tmp_
     assert any("listing the bucket failed" in r for r in summary["refusals"])
 
 
-def test_purge_records_rows_first_and_only_removes_expired_trials(mysql_server, mysql_conn, table, tmp_path):
+def test_purge_deletes_only_the_rows_the_plan_recorded_and_that_still_are_expired(mysql_server, mysql_conn, table,
+                                                                                   tmp_path):
+    """The approver is shown a count of expired TRIAL rows: the purge deletes those rows, not whatever
+    matches the cutoff when it runs (a row added after the approval stays, so does one changed since)."""
     seed_jobs(mysql_conn, [
         ("old-trial", NOW - timedelta(days=200), " trial ", "a"),
+        ("changed", NOW - timedelta(days=300), "TRIAL", "f"),
+        ("no-source", NOW - timedelta(days=300), "TRIAL", None),
         ("new-trial", NOW - timedelta(days=10), "TRIAL", "b"),
         ("running", None, "TRIAL", "c"),
         ("official", NOW - timedelta(days=900), "OFFICIAL", "d"),
         ("beta", NOW - timedelta(days=900), "BETA", "e"),
     ], table=table)
     policy = Policy.at(NOW, "P3M", 7)
-    dest = tmp_path / "purged_rows.jsonl"
     conn = conn_for(mysql_server)
     try:
-        first = jobs_db.purge_expired_trials(conn, table, policy, dest)
-        again = jobs_db.purge_expired_trials(conn, table, policy, dest)  # a retry
+        summary = write_plan([], jobs_db.iter_job_rows(conn, table), tmp_path, key_prefix="", policy=policy,
+                             lookup=None, jobs_table=table, allow_empty_jobs=False, expired_rows=ExpiredRowsWriter(tmp_path, policy))
+        recorded = summary["expired_trial_rows_files"]
+        # after the approval: a new expired TRIAL row, and a planned one that became OFFICIAL
+        seed_jobs(mysql_conn, [("late-trial", NOW - timedelta(days=400), "TRIAL", "g")], table=table, replace=False)
+        cur = mysql_conn.cursor()
+        cur.execute(f"UPDATE `{table}` SET type = 'OFFICIAL' WHERE jobId = 'changed'")
+        mysql_conn.commit()
+        first = jobs_db.purge_planned_rows(conn, table, planned_job_ids(tmp_path, recorded), policy)
+        again = jobs_db.purge_planned_rows(conn, table, planned_job_ids(tmp_path, recorded), policy)  # a retry
         cur = conn.cursor()
         cur.execute(f"SELECT jobId FROM `{table}` ORDER BY jobId")
         left = [r[0] for r in cur.fetchall()]
     finally:
         conn.close()
-    assert first == {"recorded": 1, "deleted": 1} and again == {"recorded": 1, "deleted": 0}
-    assert [json.loads(line)["jobId"] for line in dest.read_text().splitlines()] == ["old-trial"]
-    assert left == ["beta", "new-trial", "official", "running"]
+    assert summary["expired_trial_rows"] == recorded["count"] == 3
+    rows = [json.loads(line) for f in sorted((tmp_path / EXPIRED_ROWS_DIR).iterdir()) for line in f.read_text().splitlines()]
+    assert sorted(r["jobId"] for r in rows) == ["changed", "no-source", "old-trial"]
+    assert first == {"planned": 3, "deleted": 2} and again == {"planned": 3, "deleted": 0}
+    assert left == ["beta", "changed", "late-trial", "new-trial", "official", "running"]
 
 
 def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_jobs=False, recheck_keys=()):

@@ -66,7 +66,9 @@ def test_reference_case_deletes_exactly_the_expected_files_and_a_rerun_deletes_n
     audit = json.loads((result.artifacts() / "audit.json").read_text())
     assert audit["deleted_count"] == 20 and audit["error_count"] == 0 and audit["outcome"] == "deleted"
     assert audit["purge_job_rows"]["deleted"] == 22  # 7 + 6 sharing 000045 + 4 others of 36–44 + … = every expired TRIAL row
-    purged = [json.loads(line) for line in (result.artifacts() / "purged_rows.jsonl").read_text().splitlines()]
+    assert audit["purge_job_rows"]["planned"] == plan["expired_trial_rows"] == 22
+    purged = [json.loads(line) for f in sorted((result.artifacts() / "expired_trial_rows").iterdir())
+              for line in f.read_text().splitlines()]
     expected_purged = {j for j, c, t, s in reference_job_rows(NOW)
                        if t == "TRIAL" and c is not None and c < NOW - timedelta(days=80)}
     assert {r["jobId"] for r in purged} == expected_purged and len(expected_purged) == 22

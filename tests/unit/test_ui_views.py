@@ -58,7 +58,8 @@ def root(tmp_path: Path) -> Path:
     _write(ret / "done" / "plan.json", plan)
     _write(ret / "done" / "audit.json", {"deleted_count": 19, "deleted_bytes": 1900, "skipped_count": 1,
                                          "error_count": 0, "error_samples": [], "outcome": "deleted",
-                                         "deleted_by_reason": {"orphan": {"count": 3, "bytes": 300}}})
+                                         "deleted_by_reason": {"orphan": {"count": 3, "bytes": 300}},
+                                         "purge_job_rows": {"planned": 23, "deleted": 22}})
     _write(tmp_path / "s3_deploy_cleanup" / "rejected" / "plan.json", {**plan, "delete_count": 2, "by_reason": {}})
 
     up = tmp_path / "s3_upload"
@@ -105,6 +106,8 @@ def test_plans_view_status_from_audit_and_approval_state(root: Path) -> None:
     assert by_run["waiting"]["status"] == "awaiting approval"
     assert by_run["rejected"]["status"] == "rejected"
     assert by_run["done"]["status"] == "finished" and by_run["done"]["audit"]["deleted_count"] == 19
+    assert by_run["done"]["audit"]["purged_rows"] == 22  # the purge task's result, as audit.json records it
+    assert "purged rows: 22" in ui_html.render_plans(view)
     assert [p["run_id"] for p in view["pending"]] == ["waiting"]
     assert by_run["waiting"]["by_reason"] == [{"reason": "orphan", "count": 3, "bytes": 300},
                                               {"reason": "trial_expired", "count": 17, "bytes": 1700}]
@@ -217,7 +220,8 @@ def test_plans_and_uploads_with_odd_values_flag_them(tmp_path: Path) -> None:
     _write(tmp_path / "s3_retention" / "odd" / "plan.json", {
         "delete_count": "20", "delete_bytes": -1, "by_reason": {"orphan": {"count": 1.5, "bytes": 3}, "x": 4},
         "samples": "k1", "chunks": {}, "scanned_count": 10, "listing_complete": True})
-    _write(tmp_path / "s3_retention" / "odd" / "audit.json", {"deleted_count": [], "error_samples": ["boom"]})
+    _write(tmp_path / "s3_retention" / "odd" / "audit.json", {"deleted_count": [], "error_samples": ["boom"],
+                                                                     "purge_job_rows": {"deleted": "<b>9</b>"}})
     _write(tmp_path / "s3_retention" / "list" / "plan.json", [])
     _write(tmp_path / "s3_upload" / "u1" / "summary.json", {"uploaded": "4", "bytes": 10, "malformed_paths": 3})
     _write(tmp_path / "s3_upload" / "u1" / "manifest.jsonl", '"not a row"\n{"uploaded_at": "2026-11-21T10:00:00Z"}\n')
@@ -228,6 +232,7 @@ def test_plans_and_uploads_with_odd_values_flag_them(tmp_path: Path) -> None:
     assert odd["audit"]["deleted_count"] is None and odd["audit"]["error_samples"] == [{"message": "boom"}]
     assert any("plan.json: delete_count is '20'" in f for f in odd["flags"])
     assert any("audit.json: deleted_count is []" in f for f in odd["flags"])
+    assert odd["audit"]["purged_rows"] is None and any("purge_job_rows.deleted is '<b>9</b>'" in f for f in odd["flags"])
     assert by_run["list"]["status"] == "unreadable"
     html = ui_html.render_plans(plans)
     _parse(html)
