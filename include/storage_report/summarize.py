@@ -164,7 +164,8 @@ def list_buckets(
     """``[{"name", "creation_date", "region", "error"}]`` for every visible bucket matching ``patterns``
     and ``regions`` (ListBuckets paginated; ``client`` should be a us-east-1 client so creation dates
     have us-east-1 semantics). A bucket whose region cannot be read keeps its error (``as_bucket_error``)
-    and stays in the report unless a region filter is set (it cannot be placed then)."""
+    and stays in the report, under a region filter too: it may be in one of them, and a report that
+    dropped it would say nothing of a bucket it could not read."""
     from botocore.exceptions import ClientError
 
     found: list[dict[str, Any]] = []
@@ -194,7 +195,8 @@ def list_buckets(
 
     with ThreadPoolExecutor(threads) as pool:
         located = list(pool.map(locate, found))
-    return sorted((b for b in located if not regions or b["region"] in regions), key=lambda b: b["name"])
+    return sorted((b for b in located if not regions or b["region"] in regions or b["region"] is None),
+                  key=lambda b: b["name"])
 
 
 # ------------------------------------------------------------------------------------------------ totals
