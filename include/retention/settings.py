@@ -35,7 +35,7 @@ SETTINGS = Settings("s3_retention", "retention", (
             "Without it, a job query returning no rows, or only rows whose sourceData is NULL, is refused "
             "(either would make every file an orphan)."),
     Setting("purge_job_rows", {"type": "boolean"}, False, "Purge expired TRIAL rows",
-            "After deleting, delete the expired TRIAL job rows (recorded first)."),
+            "After deleting, delete the expired TRIAL job rows the plan recorded (the approver sees their count)."),
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",
             "On a versioned bucket, also delete every version and delete marker of each planned key (without it a "
             "delete only adds a delete marker and the bytes stay billed)."),
