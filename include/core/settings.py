@@ -248,8 +248,20 @@ class Settings:
 
     def resolve(self, params: Mapping[str, Any] | None, variable: str | Mapping[str, Any] | None) -> Resolved:
         """Merge, per setting: the param (unless null or ``""``) > the Variable's key > the built-in
-        default; validate every given value; raise :class:`SettingsError` naming the first problem."""
+        default; validate every given value; raise :class:`SettingsError` naming the first problem.
+
+        A param that is no form setting is refused: Airflow passes a run's conf keys into its params
+        unchecked, so ``{"dryRun": true}`` through the REST API would otherwise be a real run."""
         params = params or {}
+        form = {s.name for s in self.entries if s.form}
+        stray = sorted(str(k) for k in params if k not in form and params[k] not in (None, ""))
+        if stray:
+            variable_only = [k for k in stray if k in self.names]
+            raise SettingsError(
+                f"the run's conf has keys that are not settings of this DAG: {_shown_keys(stray)}; nothing was "
+                f"done. The settings a run may set: {', '.join(sorted(form))}"
+                + (f"; {_shown_keys(variable_only)} only in the Airflow Variable {self.variable!r}" if variable_only
+                   else "") + " (see docs/configuration.md)")
         from_variable = self.parse_variable(variable)
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
@@ -272,6 +284,12 @@ class Settings:
         return {"param": f"the run's param {name!r}",
                 "variable": f"key {name!r} of the Airflow Variable {self.variable!r}",
                 "default": f"the built-in default of {name!r}"}[source]
+
+
+def _shown_keys(keys: list[str], limit: int = 10) -> str:
+    """Keys as a user typed them, with control characters and look-alikes escaped (``ascii``), at most ``limit``."""
+    shown = ", ".join(ascii(k[:64]) for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 #: Settings every DAG has (one definition each).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -55,9 +56,20 @@ def test_explicit_false_and_zero_typed_in_the_form_win():
     assert (resolved["days"], resolved["flag"]) == (0, False)
 
 
-def test_form_only_settings_cannot_be_smuggled_through_conf():
-    assert DEMO.resolve({"bucket": "abc", "hidden": 99}, None)["hidden"] == 5
+def test_variable_only_settings_cannot_be_smuggled_through_conf():
+    with pytest.raises(SettingsError, match="'hidden' only in the Airflow Variable 's3ops_demo'"):
+        DEMO.resolve({"bucket": "abc", "hidden": 99}, None)
     assert DEMO.resolve({"bucket": "abc"}, {"hidden": 9})["hidden"] == 9
+
+
+@pytest.mark.parametrize("key", ["dryRun", "dry_run ", "fl\u0430g", "Flag", "fl\x00ag"])
+def test_a_misspelled_conf_key_is_refused_not_ignored(key):
+    """Airflow hands a run's conf keys to its params unchecked (REST API): a misspelled ``dry_run`` that
+    was ignored made a real run. A null or empty stray key changes nothing and is let through."""
+    key = key.encode().decode("unicode_escape")
+    with pytest.raises(SettingsError, match="not settings of this DAG: " + re.escape(ascii(key))):
+        DEMO.resolve({"bucket": "abc", key: True}, None)
+    assert DEMO.resolve({"bucket": "abc", key: None, "other": ""}, None)["bucket"] == "abc"
 
 
 def test_untouched_form_equals_scheduled_run():
