@@ -251,6 +251,20 @@ def triggers_served_like_the_triggerer() -> Any:
 
 
 @pytest.fixture
+def deployment(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``deployment("s3ops_retention", approval="auto")``: set keys of a DAG's Airflow Variable for this test
+    (through ``AIRFLOW_VAR_…``, merged with what is set), as a deployer would. The safety settings
+    (approval, approvers, limits, dry_run) can only be loosened there, not by a run's conf."""
+    import json
+
+    def _set(variable: str, **values: Any) -> None:
+        env = f"AIRFLOW_VAR_{variable.upper()}"
+        monkeypatch.setenv(env, json.dumps({**json.loads(os.environ.get(env) or "{}"), **values}))
+
+    return _set
+
+
+@pytest.fixture
 def run_dag(airflow_db: Path, stack: LocalStack) -> Any:
     """``run_dag(dag_id, conf, logical_date=…, mark_success_pattern=…, retries=…)`` runs the DAG with
     ``dag.test()`` against the local servers and returns a :class:`DagRunResult` (failed runs do not raise).

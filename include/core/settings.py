@@ -65,6 +65,20 @@ def _describe(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: How a run may change a safety setting: ``rule: (does value loosen deployed?, what a run may do)``.
+#: The person who triggers a run must not be able to widen the gate that stands between them and a
+#: deletion (name themselves approver, raise a limit, turn a dry run off): only the deployment's
+#: Variable may.
+TIGHTEN: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    "lower": (lambda value, deployed: value > deployed, "lower it"),
+    "on": (lambda value, deployed: bool(deployed) and not value, "turn it on"),
+    "off": (lambda value, deployed: bool(value) and not deployed, "turn it off"),
+    "required": (lambda value, deployed: deployed == "required" and value != "required", "make it 'required'"),
+    "subset": (lambda value, deployed: bool(deployed) and not (value and set(value) <= set(deployed)),
+               "name some of the deployment's users"),
+}
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its name (param name = Variable key), JSON schema, built-in default and help."""
@@ -77,6 +91,16 @@ class Setting:
     form: bool = True  # shown in the trigger form as a param; False = deployment setting only
     #: a check beyond JSON schema (raises ValueError with the reason); e.g. the notification targets' parser
     extra_check: Callable[[Any, str], object] | None = None
+    #: a safety setting a run's param may only make stricter than the deployment's value (see :data:`TIGHTEN`)
+    tighten: str | None = None
+
+    def loosens(self, value: Any, deployed: Any) -> str | None:
+        """What a run's ``value`` may not do to the deployment's ``deployed`` value, or None when it only
+        tightens it (or this setting is no safety setting)."""
+        if self.tighten is None or deployed is None or deployed is REQUIRED:
+            return None
+        loosens, may = TIGHTEN[self.tighten]
+        return may if loosens(value, deployed) else None
 
     @property
     def param_schema(self) -> dict[str, Any]:
@@ -214,10 +238,11 @@ class Settings:
                 continue
             default = ("none: set it here or in the Variable " + self.variable if s.default is REQUIRED
                        else _describe(s.default))
+            tighten = f" A run may only {TIGHTEN[s.tighten][1]}, never loosen it." if s.tighten else ""
             specs[s.name] = {
                 "default": None, **s.param_schema, "title": s.title,
                 "description": f"{s.description} Empty = the Variable {self.variable}'s {s.name!r}, "
-                               f"else the built-in default: {default}.",
+                               f"else the built-in default: {default}.{tighten}",
             }
         return specs
 
@@ -277,6 +302,15 @@ class Settings:
                     + f"set key {s.name!r} in the Airflow Variable {self.variable!r} (see docs/configuration.md)")
             if value is not None and source != "default":  # the defaults are checked by the tests
                 s.check(value, self.where(s.name, source))
+            if source == "param":
+                deployed = from_variable.get(s.name)
+                deployed, deployed_from = (deployed, "variable") if deployed is not None else (s.default, "default")
+                may = s.loosens(value, deployed)
+                if may:
+                    raise SettingsError(
+                        f"{s.name} = {short_json(value)} (from {self.where(s.name, source)}) would loosen the "
+                        f"deployment's {short_json(deployed)} ({self.where(s.name, deployed_from)}): it is a "
+                        f"safety setting, so a run may only {may}; change it in the Airflow Variable {self.variable!r}")
             values[s.name], sources[s.name] = value, source
         return Resolved(values, sources)
 

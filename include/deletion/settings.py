@@ -16,22 +16,23 @@ def gate_settings(*, approval: str, max_delete_count: int) -> tuple[Setting, ...
     return (
         Setting("approval", APPROVAL, approval, "Approval",
                 "required: a human approves the plan (Browse → Required Actions); auto: delete without a human "
-                "when the guards pass."),
+                "when the guards pass.", tighten="required"),
         Setting("approvers", USERS, [], "Approvers",
-                "Airflow users who may approve the deletion; empty = any user allowed to answer the request."),
+                "Airflow users who may approve the deletion; empty = any user allowed to answer the request.",
+                tighten="subset"),
         Setting("separate_approver", {"type": "boolean"}, True, "Separate approver",
                 "The user who triggered the run cannot approve its deletions (scheduled runs have no "
-                "triggering user)."),
+                "triggering user).", tighten="on"),
         Setting("approval_timeout_hours", {"type": "number", "exclusiveMinimum": 0, "maximum": 720}, 20,
                 "Approval timeout (hours)",
                 "Unanswered after this long, the request expires and nothing is deleted. Keep it below the "
                 "schedule interval (20 h for a daily run)."),
         Setting("dry_run", {"type": "boolean"}, False, "Dry run",
-                "Plan, guard and audit only: nothing is deleted."),
+                "Plan, guard and audit only: nothing is deleted.", tighten="on"),
         Setting("max_delete_count", {"type": "integer", "minimum": 0, "maximum": 10**9}, max_delete_count,
                 "Max objects to delete",
                 "The guard refuses the whole plan (nothing deleted) if it deletes more objects (or versions) "
-                "than this."),
+                "than this.", tighten="lower"),
     )
 
 

@@ -30,10 +30,11 @@ SETTINGS = Settings("s3_retention", "retention", (
             "its job row may not be written yet)."),
     *gate_settings(approval="required", max_delete_count=100_000),
     Setting("max_delete_fraction", {"type": "number", "minimum": 0, "maximum": 1}, 0.5, "Max fraction to delete",
-            "The guard refuses a plan deleting more than this fraction of the objects under the prefix."),
+            "The guard refuses a plan deleting more than this fraction of the objects under the prefix.",
+            tighten="lower"),
     Setting("allow_empty_jobs", {"type": "boolean"}, False, "Allow an empty jobs table",
             "Without it, a job query returning no rows, or only rows whose sourceData is NULL, is refused "
-            "(either would make every file an orphan)."),
+            "(either would make every file an orphan).", tighten="off"),
     Setting("purge_job_rows", {"type": "boolean"}, False, "Purge expired TRIAL rows",
             "After deleting, delete the expired TRIAL job rows the plan recorded (the approver sees their count)."),
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",

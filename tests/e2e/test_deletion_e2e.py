@@ -163,21 +163,25 @@ def test_retention_backfill_decides_by_each_logical_date(airflow, s3, s3_server,
     rows.append(("job-bf_d".ljust(64, "0"), day0 - timedelta(days=30), "OFFICIAL", "bf_d"))
     bucket, table = unique("backfill"), unique("bf").replace("-", "_")
     _retention_world(s3, s3_server, mysql_server, bucket, table, rows, ["bf_a", "bf_b", "bf_c", "bf_d"])
-    conf = {"bucket": bucket, "jobs_table": table, "trial_retention": "P2D", "orphan_min_age_days": 0,
-            "approval": "auto", "dry_run": True, "max_delete_fraction": 1.0}
+    conf = {"bucket": bucket, "jobs_table": table, "trial_retention": "P2D", "orphan_min_age_days": 0, "dry_run": True}
+    # the deployment's: a run's conf may tighten the gate's settings, never loosen them
+    airflow.set_variable("s3ops_retention", json.dumps({"approval": "auto", "max_delete_fraction": 1.0}))
 
     airflow.wait_for_dags([RETENTION])
     airflow.set_paused(RETENTION, False)  # backfill runs stay queued while the DAG is paused
-    airflow.create_backfill(RETENTION, day0.isoformat(), (day0 + timedelta(days=2)).isoformat(), conf)
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline:
-        airflow.stop_scheduled_runs(RETENTION)  # the one unpausing created would take a slot
-        runs = [r for r in airflow.runs(RETENTION, run_type=["backfill"])
-                if (r.get("conf") or {}).get("bucket") == bucket]
-        if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs):
-            break
-        time.sleep(3)
-    airflow.set_paused(RETENTION, True)
+    try:
+        airflow.create_backfill(RETENTION, day0.isoformat(), (day0 + timedelta(days=2)).isoformat(), conf)
+        deadline = time.monotonic() + 420
+        while time.monotonic() < deadline:
+            airflow.stop_scheduled_runs(RETENTION)  # the one unpausing created would take a slot
+            runs = [r for r in airflow.runs(RETENTION, run_type=["backfill"])
+                    if (r.get("conf") or {}).get("bucket") == bucket]
+            if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs):
+                break
+            time.sleep(3)
+    finally:
+        airflow.set_paused(RETENTION, True)
+        airflow.http.delete("/api/v2/variables/s3ops_retention")
     assert len(runs) == 3 and all(r["state"] == "success" for r in runs), runs
     expected = {day0: {"bf_a"}, day0 + timedelta(days=1): {"bf_a", "bf_b"},
                 day0 + timedelta(days=2): {"bf_a", "bf_b", "bf_c"}}

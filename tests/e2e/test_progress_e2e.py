@@ -53,7 +53,7 @@ def test_storage_report_listing_logs_progress(airflow, demo_world):
 
 def test_retention_plan_listing_logs_progress(airflow, demo_world):
     run_id = airflow.trigger("s3_retention", {"bucket": demo_world.jobs_bucket, "jobs_table": demo_world.jobs_table,
-                                              "dry_run": True, "approval": "auto"})
+                                              "dry_run": True})
     airflow.wait_run("s3_retention", run_id, timeout=300)  # the guard may refuse the demo's plan: the plan ran
     assert airflow.task_states("s3_retention", run_id)[("plan", -1)] == "success"
     lines = _progress_lines(airflow, "s3_retention", run_id, "plan")

@@ -215,7 +215,8 @@ def test_deploy_cleanup_never_deletes_a_deployment_created_after_the_inventory(s
 
 # --- the DAGs: source inventory through real runs (dag.test) ------------------------------------------
 
-def test_s3_retention_runs_from_the_inventory_and_fails_once_without_one(run_dag, s3, s3_server, mysql_conn, world):
+def test_s3_retention_runs_from_the_inventory_and_fails_once_without_one(run_dag, s3, s3_server, mysql_conn, world,
+                                                                        deployment):
     from include.seed import reference_files, reference_job_rows
     from tests.integration.test_s3_retention_dag import EXPIRED, LONG_AGO, ORPHANS
     from tests.integration.test_s3_retention_dag import NOW as RUN_NOW
@@ -225,7 +226,8 @@ def test_s3_retention_runs_from_the_inventory_and_fails_once_without_one(run_dag
     s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
         {"key": k, "size": 100 + i, "last_modified": LONG_AGO} for i, k in enumerate(reference_files())]})
     seed_jobs(mysql_conn, reference_job_rows(RUN_NOW), table=table)
-    conf = {"bucket": bucket, "jobs_table": table, "approval": "auto", "orphan_min_age_days": 0, "source": "inventory"}
+    deployment("s3ops_retention", approval="auto")  # the deployment's choice: a run may not loosen approval
+    conf = {"bucket": bucket, "jobs_table": table, "orphan_min_age_days": 0, "source": "inventory"}
 
     refused = run_dag("s3_retention", conf, logical_date=RUN_NOW)  # no inventory configured yet
     assert refused.state == "failed" and refused.task_states()[("plan", -1)] == "failed"

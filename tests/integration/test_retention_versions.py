@@ -6,6 +6,8 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from include.seed import reference_files, reference_job_rows, seed_jobs
 
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -41,8 +43,14 @@ def versions(s3, bucket):
     return out
 
 
+@pytest.fixture(autouse=True)
+def auto_approval(deployment):
+    """These runs delete without a human (the deployment's choice: a run's conf may not loosen approval)."""
+    deployment("s3ops_retention", approval="auto")
+
+
 def conf(bucket, table, **more):
-    return {"bucket": bucket, "jobs_table": table, "approval": "auto", "orphan_min_age_days": 0, **more}
+    return {"bucket": bucket, "jobs_table": table, "orphan_min_age_days": 0, **more}
 
 
 def test_include_versions_deletes_every_version_and_marker_of_planned_keys(run_dag, s3, s3_server, mysql_conn):

@@ -39,8 +39,14 @@ def keys(s3, bucket):
                   for o in page.get("Contents", []))
 
 
+@pytest.fixture(autouse=True)
+def auto_approval(deployment):
+    """These runs delete without a human (the deployment's choice: a run's conf may not loosen approval)."""
+    deployment("s3ops_retention", approval="auto")
+
+
 def conf(bucket, table, **more):
-    return {"bucket": bucket, "jobs_table": table, "approval": "auto", "orphan_min_age_days": 0, **more}
+    return {"bucket": bucket, "jobs_table": table, "orphan_min_age_days": 0, **more}
 
 
 def table_rows(mysql_conn, table):
@@ -82,7 +88,8 @@ def test_reference_case_deletes_exactly_the_expected_files_and_a_rerun_deletes_n
     assert json.loads((again.artifacts() / "audit.json").read_text())["deleted_count"] == 0
 
 
-def test_prefix_isolation_many_deletions_shared_and_unknown_jobs(run_dag, s3, world):
+def test_prefix_isolation_many_deletions_shared_and_unknown_jobs(run_dag, s3, world, deployment):
+    deployment("s3ops_retention", max_delete_fraction=1.0)  # a run may only lower the limit
     old = NOW - timedelta(days=200)
     orphans = [f"data/orphan-{i:05d}" for i in range(1205)]
     outside = ["datax", "other/orphan-1", "data", "dat/orphan-2"]
@@ -96,7 +103,7 @@ def test_prefix_isolation_many_deletions_shared_and_unknown_jobs(run_dag, s3, wo
         ("j8", old, "TRIAL", "orphan-00003x"),  # refers to no file
     ]
     bucket, table = world([*orphans, *outside, *kept, "data/expired"], rows)
-    result = run_dag("s3_retention", conf(bucket, table, key_prefix="data/", max_delete_fraction=1.0),
+    result = run_dag("s3_retention", conf(bucket, table, key_prefix="data/"),
                      logical_date=NOW)
     assert result.state == "success", result.task_states()
     assert keys(s3, bucket) == sorted(outside + kept)

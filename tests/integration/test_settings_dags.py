@@ -68,11 +68,15 @@ def test_scheduled_retention_is_configured_by_its_variable_alone_and_the_untouch
     assert plan_a["by_reason"] == plan_b["by_reason"]
     assert keys(s3, bucket) == sorted(f"in/{k}" for k in reference_files())
 
-    # a value typed in the form wins over the Variable: here dry_run off → the 20 files go
-    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps(dry))
-    typed = run_dag("s3_retention", {**form, "dry_run": False}, logical_date=NOW + timedelta(seconds=2))
+    # a run may not turn the deployment's dry run off (a safety setting: only tightened by a run) …
+    refused = run_dag("s3_retention", {**form, "dry_run": False}, logical_date=NOW + timedelta(seconds=2))
+    assert refused.state == "failed" and refused.task_states()[("plan", -1)] == "failed"
+    assert len(keys(s3, bucket)) == len(reference_files())
+    # … any other value typed in the form wins over the Variable: the deployment without its dry run
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({**variable, "trial_retention": "P1D"}))
+    typed = run_dag("s3_retention", {**form, "trial_retention": "P80D"}, logical_date=NOW + timedelta(seconds=3))
     assert typed.state == "success", typed.task_states()
-    assert saved(typed)["sources"]["dry_run"] == "param"
+    assert saved(typed)["sources"]["trial_retention"] == "param"
     assert len(keys(s3, bucket)) == len(reference_files()) - 20
     assert json.loads((typed.artifacts() / "audit.json").read_text())["deleted_count"] == 20
 
@@ -84,6 +88,12 @@ def test_scheduled_retention_is_configured_by_its_variable_alone_and_the_untouch
     ({"orphan_min_age_days": 7, "jobs_tabel": "x"}, {}, "unknown keys ['jobs_tabel']"),
     ({"orphan_min_age_days": math.nan}, {}, "orphan_min_age_days = nan"),
     ({"bucket": None}, {}, "bucket is not set"),
+    # the REST API's conf: a misspelled key, and a run loosening the gate the deployment set
+    ({}, {"dryRun": True}, "not settings of this DAG: 'dryRun'"),
+    ({"approval": "required"}, {"approval": "auto"}, "a run may only make it 'required'"),
+    ({"approval": "required", "approvers": ["alice"]}, {"approvers": ["mallory"]}, "name some of the deployment's"),
+    ({"approval": "required"}, {"separate_approver": False}, "separate_approver = false"),
+    ({}, {"max_delete_count": 10**9}, "would loosen the deployment's 100000"),
 ])
 def test_a_bad_setting_fails_the_plan_once_before_any_listing(run_dag, s3, jobs_world, monkeypatch, capfd,
                                                               variable, conf, needle):

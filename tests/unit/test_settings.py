@@ -240,3 +240,49 @@ def test_a_bad_value_is_reported_with_the_error_jsonschema_validate_would_raise(
             assert expected in str(err.value), (s.name, bad)
             compared += 1
     assert compared > 3 * len(settings.entries)
+
+
+@pytest.mark.parametrize(("variable", "conf", "needle"), [
+    ({"approval": "required"}, {"approval": "auto"}, "approval = \"auto\""),
+    ({}, {"approval": "auto"}, "a run may only make it 'required'"),  # retention's default is required
+    ({"approvers": ["alice"]}, {"approvers": ["mallory"]}, "approvers = [\"mallory\"]"),
+    ({"approvers": ["alice"]}, {"approvers": []}, "name some of the deployment's users"),
+    ({"approvers": ["alice"]}, {"approvers": ["alice", "mallory"]}, "name some of the deployment's users"),
+    ({}, {"separate_approver": False}, "turn it on"),
+    ({"dry_run": True}, {"dry_run": False}, "dry_run = false"),
+    ({"max_delete_count": 100}, {"max_delete_count": 101}, "the deployment's 100 (key 'max_delete_count'"),
+    ({}, {"max_delete_fraction": 0.51}, "the deployment's 0.5 (the built-in default"),
+    ({}, {"allow_empty_jobs": True}, "turn it off"),
+])
+def test_a_run_may_only_tighten_a_safety_setting(variable, conf, needle):
+    """The person who triggers a run cannot widen the gate between them and a deletion through its conf."""
+    from include.retention.settings import SETTINGS as RETENTION
+
+    with pytest.raises(SettingsError, match="a run may only") as err:
+        RETENTION.resolve({"bucket": "jobs", **conf}, {**variable})
+    assert needle in str(err.value) and "s3ops_retention" in str(err.value)
+
+
+@pytest.mark.parametrize(("variable", "conf"), [
+    ({}, {"approval": "required"}), ({"approval": "auto"}, {"approval": "required"}),
+    ({"approval": "auto"}, {"approval": "auto"}), ({"approvers": ["alice", "bob"]}, {"approvers": ["bob"]}),
+    ({}, {"approvers": ["carol"]}), ({}, {"dry_run": True}), ({"separate_approver": False}, {"separate_approver": True}),
+    ({"max_delete_count": 100}, {"max_delete_count": 0}), ({"max_delete_fraction": 0.9}, {"max_delete_fraction": 0.9}),
+    ({"allow_empty_jobs": True}, {"allow_empty_jobs": False}), ({"allow_empty_jobs": True}, {"allow_empty_jobs": True}),
+])
+def test_a_run_may_tighten_or_repeat_a_safety_setting(variable, conf):
+    from include.retention.settings import SETTINGS as RETENTION
+
+    resolved = RETENTION.resolve({"bucket": "jobs", **conf}, variable)
+    for name, value in conf.items():
+        assert resolved[name] == value and resolved.sources[name] == "param"
+
+
+def test_the_form_says_which_settings_a_run_may_only_tighten():
+    from include.upload.settings import SETTINGS as UPLOAD
+
+    assert UPLOAD.param_specs()["overwrite"]["description"].endswith("A run may only turn it off, never loosen it.")
+    assert "A run may only" not in UPLOAD.param_specs()["settle_seconds"]["description"]
+    with pytest.raises(SettingsError, match="overwrite = true .* a run may only turn it off"):
+        UPLOAD.resolve({"base_dir": "/data", "bucket": "upload", "overwrite": True}, None)
+    assert UPLOAD.resolve({"base_dir": "/data", "bucket": "upload", "overwrite": True}, {"overwrite": True})["overwrite"]
