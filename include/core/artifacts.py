@@ -141,6 +141,8 @@ def remove_empty_folder(path: ArtifactPath) -> None:
 # so a page reads at most two hours of small files, a few dozen hour files and one sum per day. Each DAG
 # runs one run at a time (max_active_runs=1), so one writer rolls up a DAG's hours at a time; the index is a
 # cache of the run folders all the same: rebuild_index() recreates it from them.
+#: The DAGs that write run folders under the root (``<root>/<dag_id>/<run_id>/``): what housekeeping prunes.
+DAG_FOLDERS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
 INDEX_DIR = "_index"
 INDEXED = {"summary.json": "summary", "plan.json": "plan", "audit.json": "audit", "report.json": "report"}
 LIST_KEEP = 20  # items kept per list in an index entry (the UI shows at most 20)
@@ -389,9 +391,16 @@ def rebuild_index(root: ArtifactPath, dag_id: str, run_files: Mapping[str, Mappi
             except (OSError, ValueError) as exc:
                 doc = {"error": f"{name}: {exc}"}
             found = index_entry_for(path, doc, at=datetime.fromtimestamp(files[name], tz=UTC).isoformat())
-            if found is not None:
+            if found is None:
+                continue
+            try:
                 write_bytes(found[0], json.dumps(found[1], separators=(",", ":"), default=str).encode())
-                written += 1
+            except OSError as exc:  # e.g. a run id too long for a file name: that run stays unindexed, the rest go on
+                import logging
+
+                logging.getLogger(__name__).warning("could not index %s: %s", path, exc)
+                continue
+            written += 1
     return written
 
 

@@ -5,9 +5,15 @@ listing per DAG folder gives every file's modification time). A run folder's age
 file, so a run still being written (or an approval still pending) is never pruned under its feet.
 
 - older than ``artifact_retention_days`` (default 30): the folder goes, except that a folder holding a
-  deletion audit keeps ``audit.json`` and ``plan.json`` (the record of what was deleted and why);
+  deletion audit keeps the record of what was deleted and why (:data:`KEEP_WITH_AUDIT`: ``audit.json``,
+  ``plan.json``, the per-chunk audits naming every deleted key, the job rows a retention run purged);
 - older than ``audit_retention_days`` (default 400, never less than ``artifact_retention_days``): all of it;
 - the run index (:mod:`include.core.artifacts`) loses the same runs, and days before yesterday are rolled up.
+
+Only what s3ops wrote is touched: the folders of its DAGs (:data:`include.core.artifacts.DAG_FOLDERS`; a
+folder that is a symbolic link is not followed), and in them only run folders holding an s3ops artifact.
+Anything else under the root is kept and named in the report. A plan still waiting for an answer is kept
+until its request can no longer be answered (the longest approval timeout), whatever the retention.
 
 Hand-written because no library prunes an Airflow artifact layout; fsspec does the listing and deletes.
 """
@@ -31,8 +37,23 @@ log = logging.getLogger(__name__)
 ARTIFACT_RETENTION_DAYS = 30
 AUDIT_RETENTION_DAYS = 400
 MAX_DAYS = 36_500
-KEEP_WITH_AUDIT = ("audit.json", "plan.json")
+#: what a run folder with a deletion audit keeps until ``audit_retention_days``: files, and ``…/`` folders
+KEEP_WITH_AUDIT = ("audit.json", "plan.json", "audit/", "expired_trial_rows/")
 NOTIFICATIONS_DIR = "_notifications"
+#: a run folder holding none of these was not written by s3ops: never pruned
+S3OPS_RUN_FILES = frozenset({"settings.json", "plan.json", "audit.json", "scan.json", "summary.json", "buckets.json",
+                             "report.json", "approval_request.json", "guard.json"})
+#: the longest ``approval_timeout_hours`` (include.deletion.settings), and a day to spare
+PENDING_APPROVAL_DAYS = 31
+
+
+def _kept_with_audit(rel: str) -> bool:
+    return any(rel == k or (k.endswith("/") and rel.startswith(k)) for k in KEEP_WITH_AUDIT)
+
+
+def _pending_approval(files: Mapping[str, float]) -> bool:
+    """A request was asked and nothing answered it yet (no verdict, supersession or audit)."""
+    return "approval_request.json" in files and not {"approval.json", "superseded.json", "audit.json"} & set(files)
 
 
 class RetentionSettingError(ValueError):
@@ -50,6 +71,8 @@ def retention_from(artifact_days: Any, audit_days: Any, where: str) -> Retention
     def days(value: Any, key: str, default: int) -> int:
         if value is None:
             return default
+        if isinstance(value, float) and value.is_integer():  # JSON's 30.0 is 30, as the settings' schema says
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DAYS:
             raise RetentionSettingError(
                 f"{key} in {where} must be a whole number of days from 1 to {MAX_DAYS}, got {value!r}")
@@ -90,9 +113,10 @@ def _run_files(root: ArtifactPath, dag_id: str) -> dict[str, dict[str, float]]:
     return runs
 
 
-def _remove_run(root: ArtifactPath, dag_id: str, run_id: str, files: Mapping[str, float], keep: tuple[str, ...]) -> int:
+def _remove_run(root: ArtifactPath, dag_id: str, run_id: str, files: Mapping[str, float], keep: bool) -> int:
+    """Remove a run folder's files (``keep``: all but :data:`KEEP_WITH_AUDIT`); returns how many."""
     folder = root / dag_id / run_id
-    doomed = [rel for rel in files if rel not in keep]
+    doomed = [rel for rel in files if not (keep and _kept_with_audit(rel))]
     if not keep and isinstance(folder, Path):
         shutil.rmtree(folder, ignore_errors=True)
         return len(doomed)
@@ -114,22 +138,26 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
     ``run_files``: the DAG's listing (:func:`_run_files`) when the caller has it already."""
     artifact_cutoff = (now - timedelta(days=retention.artifact_days)).timestamp()
     audit_cutoff = (now - timedelta(days=retention.audit_days)).timestamp()
+    pending_cutoff = (now - timedelta(days=PENDING_APPROVAL_DAYS)).timestamp()
     result: dict[str, Any] = {"dag_id": dag_id, "runs_removed": 0, "runs_trimmed": 0, "files_removed": 0, "runs_kept": 0,
-              "index_periods_changed": 0}
+                              "index_periods_changed": 0, "unknown_folders_kept": []}
     removed: set[str] = set()
     for run_id, files in sorted((run_files if run_files is not None else _run_files(root, dag_id)).items()):
         newest = max(files.values(), default=0.0)
-        has_audit = "audit.json" in files
-        if newest >= artifact_cutoff or (has_audit and newest >= audit_cutoff and
-                                         set(files) <= set(KEEP_WITH_AUDIT)):
+        if not S3OPS_RUN_FILES & set(files):
+            result["unknown_folders_kept"].append(run_id)
+            continue
+        has_audit = "audit.json" in files or any(rel.startswith("audit/") for rel in files)
+        if newest >= artifact_cutoff or (_pending_approval(files) and newest >= pending_cutoff) or (
+                has_audit and newest >= audit_cutoff and all(_kept_with_audit(rel) for rel in files)):
             result["runs_kept"] += 1
             continue
-        keep = KEEP_WITH_AUDIT if has_audit and newest >= audit_cutoff else ()
+        keep = has_audit and newest >= audit_cutoff
         result["runs_trimmed" if keep else "runs_removed"] += 1
         if not keep:
             removed.add(run_id)
         if dry_run:
-            result["files_removed"] += len([f for f in files if f not in keep])
+            result["files_removed"] += len([f for f in files if not (keep and _kept_with_audit(f))])
         else:
             result["files_removed"] += _remove_run(root, dag_id, run_id, files, keep)
     result["index_periods_changed"] = _prune_index(root, dag_id, now, retention, removed, dry_run)
@@ -160,22 +188,34 @@ def _prune_index(root: ArtifactPath, dag_id: str, now: datetime, retention: Rete
     return changed
 
 
-def dag_folders(root: ArtifactPath) -> list[str]:
-    """The DAG folders under the root (not the store's own ``_…`` folders)."""
+def _folders(root: ArtifactPath) -> list[str]:
+    """The folders under the root (a symbolic link to a folder is not one: it is never followed)."""
     try:
-        return sorted(c.name for c in root.iterdir() if not c.name.startswith((".", "_")) and c.is_dir())
+        return sorted(c.name for c in root.iterdir()
+                      if not (isinstance(c, Path) and c.is_symlink()) and c.is_dir())
     except OSError:
         return []
 
 
+def dag_folders(root: ArtifactPath) -> list[str]:
+    """The s3ops DAG folders under the root (:data:`include.core.artifacts.DAG_FOLDERS`)."""
+    return [name for name in _folders(root) if name in artifacts.DAG_FOLDERS]
+
+
+def foreign_folders(root: ArtifactPath) -> list[str]:
+    """Folders under the root that are neither an s3ops DAG's nor the store's own (``_…``): kept, reported."""
+    return [name for name in _folders(root) if name not in artifacts.DAG_FOLDERS and not name.startswith((".", "_"))]
+
+
 def housekeep(root: ArtifactPath, retention: Mapping[str, Retention], now: datetime | None = None,
-              dry_run: bool = False) -> dict[str, Any]:
-    """Prune every DAG folder (``retention[dag_id]``, else the defaults), index the run artifacts the index
-    lacks (runs written before it existed), roll up index days before yesterday, forget old
-    failure-notification marks."""
+              dry_run: bool = False, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Prune every DAG folder but ``skip`` (``retention[dag_id]``, else the defaults), index the run
+    artifacts the index lacks (runs written before it existed), roll up index days before yesterday,
+    forget old failure-notification marks."""
     now = now or datetime.now(UTC)
-    report: dict[str, Any] = {"dags": [], "indexed": 0, "days_rolled_up": 0, "notification_marks_removed": 0}
-    for dag_id in dag_folders(root):
+    report: dict[str, Any] = {"dags": [], "indexed": 0, "days_rolled_up": 0, "notification_marks_removed": 0,
+                              "foreign_folders_kept": foreign_folders(root), "skipped": sorted(skip)}
+    for dag_id in [d for d in dag_folders(root) if d not in skip]:
         files = _run_files(root, dag_id)  # one listing serves the index repair and the pruning
         if not dry_run:
             report["indexed"] += artifacts.rebuild_index(root, dag_id, files)

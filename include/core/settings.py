@@ -355,8 +355,9 @@ ARTIFACT_RETENTION = Setting("artifact_retention_days", RETENTION_DAYS, None, "A
                              "Run folders older than this are pruned by s3ops_housekeeping; empty = the key of "
                              "the Variable s3ops_housekeeping, else 30.", form=False)
 AUDIT_RETENTION = Setting("audit_retention_days", RETENTION_DAYS, None, "Audit retention (days)",
-                          "A run that deleted something keeps audit.json and plan.json this long; empty = the key "
-                          "of the Variable s3ops_housekeeping, else 400.", form=False)
+                          "A run that deleted something keeps its deletion record (audit.json, plan.json, the "
+                          "per-chunk audits naming every deleted key, the job rows it purged) this long; empty = the "
+                          "key of the Variable s3ops_housekeeping, else 400.", form=False)
 #: What every DAG's settings end with.
 COMMON = (AWS_CONN, NOTIFICATIONS, ARTIFACT_RETENTION, AUDIT_RETENTION)
 

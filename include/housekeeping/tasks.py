@@ -26,13 +26,19 @@ def prune(context: Any) -> dict[str, Any]:
     try:
         fallback = retention_from(deployment_setting(own, "artifact_retention_days"),
                                   deployment_setting(own, "audit_retention_days"), f"the Airflow Variable {own!r}")
-        for dag_id in dag_folders(root):
+    except (RetentionSettingError, ValueError) as exc:
+        raise AirflowFailException(str(exc)) from exc  # a retry reads the same setting
+    broken: dict[str, str] = {}
+    for dag_id in dag_folders(root):
+        try:
             retention[dag_id] = retention_from(
                 deployment_setting(dag_id, "artifact_retention_days", fallback.artifact_days),
                 deployment_setting(dag_id, "audit_retention_days", fallback.audit_days),
                 f"the Airflow Variable {settings_variable(dag_id)!r}")
-    except (RetentionSettingError, ValueError) as exc:
-        raise AirflowFailException(str(exc)) from exc  # a retry reads the same setting
-    report = housekeep(root, retention, now=now, dry_run=bool(context["params"]["dry_run"]))
+        except (RetentionSettingError, ValueError) as exc:  # that DAG is skipped; the others are pruned
+            broken[dag_id] = str(exc)
+    report = housekeep(root, retention, now=now, dry_run=bool(context["params"]["dry_run"]), skip=set(broken))
+    if broken:
+        raise AirflowFailException("not pruned: " + "; ".join(f"{d}: {why}" for d, why in broken.items()))
     return {"dags": {d["dag_id"]: {k: v for k, v in d.items() if k != "dag_id"} for d in report["dags"]},
             **{k: v for k, v in report.items() if k != "dags"}}

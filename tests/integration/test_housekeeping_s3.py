@@ -28,6 +28,8 @@ def test_prune_and_index_on_an_s3_root(s3, s3_server, monkeypatch):
     artifacts.write_json(ret / "plan.json", {"delete_count": 2, "bucket": "jobs"})
     artifacts.write_jsonl(ret / "chunks" / "00000.jsonl", [{"key": "x"}])
     artifacts.write_json(ret / "audit.json", {"outcome": "deleted", "deleted_count": 2})
+    artifacts.write_json(ret / "audit" / "00000.json", {"deleted": ["x"]})  # the per-key record: kept with the audit
+    s3.put_object(Bucket=bucket, Key="store/photos/2019/img.jpg", Body=b"not ours")  # kept: not an s3ops folder
 
     view = views.uploads_view(root)
     assert (view["run_count"], view["totals"]["uploaded"]) == (1, 3)
@@ -38,10 +40,11 @@ def test_prune_and_index_on_an_s3_root(s3, s3_server, monkeypatch):
     left = _keys(s3, bucket)
     assert not any(k.startswith("store/s3_upload/") for k in left), left
     assert {k for k in left if k.startswith("store/s3_retention/")} == {
-        "store/s3_retention/r1/plan.json", "store/s3_retention/r1/audit.json"}
+        "store/s3_retention/r1/plan.json", "store/s3_retention/r1/audit.json", "store/s3_retention/r1/audit/00000.json"}
     assert views.uploads_view(root)["run_count"] == 0
     assert [p["status"] for p in views.plans_view(root)["recent"]] == ["finished"]  # the audit stays readable
 
-    housekeeping.housekeep(root, {}, now=now + timedelta(days=401))
+    report = housekeeping.housekeep(root, {}, now=now + timedelta(days=401))
     assert not any(k.startswith(("store/s3_retention/", "store/_index/s3_retention/")) for k in _keys(s3, bucket))
+    assert "store/photos/2019/img.jpg" in _keys(s3, bucket) and report["foreign_folders_kept"] == ["photos"]
     assert views.plans_view(root)["plan_count"] == 0

@@ -129,6 +129,7 @@ def test_roll_ups_keep_what_the_pages_show(root):
 def test_retention_settings_are_validated():
     assert retention_from(None, None, "v") == Retention(30, 400)
     assert retention_from(7, 3, "v") == Retention(7, 7)  # audits are never kept shorter than the rest
+    assert retention_from(30.0, 400.0, "v") == Retention(30, 400)  # what the settings' JSON schema accepts too
     for bad in (0, -1, 36_501, 1.5, True, "30", float("nan")):
         with pytest.raises(RetentionSettingError, match="artifact_retention_days in the Variable 's3ops_upload'"):
             retention_from(bad, None, "the Variable 's3ops_upload'")
@@ -172,10 +173,71 @@ def test_prune_keeps_audits_longer_and_fresh_runs_whole(root):
     assert (audited / "audit.json").exists()
 
 
+def test_a_deletion_record_keeps_its_chunk_audits_and_purged_rows(root):
+    """The per-key record of a deletion (audit/<chunk>.json) and the job rows a run purged stay as long as
+    audit.json; a run whose audit task never ran but whose chunks deleted keeps its chunk audits too."""
+    full = _run(root, "s3_retention", "full", {"plan.json": {}, "audit.json": {}, "audit/00000.json": {"deleted": ["k"]},
+                                                "expired_trial_rows/00000.jsonl": {}, "plan/00000.jsonl": {},
+                                                "settings.json": {}}, 45)
+    partial = _run(root, "s3_retention", "partial", {"plan.json": {}, "audit/00000.json": {"deleted": ["k"]},
+                                                      "plan/00000.jsonl": {}}, 45)
+    housekeeping.housekeep(root, {}, now=NOW)
+    files = {p.relative_to(full).as_posix() for p in full.rglob("*") if p.is_file()}
+    assert files == {"plan.json", "audit.json", "audit/00000.json", "expired_trial_rows/00000.jsonl"}
+    assert {p.relative_to(partial).as_posix() for p in partial.rglob("*") if p.is_file()} == {
+        "plan.json", "audit/00000.json"}
+    housekeeping.housekeep(root, {}, now=NOW + timedelta(days=356))  # 401 days: past the audit retention
+    assert not full.exists() and not partial.exists()
+
+
+def test_only_s3ops_folders_are_pruned_and_a_linked_folder_is_not_followed(root, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "old-run").mkdir()
+    (outside / "old-run" / "settings.json").write_text("{}")
+    _age(outside, 90)
+    (root / "s3_upload").symlink_to(outside, target_is_directory=True)  # the DAG folder is a link out of the root
+    photos = root / "photos" / "2019"
+    photos.mkdir(parents=True)
+    (photos / "img1.jpg").write_bytes(b"x")
+    _age(root / "photos", 90)
+    stranger = root / "s3_retention" / "not-a-run"
+    stranger.mkdir(parents=True)
+    (stranger / "notes.txt").write_text("mine")
+    _age(stranger, 90)
+    report = housekeeping.housekeep(root, {}, now=NOW)
+    assert (outside / "old-run" / "settings.json").exists() and (photos / "img1.jpg").exists()
+    assert (stranger / "notes.txt").exists()
+    assert report["foreign_folders_kept"] == ["photos"]
+    assert [d["unknown_folders_kept"] for d in report["dags"]] == [["not-a-run"]]
+
+
+def test_a_plan_waiting_for_an_answer_is_kept_until_it_can_no_longer_be_answered(root):
+    asked = {"plan.json": {}, "settings.json": {}, "approval_request.json": {}}
+    waiting = _run(root, "s3_retention", "waiting", asked, 29.5)
+    answered = _run(root, "s3_retention", "answered", {**asked, "approval.json": {}}, 29.5)
+    housekeeping.housekeep(root, {"s3_retention": Retention(1, 400)}, now=NOW)
+    assert waiting.exists() and not answered.exists()
+    housekeeping.housekeep(root, {"s3_retention": Retention(1, 400)}, now=NOW + timedelta(days=2))
+    assert not waiting.exists()  # 31.5 days: past the longest approval timeout (720 h)
+
+
+def test_a_run_id_too_long_for_an_index_file_name_does_not_stop_housekeeping(root):
+    long_run = "r" * 250  # Airflow allows run ids of 250 characters; "<run_id>.summary.json" is not a valid name
+    folder = root / "s3_upload" / long_run
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"uploaded": 1}))
+    old = _run(root, "s3_upload", "old", {"summary.json": {"uploaded": 2}}, 90)
+    _age(folder, 90)
+    report = housekeeping.housekeep(root, {}, now=NOW)
+    assert not old.exists() and not folder.exists() and report["dags"][0]["runs_removed"] == 2
+
+
 def test_per_dag_retention(root):
     kept = _run(root, "s3_upload", "r", {"summary.json": {}}, 10)
     housekeeping.housekeep(root, {"s3_upload": Retention(20, 400)}, now=NOW)
     assert kept.exists()
+    housekeeping.housekeep(root, {"s3_upload": Retention(5, 400)}, now=NOW, skip={"s3_upload"})
+    assert kept.exists()  # a DAG whose retention setting is broken is skipped, not pruned by the defaults
     housekeeping.housekeep(root, {"s3_upload": Retention(5, 400)}, now=NOW)
     assert not kept.exists()
 
