@@ -146,11 +146,17 @@ def provider_notifier(target: Any, message: Any) -> BaseNotifier:
     elif target.kind == "webhook":
         from airflow.providers.http.notifications.http import HttpNotifier
 
-        notifier = HttpNotifier(http_conn_id=target.conn_id, endpoint=target.endpoint, json=message.data)
+        # a bounded wait: an endpoint that never answers must not hold the task (and the targets after it)
+        notifier = HttpNotifier(http_conn_id=target.conn_id, endpoint=target.endpoint, json=message.data,
+                                extra_options={"timeout": WEBHOOK_TIMEOUT_SECONDS})
     else:
         raise ValueError(f"unknown notification target type {target.kind!r}")
     notifier.template_fields = ()
     return notifier
+
+
+#: how long a webhook target may take to answer
+WEBHOOK_TIMEOUT_SECONDS = 30
 
 
 def send(message: Any, targets: list[Any], context: Any) -> int:
@@ -171,27 +177,52 @@ def send(message: Any, targets: list[Any], context: Any) -> int:
     return sent
 
 
-def _first_report(message: Any) -> bool:
-    """False when the same failure was reported within FAILURE_REPEAT_AFTER; records this report."""
+def _report_mark(message: Any) -> Any:
+    from include.core import artifacts
+    from include.core.housekeeping import NOTIFICATIONS_DIR
+    from include.core.notify import dedupe_key
+
+    return artifacts.artifact_root() / NOTIFICATIONS_DIR / f"{dedupe_key(message)}.json"
+
+
+def _reported_lately(message: Any) -> bool:
+    """True when the same failure reached a target within FAILURE_REPEAT_AFTER (:func:`_record_report`)."""
     import time
 
     from include.core import artifacts
-    from include.core.housekeeping import NOTIFICATIONS_DIR
-    from include.core.notify import dedupe_key, should_send
+    from include.core.notify import should_send
 
-    path = artifacts.artifact_root() / NOTIFICATIONS_DIR / f"{dedupe_key(message)}.json"
-    now = time.time()
+    path = _report_mark(message)
     try:
         last = float(artifacts.read_json(path).get("sent_at")) if artifacts.exists(path) else None
     except (OSError, ValueError, TypeError, AttributeError):
         last = None
-    if not should_send(message, last, now, FAILURE_REPEAT_AFTER.total_seconds()):
-        return False
+    return not should_send(message, last, time.time(), FAILURE_REPEAT_AFTER.total_seconds())
+
+
+def _record_report(message: Any) -> None:
+    """Remember that this failure reached a target (only then: one that reached nobody is sent again)."""
+    import time
+
+    from include.core import artifacts
+
+    path = _report_mark(message)
     try:
-        artifacts.write_json(path, {"sent_at": now, "subject": message.subject})
+        artifacts.write_json(path, {"sent_at": time.time(), "subject": message.subject})
     except OSError:
         log.warning("could not record the notification in %s; it may be repeated", path)
-    return True
+
+
+def _plan_summary(dag_id: str, run_id: str) -> dict[str, Any] | None:
+    from include.core import artifacts
+    from include.deletion.plan import PLAN_FILE
+
+    path = artifacts.run_dir(dag_id, run_id) / PLAN_FILE
+    try:
+        plan = artifacts.read_json(path) if artifacts.exists(path) else None
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) else None
 
 
 class DeploymentNotifier(BaseNotifier):
@@ -238,12 +269,13 @@ class DeploymentNotifier(BaseNotifier):
         map_index = getattr(ti, "map_index", -1)
         map_index = -1 if map_index is None else map_index
         if self.event == notify.APPROVAL:
-            params = context.get("params") or {}
-            task = context.get("task")
-            summary = ti.xcom_pull(task_ids=getattr(task, "plan_task_id", "plan")) or {}
-            values = run_values(dag_id, run_id)
-            limits = {k: params.get(k) if params.get(k) is not None else values.get(k)
-                      for k in ("bucket", "max_delete_count", "max_delete_fraction")}
+            # plan.json, which the approval pins, not the plan task's XCom (anyone with task-instance edit
+            # rights can write that one): what the approvers are told is what they are asked to approve,
+            # under the settings the plan was made with
+            summary = _plan_summary(dag_id, run_id) or {}
+            pinned = summary.get("settings")
+            values = pinned if isinstance(pinned, dict) else run_values(dag_id, run_id)
+            limits = {k: values.get(k) for k in ("bucket", "max_delete_count", "max_delete_fraction")}
             message = notify.approval_message(
                 dag_id=dag_id, run_id=run_id, summary=summary, limits=limits,
                 link=notify.required_actions_link(_base_url(), dag_id, run_id, ti.task_id, map_index))
@@ -254,11 +286,12 @@ class DeploymentNotifier(BaseNotifier):
                 dag_id=dag_id, run_id=run_id, task_id=ti.task_id, error=error, map_index=map_index,
                 try_number=getattr(ti, "try_number", None),
                 link=notify.run_link(_base_url(), dag_id, run_id, ti.task_id))
-            if not _first_report(message):
+            if _reported_lately(message):
                 log.info("not sent again (same failure reported less than %s ago): %s", FAILURE_REPEAT_AFTER,
                          message.subject)
                 return
-        send(message, targets, context)
+        if send(message, targets, context) and self.event == notify.FAILURE:
+            _record_report(message)
 
 
 DEFAULT_ARGS: dict[str, Any] = {

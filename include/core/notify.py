@@ -37,7 +37,9 @@ EVENTS = (APPROVAL, FAILURE)
 KINDS = ("email", "slack", "slack_webhook", "webhook")
 DEFAULT_CONN = {"email": "smtp_default", "slack": "slack_api_default", "slack_webhook": "slack_default",
                 "webhook": "http_default"}
-EMAIL_RE = re.compile(r"[^@\s<>,;\"']+@[^@\s<>,;\"']+\.[^@\s<>,;\"']+")
+# the local part holds no ':' or '/': "mailto://user:password@host" is an Apprise URL with a password, not
+# an address (it was accepted, then logged with every message sent)
+EMAIL_RE = re.compile(r"[^@\s<>,;\"':/]+@[^@\s<>,;\"':/]+\.[^@\s<>,;\"':/]+")
 CONN_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,250}")
 SUBJECT_MAX = 200
 LINE_MAX = 500
@@ -76,6 +78,16 @@ class Message:
 
 
 # Targets ------------------------------------------------------------------------------------------
+def shown_value(value: Any) -> str:
+    """A rejected setting value for an error message, which is logged and mailed: a URL (a Slack webhook, an
+    Apprise URL with a password, an endpoint with a token) may carry a secret, so only its kind is shown."""
+    text = value if isinstance(value, str) else None
+    if text is not None and ("://" in text or "?" in text or re.search(r":[^@/\s]*@", text)):
+        return "a URL (not shown: it may hold a secret)"
+    shown = repr(value)
+    return shown if len(shown) <= 120 else shown[:120] + "…"
+
+
 def parse_targets(raw: Any, *, source: str = f"the setting {SETTING!r}") -> list[Target]:
     """Validate the ``notifications`` setting; ``source`` names where it came from for the error message."""
     if raw is None or raw == "" or raw == []:
@@ -83,7 +95,8 @@ def parse_targets(raw: Any, *, source: str = f"the setting {SETTING!r}") -> list
     if isinstance(raw, (str, Mapping)):
         raw = [raw]
     if not isinstance(raw, Sequence):
-        raise NotifyConfigError(f"{source} must be a list of targets (e-mail addresses or objects), got {raw!r}")
+        raise NotifyConfigError(f"{source} must be a list of targets (e-mail addresses or objects), got "
+                                f"{shown_value(raw)}")
     return [_target(item, f"{source}[{i}]") for i, item in enumerate(raw)]
 
 
@@ -91,7 +104,8 @@ def _target(item: Any, where: str) -> Target:
     if isinstance(item, str):
         return Target("email", DEFAULT_CONN["email"], to=(_address(item, where),))
     if not isinstance(item, Mapping):
-        raise NotifyConfigError(f"{where} must be an e-mail address or an object with a 'type', got {item!r}")
+        raise NotifyConfigError(f"{where} must be an e-mail address or an object with a 'type', got "
+                                f"{shown_value(item)}")
     kind = item.get("type")
     kind = "email" if kind == "smtp" else kind  # the provider's name for it
     if kind not in KINDS:
@@ -103,7 +117,7 @@ def _target(item: Any, where: str) -> Target:
         raise NotifyConfigError(f"{where}: unknown keys {unknown} for type {kind!r}; known: {sorted(known)}")
     conn_id = item.get("conn_id") or DEFAULT_CONN[kind]
     if not isinstance(conn_id, str) or not CONN_ID_RE.fullmatch(conn_id):
-        raise NotifyConfigError(f"{where}: conn_id must name an Airflow connection, got {conn_id!r}")
+        raise NotifyConfigError(f"{where}: conn_id must name an Airflow connection, got {shown_value(conn_id)}")
     events = item.get("events", list(EVENTS))
     if isinstance(events, str):
         events = [events]
@@ -125,15 +139,18 @@ def _target(item: Any, where: str) -> Target:
         return Target(kind, conn_id, channel=channel, events=target.events)
     if kind == "webhook":
         endpoint = item.get("endpoint")
-        if endpoint is not None and (not isinstance(endpoint, str) or "://" in endpoint or _has_control(endpoint)):
-            raise NotifyConfigError(f"{where}: 'endpoint' is a path below the connection's host, got {endpoint!r}")
+        if endpoint is not None and (not isinstance(endpoint, str) or "://" in endpoint or "?" in endpoint
+                                     or _has_control(endpoint)):
+            # no query string: a token there would be logged with every message; put it in the connection
+            raise NotifyConfigError(f"{where}: 'endpoint' is a path below the connection's host, without a query "
+                                    f"(a token belongs in the connection), got {shown_value(endpoint)}")
         return Target(kind, conn_id, endpoint=endpoint, events=target.events)
     return target
 
 
 def _address(value: Any, where: str) -> str:
     if not isinstance(value, str) or not EMAIL_RE.fullmatch(value.strip()):
-        raise NotifyConfigError(f"{where}: {value!r} is not an e-mail address")
+        raise NotifyConfigError(f"{where}: {shown_value(value)} is not an e-mail address")
     return value.strip()
 
 

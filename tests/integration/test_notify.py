@@ -65,7 +65,10 @@ class _TI(SimpleNamespace):
         return self.xcoms.get(task_ids)
 
 
-def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeypatch):
+def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeypatch, tmp_path):
+    """The mail tells what plan.json (which the approval pins) says, under the settings it was made with;
+    the plan task's XCom, which anyone with task-instance edit rights can write, is not read."""
+    from include.core import artifacts
     from include.dag_defaults import DeploymentNotifier
 
     monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({"notifications": [
@@ -78,10 +81,15 @@ def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeyp
                "by_reason": {"trial_expired": {"count": 1200, "bytes": 5 * 1024**3 - 10},
                              "orphan": {"count": 3, "bytes": 10}},
                "samples": ["t/{{ config }}.dat", "t/<img src=x onerror=alert(1)>.dat", "t/line\nbreak.dat"]}
-    ti = _TI(dag_id="s3_retention", run_id="scheduled__2026-11-30T00:00:00+00:00", task_id="approve", map_index=-1,
-             try_number=1, xcoms={"plan": summary})
+    run_id = "scheduled__2026-11-30T00:00:00+00:00"
+    monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))
+    artifacts.write_json(artifacts.run_dir("s3_retention", run_id) / "plan.json", {**summary, "settings": {
+        "bucket": "jobs-prod", "max_delete_count": 100000, "max_delete_fraction": 0.5}})
+    forged = {"headline": "3 stale scratch files", "bucket": "jobs-prod", "delete_count": 3, "delete_bytes": 3}
+    ti = _TI(dag_id="s3_retention", run_id=run_id, task_id="approve", map_index=-1, try_number=1,
+             xcoms={"plan": forged})
     context = {"ti": ti, "task_instance": ti, "task": SimpleNamespace(plan_task_id="plan"),
-               "params": {"bucket": "jobs-prod", "max_delete_count": 100000, "max_delete_fraction": 0.5}}
+               "params": {"bucket": "jobs-prod", "max_delete_count": 10**9, "max_delete_fraction": 1}}
 
     DeploymentNotifier("approval")(context)  # as the HITL operator calls its notifiers
 
@@ -92,6 +100,7 @@ def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeyp
     body = mail["body"]
     assert "1203 objects, 5.00 GiB (5368709120 bytes)" in body
     assert "max_delete_count=100000, max_delete_fraction=0.5" in body
+    assert "stale scratch" not in body and "stale scratch" not in mail["subject"]
     link = ("https://airflow.example/dags/s3_retention/runs/scheduled__2026-11-30T00%3A00%3A00%2B00%3A00"
             "/tasks/approve/required_actions?map_index=-1")
     assert f'href="{link.replace("&", "&amp;")}"' in body
@@ -210,3 +219,51 @@ def test_a_broken_variable_still_sends_the_failure_to_the_last_targets(tmp_path,
     mails = mailbox.wait_for(2)
     assert len(mails) == 2 and mails[1]["to"] == ["ops@example.com"]
     assert "failed: s3_upload.scan" in mails[1]["subject"] and "not valid JSON" in mails[1]["body"]
+
+
+def test_a_failure_that_reached_nobody_is_sent_again_at_once(mailbox, monkeypatch, tmp_path):
+    """The repeat window starts when a failure reached a target: one sent while SMTP was down was lost, and
+    the same failure a minute later must still be mailed (it was held back for 6 hours)."""
+    from include.core import artifacts
+    from include.dag_defaults import DeploymentNotifier
+    from scripts.stack import free_port
+
+    monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": ["ops@example.com"]}))
+    ti = _TI(dag_id="s3_upload", run_id="r1", task_id="check", map_index=-1, try_number=1, xcoms={})
+    context = {"ti": ti, "params": {}, "exception": RuntimeError("3 file(s) failed")}
+    down = {**json.loads(mailbox.conn_uri_json()), "port": free_port()}  # nobody listens there
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(down))
+    DeploymentNotifier("failure")(context)  # SMTP is down: logged, nothing delivered
+    assert mailbox.wait_for(1, timeout=2) == []
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailbox.conn_uri_json())
+    DeploymentNotifier("failure")({**context, "ti": _TI(**{**vars(ti), "run_id": "r2"})})
+    assert len(mailbox.wait_for(1)) == 1
+    DeploymentNotifier("failure")({**context, "ti": _TI(**{**vars(ti), "run_id": "r3"})})  # delivered: held back now
+    assert len(mailbox.wait_for(2, timeout=3)) == 1
+
+
+def test_a_webhook_that_never_answers_does_not_hold_the_task(monkeypatch, mailbox):
+    """A webhook target is given a bounded wait; the targets after it still get the message."""
+    import socket
+    import time
+
+    from include import dag_defaults
+    from include.core import notify
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts the connection, never answers
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_HUNG", json.dumps({"conn_type": "http", "host": "127.0.0.1",
+                                                            "port": listener.getsockname()[1], "schema": "http"}))
+        monkeypatch.setattr(dag_defaults, "WEBHOOK_TIMEOUT_SECONDS", 1)
+        targets = notify.parse_targets([{"type": "webhook", "conn_id": "hung", "endpoint": "/hook"}, "ops@example.com"])
+        message = notify.failure_message(dag_id="s3_upload", run_id="r", task_id="check", error=RuntimeError("x"),
+                                         map_index=-1, try_number=1, link="http://airflow.example/x")
+        started = time.monotonic()
+        sent = dag_defaults.send(message, targets, {"ti": None})
+        assert time.monotonic() - started < 20 and sent == 1
+        assert len(mailbox.wait_for(1)) == 1
+    finally:
+        listener.close()

@@ -113,3 +113,24 @@ def test_identical_failures_are_repeated_only_after_the_window():
     assert notify.should_send(same, 5000.0, 1000.0, 3600)  # a mark from the future (clock skew) does not mute
     approval = notify.approval_message(dag_id="d", run_id="r", summary={}, limits={}, link="/")
     assert notify.should_send(approval, 1000.0, 1000.0, 3600)  # approval requests always go out
+
+
+@pytest.mark.parametrize("secret", [
+    "https://hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXX",
+    "mailto://alice:S3cretPassw0rd@smtp.gmail.com",
+    "alice:S3cretPassw0rd@smtp.gmail.com",
+    {"type": "webhook", "endpoint": "/hooks/s3ops?token=S3cretPassw0rd"},
+    {"type": "slack", "conn_id": "https://hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXX", "channel": "#x"},
+])
+def test_a_rejected_target_that_may_hold_a_secret_is_not_echoed(secret):
+    """The error is logged and mailed to the remembered targets: a URL pasted as a target is named, never shown."""
+    with pytest.raises(notify.NotifyConfigError) as err:
+        notify.parse_targets([secret])
+    assert "S3cretPassw0rd" not in str(err.value) and "XXXXSECRETXXXX" not in str(err.value)
+    assert "not shown: it may hold a secret" in str(err.value)
+
+
+def test_plain_addresses_are_still_accepted_and_named_when_wrong():
+    assert notify.parse_targets(["ops@example.com"])[0].to == ("ops@example.com",)
+    with pytest.raises(notify.NotifyConfigError, match="'not-an-address' is not an e-mail address"):
+        notify.parse_targets(["not-an-address"])
