@@ -215,9 +215,8 @@ def _record_report(message: Any) -> None:
 
 def _plan_summary(dag_id: str, run_id: str) -> dict[str, Any] | None:
     from include.core import artifacts
-    from include.deletion.plan import PLAN_FILE
 
-    path = artifacts.run_dir(dag_id, run_id) / PLAN_FILE
+    path = artifacts.run_dir(dag_id, run_id) / artifacts.PLAN_FILE
     try:
         plan = artifacts.read_json(path) if artifacts.exists(path) else None
     except (OSError, ValueError):

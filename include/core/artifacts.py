@@ -141,6 +141,8 @@ def remove_empty_folder(path: ArtifactPath) -> None:
 # so a page reads at most two hours of small files, a few dozen hour files and one sum per day. Each DAG
 # runs one run at a time (max_active_runs=1), so one writer rolls up a DAG's hours at a time; the index is a
 # cache of the run folders all the same: rebuild_index() recreates it from them.
+#: A deleting run's plan (include.deletion.plan writes it; notifications and housekeeping read it)
+PLAN_FILE = "plan.json"
 #: The DAGs that write run folders under the root (``<root>/<dag_id>/<run_id>/``): what housekeeping prunes.
 DAG_FOLDERS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
 INDEX_DIR = "_index"

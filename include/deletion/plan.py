@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
 
 log = logging.getLogger(__name__)
 
-PLAN_FILE = "plan.json"
+PLAN_FILE = artifacts.PLAN_FILE
 AUDIT_FILE = "audit.json"
 PLAN_DIR = "plan"
 AUDIT_DIR = "audit"
