@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="s3ops deploy-cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", required=True)
-    parser.add_argument("--prefix", default="", help="folder holding the deployments, ending with '/'")
+    parser.add_argument("--prefix", required=True,
+                        help="folder holding the deployments, ending with '/'; '/' for the bucket root")
     parser.add_argument("--keep", type=int, help="keep the newest N deployments")
     parser.add_argument("--older-than-days", type=float, help="only delete deployments older than X days")
     parser.add_argument("--min-keep", type=int, default=1, help="never delete the newest Y (default 1)")

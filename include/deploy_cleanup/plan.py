@@ -1,15 +1,19 @@
 """Deploy cleanup: which deployment folders under a prefix to delete, and the plan that deletes them.
 
 A deployment is a folder directly under the prefix (``<prefix><name>/…``, any depth, any number of
-objects). Its time is the newest ``LastModified`` among its objects; ties are broken by name (the name
-that sorts last counts as newer). Objects directly under the prefix are not in a deployment and are
-never touched.
+objects). Its time is the newest ``LastModified`` among its objects; ties are ranked by name (the name
+that sorts last counts as newer), but a deployment as new as one kept for its rank is kept too (S3
+times have one-second steps, and names do not sort as versions: ``release-9`` after ``release-10``).
+A folder holding only empty ``…/`` markers (the S3 console's "Create folder") is no deployment: not
+ranked, never deleted. Objects directly under the prefix are not in a deployment and are never touched.
+The prefix is never the bucket root by omission: it is ``/`` then.
 
 Selection (:func:`select`), at the run's logical time ``now``, ranking deployments newest first:
 
 - ``protect`` (names or globs): never deleted. A pattern names a deployment folder: the prefix and a
   trailing ``/`` are stripped (``deploys/prod-*``, ``prod-1/`` work), and matching ignores case and
-  Unicode normalization (``Prod-*`` protects ``prod-1``; erring towards keeping). A pattern that can
+  Unicode normalization (``Prod-*`` protects ``prod-1``; erring towards keeping); a pattern also protects
+  the name it spells (``build[1]``) and, with surrounding spaces ignored, ``prod-1 ``. A pattern that can
   never match a deployment name (empty, or a ``/`` inside) is refused; one that matched no deployment
   is listed in plan.json (``protect_unmatched``) and in the text the approver reads;
 - the newest ``min_keep`` (≥ 1): never deleted;
@@ -21,7 +25,8 @@ Planning lists the prefix twice (streaming, constant memory per deployment): onc
 deployments, once to write every object (or, with ``include_versions``, every version and delete
 marker) of the doomed ones to the plan. ``deployments.jsonl`` in the run folder records every
 deployment's time, size and decision; the re-check before delete compares against it and skips a
-deployment whose newest object changed since planning.
+deployment whose newest object changed since planning, and a whole chunk when a deployment kept for its
+rank is gone since.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from include.aws.listing import iter_objects
 from include.core import artifacts
 from include.core.progress import Progress
 from include.core.times import format_time, parse_time
+from include.deletion.approval import shown
 from include.deletion.plan import PlanItem, PlanWriter
 from include.deletion.settings import PLAN_SOURCES
 
@@ -52,6 +58,8 @@ DEPLOYMENTS_FILE = "deployments.jsonl"
 #: more than 100 years would make "now minus X days" leave the calendar
 MAX_DAYS = 36_500
 MAX_KEEP = 10**6
+#: how a setting names the bucket root as the prefix (an empty or omitted prefix is refused)
+ROOT = "/"
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,15 @@ class CleanupSettings:
 def settings_from_params(params: Mapping[str, Any]) -> CleanupSettings:
     """Check the parameters before anything is listed; a :class:`ValueError` names what is wrong."""
     problems: list[str] = []
-    prefix = params.get("prefix") or ""
-    if not isinstance(prefix, str) or (prefix and not prefix.endswith("/")):
-        problems.append(f"prefix must be empty or end with '/' (got {prefix!r}; did you mean {str(prefix) + '/'!r}?)")
+    prefix = params.get("prefix")
+    if prefix is None or prefix == "":  # never the bucket root by omission: every top-level folder would be a deployment
+        problems.append("prefix is not set: give the folder holding the deployments, ending with '/' (e.g. "
+                        "'deploys/'), or '/' for the bucket root (every top-level folder is then a deployment)")
+        prefix = ""
+    elif not isinstance(prefix, str) or not prefix.endswith("/"):
+        problems.append(f"prefix must end with '/' (got {prefix!r}; did you mean {str(prefix) + '/'!r}?)")
+    elif prefix == ROOT:
+        prefix = ""
     keep, days, min_keep = params.get("keep"), params.get("older_than_days"), params.get("min_keep", 1)
     for name, value, most in (("keep", keep, MAX_KEEP), ("older_than_days", days, MAX_DAYS)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -143,10 +157,13 @@ class Deployment:
     bytes: int = 0
     newest_key: str = ""
     after_inventory: bool = False  # in the bucket now, not in the inventory the plan was made from
+    markers_only: bool = False  # nothing but empty "…/" folder markers (the console's "Create folder")
 
     def add(self, key: str, size: int, last_modified: str) -> None:
         self.objects += 1
         self.bytes += size
+        if size or not key.endswith("/"):
+            self.markers_only = False
         if last_modified > self.newest:
             self.newest, self.newest_key = last_modified, key
 
@@ -182,7 +199,7 @@ def scan(objects: Iterable[Any], prefix: str, *, on_object: Any = None) -> ScanR
             continue
         dep = result.deployments.get(name)
         if dep is None:
-            dep = result.deployments[name] = Deployment(name, obj.last_modified, newest_key=obj.key)
+            dep = result.deployments[name] = Deployment(name, "", newest_key=obj.key, markers_only=True)
         dep.add(obj.key, obj.size, obj.last_modified)
     return result
 
@@ -192,24 +209,41 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFC", text).casefold()
 
 
+def _protects(pattern: str, folded_name: str) -> bool:
+    """A pattern protects the name it spells as well as the names its glob matches: ``build[1]`` protects
+    the folder ``build[1]`` (as a glob it means ``build1``), and ``prod-1 `` protects ``prod-1``."""
+    folded = _fold(pattern)
+    return (fnmatch.fnmatchcase(folded_name, folded) or folded_name == folded
+            or folded_name.strip() == folded.strip())
+
+
 def protected_by(name: str, patterns: Sequence[str]) -> str | None:
     """The first pattern protecting deployment ``name`` (case and Unicode normalization ignored)."""
     folded = _fold(name)
-    return next((p for p in patterns if fnmatch.fnmatchcase(folded, _fold(p))), None)
+    return next((p for p in patterns if _protects(p, folded)), None)
 
 
 def unmatched_patterns(names: Iterable[str], patterns: Sequence[str]) -> list[str]:
     """The ``protect`` patterns that match none of the deployments ``names`` (probably a typo)."""
     folded = [_fold(n) for n in names]
-    return [p for p in patterns if not any(fnmatch.fnmatchcase(n, _fold(p)) for n in folded)]
+    return [p for p in patterns if not any(_protects(p, n) for n in folded)]
+
+
+#: ``Decision.why`` prefixes of a deployment kept for its rank: the delete step checks they are still there
+KEPT_BY_RANK = ("among the newest", "as new as")
 
 
 def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: datetime) -> list[Decision]:
     """Decide every deployment, newest first (see the module docstring for the rule)."""
-    ranked = sorted(deployments, key=lambda d: (d.newest, d.name), reverse=True)
+    deployments = list(deployments)
+    ranked = sorted((d for d in deployments if not d.markers_only), key=lambda d: (d.newest, d.name), reverse=True)
     cutoff = now - timedelta(days=settings.older_than_days) if settings.older_than_days is not None else None
     reason = ("beyond_keep_and_older_than" if settings.keep is not None and cutoff is not None
               else "beyond_keep" if settings.keep is not None else "older_than")
+    keep_rank = max(settings.min_keep, settings.keep or 0)
+    # S3 times have one-second steps: deployments copied or restored together tie, and their order is
+    # unknown; one as new as a deployment kept for its rank is kept too, never decided by its name
+    kept_times = {d.newest: d.name for d in ranked[:keep_rank]}
     decisions = []
     for rank, dep in enumerate(ranked):
         pattern = protected_by(dep.name, settings.protect)
@@ -219,6 +253,9 @@ def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: da
             decisions.append(Decision(dep.name, rank, False, f"among the newest min_keep={settings.min_keep}"))
         elif settings.keep is not None and rank < settings.keep:
             decisions.append(Decision(dep.name, rank, False, f"among the newest keep={settings.keep}"))
+        elif dep.newest in kept_times:
+            decisions.append(Decision(dep.name, rank, False, f"as new as {kept_times[dep.newest]!r}, kept for its "
+                                                             "rank (a tie: which is newer is unknown)"))
         elif cutoff is not None and not parse_time(dep.newest) < cutoff:
             decisions.append(Decision(dep.name, rank, False, f"not older than {settings.older_than_days:g} days"))
         else:
@@ -228,6 +265,9 @@ def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: da
             if cutoff is not None:
                 why.append(f"older than {settings.older_than_days:g} days")
             decisions.append(Decision(dep.name, rank, True, " and ".join(why), reason))
+    for dep in sorted((d for d in deployments if d.markers_only), key=lambda d: d.name):
+        decisions.append(Decision(dep.name, -1, False, "empty: only folder markers, no deployment (not ranked, "
+                                                       "never deleted)"))
     return decisions
 
 
@@ -293,7 +333,8 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
     gone: list[str] = []
     if found.snapshot is not None:
         gone = reconcile(scanned, live_deployment_names(client, bucket, settings.prefix), now)
-    decisions = [d if not (d.delete and scanned.deployments[d.name].after_inventory)
+    # (deployments created after the inventory all carry the plan's time, so they also tie with each other)
+    decisions = [d if not ((d.delete or d.why.startswith("as new as")) and scanned.deployments[d.name].after_inventory)
                  else Decision(d.name, d.rank, False, "created after the inventory: not in this plan")
                  for d in select(scanned.deployments.values(), settings, now)]
     deps = scanned.deployments
@@ -344,7 +385,7 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
         "gone_since_inventory": gone,
         "deployments_uri": artifacts.uri(run_dir / DEPLOYMENTS_FILE),
     })
-    log.info("%s", headline)
+    log.info("%s", shown(headline))  # names are anyone's who can write to the bucket: no forged log line
     return summary
 
 
@@ -380,9 +421,19 @@ def _current_deployments(client: S3Client, bucket: str, prefix: str, names: list
 
 def recheck_deployments(
     client: S3Client, bucket: str, prefix: str, planned: Mapping[str, Mapping[str, Any]], items: list[PlanItem],
+    kept_by_rank: Sequence[str] = (),
 ) -> dict[str, str]:
     """``{key: why}`` for items that must not be deleted now: their deployment got a newer object since
-    planning (a redeploy), was not planned for deletion, or the key is not inside its deployment folder."""
+    planning (a redeploy), was not planned for deletion, or the key is not inside its deployment folder.
+    Every item is kept when a deployment the plan kept for its rank (``kept_by_rank``: the newest
+    ``min_keep``/``keep``) is gone since: the ranking the plan was approved under no longer holds (a
+    rollback removed the newest release), and deleting now could leave fewer deployments than promised."""
+    if kept_by_rank:
+        gone = sorted(set(kept_by_rank) - live_deployment_names(client, bucket, prefix))
+        if gone:
+            why = (f"deployments the plan kept as the newest are gone since planning ({', '.join(map(repr, gone[:5]))}"
+                   f"{' …' if len(gone) > 5 else ''}): the ranking changed, nothing of this chunk is deleted; plan again")
+            return {item.key: why for item in items}
     protected: dict[str, str] = {}
     groups = sorted({i.group for i in items})
     why_group: dict[str, str] = {}
@@ -409,8 +460,11 @@ def make_recheck(ctx: Any) -> Any:
     """The re-check factory for :func:`include.deletion.airflow.add_deletion_tasks`."""
     prefix = str(ctx.plan.get("prefix", ""))
 
+    kept_by_rank = [name for name, row in planned_deployments(ctx.run_dir).items()
+                    if not row.get("delete") and str(row.get("why", "")).startswith(KEPT_BY_RANK)]
+
     def recheck(items: list[PlanItem]) -> dict[str, str]:
         planned = planned_deployments(ctx.run_dir, {i.group for i in items})
-        return recheck_deployments(ctx.client, ctx.bucket, prefix, planned, items)
+        return recheck_deployments(ctx.client, ctx.bucket, prefix, planned, items, kept_by_rank)
 
     return recheck

@@ -32,8 +32,9 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     Setting("bucket", BUCKET, None, "Bucket",
             "Bucket that holds the deployment folders. Set: clean only this target. Not set anywhere: clean "
             "every entry of targets."),
-    Setting("prefix", PREFIX, "", "Prefix",
-            "Folder holding the deployments, ending with '/' (e.g. deploys/); empty = the bucket root. Objects "
+    Setting("prefix", PREFIX, None, "Prefix",
+            "Folder holding the deployments, ending with '/' (e.g. deploys/); '/' = the bucket root, where every "
+            "top-level folder is a deployment. Required: an omitted prefix would make it the root. Objects "
             "directly under it are never touched."),
     Setting("keep", KEEP, None, "Keep newest N",
             "Every deployment except the newest N is a candidate; null = no count limit (then set older_than_days)."),

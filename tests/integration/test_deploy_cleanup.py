@@ -364,6 +364,19 @@ def _delete_all(s3, bucket, tmp_path, summary):
     return write_audit(tmp_path)
 
 
+def test_a_kept_deployment_gone_before_the_delete_keeps_the_whole_chunk(s3, s3_server, bucket, tmp_path):
+    """The plan keeps A (newest) and deletes B and C. A is removed before the delete (a rollback, while the
+    approval waited): deleting B and C then would leave no deployment at all, against min_keep."""
+    _seed_deployments(s3_server, bucket, {"a": 1, "b": 10, "c": 20})
+    summary = _plan(s3, bucket, tmp_path, keep=1)
+    assert summary["deployments_delete"] == 2
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in _keys(s3, bucket, "deploys/a/")]})
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert _deployments_left(s3, bucket) == ["b", "c"] and audit["deleted_count"] == 0
+    reasons = json.loads((tmp_path / "audit" / "00000.json").read_text())["skipped"]
+    assert reasons and all("kept as the newest are gone since planning ('a')" in r["why"] for r in reasons)
+
+
 def test_keep_and_age_both_must_hold(s3, s3_server, bucket, tmp_path):
     _seed_deployments(s3_server, bucket, {"a": 60, "b": 50, "c": 40, "d": 5, "e": 4, "f": 3})
     summary = _plan(s3, bucket, tmp_path, keep=2, older_than_days=45)

@@ -190,7 +190,8 @@ def test_deploy_cleanup_dispatch_confs():
 
     from include.deploy_cleanup.tasks import dispatch_confs
 
-    targets = [{"bucket": "deploys-a", "prefix": "web/", "keep": 2}, {"bucket": "deploys-b", "older_than_days": 30}]
+    targets = [{"bucket": "deploys-a", "prefix": "web/", "keep": 2},
+               {"bucket": "deploys-b", "prefix": "/", "older_than_days": 30}]
     variable = {"targets": targets, "min_keep": 2}
     # scheduled: one conf per target, nothing else (the target's run reads the Variable itself)
     assert dispatch_confs(DEPLOY_CLEANUP.resolve({}, variable)) == targets
@@ -205,7 +206,10 @@ def test_deploy_cleanup_dispatch_confs():
     with pytest.raises(AirflowFailException, match="both bucket and targets"):
         dispatch_confs(DEPLOY_CLEANUP.resolve({}, {**variable, "bucket": "deploys-c"}))
     with pytest.raises(AirflowFailException, match=r"targets\[1\] \(bucket 'deploys-b'\).*set keep"):
-        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b"}]}))
+        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b", "prefix": "d/"}]}))
+    # a target without a prefix (and none in the Variable) is refused, not cleaned at the bucket root
+    with pytest.raises(AirflowFailException, match=r"targets\[1\] \(bucket 'deploys-b'\).*prefix is not set"):
+        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b", "keep": 2}]}))
 
 
 def test_notification_targets_are_checked_with_the_notifier_parser():
