@@ -271,12 +271,15 @@ class Settings:
                 self[name].check(value, f"key {name!r} of the Airflow Variable {self.variable!r}")
         return values
 
-    def resolve(self, params: Mapping[str, Any] | None, variable: str | Mapping[str, Any] | None) -> Resolved:
+    def resolve(self, params: Mapping[str, Any] | None, variable: str | Mapping[str, Any] | None, *,
+                by_deployer: bool = False) -> Resolved:
         """Merge, per setting: the param (unless null or ``""``) > the Variable's key > the built-in
         default; validate every given value; raise :class:`SettingsError` naming the first problem.
 
         A param that is no form setting is refused: Airflow passes a run's conf keys into its params
-        unchecked, so ``{"dryRun": true}`` through the REST API would otherwise be a real run."""
+        unchecked, so ``{"dryRun": true}`` through the REST API would otherwise be a real run. A param may
+        only tighten a safety setting (:data:`TIGHTEN`), unless ``by_deployer``: the command line, whose
+        user is the deployment."""
         params = params or {}
         form = {s.name for s in self.entries if s.form}
         stray = sorted(str(k) for k in params if k not in form and params[k] not in (None, ""))
@@ -302,7 +305,7 @@ class Settings:
                     + f"set key {s.name!r} in the Airflow Variable {self.variable!r} (see docs/configuration.md)")
             if value is not None and source != "default":  # the defaults are checked by the tests
                 s.check(value, self.where(s.name, source))
-            if source == "param":
+            if source == "param" and not by_deployer:
                 deployed = from_variable.get(s.name)
                 deployed, deployed_from = (deployed, "variable") if deployed is not None else (s.default, "default")
                 may = s.loosens(value, deployed)

@@ -192,9 +192,10 @@ def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None
 
 
 def resolve_settings(
-    params: Mapping[str, Any] | None, variable: Mapping[str, Any] | str | None,
+    params: Mapping[str, Any] | None, variable: Mapping[str, Any] | str | None, *, by_deployer: bool = False,
 ) -> tuple[UploadSettings, dict[str, str]]:
     """params > the Variable ``s3ops_upload`` > defaults, validated; returns the settings and, per
-    setting, where its value came from (for the log)."""
-    resolved = SETTINGS.resolve(params, variable)
+    setting, where its value came from (for the log). ``by_deployer``: the command line's options, which
+    may also loosen a safety setting (``--overwrite``)."""
+    resolved = SETTINGS.resolve(params, variable, by_deployer=by_deployer)
     return upload_settings(resolved, resolved.sources), dict(resolved.sources)

@@ -1039,7 +1039,7 @@ def _set_up(args: argparse.Namespace) -> tuple[UploadSettings, Any, Any]:
 
     conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite",
                                           "max_files", "multipart_threshold_mib", "throughput_target_gbps")}
-    settings, _ = resolve_settings(conf, None)
+    settings, _ = resolve_settings(conf, None, by_deployer=True)  # whoever runs the command line deploys it
     if args.workers is not None:  # a deployment setting (not a param): checked here, 1 to 256 as in the Variable
         SETTINGS["workers"].check(args.workers, "--workers")
         settings = replace(settings, workers=args.workers)

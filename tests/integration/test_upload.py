@@ -36,7 +36,7 @@ def crc(body: bytes) -> str:
 
 
 def settings(base: Path, bucket: str, **over: Any) -> UploadSettings:
-    return resolve_settings({"base_dir": str(base), "bucket": bucket, **over}, None)[0]
+    return resolve_settings({"base_dir": str(base), "bucket": bucket, **over}, None, by_deployer=True)[0]
 
 
 def write(base: Path, rel: str, body: bytes, *, age_seconds: float = 600) -> Path:

@@ -290,3 +290,6 @@ def test_the_form_says_which_settings_a_run_may_only_tighten():
     with pytest.raises(SettingsError, match="overwrite = true .* a run may only turn it off"):
         UPLOAD.resolve({"base_dir": "/data", "bucket": "upload", "overwrite": True}, None)
     assert UPLOAD.resolve({"base_dir": "/data", "bucket": "upload", "overwrite": True}, {"overwrite": True})["overwrite"]
+    # the command line's user is the deployment: `s3ops upload --overwrite` may
+    assert UPLOAD.resolve({"base_dir": "/data", "bucket": "upload", "overwrite": True}, None,
+                          by_deployer=True)["overwrite"]
