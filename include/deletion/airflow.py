@@ -264,6 +264,19 @@ def _max_map_length() -> int:
         return MAX_MAP_LENGTH_DEFAULT
 
 
+def record_task_result(context: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """Write a ``before_audit`` task's result to ``<run>/<task_id>.json`` for the audit, tagged with the
+    plan's id; returns it. (The audit does not read the task's XCom: anyone with task-instance edit rights
+    can write that, and audit.json is the permanent record.)"""
+    from include.core import artifacts
+    from include.deletion.plan import read_plan
+
+    run_dir = run_dir_of(context)
+    recorded = {"plan_id": read_plan(run_dir).get("plan_id"), **result}
+    artifacts.write_json(run_dir / f"{context['ti'].task_id}.json", recorded)
+    return recorded
+
+
 def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: str = PLAN) -> str:
     """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows).
 
@@ -379,7 +392,7 @@ def add_deletion_tasks(
         from include.deletion.plan import read_plan, write_audit
 
         context = get_current_context()
-        params, ti = saved_run_settings(context), context["ti"]
+        params = saved_run_settings(context)
         run_dir = run_dir_of(context)
         approval = gate.read_optional(run_dir / gate.APPROVAL_FILE)
         superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
@@ -395,8 +408,10 @@ def add_deletion_tasks(
                 "verdict", "reason", "responded_by", "responded_at", "plan_digest", "triggered_by", "asked_at")}
         if superseded is not None:
             extra["superseded_by"] = superseded.get("superseded_by")
-        for task_id in extra_task_ids:
-            extra[task_id] = ti.xcom_pull(task_ids=task_id)
+        plan_id = read_plan(run_dir).get("plan_id")
+        for task_id in extra_task_ids:  # from its result file (:func:`record_task_result`), not its XCom
+            result = gate.read_optional(run_dir / f"{task_id}.json")
+            extra[task_id] = result if result is not None and result.get("plan_id") == plan_id else None
         result = write_audit(run_dir, extra=extra)
         log.info("audit: %s", {k: result[k] for k in ("outcome", "deleted_count", "deleted_bytes",
                                                         "error_count", "skipped_count")})

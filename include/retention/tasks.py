@@ -52,7 +52,7 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowSkipException
 
     from include.dag_defaults import saved_run_settings
-    from include.deletion.airflow import require_authorized, run_dir_of
+    from include.deletion.airflow import record_task_result, require_authorized, run_dir_of
     from include.deletion.plan import read_plan
 
     s = saved_run_settings(context)
@@ -61,7 +61,8 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     require_authorized(context)  # which also checks that the settings are those the plan was made with
     run_dir = run_dir_of(context)
     plan = read_plan(run_dir)
-    return run_purge(mysql_conn_id=plan["settings"]["mysql_conn_id"], plan=plan, run_dir=run_dir)
+    return record_task_result(context, run_purge(mysql_conn_id=plan["settings"]["mysql_conn_id"], plan=plan,
+                                                 run_dir=run_dir))
 
 
 def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:

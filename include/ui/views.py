@@ -481,17 +481,19 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
                 "deleted_bytes": a.count(audit.get("deleted_bytes"), "deleted_bytes"),
                 "skipped_count": a.count(audit.get("skipped_count"), "skipped_count"),
                 "error_count": a.count(audit.get("error_count"), "error_count"),
-                "error_samples": [e if isinstance(e, dict) else {"message": str(e)}
-                                  for e in a.items(audit.get("error_samples"), "error_samples")][:10],
+                # audit.json keeps every per-key error as "errors"; an index entry may hold "error_samples"
+                "error_samples": [e if isinstance(e, dict) else {"message": str(e)} for e in a.items(
+                    audit.get("errors", audit.get("error_samples")), "errors")][:10],
                 "deleted_by_reason": _reasons(a, a.mapping(audit.get("deleted_by_reason"), "deleted_by_reason"),
                                               "deleted_by_reason"),
                 "purged_rows": _purged_rows(a, audit.get("purge_job_rows")),
-                "approved_by": a.text(audit.get("approved_by") or audit.get("approver")),
+                "approved_by": _responder(a, a.mapping(audit.get("approval_record"), "approval_record")),
+                "approval": a.text(audit.get("approval")),  # the gate's verdict: approved, auto, dry_run, …
             }
         except (OSError, ValueError) as exc:
             entry["error"] = f"audit.json: {exc}"
     if folder is not None:
-        entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"]))
+        entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"], plan.get("plan_id")))
     entry["status"] = _plan_status(entry, approval_state)
     return entry
 
@@ -568,20 +570,33 @@ def _read_optional(path: ArtifactPath, f: Fields) -> dict[str, Any] | None:
     return doc
 
 
-def _approval_entry(folder: ArtifactPath, run: str, flags: list[str]) -> dict[str, Any]:
+def _responder(f: Fields, record: dict[str, Any]) -> str | None:
+    """Who answered an approval request (``responded_by``: ``{"id", "name"}``), or None."""
+    who = f.mapping(record.get("responded_by"), "responded_by")
+    return str(who.get("name") or who.get("id") or "") or None
+
+
+def _approval_entry(folder: ArtifactPath, run: str, flags: list[str], plan_id: Any = None) -> dict[str, Any]:
     """What the approval gate recorded for the run (``approval_request.json``, ``approval.json``,
-    ``superseded.json``; see include.deletion.approval), values checked like the plan's."""
+    ``superseded.json``; see include.deletion.approval), values checked like the plan's. A verdict or
+    supersession recorded for another plan of the run (before it was planned again) is not this plan's,
+    as the gate reads it (``approval.this_plans``): not shown."""
     fr, fa, fs = (Fields(f"{run}/{name}", flags) for name in ("approval_request.json", "approval.json", "superseded.json"))
     request = _read_optional(folder / "approval_request.json", fr) or {}
     approval = _read_optional(folder / "approval.json", fa)
     superseded = _read_optional(folder / "superseded.json", fs)
+
+    def another_plans(record: dict[str, Any] | None) -> bool:
+        return bool(record is not None and plan_id and record.get("plan_id") and record.get("plan_id") != plan_id)
+
+    approval = None if another_plans(approval) else approval
+    superseded = None if another_plans(superseded) else superseded
     out: dict[str, Any] = {"approval": None, "superseded_by": None,
                            "expires_at": fr.text(request.get("timeout_at") or None),
                            "approvers": [str(a) for a in fr.items(request.get("approvers"), "approvers")]}
     if approval is not None:
-        who = fa.mapping(approval.get("responded_by"), "responded_by")
         out["approval"] = {"verdict": str(approval.get("verdict") or ""), "reason": str(approval.get("reason") or ""),
-                           "by": str(who.get("name") or who.get("id") or "") or None,
+                           "by": _responder(fa, approval),
                            "at": fa.text(approval.get("responded_at")), "plan_digest": fa.text(approval.get("plan_digest"))}
     if superseded is not None:
         out["superseded_by"] = str(superseded.get("superseded_by") or "")

@@ -435,3 +435,56 @@ def test_run_view_counts_batches_written_as_manifest_rows(tmp_path: Path) -> Non
     flags = "\n".join(view["uploads"]["flags"])
     assert "rows[4].size is 'big'" in flags and "rows[5] is 'junk'" in flags
     assert "/d/e" in ui_html.render_run(view)
+
+
+def _deleted_run(root: Path, run: str, *, extra: dict, approval: dict | None = None, plan_id: str = "p1") -> None:
+    """A run folder as the gate writes it: plan.json, one chunk audit with a deletion and an error, and
+    audit.json by the real ``write_audit``."""
+    from include.core import artifacts
+    from include.deletion.plan import write_audit
+
+    folder = root / "s3_retention" / run
+    artifacts.write_json(folder / "plan.json", {"plan_id": plan_id, "chunks": ["00000"], "delete_count": 2,
+                                                "delete_bytes": 20, "bucket": "b"})
+    artifacts.write_json(folder / "audit" / "00000.json", {
+        "plan_id": plan_id, "complete": True, "requests": 1,
+        "deleted": [{"key": "gone.dat", "size": 10, "reason": "orphan"}],
+        "errors": [{"key": "stuck.dat", "code": "AccessDenied", "message": "Access Denied"}], "skipped": []})
+    if approval is not None:
+        artifacts.write_json(folder / "approval.json", approval)
+    write_audit(folder, extra=extra)
+
+
+def test_a_real_audit_shows_its_key_errors_and_who_approved(tmp_path: Path) -> None:
+    """The page read "error_samples" and "approved_by", which write_audit never writes: a real audit showed
+    "1 errors" with no key, and no approver once housekeeping had pruned approval.json."""
+    record = {"verdict": "approved", "responded_by": {"id": "alice", "name": "Alice"}}
+    _deleted_run(tmp_path, "r", extra={"outcome": "deleted", "approval": "approved", "approval_record": record})
+    entry = ui_views.plans_view(tmp_path, {("s3_retention", "r"): "success"})["recent"][0]
+    assert entry["audit"]["error_samples"] == [{"key": "stuck.dat", "code": "AccessDenied", "message": "Access Denied",
+                                                "chunk": "00000"}]
+    assert entry["audit"]["approved_by"] == "Alice"
+    html = ui_html.render_plans(ui_views.plans_view(tmp_path, {("s3_retention", "r"): "success"}))
+    assert "stuck.dat" in html and "AccessDenied" in html and "given</b> by Alice" in html
+
+
+def test_a_hand_marked_approve_is_not_shown_as_an_approval(tmp_path: Path) -> None:
+    """PATCH taskInstances/approve {"new_state": "success"} is no approval to the gate: nor to the page."""
+    _write(tmp_path / "s3_retention" / "r" / "plan.json", {"plan_id": "p1", "chunks": ["00000"], "delete_count": 2})
+    html = ui_html.render_plans(ui_views.plans_view(tmp_path, {("s3_retention", "r"): "success"}))
+    assert "marked successful, no approval recorded" in html and ">given<" not in html
+    _deleted_run(tmp_path, "auto", extra={"outcome": "deleted", "approval": "auto"})
+    html = ui_html.render_plans(ui_views.plans_view(tmp_path, {("s3_retention", "auto"): "skipped"}))
+    assert "not needed (approval: auto)" in html and "rejected (nothing deleted)" not in html
+
+
+def test_a_verdict_or_supersession_of_an_earlier_plan_is_not_shown_for_this_one(tmp_path: Path) -> None:
+    """Planned again with approval auto, the run deleted: an old Reject or supersession of its earlier plan
+    was shown next to the audit that did delete."""
+    _deleted_run(tmp_path, "r", plan_id="p2", extra={"outcome": "deleted", "approval": "auto"},
+                 approval={"verdict": "rejected", "plan_id": "p1", "responded_by": {"id": "bob"}})
+    _write(tmp_path / "s3_retention" / "r" / "superseded.json", {"plan_id": "p1", "superseded_by": "manual__0"})
+    entry = ui_views.plans_view(tmp_path, {("s3_retention", "r"): "skipped"})["recent"][0]
+    assert entry["approval"] is None and entry["superseded_by"] is None and entry["status"] == "finished"
+    _write(tmp_path / "s3_retention" / "r" / "superseded.json", {"plan_id": "p2", "superseded_by": "manual__1"})
+    assert ui_views.plans_view(tmp_path)["recent"][0]["superseded_by"] == "manual__1"
