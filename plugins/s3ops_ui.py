@@ -121,6 +121,23 @@ def _run_view(dag_id: str, run_id: str, user: Any) -> dict[str, Any]:
                              conf=_run_conf(dag_id, run_id) if allowed else None)
 
 
+class StrictJSONResponse(JSONResponse):
+    """JSON that any artifact can be shown in: NaN and infinities as null, every character escaped to ASCII
+    (a lone surrogate in a hand-edited file cannot be encoded as UTF-8)."""
+
+    def render(self, content: Any) -> bytes:
+        import json
+
+        from include.ui.views import json_safe
+
+        return json.dumps(json_safe(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _html(text: str, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(text.encode("utf-8", "backslashreplace"), status_code=status_code,
+                        headers={"Cache-Control": "no-store"})
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="S3 Ops", dependencies=[Depends(require_user)], docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -142,19 +159,18 @@ def create_app() -> FastAPI:
     @app.get("/api/run/{dag_id}/{run_id}")
     def api_run(dag_id: str, run_id: str, user: UserDep) -> JSONResponse:
         view = _run_view(dag_id, run_id, user)
-        return JSONResponse(view, status_code=200 if view["allowed"] else 403)
+        return StrictJSONResponse(view, status_code=200 if view["allowed"] else 403)
 
     @app.get("/run/{dag_id}/{run_id}", response_class=HTMLResponse)
     def html_run(dag_id: str, run_id: str, user: UserDep) -> HTMLResponse:
         from include.ui import html as ui_html
 
         view = _run_view(dag_id, run_id, user)
-        return HTMLResponse(ui_html.render_run(view, base=URL_PREFIX), status_code=200 if view["allowed"] else 403,
-                            headers={"Cache-Control": "no-store"})
+        return _html(ui_html.render_run(view, base=URL_PREFIX), status_code=200 if view["allowed"] else 403)
 
     @app.get("/api/{page}")
     def api(page: str, user: UserDep) -> JSONResponse:
-        return JSONResponse(_view(page, user))
+        return StrictJSONResponse(_view(page, user))
 
     @app.get("/{page}", response_class=HTMLResponse)
     def html(page: str, user: UserDep) -> HTMLResponse:
@@ -164,7 +180,7 @@ def create_app() -> FastAPI:
                   "uploads": ui_html.render_uploads}.get(page)
         if render is None:
             raise HTTPException(status_code=404, detail=f"no page {page!r}; pages: storage, plans, uploads")
-        return HTMLResponse(render(_view(page, user), base=URL_PREFIX), headers={"Cache-Control": "no-store"})
+        return _html(render(_view(page, user), base=URL_PREFIX))
 
     return app
 

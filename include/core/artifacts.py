@@ -292,6 +292,7 @@ def read_period(root: ArtifactPath, dag_id: str, period: Period) -> list[dict[st
                 entries.append(read_json(child))
             except (OSError, ValueError):
                 continue
+    entries = [e for e in entries if isinstance(e, dict)]  # a line of valid JSON that is no entry: skipped too
     entries.sort(key=lambda e: (str(e.get("at")), str(e.get("run_id"))))
     return entries
 
@@ -302,9 +303,10 @@ def period_sums(root: ArtifactPath, dag_id: str, period: Period) -> dict[str, An
         return None
     path = period.base(root, dag_id) / f"{period.name}.sum.json"
     try:
-        return read_json(path)
+        sums = read_json(path)
     except (OSError, ValueError):
         return None
+    return sums if isinstance(sums, dict) else None
 
 
 def entry_sums(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -85,7 +85,9 @@ def human_bytes(n: int | None) -> str:
 
 
 def _e(value: Any) -> str:
-    return escape("" if value is None else str(value))
+    # a lone surrogate (a hand-edited artifact) cannot be encoded as UTF-8: shown as its escape instead
+    text = "" if value is None else str(value)
+    return escape(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def _num(value: int | float | None, text: str | None = None) -> str:

@@ -85,8 +85,20 @@ def _mtime(path: ArtifactPath) -> str | None:
 def _int(value: Any) -> int:
     try:
         return int(value or 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e999 in a hand-edited sum
         return 0
+
+
+def json_safe(value: Any) -> Any:
+    """A view as strict JSON can carry it: NaN and infinities (from a hand-edited artifact) as null. The
+    pages' JSON must never fail on what a file holds."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class Fields:
@@ -139,6 +151,13 @@ class Fields:
 
     def text(self, value: Any) -> str | None:
         return None if value is None else str(value)
+
+    def flag_bool(self, value: Any, where: str) -> bool | None:
+        """``true``/``false`` (None when absent)."""
+        if value is None or isinstance(value, bool):
+            return value
+        self.flag(where, value, "true or false")
+        return None
 
 
 def _sum(values: Iterable[int | float | None]) -> Any:
@@ -463,12 +482,12 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
         delete_bytes=f.count(plan.get("delete_bytes"), "delete_bytes"),
         scanned_count=f.count(plan.get("scanned_count"), "scanned_count"),
         scanned_bytes=f.count(plan.get("scanned_bytes"), "scanned_bytes"),
-        listing_complete=plan.get("listing_complete"),
+        listing_complete=f.flag_bool(plan.get("listing_complete"), "listing_complete"),
         by_reason=_reasons(f, by_reason, "by_reason"),
         samples=[str(s) for s in f.items(plan.get("samples"), "samples")][:20],
         chunks=len(f.items(plan.get("chunks"), "chunks")),
         plan_uri=f.text(plan.get("plan_uri")),
-        dry_run=plan.get("dry_run"),
+        dry_run=f.flag_bool(plan.get("dry_run"), "dry_run"),
         limits=_limits(plan, folder),
     )
     if load_audit is not None:

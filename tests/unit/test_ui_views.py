@@ -488,3 +488,46 @@ def test_a_verdict_or_supersession_of_an_earlier_plan_is_not_shown_for_this_one(
     assert entry["approval"] is None and entry["superseded_by"] is None and entry["status"] == "finished"
     _write(tmp_path / "s3_retention" / "r" / "superseded.json", {"plan_id": "p2", "superseded_by": "manual__1"})
     assert ui_views.plans_view(tmp_path)["recent"][0]["superseded_by"] == "manual__1"
+
+
+def test_hand_edited_artifacts_never_break_a_page_or_its_json(tmp_path: Path) -> None:
+    """A store someone edited by hand: NaN flags, a lone surrogate, dates without a UTC time, index lines
+    that are no objects, a sum of 1e999. The pages show the rest and flag what they cannot read."""
+    import importlib.util
+    import sys
+
+    ret = tmp_path / "s3_retention" / "odd"
+    ret.mkdir(parents=True)
+    (ret / "plan.json").write_text('{"delete_count": 1, "listing_complete": NaN, "dry_run": Infinity, '
+                                   '"samples": ["k\\udc80"], "bucket": "b\\udc80", "chunks": []}')
+    (ret / "audit.json").write_text('{"outcome": "deleted", "errors": [{"key": "x", "message": NaN}]}')
+    rep = tmp_path / "s3_storage_report" / "r1"
+    rep.mkdir(parents=True)
+    (rep / "report.json").write_text(json.dumps({"generated_at": "0001-01-01T00:00:00+01:00", "totals": {}, "buckets": [
+        {"name": "a", "creation_date": "9999-12-31T23:30:00-01:00", "object_count": 1, "total_bytes": 1}]}))
+    idx = tmp_path / "_index" / "s3_upload"
+    idx.mkdir(parents=True)
+    (idx / "2026-11-01.jsonl").write_text('[1, 2]\n"text"\n{"run_id": "u1", "kind": "summary", "at": 5, "doc": []}\n')
+    (idx / "2026-11-01.sum.json").write_text("[]")
+    (idx / "2026-10-31.jsonl").write_text("")
+    (idx / "2026-10-31.sum.json").write_text('{"summary": {"count": 1e999, "sums": {"uploaded": 1e999}}}')
+
+    plans = ui_views.plans_view(tmp_path)
+    odd = plans["recent"][0]
+    assert odd["listing_complete"] is None and odd["dry_run"] is None
+    assert any("listing_complete is nan" in f for f in odd["flags"])
+    for page, view in (("plans", plans), ("storage", ui_views.storage_view(tmp_path)),
+                       ("uploads", ui_views.uploads_view(tmp_path, limit=0))):
+        html = {"plans": ui_html.render_plans, "storage": ui_html.render_storage,
+                "uploads": ui_html.render_uploads}[page](view)
+        html.encode("utf-8")  # a lone surrogate would raise here, and the page would be a 500
+        json.dumps(ui_views.json_safe(view), ensure_ascii=True, allow_nan=False)
+    assert "\\udc80" in ui_html.render_plans(plans)
+
+    # the plugin's own JSON response: strict JSON, whatever the view holds
+    spec = importlib.util.spec_from_file_location("s3ops_ui_under_test", Path(__file__).parents[2] / "plugins" / "s3ops_ui.py")
+    plugin = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = plugin
+    spec.loader.exec_module(plugin)
+    body = plugin.StrictJSONResponse({"a": float("nan"), "b": "k\udc80", "c": [float("inf")]}).body
+    assert json.loads(body) == {"a": None, "b": "k\udc80", "c": [None]}
