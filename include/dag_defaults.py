@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier, Param
 
-from include.core.settings import SETTINGS_FILE, Resolved, Settings, SettingsError
+from include.core.settings import SETTINGS_FILE, Resolved, Settings, SettingsError, loads_variable
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ def deployment_setting(dag_id: str, key: str, default: Any = None) -> Any:
     """One key of the DAG's deployment-settings Variable ``s3ops_<dag>`` (a JSON object); ``default``
     when the Variable or the key is unset. A Variable that is not a JSON object raises ``ValueError``
     naming it."""
-    import json
 
     from airflow.sdk import Variable
 
@@ -41,10 +40,7 @@ def deployment_setting(dag_id: str, key: str, default: Any = None) -> Any:
     raw = Variable.get(name, default=None)
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return default
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"the Airflow Variable {name!r} is not valid JSON: {exc}") from None
+    value = loads_variable(raw, name) if isinstance(raw, str) else raw  # a SettingsError is a ValueError
     if not isinstance(value, dict):
         raise ValueError(f"the Airflow Variable {name!r} must be a JSON object, got {type(value).__name__}")
     found = value.get(key)

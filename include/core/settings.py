@@ -138,6 +138,28 @@ class Setting:
                 raise SettingsError(str(exc)) from None
 
 
+def loads_variable(text: str, name: str) -> Any:
+    """A Variable's JSON, strictly: a key given twice (``{"dry_run": true, "dry_run": false}``: which one
+    did the person mean?) and any unreadable text (including a number too long for Python to read) are a
+    :class:`SettingsError` naming the Variable, not a silent last-one-wins or a retried crash."""
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise SettingsError(f"the Airflow Variable {name!r} gives key {key!r} twice: keep one "
+                                    "(fix it in Admin → Variables)")
+            seen[key] = value
+        return seen
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates)
+    except SettingsError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, and int() of a 5,000-digit number
+        raise SettingsError(f"the Airflow Variable {name!r} is not valid JSON ({exc}): fix it in Admin → "
+                            "Variables") from None
+
+
 def short_json(value: Any, limit: int = 120) -> str:
     """``value`` as JSON writes it (``NaN``, ``"text"``; anything else as its ``str``), cut to ``limit``
     characters: for one-line messages about a value someone gave."""
@@ -253,11 +275,7 @@ class Settings:
         if isinstance(raw, str):
             if not raw.strip():
                 return {}
-            try:
-                raw = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise SettingsError(f"the Airflow Variable {self.variable!r} is not valid JSON ({exc}): "
-                                    "fix it in Admin → Variables") from None
+            raw = loads_variable(raw, self.variable)
         if not isinstance(raw, Mapping):
             raise SettingsError(f"the Airflow Variable {self.variable!r} must be a JSON object whose keys are "
                                 f"setting names ({', '.join(self.names)})")

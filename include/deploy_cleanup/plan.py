@@ -358,6 +358,9 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
     headline = (f"Delete {len(doomed)} of {len(decisions)} deployments under s3://{bucket}/{settings.prefix}"
                 + (f": {names(doomed_names)}" if doomed else "") + f"; keep {len(kept)}"
                 + (f": {names(kept)}." if kept else "."))
+    if not decisions:  # a misspelt prefix ("Deploys/") would clean nothing, every day, in silence
+        headline += (f" Warning: no deployment folder under s3://{bucket}/{settings.prefix} ({scanned.objects} "
+                     "objects there): check the prefix (keys are case-sensitive).")
     if unmatched:
         headline += (f" Warning: protect patterns that matched no deployment: {', '.join(map(repr, unmatched))} "
                      "(check the spelling; they protect nothing in this run).")

@@ -11,6 +11,8 @@ from include.core.settings import BUCKET, COMMON, DAYS, Setting, Settings
 from include.deletion.settings import PLAN_SOURCE, gate_settings
 
 PREFIX = {"type": "string", "maxLength": 1024, "pattern": "^$|/$"}
+#: the most targets a scheduled run cleans (one run of the DAG each)
+MAX_TARGETS = 256
 KEEP = {"type": "integer", "minimum": 0, "maximum": 10**6}
 MIN_KEEP = {"type": "integer", "minimum": 1, "maximum": 10**6}
 PROTECT = {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 1024}}
@@ -44,7 +46,7 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     Setting("min_keep", MIN_KEEP, 1, "Always keep newest",
             "The newest min_keep deployments are never deleted, whatever else is set."),
     Setting("protect", PROTECT, [], "Protect", "Deployment names or globs (release-1.*) that are never deleted."),
-    Setting("targets", {"type": "array", "items": TARGET, "maxItems": 256}, [], "Targets",
+    Setting("targets", {"type": "array", "items": TARGET, "maxItems": MAX_TARGETS}, [], "Targets",
             "Scheduled runs: a list of {bucket, prefix, keep, older_than_days, min_keep, protect, source}, one plan per "
             "target; a key a target leaves out takes the setting of that name.", form=False),
     *gate_settings(approval="auto", max_delete_count=10_000),

@@ -265,3 +265,20 @@ def test_a_deployment_name_cannot_forge_a_log_line(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "include.deploy_cleanup.plan"]
     assert any("release-4\\r\\nLOG guards passed" in line for line in lines)
     assert not any("\n" in line or "\r" in line for line in lines)
+
+
+def test_a_prefix_with_no_deployment_says_so(tmp_path):
+    """``Deploys/`` for ``deploys/`` cleaned nothing, every day, and said "Delete 0 of 0 deployments"."""
+    from include.deploy_cleanup import plan as cleanup
+
+    class Found:
+        reading, snapshot = "listing", None
+
+        def objects(self, prefix, on_batch=None):
+            return iter([])
+
+        def describe(self):
+            return None
+
+    summary = cleanup._plan(None, "b", CleanupSettings(prefix="Deploys/", keep=1), tmp_path, NOW, 1000, Found())
+    assert "Warning: no deployment folder under s3://b/Deploys/ (0 objects there): check the prefix" in summary["headline"]
