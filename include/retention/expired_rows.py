@@ -2,9 +2,10 @@
 
 The plan writes them to ``<run>/expired_trial_rows/NNNNN.jsonl`` while it streams the table, and
 ``plan.json`` records each file's digest (the guard and the approval pin ``plan.json``, so they pin the
-rows too). The purge deletes only those rows, by ``jobId`` with the expiry condition repeated in the
-``DELETE``: a row added after the approval, even one that has expired since, is never purged by this
-run (the approver saw a count of these rows, not of whatever matches at purge time).
+rows too). The purge deletes only those rows, each matched by every value recorded (its ``jobId`` as
+bytes), with the expiry condition repeated in the ``DELETE``: a row added after the approval, even one
+that has expired since or shares a ``jobId``, is never purged by this run (the approver saw a count of
+these rows, not of whatever matches at purge time).
 """
 
 from __future__ import annotations
@@ -75,9 +76,8 @@ class ExpiredRowsWriter:
         return {"count": self.count, "chunks": dict(self._chunks)}
 
 
-def planned_job_ids(run_dir: Any, recorded: Mapping[str, Any] | None) -> Iterator[list[str]]:
-    """The ``jobId``s the plan recorded (``recorded``: plan.json's ``expired_trial_rows_files``), one list
-    per file. Every file is checked against its digest, and the count against the plan's, before the first
+def planned_rows(run_dir: Any, recorded: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
+    """The rows the plan recorded (``recorded``: plan.json's ``expired_trial_rows_files``), one list per file. Every file is checked against its digest, and the count against the plan's, before the first
     list is given: :class:`RowsChanged` is raised before anything is purged."""
     if not isinstance(recorded, Mapping) or not isinstance(recorded.get("chunks"), Mapping):
         raise RowsChanged("plan.json does not list the expired TRIAL rows to purge (a plan written before they were "
@@ -97,14 +97,14 @@ def planned_job_ids(run_dir: Any, recorded: Mapping[str, Any] | None) -> Iterato
         raise RowsChanged(f"the plan recorded {recorded.get('count')} expired TRIAL rows but its files hold {count}: "
                           "nothing is purged; plan the run again")
 
-    def ids() -> Iterator[list[str]]:
+    def rows() -> Iterator[list[dict[str, Any]]]:
         for path, digest in zip(paths, recorded["chunks"].values(), strict=True):
             data = _read(path)
             if _digest(data) != digest:  # changed since the check above: the rest is not purged
                 raise RowsChanged(f"{artifacts.uri(path)} changed while the rows were purged: its rows are not")
-            yield [json.loads(line)["jobId"] for line in data.splitlines() if line.strip()]
+            yield [json.loads(line) for line in data.splitlines() if line.strip()]
 
-    return ids()
+    return rows()
 
 
 def _read(path: Any) -> bytes:

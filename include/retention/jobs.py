@@ -8,7 +8,8 @@ is checked against a strict pattern and quoted; values are always bound paramete
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from include.retention.policy import JobRow, Policy, Unmatchable
@@ -60,7 +61,7 @@ def _row(raw: tuple[Any, ...]) -> JobRow:
     job_id, completed_at, job_type, source = raw
     if isinstance(source, (bytes, bytearray)):
         source = bytes(source).decode("utf-8")
-    return JobRow(str(job_id), completed_at, job_type, source)
+    return JobRow(None if job_id is None else str(job_id), completed_at, job_type, source)
 
 
 def iter_job_rows(conn: Any, table: str) -> Iterator[JobRow]:
@@ -171,37 +172,61 @@ def rows_for_sources(conn: Any, table: str, sources: list[str]) -> dict[str, lis
     return found
 
 
-def delete_expired_trials(conn: Any, table: str, job_ids: Iterable[str], policy: Policy, batch: int = 1000) -> int:
-    """Delete these jobs if they are still expired TRIAL rows (re-checked in the statement); returns the
-    number of rows deleted. A NULL ``jobId`` names no row and deletes nothing."""
+class PurgeMismatch(RuntimeError):
+    """A purge statement would delete more rows than it names: rolled back, nothing of that batch deleted."""
+
+
+#: one planned row, exactly: its key compared as bytes (a ``_ci`` collation calls ``abc`` and ``ABC `` equal),
+#: NULL-safe, and every other column as recorded, so a row added or changed since the plan is never matched
+_IDENTITY = ("(jobId <=> %s AND BINARY jobId <=> BINARY %s AND completedAt <=> %s AND BINARY type <=> BINARY %s "
+             "AND BINARY sourceData <=> BINARY %s)")
+
+
+def _identity_params(row: Mapping[str, Any]) -> list[Any]:
+    completed = row.get("completedAt")
+    when = datetime.fromisoformat(completed.removesuffix("Z")) if isinstance(completed, str) else None
+    return [row.get("jobId"), row.get("jobId"), when, row.get("type"), row.get("sourceData")]
+
+
+def delete_expired_trials(conn: Any, table: str, rows: Sequence[Mapping[str, Any]], policy: Policy,
+                          batch: int = 500) -> int:
+    """Delete these recorded rows (``{"jobId", "completedAt", "type", "sourceData"}``) if they are still
+    expired TRIAL rows (re-checked in the statement); returns the number deleted. Each row is matched by
+    all of its recorded values, so a row inserted since with the same ``jobId`` (a table whose ``jobId`` is
+    not unique, or compares case-insensitively) is not. A batch that would delete more rows than it names
+    (identical copies inserted since) is rolled back and raises :class:`PurgeMismatch`."""
     quoted = quote_table(table)
     cutoff = policy.trial_cutoff.replace(tzinfo=None)
     deleted = 0
-    ids = [job_id for job_id in job_ids if job_id is not None]
-    for start in range(0, len(ids), batch):
-        part = ids[start : start + batch]
+    for start in range(0, len(rows), batch):
+        part = rows[start : start + batch]
         cur = conn.cursor()
         try:
+            cur.execute("START TRANSACTION")  # the connection autocommits: this batch is checked before it counts
             cur.execute(
-                f"DELETE FROM {quoted} WHERE jobId IN ({', '.join(['%s'] * len(part))}) "
+                f"DELETE FROM {quoted} WHERE ({' OR '.join([_IDENTITY] * len(part))}) "
                 "AND completedAt IS NOT NULL AND completedAt <= %s AND UPPER(TRIM(type)) = 'TRIAL'",
-                [*part, cutoff],
+                [*(p for row in part for p in _identity_params(row)), cutoff],
             )
+            if cur.rowcount > len(part):
+                conn.rollback()
+                raise PurgeMismatch(f"a purge batch of {len(part)} recorded rows matched {cur.rowcount} in "
+                                    f"{table!r}: rolled back; the table holds copies of planned rows added since")
             deleted += cur.rowcount
+            conn.commit()
         finally:
             cur.close()
-    conn.commit()
     return deleted
 
 
-def purge_planned_rows(conn: Any, table: str, id_lists: Iterable[list[str]], policy: Policy) -> dict[str, int]:
-    """Delete the planned rows (``id_lists``: :func:`include.retention.expired_rows.planned_job_ids`) that are
+def purge_planned_rows(conn: Any, table: str, row_lists: Iterable[list[dict[str, Any]]], policy: Policy) -> dict[str, int]:
+    """Delete the planned rows (``row_lists``: :func:`include.retention.expired_rows.planned_rows`) that are
     still expired TRIAL rows. Safe to retry: rows already gone delete nothing. Returns ``planned`` (the rows
     the plan recorded) and ``deleted``; the difference changed or went since the plan and is kept."""
     planned = deleted = 0
-    for ids in id_lists:
-        planned += len(ids)
-        deleted += delete_expired_trials(conn, table, ids, policy)
+    for rows in row_lists:
+        planned += len(rows)
+        deleted += delete_expired_trials(conn, table, rows, policy)
     return {"planned": planned, "deleted": deleted}
 
 

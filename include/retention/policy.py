@@ -134,7 +134,7 @@ def check_days(days: float, name: str = "orphan_min_age_days") -> float:
 
 
 class JobRow(NamedTuple):
-    job_id: str
+    job_id: str | None  # None: a NULL jobId (a table without a key on it)
     completed_at: datetime | None
     type: str | None
     source_data: str | None

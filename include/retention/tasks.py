@@ -105,16 +105,16 @@ def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict
 
     from include.core import artifacts
     from include.retention import jobs as jobs_db
-    from include.retention.expired_rows import EXPIRED_ROWS_DIR, RowsChanged, planned_job_ids
+    from include.retention.expired_rows import EXPIRED_ROWS_DIR, RowsChanged, planned_rows
     from include.retention.policy import policy_of
 
     try:
-        id_lists = planned_job_ids(run_dir, plan.get("expired_trial_rows_files"))
+        row_lists = planned_rows(run_dir, plan.get("expired_trial_rows_files"))
         conn = jobs_db.connect(mysql_conn_id)
         try:
-            counts = jobs_db.purge_planned_rows(conn, plan["jobs_table"], id_lists, policy_of(plan))
+            counts = jobs_db.purge_planned_rows(conn, plan["jobs_table"], row_lists, policy_of(plan))
         finally:
             conn.close()
-    except RowsChanged as exc:  # a retry reads the same files
+    except (RowsChanged, jobs_db.PurgeMismatch) as exc:  # a retry reads the same files and table
         raise AirflowFailException(f"purge_job_rows: {exc}") from None
     return {**counts, "expired_trial_rows_uri": artifacts.uri(run_dir / EXPIRED_ROWS_DIR)}

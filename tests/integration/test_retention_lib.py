@@ -11,7 +11,7 @@ import pytest
 from include.aws.listing import iter_objects
 from include.deletion.plan import GuardRefused, check_guards, delete_chunk
 from include.retention import jobs as jobs_db
-from include.retention.expired_rows import EXPIRED_ROWS_DIR, ExpiredRowsWriter, planned_job_ids
+from include.retention.expired_rows import EXPIRED_ROWS_DIR, ExpiredRowsWriter, planned_rows
 from include.retention.policy import Policy, make_recheck, refusals, write_plan
 from include.seed import seed_jobs
 
@@ -162,8 +162,8 @@ def test_purge_deletes_only_the_rows_the_plan_recorded_and_that_still_are_expire
         cur = mysql_conn.cursor()
         cur.execute(f"UPDATE `{table}` SET type = 'OFFICIAL' WHERE jobId = 'changed'")
         mysql_conn.commit()
-        first = jobs_db.purge_planned_rows(conn, table, planned_job_ids(tmp_path, recorded), policy)
-        again = jobs_db.purge_planned_rows(conn, table, planned_job_ids(tmp_path, recorded), policy)  # a retry
+        first = jobs_db.purge_planned_rows(conn, table, planned_rows(tmp_path, recorded), policy)
+        again = jobs_db.purge_planned_rows(conn, table, planned_rows(tmp_path, recorded), policy)  # a retry
         cur = conn.cursor()
         cur.execute(f"SELECT jobId FROM `{table}` ORDER BY jobId")
         left = [r[0] for r in cur.fetchall()]
@@ -174,6 +174,47 @@ def test_purge_deletes_only_the_rows_the_plan_recorded_and_that_still_are_expire
     assert sorted(r["jobId"] for r in rows) == ["changed", "no-source", "old-trial"]
     assert first == {"planned": 3, "deleted": 2} and again == {"planned": 3, "deleted": 0}
     assert left == ["beta", "changed", "late-trial", "new-trial", "official", "running"]
+
+
+def test_the_purge_matches_each_recorded_row_exactly_in_a_table_without_a_unique_job_id(mysql_server, mysql_conn,
+                                                                                       table, tmp_path):
+    """Deleting by ``jobId IN (…)`` also took a row added after the approval with the same jobId, or one the
+    table's ``_ci`` collation calls equal ('ABC ' for 'abc'), and a NULL jobId was recorded as "None"."""
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NULL, completedAt TIMESTAMP NULL, type VARCHAR(32) NULL, "
+                "sourceData VARCHAR(64) NULL, KEY (jobId)) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+    old = (NOW - timedelta(days=200)).replace(tzinfo=None)
+    cur.executemany(f"INSERT INTO `{table}` VALUES (%s, %s, %s, %s)",
+                    [("J1", old, "TRIAL", "a"), ("abc", old, "TRIAL", "b"), (None, old, "TRIAL", "c")])
+    mysql_conn.commit()
+    policy = Policy.at(NOW, "P3M", 7)
+    conn = conn_for(mysql_server)
+    try:
+        summary = write_plan([], jobs_db.iter_job_rows(conn, table), tmp_path, key_prefix="", policy=policy,
+                             lookup=None, jobs_table=table, allow_empty_jobs=False,
+                             expired_rows=ExpiredRowsWriter(tmp_path, policy))
+        # after the approval: expired TRIAL rows that share a key with planned ones, or match it loosely
+        cur.executemany(f"INSERT INTO `{table}` VALUES (%s, %s, %s, %s)",
+                        [("J1", old, "TRIAL", "late"), ("ABC ", old, "TRIAL", "b"), ("None", old, "TRIAL", "d")])
+        mysql_conn.commit()
+        counts = jobs_db.purge_planned_rows(conn, table, planned_rows(tmp_path, summary["expired_trial_rows_files"]),
+                                            policy)
+        cur.execute(f"SELECT jobId, sourceData FROM `{table}` ORDER BY sourceData")
+        left = cur.fetchall()
+        # an identical copy of a planned row, added since: the batch would delete more than it names
+        cur.execute(f"INSERT INTO `{table}` VALUES (%s, %s, %s, %s)", ("late", old, "TRIAL", "x"))
+        cur.execute(f"INSERT INTO `{table}` VALUES (%s, %s, %s, %s)", ("late", old, "TRIAL", "x"))
+        mysql_conn.commit()
+        with pytest.raises(jobs_db.PurgeMismatch, match="rolled back"):
+            jobs_db.delete_expired_trials(conn, table, [{"jobId": "late", "completedAt": old.isoformat() + "Z",
+                                                         "type": "TRIAL", "sourceData": "x"}], policy)
+        cur.execute(f"SELECT COUNT(*) FROM `{table}` WHERE jobId = 'late'")
+        still = cur.fetchone()[0]
+    finally:
+        conn.close()
+    assert counts == {"planned": 3, "deleted": 3}
+    assert left == (("ABC ", "b"), ("None", "d"), ("J1", "late"))
+    assert still == 2
 
 
 def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_jobs=False, recheck_keys=()):

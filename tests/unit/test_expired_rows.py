@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from include.retention.expired_rows import EXPIRED_ROWS_DIR, ExpiredRowsWriter, RowsChanged, planned_job_ids
+from include.retention.expired_rows import EXPIRED_ROWS_DIR, ExpiredRowsWriter, RowsChanged, planned_rows
 from include.retention.policy import JobRow, Policy
 
 NOW = datetime(2019, 6, 3, tzinfo=UTC)
@@ -27,7 +27,7 @@ def record(run_dir: Path, rows: list[JobRow] = ROWS, chunk_size: int = 2) -> dic
 
 
 def ids(run_dir: Path, recorded: dict) -> list[str]:
-    return [i for part in planned_job_ids(run_dir, recorded) for i in part]
+    return [row["jobId"] for part in planned_rows(run_dir, recorded) for row in part]
 
 
 def test_only_expired_trials_are_recorded_in_chunks_with_their_digests(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_no_expired_rows_is_an_empty_record(tmp_path: Path) -> None:
 @pytest.mark.parametrize("recorded", [None, {}, {"count": 1, "chunks": ["00000"]}, "x"])
 def test_a_plan_without_the_record_purges_nothing(tmp_path: Path, recorded: object) -> None:
     with pytest.raises(RowsChanged, match="does not list the expired TRIAL rows"):
-        planned_job_ids(tmp_path, recorded)  # type: ignore[arg-type]
+        planned_rows(tmp_path, recorded)  # type: ignore[arg-type]
 
 
 def test_an_altered_added_to_or_missing_file_purges_nothing(tmp_path: Path) -> None:
@@ -63,20 +63,20 @@ def test_an_altered_added_to_or_missing_file_purges_nothing(tmp_path: Path) -> N
     original = second.read_bytes()
     second.write_bytes(original.replace(b'"t3"', b'"o1"'))  # another row swapped in
     with pytest.raises(RowsChanged, match="00001.jsonl changed after the plan was written"):
-        planned_job_ids(tmp_path, recorded)
+        planned_rows(tmp_path, recorded)
     second.unlink()
     with pytest.raises(RowsChanged, match="00001.jsonl is missing"):
-        planned_job_ids(tmp_path, recorded)
+        planned_rows(tmp_path, recorded)
     second.write_bytes(original)
     with pytest.raises(RowsChanged, match="recorded 4 expired TRIAL rows but its files hold 3"):
-        planned_job_ids(tmp_path, {**recorded, "count": 4})
+        planned_rows(tmp_path, {**recorded, "count": 4})
     assert ids(tmp_path, recorded) == ["t1", "t2", "t3"]
 
 
 def test_a_file_changed_after_the_check_stops_the_purge_at_that_file(tmp_path: Path) -> None:
     recorded = record(tmp_path)
-    parts = planned_job_ids(tmp_path, recorded)
-    assert next(parts) == ["t1", "t2"]
+    parts = planned_rows(tmp_path, recorded)
+    assert [row["jobId"] for row in next(parts)] == ["t1", "t2"]
     (tmp_path / EXPIRED_ROWS_DIR / "00001.jsonl").write_text('{"jobId":"o1"}\n')
     with pytest.raises(RowsChanged, match="changed while the rows were purged"):
         next(parts)
