@@ -6,7 +6,9 @@ that sorts last counts as newer), but a deployment as new as one kept for its ra
 times have one-second steps, and names do not sort as versions: ``release-9`` after ``release-10``).
 A folder holding only empty ``…/`` markers (the S3 console's "Create folder") is no deployment: not
 ranked, never deleted. Objects directly under the prefix are not in a deployment and are never touched.
-The prefix is never the bucket root by omission: it is ``/`` then.
+The prefix is never the bucket root by omission: it is ``/`` then (refused where keys start with ``/``,
+which ``/`` named before). With an inventory, a folder created since ranks as the newest when it
+holds something, and is never deleted by that plan.
 
 Selection (:func:`select`), at the run's logical time ``now``, ranking deployments newest first:
 
@@ -35,7 +37,7 @@ import fnmatch
 import logging
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +131,7 @@ def settings_from_params(params: Mapping[str, Any]) -> CleanupSettings:
 def protect_pattern(given: str, prefix: str) -> str:
     """A ``protect`` entry as a pattern for the bare deployment name: the prefix and trailing ``/``
     stripped; a :class:`ValueError` for one that could never match a deployment name."""
+    given = given.strip()  # "prod-* " in JSON means prod-*: a glob with a stray space would protect nothing
     pattern = given[len(prefix):] if prefix and given.startswith(prefix) else given
     pattern = pattern.rstrip("/")
     if not pattern:
@@ -175,12 +178,15 @@ class Decision:
     delete: bool
     why: str
     reason: str = ""  # the plan reason when deleted
+    holds_rank: bool = False  # among the newest max(min_keep, keep), protected or not: the delete step checks it is still there
+    min_keep: bool = False  # among the newest min_keep: the delete step checks it still holds content
 
 
 @dataclass
 class ScanResult:
     deployments: dict[str, Deployment] = field(default_factory=dict)
     loose_objects: int = 0
+    slash_key: str = ""  # with the root as the prefix: a key starting with "/" (its folder is no deployment)
     objects: int = 0
     bytes: int = 0
 
@@ -196,6 +202,8 @@ def scan(objects: Iterable[Any], prefix: str, *, on_object: Any = None) -> ScanR
         name = deployment_name(obj.key, prefix)
         if name is None:
             result.loose_objects += 1
+            if not prefix and obj.key.startswith("/") and not result.slash_key:
+                result.slash_key = obj.key
             continue
         dep = result.deployments.get(name)
         if dep is None:
@@ -229,10 +237,6 @@ def unmatched_patterns(names: Iterable[str], patterns: Sequence[str]) -> list[st
     return [p for p in patterns if not any(_protects(p, n) for n in folded)]
 
 
-#: ``Decision.why`` prefixes of a deployment kept for its rank: the delete step checks they are still there
-KEPT_BY_RANK = ("among the newest", "as new as")
-
-
 def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: datetime) -> list[Decision]:
     """Decide every deployment, newest first (see the module docstring for the rule)."""
     deployments = list(deployments)
@@ -244,31 +248,38 @@ def select(deployments: Iterable[Deployment], settings: CleanupSettings, now: da
     # S3 times have one-second steps: deployments copied or restored together tie, and their order is
     # unknown; one as new as a deployment kept for its rank is kept too, never decided by its name
     kept_times = {d.newest: d.name for d in ranked[:keep_rank]}
-    decisions = []
+    decisions: list[Decision] = []
     for rank, dep in enumerate(ranked):
-        pattern = protected_by(dep.name, settings.protect)
-        if pattern is not None:
-            decisions.append(Decision(dep.name, rank, False, f"protected by {pattern!r}"))
-        elif rank < settings.min_keep:
-            decisions.append(Decision(dep.name, rank, False, f"among the newest min_keep={settings.min_keep}"))
-        elif settings.keep is not None and rank < settings.keep:
-            decisions.append(Decision(dep.name, rank, False, f"among the newest keep={settings.keep}"))
-        elif dep.newest in kept_times:
-            decisions.append(Decision(dep.name, rank, False, f"as new as {kept_times[dep.newest]!r}, kept for its "
-                                                             "rank (a tie: which is newer is unknown)"))
-        elif cutoff is not None and not parse_time(dep.newest) < cutoff:
-            decisions.append(Decision(dep.name, rank, False, f"not older than {settings.older_than_days:g} days"))
-        else:
-            why = []
-            if settings.keep is not None:
-                why.append(f"not among the newest {settings.keep}")
-            if cutoff is not None:
-                why.append(f"older than {settings.older_than_days:g} days")
-            decisions.append(Decision(dep.name, rank, True, " and ".join(why), reason))
+        decisions.append(replace(_decide(dep, rank, settings, cutoff, reason, kept_times),
+                                 holds_rank=rank < keep_rank or dep.newest in kept_times,
+                                 min_keep=rank < settings.min_keep))
     for dep in sorted((d for d in deployments if d.markers_only), key=lambda d: d.name):
         decisions.append(Decision(dep.name, -1, False, "empty: only folder markers, no deployment (not ranked, "
                                                        "never deleted)"))
     return decisions
+
+
+def _decide(dep: Deployment, rank: int, settings: CleanupSettings, cutoff: datetime | None, reason: str,
+            kept_times: Mapping[str, str]) -> Decision:
+    """One ranked deployment's decision (see :func:`select`)."""
+    pattern = protected_by(dep.name, settings.protect)
+    if pattern is not None:
+        return Decision(dep.name, rank, False, f"protected by {pattern!r}")
+    if rank < settings.min_keep:
+        return Decision(dep.name, rank, False, f"among the newest min_keep={settings.min_keep}")
+    if settings.keep is not None and rank < settings.keep:
+        return Decision(dep.name, rank, False, f"among the newest keep={settings.keep}")
+    if dep.newest in kept_times:
+        return Decision(dep.name, rank, False, f"as new as {kept_times[dep.newest]!r}, kept for its rank (a tie: "
+                                               "which is newer is unknown)")
+    if cutoff is not None and not parse_time(dep.newest) < cutoff:
+        return Decision(dep.name, rank, False, f"not older than {settings.older_than_days:g} days")
+    why = []
+    if settings.keep is not None:
+        why.append(f"not among the newest {settings.keep}")
+    if cutoff is not None:
+        why.append(f"older than {settings.older_than_days:g} days")
+    return Decision(dep.name, rank, True, " and ".join(why), reason)
 
 
 def _items(entries: Iterable[Any], settings: CleanupSettings, doomed: Mapping[str, Decision]) -> Iterator[PlanItem]:
@@ -283,6 +294,11 @@ def _items(entries: Iterable[Any], settings: CleanupSettings, doomed: Mapping[st
                            last_modified=e.last_modified, group=name)
         else:
             yield PlanItem(e.key, e.size, doomed[name].reason, last_modified=e.last_modified, group=name, etag=e.etag)
+
+
+def _has_content(client: S3Client, bucket: str, folder: str) -> bool:
+    """Does ``folder`` hold an object that is not an empty ``…/`` marker (usually the first page says)?"""
+    return any(o.size or not o.key.endswith("/") for o in iter_objects(client, bucket, folder))
 
 
 def live_deployment_names(client: S3Client, bucket: str, prefix: str) -> set[str]:
@@ -333,13 +349,18 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
     gone: list[str] = []
     if found.snapshot is not None:
         gone = reconcile(scanned, live_deployment_names(client, bucket, settings.prefix), now)
-    # (deployments created after the inventory all carry the plan's time, so they also tie with each other)
-    decisions = [d if not ((d.delete or d.why.startswith("as new as")) and scanned.deployments[d.name].after_inventory)
-                 else Decision(d.name, d.rank, False, "created after the inventory: not in this plan")
+    # a folder created since the inventory ranks as the newest only if it holds something: an empty
+    # console folder must not push a release out of the newest N (one listing per such folder)
+    for dep in scanned.deployments.values():
+        if dep.after_inventory:
+            dep.markers_only = not _has_content(client, bucket, f"{settings.prefix}{dep.name}/")
+    decisions = [d if not scanned.deployments[d.name].after_inventory or d.rank < 0
+                 else replace(d, delete=False, why="created after the inventory: not in this plan")
                  for d in select(scanned.deployments.values(), settings, now)]
     deps = scanned.deployments
     artifacts.write_jsonl(run_dir / DEPLOYMENTS_FILE, (
-        {**asdict(deps[d.name]), "rank": d.rank, "delete": d.delete, "why": d.why} for d in decisions
+        {**asdict(deps[d.name]), "rank": d.rank, "delete": d.delete, "why": d.why, "holds_rank": d.holds_rank,
+         "min_keep": d.min_keep} for d in decisions
     ))
     doomed = {d.name: d for d in decisions if d.delete}
     if doomed:
@@ -364,6 +385,11 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
     if unmatched:
         headline += (f" Warning: protect patterns that matched no deployment: {', '.join(map(repr, unmatched))} "
                      "(check the spelling; they protect nothing in this run).")
+    refusals = []
+    if scanned.slash_key:  # the prefix "/" meant these keys before it named the root: never a silent switch
+        refusals.append(f"the prefix '/' names the bucket root (every top-level folder is a deployment), but keys "
+                        f"start with '/' here (e.g. {shown(scanned.slash_key)!r}): deployments under a '/' folder "
+                        "cannot be cleaned by s3ops; move them, or clean the root only once they are gone")
     inventory = found.describe()
     if inventory is not None:
         from include.inventory.read import plan_note
@@ -387,6 +413,7 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
         "inventory": inventory,
         "gone_since_inventory": gone,
         "deployments_uri": artifacts.uri(run_dir / DEPLOYMENTS_FILE),
+        "refusals": refusals,
     })
     log.info("%s", shown(headline))  # names are anyone's who can write to the bucket: no forged log line
     return summary
@@ -424,7 +451,7 @@ def _current_deployments(client: S3Client, bucket: str, prefix: str, names: list
 
 def recheck_deployments(
     client: S3Client, bucket: str, prefix: str, planned: Mapping[str, Mapping[str, Any]], items: list[PlanItem],
-    kept_by_rank: Sequence[str] = (),
+    kept_by_rank: Sequence[str] = (), min_kept: Sequence[str] = (),
 ) -> dict[str, str]:
     """``{key: why}`` for items that must not be deleted now: their deployment got a newer object since
     planning (a redeploy), was not planned for deletion, or the key is not inside its deployment folder.
@@ -433,6 +460,8 @@ def recheck_deployments(
     rollback removed the newest release), and deleting now could leave fewer deployments than promised."""
     if kept_by_rank:
         gone = sorted(set(kept_by_rank) - live_deployment_names(client, bucket, prefix))
+        # the newest min_keep must still hold something: emptied down to a folder marker is gone too
+        gone += sorted(n for n in min_kept if n not in gone and not _has_content(client, bucket, f"{prefix}{n}/"))
         if gone:
             why = (f"deployments the plan kept as the newest are gone since planning ({', '.join(map(repr, gone[:5]))}"
                    f"{' …' if len(gone) > 5 else ''}): the ranking changed, nothing of this chunk is deleted; plan again")
@@ -463,11 +492,12 @@ def make_recheck(ctx: Any) -> Any:
     """The re-check factory for :func:`include.deletion.airflow.add_deletion_tasks`."""
     prefix = str(ctx.plan.get("prefix", ""))
 
-    kept_by_rank = [name for name, row in planned_deployments(ctx.run_dir).items()
-                    if not row.get("delete") and str(row.get("why", "")).startswith(KEPT_BY_RANK)]
+    rows = planned_deployments(ctx.run_dir)
+    kept_by_rank = [name for name, row in rows.items() if row.get("holds_rank")]
+    min_kept = [name for name, row in rows.items() if row.get("min_keep")]
 
     def recheck(items: list[PlanItem]) -> dict[str, str]:
         planned = planned_deployments(ctx.run_dir, {i.group for i in items})
-        return recheck_deployments(ctx.client, ctx.bucket, prefix, planned, items, kept_by_rank)
+        return recheck_deployments(ctx.client, ctx.bucket, prefix, planned, items, kept_by_rank, min_kept)
 
     return recheck

@@ -377,6 +377,33 @@ def test_a_kept_deployment_gone_before_the_delete_keeps_the_whole_chunk(s3, s3_s
     assert reasons and all("kept as the newest are gone since planning ('a')" in r["why"] for r in reasons)
 
 
+def test_a_protected_newest_deployment_gone_or_emptied_before_the_delete_keeps_the_chunk(s3, s3_server, bucket,
+                                                                                          tmp_path):
+    """The newest deployment was protected (so its decision read "protected", not "among the newest") and
+    its removal went unseen; one emptied down to its folder marker went unseen too."""
+    _seed_deployments(s3_server, bucket, {"prod-3": 1, "rel-2": 10, "rel-1": 20})
+    summary = _plan(s3, bucket, tmp_path, keep=1, protect=["prod-*"])
+    assert summary["deployments_delete"] == 2
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in _keys(s3, bucket, "deploys/prod-3/")]})
+    s3.put_object(Bucket=bucket, Key="deploys/prod-3/", Body=b"")  # the folder stays, as a marker
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert audit["deleted_count"] == 0 and _deployments_left(s3, bucket) == ["prod-3", "rel-1", "rel-2"]
+
+
+def test_the_root_prefix_is_refused_where_keys_start_with_a_slash(s3, s3_server, bucket, tmp_path):
+    """'/' named the keys "/rel-1/…" before it named the bucket root: a Variable written then must not
+    switch to cleaning the top-level folders (backups/, data/) in silence."""
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": _iso(30)} for k in ("/rel-1/a", "/rel-2/a", "backups/db", "data/x")]})
+    from include.deploy_cleanup.plan import plan_cleanup, settings_from_params
+
+    summary = plan_cleanup(s3, bucket, settings_from_params({"prefix": "/", "keep": 1}), tmp_path, NOW)
+    assert any("keys start with '/' here" in r for r in summary["refusals"])
+    from include.deletion.plan import guard_violations
+
+    assert guard_violations(summary, max_delete_count=10**6, max_delete_fraction=None)
+
+
 def test_keep_and_age_both_must_hold(s3, s3_server, bucket, tmp_path):
     _seed_deployments(s3_server, bucket, {"a": 60, "b": 50, "c": 40, "d": 5, "e": 4, "f": 3})
     summary = _plan(s3, bucket, tmp_path, keep=2, older_than_days=45)

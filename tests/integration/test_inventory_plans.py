@@ -199,6 +199,19 @@ def test_deploy_cleanup_from_inventory_equals_listing_and_follows_folders_change
     assert rows["d7"]["after_inventory"] and not rows["d7"]["delete"] and "d6" not in rows
 
 
+def test_an_empty_folder_created_after_the_inventory_takes_no_rank(s3, s3_server, world, tmp_path):
+    """The inventory plan knows a folder created since exists, not what it holds: an empty console folder
+    took rank 0 and pushed the live release out of keep=1."""
+    bucket = world["bucket"]
+    _seed_deployments(s3_server, bucket, {"rel-1": 20, "rel-2": 10})
+    write_inventory(s3, bucket, dest_bucket=world["dest"], fmt="CSV")
+    s3.put_object(Bucket=bucket, Key="deploys/tmp-folder/", Body=b"")
+    summary, items = _cleanup_plan(s3, bucket, tmp_path, "inventory", keep=1)
+    rows = {r["name"]: r for r in map(json.loads, (tmp_path / "deployments.jsonl").read_text().splitlines())}
+    assert {n for n, r in rows.items() if r["delete"]} == {"rel-1"} and rows["rel-2"]["rank"] == 0
+    assert rows["tmp-folder"]["rank"] == -1 and {i["group"] for i in items} == {"rel-1"}
+
+
 def test_deploy_cleanup_never_deletes_a_deployment_created_after_the_inventory(s3, s3_server, world, tmp_path):
     bucket = world["bucket"]
     _seed_deployments(s3_server, bucket, {"old": 90})

@@ -282,3 +282,19 @@ def test_a_prefix_with_no_deployment_says_so(tmp_path):
 
     summary = cleanup._plan(None, "b", CleanupSettings(prefix="Deploys/", keep=1), tmp_path, NOW, 1000, Found())
     assert "Warning: no deployment folder under s3://b/Deploys/ (0 objects there): check the prefix" in summary["headline"]
+
+
+def test_what_the_delete_step_checks_is_marked_whatever_kept_it():
+    """A protected or tied deployment among the newest still holds its rank: the delete step checks it."""
+    decisions = {d.name: d for d in select(_deps({"prod-3": 1, "rel-2": 5, "rel-1b": 5, "rel-1": 20}),
+                                           CleanupSettings(keep=2, protect=("prod-*",)), NOW)}
+    assert decisions["prod-3"].holds_rank and decisions["prod-3"].min_keep and decisions["prod-3"].why.startswith("protected")
+    assert decisions["rel-2"].holds_rank and not decisions["rel-2"].min_keep
+    assert decisions["rel-1b"].holds_rank and decisions["rel-1b"].why.startswith("as new as 'rel-2'")  # a tie
+    assert not decisions["rel-1"].holds_rank and decisions["rel-1"].delete
+
+
+@pytest.mark.parametrize("pattern", ["prod-* ", " prod-*", "\tprod-1\n"])
+def test_a_protect_glob_with_stray_spaces_still_protects(pattern):
+    cfg = settings_from_params({"keep": 1, "prefix": "d/", "protect": [pattern]})
+    assert not any(d.delete for d in select(_deps({"prod-1": 30, "new": 1}), cfg, NOW))
