@@ -6,7 +6,8 @@ file, so a run still being written (or an approval still pending) is never prune
 
 - older than ``artifact_retention_days`` (default 30): the folder goes, except that a folder holding a
   deletion audit keeps the record of what was deleted and why (:data:`KEEP_WITH_AUDIT`: ``audit.json``,
-  ``plan.json``, the per-chunk audits naming every deleted key, the job rows a retention run purged);
+  ``plan.json``, the per-chunk audits naming every deleted key, and, when its purge ran, the job rows a
+  retention run was approved to purge);
 - older than ``audit_retention_days`` (default 400, never less than ``artifact_retention_days``): all of it;
 - the run index (:mod:`include.core.artifacts`) loses the same runs, and days before yesterday are rolled up.
 
@@ -38,7 +39,10 @@ ARTIFACT_RETENTION_DAYS = 30
 AUDIT_RETENTION_DAYS = 400
 MAX_DAYS = 36_500
 #: what a run folder with a deletion audit keeps until ``audit_retention_days``: files, and ``…/`` folders
-KEEP_WITH_AUDIT = ("audit.json", "plan.json", "audit/", "expired_trial_rows/")
+KEEP_WITH_AUDIT = ("audit.json", "plan.json", "audit/", "task_results/", "expired_trial_rows/")
+#: kept with the audit only when the run's purge ran (a dry run's or a rejected plan's rows are no record
+#: of anything, and a daily run would store the whole expired set again every day for 400 days)
+KEEP_ONLY_WITH = {"expired_trial_rows/": "task_results/purge_job_rows.json"}
 NOTIFICATIONS_DIR = "_notifications"
 #: a run folder holding none of these was not written by s3ops: never pruned
 S3OPS_RUN_FILES = frozenset({"settings.json", "plan.json", "audit.json", "scan.json", "summary.json", "buckets.json",
@@ -47,8 +51,9 @@ S3OPS_RUN_FILES = frozenset({"settings.json", "plan.json", "audit.json", "scan.j
 PENDING_APPROVAL_DAYS = 31
 
 
-def _kept_with_audit(rel: str) -> bool:
-    return any(rel == k or (k.endswith("/") and rel.startswith(k)) for k in KEEP_WITH_AUDIT)
+def _kept_with_audit(rel: str, files: Mapping[str, float]) -> bool:
+    return any((rel == k or (k.endswith("/") and rel.startswith(k))) and KEEP_ONLY_WITH.get(k, rel) in (rel, *files)
+               for k in KEEP_WITH_AUDIT)
 
 
 def _pending_approval(files: Mapping[str, float]) -> bool:
@@ -116,7 +121,7 @@ def _run_files(root: ArtifactPath, dag_id: str) -> dict[str, dict[str, float]]:
 def _remove_run(root: ArtifactPath, dag_id: str, run_id: str, files: Mapping[str, float], keep: bool) -> int:
     """Remove a run folder's files (``keep``: all but :data:`KEEP_WITH_AUDIT`); returns how many."""
     folder = root / dag_id / run_id
-    doomed = [rel for rel in files if not (keep and _kept_with_audit(rel))]
+    doomed = [rel for rel in files if not (keep and _kept_with_audit(rel, files))]
     if not keep and isinstance(folder, Path):
         shutil.rmtree(folder, ignore_errors=True)
         return len(doomed)
@@ -149,7 +154,7 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
             continue
         has_audit = "audit.json" in files or any(rel.startswith("audit/") for rel in files)
         if newest >= artifact_cutoff or (_pending_approval(files) and newest >= pending_cutoff) or (
-                has_audit and newest >= audit_cutoff and all(_kept_with_audit(rel) for rel in files)):
+                has_audit and newest >= audit_cutoff and all(_kept_with_audit(rel, files) for rel in files)):
             result["runs_kept"] += 1
             continue
         keep = has_audit and newest >= audit_cutoff
@@ -157,7 +162,7 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
         if not keep:
             removed.add(run_id)
         if dry_run:
-            result["files_removed"] += len([f for f in files if not (keep and _kept_with_audit(f))])
+            result["files_removed"] += len([f for f in files if not (keep and _kept_with_audit(f, files))])
         else:
             result["files_removed"] += _remove_run(root, dag_id, run_id, files, keep)
     result["index_periods_changed"] = _prune_index(root, dag_id, now, retention, removed, dry_run)

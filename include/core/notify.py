@@ -78,14 +78,18 @@ class Message:
 
 
 # Targets ------------------------------------------------------------------------------------------
+_PLAIN = re.compile(r"[A-Za-z0-9_.@#+ -]{0,64}")
+
+
 def shown_value(value: Any) -> str:
     """A rejected setting value for an error message, which is logged and mailed: a URL (a Slack webhook, an
-    Apprise URL with a password, an endpoint with a token) may carry a secret, so only its kind is shown."""
-    text = value if isinstance(value, str) else None
-    if text is not None and ("://" in text or "?" in text or re.search(r":[^@/\s]*@", text)):
-        return "a URL (not shown: it may hold a secret)"
-    shown = repr(value)
-    return shown if len(shown) <= 120 else shown[:120] + "…"
+    Apprise URL with a password, an endpoint with a token) may carry a secret, so only short plain words
+    (``not-an-address``, ``#ops``, ``pager``) are shown; anything else is named by its kind."""
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return repr(value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)
+    return f"a {type(value).__name__} (not shown: it may hold a secret)"
 
 
 def parse_targets(raw: Any, *, source: str = f"the setting {SETTING!r}") -> list[Target]:
@@ -109,12 +113,13 @@ def _target(item: Any, where: str) -> Target:
     kind = item.get("type")
     kind = "email" if kind == "smtp" else kind  # the provider's name for it
     if kind not in KINDS:
-        raise NotifyConfigError(f"{where}: 'type' must be one of {list(KINDS)}, got {kind!r}")
+        raise NotifyConfigError(f"{where}: 'type' must be one of {list(KINDS)}, got {shown_value(kind)}")
     known = {"type", "conn_id", "events"} | {"email": {"to", "from"}, "slack": {"channel"}, "slack_webhook": set(),
                                               "webhook": {"endpoint"}}[kind]
     unknown = sorted(set(item) - known)
     if unknown:
-        raise NotifyConfigError(f"{where}: unknown keys {unknown} for type {kind!r}; known: {sorted(known)}")
+        raise NotifyConfigError(f"{where}: unknown keys [{', '.join(shown_value(k) for k in unknown)}] for type "
+                                f"{kind!r}; known: {sorted(known)}")
     conn_id = item.get("conn_id") or DEFAULT_CONN[kind]
     if not isinstance(conn_id, str) or not CONN_ID_RE.fullmatch(conn_id):
         raise NotifyConfigError(f"{where}: conn_id must name an Airflow connection, got {shown_value(conn_id)}")
@@ -122,7 +127,8 @@ def _target(item: Any, where: str) -> Target:
     if isinstance(events, str):
         events = [events]
     if not isinstance(events, Sequence) or not events or set(events) - set(EVENTS):
-        raise NotifyConfigError(f"{where}: 'events' must be a non-empty list drawn from {list(EVENTS)}, got {events!r}")
+        raise NotifyConfigError(f"{where}: 'events' must be a non-empty list drawn from {list(EVENTS)}, got "
+                                f"{shown_value(events)}")
     target = Target(kind, conn_id, events=frozenset(events))
     if kind == "email":
         to = item.get("to")
@@ -135,7 +141,7 @@ def _target(item: Any, where: str) -> Target:
     if kind == "slack":
         channel = item.get("channel")
         if not isinstance(channel, str) or not channel.strip() or any(c.isspace() for c in channel):
-            raise NotifyConfigError(f"{where}: a slack target needs 'channel', e.g. '#s3ops', got {channel!r}")
+            raise NotifyConfigError(f"{where}: a slack target needs 'channel', e.g. '#s3ops', got {shown_value(channel)}")
         return Target(kind, conn_id, channel=channel, events=target.events)
     if kind == "webhook":
         endpoint = item.get("endpoint")

@@ -93,6 +93,8 @@ class Setting:
     extra_check: Callable[[Any, str], object] | None = None
     #: a safety setting a run's param may only make stricter than the deployment's value (see :data:`TIGHTEN`)
     tighten: str | None = None
+    #: its values may hold secrets (webhook URLs, passwords): an error names where, never what
+    secret: bool = False
 
     def loosens(self, value: Any, deployed: Any) -> str | None:
         """What a run's ``value`` may not do to the deployment's ``deployed`` value, or None when it only
@@ -129,6 +131,10 @@ class Setting:
         error = jsonschema.exceptions.best_match(self._validator.iter_errors(value))  # the one jsonschema.validate raises
         if error is not None:
             path = "".join(f"[{p!r}]" for p in error.absolute_path)
+            if self.secret:  # jsonschema's message quotes the value too
+                raise SettingsError(f"{self.name}{path} (from {where}) is invalid: a {type(error.instance).__name__} "
+                                    f"(not shown: it may hold a secret) where {error.validator} "
+                                    f"{short_json(error.validator_value, 60)} is required")
             raise SettingsError(f"{self.name}{path} = {short_json(error.instance)} (from {where}) is invalid: "
                                 f"{error.message}")
         if self.extra_check is not None:
@@ -369,7 +375,7 @@ NOTIFICATIONS = Setting("notifications", {"type": ["array", "string", "object"],
                         [], "Notifications",
                         "Where approval requests and failures are sent: a list of notification targets, e-mail "
                         "addresses or objects (see docs/notifications.md).", form=False,
-                        extra_check=_notification_targets)
+                        extra_check=_notification_targets, secret=True)
 #: Read by the s3ops_housekeeping DAG (include.core.housekeeping) from every DAG's Variable.
 RETENTION_DAYS = {"type": "integer", "minimum": 1, "maximum": MAX_DAYS}
 ARTIFACT_RETENTION = Setting("artifact_retention_days", RETENTION_DAYS, None, "Artifact retention (days)",
@@ -377,7 +383,7 @@ ARTIFACT_RETENTION = Setting("artifact_retention_days", RETENTION_DAYS, None, "A
                              "the Variable s3ops_housekeeping, else 30.", form=False)
 AUDIT_RETENTION = Setting("audit_retention_days", RETENTION_DAYS, None, "Audit retention (days)",
                           "A run that deleted something keeps its deletion record (audit.json, plan.json, the "
-                          "per-chunk audits naming every deleted key, the job rows it purged) this long; empty = the "
+                          "per-chunk audits naming every deleted key, the job rows its purge was approved for) this long; empty = the "
                           "key of the Variable s3ops_housekeeping, else 400.", form=False)
 #: What every DAG's settings end with.
 COMMON = (AWS_CONN, NOTIFICATIONS, ARTIFACT_RETENTION, AUDIT_RETENTION)

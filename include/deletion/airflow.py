@@ -264,16 +264,20 @@ def _max_map_length() -> int:
         return MAX_MAP_LENGTH_DEFAULT
 
 
+#: where a ``before_audit`` task records its result: its own folder, so no task id can name a gate file
+TASK_RESULTS_DIR = "task_results"
+
+
 def record_task_result(context: Any, result: dict[str, Any]) -> dict[str, Any]:
-    """Write a ``before_audit`` task's result to ``<run>/<task_id>.json`` for the audit, tagged with the
-    plan's id; returns it. (The audit does not read the task's XCom: anyone with task-instance edit rights
-    can write that, and audit.json is the permanent record.)"""
+    """Write a ``before_audit`` task's result to ``<run>/task_results/<task_id>.json`` for the audit, tagged
+    with the plan's id; returns it. (The audit does not read the task's XCom: anyone with task-instance edit
+    rights can write that, and audit.json is the permanent record.)"""
     from include.core import artifacts
     from include.deletion.plan import read_plan
 
     run_dir = run_dir_of(context)
     recorded = {"plan_id": read_plan(run_dir).get("plan_id"), **result}
-    artifacts.write_json(run_dir / f"{context['ti'].task_id}.json", recorded)
+    artifacts.write_json(run_dir / TASK_RESULTS_DIR / f"{context['ti'].task_id}.json", recorded)
     return recorded
 
 
@@ -394,13 +398,16 @@ def add_deletion_tasks(
         context = get_current_context()
         params = saved_run_settings(context)
         run_dir = run_dir_of(context)
+        plan = read_plan(run_dir)
         approval = gate.read_optional(run_dir / gate.APPROVAL_FILE)
+        if approval is not None and approval.get("plan_id") != plan.get("plan_id"):
+            approval = None  # an answer about an earlier plan of the run: neither this plan's verdict nor approver
         superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
-        verdict = gate.verdict_of(params, approval, superseded, read_plan(run_dir))
+        verdict = gate.verdict_of(params, approval, superseded, plan)
         outcome = {"dry_run": "dry_run", "rejected": "rejected", "expired": "expired", "superseded": "superseded",
                    "refused": "refused", "no_answer": "not_approved"}.get(verdict)
         if outcome is None:
-            outcome = "nothing_to_delete" if not read_plan(run_dir).get("chunks") else "deleted"
+            outcome = "nothing_to_delete" if not plan.get("chunks") else "deleted"
         extra: dict[str, Any] = {"outcome": outcome, "approval": verdict, "dry_run": bool(params.get("dry_run")),
                                  "bucket": params.get("bucket")}
         if approval is not None:  # who approved (or rejected), when, and the digest of the plan they saw
@@ -408,9 +415,9 @@ def add_deletion_tasks(
                 "verdict", "reason", "responded_by", "responded_at", "plan_digest", "triggered_by", "asked_at")}
         if superseded is not None:
             extra["superseded_by"] = superseded.get("superseded_by")
-        plan_id = read_plan(run_dir).get("plan_id")
+        plan_id = plan.get("plan_id")
         for task_id in extra_task_ids:  # from its result file (:func:`record_task_result`), not its XCom
-            result = gate.read_optional(run_dir / f"{task_id}.json")
+            result = gate.read_optional(run_dir / TASK_RESULTS_DIR / f"{task_id}.json")
             extra[task_id] = result if result is not None and result.get("plan_id") == plan_id else None
         result = write_audit(run_dir, extra=extra)
         log.info("audit: %s", {k: result[k] for k in ("outcome", "deleted_count", "deleted_bytes",

@@ -64,6 +64,20 @@ def test_keep_n_deletes_older_deployments_and_rerun_deletes_nothing(s3, s3_serve
     assert _deployments_left(s3, bucket) == [f"release-{i:03d}" for i in range(8, 13)]
 
 
+def test_an_answer_about_an_earlier_plan_of_the_run_is_not_in_its_audit(s3, s3_server, run_dag, bucket):
+    """Bob approved the run's first plan; planned again (here with approval auto), the audit recorded Bob
+    as the approver of a plan he never saw, and the page showed "given by Bob"."""
+    _seed_deployments(s3_server, bucket, {"old": 30, "new": 1})
+    conf = {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "auto", "dry_run": True}
+    first = run_dag("s3_deploy_cleanup", conf, logical_date=NOW)
+    (first.artifacts() / "approval.json").write_text(json.dumps({
+        "plan_id": "an-earlier-plan", "verdict": "approved", "responded_by": {"id": "bob", "name": "bob"}}))
+    again = run_dag("s3_deploy_cleanup", {**conf, "dry_run": False}, logical_date=NOW)  # the same run, planned again
+    assert again.run_id == first.run_id and again.state == "success", again.task_states()
+    audit = json.loads((again.artifacts() / "audit.json").read_text())
+    assert audit["approval"] == "auto" and "approval_record" not in audit and audit["deleted_count"] == 2
+
+
 def test_age_only_dry_run_with_min_keep_and_protect_deletes_nothing(s3, s3_server, run_dag, bucket):
     _seed_deployments(s3_server, bucket, {"old-a": 90, "old-b": 80, "pinned": 70, "mid": 20, "new": 2})
     before = _keys(s3, bucket)

@@ -74,7 +74,7 @@ def test_reference_case_deletes_exactly_the_expected_files_and_a_rerun_deletes_n
     assert audit["purge_job_rows"]["deleted"] == 22  # 7 + 6 sharing 000045 + 4 others of 36–44 + … = every expired TRIAL row
     assert audit["purge_job_rows"]["planned"] == plan["expired_trial_rows"] == 22
     # the audit copies the purge's result file (tagged with the plan), not its XCom
-    recorded = json.loads((result.artifacts() / "purge_job_rows.json").read_text())
+    recorded = json.loads((result.artifacts() / "task_results" / "purge_job_rows.json").read_text())
     assert recorded["plan_id"] == plan["plan_id"] and audit["purge_job_rows"] == recorded
     purged = [json.loads(line) for f in sorted((result.artifacts() / "expired_trial_rows").iterdir())
               for line in f.read_text().splitlines()]

@@ -178,12 +178,19 @@ def test_a_deletion_record_keeps_its_chunk_audits_and_purged_rows(root):
     audit.json; a run whose audit task never ran but whose chunks deleted keeps its chunk audits too."""
     full = _run(root, "s3_retention", "full", {"plan.json": {}, "audit.json": {}, "audit/00000.json": {"deleted": ["k"]},
                                                 "expired_trial_rows/00000.jsonl": {}, "plan/00000.jsonl": {},
+                                                "task_results/purge_job_rows.json": {"deleted": 1},
                                                 "settings.json": {}}, 45)
+    # a dry run (or a rejected plan) recorded rows it never purged: not kept for 400 days
+    dry = _run(root, "s3_retention", "dry", {"plan.json": {}, "audit.json": {}, "expired_trial_rows/00000.jsonl": {},
+                                              "settings.json": {}}, 45)
     partial = _run(root, "s3_retention", "partial", {"plan.json": {}, "audit/00000.json": {"deleted": ["k"]},
                                                       "plan/00000.jsonl": {}}, 45)
     housekeeping.housekeep(root, {}, now=NOW)
+    housekeeping.housekeep(root, {}, now=NOW + timedelta(days=1))  # a second pass keeps the same
     files = {p.relative_to(full).as_posix() for p in full.rglob("*") if p.is_file()}
-    assert files == {"plan.json", "audit.json", "audit/00000.json", "expired_trial_rows/00000.jsonl"}
+    assert files == {"plan.json", "audit.json", "audit/00000.json", "expired_trial_rows/00000.jsonl",
+                     "task_results/purge_job_rows.json"}
+    assert {p.relative_to(dry).as_posix() for p in dry.rglob("*") if p.is_file()} == {"plan.json", "audit.json"}
     assert {p.relative_to(partial).as_posix() for p in partial.rglob("*") if p.is_file()} == {
         "plan.json", "audit/00000.json"}
     housekeeping.housekeep(root, {}, now=NOW + timedelta(days=356))  # 401 days: past the audit retention

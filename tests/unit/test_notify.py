@@ -121,6 +121,12 @@ def test_identical_failures_are_repeated_only_after_the_window():
     "alice:S3cretPassw0rd@smtp.gmail.com",
     {"type": "webhook", "endpoint": "/hooks/s3ops?token=S3cretPassw0rd"},
     {"type": "slack", "conn_id": "https://hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXX", "channel": "#x"},
+    "hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXX",  # no scheme
+    "ops:pa/S3cretPassw0rd@smtp.example.com",  # a password with a '/'
+    {"type": "slack", "channel": "https://hooks.slack.com/services/T0000/B0000/XXXXSECRETXXXX x"},
+    {"type": "email", "to": ["ops@example.com"], "events": "https://hooks.slack.com/services/XXXXSECRETXXXX"},
+    {"type": "slack", "conn_id": ["https://hooks.slack.com/services/XXXXSECRETXXXX"], "channel": "#x"},
+    {"type": "https://hooks.slack.com/services/XXXXSECRETXXXX"},
 ])
 def test_a_rejected_target_that_may_hold_a_secret_is_not_echoed(secret):
     """The error is logged and mailed to the remembered targets: a URL pasted as a target is named, never shown."""
@@ -134,3 +140,16 @@ def test_plain_addresses_are_still_accepted_and_named_when_wrong():
     assert notify.parse_targets(["ops@example.com"])[0].to == ("ops@example.com",)
     with pytest.raises(notify.NotifyConfigError, match="'not-an-address' is not an e-mail address"):
         notify.parse_targets(["not-an-address"])
+
+
+
+@pytest.mark.parametrize("value", [[["https://hooks.slack.com/services/XXXXSECRETXXXX"]], 5,
+                                   [{"type": "email", "to": "S3cretPassw0rd"}, 7]])
+def test_a_notifications_setting_that_fails_its_schema_does_not_echo_it(value):
+    """The JSON schema's own message quoted the value (a webhook URL nested in a list)."""
+    from include.core.settings import NOTIFICATIONS, SettingsError
+
+    with pytest.raises(SettingsError) as err:
+        NOTIFICATIONS.check(value, "the Variable 's3ops_upload'")
+    assert "XXXXSECRETXXXX" not in str(err.value) and "S3cretPassw0rd" not in str(err.value)
+    assert "notifications" in str(err.value) and "the Variable 's3ops_upload'" in str(err.value)
