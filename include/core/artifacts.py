@@ -85,9 +85,18 @@ def write_json(path: ArtifactPath, obj: Any) -> None:
     record_index(path, obj)
 
 
+def _loads(data: bytes | str) -> Any:
+    """``json.loads``, with a document nested too deep to read (a hand-edited file) a ``ValueError`` like any
+    other unreadable one, not a ``RecursionError`` the readers do not expect."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
 def read_json(path: ArtifactPath) -> Any:
     with path.open("rb") as fh:
-        return json.loads(fh.read())
+        return _loads(fh.read())
 
 
 def write_jsonl(path: ArtifactPath, rows: Iterable[dict[str, Any]]) -> int:
@@ -101,7 +110,7 @@ def read_jsonl(path: ArtifactPath) -> Iterator[dict[str, Any]]:
     with path.open("rb") as fh:
         for line in fh:
             if line.strip():
-                yield json.loads(line)
+                yield _loads(line)
 
 
 def exists(path: ArtifactPath) -> bool:
@@ -281,7 +290,7 @@ def read_period(root: ArtifactPath, dag_id: str, period: Period) -> list[dict[st
             with (base / f"{period.name}.jsonl").open("rb") as fh:
                 for line in fh:
                     try:
-                        entries.append(json.loads(line))
+                        entries.append(_loads(line))
                     except ValueError:
                         continue
         except OSError:

@@ -488,6 +488,8 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
         chunks=len(f.items(plan.get("chunks"), "chunks")),
         plan_uri=f.text(plan.get("plan_uri")),
         dry_run=f.flag_bool(plan.get("dry_run"), "dry_run"),
+        # the gate's mode the plan was made under: approve skips itself for auto and dry runs (not a Reject)
+        approval_mode=_approval_mode(f.mapping(plan.get("settings"), "settings")),
         limits=_limits(plan, folder),
     )
     if load_audit is not None:
@@ -515,6 +517,14 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
         entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"], plan.get("plan_id")))
     entry["status"] = _plan_status(entry, approval_state)
     return entry
+
+
+def _approval_mode(settings: dict[str, Any]) -> str | None:
+    """``dry_run``, ``auto`` or ``required`` from the settings plan.json pinned (None: an older plan)."""
+    if settings.get("dry_run") is True:
+        return "dry_run"
+    mode = settings.get("approval")
+    return mode if mode in ("auto", "required") else None
 
 
 def _purged_rows(f: Fields, purge: Any) -> int | None:
@@ -642,8 +652,8 @@ def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
         return str(verdict)
     if approval_state in WAITING_STATES:
         return "awaiting approval"
-    if approval_state == "skipped":
-        return "rejected"
+    if approval_state == "skipped":  # approve skips itself for auto and dry runs: only then is it no Reject
+        return "in progress" if entry.get("approval_mode") in ("auto", "dry_run") else "rejected"
     if approval_state in ("failed", "upstream_failed"):
         return "refused"
     if approval_state is None:
@@ -656,7 +666,9 @@ def required_actions_url(dag_id: str, run_id: str) -> str:
     """The Airflow UI page where a run's approval is given or refused."""
     from urllib.parse import quote
 
-    return f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/required_actions"
+    # bytes: a folder name that is not UTF-8 (a lone surrogate) still makes a URL, not a crashed page
+    return (f"/dags/{quote(dag_id.encode('utf-8', 'surrogateescape'), safe='')}/runs/"
+            f"{quote(run_id.encode('utf-8', 'surrogateescape'), safe='')}/required_actions")
 
 
 # Uploads ------------------------------------------------------------------------------------------

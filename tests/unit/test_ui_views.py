@@ -531,3 +531,31 @@ def test_hand_edited_artifacts_never_break_a_page_or_its_json(tmp_path: Path) ->
     spec.loader.exec_module(plugin)
     body = plugin.StrictJSONResponse({"a": float("nan"), "b": "k\udc80", "c": [float("inf")]}).body
     assert json.loads(body) == {"a": None, "b": "k\udc80", "c": [None]}
+
+
+def test_a_folder_name_that_is_not_utf8_and_a_plan_nested_too_deep_are_flagged_not_fatal(tmp_path: Path) -> None:
+    import os
+
+    base = tmp_path / "s3_retention"
+    base.mkdir()
+    odd = os.fsdecode(b"run-\xff")  # a lone surrogate in Python's view of the name
+    (base / odd).mkdir()
+    (base / odd / "plan.json").write_text(json.dumps({"delete_count": 1, "chunks": ["00000"]}))
+    (base / "deep").mkdir()
+    (base / "deep" / "plan.json").write_text("[" * 100_000 + "]" * 100_000)
+    view = ui_views.plans_view(tmp_path)
+    by_run = {p["run_id"]: p for p in view["recent"]}
+    assert by_run["deep"]["status"] == "unreadable" and "nested too deeply" in by_run["deep"]["error"]
+    ui_html.render_plans(view).encode("utf-8")
+    assert ui_views.required_actions_url("s3_retention", odd).endswith("/runs/run-%FF/required_actions")
+
+
+def test_an_auto_run_still_deleting_is_not_shown_as_rejected(tmp_path: Path) -> None:
+    _write(tmp_path / "s3_deploy_cleanup" / "r" / "plan.json", {"plan_id": "p", "chunks": ["00000"], "delete_count": 3,
+                                                                "settings": {"approval": "auto", "dry_run": False}})
+    view = ui_views.plans_view(tmp_path, {("s3_deploy_cleanup", "r"): "skipped"})
+    assert view["recent"][0]["status"] == "in progress"
+    assert "not needed (approval: auto)" in ui_html.render_plans(view)
+    _write(tmp_path / "s3_deploy_cleanup" / "r" / "plan.json", {"plan_id": "p", "chunks": ["00000"], "delete_count": 3,
+                                                                "settings": {"approval": "required"}})
+    assert ui_views.plans_view(tmp_path, {("s3_deploy_cleanup", "r"): "skipped"})["recent"][0]["status"] == "rejected"
