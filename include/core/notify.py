@@ -78,14 +78,16 @@ class Message:
 
 
 # Targets ------------------------------------------------------------------------------------------
-_PLAIN = re.compile(r"[A-Za-z0-9_.@#+ -]{0,64}")
+# what a rejected value may look like to be shown: an address (with "@"), a channel ("#…") or a lower-case word
+_SHOWN = re.compile(r"[A-Za-z0-9_.+-]{1,40}@[A-Za-z0-9_.-]{0,40}|#[a-z0-9_.-]{1,40}|[a-z][a-z _-]{0,23}")
 
 
 def shown_value(value: Any) -> str:
     """A rejected setting value for an error message, which is logged and mailed: a URL (a Slack webhook, an
-    Apprise URL with a password, an endpoint with a token) may carry a secret, so only short plain words
-    (``not-an-address``, ``#ops``, ``pager``) are shown; anything else is named by its kind."""
-    if isinstance(value, str) and _PLAIN.fullmatch(value):
+    Apprise URL with a password, an endpoint with a token), a bot token or a password pasted in the wrong
+    place may be a secret, so only what looks like an address, a channel or a lower-case word
+    (``ops@examplecom``, ``#ops``, ``pager``) is shown; anything else is named by its kind."""
+    if isinstance(value, str) and _SHOWN.fullmatch(value):
         return repr(value)
     if isinstance(value, (bool, int, float)) or value is None:
         return repr(value)

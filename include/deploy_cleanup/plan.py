@@ -493,7 +493,10 @@ def make_recheck(ctx: Any) -> Any:
     prefix = str(ctx.plan.get("prefix", ""))
 
     rows = planned_deployments(ctx.run_dir)
-    kept_by_rank = [name for name, row in rows.items() if row.get("holds_rank")]
+    if rows and all("holds_rank" not in row for row in rows.values()):  # a plan written before the flags
+        kept_by_rank = [n for n, r in rows.items() if str(r.get("why", "")).startswith("among the newest")]
+    else:
+        kept_by_rank = [name for name, row in rows.items() if row.get("holds_rank")]
     min_kept = [name for name, row in rows.items() if row.get("min_keep")]
 
     def recheck(items: list[PlanItem]) -> dict[str, str]:

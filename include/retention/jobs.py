@@ -8,6 +8,7 @@ is checked against a strict pattern and quoted; values are always bound paramete
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,8 @@ def _row(raw: tuple[Any, ...]) -> JobRow:
     job_id, completed_at, job_type, source = raw
     if isinstance(source, (bytes, bytearray)):
         source = bytes(source).decode("utf-8")
+    if isinstance(job_id, (bytes, bytearray)):  # a VARBINARY key: as the purge's CONVERT(… USING utf8mb4) reads it
+        job_id = bytes(job_id).decode("utf-8", "replace")
     return JobRow(None if job_id is None else str(job_id), completed_at, job_type, source)
 
 
@@ -173,47 +176,68 @@ def rows_for_sources(conn: Any, table: str, sources: list[str]) -> dict[str, lis
 
 
 class PurgeMismatch(RuntimeError):
-    """A purge statement would delete more rows than it names: rolled back, nothing of that batch deleted."""
+    """A purge batch matches a row it does not name: rolled back, nothing of that batch deleted."""
 
 
-#: one planned row, exactly: its key compared as bytes (a ``_ci`` collation calls ``abc`` and ``ABC `` equal),
-#: NULL-safe, and every other column as recorded, so a row added or changed since the plan is never matched
-_IDENTITY = ("(jobId <=> %s AND BINARY jobId <=> BINARY %s AND completedAt <=> %s AND BINARY type <=> BINARY %s "
-             "AND BINARY sourceData <=> BINARY %s)")
+def _exact(column: str) -> str:
+    """``column`` as the plan read it (utf8mb4), compared as bytes and NULL-safe with a parameter: a ``_ci``
+    collation calls ``abc`` and ``ABC `` equal, and a latin1 or utf16 column holds other bytes than the
+    UTF-8 the plan recorded."""
+    return f"CAST(CONVERT({column} USING utf8mb4) AS BINARY) <=> CAST(%s AS BINARY)"
 
 
-def _identity_params(row: Mapping[str, Any]) -> list[Any]:
+#: one planned row, exactly: every recorded value (the first ``jobId <=> %s`` lets the key's index narrow it)
+_IDENTITY = f"(jobId <=> %s AND {_exact('jobId')} AND completedAt <=> %s AND {_exact('type')} AND {_exact('sourceData')})"
+_IDENTITY_COLUMNS = ("CAST(CONVERT(jobId USING utf8mb4) AS BINARY), completedAt, "
+                     "CAST(CONVERT(type USING utf8mb4) AS BINARY), CAST(CONVERT(sourceData USING utf8mb4) AS BINARY)")
+
+
+def _identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A recorded row as the identity query's columns read it: UTF-8 bytes (or None), and its time."""
     completed = row.get("completedAt")
     when = datetime.fromisoformat(completed.removesuffix("Z")) if isinstance(completed, str) else None
-    return [row.get("jobId"), row.get("jobId"), when, row.get("type"), row.get("sourceData")]
+    return tuple(v.encode("utf-8") if isinstance(v, str) else v
+                 for v in (row.get("jobId"), when, row.get("type"), row.get("sourceData")))
 
 
 def delete_expired_trials(conn: Any, table: str, rows: Sequence[Mapping[str, Any]], policy: Policy,
                           batch: int = 500) -> int:
     """Delete these recorded rows (``{"jobId", "completedAt", "type", "sourceData"}``) if they are still
-    expired TRIAL rows (re-checked in the statement); returns the number deleted. Each row is matched by
-    all of its recorded values, so a row inserted since with the same ``jobId`` (a table whose ``jobId`` is
-    not unique, or compares case-insensitively) is not. A batch that would delete more rows than it names
-    (identical copies inserted since) is rolled back and raises :class:`PurgeMismatch`."""
+    expired TRIAL rows (re-checked in the statement); returns the number deleted.
+
+    Each row is matched by all its recorded values, so a row inserted since with the same ``jobId`` (a
+    table whose ``jobId`` is not unique, or compares case-insensitively) is not. In one transaction per
+    batch the matching rows are locked and counted per recorded identity first: if any identity matches
+    more rows than the plan recorded (copies added since), the batch is rolled back and
+    :class:`PurgeMismatch` raised; so is a ``DELETE`` that would remove more rows than were locked."""
     quoted = quote_table(table)
     cutoff = policy.trial_cutoff.replace(tzinfo=None)
+    expiry = "AND completedAt IS NOT NULL AND completedAt <= %s AND UPPER(TRIM(type)) = 'TRIAL'"
     deleted = 0
     for start in range(0, len(rows), batch):
         part = rows[start : start + batch]
+        identities = [_identity(row) for row in part]  # before the transaction: a bad record raises here
+        where = f"({' OR '.join([_IDENTITY] * len(part))}) {expiry}"
+        params = [*(p for i in identities for p in (i[0], i[0], i[1], i[2], i[3])), cutoff]
         cur = conn.cursor()
         try:
             cur.execute("START TRANSACTION")  # the connection autocommits: this batch is checked before it counts
-            cur.execute(
-                f"DELETE FROM {quoted} WHERE ({' OR '.join([_IDENTITY] * len(part))}) "
-                "AND completedAt IS NOT NULL AND completedAt <= %s AND UPPER(TRIM(type)) = 'TRIAL'",
-                [*(p for row in part for p in _identity_params(row)), cutoff],
-            )
-            if cur.rowcount > len(part):
-                conn.rollback()
-                raise PurgeMismatch(f"a purge batch of {len(part)} recorded rows matched {cur.rowcount} in "
-                                    f"{table!r}: rolled back; the table holds copies of planned rows added since")
-            deleted += cur.rowcount
+            cur.execute(f"SELECT {_IDENTITY_COLUMNS} FROM {quoted} WHERE {where} FOR UPDATE", params)
+            found = Counter(tuple(bytes(v) if isinstance(v, (bytes, bytearray)) else v for v in r)
+                            for r in cur.fetchall())
+            recorded = Counter(identities)
+            extra = sum(max(0, n - recorded[k]) for k, n in found.items())
+            if not extra and found:
+                cur.execute(f"DELETE FROM {quoted} WHERE {where}", params)
+                extra = cur.rowcount - sum(found.values())
+            if extra:
+                raise PurgeMismatch(f"a purge batch of {len(part)} recorded rows also matched {extra} row(s) in "
+                                    f"{table!r} that the plan did not record (copies added since): rolled back")
+            deleted += sum(found.values())
             conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
         finally:
             cur.close()
     return deleted

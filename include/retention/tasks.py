@@ -61,6 +61,8 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     require_authorized(context)  # which also checks that the settings are those the plan was made with
     run_dir = run_dir_of(context)
     plan = read_plan(run_dir)
+    # before the first DELETE: a purge that fails part way has still begun (housekeeping keeps its record)
+    record_task_result(context, {"started": True})
     return record_task_result(context, run_purge(mysql_conn_id=plan["settings"]["mysql_conn_id"], plan=plan,
                                                  run_dir=run_dir))
 

@@ -138,6 +138,12 @@ def test_a_failing_listing_makes_the_plan_incomplete(s3, s3_server, bucket, tmp_
     assert any("listing the bucket failed" in r for r in summary["refusals"])
 
 
+def _plan_recording_rows(conn, table, run_dir, policy):
+    """A plan of no objects that records the table's expired TRIAL rows (what ``purge_job_rows`` plans)."""
+    return write_plan([], jobs_db.iter_job_rows(conn, table), run_dir, key_prefix="", policy=policy, lookup=None,
+                      jobs_table=table, allow_empty_jobs=False, expired_rows=ExpiredRowsWriter(run_dir, policy))
+
+
 def test_purge_deletes_only_the_rows_the_plan_recorded_and_that_still_are_expired(mysql_server, mysql_conn, table,
                                                                                    tmp_path):
     """The approver is shown a count of expired TRIAL rows: the purge deletes those rows, not whatever
@@ -154,8 +160,7 @@ def test_purge_deletes_only_the_rows_the_plan_recorded_and_that_still_are_expire
     policy = Policy.at(NOW, "P3M", 7)
     conn = conn_for(mysql_server)
     try:
-        summary = write_plan([], jobs_db.iter_job_rows(conn, table), tmp_path, key_prefix="", policy=policy,
-                             lookup=None, jobs_table=table, allow_empty_jobs=False, expired_rows=ExpiredRowsWriter(tmp_path, policy))
+        summary = _plan_recording_rows(conn, table, tmp_path, policy)
         recorded = summary["expired_trial_rows_files"]
         # after the approval: a new expired TRIAL row, and a planned one that became OFFICIAL
         seed_jobs(mysql_conn, [("late-trial", NOW - timedelta(days=400), "TRIAL", "g")], table=table, replace=False)
@@ -190,9 +195,7 @@ def test_the_purge_matches_each_recorded_row_exactly_in_a_table_without_a_unique
     policy = Policy.at(NOW, "P3M", 7)
     conn = conn_for(mysql_server)
     try:
-        summary = write_plan([], jobs_db.iter_job_rows(conn, table), tmp_path, key_prefix="", policy=policy,
-                             lookup=None, jobs_table=table, allow_empty_jobs=False,
-                             expired_rows=ExpiredRowsWriter(tmp_path, policy))
+        summary = _plan_recording_rows(conn, table, tmp_path, policy)
         # after the approval: expired TRIAL rows that share a key with planned ones, or match it loosely
         cur.executemany(f"INSERT INTO `{table}` VALUES (%s, %s, %s, %s)",
                         [("J1", old, "TRIAL", "late"), ("ABC ", old, "TRIAL", "b"), ("None", old, "TRIAL", "d")])
@@ -215,6 +218,43 @@ def test_the_purge_matches_each_recorded_row_exactly_in_a_table_without_a_unique
     assert counts == {"planned": 3, "deleted": 3}
     assert left == (("ABC ", "b"), ("None", "d"), ("J1", "late"))
     assert still == 2
+
+
+def test_the_purge_counts_matches_per_recorded_row_and_reads_other_charsets(mysql_server, mysql_conn, table,
+                                                                            tmp_path):
+    """A batch check on the total let a gone recorded row hide an unplanned copy of another; and comparing
+    a latin1 or utf16 column's own bytes with the UTF-8 the plan recorded purged nothing."""
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (id INT AUTO_INCREMENT PRIMARY KEY, jobId VARCHAR(64) CHARACTER SET latin1, "
+                "completedAt TIMESTAMP(3) NULL, type CHAR(8) CHARACTER SET latin1, "
+                "sourceData VARCHAR(64) CHARACTER SET utf16) CHARACTER SET latin1")
+    old = (NOW - timedelta(days=200)).replace(tzinfo=None, microsecond=250_000)
+    cur.executemany(f"INSERT INTO `{table}` (jobId, completedAt, type, sourceData) VALUES (%s, %s, %s, %s)",
+                    [("j\u00e9", old, "TRIAL", "caf\u00e9"), ("a", old, "TRIAL", "x"), ("b", old, "TRIAL", "y")])
+    mysql_conn.commit()
+    policy = Policy.at(NOW, "P3M", 7)
+    conn = conn_for(mysql_server)
+    try:
+        summary = _plan_recording_rows(conn, table, tmp_path, policy)
+        rows = [r for part in planned_rows(tmp_path, summary["expired_trial_rows_files"]) for r in part]
+        # after the approval: "b" goes, and an unplanned copy of "a" comes (the batch total still balances)
+        cur.execute(f"DELETE FROM `{table}` WHERE jobId = 'b'")
+        cur.execute(f"INSERT INTO `{table}` (jobId, completedAt, type, sourceData) VALUES ('a', %s, 'TRIAL', 'x')",
+                    (old,))
+        mysql_conn.commit()
+        with pytest.raises(jobs_db.PurgeMismatch, match="did not record"):
+            jobs_db.delete_expired_trials(conn, table, rows, policy)
+        cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+        after_refusal = cur.fetchone()[0]
+        cur.execute(f"DELETE FROM `{table}` WHERE jobId = 'a' ORDER BY id DESC LIMIT 1")  # the copy goes
+        mysql_conn.commit()
+        deleted = jobs_db.delete_expired_trials(conn, table, rows, policy)
+        cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+        left = cur.fetchone()[0]
+    finally:
+        conn.close()
+    assert len(rows) == 3 and after_refusal == 3  # rolled back: nothing of the batch deleted
+    assert deleted == 2 and left == 0  # "j\u00e9"/"caf\u00e9" in latin1 and utf16 columns, and "a"
 
 
 def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_jobs=False, recheck_keys=()):

@@ -127,6 +127,8 @@ def test_identical_failures_are_repeated_only_after_the_window():
     {"type": "email", "to": ["ops@example.com"], "events": "https://hooks.slack.com/services/XXXXSECRETXXXX"},
     {"type": "slack", "conn_id": ["https://hooks.slack.com/services/XXXXSECRETXXXX"], "channel": "#x"},
     {"type": "https://hooks.slack.com/services/XXXXSECRETXXXX"},
+    "xoxb-1234567890-1234567890123-AbCdEfS3cretPassw0rd",  # a Slack bot token in the wrong place
+    {"type": "email", "to": "S3cretPassw0rd"},
 ])
 def test_a_rejected_target_that_may_hold_a_secret_is_not_echoed(secret):
     """The error is logged and mailed to the remembered targets: a URL pasted as a target is named, never shown."""
