@@ -25,13 +25,14 @@ log = logging.getLogger(__name__)
 # A failure identical to one reported less than this long ago (same DAG, task, first error line) is logged
 # but not sent again: a minutely DAG failing the same way mails once every 6 hours, not 360 times.
 FAILURE_REPEAT_AFTER = timedelta(hours=6)
+#: how long a webhook target may take to answer
+WEBHOOK_TIMEOUT_SECONDS = 30
 
 
 def deployment_setting(dag_id: str, key: str, default: Any = None) -> Any:
     """One key of the DAG's deployment-settings Variable ``s3ops_<dag>`` (a JSON object); ``default``
     when the Variable or the key is unset. A Variable that is not a JSON object raises ``ValueError``
     naming it."""
-
     from airflow.sdk import Variable
 
     from include.core.notify import settings_variable
@@ -149,10 +150,6 @@ def provider_notifier(target: Any, message: Any) -> BaseNotifier:
         raise ValueError(f"unknown notification target type {target.kind!r}")
     notifier.template_fields = ()
     return notifier
-
-
-#: how long a webhook target may take to answer
-WEBHOOK_TIMEOUT_SECONDS = 30
 
 
 def send(message: Any, targets: list[Any], context: Any) -> int:

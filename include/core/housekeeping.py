@@ -52,8 +52,12 @@ PENDING_APPROVAL_DAYS = 31
 
 
 def _kept_with_audit(rel: str, files: Mapping[str, float]) -> bool:
-    return any((rel == k or (k.endswith("/") and rel.startswith(k))) and KEEP_ONLY_WITH.get(k, rel) in (rel, *files)
-               for k in KEEP_WITH_AUDIT)
+    """Is the run folder's file ``rel`` part of its deletion record (``files``: the folder's listing)?"""
+    for kept in KEEP_WITH_AUDIT:
+        if rel == kept or (kept.endswith("/") and rel.startswith(kept)):
+            needs = KEEP_ONLY_WITH.get(kept)
+            return needs is None or needs in files
+    return False
 
 
 def _pending_approval(files: Mapping[str, float]) -> bool:

@@ -383,8 +383,8 @@ ARTIFACT_RETENTION = Setting("artifact_retention_days", RETENTION_DAYS, None, "A
                              "the Variable s3ops_housekeeping, else 30.", form=False)
 AUDIT_RETENTION = Setting("audit_retention_days", RETENTION_DAYS, None, "Audit retention (days)",
                           "A run that deleted something keeps its deletion record (audit.json, plan.json, the "
-                          "per-chunk audits naming every deleted key, the job rows its purge was approved for) this long; empty = the "
-                          "key of the Variable s3ops_housekeeping, else 400.", form=False)
+                          "per-chunk audits naming every deleted key, the job rows its purge was approved for) "
+                          "this long; empty = the key of the Variable s3ops_housekeeping, else 400.", form=False)
 #: What every DAG's settings end with.
 COMMON = (AWS_CONN, NOTIFICATIONS, ARTIFACT_RETENTION, AUDIT_RETENTION)
 

@@ -399,10 +399,9 @@ def add_deletion_tasks(
         params = saved_run_settings(context)
         run_dir = run_dir_of(context)
         plan = read_plan(run_dir)
-        approval = gate.read_optional(run_dir / gate.APPROVAL_FILE)
-        if approval is not None and approval.get("plan_id") != plan.get("plan_id"):
-            approval = None  # an answer about an earlier plan of the run: neither this plan's verdict nor approver
-        superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
+        # an answer or supersession about an earlier plan of the run: neither this plan's verdict nor approver
+        superseded, approval = gate.this_plans(plan, gate.read_optional(run_dir / gate.SUPERSEDED_FILE),
+                                               gate.read_optional(run_dir / gate.APPROVAL_FILE), auto=True)
         verdict = gate.verdict_of(params, approval, superseded, plan)
         outcome = {"dry_run": "dry_run", "rejected": "rejected", "expired": "expired", "superseded": "superseded",
                    "refused": "refused", "no_answer": "not_approved"}.get(verdict)

@@ -428,7 +428,8 @@ def _approval_text(p: dict[str, Any]) -> str:
     mode = audit.get("approval") if audit.get("approval") in ("auto", "dry_run") else p.get("approval_mode")
     if mode in ("auto", "dry_run"):  # the approve task skips itself: nobody was asked
         return "not needed (approval: auto)" if mode == "auto" else "not needed (dry run)"
-    if state == "success" and not (p.get("approval") or audit.get("approved_by")):  # the gate never takes a task state for an answer: neither does the page
+    if state == "success" and not (p.get("approval") or audit.get("approved_by")):
+        # the gate never takes a task state for an answer: neither does the page
         return "marked successful, no approval recorded (nothing is deleted on it)"
     return _APPROVAL.get(state, str(state).replace("_", " "))
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -514,7 +514,7 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
         except (OSError, ValueError) as exc:
             entry["error"] = f"audit.json: {exc}"
     if folder is not None:
-        entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"], plan.get("plan_id")))
+        entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"], plan))
     entry["status"] = _plan_status(entry, approval_state)
     return entry
 
@@ -599,27 +599,23 @@ def _read_optional(path: ArtifactPath, f: Fields) -> dict[str, Any] | None:
     return doc
 
 
-def _responder(f: Fields, record: dict[str, Any]) -> str | None:
+def _responder(f: Fields, record: Mapping[str, Any]) -> str | None:
     """Who answered an approval request (``responded_by``: ``{"id", "name"}``), or None."""
     who = f.mapping(record.get("responded_by"), "responded_by")
     return str(who.get("name") or who.get("id") or "") or None
 
 
-def _approval_entry(folder: ArtifactPath, run: str, flags: list[str], plan_id: Any = None) -> dict[str, Any]:
+def _approval_entry(folder: ArtifactPath, run: str, flags: list[str], plan: Mapping[str, Any]) -> dict[str, Any]:
     """What the approval gate recorded for the run (``approval_request.json``, ``approval.json``,
     ``superseded.json``; see include.deletion.approval), values checked like the plan's. A verdict or
-    supersession recorded for another plan of the run (before it was planned again) is not this plan's,
-    as the gate reads it (``approval.this_plans``): not shown."""
+    supersession recorded for another plan of the run (before it was planned again) is not this plan's
+    (:func:`include.deletion.approval.this_plans`): not shown."""
+    from include.deletion.approval import this_plans
+
     fr, fa, fs = (Fields(f"{run}/{name}", flags) for name in ("approval_request.json", "approval.json", "superseded.json"))
     request = _read_optional(folder / "approval_request.json", fr) or {}
-    approval = _read_optional(folder / "approval.json", fa)
-    superseded = _read_optional(folder / "superseded.json", fs)
-
-    def another_plans(record: dict[str, Any] | None) -> bool:
-        return bool(record is not None and plan_id and record.get("plan_id") and record.get("plan_id") != plan_id)
-
-    approval = None if another_plans(approval) else approval
-    superseded = None if another_plans(superseded) else superseded
+    superseded, approval = this_plans(plan, _read_optional(folder / "superseded.json", fs),
+                                      _read_optional(folder / "approval.json", fa), auto=True)
     out: dict[str, Any] = {"approval": None, "superseded_by": None,
                            "expires_at": fr.text(request.get("timeout_at") or None),
                            "approvers": [str(a) for a in fr.items(request.get("approvers"), "approvers")]}
