@@ -105,7 +105,7 @@ class PlanWriter:
         self._scanned_count = 0
         self._scanned_bytes = 0
         self._closed = False
-        _remove_children(run_dir / PLAN_DIR, suffix=".jsonl")
+        remove_children(run_dir / PLAN_DIR, suffix=".jsonl")
 
     def add(self, item: PlanItem) -> None:
         if self._closed:
@@ -161,7 +161,8 @@ class PlanWriter:
         return summary
 
 
-def _remove_children(folder: Any, *, suffix: str) -> None:
+def remove_children(folder: Any, *, suffix: str) -> None:
+    """Delete the files of ``folder`` whose name ends with ``suffix`` (an earlier plan's; missing is fine)."""
     if not artifacts.exists(folder):
         return
     for child in folder.iterdir():

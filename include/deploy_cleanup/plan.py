@@ -178,8 +178,10 @@ class Decision:
     delete: bool
     why: str
     reason: str = ""  # the plan reason when deleted
-    holds_rank: bool = False  # among the newest max(min_keep, keep), protected or not: the delete step checks it is still there
-    min_keep: bool = False  # among the newest min_keep: the delete step checks it still holds content
+    # what the delete step checks is still there: among the newest max(min_keep, keep), protected or tied
+    # or not, and among the newest min_keep (which must still hold content)
+    holds_rank: bool = False
+    min_keep: bool = False
 
 
 @dataclass
@@ -463,7 +465,8 @@ def recheck_deployments(
         # the newest min_keep must still hold something: emptied down to a folder marker is gone too
         gone += sorted(n for n in min_kept if n not in gone and not _has_content(client, bucket, f"{prefix}{n}/"))
         if gone:
-            why = (f"deployments the plan kept as the newest are gone since planning ({', '.join(map(repr, gone[:5]))}"
+            named = ", ".join(repr(shown(name)) for name in gone[:5])
+            why = (f"deployments the plan kept as the newest are gone since planning ({named}"
                    f"{' …' if len(gone) > 5 else ''}): the ranking changed, nothing of this chunk is deleted; plan again")
             return {item.key: why for item in items}
     protected: dict[str, str] = {}

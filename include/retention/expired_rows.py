@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from include.core import artifacts
+from include.deletion.plan import remove_children
 from include.retention.policy import JobRow, Policy, classify_job
 
 EXPIRED_ROWS_DIR = "expired_trial_rows"
@@ -46,10 +47,7 @@ class ExpiredRowsWriter:
         self.count = 0
         self._lines: list[str] = []
         self._chunks: dict[str, str] = {}
-        if artifacts.exists(self.folder):
-            for child in self.folder.iterdir():
-                if child.name.endswith(".jsonl"):
-                    child.unlink()
+        remove_children(self.folder, suffix=".jsonl")
 
     def passing(self, rows: Iterable[JobRow]) -> Iterator[JobRow]:
         """``rows`` unchanged, recording the expired TRIAL ones on the way."""
@@ -77,8 +75,9 @@ class ExpiredRowsWriter:
 
 
 def planned_rows(run_dir: Any, recorded: Mapping[str, Any] | None) -> Iterator[list[dict[str, Any]]]:
-    """The rows the plan recorded (``recorded``: plan.json's ``expired_trial_rows_files``), one list per file. Every file is checked against its digest, and the count against the plan's, before the first
-    list is given: :class:`RowsChanged` is raised before anything is purged."""
+    """The rows the plan recorded (``recorded``: plan.json's ``expired_trial_rows_files``), one list per
+    file. Every file is checked against its digest, and the count against the plan's, before the first list
+    is given: :class:`RowsChanged` is raised before anything is purged."""
     if not isinstance(recorded, Mapping) or not isinstance(recorded.get("chunks"), Mapping):
         raise RowsChanged("plan.json does not list the expired TRIAL rows to purge (a plan written before they were "
                           "recorded): nothing is purged; clear the run's plan task and everything after it to plan "

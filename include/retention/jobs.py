@@ -18,7 +18,12 @@ from include.retention.policy import JobRow, Policy, Unmatchable
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?")
 #: the one expression both the sort and the join use: sourceData as UTF-8 bytes, compared byte by byte
 #: (no PAD SPACE, no case folding), i.e. the same order as S3 keys.
-_SOURCE_BYTES = "CAST(CONVERT(sourceData USING utf8mb4) AS BINARY)"
+def _bytes_of(column: str) -> str:
+    """SQL for ``column`` as UTF-8 bytes, whatever its character set (what Python compares, byte for byte)."""
+    return f"CAST(CONVERT({column} USING utf8mb4) AS BINARY)"
+
+
+_SOURCE_BYTES = _bytes_of("sourceData")
 _COLUMNS = f"jobId, completedAt, type, {_SOURCE_BYTES}"
 LOOKUP_BATCH = 500
 
@@ -183,13 +188,12 @@ def _exact(column: str) -> str:
     """``column`` as the plan read it (utf8mb4), compared as bytes and NULL-safe with a parameter: a ``_ci``
     collation calls ``abc`` and ``ABC `` equal, and a latin1 or utf16 column holds other bytes than the
     UTF-8 the plan recorded."""
-    return f"CAST(CONVERT({column} USING utf8mb4) AS BINARY) <=> CAST(%s AS BINARY)"
+    return f"{_bytes_of(column)} <=> CAST(%s AS BINARY)"
 
 
 #: one planned row, exactly: every recorded value (the first ``jobId <=> %s`` lets the key's index narrow it)
 _IDENTITY = f"(jobId <=> %s AND {_exact('jobId')} AND completedAt <=> %s AND {_exact('type')} AND {_exact('sourceData')})"
-_IDENTITY_COLUMNS = ("CAST(CONVERT(jobId USING utf8mb4) AS BINARY), completedAt, "
-                     "CAST(CONVERT(type USING utf8mb4) AS BINARY), CAST(CONVERT(sourceData USING utf8mb4) AS BINARY)")
+_IDENTITY_COLUMNS = f"{_bytes_of('jobId')}, completedAt, {_bytes_of('type')}, {_SOURCE_BYTES}"
 
 
 def _identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
