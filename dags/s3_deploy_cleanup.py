@@ -8,7 +8,6 @@ from airflow.sdk import dag, get_current_context, task
 from include.dag_defaults import dag_args, params_of
 from include.deletion.airflow import add_deletion_tasks
 from include.deploy_cleanup import tasks as deploy_cleanup_tasks
-from include.deploy_cleanup.settings import MAX_TARGETS
 
 DOC = """
 ### S3 deploy cleanup
@@ -41,9 +40,8 @@ Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/configuration.m
 
 
 @dag(dag_id="s3_deploy_cleanup", schedule="@daily",
-     # every target's run may wait for its approval at once (deferred: no worker held), with the
-     # dispatching run and the next day's, which supersedes a plan still waiting
-     **dag_args(max_active_runs=MAX_TARGETS + 2, tags=["s3", "deletion"], doc_md=DOC,
+     # one run per target, each waiting for its approval, plus the dispatching run and the next day's
+     **dag_args(max_active_runs=deploy_cleanup_tasks.MAX_ACTIVE_RUNS, tags=["s3", "deletion"], doc_md=DOC,
                 params=params_of(deploy_cleanup_tasks.SETTINGS)))
 def s3_deploy_cleanup():
     @task

@@ -17,7 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from include.core.times import logical_now
-from include.deploy_cleanup.settings import SETTINGS, TARGET_KEYS
+from include.deploy_cleanup.settings import MAX_TARGETS, SETTINGS, TARGET_KEYS
+
+#: every target's run may wait for its approval at once (deferred: no worker held), with the dispatching
+#: run and the next day's, which supersedes a plan still waiting
+MAX_ACTIVE_RUNS = MAX_TARGETS + 2
 
 # The planner (and the S3 listing it needs) is imported inside the functions: the DAG file imports this
 # module at parse time, which must stay fast.
