@@ -143,9 +143,9 @@ class PlanApprovalOperator(ApprovalOperator):
         request = {"plan_id": plan.get("plan_id"), **digests, "target": target, "asked_at": asked_at.isoformat(),
                    "timeout_at": timeout_at, "approvers": approvers, "assigned_users": users,
                    "separate_approver": separate, "triggered_by": triggered_by, "try_number": ti.try_number}
-        stale = run_dir / gate.APPROVAL_FILE
-        if artifacts.exists(stale):  # a new request (a retry, a cleared task) voids any earlier answer
-            stale.unlink()
+        for stale in (run_dir / gate.APPROVAL_FILE, run_dir / gate.SUPERSEDED_FILE):
+            if artifacts.exists(stale):  # a new request (a retry, a cleared task) voids any earlier answer or close
+                stale.unlink()
         artifacts.write_json(run_dir / gate.REQUEST_FILE, request)
         superseded = gate.supersede_older(run_dir.parent, run_id=ti.run_id, target=target,
                                           asked_at=request["asked_at"])
@@ -180,7 +180,8 @@ class PlanApprovalOperator(ApprovalOperator):
         self.defer(
             trigger=PlanApprovalTrigger(ti_id=ti.id, options=self.options, defaults=self.defaults,
                                         params=self.serialized_params, multiple=self.multiple,
-                                        timeout_datetime=timeout_at, dag_id=ti.dag_id, run_id=ti.run_id),
+                                        timeout_datetime=timeout_at, dag_id=ti.dag_id, run_id=ti.run_id,
+                                        asked_at=asked_at.isoformat()),
             method_name="execute_complete",
         )
 
@@ -195,7 +196,8 @@ class PlanApprovalOperator(ApprovalOperator):
         request = gate.read_optional(run_dir / gate.REQUEST_FILE) or {}
         if "error" in event:
             record: dict[str, Any] = {"error": event.get("error")}
-            verdict, reason = (gate.EXPIRED, "the approval request timed out") if event.get("error_type") == "timeout"                 else (gate.REFUSED, f"the approval request failed: {event.get('error')}")
+            verdict, reason = ((gate.EXPIRED, "the approval request timed out") if event.get("error_type") == "timeout"
+                               else (gate.REFUSED, f"the approval request failed: {event.get('error')}"))
         else:
             record = _hitl_record(event)  # the request's own record as Airflow resumed us with it, never an XCom
             verdict, reason = gate.judge(record, approvers=list(request.get("approvers") or []),
@@ -204,7 +206,7 @@ class PlanApprovalOperator(ApprovalOperator):
             if verdict == "no_answer":
                 verdict, reason = gate.REFUSED, "resumed without an answer in the approval request's record"
         superseded = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
-        if superseded:  # the marker decides (the artifact store), not the event
+        if superseded is not None and gate.closes(superseded, request or None):  # the marker decides, not the event
             by = superseded.get("superseded_by")
             verdict, reason = gate.SUPERSEDED, (
                 f"superseded by run {by!r}: the request was closed without an answer (Reject, no responder)"
@@ -309,7 +311,7 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
             guard=gate.read_optional(run_dir / gate.GUARD_FILE),
             approval=gate.read_optional(run_dir / gate.APPROVAL_FILE),
             superseded=gate.read_optional(run_dir / gate.SUPERSEDED_FILE),
-            max_map_length=_max_map_length(),
+            request=gate.read_optional(run_dir / gate.REQUEST_FILE), max_map_length=_max_map_length(),
         )
     except DeleteRefused as exc:
         if exc.verdict in (*gate.QUIET_VERDICTS, "dry_run"):
@@ -401,7 +403,8 @@ def add_deletion_tasks(
         plan = read_plan(run_dir)
         # an answer or supersession about an earlier plan of the run: neither this plan's verdict nor approver
         superseded, approval = gate.this_plans(plan, gate.read_optional(run_dir / gate.SUPERSEDED_FILE),
-                                               gate.read_optional(run_dir / gate.APPROVAL_FILE), auto=True)
+                                               gate.read_optional(run_dir / gate.APPROVAL_FILE), auto=True,
+                                               request=gate.read_optional(run_dir / gate.REQUEST_FILE))
         verdict = gate.verdict_of(params, approval, superseded, plan)
         outcome = {"dry_run": "dry_run", "rejected": "rejected", "expired": "expired", "superseded": "superseded",
                    "refused": "refused", "no_answer": "not_approved"}.get(verdict)

@@ -20,7 +20,8 @@ Files in ``<root>/<dag_id>/<run_id>/``:
   who triggered the run, when it expires);
 - ``approval.json``: the verdict read from the HITL record (``approved``, ``rejected``, ``expired``,
   ``superseded`` or ``refused``), who answered, when, and the digest of the plan they saw;
-- ``superseded.json``: written by a newer run of the same DAG and target while this run's request waited.
+- ``superseded.json``: written by a newer run of the same DAG and target while this run's request waited;
+  it names that request (``request_asked_at``) and closes no later request of the run (:func:`closes`).
 
 The approval text escapes everything that comes from S3, MySQL or a param (keys, deployment names,
 bucket, headline): it is shown inside fenced code blocks, one value per line, with control, format,
@@ -149,7 +150,9 @@ def read_optional(path: Any) -> dict[str, Any] | None:
 
 def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], asked_at: str) -> list[str]:
     """Mark every other run of this DAG whose request for the same ``target`` still waits (no
-    ``approval.json``) and was asked earlier as superseded by ``run_id``; return their run ids."""
+    ``approval.json``) and was asked earlier as superseded by ``run_id``; return their run ids. A marker
+    left from an earlier request of a run (its ``approve`` asked again since) does not count as closing
+    the request that waits now: it is replaced."""
     done: list[str] = []
     try:
         children = list(dag_dir.iterdir()) if artifacts.exists(dag_dir) else []
@@ -158,25 +161,41 @@ def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], ask
     for folder in children:
         if folder.name == run_id or not artifacts.exists(folder / REQUEST_FILE):
             continue
-        if artifacts.exists(folder / APPROVAL_FILE) or artifacts.exists(folder / SUPERSEDED_FILE):
+        if artifacts.exists(folder / APPROVAL_FILE):
             continue
         try:
             request = artifacts.read_json(folder / REQUEST_FILE)
+            marker = read_optional(folder / SUPERSEDED_FILE)
         except (OSError, ValueError):
+            continue
+        if closes(marker, request):
             continue
         if request.get("target") != dict(target) or str(request.get("asked_at", "")) >= asked_at:
             continue
         artifacts.write_json(folder / SUPERSEDED_FILE, {"superseded_by": run_id, "at": asked_at,
-                                                        "plan_id": request.get("plan_id")})
+                                                        "plan_id": request.get("plan_id"),
+                                                        "request_asked_at": request.get("asked_at")})
         done.append(folder.name)
     return sorted(done)
+
+
+def closes(marker: Mapping[str, Any] | None, request: Mapping[str, Any] | None) -> bool:
+    """Whether the supersession ``marker`` closes ``request`` (the run's ``approval_request.json``): only the
+    request it was written for does. Once ``approve`` asks again (the task cleared, the run planned again),
+    the marker of the earlier request closes nothing, or the new request would be closed the moment it was
+    asked. When either says nothing of the request (a marker written before markers named it, no request
+    file), the marker closes it: the safe side, since a closed request deletes nothing."""
+    if marker is None:
+        return False
+    asked = marker.get("request_asked_at")
+    return asked is None or request is None or asked == request.get("asked_at")
 
 
 # Authorisation ------------------------------------------------------------------------------------
 def authorize(
     *, plan: Mapping[str, Any] | None, params: Mapping[str, Any], chunk: str | None, plan_file_digest: str | None,
     chunk_digest: str | None, guard: Mapping[str, Any] | None, approval: Mapping[str, Any] | None,
-    superseded: Mapping[str, Any] | None, max_map_length: int,
+    superseded: Mapping[str, Any] | None, max_map_length: int, request: Mapping[str, Any] | None = None,
 ) -> str:
     """Raise :class:`DeleteRefused` unless this chunk (or, with ``chunk=None``, this plan) may be deleted;
     return the verdict (``auto`` or ``approved``). Every input is read from the artifact store or the
@@ -206,7 +225,7 @@ def authorize(
     if not guard or guard.get("plan_id") != plan.get("plan_id") or guard.get("plan_file_digest") != plan_file_digest:
         raise DeleteRefused("the guard did not check this plan (guard.json missing, or plan.json changed since): "
                             "clear the run's guard, approve and delete tasks")
-    superseded, approval = this_plans(plan, superseded, approval, auto=mode == "auto")
+    superseded, approval = this_plans(plan, superseded, approval, auto=mode == "auto", request=request)
     if superseded:
         raise DeleteRefused(f"this plan was superseded by run {superseded.get('superseded_by')!r}: nothing of it "
                             "is deleted", SUPERSEDED)
@@ -229,13 +248,15 @@ def authorize(
 
 
 def this_plans(plan: Mapping[str, Any], superseded: Mapping[str, Any] | None, approval: Mapping[str, Any] | None,
-               *, auto: bool) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
-    """The supersession marker and approval record that are about ``plan``. With ``approval: auto``
-    nobody is asked, so ``approve`` never clears an earlier plan's answer: one recorded for another plan
-    of the run (before the run was cleared and planned again) says nothing about this one. (With
-    ``required``, ``approve`` clears it before asking, and a record for another plan is refused.)"""
+               *, auto: bool, request: Mapping[str, Any] | None = None,
+               ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
+    """The supersession marker and approval record that are about ``plan`` (and, for the marker, about the
+    run's current approval ``request``: :func:`closes`). With ``approval: auto`` nobody is asked, so
+    ``approve`` never clears an earlier plan's answer: one recorded for another plan of the run (before the
+    run was cleared and planned again) says nothing about this one. (With ``required``, ``approve`` clears
+    it before asking, and a record for another plan is refused.)"""
     plan_id = plan.get("plan_id")
-    if superseded is not None and superseded.get("plan_id") not in (None, plan_id):
+    if superseded is not None and (superseded.get("plan_id") not in (None, plan_id) or not closes(superseded, request)):
         superseded = None
     if auto and approval is not None and approval.get("plan_id") != plan_id:
         approval = None

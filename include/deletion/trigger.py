@@ -37,31 +37,35 @@ from airflow.triggers.base import TriggerEvent
 POKE_INTERVAL = 5.0
 
 
-def read_superseded(dag_id: str, run_id: str) -> dict[str, Any] | None:
-    """The run's ``superseded.json`` (None while no newer plan has superseded it). Blocking I/O."""
+def read_superseded(dag_id: str, run_id: str, asked_at: str | None = None) -> dict[str, Any] | None:
+    """The run's ``superseded.json`` when it closes the request asked at ``asked_at`` (None while no newer plan
+    has superseded that request; a marker left from an earlier request of the run closes nothing). Blocking I/O."""
     from include.core import artifacts
     from include.deletion import approval as gate
 
-    return gate.read_optional(artifacts.run_dir(dag_id, run_id) / gate.SUPERSEDED_FILE)
+    marker = gate.read_optional(artifacts.run_dir(dag_id, run_id) / gate.SUPERSEDED_FILE)
+    return marker if gate.closes(marker, None if asked_at is None else {"asked_at": asked_at}) else None
 
 
 class PlanApprovalTrigger(HITLTrigger):
     """:class:`HITLTrigger` for a deletion plan's approval request that also closes the request, with Reject
     and no responder, once the run's plan has been superseded (``superseded.json``)."""
 
-    def __init__(self, *, dag_id: str, run_id: str, poke_interval: float = POKE_INTERVAL, **kwargs: Any) -> None:
+    def __init__(self, *, dag_id: str, run_id: str, asked_at: str | None = None, poke_interval: float = POKE_INTERVAL,
+                 **kwargs: Any) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.dag_id = dag_id
         self.run_id = run_id
+        self.asked_at = asked_at  # the request's (approval_request.json); None in a trigger stored before it was
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         _, kwargs = super().serialize()
         return f"{type(self).__module__}.{type(self).__qualname__}", {**kwargs, "dag_id": self.dag_id,
-                                                                       "run_id": self.run_id}
+                                                                       "run_id": self.run_id, "asked_at": self.asked_at}
 
     async def _superseded(self) -> dict[str, Any] | None:
         try:
-            return await asyncio.to_thread(read_superseded, self.dag_id, self.run_id)
+            return await asyncio.to_thread(read_superseded, self.dag_id, self.run_id, self.asked_at)
         except Exception:  # an unreadable store must not fail the request: keep waiting
             self.log.warning("[HITL] could not read superseded.json of %s/%s; still waiting", self.dag_id,
                              self.run_id, exc_info=True)

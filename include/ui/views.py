@@ -608,14 +608,14 @@ def _responder(f: Fields, record: Mapping[str, Any]) -> str | None:
 def _approval_entry(folder: ArtifactPath, run: str, flags: list[str], plan: Mapping[str, Any]) -> dict[str, Any]:
     """What the approval gate recorded for the run (``approval_request.json``, ``approval.json``,
     ``superseded.json``; see include.deletion.approval), values checked like the plan's. A verdict or
-    supersession recorded for another plan of the run (before it was planned again) is not this plan's
-    (:func:`include.deletion.approval.this_plans`): not shown."""
+    supersession recorded for another plan or request of the run (before it was planned or asked again) is not
+    this plan's (:func:`include.deletion.approval.this_plans`): not shown."""
     from include.deletion.approval import this_plans
 
     fr, fa, fs = (Fields(f"{run}/{name}", flags) for name in ("approval_request.json", "approval.json", "superseded.json"))
     request = _read_optional(folder / "approval_request.json", fr) or {}
     superseded, approval = this_plans(plan, _read_optional(folder / "superseded.json", fs),
-                                      _read_optional(folder / "approval.json", fa), auto=True)
+                                      _read_optional(folder / "approval.json", fa), auto=True, request=request or None)
     out: dict[str, Any] = {"approval": None, "superseded_by": None,
                            "expires_at": fr.text(request.get("timeout_at") or None),
                            "approvers": [str(a) for a in fr.items(request.get("approvers"), "approvers")]}

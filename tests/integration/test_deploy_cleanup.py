@@ -318,6 +318,25 @@ def test_a_superseded_request_closes_by_itself_and_deletes_nothing(s3, s3_server
         "superseded", "superseded", "newer-run", 0)
 
 
+def test_a_run_planned_again_after_it_was_superseded_asks_again_and_deletes_once_approved(s3, s3_server, run_dag,
+                                                                                           bucket):
+    """The run's first request was superseded; cleared and planned again, its new request was closed the moment
+    it was asked (the first request's superseded.json), so the run could never be approved. Now it asks anew."""
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    conf = {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "required"}
+    with superseding_the_waiting_request({"bucket": bucket, "prefix": "deploys/"}) as superseded:
+        first = run_dag("s3_deploy_cleanup", conf, logical_date=NOW)
+    assert superseded["runs"] == [first.run_id] and _deployments_left(s3, bucket) == ["a", "b", "c"]
+    with answering_approval("Approve") as (answered, _):
+        again = run_dag("s3_deploy_cleanup", conf, logical_date=NOW)
+    assert again.run_id == first.run_id and answered == [again.run_id]
+    assert again.state == "success", again.task_states()
+    assert not (again.artifacts() / "superseded.json").exists()  # a new request voids the earlier close
+    audit = json.loads((again.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["approval"], audit.get("superseded_by")) == ("deleted", "approved", None)
+    assert _deployments_left(s3, bucket) == ["c"]
+
+
 def test_guard_refuses_a_plan_over_max_delete_count(s3, s3_server, run_dag, bucket):
     _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
     before = _keys(s3, bucket)

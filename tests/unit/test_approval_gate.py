@@ -176,6 +176,45 @@ def test_supersede_older_marks_only_waiting_requests_of_the_same_target(tmp_path
     assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at="2026-11-29T00:00:00+00:00") == []
 
 
+def test_a_marker_closes_only_the_request_it_was_written_for():
+    """Once approve asks again (the task cleared, the run planned again), the earlier request's marker closes
+    nothing; a marker or request that does not say which request it is about still closes (deletes nothing)."""
+    first, again = {"asked_at": "2026-11-28T00:00:00+00:00"}, {"asked_at": "2026-11-29T00:00:00+00:00"}
+    marker = {"superseded_by": "newer", "request_asked_at": first["asked_at"]}
+    assert gate.closes(marker, first) and not gate.closes(marker, again) and not gate.closes(None, first)
+    assert gate.closes({"superseded_by": "newer"}, again)  # written before markers named their request
+    assert gate.closes(marker, None)  # no request file: the safe side
+
+
+def test_supersede_older_replaces_a_marker_left_from_an_earlier_request(tmp_path):
+    """A run superseded, then asked again: its new request waits and a newer run must close it too, or
+    requests would pile up behind the stale marker. A marker that names no request is left as it is."""
+    target = {"bucket": "b", "prefix": "p/"}
+    asked = "2026-11-29T00:00:00+00:00"
+    artifacts.write_json(tmp_path / "again" / gate.REQUEST_FILE, {"plan_id": "p2", "target": target, "asked_at": asked})
+    artifacts.write_json(tmp_path / "again" / gate.SUPERSEDED_FILE, {
+        "superseded_by": "r1", "plan_id": "p1", "request_asked_at": "2026-11-28T00:00:00+00:00"})
+    artifacts.write_json(tmp_path / "legacy" / gate.REQUEST_FILE, {"plan_id": "p3", "target": target, "asked_at": asked})
+    artifacts.write_json(tmp_path / "legacy" / gate.SUPERSEDED_FILE, {"superseded_by": "r1", "plan_id": "p3"})
+    assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at="2026-11-30T00:00:00+00:00") == ["again"]
+    marker = json.loads((tmp_path / "again" / gate.SUPERSEDED_FILE).read_text())
+    assert marker == {"superseded_by": "me", "at": "2026-11-30T00:00:00+00:00", "plan_id": "p2", "request_asked_at": asked}
+    assert json.loads((tmp_path / "legacy" / gate.SUPERSEDED_FILE).read_text())["superseded_by"] == "r1"
+
+
+def test_an_approval_of_a_request_asked_again_is_not_refused_by_the_earlier_requests_marker(tmp_path):
+    """The same plan, its approve cleared after a newer run superseded it, asked again and approved: the
+    marker of the first request refused the delete ("superseded"), though the approvers said yes since."""
+    summary = _plan(tmp_path)
+    request = {"plan_id": summary["plan_id"], "asked_at": "2026-11-29T00:00:00+00:00"}
+    stale = {"superseded_by": "newer", "plan_id": summary["plan_id"], "request_asked_at": "2026-11-28T00:00:00+00:00"}
+    assert _authorize(tmp_path, superseded=stale, request=request) == "approved"
+    with pytest.raises(DeleteRefused, match="superseded by run 'newer'"):
+        _authorize(tmp_path, superseded={**stale, "request_asked_at": request["asked_at"]}, request=request)
+    plan = json.loads((tmp_path / PLAN_FILE).read_text())
+    assert gate.this_plans(plan, stale, None, auto=True, request=request) == (None, None)
+
+
 # the approver is shown the truth ----------------------------------------------------------------------
 INJECTIONS = [
     "a`b",
@@ -256,8 +295,10 @@ class _Task:
 
 
 def _resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event: dict[str, Any], *, triggered_by: str | None = "bob",
-            approvers: list[str] | None = None, change_plan: bool = False, superseded: bool = False) -> Any:
-    """Write a plan and the request approve made for it, then resume approve with ``event``."""
+            approvers: list[str] | None = None, change_plan: bool = False,
+            superseded: bool | dict[str, Any] = False) -> Any:
+    """Write a plan and the request approve made for it (asked at 2026-11-30 00:00), then resume approve with
+    ``event``. ``superseded``: a supersession marker (True: one that names no request) in the run's folder."""
     from include.deletion.airflow import PlanApprovalOperator
 
     monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
@@ -270,7 +311,8 @@ def _resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event: dict[str, An
         chunk = run_dir / PLAN_DIR / "00001.jsonl"
         chunk.write_text(chunk.read_text().replace('"k2"', '"precious"'))
     if superseded:
-        artifacts.write_json(run_dir / gate.SUPERSEDED_FILE, {"superseded_by": "newer"})
+        marker = superseded if isinstance(superseded, dict) else {"superseded_by": "newer"}
+        artifacts.write_json(run_dir / gate.SUPERSEDED_FILE, marker)
     op = PlanApprovalOperator(task_id="approve", plan_task_id="plan", subject="s")
     skipped: list[str] = []
     monkeypatch.setattr(op, "skip", lambda ti, tasks: skipped.extend(t.task_id for t in tasks))
@@ -305,6 +347,15 @@ def test_approve_records_who_approved_when_and_the_plan_digest(tmp_path, monkeyp
 def test_approve_skips_delete_on_reject_expiry_and_supersession(tmp_path, monkeypatch, kwargs, event, verdict):
     result, skipped = _resume(tmp_path, monkeypatch, event, **kwargs)
     assert result["verdict"] == _recorded(tmp_path)["verdict"] == verdict and skipped == ["delete"]
+
+
+def test_approve_takes_the_answer_when_the_marker_is_about_an_earlier_request(tmp_path, monkeypatch):
+    stale = {"superseded_by": "newer", "request_asked_at": "2026-11-29T00:00:00+00:00"}
+    result, skipped = _resume(tmp_path, monkeypatch, _event(["Approve"]), superseded=stale)
+    assert result["verdict"] == _recorded(tmp_path)["verdict"] == "approved" and skipped == []
+    this = {**stale, "request_asked_at": "2026-11-30T00:00:00+00:00"}
+    result, skipped = _resume(tmp_path, monkeypatch, _event(["Approve"]), superseded=this)
+    assert result["verdict"] == "superseded" and skipped == ["delete"]
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [

@@ -68,12 +68,12 @@ class _Triggerer:
         return self._detail()
 
 
-def _trigger(timeout: datetime | None = None, poke: float = 0.02) -> Any:
+def _trigger(timeout: datetime | None = None, poke: float = 0.02, asked_at: str | None = None) -> Any:
     from include.deletion.trigger import PlanApprovalTrigger
 
     return PlanApprovalTrigger(ti_id=uuid.uuid4(), options=["Approve", "Reject"], defaults=["Reject"], params={},
                                multiple=False, timeout_datetime=timeout, dag_id="d", run_id="old",
-                               poke_interval=poke)
+                               asked_at=asked_at, poke_interval=poke)
 
 
 def _first_event(trigger: Any, airflow: _Triggerer, wait: float = 5.0, during: Any = None) -> Any:
@@ -118,7 +118,7 @@ def test_the_trigger_round_trips_through_the_form_airflow_stores_it_in():
     encoding (serde + Fernet) and rebuild an equal trigger."""
     from airflow.models.trigger import Trigger
 
-    trigger = _trigger(timeout=datetime(2026, 12, 1, 8, tzinfo=UTC))
+    trigger = _trigger(timeout=datetime(2026, 12, 1, 8, tzinfo=UTC), asked_at="2026-12-01T00:00:00+00:00")
     classpath, kwargs = trigger.serialize()
     assert classpath == "include.deletion.trigger.PlanApprovalTrigger"
     stored = Trigger._decrypt_kwargs(Trigger.encrypt_kwargs(kwargs))
@@ -126,6 +126,7 @@ def test_the_trigger_round_trips_through_the_form_airflow_stores_it_in():
     rebuilt = getattr(importlib.import_module(module), name)(**stored)
     assert rebuilt.serialize() == (classpath, kwargs)
     assert (rebuilt.dag_id, rebuilt.run_id, rebuilt.ti_id, rebuilt.defaults) == ("d", "old", trigger.ti_id, ["Reject"])
+    assert rebuilt.asked_at == "2026-12-01T00:00:00+00:00"
 
 
 def test_a_persons_answer_resumes_the_task_with_it(store):
@@ -192,6 +193,21 @@ def test_a_close_that_fails_is_tried_again_at_the_next_poll(store):
     event = _first_event(trigger, airflow)
     assert airflow.failing_writes == 0 and airflow.writes == [["Reject"]]
     assert event.payload["superseded_by"] == "newer" and event.payload["responded_by_user"] is None
+
+
+def test_a_marker_left_from_an_earlier_request_does_not_close_the_request_asked_again(store):
+    """approve asked again (cleared, or the run planned again) after a newer run had superseded its first
+    request: the trigger closed the new request at its first poll, so the run could never be approved. It
+    now waits; a marker for this request, or one a trigger stored before markers named their request, closes."""
+    _supersede(store)  # closes the request asked at 00:00
+    trigger = _trigger(asked_at="2026-11-30T07:00:00+00:00")  # asked again at 07:00
+    airflow = _Triggerer(trigger.ti_id)
+    assert _first_event(trigger, airflow, wait=0.3) is None and airflow.writes == []
+    trigger = _trigger(asked_at="2026-11-30T00:00:00+00:00")
+    airflow = _Triggerer(trigger.ti_id)
+    assert _first_event(trigger, airflow).payload["superseded_by"] == "newer"
+    airflow = _Triggerer((old := _trigger()).ti_id)  # asked_at None: stored before the upgrade
+    assert _first_event(old, airflow).payload["superseded_by"] == "newer"
 
 
 def test_the_timeout_still_applies_the_default_with_no_responder(store):

@@ -488,6 +488,11 @@ def test_a_verdict_or_supersession_of_an_earlier_plan_is_not_shown_for_this_one(
     assert entry["approval"] is None and entry["superseded_by"] is None and entry["status"] == "finished"
     _write(tmp_path / "s3_retention" / "r" / "superseded.json", {"plan_id": "p2", "superseded_by": "manual__1"})
     assert ui_views.plans_view(tmp_path)["recent"][0]["superseded_by"] == "manual__1"
+    # the same plan asked again since (its approve cleared): the first request's close is not this request's
+    _write(tmp_path / "s3_retention" / "r" / "approval_request.json", {"asked_at": "2026-11-30T07:00:00+00:00"})
+    _write(tmp_path / "s3_retention" / "r" / "superseded.json", {"plan_id": "p2", "superseded_by": "manual__1",
+                                                                 "request_asked_at": "2026-11-30T00:00:00+00:00"})
+    assert ui_views.plans_view(tmp_path)["recent"][0]["superseded_by"] is None
 
 
 def test_hand_edited_artifacts_never_break_a_page_or_its_json(tmp_path: Path) -> None:
