@@ -283,6 +283,20 @@ def record_task_result(context: Any, result: dict[str, Any]) -> dict[str, Any]:
     return recorded
 
 
+def recorded_task_result(context: Any) -> dict[str, Any] | None:
+    """What :func:`record_task_result` last wrote for the calling task about the run's current plan (an earlier
+    attempt's), or None (none, another plan's, unreadable)."""
+    from include.deletion import approval as gate
+    from include.deletion.plan import read_plan
+
+    run_dir = run_dir_of(context)
+    try:
+        result = gate.read_optional(run_dir / TASK_RESULTS_DIR / f"{context['ti'].task_id}.json")
+    except (OSError, ValueError, TypeError):  # TypeError: JSON that is not an object
+        return None
+    return result if result is not None and result.get("plan_id") == read_plan(run_dir).get("plan_id") else None
+
+
 def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: str = PLAN) -> str:
     """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows).
 

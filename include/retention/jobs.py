@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from include.retention.policy import JobRow, Policy, Unmatchable
 
@@ -204,8 +204,15 @@ def _identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
                  for v in (row.get("jobId"), when, row.get("type"), row.get("sourceData")))
 
 
+#: rows a purge transaction names (a retry resumes after the last committed batch, so it must not change
+#: between attempts); the kept rows a purge's record names, the rest only counted
+PURGE_BATCH = 500
+KEPT_ROWS_SHOWN = 1000
+
+
 def delete_expired_trials(conn: Any, table: str, rows: Sequence[Mapping[str, Any]], policy: Policy,
-                          batch: int = 500) -> int:
+                          batch: int | None = None, *, skip: Container[int] = (),
+                          on_batch: Callable[[int, int, list[Mapping[str, Any]]], None] | None = None) -> int:
     """Delete these recorded rows (``{"jobId", "completedAt", "type", "sourceData"}``) if they are still
     expired TRIAL rows (re-checked in the statement); returns the number deleted.
 
@@ -213,49 +220,102 @@ def delete_expired_trials(conn: Any, table: str, rows: Sequence[Mapping[str, Any
     table whose ``jobId`` is not unique, or compares case-insensitively) is not. In one transaction per
     batch the matching rows are locked and counted per recorded identity first: if any identity matches
     more rows than the plan recorded (copies added since), the batch is rolled back and
-    :class:`PurgeMismatch` raised; so is a ``DELETE`` that would remove more rows than were locked."""
+    :class:`PurgeMismatch` raised; so is a ``DELETE`` that would remove more rows than were locked.
+    Batches starting at an offset in ``skip`` are not sent; after each committed batch,
+    ``on_batch(offset, deleted, kept)`` gets the recorded rows it did not delete (changed or gone)."""
     quoted = quote_table(table)
     cutoff = policy.trial_cutoff.replace(tzinfo=None)
-    expiry = "AND completedAt IS NOT NULL AND completedAt <= %s AND UPPER(TRIM(type)) = 'TRIAL'"
+    batch = batch or PURGE_BATCH
     deleted = 0
     for start in range(0, len(rows), batch):
+        if start in skip:
+            continue
         part = rows[start : start + batch]
-        identities = [_identity(row) for row in part]  # before the transaction: a bad record raises here
-        where = f"({' OR '.join([_IDENTITY] * len(part))}) {expiry}"
-        params = [*(p for i in identities for p in (i[0], i[0], i[1], i[2], i[3])), cutoff]
-        cur = conn.cursor()
-        try:
-            cur.execute("START TRANSACTION")  # the connection autocommits: this batch is checked before it counts
-            cur.execute(f"SELECT {_IDENTITY_COLUMNS} FROM {quoted} WHERE {where} FOR UPDATE", params)
-            found = Counter(tuple(bytes(v) if isinstance(v, (bytes, bytearray)) else v for v in r)
-                            for r in cur.fetchall())
-            recorded = Counter(identities)
-            extra = sum(max(0, n - recorded[k]) for k, n in found.items())
-            if not extra and found:
-                cur.execute(f"DELETE FROM {quoted} WHERE {where}", params)
-                extra = cur.rowcount - sum(found.values())
-            if extra:
-                raise PurgeMismatch(f"a purge batch of {len(part)} recorded rows also matched {extra} row(s) in "
-                                    f"{table!r} that the plan did not record (copies added since): rolled back")
-            deleted += sum(found.values())
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            cur.close()
+        done, kept = _purge_batch(conn, quoted, part, cutoff, table)
+        deleted += done
+        if on_batch is not None:
+            on_batch(start, done, kept)
     return deleted
 
 
-def purge_planned_rows(conn: Any, table: str, row_lists: Iterable[list[dict[str, Any]]], policy: Policy) -> dict[str, int]:
-    """Delete the planned rows (``row_lists``: :func:`include.retention.expired_rows.planned_rows`) that are
-    still expired TRIAL rows. Safe to retry: rows already gone delete nothing. Returns ``planned`` (the rows
-    the plan recorded) and ``deleted``; the difference changed or went since the plan and is kept."""
-    planned = deleted = 0
-    for rows in row_lists:
-        planned += len(rows)
-        deleted += delete_expired_trials(conn, table, rows, policy)
-    return {"planned": planned, "deleted": deleted}
+def _purge_batch(conn: Any, quoted: str, part: Sequence[Mapping[str, Any]], cutoff: datetime,
+                 table: str) -> tuple[int, list[Mapping[str, Any]]]:
+    """One batch of :func:`delete_expired_trials` in one transaction: (rows deleted, recorded rows kept)."""
+    identities = [_identity(row) for row in part]  # before the transaction: a bad record raises here
+    expiry = "AND completedAt IS NOT NULL AND completedAt <= %s AND UPPER(TRIM(type)) = 'TRIAL'"
+    where = f"({' OR '.join([_IDENTITY] * len(part))}) {expiry}"
+    params = [*(p for i in identities for p in (i[0], i[0], i[1], i[2], i[3])), cutoff]
+    cur = conn.cursor()
+    try:
+        cur.execute("START TRANSACTION")  # the connection autocommits: this batch is checked before it counts
+        cur.execute(f"SELECT {_IDENTITY_COLUMNS} FROM {quoted} WHERE {where} FOR UPDATE", params)
+        found = Counter(tuple(bytes(v) if isinstance(v, (bytes, bytearray)) else v for v in r)
+                        for r in cur.fetchall())
+        recorded = Counter(identities)
+        extra = sum(max(0, n - recorded[k]) for k, n in found.items())
+        if not extra and found:
+            cur.execute(f"DELETE FROM {quoted} WHERE {where}", params)
+            extra = cur.rowcount - sum(found.values())
+        if extra:
+            raise PurgeMismatch(f"a purge batch of {len(part)} recorded rows also matched {extra} row(s) in "
+                                f"{table!r} that the plan did not record (copies added since): rolled back")
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        cur.close()
+    kept: list[Mapping[str, Any]] = []
+    for row, identity in zip(part, identities, strict=True):  # found[...] counts each row's matches once
+        if found[identity] > 0:
+            found[identity] -= 1
+        else:
+            kept.append(row)
+    return len(part) - len(kept), kept
+
+
+def purge_planned_rows(conn: Any, table: str, row_lists: Iterable[list[dict[str, Any]]], policy: Policy,
+                       earlier: Mapping[str, Any] | None = None,
+                       save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Delete the planned rows (``row_lists``: :func:`include.retention.expired_rows.planned_rows`, one list per
+    file) that are still expired TRIAL rows, and return the purge's record: ``planned`` (the rows the plan
+    recorded), ``deleted``, ``kept_count`` and up to :data:`KEPT_ROWS_SHOWN` ``kept_rows`` (changed or gone
+    since the plan: not deleted), and ``batches_done``.
+
+    ``save(record)`` is called after every committed batch. ``earlier``: the record an earlier attempt of the
+    same plan saved: its committed batches are not sent again and its counts carry on, so after a retry the
+    record counts each row once (only a batch committed in the instant before its record was saved is
+    counted again, as kept)."""
+    record: dict[str, Any] = {"planned": 0, "deleted": 0, "kept_count": 0, "kept_rows": [], "batches_done": []}
+    if _usable(earlier):  # anything else is sent again: safe, rows already gone delete nothing
+        record.update(deleted=earlier["deleted"], kept_count=earlier["kept_count"],
+                      kept_rows=list(earlier["kept_rows"]), batches_done=list(earlier["batches_done"]))
+    done = set(record["batches_done"])
+    for index, rows in enumerate(row_lists):
+        record["planned"] += len(rows)
+
+        def committed(offset: int, deleted: int, kept: list[Mapping[str, Any]], index: int = index) -> None:
+            record["deleted"] += deleted
+            record["kept_count"] += len(kept)
+            record["kept_rows"].extend(dict(r) for r in kept[: max(0, KEPT_ROWS_SHOWN - len(record["kept_rows"]))])
+            record["batches_done"].append(f"{index}:{offset}")
+            if save is not None:
+                save(record)
+
+        skip = {int(offset) for i, _, offset in (b.partition(":") for b in done)
+                if i == str(index) and offset.isascii() and offset.isdigit()}
+        delete_expired_trials(conn, table, rows, policy, skip=skip, on_batch=committed)
+    return record
+
+
+def _usable(earlier: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
+    """Is ``earlier`` a purge record as :func:`purge_planned_rows` saves it (counts, rows, batch names)?"""
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    return (isinstance(earlier, Mapping) and count(earlier.get("deleted")) and count(earlier.get("kept_count"))
+            and isinstance(earlier.get("kept_rows"), list) and all(isinstance(r, dict) for r in earlier["kept_rows"])
+            and isinstance(earlier.get("batches_done"), list) and all(isinstance(b, str) for b in earlier["batches_done"]))
 
 
 #: MySQL's "command denied to user … for table …" (ER_TABLEACCESS_DENIED_ERROR).

@@ -52,7 +52,7 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowSkipException
 
     from include.dag_defaults import saved_run_settings
-    from include.deletion.airflow import record_task_result, require_authorized, run_dir_of
+    from include.deletion.airflow import record_task_result, recorded_task_result, require_authorized, run_dir_of
     from include.deletion.plan import read_plan
 
     s = saved_run_settings(context)
@@ -61,10 +61,13 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     require_authorized(context)  # which also checks that the settings are those the plan was made with
     run_dir = run_dir_of(context)
     plan = read_plan(run_dir)
-    # before the first DELETE: a purge that fails part way has still begun (housekeeping keeps its record)
-    record_task_result(context, {"started": True})
-    return record_task_result(context, run_purge(mysql_conn_id=plan["settings"]["mysql_conn_id"], plan=plan,
-                                                 run_dir=run_dir))
+    earlier = recorded_task_result(context)  # an earlier attempt's progress: its committed batches are done
+    if earlier is None:  # before the first DELETE: a purge that fails part way has begun (housekeeping keeps it)
+        record_task_result(context, {"started": True, "complete": False})
+    result = run_purge(mysql_conn_id=plan["settings"]["mysql_conn_id"], plan=plan, run_dir=run_dir, earlier=earlier,
+                       save=lambda progress: record_task_result(context, {"started": True, "complete": False,
+                                                                          **progress}))
+    return record_task_result(context, {"started": True, "complete": True, **result})
 
 
 def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
@@ -101,8 +104,11 @@ def run_plan(
     )
 
 
-def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict[str, Any]:
-    """The ``purge_job_rows`` task: delete the expired TRIAL rows the plan recorded, if they still are."""
+def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any, earlier: Mapping[str, Any] | None = None,
+              save: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """The ``purge_job_rows`` task: delete the expired TRIAL rows the plan recorded, if they still are
+    (``earlier``, ``save``: an earlier attempt's record, and where each batch's progress goes:
+    :func:`include.retention.jobs.purge_planned_rows`)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.core import artifacts
@@ -114,7 +120,7 @@ def run_purge(*, mysql_conn_id: str, plan: dict[str, Any], run_dir: Any) -> dict
         row_lists = planned_rows(run_dir, plan.get("expired_trial_rows_files"))
         conn = jobs_db.connect(mysql_conn_id)
         try:
-            counts = jobs_db.purge_planned_rows(conn, plan["jobs_table"], row_lists, policy_of(plan))
+            counts = jobs_db.purge_planned_rows(conn, plan["jobs_table"], row_lists, policy_of(plan), earlier, save)
         finally:
             conn.close()
     except (RowsChanged, jobs_db.PurgeMismatch) as exc:  # a retry reads the same files and table

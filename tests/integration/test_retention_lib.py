@@ -177,8 +177,53 @@ def test_purge_deletes_only_the_rows_the_plan_recorded_and_that_still_are_expire
     assert summary["expired_trial_rows"] == recorded["count"] == 3
     rows = [json.loads(line) for f in sorted((tmp_path / EXPIRED_ROWS_DIR).iterdir()) for line in f.read_text().splitlines()]
     assert sorted(r["jobId"] for r in rows) == ["changed", "no-source", "old-trial"]
-    assert first == {"planned": 3, "deleted": 2} and again == {"planned": 3, "deleted": 0}
+    assert (first["planned"], first["deleted"], first["kept_count"]) == (3, 2, 1)
+    assert [r["jobId"] for r in first["kept_rows"]] == ["changed"]  # which recorded row stayed, not only how many
+    assert (again["planned"], again["deleted"], again["kept_count"]) == (3, 0, 3)  # a new purge, not a resumed one
     assert left == ["beta", "changed", "late-trial", "new-trial", "official", "running"]
+
+
+def test_a_purge_resumed_after_a_failure_sends_no_committed_batch_again_and_counts_each_row_once(
+        mysql_server, mysql_conn, table, monkeypatch):
+    """A purge that failed after its first batch, retried: the retry deleted the rest and reported the first
+    batch's rows as "changed or gone since the plan" (its own count only). With the first attempt's record it
+    goes on after the last committed batch; a record it cannot read is not trusted (everything is sent again)."""
+    old = NOW - timedelta(days=200)
+    seed_jobs(mysql_conn, [(f"j{i}", old, "TRIAL", f"s{i}") for i in range(5)], table=table)
+    policy = Policy.at(NOW, "P3M", 7)
+    rows = [{"jobId": f"j{i}", "completedAt": old.replace(tzinfo=None).isoformat() + "Z", "type": "TRIAL",
+             "sourceData": f"s{i}"} for i in range(5)]
+    monkeypatch.setattr(jobs_db, "PURGE_BATCH", 2)
+    saved: list[dict] = []
+    sent: list[list[str]] = []
+    real = jobs_db._purge_batch
+
+    def purge_batch(conn, quoted, part, cutoff, name):
+        sent.append([r["jobId"] for r in part])
+        if len(sent) == 2:
+            raise RuntimeError("MySQL server has gone away")
+        return real(conn, quoted, part, cutoff, name)
+
+    monkeypatch.setattr(jobs_db, "_purge_batch", purge_batch)
+    conn = conn_for(mysql_server)
+    try:
+        with pytest.raises(RuntimeError, match="gone away"):
+            jobs_db.purge_planned_rows(conn, table, [rows[:4], rows[4:]], policy, save=lambda r: saved.append(json.loads(json.dumps(r))))
+        done = jobs_db.purge_planned_rows(conn, table, [rows[:4], rows[4:]], policy, saved[-1])
+        junk = jobs_db.purge_planned_rows(conn, table, [rows[:4], rows[4:]], policy, {**saved[-1], "deleted": "2"})
+    finally:
+        conn.close()
+    assert [r["batches_done"] for r in saved] == [["0:0"]]
+    assert sent[:4] == [["j0", "j1"], ["j2", "j3"], ["j2", "j3"], ["j4"]]  # the retry: only what was not committed
+    assert (done["planned"], done["deleted"], done["kept_count"], done["batches_done"]) == (5, 5, 0, ["0:0", "0:2", "1:0"])
+    assert (junk["deleted"], junk["kept_count"]) == (0, 5) and sent[4:] == [["j0", "j1"], ["j2", "j3"], ["j4"]]
+    assert table_rows_left(mysql_conn, table) == 0
+
+
+def table_rows_left(mysql_conn, table) -> int:
+    cur = mysql_conn.cursor()
+    cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+    return cur.fetchone()[0]
 
 
 def test_the_purge_matches_each_recorded_row_exactly_in_a_table_without_a_unique_job_id(mysql_server, mysql_conn,
@@ -215,7 +260,7 @@ def test_the_purge_matches_each_recorded_row_exactly_in_a_table_without_a_unique
         still = cur.fetchone()[0]
     finally:
         conn.close()
-    assert counts == {"planned": 3, "deleted": 3}
+    assert (counts["planned"], counts["deleted"], counts["kept_rows"]) == (3, 3, [])
     assert left == (("ABC ", "b"), ("None", "d"), ("J1", "late"))
     assert still == 2
 

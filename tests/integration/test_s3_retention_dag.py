@@ -91,6 +91,32 @@ def test_reference_case_deletes_exactly_the_expected_files_and_a_rerun_deletes_n
     assert json.loads((again.artifacts() / "audit.json").read_text())["deleted_count"] == 0
 
 
+def test_a_purge_that_fails_part_way_goes_on_where_it_stopped_on_retry(run_dag, world, mysql_conn, monkeypatch):
+    """MySQL goes away after the first batch of job rows was purged: Airflow's retry sends only the batches
+    not yet committed, and the audit counts every row once (the retry's own count reported the first
+    batch's rows as changed or gone since the plan)."""
+    import include.retention.jobs as jobs_db
+
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+    monkeypatch.setattr(jobs_db, "PURGE_BATCH", 10)
+    sent: list[int] = []
+    real = jobs_db._purge_batch
+
+    def purge_batch(conn, quoted, part, cutoff, name):
+        sent.append(len(part))
+        if len(sent) == 2:
+            raise RuntimeError("(2006, 'MySQL server has gone away')")
+        return real(conn, quoted, part, cutoff, name)
+
+    monkeypatch.setattr(jobs_db, "_purge_batch", purge_batch)
+    result = run_dag("s3_retention", conf(bucket, table, purge_job_rows=True), logical_date=NOW, retries=1)
+    assert result.state == "success", result.task_states()
+    assert sent == [10, 10, 10, 2]  # 22 rows: batch 1, batch 2 fails; the retry: batches 2 and 3
+    purge = json.loads((result.artifacts() / "audit.json").read_text())["purge_job_rows"]
+    assert (purge["planned"], purge["deleted"], purge["kept_count"], purge["complete"]) == (22, 22, 0, True)
+    assert len(table_rows(mysql_conn, table)) == len(reference_job_rows(NOW)) - 22
+
+
 def test_prefix_isolation_many_deletions_shared_and_unknown_jobs(run_dag, s3, world, deployment):
     deployment("s3ops_retention", max_delete_fraction=1.0)  # a run may only lower the limit
     old = NOW - timedelta(days=200)
