@@ -280,14 +280,16 @@ def purge_planned_rows(conn: Any, table: str, row_lists: Iterable[list[dict[str,
     """Delete the planned rows (``row_lists``: :func:`include.retention.expired_rows.planned_rows`, one list per
     file) that are still expired TRIAL rows, and return the purge's record: ``planned`` (the rows the plan
     recorded), ``deleted``, ``kept_count`` and up to :data:`KEPT_ROWS_SHOWN` ``kept_rows`` (changed or gone
-    since the plan: not deleted), and ``batches_done``.
+    since the plan: not deleted), ``batch_rows`` and ``batches_done`` (``file:offset`` of each committed batch).
 
     ``save(record)`` is called after every committed batch. ``earlier``: the record an earlier attempt of the
     same plan saved: its committed batches are not sent again and its counts carry on, so after a retry the
     record counts each row once (only a batch committed in the instant before its record was saved is
     counted again, as kept)."""
-    record: dict[str, Any] = {"planned": 0, "deleted": 0, "kept_count": 0, "kept_rows": [], "batches_done": []}
-    if _usable(earlier):  # anything else is sent again: safe, rows already gone delete nothing
+    batch = PURGE_BATCH
+    record: dict[str, Any] = {"planned": 0, "deleted": 0, "kept_count": 0, "kept_rows": [], "batch_rows": batch,
+                              "batches_done": []}
+    if _usable(earlier, batch):  # anything else is sent again: safe, rows already gone delete nothing
         record.update(deleted=earlier["deleted"], kept_count=earlier["kept_count"],
                       kept_rows=list(earlier["kept_rows"]), batches_done=list(earlier["batches_done"]))
     done = set(record["batches_done"])
@@ -304,16 +306,18 @@ def purge_planned_rows(conn: Any, table: str, row_lists: Iterable[list[dict[str,
 
         skip = {int(offset) for i, _, offset in (b.partition(":") for b in done)
                 if i == str(index) and offset.isascii() and offset.isdigit()}
-        delete_expired_trials(conn, table, rows, policy, skip=skip, on_batch=committed)
+        delete_expired_trials(conn, table, rows, policy, batch, skip=skip, on_batch=committed)
     return record
 
 
-def _usable(earlier: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
-    """Is ``earlier`` a purge record as :func:`purge_planned_rows` saves it (counts, rows, batch names)?"""
+def _usable(earlier: Mapping[str, Any] | None, batch: int) -> TypeGuard[Mapping[str, Any]]:
+    """Is ``earlier`` a purge record as :func:`purge_planned_rows` saves it (counts, rows, batch names), of
+    batches of ``batch`` rows? (With another size, an offset recorded as done would name other rows.)"""
     def count(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
-    return (isinstance(earlier, Mapping) and count(earlier.get("deleted")) and count(earlier.get("kept_count"))
+    return (isinstance(earlier, Mapping) and earlier.get("batch_rows") == batch
+            and count(earlier.get("deleted")) and count(earlier.get("kept_count"))
             and isinstance(earlier.get("kept_rows"), list) and all(isinstance(r, dict) for r in earlier["kept_rows"])
             and isinstance(earlier.get("batches_done"), list) and all(isinstance(b, str) for b in earlier["batches_done"]))
 
