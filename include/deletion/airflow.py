@@ -292,7 +292,7 @@ def recorded_task_result(context: Any) -> dict[str, Any] | None:
     run_dir = run_dir_of(context)
     try:
         result = gate.read_optional(run_dir / TASK_RESULTS_DIR / f"{context['ti'].task_id}.json")
-    except (OSError, ValueError, TypeError):  # TypeError: JSON that is not an object
+    except (OSError, ValueError):
         return None
     return result if result is not None and result.get("plan_id") == read_plan(run_dir).get("plan_id") else None
 

@@ -145,7 +145,14 @@ def judge(
 
 # Files --------------------------------------------------------------------------------------------
 def read_optional(path: Any) -> dict[str, Any] | None:
-    return dict(artifacts.read_json(path)) if artifacts.exists(path) else None
+    """The JSON object in ``path``, or None when there is no such file; ValueError when it holds anything
+    else (a file edited by hand)."""
+    if not artifacts.exists(path):
+        return None
+    data = artifacts.read_json(path)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{artifacts.uri(path)} holds {type(data).__name__}, not a JSON object")
+    return dict(data)
 
 
 def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], asked_at: str) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeGuard
 
@@ -205,13 +205,14 @@ def _identity(row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 #: rows a purge transaction names (a retry resumes after the last committed batch, so it must not change
-#: between attempts); the kept rows a purge's record names, the rest only counted
+#: between attempts); the kept rows a purge's record names (saved after every transaction: kept small), the
+#: rest only counted
 PURGE_BATCH = 500
-KEPT_ROWS_SHOWN = 1000
+KEPT_ROWS_SHOWN = 100
 
 
 def delete_expired_trials(conn: Any, table: str, rows: Sequence[Mapping[str, Any]], policy: Policy,
-                          batch: int | None = None, *, skip: Container[int] = (),
+                          batch: int | None = None, *, start_at: int = 0,
                           on_batch: Callable[[int, int, list[Mapping[str, Any]]], None] | None = None) -> int:
     """Delete these recorded rows (``{"jobId", "completedAt", "type", "sourceData"}``) if they are still
     expired TRIAL rows (re-checked in the statement); returns the number deleted.
@@ -221,15 +222,13 @@ def delete_expired_trials(conn: Any, table: str, rows: Sequence[Mapping[str, Any
     batch the matching rows are locked and counted per recorded identity first: if any identity matches
     more rows than the plan recorded (copies added since), the batch is rolled back and
     :class:`PurgeMismatch` raised; so is a ``DELETE`` that would remove more rows than were locked.
-    Batches starting at an offset in ``skip`` are not sent; after each committed batch,
-    ``on_batch(offset, deleted, kept)`` gets the recorded rows it did not delete (changed or gone)."""
+    The batches start at ``start_at`` (an earlier attempt committed those before); after each committed
+    batch, ``on_batch(offset, deleted, kept)`` gets the recorded rows it did not delete (changed or gone)."""
     quoted = quote_table(table)
     cutoff = policy.trial_cutoff.replace(tzinfo=None)
-    batch = batch or PURGE_BATCH
+    batch = PURGE_BATCH if batch is None else batch
     deleted = 0
-    for start in range(0, len(rows), batch):
-        if start in skip:
-            continue
+    for start in range(start_at, len(rows), batch):
         part = rows[start : start + batch]
         done, kept = _purge_batch(conn, quoted, part, cutoff, table)
         deleted += done
@@ -280,46 +279,56 @@ def purge_planned_rows(conn: Any, table: str, row_lists: Iterable[list[dict[str,
     """Delete the planned rows (``row_lists``: :func:`include.retention.expired_rows.planned_rows`, one list per
     file) that are still expired TRIAL rows, and return the purge's record: ``planned`` (the rows the plan
     recorded), ``deleted``, ``kept_count`` and up to :data:`KEPT_ROWS_SHOWN` ``kept_rows`` (changed or gone
-    since the plan: not deleted), ``batch_rows`` and ``batches_done`` (``file:offset`` of each committed batch).
+    since the plan: not deleted), ``batch_rows`` and ``done_through`` (``[file, offset]``: every batch before
+    it is committed; batches go in order).
 
     ``save(record)`` is called after every committed batch. ``earlier``: the record an earlier attempt of the
-    same plan saved: its committed batches are not sent again and its counts carry on, so after a retry the
-    record counts each row once (only a batch committed in the instant before its record was saved is
-    counted again, as kept)."""
+    same plan saved: the purge goes on from its ``done_through`` and its counts carry on, so after a retry the
+    record counts each row once (only a batch committed in the instant before its record was saved is sent
+    again, its rows then counted as kept). A record whose counts do not add up to the plan's rows at the end
+    (edited by hand) raises :class:`PurgeMismatch`."""
     batch = PURGE_BATCH
     record: dict[str, Any] = {"planned": 0, "deleted": 0, "kept_count": 0, "kept_rows": [], "batch_rows": batch,
-                              "batches_done": []}
+                              "done_through": [0, 0]}
     if _usable(earlier, batch):  # anything else is sent again: safe, rows already gone delete nothing
         record.update(deleted=earlier["deleted"], kept_count=earlier["kept_count"],
-                      kept_rows=list(earlier["kept_rows"]), batches_done=list(earlier["batches_done"]))
-    done = set(record["batches_done"])
+                      kept_rows=list(earlier["kept_rows"]), done_through=list(earlier["done_through"]))
+    resume_file, resume_offset = record["done_through"]
     for index, rows in enumerate(row_lists):
         record["planned"] += len(rows)
+        if index < resume_file:
+            continue
 
-        def committed(offset: int, deleted: int, kept: list[Mapping[str, Any]], index: int = index) -> None:
+        def committed(offset: int, deleted: int, kept: list[Mapping[str, Any]], index: int = index,
+                      size: int = len(rows)) -> None:
             record["deleted"] += deleted
             record["kept_count"] += len(kept)
             record["kept_rows"].extend(dict(r) for r in kept[: max(0, KEPT_ROWS_SHOWN - len(record["kept_rows"]))])
-            record["batches_done"].append(f"{index}:{offset}")
+            record["done_through"] = [index, offset + batch] if offset + batch < size else [index + 1, 0]
             if save is not None:
                 save(record)
 
-        skip = {int(offset) for i, _, offset in (b.partition(":") for b in done)
-                if i == str(index) and offset.isascii() and offset.isdigit()}
-        delete_expired_trials(conn, table, rows, policy, batch, skip=skip, on_batch=committed)
+        delete_expired_trials(conn, table, rows, policy, batch, start_at=resume_offset if index == resume_file else 0,
+                              on_batch=committed)
+    if record["deleted"] + record["kept_count"] != record["planned"]:
+        raise PurgeMismatch(f"the purge's record counts {record['deleted']} rows deleted and {record['kept_count']} "
+                            f"kept of {record['planned']} planned: it was not written by this purge (edited?); "
+                            "remove task_results/purge_job_rows.json and clear the task to purge again")
     return record
 
 
 def _usable(earlier: Mapping[str, Any] | None, batch: int) -> TypeGuard[Mapping[str, Any]]:
-    """Is ``earlier`` a purge record as :func:`purge_planned_rows` saves it (counts, rows, batch names), of
-    batches of ``batch`` rows? (With another size, an offset recorded as done would name other rows.)"""
+    """Is ``earlier`` a purge record as :func:`purge_planned_rows` saves it (counts, rows, where it stopped),
+    of batches of ``batch`` rows? (With another size, the offset it stopped at would name other rows.)"""
     def count(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
+    through = earlier.get("done_through") if isinstance(earlier, Mapping) else None
     return (isinstance(earlier, Mapping) and earlier.get("batch_rows") == batch
             and count(earlier.get("deleted")) and count(earlier.get("kept_count"))
             and isinstance(earlier.get("kept_rows"), list) and all(isinstance(r, dict) for r in earlier["kept_rows"])
-            and isinstance(earlier.get("batches_done"), list) and all(isinstance(b, str) for b in earlier["batches_done"]))
+            and isinstance(through, list) and len(through) == 2 and all(count(v) for v in through)
+            and through[1] % batch == 0)
 
 
 #: MySQL's "command denied to user … for table …" (ER_TABLEACCESS_DENIED_ERROR).

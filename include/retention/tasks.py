@@ -62,12 +62,14 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     run_dir = run_dir_of(context)
     plan = read_plan(run_dir)
     earlier = recorded_task_result(context)  # an earlier attempt's progress: its committed batches are done
+
+    def record(progress: dict[str, Any], complete: bool = False) -> dict[str, Any]:
+        return record_task_result(context, {"started": True, "complete": complete, **progress})
+
     if earlier is None:  # before the first DELETE: a purge that fails part way has begun (housekeeping keeps it)
-        record_task_result(context, {"started": True, "complete": False})
-    result = run_purge(mysql_conn_id=plan["settings"]["mysql_conn_id"], plan=plan, run_dir=run_dir, earlier=earlier,
-                       save=lambda progress: record_task_result(context, {"started": True, "complete": False,
-                                                                          **progress}))
-    return record_task_result(context, {"started": True, "complete": True, **result})
+        record({})
+    return record(run_purge(mysql_conn_id=plan["settings"]["mysql_conn_id"], plan=plan, run_dir=run_dir,
+                            earlier=earlier, save=record), complete=True)
 
 
 def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:

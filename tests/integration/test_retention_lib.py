@@ -206,20 +206,24 @@ def test_a_purge_resumed_after_a_failure_sends_no_committed_batch_again_and_coun
 
     monkeypatch.setattr(jobs_db, "_purge_batch", purge_batch)
     conn = conn_for(mysql_server)
+    lists = [rows[:4], rows[4:]]
     try:
         with pytest.raises(RuntimeError, match="gone away"):
-            jobs_db.purge_planned_rows(conn, table, [rows[:4], rows[4:]], policy, save=lambda r: saved.append(json.loads(json.dumps(r))))
-        done = jobs_db.purge_planned_rows(conn, table, [rows[:4], rows[4:]], policy, saved[-1])
-        junk = jobs_db.purge_planned_rows(conn, table, [rows[:4], rows[4:]], policy, {**saved[-1], "deleted": "2"})
-        monkeypatch.setattr(jobs_db, "PURGE_BATCH", 4)  # "0:0" then names rows 0-3, of which 2-3 are not done
-        resized = jobs_db.purge_planned_rows(conn, table, [rows[:4], rows[4:]], policy, saved[-1])
+            jobs_db.purge_planned_rows(conn, table, lists, policy, save=lambda r: saved.append(json.loads(json.dumps(r))))
+        done = jobs_db.purge_planned_rows(conn, table, lists, policy, saved[-1])
+        junk = jobs_db.purge_planned_rows(conn, table, lists, policy, {**saved[-1], "deleted": "2"})
+        with pytest.raises(jobs_db.PurgeMismatch, match="does not add up|not written by this purge"):
+            jobs_db.purge_planned_rows(conn, table, lists, policy, {**saved[-1], "done_through": [1, 0]})
+        monkeypatch.setattr(jobs_db, "PURGE_BATCH", 4)  # [0, 2] then names the middle of a batch
+        resized = jobs_db.purge_planned_rows(conn, table, lists, policy, saved[-1])
     finally:
         conn.close()
-    assert [r["batches_done"] for r in saved] == [["0:0"]]
+    assert [r["done_through"] for r in saved] == [[0, 2]]
     assert sent[:4] == [["j0", "j1"], ["j2", "j3"], ["j2", "j3"], ["j4"]]  # the retry: only what was not committed
-    assert (done["planned"], done["deleted"], done["kept_count"], done["batches_done"]) == (5, 5, 0, ["0:0", "0:2", "1:0"])
+    assert (done["planned"], done["deleted"], done["kept_count"], done["done_through"]) == (5, 5, 0, [2, 0])
     assert (junk["deleted"], junk["kept_count"]) == (0, 5) and sent[4:7] == [["j0", "j1"], ["j2", "j3"], ["j4"]]
-    assert (resized["deleted"], resized["kept_count"]) == (0, 5) and sent[7:] == [["j0", "j1", "j2", "j3"], ["j4"]]
+    assert sent[7] == ["j4"]  # a record that skips rows it did not count: what is left is sent, then refused
+    assert (resized["deleted"], resized["kept_count"]) == (0, 5) and sent[8:] == [["j0", "j1", "j2", "j3"], ["j4"]]
     assert table_rows_left(mysql_conn, table) == 0
 
 

@@ -88,7 +88,10 @@ def test_reference_case_deletes_exactly_the_expected_files_and_a_rerun_deletes_n
     assert again.state == "success"
     assert again.xcom("plan")["delete_count"] == 0
     assert keys(s3, bucket) == sorted(set(reference_files()) - set(EXPIRED) - set(ORPHANS))
-    assert json.loads((again.artifacts() / "audit.json").read_text())["deleted_count"] == 0
+    again_audit = json.loads((again.artifacts() / "audit.json").read_text())
+    assert again_audit["deleted_count"] == 0
+    # a new plan of the run: the first plan's purge record is not carried on
+    assert (again_audit["purge_job_rows"]["planned"], again_audit["purge_job_rows"]["deleted"]) == (0, 0)
 
 
 def test_a_purge_that_fails_part_way_goes_on_where_it_stopped_on_retry(run_dag, world, mysql_conn, monkeypatch):

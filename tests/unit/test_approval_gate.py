@@ -200,6 +200,14 @@ def test_supersede_older_replaces_a_marker_left_from_an_earlier_request(tmp_path
     marker = json.loads((tmp_path / "again" / gate.SUPERSEDED_FILE).read_text())
     assert marker == {"superseded_by": "me", "at": "2026-11-30T00:00:00+00:00", "plan_id": "p2", "request_asked_at": asked}
     assert json.loads((tmp_path / "legacy" / gate.SUPERSEDED_FILE).read_text())["superseded_by"] == "r1"
+    # a marker edited by hand into something else than an object: that run is left alone, the others are done
+    artifacts.write_json(tmp_path / "odd" / gate.REQUEST_FILE, {"plan_id": "p4", "target": target, "asked_at": asked})
+    (tmp_path / "odd" / gate.SUPERSEDED_FILE).write_text("5")
+    with pytest.raises(ValueError, match="not a JSON object"):
+        gate.read_optional(tmp_path / "odd" / gate.SUPERSEDED_FILE)
+    artifacts.write_json(tmp_path / "fresh" / gate.REQUEST_FILE, {"plan_id": "p5", "target": target, "asked_at": asked})
+    assert gate.supersede_older(tmp_path, run_id="later", target=target, asked_at="2026-12-01T00:00:00+00:00") == [
+        "fresh"]
 
 
 def test_an_approval_of_a_request_asked_again_is_not_refused_by_the_earlier_requests_marker(tmp_path):
