@@ -507,7 +507,8 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
                     audit.get("errors", audit.get("error_samples")), "errors")][:10],
                 "deleted_by_reason": _reasons(a, a.mapping(audit.get("deleted_by_reason"), "deleted_by_reason"),
                                               "deleted_by_reason"),
-                "purged_rows": _purged_rows(a, audit.get("purge_job_rows")),
+                "purged_rows": _purge_count(a, audit.get("purge_job_rows"), "deleted"),
+                "purge_kept_rows": _purge_count(a, audit.get("purge_job_rows"), "kept_count"),
                 "approved_by": _responder(a, a.mapping(audit.get("approval_record"), "approval_record")),
                 "approval": a.text(audit.get("approval")),  # the gate's verdict: approved, auto, dry_run, …
             }
@@ -527,11 +528,12 @@ def _approval_mode(settings: dict[str, Any]) -> str | None:
     return mode if mode in ("auto", "required") else None
 
 
-def _purged_rows(f: Fields, purge: Any) -> int | None:
-    """The job rows the run purged (the ``purge_job_rows`` task's result in audit.json), or None when
-    it did not run (off, dry run, or nothing deleted)."""
+def _purge_count(f: Fields, purge: Any, name: str) -> int | None:
+    """A count from the ``purge_job_rows`` task's result in audit.json (``deleted``: the job rows the run
+    purged; ``kept_count``: recorded rows it did not, changed or gone since the plan), or None when the
+    purge did not run (off, dry run, nothing deleted) or did not record it (before kept rows were counted)."""
     result = f.mapping(purge, "purge_job_rows")
-    return f.count(result["deleted"], "purge_job_rows.deleted") if "deleted" in result else None
+    return f.count(result[name], f"purge_job_rows.{name}") if name in result else None
 
 
 def _reasons(f: Fields, by_reason: dict[str, Any], where: str) -> list[dict[str, Any]]:

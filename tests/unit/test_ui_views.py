@@ -59,7 +59,7 @@ def root(tmp_path: Path) -> Path:
     _write(ret / "done" / "audit.json", {"deleted_count": 19, "deleted_bytes": 1900, "skipped_count": 1,
                                          "error_count": 0, "error_samples": [], "outcome": "deleted",
                                          "deleted_by_reason": {"orphan": {"count": 3, "bytes": 300}},
-                                         "purge_job_rows": {"planned": 23, "deleted": 22}})
+                                         "purge_job_rows": {"planned": 23, "deleted": 22, "kept_count": 1}})
     _write(tmp_path / "s3_deploy_cleanup" / "rejected" / "plan.json", {**plan, "delete_count": 2, "by_reason": {}})
 
     up = tmp_path / "s3_upload"
@@ -107,7 +107,8 @@ def test_plans_view_status_from_audit_and_approval_state(root: Path) -> None:
     assert by_run["rejected"]["status"] == "rejected"
     assert by_run["done"]["status"] == "finished" and by_run["done"]["audit"]["deleted_count"] == 19
     assert by_run["done"]["audit"]["purged_rows"] == 22  # the purge task's result, as audit.json records it
-    assert "purged rows: 22" in ui_html.render_plans(view)
+    assert by_run["done"]["audit"]["purge_kept_rows"] == 1
+    assert "purged rows: 22 (recorded but kept, changed or gone since the plan: 1)" in ui_html.render_plans(view)
     assert [p["run_id"] for p in view["pending"]] == ["waiting"]
     assert by_run["waiting"]["by_reason"] == [{"reason": "orphan", "count": 3, "bytes": 300},
                                               {"reason": "trial_expired", "count": 17, "bytes": 1700}]
