@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseNotifier, Param
+from airflow.sdk.exceptions import AirflowFailException
 
 from include.core.settings import SETTINGS_FILE, Resolved, Settings, SettingsError, loads_variable
 
@@ -217,6 +218,11 @@ def _plan_summary(dag_id: str, run_id: str) -> dict[str, Any] | None:
     return plan if isinstance(plan, dict) else None
 
 
+class AlreadyReported(AirflowFailException):
+    """Fails a task, and so its run, for a failure that another task of the run has already reported (the
+    audit of a run whose delete failed): :class:`DeploymentNotifier` sends no second notification."""
+
+
 class DeploymentNotifier(BaseNotifier):
     """Airflow notifier that sends an s3ops message to the DAG's configured targets.
 
@@ -238,14 +244,15 @@ class DeploymentNotifier(BaseNotifier):
     def notify(self, context: Any) -> None:
         from include.core import notify
 
+        if isinstance(context.get("exception"), AlreadyReported):
+            log.info("no failure notification: %s", context["exception"])
+            return
         ti = context["ti"]
         dag_id, run_id = ti.dag_id, ti.run_id
         try:
             targets = notification_targets(dag_id, run_id)
         except ValueError as exc:
             if self.event == notify.APPROVAL:
-                from airflow.sdk.exceptions import AirflowFailException
-
                 # the approval task fails naming the setting (no retry reads it differently): nothing is
                 # deleted unannounced
                 raise AirflowFailException(str(exc)) from exc
@@ -325,7 +332,6 @@ def resolve_run_settings(settings: Settings, context: Any) -> Resolved:
     A bad or missing setting fails the task without retries (no retry fixes it), naming the setting and
     where its value came from."""
     from airflow.sdk import Variable
-    from airflow.sdk.exceptions import AirflowFailException
 
     from include.core import artifacts
 
@@ -341,8 +347,6 @@ def resolve_run_settings(settings: Settings, context: Any) -> Resolved:
 
 def saved_run_settings(context: Any) -> Resolved:
     """The settings the run's first task resolved (``settings.json`` in the run's artifact folder)."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from include.core import artifacts
 
     path = _run_dir(context) / SETTINGS_FILE

@@ -297,6 +297,14 @@ def recorded_task_result(context: Any) -> dict[str, Any] | None:
     return result if result is not None and result.get("plan_id") == read_plan(run_dir).get("plan_id") else None
 
 
+def run_task_states(context: Any) -> dict[str, str]:
+    """The states of the calling task's run, by task id (a mapped task's as ``<task_id>_<map_index>``), from
+    Airflow's execution API."""
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id) or {}
+    return {str(task): str(state) for task, state in states.items()}
+
+
 def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: str = PLAN) -> str:
     """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows).
 
@@ -401,17 +409,23 @@ def add_deletion_tasks(
         check = recheck(RecheckContext(client, params["bucket"], params, plan, run_dir)) if recheck else None
         return delete_chunk(client, params["bucket"], run_dir, chunk, recheck=check, dry_run=False)
 
-    @task(task_id=AUDIT, trigger_rule="none_failed")
+    @task(task_id=AUDIT, trigger_rule="all_done")
     def audit(extra_task_ids: list[str]) -> dict[str, Any]:
-        """Write audit.json and return its summary; fail, after recording, if keys were not deleted."""
+        """Write audit.json and return its summary, also when a task before it failed for good (what was
+        deleted, and which tasks failed); fail, after recording, if keys were not deleted or a task failed."""
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.dag_defaults import saved_run_settings
+        from include.dag_defaults import AlreadyReported, saved_run_settings
         from include.deletion import approval as gate
         from include.deletion.plan import read_plan, write_audit
 
         context = get_current_context()
+        states = run_task_states(context)
+        if states.get(plan_task_id) != "success":  # an earlier plan's files may be there: not this run's
+            raise AlreadyReported(f"the {plan_task_id} task ended {states.get(plan_task_id)}: no plan, nothing "
+                                  "deleted, nothing to audit")
+        failed = sorted(task for task, state in states.items() if state == "failed" and task != AUDIT)
         params = saved_run_settings(context)
         run_dir = run_dir_of(context)
         plan = read_plan(run_dir)
@@ -424,8 +438,14 @@ def add_deletion_tasks(
                    "refused": "refused", "no_answer": "not_approved"}.get(verdict)
         if outcome is None:
             outcome = "nothing_to_delete" if not plan.get("chunks") else "deleted"
+        if GUARD in failed:
+            outcome = "guard_refused"
+        elif failed and outcome in ("deleted", "nothing_to_delete"):
+            outcome = "failed"
         extra: dict[str, Any] = {"outcome": outcome, "approval": verdict, "dry_run": bool(params.get("dry_run")),
                                  "bucket": params.get("bucket")}
+        if failed:
+            extra["failed_tasks"] = failed
         if approval is not None:  # who approved (or rejected), when, and the digest of the plan they saw
             extra["approval_record"] = {k: approval.get(k) for k in (
                 "verdict", "reason", "responded_by", "responded_at", "plan_digest", "triggered_by", "asked_at")}
@@ -443,6 +463,9 @@ def add_deletion_tasks(
             raise AirflowFailException(
                 f"{result['error_count']} keys could not be deleted (recorded in {result['audit_uri']}); fix the "
                 "cause, then clear this run's delete and audit tasks: only what is left is sent again")
+        if failed:
+            raise AlreadyReported(f"{', '.join(failed)} failed (reported by itself); what was deleted is recorded in "
+                                  f"{result['audit_uri']}: fix the cause, then clear the failed tasks and audit")
         if outcome == "deleted" and result["chunks_missing"]:
             raise AirflowFailException(f"plan chunks {result['chunks_missing']} were approved but not deleted")
         return result

@@ -45,7 +45,7 @@ td.num,th.num{text-align:right}.muted{color:var(--muted)}.err{color:var(--err)}
 .charts{display:flex;gap:2rem;flex-wrap:wrap}svg text{fill:var(--fg)}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;background:var(--badge)}
 .badge.awaiting{background:var(--awaiting)}.badge.finished,.badge.approved{background:var(--finished)}
-.badge.rejected,.badge.refused,.badge.unreadable{background:var(--rejected)}
+.badge.rejected,.badge.refused,.badge.failed,.badge.unreadable{background:var(--rejected)}
 .badge.superseded,.badge.expired{background:var(--ended)}
 .flags{border:1px solid var(--line);border-left:4px solid var(--err);background:var(--warn);padding:.4rem .8rem;margin:.6rem 0}
 .flags ul{margin:.2rem 0;padding-left:1.1rem}

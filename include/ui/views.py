@@ -635,12 +635,12 @@ def _approval_entry(folder: ArtifactPath, run: str, flags: list[str], plan: Mapp
 #: closes a superseded request: include/deletion/trigger.py) or ``awaiting_input`` (Airflow 3.3's own HITL wait)
 WAITING_STATES = ("deferred", "awaiting_input")
 _OUTCOME_STATUS = {"rejected": "rejected", "expired": "expired", "superseded": "superseded", "refused": "refused",
-                   "not_approved": "refused"}
+                   "not_approved": "refused", "guard_refused": "refused", "failed": "failed"}
 
 
 def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
-    """One of: awaiting approval (pending), approved, rejected, superseded, expired, refused, finished,
-    no deletions, in progress."""
+    """One of: awaiting approval (pending), approved, rejected, superseded, expired, refused, failed (a task
+    failed after the approval: the audit says what was deleted), finished, no deletions, in progress."""
     if entry["audit"] is not None:
         return _OUTCOME_STATUS.get(str(entry["audit"].get("outcome")), "finished")
     if entry.get("superseded_by"):

@@ -351,6 +351,8 @@ def test_invalid_combination_is_rejected_before_listing(s3_server, run_dag, buck
     s3_server.control("POST", "stats/reset", {})
     result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/"})
     assert result.state == "failed" and result.task_states()[("plan", -1)] == "failed"
+    # the audit runs after a failure too, but without a plan of this run it records nothing
+    assert result.task_states()[("audit", -1)] == "failed" and not (result.artifacts() / "audit.json").exists()
     assert s3_server.control("GET", "stats", None).get("ListObjectsV2", 0) == 0
 
 

@@ -243,6 +243,23 @@ def test_a_failure_that_reached_nobody_is_sent_again_at_once(mailbox, monkeypatc
     assert len(mailbox.wait_for(2, timeout=3)) == 1
 
 
+def test_an_audit_failing_for_a_task_that_already_failed_sends_no_second_mail(mailbox, monkeypatch, tmp_path):
+    """The audit runs after a delete or purge failed for good, records it and fails the run: the failed task
+    has reported itself, so the audit's own failure is not mailed again; any other audit failure is."""
+    from include.core import artifacts
+    from include.dag_defaults import AlreadyReported, DeploymentNotifier
+
+    monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", mailbox.conn_uri_json())
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({"notifications": ["ops@example.com"]}))
+    ti = _TI(dag_id="s3_retention", run_id="r1", task_id="audit", map_index=-1, try_number=1, xcoms={})
+    DeploymentNotifier("failure")({"ti": ti, "params": {}, "exception": AlreadyReported("purge_job_rows failed")})
+    assert mailbox.wait_for(1, timeout=2) == []
+    DeploymentNotifier("failure")({"ti": ti, "params": {}, "exception": RuntimeError("1 keys could not be deleted")})
+    assert [m["subject"] for m in mailbox.wait_for(1)] == [
+        "[s3ops] failed: s3_retention.audit: RuntimeError: 1 keys could not be deleted"]
+
+
 def test_a_webhook_that_never_answers_does_not_hold_the_task(monkeypatch, mailbox):
     """A webhook target is given a bounded wait; the targets after it still get the message."""
     import socket

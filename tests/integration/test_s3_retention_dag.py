@@ -178,8 +178,36 @@ def test_guard_limits_refuse_a_plan_that_deletes_too_much(run_dag, s3, world):
     result = run_dag("s3_retention", conf(bucket, table, max_delete_count=19, max_delete_fraction=0.4),
                      logical_date=NOW)
     assert result.state == "failed"
-    assert result.task_states()[("guard", -1)] == "failed"
+    states = result.task_states()
+    assert states[("guard", -1)] == "failed" and states[("audit", -1)] == "failed"
     assert keys(s3, bucket) == sorted(reference_files())
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("guard_refused", ["guard"], 0)
+
+
+def test_a_purge_that_fails_for_good_is_still_audited_and_fails_the_run(run_dag, s3, world, mysql_conn,
+                                                                        monkeypatch):
+    """The job rows could not be purged (a copy of a planned row appeared since: every attempt refuses): the
+    audit ran only when everything before it succeeded, so the run's audit.json never recorded the 20 files
+    its delete had removed. It records them now, names the failed task and fails the run."""
+    import include.retention.jobs as jobs_db
+
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+
+    def refuse(*_args, **_kwargs):
+        raise jobs_db.PurgeMismatch("a purge batch also matched 1 row(s) the plan did not record: rolled back")
+
+    monkeypatch.setattr(jobs_db, "_purge_batch", refuse)
+    result = run_dag("s3_retention", conf(bucket, table, purge_job_rows=True), logical_date=NOW)
+    assert result.state == "failed"
+    states = result.task_states()
+    assert (states[("delete", 0)], states[("purge_job_rows", -1)], states[("audit", -1)]) == (
+        "success", "failed", "failed")
+    assert keys(s3, bucket) == sorted(set(reference_files()) - set(EXPIRED) - set(ORPHANS))
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("failed", ["purge_job_rows"], 20)
+    assert audit["purge_job_rows"]["started"] is True and audit["purge_job_rows"]["complete"] is False
+    assert len(table_rows(mysql_conn, table)) == len(reference_job_rows(NOW))  # nothing purged
 
 
 def test_per_key_delete_errors_are_recorded_and_fail_the_run(run_dag, s3, world, monkeypatch):

@@ -46,5 +46,6 @@ def test_wiring_with_a_task_between_delete_and_audit():
     assert t["purge_job_rows"].upstream_task_ids == {"delete"}
     assert t["audit"].upstream_task_ids == {"purge_job_rows"}
     assert isinstance(t["approve"], PlanApprovalOperator) and t["approve"].defaults == ["Reject"]
-    # delete and audit must still run when approve is skipped (auto) or delete is skipped (reject, dry run)
-    assert t["delete"].trigger_rule == t["audit"].trigger_rule == "none_failed"
+    # delete must still run when approve is skipped (auto); audit also when a task before it failed for good
+    # (it records what was deleted, then fails the run)
+    assert t["delete"].trigger_rule == "none_failed" and t["audit"].trigger_rule == "all_done"

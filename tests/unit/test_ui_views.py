@@ -347,6 +347,9 @@ def test_plans_view_shows_each_approval_lifecycle_state_distinctly(tmp_path: Pat
                      "audit.json": {"outcome": "expired"}}, "success"),
         "refused": ({"approval.json": {"verdict": "refused", "responded_by": {"id": "bob", "name": "bob"},
                                        "reason": "self-approval refused"}}, "failed"),
+        "failed": ({"approval.json": {"verdict": "approved", "responded_by": alice, "reason": "approved by alice"},
+                    "audit.json": {"outcome": "failed", "failed_tasks": ["delete_1"], "deleted_count": 1}}, "success"),
+        "guard": ({"audit.json": {"outcome": "guard_refused", "failed_tasks": ["guard"]}}, "upstream_failed"),
     }
     states = {}
     for run, (files, state) in runs.items():
@@ -358,11 +361,13 @@ def test_plans_view_shows_each_approval_lifecycle_state_distinctly(tmp_path: Pat
     view = ui_views.plans_view(tmp_path, states)
     status = {p["run_id"]: p["status"] for p in view["recent"]}
     assert status == {"pending": "awaiting approval", "approved": "approved", "rejected": "rejected",
-                      "superseded": "superseded", "expired": "expired", "refused": "refused"}
+                      "superseded": "superseded", "expired": "expired", "refused": "refused", "failed": "failed",
+                      "guard": "refused"}
     assert [p["run_id"] for p in view["pending"]] == ["pending"]  # a superseded request no longer waits
     html = ui_html.render_plans(view)
     _parse(html)
-    for run, badge in (("approved", "approved"), ("superseded", "superseded"), ("expired", "expired")):
+    for run, badge in (("approved", "approved"), ("superseded", "superseded"), ("expired", "expired"),
+                       ("failed", "failed")):
         assert f'data-run="{run}" data-status="{badge}"' in html
         assert f'class="badge {badge}"' in html
     assert 'data-verdict="approved">Approval: <b>approved</b> by alice' in html
