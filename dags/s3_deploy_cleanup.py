@@ -23,8 +23,8 @@ A deployment's time is the newest `LastModified` among its objects (ties broken 
 
 `plan` (lists the prefix, writes the plan and `deployments.jsonl` to the artifact store) → `guard`
 (`max_delete_count`) → `approve` (a human, unless `approval` is `auto`) → `delete` (one task per plan
-chunk; a deployment whose newest object changed since planning is skipped) → `audit` (`audit.json`;
-the run fails after recording if any key could not be deleted). `dry_run`: plan, guard and audit only.
+chunk; a deployment whose newest object changed since planning is skipped) → `audit` (`audit.json`, also after a failed task;
+the run fails after recording if any key could not be deleted or a task failed). `dry_run`: plan, guard and audit only.
 
 **Which targets.** A run with a `bucket` (typed in the form, in its conf, or the Variable's `bucket`)
 cleans that one target. A run without one — a scheduled run, daily — cleans every target listed in the

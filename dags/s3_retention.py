@@ -24,7 +24,7 @@ the plan is written to the artifact store in chunks, with `plan.json`) → `guar
 query unless `allow_empty_jobs`, an incomplete listing, more than `max_delete_count` or
 `max_delete_fraction`) → `approve` (Browse → Required Actions, unless `approval` is `auto`) → `delete`
 (per chunk: re-checked in MySQL, then DeleteObjects) → `purge_job_rows` (optional: the expired TRIAL rows the
-plan recorded in `expired_trial_rows/`, if they still are) → `audit` (`audit.json`; the run fails if keys could not be deleted).
+plan recorded in `expired_trial_rows/`, if they still are) → `audit` (`audit.json`, also after a failed task: what was deleted; the run fails if keys could not be deleted or a task failed).
 
 Backfills and retries decide exactly as the original run: "now" is the logical time.
 

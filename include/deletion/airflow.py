@@ -29,7 +29,9 @@ defaults decide then).
   ``auto``). Nothing is read from XCom: a task marked successful by hand or a written XCom is not an
   approval. It re-checks the chunk with the policy's re-check right before deleting.
 - ``audit`` writes ``audit.json`` with the verdict, who approved, when and the plan digest, returns its
-  summary and fails the run, after recording, when keys could not be deleted.
+  summary and fails the run, after recording, when keys could not be deleted. It also runs once every task
+  before it is done when one failed for good (a delete chunk, the purge, the guard, approve): the audit then
+  records what was deleted and the failed tasks, and fails the run.
 
 See :mod:`include.deletion.approval` for why the evidence travels through the artifact store.
 This module is imported when DAG files are parsed: heavy imports stay inside the task functions.
@@ -351,7 +353,8 @@ def add_deletion_tasks(
     re-check factory (a function, called with a :class:`RecheckContext` in each delete task).
     ``before_audit()`` may add a task between ``delete`` and ``audit`` (its trigger rule should be
     ``none_failed``, since ``delete`` is skipped on a dry run or reject); its return value is recorded in
-    the audit under its task id. ``approval_timeout`` is the default wait for an answer (the param
+    the audit under its task id. ``audit`` (``all_done``) waits for ``delete`` too: a task between that
+    fails as soon as one chunk fails must not let the audit run while other chunks still delete. ``approval_timeout`` is the default wait for an answer (the param
     ``approval_timeout_hours`` overrides it per run). Returns the tasks by id.
     """
     plan_task_id = summary.operator.task_id
@@ -464,8 +467,9 @@ def add_deletion_tasks(
                 f"{result['error_count']} keys could not be deleted (recorded in {result['audit_uri']}); fix the "
                 "cause, then clear this run's delete and audit tasks: only what is left is sent again")
         if failed:
-            raise AlreadyReported(f"{', '.join(failed)} failed (reported by itself); what was deleted is recorded in "
-                                  f"{result['audit_uri']}: fix the cause, then clear the failed tasks and audit")
+            raise AlreadyReported(f"{', '.join(failed)} failed (its own failure is what is notified); what was deleted "
+                                  f"is recorded in {result['audit_uri']}: fix the cause, then clear the failed tasks "
+                                  "and audit")
         if outcome == "deleted" and result["chunks_missing"]:
             raise AirflowFailException(f"plan chunks {result['chunks_missing']} were approved but not deleted")
         return result
@@ -484,8 +488,7 @@ def add_deletion_tasks(
     between = before_audit() if before_audit is not None else None
     extra_ids = [between.operator.task_id if hasattr(between, "operator") else between.task_id] if between else []
     audited = audit(extra_ids)
+    deleted >> audited  # also past the task between: the audit waits for every chunk, failed ones included
     if between is not None:
         deleted >> between >> audited
-    else:
-        deleted >> audited
     return {GUARD: guarded, APPROVE: approve, DELETE: deleted, AUDIT: audited}

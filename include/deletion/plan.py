@@ -23,11 +23,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from include.aws.client import DELETE_BATCH, delete_objects
 from include.core import artifacts
 from include.core.progress import Progress
+from include.core.times import format_time
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
     from types_boto3_s3 import S3Client
@@ -367,7 +369,8 @@ def write_audit(run_dir: Any, *, extra: dict[str, Any] | None = None, sample_siz
     """Merge this plan's ``audit/<chunk>.json`` files into ``audit.json``; return its summary.
 
     ``audit.json`` holds the counts, bytes per reason, every per-key error and every skipped key (the
-    deleted keys stay in the chunk audits). Chunks that have no audit are listed as ``chunks_missing``.
+    deleted keys stay in the chunk audits). Chunks without a complete audit (none, or a delete that failed
+    part way) are listed as ``chunks_missing``; what a partial one deleted still counts.
     """
     plan = read_plan(run_dir)
     plan_id = plan.get("plan_id", "")
@@ -383,7 +386,8 @@ def write_audit(run_dir: Any, *, extra: dict[str, Any] | None = None, sample_siz
         record = artifacts.read_json(path)
         if record.get("plan_id") != plan_id:
             continue  # left over from an earlier plan of this run
-        done.append(chunk)
+        if record.get("complete"):  # a chunk whose delete failed part way: its deletions count, it is not done
+            done.append(chunk)
         requests += int(record.get("requests", 0))
         for row in record["deleted"]:
             slot = deleted_by_reason.setdefault(row["reason"], {"count": 0, "bytes": 0})
@@ -406,6 +410,7 @@ def write_audit(run_dir: Any, *, extra: dict[str, Any] | None = None, sample_siz
         "chunks_planned": len(plan.get("chunks", [])),
         "chunks_done": len(done),
         "chunks_missing": [c for c in plan.get("chunks", []) if c not in done],
+        "audited_at": format_time(datetime.now(UTC)),
         **(extra or {}),
     }
     artifacts.write_json(run_dir / AUDIT_FILE, {**summary, "errors": errors, "skipped": skipped})

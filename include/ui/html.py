@@ -406,7 +406,8 @@ def plan_block(p: dict[str, Any], *, heading: bool = True) -> str:
             f'changed since the plan), '
             f'<span class="error-count" data-value="{_e(a["error_count"])}">{_count(a["error_count"])}</span> errors'
             f'{", purged rows: " + _count(a["purged_rows"]) if a["purged_rows"] is not None else ""}'
-            f'{" (recorded but kept, changed or gone since the plan: " + _count(a["purge_kept_rows"]) + ")" if a.get("purge_kept_rows") else ""}.</p>'
+            f'{" (recorded but kept, changed or gone since the plan: " + _count(a["purge_kept_rows"]) + ")" if a.get("purge_kept_rows") else ""}'
+            f'{" (the purge stopped part way)" if a.get("purge_stopped") else ""}.</p>'
         )
         if a["error_samples"]:
             out.append('<ul class="keys err">' + "".join(

@@ -27,7 +27,7 @@ from include.core.artifacts import ArtifactPath, index_periods, period_sums, rea
 from include.core.artifacts import (
     artifact_root as artifact_root,  # the store the pages read; the plugin sees only include.ui
 )
-from include.core.times import format_time
+from include.core.times import format_time, parse_time
 
 STORAGE_DAG = "s3_storage_report"
 UPLOAD_DAG = "s3_upload"
@@ -509,15 +509,32 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
                                               "deleted_by_reason"),
                 "purged_rows": _purge_count(a, audit.get("purge_job_rows"), "deleted"),
                 "purge_kept_rows": _purge_count(a, audit.get("purge_job_rows"), "kept_count"),
+                "purge_stopped": a.mapping(audit.get("purge_job_rows"), "purge_job_rows").get("complete") is False,
                 "approved_by": _responder(a, a.mapping(audit.get("approval_record"), "approval_record")),
                 "approval": a.text(audit.get("approval")),  # the gate's verdict: approved, auto, dry_run, …
+                "plan_id": a.text(audit.get("plan_id")), "audited_at": a.text(audit.get("audited_at")),
             }
         except (OSError, ValueError) as exc:
             entry["error"] = f"audit.json: {exc}"
     if folder is not None:
         entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"], plan))
+    if entry["audit"] is not None and _audit_is_earlier(entry["audit"], plan.get("plan_id"), entry.get("asked_at")):
+        entry["audit"] = None  # the run was planned or asked again since: its status is what happened since
     entry["status"] = _plan_status(entry, approval_state)
     return entry
+
+
+def _audit_is_earlier(audit: Mapping[str, Any], plan_id: Any, asked_at: str | None) -> bool:
+    """Is ``audit`` about an earlier plan of the run, or written before its approval request was asked
+    (``approve`` cleared and asked again after a refusal)? An audit that does not say (written before
+    audits recorded their time) is taken as current."""
+    if audit.get("plan_id") and isinstance(plan_id, str) and audit["plan_id"] != plan_id:
+        return True
+    try:
+        return bool(asked_at and audit.get("audited_at")) and parse_time(str(asked_at)) > parse_time(
+            str(audit["audited_at"]))
+    except ValueError:
+        return False
 
 
 def _approval_mode(settings: dict[str, Any]) -> str | None:
@@ -619,6 +636,7 @@ def _approval_entry(folder: ArtifactPath, run: str, flags: list[str], plan: Mapp
     superseded, approval = this_plans(plan, _read_optional(folder / "superseded.json", fs),
                                       _read_optional(folder / "approval.json", fa), auto=True, request=request or None)
     out: dict[str, Any] = {"approval": None, "superseded_by": None,
+                           "asked_at": fr.text(request.get("asked_at") or None),
                            "expires_at": fr.text(request.get("timeout_at") or None),
                            "approvers": [str(a) for a in fr.items(request.get("approvers"), "approvers")]}
     if approval is not None:

@@ -71,7 +71,7 @@ def test_s3_upload_shape():
 def test_s3_retention_shape():
     dag = _dag("s3_retention")
     assert dag.timetable.expression == "0 0 * * *"  # @daily
-    assert _edges(dag) == {"plan": ["guard"], **DELETION_GATE, "delete": ["purge_job_rows"],
+    assert _edges(dag) == {"plan": ["guard"], **DELETION_GATE, "delete": ["audit", "purge_job_rows"],
                            "purge_job_rows": ["audit"], "audit": []}
     assert _form("s3_retention") >= {"bucket", "key_prefix", "jobs_table", "trial_retention", "orphan_min_age_days",
                                      "approval", "approvers", "max_delete_count", "max_delete_fraction"}

@@ -185,6 +185,37 @@ def test_guard_limits_refuse_a_plan_that_deletes_too_much(run_dag, s3, world):
     assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("guard_refused", ["guard"], 0)
 
 
+def test_a_delete_chunk_that_fails_for_good_is_audited_once_every_other_chunk_is_done(run_dag, s3, world,
+                                                                                       monkeypatch):
+    """S3 unreachable for one chunk of three: the other chunks delete, the purge does not run, and the audit
+    (after every chunk, not as soon as the purge gave up) records the 12 deleted files and the failed chunk."""
+    import include.deletion.plan as plan_module
+
+    class SmallChunks(plan_module.PlanWriter):
+        def __init__(self, run_dir, **kwargs):
+            super().__init__(run_dir, **{**kwargs, "chunk_size": 8})
+
+    real = plan_module.delete_chunk
+
+    def delete_chunk(client, bucket, run_dir, chunk, **kwargs):
+        if chunk == "00000":
+            raise ConnectionError("S3 unreachable")
+        return real(client, bucket, run_dir, chunk, **kwargs)
+
+    monkeypatch.setattr(plan_module, "PlanWriter", SmallChunks)
+    monkeypatch.setattr(plan_module, "delete_chunk", delete_chunk)
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+    result = run_dag("s3_retention", conf(bucket, table, purge_job_rows=True), logical_date=NOW, retries=0)
+    assert result.state == "failed"
+    states = result.task_states()
+    assert [states[("delete", i)] for i in range(3)] == ["failed", "success", "success"]
+    assert (states[("purge_job_rows", -1)], states[("audit", -1)]) == ("upstream_failed", "failed")
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("failed", ["delete_0"], 12)
+    assert audit["chunks_missing"] == ["00000"] and audit["purge_job_rows"] is None
+    assert len(keys(s3, bucket)) == len(reference_files()) - 12
+
+
 def test_a_purge_that_fails_for_good_is_still_audited_and_fails_the_run(run_dag, s3, world, mysql_conn,
                                                                         monkeypatch):
     """The job rows could not be purged (a copy of a planned row appeared since: every attempt refuses): the
@@ -208,6 +239,12 @@ def test_a_purge_that_fails_for_good_is_still_audited_and_fails_the_run(run_dag,
     assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("failed", ["purge_job_rows"], 20)
     assert audit["purge_job_rows"]["started"] is True and audit["purge_job_rows"]["complete"] is False
     assert len(table_rows(mysql_conn, table)) == len(reference_job_rows(NOW))  # nothing purged
+    from include.ui import html as ui_html
+    from include.ui import views as ui_views
+
+    view = ui_views.plans_view(result.artifacts().parent.parent, {("s3_retention", result.run_id): "failed"})
+    entry = next(p for p in view["recent"] if p["run_id"] == result.run_id)
+    assert entry["status"] == "failed" and " errors (the purge stopped part way)." in ui_html.render_plans(view)
 
 
 def test_per_key_delete_errors_are_recorded_and_fail_the_run(run_dag, s3, world, monkeypatch):

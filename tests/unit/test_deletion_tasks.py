@@ -44,7 +44,8 @@ def test_wiring_with_a_task_between_delete_and_audit():
     assert t["approve"].upstream_task_ids == {"guard"}
     assert t["delete"].upstream_task_ids == {"guard", "approve"}
     assert t["purge_job_rows"].upstream_task_ids == {"delete"}
-    assert t["audit"].upstream_task_ids == {"purge_job_rows"}
+    # the audit waits for every delete chunk too: purge_job_rows fails as soon as one chunk fails
+    assert t["audit"].upstream_task_ids == {"purge_job_rows", "delete"}
     assert isinstance(t["approve"], PlanApprovalOperator) and t["approve"].defaults == ["Reject"]
     # delete must still run when approve is skipped (auto); audit also when a task before it failed for good
     # (it records what was deleted, then fails the run)

@@ -109,6 +109,7 @@ def test_plans_view_status_from_audit_and_approval_state(root: Path) -> None:
     assert by_run["done"]["audit"]["purged_rows"] == 22  # the purge task's result, as audit.json records it
     assert by_run["done"]["audit"]["purge_kept_rows"] == 1
     assert "purged rows: 22 (recorded but kept, changed or gone since the plan: 1)" in ui_html.render_plans(view)
+    assert "stopped part way" not in ui_html.render_plans(view)
     assert [p["run_id"] for p in view["pending"]] == ["waiting"]
     assert by_run["waiting"]["by_reason"] == [{"reason": "orphan", "count": 3, "bytes": 300},
                                               {"reason": "trial_expired", "count": 17, "bytes": 1700}]
@@ -459,6 +460,31 @@ def _deleted_run(root: Path, run: str, *, extra: dict, approval: dict | None = N
     if approval is not None:
         artifacts.write_json(folder / "approval.json", approval)
     write_audit(folder, extra=extra)
+
+
+def test_an_audit_of_an_earlier_plan_or_request_does_not_hide_the_request_that_waits(tmp_path: Path) -> None:
+    """A refused run (now audited too) whose approve was cleared and asked again, or which was planned
+    again: the page showed the old audit's "refused" and left the waiting request out of the pending list.
+    A partial chunk audit (its delete failed part way) counts what it deleted and is listed as missing."""
+    from include.core import artifacts
+    from include.deletion.plan import write_audit
+
+    _deleted_run(tmp_path, "r", extra={"outcome": "refused", "approval": "refused"})
+    folder = tmp_path / "s3_retention" / "r"
+    audited_at = json.loads((folder / "audit.json").read_text())["audited_at"]
+    entry = ui_views.plans_view(tmp_path, {("s3_retention", "r"): "deferred"})["recent"][0]
+    assert entry["status"] == "refused"  # no newer request: the audit is this one's
+    artifacts.write_json(folder / "approval_request.json", {"asked_at": "2999-01-01T00:00:00+00:00"})
+    view = ui_views.plans_view(tmp_path, {("s3_retention", "r"): "deferred"})
+    assert view["recent"][0]["audit"] is None and [p["run_id"] for p in view["pending"]] == ["r"]
+    artifacts.write_json(folder / "approval_request.json", {"asked_at": "2000-01-01T00:00:00+00:00"})
+    artifacts.write_json(folder / "plan.json", {"plan_id": "p2", "chunks": ["00000"], "delete_count": 2})
+    assert ui_views.plans_view(tmp_path, {("s3_retention", "r"): "deferred"})["recent"][0]["audit"] is None
+    chunk = folder / "audit" / "00000.json"
+    artifacts.write_json(chunk, {**json.loads(chunk.read_text()), "plan_id": "p2", "complete": False})
+    partial = write_audit(folder)
+    assert (partial["deleted_count"], partial["chunks_done"], partial["chunks_missing"]) == (1, 0, ["00000"])
+    assert partial["audited_at"] >= audited_at
 
 
 def test_a_real_audit_shows_its_key_errors_and_who_approved(tmp_path: Path) -> None:
