@@ -307,6 +307,12 @@ def run_task_states(context: Any) -> dict[str, str]:
     return {str(task): str(state) for task, state in states.items()}
 
 
+def _in_order(task: str) -> tuple[str, int]:
+    """Sort key for :func:`run_task_states`' names: ``delete_2`` before ``delete_10``."""
+    name, _, index = task.rpartition("_")
+    return (name, int(index)) if name and index.isascii() and index.isdigit() else (task, -1)
+
+
 def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: str = PLAN) -> str:
     """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows).
 
@@ -428,7 +434,7 @@ def add_deletion_tasks(
         if states.get(plan_task_id) != "success":  # an earlier plan's files may be there: not this run's
             raise AlreadyReported(f"the {plan_task_id} task ended {states.get(plan_task_id)}: no plan, nothing "
                                   "deleted, nothing to audit")
-        failed = sorted(task for task, state in states.items() if state == "failed" and task != AUDIT)
+        failed = sorted((task for task, state in states.items() if state == "failed" and task != AUDIT), key=_in_order)
         params = saved_run_settings(context)
         run_dir = run_dir_of(context)
         plan = read_plan(run_dir)

@@ -50,3 +50,11 @@ def test_wiring_with_a_task_between_delete_and_audit():
     # delete must still run when approve is skipped (auto); audit also when a task before it failed for good
     # (it records what was deleted, then fails the run)
     assert t["delete"].trigger_rule == "none_failed" and t["audit"].trigger_rule == "all_done"
+
+
+def test_failed_tasks_are_named_in_chunk_order():
+    """The audit's ``failed_tasks`` come from Airflow's task states (a mapped task as ``delete_<index>``)."""
+    from include.deletion.airflow import _in_order
+
+    assert sorted(["delete_10", "guard", "delete_2", "purge_job_rows", "delete_0"], key=_in_order) == [
+        "delete_0", "delete_2", "delete_10", "guard", "purge_job_rows"]
