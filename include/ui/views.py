@@ -533,7 +533,7 @@ def _audit_is_earlier(audit: Mapping[str, Any], plan_id: Any, asked_at: str | No
     try:
         return bool(asked_at and audit.get("audited_at")) and parse_time(str(asked_at)) > parse_time(
             str(audit["audited_at"]))
-    except ValueError:
+    except (ValueError, OverflowError):  # hand-edited: not a time, or 9999-12-31T23:30-01:00
         return False
 
 

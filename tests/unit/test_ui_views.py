@@ -477,6 +477,9 @@ def test_an_audit_of_an_earlier_plan_or_request_does_not_hide_the_request_that_w
     artifacts.write_json(folder / "approval_request.json", {"asked_at": "2999-01-01T00:00:00+00:00"})
     view = ui_views.plans_view(tmp_path, {("s3_retention", "r"): "deferred"})
     assert view["recent"][0]["audit"] is None and [p["run_id"] for p in view["pending"]] == ["r"]
+    for odd in ("9999-12-31T23:30:00-01:00", "soon", "2026-13-01T00:00:00Z"):  # hand-edited: kept, no crash
+        artifacts.write_json(folder / "approval_request.json", {"asked_at": odd})
+        assert ui_views.plans_view(tmp_path, {("s3_retention", "r"): "deferred"})["recent"][0]["status"] == "refused"
     artifacts.write_json(folder / "approval_request.json", {"asked_at": "2000-01-01T00:00:00+00:00"})
     artifacts.write_json(folder / "plan.json", {"plan_id": "p2", "chunks": ["00000"], "delete_count": 2})
     assert ui_views.plans_view(tmp_path, {("s3_retention", "r"): "deferred"})["recent"][0]["audit"] is None
