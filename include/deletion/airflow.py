@@ -272,31 +272,30 @@ def _max_map_length() -> int:
 TASK_RESULTS_DIR = "task_results"
 
 
-def record_task_result(context: Any, result: dict[str, Any]) -> dict[str, Any]:
+def record_task_result(context: Any, result: dict[str, Any], plan_id: str | None = None) -> dict[str, Any]:
     """Write a ``before_audit`` task's result to ``<run>/task_results/<task_id>.json`` for the audit, tagged
-    with the plan's id; returns it. (The audit does not read the task's XCom: anyone with task-instance edit
-    rights can write that, and audit.json is the permanent record.)"""
+    with the plan's id (read from plan.json unless given: a task saving progress often has it); returns it.
+    (The audit does not read the task's XCom: anyone with task-instance edit rights can write that, and
+    audit.json is the permanent record.)"""
     from include.core import artifacts
     from include.deletion.plan import read_plan
 
     run_dir = run_dir_of(context)
-    recorded = {"plan_id": read_plan(run_dir).get("plan_id"), **result}
+    recorded = {"plan_id": read_plan(run_dir).get("plan_id") if plan_id is None else plan_id, **result}
     artifacts.write_json(run_dir / TASK_RESULTS_DIR / f"{context['ti'].task_id}.json", recorded)
     return recorded
 
 
-def recorded_task_result(context: Any) -> dict[str, Any] | None:
-    """What :func:`record_task_result` last wrote for the calling task about the run's current plan (an earlier
+def recorded_task_result(context: Any, plan_id: str) -> dict[str, Any] | None:
+    """What :func:`record_task_result` last wrote for the calling task about the plan ``plan_id`` (an earlier
     attempt's), or None (none, another plan's, unreadable)."""
     from include.deletion import approval as gate
-    from include.deletion.plan import read_plan
 
-    run_dir = run_dir_of(context)
     try:
-        result = gate.read_optional(run_dir / TASK_RESULTS_DIR / f"{context['ti'].task_id}.json")
+        result = gate.read_optional(run_dir_of(context) / TASK_RESULTS_DIR / f"{context['ti'].task_id}.json")
     except (OSError, ValueError):
         return None
-    return result if result is not None and result.get("plan_id") == read_plan(run_dir).get("plan_id") else None
+    return result if result is not None and result.get("plan_id") == plan_id else None
 
 
 def run_task_states(context: Any) -> dict[str, str]:

@@ -61,10 +61,11 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     require_authorized(context)  # which also checks that the settings are those the plan was made with
     run_dir = run_dir_of(context)
     plan = read_plan(run_dir)
-    earlier = recorded_task_result(context)  # an earlier attempt's progress: its committed batches are done
+    plan_id = plan["plan_id"]  # authorised above: a written, checked plan
+    earlier = recorded_task_result(context, plan_id)  # an earlier attempt's progress: its committed batches are done
 
-    def record(progress: dict[str, Any], complete: bool = False) -> dict[str, Any]:
-        return record_task_result(context, {"started": True, "complete": complete, **progress})
+    def record(progress: dict[str, Any], complete: bool = False) -> dict[str, Any]:  # after every transaction
+        return record_task_result(context, {"started": True, "complete": complete, **progress}, plan_id)
 
     if earlier is None:  # before the first DELETE: a purge that fails part way has begun (housekeeping keeps it)
         record({})
