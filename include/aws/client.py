@@ -157,15 +157,29 @@ def xml_safe(key: str) -> bool:
     return _XML_UNSAFE.search(key) is None
 
 
+def versioning_state(client: S3Client, bucket: str) -> str:
+    """``Enabled``, ``Suspended``, ``Disabled`` (never enabled) or ``unknown (<error>)`` when the
+    credentials may not ask (GetBucketVersioning is then reported, not guessed)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.get_bucket_versioning(Bucket=bucket).get("Status") or "Disabled"
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        return f"unknown (GetBucketVersioning: {err.get('Code', '?')}: {err.get('Message', '')})"
+
+
 @dataclass
 class DeleteResult:
-    """What one delete request did for the ``objects`` it was sent: keys deleted and per-key errors
-    (key, version_id, code, message)."""
+    """What one delete request did for the ``objects`` it was sent: keys deleted, per-key errors
+    (key, version_id, code, message), and the keys sent without a version id for which S3 added a
+    delete marker instead (a versioned bucket: the data stays)."""
 
     deleted: list[str] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
     requests: int = 0
     objects: list[dict[str, str]] = field(default_factory=list)
+    markers_added: list[str] = field(default_factory=list)
 
 
 def _delete_batch(client: S3Client, bucket: str, items: list[dict[str, str]]) -> DeleteResult:
@@ -173,8 +187,10 @@ def _delete_batch(client: S3Client, bucket: str, items: list[dict[str, str]]) ->
     # The dicts are ObjectIdentifierTypeDef (Key, optional VersionId/ETag) by construction.
     resp = client.delete_objects(Bucket=bucket, Delete={"Objects": cast("list[ObjectIdentifierTypeDef]", items),
                                                         "Quiet": False})
+    deleted = resp.get("Deleted", [])
     return DeleteResult(
-        deleted=[d["Key"] for d in resp.get("Deleted", [])],
+        deleted=[d["Key"] for d in deleted],
+        markers_added=[d["Key"] for d in deleted if d.get("DeleteMarker") and not d.get("VersionId")],
         errors=[
             {"key": e.get("Key", ""), "version_id": e.get("VersionId", ""), "code": e.get("Code", ""),
              "message": e.get("Message", "")}
@@ -195,7 +211,7 @@ def _delete_one(client: S3Client, bucket: str, obj: dict[str, str]) -> DeleteRes
         kwargs["IfMatch"] = obj["ETag"]
     result = DeleteResult(requests=1, objects=[obj])
     try:
-        client.delete_object(**kwargs)
+        answer = client.delete_object(**kwargs)
     except ClientError as exc:
         err = exc.response.get("Error", {})
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -205,6 +221,8 @@ def _delete_one(client: S3Client, bucket: str, obj: dict[str, str]) -> DeleteRes
                               "message": err.get("Message", "")})
     else:
         result.deleted.append(obj["Key"])
+        if answer.get("DeleteMarker") and not obj.get("VersionId"):
+            result.markers_added.append(obj["Key"])
     return result
 
 

@@ -48,6 +48,7 @@ class S3Version(NamedTuple):
     storage_class: str
     is_latest: bool
     is_delete_marker: bool
+    etag: str = ""  # unquoted; none for delete markers (and from an inventory without the ETag column)
 
 
 def _iso(value: Any) -> str:
@@ -173,7 +174,8 @@ def parse_versions_page(text: str) -> list[S3Version]:
         lm, latest = _iso(f["LastModified"]), f.get("IsLatest") == "true"
         if tag == "Version":
             storage_class = _text(f.get("StorageClass", "")) or "STANDARD"
-            versions.append(S3Version(key, vid, int(f.get("Size", 0)), lm, storage_class, latest, False))
+            versions.append(S3Version(key, vid, int(f.get("Size", 0)), lm, storage_class, latest, False,
+                                      _etag(f.get("ETag", ""))))
         elif tag == "DeleteMarker":
             markers.append(S3Version(key, vid, 0, lm, "", latest, True))
     items = versions + markers
@@ -344,7 +346,8 @@ def iter_versions(
         else:
             items = [
                 S3Version(v["Key"], v.get("VersionId", "null"), int(v.get("Size", 0)), _iso(v["LastModified"]),
-                          v.get("StorageClass", "STANDARD"), bool(v.get("IsLatest")), False)
+                          v.get("StorageClass", "STANDARD"), bool(v.get("IsLatest")), False,
+                          v.get("ETag", "").strip('"'))
                 for v in page.get("Versions", [])
             ] + [
                 S3Version(m["Key"], m.get("VersionId", "null"), 0, _iso(m["LastModified"]), "", bool(m.get("IsLatest")), True)

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from include.aws.client import DELETE_BATCH, delete_objects
+from include.aws.client import DELETE_BATCH, delete_objects, versioning_state
 from include.core import artifacts
 from include.core.progress import Progress
 from include.core.times import format_time
@@ -298,6 +298,11 @@ def delete_chunk(
     protected = (recheck(todo) if (recheck is not None and todo) else {}) or {}
     skipped = [_row(i, why=protected[i.key]) for i in todo if i.key in protected]
     to_send = [i for i in todo if i.key not in protected]
+    versioning = versioning_state(client, bucket) if any(i.version_id == NULL_VERSION for i in to_send) else None
+    if versioning is not None:
+        unsafe = {_ident(i): why for i in to_send if (why := null_version_kept(i, versioning))}
+        skipped += [_row(i, why=unsafe[_ident(i)]) for i in to_send if _ident(i) in unsafe]
+        to_send = [i for i in to_send if _ident(i) not in unsafe]
     if dry_run:
         return {"chunk": chunk, "deleted": 0, "would_delete": len(to_send), "deleted_bytes": 0,
                 "errors": 0, "skipped": len(skipped), "requests": 0}
@@ -311,12 +316,13 @@ def delete_chunk(
                         unit="keys", total=len(to_send), total_bytes=sum(i.size for i in to_send), log=log)
     for begin in range(0, len(to_send), DELETE_BATCH):
         batch = to_send[begin:begin + DELETE_BATCH]
-        by_ident = {_ident(i): i for i in batch}
-        for result in delete_objects(client, bucket, [_s3_ident(i) for i in batch]):
+        idents = [_s3_ident(i, versioning) for i in batch]
+        by_ident = {(o["Key"], o.get("VersionId", "")): i for o, i in zip(idents, batch, strict=True)}
+        for result in delete_objects(client, bucket, idents):
             record["requests"] += result.requests
-            sent = [by_ident[(o["Key"], o.get("VersionId", ""))] for o in result.objects]
+            sent = [(by_ident[(o["Key"], o.get("VersionId", ""))], o) for o in result.objects]
             _record_result(result, sent, deleted, errors, skipped)
-            progress.add(len(sent), sum(i.size for i in sent))
+            progress.add(len(sent), sum(i.size for i, _ in sent))
         if begin + DELETE_BATCH < len(to_send):
             artifacts.write_json(audit_path, record)  # progress, so a crash mid-chunk is not resent
     record["complete"] = True
@@ -328,11 +334,40 @@ def delete_chunk(
     return counts
 
 
-def _s3_ident(item: PlanItem) -> dict[str, str]:
+#: The version id S3 gives what was written while the bucket's versioning was off or suspended.
+NULL_VERSION = "null"
+
+
+def null_version_kept(item: PlanItem, versioning: str) -> str | None:
+    """Why ``item``, a ``null`` version, must be kept, given the bucket's ``versioning`` now; None when it
+    can be deleted safely (and for any other item).
+
+    A version with an id never changes, so deleting it by id deletes what the plan saw. The ``null``
+    version does change: a PUT while versioning is off or suspended replaces it, and S3 checks
+    ``If-Match`` against the current version only, so deleting ``VersionId=null`` is never conditional.
+    Safe are: a bucket whose versioning is Enabled (no PUT writes ``null`` any more), and one that was
+    never versioned, where the ``null`` version is the object itself and a delete conditional on its
+    ETag removes exactly it (:func:`_s3_ident`). Everything else is kept and says why."""
+    if item.version_id != NULL_VERSION or versioning == "Enabled":
+        return None
+    if versioning == "Disabled":
+        return None if item.etag else ("kept: no ETag was recorded for this object (an inventory without the "
+                                       "ETag column), so its delete could not be conditional")
+    if versioning == "Suspended":
+        return ("kept: a 'null' version can be overwritten while the bucket's versioning is Suspended, and S3 "
+                "cannot make its delete conditional; enable versioning to have it deleted")
+    return (f"kept: the bucket's versioning could not be read ({versioning}), so whether this 'null' version can "
+            "still be overwritten is unknown; allow s3:GetBucketVersioning to have it deleted")
+
+
+def _s3_ident(item: PlanItem, versioning: str | None = None) -> dict[str, str]:
     """What DeleteObjects gets: a version is deleted by its id (a version never changes); a current
-    object only while its ETag is still the one the plan saw (S3 ``If-Match``)."""
+    object only while its ETag is still the one the plan saw (S3 ``If-Match``). So is the ``null``
+    version of a never-versioned bucket: there it is the current object (:func:`null_version_kept`)."""
     ident = {"Key": item.key}
-    if item.version_id:
+    if item.version_id == NULL_VERSION and versioning == "Disabled":
+        ident["ETag"] = f'"{item.etag}"'
+    elif item.version_id:
         ident["VersionId"] = item.version_id
     elif item.etag:
         ident["ETag"] = f'"{item.etag}"'
@@ -346,18 +381,25 @@ KEPT_CODES = {
 }
 
 
-def _record_result(result: Any, sent: list[PlanItem], deleted: list[dict[str, Any]], errors: list[dict[str, Any]],
-                   skipped: list[dict[str, Any]]) -> None:
-    """Sort one request's answers into deleted / per-key errors / kept (skipped) rows."""
+def _record_result(result: Any, sent: list[tuple[PlanItem, dict[str, str]]], deleted: list[dict[str, Any]],
+                   errors: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> None:
+    """Sort one request's answers (``sent``: each item with what DeleteObjects got for it) into deleted /
+    per-key errors / kept (skipped) rows."""
     failed = {(e["key"], e.get("version_id") or ""): e for e in result.errors}
     confirmed = Counter(result.deleted)
-    for item in sent:
+    markers = set(result.markers_added)
+    for item, ident in sent:
         err = failed.get(_ident(item)) or failed.get((item.key, ""))
-        if err is not None and err.get("code") in KEPT_CODES and not item.version_id:
+        if err is not None and err.get("code") in KEPT_CODES and "ETag" in ident:
             why = KEPT_CODES[err["code"]].format(etag=item.etag)
             skipped.append(_row(item, why=why, code=err["code"]))
         elif err is not None:
             errors.append(_row(item, code=err.get("code", ""), message=err.get("message", "")))
+        elif item.version_id and "VersionId" not in ident and item.key in markers:
+            # versioning was turned on between the check and the delete: nothing is lost, nothing went
+            errors.append(_row(item, code="DeleteMarkerAdded",
+                               message="the bucket's versioning was enabled during the delete: S3 added a delete "
+                                       "marker and the 'null' version is still stored"))
         elif confirmed[item.key] > 0:
             confirmed[item.key] -= 1
             deleted.append(_row(item))

@@ -293,7 +293,7 @@ def _items(entries: Iterable[Any], settings: CleanupSettings, doomed: Mapping[st
             continue
         if settings.include_versions:
             yield PlanItem(e.key, e.size, doomed[name].reason, version_id=e.version_id,
-                           last_modified=e.last_modified, group=name)
+                           last_modified=e.last_modified, group=name, etag=e.etag)
         else:
             yield PlanItem(e.key, e.size, doomed[name].reason, last_modified=e.last_modified, group=name, etag=e.etag)
 

@@ -57,14 +57,10 @@ def rows(client: Any, bucket: str, versions: bool) -> Iterator[tuple[Any, ...]]:
     """(bucket, key, version_id, is_latest, is_delete_marker, size, last_modified, etag, class) per entry."""
     from include.aws.listing import iter_objects, iter_versions
 
-    if versions:
-        # ListObjectVersions carries no ETag in the listing's records: take the current versions' from
-        # ListObjectsV2 (a generator for tests and the demo; memory is not a concern here).
-        etags = {o.key: o.etag for o in iter_objects(client, bucket)}
+    if versions:  # as S3 Inventory records them: every version's own ETag, none for delete markers
         for v in iter_versions(client, bucket):
             yield (bucket, v.key, v.version_id, v.is_latest, v.is_delete_marker,
-                   None if v.is_delete_marker else v.size, v.last_modified,
-                   etags.get(v.key, "") if v.is_latest and not v.is_delete_marker else "",
+                   None if v.is_delete_marker else v.size, v.last_modified, v.etag,
                    "" if v.is_delete_marker else v.storage_class)
     else:
         for o in iter_objects(client, bucket):

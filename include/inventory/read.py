@@ -114,6 +114,10 @@ class Snapshot:
             return PARQUET_TIME
         return "last_modified_date"
 
+    def _etag(self) -> str:
+        """The ETag column, or '' when the inventory was configured without it."""
+        return "COALESCE(e_tag, '')" if "e_tag" in self.manifest.columns else "''"
+
     def _rows(self, select: str, where: str, prefix: str, order: str,
               on_batch: Callable[[int], None] | None) -> Iterator[tuple[Any, ...]]:
         import duckdb
@@ -155,9 +159,8 @@ class Snapshot:
         versions = self.manifest.versions
         where = ("WHERE COALESCE(TRY_CAST(is_latest AS BOOLEAN), false) "
                  "AND NOT COALESCE(TRY_CAST(is_delete_marker AS BOOLEAN), false)") if versions else ""
-        etag = "COALESCE(e_tag, '')" if "e_tag" in self.manifest.columns else "''"
         select = (f"TRY_CAST(size AS BIGINT), {self._when()}, COALESCE(NULLIF(storage_class, ''), 'STANDARD'), "
-                  f"{etag}")
+                  f"{self._etag()}")
         for key, size, when, cls, tag in self._rows(select, where, prefix, "k", on_batch):
             if size is None:
                 raise self._bad_size(key)
@@ -175,13 +178,13 @@ class Snapshot:
         marker = "COALESCE(TRY_CAST(is_delete_marker AS BOOLEAN), false)"
         select = (f"COALESCE(version_id, 'null'), TRY_CAST(size AS BIGINT), {self._when()} AS w, "
                   f"COALESCE(NULLIF(storage_class, ''), 'STANDARD'), COALESCE(TRY_CAST(is_latest AS BOOLEAN), false) "
-                  f"AS latest, {marker}")
-        for key, vid, size, when, cls, is_latest, is_marker in self._rows(select, "", prefix, "k, latest DESC, w DESC",
-                                                                         on_batch):
+                  f"AS latest, {marker}, {self._etag()}")
+        rows = self._rows(select, "", prefix, "k, latest DESC, w DESC", on_batch)
+        for key, vid, size, when, cls, is_latest, is_marker, tag in rows:
             if size is None and not is_marker:
                 raise self._bad_size(key)
             yield S3Version(key, str(vid), 0 if is_marker else int(size), str(when), "" if is_marker else str(cls),
-                            bool(is_latest), bool(is_marker))
+                            bool(is_latest), bool(is_marker), "" if is_marker else str(tag).strip('"'))
 
 
 def open_snapshot(client: Any, manifest: Manifest, *, need_etag: bool,

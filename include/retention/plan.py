@@ -12,12 +12,13 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack, closing
 from typing import Any
 
+from include.aws.client import versioning_state
 from include.core.progress import Progress
 from include.inventory.read import object_source
 from include.retention import jobs as jobs_db
 from include.retention.expired_rows import ExpiredRowsWriter
 from include.retention.policy import Policy, write_plan
-from include.retention.versions import versioning_note, versioning_state
+from include.retention.versions import versioning_note
 
 
 def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket: str, key_prefix: str,

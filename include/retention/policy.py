@@ -448,7 +448,7 @@ def write_plan(
         version_counts.planned(o)
         for v in o.versions:
             writer.add(PlanItem(key=v.key, size=v.size, reason=reason, version_id=v.version_id,
-                                last_modified=v.last_modified))
+                                last_modified=v.last_modified, etag=v.etag))
 
     counts = plan_retention(
         guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup,

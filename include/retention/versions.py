@@ -81,18 +81,6 @@ def current_with_versions(
         yield VersionedObject(key, current.size, current.last_modified, current.storage_class, "", group)
 
 
-def versioning_state(client: Any, bucket: str) -> str:
-    """``Enabled``, ``Suspended``, ``Disabled`` (never enabled) or ``unknown (<error>)`` when the
-    credentials may not ask (GetBucketVersioning is then reported, not guessed)."""
-    from botocore.exceptions import ClientError
-
-    try:
-        return client.get_bucket_versioning(Bucket=bucket).get("Status") or "Disabled"
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        return f"unknown (GetBucketVersioning: {err.get('Code', '?')}: {err.get('Message', '')})"
-
-
 def versioning_note(state: str, include_versions: bool) -> str | None:
     """What the approver must know about versions, or None when nothing needs saying."""
     if include_versions:

@@ -506,6 +506,108 @@ def test_include_versions_deletes_every_version_and_delete_marker(s3, s3_server,
     assert keys == {"deploys/new/app.js", "deploys/new/gone.js", "deploys/new/index.html"}
 
 
+def _all_versions(s3, bucket, prefix="deploys/"):
+    """{(key, version id or "marker:<id>"): body} of every entry under ``prefix``."""
+    left = s3.list_object_versions(Bucket=bucket, Prefix=prefix)
+    found = {(v["Key"], v["VersionId"]): s3.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
+             for v in left.get("Versions", [])}
+    found.update({(m["Key"], f"marker:{m['VersionId']}"): b"" for m in left.get("DeleteMarkers", [])})
+    return found
+
+
+def _two_deployments(s3, s3_server, bucket):
+    """deploys/old (10 days) and deploys/new, two files each, written through PUT (so their ETags are real)."""
+    for name in ("old", "new"):
+        for f in ("index.html", "app.js"):
+            s3.put_object(Bucket=bucket, Key=f"deploys/{name}/{f}", Body=f"{name}/{f} v1".encode())
+    s3_server.control("POST", "touch", {"bucket": bucket, "prefix": "deploys/old/", "last_modified": _iso(10)})
+
+
+def test_never_versioned_bucket_null_versions_are_deleted_only_while_unchanged(s3, s3_server, bucket, tmp_path):
+    """With include_versions on a bucket never versioned, every object is version ``null``: a delete by
+    that id takes whatever is stored now. A file rewritten between the plan and the delete must stay, so
+    the delete is conditional on the ETag the plan saw, and (no version id) adds no delete marker."""
+    _two_deployments(s3, s3_server, bucket)
+    summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    items = [json.loads(line) for chunk in summary["chunks"]
+             for line in (tmp_path / "plan" / f"{chunk}.jsonl").read_text().splitlines()]
+    assert {(i["key"], i["version_id"], bool(i["etag"])) for i in items} == {
+        ("deploys/old/app.js", "null", True), ("deploys/old/index.html", "null", True)}
+    s3.put_object(Bucket=bucket, Key="deploys/old/app.js", Body=b"rewritten after the plan")
+    s3_server.control("POST", "touch", {"bucket": bucket, "key": "deploys/old/app.js", "last_modified": _iso(10)})
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (1, 1, 0)
+    assert "changed since plan" in audit["skipped_samples"][0]["why"]
+    left = _all_versions(s3, bucket)
+    assert left[("deploys/old/app.js", "null")] == b"rewritten after the plan"
+    assert ("deploys/old/index.html", "null") not in left
+    assert not [k for k in left if k[1].startswith("marker:")]
+
+
+def test_suspended_bucket_null_versions_are_kept_and_say_why(s3, s3_server, bucket, tmp_path):
+    """While versioning is Suspended a PUT replaces the ``null`` version, and S3 cannot make deleting it
+    conditional: the ``null`` versions stay and the audit says why. (moto 5.2.5 deletes a Suspended
+    bucket's ``null`` version with any other version of its key, unlike S3, so the plan here holds
+    ``null`` versions only.)"""
+    _two_deployments(s3, s3_server, bucket)  # written before versioning: version null
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    before = _all_versions(s3, bucket)
+    summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    assert summary["delete_count"] == 2
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (0, 2, 0)
+    assert {(r["key"], r["version_id"]) for r in audit["skipped_samples"]} == {
+        ("deploys/old/app.js", "null"), ("deploys/old/index.html", "null")}
+    assert all("Suspended" in r["why"] for r in audit["skipped_samples"])
+    assert _all_versions(s3, bucket) == before
+
+
+def test_a_null_version_of_a_bucket_versioned_since_is_deleted_by_its_id(s3, s3_server, bucket, tmp_path):
+    """Once versioning is Enabled no PUT writes ``null`` again: that version is as fixed as any other."""
+    _two_deployments(s3, s3_server, bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=bucket, Key="deploys/old/app.js", Body=b"old/app.js v2")
+    s3_server.control("POST", "touch", {"bucket": bucket, "prefix": "deploys/old/", "last_modified": _iso(10)})
+    summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (3, 0, 0)
+    assert not [k for k in _all_versions(s3, bucket) if k[0].startswith("deploys/old/")]
+
+
+def test_null_versions_are_kept_when_the_versioning_cannot_be_read(s3, s3_server, bucket, tmp_path):
+    """A user without s3:GetBucketVersioning: whether a ``null`` version can still change is unknown, so
+    it is kept, and the audit names the permission."""
+    _two_deployments(s3, s3_server, bucket)
+    summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    s3_server.control("POST", "faults", {"operation": "GetBucketVersioning", "bucket": bucket, "mode": "denied",
+                                         "count": 100})
+    try:
+        audit = _delete_all(s3, bucket, tmp_path, summary)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (0, 2, 0)
+    assert all("s3:GetBucketVersioning" in row["why"] and "AccessDenied" in row["why"] for row in audit["skipped_samples"])
+    assert len(_all_versions(s3, bucket)) == 4
+
+
+def test_versioning_enabled_during_the_delete_is_an_error_not_a_deletion(s3, s3_server, bucket, tmp_path, monkeypatch):
+    """Versioning turned on between the check and the delete: the conditional delete without a version id
+    then only adds a delete marker. Nothing is lost, and the audit must not count it as deleted."""
+    import include.deletion.plan as deletion_plan
+
+    _two_deployments(s3, s3_server, bucket)
+    summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    monkeypatch.setattr(deletion_plan, "versioning_state", lambda client, name: "Disabled")  # read before the change
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert (audit["deleted_count"], audit["error_count"]) == (0, 2)
+    assert {e["code"] for e in audit["error_samples"]} == {"DeleteMarkerAdded"}
+    assert {(k, body) for k, body in _all_versions(s3, bucket).items() if k[1] == "null"} == {
+        (("deploys/old/app.js", "null"), b"old/app.js v1"), (("deploys/old/index.html", "null"), b"old/index.html v1"),
+        (("deploys/new/app.js", "null"), b"new/app.js v1"), (("deploys/new/index.html", "null"), b"new/index.html v1")}
+
+
 def test_command_line_plans_by_default_and_deletes_on_request(s3, s3_server, bucket, tmp_path, capsys):
     from include.deploy_cleanup.cli import main
 

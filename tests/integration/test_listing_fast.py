@@ -125,7 +125,8 @@ def plain_versions(s3, bucket):
     out = []
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
         items = [S3Version(v["Key"], v["VersionId"], v["Size"], v["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                           v.get("StorageClass", "STANDARD"), v["IsLatest"], False) for v in page.get("Versions", [])]
+                           v.get("StorageClass", "STANDARD"), v["IsLatest"], False, v["ETag"].strip('"'))
+                 for v in page.get("Versions", [])]
         items += [S3Version(m["Key"], m["VersionId"], 0, m["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z"), "",
                             m["IsLatest"], True) for m in page.get("DeleteMarkers", [])]
         out += sorted(items, key=lambda v: v.key)
@@ -143,3 +144,4 @@ def test_fast_versions_equal_the_plain_paginator(s3, client):
     got = list(iter_versions(client, bucket))
     assert got == plain_versions(s3, bucket)
     assert sum(v.is_delete_marker for v in got) == 2 and len(got) == 14
+    assert all(len(v.etag) == 32 for v in got if not v.is_delete_marker)  # what a null version's delete is conditional on

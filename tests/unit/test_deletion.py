@@ -72,6 +72,29 @@ def test_versions_round_trip(tmp_path):
     assert read_chunk(tmp_path, "00000") == [item]
 
 
+_NULL = PlanItem("k", 1, "r", version_id="null", etag="abc")
+
+
+@pytest.mark.parametrize(("item", "versioning", "sent", "kept_because"), [
+    (PlanItem("k", 1, "r", etag="abc"), None, {"Key": "k", "ETag": '"abc"'}, None),  # a current object
+    (PlanItem("k", 1, "r", version_id="v1", etag="abc"), "Suspended", {"Key": "k", "VersionId": "v1"}, None),
+    (_NULL, "Enabled", {"Key": "k", "VersionId": "null"}, None),  # no PUT writes null any more
+    (_NULL, "Disabled", {"Key": "k", "ETag": '"abc"'}, None),  # never versioned: null is the object itself
+    (PlanItem("k", 1, "r", version_id="null"), "Disabled", None, "no ETag was recorded"),
+    (_NULL, "Suspended", None, "versioning is Suspended"),
+    (_NULL, "unknown (GetBucketVersioning: AccessDenied: no)", None, "s3:GetBucketVersioning"),
+])
+def test_a_null_version_is_deleted_only_where_its_delete_cannot_take_newer_content(item, versioning, sent,
+                                                                                  kept_because):
+    from include.deletion.plan import _s3_ident, null_version_kept
+
+    why = null_version_kept(item, versioning) if versioning is not None else None
+    if kept_because is None:
+        assert why is None and _s3_ident(item, versioning) == sent
+    else:
+        assert why is not None and kept_because in why and why.startswith("kept: ")
+
+
 @pytest.mark.parametrize("bad", ["../x", "00000.jsonl", "", "abc"])
 def test_read_chunk_rejects_names_that_are_not_chunks(tmp_path, bad):
     with pytest.raises(ValueError, match="not a plan chunk name"):
