@@ -360,6 +360,16 @@ def null_version_kept(item: PlanItem, versioning: str) -> str | None:
             "still be overwritten is unknown; allow s3:GetBucketVersioning to have it deleted")
 
 
+def null_versions_note(versioning: str) -> str | None:
+    """What the approver of a plan with versions must know: on this bucket its ``null`` versions will be
+    kept (:func:`null_version_kept`), or None."""
+    if versioning == "Suspended" or versioning.startswith("unknown"):
+        return (f"Bucket versioning is {versioning}: the delete keeps every 'null' version (what was written while "
+                "versioning was off or suspended), since one can be overwritten after the plan and S3 cannot make "
+                "its delete conditional; the audit lists them. Versions with ids are deleted.")
+    return None
+
+
 def _s3_ident(item: PlanItem, versioning: str | None = None) -> dict[str, str]:
     """What DeleteObjects gets: a version is deleted by its id (a version never changes); a current
     object only while its ETag is still the one the plan saw (S3 ``If-Match``). So is the ``null``

@@ -41,12 +41,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from include.aws.client import versioning_state
 from include.aws.listing import iter_objects
 from include.core import artifacts
 from include.core.progress import Progress
 from include.core.times import format_time, parse_time
 from include.deletion.approval import shown
-from include.deletion.plan import PlanItem, PlanWriter
+from include.deletion.plan import PlanItem, PlanWriter, null_versions_note
 from include.deletion.settings import PLAN_SOURCES
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
@@ -392,6 +393,9 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
         refusals.append(f"the prefix '/' names the bucket root (every top-level folder is a deployment), but keys "
                         f"start with '/' here (e.g. {shown(scanned.slash_key)!r}): deployments under a '/' folder "
                         "cannot be cleaned by s3ops; move them, or clean the root only once they are gone")
+    versioning = versioning_state(client, bucket) if settings.include_versions else None
+    if versioning is not None and (note := null_versions_note(versioning)):
+        headline += " " + note
     inventory = found.describe()
     if inventory is not None:
         from include.inventory.read import plan_note
@@ -411,6 +415,7 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
         "loose_objects": scanned.loose_objects,
         "delete_sample": doomed_names[:20],
         "include_versions": settings.include_versions,
+        "versioning": versioning,
         "source": settings.source,
         "inventory": inventory,
         "gone_since_inventory": gone,

@@ -17,6 +17,7 @@ from itertools import groupby
 from typing import Any, NamedTuple
 
 from include.aws.listing import S3Version
+from include.deletion.plan import null_versions_note
 
 VERSIONED_STATES = ("Enabled", "Suspended")
 
@@ -84,7 +85,7 @@ def current_with_versions(
 def versioning_note(state: str, include_versions: bool) -> str | None:
     """What the approver must know about versions, or None when nothing needs saying."""
     if include_versions:
-        return None
+        return null_versions_note(state)
     if state in VERSIONED_STATES:
         return (f"The bucket is versioned ({state}): these deletes only add delete markers; every version "
                 "stays stored and billed. Set include_versions to delete the planned keys' versions too.")

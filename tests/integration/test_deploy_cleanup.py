@@ -554,7 +554,8 @@ def test_suspended_bucket_null_versions_are_kept_and_say_why(s3, s3_server, buck
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
     before = _all_versions(s3, bucket)
     summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
-    assert summary["delete_count"] == 2
+    assert summary["delete_count"] == 2 and summary["versioning"] == "Suspended"
+    assert "keeps every 'null' version" in summary["headline"]  # the approver knows before answering
     audit = _delete_all(s3, bucket, tmp_path, summary)
     assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (0, 2, 0)
     assert {(r["key"], r["version_id"]) for r in audit["skipped_samples"]} == {
@@ -570,6 +571,7 @@ def test_a_null_version_of_a_bucket_versioned_since_is_deleted_by_its_id(s3, s3_
     s3.put_object(Bucket=bucket, Key="deploys/old/app.js", Body=b"old/app.js v2")
     s3_server.control("POST", "touch", {"bucket": bucket, "prefix": "deploys/old/", "last_modified": _iso(10)})
     summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    assert summary["versioning"] == "Enabled" and "'null'" not in summary["headline"]
     audit = _delete_all(s3, bucket, tmp_path, summary)
     assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (3, 0, 0)
     assert not [k for k in _all_versions(s3, bucket) if k[0].startswith("deploys/old/")]

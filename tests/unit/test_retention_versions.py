@@ -67,3 +67,6 @@ def test_the_plan_says_plainly_when_deletes_only_add_delete_markers():
     assert "only add delete markers" in versioning_note("Suspended", False)
     assert "if the bucket is versioned" in versioning_note("unknown (GetBucketVersioning: AccessDenied: x)", False)
     assert versioning_note("Disabled", False) is None and versioning_note("Enabled", True) is None
+    assert versioning_note("Disabled", True) is None  # never versioned: null versions go, conditionally
+    assert "keeps every 'null' version" in versioning_note("Suspended", True)
+    assert "keeps every 'null' version" in versioning_note("unknown (GetBucketVersioning: AccessDenied: x)", True)
