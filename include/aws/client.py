@@ -169,6 +169,24 @@ def versioning_state(client: S3Client, bucket: str) -> str:
         return f"unknown (GetBucketVersioning: {err.get('Code', '?')}: {err.get('Message', '')})"
 
 
+def head_version(client: S3Client, bucket: str, key: str, version_id: str) -> tuple[str, str]:
+    """What version ``version_id`` of ``key`` is now: ``("object", etag)``, ``("delete_marker", "")``,
+    ``("gone", "")``, or ``("unknown", why)`` when S3 would not say (no permission, an error)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        head = client.head_object(Bucket=bucket, Key=key, VersionId=version_id)
+    except ClientError as exc:
+        meta = exc.response.get("ResponseMetadata", {})
+        if meta.get("HTTPHeaders", {}).get("x-amz-delete-marker") == "true":  # 405 for a marker's version id
+            return "delete_marker", ""
+        status = meta.get("HTTPStatusCode")
+        if status == 404:
+            return "gone", ""
+        return "unknown", f"HeadObject: {error_code(exc) or status}"
+    return "object", str(head.get("ETag", "")).strip('"')
+
+
 @dataclass
 class DeleteResult:
     """What one delete request did for the ``objects`` it was sent: keys deleted, per-key errors

@@ -301,6 +301,8 @@ def delete_chunk(
     versioning = versioning_state(client, bucket) if any(i.version_id == NULL_VERSION for i in to_send) else None
     if versioning is not None:
         unsafe = {_ident(i): why for i in to_send if (why := null_version_kept(i, versioning))}
+        if versioning == "Enabled":
+            unsafe.update(null_versions_changed(client, bucket, [i for i in to_send if i.version_id == NULL_VERSION]))
         skipped += [_row(i, why=unsafe[_ident(i)]) for i in to_send if _ident(i) in unsafe]
         to_send = [i for i in to_send if _ident(i) not in unsafe]
     if dry_run:
@@ -345,9 +347,10 @@ def null_version_kept(item: PlanItem, versioning: str) -> str | None:
     A version with an id never changes, so deleting it by id deletes what the plan saw. The ``null``
     version does change: a PUT while versioning is off or suspended replaces it, and S3 checks
     ``If-Match`` against the current version only, so deleting ``VersionId=null`` is never conditional.
-    Safe are: a bucket whose versioning is Enabled (no PUT writes ``null`` any more), and one that was
-    never versioned, where the ``null`` version is the object itself and a delete conditional on its
-    ETag removes exactly it (:func:`_s3_ident`). Everything else is kept and says why."""
+    Safe are: a bucket whose versioning is Enabled, where no PUT writes ``null`` any more (but one may
+    have before versioning was enabled: :func:`null_versions_changed` checks it against the plan first),
+    and one that was never versioned, where the ``null`` version is the object itself and a delete
+    conditional on its ETag removes exactly it (:func:`_s3_ident`). Everything else is kept and says why."""
     if item.version_id != NULL_VERSION or versioning == "Enabled":
         return None
     if versioning == "Disabled":
@@ -358,6 +361,37 @@ def null_version_kept(item: PlanItem, versioning: str) -> str | None:
                 "cannot make its delete conditional; enable versioning to have it deleted")
     return (f"kept: the bucket's versioning could not be read ({versioning}), so whether this 'null' version can "
             "still be overwritten is unknown; allow s3:GetBucketVersioning to have it deleted")
+
+
+#: HeadObject requests in flight while checking a chunk's ``null`` versions
+NULL_CHECKS_IN_FLIGHT = 16
+
+
+def null_versions_changed(client: S3Client, bucket: str, items: list[PlanItem]) -> dict[tuple[str, str], str]:
+    """``{ident: why kept}`` for the ``null`` versions among ``items`` that are no longer what the plan saw
+    (HeadObject each, a few at a time). For a bucket whose versioning is Enabled now: the ``null`` version
+    cannot change any more, but it may have been rewritten after the plan, before versioning was enabled.
+    A plan item without an ETag was a delete marker (the listing gives every version's ETag; an inventory
+    without one is refused)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from include.aws.client import head_version
+
+    def check(item: PlanItem) -> str | None:
+        what, detail = head_version(client, bucket, item.key, NULL_VERSION)
+        if what == "gone":
+            return KEPT_CODES["NoSuchKey"]
+        if what == "unknown":
+            return f"kept: the 'null' version could not be checked against the plan ({detail})"
+        now = f"an object with ETag {detail}" if what == "object" else "a delete marker"
+        then = f"an object with ETag {item.etag}" if item.etag else "a delete marker"
+        return None if now == then else f"changed since plan, kept: the 'null' version is now {now}, not {then}"
+
+    if not items:
+        return {}
+    with ThreadPoolExecutor(min(NULL_CHECKS_IN_FLIGHT, len(items))) as pool:
+        verdicts = list(pool.map(check, items))
+    return {_ident(i): why for i, why in zip(items, verdicts, strict=True) if why is not None}
 
 
 def null_versions_note(versioning: str) -> str | None:
@@ -406,10 +440,12 @@ def _record_result(result: Any, sent: list[tuple[PlanItem, dict[str, str]]], del
         elif err is not None:
             errors.append(_row(item, code=err.get("code", ""), message=err.get("message", "")))
         elif item.version_id and "VersionId" not in ident and item.key in markers:
-            # versioning was turned on between the check and the delete: nothing is lost, nothing went
+            # versioning changed between the check and the delete: not the delete the plan asked for
             errors.append(_row(item, code="DeleteMarkerAdded",
-                               message="the bucket's versioning was enabled during the delete: S3 added a delete "
-                                       "marker and the 'null' version is still stored"))
+                               message="the bucket's versioning changed during the delete and S3 answered with a "
+                                       "delete marker: if it is Enabled now, the 'null' version is still stored "
+                                       "behind the marker; if Suspended, it was removed and the marker stays. "
+                                       "See the key's versions"))
         elif confirmed[item.key] > 0:
             confirmed[item.key] -= 1
             deleted.append(_row(item))

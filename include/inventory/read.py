@@ -183,6 +183,11 @@ class Snapshot:
         for key, vid, size, when, cls, is_latest, is_marker, tag in rows:
             if size is None and not is_marker:
                 raise self._bad_size(key)
+            if vid == "null" and not is_marker and not tag:  # include.deletion.plan.null_version_kept
+                raise InventoryError(f"the inventory of {self.manifest.source_bucket} ({self.manifest.key}) has no "
+                                     f"ETag for the 'null' version of {key!r}, the one version whose delete must be "
+                                     "checked against it: add ETag to the configuration's optional fields, or plan "
+                                     "from the listing")
             yield S3Version(key, str(vid), 0 if is_marker else int(size), str(when), "" if is_marker else str(cls),
                             bool(is_latest), bool(is_marker), "" if is_marker else str(tag).strip('"'))
 
@@ -221,7 +226,8 @@ def latest_snapshot(client: Any, bucket: str, *, include_versions: bool,
             f"s3://{bucket} has no usable S3 Inventory configuration (enabled, the whole bucket, CSV or Parquet"
             + (", every version" if include_versions else "") + "): configure one, or plan from the listing "
             "(source: listing)")
-    # With versions every plan item names its version id: exact without an ETag.
+    # With versions every plan item names its version id: exact without an ETag, except the mutable 'null'
+    # version (Snapshot.versions refuses one without its ETag).
     return open_snapshot(client, found, need_etag=not include_versions, on_file=on_file)
 
 

@@ -577,6 +577,44 @@ def test_a_null_version_of_a_bucket_versioned_since_is_deleted_by_its_id(s3, s3_
     assert not [k for k in _all_versions(s3, bucket) if k[0].startswith("deploys/old/")]
 
 
+@pytest.mark.parametrize("then_deleted", [False, True])
+def test_a_null_version_rewritten_before_versioning_was_enabled_is_kept(s3, s3_server, bucket, tmp_path,
+                                                                        then_deleted):
+    """Planned while never versioned; the file is rewritten, then versioning is enabled (and, the second
+    time, the key deleted: a marker on top) before the delete. Enabled says the 'null' version cannot change
+    any more, not that it did not: it is checked against the plan's ETag first, and the rewrite stays."""
+    _two_deployments(s3, s3_server, bucket)
+    summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    s3.put_object(Bucket=bucket, Key="deploys/old/app.js", Body=b"rewritten after the plan")
+    s3_server.control("POST", "touch", {"bucket": bucket, "key": "deploys/old/app.js", "last_modified": _iso(10)})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    if then_deleted:
+        s3.delete_object(Bucket=bucket, Key="deploys/old/app.js")
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (1, 1, 0)
+    assert audit["skipped_samples"][0]["key"] == "deploys/old/app.js"
+    assert "changed since plan" in audit["skipped_samples"][0]["why"]
+    left = _all_versions(s3, bucket)
+    assert left[("deploys/old/app.js", "null")] == b"rewritten after the plan"
+    assert ("deploys/old/index.html", "null") not in left
+
+
+def test_null_versions_are_kept_when_they_cannot_be_checked(s3, s3_server, bucket, tmp_path):
+    """Versioning Enabled, but HeadObject refused: whether the 'null' version is still the planned one is
+    unknown, so it stays."""
+    _two_deployments(s3, s3_server, bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    summary = _plan(s3, bucket, tmp_path, keep=1, include_versions=True)
+    s3_server.control("POST", "faults", {"operation": "HeadObject", "bucket": bucket, "mode": "denied", "count": 100})
+    try:
+        audit = _delete_all(s3, bucket, tmp_path, summary)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    assert (audit["deleted_count"], audit["skipped_count"], audit["error_count"]) == (0, 2, 0)
+    assert all("could not be checked" in r["why"] and "403" in r["why"] for r in audit["skipped_samples"])
+    assert len(_all_versions(s3, bucket)) == 4
+
+
 def test_null_versions_are_kept_when_the_versioning_cannot_be_read(s3, s3_server, bucket, tmp_path):
     """A user without s3:GetBucketVersioning: whether a ``null`` version can still change is unknown, so
     it is kept, and the audit names the permission."""

@@ -147,6 +147,22 @@ def test_an_inventory_without_etags_or_with_a_bad_checksum_is_refused(s3, world)
         latest_snapshot(s3, world["bucket"], include_versions=True)
 
 
+def test_a_versions_inventory_without_a_null_versions_etag_is_refused(s3, world, monkeypatch):
+    """The 'null' version is the one version that can be rewritten: its delete is checked against the
+    ETag the plan recorded, so an inventory row without one refuses the plan (versions with ids need none)."""
+    from include.inventory import generate
+
+    bucket = f"{world['bucket']}-n"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="jobs/a", Body=b"a")
+    real_rows = generate.rows
+    monkeypatch.setattr(generate, "rows", lambda c, b, v: (r[:7] + ("",) + r[8:] for r in real_rows(c, b, v)))
+    write_inventory(s3, bucket, dest_bucket=world["dest"], fmt="CSV", versions=True)
+    with latest_snapshot(s3, bucket, include_versions=True) as snap, \
+            pytest.raises(InventoryError, match="no ETag for the 'null' version of 'jobs/a'"):
+        list(snap.versions("jobs/"))
+
+
 # --- deploy cleanup ----------------------------------------------------------------------------------
 
 DAY = timedelta(days=1)

@@ -95,6 +95,30 @@ def test_a_null_version_is_deleted_only_where_its_delete_cannot_take_newer_conte
         assert why is not None and kept_because in why and why.startswith("kept: ")
 
 
+@pytest.mark.parametrize(("planned_etag", "now", "kept_because"), [
+    ("abc", ("object", "abc"), None),  # what the plan saw
+    ("abc", ("object", "def"), "is now an object with ETag def, not an object with ETag abc"),
+    ("abc", ("delete_marker", ""), "is now a delete marker"),
+    ("", ("delete_marker", ""), None),  # a marker then and now
+    ("", ("object", "def"), "is now an object with ETag def, not a delete marker"),
+    ("abc", ("gone", ""), "no longer in the bucket"),
+    ("abc", ("unknown", "HeadObject: AccessDenied"), "could not be checked against the plan (HeadObject: AccessDenied)"),
+])
+def test_a_null_version_is_checked_against_the_plan_before_its_delete_by_id(monkeypatch, planned_etag, now,
+                                                                            kept_because):
+    import include.aws.client as aws_client
+    from include.deletion.plan import null_versions_changed
+
+    asked = []
+    monkeypatch.setattr(aws_client, "head_version", lambda client, bucket, key, vid: asked.append((key, vid)) or now)
+    found = null_versions_changed(object(), "b", [PlanItem("k", 1, "r", version_id="null", etag=planned_etag)])
+    assert asked == [("k", "null")]
+    if kept_because is None:
+        assert found == {}
+    else:
+        assert list(found) == [("k", "null")] and kept_because in found[("k", "null")]
+
+
 @pytest.mark.parametrize("bad", ["../x", "00000.jsonl", "", "abc"])
 def test_read_chunk_rejects_names_that_are_not_chunks(tmp_path, bad):
     with pytest.raises(ValueError, match="not a plan chunk name"):
