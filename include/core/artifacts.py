@@ -94,9 +94,23 @@ def _loads(data: bytes | str) -> Any:
         raise ValueError("nested too deeply to read") from None
 
 
-def read_json(path: ArtifactPath) -> Any:
+def read_bytes(path: ArtifactPath) -> bytes:
     with path.open("rb") as fh:
-        return _loads(fh.read())
+        return bytes(fh.read())
+
+
+def read_json(path: ArtifactPath) -> Any:
+    return _loads(read_bytes(path))
+
+
+def parse_json(data: bytes) -> Any:
+    """A JSON document already read (:func:`read_json` reads one from a path)."""
+    return _loads(data)
+
+
+def parse_jsonl(data: bytes) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines document already read (:func:`read_jsonl` reads one from a path)."""
+    return [_loads(line) for line in data.splitlines() if line.strip()]
 
 
 def write_jsonl(path: ArtifactPath, rows: Iterable[dict[str, Any]]) -> int:

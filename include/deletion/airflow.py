@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -321,22 +322,38 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
     do, not an error); any other missing precondition fails it without retries. ``plan_task_id`` is kept
     for callers; the plan is read from ``plan.json``.
     """
+    return authorized(context, chunk).verdict
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """What :func:`authorized` let through: the verdict, and plan.json and the chunk's items parsed from
+    the very bytes whose digests were checked (a plan written again meanwhile cannot slip in)."""
+
+    verdict: str
+    plan: dict[str, Any]
+    items: list[Any] | None
+
+
+def authorized(context: Any, chunk: str | None = None) -> Authorized:
+    """:func:`require_authorized`, also handing over what was authorised."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.core import artifacts
     from include.dag_defaults import saved_run_settings
     from include.deletion import approval as gate
-    from include.deletion.plan import PLAN_DIR, PLAN_FILE, read_plan
+    from include.deletion.plan import PLAN_DIR, PLAN_FILE, chunk_items, read_chunk_bytes
 
     run_dir = run_dir_of(context)
-    has_plan = artifacts.exists(run_dir / PLAN_FILE)
-    chunk_path = run_dir / PLAN_DIR / f"{chunk}.jsonl" if chunk is not None else None
+    plan_bytes = artifacts.read_bytes(run_dir / PLAN_FILE) if artifacts.exists(run_dir / PLAN_FILE) else None
+    plan = dict(artifacts.parse_json(plan_bytes)) if plan_bytes is not None else None
+    chunk_bytes = read_chunk_bytes(run_dir, chunk) if chunk is not None and artifacts.exists(
+        run_dir / PLAN_DIR / f"{chunk}.jsonl") else None
     try:
-        return gate.authorize(
-            plan=read_plan(run_dir) if has_plan else None, params=saved_run_settings(context), chunk=chunk,
-            plan_file_digest=gate.file_digest(run_dir / PLAN_FILE) if has_plan else None,
-            chunk_digest=gate.file_digest(chunk_path) if chunk_path is not None and artifacts.exists(chunk_path)
-            else None,
+        verdict = gate.authorize(
+            plan=plan, params=saved_run_settings(context), chunk=chunk,
+            plan_file_digest=gate.bytes_digest(plan_bytes) if plan_bytes is not None else None,
+            chunk_digest=gate.bytes_digest(chunk_bytes) if chunk_bytes is not None else None,
             guard=gate.read_optional(run_dir / gate.GUARD_FILE),
             approval=gate.read_optional(run_dir / gate.APPROVAL_FILE),
             superseded=gate.read_optional(run_dir / gate.SUPERSEDED_FILE),
@@ -346,6 +363,8 @@ def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: 
         if exc.verdict in (*gate.QUIET_VERDICTS, "dry_run"):
             raise AirflowSkipException(f"nothing deleted: {exc}") from exc
         raise AirflowFailException(str(exc)) from exc
+    assert plan is not None  # authorize refuses a run without a plan
+    return Authorized(verdict, plan, chunk_items(chunk_bytes) if chunk_bytes is not None else None)
 
 
 def add_deletion_tasks(
@@ -405,17 +424,18 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
 
         from include.aws.client import client_from_connection
-        from include.deletion.plan import delete_chunk, read_plan
+        from include.deletion.plan import delete_chunk
 
         context = get_current_context()
-        verdict = require_authorized(context, chunk, plan_task_id=plan_task_id)
-        log.info("chunk %s authorised (%s)", chunk, verdict)
+        allowed = authorized(context, chunk)
+        log.info("chunk %s authorised (%s)", chunk, allowed.verdict)
         run_dir = run_dir_of(context)
-        plan = read_plan(run_dir)
-        params = plan["settings"]  # authorised: the settings the plan was made, checked and approved with
+        plan = allowed.plan  # authorised: the settings the plan was made, checked and approved with
+        params = plan["settings"]
         client = client_from_connection(params["aws_conn_id"])
         check = recheck(RecheckContext(client, params["bucket"], params, plan, run_dir)) if recheck else None
-        return delete_chunk(client, params["bucket"], run_dir, chunk, recheck=check, dry_run=False)
+        return delete_chunk(client, params["bucket"], run_dir, chunk, recheck=check, dry_run=False, plan=plan,
+                            items=allowed.items)
 
     @task(task_id=AUDIT, trigger_rule="all_done")
     def audit(extra_task_ids: list[str]) -> dict[str, Any]:

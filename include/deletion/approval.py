@@ -64,6 +64,11 @@ class DeleteRefused(RuntimeError):
 
 
 # Digests ------------------------------------------------------------------------------------------
+def bytes_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data``: what :func:`file_digest` gives for a file holding it."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def file_digest(path: Any) -> str:
     """``sha256:<hex>`` of a file's bytes."""
     digest = hashlib.sha256()

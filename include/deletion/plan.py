@@ -233,11 +233,21 @@ def read_plan(run_dir: Any) -> dict[str, Any]:
 
 
 def read_chunk(run_dir: Any, chunk: str) -> list[PlanItem]:
+    return chunk_items(read_chunk_bytes(run_dir, chunk))
+
+
+def read_chunk_bytes(run_dir: Any, chunk: str) -> bytes:
+    """A plan chunk's file as it is stored: what its digest is taken of, and its items parsed from
+    (:func:`chunk_items`), so what was authorised is what is deleted."""
     _check_chunk_name(chunk)
     path = run_dir / PLAN_DIR / f"{chunk}.jsonl"
     if not artifacts.exists(path):
         raise FileNotFoundError(f"plan chunk {chunk} not found at {artifacts.uri(path)}")
-    return [PlanItem.from_row(row) for row in artifacts.read_jsonl(path)]
+    return artifacts.read_bytes(path)
+
+
+def chunk_items(data: bytes) -> list[PlanItem]:
+    return [PlanItem.from_row(row) for row in artifacts.parse_jsonl(data)]
 
 
 def _ident(item: PlanItem) -> tuple[str, str]:
@@ -267,7 +277,7 @@ def _chunk_counts(record: dict[str, Any]) -> dict[str, Any]:
 
 def delete_chunk(
     client: S3Client, bucket: str, run_dir: Any, chunk: str, *, recheck: Recheck | None, dry_run: bool,
-    plan_id: str | None = None,
+    plan_id: str | None = None, plan: Mapping[str, Any] | None = None, items: list[PlanItem] | None = None,
 ) -> dict[str, Any]:
     """Re-check and delete one plan chunk; record the outcome in ``<run_dir>/audit/<chunk>.json``.
 
@@ -276,12 +286,14 @@ def delete_chunk(
     an earlier attempt of the same plan already deleted are not sent again, a finished chunk without
     errors is not touched. ``dry_run`` re-checks and counts but deletes and records nothing.
     Returns counts only (``chunk``, ``deleted``, ``deleted_bytes``, ``errors``, ``skipped``, ``requests``).
+    ``plan`` and ``items``: plan.json and the chunk as the caller authorised them (read once, digests
+    taken of those bytes), instead of reading them again.
     """
-    plan = read_plan(run_dir)
+    plan = read_plan(run_dir) if plan is None else plan
     plan_id = plan_id or plan.get("plan_id", "")
     if chunk not in plan.get("chunks", []):
         raise ValueError(f"chunk {chunk!r} is not part of the plan at {artifacts.uri(run_dir / PLAN_FILE)}")
-    items = read_chunk(run_dir, chunk)
+    items = read_chunk(run_dir, chunk) if items is None else items
     audit_path = run_dir / AUDIT_DIR / f"{chunk}.json"
 
     done: list[dict[str, Any]] = []

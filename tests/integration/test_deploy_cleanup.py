@@ -64,6 +64,34 @@ def test_keep_n_deletes_older_deployments_and_rerun_deletes_nothing(s3, s3_serve
     assert _deployments_left(s3, bucket) == [f"release-{i:03d}" for i in range(8, 13)]
 
 
+def test_a_chunk_rewritten_after_its_authorisation_is_not_what_gets_deleted(s3, s3_server, run_dag, bucket,
+                                                                              monkeypatch):
+    """The delete task checks the chunk's digest, then makes its S3 client and re-check. A plan written again
+    in between (a cleared plan task) must not have its new chunk deleted under the old authorisation: what
+    is deleted is parsed from the bytes whose digest was checked."""
+    import include.aws.client as aws_client
+    from include.core import artifacts
+
+    _seed_deployments(s3_server, bucket, {"old": 30, "new": 1})
+    real = aws_client.client_from_connection
+    swapped: list[str] = []
+
+    def swapping(*args: Any, **kwargs: Any) -> Any:
+        for chunk in artifacts.artifact_root().glob("s3_deploy_cleanup/*/plan/00000.jsonl"):
+            if (chunk.parent.parent / "guard.json").exists() and not swapped:  # the delete task's client
+                rows = [json.loads(line) for line in chunk.read_text().splitlines()]
+                chunk.write_text("".join(json.dumps({**row, "key": row["key"].replace("/old/", "/new/")}) + "\n"
+                                         for row in rows))
+                swapped.append(str(chunk))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aws_client, "client_from_connection", swapping)
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "auto"})
+    assert swapped and result.state == "success", result.task_states()
+    assert _deployments_left(s3, bucket) == ["new"]
+    assert _keys(s3, bucket, "deploys/new/") == ["deploys/new/assets/app.js", "deploys/new/index.html"]
+
+
 def test_an_answer_about_an_earlier_plan_of_the_run_is_not_in_its_audit(s3, s3_server, run_dag, bucket):
     """Bob approved the run's first plan; planned again (here with approval auto), the audit recorded Bob
     as the approver of a plan he never saw, and the page showed "given by Bob"."""
