@@ -344,6 +344,23 @@ def _count(value: Any) -> int:
         return 0
 
 
+#: shown elsewhere in the request (the bucket), or not about what is deleted (where the record is kept)
+_NOT_LISTED = frozenset({"bucket", "artifact_retention_days", "audit_retention_days"})
+
+
+def made_with_settings(summary: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    """``name = value`` for every setting the plan was made with (its pinned ``settings``, else the run's),
+    secrets left out: the approver sees what decided the plan (which table, which connection, which
+    prefix), not only its counts. A run's conf may change those, so they must be visible before Approve."""
+    from include.core.settings import COMMON, short_json
+
+    secret = {s.name for s in COMMON if s.secret}
+    pinned = summary.get("settings")
+    values = pinned if isinstance(pinned, Mapping) else params
+    return [f"{name} = {short_json(value, 200)}" for name, value in sorted(values.items())
+            if name not in _NOT_LISTED and name not in secret]
+
+
 def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any], *, plan_digest: str = "",
                   timeout_at: str = "", superseded: Iterable[str] = ()) -> str:
     """The Markdown the approver reads: what, how much, why, examples and where the full plan is.
@@ -366,6 +383,9 @@ def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any], *, plan
     samples = list(summary.get("samples") or [])
     if samples:
         lines += ["", f"First {len(samples)} keys (odd characters shown as escapes):", "", fenced(samples)]
+    made_with = made_with_settings(summary, params)
+    if made_with:
+        lines += ["", "Made with these settings (the delete re-checks under the same ones):", "", fenced(made_with)]
     lines += ["", f"Full plan ({len(summary.get('chunks') or [])} chunks):", "", fenced([summary.get("plan_uri") or ""])]
     if plan_digest:
         lines += ["", f"Plan digest `{plan_digest}`: the approval holds for exactly this plan."]

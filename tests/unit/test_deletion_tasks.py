@@ -18,6 +18,21 @@ def test_approval_body_shows_counts_bytes_reasons_samples_and_where():
         assert part in body
 
 
+def test_the_approver_sees_every_setting_the_plan_was_made_with_but_secrets():
+    """Whoever may trigger a run may point it at another jobs table, connection or prefix: the request
+    shows them (escaped), not only the counts those settings produced."""
+    settings = {"bucket": "b1", "jobs_table": "jobs_almost_empty", "mysql_conn_id": "other_mysql",
+                "key_prefix": "jobs/\u202etxt.exe", "aws_conn_id": "aws_default", "purge_job_rows": True,
+                "notifications": ["https://hooks.example/T0/secret-token"], "audit_retention_days": 400}
+    body = approval_body({"delete_count": 1, "settings": settings, "chunks": ["00000"]}, {"bucket": "b1"})
+    made_with = body.split("Made with these settings")[1].split("Full plan")[0]
+    for line in ('jobs_table = "jobs_almost_empty"', 'mysql_conn_id = "other_mysql"', 'key_prefix = "jobs/\\\\u202etxt.exe"',
+                 "purge_job_rows = true", 'aws_conn_id = "aws_default"'):
+        assert line in made_with
+    assert "secret-token" not in body and "notifications" not in body and "audit_retention_days" not in made_with
+    assert "\u202e" not in body  # the right-to-left override never reaches the page unescaped
+
+
 def test_wiring_with_a_task_between_delete_and_audit():
     """The shape both DAGs get, including retention's extra step before the audit."""
     from datetime import datetime
