@@ -166,6 +166,8 @@ def remove_empty_folder(path: ArtifactPath) -> None:
 # cache of the run folders all the same: rebuild_index() recreates it from them.
 #: A deleting run's plan (include.deletion.plan writes it; notifications and housekeeping read it)
 PLAN_FILE = "plan.json"
+#: where a task besides ``delete`` that deletes (retention's purge) records its result for the audit
+TASK_RESULTS_DIR = "task_results"
 #: The DAGs that write run folders under the root (``<root>/<dag_id>/<run_id>/``): what housekeeping prunes.
 DAG_FOLDERS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
 INDEX_DIR = "_index"

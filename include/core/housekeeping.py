@@ -7,7 +7,8 @@ file, so a run still being written (or an approval still pending) is never prune
 - older than ``artifact_retention_days`` (default 30): the folder goes, except that a folder holding a
   deletion audit keeps the record of what was deleted and why (:data:`KEEP_WITH_AUDIT`: ``audit.json``,
   ``plan.json``, the per-chunk audits naming every deleted key, and, when its purge ran, the job rows a
-  retention run was approved to purge);
+  retention run was approved to purge; a run planned again after it deleted keeps the earlier record in
+  ``earlier/``);
 - older than ``audit_retention_days`` (default 400, never less than ``artifact_retention_days``): all of it;
 - the run index (:mod:`include.core.artifacts`) loses the same runs, and days before yesterday are rolled up.
 
@@ -39,7 +40,7 @@ ARTIFACT_RETENTION_DAYS = 30
 AUDIT_RETENTION_DAYS = 400
 MAX_DAYS = 36_500
 #: what a run folder with a deletion audit keeps until ``audit_retention_days``: files, and ``…/`` folders
-KEEP_WITH_AUDIT = ("audit.json", "plan.json", "audit/", "task_results/", "expired_trial_rows/")
+KEEP_WITH_AUDIT = ("audit.json", "plan.json", "audit/", "task_results/", "expired_trial_rows/", "earlier/")
 #: kept with the audit only when the run's purge ran (a dry run's or a rejected plan's rows are no record
 #: of anything, and a daily run would store the whole expired set again every day for 400 days)
 KEEP_ONLY_WITH = {"expired_trial_rows/": "task_results/purge_job_rows.json"}

@@ -49,6 +49,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from include.core.artifacts import TASK_RESULTS_DIR
 from include.dag_defaults import DeploymentNotifier
 from include.deletion.approval import DeleteRefused, approval_body
 from include.deletion.recheck import RecheckContext, RecheckFactory
@@ -127,6 +128,7 @@ class PlanApprovalOperator(ApprovalOperator):
         if params.get("approval") == "auto":
             raise AirflowSkipException("approval=auto: the plan is within the guards, deleting without a human")
         run_dir = run_dir_of(context)
+        require_no_deletions(context, "asking again")  # approval.json is the record of what was approved
         plan = read_plan(run_dir)  # what the approver sees comes from the artifact, not from an XCom
         require_plans_settings(plan, params)  # the approvers asked, the limits shown: the plan's own, or nothing
         digests = gate.plan_digests(run_dir, plan.get("chunks") or [])
@@ -269,8 +271,18 @@ def _max_map_length() -> int:
         return MAX_MAP_LENGTH_DEFAULT
 
 
-#: where a ``before_audit`` task records its result: its own folder, so no task id can name a gate file
-TASK_RESULTS_DIR = "task_results"
+def require_no_deletions(context: Any, what: str) -> None:
+    """Fail the task (no retry helps) when this run's folder records deletions
+    (:func:`include.deletion.plan.refuse_after_deletions`). A ``before_audit`` task records its result in
+    its own folder (``TASK_RESULTS_DIR``), so no task id can name a gate file."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.deletion.plan import AlreadyDeleted, refuse_after_deletions
+
+    try:
+        refuse_after_deletions(run_dir_of(context), what)
+    except AlreadyDeleted as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def record_task_result(context: Any, result: dict[str, Any], plan_id: str | None = None) -> dict[str, Any]:
@@ -444,18 +456,23 @@ def add_deletion_tasks(
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
+        from include.core import artifacts
         from include.dag_defaults import AlreadyReported, saved_run_settings
         from include.deletion import approval as gate
-        from include.deletion.plan import read_plan, write_audit
+        from include.deletion.plan import AUDIT_FILE, read_plan, recorded_deletions, write_audit
 
         context = get_current_context()
         states = run_task_states(context)
-        if states.get(plan_task_id) != "success":  # an earlier plan's files may be there: not this run's
-            raise AlreadyReported(f"the {plan_task_id} task ended {states.get(plan_task_id)}: no plan, nothing "
-                                  "deleted, nothing to audit")
+        run_dir = run_dir_of(context)
+        # An earlier plan's files may be there, not this run's. But once this run deleted, no plan replaces its
+        # plan (refuse_after_deletions): a plan task marked failed during the deletes does not hide them, and
+        # a refused attempt to plan again leaves the audit already written as it is.
+        if states.get(plan_task_id) != "success" and (
+                artifacts.exists(run_dir / AUDIT_FILE) or not recorded_deletions(run_dir)):
+            raise AlreadyReported(f"the {plan_task_id} task ended {states.get(plan_task_id)}: no plan of this "
+                                  "attempt, nothing more deleted, nothing to audit")
         failed = sorted((task for task, state in states.items() if state == "failed" and task != AUDIT), key=_in_order)
         params = saved_run_settings(context)
-        run_dir = run_dir_of(context)
         plan = read_plan(run_dir)
         # an answer or supersession about an earlier plan of the run: neither this plan's verdict nor approver
         superseded, approval = gate.this_plans(plan, gate.read_optional(run_dir / gate.SUPERSEDED_FILE),

@@ -22,6 +22,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ PLAN_FILE = artifacts.PLAN_FILE
 AUDIT_FILE = "audit.json"
 PLAN_DIR = "plan"
 AUDIT_DIR = "audit"
+TASK_RESULTS_DIR = artifacts.TASK_RESULTS_DIR
 _CHUNK_NAME = re.compile(r"^[0-9]{5,}$")
 
 #: ``recheck(items) -> {key: why it is protected now}``; the keys it returns are skipped, not deleted.
@@ -107,6 +109,7 @@ class PlanWriter:
         self._scanned_count = 0
         self._scanned_bytes = 0
         self._closed = False
+        keep_earlier_record(run_dir)
         remove_children(run_dir / PLAN_DIR, suffix=".jsonl")
 
     def add(self, item: PlanItem) -> None:
@@ -170,6 +173,81 @@ def remove_children(folder: Any, *, suffix: str) -> None:
     for child in folder.iterdir():
         if child.name.endswith(suffix):
             child.unlink()
+
+
+class AlreadyDeleted(RuntimeError):
+    """The run folder records deletions: planning or asking again would overwrite that record."""
+
+
+def recorded_deletions(run_dir: Any) -> list[str]:
+    """The files of ``run_dir`` that record something deleted: chunk audits naming deleted keys, task results
+    counting deleted rows (an unreadable one counts too: it may have)."""
+    found = []
+    for folder, field in ((AUDIT_DIR, "deleted"), (TASK_RESULTS_DIR, "deleted")):
+        if not artifacts.exists(run_dir / folder):
+            continue
+        for path in sorted(run_dir.joinpath(folder).iterdir(), key=lambda p: p.name):
+            if not path.name.endswith(".json"):
+                continue
+            try:
+                record = artifacts.read_json(path)
+            except (OSError, ValueError):
+                record = {field: "unreadable"}
+            if not isinstance(record, dict) or record.get(field):
+                found.append(f"{folder}/{path.name}")
+    return found
+
+
+def refuse_after_deletions(run_dir: Any, what: str) -> None:
+    """Raise :class:`AlreadyDeleted` when ``run_dir`` records deletions: ``what`` (asking again) would replace
+    the approval those deletions were made under. A failed delete is retried by clearing ``delete`` alone;
+    planning again keeps the record (:func:`keep_earlier_record`)."""
+    found = recorded_deletions(run_dir)
+    if found:
+        shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise AlreadyDeleted(f"{artifacts.uri(run_dir)} records deletions ({shown}): {what} would replace the "
+                             "approval they were made under; clear the run from its plan task (the record is kept "
+                             "under earlier/), or trigger a new run")
+
+
+#: where a run planned again after it deleted keeps the earlier plan's record, one folder per plan id
+EARLIER_DIR = "earlier"
+#: what stays in place when a run is planned again: the run's settings (written afresh) and the earlier records
+_NOT_RECORD = ("settings.json", EARLIER_DIR)
+
+
+def keep_earlier_record(run_dir: Any) -> str | None:
+    """Before a run that deleted is planned again (a rerun, a backfill that reprocesses its date, a cleared
+    plan task), move its record (plan, approval, chunk audits, audit, task results) to
+    ``earlier/<plan id>/``, so what was deleted, and under whose approval, is never overwritten. Returns
+    that folder's URI, or None when nothing was deleted. Moves file by file (copy, then remove), the
+    deletion records last: interrupted, the next attempt goes on into the same folder."""
+    found = recorded_deletions(run_dir)
+    if not found:
+        return None
+    plan_id = ""
+    if artifacts.exists(run_dir / PLAN_FILE):
+        with suppress(OSError, ValueError):
+            plan_id = str(artifacts.read_json(run_dir / PLAN_FILE).get("plan_id") or "")
+    if not plan_id:  # plan.json already moved by an interrupted attempt: the records name the plan too
+        for rel in found:
+            with suppress(OSError, ValueError, AttributeError):
+                plan_id = str(artifacts.read_json(run_dir / rel).get("plan_id") or "")
+            if plan_id:
+                break
+    dest = run_dir / EARLIER_DIR / (re.sub(r"[^A-Za-z0-9_-]", "_", plan_id) or "unknown-plan")
+    last = {AUDIT_DIR, TASK_RESULTS_DIR}
+    children = [c for c in run_dir.iterdir() if c.name not in _NOT_RECORD]
+    for child in sorted(children, key=lambda c: (c.name in last, c.name)):
+        files = [child] if not child.is_dir() else sorted(p for p in child.rglob("*") if not p.is_dir())
+        for path in files:
+            rel = str(path.relative_to(run_dir)) if hasattr(path, "relative_to") else path.name
+            artifacts.write_bytes(dest / rel, artifacts.read_bytes(path))
+            path.unlink()
+        if child.is_dir():
+            artifacts.remove_empty_folder(child)
+    log.info("this run deleted before: its record is kept in %s", artifacts.uri(dest))
+    return str(artifacts.uri(dest))
 
 
 class GuardRefused(RuntimeError):

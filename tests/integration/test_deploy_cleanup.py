@@ -92,6 +92,27 @@ def test_a_chunk_rewritten_after_its_authorisation_is_not_what_gets_deleted(s3, 
     assert _keys(s3, bucket, "deploys/new/") == ["deploys/new/assets/app.js", "deploys/new/index.html"]
 
 
+def test_a_run_planned_again_after_it_deleted_keeps_the_earlier_record(s3, s3_server, run_dag, bucket):
+    """Planning a run again (a rerun, a backfill that reprocesses its date, a cleared plan task) replaced its
+    plan, and its next delete its chunk audits: the record of what was deleted under which approval was
+    gone. The earlier record now moves to earlier/<plan id>/, byte for byte, and the new plan goes on."""
+    _seed_deployments(s3_server, bucket, {"old": 30, "new": 1})
+    conf = {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "auto"}
+    first = run_dag("s3_deploy_cleanup", conf, logical_date=NOW)
+    assert first.state == "success" and _deployments_left(s3, bucket) == ["new"]
+    names = ("plan.json", "audit.json", "audit/00000.json", "plan/00000.jsonl", "deployments.jsonl")
+    record = {name: (first.artifacts() / name).read_bytes() for name in names}
+    plan_id = json.loads(record["plan.json"])["plan_id"]
+    _seed_deployments(s3_server, bucket, {"newer": 0.5})  # the second plan deletes "new"
+    again = run_dag("s3_deploy_cleanup", conf, logical_date=NOW)
+    assert again.run_id == first.run_id and again.state == "success", again.task_states()
+    assert _deployments_left(s3, bucket) == ["newer"]
+    kept = again.artifacts() / "earlier" / plan_id
+    assert {name: (kept / name).read_bytes() for name in names} == record
+    audit = json.loads((again.artifacts() / "audit.json").read_text())
+    assert audit["plan_id"] != plan_id and audit["deleted_count"] == 2
+
+
 def test_an_answer_about_an_earlier_plan_of_the_run_is_not_in_its_audit(s3, s3_server, run_dag, bucket):
     """Bob approved the run's first plan; planned again (here with approval auto), the audit recorded Bob
     as the approver of a plan he never saw, and the page showed "given by Bob"."""

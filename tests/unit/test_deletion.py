@@ -119,6 +119,51 @@ def test_a_null_version_is_checked_against_the_plan_before_its_delete_by_id(monk
         assert list(found) == [("k", "null")] and kept_because in found[("k", "null")]
 
 
+def test_a_folder_that_records_deletions_keeps_that_record_when_planned_again(tmp_path, monkeypatch):
+    from include.core import artifacts
+    from include.deletion.plan import PlanWriter, keep_earlier_record, recorded_deletions
+
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "task_results").mkdir()
+    (tmp_path / "audit" / "00000.json").write_text(json.dumps({"plan_id": "p1", "deleted": []}))  # a dry run's
+    (tmp_path / "task_results" / "purge_job_rows.json").write_text(json.dumps({"plan_id": "p1", "deleted": 0}))
+    assert recorded_deletions(tmp_path) == [] and keep_earlier_record(tmp_path) is None
+    (tmp_path / "task_results" / "purge_job_rows.json").write_text(json.dumps({"plan_id": "p1", "deleted": 3}))
+    (tmp_path / "audit" / "00001.json").write_text("{not json")  # unreadable: it may record deletions
+    assert recorded_deletions(tmp_path) == ["audit/00001.json", "task_results/purge_job_rows.json"]
+    for name, text in (("plan.json", '{"plan_id": "p1"}'), ("approval.json", "{}"), ("settings.json", "{}")):
+        (tmp_path / name).write_text(text)
+    (tmp_path / "plan").mkdir()
+    (tmp_path / "plan" / "00000.jsonl").write_text("{}\n")
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    real = artifacts.read_bytes  # interrupted after three files: the next attempt goes on into the same folder
+    calls = []
+    monkeypatch.setattr(artifacts, "read_bytes", lambda path: calls.append(path) or (
+        real(path) if len(calls) <= 3 else (_ for _ in ()).throw(OSError("store gone"))))
+    with pytest.raises(OSError):
+        keep_earlier_record(tmp_path)
+    monkeypatch.setattr(artifacts, "read_bytes", real)
+    assert recorded_deletions(tmp_path)  # the deletion records move last
+    PlanWriter(tmp_path).close(listing_complete=True)
+    moved = {p.relative_to(tmp_path / "earlier" / "p1"): p.read_bytes()
+             for p in (tmp_path / "earlier" / "p1").rglob("*") if p.is_file()}
+    assert moved == {k: v for k, v in before.items() if str(k) != "settings.json"}
+    assert (tmp_path / "settings.json").exists() and recorded_deletions(tmp_path) == []
+    assert json.loads((tmp_path / "plan.json").read_text())["plan_id"] != "p1"
+
+
+def test_asking_again_after_deletions_is_refused(tmp_path):
+    """approve asking again would remove approval.json, the record of who approved what was deleted."""
+    from include.deletion.plan import AlreadyDeleted, refuse_after_deletions
+
+    refuse_after_deletions(tmp_path, "asking again")  # nothing deleted: fine
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "00000.json").write_text(json.dumps({"plan_id": "p1", "deleted": [{"key": "k"}]}))
+    with pytest.raises(AlreadyDeleted, match=r"records deletions \(audit/00000.json\): asking again would replace"):
+        refuse_after_deletions(tmp_path, "asking again")
+
+
 @pytest.mark.parametrize("bad", ["../x", "00000.jsonl", "", "abc"])
 def test_read_chunk_rejects_names_that_are_not_chunks(tmp_path, bad):
     with pytest.raises(ValueError, match="not a plan chunk name"):
