@@ -113,6 +113,22 @@ def test_a_run_planned_again_after_it_deleted_keeps_the_earlier_record(s3, s3_se
     assert audit["plan_id"] != plan_id and audit["deleted_count"] == 2
 
 
+def test_a_plan_task_marked_failed_after_the_deletes_does_not_hide_them(s3, s3_server, run_dag, bucket, monkeypatch):
+    """Anyone who may edit task instances can mark ``plan`` failed while the deletes run. The audit used to
+    refuse to write anything then; the deletions happened, so it records them (and the run fails)."""
+    import include.deletion.airflow as deletion_airflow
+
+    _seed_deployments(s3_server, bucket, {"old": 30, "new": 1})
+    real = deletion_airflow.run_task_states
+    monkeypatch.setattr(deletion_airflow, "run_task_states", lambda context: {**real(context), "plan": "failed"})
+    when = NOW - timedelta(seconds=5)  # a run folder of its own
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "auto"},
+                     logical_date=when)
+    assert result.state == "failed" and _deployments_left(s3, bucket) == ["new"]
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("failed", ["plan"], 2)
+
+
 def test_an_answer_about_an_earlier_plan_of_the_run_is_not_in_its_audit(s3, s3_server, run_dag, bucket):
     """Bob approved the run's first plan; planned again (here with approval auto), the audit recorded Bob
     as the approver of a plan he never saw, and the page showed "given by Bob"."""
