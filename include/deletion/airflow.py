@@ -115,6 +115,8 @@ class PlanApprovalOperator(ApprovalOperator):
         self.plan_task_id = plan_task_id
 
     def execute(self, context: Any) -> Any:
+        from airflow.sdk import Param
+        from airflow.sdk.definitions.param import ParamsDict
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.core import artifacts
@@ -157,6 +159,11 @@ class PlanApprovalOperator(ApprovalOperator):
         if superseded:
             log.info("this plan supersedes the waiting plans of runs %s (same target %s)", superseded, target)
         self.assigned_users = users or None
+        # the form's one field, filled in: the answer names back the plan it was given for (answered_another_plan)
+        self.params = ParamsDict({gate.PLAN_DIGEST_FIELD: Param(
+            digests["plan_digest"], type="string", title="Plan digest (leave as shown)",
+            description="The plan this request shows. An approval holds only for it: an answer from a page "
+                        "loaded before the run planned again names another plan and deletes nothing.")})
         self.subject = (f"{ti.dag_id}: approve deleting the planned objects from "
                         f"s3://{gate.shown(params.get('bucket') or '')}?")
         self.body = approval_body(plan, params, plan_digest=digests["plan_digest"], timeout_at=timeout_at,
@@ -216,6 +223,10 @@ class PlanApprovalOperator(ApprovalOperator):
             verdict, reason = gate.SUPERSEDED, (
                 f"superseded by run {by!r}: the request was closed without an answer (Reject, no responder)"
                 if event.get("superseded_by") else f"superseded by run {by!r} before it was answered ({reason})")
+        answered_for = (event.get("params_input") or {}).get(gate.PLAN_DIGEST_FIELD) \
+            if isinstance(event.get("params_input"), Mapping) else None
+        if verdict == gate.APPROVED and (other := gate.answered_another_plan(event.get("params_input"), request)):
+            verdict, reason = gate.REFUSED, other
         if verdict == gate.APPROVED:
             now = gate.plan_digests(run_dir, list((request.get("chunk_digests") or {}).keys()))
             if not request or now["plan_digest"] != request.get("plan_digest"):
@@ -223,6 +234,7 @@ class PlanApprovalOperator(ApprovalOperator):
         approval = {
             "verdict": verdict, "reason": reason, "responded_by": record.get("responded_by_user"),
             "responded_at": record.get("responded_at"), "chosen_options": record.get("chosen_options"),
+            "answered_plan_digest": answered_for if isinstance(answered_for, str) else None,
             "plan_id": request.get("plan_id"), "plan_digest": request.get("plan_digest"),
             "plan_file_digest": request.get("plan_file_digest"), "chunk_digests": request.get("chunk_digests"),
             "asked_at": request.get("asked_at"), "triggered_by": request.get("triggered_by"),

@@ -123,6 +123,26 @@ def _user(record: Mapping[str, Any]) -> dict[str, str] | None:
     return {"id": str(user.get("id") or ""), "name": str(user.get("name") or "")}
 
 
+#: the request's one form field: the digest of the plan it shows, which an answer must name back
+PLAN_DIGEST_FIELD = "plan_digest"
+
+
+def answered_another_plan(params_input: Any, request: Mapping[str, Any]) -> str | None:
+    """Why an Approve does not hold for the request waiting now, or None when it names the plan that request
+    shows. Airflow routes an answer to whatever request of the task waits when it arrives, not to the one
+    the approver read: a page loaded before the run planned again would otherwise approve the new plan. The
+    form sends back the digest it showed; a REST client must send the one it read (``params_input``)."""
+    given = params_input.get(PLAN_DIGEST_FIELD) if isinstance(params_input, Mapping) else None
+    expected = request.get("plan_digest")
+    if expected and given == expected:
+        return None
+    if not given:
+        return (f"the answer did not name the plan it approves ({PLAN_DIGEST_FIELD} is missing from params_input): "
+                f"send back the {PLAN_DIGEST_FIELD} the request shows; nothing deleted")
+    return (f"the answer names plan {shown(str(given))[:80]}, not the plan this request shows ({expected}): it was "
+            "given for an earlier request of the run (a page loaded before the run planned again); nothing deleted")
+
+
 def judge(
     record: Mapping[str, Any], *, approvers: list[str], separate_approver: bool, triggered_by: str | None,
 ) -> tuple[str, str]:

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
@@ -385,16 +386,19 @@ class Uploader:
             return Outcome(NOT_DELETED, rel, key, local.size, local.checksum, uploaded_at,
                            error=f"uploaded and verified, but not deleted: {exc}; the file is kept")
         st, now = local.stat, os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
-        if (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns):
+        # ctime too: a rewrite that put the mtime back (cp -p, touch -r, rsync -t --inplace) still moves it
+        if _identity(now) != _identity(st):
             return Outcome(FAILED, rel, key, local.size, error=CHANGED_AFTER_UPLOAD)
         try:
-            os.unlink(name, dir_fd=folder_fd)
+            problem = _unlink_if_same(folder_fd, name, st)
         except FileNotFoundError:
-            pass
+            problem = None
         except OSError as exc:
             return Outcome(NOT_DELETED, rel, key, local.size, local.checksum, uploaded_at,
                            error=f"uploaded and verified, but deleting the local file failed "
                                  f"({exc.strerror or exc}); it is kept and the next run deletes it")
+        if problem:
+            return Outcome(FAILED, rel, key, local.size, error=problem)
         return Outcome(status, rel, key, local.size, local.checksum, uploaded_at)
 
     def _vanished(self, cand: Candidate, key: str) -> Outcome:
@@ -422,6 +426,44 @@ class Uploader:
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
 
 
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """What must not change between the upload's read and the local delete."""
+    return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _unlink_if_same(folder_fd: int, name: str, st: os.stat_result) -> str | None:
+    """Delete ``name`` only if it is still the file ``st`` describes; else keep it and say why.
+
+    Deleting by name after a check would delete a file a producer renamed over it in between (an atomic
+    rewrite of the minute), never uploaded. So the file is first renamed to a name only this call knows,
+    checked there, and deleted; another file caught by the rename is linked back under its name (a link
+    fails rather than replace a file written there since) and its private name removed."""
+    private = f".s3ops-deleting-{uuid.uuid4().hex}-{name}"[:255]
+    os.rename(name, private, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    moved = os.stat(private, dir_fd=folder_fd, follow_symlinks=False)
+    if (moved.st_ino, moved.st_dev) == (st.st_ino, st.st_dev):
+        try:
+            os.unlink(private, dir_fd=folder_fd)
+        except OSError:
+            _put_back(folder_fd, private, name)  # kept under its name: the next run deletes it
+            raise
+        return None
+    try:
+        _put_back(folder_fd, private, name)
+    except OSError as exc:
+        return (f"{REPLACED_AFTER_UPLOAD}; putting the new file back failed ({exc.strerror or exc}): it is kept as "
+                f"{private!r} in the same folder")
+    return REPLACED_AFTER_UPLOAD
+
+
+def _put_back(folder_fd: int, private: str, name: str) -> None:
+    """Give the file at ``private`` its ``name`` again, unless a file was written there since (a link
+    fails where a rename would replace it)."""
+    os.link(private, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
+    with suppress(OSError):  # both names lead to the file now: the private one is only clutter
+        os.unlink(private, dir_fd=folder_fd)
+
+
 STALLED = ("no answer and no progress from S3 for {} s: the upload was cancelled; the file is kept and the next run "
            "sends it again")  # .format(the seconds waited)
 NOT_SENT = "not sent: S3 stalled on this batch's uploads (see the others); the file is kept for the next run"
@@ -429,6 +471,12 @@ NOT_SENT = "not sent: S3 stalled on this batch's uploads (see the others); the f
 CHANGED_AFTER_UPLOAD = ("changed after its upload (written to after settle_seconds): kept; S3 holds the content as "
                         "read for the upload, so the next runs report a conflict at its key. Make the producer "
                         "finish files within settle_seconds (or raise it), then upload the file with overwrite")
+
+
+#: another file renamed into the place of the uploaded one, between its upload and its delete
+REPLACED_AFTER_UPLOAD = ("replaced after its upload (another file was renamed over it): the new file is kept; S3 "
+                         "holds the one read for the upload, so the next runs report a conflict at its key. Make the "
+                         "producer finish files within settle_seconds, then upload the file with overwrite")
 
 
 #: why an incomplete upload at a layout key is not aborted (the scan report's log line, the docs)
@@ -762,10 +810,18 @@ def _candidate_rows(cands: Iterable[Candidate]) -> list[list[Any]]:
 
 
 def _candidates(rows: Iterable[list[Any]]) -> list[Candidate]:
-    # The minute is only used for ordering in the scan; the upload does not need it. A row of three is
-    # a batch written before the scan kept which file it saw (its inode): unknown, not checked.
-    epoch = datetime.fromtimestamp(0, UTC)
-    return [Candidate(epoch, row[0], int(row[1]), int(row[2]), int(row[3]) if len(row) > 3 else 0) for row in rows]
+    """A batch's rows as the scan wrote them. Each path is parsed again: a row edited in the artifact store
+    (``../etc/x``) must not name a file outside the layout, which the upload would then delete. A row of
+    three is a batch written before the scan kept which file it saw (its inode): unknown, not checked."""
+    cands = []
+    for row in rows:
+        try:
+            minute = parse_data_path(str(row[0])).minute
+        except MalformedPath as exc:
+            raise UploadError(f"a batch names {shown(str(row[0]))!r}, which is not a file of the layout ({exc}): the "
+                              "batch was not written by the scan; nothing of it is uploaded or deleted") from None
+        cands.append(Candidate(minute, row[0], int(row[1]), int(row[2]), int(row[3]) if len(row) > 3 else 0))
+    return cands
 
 
 LOG_CAP = 1000  # malformed paths named one per log line

@@ -413,11 +413,15 @@ class AirflowClient:
         hitl = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/hitlDetails", response_received=False)
         return list(hitl.get("hitl_details", []))
 
-    def respond_raw(self, dag_id: str, run_id: str, task_id: str, option: str, map_index: int = -1) -> Any:
-        return self.http.patch(
-            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails",
-            json={"chosen_options": [option], "params_input": {}},
-        )
+    def respond_raw(self, dag_id: str, run_id: str, task_id: str, option: str, map_index: int = -1,
+                    params_input: dict[str, Any] | None = None) -> Any:
+        """Answer as a careful REST client does: read the request, send back its form fields as shown (the
+        plan digest the approval is for), or ``params_input`` when given."""
+        url = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/{map_index}/hitlDetails"
+        if params_input is None:
+            asked = self.get(url).get("params") or {}
+            params_input = {k: v["value"] if isinstance(v, dict) else v for k, v in asked.items()}
+        return self.http.patch(url, json={"chosen_options": [option], "params_input": params_input})
 
     def respond(self, dag_id: str, run_id: str, task_id: str, option: str, map_index: int = -1) -> dict[str, Any]:
         resp = self.respond_raw(dag_id, run_id, task_id, option, map_index)

@@ -164,6 +164,26 @@ def test_age_only_dry_run_with_min_keep_and_protect_deletes_nothing(s3, s3_serve
     assert audit["outcome"] == "dry_run" and audit["deleted_count"] == 0 and audit["planned_count"] == 4
 
 
+@pytest.mark.parametrize(("answer", "why"), [
+    ({}, "did not name the plan it approves"),  # a REST client that sent no params_input
+    ({"plan_digest": "sha256:" + "0" * 64}, "given for an earlier request of the run"),  # a page loaded earlier
+])
+def test_an_approval_that_names_another_plan_deletes_nothing(s3, s3_server, run_dag, bucket, answer, why):
+    """Airflow routes an answer to whatever request of 'approve' waits when it arrives: an Approve clicked on
+    a page loaded before the run planned again would approve the new plan, unseen. The request's form holds
+    the digest of the plan it shows, and an answer naming another (or none) is refused."""
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    with answering_approval("Approve", params_input=answer) as (answered, shown):
+        result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1,
+                                               "approval": "required"})
+    assert answered == [result.run_id] and result.state == "failed"
+    assert _keys(s3, bucket) == before
+    approval = json.loads((result.artifacts() / "approval.json").read_text())
+    assert approval["verdict"] == "refused" and why in approval["reason"]
+    assert shown["form"] == {"plan_digest": approval["plan_digest"]}  # what the approver was shown
+
+
 def test_required_approval_is_not_bypassed_by_marking_approve_successful(s3, s3_server, run_dag, bucket):
     """Defence in depth: 'approve' marked success by hand carries no Approve answer, so delete refuses."""
     _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
@@ -178,10 +198,11 @@ def test_required_approval_is_not_bypassed_by_marking_approve_successful(s3, s3_
 
 @contextmanager
 def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: float = 120,
-                       users: tuple[str, ...] = ("tester",)):
+                       users: tuple[str, ...] = ("tester",), params_input: dict[str, Any] | None = None):
     """Answer the run's 'approve' task as a human would, through the same code path as the REST API's
-    PATCH …/hitlDetails (dag.test() only waits for such an answer). Each user in ``users`` answers in
-    turn until one is accepted; the refusals (HTTP status, detail) are collected in ``shown["refused"]``."""
+    PATCH …/hitlDetails (dag.test() only waits for such an answer), sending back the form's fields as the
+    request shows them (``params_input`` instead, when given). Each user in ``users`` answers in turn until
+    one is accepted; the refusals (HTTP status, detail) are collected in ``shown["refused"]``."""
     from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
     from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
     from airflow.models.hitl import HITLDetail
@@ -216,11 +237,14 @@ def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: 
                     TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve",
                     HITLDetail.responded_at.is_(None))).first()
                 if ti is not None:
+                    asked = session.scalars(select(HITLDetail).where(HITLDetail.ti_id == ti.id)).one()
+                    form = {k: v["value"] if isinstance(v, dict) else v for k, v in (asked.params or {}).items()}
+                    shown["form"] = form
                     for name in users:
                         try:
-                            update_hitl_detail(dag_id, ti.run_id, "approve",
-                                               UpdateHITLDetailPayload(chosen_options=[choice], params_input={}),
-                                               user=Approver(name), session=session)
+                            update_hitl_detail(dag_id, ti.run_id, "approve", UpdateHITLDetailPayload(
+                                chosen_options=[choice], params_input=form if params_input is None else params_input),
+                                user=Approver(name), session=session)
                         except HTTPException as exc:
                             shown["refused"].append((name, exc.status_code, str(exc.detail)))
                             continue

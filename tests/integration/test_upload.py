@@ -643,12 +643,14 @@ def test_a_failed_local_delete_after_a_verified_upload_says_so_and_the_next_run_
             raise PermissionError(13, "Permission denied")
         return real_unlink(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(os, "unlink", unlink)  # the file, under the private name the delete gives it first
     summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
     assert (summary["uploaded"], summary["failed"], summary["local_delete_failed"]) == (1, 1, 1)
     assert manifest[0]["status"] == "uploaded_not_deleted" and manifest[0]["checksum"] == crc(b"uploaded, not deleted\n")
     assert "uploaded and verified, but deleting the local file failed (Permission denied)" in manifest[0]["error"]
     assert path.exists() and body_of(s3, bucket, rel) == b"uploaded, not deleted\n"
+    # put back under its name (here the private name could not be removed either: the same file, twice)
+    assert {p.stat().st_ino for p in path.parent.iterdir()} == {path.stat().st_ino}
 
     monkeypatch.setattr(os, "unlink", real_unlink)
     again, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)

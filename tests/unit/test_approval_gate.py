@@ -312,9 +312,12 @@ def _resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event: dict[str, An
     monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
     run_dir = tmp_path / "d" / "r"
     summary = _plan(run_dir)
+    digests = gate.plan_digests(run_dir, summary["chunks"])
     artifacts.write_json(run_dir / gate.REQUEST_FILE, {
-        "plan_id": summary["plan_id"], **gate.plan_digests(run_dir, summary["chunks"]), "approvers": approvers or [],
+        "plan_id": summary["plan_id"], **digests, "approvers": approvers or [],
         "separate_approver": True, "triggered_by": triggered_by, "asked_at": "2026-11-30T00:00:00+00:00"})
+    if event.get("params_input") is AS_SHOWN:  # the form sent back as the request showed it
+        event = {**event, "params_input": {gate.PLAN_DIGEST_FIELD: digests["plan_digest"]}}
     if change_plan:
         chunk = run_dir / PLAN_DIR / "00001.jsonl"
         chunk.write_text(chunk.read_text().replace('"k2"', '"precious"'))
@@ -327,10 +330,13 @@ def _resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event: dict[str, An
     return op.execute_complete({"ti": _TI(), "task": _Task(), "params": PARAMS}, event), skipped
 
 
-def _event(chosen: list[str], user: dict[str, str] | None = ALICE) -> dict[str, Any]:
+AS_SHOWN: Any = object()
+
+
+def _event(chosen: list[str], user: dict[str, str] | None = ALICE, params_input: Any = AS_SHOWN) -> dict[str, Any]:
     from datetime import datetime
 
-    return {"chosen_options": chosen, "params_input": {}, "responded_by_user": user,
+    return {"chosen_options": chosen, "params_input": params_input, "responded_by_user": user,
             "responded_at": datetime(2026, 11, 30, 10, tzinfo=UTC), "timedout": user is None}
 
 
@@ -355,6 +361,29 @@ def test_approve_records_who_approved_when_and_the_plan_digest(tmp_path, monkeyp
 def test_approve_skips_delete_on_reject_expiry_and_supersession(tmp_path, monkeypatch, kwargs, event, verdict):
     result, skipped = _resume(tmp_path, monkeypatch, event, **kwargs)
     assert result["verdict"] == _recorded(tmp_path)["verdict"] == verdict and skipped == ["delete"]
+
+
+@pytest.mark.parametrize(("params_input", "why"), [
+    ({}, "plan_digest is missing"),
+    (None, "plan_digest is missing"),
+    ("not a mapping", "plan_digest is missing"),
+    ({"plan_digest": "sha256:" + "1" * 64}, "not the plan this request shows"),
+    ({"plan_digest": "x\x1b[2Jy"}, "x\\x1b[2Jy"),  # shown escaped: no terminal control reaches the log
+])
+def test_an_approve_naming_another_plan_or_none_is_refused(tmp_path, monkeypatch, params_input, why):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="nothing deleted"):
+        _resume(tmp_path, monkeypatch, _event(["Approve"], params_input=params_input))
+    rec = _recorded(tmp_path)
+    assert rec["verdict"] == "refused" and why in rec["reason"]
+    assert rec["answered_plan_digest"] == (params_input or {}).get("plan_digest") if isinstance(params_input, dict) \
+        else rec["answered_plan_digest"] is None
+
+
+def test_a_reject_naming_another_plan_is_still_a_reject(tmp_path, monkeypatch):
+    result, skipped = _resume(tmp_path, monkeypatch, _event(["Reject"], params_input={}))
+    assert result["verdict"] == "rejected" and skipped == ["delete"]
 
 
 def test_approve_takes_the_answer_when_the_marker_is_about_an_earlier_request(tmp_path, monkeypatch):
