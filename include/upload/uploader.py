@@ -241,6 +241,24 @@ def stored_same(client: Any, bucket: str, key: str, local: Local) -> bool:
     return verdict if verdict is not None else _fetched_same(client, bucket, key, local)
 
 
+def holds_the_file(client: Any, bucket: str, key: str, local: Local, fd: int) -> bool:
+    """Does an object this run did not write (found at the key) hold exactly the file open at ``fd``? Its
+    size and CRC64NVME first (HeadObject), then every byte (GetObject, compared as it streams). A CRC is
+    no proof against someone who chose the object: CRC64 is linear, so an object of the same length and
+    checksum and other bytes is easy to make, and deleting the file on its word would lose the only copy.
+    A download is the price, paid only when an object is already there (a run killed after its upload)."""
+    if not stored_same(client, bucket, key, local):
+        return False
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    offset = 0
+    for chunk in iter(lambda: body.read(READ_CHUNK), b""):
+        mine = os.pread(fd, len(chunk), offset)
+        if mine != chunk:
+            return False
+        offset += len(chunk)
+    return offset == local.size
+
+
 def put_verified(answer: Answer, local: Local) -> bool:
     """Did the upload's answer itself prove the stored bytes are ours? S3 checked the whole object against
     the CRC64NVME we sent (refusing a mismatch) and echoes what it stored: an echo equal to the local
@@ -347,8 +365,8 @@ class Uploader:
             multipart = local.size >= self.settings.multipart_threshold_mib * MIB
             if multipart and not self.settings.overwrite and _head(self.client, bucket, key) is not None:
                 # do not send gigabytes only to have CompleteMultipartUpload refuse them
-                return self._delete_local(pending, ALREADY_PRESENT if stored_same(self.client, bucket, key, local)
-                                          else CONFLICT)
+                same = holds_the_file(self.client, bucket, key, local, fh.fileno())
+                return self._delete_local(pending, ALREADY_PRESENT if same else CONFLICT)
             handed_over = True
             return pending
         finally:
@@ -362,7 +380,8 @@ class Uploader:
                 return Outcome(FAILED, rel, key, local.size, error="verification failed: the object differs after upload")
             return self._delete_local(pending, UPLOADED)
         if answer.status in (412, 409):  # an object exists; 409: a concurrent conditional write to the same key
-            return self._delete_local(pending, ALREADY_PRESENT if stored_same(self.client, bucket, key, local) else CONFLICT)
+            same = holds_the_file(self.client, bucket, key, local, pending.fh.fileno())
+            return self._delete_local(pending, ALREADY_PRESENT if same else CONFLICT)
         if answer.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"):
             return Outcome(FAILED, rel, key, local.size,
                            error=f"S3 refused the content: it does not match the file's checksum (changed while "

@@ -782,6 +782,51 @@ def test_big_files_go_up_in_parallel_parts_with_a_full_object_checksum(tmp_path,
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def same_crc64nvme(original: bytes, changed: bytes, at: int) -> bytes:
+    """``changed`` (as long as ``original``) with its 8 bytes at ``at`` set so that its CRC64NVME equals
+    ``original``'s: CRC64 is linear over GF(2), so the 64 bits solve 64 linear equations."""
+    from awscrt.checksums import crc64nvme
+
+    zeroed = bytearray(changed)
+    zeroed[at:at + 8] = bytes(8)
+    start = crc64nvme(bytes(zeroed))
+    pivots: dict[int, tuple[int, int]] = {}  # leading bit → (effect on the CRC, the bits that make it)
+    for bit in range(64):
+        flipped = bytearray(zeroed)
+        flipped[at + bit // 8] ^= 1 << (bit % 8)
+        effect, bits = crc64nvme(bytes(flipped)) ^ start, 1 << bit
+        for lead in sorted(pivots, reverse=True):
+            if effect >> lead & 1:
+                effect, bits = effect ^ pivots[lead][0], bits ^ pivots[lead][1]
+        if effect:
+            pivots[effect.bit_length() - 1] = (effect, bits)
+    need, bits = crc64nvme(original) ^ start, 0
+    for lead in sorted(pivots, reverse=True):
+        if need >> lead & 1:
+            need, bits = need ^ pivots[lead][0], bits ^ pivots[lead][1]
+    assert need == 0
+    for bit in range(64):
+        if bits >> bit & 1:
+            zeroed[at + bit // 8] ^= 1 << (bit % 8)
+    forged = bytes(zeroed)
+    assert len(forged) == len(original) and forged != original and crc64nvme(forged) == crc64nvme(original)
+    return forged
+
+
+@pytest.mark.parametrize("size", [4096, 6 * MIB])  # one PUT (refused: 412), and the multipart pre-check
+def test_an_object_with_the_files_size_and_crc_but_other_bytes_is_a_conflict(tmp_path, s3, bucket, client, size):
+    """Someone who may write the bucket puts an object of the file's length and CRC64NVME, other bytes, at
+    its key first. Taken for the file, it would have the only real copy deleted: every byte is compared."""
+    rel = rel_at("oslo", NOW - timedelta(hours=1), "ledger")
+    body = os.urandom(size)
+    write(tmp_path, rel, body)
+    forged = same_crc64nvme(body, b"account=66 balance=0; " + body[22:], 22)
+    s3.put_object(Bucket=bucket, Key=rel, Body=forged, ChecksumAlgorithm="CRC64NVME")
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5), workers=1, tidy=False)
+    assert [r["status"] for r in manifest] == ["conflict"] and summary["conflicts"] == 1
+    assert (tmp_path / rel).read_bytes() == body and body_of(s3, bucket, rel) == forged
+
+
 def test_a_big_file_never_overwrites_and_conflicts_cost_no_parts(tmp_path, s3, bucket, client, s3_server):
     same_rel, other_rel = rel_at("oslo", NOW - timedelta(hours=1), "same"), rel_at("oslo", NOW - timedelta(hours=1), "other")
     body = os.urandom(11 * MIB)
