@@ -370,7 +370,11 @@ def authorized(context: Any, chunk: str | None = None) -> Authorized:
 
     run_dir = run_dir_of(context)
     plan_bytes = artifacts.read_bytes(run_dir / PLAN_FILE) if artifacts.exists(run_dir / PLAN_FILE) else None
-    plan = dict(artifacts.parse_json(plan_bytes)) if plan_bytes is not None else None
+    parsed = artifacts.parse_json(plan_bytes) if plan_bytes is not None else None
+    if parsed is not None and not isinstance(parsed, dict):
+        raise AirflowFailException(f"{artifacts.uri(run_dir / PLAN_FILE)} is not a plan (a JSON object): nothing "
+                                   "is deleted under it")
+    plan = parsed
     chunk_bytes = read_chunk_bytes(run_dir, chunk) if chunk is not None and artifacts.exists(
         run_dir / PLAN_DIR / f"{chunk}.jsonl") else None
     try:
@@ -471,7 +475,7 @@ def add_deletion_tasks(
         from include.core import artifacts
         from include.dag_defaults import AlreadyReported, saved_run_settings
         from include.deletion import approval as gate
-        from include.deletion.plan import AUDIT_FILE, read_plan, recorded_deletions, write_audit
+        from include.deletion.plan import AUDIT_FILE, PLAN_FILE, read_plan, recorded_deletions, write_audit
 
         context = get_current_context()
         states = run_task_states(context)
@@ -479,8 +483,8 @@ def add_deletion_tasks(
         # An earlier plan's files may be there, not this run's. But once this run deleted, no plan replaces its
         # plan (refuse_after_deletions): a plan task marked failed during the deletes does not hide them, and
         # a refused attempt to plan again leaves the audit already written as it is.
-        if states.get(plan_task_id) != "success" and (
-                artifacts.exists(run_dir / AUDIT_FILE) or not recorded_deletions(run_dir)):
+        if not artifacts.exists(run_dir / PLAN_FILE) or (states.get(plan_task_id) != "success" and (
+                artifacts.exists(run_dir / AUDIT_FILE) or not recorded_deletions(run_dir))):
             raise AlreadyReported(f"the {plan_task_id} task ended {states.get(plan_task_id)}: no plan of this "
                                   "attempt, nothing more deleted, nothing to audit")
         failed = sorted((task for task, state in states.items() if state == "failed" and task != AUDIT), key=_in_order)

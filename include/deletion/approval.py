@@ -377,7 +377,7 @@ def made_with_settings(summary: Mapping[str, Any], params: Mapping[str, Any]) ->
     secret = {s.name for s in COMMON if s.secret}
     pinned = summary.get("settings")
     values = pinned if isinstance(pinned, Mapping) else params
-    return [f"{name} = {short_json(value, 200)}" for name, value in sorted(values.items())
+    return [f"{name} = {short_json(value, 4096)}" for name, value in sorted(values.items())
             if name not in _NOT_LISTED and name not in secret]
 
 

@@ -237,11 +237,12 @@ def keep_earlier_record(run_dir: Any) -> str | None:
                 break
     dest = run_dir / EARLIER_DIR / (re.sub(r"[^A-Za-z0-9_-]", "_", plan_id) or "unknown-plan")
     last = {AUDIT_DIR, TASK_RESULTS_DIR}
+    base = str(run_dir).rstrip("/") + "/"  # relative_to cannot be printed on an s3:// ObjectStoragePath
     children = [c for c in run_dir.iterdir() if c.name not in _NOT_RECORD]
     for child in sorted(children, key=lambda c: (c.name in last, c.name)):
-        files = [child] if not child.is_dir() else sorted(p for p in child.rglob("*") if not p.is_dir())
+        files = [child] if not child.is_dir() else sorted((p for p in child.rglob("*") if not p.is_dir()), key=str)
         for path in files:
-            rel = str(path.relative_to(run_dir)) if hasattr(path, "relative_to") else path.name
+            rel = str(path)[len(base):] if str(path).startswith(base) else path.name
             artifacts.write_bytes(dest / rel, artifacts.read_bytes(path))
             path.unlink()
         if child.is_dir():

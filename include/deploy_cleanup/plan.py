@@ -47,7 +47,7 @@ from include.core import artifacts
 from include.core.progress import Progress
 from include.core.times import format_time, parse_time
 from include.deletion.approval import shown
-from include.deletion.plan import PlanItem, PlanWriter, null_versions_note
+from include.deletion.plan import PlanItem, PlanWriter, keep_earlier_record, null_versions_note
 from include.deletion.settings import PLAN_SOURCES
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
@@ -337,6 +337,7 @@ def plan_cleanup(
     return the plan summary. An inventory problem raises :class:`include.inventory.manifest.InventoryError`."""
     from include.inventory.read import object_source
 
+    keep_earlier_record(run_dir)  # before anything of the new plan is written
     with object_source(client, bucket, settings.source, include_versions=settings.include_versions) as found:
         return _plan(client, bucket, settings, run_dir, now, chunk_size, found, run_settings)
 

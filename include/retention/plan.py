@@ -14,6 +14,7 @@ from typing import Any
 
 from include.aws.client import versioning_state
 from include.core.progress import Progress
+from include.deletion.plan import keep_earlier_record
 from include.inventory.read import object_source
 from include.retention import jobs as jobs_db
 from include.retention.expired_rows import ExpiredRowsWriter
@@ -32,6 +33,7 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
     inventory's download, which can take minutes, so that no connection idles through it): one streams
     the job rows in name order, one answers lookups by name and, with ``purge_job_rows``, tells whether
     this login may delete rows (the approver sees it before approving). Both are closed on return."""
+    keep_earlier_record(run_dir)  # before ExpiredRowsWriter removes an earlier plan's rows
     versioning = versioning_state(client, bucket)
     with ExitStack() as cleanup:
         found = cleanup.enter_context(object_source(client, bucket, source, include_versions=include_versions))

@@ -52,16 +52,15 @@ def purge_job_rows(context: Any) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowSkipException
 
     from include.dag_defaults import saved_run_settings
-    from include.deletion.airflow import record_task_result, recorded_task_result, require_authorized, run_dir_of
-    from include.deletion.plan import read_plan
+    from include.deletion.airflow import authorized, record_task_result, recorded_task_result, run_dir_of
 
     s = saved_run_settings(context)
     if not s["purge_job_rows"] or s["dry_run"]:
         raise AirflowSkipException("purge_job_rows is off (or this is a dry run): job rows are kept")
-    require_authorized(context)  # which also checks that the settings are those the plan was made with
+    # plan.json as authorised (its digest checked; the settings those the plan was made with), not read again
+    plan = authorized(context).plan
     run_dir = run_dir_of(context)
-    plan = read_plan(run_dir)
-    plan_id = plan["plan_id"]  # authorised above: a written, checked plan
+    plan_id = plan["plan_id"]
     earlier = recorded_task_result(context, plan_id)  # an earlier attempt's progress: its committed batches are done
 
     def record(progress: dict[str, Any], complete: bool = False) -> dict[str, Any]:  # after every transaction

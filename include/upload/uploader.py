@@ -247,15 +247,18 @@ def holds_the_file(client: Any, bucket: str, key: str, local: Local, fd: int) ->
     no proof against someone who chose the object: CRC64 is linear, so an object of the same length and
     checksum and other bytes is easy to make, and deleting the file on its word would lose the only copy.
     A download is the price, paid only when an object is already there (a run killed after its upload)."""
-    if not stored_same(client, bucket, key, local):
+    head = _head(client, bucket, key)
+    if head is None or same_content(head, local) is False:  # None (the headers cannot tell): the bytes will
         return False
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
     offset = 0
-    for chunk in iter(lambda: body.read(READ_CHUNK), b""):
-        mine = os.pread(fd, len(chunk), offset)
-        if mine != chunk:
-            return False
-        offset += len(chunk)
+    try:
+        for chunk in iter(lambda: body.read(READ_CHUNK), b""):
+            if os.pread(fd, len(chunk), offset) != chunk:
+                return False
+            offset += len(chunk)
+    finally:
+        body.close()
     return offset == local.size
 
 
@@ -457,7 +460,7 @@ def _unlink_if_same(folder_fd: int, name: str, st: os.stat_result) -> str | None
     rewrite of the minute), never uploaded. So the file is first renamed to a name only this call knows,
     checked there, and deleted; another file caught by the rename is linked back under its name (a link
     fails rather than replace a file written there since) and its private name removed."""
-    private = f".s3ops-deleting-{uuid.uuid4().hex}-{name}"[:255]
+    private = f".s3ops-deleting-{uuid.uuid4().hex}"  # not the name: a long multibyte one would not fit
     os.rename(name, private, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
     moved = os.stat(private, dir_fd=folder_fd, follow_symlinks=False)
     if (moved.st_ino, moved.st_dev) == (st.st_ino, st.st_dev):

@@ -48,3 +48,35 @@ def test_prune_and_index_on_an_s3_root(s3, s3_server, monkeypatch):
     assert not any(k.startswith(("store/s3_retention/", "store/_index/s3_retention/")) for k in _keys(s3, bucket))
     assert "store/photos/2019/img.jpg" in _keys(s3, bucket) and report["foreign_folders_kept"] == ["photos"]
     assert views.plans_view(root)["plan_count"] == 0
+
+
+def test_a_run_planned_again_on_an_s3_root_keeps_its_earlier_record_and_housekeeping_keeps_it(s3, s3_server,
+                                                                                              monkeypatch):
+    """keep_earlier_record on ObjectStoragePath (whose relative paths cannot be printed), and housekeeping
+    counting earlier/ as a deletion record: a re-plan that then failed left no audit.json at the top, and the
+    moved record went after 30 days instead of 400."""
+    from include.deletion.plan import PlanWriter
+
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    monkeypatch.setenv(artifacts.ROOT_ENV, f"s3://{bucket}/store")
+    run = artifacts.run_dir("s3_retention", "r1")
+    artifacts.write_json(run / "plan.json", {"plan_id": "p1", "chunks": ["00000"]})
+    artifacts.write_jsonl(run / "plan" / "00000.jsonl", [{"key": "x", "size": 1, "reason": "orphan"}])
+    artifacts.write_json(run / "audit" / "00000.json", {"plan_id": "p1", "deleted": [{"key": "x"}]})
+    artifacts.write_json(run / "audit.json", {"plan_id": "p1", "outcome": "deleted", "deleted_count": 1})
+    artifacts.write_jsonl(run / "expired_trial_rows" / "00000.jsonl", [{"id": 1}])
+    artifacts.write_json(run / "settings.json", {"bucket": "jobs"})
+    before = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in _keys(s3, bucket)}
+
+    PlanWriter(run)  # planned again; here the new plan then fails before it writes anything
+    moved = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in _keys(s3, bucket)
+             if k.startswith("store/s3_retention/r1/")}
+    assert moved == {k.replace("/r1/", "/r1/earlier/p1/") if not k.endswith("settings.json") else k: v
+                     for k, v in before.items() if k.startswith("store/s3_retention/r1/")}
+
+    housekeeping.housekeep(artifacts.artifact_root(), {}, now=datetime.now(UTC) + timedelta(days=31))
+    left = _keys(s3, bucket)
+    assert {k for k in left if k.startswith("store/s3_retention/r1/earlier/")} == {
+        k.replace("/r1/", "/r1/earlier/p1/") for k in before if k.startswith("store/s3_retention/r1/")
+        and not k.endswith("settings.json")}

@@ -84,6 +84,9 @@ def test_reference_case_deletes_exactly_the_expected_files_and_a_rerun_deletes_n
     assert {r[0] for r in table_rows(mysql_conn, table)} == {r[0] for r in reference_job_rows(NOW)} - expected_purged
 
     # the same run again (same logical time, same run id): nothing more is deleted
+    first_record = {str(p.relative_to(result.artifacts())): p.read_bytes()
+                    for p in result.artifacts().rglob("*") if p.is_file() and not p.name == "settings.json"
+                    and not str(p.relative_to(result.artifacts())).startswith("earlier/")}
     again = run_dag("s3_retention", conf(bucket, table, purge_job_rows=True), logical_date=NOW)
     assert again.state == "success"
     assert again.xcom("plan")["delete_count"] == 0
@@ -92,6 +95,10 @@ def test_reference_case_deletes_exactly_the_expected_files_and_a_rerun_deletes_n
     assert again_audit["deleted_count"] == 0
     # a new plan of the run: the first plan's purge record is not carried on
     assert (again_audit["purge_job_rows"]["planned"], again_audit["purge_job_rows"]["deleted"]) == (0, 0)
+    # but kept, all of it (the purged rows too), byte for byte, under earlier/<its plan id>/
+    kept = again.artifacts() / "earlier" / plan["plan_id"]
+    assert {str(p.relative_to(kept)): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == first_record
+    assert any(name.startswith("expired_trial_rows/") for name in first_record)
 
 
 def test_a_purge_that_fails_part_way_goes_on_where_it_stopped_on_retry(run_dag, world, mysql_conn, monkeypatch):

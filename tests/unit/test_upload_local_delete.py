@@ -100,3 +100,14 @@ def test_a_batch_row_outside_the_layout_is_refused_before_anything_moves(rel):
 def test_batch_rows_of_the_layout_are_read_with_their_minute():
     (cand,) = _candidates([[REL, 9, OLD_NS]])
     assert (cand.rel, cand.size, cand.ino, cand.minute) == (REL, 9, 0, datetime(2026, 3, 1, 10, 5, tzinfo=UTC))
+
+
+def test_a_long_multibyte_name_is_deleted_too(tmp_path):
+    """The private name the delete gives the file must fit any name the layout takes: 217 bytes of UTF-8
+    here, which with a prefix added would pass the 255 bytes a file name may have."""
+    rel = "berlin/2026/03/01/10/05-" + "数" * 70 + ".dat"
+    assert len(rel.rsplit("/", 1)[1].encode()) == 217
+    _write(tmp_path / rel, b"minute 05")
+    uploader, step, answer = _uploaded(tmp_path)
+    assert uploader.finish(step, answer).status == UPLOADED
+    assert os.listdir(tmp_path / "berlin/2026/03/01/10") == []
