@@ -223,9 +223,9 @@ class PlanApprovalOperator(ApprovalOperator):
             verdict, reason = gate.SUPERSEDED, (
                 f"superseded by run {by!r}: the request was closed without an answer (Reject, no responder)"
                 if event.get("superseded_by") else f"superseded by run {by!r} before it was answered ({reason})")
-        answered_for = (event.get("params_input") or {}).get(gate.PLAN_DIGEST_FIELD) \
-            if isinstance(event.get("params_input"), Mapping) else None
-        if verdict == gate.APPROVED and (other := gate.answered_another_plan(event.get("params_input"), request)):
+        given = event.get("params_input")
+        answered_for = given.get(gate.PLAN_DIGEST_FIELD) if isinstance(given, Mapping) else None
+        if verdict == gate.APPROVED and (other := gate.answered_another_plan(given, request)):
             verdict, reason = gate.REFUSED, other
         if verdict == gate.APPROVED:
             now = gate.plan_digests(run_dir, list((request.get("chunk_digests") or {}).keys()))
@@ -480,9 +480,9 @@ def add_deletion_tasks(
         context = get_current_context()
         states = run_task_states(context)
         run_dir = run_dir_of(context)
-        # An earlier plan's files may be there, not this run's. But once this run deleted, no plan replaces its
-        # plan (refuse_after_deletions): a plan task marked failed during the deletes does not hide them, and
-        # a refused attempt to plan again leaves the audit already written as it is.
+        # An earlier plan's files may be there, not this run's. But a plan written again first moves a record
+        # of deletions to earlier/ (keep_earlier_record): deletions still at the top are this plan's, so a plan
+        # task marked failed during the deletes does not hide them; an audit already written stays as it is.
         if not artifacts.exists(run_dir / PLAN_FILE) or (states.get(plan_task_id) != "success" and (
                 artifacts.exists(run_dir / AUDIT_FILE) or not recorded_deletions(run_dir))):
             raise AlreadyReported(f"the {plan_task_id} task ended {states.get(plan_task_id)}: no plan of this "

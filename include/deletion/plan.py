@@ -176,7 +176,7 @@ def remove_children(folder: Any, *, suffix: str) -> None:
 
 
 class AlreadyDeleted(RuntimeError):
-    """The run folder records deletions: planning or asking again would overwrite that record."""
+    """The run folder records deletions: asking again would replace the approval they were made under."""
 
 
 def recorded_deletions(run_dir: Any) -> list[str]:
