@@ -636,23 +636,22 @@ def test_a_failed_local_delete_after_a_verified_upload_says_so_and_the_next_run_
                                                                                          client, monkeypatch):
     rel = rel_at("berlin", NOW - timedelta(hours=1), "stuck")
     path = write(tmp_path, rel, b"uploaded, not deleted\n")
-    real_unlink = os.unlink
+    real_rename = os.rename
 
-    def unlink(path, *args, **kwargs):
-        if str(path).endswith("stuck.dat"):
+    def rename(src, *args, **kwargs):  # the delete's first step: the file to a private name, then unlinked
+        if str(src).endswith("stuck.dat"):
             raise PermissionError(13, "Permission denied")
-        return real_unlink(path, *args, **kwargs)
+        return real_rename(src, *args, **kwargs)
 
-    monkeypatch.setattr(os, "unlink", unlink)  # the file, under the private name the delete gives it first
+    monkeypatch.setattr(os, "rename", rename)
     summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
     assert (summary["uploaded"], summary["failed"], summary["local_delete_failed"]) == (1, 1, 1)
     assert manifest[0]["status"] == "uploaded_not_deleted" and manifest[0]["checksum"] == crc(b"uploaded, not deleted\n")
     assert "uploaded and verified, but deleting the local file failed (Permission denied)" in manifest[0]["error"]
     assert path.exists() and body_of(s3, bucket, rel) == b"uploaded, not deleted\n"
-    # put back under its name (here the private name could not be removed either: the same file, twice)
-    assert {p.stat().st_ino for p in path.parent.iterdir()} == {path.stat().st_ino}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
-    monkeypatch.setattr(os, "unlink", real_unlink)
+    monkeypatch.setattr(os, "rename", real_rename)
     again, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
     assert (again["uploaded"], again["already_present"], again["failed"]) == (1, 1, 0) and not path.exists()
 

@@ -111,3 +111,21 @@ def test_a_long_multibyte_name_is_deleted_too(tmp_path):
     uploader, step, answer = _uploaded(tmp_path)
     assert uploader.finish(step, answer).status == UPLOADED
     assert os.listdir(tmp_path / "berlin/2026/03/01/10") == []
+
+
+def test_a_delete_that_fails_after_the_rename_puts_the_file_back_under_its_name(tmp_path, monkeypatch):
+    _write(tmp_path / REL, b"minute 05")
+    uploader, step, answer = _uploaded(tmp_path)
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if str(path).startswith(".s3ops-deleting-"):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    outcome = uploader.finish(step, answer)
+    assert outcome.status == "uploaded_not_deleted" and "Permission denied" in outcome.error
+    folder = tmp_path / "berlin/2026/03/01/10"
+    assert (folder / "05-t.dat").read_bytes() == b"minute 05"  # under its name again (the private one: the same file)
+    assert {p.stat().st_ino for p in folder.iterdir()} == {(folder / "05-t.dat").stat().st_ino}
