@@ -483,8 +483,8 @@ def add_deletion_tasks(
         # An earlier plan's files may be there, not this run's. But a plan written again first moves a record
         # of deletions to earlier/ (keep_earlier_record): deletions still at the top are this plan's, so a plan
         # task marked failed during the deletes does not hide them; an audit already written stays as it is.
-        if not artifacts.exists(run_dir / PLAN_FILE) or (states.get(plan_task_id) != "success" and (
-                artifacts.exists(run_dir / AUDIT_FILE) or not recorded_deletions(run_dir))):
+        if states.get(plan_task_id) != "success" and (not artifacts.exists(run_dir / PLAN_FILE) or artifacts.exists(
+                run_dir / AUDIT_FILE) or not recorded_deletions(run_dir)):
             raise AlreadyReported(f"the {plan_task_id} task ended {states.get(plan_task_id)}: no plan of this "
                                   "attempt, nothing more deleted, nothing to audit")
         failed = sorted((task for task, state in states.items() if state == "failed" and task != AUDIT), key=_in_order)

@@ -242,8 +242,9 @@ def keep_earlier_record(run_dir: Any) -> str | None:
     for child in sorted(children, key=lambda c: (c.name in last, c.name)):
         files = [child] if not child.is_dir() else sorted((p for p in child.rglob("*") if not p.is_dir()), key=str)
         for path in files:
-            rel = str(path)[len(base):] if str(path).startswith(base) else path.name
-            artifacts.write_bytes(dest / rel, artifacts.read_bytes(path))
+            if not str(path).startswith(base):  # never flatten two folders' files onto one name
+                raise ValueError(f"cannot tell where {path} lies in {base}: the record was not moved")
+            artifacts.write_bytes(dest / str(path)[len(base):], artifacts.read_bytes(path))
             path.unlink()
         if child.is_dir():
             artifacts.remove_empty_folder(child)

@@ -460,14 +460,19 @@ def _unlink_if_same(folder_fd: int, name: str, st: os.stat_result) -> str | None
     rewrite of the minute), never uploaded. So the file is first renamed to a name only this call knows,
     checked there, and deleted; another file caught by the rename is linked back under its name (a link
     fails rather than replace a file written there since) and its private name removed."""
-    private = f".s3ops-deleting-{uuid.uuid4().hex}"  # not the name: a long multibyte one would not fit
+    # the name, cut to fit 255 bytes with the prefix (a long multibyte one would not), tells a leftover's file
+    private = os.fsdecode(os.fsencode(f".s3ops-deleting-{uuid.uuid4().hex}-") + os.fsencode(name)[:200])
     os.rename(name, private, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
     moved = os.stat(private, dir_fd=folder_fd, follow_symlinks=False)
     if (moved.st_ino, moved.st_dev) == (st.st_ino, st.st_dev):
         try:
             os.unlink(private, dir_fd=folder_fd)
-        except OSError:
-            _put_back(folder_fd, private, name)  # kept under its name: the next run deletes it
+        except OSError as exc:
+            try:
+                _put_back(folder_fd, private, name)  # kept under its name: the next run deletes it
+            except OSError:
+                return (f"uploaded and verified, but deleting the local file failed ({exc.strerror or exc}), and so "
+                        f"did giving it its name back: it is kept as {private!r} in the same folder")
             raise
         return None
     try:

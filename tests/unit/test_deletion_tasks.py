@@ -73,3 +73,29 @@ def test_failed_tasks_are_named_in_chunk_order():
 
     assert sorted(["delete_10", "guard", "delete_2", "purge_job_rows", "delete_0"], key=_in_order) == [
         "delete_0", "delete_2", "delete_10", "guard", "purge_job_rows"]
+
+
+def test_a_plan_json_that_is_not_an_object_is_refused_not_a_traceback(tmp_path, monkeypatch):
+    """authorized() parses plan.json from the bytes whose digest it checks: a hand-edited list of pairs
+    (which dict() would accept) or a string is refused, naming the file."""
+    import json
+    from types import SimpleNamespace
+
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+
+    import include.dag_defaults as dag_defaults
+    from include.deletion.airflow import authorized
+
+    monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
+    monkeypatch.setattr(dag_defaults, "saved_run_settings", lambda context: {"approval": "auto"})
+    run = tmp_path / "d" / "r"
+    run.mkdir(parents=True)
+    context = {"ti": SimpleNamespace(dag_id="d", run_id="r")}
+    for text in ('[["plan_id", "p1"], ["chunks", []]]', '"p1"'):
+        (run / "plan.json").write_text(text)
+        with pytest.raises(AirflowFailException, match=r"plan.json is not a plan \(a JSON object\)"):
+            authorized(context)
+    (run / "plan.json").write_text(json.dumps({"plan_id": "p1", "chunks": []}))
+    with pytest.raises(AirflowFailException, match="not those its plan was made with"):  # an object: on to the
+        authorized(context)  # gate's own checks (this plan pins no settings)
