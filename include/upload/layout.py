@@ -24,6 +24,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,11 @@ _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # symbolic link: one swapped in after its parent was listed (pointing at another tenant's folder that
 # holds files of the same names) is refused, where a path would have led into it.
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: the name the uploader gives a file right before deleting it (include.upload.uploader._unlink_if_same):
+#: ``PRIVATE_PREFIX``, 32 hex digits, "-", then the file's name, cut to ``PRIVATE_NAME_BYTES`` bytes
+PRIVATE_PREFIX = ".s3ops-deleting-"
+PRIVATE_NAME_BYTES = 200
+_LEFTOVER = re.compile(re.escape(PRIVATE_PREFIX) + r"[0-9a-f]{32}-(?P<name>.+)", re.S)
 _BASE_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # base_dir itself may be a link: the settings checked it
 _NOT_A_FOLDER_NOW = (errno.ELOOP, errno.ENOTDIR)  # O_NOFOLLOW's answer for a link; a file in its place
 #: The layout's folders: location, year, month, day, hour. A folder deeper than that is malformed and not
@@ -199,9 +205,13 @@ def _list_folder(fd: int, root: str, rel: str, scan: Scan) -> Iterator[tuple[str
         scan.add_error((root + rel).rstrip("/") or "/", f"cannot list folder: {exc.strerror or exc}")
         return
     deepest = rel.count("/") >= LAYOUT_DEPTH
+    names = {entry.name for entry in items}
     for entry in items:
         try:
-            if entry.is_symlink():
+            if deepest and entry.name.startswith(PRIVATE_PREFIX) and entry.is_file(follow_symlinks=False) and (
+                    restored := _restore_leftover(fd, entry.name, names)):
+                yield rel + restored, os.stat(restored, dir_fd=fd, follow_symlinks=False)
+            elif entry.is_symlink():
                 scan.add_malformed(root + rel + entry.name, "symbolic link (never followed)")
             elif entry.is_dir(follow_symlinks=False) and deepest:
                 scan.add_malformed(root + rel + entry.name, "a folder inside an hour folder (not in the layout): "
@@ -214,6 +224,26 @@ def _list_folder(fd: int, root: str, rel: str, scan: Scan) -> Iterator[tuple[str
                 scan.add_malformed(root + rel + entry.name, "not a regular file")
         except OSError as exc:  # vanished or unreadable between listing and stat
             scan.add_error(root + rel + entry.name, f"cannot stat: {exc.strerror or exc}")
+
+
+def _restore_leftover(fd: int, private: str, names: set[str]) -> str | None:
+    """A file the uploader renamed to delete it, left under that name by a run killed in that instant: give
+    it its name back, so that this run decides it as any other (its object compared byte for byte). Returns
+    the name, or None (left as it is, and listed as malformed): a name cut to fit, or taken since."""
+    match = _LEFTOVER.fullmatch(private)
+    if match is None:
+        return None
+    name = match["name"]
+    if len(os.fsencode(name)) >= PRIVATE_NAME_BYTES or name in names or not FILE_RE.fullmatch(name):
+        return None
+    try:
+        os.link(private, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)  # never over a new file
+    except OSError:
+        return None
+    with suppress(OSError):
+        os.unlink(private, dir_fd=fd)
+    names.add(name)
+    return name
 
 
 def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:

@@ -60,6 +60,8 @@ from include.core.progress import Progress
 from include.core.times import format_time
 from include.upload import lock
 from include.upload.layout import (
+    PRIVATE_NAME_BYTES,
+    PRIVATE_PREFIX,
     Candidate,
     Folders,
     MalformedPath,
@@ -460,8 +462,9 @@ def _unlink_if_same(folder_fd: int, name: str, st: os.stat_result) -> str | None
     rewrite of the minute), never uploaded. So the file is first renamed to a name only this call knows,
     checked there, and deleted; another file caught by the rename is linked back under its name (a link
     fails rather than replace a file written there since) and its private name removed."""
-    # the name, cut to fit 255 bytes with the prefix (a long multibyte one would not), tells a leftover's file
-    private = os.fsdecode(os.fsencode(f".s3ops-deleting-{uuid.uuid4().hex}-") + os.fsencode(name)[:200])
+    # the name, cut to fit 255 bytes with the prefix (a long multibyte one would not): a leftover of a killed
+    # run gets it back at the next scan (include.upload.layout._restore_leftover)
+    private = os.fsdecode(os.fsencode(f"{PRIVATE_PREFIX}{uuid.uuid4().hex}-") + os.fsencode(name)[:PRIVATE_NAME_BYTES])
     os.rename(name, private, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
     moved = os.stat(private, dir_fd=folder_fd, follow_symlinks=False)
     if (moved.st_ino, moved.st_dev) == (st.st_ino, st.st_dev):

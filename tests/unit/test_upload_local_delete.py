@@ -129,3 +129,35 @@ def test_a_delete_that_fails_after_the_rename_puts_the_file_back_under_its_name(
     folder = tmp_path / "berlin/2026/03/01/10"
     assert (folder / "05-t.dat").read_bytes() == b"minute 05"  # under its name again (the private one: the same file)
     assert {p.stat().st_ino for p in folder.iterdir()} == {(folder / "05-t.dat").stat().st_ino}
+
+
+LEFTOVER = ".s3ops-deleting-" + "0123456789abcdef" * 2 + "-"
+
+
+def test_a_file_left_under_its_private_name_by_a_killed_run_gets_its_name_back_at_the_next_scan(tmp_path):
+    """A run killed between the delete's rename and its unlink left the file under the private name: the
+    next scan gives it its name back, and it is decided as any other file (its object compared byte for
+    byte: already there, or a conflict if it was a producer's file caught by the rename)."""
+    folder = tmp_path / "berlin/2026/03/01/10"
+    _write(folder / (LEFTOVER + "05-t.dat"), b"minute 05")
+    scan = scan_base_dir(tmp_path, NOW, 0, 100)
+    assert [c.rel for c in scan.eligible] == [REL] and scan.malformed == []
+    assert os.listdir(folder) == ["05-t.dat"] and (folder / "05-t.dat").read_bytes() == b"minute 05"
+
+
+@pytest.mark.parametrize(("leftover", "also"), [
+    (LEFTOVER + "05-t.dat", "05-t.dat"),  # the name was taken since: never replaced
+    (LEFTOVER + "05-" + "x" * 193 + ".dat", None),  # 200 bytes: perhaps cut to fit, so not a name to trust
+    (LEFTOVER + "notes.txt", None),  # not a data file's name
+    (".s3ops-deleting-xyz-05-t.dat", None),  # not the uploader's private name
+])
+def test_a_leftover_that_cannot_be_given_its_name_back_is_kept_and_listed(tmp_path, leftover, also):
+    folder = tmp_path / "berlin/2026/03/01/10"
+    _write(folder / leftover, b"left over")
+    if also:
+        _write(folder / also, b"written since")
+    scan = scan_base_dir(tmp_path, NOW, 0, 100)
+    assert (folder / leftover).read_bytes() == b"left over"
+    assert [path for path, _ in scan.malformed] == [str(folder / leftover)]
+    if also:
+        assert (folder / also).read_bytes() == b"written since"
