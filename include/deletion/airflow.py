@@ -63,7 +63,7 @@ MAX_MAP_LENGTH_DEFAULT = 1024
 APPROVAL_TIMEOUT_DEFAULT = timedelta(hours=20)
 
 __all__ = ["DeleteRefused", "PlanApprovalOperator", "add_deletion_tasks", "approval_body",
-           "require_authorized", "run_dir_of"]
+           "authorized", "run_dir_of"]
 
 
 
@@ -337,18 +337,6 @@ def _in_order(task: str) -> tuple[str, int]:
     return (name, int(index)) if name and index.isascii() and index.isdigit() else (task, -1)
 
 
-def require_authorized(context: Any, chunk: str | None = None, *, plan_task_id: str = PLAN) -> str:
-    """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows).
-
-    Everything comes from the artifact store and the run's params, nothing from XCom: the plan, the guards
-    re-derived from it, ``guard.json`` and ``approval.json`` pinned to its digests. Returns the verdict
-    (``auto`` or ``approved``). A reject, expiry, supersession or dry run skips the calling task (nothing to
-    do, not an error); any other missing precondition fails it without retries. ``plan_task_id`` is kept
-    for callers; the plan is read from ``plan.json``.
-    """
-    return authorized(context, chunk).verdict
-
-
 @dataclass(frozen=True)
 class Authorized:
     """What :func:`authorized` let through: the verdict, and plan.json and the chunk's items parsed from
@@ -360,7 +348,13 @@ class Authorized:
 
 
 def authorized(context: Any, chunk: str | None = None) -> Authorized:
-    """:func:`require_authorized`, also handing over what was authorised."""
+    """The delete task's preconditions, reusable by policy tasks that also delete (e.g. purging rows), and
+    what they let through: work from ``.plan`` and ``.items``, never from a second read of the files.
+
+    Everything comes from the artifact store and the run's params, nothing from XCom: the plan, the guards
+    re-derived from it, ``guard.json`` and ``approval.json`` pinned to its digests. The verdict is ``auto``
+    or ``approved``. A reject, expiry, supersession or dry run skips the calling task (nothing to do, not
+    an error); any other missing precondition fails it without retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.core import artifacts
