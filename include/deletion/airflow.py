@@ -455,7 +455,12 @@ def add_deletion_tasks(
         plan = allowed.plan  # authorised: the settings the plan was made, checked and approved with
         params = plan["settings"]
         client = client_from_connection(params["aws_conn_id"])
-        check = recheck(RecheckContext(client, params["bucket"], params, plan, run_dir)) if recheck else None
+        try:
+            check = recheck(RecheckContext(client, params["bucket"], params, plan, run_dir)) if recheck else None
+        except DeleteRefused as exc:  # what the re-check would judge by is not what was planned: no retry helps
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(exc)) from exc
         return delete_chunk(client, params["bucket"], run_dir, chunk, recheck=check, dry_run=False, plan=plan,
                             items=allowed.items)
 

@@ -23,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from include.aws.client import S3AccessError, check_access, client_from_args
     from include.core.errors import error_code, error_text
+    from include.deletion.approval import DeleteRefused
     from include.deletion.plan import GuardRefused, check_guards, delete_chunk, read_plan, write_audit
     from include.deletion.recheck import RecheckContext
     from include.deletion.settings import PLAN_SOURCES
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             delete_chunk(client, args.bucket, run_dir, chunk, recheck=recheck, dry_run=False)
         audit = write_audit(run_dir, extra={"outcome": "deleted" if summary["chunks"] else "nothing_to_delete",
                                             "approval": "command line"})
-    except (S3AccessError, GuardRefused, InventoryError, ValueError, OSError) as exc:
+    except (S3AccessError, GuardRefused, DeleteRefused, InventoryError, ValueError, OSError) as exc:
         print(f"deploy cleanup: {exc}", file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as exc:  # a missing or misnamed bucket, access to it denied, …

@@ -26,7 +26,8 @@ Selection (:func:`select`), at the run's logical time ``now``, ranking deploymen
 Planning lists the prefix twice (streaming, constant memory per deployment): once to date and rank the
 deployments, once to write every object (or, with ``include_versions``, every version and delete
 marker) of the doomed ones to the plan. ``deployments.jsonl`` in the run folder records every
-deployment's time, size and decision; the re-check before delete compares against it and skips a
+deployment's time, size and decision, and ``plan.json`` its digest; the re-check before delete reads it
+as planned (or refuses the chunk), compares against it and skips a
 deployment whose newest object changed since planning, and a whole chunk when a deployment kept for its
 rank is gone since.
 """
@@ -46,8 +47,8 @@ from include.aws.listing import iter_objects
 from include.core import artifacts
 from include.core.progress import Progress
 from include.core.times import format_time, parse_time
-from include.deletion.approval import shown
-from include.deletion.plan import PlanItem, PlanWriter, keep_earlier_record, null_versions_note
+from include.deletion.approval import DeleteRefused, bytes_digest, shown
+from include.deletion.plan import PLAN_FILE, PlanItem, PlanWriter, keep_earlier_record, null_versions_note
 from include.deletion.settings import PLAN_SOURCES
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency
@@ -366,6 +367,9 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
         {**asdict(deps[d.name]), "rank": d.rank, "delete": d.delete, "why": d.why, "holds_rank": d.holds_rank,
          "min_keep": d.min_keep} for d in decisions
     ))
+    # the delete step's re-check trusts these rows (what was planned, what holds the ranking): plan.json, which
+    # the approval pins, pins them in turn
+    deployments_digest = bytes_digest(artifacts.read_bytes(run_dir / DEPLOYMENTS_FILE))
     doomed = {d.name: d for d in decisions if d.delete}
     if doomed:
         relisting = Progress(f"{found.reading} {where} again: objects of the doomed deployments", unit="entries")
@@ -421,16 +425,30 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
         "inventory": inventory,
         "gone_since_inventory": gone,
         "deployments_uri": artifacts.uri(run_dir / DEPLOYMENTS_FILE),
+        "deployments_digest": deployments_digest,
         "refusals": refusals,
     })
     log.info("%s", shown(headline))  # names are anyone's who can write to the bucket: no forged log line
     return summary
 
 
-def planned_deployments(run_dir: Any, names: set[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Rows of ``deployments.jsonl`` (only ``names`` when given)."""
-    return {row["name"]: row for row in artifacts.read_jsonl(run_dir / DEPLOYMENTS_FILE)
-            if names is None or row["name"] in names}
+def planned_deployments(run_dir: Any, plan: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Rows of ``deployments.jsonl`` by name, parsed from the bytes whose digest ``plan`` (plan.json as
+    authorised) records. :class:`DeleteRefused` when they differ: the file was changed since planning, and
+    the re-check would otherwise judge the chunk by rows nobody approved."""
+    path = run_dir / DEPLOYMENTS_FILE
+    if not artifacts.exists(path):
+        raise DeleteRefused(f"{artifacts.uri(path)} is missing: the re-check cannot tell what the plan kept, "
+                            "nothing is deleted; plan again")
+    data = artifacts.read_bytes(path)
+    pinned = plan.get("deployments_digest")
+    if pinned is None:
+        raise DeleteRefused(f"the plan at {artifacts.uri(run_dir / PLAN_FILE)} records no digest of "
+                            f"{artifacts.uri(path)} (made before s3ops pinned it): nothing is deleted; plan again")
+    if bytes_digest(data) != pinned:
+        raise DeleteRefused(f"{artifacts.uri(path)} changed since planning (its digest is not the one plan.json "
+                            "records): nothing is deleted; plan again, and find out who wrote to the artifact store")
+    return {row["name"]: row for row in artifacts.parse_jsonl(data)}
 
 
 #: above this many deployments in one chunk, one range listing beats one listing per deployment
@@ -501,7 +519,7 @@ def make_recheck(ctx: Any) -> Any:
     """The re-check factory for :func:`include.deletion.airflow.add_deletion_tasks`."""
     prefix = str(ctx.plan.get("prefix", ""))
 
-    rows = planned_deployments(ctx.run_dir)
+    rows = planned_deployments(ctx.run_dir, ctx.plan)
     if rows and all("holds_rank" not in row for row in rows.values()):  # a plan written before the flags
         kept_by_rank = [n for n, r in rows.items() if str(r.get("why", "")).startswith("among the newest")]
     else:
@@ -509,7 +527,6 @@ def make_recheck(ctx: Any) -> Any:
     min_kept = [name for name, row in rows.items() if row.get("min_keep")]
 
     def recheck(items: list[PlanItem]) -> dict[str, str]:
-        planned = planned_deployments(ctx.run_dir, {i.group for i in items})
-        return recheck_deployments(ctx.client, ctx.bucket, prefix, planned, items, kept_by_rank, min_kept)
+        return recheck_deployments(ctx.client, ctx.bucket, prefix, rows, items, kept_by_rank, min_kept)
 
     return recheck

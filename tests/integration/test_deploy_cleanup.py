@@ -92,6 +92,35 @@ def test_a_chunk_rewritten_after_its_authorisation_is_not_what_gets_deleted(s3, 
     assert _keys(s3, bucket, "deploys/new/") == ["deploys/new/assets/app.js", "deploys/new/index.html"]
 
 
+def test_deployments_edited_while_the_approval_waits_fail_the_delete_without_retries(s3, s3_server, run_dag, bucket,
+                                                                                      monkeypatch):
+    """The same edit in a DAG run: the delete task fails once (a retry cannot make the rows the planned ones)
+    and nothing is deleted."""
+    import include.aws.client as aws_client
+    from include.core import artifacts
+
+    _seed_deployments(s3_server, bucket, {"old": 30, "new": 1})
+    real = aws_client.client_from_connection
+    edited: list[str] = []
+    logical_date = NOW + timedelta(days=1, minutes=7)  # a run folder of this test's own
+
+    def editing(*args: Any, **kwargs: Any) -> Any:
+        for rows in artifacts.artifact_root().glob(f"s3_deploy_cleanup/*{logical_date.isoformat()}/deployments.jsonl"):
+            if (rows.parent / "guard.json").exists() and not edited:  # the delete task's client
+                _edit_deployments(rows.parent, newest="9999-12-31T00:00:00+00:00")
+                edited.append(str(rows))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aws_client, "client_from_connection", editing)
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "auto"},
+                     retries=2, logical_date=logical_date)
+    assert edited and result.state == "failed", result.task_states()
+    assert result.task_states()[("delete", 0)] == "failed" and result.try_numbers()[("delete", 0)] == 1
+    assert _deployments_left(s3, bucket) == ["new", "old"]
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert audit["outcome"] == "failed" and audit["failed_tasks"] == ["delete_0"] and audit["deleted_count"] == 0
+
+
 def test_a_run_planned_again_after_it_deleted_keeps_the_earlier_record(s3, s3_server, run_dag, bucket):
     """Planning a run again (a rerun, a backfill that reprocesses its date, a cleared plan task) replaced its
     plan, and its next delete its chunk audits: the record of what was deleted under which approval was
@@ -499,6 +528,48 @@ def test_a_kept_deployment_gone_before_the_delete_keeps_the_whole_chunk(s3, s3_s
     assert _deployments_left(s3, bucket) == ["b", "c"] and audit["deleted_count"] == 0
     reasons = json.loads((tmp_path / "audit" / "00000.json").read_text())["skipped"]
     assert reasons and all("kept as the newest are gone since planning ('a')" in r["why"] for r in reasons)
+
+
+def _edit_deployments(run_dir: Any, **changes: Any) -> None:
+    """Rewrite deployments.jsonl as someone with write access to the artifact store could."""
+    path = run_dir / "deployments.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**row, **changes}) + "\n" for row in rows))
+
+
+def test_deployments_edited_after_planning_refuse_the_delete(s3, s3_server, bucket, tmp_path):
+    """deployments.jsonl is what the re-check judges by (what the plan kept for its rank). Edited to drop
+    those flags, the rollback of the newest deployment would go unseen and B and C would go, leaving none:
+    plan.json (which the approval pins) records its digest, so the edit refuses the delete instead."""
+    from include.deletion.approval import DeleteRefused
+
+    _seed_deployments(s3_server, bucket, {"a": 1, "b": 10, "c": 20})
+    summary = _plan(s3, bucket, tmp_path, keep=1)
+    assert summary["deployments_delete"] == 2 and summary["deployments_digest"].startswith("sha256:")
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in _keys(s3, bucket, "deploys/a/")]})
+    _edit_deployments(tmp_path, holds_rank=False, min_keep=False)
+    with pytest.raises(DeleteRefused, match=r"deployments\.jsonl changed since planning"):
+        _delete_all(s3, bucket, tmp_path, summary)
+    assert _deployments_left(s3, bucket) == ["b", "c"]
+
+
+@pytest.mark.parametrize("damage", ["removed", "plan without its digest"])
+def test_deployments_missing_or_not_pinned_refuse_the_delete(s3, s3_server, bucket, tmp_path, damage):
+    """A plan that cannot show its rows are the planned ones (the file gone, or a plan made before the
+    digest) deletes nothing and says to plan again."""
+    from include.deletion.approval import DeleteRefused
+
+    _seed_deployments(s3_server, bucket, {"a": 1, "b": 10})
+    summary = _plan(s3, bucket, tmp_path, keep=1)
+    if damage == "removed":
+        (tmp_path / "deployments.jsonl").unlink()
+    else:
+        plan = json.loads((tmp_path / "plan.json").read_text())
+        del plan["deployments_digest"]
+        (tmp_path / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(DeleteRefused, match="plan again"):
+        _delete_all(s3, bucket, tmp_path, summary)
+    assert _deployments_left(s3, bucket) == ["a", "b"]
 
 
 def test_a_protected_newest_deployment_gone_or_emptied_before_the_delete_keeps_the_chunk(s3, s3_server, bucket,
