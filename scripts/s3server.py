@@ -29,6 +29,7 @@ and does what AWS documents where moto 5.2.5 does not (flexible checksums, see :
   the parts as they are (:func:`one_pass_checksums`): moto 5.2.5 checksummed a second joined
   copy of the object, seconds per GiB that S3 does not spend and only clients asking for a full-object
   checksum paid, and computed CRC32C as CRC32;
+- a key over 1,024 bytes of UTF-8 is refused (400 ``KeyTooLongError``), as S3 refuses it; moto stores it;
 - ListMultipartUploads says when each upload was started (moto answers 2010-11-10 for every upload),
   so "abandoned before this run" can be decided and tested.
 
@@ -186,6 +187,8 @@ class ControlMiddleware:
         if fault == "denied":
             start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(_DENIED)))])
             return [_DENIED]
+        if op in ("PutObject", "CreateMultipartUpload") and _key_bytes(environ) > S3_KEY_BYTES:
+            return _xml_error(start_response, "400 Bad Request", "KeyTooLongError", "Your key is too long")
         if op in ("PutObject", "UploadPart"):
             refusal = Checksums.check_body(environ)
             if refusal is not None:
@@ -460,6 +463,15 @@ class ListingIndex:
             self.pages += 1
         start_response("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
         return [body]
+
+
+S3_KEY_BYTES = 1024  # S3's longest key, in UTF-8 bytes
+
+
+def _key_bytes(environ: dict[str, Any]) -> int:
+    """The UTF-8 bytes of a path-style request's key (WSGI gives the path as latin-1: a character a byte)."""
+    parts = environ.get("PATH_INFO", "").split("/", 2)
+    return len(parts[2]) if len(parts) == 3 else 0
 
 
 def _xml_text(text: str) -> str:

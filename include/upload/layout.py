@@ -347,9 +347,12 @@ class Folders:
             self._base = None
 
 
-def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_files: int) -> Scan:
+def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_files: int, *,
+                  key_room: int | None = None) -> Scan:
     """Walk ``base_dir`` once: classify every file, keep the ``max_files`` oldest eligible ones.
 
+    ``key_room``: the UTF-8 bytes an S3 key leaves after the key prefix. A longer path is malformed: S3
+    would refuse its upload in every run (``KeyTooLongError``), and it must be renamed by a person anyway.
     Memory stays bounded by ``max_files`` however many files are waiting (a heap, not a full sort).
     """
     scan = Scan()
@@ -358,6 +361,9 @@ def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_file
         for rel, st in _walk(base_dir, scan):
             try:
                 data = parse_data_path(rel)
+                if key_room is not None and (size := len(rel.encode())) > key_room:
+                    raise MalformedPath(f"its S3 key would be {size - key_room:,} bytes over S3's limit of 1,024 "
+                                        "(with the key prefix): shorten the location or the topic")
             except MalformedPath as exc:
                 scan.add_malformed(os.path.join(str(base_dir), rel), str(exc))
                 continue

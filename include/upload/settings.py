@@ -78,6 +78,11 @@ class UploadSettings:
         return f"{self.key_prefix}{rel}"
 
     @property
+    def key_room(self) -> int:
+        """The UTF-8 bytes of an S3 key left after the key prefix (for the path under ``base_dir``)."""
+        return S3_KEY_BYTES - len(self.key_prefix.encode())
+
+    @property
     def asset_uri(self) -> str:
         """The asset the DAG updates. ``?`` and ``#`` are escaped: Airflow reads a URI's query and fragment
         off, so the prefix ``a?b#c/`` was the asset ``s3://bucket/a``, another uploader's. (``%`` is left as

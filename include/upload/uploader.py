@@ -897,7 +897,7 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now
     now = now or _now()
     with lock.holding(settings.base_dir):  # no other uploader's in-flight upload is taken for abandoned
         uploads = abort_abandoned_uploads(client, settings, now) if client is not None else AbandonedUploads()
-        scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
+        scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files, key_room=settings.key_room)
     batches = split_batches(scan.eligible, BATCH_SIZE, MAX_BATCHES)
     names = [f"{i:05d}" for i in range(len(batches))]
     for name, batch in zip(names, batches, strict=True):
@@ -1031,7 +1031,7 @@ def upload_tree(client: Any, settings: UploadSettings, *, workers: int = DEFAULT
     now = now or _now()
     with lock.holding(settings.base_dir):  # the whole run: one uploader per folder (include.upload.lock)
         uploads = abort_abandoned_uploads(client, settings, now)
-        scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files)
+        scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files, key_room=settings.key_room)
         scan_info = _scan_report(base, scan, now, uploads)
         result = upload_candidates(Uploader(client, settings, now, credentials), scan.eligible, workers=workers)
         removed = remove_empty_folders(base, _now(), settings.settle_seconds) if tidy else []

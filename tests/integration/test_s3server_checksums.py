@@ -144,3 +144,16 @@ def test_a_composite_checksum_is_a_checksum_of_the_parts_checksums(s3: Any, buck
     attributes = s3.get_object_attributes(Bucket=bucket, Key="c.dat", ObjectAttributes=["Checksum"])
     assert attributes["Checksum"] == {f"Checksum{algorithm}": checksum(part_checksums), "ChecksumType": "COMPOSITE"}
     assert s3.get_object(Bucket=bucket, Key="c.dat")["Body"].read() == b"".join(parts)
+
+
+@pytest.mark.parametrize("create", ["put_object", "create_multipart_upload"])
+def test_the_local_server_refuses_a_key_over_1024_utf8_bytes_like_s3(s3: Any, bucket: str, create: str) -> None:
+    """S3 counts a key's UTF-8 bytes: 1,024 fit, 1,025 are KeyTooLongError (moto 5.2.5 stores any length)."""
+    fits, too_long = "k" * 1022 + "é", "k" * 1023 + "é"  # 1,024 and 1,025 bytes; 1,023 and 1,024 characters
+    getattr(s3, create)(Bucket=bucket, Key=fits)
+    with pytest.raises(ClientError) as refused:
+        getattr(s3, create)(Bucket=bucket, Key=too_long)
+    assert refused.value.response["Error"]["Code"] == "KeyTooLongError"
+    listed = s3.list_objects_v2(Bucket=bucket).get("Contents", []) if create == "put_object" else \
+        s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [o["Key"] for o in listed] == [fits]

@@ -632,6 +632,26 @@ def test_a_non_utf8_name_is_malformed_and_the_others_move(tmp_path, s3, bucket, 
     assert open(bad, "rb").read() == b"latin-1 name\n" and keys_in(s3, bucket) == {good.relative_to(tmp_path).as_posix()}
 
 
+def test_a_path_whose_key_would_pass_s3s_limit_is_malformed_not_a_failure_every_run(tmp_path, s3, bucket, client):
+    """A long key prefix plus a long (multibyte) topic makes a key over S3's 1,024 bytes. S3 refuses such a
+    PUT (KeyTooLongError), so the run failed every minute for good; now the file is malformed, listed and
+    left alone, and the one that fits moves. The limit counts UTF-8 bytes, not characters."""
+    prefix = "p" * 700 + "/"
+    fits = write(tmp_path, rel_at("paris", NOW - timedelta(hours=1), "t"), b"fits\n")
+    topic = "é" * 120  # 120 characters, 240 bytes: with the prefix, 40 bytes over, 80 characters under
+    long = write(tmp_path, rel_at("ville-" + "x" * 95, NOW - timedelta(hours=1), topic), b"too long a key\n")
+    key_bytes = len((prefix + long.relative_to(tmp_path).as_posix()).encode())
+    assert key_bytes > 1024 > len(prefix + long.relative_to(tmp_path).as_posix())
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket, key_prefix=prefix), workers=2)
+
+    assert (summary["uploaded"], summary["malformed"], summary["failed"]) == (1, 1, 0)
+    assert summary["malformed_paths"] == [str(long)]
+    assert [r["status"] for r in manifest] == ["uploaded"] and not fits.exists()
+    assert long.read_bytes() == b"too long a key\n"
+    assert keys_in(s3, bucket) == {prefix + fits.relative_to(tmp_path).as_posix()}
+
+
 def test_a_failed_local_delete_after_a_verified_upload_says_so_and_the_next_run_finishes(tmp_path, s3, bucket,
                                                                                          client, monkeypatch):
     rel = rel_at("berlin", NOW - timedelta(hours=1), "stuck")
