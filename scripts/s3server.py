@@ -7,7 +7,8 @@ endpoints under ``/_s3ops/`` which real S3 does not have and tests need:
   an optional ``last_modified`` so tests can build old data without waiting months.
 - ``POST /_s3ops/touch``: set ``LastModified`` of existing objects (by key or prefix).
 - ``POST /_s3ops/faults``: make the next N matching S3 requests fail (503 SlowDown, 500, or a dropped
-  connection), to prove that clients retry; or refuse them (``denied``: 403 AccessDenied). A fault
+  connection), to prove that clients retry; or refuse them (``denied``: 403 AccessDenied; ``conflict``:
+  409 ConditionalRequestConflict, S3's answer to a write racing a conditional one on the same key). A fault
   matches an ``operation`` and/or a ``bucket`` (both optional).
 - ``GET /_s3ops/stats`` / ``POST /_s3ops/stats/reset``: S3 requests served, by operation.
 - ``POST /_s3ops/latency`` ``{"seconds": 0.03}``: every S3 request waits that long before it is
@@ -129,7 +130,7 @@ class ControlMiddleware:
         self.app = app
         self.lock = threading.Lock()
         self.stats: Counter[str] = Counter()
-        # Each fault: {"operation": str|None, "bucket": str|None, "mode": "slowdown"|"error"|"drop"|"denied",
+        # Each fault: {"operation": str|None, "bucket": str|None, "mode": "slowdown"|"error"|"drop"|"denied"|"conflict",
         # "remaining": int}
         self.faults: list[dict[str, Any]] = []
         self.initiated: dict[str, str] = {}  # upload id → when CreateMultipartUpload answered (ISO 8601 UTC)
@@ -184,6 +185,9 @@ class ControlMiddleware:
             status = "503 Slow Down" if fault == "slowdown" else "500 Internal Server Error"
             start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
             return [body]
+        if fault == "conflict":
+            return _xml_error(start_response, "409 Conflict", "ConditionalRequestConflict",
+                              "A conflicting operation occurred. If using PutObject you can retry the request.")
         if fault == "denied":
             start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(_DENIED)))])
             return [_DENIED]

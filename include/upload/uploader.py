@@ -385,6 +385,11 @@ class Uploader:
                 return Outcome(FAILED, rel, key, local.size, error="verification failed: the object differs after upload")
             return self._delete_local(pending, UPLOADED)
         if answer.status in (412, 409):  # an object exists; 409: a concurrent conditional write to the same key
+            if _head(self.client, bucket, key) is None:  # none (yet): a write still racing ours, not another object
+                return Outcome(FAILED, rel, key, local.size,
+                               error=f"S3 refused the upload ({answer.error}) but no object is at the key: a "
+                                     "conflicting write to it was in progress; the file is kept and the next run "
+                                     "tries again")
             same = holds_the_file(self.client, bucket, key, local, pending.fh.fileno())
             return self._delete_local(pending, ALREADY_PRESENT if same else CONFLICT)
         if answer.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"):

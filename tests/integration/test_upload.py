@@ -262,6 +262,27 @@ def test_throttling_and_dropped_connections_are_retried(tmp_path, s3, bucket, cl
     assert s3_server.control("GET", "stats")["PutObject"] == 6 + 3 + 2 + 2
 
 
+def test_a_409_with_no_object_at_the_key_is_a_failure_to_retry_not_a_conflict(tmp_path, s3, bucket, client,
+                                                                               s3_server):
+    """S3 answers 409 ConditionalRequestConflict to a write racing another on the same key ("you can retry").
+    With nothing at the key, "a different object already exists" would be false: the file fails, is kept,
+    and the next run uploads it."""
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "raced")
+    path = write(tmp_path, rel, b"raced\n")
+    s3_server.control("POST", "faults", {"mode": "conflict", "operation": "PutObject", "bucket": bucket, "count": 1})
+    try:
+        summary, manifest = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    assert (summary["uploaded"], summary["conflicts"], summary["failed"]) == (0, 0, 1)
+    assert manifest[0]["status"] == "failed" and "ConditionalRequestConflict" in manifest[0]["error"]
+    assert "no object is at the key" in manifest[0]["error"] and path.read_bytes() == b"raced\n"
+
+    again, _ = upload_tree(client, settings(tmp_path, bucket), workers=1, tidy=False)
+    assert (again["uploaded"], again["failed"]) == (1, 0) and body_of(s3, bucket, rel) == b"raced\n"
+    assert not path.exists()
+
+
 def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket, s3_server):
     rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
     write(tmp_path, rel, b"a\n")
