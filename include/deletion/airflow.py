@@ -158,6 +158,10 @@ class PlanApprovalOperator(ApprovalOperator):
                                           asked_at=request["asked_at"])
         if superseded:
             log.info("this plan supersedes the waiting plans of runs %s (same target %s)", superseded, target)
+        newer = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
+        if gate.closes(newer, request):  # asked in the same instant as a later request, which wins
+            log.info("run %s asked for the same target just after this run: its request supersedes this one, "
+                     "which closes without notifying anyone", newer.get("superseded_by") if newer else None)
         self.assigned_users = users or None
         # the form's one field, filled in: the answer names back the plan it was given for (answered_another_plan)
         self.params = ParamsDict({gate.PLAN_DIGEST_FIELD: Param(
@@ -168,9 +172,9 @@ class PlanApprovalOperator(ApprovalOperator):
                         f"s3://{gate.shown(params.get('bucket') or '')}?")
         self.body = approval_body(plan, params, plan_digest=digests["plan_digest"], timeout_at=timeout_at,
                                   superseded=superseded)
-        self._ask(context, asked_at=asked_at)
+        self._ask(context, asked_at=asked_at, notify=not gate.closes(newer, request))
 
-    def _ask(self, context: Any, *, asked_at: datetime) -> None:
+    def _ask(self, context: Any, *, asked_at: datetime, notify: bool = True) -> None:
         """Write the HITL request and wait for it: :meth:`HITLOperator.execute` as the provider runs it before
         Airflow 3.3 (defer to a trigger), not as on 3.3 (park in ``awaiting_input``, where nothing of ours runs
         until a person or the timeout answers), so that :class:`PlanApprovalTrigger` can also close the request
@@ -187,7 +191,7 @@ class PlanApprovalOperator(ApprovalOperator):
         timeout_at = asked_at + self.response_timeout if self.response_timeout else None
         self.hitl_summary_extra["timeout_datetime"] = timeout_at.isoformat() if timeout_at else None
         log.info("waiting for an answer, a newer plan of the same target or the timeout (%s)", timeout_at)
-        for notifier in self.notifiers:
+        for notifier in self.notifiers if notify else ():
             notifier(context)
         self.defer(
             trigger=PlanApprovalTrigger(ti_id=ti.id, options=self.options, defaults=self.defaults,

@@ -36,7 +36,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from include.core import artifacts
@@ -184,12 +184,39 @@ def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], ask
     """Mark every other run of this DAG whose request for the same ``target`` still waits (no
     ``approval.json``) and was asked earlier as superseded by ``run_id``; return their run ids. A marker
     left from an earlier request of a run (its ``approve`` asked again since) does not count as closing
-    the request that waits now: it is replaced."""
+    the request that waits now: it is replaced.
+
+    And when another run's request for the target was asked *later* and waits, this run's own request is
+    marked superseded by it. Two runs asking at the same instant each write their request before looking,
+    so whichever looks last sees the other: without this, the one that looked first missed the other's
+    request, the other saw a newer one and left it alone, and both waited. Requests are ordered by
+    ``asked_at``, then by run id (a tie must still have one winner)."""
+    mine = (asked_at, run_id)
     done: list[str] = []
+    newest: tuple[str, str] | None = None
+    for folder, request in _waiting_requests(dag_dir, run_id=run_id, target=target):
+        theirs = (str(request.get("asked_at", "")), folder.name)
+        if theirs > mine:
+            newest = max(newest or theirs, theirs)
+            continue
+        artifacts.write_json(folder / SUPERSEDED_FILE, {"superseded_by": run_id, "at": asked_at,
+                                                        "plan_id": request.get("plan_id"),
+                                                        "request_asked_at": request.get("asked_at")})
+        done.append(folder.name)
+    if newest is not None:
+        own = read_optional(dag_dir / run_id / REQUEST_FILE) or {}
+        artifacts.write_json(dag_dir / run_id / SUPERSEDED_FILE, {
+            "superseded_by": newest[1], "at": newest[0], "plan_id": own.get("plan_id"), "request_asked_at": asked_at})
+    return sorted(done)
+
+
+def _waiting_requests(dag_dir: Any, *, run_id: str, target: Mapping[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """``(run folder, request)`` of every other run of the DAG whose request for ``target`` still waits: no
+    answer, no marker that closes it. A folder whose files cannot be read is left alone."""
     try:
         children = list(dag_dir.iterdir()) if artifacts.exists(dag_dir) else []
     except OSError:
-        return done
+        return
     for folder in children:
         if folder.name == run_id or not artifacts.exists(folder / REQUEST_FILE):
             continue
@@ -200,15 +227,9 @@ def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], ask
             marker = read_optional(folder / SUPERSEDED_FILE)
         except (OSError, ValueError):
             continue
-        if closes(marker, request):
+        if not isinstance(request, dict) or closes(marker, request) or request.get("target") != dict(target):
             continue
-        if request.get("target") != dict(target) or str(request.get("asked_at", "")) >= asked_at:
-            continue
-        artifacts.write_json(folder / SUPERSEDED_FILE, {"superseded_by": run_id, "at": asked_at,
-                                                        "plan_id": request.get("plan_id"),
-                                                        "request_asked_at": request.get("asked_at")})
-        done.append(folder.name)
-    return sorted(done)
+        yield folder, request
 
 
 def closes(marker: Mapping[str, Any] | None, request: Mapping[str, Any] | None) -> bool:

@@ -436,6 +436,39 @@ def test_a_superseded_request_closes_by_itself_and_deletes_nothing(s3, s3_server
         "superseded", "superseded", "newer-run", 0)
 
 
+def test_a_request_asked_in_the_same_instant_as_a_later_one_closes_at_once_unmailed(s3, s3_server, run_dag, bucket,
+                                                                                      mailbox, monkeypatch):
+    """Two runs of the same target ask at once; the later request was written while this run computed its
+    own, and that run looked before this one's file existed. This run now sees it, closes its own request as
+    superseded (deleting nothing, mailing nobody), instead of both waiting. The control: the same settings
+    mail an ordinary request."""
+    from include.core import artifacts
+    from include.deletion import approval as gate
+
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_DEPLOY_CLEANUP", json.dumps({"notifications": [
+        {"type": "email", "to": ["approvers@example.com"]}]}))
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()  # after this run will ask, whatever its pace
+    artifacts.write_json(artifacts.run_dir("s3_deploy_cleanup", "raced-run") / gate.REQUEST_FILE, {
+        "plan_id": "theirs", "target": {"bucket": bucket, "prefix": "deploys/"}, "asked_at": later})
+    # a short timeout: a request left waiting (the bug) expires instead of holding the suite for good
+    conf = {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "required", "approval_timeout_hours": 0.01}
+    result = run_dag("s3_deploy_cleanup", conf, logical_date=NOW + timedelta(days=2, minutes=3))
+    assert result.state == "success", result.task_states()
+    assert result.task_states()[("delete", -1)] == "skipped" and _keys(s3, bucket) == before
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["superseded_by"], audit["deleted_count"]) == ("superseded", "raced-run", 0)
+    assert not (artifacts.run_dir("s3_deploy_cleanup", "raced-run") / gate.SUPERSEDED_FILE).exists()
+    assert mailbox.wait_for(1, timeout=3) == []
+
+    (artifacts.run_dir("s3_deploy_cleanup", "raced-run") / gate.REQUEST_FILE).unlink()  # the control
+    with answering_approval("Reject") as (answered, _):
+        control = run_dag("s3_deploy_cleanup", conf, logical_date=NOW + timedelta(days=2, minutes=4))
+    assert answered == [control.run_id] and _keys(s3, bucket) == before
+    assert [m["to"] for m in mailbox.wait_for(1)] == [["approvers@example.com"]]
+
+
 def test_a_run_planned_again_after_it_was_superseded_asks_again_and_deletes_once_approved(s3, s3_server, run_dag,
                                                                                            bucket):
     """The run's first request was superseded; cleared and planned again, its new request was closed the moment

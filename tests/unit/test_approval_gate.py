@@ -172,8 +172,42 @@ def test_supersede_older_marks_only_waiting_requests_of_the_same_target(tmp_path
     marker = json.loads((tmp_path / "old" / gate.SUPERSEDED_FILE).read_text())
     assert marker["superseded_by"] == "me" and marker["plan_id"] == "old"
     assert not (tmp_path / "newer" / gate.SUPERSEDED_FILE).exists()
+    # a later request of the same target waits: it wins, and this one is closed
+    own = json.loads((tmp_path / "me" / gate.SUPERSEDED_FILE).read_text())
+    assert own == {"superseded_by": "newer", "at": "2026-11-30T00:00:00+00:00", "plan_id": "me",
+                   "request_asked_at": "2026-11-29T00:00:00+00:00"}
     # idempotent: a retried approve marks nothing twice
     assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at="2026-11-29T00:00:00+00:00") == []
+
+
+@pytest.mark.parametrize("same_instant", [False, True])
+@pytest.mark.parametrize("first_to_look", ["earlier", "later"])
+def test_two_runs_asking_at_once_leave_exactly_one_request_waiting(tmp_path, first_to_look, same_instant):
+    """Each run writes its request, then looks for the others'. The one that looks first may find nothing yet
+    (the other's file is not written); the one that looks last sees the other. Whatever the order, the later
+    request (``asked_at``, then the run id) waits and the earlier one is closed: both left waiting was the bug."""
+    target = {"bucket": "b", "prefix": "p/"}
+    asked = {"earlier": "2026-11-29T00:00:00+00:00",
+             "later": "2026-11-29T00:00:00+00:00" if same_instant else "2026-11-29T00:00:01+00:00"}
+    runs = {"earlier": "run-a", "later": "run-b"}  # on a tie, run-b is the later one by its id
+
+    def ask(which: str) -> list[str]:
+        artifacts.write_json(tmp_path / runs[which] / gate.REQUEST_FILE,
+                             {"plan_id": f"plan-{which}", "target": target, "asked_at": asked[which]})
+        return gate.supersede_older(tmp_path, run_id=runs[which], target=target, asked_at=asked[which])
+
+    second = "later" if first_to_look == "earlier" else "earlier"
+    assert ask(first_to_look) == []  # the other's request is not written yet
+    ask(second)
+
+    def waiting(which: str) -> bool:
+        request = json.loads((tmp_path / runs[which] / gate.REQUEST_FILE).read_text())
+        return not gate.closes(gate.read_optional(tmp_path / runs[which] / gate.SUPERSEDED_FILE), request)
+
+    assert (waiting("earlier"), waiting("later")) == (False, True)
+    marker = json.loads((tmp_path / "run-a" / gate.SUPERSEDED_FILE).read_text())
+    assert marker["superseded_by"] == "run-b" and marker["plan_id"] == "plan-earlier"
+    assert marker["request_asked_at"] == asked["earlier"]
 
 
 def test_a_marker_closes_only_the_request_it_was_written_for():
