@@ -37,9 +37,11 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 from include.core import artifacts
+from include.core.times import parse_time
 from include.core.units import format_size
 
 GUARD_FILE = "guard.json"
@@ -186,18 +188,21 @@ def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], ask
     left from an earlier request of a run (its ``approve`` asked again since) does not count as closing
     the request that waits now: it is replaced.
 
-    And when another run's request for the target was asked *later* and waits, this run's own request is
-    marked superseded by it. Two runs asking at the same instant each write their request before looking,
-    so whichever looks last sees the other: without this, the one that looked first missed the other's
-    request, the other saw a newer one and left it alone, and both waited. Requests are ordered by
-    ``asked_at``, then by run id (a tie must still have one winner)."""
+    And when another run's request for the target was asked *later* (by at most :data:`ASKED_TOGETHER`)
+    and waits, this run's own request is marked superseded by it. Two runs asking at the same instant each
+    write their request before looking, so whichever looks last sees the other: without this, the one that
+    looked first missed the other's request, the other saw a newer one and left it alone, and both waited.
+    Requests are ordered by ``asked_at``, then by run id (a tie must still have one winner). A request
+    dated further ahead is no such race (a worker's clock ahead, a file written by hand): it closes nothing,
+    or one stale file would close every request of the target until its date."""
     mine = (asked_at, run_id)
     done: list[str] = []
     newest: tuple[str, str] | None = None
     for folder, request in _waiting_requests(dag_dir, run_id=run_id, target=target):
         theirs = (str(request.get("asked_at", "")), folder.name)
         if theirs > mine:
-            newest = max(newest or theirs, theirs)
+            if _asked_together(theirs[0], asked_at):
+                newest = max(newest or theirs, theirs)
             continue
         artifacts.write_json(folder / SUPERSEDED_FILE, {"superseded_by": run_id, "at": asked_at,
                                                         "plan_id": request.get("plan_id"),
@@ -208,6 +213,19 @@ def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], ask
         artifacts.write_json(dag_dir / run_id / SUPERSEDED_FILE, {
             "superseded_by": newest[1], "at": newest[0], "plan_id": own.get("plan_id"), "request_asked_at": asked_at})
     return sorted(done)
+
+
+#: how much later another run's request may have been asked and still be one this run raced with: the race
+#: lasts from taking the time to writing the request file (an artifact store's write: seconds at most)
+ASKED_TOGETHER = timedelta(minutes=5)
+
+
+def _asked_together(later: str, asked_at: str) -> bool:
+    """Was ``later`` asked within :data:`ASKED_TOGETHER` of ``asked_at`` (False when either is no time)?"""
+    try:
+        return parse_time(later) - parse_time(asked_at) <= ASKED_TOGETHER
+    except (TypeError, ValueError):
+        return False
 
 
 def _waiting_requests(dag_dir: Any, *, run_id: str, target: Mapping[str, Any]) -> Iterator[tuple[Any, dict[str, Any]]]:

@@ -449,7 +449,8 @@ def test_a_request_asked_in_the_same_instant_as_a_later_one_closes_at_once_unmai
         {"type": "email", "to": ["approvers@example.com"]}]}))
     _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
     before = _keys(s3, bucket)
-    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()  # after this run will ask, whatever its pace
+    # after this run will ask (it takes seconds to get there), within ASKED_TOGETHER of it
+    later = (datetime.now(UTC) + timedelta(minutes=3)).isoformat()
     artifacts.write_json(artifacts.run_dir("s3_deploy_cleanup", "raced-run") / gate.REQUEST_FILE, {
         "plan_id": "theirs", "target": {"bucket": bucket, "prefix": "deploys/"}, "asked_at": later})
     # a short timeout: a request left waiting (the bug) expires instead of holding the suite for good

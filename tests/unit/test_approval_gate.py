@@ -4,7 +4,7 @@ preconditions re-derived from the plan artifact (never XCom), supersession, and 
 from __future__ import annotations
 
 import json
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +172,9 @@ def test_supersede_older_marks_only_waiting_requests_of_the_same_target(tmp_path
     marker = json.loads((tmp_path / "old" / gate.SUPERSEDED_FILE).read_text())
     assert marker["superseded_by"] == "me" and marker["plan_id"] == "old"
     assert not (tmp_path / "newer" / gate.SUPERSEDED_FILE).exists()
-    # a later request of the same target waits: it wins, and this one is closed
-    own = json.loads((tmp_path / "me" / gate.SUPERSEDED_FILE).read_text())
-    assert own == {"superseded_by": "newer", "at": "2026-11-30T00:00:00+00:00", "plan_id": "me",
-                   "request_asked_at": "2026-11-29T00:00:00+00:00"}
+    # a request dated a day ahead is no race of two runs asking at once (a clock ahead, a stale or forged
+    # file): it closes nothing, or it would close every request of the target until its date
+    assert not (tmp_path / "me" / gate.SUPERSEDED_FILE).exists()
     # idempotent: a retried approve marks nothing twice
     assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at="2026-11-29T00:00:00+00:00") == []
 
@@ -206,8 +205,23 @@ def test_two_runs_asking_at_once_leave_exactly_one_request_waiting(tmp_path, fir
 
     assert (waiting("earlier"), waiting("later")) == (False, True)
     marker = json.loads((tmp_path / "run-a" / gate.SUPERSEDED_FILE).read_text())
-    assert marker["superseded_by"] == "run-b" and marker["plan_id"] == "plan-earlier"
-    assert marker["request_asked_at"] == asked["earlier"]
+    assert marker == {"superseded_by": "run-b", "at": asked["later"], "plan_id": "plan-earlier",
+                      "request_asked_at": asked["earlier"]}
+
+
+@pytest.mark.parametrize(("ahead", "closes_mine"), [(timedelta(minutes=5), True), (timedelta(minutes=5, seconds=1), False),
+                                                    (timedelta(days=3000), False)])
+def test_only_a_request_asked_together_with_this_one_closes_it(tmp_path, ahead, closes_mine):
+    """A later request closes this run's own only within ASKED_TOGETHER of it: further ahead it is a clock
+    ahead or a file written by hand, and both requests wait (a pile-up, never a request closed for good)."""
+    target = {"bucket": "b", "prefix": "p/"}
+    mine = datetime(2026, 11, 29, tzinfo=UTC)
+    artifacts.write_json(tmp_path / "ahead" / gate.REQUEST_FILE,
+                         {"plan_id": "x", "target": target, "asked_at": (mine + ahead).isoformat()})
+    artifacts.write_json(tmp_path / "me" / gate.REQUEST_FILE, {"plan_id": "m", "target": target, "asked_at": mine.isoformat()})
+    assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at=mine.isoformat()) == []
+    assert (tmp_path / "me" / gate.SUPERSEDED_FILE).exists() is closes_mine
+    assert not (tmp_path / "ahead" / gate.SUPERSEDED_FILE).exists()
 
 
 def test_a_marker_closes_only_the_request_it_was_written_for():
@@ -368,8 +382,6 @@ AS_SHOWN: Any = object()
 
 
 def _event(chosen: list[str], user: dict[str, str] | None = ALICE, params_input: Any = AS_SHOWN) -> dict[str, Any]:
-    from datetime import datetime
-
     return {"chosen_options": chosen, "params_input": params_input, "responded_by_user": user,
             "responded_at": datetime(2026, 11, 30, 10, tzinfo=UTC), "timedout": user is None}
 
