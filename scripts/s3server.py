@@ -473,7 +473,8 @@ S3_KEY_BYTES = 1024  # S3's longest key, in UTF-8 bytes
 
 
 def _key_bytes(environ: dict[str, Any]) -> int:
-    """The UTF-8 bytes of a path-style request's key (WSGI gives the path as latin-1: a character a byte)."""
+    """The UTF-8 bytes of a path-style request's key (WSGI gives the path as latin-1: a character a byte).
+    Every client here addresses the local server path-style; a virtual-hosted request is not counted."""
     parts = environ.get("PATH_INFO", "").split("/", 2)
     return len(parts[2]) if len(parts) == 3 else 0
 

@@ -115,9 +115,16 @@ def parse_jsonl(data: bytes) -> list[dict[str, Any]]:
 
 def write_jsonl(path: ArtifactPath, rows: Iterable[dict[str, Any]]) -> int:
     """Write one JSON object per line; returns the row count."""
+    data = jsonl_bytes(rows)
+    write_bytes(path, data)
+    return data.count(b"\n")
+
+
+def jsonl_bytes(rows: Iterable[dict[str, Any]]) -> bytes:
+    """What :func:`write_jsonl` writes for ``rows``: for a caller that takes the digest of exactly the bytes
+    it writes (:func:`write_bytes`), not of a second read."""
     lines = [json.dumps(row, separators=(",", ":"), default=str) for row in rows]
-    write_text(path, "\n".join(lines) + ("\n" if lines else ""))
-    return len(lines)
+    return ("\n".join(lines) + ("\n" if lines else "")).encode()
 
 
 def read_jsonl(path: ArtifactPath) -> Iterator[dict[str, Any]]:

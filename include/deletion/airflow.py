@@ -14,7 +14,7 @@ Every task here reads them from that file, never from the params (which may be e
 defaults decide then).
 
 - ``guard`` fails the run (nothing deleted) when a safety limit is broken and writes ``guard.json`` (the
-  plan id and the digest of ``plan.json`` it checked); it hands ``delete`` the chunk names, or none on a
+  plan id, its verdict with any refusals, and the digest of ``plan.json`` it checked); it hands ``delete`` the chunk names, or none on a
   dry run, so a dry run is plan → guard → audit.
 - ``approve`` (:class:`PlanApprovalOperator`) shows the plan read from the artifact store, escaped, to the
   ``approvers`` (HITL ``assigned_users``), supersedes older waiting plans of the same target, waits
@@ -154,14 +154,14 @@ class PlanApprovalOperator(ApprovalOperator):
             if artifacts.exists(stale):  # a new request (a retry, a cleared task) voids any earlier answer or close
                 stale.unlink()
         artifacts.write_json(run_dir / gate.REQUEST_FILE, request)
-        superseded = gate.supersede_older(run_dir.parent, run_id=ti.run_id, target=target,
-                                          asked_at=request["asked_at"])
+        superseded, winner = gate.supersede_waiting(run_dir.parent, run_id=ti.run_id, request=request,
+                                                    now=datetime.now(UTC))
         if superseded:
             log.info("this plan supersedes the waiting plans of runs %s (same target %s)", superseded, target)
-        newer = gate.read_optional(run_dir / gate.SUPERSEDED_FILE)
-        if gate.closes(newer, request):  # asked in the same instant as a later request, which wins
-            log.info("run %s asked for the same target just after this run: its request supersedes this one, "
-                     "which closes without notifying anyone", newer.get("superseded_by") if newer else None)
+        if winner is not None:  # nobody is asked: no request in Required Actions, no notification
+            log.info("run %s asked for the same target in the same instant, after this run: its request waits, "
+                     "this one is closed before anyone is asked", winner)
+            return self.execute_complete(context, {"superseded_by": winner, "asked": False})
         self.assigned_users = users or None
         # the form's one field, filled in: the answer names back the plan it was given for (answered_another_plan)
         self.params = ParamsDict({gate.PLAN_DIGEST_FIELD: Param(
@@ -172,9 +172,9 @@ class PlanApprovalOperator(ApprovalOperator):
                         f"s3://{gate.shown(params.get('bucket') or '')}?")
         self.body = approval_body(plan, params, plan_digest=digests["plan_digest"], timeout_at=timeout_at,
                                   superseded=superseded)
-        self._ask(context, asked_at=asked_at, notify=not gate.closes(newer, request))
+        self._ask(context, asked_at=asked_at)
 
-    def _ask(self, context: Any, *, asked_at: datetime, notify: bool = True) -> None:
+    def _ask(self, context: Any, *, asked_at: datetime) -> None:
         """Write the HITL request and wait for it: :meth:`HITLOperator.execute` as the provider runs it before
         Airflow 3.3 (defer to a trigger), not as on 3.3 (park in ``awaiting_input``, where nothing of ours runs
         until a person or the timeout answers), so that :class:`PlanApprovalTrigger` can also close the request
@@ -191,7 +191,7 @@ class PlanApprovalOperator(ApprovalOperator):
         timeout_at = asked_at + self.response_timeout if self.response_timeout else None
         self.hitl_summary_extra["timeout_datetime"] = timeout_at.isoformat() if timeout_at else None
         log.info("waiting for an answer, a newer plan of the same target or the timeout (%s)", timeout_at)
-        for notifier in self.notifiers if notify else ():
+        for notifier in self.notifiers:
             notifier(context)
         self.defer(
             trigger=PlanApprovalTrigger(ti_id=ti.id, options=self.options, defaults=self.defaults,
@@ -225,6 +225,8 @@ class PlanApprovalOperator(ApprovalOperator):
         if superseded is not None and gate.closes(superseded, request or None):  # the marker decides, not the event
             by = superseded.get("superseded_by")
             verdict, reason = gate.SUPERSEDED, (
+                f"superseded by run {by!r}, which asked for the same target in the same instant: nobody was asked"
+                if event.get("asked") is False else
                 f"superseded by run {by!r}: the request was closed without an answer (Reject, no responder)"
                 if event.get("superseded_by") else f"superseded by run {by!r} before it was answered ({reason})")
         given = event.get("params_input")
@@ -437,6 +439,10 @@ def add_deletion_tasks(
             check_guards(plan, max_delete_count=int(params["max_delete_count"]),
                          max_delete_fraction=params.get("max_delete_fraction"), refusals=refusals)
         except GuardRefused as exc:
+            # the audit tells a refusal (a limit, a policy's refusal) from a guard that failed on its own
+            artifacts.write_json(run_dir / gate.GUARD_FILE, {"plan_id": plan["plan_id"], "passed": False,
+                                                             "refusals": exc.violations,
+                                                             "plan_file_digest": plan_file_digest})
             raise AirflowFailException(str(exc)) from exc  # retrying cannot change the verdict
         log.info("guards passed: %d objects in %d chunks", plan.get("delete_count", 0), len(chunks))
         # delete trusts this file (not an XCom): the plan id and the exact plan.json the guard checked
@@ -502,7 +508,10 @@ def add_deletion_tasks(
                    "refused": "refused", "no_answer": "not_approved"}.get(verdict)
         if outcome is None:
             outcome = "nothing_to_delete" if not plan.get("chunks") else "deleted"
-        if GUARD in failed:
+        guard_record = gate.read_optional(run_dir / gate.GUARD_FILE)
+        refused = guard_record is not None and guard_record.get("plan_id") == plan.get("plan_id") and \
+            guard_record.get("passed") is False
+        if GUARD in failed and refused:
             outcome = "guard_refused"
         elif failed and outcome in ("deleted", "nothing_to_delete"):
             outcome = "failed"
@@ -510,6 +519,8 @@ def add_deletion_tasks(
                                  "bucket": params.get("bucket")}
         if failed:
             extra["failed_tasks"] = failed
+        if refused:
+            extra["guard_refusals"] = list(guard_record.get("refusals") or []) if guard_record else []
         if approval is not None:  # who approved (or rejected), when, and the digest of the plan they saw
             extra["approval_record"] = {k: approval.get(k) for k in (
                 "verdict", "reason", "responded_by", "responded_at", "plan_digest", "triggered_by", "asked_at")}

@@ -15,12 +15,14 @@ artifact. A task instance marked successful by hand never resumes, so it writes 
 
 Files in ``<root>/<dag_id>/<run_id>/``:
 
-- ``guard.json``: the guard's verdict on the plan and the SHA-256 of ``plan.json`` it checked;
+- ``guard.json``: the guard's verdict on the plan (``passed``, and its ``refusals`` when it refused) and the
+  SHA-256 of ``plan.json`` it checked;
 - ``approval_request.json``: what the approver was asked (plan id and digests, target, who may answer,
   who triggered the run, when it expires);
 - ``approval.json``: the verdict read from the HITL record (``approved``, ``rejected``, ``expired``,
   ``superseded`` or ``refused``), who answered, when, and the digest of the plan they saw;
-- ``superseded.json``: written by a newer run of the same DAG and target while this run's request waited;
+- ``superseded.json``: written by a newer run of the same DAG and target while this run's request waited
+  (or by this run, giving way to a request asked in the same instant: :func:`supersede_waiting`);
   it names that request (``request_asked_at``) and closes no later request of the run (:func:`closes`).
 
 The approval text escapes everything that comes from S3, MySQL or a param (keys, deployment names,
@@ -37,7 +39,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from include.core import artifacts
@@ -182,48 +184,68 @@ def read_optional(path: Any) -> dict[str, Any] | None:
     return dict(data)
 
 
-def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], asked_at: str) -> list[str]:
-    """Mark every other run of this DAG whose request for the same ``target`` still waits (no
-    ``approval.json``) and was asked earlier as superseded by ``run_id``; return their run ids. A marker
-    left from an earlier request of a run (its ``approve`` asked again since) does not count as closing
-    the request that waits now: it is replaced.
+def supersede_waiting(dag_dir: Any, *, run_id: str, request: Mapping[str, Any], now: datetime) -> tuple[list[str], str | None]:
+    """What a run does right after writing its ``request``: return the runs whose waiting requests of the
+    target it closed (asked earlier), and the run that closes this one (:func:`asked_together_later`; None:
+    this request waits). The earlier ones are closed in favour of whichever request waits now."""
+    target, asked_at = request.get("target") or {}, str(request.get("asked_at", ""))
+    winner = asked_together_later(dag_dir, run_id=run_id, target=target, asked_at=asked_at, now=now)
+    superseded = supersede_older(dag_dir, run_id=run_id, target=target, asked_at=asked_at, by=winner)
+    if winner is not None:
+        mark_superseded(dag_dir / run_id, by=winner, at=asked_at, request=request)
+    return superseded, winner
 
-    And when another run's request for the target was asked *later* (by at most :data:`ASKED_TOGETHER`)
-    and waits, this run's own request is marked superseded by it. Two runs asking at the same instant each
-    write their request before looking, so whichever looks last sees the other: without this, the one that
-    looked first missed the other's request, the other saw a newer one and left it alone, and both waited.
-    Requests are ordered by ``asked_at``, then by run id (a tie must still have one winner). A request
-    dated further ahead is no such race (a worker's clock ahead, a file written by hand): it closes nothing,
-    or one stale file would close every request of the target until its date."""
+
+def supersede_older(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], asked_at: str,
+                    by: str | None = None) -> list[str]:
+    """Mark every other run of this DAG whose request for the same ``target`` still waits (no
+    ``approval.json``) and was asked earlier as superseded by ``by`` (the run whose request waits now:
+    ``run_id``, unless :func:`asked_together_later` found that one); return their run ids. A marker left
+    from an earlier request of a run (its ``approve`` asked again since) does not count as closing the
+    request that waits now: it is replaced. Requests are ordered by ``asked_at``, then run id."""
     mine = (asked_at, run_id)
     done: list[str] = []
-    newest: tuple[str, str] | None = None
     for folder, request in _waiting_requests(dag_dir, run_id=run_id, target=target):
-        theirs = (str(request.get("asked_at", "")), folder.name)
-        if theirs > mine:
-            if _asked_together(theirs[0], asked_at):
-                newest = max(newest or theirs, theirs)
-            continue
-        artifacts.write_json(folder / SUPERSEDED_FILE, {"superseded_by": run_id, "at": asked_at,
-                                                        "plan_id": request.get("plan_id"),
-                                                        "request_asked_at": request.get("asked_at")})
-        done.append(folder.name)
-    if newest is not None:
-        own = read_optional(dag_dir / run_id / REQUEST_FILE) or {}
-        artifacts.write_json(dag_dir / run_id / SUPERSEDED_FILE, {
-            "superseded_by": newest[1], "at": newest[0], "plan_id": own.get("plan_id"), "request_asked_at": asked_at})
+        if (str(request.get("asked_at", "")), folder.name) < mine:
+            mark_superseded(folder, by=by or run_id, at=asked_at, request=request)
+            done.append(folder.name)
     return sorted(done)
 
 
-#: how much later another run's request may have been asked and still be one this run raced with: the race
-#: lasts from taking the time to writing the request file (an artifact store's write: seconds at most)
-ASKED_TOGETHER = timedelta(minutes=5)
+#: how far ahead of this worker's clock another worker's may be, for a request it dated
+CLOCK_SKEW = timedelta(seconds=60)
 
 
-def _asked_together(later: str, asked_at: str) -> bool:
-    """Was ``later`` asked within :data:`ASKED_TOGETHER` of ``asked_at`` (False when either is no time)?"""
+def asked_together_later(dag_dir: Any, *, run_id: str, target: Mapping[str, Any], asked_at: str,
+                         now: datetime) -> str | None:
+    """The run whose waiting request for ``target`` was asked after this run's own yet is written already,
+    so asked in the same instant: its request wins and this run's closes (None when there is none).
+
+    Two runs asking at once each write their request before looking for others. The one that looks first
+    may miss the other's file and the other sees only an older request, which it leaves alone: both waited.
+    Whichever looks last sees the other; when that is the earlier one, it must give way. A real racer's
+    request is dated before ``now`` (this worker's clock after writing its own), give or take
+    :data:`CLOCK_SKEW`: one dated further ahead (a clock ahead, a stale or hand-written file) closes nothing,
+    or a single file would silently close every request of the target until its date."""
+    mine, latest = (asked_at, run_id), now + CLOCK_SKEW
+    winner: tuple[str, str] | None = None
+    for folder, request in _waiting_requests(dag_dir, run_id=run_id, target=target):
+        theirs = (str(request.get("asked_at", "")), folder.name)
+        if theirs > mine and _dated_by(theirs[0], latest):
+            winner = max(winner or theirs, theirs)
+    return winner[1] if winner else None
+
+
+def mark_superseded(run_dir: Any, *, by: str, at: str, request: Mapping[str, Any]) -> None:
+    """Write the run's ``superseded.json``: ``request`` (the one it names) is closed in favour of run ``by``."""
+    artifacts.write_json(run_dir / SUPERSEDED_FILE, {"superseded_by": by, "at": at, "plan_id": request.get("plan_id"),
+                                                     "request_asked_at": request.get("asked_at")})
+
+
+def _dated_by(when: str, latest: datetime) -> bool:
+    """Is ``when`` a time no later than ``latest`` (False for anything that is no time)?"""
     try:
-        return parse_time(later) - parse_time(asked_at) <= ASKED_TOGETHER
+        return parse_time(when) <= latest
     except (TypeError, ValueError):
         return False
 
@@ -296,6 +318,8 @@ def authorize(
     if not guard or guard.get("plan_id") != plan.get("plan_id") or guard.get("plan_file_digest") != plan_file_digest:
         raise DeleteRefused("the guard did not check this plan (guard.json missing, or plan.json changed since): "
                             "clear the run's guard, approve and delete tasks")
+    if guard.get("passed") is not True:
+        raise DeleteRefused("the guard refused this plan (guard.json): nothing is deleted; plan again within the limits")
     superseded, approval = this_plans(plan, superseded, approval, auto=mode == "auto", request=request)
     if superseded:
         raise DeleteRefused(f"this plan was superseded by run {superseded.get('superseded_by')!r}: nothing of it "

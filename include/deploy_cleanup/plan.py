@@ -363,13 +363,14 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
                  else replace(d, delete=False, why="created after the inventory: not in this plan")
                  for d in select(scanned.deployments.values(), settings, now)]
     deps = scanned.deployments
-    artifacts.write_jsonl(run_dir / DEPLOYMENTS_FILE, (
+    rows = artifacts.jsonl_bytes(
         {**asdict(deps[d.name]), "rank": d.rank, "delete": d.delete, "why": d.why, "holds_rank": d.holds_rank,
          "min_keep": d.min_keep} for d in decisions
-    ))
+    )
+    artifacts.write_bytes(run_dir / DEPLOYMENTS_FILE, rows)
     # the delete step's re-check trusts these rows (what was planned, what holds the ranking): plan.json, which
     # the approval pins, pins them in turn
-    deployments_digest = bytes_digest(artifacts.read_bytes(run_dir / DEPLOYMENTS_FILE))
+    deployments_digest = bytes_digest(rows)
     doomed = {d.name: d for d in decisions if d.delete}
     if doomed:
         relisting = Progress(f"{found.reading} {where} again: objects of the doomed deployments", unit="entries")
@@ -519,11 +520,8 @@ def make_recheck(ctx: Any) -> Any:
     """The re-check factory for :func:`include.deletion.airflow.add_deletion_tasks`."""
     prefix = str(ctx.plan.get("prefix", ""))
 
-    rows = planned_deployments(ctx.run_dir, ctx.plan)
-    if rows and all("holds_rank" not in row for row in rows.values()):  # a plan written before the flags
-        kept_by_rank = [n for n, r in rows.items() if str(r.get("why", "")).startswith("among the newest")]
-    else:
-        kept_by_rank = [name for name, row in rows.items() if row.get("holds_rank")]
+    rows = planned_deployments(ctx.run_dir, ctx.plan)  # pinned, so written with the flags below
+    kept_by_rank = [name for name, row in rows.items() if row.get("holds_rank")]
     min_kept = [name for name, row in rows.items() if row.get("min_keep")]
 
     def recheck(items: list[PlanItem]) -> dict[str, str]:

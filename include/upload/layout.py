@@ -362,8 +362,8 @@ def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_file
             try:
                 data = parse_data_path(rel)
                 if key_room is not None and (size := len(rel.encode())) > key_room:
-                    raise MalformedPath(f"its S3 key would be {size - key_room:,} bytes over S3's limit of 1,024 "
-                                        "(with the key prefix): shorten the location or the topic")
+                    raise MalformedPath(f"its S3 key would be {size - key_room:,} bytes over S3's limit (UTF-8, "
+                                        "the key prefix included): shorten the location, the topic or the key prefix")
             except MalformedPath as exc:
                 scan.add_malformed(os.path.join(str(base_dir), rel), str(exc))
                 continue

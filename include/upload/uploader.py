@@ -243,13 +243,15 @@ def stored_same(client: Any, bucket: str, key: str, local: Local) -> bool:
     return verdict if verdict is not None else _fetched_same(client, bucket, key, local)
 
 
-def holds_the_file(client: Any, bucket: str, key: str, local: Local, fd: int) -> bool:
+def holds_the_file(client: Any, bucket: str, key: str, local: Local, fd: int, *,
+                   head: dict[str, Any] | None = None) -> bool:
     """Does an object this run did not write (found at the key) hold exactly the file open at ``fd``? Its
     size and CRC64NVME first (HeadObject), then every byte (GetObject, compared as it streams). A CRC is
     no proof against someone who chose the object: CRC64 is linear, so an object of the same length and
     checksum and other bytes is easy to make, and deleting the file on its word would lose the only copy.
-    A download is the price, paid only when an object is already there (a run killed after its upload)."""
-    head = _head(client, bucket, key)
+    A download is the price, paid only when an object is already there (a run killed after its upload).
+    ``head``: the object's HeadObject answer when the caller has it already."""
+    head = head or _head(client, bucket, key)
     if head is None or same_content(head, local) is False:  # None (the headers cannot tell): the bytes will
         return False
     body = client.get_object(Bucket=bucket, Key=key)["Body"]
@@ -368,9 +370,9 @@ class Uploader:
             pending = Pending(cand, key, path, local, fh)
             bucket = self.settings.bucket
             multipart = local.size >= self.settings.multipart_threshold_mib * MIB
-            if multipart and not self.settings.overwrite and _head(self.client, bucket, key) is not None:
+            if multipart and not self.settings.overwrite and (head := _head(self.client, bucket, key)) is not None:
                 # do not send gigabytes only to have CompleteMultipartUpload refuse them
-                same = holds_the_file(self.client, bucket, key, local, fh.fileno())
+                same = holds_the_file(self.client, bucket, key, local, fh.fileno(), head=head)
                 return self._delete_local(pending, ALREADY_PRESENT if same else CONFLICT)
             handed_over = True
             return pending
@@ -384,13 +386,14 @@ class Uploader:
             if not (put_verified(answer, local) or stored_same(self.client, bucket, key, local)):
                 return Outcome(FAILED, rel, key, local.size, error="verification failed: the object differs after upload")
             return self._delete_local(pending, UPLOADED)
-        if answer.status in (412, 409):  # an object exists; 409: a concurrent conditional write to the same key
-            if _head(self.client, bucket, key) is None:  # none (yet): a write still racing ours, not another object
+        if answer.status in (412, 409):  # 412: an object was there; 409: another write to the key was in flight
+            head = _head(self.client, bucket, key)
+            if head is None:  # nothing differs, so no conflict: removed since, or the other write never landed
                 return Outcome(FAILED, rel, key, local.size,
-                               error=f"S3 refused the upload ({answer.error}) but no object is at the key: a "
-                                     "conflicting write to it was in progress; the file is kept and the next run "
-                                     "tries again")
-            same = holds_the_file(self.client, bucket, key, local, pending.fh.fileno())
+                               error=f"S3 refused the upload ({answer.error}) but no object is at the key now ("
+                                     f"{'removed since' if answer.status == 412 else 'another write to it was in flight'}"
+                                     "); the file is kept and the next run tries again")
+            same = holds_the_file(self.client, bucket, key, local, pending.fh.fileno(), head=head)
             return self._delete_local(pending, ALREADY_PRESENT if same else CONFLICT)
         if answer.code in ("BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch"):
             return Outcome(FAILED, rel, key, local.size,

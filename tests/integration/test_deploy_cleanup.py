@@ -436,12 +436,18 @@ def test_a_superseded_request_closes_by_itself_and_deletes_nothing(s3, s3_server
         "superseded", "superseded", "newer-run", 0)
 
 
-def test_a_request_asked_in_the_same_instant_as_a_later_one_closes_at_once_unmailed(s3, s3_server, run_dag, bucket,
-                                                                                      mailbox, monkeypatch):
-    """Two runs of the same target ask at once; the later request was written while this run computed its
-    own, and that run looked before this one's file existed. This run now sees it, closes its own request as
-    superseded (deleting nothing, mailing nobody), instead of both waiting. The control: the same settings
-    mail an ordinary request."""
+def test_a_request_asked_in_the_same_instant_as_a_later_one_closes_before_anyone_is_asked(s3, s3_server, run_dag,
+                                                                                             bucket, mailbox,
+                                                                                             monkeypatch):
+    """Two runs of the same target ask at once: the other run writes its request (dated after this run's) just
+    after this run wrote its own, having looked before this run's file existed. This run sees it and gives
+    way: no request in Required Actions, nobody mailed, nothing deleted, instead of both waiting. The
+    control: the same settings mail an ordinary request."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
     from include.core import artifacts
     from include.deletion import approval as gate
 
@@ -449,21 +455,34 @@ def test_a_request_asked_in_the_same_instant_as_a_later_one_closes_at_once_unmai
         {"type": "email", "to": ["approvers@example.com"]}]}))
     _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
     before = _keys(s3, bucket)
-    # after this run will ask (it takes seconds to get there), within ASKED_TOGETHER of it
-    later = (datetime.now(UTC) + timedelta(minutes=3)).isoformat()
-    artifacts.write_json(artifacts.run_dir("s3_deploy_cleanup", "raced-run") / gate.REQUEST_FILE, {
-        "plan_id": "theirs", "target": {"bucket": bucket, "prefix": "deploys/"}, "asked_at": later})
+    real_write = artifacts.write_json
+    raced = artifacts.run_dir("s3_deploy_cleanup", "raced-run") / gate.REQUEST_FILE
+
+    def racing(path: Any, value: Any) -> Any:
+        written = real_write(path, value)
+        if path.name == gate.REQUEST_FILE and path.parent.name != "raced-run" and not raced.exists():
+            real_write(raced, {"plan_id": "theirs", "target": {"bucket": bucket, "prefix": "deploys/"},
+                               "asked_at": datetime.now(UTC).isoformat()})  # after this run's asked_at
+        return written
+
+    monkeypatch.setattr(artifacts, "write_json", racing)
     # a short timeout: a request left waiting (the bug) expires instead of holding the suite for good
     conf = {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "required", "approval_timeout_hours": 0.01}
     result = run_dag("s3_deploy_cleanup", conf, logical_date=NOW + timedelta(days=2, minutes=3))
-    assert result.state == "success", result.task_states()
+    assert raced.exists() and result.state == "success", result.task_states()
     assert result.task_states()[("delete", -1)] == "skipped" and _keys(s3, bucket) == before
+    approval = json.loads((result.artifacts() / "approval.json").read_text())
+    assert approval["verdict"] == "superseded" and "same instant: nobody was asked" in approval["reason"]
     audit = json.loads((result.artifacts() / "audit.json").read_text())
     assert (audit["outcome"], audit["superseded_by"], audit["deleted_count"]) == ("superseded", "raced-run", 0)
-    assert not (artifacts.run_dir("s3_deploy_cleanup", "raced-run") / gate.SUPERSEDED_FILE).exists()
-    assert mailbox.wait_for(1, timeout=3) == []
+    assert not (raced.parent / gate.SUPERSEDED_FILE).exists()  # the other request waits
+    with create_session() as session:
+        asked = session.scalars(select(HITLDetail).join(TaskInstance, HITLDetail.ti_id == TaskInstance.id).where(
+            TaskInstance.dag_id == "s3_deploy_cleanup", TaskInstance.run_id == result.run_id)).all()
+    assert asked == [] and mailbox.wait_for(1, timeout=3) == []
 
-    (artifacts.run_dir("s3_deploy_cleanup", "raced-run") / gate.REQUEST_FILE).unlink()  # the control
+    monkeypatch.setattr(artifacts, "write_json", real_write)
+    raced.unlink()  # the control
     with answering_approval("Reject") as (answered, _):
         control = run_dag("s3_deploy_cleanup", conf, logical_date=NOW + timedelta(days=2, minutes=4))
     assert answered == [control.run_id] and _keys(s3, bucket) == before
@@ -497,6 +516,29 @@ def test_guard_refuses_a_plan_over_max_delete_count(s3, s3_server, run_dag, buck
     states = result.task_states()
     assert states[("guard", -1)] == "failed" and states[("delete", -1)] == "upstream_failed"
     assert _keys(s3, bucket) == before
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("guard_refused", ["guard"], 0)
+    assert len(audit["guard_refusals"]) == 1 and "max_delete_count=3" in audit["guard_refusals"][0]
+
+
+def test_a_guard_that_fails_on_its_own_is_no_refusal_in_the_audit(s3, s3_server, run_dag, bucket, monkeypatch):
+    """The guard failed without refusing anything (the artifact store unreachable, a bug): the audit says
+    failed, not that the plan broke a limit, which would send the operator after the wrong cause."""
+    import include.deletion.plan as deletion_plan
+
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise OSError("artifact store unreachable")
+
+    monkeypatch.setattr(deletion_plan, "check_guards", unreachable)
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "auto"},
+                     retries=0, logical_date=NOW + timedelta(days=2, minutes=9))
+    assert result.state == "failed" and result.task_states()[("guard", -1)] == "failed"
+    assert _keys(s3, bucket) == before
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("failed", ["guard"], 0)
+    assert "guard_refusals" not in audit
 
 
 def test_invalid_combination_is_rejected_before_listing(s3_server, run_dag, bucket):

@@ -190,6 +190,7 @@ def test_guard_limits_refuse_a_plan_that_deletes_too_much(run_dag, s3, world):
     assert keys(s3, bucket) == sorted(reference_files())
     audit = json.loads((result.artifacts() / "audit.json").read_text())
     assert (audit["outcome"], audit["failed_tasks"], audit["deleted_count"]) == ("guard_refused", ["guard"], 0)
+    assert any("max_delete_count=19" in refusal for refusal in audit["guard_refusals"])
 
 
 def test_a_delete_chunk_that_fails_for_good_is_audited_once_every_other_chunk_is_done(run_dag, s3, world,

@@ -47,7 +47,7 @@ def _authorize(run_dir: Path, chunk: str | None = "00000", **over: Any) -> str:
         "plan_file_digest": gate.file_digest(run_dir / PLAN_FILE),
         "chunk_digest": gate.file_digest(run_dir / PLAN_DIR / f"{chunk}.jsonl")
         if chunk and (run_dir / PLAN_DIR / f"{chunk}.jsonl").exists() else None,
-        "guard": {"plan_id": summary["plan_id"], "plan_file_digest": gate.file_digest(run_dir / PLAN_FILE)},
+        "guard": {"plan_id": summary["plan_id"], "passed": True, "plan_file_digest": gate.file_digest(run_dir / PLAN_FILE)},
         "approval": _approved(run_dir, summary), "superseded": None, "max_map_length": 1024,
     }
     args.update(over)
@@ -116,6 +116,7 @@ def test_delete_is_authorised_when_everything_holds(tmp_path):
     ({"max_map_length": 1}, "more than Airflow's max_map_length=1", ""),
     ({"guard": None}, "the guard did not check this plan", ""),
     ({"guard": {"plan_id": "other"}}, "the guard did not check this plan", ""),
+    ("refused guard", "the guard refused this plan", ""),
     # approve marked successful by hand, or an XCom forged through the API: no approval.json
     ({"approval": None}, "no approval is recorded", "no_answer"),
     ({"approval": {"verdict": "rejected", "reason": "rejected by alice"}}, "rejected by alice", "rejected"),
@@ -124,7 +125,10 @@ def test_delete_is_authorised_when_everything_holds(tmp_path):
     ({"superseded": {"superseded_by": "newer"}}, "superseded by run 'newer'", "superseded"),
 ])
 def test_delete_is_refused_when_a_precondition_is_missing(tmp_path, change, message, verdict):
-    _plan(tmp_path, params=change.get("params", PARAMS))  # settings as the plan was made with them
+    summary = _plan(tmp_path, params=change.get("params", PARAMS) if isinstance(change, dict) else PARAMS)
+    if change == "refused guard":  # the guard's record of this very plan, saying it refused it
+        change = {"guard": {"plan_id": summary["plan_id"], "passed": False, "refusals": ["a limit"],
+                            "plan_file_digest": gate.file_digest(tmp_path / PLAN_FILE)}}
     with pytest.raises(DeleteRefused, match=message) as info:
         _authorize(tmp_path, **change)
     assert info.value.verdict == verdict
@@ -172,9 +176,7 @@ def test_supersede_older_marks_only_waiting_requests_of_the_same_target(tmp_path
     marker = json.loads((tmp_path / "old" / gate.SUPERSEDED_FILE).read_text())
     assert marker["superseded_by"] == "me" and marker["plan_id"] == "old"
     assert not (tmp_path / "newer" / gate.SUPERSEDED_FILE).exists()
-    # a request dated a day ahead is no race of two runs asking at once (a clock ahead, a stale or forged
-    # file): it closes nothing, or it would close every request of the target until its date
-    assert not (tmp_path / "me" / gate.SUPERSEDED_FILE).exists()
+    assert not (tmp_path / "me" / gate.SUPERSEDED_FILE).exists()  # it only closes older requests
     # idempotent: a retried approve marks nothing twice
     assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at="2026-11-29T00:00:00+00:00") == []
 
@@ -184,54 +186,58 @@ def test_supersede_older_marks_only_waiting_requests_of_the_same_target(tmp_path
 def test_two_runs_asking_at_once_leave_exactly_one_request_waiting(tmp_path, first_to_look, same_instant):
     """Each run writes its request, then looks for the others'. The one that looks first may find nothing yet
     (the other's file is not written); the one that looks last sees the other. Whatever the order, the later
-    request (``asked_at``, then the run id) waits and the earlier one is closed: both left waiting was the bug."""
+    request (``asked_at``, then the run id) waits and the earlier one is closed: both left waiting was the bug.
+    An older request still waiting is closed in favour of the one that waits, not of the one that gave way."""
     target = {"bucket": "b", "prefix": "p/"}
     asked = {"earlier": "2026-11-29T00:00:00+00:00",
              "later": "2026-11-29T00:00:00+00:00" if same_instant else "2026-11-29T00:00:01+00:00"}
     runs = {"earlier": "run-a", "later": "run-b"}  # on a tie, run-b is the later one by its id
+    artifacts.write_json(tmp_path / "old" / gate.REQUEST_FILE,
+                         {"plan_id": "plan-old", "target": target, "asked_at": "2026-11-28T00:00:00+00:00"})
+    now = datetime(2026, 11, 29, 0, 0, 2, tzinfo=UTC)  # both looked within two seconds
 
-    def ask(which: str) -> list[str]:
-        artifacts.write_json(tmp_path / runs[which] / gate.REQUEST_FILE,
-                             {"plan_id": f"plan-{which}", "target": target, "asked_at": asked[which]})
-        return gate.supersede_older(tmp_path, run_id=runs[which], target=target, asked_at=asked[which])
+    def ask(which: str) -> tuple[list[str], str | None]:
+        request = {"plan_id": f"plan-{which}", "target": target, "asked_at": asked[which]}
+        artifacts.write_json(tmp_path / runs[which] / gate.REQUEST_FILE, request)
+        return gate.supersede_waiting(tmp_path, run_id=runs[which], request=request, now=now)
 
     second = "later" if first_to_look == "earlier" else "earlier"
-    assert ask(first_to_look) == []  # the other's request is not written yet
-    ask(second)
+    assert ask(first_to_look) == (["old"], None)  # the other's request is not written yet
+    # looking last, the earlier run gives way to run-b; the later run closes run-a's request itself
+    assert ask(second) == (([], "run-b") if second == "earlier" else (["run-a"], None))
 
-    def waiting(which: str) -> bool:
-        request = json.loads((tmp_path / runs[which] / gate.REQUEST_FILE).read_text())
-        return not gate.closes(gate.read_optional(tmp_path / runs[which] / gate.SUPERSEDED_FILE), request)
+    def waiting(run: str) -> bool:
+        request = json.loads((tmp_path / run / gate.REQUEST_FILE).read_text())
+        return not gate.closes(gate.read_optional(tmp_path / run / gate.SUPERSEDED_FILE), request)
 
-    assert (waiting("earlier"), waiting("later")) == (False, True)
+    assert (waiting("old"), waiting("run-a"), waiting("run-b")) == (False, False, True)
     marker = json.loads((tmp_path / "run-a" / gate.SUPERSEDED_FILE).read_text())
-    assert marker == {"superseded_by": "run-b", "at": asked["later"], "plan_id": "plan-earlier",
-                      "request_asked_at": asked["earlier"]}
+    assert (marker["superseded_by"], marker["plan_id"], marker["request_asked_at"]) == (
+        "run-b", "plan-earlier", asked["earlier"])
+    # the earlier run, looking first, closed the old request in its own favour; looking last, in run-b's
+    old = json.loads((tmp_path / "old" / gate.SUPERSEDED_FILE).read_text())
+    assert old["superseded_by"] == ("run-a" if first_to_look == "earlier" else "run-b")
 
 
-@pytest.mark.parametrize(("ahead", "closes_mine"), [(timedelta(minutes=5), True), (timedelta(minutes=5, seconds=1), False),
-                                                    (timedelta(days=3000), False)])
-def test_only_a_request_asked_together_with_this_one_closes_it(tmp_path, ahead, closes_mine):
-    """A later request closes this run's own only within ASKED_TOGETHER of it: further ahead it is a clock
-    ahead or a file written by hand, and both requests wait (a pile-up, never a request closed for good)."""
+@pytest.mark.parametrize(("ahead", "closes_mine"), [
+    (timedelta(seconds=30), True),  # written already, dated within the clock skew
+    (timedelta(seconds=61), False),  # dated after this worker's clock plus the skew: no racer wrote it
+    (timedelta(days=3000), False),  # a stale or hand-written file
+])
+def test_only_a_request_written_by_now_closes_this_one(tmp_path, ahead, closes_mine):
+    """A later request closes this run's own only if it could have been asked by now (CLOCK_SKEW aside): one
+    dated ahead is a clock ahead or a file written by hand, and both wait (a pile-up, never every request of
+    the target closed, unnoticed, until that date)."""
     target = {"bucket": "b", "prefix": "p/"}
-    mine = datetime(2026, 11, 29, tzinfo=UTC)
+    now = datetime(2026, 11, 29, tzinfo=UTC)
     artifacts.write_json(tmp_path / "ahead" / gate.REQUEST_FILE,
-                         {"plan_id": "x", "target": target, "asked_at": (mine + ahead).isoformat()})
-    artifacts.write_json(tmp_path / "me" / gate.REQUEST_FILE, {"plan_id": "m", "target": target, "asked_at": mine.isoformat()})
-    assert gate.supersede_older(tmp_path, run_id="me", target=target, asked_at=mine.isoformat()) == []
+                         {"plan_id": "x", "target": target, "asked_at": (now + ahead).isoformat()})
+    request = {"plan_id": "m", "target": target, "asked_at": (now - timedelta(seconds=1)).isoformat()}
+    artifacts.write_json(tmp_path / "me" / gate.REQUEST_FILE, request)
+    assert gate.supersede_waiting(tmp_path, run_id="me", request=request, now=now) == (
+        [], "ahead" if closes_mine else None)
     assert (tmp_path / "me" / gate.SUPERSEDED_FILE).exists() is closes_mine
     assert not (tmp_path / "ahead" / gate.SUPERSEDED_FILE).exists()
-
-
-def test_a_marker_closes_only_the_request_it_was_written_for():
-    """Once approve asks again (the task cleared, the run planned again), the earlier request's marker closes
-    nothing; a marker or request that does not say which request it is about still closes (deletes nothing)."""
-    first, again = {"asked_at": "2026-11-28T00:00:00+00:00"}, {"asked_at": "2026-11-29T00:00:00+00:00"}
-    marker = {"superseded_by": "newer", "request_asked_at": first["asked_at"]}
-    assert gate.closes(marker, first) and not gate.closes(marker, again) and not gate.closes(None, first)
-    assert gate.closes({"superseded_by": "newer"}, again)  # written before markers named their request
-    assert gate.closes(marker, None)  # no request file: the safe side
 
 
 def test_supersede_older_replaces_a_marker_left_from_an_earlier_request(tmp_path):

@@ -302,3 +302,33 @@ def test_a_stalled_upload_is_cancelled_and_its_file_kept_and_nothing_more_is_sen
     assert sorted(uploaded) == ["00-t0.dat", "01-t1.dat", "02-t2.dat"] and len(not_sent) == 8  # none sent after it
     assert all((base / "berlin/2026/03/01/10" / n).exists() for n in not_sent)
     assert len(putter.started) + len(putter.cancelled) == 12 - len(not_sent)
+
+
+class _NothingAtTheKey:
+    """An S3 client whose HeadObject finds no object (404), as botocore raises it."""
+
+    def head_object(self, **_: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
+
+
+@pytest.mark.parametrize(("status", "code", "why"), [(412, "PreconditionFailed", "removed since"),
+                                                     (409, "ConditionalRequestConflict", "another write to it was in flight")])
+def test_a_refused_upload_with_nothing_at_the_key_is_a_failure_not_a_conflict(tmp_path, status, code, why):
+    """412/409 say an object was there or was being written; with none there now, "a different object exists"
+    would be false, and the file must stay for the next run."""
+    base = tmp_path / "producer"
+    _tree(base, 2)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+
+    class Refusing(FakePutter):
+        def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool, done: Any,
+                  progress: Any = None) -> Any:
+            self.pool.submit(done, Answer(status, {}, code, "refused"))
+
+    uploader = Uploader(client=_NothingAtTheKey(), settings=settings, scanned_at=NOW, putter=Refusing())  # type: ignore[arg-type]
+    result = upload_candidates(uploader, scan_base_dir(base, NOW, 0, 1000).eligible, workers=2)
+    assert [r["status"] for r in result.rows] == [FAILED, FAILED]
+    assert all(f"({code}: refused) but no object is at the key now ({why})" in r["error"] for r in result.rows)
+    assert len(list(base.rglob("*.dat"))) == 2

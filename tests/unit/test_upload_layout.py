@@ -82,6 +82,18 @@ def test_rejects_paths_outside_the_layout(rel):
         parse_data_path(rel)
 
 
+def test_a_path_is_malformed_exactly_past_the_room_its_key_has(tmp_path):
+    """key_room counts UTF-8 bytes: a path of exactly that many bytes fits, one byte more is malformed."""
+    fits = make(tmp_path, "berlin/2026/03/01/10/05-é.dat")  # 30 bytes, 29 characters
+    rel = "berlin/2026/03/01/10/05-é.dat"
+    assert len(rel.encode()) == 30
+    assert [c.rel for c in scan_base_dir(tmp_path, NOW, 30, 100, key_room=30).eligible] == [rel]
+    scan = scan_base_dir(tmp_path, NOW, 30, 100, key_room=29)
+    assert scan.eligible == [] and scan.malformed == [(str(fits), "its S3 key would be 1 bytes over S3's limit "
+                                                       "(UTF-8, the key prefix included): shorten the location, the "
+                                                       "topic or the key prefix")]
+
+
 def test_an_invalid_utf8_name_is_malformed_and_shown_escaped(tmp_path):
     good = make(tmp_path, "berlin/2026/03/01/10/05-t.dat")
     folder = os.fsencode(good.parent)
