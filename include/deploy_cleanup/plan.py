@@ -180,8 +180,8 @@ class Decision:
     delete: bool
     why: str
     reason: str = ""  # the plan reason when deleted
-    # what the delete step checks is still there: among the newest max(min_keep, keep), protected or tied
-    # or not, and among the newest min_keep (which must still hold content)
+    # what the delete step checks still holds content: among the newest max(min_keep, keep), protected or
+    # tied or not; and whether it is among the newest min_keep (recorded for the reader of deployments.jsonl)
     holds_rank: bool = False
     min_keep: bool = False
 
@@ -303,6 +303,18 @@ def _items(entries: Iterable[Any], settings: CleanupSettings, doomed: Mapping[st
 def _has_content(client: S3Client, bucket: str, folder: str) -> bool:
     """Does ``folder`` hold an object that is not an empty ``…/`` marker (usually the first page says)?"""
     return any(o.size or not o.key.endswith("/") for o in iter_objects(client, bucket, folder))
+
+
+def _emptied(client: S3Client, bucket: str, prefix: str, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` whose folder holds nothing now but ``…/`` markers (16 listings in flight; usually
+    one request each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not names:
+        return []
+    with ThreadPoolExecutor(min(16, len(names))) as pool:
+        held = list(pool.map(lambda name: _has_content(client, bucket, f"{prefix}{name}/"), names))
+    return sorted(name for name, has in zip(names, held, strict=True) if not has)
 
 
 def live_deployment_names(client: S3Client, bucket: str, prefix: str) -> set[str]:
@@ -478,20 +490,20 @@ def _current_deployments(client: S3Client, bucket: str, prefix: str, names: list
 
 def recheck_deployments(
     client: S3Client, bucket: str, prefix: str, planned: Mapping[str, Mapping[str, Any]], items: list[PlanItem],
-    kept_by_rank: Sequence[str] = (), min_kept: Sequence[str] = (),
+    kept_by_rank: Sequence[str] = (),
 ) -> dict[str, str]:
     """``{key: why}`` for items that must not be deleted now: their deployment got a newer object since
     planning (a redeploy), was not planned for deletion, or the key is not inside its deployment folder.
     Every item is kept when a deployment the plan kept for its rank (``kept_by_rank``: the newest
-    ``min_keep``/``keep``) is gone since: the ranking the plan was approved under no longer holds (a
-    rollback removed the newest release), and deleting now could leave fewer deployments than promised."""
+    ``min_keep``/``keep``) is gone since, or emptied down to its folder marker: the ranking the plan was
+    approved under no longer holds (a rollback removed a newer release), and deleting now would leave fewer
+    deployments than promised."""
     if kept_by_rank:
         gone = sorted(set(kept_by_rank) - live_deployment_names(client, bucket, prefix))
-        # the newest min_keep must still hold something: emptied down to a folder marker is gone too
-        gone += sorted(n for n in min_kept if n not in gone and not _has_content(client, bucket, f"{prefix}{n}/"))
+        gone += _emptied(client, bucket, prefix, [n for n in kept_by_rank if n not in gone])
         if gone:
             named = ", ".join(repr(shown(name)) for name in gone[:5])
-            why = (f"deployments the plan kept as the newest are gone since planning ({named}"
+            why = (f"deployments the plan kept as the newest are gone or emptied since planning ({named}"
                    f"{' …' if len(gone) > 5 else ''}): the ranking changed, nothing of this chunk is deleted; plan again")
             return {item.key: why for item in items}
     protected: dict[str, str] = {}
@@ -522,9 +534,8 @@ def make_recheck(ctx: Any) -> Any:
 
     rows = planned_deployments(ctx.run_dir, ctx.plan)  # pinned, so written with the flags below
     kept_by_rank = [name for name, row in rows.items() if row.get("holds_rank")]
-    min_kept = [name for name, row in rows.items() if row.get("min_keep")]
 
     def recheck(items: list[PlanItem]) -> dict[str, str]:
-        return recheck_deployments(ctx.client, ctx.bucket, prefix, rows, items, kept_by_rank, min_kept)
+        return recheck_deployments(ctx.client, ctx.bucket, prefix, rows, items, kept_by_rank)
 
     return recheck

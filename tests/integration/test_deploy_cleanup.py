@@ -603,7 +603,7 @@ def test_a_kept_deployment_gone_before_the_delete_keeps_the_whole_chunk(s3, s3_s
     audit = _delete_all(s3, bucket, tmp_path, summary)
     assert _deployments_left(s3, bucket) == ["b", "c"] and audit["deleted_count"] == 0
     reasons = json.loads((tmp_path / "audit" / "00000.json").read_text())["skipped"]
-    assert reasons and all("kept as the newest are gone since planning ('a')" in r["why"] for r in reasons)
+    assert reasons and all("kept as the newest are gone or emptied since planning ('a')" in r["why"] for r in reasons)
 
 
 def _edit_deployments(run_dir: Any, **changes: Any) -> None:
@@ -659,6 +659,20 @@ def test_a_protected_newest_deployment_gone_or_emptied_before_the_delete_keeps_t
     s3.put_object(Bucket=bucket, Key="deploys/prod-3/", Body=b"")  # the folder stays, as a marker
     audit = _delete_all(s3, bucket, tmp_path, summary)
     assert audit["deleted_count"] == 0 and _deployments_left(s3, bucket) == ["prod-3", "rel-1", "rel-2"]
+
+
+def test_a_deployment_kept_by_keep_and_emptied_before_the_delete_keeps_the_chunk(s3, s3_server, bucket, tmp_path):
+    """keep=2 (min_keep 1) keeps a and b and deletes c. A rollback empties b down to its folder marker while
+    the approval waits: deleting c then would leave one deployment of the two promised, so nothing goes."""
+    _seed_deployments(s3_server, bucket, {"a": 1, "b": 10, "c": 20})
+    summary = _plan(s3, bucket, tmp_path, keep=2)
+    assert summary["deployments_delete"] == 1
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in _keys(s3, bucket, "deploys/b/")]})
+    s3.put_object(Bucket=bucket, Key="deploys/b/", Body=b"")
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert audit["deleted_count"] == 0 and _deployments_left(s3, bucket) == ["a", "b", "c"]
+    reasons = json.loads((tmp_path / "audit" / "00000.json").read_text())["skipped"]
+    assert reasons and all("gone or emptied since planning ('b')" in r["why"] for r in reasons)
 
 
 def test_the_root_prefix_is_refused_where_keys_start_with_a_slash(s3, s3_server, bucket, tmp_path):
