@@ -175,6 +175,8 @@ def remove_empty_folder(path: ArtifactPath) -> None:
 PLAN_FILE = "plan.json"
 #: where a task besides ``delete`` that deletes (retention's purge) records its result for the audit
 TASK_RESULTS_DIR = "task_results"
+#: where a run planned again after it deleted keeps the earlier plan's record, one folder per plan id
+EARLIER_DIR = "earlier"
 #: The DAGs that write run folders under the root (``<root>/<dag_id>/<run_id>/``): what housekeeping prunes.
 DAG_FOLDERS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
 INDEX_DIR = "_index"

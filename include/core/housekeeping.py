@@ -40,7 +40,8 @@ ARTIFACT_RETENTION_DAYS = 30
 AUDIT_RETENTION_DAYS = 400
 MAX_DAYS = 36_500
 #: what a run folder with a deletion audit keeps until ``audit_retention_days``: files, and ``…/`` folders
-KEEP_WITH_AUDIT = ("audit.json", "plan.json", "audit/", "task_results/", "expired_trial_rows/", "earlier/")
+EARLIER = f"{artifacts.EARLIER_DIR}/"
+KEEP_WITH_AUDIT = ("audit.json", "plan.json", "audit/", "task_results/", "expired_trial_rows/", EARLIER)
 #: kept with the audit only when the run's purge ran (a dry run's or a rejected plan's rows are no record
 #: of anything, and a daily run would store the whole expired set again every day for 400 days)
 KEEP_ONLY_WITH = {"expired_trial_rows/": "task_results/purge_job_rows.json"}
@@ -53,7 +54,13 @@ PENDING_APPROVAL_DAYS = 31
 
 
 def _kept_with_audit(rel: str, files: Mapping[str, float]) -> bool:
-    """Is the run folder's file ``rel`` part of its deletion record (``files``: the folder's listing)?"""
+    """Is the run folder's file ``rel`` part of its deletion record (``files``: the folder's listing)?
+    An earlier record (``earlier/<plan id>/…``) is kept whole, as it was moved, but for what
+    :data:`KEEP_ONLY_WITH` keeps only with its own purge's result."""
+    if rel.startswith(EARLIER):
+        earlier, _, inner = rel.partition("/")[2].partition("/")
+        needs = next((n for k, n in KEEP_ONLY_WITH.items() if inner.startswith(k)), None)
+        return needs is None or f"{EARLIER}{earlier}/{needs}" in files
     for kept in KEEP_WITH_AUDIT:
         if rel == kept or (kept.endswith("/") and rel.startswith(kept)):
             needs = KEEP_ONLY_WITH.get(kept)

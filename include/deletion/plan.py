@@ -210,8 +210,7 @@ def refuse_after_deletions(run_dir: Any, what: str) -> None:
                              "under earlier/), or trigger a new run")
 
 
-#: where a run planned again after it deleted keeps the earlier plan's record, one folder per plan id
-EARLIER_DIR = "earlier"
+EARLIER_DIR = artifacts.EARLIER_DIR
 #: what stays in place when a run is planned again: the run's settings (written afresh) and the earlier records
 _NOT_RECORD = ("settings.json", EARLIER_DIR)
 

@@ -197,6 +197,25 @@ def test_a_deletion_record_keeps_its_chunk_audits_and_purged_rows(root):
     assert not full.exists() and not partial.exists()
 
 
+def test_an_earlier_record_keeps_its_purged_rows_only_with_its_purge(root):
+    """A run planned again after it deleted moved its record to earlier/<plan id>/ whole. Its approval and
+    chunk audits stay with it, but job rows it recorded and never purged are no record of anything: they go
+    after artifact_retention_days, as at the top of the folder."""
+    run = _run(root, "s3_retention", "again", {
+        "plan.json": {}, "audit.json": {},
+        "earlier/p1/plan.json": {}, "earlier/p1/approval.json": {"verdict": "approved"},
+        "earlier/p1/audit/00000.json": {"deleted": ["k"]}, "earlier/p1/expired_trial_rows/00000.jsonl": {},
+        "earlier/p2/plan.json": {}, "earlier/p2/audit/00000.json": {"deleted": ["k"]},
+        "earlier/p2/expired_trial_rows/00000.jsonl": {}, "earlier/p2/task_results/purge_job_rows.json": {"deleted": 1},
+    }, 45)
+    housekeeping.housekeep(root, {}, now=NOW)
+    assert {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()} == {
+        "plan.json", "audit.json",
+        "earlier/p1/plan.json", "earlier/p1/approval.json", "earlier/p1/audit/00000.json",
+        "earlier/p2/plan.json", "earlier/p2/audit/00000.json", "earlier/p2/expired_trial_rows/00000.jsonl",
+        "earlier/p2/task_results/purge_job_rows.json"}
+
+
 def test_only_s3ops_folders_are_pruned_and_a_linked_folder_is_not_followed(root, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside")
     (outside / "old-run").mkdir()
