@@ -66,6 +66,7 @@ def test_a_run_planned_again_on_an_s3_root_keeps_its_earlier_record_and_housekee
     artifacts.write_json(run / "audit" / "00000.json", {"plan_id": "p1", "deleted": [{"key": "x"}]})
     artifacts.write_json(run / "audit.json", {"plan_id": "p1", "outcome": "deleted", "deleted_count": 1})
     artifacts.write_jsonl(run / "expired_trial_rows" / "00000.jsonl", [{"id": 1}])
+    artifacts.write_json(run / "task_results" / "purge_job_rows.json", {"plan_id": "p1", "deleted": 1})  # it purged
     artifacts.write_json(run / "settings.json", {"bucket": "jobs"})
     before = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in _keys(s3, bucket)}
 
