@@ -164,7 +164,7 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
         if not S3OPS_RUN_FILES & set(files):
             result["unknown_folders_kept"].append(run_id)
             continue
-        has_audit = "audit.json" in files or any(rel.startswith(("audit/", "earlier/")) for rel in files)
+        has_audit = "audit.json" in files or any(rel.startswith(("audit/", EARLIER)) for rel in files)
         if newest >= artifact_cutoff or (_pending_approval(files) and newest >= pending_cutoff) or (
                 has_audit and newest >= audit_cutoff and all(_kept_with_audit(rel, files) for rel in files)):
             result["runs_kept"] += 1

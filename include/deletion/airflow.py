@@ -157,7 +157,8 @@ class PlanApprovalOperator(ApprovalOperator):
         superseded, winner = gate.supersede_waiting(run_dir.parent, run_id=ti.run_id, request=request,
                                                     now=datetime.now(UTC))
         if superseded:
-            log.info("this plan supersedes the waiting plans of runs %s (same target %s)", superseded, target)
+            log.info("the waiting plans of runs %s (same target %s) are superseded by run %s's", superseded, target,
+                     winner or ti.run_id)
         if winner is not None:  # nobody is asked: no request in Required Actions, no notification
             log.info("run %s asked for the same target in the same instant, after this run: its request waits, "
                      "this one is closed before anyone is asked", winner)
@@ -425,6 +426,8 @@ def add_deletion_tasks(
         context = get_current_context()
         params = saved_run_settings(context)
         run_dir = run_dir_of(context)
+        if artifacts.exists(run_dir / gate.GUARD_FILE):  # an earlier verdict must not outlive this check
+            (run_dir / gate.GUARD_FILE).unlink()
         plan_file_digest = gate.file_digest(run_dir / PLAN_FILE)
         plan = read_plan(run_dir)
         if plan.get("plan_id") != plan_summary.get("plan_id"):
@@ -504,23 +507,16 @@ def add_deletion_tasks(
                                                gate.read_optional(run_dir / gate.APPROVAL_FILE), auto=True,
                                                request=gate.read_optional(run_dir / gate.REQUEST_FILE))
         verdict = gate.verdict_of(params, approval, superseded, plan)
-        outcome = {"dry_run": "dry_run", "rejected": "rejected", "expired": "expired", "superseded": "superseded",
-                   "refused": "refused", "no_answer": "not_approved"}.get(verdict)
-        if outcome is None:
-            outcome = "nothing_to_delete" if not plan.get("chunks") else "deleted"
         guard_record = gate.read_optional(run_dir / gate.GUARD_FILE)
-        refused = guard_record is not None and guard_record.get("plan_id") == plan.get("plan_id") and \
-            guard_record.get("passed") is False
-        if GUARD in failed and refused:
-            outcome = "guard_refused"
-        elif failed and outcome in ("deleted", "nothing_to_delete"):
-            outcome = "failed"
+        refused = gate.guard_refused(guard_record, plan)
+        outcome = gate.audit_outcome(verdict, has_chunks=bool(plan.get("chunks")), failed=bool(failed),
+                                     guard_failed=GUARD in failed, refused=refused)
         extra: dict[str, Any] = {"outcome": outcome, "approval": verdict, "dry_run": bool(params.get("dry_run")),
                                  "bucket": params.get("bucket")}
         if failed:
             extra["failed_tasks"] = failed
-        if refused:
-            extra["guard_refusals"] = list(guard_record.get("refusals") or []) if guard_record else []
+        if refused and guard_record is not None:
+            extra["guard_refusals"] = list(guard_record.get("refusals") or [])
         if approval is not None:  # who approved (or rejected), when, and the digest of the plan they saw
             extra["approval_record"] = {k: approval.get(k) for k in (
                 "verdict", "reason", "responded_by", "responded_at", "plan_digest", "triggered_by", "asked_at")}

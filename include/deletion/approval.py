@@ -318,7 +318,7 @@ def authorize(
     if not guard or guard.get("plan_id") != plan.get("plan_id") or guard.get("plan_file_digest") != plan_file_digest:
         raise DeleteRefused("the guard did not check this plan (guard.json missing, or plan.json changed since): "
                             "clear the run's guard, approve and delete tasks")
-    if guard.get("passed") is not True:
+    if guard_refused(guard, plan):
         raise DeleteRefused("the guard refused this plan (guard.json): nothing is deleted; plan again within the limits")
     superseded, approval = this_plans(plan, superseded, approval, auto=mode == "auto", request=request)
     if superseded:
@@ -387,6 +387,25 @@ def verdict_of(params: Mapping[str, Any], approval: Mapping[str, Any] | None,
     if superseded:
         return SUPERSEDED
     return "auto" if params.get("approval") == "auto" else "no_answer"
+
+
+def guard_refused(guard: Mapping[str, Any] | None, plan: Mapping[str, Any]) -> bool:
+    """Did the guard record that it refused this plan (``guard.json``: ``passed`` false)? A guard.json
+    without ``passed`` was written by a version that wrote it only when the guard passed."""
+    return guard is not None and guard.get("plan_id") == plan.get("plan_id") and guard.get("passed") is False
+
+
+def audit_outcome(verdict: str, *, has_chunks: bool, failed: bool, guard_failed: bool, refused: bool) -> str:
+    """The audit's ``outcome``: from the approval ``verdict`` (:func:`verdict_of`), unless a task failed.
+    A failed guard is ``guard_refused`` only when it refused the plan (``refused``: :func:`guard_refused`);
+    failing for another reason (the artifact store unreachable) it is ``failed``, whatever the verdict."""
+    if guard_failed:
+        return "guard_refused" if refused else "failed"
+    outcome = {"dry_run": "dry_run", "rejected": "rejected", "expired": "expired", "superseded": "superseded",
+               "refused": "refused", "no_answer": "not_approved"}.get(verdict)
+    if outcome is None:
+        outcome = "deleted" if has_chunks else "nothing_to_delete"
+    return "failed" if failed and outcome in ("deleted", "nothing_to_delete") else outcome
 
 
 # The text the approver reads ----------------------------------------------------------------------

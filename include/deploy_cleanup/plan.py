@@ -29,7 +29,7 @@ marker) of the doomed ones to the plan. ``deployments.jsonl`` in the run folder 
 deployment's time, size and decision, and ``plan.json`` its digest; the re-check before delete reads it
 as planned (or refuses the chunk), compares against it and skips a
 deployment whose newest object changed since planning, and a whole chunk when a deployment kept for its
-rank is gone since.
+rank is gone or emptied since.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import fnmatch
 import logging
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -308,8 +309,6 @@ def _has_content(client: S3Client, bucket: str, folder: str) -> bool:
 def _emptied(client: S3Client, bucket: str, prefix: str, names: Sequence[str]) -> list[str]:
     """Those of ``names`` whose folder holds nothing now but ``…/`` markers (16 listings in flight; usually
     one request each)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     if not names:
         return []
     with ThreadPoolExecutor(min(16, len(names))) as pool:

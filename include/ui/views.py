@@ -657,8 +657,9 @@ _OUTCOME_STATUS = {"rejected": "rejected", "expired": "expired", "superseded": "
 
 
 def _plan_status(entry: dict[str, Any], approval_state: str | None) -> str:
-    """One of: awaiting approval (pending), approved, rejected, superseded, expired, refused, failed (a task
-    failed after the approval: the audit says what was deleted), finished, no deletions, in progress."""
+    """One of: awaiting approval (pending), approved, rejected, superseded, expired, refused (the guard's
+    refusal too), failed (a task failed, the guard included: the audit says what was deleted), finished, no
+    deletions, in progress."""
     if entry["audit"] is not None:
         return _OUTCOME_STATUS.get(str(entry["audit"].get("outcome")), "finished")
     if entry.get("superseded_by"):

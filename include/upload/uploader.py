@@ -251,7 +251,7 @@ def holds_the_file(client: Any, bucket: str, key: str, local: Local, fd: int, *,
     checksum and other bytes is easy to make, and deleting the file on its word would lose the only copy.
     A download is the price, paid only when an object is already there (a run killed after its upload).
     ``head``: the object's HeadObject answer when the caller has it already."""
-    head = head or _head(client, bucket, key)
+    head = head if head is not None else _head(client, bucket, key)
     if head is None or same_content(head, local) is False:  # None (the headers cannot tell): the bytes will
         return False
     body = client.get_object(Bucket=bucket, Key=key)["Body"]

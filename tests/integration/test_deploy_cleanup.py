@@ -521,9 +521,11 @@ def test_guard_refuses_a_plan_over_max_delete_count(s3, s3_server, run_dag, buck
     assert len(audit["guard_refusals"]) == 1 and "max_delete_count=3" in audit["guard_refusals"][0]
 
 
-def test_a_guard_that_fails_on_its_own_is_no_refusal_in_the_audit(s3, s3_server, run_dag, bucket, monkeypatch):
+@pytest.mark.parametrize("conf", [{"approval": "required"}, {"approval": "auto", "dry_run": True}])
+def test_a_guard_that_fails_on_its_own_is_no_refusal_in_the_audit(s3, s3_server, run_dag, bucket, monkeypatch, conf):
     """The guard failed without refusing anything (the artifact store unreachable, a bug): the audit says
-    failed, not that the plan broke a limit, which would send the operator after the wrong cause."""
+    failed, not that the plan broke a limit (which would send the operator after the wrong cause), nor
+    not_approved or dry_run, whatever the approval setting."""
     import include.deletion.plan as deletion_plan
 
     def unreachable(*args: Any, **kwargs: Any) -> None:
@@ -532,8 +534,8 @@ def test_a_guard_that_fails_on_its_own_is_no_refusal_in_the_audit(s3, s3_server,
     monkeypatch.setattr(deletion_plan, "check_guards", unreachable)
     _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
     before = _keys(s3, bucket)
-    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "auto"},
-                     retries=0, logical_date=NOW + timedelta(days=2, minutes=9))
+    result = run_dag("s3_deploy_cleanup", {"bucket": bucket, "prefix": "deploys/", "keep": 1, **conf},
+                     retries=0, logical_date=NOW + timedelta(days=2, minutes=9 if conf.get("dry_run") else 10))
     assert result.state == "failed" and result.task_states()[("guard", -1)] == "failed"
     assert _keys(s3, bucket) == before
     audit = json.loads((result.artifacts() / "audit.json").read_text())

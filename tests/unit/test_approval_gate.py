@@ -98,8 +98,11 @@ def test_clean_approvers():
 
 # preconditions from the artifact store ----------------------------------------------------------------
 def test_delete_is_authorised_when_everything_holds(tmp_path):
-    _plan(tmp_path)
+    summary = _plan(tmp_path)
     assert _authorize(tmp_path) == "approved"
+    # a guard.json from before the guard recorded refusals: written only when it passed, without "passed"
+    legacy = {"plan_id": summary["plan_id"], "plan_file_digest": gate.file_digest(tmp_path / PLAN_FILE)}
+    assert _authorize(tmp_path, guard=legacy) == "approved"
     assert _authorize(tmp_path, chunk=None) == "approved"  # purge_job_rows: a plan-wide check
     auto = {**PARAMS, "approval": "auto"}
     _plan(tmp_path, params=auto)
@@ -148,6 +151,31 @@ def test_an_approval_holds_only_for_the_plan_it_was_given_for(tmp_path):
     with pytest.raises(DeleteRefused, match="chunk 00000 changed"):
         _authorize(tmp_path, approval=approval)
     assert _authorize(tmp_path, chunk="00001", approval=approval) == "approved"
+
+
+@pytest.mark.parametrize(("verdict", "guard_failed", "refused", "failed", "outcome"), [
+    ("no_answer", True, True, True, "guard_refused"),  # the guard refused: whatever the approval said
+    ("no_answer", True, False, True, "failed"),  # the guard failed on its own (approval: required)
+    ("dry_run", True, False, True, "failed"),  # a dry run whose guard failed did not finish
+    ("auto", True, False, True, "failed"),
+    ("auto", False, False, True, "failed"),  # delete failed
+    ("superseded", False, False, False, "superseded"),
+    ("no_answer", False, False, False, "not_approved"),
+    ("approved", False, False, False, "deleted"),
+])
+def test_audit_outcome_says_guard_refused_only_for_a_refusal(verdict, guard_failed, refused, failed, outcome):
+    assert gate.audit_outcome(verdict, has_chunks=True, failed=failed, guard_failed=guard_failed,
+                              refused=refused) == outcome
+    assert gate.audit_outcome("auto", has_chunks=False, failed=False, guard_failed=False, refused=False) == \
+        "nothing_to_delete"
+
+
+def test_guard_refused_reads_this_plans_record_only():
+    plan = {"plan_id": "p2"}
+    assert gate.guard_refused({"plan_id": "p2", "passed": False}, plan)
+    assert not gate.guard_refused({"plan_id": "p1", "passed": False}, plan)  # an earlier plan's refusal
+    assert not gate.guard_refused({"plan_id": "p2", "passed": True}, plan)
+    assert not gate.guard_refused({"plan_id": "p2"}, plan) and not gate.guard_refused(None, plan)
 
 
 def test_verdict_of():
@@ -238,6 +266,16 @@ def test_only_a_request_written_by_now_closes_this_one(tmp_path, ahead, closes_m
         [], "ahead" if closes_mine else None)
     assert (tmp_path / "me" / gate.SUPERSEDED_FILE).exists() is closes_mine
     assert not (tmp_path / "ahead" / gate.SUPERSEDED_FILE).exists()
+
+
+def test_a_marker_closes_only_the_request_it_was_written_for():
+    """Once approve asks again (the task cleared, the run planned again), the earlier request's marker closes
+    nothing; a marker or request that does not say which request it is about still closes (deletes nothing)."""
+    first, again = {"asked_at": "2026-11-28T00:00:00+00:00"}, {"asked_at": "2026-11-29T00:00:00+00:00"}
+    marker = {"superseded_by": "newer", "request_asked_at": first["asked_at"]}
+    assert gate.closes(marker, first) and not gate.closes(marker, again) and not gate.closes(None, first)
+    assert gate.closes({"superseded_by": "newer"}, again)  # written before markers named their request
+    assert gate.closes(marker, None)  # no request file: the safe side
 
 
 def test_supersede_older_replaces_a_marker_left_from_an_earlier_request(tmp_path):
