@@ -14,8 +14,8 @@ Every task here reads them from that file, never from the params (which may be e
 defaults decide then).
 
 - ``guard`` fails the run (nothing deleted) when a safety limit is broken and writes ``guard.json`` (the
-  plan id, its verdict with any refusals, and the digest of ``plan.json`` it checked); it hands ``delete`` the chunk names, or none on a
-  dry run, so a dry run is plan → guard → audit.
+  plan id, its verdict with any refusals, and the digest of ``plan.json`` it checked); it hands ``delete``
+  the chunk names, or none on a dry run, so a dry run is plan → guard → audit.
 - ``approve`` (:class:`PlanApprovalOperator`) shows the plan read from the artifact store, escaped, to the
   ``approvers`` (HITL ``assigned_users``), supersedes older waiting plans of the same target, waits
   deferred on :class:`include.deletion.trigger.PlanApprovalTrigger` (which also closes the request, with
@@ -157,8 +157,8 @@ class PlanApprovalOperator(ApprovalOperator):
         superseded, winner = gate.supersede_waiting(run_dir.parent, run_id=ti.run_id, request=request,
                                                     now=datetime.now(UTC))
         if superseded:
-            log.info("the waiting plans of runs %s (same target %s) are superseded by run %s's", superseded, target,
-                     winner or ti.run_id)
+            log.info("the waiting plans of runs %s (same target %s) are closed in favour of run %s's request",
+                     superseded, target, winner or ti.run_id)
         if winner is not None:  # nobody is asked: no request in Required Actions, no notification
             log.info("run %s asked for the same target in the same instant, after this run: its request waits, "
                      "this one is closed before anyone is asked", winner)
