@@ -316,6 +316,23 @@ def _emptied(client: S3Client, bucket: str, prefix: str, names: Sequence[str]) -
     return sorted(name for name, has in zip(names, held, strict=True) if not has)
 
 
+def _unrank_emptied(client: S3Client, bucket: str, settings: CleanupSettings, deployments: Mapping[str, Deployment],
+                    now: datetime) -> None:
+    """With an inventory, a deployment emptied since (a rollback that left its console folder) still looks
+    whole, so it would hold a rank and push an older one out, and every delete would then refuse the plan
+    until the next inventory. Check those that would hold a rank, and mark the emptied ones as only
+    markers (never ranked, never deleted), until the ranking holds: usually one round of ``keep`` listings."""
+    checked: set[str] = set()
+    while True:
+        holding = [d.name for d in select(deployments.values(), settings, now)
+                   if d.holds_rank and d.name not in checked and not deployments[d.name].after_inventory]
+        if not holding:
+            return
+        checked.update(holding)
+        for name in _emptied(client, bucket, settings.prefix, holding):
+            deployments[name].markers_only = True
+
+
 def live_deployment_names(client: S3Client, bucket: str, prefix: str) -> set[str]:
     """The deployment folders under ``prefix`` now (ListObjectsV2 with a delimiter: one request per
     1,000 folders, whatever their size)."""
@@ -370,6 +387,8 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
     for dep in scanned.deployments.values():
         if dep.after_inventory:
             dep.markers_only = not _has_content(client, bucket, f"{settings.prefix}{dep.name}/")
+    if found.snapshot is not None:
+        _unrank_emptied(client, bucket, settings, scanned.deployments, now)
     decisions = [d if not scanned.deployments[d.name].after_inventory or d.rank < 0
                  else replace(d, delete=False, why="created after the inventory: not in this plan")
                  for d in select(scanned.deployments.values(), settings, now)]

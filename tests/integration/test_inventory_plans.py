@@ -228,6 +228,29 @@ def test_an_empty_folder_created_after_the_inventory_takes_no_rank(s3, s3_server
     assert rows["tmp-folder"]["rank"] == -1 and {i["group"] for i in items} == {"rel-1"}
 
 
+def test_a_deployment_emptied_after_the_inventory_takes_no_rank(s3, s3_server, world, tmp_path):
+    """The inventory still lists rel-3's files, but a rollback emptied it down to its console folder: ranked
+    among the newest 2, it pushed rel-1 out of the plan and every delete then refused the plan until the
+    next inventory. Checked at planning, it takes no rank: rel-2 and rel-1 are kept, rel-0 goes."""
+    from include.deletion.plan import read_plan
+    from include.deletion.recheck import RecheckContext
+    from include.deploy_cleanup.plan import make_recheck as deploy_recheck
+
+    bucket = world["bucket"]
+    _seed_deployments(s3_server, bucket, {"rel-3": 5, "rel-2": 10, "rel-1": 20, "rel-0": 30})
+    write_inventory(s3, bucket, dest_bucket=world["dest"], fmt="CSV")
+    for o in iter_objects(s3, bucket, "deploys/rel-3/"):
+        s3.delete_object(Bucket=bucket, Key=o.key)
+    s3.put_object(Bucket=bucket, Key="deploys/rel-3/", Body=b"")
+    summary, items = _cleanup_plan(s3, bucket, tmp_path, "inventory", keep=2)
+    rows = {r["name"]: r for r in map(json.loads, (tmp_path / "deployments.jsonl").read_text().splitlines())}
+    assert {n for n, r in rows.items() if r["delete"]} == {"rel-0"} and rows["rel-3"]["rank"] == -1
+    assert [n for n, r in rows.items() if r["holds_rank"]] == ["rel-2", "rel-1"]
+    recheck = deploy_recheck(RecheckContext(s3, bucket, {}, read_plan(tmp_path), tmp_path))
+    assert recheck(read_chunk(tmp_path, "00000")) == {}  # the delete is not refused: the ranking holds
+    assert {i["group"] for i in items} == {"rel-0"}
+
+
 def test_deploy_cleanup_never_deletes_a_deployment_created_after_the_inventory(s3, s3_server, world, tmp_path):
     bucket = world["bucket"]
     _seed_deployments(s3_server, bucket, {"old": 90})
