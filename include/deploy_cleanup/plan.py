@@ -318,14 +318,16 @@ def _emptied(client: S3Client, bucket: str, prefix: str, names: Sequence[str]) -
 
 def _unrank_emptied(client: S3Client, bucket: str, settings: CleanupSettings, deployments: Mapping[str, Deployment],
                     now: datetime) -> None:
-    """With an inventory, a deployment emptied since (a rollback that left its console folder) still looks
-    whole, so it would hold a rank and push an older one out, and every delete would then refuse the plan
-    until the next inventory. Check those that would hold a rank, and mark the emptied ones as only
-    markers (never ranked, never deleted), until the ranking holds: usually one round of ``keep`` listings."""
+    """With an inventory, what a folder holds now is unknown where it changed since: a folder created since
+    (ranked as the newest) may be an empty console folder, and a deployment emptied since (a rollback that
+    left its folder marker) still looks whole. Either would hold a rank and push a release out of the newest
+    N, and an emptied one would make every delete refuse the plan until the next inventory. Check those
+    that would hold a rank, and mark the empty ones as only markers (never ranked, never deleted), until
+    the ranking holds: usually one round of ``keep`` listings."""
     checked: set[str] = set()
     while True:
         holding = [d.name for d in select(deployments.values(), settings, now)
-                   if d.holds_rank and d.name not in checked and not deployments[d.name].after_inventory]
+                   if d.holds_rank and d.name not in checked]
         if not holding:
             return
         checked.update(holding)
@@ -382,11 +384,6 @@ def _plan(client: S3Client, bucket: str, settings: CleanupSettings, run_dir: Any
     gone: list[str] = []
     if found.snapshot is not None:
         gone = reconcile(scanned, live_deployment_names(client, bucket, settings.prefix), now)
-    # a folder created since the inventory ranks as the newest only if it holds something: an empty
-    # console folder must not push a release out of the newest N (one listing per such folder)
-    for dep in scanned.deployments.values():
-        if dep.after_inventory:
-            dep.markers_only = not _has_content(client, bucket, f"{settings.prefix}{dep.name}/")
     if found.snapshot is not None:
         _unrank_emptied(client, bucket, settings, scanned.deployments, now)
     decisions = [d if not scanned.deployments[d.name].after_inventory or d.rank < 0
