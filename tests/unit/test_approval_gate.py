@@ -278,6 +278,19 @@ def test_a_marker_closes_only_the_request_it_was_written_for():
     assert gate.closes(marker, None)  # no request file: the safe side
 
 
+def test_request_files_that_are_no_requests_close_nothing_and_stop_nothing(tmp_path):
+    """Files written by hand into other runs' folders: an ``asked_at`` that is no time never wins over this
+    run's request, a request that is no JSON object is left alone, and this run's request still waits."""
+    target = {"bucket": "b", "prefix": "p/"}
+    artifacts.write_json(tmp_path / "no-time" / gate.REQUEST_FILE, {"plan_id": "x", "target": target, "asked_at": "soon"})
+    artifacts.write_json(tmp_path / "a-list" / gate.REQUEST_FILE, ["not", "a", "request"])  # type: ignore[arg-type]
+    request = {"plan_id": "m", "target": target, "asked_at": "2026-11-29T00:00:00+00:00"}
+    artifacts.write_json(tmp_path / "me" / gate.REQUEST_FILE, request)
+    assert gate.supersede_waiting(tmp_path, run_id="me", request=request,
+                                  now=datetime(2026, 11, 29, 0, 0, 1, tzinfo=UTC)) == ([], None)
+    assert not any((tmp_path / run / gate.SUPERSEDED_FILE).exists() for run in ("no-time", "a-list", "me"))
+
+
 def test_supersede_older_replaces_a_marker_left_from_an_earlier_request(tmp_path):
     """A run superseded, then asked again: its new request waits and a newer run must close it too, or
     requests would pile up behind the stale marker. A marker that names no request is left as it is."""
