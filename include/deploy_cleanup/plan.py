@@ -514,8 +514,7 @@ def recheck_deployments(
     approved under no longer holds (a rollback removed a newer release), and deleting now would leave fewer
     deployments than promised."""
     if kept_by_rank:
-        gone = sorted(set(kept_by_rank) - live_deployment_names(client, bucket, prefix))
-        gone += _emptied(client, bucket, prefix, [n for n in kept_by_rank if n not in gone])
+        gone = _emptied(client, bucket, prefix, kept_by_rank)  # a folder with nothing left at all is empty too
         if gone:
             named = ", ".join(repr(shown(name)) for name in gone[:5])
             why = (f"deployments the plan kept as the newest are gone or emptied since planning ({named}"

@@ -237,13 +237,19 @@ def _restore_leftover(fd: int, private: str, names: set[str]) -> str | None:
     if len(os.fsencode(name)) >= PRIVATE_NAME_BYTES or name in names or not FILE_RE.fullmatch(name):
         return None
     try:
-        os.link(private, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)  # never over a new file
+        put_back(fd, private, name)
     except OSError:
         return None
-    with suppress(OSError):
-        os.unlink(private, dir_fd=fd)
     names.add(name)
     return name
+
+
+def put_back(folder_fd: int, private: str, name: str) -> None:
+    """Give the file at ``private`` its ``name`` again, unless a file was written there since (a link
+    fails where a rename would replace it); OSError when it cannot."""
+    os.link(private, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
+    with suppress(OSError):  # both names lead to the file now: the private one is only clutter
+        os.unlink(private, dir_fd=folder_fd)
 
 
 def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:

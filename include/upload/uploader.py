@@ -68,6 +68,7 @@ from include.upload.layout import (
     MovedSinceScan,
     Scan,
     parse_data_path,
+    put_back,
     remove_empty_folders,
     scan_base_dir,
     shown,
@@ -480,26 +481,18 @@ def _unlink_if_same(folder_fd: int, name: str, st: os.stat_result) -> str | None
             os.unlink(private, dir_fd=folder_fd)
         except OSError as exc:
             try:
-                _put_back(folder_fd, private, name)  # kept under its name: the next run deletes it
+                put_back(folder_fd, private, name)  # kept under its name: the next run deletes it
             except OSError:
                 return (f"uploaded and verified, but deleting the local file failed ({exc.strerror or exc}), and so "
                         f"did giving it its name back: it is kept as {private!r} in the same folder")
             raise
         return None
     try:
-        _put_back(folder_fd, private, name)
+        put_back(folder_fd, private, name)
     except OSError as exc:
         return (f"{REPLACED_AFTER_UPLOAD}; putting the new file back failed ({exc.strerror or exc}): it is kept as "
                 f"{private!r} in the same folder")
     return REPLACED_AFTER_UPLOAD
-
-
-def _put_back(folder_fd: int, private: str, name: str) -> None:
-    """Give the file at ``private`` its ``name`` again, unless a file was written there since (a link
-    fails where a rename would replace it)."""
-    os.link(private, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
-    with suppress(OSError):  # both names lead to the file now: the private one is only clutter
-        os.unlink(private, dir_fd=folder_fd)
 
 
 STALLED = ("no answer and no progress from S3 for {} s: the upload was cancelled; the file is kept and the next run "
