@@ -63,7 +63,7 @@ MAX_MAP_LENGTH_DEFAULT = 1024
 APPROVAL_TIMEOUT_DEFAULT = timedelta(hours=20)
 
 __all__ = ["DeleteRefused", "PlanApprovalOperator", "add_deletion_tasks", "approval_body",
-           "authorized", "run_dir_of"]
+           "authorized", "plan_run_dir", "run_dir_of"]
 
 
 
@@ -134,6 +134,10 @@ class PlanApprovalOperator(ApprovalOperator):
         plan = read_plan(run_dir)  # what the approver sees comes from the artifact, not from an XCom
         require_plans_settings(plan, params)  # the approvers asked, the limits shown: the plan's own, or nothing
         digests = gate.plan_digests(run_dir, plan.get("chunks") or [])
+        # nobody is asked about a plan delete would refuse anyway (a guard marked successful by hand)
+        if unguarded := gate.not_passed_by_guard(gate.read_optional(run_dir / gate.GUARD_FILE), plan,
+                                                 digests["plan_file_digest"]):
+            raise AirflowFailException(f"nobody is asked: {unguarded}")
         triggered_by = triggering_user(context)
         separate = params.get("separate_approver") is not False  # unset (None) keeps the safe default
         try:
@@ -279,6 +283,34 @@ def run_dir_of(context: Any) -> Any:
 
     ti = context["ti"]
     return artifacts.run_dir(ti.dag_id, ti.run_id)
+
+
+# a task in one of these states may still read or write the run's folder
+UNDERWAY = frozenset({"scheduled", "queued", "running", "restarting", "up_for_retry", "up_for_reschedule", "deferred"})
+
+
+class RunBusy(RuntimeError):
+    """A plan task would write a new plan while a task after it in the run is still underway. Not an
+    :class:`AirflowFailException`: a task cleared with its downstream tasks while they ran stops within
+    seconds (``restarting``), so a retry finds the run idle."""
+
+
+def plan_run_dir(context: Any) -> Any:
+    """The run folder a plan task writes its new plan into (:func:`run_dir_of`), once no task after it in
+    this run is still underway. A plan task cleared alone while its run deletes would otherwise move the
+    run's record to ``earlier/`` (:func:`include.deletion.plan.keep_earlier_record`) while a delete still
+    writes its chunk's progress there, splitting what was deleted over two folders."""
+    task = context["task"]
+    after = task.get_flat_relative_ids(upstream=False)
+    busy = sorted(((name, state) for name, state in run_task_states(context).items()
+                   if state in UNDERWAY and (name in after or _in_order(name)[0] in after)), key=lambda b: _in_order(b[0]))
+    if busy:
+        shown = ", ".join(f"{name} is {state}" for name, state in busy)
+        raise RunBusy(f"{task.task_id}: not planning again while tasks after it in this run are underway "
+                      f"({shown}): a new plan now would move this run's record away under them. A retry "
+                      f"plans once they have stopped. To plan again now, clear {task.task_id} with its downstream "
+                      f"tasks (they stop first); otherwise wait until they finish")
+    return run_dir_of(context)
 
 
 def _max_map_length() -> int:

@@ -315,11 +315,8 @@ def authorize(
                                   max_delete_fraction=params.get("max_delete_fraction"), refusals=refusals)
     if violations:
         raise DeleteRefused("the plan does not pass the guards: " + "; ".join(violations))
-    if not guard or guard.get("plan_id") != plan.get("plan_id") or guard.get("plan_file_digest") != plan_file_digest:
-        raise DeleteRefused("the guard did not check this plan (guard.json missing, or plan.json changed since): "
-                            "clear the run's guard, approve and delete tasks")
-    if guard_refused(guard, plan):
-        raise DeleteRefused("the guard refused this plan (guard.json): nothing is deleted; plan again within the limits")
+    if unguarded := not_passed_by_guard(guard, plan, plan_file_digest):
+        raise DeleteRefused(f"nothing is deleted: {unguarded}")
     superseded, approval = this_plans(plan, superseded, approval, auto=mode == "auto", request=request)
     if superseded:
         raise DeleteRefused(f"this plan was superseded by run {superseded.get('superseded_by')!r}: nothing of it "
@@ -387,6 +384,18 @@ def verdict_of(params: Mapping[str, Any], approval: Mapping[str, Any] | None,
     if superseded:
         return SUPERSEDED
     return "auto" if params.get("approval") == "auto" else "no_answer"
+
+
+def not_passed_by_guard(guard: Mapping[str, Any] | None, plan: Mapping[str, Any],
+                        plan_file_digest: str | None) -> str | None:
+    """Why ``guard.json`` does not let ``plan`` (whose plan.json has ``plan_file_digest``) through, or None
+    when the guard checked exactly it and passed it. A guard task marked successful by hand wrote nothing."""
+    if not guard or guard.get("plan_id") != plan.get("plan_id") or guard.get("plan_file_digest") != plan_file_digest:
+        return ("the guard did not check this plan (guard.json missing, or plan.json changed since); clear the "
+                "run's guard, approve and delete tasks")
+    if guard_refused(guard, plan):
+        return "the guard refused this plan (guard.json); plan again within the limits"
+    return None
 
 
 def guard_refused(guard: Mapping[str, Any] | None, plan: Mapping[str, Any]) -> bool:

@@ -88,15 +88,16 @@ def plan(context: Any) -> dict[str, Any]:
     """Check the settings, list the deployments, decide, and write the plan to the artifact store."""
     from include.aws.client import client_from_connection
     from include.dag_defaults import saved_run_settings
-    from include.deletion.airflow import run_dir_of
+    from include.deletion.airflow import plan_run_dir
     from include.deploy_cleanup.plan import plan_cleanup
     from include.inventory.manifest import InventoryError
 
+    run_dir = plan_run_dir(context)
     s = saved_run_settings(context)
     settings = _cleanup_settings(s, "invalid settings")
     now = logical_now(context)
     client = client_from_connection(s["aws_conn_id"], mode="adaptive")
     try:
-        return plan_cleanup(client, s["bucket"], settings, run_dir_of(context), now, run_settings=s)
+        return plan_cleanup(client, s["bucket"], settings, run_dir, now, run_settings=s)
     except InventoryError as exc:  # no usable inventory, or a damaged one: a retry reads the same files
         raise _fail(f"source inventory: {exc}") from None

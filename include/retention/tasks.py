@@ -23,11 +23,12 @@ def plan(context: Any) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.dag_defaults import resolve_run_settings
-    from include.deletion.airflow import run_dir_of
+    from include.deletion.airflow import plan_run_dir
     from include.inventory.manifest import InventoryError
     from include.retention import jobs as jobs_db
     from include.retention.policy import Policy
 
+    run_dir = plan_run_dir(context)  # first: settings.json is rewritten next
     s = resolve_run_settings(SETTINGS, context)
     now = logical_now(context)
     try:
@@ -38,7 +39,7 @@ def plan(context: Any) -> dict[str, Any]:
     try:
         return run_plan(
             aws_conn_id=s["aws_conn_id"], mysql_conn_id=s["mysql_conn_id"], bucket=s["bucket"],
-            key_prefix=s["key_prefix"], jobs_table=s["jobs_table"], run_dir=run_dir_of(context), policy=policy,
+            key_prefix=s["key_prefix"], jobs_table=s["jobs_table"], run_dir=run_dir, policy=policy,
             allow_empty_jobs=s["allow_empty_jobs"], purge_job_rows=s["purge_job_rows"],
             trial_retention=s["trial_retention"], orphan_min_age_days=s["orphan_min_age_days"],
             include_versions=s["include_versions"], source=s["source"], run_settings=s,

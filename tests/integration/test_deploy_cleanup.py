@@ -225,6 +225,50 @@ def test_required_approval_is_not_bypassed_by_marking_approve_successful(s3, s3_
     assert not (result.artifacts() / "approval.json").exists()  # nobody answered: no approval evidence
 
 
+@pytest.mark.parametrize("guard", ["marked", "refused"])
+def test_nobody_is_asked_about_a_plan_the_guard_did_not_pass(s3, s3_server, run_dag, bucket, mailbox, monkeypatch,
+                                                              guard):
+    """A guard marked successful by hand (it wrote no guard.json), or one that recorded a refusal and was then
+    marked successful: delete would refuse the plan, so approve fails at once instead of asking the approvers
+    (a request, a mail) to approve what cannot be deleted."""
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from include.core import artifacts
+    from include.deletion import approval as gate
+
+    if guard == "refused":  # guard.json records a refusal, the task a success: as marked successful by hand
+        real_write = artifacts.write_json
+
+        def refusal_recorded(path: Any, value: Any) -> Any:
+            if path.name == gate.GUARD_FILE:
+                value = {**value, "passed": False, "refusals": ["the plan deletes 2 objects, more than 1"]}
+            return real_write(path, value)
+        monkeypatch.setattr(artifacts, "write_json", refusal_recorded)
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_DEPLOY_CLEANUP", json.dumps({"notifications": [
+        {"type": "email", "to": ["approvers@example.com"]}]}))
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    # a short timeout: a request asked (the bug) expires instead of holding the suite
+    conf = {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "required", "approval_timeout_hours": 0.01}
+    result = run_dag("s3_deploy_cleanup", conf, mark_success_pattern="guard" if guard == "marked" else None,
+                     retries=0, logical_date=NOW + timedelta(days=2, minutes=11 if guard == "marked" else 12))
+    states = result.task_states()
+    assert result.state == "failed" and states[("approve", -1)] == "failed", states
+    assert _keys(s3, bucket) == before
+    with create_session() as session:
+        asked = session.scalars(select(HITLDetail).join(TaskInstance, HITLDetail.ti_id == TaskInstance.id).where(
+            TaskInstance.dag_id == "s3_deploy_cleanup", TaskInstance.run_id == result.run_id)).all()
+    assert asked == [] and not (result.artifacts() / "approval_request.json").exists()
+    # the one mail says approve failed and why; no approval is requested
+    assert [m["subject"].split(": nobody is asked: ")[0] for m in mailbox.wait_for(2, timeout=3)] == [
+        "[s3ops] failed: s3_deploy_cleanup.approve: AirflowFailException"]
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["deleted_count"], audit["failed_tasks"]) == (0, ["approve"])
+
+
 @contextmanager
 def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: float = 120,
                        users: tuple[str, ...] = ("tester",), params_input: dict[str, Any] | None = None):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+import pytest
+
 from include.deletion.airflow import approval_body
 
 
@@ -99,3 +104,56 @@ def test_a_plan_json_that_is_not_an_object_is_refused_not_a_traceback(tmp_path, 
     (run / "plan.json").write_text(json.dumps({"plan_id": "p1", "chunks": []}))
     with pytest.raises(AirflowFailException, match="not those its plan was made with"):  # an object: on to the
         authorized(context)  # gate's own checks (this plan pins no settings)
+
+
+@functools.cache
+def _dags() -> dict[str, Any]:
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    return dict(DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags")).dags)
+
+
+def _plan_context(dag_id: str, states: dict[str, str | None], tmp_path: Any, monkeypatch: Any) -> dict[str, Any]:
+    """A context for ``dag_id``'s real plan task (its real downstream tasks) whose run has ``states``."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
+    dag = _dags()[dag_id]
+    ti = SimpleNamespace(dag_id=dag_id, run_id="r1",
+                         get_task_states=lambda dag_id, run_ids: {"r1": dict(states)})
+    return {"ti": ti, "task": dag.get_task("plan")}
+
+
+@pytest.mark.parametrize("dag_id, busy, message", [
+    ("s3_retention", {"delete_0": "success", "delete_1": "running", "delete_10": "queued"},
+     r"delete_1 is running, delete_10 is queued"),
+    ("s3_retention", {"purge_job_rows": "up_for_retry"}, r"purge_job_rows is up_for_retry"),
+    ("s3_retention", {"approve": "deferred"}, r"approve is deferred"),
+    ("s3_deploy_cleanup", {"delete_3": "restarting", "audit": "scheduled"}, r"audit is scheduled, delete_3 is restarting"),
+])
+def test_a_plan_task_does_not_plan_again_while_its_run_still_deletes(dag_id, busy, message, tmp_path, monkeypatch):
+    """A plan task cleared alone while the run's deletes run would move the run's record to earlier/ under
+    them (a chunk's progress written half here, half there). It waits (a retry) until the tasks after it
+    have stopped."""
+    from include.deletion.airflow import RunBusy, plan_run_dir
+
+    states = {"plan": "running", "guard": "success", **busy}
+    with pytest.raises(RunBusy, match=f"plan: not planning again while tasks after it in this run are underway "
+                                      f"\\({message}\\)"):
+        plan_run_dir(_plan_context(dag_id, states, tmp_path, monkeypatch))
+
+
+@pytest.mark.parametrize("dag_id, states", [
+    ("s3_retention", {"plan": "running", "guard": None, "delete_0": None, "purge_job_rows": None, "audit": None}),
+    ("s3_retention", {"plan": "running", "guard": "success", "delete_0": "success", "delete_1": "failed",
+                      "purge_job_rows": "skipped", "audit": "upstream_failed"}),
+    # tasks before the plan, or beside it, are not the plan's business (the dispatching run's triggers)
+    ("s3_deploy_cleanup", {"targets": "success", "dispatch_0": "running", "has_bucket": "success",
+                           "plan": "running", "delete_0": "removed"}),
+])
+def test_a_plan_task_plans_when_nothing_after_it_is_underway(dag_id, states, tmp_path, monkeypatch):
+    from include.deletion.airflow import plan_run_dir
+
+    assert plan_run_dir(_plan_context(dag_id, states, tmp_path, monkeypatch)) == tmp_path / dag_id / "r1"
