@@ -135,8 +135,11 @@ class PlanApprovalOperator(ApprovalOperator):
         require_plans_settings(plan, params)  # the approvers asked, the limits shown: the plan's own, or nothing
         digests = gate.plan_digests(run_dir, plan.get("chunks") or [])
         # nobody is asked about a plan delete would refuse anyway (a guard marked successful by hand)
-        if unguarded := gate.not_passed_by_guard(gate.read_optional(run_dir / gate.GUARD_FILE), plan,
-                                                 digests["plan_file_digest"]):
+        try:
+            guard = gate.read_optional(run_dir / gate.GUARD_FILE)
+        except ValueError:  # not JSON: no verdict of the guard's, as delete would find too
+            guard = None
+        if unguarded := gate.not_passed_by_guard(guard, plan, digests["plan_file_digest"]):
             raise AirflowFailException(f"nobody is asked: {unguarded}")
         triggered_by = triggering_user(context)
         separate = params.get("separate_approver") is not False  # unset (None) keeps the safe default
@@ -285,32 +288,63 @@ def run_dir_of(context: Any) -> Any:
     return artifacts.run_dir(ti.dag_id, ti.run_id)
 
 
-# a task in one of these states may still read or write the run's folder
-UNDERWAY = frozenset({"scheduled", "queued", "running", "restarting", "up_for_retry", "up_for_reschedule", "deferred"})
+FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+#: states the scheduler starts a task from again only once the task's upstream tasks are done
+RETRYING = frozenset({"up_for_retry", "up_for_reschedule"})
+#: a running task cleared: its process is being stopped (then None; with its worker gone, up_for_retry after
+#: Airflow's heartbeat timeout, 300 s by default)
+STOPPING = "restarting"
+STOP_WAIT = timedelta(minutes=6)
 
 
-class RunBusy(RuntimeError):
-    """A plan task would write a new plan while a task after it in the run is still underway. Not an
-    :class:`AirflowFailException`: a task cleared with its downstream tasks while they ran stops within
-    seconds (``restarting``), so a retry finds the run idle."""
-
-
-def plan_run_dir(context: Any) -> Any:
+def plan_run_dir(context: Any, *, stop_wait: timedelta = STOP_WAIT, poll: float = 2.0) -> Any:
     """The run folder a plan task writes its new plan into (:func:`run_dir_of`), once no task after it in
-    this run is still underway. A plan task cleared alone while its run deletes would otherwise move the
-    run's record to ``earlier/`` (:func:`include.deletion.plan.keep_earlier_record`) while a delete still
-    writes its chunk's progress there, splitting what was deleted over two folders."""
+    this run is underway: running, queued, waiting for an answer, or about to start again. A new plan then
+    would replace the one they work on, and move a record of deletions to ``earlier/``
+    (:func:`include.deletion.plan.keep_earlier_record`) while a delete still writes its chunk's progress
+    there. Tasks being stopped (the plan cleared with its downstream tasks) are waited for, up to
+    ``stop_wait``; any other busy task fails the plan task (no retry), naming it."""
+    import time
+
+    from airflow.sdk.exceptions import AirflowFailException
+
     task = context["task"]
-    after = task.get_flat_relative_ids(upstream=False)
-    busy = sorted(((name, state) for name, state in run_task_states(context).items()
-                   if state in UNDERWAY and (name in after or _in_order(name)[0] in after)), key=lambda b: _in_order(b[0]))
-    if busy:
-        shown = ", ".join(f"{name} is {state}" for name, state in busy)
-        raise RunBusy(f"{task.task_id}: not planning again while tasks after it in this run are underway "
-                      f"({shown}): a new plan now would move this run's record away under them. A retry "
-                      f"plans once they have stopped. To plan again now, clear {task.task_id} with its downstream "
-                      f"tasks (they stop first); otherwise wait until they finish")
+    deadline, said = time.monotonic() + stop_wait.total_seconds(), ""
+    while busy := _busy_after(task, run_task_states(context)):
+        if any(state != STOPPING for _, state in busy) or time.monotonic() >= deadline:
+            shown = ", ".join(f"{name} is {state}" for name, state in busy)
+            raise AirflowFailException(
+                f"{task.task_id}: not planning again while tasks after it in this run are underway ({shown}): "
+                f"a new plan would replace the one they work on. Nothing was changed. Wait until they finish "
+                f"and clear {task.task_id} again, or clear {task.task_id} with its downstream tasks (that stops "
+                f"them; what they deleted stays recorded)")
+        if said != (waiting := ", ".join(name for name, _ in busy)):
+            log.info("waiting for %s to stop before planning again", said := waiting)
+        time.sleep(poll)
     return run_dir_of(context)
+
+
+def _busy_after(task: Any, states: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The tasks after ``task`` (by name as in :func:`run_task_states`) that are not finished and may run
+    without it: a task waiting to retry whose upstream tasks are not all done (cleared with the plan) waits
+    for the new plan, as a task never started does."""
+    dag = task.get_dag()
+    after = task.get_flat_relative_ids(upstream=False)
+
+    def task_of(name: str) -> str:
+        return name if name in dag.task_dict else _in_order(name)[0]
+
+    by_task: dict[str, list[str]] = {}
+    for name, state in states.items():
+        by_task.setdefault(task_of(name), []).append(state)
+
+    def done(task_id: str) -> bool:
+        return bool(by_task.get(task_id)) and all(state in FINISHED for state in by_task[task_id])
+
+    busy = [(name, state) for name, state in states.items()
+            if task_of(name) in after and state != "None" and state not in FINISHED
+            and not (state in RETRYING and not all(done(up) for up in dag.task_dict[task_of(name)].upstream_task_ids))]
+    return sorted(busy, key=lambda b: _in_order(b[0]))
 
 
 def _max_map_length() -> int:
@@ -368,6 +402,29 @@ def run_task_states(context: Any) -> dict[str, str]:
     ti = context["ti"]
     states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id) or {}
     return {str(task): str(state) for task, state in states.items()}
+
+
+def unauditable(plan_task_id: str, states: Mapping[str, str], *, has_plan: bool, has_audit: bool,
+                deleted: bool) -> Exception | None:
+    """Why the audit must not write ``audit.json`` now (the exception to raise), or None. ``states``: the
+    run's (:func:`run_task_states`); the flags: whether the run folder holds a plan, an audit, deletions."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.dag_defaults import AlreadyReported
+
+    planning = states.get(plan_task_id, "None")
+    if planning not in (*FINISHED, "None"):  # the audit cleared alone while the run plans again
+        return AirflowFailException(f"the {plan_task_id} task is {planning}: the plan is being written again, "
+                                    "nothing to audit yet; clear audit again once it has ended")
+    # An earlier plan's files may be there, not this run's. But a plan written again first moves a record of
+    # deletions to earlier/ (keep_earlier_record): deletions still at the top are this plan's, so a plan task
+    # marked failed during the deletes does not hide them; an audit already written stays as it is. A guard
+    # that passed in this attempt checked the plan there: the plan task failing after it (refusing to plan
+    # again while that plan was worked on: plan_run_dir) changed nothing.
+    if planning != "success" and (not has_plan or (states.get(GUARD) != "success" and (has_audit or not deleted))):
+        return AlreadyReported(f"the {plan_task_id} task ended {planning}: no plan of this attempt, nothing more "
+                               "deleted, nothing to audit")
+    return None
 
 
 def _in_order(task: str) -> tuple[str, int]:
@@ -524,13 +581,10 @@ def add_deletion_tasks(
         context = get_current_context()
         states = run_task_states(context)
         run_dir = run_dir_of(context)
-        # An earlier plan's files may be there, not this run's. But a plan written again first moves a record
-        # of deletions to earlier/ (keep_earlier_record): deletions still at the top are this plan's, so a plan
-        # task marked failed during the deletes does not hide them; an audit already written stays as it is.
-        if states.get(plan_task_id) != "success" and (not artifacts.exists(run_dir / PLAN_FILE) or artifacts.exists(
-                run_dir / AUDIT_FILE) or not recorded_deletions(run_dir)):
-            raise AlreadyReported(f"the {plan_task_id} task ended {states.get(plan_task_id)}: no plan of this "
-                                  "attempt, nothing more deleted, nothing to audit")
+        if (refusal := unauditable(plan_task_id, states, has_plan=artifacts.exists(run_dir / PLAN_FILE),
+                                   has_audit=artifacts.exists(run_dir / AUDIT_FILE),
+                                   deleted=bool(recorded_deletions(run_dir)))) is not None:
+            raise refusal
         failed = sorted((task for task, state in states.items() if state == "failed" and task != AUDIT), key=_in_order)
         params = saved_run_settings(context)
         plan = read_plan(run_dir)

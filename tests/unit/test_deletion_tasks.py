@@ -115,40 +115,49 @@ def _dags() -> dict[str, Any]:
     return dict(DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags")).dags)
 
 
-def _plan_context(dag_id: str, states: dict[str, str | None], tmp_path: Any, monkeypatch: Any) -> dict[str, Any]:
-    """A context for ``dag_id``'s real plan task (its real downstream tasks) whose run has ``states``."""
+def _plan_context(dag_id: str, states: Any, tmp_path: Any, monkeypatch: Any) -> dict[str, Any]:
+    """A context for ``dag_id``'s real plan task (its real downstream tasks) whose run has ``states`` (a
+    list: one per look, the last one kept)."""
     from types import SimpleNamespace
 
     monkeypatch.setenv("S3OPS_ARTIFACT_ROOT", str(tmp_path))
-    dag = _dags()[dag_id]
-    ti = SimpleNamespace(dag_id=dag_id, run_id="r1",
-                         get_task_states=lambda dag_id, run_ids: {"r1": dict(states)})
-    return {"ti": ti, "task": dag.get_task("plan")}
+    looks = states if isinstance(states, list) else [states]  # the same list: a test sees what was looked at
+
+    def get_task_states(dag_id: str, run_ids: list[str]) -> dict[str, Any]:
+        return {"r1": dict(looks.pop(0) if len(looks) > 1 else looks[0])}
+    return {"ti": SimpleNamespace(dag_id=dag_id, run_id="r1", get_task_states=get_task_states),
+            "task": _dags()[dag_id].get_task("plan")}
 
 
 @pytest.mark.parametrize("dag_id, busy, message", [
     ("s3_retention", {"delete_0": "success", "delete_1": "running", "delete_10": "queued"},
      r"delete_1 is running, delete_10 is queued"),
-    ("s3_retention", {"purge_job_rows": "up_for_retry"}, r"purge_job_rows is up_for_retry"),
+    ("s3_retention", {"delete_0": "success", "purge_job_rows": "up_for_retry"}, r"purge_job_rows is up_for_retry"),
     ("s3_retention", {"approve": "deferred"}, r"approve is deferred"),
+    ("s3_retention", {"approve": "awaiting_input"}, r"approve is awaiting_input"),  # Airflow 3.3's HITL wait
     ("s3_deploy_cleanup", {"delete_3": "restarting", "audit": "scheduled"}, r"audit is scheduled, delete_3 is restarting"),
 ])
 def test_a_plan_task_does_not_plan_again_while_its_run_still_deletes(dag_id, busy, message, tmp_path, monkeypatch):
-    """A plan task cleared alone while the run's deletes run would move the run's record to earlier/ under
-    them (a chunk's progress written half here, half there). It waits (a retry) until the tasks after it
-    have stopped."""
-    from include.deletion.airflow import RunBusy, plan_run_dir
+    """A plan task cleared alone while the run's deletes run (or its approval waits) would replace the plan
+    they work on, and move the run's record to earlier/ under them (a chunk's progress written half here,
+    half there). It fails, naming them, without retries (a retry minutes later would find them still busy)."""
+    from airflow.sdk.exceptions import AirflowFailException
 
-    states = {"plan": "running", "guard": "success", **busy}
-    with pytest.raises(RunBusy, match=f"plan: not planning again while tasks after it in this run are underway "
-                                      f"\\({message}\\)"):
-        plan_run_dir(_plan_context(dag_id, states, tmp_path, monkeypatch))
+    from include.deletion.airflow import plan_run_dir
+
+    states = {"plan": "running", "guard": "success", "approve": "success", **busy}
+    with pytest.raises(AirflowFailException, match=f"plan: not planning again while tasks after it in this run are "
+                                                   f"underway \\({message}\\): .* Nothing was changed"):
+        plan_run_dir(_plan_context(dag_id, states, tmp_path, monkeypatch), poll=0)
+    assert not (tmp_path / dag_id).exists()
 
 
 @pytest.mark.parametrize("dag_id, states", [
     ("s3_retention", {"plan": "running", "guard": None, "delete_0": None, "purge_job_rows": None, "audit": None}),
     ("s3_retention", {"plan": "running", "guard": "success", "delete_0": "success", "delete_1": "failed",
                       "purge_job_rows": "skipped", "audit": "upstream_failed"}),
+    # cleared with the plan while its worker was gone: it starts again only after guard and approve
+    ("s3_retention", {"plan": "running", "guard": None, "approve": None, "delete_0": "up_for_retry"}),
     # tasks before the plan, or beside it, are not the plan's business (the dispatching run's triggers)
     ("s3_deploy_cleanup", {"targets": "success", "dispatch_0": "running", "has_bucket": "success",
                            "plan": "running", "delete_0": "removed"}),
@@ -157,3 +166,44 @@ def test_a_plan_task_plans_when_nothing_after_it_is_underway(dag_id, states, tmp
     from include.deletion.airflow import plan_run_dir
 
     assert plan_run_dir(_plan_context(dag_id, states, tmp_path, monkeypatch)) == tmp_path / dag_id / "r1"
+
+
+def test_a_plan_cleared_with_its_downstream_tasks_waits_for_them_to_stop(tmp_path, monkeypatch):
+    """Clearing the plan with its downstream tasks stops a running delete (restarting, then None): the plan
+    waits for that instead of failing, and a task still stopping after ``stop_wait`` fails it."""
+    from datetime import timedelta
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.deletion.airflow import plan_run_dir
+
+    stopping = {"plan": "running", "guard": None, "approve": None, "delete_0": "restarting", "delete_1": None}
+    stopped = {**stopping, "delete_0": None}
+    looks = [stopping, stopping, stopping, stopped]
+    context = _plan_context("s3_deploy_cleanup", looks, tmp_path, monkeypatch)
+    assert plan_run_dir(context, poll=0) == tmp_path / "s3_deploy_cleanup" / "r1"
+    assert len(looks) == 1  # it looked until the delete had stopped
+    with pytest.raises(AirflowFailException, match=r"\(delete_0 is restarting\)"):
+        plan_run_dir(_plan_context("s3_deploy_cleanup", stopping, tmp_path, monkeypatch), stop_wait=timedelta(0), poll=0)
+
+
+@pytest.mark.parametrize("states, has_plan, has_audit, deleted, expected", [
+    ({"plan": "success", "guard": "success"}, True, False, False, None),
+    # the plan failed in this attempt: the plan.json there is an earlier attempt's, with nothing new to record
+    ({"plan": "failed", "guard": "upstream_failed"}, True, False, False, "AlreadyReported"),
+    ({"plan": "failed", "guard": "upstream_failed"}, True, True, True, "AlreadyReported"),
+    ({"plan": "failed"}, False, False, False, "AlreadyReported"),
+    # marked failed during the deletes: those deletions are this plan's
+    ({"plan": "failed", "guard": "upstream_failed"}, True, False, True, None),
+    # it refused to plan again while the approval waited: the guarded plan is the one to audit
+    ({"plan": "failed", "guard": "success"}, True, False, False, None),
+    ({"plan": "failed", "guard": "success"}, False, False, False, "AlreadyReported"),
+    # the audit cleared alone while the run plans again
+    ({"plan": "running", "guard": "success"}, True, True, True, "AirflowFailException"),
+    ({"plan": "up_for_retry", "guard": "success"}, True, False, False, "AirflowFailException"),
+])
+def test_the_audit_records_the_plan_its_run_worked_on_and_only_then(states, has_plan, has_audit, deleted, expected):
+    from include.deletion.airflow import unauditable
+
+    refusal = unauditable("plan", states, has_plan=has_plan, has_audit=has_audit, deleted=deleted)
+    assert (None if refusal is None else type(refusal).__name__) == expected
