@@ -14,7 +14,10 @@ from include.core.units import convert, resolve_unit
 
 
 def _money(usd: float) -> float:
-    return round(usd, 4)
+    """A cost as report.json keeps it: to a millionth of a cent, so that the region and total sums of many
+    small buckets stay right (at 4 decimals, 2,000 buckets of 2 MiB each summed to $0.00, not $0.09) and a
+    bucket costing less than a cent still shows as such; the renderers show cents."""
+    return round(usd, 8)
 
 
 def sized(size_bytes: int, size_unit: str, field: str = "total_size") -> dict[str, Any]:

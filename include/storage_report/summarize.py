@@ -169,7 +169,7 @@ def list_buckets(
     from botocore.exceptions import ClientError
 
     found: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"MaxBuckets": 10_000}  # unpaginated, ListBuckets fails for quotas over 10,000
     while True:
         page = client.list_buckets(**kwargs)
         for b in page.get("Buckets", []):
@@ -358,12 +358,14 @@ def count_multipart_uploads(client: S3Client, bucket: str, storage_classes: Sequ
 
 def add_multipart_uploads(client: S3Client, bucket: str, totals: Totals, storage_classes: Sequence[str] = ()) -> None:
     """Count the bucket's incomplete multipart uploads into ``totals``. Their listing needs permissions of
-    its own (``s3:ListBucketMultipartUploads``, ``s3:ListMultipartUploadParts``): refused (any 4xx), the
-    uploads are unknown (``totals.multipart_error``), not the bucket's numbers, which were listed."""
+    its own (``s3:ListBucketMultipartUploads``, ``s3:ListMultipartUploadParts``): refused (any 4xx), or
+    failing for this bucket after botocore's retries (a 5xx, an answer it cannot parse), the uploads are
+    unknown (``totals.multipart_error``), not the bucket's numbers, which were listed (a retry of the task
+    would list them all again)."""
     try:
         totals.multipart_uploads, totals.multipart_bytes = count_multipart_uploads(client, bucket, storage_classes)
     except s3_failures() as exc:
-        refused = bucket_error(exc)
+        refused = final_bucket_error(exc)
         if refused is None:
             raise
         totals.multipart_error = f"{refused} (ListMultipartUploads/ListParts)"

@@ -96,9 +96,9 @@ def test_regions_section(report):
     assert us == {
         "region": "us-east-1", "bucket_count": 2, "error_count": 0, "object_count": 3,
         "total_bytes": 3 * GB + 1536, "total_size": 3.0, "total_size_unit": "GiB",
-        "estimated_monthly_cost_usd": 2.0,
+        "estimated_monthly_cost_usd": 2.00000143,  # 1,536 bytes at $1/GiB: $0.00000143
         "storage_classes": {"GLACIER": {"object_count": 1, "bytes": 2 * GB, "estimated_monthly_cost_usd": 1.0},
-                            "STANDARD": {"object_count": 2, "bytes": GB + 1536, "estimated_monthly_cost_usd": 1.0}},
+                            "STANDARD": {"object_count": 2, "bytes": GB + 1536, "estimated_monthly_cost_usd": 1.00000143}},
     }
     assert (eu["region"], eu["bucket_count"], eu["error_count"], eu["object_count"], eu["total_bytes"],
             eu["estimated_monthly_cost_usd"]) == ("eu-west-1", 2, 1, 1, 3 * GB, 6.0)

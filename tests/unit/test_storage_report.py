@@ -109,7 +109,7 @@ def test_report_totals_skip_unreadable_buckets_and_carry_pricing():
     assert report["generated_at"] == "2026-11-22T04:00:00Z" and report["size_unit"] == "MB"
     assert report["totals"]["bucket_count"] == 3 and report["totals"]["object_count"] == 2
     assert report["totals"]["total_bytes"] == GB + 10 and report["totals"]["error_count"] == 1
-    assert report["totals"]["estimated_monthly_cost_usd"] == 2.0
+    assert report["totals"]["estimated_monthly_cost_usd"] == 2.00000001  # and 10 bytes at $1/GiB
     assert (report["buckets"][0]["total_size"], report["buckets"][0]["total_size_unit"]) == (1073.74, "MB")
     assert report["pricing"]["label"] == "estimated at list price"
 
@@ -139,6 +139,8 @@ class _Buckets:
     """ListBuckets in two pages; HeadBucket gives the region or refuses."""
 
     def list_buckets(self, **kw):
+        # unpaginated requests fail for accounts with a bucket quota over 10,000
+        assert kw.get("MaxBuckets") == 10_000, kw
         if "ContinuationToken" not in kw:
             return {"Buckets": [{"Name": "logs-a", "CreationDate": NOW}, {"Name": "other", "CreationDate": NOW}],
                     "ContinuationToken": "t"}
@@ -541,13 +543,13 @@ class _UploadsWorld(_Buckets):
     answer 403 (a role with s3:ListBucket only), ``gone`` names an upload completed between
     ListMultipartUploads and its ListParts (404 NoSuchUpload)."""
 
-    def __init__(self, refuse: bool = False, gone: str | None = None) -> None:
+    def __init__(self, refuse: bool = False, gone: str | None = None, broken: Exception | None = None) -> None:
         from tests.unit._fake_s3 import FakeS3
 
         self.s3 = FakeS3()
         self.s3.put("a.txt", 100)
         self.s3.uploads = [{"Key": "big", "UploadId": "u1", "parts": [GB]}, {"Key": "done", "UploadId": "u2", "parts": [7]}]
-        self.refuse, self.gone = refuse, gone
+        self.refuse, self.gone, self.broken = refuse, gone, broken
 
     def list_buckets(self, **kw):
         return {"Buckets": [{"Name": "busy", "CreationDate": NOW}]}
@@ -559,6 +561,8 @@ class _UploadsWorld(_Buckets):
         return self.s3.list_objects_v2(Bucket, **kw)
 
     def list_multipart_uploads(self, Bucket, **kw):
+        if self.broken is not None:
+            raise self.broken
         if self.refuse:
             raise _client_error(403, "AccessDenied", "not authorized to perform s3:ListBucketMultipartUploads")
         return self.s3.list_multipart_uploads(Bucket)
@@ -598,6 +602,46 @@ def test_a_role_that_cannot_list_multipart_uploads_still_gets_the_buckets_number
     allowed = run_local(lambda region: _UploadsWorld(), workers=1)
     assert allowed["buckets"][0]["incomplete_multipart_uploads"] == {"count": 2, "bytes": GB + 7}
     assert "unknown" not in report_render.render_table(allowed)
+
+
+def _unparseable() -> Exception:
+    from botocore.parsers import ResponseParserError
+
+    return ResponseParserError("Unable to parse response (not well-formed (invalid token): line 1, column 9), "
+                               "invalid XML received:\nb'<Key>\x01</Key>'")
+
+
+@pytest.mark.parametrize("broken", [lambda: _client_error(500, "InternalError", "We encountered an internal error"),
+                                    _unparseable])
+def test_multipart_uploads_that_cannot_be_listed_after_retries_leave_the_buckets_numbers(broken):
+    """A 5xx that botocore's retries did not get past, or an answer it cannot parse (a control character in
+    an upload's key), on ListMultipartUploads: the objects, already listed, are still the bucket's numbers;
+    only the uploads are unknown. It was the whole bucket's error."""
+    from include.storage_report.cli import run_local
+
+    report = run_local(lambda region: _UploadsWorld(broken=broken()), workers=1)
+    [b] = report["buckets"]
+    assert b["error"] is None and b["object_count"] == 1 and b["total_bytes"] == 100
+    assert b["incomplete_multipart_uploads"] is None
+    error = b["incomplete_multipart_uploads_error"]
+    assert error.endswith("(ListMultipartUploads/ListParts)") and "\n" not in error
+    assert error.startswith(("InternalError: We encountered", "ResponseParserError: Unable to parse"))
+
+
+def test_the_cost_of_many_small_buckets_adds_up():
+    """Each bucket's cost was rounded to 4 decimals before the regions and totals added them up: 2,000
+    buckets of 2 MiB each (under $0.0001 each at list price) summed to $0.00, not $0.09."""
+    names = [f"b{i:04d}" for i in range(2000)]
+    report = build_report([bucket(n) for n in names],
+                          [part(n, 0, 1, totals([(2 * 2**20, "2026-01-01T00:00:00.000Z", "STANDARD")])) for n in names],
+                          prices=load_prices(), size_unit="B", source="listing", include_versions=False,
+                          generated_at=NOW)
+    one = load_prices().monthly_cost("us-east-1", "STANDARD", 2 * 2**20)
+    assert 0 < one < 0.00005
+    assert report["totals"]["estimated_monthly_cost_usd"] == pytest.approx(2000 * one, rel=1e-3)
+    assert report["regions"][0]["estimated_monthly_cost_usd"] == pytest.approx(2000 * one, rel=1e-3)
+    assert "$0.09" in report_render.render_table(report)
+    assert "<$0.01" in report_render.render_table(report)  # each bucket: less than a cent, not nothing
 
 
 def test_a_storage_class_without_any_price_is_named_under_the_totals():
