@@ -313,14 +313,18 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
                 "uploads are billed but do not show in a plain listing.</p>")
     if latest["hidden_costs"]:
         body.append('<table class="sortable" id="hidden"><thead><tr><th>Bucket</th><th class="num">Noncurrent versions</th>'
-                    '<th class="num">Noncurrent bytes</th><th class="num">Delete markers</th>'
-                    '<th class="num">Incomplete uploads</th><th class="num">Upload bytes</th></tr></thead><tbody>')
+                    '<th class="num">Delete markers</th><th class="num">Incomplete multipart uploads</th></tr></thead><tbody>')
         for h in latest["hidden_costs"]:
-            body.append(f'<tr data-bucket="{_e(h["name"])}"><td>{_e(h["name"])}</td>{_num(h["noncurrent_count"])}'
-                        f'{_bytes_cell(h["noncurrent_bytes"])}{_num(h["delete_markers"])}{_num(h["multipart_count"])}'
-                        f'{_bytes_cell(h["multipart_bytes"])}</tr>')
+            body.append(f'<tr data-bucket="{_e(h["name"])}"><td>{_e(h["name"])}</td>'
+                        + _hidden_cell(h, "noncurrent_versions", _count_bytes_cell(h["noncurrent_count"], h["noncurrent_bytes"]))
+                        + _hidden_cell(h, "delete_markers", _num(h["delete_markers"]))
+                        + _hidden_cell(h, "incomplete_multipart_uploads",
+                                       _count_bytes_cell(h["multipart_count"], h["multipart_bytes"])) + "</tr>")
         body.append("</tbody></table>")
-    else:
+        if latest.get("no_hidden_costs"):
+            body.append('<p class="muted" id="hidden-none">None found in: '
+                        + ", ".join(_e(name) for name in latest["no_hidden_costs"]) + ".</p>")
+    else:  # every kind was measured in every bucket, and is 0
         body.append('<p class="muted" id="hidden">None found.</p>')
     if not history:
         return "".join(body)
@@ -336,6 +340,21 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
         body.append('<p class="err">Unreadable reports: ' + ", ".join(
             f'{_e(b["run_id"])} ({_e(b["error"])})' for b in view["broken"]) + "</p>")
     return "".join(body)
+
+
+def _hidden_cell(h: dict[str, Any], kind: str, measured: str) -> str:
+    """One hidden cost of one bucket: the ``measured`` cell (0 is a measured 0), or why it was not measured."""
+    reason = h["not_measured"].get(kind)
+    if reason is None:
+        return measured
+    return f'<td class="muted" data-value="" data-not-measured="{_e(kind)}">{_e(reason)}</td>'
+
+
+def _count_bytes_cell(count: int | None, size: int | None) -> str:
+    """A count and the bytes it holds ("–" when either is flagged); ``data-value``: the bytes, for sorting."""
+    if count is None or size is None:
+        return _num(None)
+    return f'<td class="num" data-value="{size}" data-count="{count}">{count:,} ({_e(human_bytes(size))})</td>'
 
 
 def _badge(status: str) -> str:

@@ -221,7 +221,9 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
     buckets: list[dict[str, Any]] = []
     by_class: dict[str, dict[str, Any]] = {}
     hidden = []
+    no_hidden: list[str | None] = []  # buckets whose every hidden cost was measured and is 0
     size_unit = f.text(report.get("size_unit"))
+    source = f.text(report.get("source"))
     for i, b in enumerate(f.items(report.get("buckets"), "buckets")):
         where = f"buckets[{i}]"
         if not isinstance(b, dict):
@@ -238,13 +240,11 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
             agg["bytes"] += f.count(c.get("bytes"), f"{where}.storage_classes.{name}.bytes") or 0
             agg["estimated_monthly_cost_usd"] += f.amount(
                 c.get("estimated_monthly_cost_usd"), f"{where}.storage_classes.{name}.estimated_monthly_cost_usd") or 0.0
-        noncurrent = f.mapping(b.get("noncurrent_versions"), f"{where}.noncurrent_versions")
-        mpu = f.mapping(b.get("incomplete_multipart_uploads"), f"{where}.incomplete_multipart_uploads")
-        error = f.text(b.get("error"))
+        bucket_name, error = f.text(b.get("name")), f.text(b.get("error"))
         count, unknown = _object_count(f, b.get("object_count"), f"{where}.object_count")
         total_bytes = None if b.get("total_bytes") is None and error else f.count(b.get("total_bytes"), f"{where}.total_bytes")
         row = {
-            "name": f.text(b.get("name")),
+            "name": bucket_name,
             "region": f.text(b.get("region")),
             "creation_date": f.text(b.get("creation_date")),
             "object_count": count,
@@ -257,19 +257,11 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
             "error": error,
         }
         buckets.append(row)
-        versioned = b.get("noncurrent_versions") is not None
-        hidden_row = {
-            "name": row["name"],
-            "noncurrent_count": f.count(noncurrent.get("object_count"), f"{where}.noncurrent_versions.object_count")
-            if versioned else None,
-            "noncurrent_bytes": f.count(noncurrent.get("bytes"), f"{where}.noncurrent_versions.bytes") if versioned else None,
-            "delete_markers": f.count(b.get("delete_markers"), f"{where}.delete_markers")
-            if b.get("delete_markers") is not None else None,
-            "multipart_count": f.count(mpu.get("count"), f"{where}.incomplete_multipart_uploads.count"),
-            "multipart_bytes": f.count(mpu.get("bytes"), f"{where}.incomplete_multipart_uploads.bytes"),
-        }
-        if any(hidden_row[k] for k in ("noncurrent_count", "noncurrent_bytes", "delete_markers", "multipart_count")):
+        hidden_row = _hidden_costs(f, b, where, bucket_name, error, source)
+        if hidden_row["not_measured"] or any(hidden_row[k] != 0 for k in HIDDEN_NUMBERS):
             hidden.append(hidden_row)
+        else:
+            no_hidden.append(bucket_name)
     totals = f.mapping(report.get("totals"), "totals")
 
     def total(key: str, fallback: Any) -> Any:
@@ -284,7 +276,7 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
     return {
         "run_id": run_id,
         "generated_at": f.text(report.get("generated_at")),
-        "source": f.text(report.get("source")),
+        "source": source,
         "size_unit": size_unit,
         "date_format": date_format,
         "show_time": show_time,
@@ -292,6 +284,7 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
         "regions": _regions(f, report.get("regions"), buckets),
         "by_class": [{"storage_class": k, **v} for k, v in sorted(by_class.items(), key=lambda kv: -kv[1]["bytes"])],
         "hidden_costs": hidden,
+        "no_hidden_costs": no_hidden,
         "totals": {
             "bucket_count": total("bucket_count", len(buckets)),
             "object_count": total_count,
@@ -301,6 +294,56 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
                                                    "totals.estimated_monthly_cost_usd"),
         },
     }
+
+
+#: the kinds of hidden cost, as report.json names them
+HIDDEN_KINDS = ("noncurrent_versions", "delete_markers", "incomplete_multipart_uploads")
+#: a hidden-cost row's numbers (None: a value flagged as odd)
+HIDDEN_NUMBERS = ("noncurrent_count", "noncurrent_bytes", "delete_markers", "multipart_count", "multipart_bytes")
+NOT_CHECKED_VERSIONS = "not checked: include_versions is off"
+NOT_MEASURED_CLOUDWATCH = "not measured from CloudWatch"
+UNREADABLE_BUCKET = "unknown: the bucket could not be read"
+
+
+def _not_measured(b: Mapping[str, Any], error: str | None, source: str | None) -> dict[str, str]:
+    """Why each kind of hidden cost of a bucket was not measured (kind → reason; a kind not named was
+    measured). report.json holds an unmeasured one as null: never "none found"."""
+    if error:
+        return dict.fromkeys(HIDDEN_KINDS, UNREADABLE_BUCKET)
+    if source == "cloudwatch":  # daily metrics, no listing: nothing is known of versions or uploads
+        return dict.fromkeys(HIDDEN_KINDS, NOT_MEASURED_CLOUDWATCH)
+    reasons = {}
+    for kind in ("noncurrent_versions", "delete_markers"):
+        if b.get(kind) is None:  # listed (or read from an inventory) without include_versions
+            reasons[kind] = NOT_CHECKED_VERSIONS
+    if b.get("incomplete_multipart_uploads") is None:  # ListMultipartUploads/ListParts refused
+        reasons["incomplete_multipart_uploads"] = f"unknown: {b.get('incomplete_multipart_uploads_error') or 'not recorded'}"
+    return reasons
+
+
+def _measured(f: Fields, value: Any, where: str, count_key: str) -> tuple[int | None, int | None]:
+    """``(count, bytes)`` of a measured hidden cost; a value that is no object is flagged and unknown, not 0."""
+    if not isinstance(value, dict):
+        f.flag(where, value, "an object")
+        return None, None
+    return f.count(value.get(count_key), f"{where}.{count_key}"), f.count(value.get("bytes"), f"{where}.bytes")
+
+
+def _hidden_costs(f: Fields, b: Mapping[str, Any], where: str, name: str | None, error: str | None,
+                  source: str | None) -> dict[str, Any]:
+    """A bucket's hidden-cost row: the measured numbers (None where not measured, or flagged) and, in
+    ``not_measured``, why each kind that was not measured was not."""
+    not_measured = _not_measured(b, error, source)
+    row: dict[str, Any] = dict.fromkeys(HIDDEN_NUMBERS)
+    if "noncurrent_versions" not in not_measured:
+        row["noncurrent_count"], row["noncurrent_bytes"] = _measured(
+            f, b["noncurrent_versions"], f"{where}.noncurrent_versions", "object_count")
+    if "delete_markers" not in not_measured:
+        row["delete_markers"] = f.count(b["delete_markers"], f"{where}.delete_markers")
+    if "incomplete_multipart_uploads" not in not_measured:
+        row["multipart_count"], row["multipart_bytes"] = _measured(
+            f, b["incomplete_multipart_uploads"], f"{where}.incomplete_multipart_uploads", "count")
+    return {"name": name, **row, "not_measured": not_measured}
 
 
 def _object_count(f: Fields, value: Any, where: str) -> tuple[int | None, bool]:

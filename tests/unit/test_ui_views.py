@@ -84,7 +84,7 @@ def test_storage_view_latest_report_and_per_class_totals(root: Path) -> None:
     assert latest["by_class"][0]["storage_class"] == "GLACIER"  # biggest first
     assert latest["totals"]["total_bytes"] == 2507 and latest["totals"]["bucket_count"] == 3
     hidden = {h["name"]: h for h in latest["hidden_costs"]}
-    assert set(hidden) == {"a", "b<script>"}
+    assert set(hidden) == {"a", "b<script>", "broken"}  # "broken" could not be read: its hidden costs are unknown
     assert (hidden["a"]["noncurrent_count"], hidden["a"]["noncurrent_bytes"], hidden["a"]["delete_markers"]) == (4, 40, 3)
     assert hidden["b<script>"]["multipart_bytes"] == 1048576
     assert view["broken"][0]["run_id"] == "r0-bad" and view["report_count"] == 3
@@ -96,6 +96,78 @@ def test_storage_history_has_one_point_per_report_and_gaps_for_missing_buckets(r
     assert hist["buckets"]["a"] == {"object_count": [3, 7], "total_bytes": [300, 2500]}
     assert hist["buckets"]["b<script>"]["total_bytes"] == [None, 7]
     assert hist["buckets"]["broken"]["total_bytes"] == [None, None]  # an unreadable bucket is not a zero
+
+
+# Hidden costs: measured 0, measured, or not measured (and why) -----------------------------------------
+def _storage_page(tmp_path: Path, buckets: list[dict[str, object]], source: str = "listing") -> tuple[dict, str]:
+    """The latest report's view and the Storage page's hidden-cost section, for a report of ``buckets``."""
+    _write(tmp_path / "s3_storage_report" / "r" / "report.json",
+           {"generated_at": "2026-11-21T00:00:00+00:00", "source": source, "buckets": buckets, "totals": {}})
+    view = ui_views.storage_view(tmp_path)
+    html = ui_html.render_storage(view)
+    _parse(html)
+    return view["latest"], html.split("<h3>Hidden costs</h3>")[1].split("<h2>History")[0]
+
+
+def _cells(section: str, bucket: str) -> list[str]:
+    """The text of a bucket's hidden-cost cells."""
+    row = section.split(f'<tr data-bucket="{bucket}">')[1].split("</tr>")[0]
+    return re.findall(r"<td[^>]*>([^<]*)</td>", row)[1:]
+
+
+_VERSIONED = {"noncurrent_versions": {"object_count": 0, "bytes": 0}, "delete_markers": 0}
+
+
+def test_hidden_costs_not_checked_without_include_versions_are_not_none_found(tmp_path: Path) -> None:
+    latest, section = _storage_page(tmp_path, [_bucket("plain", {"STANDARD": (1, 10)})])
+    assert "None found" not in section
+    assert latest["hidden_costs"][0]["not_measured"] == {"noncurrent_versions": ui_views.NOT_CHECKED_VERSIONS,
+                                                         "delete_markers": ui_views.NOT_CHECKED_VERSIONS}
+    assert _cells(section, "plain") == ["not checked: include_versions is off"] * 2 + ["0 (0 B)"]
+
+
+def test_hidden_costs_multipart_listing_error_is_shown_escaped(tmp_path: Path) -> None:
+    error = "AccessDenied: <script>alert(1)</script> (ListMultipartUploads/ListParts)"
+    _, section = _storage_page(tmp_path, [_bucket("x", {"STANDARD": (1, 10)}, **_VERSIONED,
+                                                  incomplete_multipart_uploads=None,
+                                                  incomplete_multipart_uploads_error=error)])
+    assert "None found" not in section and "<script>alert" not in section
+    assert _cells(section, "x") == ["0 (0 B)", "0",
+                                    "unknown: AccessDenied: &lt;script&gt;alert(1)&lt;/script&gt; "
+                                    "(ListMultipartUploads/ListParts)"]
+
+
+def test_hidden_costs_from_cloudwatch_are_not_measured(tmp_path: Path) -> None:
+    _, section = _storage_page(tmp_path, [_bucket("cw", {"STANDARD": (1, 10)}, incomplete_multipart_uploads=None,
+                                                  metric_date="2026-11-20")], source="cloudwatch")
+    assert "None found" not in section
+    assert _cells(section, "cw") == ["not measured from CloudWatch"] * 3
+
+
+def test_hidden_costs_of_an_unreadable_bucket_are_unknown(tmp_path: Path) -> None:
+    _, section = _storage_page(tmp_path, [_bucket("gone", {}, error="NoSuchBucket: gone",
+                                                  incomplete_multipart_uploads=None)])
+    assert "None found" not in section
+    assert _cells(section, "gone") == ["unknown: the bucket could not be read"] * 3
+
+
+def test_hidden_costs_measured_zero_everywhere_are_none_found(tmp_path: Path) -> None:
+    latest, section = _storage_page(tmp_path, [_bucket("a", {"STANDARD": (1, 10)}, **_VERSIONED),
+                                               _bucket("b", {"STANDARD": (2, 20)}, **_VERSIONED)])
+    assert latest["hidden_costs"] == [] and latest["no_hidden_costs"] == ["a", "b"]
+    assert '<p class="muted" id="hidden">None found.</p>' in section and "<table" not in section
+
+
+def test_hidden_costs_measured_are_shown_and_zero_buckets_named(tmp_path: Path) -> None:
+    latest, section = _storage_page(tmp_path, [
+        _bucket("v<1>", {"STANDARD": (1, 10)}, noncurrent_versions={"object_count": 4, "bytes": 3 * 1024**4},
+                delete_markers=2, incomplete_multipart_uploads={"count": 1, "bytes": 1048576}),
+        _bucket("zero", {"STANDARD": (1, 10)}, **_VERSIONED)])
+    assert [h["name"] for h in latest["hidden_costs"]] == ["v<1>"] and latest["hidden_costs"][0]["not_measured"] == {}
+    assert _cells(section, "v&lt;1&gt;") == ["4 (3.00 TiB)", "2", "1 (1.00 MiB)"]
+    assert f'data-value="{3 * 1024**4}" data-count="4"' in section
+    assert '<p class="muted" id="hidden-none">None found in: zero.</p>' in section
+    assert '<p class="muted" id="hidden">None found.</p>' not in section
 
 
 def test_plans_view_status_from_audit_and_approval_state(root: Path) -> None:
