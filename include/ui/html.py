@@ -99,7 +99,10 @@ def _num(value: int | float | None, text: str | None = None) -> str:
 
 
 def _money(value: float) -> str:
-    """Dollars: cents, or four decimals below one dollar (small buckets cost fractions of a cent)."""
+    """Dollars: cents, or four decimals below one dollar (small buckets cost fractions of a cent), and
+    "<0.0001" below that, which is not nothing."""
+    if 0 < value < 0.00005:
+        return "<0.0001"
     return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.4f}"
 
 
@@ -311,6 +314,9 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
     body.append("</tbody></table>")
     body.append('<h3>Hidden costs</h3><p class="muted">Noncurrent versions, delete markers and incomplete multipart '
                 "uploads are billed but do not show in a plain listing.</p>")
+    for kind, why in latest.get("hidden_not_measured", {}).items():  # the same for every bucket: said once
+        body.append(f'<p class="muted" data-not-measured="{_e(kind)}">{_e(_HIDDEN_TITLES.get(kind, kind))}: '
+                    f'{_e(why)}.</p>')
     if latest["hidden_costs"]:
         body.append('<table class="sortable" id="hidden"><thead><tr><th>Bucket</th><th class="num">Noncurrent versions</th>'
                     '<th class="num">Delete markers</th><th class="num">Incomplete multipart uploads</th></tr></thead><tbody>')
@@ -324,6 +330,10 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
         if latest.get("no_hidden_costs"):
             body.append('<p class="muted" id="hidden-none">None found in: '
                         + ", ".join(_e(name) for name in latest["no_hidden_costs"]) + ".</p>")
+    elif latest.get("hidden_not_measured"):  # not all was measured: name what was, and is 0
+        measured = [title for kind, title in _HIDDEN_TITLES.items() if kind not in latest["hidden_not_measured"]]
+        body.append('<p class="muted" id="hidden">' + ("".join(f"{_e(t)}: 0 in every bucket. " for t in measured)
+                                                       or "Nothing of them was measured.").strip() + "</p>")
     else:  # every kind was measured in every bucket, and is 0
         body.append('<p class="muted" id="hidden">None found.</p>')
     if not history:
@@ -340,6 +350,10 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
         body.append('<p class="err">Unreadable reports: ' + ", ".join(
             f'{_e(b["run_id"])} ({_e(b["error"])})' for b in view["broken"]) + "</p>")
     return "".join(body)
+
+
+_HIDDEN_TITLES = {"noncurrent_versions": "Noncurrent versions", "delete_markers": "Delete markers",
+                  "incomplete_multipart_uploads": "Incomplete multipart uploads"}
 
 
 def _hidden_cell(h: dict[str, Any], kind: str, measured: str) -> str:

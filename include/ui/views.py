@@ -221,7 +221,6 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
     buckets: list[dict[str, Any]] = []
     by_class: dict[str, dict[str, Any]] = {}
     hidden = []
-    no_hidden: list[str | None] = []  # buckets whose every hidden cost was measured and is 0
     size_unit = f.text(report.get("size_unit"))
     source = f.text(report.get("source"))
     for i, b in enumerate(f.items(report.get("buckets"), "buckets")):
@@ -257,11 +256,7 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
             "error": error,
         }
         buckets.append(row)
-        hidden_row = _hidden_costs(f, b, where, bucket_name, error, source)
-        if hidden_row["not_measured"] or any(hidden_row[k] != 0 for k in HIDDEN_NUMBERS):
-            hidden.append(hidden_row)
-        else:
-            no_hidden.append(bucket_name)
+        hidden.append(_hidden_costs(f, b, where, bucket_name, error, source))
     totals = f.mapping(report.get("totals"), "totals")
 
     def total(key: str, fallback: Any) -> Any:
@@ -283,8 +278,7 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
         "buckets": buckets,
         "regions": _regions(f, report.get("regions"), buckets),
         "by_class": [{"storage_class": k, **v} for k, v in sorted(by_class.items(), key=lambda kv: -kv[1]["bytes"])],
-        "hidden_costs": hidden,
-        "no_hidden_costs": no_hidden,
+        **_hidden_sections(hidden, buckets),
         "totals": {
             "bucket_count": total("bucket_count", len(buckets)),
             "object_count": total_count,
@@ -298,8 +292,10 @@ def _report_summary(run_id: str, report: dict[str, Any], flags: list[str]) -> di
 
 #: the kinds of hidden cost, as report.json names them
 HIDDEN_KINDS = ("noncurrent_versions", "delete_markers", "incomplete_multipart_uploads")
-#: a hidden-cost row's numbers (None: a value flagged as odd)
-HIDDEN_NUMBERS = ("noncurrent_count", "noncurrent_bytes", "delete_markers", "multipart_count", "multipart_bytes")
+#: a hidden-cost row's numbers (None: not measured, or a value flagged as odd), and the kind each measures
+HIDDEN_NUMBERS = {"noncurrent_count": "noncurrent_versions", "noncurrent_bytes": "noncurrent_versions",
+                  "delete_markers": "delete_markers", "multipart_count": "incomplete_multipart_uploads",
+                  "multipart_bytes": "incomplete_multipart_uploads"}
 NOT_CHECKED_VERSIONS = "not checked: include_versions is off"
 NOT_MEASURED_CLOUDWATCH = "not measured from CloudWatch"
 UNREADABLE_BUCKET = "unknown: the bucket could not be read"
@@ -344,6 +340,26 @@ def _hidden_costs(f: Fields, b: Mapping[str, Any], where: str, name: str | None,
         row["multipart_count"], row["multipart_bytes"] = _measured(
             f, b["incomplete_multipart_uploads"], f"{where}.incomplete_multipart_uploads", "count")
     return {"name": name, **row, "not_measured": not_measured}
+
+
+def _hidden_sections(rows: list[dict[str, Any]], buckets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The page's hidden costs: ``hidden_not_measured``, each kind no readable bucket had measured, for one
+    reason (include_versions off, CloudWatch), said once; ``hidden_costs``, the rows of the buckets with a
+    hidden cost, an odd value or a reason of their own (an error); ``no_hidden_costs``, the other buckets'
+    names (every kind measured, or not measured for the common reason, is 0)."""
+    readable = [row for row, bucket in zip(rows, buckets, strict=True) if not bucket["error"]]
+    common = dict(set.intersection(*(set(row["not_measured"].items()) for row in readable))) if readable else {}
+    shown, none = [], []
+    for row in rows:
+        why_not = row["not_measured"]
+        own = any(common.get(kind) != why for kind, why in why_not.items())
+        found = any(row[number] != 0 for number, kind in HIDDEN_NUMBERS.items() if kind not in why_not)
+        if own or found:
+            shown.append(row)
+        else:
+            none.append(row["name"])
+    return {"hidden_costs": shown, "no_hidden_costs": none,
+            "hidden_not_measured": {kind: common[kind] for kind in HIDDEN_KINDS if kind in common}}
 
 
 def _object_count(f: Fields, value: Any, where: str) -> tuple[int | None, bool]:

@@ -119,29 +119,44 @@ _VERSIONED = {"noncurrent_versions": {"object_count": 0, "bytes": 0}, "delete_ma
 
 
 def test_hidden_costs_not_checked_without_include_versions_are_not_none_found(tmp_path: Path) -> None:
-    latest, section = _storage_page(tmp_path, [_bucket("plain", {"STANDARD": (1, 10)})])
-    assert "None found" not in section
-    assert latest["hidden_costs"][0]["not_measured"] == {"noncurrent_versions": ui_views.NOT_CHECKED_VERSIONS,
-                                                         "delete_markers": ui_views.NOT_CHECKED_VERSIONS}
-    assert _cells(section, "plain") == ["not checked: include_versions is off"] * 2 + ["0 (0 B)"]
+    """Scheduled runs list without include_versions: the page says once that versions and delete markers
+    were not checked (not a row of "not checked" per bucket), and that the uploads, measured, are 0."""
+    latest, section = _storage_page(tmp_path, [_bucket("plain", {"STANDARD": (1, 10)}),
+                                               _bucket("other", {"STANDARD": (2, 10)})])
+    assert "None found" not in section and "<table" not in section
+    assert latest["hidden_not_measured"] == {"noncurrent_versions": ui_views.NOT_CHECKED_VERSIONS,
+                                             "delete_markers": ui_views.NOT_CHECKED_VERSIONS}
+    assert latest["hidden_costs"] == [] and latest["no_hidden_costs"] == ["plain", "other"]
+    assert section.count("not checked: include_versions is off") == 2
+    assert '<p class="muted" id="hidden">Incomplete multipart uploads: 0 in every bucket.</p>' in section
+    # one bucket with uploads: its row, the other kinds' cells saying why they were not measured
+    latest, section = _storage_page(tmp_path, [_bucket("plain", {"STANDARD": (1, 10)}),
+                                               _bucket("busy", {"STANDARD": (1, 10)},
+                                                       incomplete_multipart_uploads={"count": 2, "bytes": 5})])
+    assert [h["name"] for h in latest["hidden_costs"]] == ["busy"] and latest["no_hidden_costs"] == ["plain"]
+    assert _cells(section, "busy") == ["not checked: include_versions is off"] * 2 + ["2 (5 B)"]
 
 
 def test_hidden_costs_multipart_listing_error_is_shown_escaped(tmp_path: Path) -> None:
     error = "AccessDenied: <script>alert(1)</script> (ListMultipartUploads/ListParts)"
-    _, section = _storage_page(tmp_path, [_bucket("x", {"STANDARD": (1, 10)}, **_VERSIONED,
-                                                  incomplete_multipart_uploads=None,
-                                                  incomplete_multipart_uploads_error=error)])
-    assert "None found" not in section and "<script>alert" not in section
+    latest, section = _storage_page(tmp_path, [_bucket("x", {"STANDARD": (1, 10)}, **_VERSIONED,
+                                                       incomplete_multipart_uploads=None,
+                                                       incomplete_multipart_uploads_error=error),
+                                               _bucket("fine", {"STANDARD": (1, 10)}, **_VERSIONED)])
+    assert "None found." not in section and "<script>alert" not in section
+    assert latest["hidden_not_measured"] == {}  # the other bucket's uploads were listed: a reason of x's own
     assert _cells(section, "x") == ["0 (0 B)", "0",
                                     "unknown: AccessDenied: &lt;script&gt;alert(1)&lt;/script&gt; "
                                     "(ListMultipartUploads/ListParts)"]
+    assert '<p class="muted" id="hidden-none">None found in: fine.</p>' in section
 
 
 def test_hidden_costs_from_cloudwatch_are_not_measured(tmp_path: Path) -> None:
     _, section = _storage_page(tmp_path, [_bucket("cw", {"STANDARD": (1, 10)}, incomplete_multipart_uploads=None,
                                                   metric_date="2026-11-20")], source="cloudwatch")
-    assert "None found" not in section
-    assert _cells(section, "cw") == ["not measured from CloudWatch"] * 3
+    assert "None found" not in section and "<table" not in section
+    assert section.count("not measured from CloudWatch") == 3
+    assert '<p class="muted" id="hidden">Nothing of them was measured.</p>' in section
 
 
 def test_hidden_costs_of_an_unreadable_bucket_are_unknown(tmp_path: Path) -> None:
@@ -671,3 +686,10 @@ def test_an_auto_run_still_deleting_is_not_shown_as_rejected(tmp_path: Path) -> 
     _write(tmp_path / "s3_deploy_cleanup" / "r" / "plan.json", {"plan_id": "p", "chunks": ["00000"], "delete_count": 3,
                                                                 "settings": {"approval": "required"}})
     assert ui_views.plans_view(tmp_path, {("s3_deploy_cleanup", "r"): "skipped"})["recent"][0]["status"] == "rejected"
+
+
+def test_a_cost_under_a_hundredth_of_a_cent_is_not_shown_as_nothing() -> None:
+    """report.json keeps costs to 8 decimals: a 2 MiB bucket costs ~$0.000045 a month, which four decimals
+    showed as 0.0000, the same as a bucket that costs nothing."""
+    assert [ui_html._money(v) for v in (0.0, 0.00004492, 0.00005, 0.1234, 12.5)] == [
+        "0.00", "<0.0001", "0.0001", "0.1234", "12.50"]
