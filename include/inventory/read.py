@@ -45,6 +45,21 @@ _BATCH = 10_000
 PARQUET_TIME = "strftime(make_timestamp(epoch_us(last_modified_date)), '%Y-%m-%dT%H:%M:%S.%g') || 'Z'"
 
 
+@contextmanager
+def read_as_described(where: str) -> Iterator[None]:
+    """DuckDB's errors about the data itself (a CSV whose rows do not match the manifest's ``fileSchema``,
+    a damaged Parquet file) as :class:`InventoryError` naming ``where``: no retry reads them otherwise, so
+    the bucket's inventory is refused in one clear line instead of failing every try with DuckDB's."""
+    import duckdb
+
+    try:
+        yield
+    except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
+        said = str(exc).strip().splitlines()
+        raise InventoryError(f"{where}: not readable as the manifest describes it "
+                             f"({said[0] if said else type(exc).__name__})") from None
+
+
 def sql_text(value: str) -> str:
     """``value`` as a SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
@@ -126,9 +141,10 @@ class Snapshot:
         # DuckDB's memory limit (its CSV readers' buffers beside the sort), the two steps apart spill.
         self._tables += 1
         table = f"rows_{self._tables}"  # one per call: two streams may be read side by side
-        self._con.execute(f"CREATE TABLE {table} AS SELECT * FROM (SELECT {self._key()} AS k, {select} FROM "
-                          f"{relation(self.manifest.format, self.manifest.columns, self.paths)} {where}) "
-                          f"WHERE starts_with(k, {sql_text(prefix)})")
+        with read_as_described(f"the data files of s3://{self.manifest.dest_bucket}/{self.manifest.key}"):
+            self._con.execute(f"CREATE TABLE {table} AS SELECT * FROM (SELECT {self._key()} AS k, {select} FROM "
+                              f"{relation(self.manifest.format, self.manifest.columns, self.paths)} {where}) "
+                              f"WHERE starts_with(k, {sql_text(prefix)})")
         cursor = self._con.cursor()  # its own cursor, so another stream's queries do not end this one
         cursor.execute(f"SELECT * FROM {table} ORDER BY {order}")
         try:

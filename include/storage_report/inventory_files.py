@@ -22,7 +22,15 @@ from typing import Any
 
 from include.core.progress import Progress
 from include.inventory.manifest import InventoryError, Manifest
-from include.inventory.read import PARQUET_TIME, download, duckdb_config, local_name, relation, sql_text
+from include.inventory.read import (
+    PARQUET_TIME,
+    download,
+    duckdb_config,
+    local_name,
+    read_as_described,
+    relation,
+    sql_text,
+)
 from include.storage_report.summarize import Totals
 
 log = logging.getLogger(__name__)
@@ -67,8 +75,9 @@ def count_files(client: Any, manifest: Manifest, first: int, last: int, *,
             for i in range(first, last):
                 entry = manifest.files[i]
                 path = download(client, manifest.dest_bucket, entry, os.path.join(folder, local_name(i, entry)))
-                rows = con.execute(_query(manifest.format, manifest.columns, path, versions,
-                                          storage_classes)).fetchall()
+                with read_as_described(f"s3://{manifest.dest_bucket}/{entry['key']}"):
+                    rows = con.execute(_query(manifest.format, manifest.columns, path, versions,
+                                              storage_classes)).fetchall()
                 os.remove(path)
                 for cls, kind, n, size, newest, bad in rows:
                     if bad:
