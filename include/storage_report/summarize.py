@@ -409,22 +409,21 @@ def metric_day(now: datetime) -> datetime:
 def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage_classes: Sequence[str] = (),
                          lookback_days: int = 3, as_bucket_error: ErrorText = bucket_error) -> dict[str, Any]:
     """A part result from the daily ``BucketSizeBytes`` (per StorageType) and ``NumberOfObjects``
-    metrics: the newest datapoint in the ``lookback_days`` days before ``now``'s day. Object counts per
+    metrics, all of one day: the newest any of them has in the ``lookback_days`` days before ``now``'s day
+    (a storage type without a point that day holds nothing then). Object counts per
     class do not exist there; ``totals["metric_date"]`` is the day the numbers are for. A failed request
     that ``as_bucket_error`` names is the bucket's error (by default a 4xx); anything else raises."""
     end = metric_day(now) + timedelta(days=1)
     start = end - timedelta(days=lookback_days)
     result: dict[str, Any] = {"bucket": bucket, "part": 0, "of": 1, "totals": None, "error": None}
 
-    def newest(metric: str, storage_type: str) -> tuple[datetime, float] | None:
+    def daily(metric: str, storage_type: str) -> dict[str, float]:
+        """The metric's daily averages by day (``YYYY-MM-DD``, UTC) in the window."""
         points = cloudwatch.get_metric_statistics(
             Namespace="AWS/S3", MetricName=metric, StartTime=start, EndTime=end, Period=86400, Statistics=["Average"],
             Dimensions=[{"Name": "BucketName", "Value": bucket}, {"Name": "StorageType", "Value": storage_type}],
         ).get("Datapoints", [])
-        if not points:
-            return None
-        best = max(points, key=lambda p: p["Timestamp"])
-        return best["Timestamp"], float(best["Average"])
+        return {p["Timestamp"].astimezone(UTC).strftime("%Y-%m-%d"): float(p["Average"]) for p in points}
 
     try:
         storage_types: set[str] = set()
@@ -437,28 +436,27 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
             if not page.get("NextToken"):
                 break
             kwargs["NextToken"] = page["NextToken"]
-        totals = Totals()
-        dates: list[datetime] = []
-        for storage_type in sorted(storage_types):
-            cls = CLOUDWATCH_STORAGE_TYPES.get(storage_type)
-            if cls is None or (storage_classes and cls not in storage_classes):
-                continue
-            point = newest("BucketSizeBytes", storage_type)
-            if point is not None:
-                dates.append(point[0])
-                counts = totals.classes.setdefault(cls, [0, 0])
-                counts[1] += int(point[1])
-                totals.total_bytes += int(point[1])
+        sizes = {storage_type: daily("BucketSizeBytes", storage_type) for storage_type in sorted(storage_types)
+                 if (cls := CLOUDWATCH_STORAGE_TYPES.get(storage_type)) is not None
+                 and (not storage_classes or cls in storage_classes)}
         # NumberOfObjects exists for all storage types together only: with a class filter the count
         # of the filtered classes is unknown (null), never the count of every class.
-        objects = None if storage_classes else newest("NumberOfObjects", "AllStorageTypes")
-        if objects is not None:
-            dates.append(objects[0])
-            totals.object_count = int(objects[1])
+        objects = {} if storage_classes else daily("NumberOfObjects", "AllStorageTypes")
+        # One day for every number: the newest any metric has. A storage type without a point that day
+        # holds nothing then (S3 reports no empty type); its older point would count what has gone since.
+        day = max([*objects, *(d for points in sizes.values() for d in points)], default=None)
+        totals = Totals()
+        for storage_type, points in sizes.items():
+            if day in points:
+                counts = totals.classes.setdefault(CLOUDWATCH_STORAGE_TYPES[storage_type], [0, 0])
+                counts[1] += int(points[day])
+                totals.total_bytes += int(points[day])
+        if day in objects:
+            totals.object_count = int(objects[day])
         data = totals.to_dict()
         if storage_classes:
             data["object_count"] = None
-        data["metric_date"] = max(dates).astimezone(UTC).strftime("%Y-%m-%d") if dates else None
+        data["metric_date"] = day
         result["totals"] = data
     except s3_failures() as exc:  # CloudWatch's failures are botocore's, as S3's are
         result["error"] = as_bucket_error(exc)

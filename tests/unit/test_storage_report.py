@@ -268,6 +268,25 @@ def test_cloudwatch_newest_daily_point_per_storage_type():
     assert entry["storage_classes"]["STANDARD"]["object_count"] is None and entry["object_count"] == 12
 
 
+def test_cloudwatch_numbers_are_all_of_one_day():
+    """Each storage type took its own newest point: a class emptied two days ago (S3 reports no empty
+    type) still counted with its last size, beside the other classes' numbers of yesterday."""
+    from include.storage_report.summarize import summarize_cloudwatch
+
+    day = datetime(2026, 11, 21, tzinfo=UTC)
+
+    class Emptied(_CloudWatch):
+        def get_metric_statistics(self, **kw):
+            answer = super().get_metric_statistics(**kw)
+            if any(d["Value"] == "IntelligentTieringIAStorage" for d in kw["Dimensions"]):
+                answer["Datapoints"] = [p for p in answer["Datapoints"] if p["Timestamp"] < self.day]
+            return answer
+
+    t = summarize_cloudwatch(Emptied(day), "b", NOW)["totals"]
+    assert t["metric_date"] == "2026-11-21" and t["total_bytes"] == 1030 and t["object_count"] == 12
+    assert t["classes"] == {"STANDARD": [0, 1000], "INTELLIGENT_TIERING": [0, 30]}
+
+
 def test_cloudwatch_plan_packs_buckets_without_listing():
     from include.storage_report.summarize import plan
 
