@@ -315,6 +315,7 @@ class Settings:
                 + (f"; {_shown_keys(variable_only)} only in the Airflow Variable {self.variable!r}" if variable_only
                    else "") + " (see docs/configuration.md)")
         from_variable = self.parse_variable(variable)
+        pinned = self._pinned(from_variable)
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for s in self.entries:
@@ -329,9 +330,16 @@ class Settings:
                     + f"set key {s.name!r} in the Airflow Variable {self.variable!r} (see docs/configuration.md)")
             if value is not None and source != "default":  # the defaults are checked by the tests
                 s.check(value, self.where(s.name, source))
+                value = _as_declared(s.schema, value)
             if source == "param" and not by_deployer:
                 deployed = from_variable.get(s.name)
                 deployed, deployed_from = (deployed, "variable") if deployed is not None else (s.default, "default")
+                if s.name in pinned and value != _as_declared(s.schema, deployed):
+                    raise SettingsError(
+                        f"{s.name} = {short_json(value)} (from {self.where(s.name, source)}): {s.name} is pinned by "
+                        f"the deployment (key 'pinned' of the Airflow Variable {self.variable!r}), so every run uses "
+                        f"{'no value' if deployed is REQUIRED else short_json(deployed)}; remove it from the run's conf, "
+                        f"or change it in the Variable")
                 may = s.loosens(value, deployed)
                 if may:
                     raise SettingsError(
@@ -340,6 +348,16 @@ class Settings:
                         f"safety setting, so a run may only {may}; change it in the Airflow Variable {self.variable!r}")
             values[s.name], sources[s.name] = value, source
         return Resolved(values, sources)
+
+    def _pinned(self, from_variable: Mapping[str, Any]) -> set[str]:
+        """The Variable's ``pinned`` names, each a setting a run could otherwise set (a typo would pin nothing)."""
+        pinned = set(from_variable.get(PINNED.name) or ())
+        form = {s.name for s in self.entries if s.form}
+        if stray := sorted(pinned - form):
+            raise SettingsError(
+                f"key 'pinned' of the Airflow Variable {self.variable!r} names {_shown_keys(stray)}, which "
+                f"{'is' if len(stray) == 1 else 'are'} no setting a run may set; those are: {', '.join(sorted(form))}")
+        return pinned
 
     def where(self, name: str, source: str) -> str:
         return {"param": f"the run's param {name!r}",
@@ -356,6 +374,16 @@ def _shown_keys(keys: list[str], limit: int = 10) -> str:
 #: Settings every DAG has (one definition each).
 AWS_CONN = Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
                    "Airflow connection with the S3 credentials (and endpoint_url, if any).")
+def _as_declared(schema: Mapping[str, Any], value: Any) -> Any:
+    """``value`` as its schema declares it: JSON schema counts ``16.0`` as an integer, and a float where
+    the code expects an int (a slice, a range) failed later with a TypeError that named no setting."""
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or ())
+    if isinstance(value, float) and value.is_integer() and "integer" in kinds and "number" not in kinds:
+        return int(value)
+    return value
+
+
 def _uses_format(schema: Any) -> bool:
     """Does a JSON schema use the ``format`` keyword anywhere (a property named "format" does not count)?"""
     if isinstance(schema, Mapping):
@@ -385,8 +413,14 @@ AUDIT_RETENTION = Setting("audit_retention_days", RETENTION_DAYS, None, "Audit r
                           "A run that deleted something keeps its deletion record (audit.json, plan.json, the "
                           "per-chunk audits naming every deleted key, the job rows its purge was approved for) "
                           "this long; empty = the key of the Variable s3ops_housekeeping, else 400.", form=False)
+PINNED = Setting("pinned", {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                             "uniqueItems": True}, [], "Pinned settings",
+                 "Settings a run may not change: a run's conf or trigger form that sets one to another value than "
+                 "the Variable's (or the built-in default) fails, naming it. For deployments where whoever may "
+                 "trigger a run must not choose where data goes or with whose credentials, e.g. "
+                 '["aws_conn_id", "bucket", "base_dir"].', form=False)
 #: What every DAG's settings end with.
-COMMON = (AWS_CONN, NOTIFICATIONS, ARTIFACT_RETENTION, AUDIT_RETENTION)
+COMMON = (AWS_CONN, NOTIFICATIONS, ARTIFACT_RETENTION, AUDIT_RETENTION, PINNED)
 
 
 def markdown_table(all_settings: Iterable[Settings]) -> str:

@@ -477,6 +477,27 @@ def test_dag_run_moves_the_demo_files(tmp_path, s3, bucket, run_dag):
     assert [e["uploaded"] for e in _asset_events(f"s3://{bucket}/in")] == [20]
 
 
+def test_a_run_cannot_point_a_pinned_upload_at_another_folder_or_bucket(tmp_path, s3, bucket, run_dag, monkeypatch,
+                                                                         capfd):
+    """Whoever may trigger s3_upload could send another team's finished files to a bucket of their own (and
+    delete them locally) through the run's conf. With base_dir and bucket pinned in the Variable, such a run
+    fails its first task, and the other team's file stays where it was; the pinned values still upload."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    rel = rel_at("oslo", NOW - timedelta(hours=2), "t")
+    write(ours, rel, b"ours\n")
+    write(theirs, rel, b"theirs\n")
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"bucket": bucket, "base_dir": str(ours),
+                                                               "pinned": ["base_dir", "bucket"]}))
+    refused = run_dag("s3_upload", {"base_dir": str(theirs)})
+    assert refused.state == "failed" and refused.task_states()[("scan", -1)] == "failed"
+    assert "base_dir is pinned by the deployment" in capfd.readouterr().out
+    assert (theirs / rel).read_bytes() == b"theirs\n" and keys_in(s3, bucket) == set()
+
+    ok = run_dag("s3_upload", {"base_dir": str(ours)})  # the pinned value itself is accepted
+    assert ok.state == "success", ok.task_states()
+    assert body_of(s3, bucket, rel) == b"ours\n" and (theirs / rel).exists()
+
+
 def test_scheduled_run_reads_the_variable_and_missing_settings_fail_the_run(
     tmp_path, s3, bucket, run_dag, monkeypatch, capfd
 ):

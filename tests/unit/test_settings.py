@@ -294,3 +294,51 @@ def test_the_form_says_which_settings_a_run_may_only_tighten():
     # the command line's user is the deployment: `s3ops upload --overwrite` may
     assert UPLOAD.resolve({"base_dir": "/data", "bucket": "upload", "overwrite": True}, None,
                           by_deployer=True)["overwrite"]
+
+
+PINNED_UPLOAD = {"base_dir": "/data/producer", "bucket": "prod-drops", "aws_conn_id": "aws_upload",
+                 "pinned": ["base_dir", "bucket", "aws_conn_id", "key_prefix"]}
+
+
+@pytest.mark.parametrize(("conf", "needle"), [
+    ({"base_dir": "/data/tenant-b"}, 'base_dir = "/data/tenant-b" (from the run\'s param \'base_dir\'): base_dir is '
+                                     'pinned by the deployment (key \'pinned\' of the Airflow Variable '
+                                     '\'s3ops_upload\'), so every run uses "/data/producer"'),
+    ({"bucket": "attacker-bucket"}, 'bucket = "attacker-bucket"'),
+    ({"aws_conn_id": "prod_admin"}, 'aws_conn_id = "prod_admin"'),
+    # pinned at the built-in default (no key in the Variable): the default is what every run uses
+    ({"key_prefix": "other-team/"}, 'so every run uses ""'),
+])
+def test_a_run_may_not_change_a_pinned_setting(conf, needle):
+    """Whoever may trigger s3_upload could point it at another team's folder, their own bucket or an
+    admin's connection through the run's conf; a deployment that pins those settings refuses that."""
+    with pytest.raises(SettingsError, match="is pinned by the deployment") as err:
+        UPLOAD.resolve(conf, PINNED_UPLOAD)
+    assert needle in str(err.value)
+
+
+def test_a_pinned_setting_given_its_own_value_and_the_rest_of_the_form_are_accepted():
+    resolved = UPLOAD.resolve({"base_dir": "/data/producer", "bucket": "prod-drops", "settle_seconds": 5,
+                               "key_prefix": None}, PINNED_UPLOAD)
+    assert (resolved["base_dir"], resolved["bucket"], resolved["aws_conn_id"], resolved["settle_seconds"]) == (
+        "/data/producer", "prod-drops", "aws_upload", 5)
+    # the command line's user is the deployment
+    assert UPLOAD.resolve({"bucket": "other-drops"}, PINNED_UPLOAD, by_deployer=True)["bucket"] == "other-drops"
+
+
+@pytest.mark.parametrize("pinned", [["bukcet"], ["notifications"], ["pinned"]])
+def test_a_pinned_name_that_no_run_could_set_fails_every_run(pinned):
+    """A typo would otherwise pin nothing, silently; a Variable-only setting cannot be set by a run anyway."""
+    with pytest.raises(SettingsError, match=r"key 'pinned' of the Airflow Variable 's3ops_upload' names .* no setting "
+                                            r"a run may set"):
+        UPLOAD.resolve({}, {**PINNED_UPLOAD, "pinned": pinned})
+
+
+def test_whole_numbers_written_as_floats_are_integers_where_the_schema_says_integer():
+    """JSON schema counts 16.0 as an integer: it reached slices and ranges as a float and failed there with
+    a TypeError naming no setting (the command line, through argparse, refused it)."""
+    resolved = STORAGE_REPORT.resolve({}, {"shard_parts": 16.0, "shard_objects": 100.0})
+    assert (resolved["shard_parts"], resolved["shard_objects"]) == (16, 100)
+    assert type(resolved["shard_parts"]) is int and type(resolved["shard_objects"]) is int
+    from_param = RETENTION.resolve({"bucket": "jobs", "max_delete_count": 100.0, "max_delete_fraction": 0.0}, None)
+    assert type(from_param["max_delete_count"]) is int and type(from_param["max_delete_fraction"]) is float
