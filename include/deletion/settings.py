@@ -23,10 +23,11 @@ def gate_settings(*, approval: str, max_delete_count: int) -> tuple[Setting, ...
         Setting("separate_approver", {"type": "boolean"}, True, "Separate approver",
                 "The user who triggered the run cannot approve its deletions (scheduled runs have no "
                 "triggering user).", tighten="on"),
-        Setting("approval_timeout_hours", {"type": "number", "exclusiveMinimum": 0, "maximum": 720}, 20,
+        # at least 36 s: a tinier value made a zero timedelta, which Airflow reads as no timeout at all
+        Setting("approval_timeout_hours", {"type": "number", "minimum": 0.01, "maximum": 720}, 20,
                 "Approval timeout (hours)",
-                "Unanswered after this long, the request expires and nothing is deleted. Keep it below the "
-                "schedule interval (20 h for a daily run)."),
+                "Unanswered after this long (0.01 to 720 hours), the request expires and nothing is deleted. "
+                "Keep it below the schedule interval (20 h for a daily run)."),
         Setting("dry_run", {"type": "boolean"}, False, "Dry run",
                 "Plan, guard and audit only: nothing is deleted.", tighten="on"),
         Setting("max_delete_count", {"type": "integer", "minimum": 0, "maximum": 10**9}, max_delete_count,

@@ -342,3 +342,12 @@ def test_whole_numbers_written_as_floats_are_integers_where_the_schema_says_inte
     assert type(resolved["shard_parts"]) is int and type(resolved["shard_objects"]) is int
     from_param = RETENTION.resolve({"bucket": "jobs", "max_delete_count": 100.0, "max_delete_fraction": 0.0}, None)
     assert type(from_param["max_delete_count"]) is int and type(from_param["max_delete_fraction"]) is float
+
+
+@pytest.mark.parametrize("hours", [0, 1e-10, 0.009])
+def test_an_approval_timeout_too_small_to_be_a_time_is_refused(hours):
+    """1e-10 hours passed the schema (> 0) and became timedelta(0), which Airflow reads as no timeout: the
+    request then waited until superseded instead of expiring at once."""
+    with pytest.raises(SettingsError, match="approval_timeout_hours"):
+        RETENTION.resolve({"bucket": "jobs", "approval_timeout_hours": hours}, None)
+    assert RETENTION.resolve({"bucket": "jobs", "approval_timeout_hours": 0.01}, None)["approval_timeout_hours"] == 0.01
