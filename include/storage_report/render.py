@@ -137,14 +137,17 @@ def unknown_notes(report: dict[str, Any]) -> list[str]:
 
 def filter_notes(report: dict[str, Any]) -> list[str]:
     """Plain lines naming each bucket glob and region asked for that matched no bucket (report.json's
-    ``filters``), or saying the credentials see no bucket at all; none for an older report without them."""
+    ``filters``), or saying the credentials see no bucket at all; none for an older report without them.
+
+    With both kinds of filter, the filters are stated once, in a first line, and each note refers to
+    them: a note repeating the other whole list made the notes grow as globs × regions."""
     if "filters" not in report:
         return []
     f = report["filters"]
-    in_regions = f" in {', '.join(f['regions'])}" if f["regions"] else ""
-    matching = f" matching {', '.join(f['buckets'])}" if f["buckets"] else ""
-    notes = [f"no bucket{in_regions} matches {p!r}" for p in f["unmatched_buckets"]]
-    notes += [f"no bucket{matching} is in {r}" for r in f["unmatched_regions"]]
+    notes = [f"no bucket{' in those regions' if f['regions'] else ''} matches {p!r}" for p in f["unmatched_buckets"]]
+    notes += [f"no bucket{' matching those globs' if f['buckets'] else ''} is in {r}" for r in f["unmatched_regions"]]
+    if notes and f["buckets"] and f["regions"]:
+        notes.insert(0, f"filters: buckets {', '.join(f['buckets'])}; regions {', '.join(f['regions'])}")
     if not report["buckets"] and not notes:
         notes.append("no bucket to report: the credentials see none")
     return notes

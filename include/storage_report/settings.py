@@ -23,6 +23,14 @@ from include.storage_report.pricing import REGION_PATTERN, STORAGE_CLASSES, chec
 
 #: Characters a bucket name can hold: a-z 0-9 . - today, A-Z and _ in legacy us-east-1 names too.
 NAME_CHARS = frozenset(string.ascii_letters + string.digits + ".-_")
+#: The most bucket globs, and the most regions, one report may filter by (each named in the report when it
+#: matches nothing): enough for any real filter, few enough that the report stays small.
+MAX_FILTERS = 100
+#: The longest bucket glob: legacy us-east-1 names have up to 255 characters, and a set ([a-z]) is longer
+#: than the character it matches.
+MAX_PATTERN_LENGTH = 1024
+#: The longest region name accepted (today's longest, ap-southeast-4 or us-gov-west-1, have 14 and 13).
+MAX_REGION_LENGTH = 64
 
 
 def _set_problem(body: str, negated: bool) -> str | None:
@@ -69,22 +77,40 @@ def glob_problem(pattern: str) -> str | None:
     return None
 
 
+def check_filter_list(values: Sequence[str], where: str) -> None:
+    """ValueError, in one line naming ``where``, for more than :data:`MAX_FILTERS` values or one given twice
+    (the command line's repeated options; the settings' schema says the same)."""
+    if len(values) > MAX_FILTERS:
+        raise ValueError(f"{where}: {len(values)} values given, at most {MAX_FILTERS}")
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{where} {value[:40]!r} is given twice: give it once")
+        seen.add(value)
+
+
 def check_patterns(patterns: Sequence[str], where: str = "--bucket") -> None:
-    """ValueError, in one line naming ``where``, for the first empty or unusable bucket glob."""
+    """ValueError, in one line naming ``where``, for too many or repeated globs (:func:`check_filter_list`)
+    or the first empty, too long or unusable one."""
+    check_filter_list(patterns, where)
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern:
             raise ValueError(f"{where} {pattern!r} is empty: give a bucket name or a glob such as logs-*")
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            raise ValueError(f"{where} {pattern[:40]!r}… has {len(pattern)} characters, at most {MAX_PATTERN_LENGTH}")
         problem = glob_problem(pattern)
         if problem:
             raise ValueError(f"{where} {pattern!r} can match no bucket: {problem}")
 
 
 def check_regions(regions: Sequence[str], where: str = "--region") -> None:
-    """ValueError, in one line naming ``where``, for the first value that is not a region name."""
+    """ValueError, in one line naming ``where``, for too many or repeated regions (:func:`check_filter_list`)
+    or the first value that is not a region name."""
+    check_filter_list(regions, where)
     for region in regions:
         if not isinstance(region, str) or not region:
             raise ValueError(f"{where} {region!r} is empty: give a region name such as eu-west-1")
-        if not re.fullmatch(REGION_PATTERN, region):
+        if len(region) > MAX_REGION_LENGTH or not re.fullmatch(REGION_PATTERN, region):
             raise ValueError(f"{where} {region!r} is not a region name such as eu-west-1 (lower case)")
 
 
@@ -93,11 +119,15 @@ def check_regions(regions: Sequence[str], where: str = "--region") -> None:
 PRICING: dict[str, object] = {}
 
 SETTINGS = Settings("s3_storage_report", "storage_report", (
-    Setting("buckets", {"type": "array", "items": {"type": "string", "minLength": 1}}, [], "Buckets",
-            "Bucket names or glob patterns (logs-*, data-202?); empty = every bucket.",
-            extra_check=check_patterns),
-    Setting("regions", {"type": "array", "items": {"type": "string", "pattern": REGION_PATTERN}}, [],
-            "Regions", "Only buckets in these regions (e.g. eu-west-1); empty = all.", extra_check=check_regions),
+    Setting("buckets", {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": MAX_PATTERN_LENGTH},
+                        "maxItems": MAX_FILTERS, "uniqueItems": True}, [], "Buckets",
+            f"Bucket names or glob patterns (logs-*, data-202?), at most {MAX_FILTERS}, each once; empty = every "
+            "bucket.", extra_check=check_patterns),
+    Setting("regions", {"type": "array", "items": {"type": "string", "pattern": REGION_PATTERN,
+                                                   "maxLength": MAX_REGION_LENGTH},
+                        "maxItems": MAX_FILTERS, "uniqueItems": True}, [],
+            "Regions", f"Only buckets in these regions (e.g. eu-west-1), at most {MAX_FILTERS}, each once; empty = "
+            "all.", extra_check=check_regions),
     Setting("storage_classes", {"type": "array", "items": {"type": "string", "enum": list(STORAGE_CLASSES)}}, [],
             "Storage classes", "Count only objects in these storage classes; empty = all."),
     Setting("size_unit", {"type": "string", "enum": list(SIZE_UNITS)}, "auto", "Size unit",

@@ -579,5 +579,6 @@ def test_a_valid_filter_that_matches_nothing_is_said_plainly(world, s3_server, c
     assert main(["--bucket", f"nothing-{UID}-*", "--region", "eu-north-1", "--endpoint-url",
                  s3_server.endpoint_url]) == 0
     table = capsys.readouterr().out
-    assert f"no bucket in eu-north-1 matches 'nothing-{UID}-*'" in table
-    assert f"no bucket matching nothing-{UID}-* is in eu-north-1" in table
+    assert f"filters: buckets nothing-{UID}-*; regions eu-north-1" in table
+    assert f"no bucket in those regions matches 'nothing-{UID}-*'" in table
+    assert "no bucket matching those globs is in eu-north-1" in table

@@ -502,6 +502,12 @@ def test_a_region_that_is_no_region_name_is_refused(region, says):
 @pytest.mark.parametrize(("setting", "value", "says"), [
     ("buckets", ["["], "'[' can match no bucket"), ("buckets", [""], "buckets"),
     ("regions", ["eu-west-1\n"], "is not a region name"), ("regions", [""], "regions"),
+    # the limits (docs/storage_report.md): 100 values, each once; globs of 1,024 characters, regions of 64
+    ("buckets", [f"logs-{i}-*" for i in range(101)], "is too long"),
+    ("regions", [f"zz-zz-{i}" for i in range(101)], "is too long"),
+    ("buckets", ["logs-*", "data-*", "logs-*"], "has non-unique elements"),
+    ("regions", ["eu-west-1", "eu-west-1"], "has non-unique elements"),
+    ("buckets", ["a" * 1025], "is too long"), ("regions", ["eu-" + "a" * 64 + "-1"], "is too long"),
 ])
 def test_the_dag_settings_refuse_the_same_filters(setting, value, says):
     from include.core.settings import SettingsError
@@ -517,6 +523,12 @@ def test_the_dag_settings_refuse_the_same_filters(setting, value, says):
     (["--bucket", "["], "storage report: --bucket '[' can match no bucket: the '[' at position 1 is never closed"),
     (["--region", ""], "storage report: --region '' is empty"),
     (["--region", "Europe"], "storage report: --region 'Europe' is not a region name"),
+    # the limits of the buckets and regions settings, as above
+    ([a for i in range(101) for a in ("--bucket", f"logs-{i}-*")], "storage report: --bucket: 101 values given, at most 100"),
+    ([a for i in range(101) for a in ("--region", f"zz-zz-{i}")], "storage report: --region: 101 values given, at most 100"),
+    (["--bucket", "logs-*", "--bucket", "logs-*"], "storage report: --bucket 'logs-*' is given twice"),
+    (["--region", "eu-west-1", "--region", "eu-west-1"], "storage report: --region 'eu-west-1' is given twice"),
+    (["--bucket", "a" * 1025], f"storage report: --bucket {'a' * 40!r}… has 1025 characters, at most 1024"),
 ])
 def test_report_refuses_a_filter_that_can_match_nothing_with_exit_2_before_connecting(args, says, monkeypatch, capsys):
     from include.storage_report import cli
@@ -543,10 +555,11 @@ def test_a_filter_that_matched_no_bucket_is_named_in_the_report_and_the_table():
     report = _report(["logs-*", "typo-*"], ["us-east-1", "eu-north-1"])
     assert report["filters"] == {"buckets": ["logs-*", "typo-*"], "regions": ["us-east-1", "eu-north-1"],
                                  "unmatched_buckets": ["typo-*"], "unmatched_regions": ["eu-north-1"]}
-    notes = ["no bucket in us-east-1, eu-north-1 matches 'typo-*'", "no bucket matching logs-*, typo-* is in eu-north-1"]
+    notes = ["filters: buckets logs-*, typo-*; regions us-east-1, eu-north-1",
+             "no bucket in those regions matches 'typo-*'", "no bucket matching those globs is in eu-north-1"]
     assert report_render.filter_notes(report) == notes
     table = report_render.render_table(report)
-    assert table.splitlines()[-2:] == notes
+    assert table.splitlines()[-3:] == notes
     assert all(note in report_render.render_html(report) for note in ("typo-*", "is in eu-north-1"))
     assert report_render.filter_notes(_report(["logs-*"], [])) == []
     empty = build_report([], [], prices=load_prices(), size_unit="B", source="listing", include_versions=False,
@@ -555,6 +568,28 @@ def test_a_filter_that_matched_no_bucket_is_named_in_the_report_and_the_table():
     old = json.loads(json.dumps(report))
     del old["filters"]
     assert report_render.filter_notes(old) == []  # a report written before filters were recorded
+    only_globs = _report(["typo-*"], [])
+    assert report_render.filter_notes(only_globs) == ["no bucket matches 'typo-*'"]  # nothing to refer to
+
+
+def test_the_filter_notes_grow_with_the_filters_not_with_their_product():
+    """Each note named the whole other list: 100 globs and 100 regions matching nothing made 200 lines of
+    100 names each (a report.json holding thousands of each, hundreds of MiB of text)."""
+    globs, regions = [f"zq{i}-*" for i in range(300)], [f"zz-zz-{i}" for i in range(300)]
+    report = {"buckets": [], "filters": {"buckets": globs, "regions": regions,
+                                         "unmatched_buckets": globs, "unmatched_regions": regions}}
+    notes = report_render.filter_notes(report)
+    assert len(notes) == 1 + len(globs) + len(regions)
+    named = sum(len(g) + 2 for g in globs) + sum(len(r) + 2 for r in regions)
+    assert sum(map(len, notes)) < 2 * named + 40 * len(notes)
+
+
+def test_the_dag_takes_as_many_filters_as_the_limit():
+    from include.storage_report.settings import SETTINGS
+
+    conf = {"buckets": [f"logs-{i}-*" for i in range(100)], "regions": [f"zz-zz-{i}" for i in range(100)]}
+    resolved = SETTINGS.resolve(conf, None)
+    assert (resolved["buckets"], resolved["regions"]) == (conf["buckets"], conf["regions"])
 
 
 class _UploadsWorld(_Buckets):
