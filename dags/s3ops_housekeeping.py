@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
-from include.dag_defaults import dag_args
+from include.dag_defaults import dag_args, params_of
+from include.housekeeping import tasks as housekeeping_tasks
 
 DOC_MD = """
 ### Keep the artifact store bounded
@@ -19,8 +20,9 @@ Daily, for every DAG folder under the artifact root (local or `s3://`):
 
 Both settings are read per DAG from its deployment-settings Variable (`s3ops_upload`, `s3ops_retention`, …),
 then from this DAG's Variable `s3ops_housekeeping`, then the defaults. A value that is not a whole number
-of days from 1 to 36500 fails the run naming the key and the Variable. `dry_run` reports without removing.
-See `docs/configuration.md`.
+of days from 1 to 36500 fails the run naming the key and the Variable. `s3ops_housekeeping` is checked
+whole, like every DAG's Variable: an unknown key (a typo) fails the run naming it, before anything is
+removed. `dry_run` reports without removing. See `docs/configuration.md`.
 """
 
 
@@ -30,16 +32,13 @@ See `docs/configuration.md`.
     **dag_args(
         tags=["housekeeping"],
         doc_md=DOC_MD,
-        params={"dry_run": Param(False, type="boolean", title="Dry run",
-                                 description="Report what would be removed; remove nothing.")},
+        params=params_of(housekeeping_tasks.SETTINGS),
     ),
 )
 def s3ops_housekeeping() -> None:
     @task
     def prune() -> dict:
         """Prune every DAG's run folders and index by its retention settings; returns the counts."""
-        from include.housekeeping import tasks as housekeeping_tasks
-
         return housekeeping_tasks.prune(get_current_context())
 
     prune()

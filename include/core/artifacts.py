@@ -178,7 +178,7 @@ TASK_RESULTS_DIR = "task_results"
 #: where a run planned again after it deleted keeps the earlier plan's record, one folder per plan id
 EARLIER_DIR = "earlier"
 #: The DAGs that write run folders under the root (``<root>/<dag_id>/<run_id>/``): what housekeeping prunes.
-DAG_FOLDERS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
+DAG_FOLDERS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup", "s3ops_housekeeping")
 INDEX_DIR = "_index"
 INDEXED = {"summary.json": "summary", "plan.json": "plan", "audit.json": "audit", "report.json": "report"}
 LIST_KEEP = 20  # items kept per list in an index entry (the UI shows at most 20)

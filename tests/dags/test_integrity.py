@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-#: the DAGs whose params come from include.core.settings (s3ops_housekeeping has one plain dry_run param)
-SETTINGS_MODEL_DAGS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup")
+#: the DAGs whose params come from include.core.settings
+SETTINGS_MODEL_DAGS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup", "s3ops_housekeeping")
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 
 

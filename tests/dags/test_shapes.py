@@ -26,12 +26,13 @@ def _edges(dag) -> dict[str, list[str]]:
 def _form(dag_id: str) -> set[str]:
     import importlib
 
-    feature = dag_id.removeprefix("s3_")
+    feature = dag_id.removeprefix("s3_").removeprefix("s3ops_")
     settings = importlib.import_module(f"include.{feature}.settings").SETTINGS
     return {s.name for s in settings.entries if s.form}
 
 
-@pytest.mark.parametrize("dag_id", ["s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup"])
+@pytest.mark.parametrize("dag_id", ["s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup",
+                                    "s3ops_housekeeping"])
 def test_params_are_exactly_the_form_settings_all_null(dag_id):
     dag = _dag(dag_id)
     assert set(dag.params) == _form(dag_id)

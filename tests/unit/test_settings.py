@@ -10,11 +10,12 @@ import pytest
 
 from include.core.settings import REQUIRED, Setting, Settings, SettingsError
 from include.deploy_cleanup.settings import SETTINGS as DEPLOY_CLEANUP
+from include.housekeeping.settings import SETTINGS as HOUSEKEEPING
 from include.retention.settings import SETTINGS as RETENTION
 from include.storage_report.settings import SETTINGS as STORAGE_REPORT
 from include.upload.settings import SETTINGS as UPLOAD
 
-ALL = (STORAGE_REPORT, UPLOAD, RETENTION, DEPLOY_CLEANUP)
+ALL = (STORAGE_REPORT, UPLOAD, RETENTION, DEPLOY_CLEANUP, HOUSEKEEPING)
 
 DEMO = Settings("demo_dag", "demo", (
     Setting("bucket", {"type": "string", "minLength": 3}, REQUIRED, "Bucket", "The bucket."),
@@ -31,7 +32,7 @@ def untouched_form(settings: Settings) -> dict:
 
 def test_variable_names_follow_one_scheme():
     assert [s.variable for s in ALL] == ["s3ops_storage_report", "s3ops_upload", "s3ops_retention",
-                                         "s3ops_deploy_cleanup"]
+                                         "s3ops_deploy_cleanup", "s3ops_housekeeping"]
 
 
 @pytest.mark.parametrize("settings", ALL, ids=lambda s: s.dag_id)

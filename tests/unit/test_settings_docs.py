@@ -10,11 +10,12 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 def table() -> str:
     from include.core.settings import markdown_table
     from include.deploy_cleanup.settings import SETTINGS as DEPLOY_CLEANUP
+    from include.housekeeping.settings import SETTINGS as HOUSEKEEPING
     from include.retention.settings import SETTINGS as RETENTION
     from include.storage_report.settings import SETTINGS as STORAGE_REPORT
     from include.upload.settings import SETTINGS as UPLOAD
 
-    return markdown_table([STORAGE_REPORT, UPLOAD, RETENTION, DEPLOY_CLEANUP])
+    return markdown_table([STORAGE_REPORT, UPLOAD, RETENTION, DEPLOY_CLEANUP, HOUSEKEEPING])
 
 
 def test_configuration_doc_has_the_generated_table():
