@@ -5,13 +5,24 @@ One root, set by ``S3OPS_ARTIFACT_ROOT`` (a local path or ``s3://bucket/prefix``
 root is reached through Airflow's ``ObjectStoragePath`` with the connection named by
 ``S3OPS_ARTIFACT_CONN_ID`` (default ``aws_default``); a local root is a plain ``pathlib.Path`` so the
 library and its command line work without Airflow.
+
+Two ways to read. :func:`read_bytes` (and :func:`read_json`, :func:`read_jsonl`) read a whole file, with
+no limit: the pipelines read their own run's artifacts, some legitimately big (a retention plan's chunks,
+the listing of buckets or deployments, a report of tens of thousands of buckets), and a cap there would
+fail a big run. :func:`read_bytes_bounded` is for a reader that must not be stalled or exhausted by what
+someone with write access put in the store, the UI (it runs in Airflow's API server, whose sync routes share
+one thread pool): it reads at most a given size, checked before reading, and on a local root opens
+no symbolic link below the root (``O_NOFOLLOW``), never blocks on a FIFO (``O_NONBLOCK``) and reads
+regular files only (``fstat``). Which limit is the reader's (the UI's: ``include.ui.views.READ_LIMIT``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -101,6 +112,109 @@ def read_bytes(path: ArtifactPath) -> bytes:
 
 def read_json(path: ArtifactPath) -> Any:
     return _loads(read_bytes(path))
+
+
+class ReadRefused(ValueError):
+    """A file :func:`read_bytes_bounded` does not read (the message says why): a ``ValueError``, as an
+    unparsable artifact is, so readers that show one show the other."""
+
+
+class TooLarge(ReadRefused):
+    """A file bigger than the reader's limit."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        self.size, self.limit = size, limit
+        what = f"{size:,} bytes" if size is not None else "it grew while read"
+        super().__init__(f"too large to read: {what}, more than the {limit:,} bytes read here")
+
+
+#: bytes read at a time by :func:`read_bytes_bounded` (no buffer of the whole limit for a small file)
+_READ_CHUNK = 1 << 20
+
+
+def read_bytes_bounded(root: ArtifactPath, path: ArtifactPath, limit: int) -> bytes:
+    """The bytes of the artifact at ``path`` (below ``root``), refused (:class:`ReadRefused`) when it is
+    larger than ``limit``, is no regular file, or (local root) has a symbolic link on its way below ``root``
+    or lies outside it. The size is checked before reading, and again while reading (a file that grows)."""
+    if _is_local(path):
+        with os.fdopen(_open_below(Path(root), Path(path)), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ReadRefused(f"not a regular file ({_file_kind(st.st_mode)}); not read")
+            if st.st_size > limit:
+                raise TooLarge(st.st_size, limit)
+            return _read_at_most(fh, limit)
+    # Object stores have no links, FIFOs or devices. Opening an object asks its size (fsspec's info(), one
+    # HEAD, no byte read yet): a second HEAD through path.stat() would double a page's requests.
+    with path.open("rb") as fh:
+        size = getattr(fh, "size", None)
+        if isinstance(size, int) and size > limit:
+            raise TooLarge(size, limit)
+        return _read_at_most(fh, limit)
+
+
+def _read_at_most(fh: Any, limit: int) -> bytes:
+    """All of ``fh``, or :class:`TooLarge` as soon as it holds more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := fh.read(min(_READ_CHUNK, limit + 1 - total)):
+        chunks.append(bytes(chunk))
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(None, limit)
+    return b"".join(chunks)
+
+
+def _open_below(root: Path, path: Path) -> int:
+    """A read-only descriptor of ``path``, opened folder by folder from ``root`` (the root itself may be a
+    link), each one relative to the one before, so no link below the root is followed, not even one swapped
+    in while walking; ``O_NONBLOCK``: opening a FIFO does not wait for a writer."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        raise ReadRefused(f"{path} is outside the artifact root; not read") from None
+    if not parts or ".." in parts:
+        raise ReadRefused(f"{path} names no file below the artifact root; not read")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            folder = _open_at(part, flags | os.O_DIRECTORY, fd)
+            os.close(fd)
+            fd = folder
+        return _open_at(parts[-1], flags | os.O_NONBLOCK, fd)
+    finally:
+        os.close(fd)
+
+
+def _open_at(name: str, flags: int, dir_fd: int) -> int:
+    """``os.open`` of ``name`` in the folder ``dir_fd``; a symbolic link refused (``O_NOFOLLOW`` fails on one
+    with ELOOP, or ENOTDIR with ``O_DIRECTORY`` on Linux: which one it was is asked of ``lstat``)."""
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link_at(name, dir_fd):
+            raise ReadRefused(f"{name} is a symbolic link; not followed") from None
+        raise
+
+
+def _is_link_at(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for a message."""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def is_link(path: ArtifactPath) -> bool:
+    """A symbolic link (local only: object stores have none); what the UI does not follow."""
+    return _is_local(path) and Path(path).is_symlink()
 
 
 def parse_json(data: bytes) -> Any:
@@ -306,24 +420,26 @@ def index_periods(root: ArtifactPath, dag_id: str) -> list[Period] | None:
     return [Period(key, rolled, live) for key, (rolled, live) in sorted(found.items(), reverse=True)]
 
 
-def read_period(root: ArtifactPath, dag_id: str, period: Period) -> list[dict[str, Any]]:
-    """The entries of one period, oldest first; unreadable lines or files are skipped."""
+def read_period(root: ArtifactPath, dag_id: str, period: Period, limit: int | None = None,
+                refused: list[str] | None = None) -> list[dict[str, Any]]:
+    """The entries of one period, oldest first; unreadable lines or files are skipped. ``limit``: each file
+    is read with :func:`read_bytes_bounded` (the UI), and one refused is named in ``refused`` too."""
     base = period.base(root, dag_id)
     entries: list[dict[str, Any]] = []
     if period.rolled:
         try:
-            with (base / f"{period.name}.jsonl").open("rb") as fh:
-                for line in fh:
-                    try:
-                        entries.append(_loads(line))
-                    except ValueError:
-                        continue
-        except OSError:
-            pass
+            data = _read_index_file(root, base / f"{period.name}.jsonl", limit, refused)
+        except (OSError, ValueError):
+            data = b""
+        for line in data.splitlines():
+            try:
+                entries.append(_loads(line))
+            except ValueError:
+                continue
     if period.live:
         for child in _children(base / period.name):
             try:
-                entries.append(read_json(child))
+                entries.append(_loads(_read_index_file(root, child, limit, refused)))
             except (OSError, ValueError):
                 continue
     entries = [e for e in entries if isinstance(e, dict)]  # a line of valid JSON that is no entry: skipped too
@@ -331,13 +447,27 @@ def read_period(root: ArtifactPath, dag_id: str, period: Period) -> list[dict[st
     return entries
 
 
-def period_sums(root: ArtifactPath, dag_id: str, period: Period) -> dict[str, Any] | None:
-    """The per-kind sums of a rolled-up period with no live entries (``None``: read its entries)."""
+def _read_index_file(root: ArtifactPath, path: ArtifactPath, limit: int | None, refused: list[str] | None) -> bytes:
+    """An index file whole (no ``limit``: the writers and housekeeping), or bounded, a refusal named in ``refused``."""
+    if limit is None:
+        return read_bytes(path)
+    try:
+        return read_bytes_bounded(root, path, limit)
+    except ReadRefused as exc:
+        if refused is not None:
+            refused.append(f"{str(path)[len(str(root)):].lstrip('/')}: {exc}")
+        raise
+
+
+def period_sums(root: ArtifactPath, dag_id: str, period: Period, limit: int | None = None,
+                refused: list[str] | None = None) -> dict[str, Any] | None:
+    """The per-kind sums of a rolled-up period with no live entries (``None``: read its entries);
+    ``limit`` and ``refused`` as for :func:`read_period`."""
     if not period.rolled or period.live:
         return None
     path = period.base(root, dag_id) / f"{period.name}.sum.json"
     try:
-        sums = read_json(path)
+        sums = _loads(_read_index_file(root, path, limit, refused))
     except (OSError, ValueError):
         return None
     return sums if isinstance(sums, dict) else None

@@ -257,7 +257,7 @@ def storage_body(view: dict[str, Any], *, history: bool = True) -> str:
         broken = "".join(f'<p class="err">Unreadable report {_e(b["run_id"])}: {_e(b["error"])}</p>'
                          for b in view.get("broken", []))
         return '<h2>Storage</h2><p class="muted" id="no-report">No storage report yet: trigger the ' \
-               "<code>s3_storage_report</code> DAG.</p>" + broken
+               "<code>s3_storage_report</code> DAG.</p>" + broken + flags_block(view.get("flags", []))
     t = latest["totals"]
     fmt, show_time = latest.get("date_format") or "iso", latest.get("show_time", True)
 
@@ -473,6 +473,7 @@ def render_plans(view: dict[str, Any], base: str = "") -> str:
     body = [f'<h2>Awaiting approval (<span id="pending-count">{len(view["pending"])}</span>)</h2>']
     if view.get("hidden_dags"):
         body.append(not_allowed(view["hidden_dags"]))
+    body.append(flags_block(view.get("flags", [])))  # index files or entries that could not be read
     body += [plan_block(p) for p in view["pending"]] or ['<p class="muted">Nothing is waiting for approval.</p>']
     recent = [p for p in view["recent"] if p["status"] != "awaiting approval"]
     body.append(f'<h2>Recent plans (<span id="plan-count">{len(recent)}</span>)</h2>')

@@ -13,6 +13,13 @@ run folders: the Uploads page reads only the newest entries and per-hour and per
 milliseconds with 50,000 runs of history. A DAG without an index yet (runs written before it existed;
 the daily housekeeping builds it) is read from its run folders as before. A run page reads its own run
 folder.
+
+What a person with write access to the store put there must not stall or exhaust the API server these
+pages run in: every file is read with ``include.core.artifacts.read_bytes_bounded``, at most
+:data:`READ_LIMIT` bytes (a bigger one is flagged as too large and not read: a storage report is then
+shown from its index entry), regular files only, opening no FIFO for good and following no symbolic link
+below the root; run folders that are links are skipped, and run ids read from the index must name a
+folder (:func:`safe_run_id`), so no DAG's data is shown under another's.
 """
 
 from __future__ import annotations
@@ -23,7 +30,17 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from include.core.artifacts import ArtifactPath, index_periods, period_sums, read_json, read_jsonl, read_period
+from include.core.artifacts import (
+    ArtifactPath,
+    ReadRefused,
+    index_periods,
+    is_link,
+    parse_json,
+    parse_jsonl,
+    period_sums,
+    read_bytes_bounded,
+    read_period,
+)
 from include.core.artifacts import (
     artifact_root as artifact_root,  # the store the pages read; the plugin sees only include.ui
 )
@@ -32,30 +49,49 @@ from include.core.times import format_time, parse_time
 STORAGE_DAG = "s3_storage_report"
 UPLOAD_DAG = "s3_upload"
 PLAN_DAGS = ("s3_retention", "s3_deploy_cleanup")
+#: The most the pages read of one artifact (64 MiB, some 250 MB of memory once parsed): a report of tens of
+#: thousands of buckets fits; a bigger file is flagged as too large, not read (a 400 MB report.json took 1.5 GB
+#: per page view, and a link to /dev/zero all the memory there was).
+READ_LIMIT = 64 * 1024 * 1024
+
+
+def _read_json(root: ArtifactPath, path: ArtifactPath) -> Any:
+    """The JSON document at ``path``, read within :data:`READ_LIMIT` (:class:`ReadRefused` otherwise)."""
+    return parse_json(read_bytes_bounded(root, path, READ_LIMIT))
 
 
 def _run_dirs(root: ArtifactPath, dag_id: str, marker: str) -> Iterator[tuple[str, ArtifactPath]]:
-    """(run_id, run folder) of every run of ``dag_id`` that has ``marker`` (e.g. ``report.json``)."""
+    """(run_id, run folder) of every run of ``dag_id`` that has ``marker`` (e.g. ``report.json``). A DAG or
+    run folder that is a symbolic link is skipped: it would show another DAG's runs under this one."""
     base = root / dag_id
     try:
-        if not base.exists():
+        if not base.exists() or is_link(base):
             return
         children = list(base.iterdir())
     except OSError:
         return
     for child in children:
-        if (child / marker).exists():
+        if not is_link(child) and (child / marker).exists():
             yield child.name, child
 
 
-def _indexed(root: ArtifactPath, dag_id: str, kinds: tuple[str, ...]) -> list[dict[str, Any]] | None:
-    """Every index entry of ``dag_id`` of the given kinds, oldest first (``None``: no index yet)."""
+def _indexed(root: ArtifactPath, dag_id: str, kinds: tuple[str, ...],
+             flags: list[str]) -> list[dict[str, Any]] | None:
+    """Every index entry of ``dag_id`` of the given kinds, oldest first (``None``: no index yet). An index
+    file refused (too large, a link…) or an entry whose run id names no run folder is skipped and flagged."""
     periods = index_periods(root, dag_id)
     if periods is None:
         return None
     entries: list[dict[str, Any]] = []
     for period in reversed(periods):
-        entries += [e for e in read_period(root, dag_id, period) if e.get("kind") in kinds]
+        for e in read_period(root, dag_id, period, READ_LIMIT, flags):
+            if e.get("kind") not in kinds:
+                continue
+            if not safe_run_id(str(e.get("run_id"))):  # "/etc", "..": a hand-made entry; it names no run folder
+                flags.append(f"_index/{dag_id}: an entry's run_id {str(e.get('run_id'))[:80]!r} names no run "
+                             "folder; skipped")
+                continue
+            entries.append(e)
     return entries
 
 
@@ -169,10 +205,11 @@ def _allowed(dag_id: str, readable: Collection[str] | None) -> bool:
 
 
 # Storage ------------------------------------------------------------------------------------------
-def load_reports(root: ArtifactPath) -> list[dict[str, Any]]:
-    """Every storage report, oldest first: ``{"run_id", "generated_at", "report" | "error"}``."""
+def load_reports(root: ArtifactPath, flags: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every storage report, oldest first: ``{"run_id", "generated_at", "report" | "error"}``; what of the
+    index could not be read is named in ``flags``."""
     reports = []
-    indexed = _indexed(root, STORAGE_DAG, ("report",))
+    indexed = _indexed(root, STORAGE_DAG, ("report",), [] if flags is None else flags)
     if indexed is not None:
         for entry in indexed:
             doc = entry.get("doc")
@@ -185,7 +222,7 @@ def load_reports(root: ArtifactPath) -> list[dict[str, Any]]:
         return sorted(reports, key=lambda r: (r["generated_at"], r["run_id"]))
     for run_id, folder in _run_dirs(root, STORAGE_DAG, "report.json"):
         try:
-            report = read_json(folder / "report.json")
+            report = _read_json(root, folder / "report.json")
             if not isinstance(report, dict):
                 raise ValueError(f"a report is a JSON object, this is {type(report).__name__}")
             reports.append({"run_id": run_id, "generated_at": str(report.get("generated_at") or ""), "report": report})
@@ -203,7 +240,7 @@ def storage_view(root: ArtifactPath, readable: Collection[str] | None = None,
                             "flags": [], "allowed": _allowed(STORAGE_DAG, readable)}
     if not view["allowed"]:
         return view
-    reports = load_reports(root)
+    reports = load_reports(root, view["flags"])
     if run_id is not None:
         reports = [r for r in reports if r["run_id"] == run_id]
     view["report_count"] = len(reports)
@@ -212,7 +249,7 @@ def storage_view(root: ArtifactPath, readable: Collection[str] | None = None,
     view["history"] = storage_history(valid)
     if valid:
         latest = valid[-1]
-        view["latest"] = _report_summary(latest["run_id"], _full_report(root, latest), view["flags"])
+        view["latest"] = _report_summary(latest["run_id"], _full_report(root, latest, view["flags"]), view["flags"])
     return view
 
 
@@ -441,13 +478,17 @@ def _regions(f: Fields, stored: Any, buckets: list[dict[str, Any]]) -> list[dict
     return out
 
 
-def _full_report(root: ArtifactPath, latest: dict[str, Any]) -> dict[str, Any]:
-    """The latest report whole (the index keeps only counts per bucket): one file read."""
+def _full_report(root: ArtifactPath, latest: dict[str, Any], flags: list[str]) -> dict[str, Any]:
+    """The latest report whole (the index keeps only counts per bucket): one file read. One refused (too
+    large, not a regular file) is flagged, and what the index kept shown."""
     path = root / STORAGE_DAG / latest["run_id"] / "report.json"
     try:
-        report = read_json(path)
+        report = _read_json(root, path)
         if isinstance(report, dict):
             return report
+    except ReadRefused as exc:
+        flags.append(f"{STORAGE_DAG}/{latest['run_id']}/report.json: {exc}; shown from the run index "
+                     "(each bucket's name, counts, bytes and error only)")
     except (OSError, ValueError):
         pass
     return latest["report"]  # pruned or unreadable: what the index kept
@@ -482,13 +523,14 @@ def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None
     ``readable`` (all when ``None``) are looked at."""
     run_states = run_states or {}
     plans = []
+    flags: list[str] = []
     for dag_id in PLAN_DAGS:
         if not _allowed(dag_id, readable):
             continue
-        indexed = _indexed(root, dag_id, ("plan", "audit"))
+        indexed = _indexed(root, dag_id, ("plan", "audit"), flags)
         if indexed is None:
-            for run_id, folder in _run_dirs(root, dag_id, "plan.json"):
-                plans.append(_plan_entry(dag_id, run_id, folder, run_states.get((dag_id, run_id))))
+            for run_id, _ in _run_dirs(root, dag_id, "plan.json"):
+                plans.append(_plan_entry(root, dag_id, run_id, run_states.get((dag_id, run_id))))
             continue
         docs: dict[str, dict[str, Any]] = {}
         for entry in indexed:
@@ -498,18 +540,20 @@ def plans_view(root: ArtifactPath, run_states: dict[tuple[str, str], str] | None
                 plans.append(_plan_entry_from(dag_id, run_id, lambda k=kinds: _doc(k["plan"]),
                                               (lambda k=kinds: _doc(k["audit"])) if "audit" in kinds else None,
                                               kinds["plan"].get("at"), run_states.get((dag_id, run_id)),
-                                              root / dag_id / run_id))
+                                              root))
     plans.sort(key=lambda p: (p["planned_at"] or "", p["run_id"]), reverse=True)
     pending = [p for p in plans if p["status"] == "awaiting approval"]
     return {"pending": pending, "recent": plans[:limit], "plan_count": len(plans),
-            "hidden_dags": [d for d in PLAN_DAGS if not _allowed(d, readable)]}
+            "hidden_dags": [d for d in PLAN_DAGS if not _allowed(d, readable)], "flags": flags}
 
 
-def _plan_entry(dag_id: str, run_id: str, folder: ArtifactPath, approval_state: str | None) -> dict[str, Any]:
+def _plan_entry(root: ArtifactPath, dag_id: str, run_id: str, approval_state: str | None) -> dict[str, Any]:
+    """A plan read from its run folder ``<root>/<dag_id>/<run_id>/``."""
+    folder = root / dag_id / run_id
     audit_file = folder / "audit.json"
-    return _plan_entry_from(dag_id, run_id, lambda: _object(read_json(folder / "plan.json"), "a plan"),
-                            (lambda: _object(read_json(audit_file), "an audit")) if audit_file.exists() else None,
-                            _mtime(folder / "plan.json"), approval_state, folder)
+    return _plan_entry_from(dag_id, run_id, lambda: _object(_read_json(root, folder / "plan.json"), "a plan"),
+                            (lambda: _object(_read_json(root, audit_file), "an audit")) if audit_file.exists() else None,
+                            _mtime(folder / "plan.json"), approval_state, root)
 
 
 def _object(doc: Any, what: str) -> dict[str, Any]:
@@ -519,10 +563,11 @@ def _object(doc: Any, what: str) -> dict[str, Any]:
 
 
 def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, planned_at: str | None,
-                     approval_state: str | None, folder: ArtifactPath | None = None) -> dict[str, Any]:
+                     approval_state: str | None, root: ArtifactPath | None = None) -> dict[str, Any]:
     """A plan (and, when there is one, its audit) as the Plans page and the run page show it, read from
-    a run folder or the index; the approval gate's small files are read from the run folder (deleting
-    DAGs have few runs)."""
+    a run folder or the index; the approval gate's small files are read from the run folder under ``root``
+    (deleting DAGs have few runs)."""
+    folder = None if root is None else root / dag_id / run_id
     entry: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "planned_at": planned_at,
                              "approval_state": approval_state, "audit": None, "error": None, "flags": []}
     try:
@@ -549,7 +594,7 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
         dry_run=f.flag_bool(plan.get("dry_run"), "dry_run"),
         # the gate's mode the plan was made under: approve skips itself for auto and dry runs (not a Reject)
         approval_mode=_approval_mode(f.mapping(plan.get("settings"), "settings")),
-        limits=_limits(plan, folder),
+        limits=_limits(plan, root, folder),
     )
     if load_audit is not None:
         try:
@@ -575,8 +620,8 @@ def _plan_entry_from(dag_id: str, run_id: str, load_plan: Any, load_audit: Any, 
             }
         except (OSError, ValueError) as exc:
             entry["error"] = f"audit.json: {exc}"
-    if folder is not None:
-        entry.update(_approval_entry(folder, f"{dag_id}/{run_id}", entry["flags"], plan))
+    if root is not None and folder is not None:
+        entry.update(_approval_entry(root, folder, f"{dag_id}/{run_id}", entry["flags"], plan))
     if entry["audit"] is not None and _audit_is_earlier(entry["audit"], plan.get("plan_id"), entry.get("asked_at")):
         entry["audit"] = None  # the run was planned or asked again since: its status is what happened since
     entry["status"] = _plan_status(entry, approval_state)
@@ -629,7 +674,8 @@ def _shown_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _limits(plan: dict[str, Any], folder: ArtifactPath | None = None) -> list[tuple[str, str]]:
+def _limits(plan: dict[str, Any], root: ArtifactPath | None = None,
+            folder: ArtifactPath | None = None) -> list[tuple[str, str]]:
     """The guard limits of the run, shown as written, not interpreted: ``limits`` in plan.json, else the
     gate's settings in the run's ``settings.json`` (with where each value came from); empty when the
     run recorded neither (the run page then shows its conf)."""
@@ -638,10 +684,10 @@ def _limits(plan: dict[str, Any], folder: ArtifactPath | None = None) -> list[tu
         if not isinstance(found, dict):
             return [("limits", str(found))]
         return [(str(k), _shown_value(v)) for k, v in sorted(found.items())]
-    if folder is None:
+    if root is None or folder is None:
         return []
     try:
-        settings = read_json(folder / "settings.json") if (folder / "settings.json").exists() else None
+        settings = _read_json(root, folder / "settings.json") if (folder / "settings.json").exists() else None
     except (OSError, ValueError):
         return []
     if not isinstance(settings, dict):
@@ -662,12 +708,13 @@ def conf_limits(conf: Any) -> list[tuple[str, str]]:
     return [(k, _shown_value(conf[k])) for k in GUARD_PARAMS if k in conf]
 
 
-def _read_optional(path: ArtifactPath, f: Fields) -> dict[str, Any] | None:
-    """A small JSON object the run may have written: None when missing; unreadable or not an object: flagged."""
+def _read_optional(root: ArtifactPath, path: ArtifactPath, f: Fields) -> dict[str, Any] | None:
+    """A small JSON object the run may have written: None when missing; unreadable (too large, a link…) or
+    not an object: flagged."""
     try:
         if not path.exists():
             return None
-        doc = read_json(path)
+        doc = _read_json(root, path)
     except (OSError, ValueError) as exc:
         f.flags.append(f"{f.source}: unreadable ({exc}); not shown")
         return None
@@ -683,7 +730,8 @@ def _responder(f: Fields, record: Mapping[str, Any]) -> str | None:
     return str(who.get("name") or who.get("id") or "") or None
 
 
-def _approval_entry(folder: ArtifactPath, run: str, flags: list[str], plan: Mapping[str, Any]) -> dict[str, Any]:
+def _approval_entry(root: ArtifactPath, folder: ArtifactPath, run: str, flags: list[str],
+                    plan: Mapping[str, Any]) -> dict[str, Any]:
     """What the approval gate recorded for the run (``approval_request.json``, ``approval.json``,
     ``superseded.json``; see include.deletion.approval), values checked like the plan's. A verdict or
     supersession recorded for another plan or request of the run (before it was planned or asked again) is not
@@ -691,9 +739,10 @@ def _approval_entry(folder: ArtifactPath, run: str, flags: list[str], plan: Mapp
     from include.deletion.approval import this_plans
 
     fr, fa, fs = (Fields(f"{run}/{name}", flags) for name in ("approval_request.json", "approval.json", "superseded.json"))
-    request = _read_optional(folder / "approval_request.json", fr) or {}
-    superseded, approval = this_plans(plan, _read_optional(folder / "superseded.json", fs),
-                                      _read_optional(folder / "approval.json", fa), auto=True, request=request or None)
+    request = _read_optional(root, folder / "approval_request.json", fr) or {}
+    superseded, approval = this_plans(plan, _read_optional(root, folder / "superseded.json", fs),
+                                      _read_optional(root, folder / "approval.json", fa), auto=True,
+                                      request=request or None)
     out: dict[str, Any] = {"approval": None, "superseded_by": None,
                            "asked_at": fr.text(request.get("asked_at") or None),
                            "expires_at": fr.text(request.get("timeout_at") or None),
@@ -763,23 +812,24 @@ def uploads_view(root: ArtifactPath, limit: int = 50, readable: Collection[str] 
     for rid, folder in _run_dirs(root, UPLOAD_DAG, "summary.json"):
         if run_id is not None and rid != run_id:
             continue
-        runs.append(upload_entry(rid, folder, flags))
+        runs.append(upload_entry(root, rid, folder, flags))
     runs.sort(key=lambda r: (r["finished_at"] or "", r["run_id"]), reverse=True)
     ok = [r for r in runs if not r["error"]]
     totals = {k: _sum(r[k] for r in ok) for k in UPLOAD_TOTALS}
     return {"runs": runs[:limit], "run_count": len(runs), "totals": totals, "flags": flags, "allowed": True}
 
 
-def upload_entry(run_id: str, folder: ArtifactPath, flags: list[str]) -> dict[str, Any]:
+def upload_entry(root: ArtifactPath, run_id: str, folder: ArtifactPath, flags: list[str]) -> dict[str, Any]:
+    """An upload run's row, read from its run folder under ``root``."""
     entry: dict[str, Any] = {"run_id": run_id, "finished_at": _mtime(folder / "summary.json"), "error": None}
     try:
-        summary = _object(read_json(folder / "summary.json"), "a summary")
+        summary = _object(_read_json(root, folder / "summary.json"), "a summary")
     except (OSError, ValueError) as exc:
         entry["error"] = str(exc)
         return entry
     f = Fields(f"{UPLOAD_DAG}/{run_id}/summary.json", flags)
     entry.update(_upload_row(summary, f))
-    entry["finished_at"] = f.text(summary.get("finished_at")) or _last_upload(folder) or entry["finished_at"]
+    entry["finished_at"] = f.text(summary.get("finished_at")) or _last_upload(root, folder) or entry["finished_at"]
     return entry
 
 
@@ -794,14 +844,14 @@ def _uploads_from_index(root: ArtifactPath, periods: list[Any], limit: int, flag
     run_count = 0
     seen: set[Any] = set()
     for period in periods:  # newest first
-        sums = period_sums(root, UPLOAD_DAG, period) if len(runs) >= limit else None
+        sums = period_sums(root, UPLOAD_DAG, period, READ_LIMIT, flags) if len(runs) >= limit else None
         if sums is not None:
             slot = sums.get("summary") or {}
             run_count += _int(slot.get("count"))
             for k in UPLOAD_TOTALS:
                 totals[k] += _int((slot.get("sums") or {}).get(k))
             continue
-        entries = [e for e in read_period(root, UPLOAD_DAG, period) if e.get("kind") == "summary"]
+        entries = [e for e in read_period(root, UPLOAD_DAG, period, READ_LIMIT, flags) if e.get("kind") == "summary"]
         for e in reversed(entries):
             if e.get("run_id") in seen:  # a retried tidy wrote its summary again: the newest one counts
                 continue
@@ -835,14 +885,16 @@ def _upload_row(summary: dict[str, Any], f: Fields) -> dict[str, Any]:
     )
 
 
-def _last_upload(folder: ArtifactPath) -> str | None:
+def _last_upload(root: ArtifactPath, folder: ArtifactPath) -> str | None:
+    """When the run's last file was uploaded (its manifest), for a summary that does not say; None when
+    unknown (no manifest, or one unreadable or too large)."""
     manifest = folder / "manifest.jsonl"
     if not manifest.exists():
         return None
     try:
-        times = [str(row["uploaded_at"]) for row in read_jsonl(manifest)
+        times = [str(row["uploaded_at"]) for row in parse_jsonl(read_bytes_bounded(root, manifest, READ_LIMIT))
                  if isinstance(row, dict) and row.get("uploaded_at")]
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
     return max(times) if times else None
 
@@ -873,7 +925,7 @@ def run_view(root: ArtifactPath, dag_id: str, run_id: str, *, readable: Collecti
         view.update(kind="storage", storage=storage_view(root, readable, run_id=run_id))
     elif dag_id == UPLOAD_DAG:
         uploads = uploads_view(root, readable=readable, run_id=run_id)
-        uploads["batches"] = upload_batches(root / UPLOAD_DAG / run_id, uploads["flags"])
+        uploads["batches"] = upload_batches(root, root / UPLOAD_DAG / run_id, uploads["flags"])
         view.update(kind="uploads", uploads=uploads)
     else:
         folder = root / dag_id / run_id
@@ -884,7 +936,7 @@ def run_view(root: ArtifactPath, dag_id: str, run_id: str, *, readable: Collecti
         if not has_plan:
             view.update(kind="plan", plan=None)
             return view
-        entry = _plan_entry(dag_id, run_id, folder, approval_state)
+        entry = _plan_entry(root, dag_id, run_id, approval_state)
         if not entry.get("limits"):
             entry["limits"] = conf_limits(conf)
             entry["limits_source"] = "from the run's conf"
@@ -892,7 +944,7 @@ def run_view(root: ArtifactPath, dag_id: str, run_id: str, *, readable: Collecti
     return view
 
 
-def upload_batches(folder: ArtifactPath, flags: list[str]) -> list[dict[str, Any]]:
+def upload_batches(root: ArtifactPath, folder: ArtifactPath, flags: list[str]) -> list[dict[str, Any]]:
     """Each batch's results (``results/<batch>.json``) of one upload run, in batch order."""
     try:
         files = sorted((p for p in (folder / "results").iterdir() if p.name.endswith(".json")), key=lambda p: p.name)
@@ -902,7 +954,7 @@ def upload_batches(folder: ArtifactPath, flags: list[str]) -> list[dict[str, Any
     for path in files:
         batch = path.name[: -len(".json")]
         try:
-            data = read_json(path)
+            data = _read_json(root, path)
             if not isinstance(data, dict):
                 raise ValueError(f"a batch result is a JSON object, this is {type(data).__name__}")
         except (OSError, ValueError) as exc:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from include.core import artifacts, housekeeping
 from include.ui import views
 
@@ -81,3 +83,24 @@ def test_a_run_planned_again_on_an_s3_root_keeps_its_earlier_record_and_housekee
     assert {k for k in left if k.startswith("store/s3_retention/r1/earlier/")} == {
         k.replace("/r1/", "/r1/earlier/p1/") for k in before if k.startswith("store/s3_retention/r1/")
         and not k.endswith("settings.json")}
+
+
+def test_the_uis_bounded_read_on_an_s3_root(s3, s3_server, monkeypatch):
+    """The size comes from the object's HEAD (fsspec asks it on open): a report over the UI's limit is flagged
+    as too large, and the page is drawn from the run index."""
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    monkeypatch.setenv(artifacts.ROOT_ENV, f"s3://{bucket}/store")
+    monkeypatch.setattr(views, "READ_LIMIT", 1000)
+    root = artifacts.artifact_root()
+    path = artifacts.run_dir("s3_storage_report", "r1") / "report.json"
+    bucket_row = {"name": "a", "object_count": 1, "total_bytes": 10, "region": "x" * 2000}
+    artifacts.write_json(path, {"generated_at": "2026-01-01T00:00:00+00:00", "buckets": [bucket_row]})
+
+    assert len(artifacts.read_bytes_bounded(root, path, 10_000)) > 2000
+    with pytest.raises(artifacts.TooLarge) as refused:
+        artifacts.read_bytes_bounded(root, path, 1000)
+    assert refused.value.size is not None and refused.value.size > 2000  # the HEAD's size, before any read
+    view = views.storage_view(root)
+    assert [b["name"] for b in view["latest"]["buckets"]] == ["a"]
+    assert any("too large to read" in f for f in view["flags"])
