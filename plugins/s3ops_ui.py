@@ -19,6 +19,7 @@ The reading and rendering live in ``include.ui.views`` / ``include.ui.html`` (un
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from airflow.plugins_manager import AirflowPlugin
@@ -123,7 +124,12 @@ def _run_view(dag_id: str, run_id: str, user: Any) -> dict[str, Any]:
 
 class StrictJSONResponse(JSONResponse):
     """JSON that any artifact can be shown in: NaN and infinities as null, every character escaped to ASCII
-    (a lone surrogate in a hand-edited file cannot be encoded as UTF-8)."""
+    (a lone surrogate in a hand-edited file cannot be encoded as UTF-8). ``Cache-Control: no-store``, as the
+    pages: what a user may read is decided per request, and a cache (the browser's, a proxy) must not keep it."""
+
+    def __init__(self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(content, status_code, {"Cache-Control": "no-store", **(headers or {})}, **kwargs)
 
     def render(self, content: Any) -> bytes:
         import json

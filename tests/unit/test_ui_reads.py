@@ -1,6 +1,6 @@
 """What a person with write access to the artifact store can make the UI read: nothing too big, no FIFO
-(it would block a request thread for good), no link into another DAG's folder or out of the root. Built in
-temporary folders."""
+(it would block a request thread for good), no link into another DAG's folder or out of the root, and no
+answer a cache may keep. Built in temporary folders; the plugin's app is driven by FastAPI's TestClient."""
 
 from __future__ import annotations
 
@@ -218,3 +218,30 @@ def test_a_bounded_read_on_object_storage_checks_the_size_before_reading() -> No
         artifacts.read_bytes_bounded("s3://b/root", grown, 100)
     assert grown.read == 101
     assert artifacts.read_bytes_bounded("s3://b/root", _RemoteFile(3, b"abc"), 100) == b"abc"
+
+
+# The plugin's JSON -------------------------------------------------------------------------------------
+def test_the_plugins_json_is_never_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    spec = importlib.util.spec_from_file_location("s3ops_ui_cache_test", Path(__file__).parents[2] / "plugins" / "s3ops_ui.py")
+    assert spec is not None and spec.loader is not None
+    plugin = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, plugin)
+    spec.loader.exec_module(plugin)
+    monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))
+    monkeypatch.setattr(plugin, "readable_dags", lambda user: set(ui_views.S3OPS_DAGS))
+    monkeypatch.setattr(plugin, "_approval_states", lambda dag_ids, run_id=None: {})
+    monkeypatch.setattr(plugin, "_run_conf", lambda dag_id, run_id: None)
+    app = plugin.create_app()
+    app.dependency_overrides[plugin.require_user] = lambda: "viewer"
+    client = TestClient(app)
+    for url in ("/api/storage", "/api/plans", "/api/uploads", "/api/run/s3_retention/r1", "/storage"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["cache-control"] == "no-store", url
+    monkeypatch.setattr(plugin, "readable_dags", lambda user: set())
+    assert client.get("/api/run/s3_retention/r1").headers["cache-control"] == "no-store"  # a 403 too
