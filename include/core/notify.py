@@ -295,16 +295,28 @@ def settings_variable(dag_id: str) -> str:
 
 
 def should_send(message: Message, last_sent: float | None, now: float, repeat_after_s: float) -> bool:
-    """Approval requests always go out; a failure identical to one sent less than ``repeat_after_s`` ago
-    does not (see :func:`dedupe_key`)."""
+    """Approval requests always go out; a failure of the same kind as one sent less than ``repeat_after_s``
+    ago does not (see :func:`dedupe_key`)."""
     if message.event != FAILURE or last_sent is None:
         return True
     return not (0 <= now - last_sent < repeat_after_s)
 
 
+#: a run of digits: a count, a size, a time or an id in an error line
+_NUMBER = re.compile(r"\d+")
+
+
+def failure_kind(error_line: str) -> str:
+    """The error line with its numbers replaced by ``#``: what stays the same while one outage lasts. The
+    upload's "12 file(s) failed" becomes "13 file(s) failed" a minute later, and a run id or a time in a
+    message changes with every run; neither makes it a different failure."""
+    return _NUMBER.sub("#", error_line)
+
+
 def dedupe_key(message: Message) -> str:
-    """Identical failures (same DAG, task and first error line) share a key: a minutely DAG failing the
-    same way is reported once per window, not every minute."""
+    """Failures of the same kind (same DAG, task and :func:`failure_kind` of the first error line) share a
+    key: a minutely DAG failing the same way is reported once per window, not every minute. The message
+    itself keeps the numbers."""
     d = message.data
-    basis = "\0".join(str(d.get(k)) for k in ("event", "dag_id", "task_id", "error"))
+    basis = "\0".join([*(str(d.get(k)) for k in ("event", "dag_id", "task_id")), failure_kind(str(d.get("error")))])
     return hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]

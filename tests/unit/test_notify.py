@@ -101,11 +101,11 @@ def test_required_actions_link_quotes_ids():
     assert notify.required_actions_link(None, "d", "a/b?c", "t").startswith("/dags/d/runs/a%2Fb%3Fc/")
 
 
-def test_identical_failures_are_repeated_only_after_the_window():
+def test_failures_of_one_kind_are_repeated_only_after_the_window():
     def fail(error: str) -> notify.Message:
         return notify.failure_message(dag_id="s3_upload", run_id="r", task_id="check", error=error, link="/")
 
-    first, same, other = fail("1 conflicted"), fail("1 conflicted"), fail("2 conflicted")
+    first, same, other = fail("1 conflicted"), fail("2 conflicted"), fail("1 failed")  # counts do not count
     assert notify.dedupe_key(first) == notify.dedupe_key(same) != notify.dedupe_key(other)
     assert notify.should_send(first, None, 1000.0, 3600)
     assert not notify.should_send(same, 1000.0, 1000.0 + 3599, 3600)
@@ -113,6 +113,27 @@ def test_identical_failures_are_repeated_only_after_the_window():
     assert notify.should_send(same, 5000.0, 1000.0, 3600)  # a mark from the future (clock skew) does not mute
     approval = notify.approval_message(dag_id="d", run_id="r", summary={}, limits={}, link="/")
     assert notify.should_send(approval, 1000.0, 1000.0, 3600)  # approval requests always go out
+
+
+def test_the_duplicate_key_ignores_numbers_only():
+    def fail(error: str) -> notify.Message:
+        return notify.failure_message(dag_id="s3_upload", run_id="r", task_id="check", error=error, link="/")
+
+    assert notify.dedupe_key(fail("12 file(s) failed")) == notify.dedupe_key(fail("13 file(s) failed"))
+    assert notify.dedupe_key(fail("12 file(s) failed")) != notify.dedupe_key(fail("12 file(s) conflicted"))
+    assert notify.failure_kind("run scheduled__2026-01-02T10:00:00 had 3 errors") == "run scheduled__#-#-#T#:#:# had # errors"
+
+
+def test_an_upload_outage_with_growing_counts_keeps_its_key_and_its_counts():
+    """The upload's check names the counts, they grew every minute, and each minute was a new failure."""
+    from include.upload.uploader import problems
+
+    def fail(failed: int) -> notify.Message:
+        return notify.failure_message(dag_id="s3_upload", run_id="r", task_id="check", link="/",
+                                      error=RuntimeError(problems({"failed": failed, "conflicts": 0})))
+
+    assert len({notify.dedupe_key(fail(n)) for n in (12, 13, 14, 15)}) == 1
+    assert "12 file(s) failed" in fail(12).subject
 
 
 @pytest.mark.parametrize("secret", [
