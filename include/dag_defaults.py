@@ -13,8 +13,9 @@ go is read when one is sent (the ``notifications`` setting of the run, else of t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk import BaseNotifier, Param
 from airflow.sdk.exceptions import AirflowFailException
@@ -28,6 +29,21 @@ log = logging.getLogger(__name__)
 FAILURE_REPEAT_AFTER = timedelta(hours=6)
 #: how long a webhook target may take to answer
 WEBHOOK_TIMEOUT_SECONDS = 30
+
+T = TypeVar("T")
+
+
+def _best_effort(what: str, action: Callable[[], T], fallback: T) -> T:
+    """``action()``, or ``fallback`` when it fails in any way, logged in one line naming ``what``.
+
+    For the artifact reads and writes of a notification: s3fs lets botocore's connection and credential errors
+    (``EndpointConnectionError``, ``NoCredentialsError``) through untranslated, and an outage of the store must
+    not keep the failure it causes from being reported."""
+    try:
+        return action()
+    except Exception as exc:  # noqa: BLE001 - see above: any error of the store, whatever its class
+        log.warning("could not %s: %s: %s", what, type(exc).__name__, str(exc).strip().split("\n")[0][:300])
+        return fallback
 
 
 def deployment_setting(dag_id: str, key: str, default: Any = None) -> Any:
@@ -53,11 +69,11 @@ def run_values(dag_id: str, run_id: str) -> dict[str, Any]:
     """The settings this run resolved (``{"values": {...}}`` in its artifact folder), or ``{}``."""
     from include.core import artifacts
 
-    try:
+    def read() -> Any:
         path = artifacts.run_dir(dag_id, run_id) / SETTINGS_FILE
-        values = artifacts.read_json(path).get("values") if artifacts.exists(path) else None
-    except (OSError, ValueError, AttributeError):
-        return {}
+        return artifacts.read_json(path).get("values") if artifacts.exists(path) else None
+
+    values = _best_effort(f"read the settings of run {run_id!r} ({SETTINGS_FILE})", read, None)
     return values if isinstance(values, dict) else {}
 
 
@@ -105,11 +121,11 @@ def remembered_targets(dag_id: str) -> list[Any]:
     from include.core import artifacts
     from include.core.notify import SETTING, parse_targets
 
-    path = _targets_file(dag_id)
-    try:
+    def read() -> list[Any]:
+        path = _targets_file(dag_id)
         return parse_targets(artifacts.read_json(path).get(SETTING), source=str(path)) if artifacts.exists(path) else []
-    except (OSError, ValueError):
-        return []
+
+    return _best_effort(f"read the notification targets the last run of {dag_id} resolved", read, [])
 
 
 def _base_url() -> str | None:
@@ -186,11 +202,15 @@ def _reported_lately(message: Any) -> bool:
     from include.core import artifacts
     from include.core.notify import should_send
 
-    path = _report_mark(message)
-    try:
-        last = float(artifacts.read_json(path).get("sent_at")) if artifacts.exists(path) else None
-    except (OSError, ValueError, TypeError, AttributeError):
-        last = None
+    def last_sent() -> float | None:
+        path = _report_mark(message)
+        try:
+            return float(artifacts.read_json(path).get("sent_at")) if artifacts.exists(path) else None
+        except (ValueError, TypeError, AttributeError):  # a mark that does not read as one
+            return None
+
+    # a store that cannot tell: sent (a repeated message beats a lost one)
+    last = _best_effort("tell whether this failure was reported lately (it is sent)", last_sent, None)
     return not should_send(message, last, time.time(), FAILURE_REPEAT_AFTER.total_seconds())
 
 
@@ -200,11 +220,8 @@ def _record_report(message: Any) -> None:
 
     from include.core import artifacts
 
-    path = _report_mark(message)
-    try:
-        artifacts.write_json(path, {"sent_at": time.time(), "subject": message.subject})
-    except OSError:
-        log.warning("could not record the notification in %s; it may be repeated", path)
+    _best_effort("record the notification (it may be repeated)", lambda: artifacts.write_json(
+        _report_mark(message), {"sent_at": time.time(), "subject": message.subject}), None)
 
 
 def _plan_summary(dag_id: str, run_id: str) -> dict[str, Any] | None:

@@ -284,3 +284,24 @@ def test_a_webhook_that_never_answers_does_not_hold_the_task(monkeypatch, mailbo
         assert len(mailbox.wait_for(1)) == 1
     finally:
         listener.close()
+
+
+def test_an_unreachable_s3_artifact_store_does_not_silence_the_failure(mailbox, monkeypatch):
+    """s3fs passes botocore's connection errors through untranslated: the failure callback raised
+    EndpointConnectionError, the Variable's targets were never tried, and an outage of the store failed every
+    task with nobody told."""
+    from include.core import artifacts
+    from include.dag_defaults import DeploymentNotifier
+    from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, free_port
+
+    monkeypatch.setenv("AIRFLOW_CONN_S3OPS_DOWN", json.dumps({
+        "conn_type": "aws", "login": LOCAL_AWS_KEY, "password": LOCAL_AWS_SECRET,
+        "extra": {"region_name": LOCAL_REGION, "endpoint_url": f"http://127.0.0.1:{free_port()}",  # nobody listens
+                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}))
+    monkeypatch.setenv(artifacts.CONN_ENV, "s3ops_down")
+    monkeypatch.setenv(artifacts.ROOT_ENV, "s3://artifacts-down/store")
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": ["ops@example.com"]}))
+    ti = _TI(dag_id="s3_upload", run_id="scheduled__r1", task_id="scan", map_index=-1, try_number=4, xcoms={})
+    DeploymentNotifier("failure")({"ti": ti, "exception": OSError("Could not connect to the endpoint URL")})
+    (mail,) = mailbox.wait_for(1)
+    assert mail["to"] == ["ops@example.com"] and "failed: s3_upload.scan" in mail["subject"]
