@@ -187,41 +187,60 @@ def send(message: Any, targets: list[Any], context: Any) -> int:
     return sent
 
 
-def _report_mark(message: Any) -> Any:
+def _report_mark(message: Any, slot: int) -> Any:
+    """``<root>/_notifications/<dedupe key>.<slot>.json``: the claim of one failure for one time slot."""
     from include.core import artifacts
     from include.core.housekeeping import NOTIFICATIONS_DIR
     from include.core.notify import dedupe_key
 
-    return artifacts.artifact_root() / NOTIFICATIONS_DIR / f"{dedupe_key(message)}.json"
+    return artifacts.artifact_root() / NOTIFICATIONS_DIR / f"{dedupe_key(message)}.{slot}.json"
 
 
-def _reported_lately(message: Any) -> bool:
-    """True when the same failure reached a target within FAILURE_REPEAT_AFTER (:func:`_record_report`)."""
+def _sent_at(path: Any) -> float | None:
+    """When the failure marked at ``path`` was claimed; None when there is no mark or it does not read as one.
+    An error of the store itself is raised: the caller cannot tell, and sends."""
+    from include.core import artifacts
+
+    try:
+        return float(artifacts.read_json(path).get("sent_at")) if artifacts.exists(path) else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _claim_report(message: Any) -> tuple[bool, Any]:
+    """Whether to send this failure, and the claim to release if it then reaches no target (None: none taken).
+
+    Time is cut into slots FAILURE_REPEAT_AFTER long. The first report of a failure in a slot claims the slot
+    by an atomic create (:func:`include.core.artifacts.create_exclusive`), so mapped tasks failing together
+    send one message, not one each. A claim in the previous slot less than FAILURE_REPEAT_AFTER old holds
+    too, so the window runs from the last report, not from the slot's start. When the store cannot tell, the
+    failure is sent: a repeated message beats a lost one."""
+    import json
     import time
 
     from include.core import artifacts
     from include.core.notify import should_send
 
-    def last_sent() -> float | None:
-        path = _report_mark(message)
-        try:
-            return float(artifacts.read_json(path).get("sent_at")) if artifacts.exists(path) else None
-        except (ValueError, TypeError, AttributeError):  # a mark that does not read as one
-            return None
+    window = FAILURE_REPEAT_AFTER.total_seconds()
+    now = time.time()
+    slot = int(now // window)
 
-    # a store that cannot tell: sent (a repeated message beats a lost one)
-    last = _best_effort("tell whether this failure was reported lately (it is sent)", last_sent, None)
-    return not should_send(message, last, time.time(), FAILURE_REPEAT_AFTER.total_seconds())
+    def claim() -> tuple[bool, Any]:
+        if not should_send(message, _sent_at(_report_mark(message, slot - 1)), now, window):
+            return False, None
+        path = _report_mark(message, slot)
+        mark = json.dumps({"sent_at": now, "subject": message.subject}).encode()
+        return (True, path) if artifacts.create_exclusive(path, mark) else (False, None)
+
+    return _best_effort("tell whether this failure was reported lately (it is sent)", claim, (True, None))
 
 
-def _record_report(message: Any) -> None:
-    """Remember that this failure reached a target (only then: one that reached nobody is sent again)."""
-    import time
-
+def _release_claim(path: Any) -> None:
+    """Drop the claim of a failure that reached no target: the next one is sent, not held back a window."""
     from include.core import artifacts
 
-    _best_effort("record the notification (it may be repeated)", lambda: artifacts.write_json(
-        _report_mark(message), {"sent_at": time.time(), "subject": message.subject}), None)
+    _best_effort(f"release {path} (the failure may be held back until it expires)", lambda: artifacts.remove(path),
+                 None)
 
 
 def _plan_summary(dag_id: str, run_id: str) -> dict[str, Any] | None:
@@ -282,6 +301,7 @@ class DeploymentNotifier(BaseNotifier):
             log.info("no notification targets configured (key 'notifications' of Variable %r)",
                      notify.settings_variable(dag_id))
             return
+        claim = None  # the failure's report mark, once this task claimed it
         map_index = getattr(ti, "map_index", -1)
         map_index = -1 if map_index is None else map_index
         if self.event == notify.APPROVAL:
@@ -302,12 +322,13 @@ class DeploymentNotifier(BaseNotifier):
                 dag_id=dag_id, run_id=run_id, task_id=ti.task_id, error=error, map_index=map_index,
                 try_number=getattr(ti, "try_number", None),
                 link=notify.run_link(_base_url(), dag_id, run_id, ti.task_id))
-            if _reported_lately(message):
-                log.info("not sent again (same failure reported less than %s ago): %s", FAILURE_REPEAT_AFTER,
-                         message.subject)
+            sending, claim = _claim_report(message)
+            if not sending:
+                log.info("not sent again (the same failure was reported, or is being reported by another task, "
+                         "less than %s ago): %s", FAILURE_REPEAT_AFTER, message.subject)
                 return
-        if send(message, targets, context) and self.event == notify.FAILURE:
-            _record_report(message)
+        if not send(message, targets, context) and claim is not None:
+            _release_claim(claim)
 
 
 DEFAULT_ARGS: dict[str, Any] = {

@@ -252,6 +252,59 @@ def exists(path: ArtifactPath) -> bool:
     return bool(path.exists())
 
 
+#: S3 error codes of a conditional PUT that lost to another writer of the key (``ConditionalRequestConflict``:
+#: a concurrent conditional write of it is still in progress)
+_TAKEN_CODES = ("PreconditionFailed", "ConditionalRequestConflict")
+
+
+def create_exclusive(path: ArtifactPath, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` unless it exists: True when this call created it, False when it was
+    there already. Atomic among concurrent callers on any host, so it claims something exactly once:
+    ``O_CREAT|O_EXCL`` on a local root, a conditional PUT (``If-None-Match: *``) on an ``s3://`` root. A
+    store that does not implement conditional writes (501) gets a plain write after an existence check:
+    best effort, as good as check-then-write can be."""
+    if _is_local(path):
+        return _create_local(Path(path), data)
+    if path.exists():  # also what a store that ignores the condition relies on
+        return False
+    try:
+        path.fs.pipe_file(path.path, data, mode="create")
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if _s3_error_code(exc) in _TAKEN_CODES:
+            return False
+        if exc.errno != errno.ENOSYS:
+            raise
+        import logging
+
+        logging.getLogger(__name__).warning("%s: the store does not support conditional writes; the claim is "
+                                            "best effort", uri(path))
+        write_bytes(path, data)
+    return True
+
+
+def _create_local(path: Path, data: bytes) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except BaseException:
+        path.unlink(missing_ok=True)  # a claim left empty by a full disk must not hold
+        raise
+    return True
+
+
+def _s3_error_code(exc: BaseException) -> str | None:
+    """The S3 error code behind an error s3fs translated (it keeps botocore's ``ClientError`` as the cause)."""
+    response = getattr(exc.__cause__, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
 def uri(path: ArtifactPath) -> str:
     """A string a user can paste: ``s3://…`` or an absolute local path."""
     return str(path) if not _is_local(path) else str(Path(path).resolve())

@@ -305,3 +305,33 @@ def test_an_unreachable_s3_artifact_store_does_not_silence_the_failure(mailbox, 
     DeploymentNotifier("failure")({"ti": ti, "exception": OSError("Could not connect to the endpoint URL")})
     (mail,) = mailbox.wait_for(1)
     assert mail["to"] == ["ops@example.com"] and "failed: s3_upload.scan" in mail["subject"]
+
+
+def test_mapped_tasks_failing_together_on_an_s3_store_mail_once(s3, mailbox, monkeypatch):
+    """The mark was read, the mail sent, and only then the mark written: every mapped task failing with the
+    same error mailed. The first claims the mark with a conditional PUT (If-None-Match: *), the rest lose."""
+    import threading
+    import uuid
+
+    from include.core import artifacts
+    from include.dag_defaults import DeploymentNotifier
+
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    monkeypatch.setenv(artifacts.ROOT_ENV, f"s3://{bucket}/store")
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_STORAGE_REPORT", json.dumps({"notifications": ["ops@example.com"]}))
+    mark = artifacts.artifact_root() / "_test" / "claim.json"
+    assert artifacts.create_exclusive(mark, b"first") and not artifacts.create_exclusive(mark, b"second")
+    assert artifacts.read_bytes(mark) == b"first"
+
+    def fail(map_index: int) -> None:
+        ti = _TI(dag_id="s3_storage_report", run_id="scheduled__r1", task_id="summarize_shard", map_index=map_index,
+                 try_number=4, xcoms={})
+        DeploymentNotifier("failure")({"ti": ti, "exception": ConnectionError("Could not connect to the endpoint")})
+
+    threads = [threading.Thread(target=fail, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(mailbox.wait_for(2, timeout=5)) == 1

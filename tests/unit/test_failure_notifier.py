@@ -1,9 +1,12 @@
 """include.dag_defaults.DeploymentNotifier("failure") around its artifact store: an unreachable store does not
-keep a failure from being reported. The provider notifiers are replaced by a recorder."""
+keep a failure from being reported, tasks failing together report it once, and a repeat of the same outage
+with other counts is held back for the window. The provider notifiers are replaced by a recorder."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -40,7 +43,7 @@ def _unreachable(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize(("broken", "reaches"), [
     ("exists", "ops@example.com"),  # the run's settings cannot be read: the Variable's targets
     ("read_bytes", "ops@example.com"),
-    ("write_bytes", "run@example.com"),  # the report mark cannot be written: sent all the same
+    ("create_exclusive", "run@example.com"),  # the report mark cannot be claimed: sent all the same
 ])
 def test_an_unreachable_artifact_store_still_reports_the_failure(delivered, monkeypatch, caplog, broken, reaches):
     """s3fs lets botocore's connection errors through as they are; one escaped the failure callback, the
@@ -59,3 +62,121 @@ def test_a_broken_variable_and_an_unreachable_store_are_logged_not_raised(delive
     _fail("s3_upload", "scan", RuntimeError("boom"))
     assert delivered == []
     assert "EndpointConnectionError" in caplog.text and "no failure notification sent" in caplog.text
+
+
+def test_mapped_tasks_failing_together_send_one_message(delivered, monkeypatch):
+    """Each callback read the mark, sent (an SMTP round trip) and only then wrote it: 16 mails."""
+    slow = dag_defaults.provider_notifier
+
+    def slow_notifier(target: Any, message: Any) -> Any:
+        time.sleep(0.2)
+        return slow(target, message)
+
+    monkeypatch.setattr(dag_defaults, "provider_notifier", slow_notifier)
+    error = ConnectionError("Could not connect to the endpoint URL")
+    threads = [threading.Thread(target=_fail, args=("s3_storage_report", "summarize_shard", error),
+                                kwargs={"map_index": i}) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(delivered) == 1
+
+
+def test_a_failure_that_reached_nobody_releases_its_claim(delivered, monkeypatch):
+    def down(target: Any, message: Any) -> Any:
+        raise ConnectionRefusedError("SMTP is down")
+
+    monkeypatch.setattr(dag_defaults, "provider_notifier", down)
+    _fail("s3_upload", "check", RuntimeError("3 file(s) failed"))
+    monkeypatch.setattr(dag_defaults, "provider_notifier",
+                        lambda target, message: lambda context: delivered.append((target, message)))
+    _fail("s3_upload", "check", RuntimeError("3 file(s) failed"), run_id="scheduled__r2")
+    assert len(delivered) == 1
+
+
+def test_the_repeat_window_runs_from_the_last_report_across_slots(delivered, monkeypatch):
+    window = dag_defaults.FAILURE_REPEAT_AFTER.total_seconds()
+    start = 100 * window + window - 600  # ten minutes before a slot ends
+    clock = {"now": start}
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+
+    def at(offset: float) -> int:
+        clock["now"] = start + offset
+        _fail("s3_upload", "check", RuntimeError("12 file(s) failed"), run_id=f"scheduled__{offset}")
+        return len(delivered)
+
+    assert at(0) == 1
+    assert at(1200) == 1  # the next slot, 20 minutes later: held back
+    assert at(window - 1) == 1
+    assert at(window) == 2  # a window after the report
+    assert at(window + 60) == 2
+
+
+def test_an_outage_with_growing_counts_is_one_failure(delivered):
+    """The upload's check names the counts, and the counts grew every minute: a new mail every minute."""
+    from include.upload.uploader import problems
+
+    for minute, failed in enumerate([12, 13, 14, 15]):
+        _fail("s3_upload", "check", RuntimeError(problems({"failed": failed, "conflicts": 0})),
+              run_id=f"scheduled__m{minute}")
+    assert len(delivered) == 1
+    assert "12 file(s) failed" in delivered[0][1].subject  # the message keeps the numbers
+    _fail("s3_upload", "check", RuntimeError("the bucket does not exist"), run_id="scheduled__m5")
+    assert len(delivered) == 2  # another failure is another message
+
+
+def test_create_exclusive_creates_once_on_a_local_root(tmp_path):
+    path = tmp_path / "marks" / "k.json"
+    assert artifacts.create_exclusive(path, b"first")
+    assert not artifacts.create_exclusive(path, b"second")
+    assert path.read_bytes() == b"first"
+
+
+class _FakeS3Path:
+    """An ``s3://`` artifact path whose conditional PUT fails with ``error``."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error, self.written = error, b""
+        self.fs = SimpleNamespace(pipe_file=self._pipe_file)
+        self.path = "bucket/marks/k.json"
+
+    def exists(self) -> bool:
+        return False
+
+    def _pipe_file(self, path: str, data: bytes, mode: str = "overwrite") -> None:
+        assert mode == "create"
+        raise self.error
+
+    def open(self, mode: str) -> Any:
+        import io
+
+        fake = self
+
+        class Sink(io.BytesIO):
+            def close(self) -> None:
+                fake.written = self.getvalue()
+                super().close()
+
+        return Sink()
+
+
+def _translated(code: str, errno_: int) -> OSError:
+    """What s3fs raises for an S3 error code: an OSError caused by botocore's ClientError."""
+    from botocore.exceptions import ClientError
+
+    error = OSError(errno_, code)
+    error.__cause__ = ClientError({"Error": {"Code": code, "Message": code}}, "PutObject")
+    return error
+
+
+def test_create_exclusive_on_s3_tells_a_lost_race_from_a_store_without_conditional_writes():
+    import errno
+
+    assert not artifacts.create_exclusive(_FakeS3Path(FileExistsError("taken")), b"x")
+    assert not artifacts.create_exclusive(_FakeS3Path(_translated("PreconditionFailed", errno.EINVAL)), b"x")
+    assert not artifacts.create_exclusive(_FakeS3Path(_translated("ConditionalRequestConflict", errno.EIO)), b"x")
+    unsupported = _FakeS3Path(_translated("NotImplemented", errno.ENOSYS))
+    assert artifacts.create_exclusive(unsupported, b"x") and unsupported.written == b"x"  # best effort: written
+    with pytest.raises(OSError, match="AccessDenied"):
+        artifacts.create_exclusive(_FakeS3Path(_translated("AccessDenied", errno.EACCES)), b"x")
