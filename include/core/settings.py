@@ -222,6 +222,9 @@ class Settings:
     dag_id: str
     feature: str  # the Variable is s3ops_<feature>
     entries: tuple[Setting, ...]
+    #: the pinned settings a run's params may set anyway, given the params and the Variable: those the
+    #: deployment itself chose for this run (deploy cleanup: one of its ``targets``, as its dispatch gives it)
+    pinned_exempt: Callable[[Mapping[str, Any], Mapping[str, Any]], frozenset[str]] | None = None
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.entries]
@@ -316,6 +319,8 @@ class Settings:
                    else "") + " (see docs/configuration.md)")
         from_variable = self.parse_variable(variable)
         pinned = self._pinned(from_variable)
+        if pinned and self.pinned_exempt is not None:
+            pinned -= self.pinned_exempt(params, from_variable)
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for s in self.entries:
@@ -374,14 +379,6 @@ def _shown_keys(keys: list[str], limit: int = 10) -> str:
 #: Settings every DAG has (one definition each).
 AWS_CONN = Setting("aws_conn_id", CONN_ID, "aws_default", "AWS connection",
                    "Airflow connection with the S3 credentials (and endpoint_url, if any).")
-def _as_declared(schema: Mapping[str, Any], value: Any) -> Any:
-    """``value`` as its schema declares it: JSON schema counts ``16.0`` as an integer, and a float where
-    the code expects an int (a slice, a range) failed later with a TypeError that named no setting."""
-    kinds = schema.get("type")
-    kinds = [kinds] if isinstance(kinds, str) else list(kinds or ())
-    if isinstance(value, float) and value.is_integer() and "integer" in kinds and "number" not in kinds:
-        return int(value)
-    return value
 
 
 def _uses_format(schema: Any) -> bool:
@@ -421,6 +418,16 @@ PINNED = Setting("pinned", {"type": "array", "items": {"type": "string", "minLen
                  '["aws_conn_id", "bucket", "base_dir"].', form=False)
 #: What every DAG's settings end with.
 COMMON = (AWS_CONN, NOTIFICATIONS, ARTIFACT_RETENTION, AUDIT_RETENTION, PINNED)
+
+
+def _as_declared(schema: Mapping[str, Any], value: Any) -> Any:
+    """``value`` as its schema declares it: JSON schema counts ``16.0`` as an integer, and a float where
+    the code expects an int (a slice, a range) failed later with a TypeError that named no setting."""
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or ())
+    if isinstance(value, float) and value.is_integer() and "integer" in kinds and "number" not in kinds:
+        return int(value)
+    return value
 
 
 def markdown_table(all_settings: Iterable[Settings]) -> str:

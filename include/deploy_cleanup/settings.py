@@ -7,6 +7,9 @@ the Variable's key, then the built-in default).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from include.core.settings import BUCKET, COMMON, DAYS, Setting, Settings
 from include.deletion.settings import PLAN_SOURCE, gate_settings
 
@@ -29,6 +32,16 @@ TARGET = {
 }
 #: The per-target settings (a target's keys; the params of a manual run).
 TARGET_KEYS = ("bucket", "prefix", "keep", "older_than_days", "min_keep", "protect", "source")
+
+def _a_target(params: Mapping[str, Any], variable: Mapping[str, Any]) -> frozenset[str]:
+    """The target keys of a run that cleans exactly one of the Variable's ``targets`` (as the dispatching
+    run starts it): the deployment chose them, so pinning ``bucket`` or ``prefix`` does not refuse them."""
+    given = {k: params[k] for k in TARGET_KEYS if params.get(k) not in (None, "")}
+    for target in variable.get("targets") or ():
+        if isinstance(target, Mapping) and given == {k: v for k, v in target.items() if k in TARGET_KEYS and v is not None}:
+            return frozenset(given)
+    return frozenset()
+
 
 SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     Setting("bucket", BUCKET, None, "Bucket",
@@ -54,4 +67,4 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
             "Also delete every noncurrent version and delete marker in the deleted deployments (versioned buckets)."),
     PLAN_SOURCE,
     *COMMON,
-))
+), pinned_exempt=_a_target)

@@ -352,3 +352,21 @@ def test_an_approval_timeout_too_small_to_be_a_time_is_refused(hours):
     with pytest.raises(SettingsError, match="approval_timeout_hours"):
         RETENTION.resolve({"bucket": "jobs", "approval_timeout_hours": hours}, None)
     assert RETENTION.resolve({"bucket": "jobs", "approval_timeout_hours": 0.01}, None)["approval_timeout_hours"] == 0.01
+
+
+def test_deploy_cleanups_dispatched_target_runs_pass_the_pins_and_no_other_target_does():
+    """The scheduled deploy cleanup starts one run per target with the target's keys in its conf: pinning
+    bucket and prefix refused every one of them. A run that cleans exactly a target of the Variable passes;
+    any other bucket or prefix is refused, as on every DAG."""
+    from include.deploy_cleanup.tasks import dispatch_confs
+
+    variable = {"targets": [{"bucket": "web-a", "prefix": "deploys/", "keep": 2}, {"bucket": "web-b", "prefix": "d/", "keep": 3}],
+                "pinned": ["bucket", "prefix", "keep"]}
+    dispatcher = DEPLOY_CLEANUP.resolve({}, variable)
+    for conf in dispatch_confs(dispatcher):
+        resolved = DEPLOY_CLEANUP.resolve(conf, variable)
+        assert {k: resolved[k] for k in conf} == conf
+    for conf in ({"bucket": "web-c", "prefix": "deploys/"}, {"bucket": "web-a", "prefix": "other/"},
+                 {"bucket": "web-b", "prefix": "d/", "keep": 1}, {"bucket": "web-a", "keep": 2}):
+        with pytest.raises(SettingsError, match="is pinned by the deployment"):
+            DEPLOY_CLEANUP.resolve(conf, variable)
