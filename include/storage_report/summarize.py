@@ -409,8 +409,9 @@ def metric_day(now: datetime) -> datetime:
 def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage_classes: Sequence[str] = (),
                          lookback_days: int = 3, as_bucket_error: ErrorText = bucket_error) -> dict[str, Any]:
     """A part result from the daily ``BucketSizeBytes`` (per StorageType) and ``NumberOfObjects``
-    metrics, all of one day: the newest any of them has in the ``lookback_days`` days before ``now``'s day
-    (a storage type without a point that day holds nothing then). Object counts per
+    metrics, all of one day: the newest ``BucketSizeBytes`` has in the ``lookback_days`` days before ``now``'s
+    day (a storage type without a point that day holds nothing then; no count that day is an unknown count).
+    Object counts per
     class do not exist there; ``totals["metric_date"]`` is the day the numbers are for. A failed request
     that ``as_bucket_error`` names is the bucket's error (by default a 4xx); anything else raises."""
     end = metric_day(now) + timedelta(days=1)
@@ -442,9 +443,10 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
         # NumberOfObjects exists for all storage types together only: with a class filter the count
         # of the filtered classes is unknown (null), never the count of every class.
         objects = {} if storage_classes else daily("NumberOfObjects", "AllStorageTypes")
-        # One day for every number: the newest any metric has. A storage type without a point that day
-        # holds nothing then (S3 reports no empty type); its older point would count what has gone since.
-        day = max([*objects, *(d for points in sizes.values() for d in points)], default=None)
+        # One day for every number: the newest the sizes have (NumberOfObjects may be published first: its
+        # day would make every size 0). A storage type without a size that day held nothing then (S3 reports
+        # no empty type): its older point would count what has gone since. No count that day: unknown.
+        day = max((d for points in sizes.values() for d in points), default=None) or max(objects, default=None)
         totals = Totals()
         for storage_type, points in sizes.items():
             if day in points:

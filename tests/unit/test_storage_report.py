@@ -286,6 +286,16 @@ def test_cloudwatch_numbers_are_all_of_one_day():
     assert t["metric_date"] == "2026-11-21" and t["total_bytes"] == 1030 and t["object_count"] == 12
     assert t["classes"] == {"STANDARD": [0, 1000], "INTELLIGENT_TIERING": [0, 30]}
 
+    class CountedFirst(_CloudWatch):  # the 21st's NumberOfObjects published before the 21st's sizes
+        def get_metric_statistics(self, **kw):
+            answer = super().get_metric_statistics(**kw)
+            if kw["MetricName"] == "BucketSizeBytes":  # only the 20th's (1 byte per storage type)
+                answer["Datapoints"] = [p for p in answer["Datapoints"] if p["Timestamp"] < self.day]
+            return answer
+
+    t = summarize_cloudwatch(CountedFirst(day), "b", NOW)["totals"]  # the 20th's sizes and count, not 0 bytes
+    assert (t["metric_date"], t["total_bytes"], t["object_count"]) == ("2026-11-20", 3, 1)
+
 
 def test_cloudwatch_plan_packs_buckets_without_listing():
     from include.storage_report.summarize import plan
