@@ -453,8 +453,7 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
                 counts = totals.classes.setdefault(CLOUDWATCH_STORAGE_TYPES[storage_type], [0, 0])
                 counts[1] += int(points[day])
                 totals.total_bytes += int(points[day])
-        if day in objects:
-            totals.object_count = int(objects[day])
+        totals.object_count = int(objects[day]) if day in objects else None
         data = totals.to_dict()
         if storage_classes:
             data["object_count"] = None
@@ -669,8 +668,8 @@ def build_report(
         report["metric_date"] = dates[-1] if dates else None
         report["note"] = ("approximate: CloudWatch daily storage metrics (BucketSizeBytes, NumberOfObjects), "
                           "not a listing; no per-class object counts, newest object or hidden costs"
-                          + ("; object counts are unknown with a storage-class filter (NumberOfObjects "
-                             "exists only for all storage types together)"
+                          + ("; some object counts are unknown: NumberOfObjects exists only for all storage "
+                             "types together (none with a storage-class filter), and may lack the sizes' day"
                              if any(e["object_count"] is None for e in ok) else ""))
     if source == "inventory":
         report["inventory_dates"] = {e["name"]: e["inventory"]["date"] for e in entries if e.get("inventory")}

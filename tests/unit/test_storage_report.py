@@ -296,6 +296,16 @@ def test_cloudwatch_numbers_are_all_of_one_day():
     t = summarize_cloudwatch(CountedFirst(day), "b", NOW)["totals"]  # the 20th's sizes and count, not 0 bytes
     assert (t["metric_date"], t["total_bytes"], t["object_count"]) == ("2026-11-20", 3, 1)
 
+    class Uncounted(_CloudWatch):  # sizes of the 21st, the count only of the 20th
+        def get_metric_statistics(self, **kw):
+            answer = super().get_metric_statistics(**kw)
+            if kw["MetricName"] == "NumberOfObjects":
+                answer["Datapoints"] = [p for p in answer["Datapoints"] if p["Timestamp"] < self.day]
+            return answer
+
+    t = summarize_cloudwatch(Uncounted(day), "b", NOW)["totals"]
+    assert (t["metric_date"], t["total_bytes"], t["object_count"]) == ("2026-11-21", 1100, None)  # unknown, not 0
+
 
 def test_cloudwatch_plan_packs_buckets_without_listing():
     from include.storage_report.summarize import plan
