@@ -217,6 +217,7 @@ def _claim_report(message: Any) -> tuple[bool, Any]:
     failure is sent: a repeated message beats a lost one."""
     import json
     import time
+    import uuid
 
     from include.core import artifacts
     from include.core.notify import should_send
@@ -229,8 +230,11 @@ def _claim_report(message: Any) -> tuple[bool, Any]:
         if not should_send(message, _sent_at(_report_mark(message, slot - 1)), now, window):
             return False, None
         path = _report_mark(message, slot)
-        mark = json.dumps({"sent_at": now, "subject": message.subject}).encode()
-        return (True, path) if artifacts.create_exclusive(path, mark) else (False, None)
+        token = uuid.uuid4().hex  # a retried conditional PUT whose first try landed answers 412: ours all the same
+        mark = json.dumps({"sent_at": now, "subject": message.subject, "token": token}).encode()
+        if artifacts.create_exclusive(path, mark) or artifacts.read_json(path).get("token") == token:
+            return True, path
+        return False, None
 
     return _best_effort("tell whether this failure was reported lately (it is sent)", claim, (True, None))
 

@@ -303,14 +303,19 @@ def should_send(message: Message, last_sent: float | None, now: float, repeat_af
 
 
 #: a run of digits: a count, a size, a time or an id in an error line
-_NUMBER = re.compile(r"\d+")
+#: a date or time (a run id holds one)
+_WHEN = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+#: a count: a number standing alone before a word ("12 file(s)", "3 of 5 chunks"), not part of a name
+#: ("web-1", "v2"), a status in brackets ("(403)") or a number with a unit glued on
+_COUNT = re.compile(r"(?<![\w.\-/:])\d[\d,]*(?= [a-z(])")
 
 
 def failure_kind(error_line: str) -> str:
-    """The error line with its numbers replaced by ``#``: what stays the same while one outage lasts. The
-    upload's "12 file(s) failed" becomes "13 file(s) failed" a minute later, and a run id or a time in a
-    message changes with every run; neither makes it a different failure."""
-    return _NUMBER.sub("#", error_line)
+    """The error line with its counts, dates and times replaced by ``#``: what stays the same while one
+    outage lasts. The upload's "12 file(s) failed" becomes "13 file(s) failed" a minute later, and a run id
+    or a time in a message changes with every run; neither makes it a different failure. Other numbers are
+    kept: bucket ``web-1`` and ``web-2``, a 403 and a 500 are different failures."""
+    return _COUNT.sub("#", _WHEN.sub("#", error_line))
 
 
 def dedupe_key(message: Message) -> str:

@@ -83,6 +83,22 @@ def test_mapped_tasks_failing_together_send_one_message(delivered, monkeypatch):
     assert len(delivered) == 1
 
 
+def test_a_claim_whose_write_landed_before_its_retry_answered_taken_is_still_ours(delivered, monkeypatch):
+    """botocore retries a conditional PUT whose answer was lost; the retry finds the key taken (412). It is
+    this task's own mark: the failure is sent, not held back for the whole window."""
+    real = artifacts.create_exclusive
+
+    def landed_then_lost(path: Any, data: bytes) -> bool:
+        real(path, data)  # the first try landed
+        return False  # its retry: 412, taken
+    monkeypatch.setattr(artifacts, "create_exclusive", landed_then_lost)
+    _fail("s3_upload", "check", RuntimeError("3 file(s) failed"))
+    assert len(delivered) == 1
+    # another task's claim is not taken for this one's
+    _fail("s3_upload", "check", RuntimeError("3 file(s) failed"), run_id="scheduled__r2")
+    assert len(delivered) == 1
+
+
 def test_a_failure_that_reached_nobody_releases_its_claim(delivered, monkeypatch):
     def down(target: Any, message: Any) -> Any:
         raise ConnectionRefusedError("SMTP is down")

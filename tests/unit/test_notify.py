@@ -121,7 +121,12 @@ def test_the_duplicate_key_ignores_numbers_only():
 
     assert notify.dedupe_key(fail("12 file(s) failed")) == notify.dedupe_key(fail("13 file(s) failed"))
     assert notify.dedupe_key(fail("12 file(s) failed")) != notify.dedupe_key(fail("12 file(s) conflicted"))
-    assert notify.failure_kind("run scheduled__2026-01-02T10:00:00 had 3 errors") == "run scheduled__#-#-#T#:#:# had # errors"
+    assert notify.failure_kind("run scheduled__2026-01-02T10:00:00+00:00 had 3 errors") == "run scheduled__# had # errors"
+    assert notify.failure_kind("3 of 5 chunks failed after 10 attempts") == "# of # chunks failed after # attempts"
+    # numbers that name something are no counts: other buckets, other statuses are other failures
+    assert notify.dedupe_key(fail("bucket 'web-1': AccessDenied")) != notify.dedupe_key(fail("bucket 'web-2': AccessDenied"))
+    assert notify.dedupe_key(fail("ListObjectsV2 (403)")) != notify.dedupe_key(fail("ListObjectsV2 (500)"))
+    assert notify.failure_kind("HTTP 503 Slow Down on v2 key k-17") == "HTTP 503 Slow Down on v2 key k-17"
 
 
 def test_an_upload_outage_with_growing_counts_keeps_its_key_and_its_counts():
