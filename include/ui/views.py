@@ -33,6 +33,7 @@ from typing import Any
 from include.core.artifacts import (
     ArtifactPath,
     ReadRefused,
+    TooLarge,
     index_periods,
     is_link,
     parse_json,
@@ -551,9 +552,19 @@ def _plan_entry(root: ArtifactPath, dag_id: str, run_id: str, approval_state: st
     """A plan read from its run folder ``<root>/<dag_id>/<run_id>/``."""
     folder = root / dag_id / run_id
     audit_file = folder / "audit.json"
+
+    def load_audit() -> dict[str, Any]:
+        try:
+            return _object(_read_json(root, audit_file), "an audit")
+        except TooLarge:  # every per-key error of a big run: its index entry has the counts and the outcome
+            indexed = [e for e in _indexed(root, dag_id, ("audit",), []) or () if str(e.get("run_id")) == run_id]
+            if not indexed:
+                raise
+            return _doc(indexed[-1])
+
     return _plan_entry_from(dag_id, run_id, lambda: _object(_read_json(root, folder / "plan.json"), "a plan"),
-                            (lambda: _object(_read_json(root, audit_file), "an audit")) if audit_file.exists() else None,
-                            _mtime(folder / "plan.json"), approval_state, root)
+                            load_audit if audit_file.exists() else None, _mtime(folder / "plan.json"),
+                            approval_state, root)
 
 
 def _object(doc: Any, what: str) -> dict[str, Any]:

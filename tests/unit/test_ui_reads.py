@@ -245,3 +245,23 @@ def test_the_plugins_json_is_never_cached(tmp_path: Path, monkeypatch: pytest.Mo
         assert response.headers["cache-control"] == "no-store", url
     monkeypatch.setattr(plugin, "readable_dags", lambda user: set())
     assert client.get("/api/run/s3_retention/r1").headers["cache-control"] == "no-store"  # a 403 too
+
+
+def test_a_finished_runs_audit_too_large_is_shown_from_the_index_not_as_in_progress(
+        tmp_path: Path, small_limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """audit.json lists every per-key error: 100,000 errors on long keys passed the read limit, and the run
+    tab showed a failed, finished run as "in progress". Its index entry has the outcome and the counts."""
+    monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))
+    folder = tmp_path / "s3_retention" / "big"
+    artifacts.write_json(folder / "plan.json", {"plan_id": "p1", "delete_count": 3, "bucket": "jobs", "chunks": ["00000"]})
+    artifacts.write_json(folder / "audit.json", {"plan_id": "p1", "outcome": "failed", "deleted_count": 1,
+                                                 "error_count": 200, "errors": [{"key": f"k{i:040d}"} for i in range(200)]})
+    assert (folder / "audit.json").stat().st_size > small_limit
+    plan = ui_views.run_view(tmp_path, "s3_retention", "big", approval_state="success")["plan"]
+    assert plan["status"] == "failed" and plan["audit"]["deleted_count"] == 1 and plan["audit"]["error_count"] == 200
+    # without an index entry to fall back on, it says why it cannot tell
+    (folder / "audit.json").rename(tmp_path / "moved.json")
+    _write(tmp_path / "s3_retention" / "lone" / "plan.json", {"plan_id": "p2", "delete_count": 3})
+    (tmp_path / "moved.json").rename(tmp_path / "s3_retention" / "lone" / "audit.json")
+    lone = ui_views.run_view(tmp_path, "s3_retention", "lone", approval_state="success")["plan"]
+    assert "too large to read" in (lone["error"] or "")
