@@ -404,10 +404,23 @@ def run_task_states(context: Any) -> dict[str, str]:
     return {str(task): str(state) for task, state in states.items()}
 
 
+def _guard_passed(run_dir: Any) -> bool:
+    """Does ``guard.json`` pass the plan in ``run_dir``, byte for byte (:func:`not_passed_by_guard`)?"""
+    from include.deletion import approval as gate
+    from include.deletion.plan import PLAN_FILE, read_plan
+
+    try:
+        return gate.not_passed_by_guard(gate.read_optional(run_dir / gate.GUARD_FILE), read_plan(run_dir),
+                                        gate.file_digest(run_dir / PLAN_FILE)) is None
+    except (OSError, ValueError):  # unreadable: not known to have been checked
+        return False
+
+
 def unauditable(plan_task_id: str, states: Mapping[str, str], *, has_plan: bool, has_audit: bool,
-                deleted: bool) -> Exception | None:
+                deleted: bool, guarded: bool) -> Exception | None:
     """Why the audit must not write ``audit.json`` now (the exception to raise), or None. ``states``: the
-    run's (:func:`run_task_states`); the flags: whether the run folder holds a plan, an audit, deletions."""
+    run's (:func:`run_task_states`); the flags: whether the run folder holds a plan, an audit, deletions,
+    and whether ``guard.json`` passes the plan there."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.dag_defaults import AlreadyReported
@@ -419,9 +432,11 @@ def unauditable(plan_task_id: str, states: Mapping[str, str], *, has_plan: bool,
     # An earlier plan's files may be there, not this run's. But a plan written again first moves a record of
     # deletions to earlier/ (keep_earlier_record): deletions still at the top are this plan's, so a plan task
     # marked failed during the deletes does not hide them; an audit already written stays as it is. A guard
-    # that passed in this attempt checked the plan there: the plan task failing after it (refusing to plan
-    # again while that plan was worked on: plan_run_dir) changed nothing.
-    if planning != "success" and (not has_plan or (states.get(GUARD) != "success" and (has_audit or not deleted))):
+    # that passed in this attempt, and whose guard.json passes the plan there, checked that plan: the plan task
+    # failing after it (refusing to plan again while that plan was worked on: plan_run_dir) changed nothing.
+    # (The task state alone is not enough: a plan cleared alone after the run may rewrite plan.json, then fail.)
+    checked = states.get(GUARD) == "success" and guarded
+    if planning != "success" and (not has_plan or (not checked and (has_audit or not deleted))):
         return AlreadyReported(f"the {plan_task_id} task ended {planning}: no plan of this attempt, nothing more "
                                "deleted, nothing to audit")
     return None
@@ -581,9 +596,11 @@ def add_deletion_tasks(
         context = get_current_context()
         states = run_task_states(context)
         run_dir = run_dir_of(context)
-        if (refusal := unauditable(plan_task_id, states, has_plan=artifacts.exists(run_dir / PLAN_FILE),
+        has_plan = artifacts.exists(run_dir / PLAN_FILE)
+        if (refusal := unauditable(plan_task_id, states, has_plan=has_plan,
                                    has_audit=artifacts.exists(run_dir / AUDIT_FILE),
-                                   deleted=bool(recorded_deletions(run_dir)))) is not None:
+                                   deleted=bool(recorded_deletions(run_dir)),
+                                   guarded=has_plan and _guard_passed(run_dir))) is not None:
             raise refusal
         failed = sorted((task for task, state in states.items() if state == "failed" and task != AUDIT), key=_in_order)
         params = saved_run_settings(context)

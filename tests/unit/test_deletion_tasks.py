@@ -189,6 +189,8 @@ def test_a_plan_cleared_with_its_downstream_tasks_waits_for_them_to_stop(tmp_pat
 
 @pytest.mark.parametrize("states, has_plan, has_audit, deleted, expected", [
     ({"plan": "success", "guard": "success"}, True, False, False, None),
+    # cleared alone after the run, it rewrote plan.json and then failed: the guard's success is of another plan
+    ({"plan": "failed", "guard": "success", "guarded": False}, True, False, False, "AlreadyReported"),
     # the plan failed in this attempt: the plan.json there is an earlier attempt's, with nothing new to record
     ({"plan": "failed", "guard": "upstream_failed"}, True, False, False, "AlreadyReported"),
     ({"plan": "failed", "guard": "upstream_failed"}, True, True, True, "AlreadyReported"),
@@ -205,5 +207,7 @@ def test_a_plan_cleared_with_its_downstream_tasks_waits_for_them_to_stop(tmp_pat
 def test_the_audit_records_the_plan_its_run_worked_on_and_only_then(states, has_plan, has_audit, deleted, expected):
     from include.deletion.airflow import unauditable
 
-    refusal = unauditable("plan", states, has_plan=has_plan, has_audit=has_audit, deleted=deleted)
+    states = dict(states)
+    guarded = states.pop("guarded", True)
+    refusal = unauditable("plan", states, has_plan=has_plan, has_audit=has_audit, deleted=deleted, guarded=guarded)
     assert (None if refusal is None else type(refusal).__name__) == expected
