@@ -189,6 +189,11 @@ def render_table(report: dict[str, Any], *, group_by: str = "bucket", date_forma
     return "\n".join(out) + "\n"
 
 
+def _decimal(usd: float | None) -> str | None:
+    """A cost as plain decimals for a spreadsheet: ``0.00004492``, not Python's ``4.492e-05``."""
+    return None if usd is None else (f"{usd:.8f}".rstrip("0").rstrip(".") or "0")
+
+
 def render_csv(report: dict[str, Any], *, group_by: str = "bucket", date_format: str | None = None,
                show_time: bool | None = None) -> str:
     """One row per bucket (or region); per-class columns ``<CLASS>_object_count`` / ``<CLASS>_bytes``.
@@ -206,7 +211,8 @@ def render_csv(report: dict[str, Any], *, group_by: str = "bucket", date_format:
         for r in _regions(report):
             row = {k: r.get(k) for k in fields if k in r}
             row.update(total_size=format_size(r["total_bytes"], unit),
-                       object_count=_count(r["object_count"]))
+                       object_count=_count(r["object_count"]), estimated_monthly_cost_usd=_decimal(
+                           r.get("estimated_monthly_cost_usd")))
             for cls, v in (r.get("storage_classes") or {}).items():
                 row[f"{cls}_object_count"] = _count(v["object_count"])
                 row[f"{cls}_bytes"] = v["bytes"]
@@ -226,7 +232,8 @@ def render_csv(report: dict[str, Any], *, group_by: str = "bucket", date_format:
                    incomplete_multipart_uploads=mpu.get("count"), incomplete_multipart_bytes=mpu.get("bytes"),
                    creation_date=when(b["creation_date"]) if b["creation_date"] else None,
                    last_modified=when(b["last_modified"]) if b["last_modified"] else None,
-                   total_size=None if b["total_bytes"] is None else format_size(b["total_bytes"], unit))
+                   total_size=None if b["total_bytes"] is None else format_size(b["total_bytes"], unit),
+                   estimated_monthly_cost_usd=_decimal(b.get("estimated_monthly_cost_usd")))
         if b["error"] is None and b["object_count"] is None:
             row["object_count"] = UNKNOWN
         if "inventory_date" in fields:

@@ -102,7 +102,8 @@ def bucket_error(exc: BaseException) -> str | None:
 
 def final_bucket_error(exc: BaseException) -> str | None:
     """A failed request of a bucket as its error, when no retry follows (the command line, a task's last
-    try): a 4xx as :func:`bucket_error` writes it, a 5xx that botocore's retries did not get past
+    try) or none is worth it (:func:`add_multipart_uploads`: a retry would list the bucket again): a 4xx as
+    :func:`bucket_error` writes it, a 5xx that botocore's retries did not get past
     (``InternalError: …``), or a request the endpoint broke off or answered unreadably
     (``ConnectionClosedError: …``, ``ReadTimeoutError: …``, ``ResponseParserError: …``).
 

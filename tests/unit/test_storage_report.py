@@ -716,6 +716,10 @@ def test_the_cost_of_many_small_buckets_adds_up():
     assert report["regions"][0]["estimated_monthly_cost_usd"] == pytest.approx(2000 * one, rel=1e-3)
     assert "$0.09" in report_render.render_table(report)
     assert "<$0.01" in report_render.render_table(report)  # each bucket: less than a cent, not nothing
+    rows = list(csv.DictReader(io.StringIO(report_render.render_csv(report))))
+    assert rows[0]["estimated_monthly_cost_usd"] == f"{one:.8f}".rstrip("0") and "e-" not in rows[0]["estimated_monthly_cost_usd"]
+    regions = list(csv.DictReader(io.StringIO(report_render.render_csv(report, group_by="region"))))
+    assert "e-" not in regions[0]["estimated_monthly_cost_usd"] and float(regions[0]["estimated_monthly_cost_usd"]) > 0.08
 
 
 def test_a_storage_class_without_any_price_is_named_under_the_totals():
