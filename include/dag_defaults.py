@@ -258,6 +258,23 @@ def _plan_summary(dag_id: str, run_id: str) -> dict[str, Any] | None:
     return plan if isinstance(plan, dict) else None
 
 
+def _record_approval_notice(dag_id: str, run_id: str, plan_id: Any, sent: int, wanted: int) -> None:
+    """Record how many of the ``wanted`` targets the approval request of ``plan_id`` reached: a request that
+    reached nobody (SMTP down, a webhook refusing) and then expires fails the run's audit, instead of passing
+    for a decision nobody made (:func:`include.deletion.approval.reached_nobody`). Best effort."""
+    import time
+
+    from include.core import artifacts
+    from include.deletion.approval import NOTIFIED_FILE
+
+    if sent == 0 and wanted:
+        log.error("the approval request reached none of its %d notification target(s); it waits in Required "
+                  "Actions all the same, and if it expires unanswered the run fails saying so", wanted)
+    _best_effort("record whom the approval request reached", lambda: artifacts.write_json(
+        artifacts.run_dir(dag_id, run_id) / NOTIFIED_FILE,
+        {"plan_id": plan_id, "sent": sent, "wanted": wanted, "at": time.time()}), None)
+
+
 class AlreadyReported(AirflowFailException):
     """Fails a task, and so its run, for a failure that another task of the run has already reported (the
     audit of a run whose delete failed): :class:`DeploymentNotifier` sends no second notification."""
@@ -331,8 +348,12 @@ class DeploymentNotifier(BaseNotifier):
                 log.info("not sent again (the same failure was reported, or is being reported by another task, "
                          "less than %s ago): %s", FAILURE_REPEAT_AFTER, message.subject)
                 return
-        if not send(message, targets, context) and claim is not None:
+        sent = send(message, targets, context)
+        if not sent and claim is not None:
             _release_claim(claim)
+        if self.event == notify.APPROVAL:
+            _record_approval_notice(dag_id, run_id, summary.get("plan_id"), sent,
+                                    sum(1 for t in targets if t.wants(message.event)))
 
 
 DEFAULT_ARGS: dict[str, Any] = {

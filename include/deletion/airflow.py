@@ -157,7 +157,7 @@ class PlanApprovalOperator(ApprovalOperator):
         request = {"plan_id": plan.get("plan_id"), **digests, "target": target, "asked_at": asked_at.isoformat(),
                    "timeout_at": timeout_at, "approvers": approvers, "assigned_users": users,
                    "separate_approver": separate, "triggered_by": triggered_by, "try_number": ti.try_number}
-        for stale in (run_dir / gate.APPROVAL_FILE, run_dir / gate.SUPERSEDED_FILE):
+        for stale in (run_dir / gate.APPROVAL_FILE, run_dir / gate.SUPERSEDED_FILE, run_dir / gate.NOTIFIED_FILE):
             if artifacts.exists(stale):  # a new request (a retry, a cleared task) voids any earlier answer or close
                 stale.unlink()
         artifacts.write_json(run_dir / gate.REQUEST_FILE, request)
@@ -625,6 +625,9 @@ def add_deletion_tasks(
                 "verdict", "reason", "responded_by", "responded_at", "plan_digest", "triggered_by", "asked_at")}
         if superseded is not None:
             extra["superseded_by"] = superseded.get("superseded_by")
+        unseen = outcome == "expired" and gate.reached_nobody(gate.read_optional(run_dir / gate.NOTIFIED_FILE), plan)
+        if unseen:
+            extra["approval_request_reached_nobody"] = True
         plan_id = plan.get("plan_id")
         for task_id in extra_task_ids:  # from its result file (:func:`record_task_result`), not its XCom
             result = gate.read_optional(run_dir / TASK_RESULTS_DIR / f"{task_id}.json")
@@ -641,6 +644,11 @@ def add_deletion_tasks(
             raise AlreadyReported(f"{', '.join(failed)} failed (its own failure is what is notified); what was deleted "
                                   f"is recorded in {result['audit_uri']}: fix the cause, then clear the failed tasks "
                                   "and audit")
+        if unseen:  # nobody decided anything: every notification of the request failed, and nobody looked
+            raise AirflowFailException(
+                "the approval request expired unanswered, and it reached none of the notification targets (every "
+                "send failed when it was asked: the approve task's log says why); nothing was deleted. Fix the "
+                "targets (docs/notifications.md), then trigger the run again")
         if outcome == "deleted" and result["chunks_missing"]:
             raise AirflowFailException(f"plan chunks {result['chunks_missing']} were approved but not deleted")
         return result

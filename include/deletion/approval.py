@@ -50,6 +50,8 @@ GUARD_FILE = "guard.json"
 REQUEST_FILE = "approval_request.json"
 APPROVAL_FILE = "approval.json"
 SUPERSEDED_FILE = "superseded.json"
+#: how many of the notification targets that want approval requests the request reached (the notifier's record)
+NOTIFIED_FILE = "approval_notified.json"
 
 APPROVE, REJECT = "Approve", "Reject"
 #: verdicts an answered (or closed) request can have; only ``approved`` lets anything be deleted
@@ -402,6 +404,13 @@ def guard_refused(guard: Mapping[str, Any] | None, plan: Mapping[str, Any]) -> b
     """Did the guard record that it refused this plan (``guard.json``: ``passed`` false)? A guard.json
     without ``passed`` was written by a version that wrote it only when the guard passed."""
     return guard is not None and guard.get("plan_id") == plan.get("plan_id") and guard.get("passed") is False
+
+
+def reached_nobody(notified: Mapping[str, Any] | None, plan: Mapping[str, Any]) -> bool:
+    """Did this plan's approval request reach none of the targets that want approval requests
+    (``approval_notified.json``: every send failed)? Then an expiry is no one's decision: nobody knew."""
+    return (notified is not None and notified.get("plan_id") == plan.get("plan_id")
+            and notified.get("sent") == 0 and isinstance(notified.get("wanted"), int) and notified["wanted"] > 0)
 
 
 def audit_outcome(verdict: str, *, has_chunks: bool, failed: bool, guard_failed: bool, refused: bool) -> str:

@@ -269,6 +269,30 @@ def test_nobody_is_asked_about_a_plan_the_guard_did_not_pass(s3, s3_server, run_
     assert (audit["deleted_count"], audit["failed_tasks"]) == (0, ["approve"])
 
 
+def test_an_approval_request_that_reached_nobody_and_expired_fails_the_run(s3, s3_server, run_dag, bucket,
+                                                                          monkeypatch):
+    """SMTP down when the request was asked: it waited in Required Actions, expired unanswered, and the run
+    succeeded as if someone had let it expire. Nobody knew; now the audit fails the run saying so."""
+    from scripts.stack import free_port
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": free_port(),  # nothing listens there
+        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "s3ops@localhost", "retry_limit": 0,
+                  "timeout": 5}}))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_DEPLOY_CLEANUP", json.dumps({"notifications": [
+        {"type": "email", "to": ["approvers@example.com"]}]}))
+    _seed_deployments(s3_server, bucket, {"a": 30, "b": 20, "c": 10})
+    before = _keys(s3, bucket)
+    conf = {"bucket": bucket, "prefix": "deploys/", "keep": 1, "approval": "required", "approval_timeout_hours": 0.01}
+    result = run_dag("s3_deploy_cleanup", conf, retries=0, logical_date=NOW + timedelta(days=2, minutes=13))
+    states = result.task_states()
+    assert result.state == "failed" and states[("audit", -1)] == "failed" and states[("approve", -1)] == "success"
+    assert _keys(s3, bucket) == before
+    audit = json.loads((result.artifacts() / "audit.json").read_text())
+    assert (audit["outcome"], audit["approval_request_reached_nobody"], audit["deleted_count"]) == ("expired", True, 0)
+    assert json.loads((result.artifacts() / "approval_notified.json").read_text())["sent"] == 0
+
+
 @contextmanager
 def answering_approval(choice: str, dag_id: str = "s3_deploy_cleanup", timeout: float = 120,
                        users: tuple[str, ...] = ("tester",), params_input: dict[str, Any] | None = None):

@@ -565,3 +565,14 @@ def test_an_earlier_plans_answer_neither_blocks_nor_voids_a_plan_made_with_appro
         this = {**old, "plan_id": json.loads((tmp_path / PLAN_FILE).read_text())["plan_id"]}
         with pytest.raises(DeleteRefused, match=f"{verdict} by alice"):
             _authorize(tmp_path, params=auto, approval=this)
+
+
+@pytest.mark.parametrize(("notified", "expected"), [
+    ({"plan_id": "p1", "sent": 0, "wanted": 2}, True),
+    ({"plan_id": "p1", "sent": 1, "wanted": 2}, False),  # one target had it: someone could have answered
+    ({"plan_id": "p1", "sent": 0, "wanted": 0}, False),  # no target wants approval requests: nothing failed
+    ({"plan_id": "p0", "sent": 0, "wanted": 2}, False),  # an earlier plan's request
+    ({"plan_id": "p1", "sent": 0, "wanted": "2"}, False), (None, False),  # hand-written, or none
+])
+def test_an_approval_request_reached_nobody_only_when_every_send_failed(notified, expected):
+    assert gate.reached_nobody(notified, {"plan_id": "p1"}) is expected

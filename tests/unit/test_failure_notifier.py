@@ -196,3 +196,23 @@ def test_create_exclusive_on_s3_tells_a_lost_race_from_a_store_without_condition
     assert artifacts.create_exclusive(unsupported, b"x") and unsupported.written == b"x"  # best effort: written
     with pytest.raises(OSError, match="AccessDenied"):
         artifacts.create_exclusive(_FakeS3Path(_translated("AccessDenied", errno.EACCES)), b"x")
+
+
+@pytest.mark.parametrize(("reachable", "record"), [(False, {"sent": 0, "wanted": 1}), (True, {"sent": 1, "wanted": 1})])
+def test_the_approval_notifier_records_whom_the_request_reached(delivered, monkeypatch, reachable, record):
+    """A request that reached nobody (SMTP down) and then expired passed for a decision nobody made: the
+    notifier records it, for the audit (approval.reached_nobody)."""
+    from include.deletion.approval import NOTIFIED_FILE
+
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", TARGETS)
+    run = artifacts.run_dir("s3_retention", "scheduled__r1")
+    artifacts.write_json(run / "plan.json", {"plan_id": "p1", "delete_count": 3, "bucket": "jobs"})
+    if not reachable:
+        def down(target: Any, message: Any) -> Any:
+            raise ConnectionRefusedError("SMTP is down")
+        monkeypatch.setattr(dag_defaults, "provider_notifier", down)
+    ti = SimpleNamespace(dag_id="s3_retention", run_id="scheduled__r1", task_id="approve", map_index=-1, try_number=1)
+    dag_defaults.DeploymentNotifier("approval").notify({"ti": ti})
+    noted = artifacts.read_json(run / NOTIFIED_FILE)
+    assert {k: noted[k] for k in ("plan_id", "sent", "wanted")} == {"plan_id": "p1", **record}
+    assert len(delivered) == (1 if reachable else 0)
