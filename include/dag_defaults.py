@@ -232,11 +232,23 @@ def _claim_report(message: Any) -> tuple[bool, Any]:
         path = _report_mark(message, slot)
         token = uuid.uuid4().hex  # a retried conditional PUT whose first try landed answers 412: ours all the same
         mark = json.dumps({"sent_at": now, "subject": message.subject, "token": token}).encode()
-        if artifacts.create_exclusive(path, mark) or artifacts.read_json(path).get("token") == token:
+        if artifacts.create_exclusive(path, mark) or _holds_token(path, token):
             return True, path
         return False, None
 
     return _best_effort("tell whether this failure was reported lately (it is sent)", claim, (True, None))
+
+
+def _holds_token(path: Any, token: str) -> bool:
+    """Is the mark at ``path`` this claim's own? One being written by another task (created, not yet written:
+    empty) or unreadable is not: that task sends."""
+    from include.core import artifacts
+
+    try:
+        mark = artifacts.read_json(path)
+    except (OSError, ValueError):
+        return False
+    return isinstance(mark, dict) and mark.get("token") == token
 
 
 def _release_claim(path: Any) -> None:

@@ -305,9 +305,10 @@ def should_send(message: Message, last_sent: float | None, now: float, repeat_af
 #: a run of digits: a count, a size, a time or an id in an error line
 #: a date or time (a run id holds one)
 _WHEN = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
-#: a count: a number standing alone before a word ("12 file(s)", "3 of 5 chunks"), not part of a name
-#: ("web-1", "v2"), a status in brackets ("(403)") or a number with a unit glued on
-_COUNT = re.compile(r"(?<![\w.\-/:])\d[\d,]*(?= [a-z(])")
+#: a count: a number standing alone before a lower-case word ("12 file(s)", "3 of 5 chunks"), not part of a
+#: name ("web-1", "v2"), a status in brackets or before one ("(403)", "500 (InternalError)", "2006 (HY000)")
+#: or a number with a unit glued on
+_COUNT = re.compile(r"(?<![\w.\-/:])\d[\d,]*(?= [a-z])")
 
 
 def failure_kind(error_line: str) -> str:

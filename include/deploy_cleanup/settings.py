@@ -34,12 +34,16 @@ TARGET = {
 TARGET_KEYS = ("bucket", "prefix", "keep", "older_than_days", "min_keep", "protect", "source")
 
 def _a_target(params: Mapping[str, Any], variable: Mapping[str, Any]) -> frozenset[str]:
-    """The target keys of a run that cleans exactly one of the Variable's ``targets`` (as the dispatching
-    run starts it): the deployment chose them, so pinning ``bucket`` or ``prefix`` does not refuse them."""
-    given = {k: params[k] for k in TARGET_KEYS if params.get(k) not in (None, "")}
+    """The keys of one of the Variable's ``targets`` that a run gives exactly as that target sets them (as the
+    dispatching run starts each target's run): the deployment chose those values, so pinning ``bucket`` or
+    ``prefix`` does not refuse them. A key the target leaves out (a param the dispatching run was given and
+    passed on) is checked against the pins as any other."""
     for target in variable.get("targets") or ():
-        if isinstance(target, Mapping) and given == {k: v for k, v in target.items() if k in TARGET_KEYS and v is not None}:
-            return frozenset(given)
+        if not isinstance(target, Mapping):
+            continue
+        own = {k: v for k, v in target.items() if k in TARGET_KEYS and v is not None}
+        if own and all(params.get(k) == v and type(params.get(k)) is type(v) for k, v in own.items()):
+            return frozenset(own)
     return frozenset()
 
 

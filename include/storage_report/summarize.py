@@ -454,7 +454,8 @@ def summarize_cloudwatch(cloudwatch: Any, bucket: str, now: datetime, *, storage
                 counts = totals.classes.setdefault(CLOUDWATCH_STORAGE_TYPES[storage_type], [0, 0])
                 counts[1] += int(points[day])
                 totals.total_bytes += int(points[day])
-        totals.object_count = int(objects[day]) if day in objects else None
+        # no point at all: an empty bucket (S3 reports none for it), 0 objects; points but no count that day: unknown
+        totals.object_count = int(objects[day]) if day in objects else (0 if day is None else None)
         data = totals.to_dict()
         if storage_classes:
             data["object_count"] = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -216,3 +217,15 @@ def test_the_approval_notifier_records_whom_the_request_reached(delivered, monke
     noted = artifacts.read_json(run / NOTIFIED_FILE)
     assert {k: noted[k] for k in ("plan_id", "sent", "wanted")} == {"plan_id": "p1", **record}
     assert len(delivered) == (1 if reachable else 0)
+
+
+def test_a_mark_another_task_is_still_writing_is_not_taken_for_this_ones(delivered, monkeypatch):
+    """On a local root another task's exclusive create has landed and its write has not: the read-back found
+    an empty file, the error made the claim "unsure, send", and both tasks sent."""
+    def created_not_written(path: Any, data: bytes) -> bool:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(b"")
+        return False
+    monkeypatch.setattr(artifacts, "create_exclusive", created_not_written)
+    _fail("s3_upload", "check", RuntimeError("3 file(s) failed"))
+    assert delivered == []

@@ -127,6 +127,7 @@ def test_the_duplicate_key_ignores_numbers_only():
     assert notify.dedupe_key(fail("bucket 'web-1': AccessDenied")) != notify.dedupe_key(fail("bucket 'web-2': AccessDenied"))
     assert notify.dedupe_key(fail("ListObjectsV2 (403)")) != notify.dedupe_key(fail("ListObjectsV2 (500)"))
     assert notify.failure_kind("HTTP 503 Slow Down on v2 key k-17") == "HTTP 503 Slow Down on v2 key k-17"
+    assert notify.failure_kind("500 (InternalError); 2006 (HY000)") == "500 (InternalError); 2006 (HY000)"
 
 
 def test_an_upload_outage_with_growing_counts_keeps_its_key_and_its_counts():

@@ -367,6 +367,10 @@ def test_deploy_cleanups_dispatched_target_runs_pass_the_pins_and_no_other_targe
         resolved = DEPLOY_CLEANUP.resolve(conf, variable)
         assert {k: resolved[k] for k in conf} == conf
     for conf in ({"bucket": "web-c", "prefix": "deploys/"}, {"bucket": "web-a", "prefix": "other/"},
-                 {"bucket": "web-b", "prefix": "d/", "keep": 1}, {"bucket": "web-a", "keep": 2}):
+                 {"bucket": "web-b", "prefix": "d/", "keep": 1}, {"bucket": "web-a", "keep": 2},
+                 {"bucket": "web-a", "prefix": "deploys/", "keep": 2.5}):
         with pytest.raises(SettingsError, match="is pinned by the deployment"):
             DEPLOY_CLEANUP.resolve(conf, variable)
+    # a param the dispatching run was given (not pinned) reaches each target's run, which still passes
+    for conf in dispatch_confs(DEPLOY_CLEANUP.resolve({"min_keep": 3}, variable)):
+        assert DEPLOY_CLEANUP.resolve(conf, variable)["min_keep"] == 3

@@ -306,6 +306,13 @@ def test_cloudwatch_numbers_are_all_of_one_day():
     t = summarize_cloudwatch(Uncounted(day), "b", NOW)["totals"]
     assert (t["metric_date"], t["total_bytes"], t["object_count"]) == ("2026-11-21", 1100, None)  # unknown, not 0
 
+    class Empty(_CloudWatch):  # S3 reports no metric of an empty bucket
+        def get_metric_statistics(self, **kw):
+            return {"Datapoints": []}
+
+    t = summarize_cloudwatch(Empty(day), "b", NOW)["totals"]
+    assert (t["metric_date"], t["total_bytes"], t["object_count"]) == (None, 0, 0)  # empty: 0, not unknown
+
 
 def test_cloudwatch_plan_packs_buckets_without_listing():
     from include.storage_report.summarize import plan
