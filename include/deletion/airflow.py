@@ -625,7 +625,7 @@ def add_deletion_tasks(
                 "verdict", "reason", "responded_by", "responded_at", "plan_digest", "triggered_by", "asked_at")}
         if superseded is not None:
             extra["superseded_by"] = superseded.get("superseded_by")
-        unseen = outcome == "expired" and gate.reached_nobody(gate.read_optional(run_dir / gate.NOTIFIED_FILE), plan)
+        unseen = outcome == "expired" and gate.reached_nobody(gate.read_notified(run_dir), plan)
         if unseen:
             extra["approval_request_reached_nobody"] = True
         plan_id = plan.get("plan_id")

@@ -406,6 +406,15 @@ def guard_refused(guard: Mapping[str, Any] | None, plan: Mapping[str, Any]) -> b
     return guard is not None and guard.get("plan_id") == plan.get("plan_id") and guard.get("passed") is False
 
 
+def read_notified(run_dir: Any) -> dict[str, Any] | None:
+    """The approval notifier's record (``approval_notified.json``), or None when there is none or it does not
+    read as one (written by hand): the record only ever turns an expiry into a failure, never an approval."""
+    try:
+        return read_optional(run_dir / NOTIFIED_FILE)
+    except (OSError, ValueError):
+        return None
+
+
 def reached_nobody(notified: Mapping[str, Any] | None, plan: Mapping[str, Any]) -> bool:
     """Did this plan's approval request reach none of the targets that want approval requests
     (``approval_notified.json``: every send failed)? Then an expiry is no one's decision: nobody knew."""

@@ -576,3 +576,13 @@ def test_an_earlier_plans_answer_neither_blocks_nor_voids_a_plan_made_with_appro
 ])
 def test_an_approval_request_reached_nobody_only_when_every_send_failed(notified, expected):
     assert gate.reached_nobody(notified, {"plan_id": "p1"}) is expected
+
+
+def test_a_notifier_record_that_is_no_record_is_none(tmp_path):
+    """A hand-written approval_notified.json (a list, not JSON) must not make the audit fail with a traceback."""
+    assert gate.read_notified(tmp_path) is None
+    for text in ("[1, 2]", "{not json"):
+        (tmp_path / gate.NOTIFIED_FILE).write_text(text)
+        assert gate.read_notified(tmp_path) is None
+    (tmp_path / gate.NOTIFIED_FILE).write_text('{"plan_id": "p1", "sent": 0, "wanted": 1}')
+    assert gate.reached_nobody(gate.read_notified(tmp_path), {"plan_id": "p1"})
