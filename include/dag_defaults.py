@@ -277,13 +277,12 @@ def _record_approval_notice(dag_id: str, run_id: str, plan_id: Any, sent: int, w
     import time
 
     from include.core import artifacts
-    from include.deletion.approval import NOTIFIED_FILE
 
     if sent == 0 and wanted:
         log.error("the approval request reached none of its %d notification target(s); it waits in Required "
                   "Actions all the same, and if it expires unanswered the run fails saying so", wanted)
     _best_effort("record whom the approval request reached", lambda: artifacts.write_json(
-        artifacts.run_dir(dag_id, run_id) / NOTIFIED_FILE,
+        artifacts.run_dir(dag_id, run_id) / artifacts.NOTIFIED_FILE,
         {"plan_id": plan_id, "sent": sent, "wanted": wanted, "at": time.time()}), None)
 
 

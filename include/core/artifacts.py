@@ -340,6 +340,9 @@ def remove_empty_folder(path: ArtifactPath) -> None:
 # cache of the run folders all the same: rebuild_index() recreates it from them.
 #: A deleting run's plan (include.deletion.plan writes it; notifications and housekeeping read it)
 PLAN_FILE = "plan.json"
+#: whom a run's approval request reached: written by the approval notifier (include.dag_defaults), read by the
+#: deletion audit (include.deletion.approval.reached_nobody); here, so neither imports the other
+NOTIFIED_FILE = "approval_notified.json"
 #: where a task besides ``delete`` that deletes (retention's purge) records its result for the audit
 TASK_RESULTS_DIR = "task_results"
 #: where a run planned again after it deleted keeps the earlier plan's record, one folder per plan id

@@ -51,7 +51,7 @@ REQUEST_FILE = "approval_request.json"
 APPROVAL_FILE = "approval.json"
 SUPERSEDED_FILE = "superseded.json"
 #: how many of the notification targets that want approval requests the request reached (the notifier's record)
-NOTIFIED_FILE = "approval_notified.json"
+NOTIFIED_FILE = artifacts.NOTIFIED_FILE
 
 APPROVE, REJECT = "Approve", "Reject"
 #: verdicts an answered (or closed) request can have; only ``approved`` lets anything be deleted
