@@ -136,12 +136,21 @@ class Setting:
                                     f"(not shown: it may hold a secret) where {error.validator} "
                                     f"{short_json(error.validator_value, 60)} is required")
             raise SettingsError(f"{self.name}{path} = {short_json(error.instance)} (from {where}) is invalid: "
-                                f"{error.message}")
+                                f"{_reason(error)}")
         if self.extra_check is not None:
             try:
                 self.extra_check(value, f"{self.name} (from {where})")
             except ValueError as exc:
                 raise SettingsError(str(exc)) from None
+
+
+def _reason(error: Any, limit: int = 300) -> str:
+    """jsonschema's message without the value it starts by quoting (shown shortened already: a list of
+    4,000 globs made a message of 87 KB, in the log and the failure mail), the reason kept at its end."""
+    message, quoted = str(error.message), repr(error.instance)
+    if message.startswith(quoted):
+        message = "it" + message[len(quoted):]
+    return message if len(message) <= limit else "…" + message[-limit:]
 
 
 def loads_variable(text: str, name: str) -> Any:

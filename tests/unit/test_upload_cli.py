@@ -46,7 +46,7 @@ CASES = {
     "workers-0": ((["--workers", "0", "--endpoint-url", NOWHERE], {}), "workers = 0 (from --workers)"),
     "workers-negative": ((["--workers=-5", "--endpoint-url", NOWHERE], {}), "workers = -5 (from --workers)"),
     "workers-huge": ((["--workers", "100000", "--endpoint-url", NOWHERE], {}),
-                     "100000 is greater than the maximum of 256"),
+                     "workers = 100000 (from --workers) is invalid: it is greater than the maximum of 256"),
     "credential-process-fails": ((["--profile", "broken", "--endpoint-url", NOWHERE], {"AWS_CONFIG_FILE": "CONFIG"}),
                                  "Error when retrieving credentials from custom-process: first second"),
 }
