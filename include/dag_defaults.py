@@ -196,14 +196,24 @@ def _report_mark(message: Any, slot: int) -> Any:
     return artifacts.artifact_root() / NOTIFICATIONS_DIR / f"{dedupe_key(message)}.{slot}.json"
 
 
-def _sent_at(path: Any) -> float | None:
-    """When the failure marked at ``path`` was claimed; None when there is no mark or it does not read as one.
-    An error of the store itself is raised: the caller cannot tell, and sends."""
+def _mark(path: Any) -> dict[str, Any] | None:
+    """The report mark at ``path``, or None when there is none or it does not read as one (being written by
+    another task: empty; edited by hand). An error of the store itself is raised."""
     from include.core import artifacts
 
     try:
-        return float(artifacts.read_json(path).get("sent_at")) if artifacts.exists(path) else None
-    except (ValueError, TypeError, AttributeError):
+        mark = artifacts.read_json(path) if artifacts.exists(path) else None
+    except ValueError:
+        return None
+    return mark if isinstance(mark, dict) else None
+
+
+def _sent_at(path: Any) -> float | None:
+    """When the failure marked at ``path`` was claimed; None when there is no mark or it does not read as one.
+    An error of the store itself is raised: the caller cannot tell, and sends."""
+    try:
+        return float((_mark(path) or {})["sent_at"])
+    except (KeyError, ValueError, TypeError):
         return None
 
 
@@ -242,13 +252,11 @@ def _claim_report(message: Any) -> tuple[bool, Any]:
 def _holds_token(path: Any, token: str) -> bool:
     """Is the mark at ``path`` this claim's own? One being written by another task (created, not yet written:
     empty) or unreadable is not: that task sends."""
-    from include.core import artifacts
-
     try:
-        mark = artifacts.read_json(path)
-    except (OSError, ValueError):
+        mark = _mark(path)
+    except OSError:
         return False
-    return isinstance(mark, dict) and mark.get("token") == token
+    return mark is not None and mark.get("token") == token
 
 
 def _release_claim(path: Any) -> None:

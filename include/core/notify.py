@@ -302,7 +302,6 @@ def should_send(message: Message, last_sent: float | None, now: float, repeat_af
     return not (0 <= now - last_sent < repeat_after_s)
 
 
-#: a run of digits: a count, a size, a time or an id in an error line
 #: a date or time (a run id holds one)
 _WHEN = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
 #: a count: a number standing alone before a lower-case word ("12 file(s)", "3 of 5 chunks"), not part of a

@@ -600,7 +600,9 @@ def add_deletion_tasks(
         if (refusal := unauditable(plan_task_id, states, has_plan=has_plan,
                                    has_audit=artifacts.exists(run_dir / AUDIT_FILE),
                                    deleted=bool(recorded_deletions(run_dir)),
-                                   guarded=has_plan and _guard_passed(run_dir))) is not None:
+                                   # read only where it decides: when the plan task did not succeed
+                                   guarded=has_plan and states.get(plan_task_id) != "success"
+                                   and _guard_passed(run_dir))) is not None:
             raise refusal
         failed = sorted((task for task, state in states.items() if state == "failed" and task != AUDIT), key=_in_order)
         params = saved_run_settings(context)
