@@ -155,8 +155,9 @@ def create_app() -> FastAPI:
         if exc.status_code in (401, 403) and wants_html and exc.detail != "Not allowed to see plugin views":
             from airflow.api_fastapi.app import get_auth_manager
 
-            return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=302)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+            return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=302,
+                                    headers={"Cache-Control": "no-store"})
+        return StrictJSONResponse({"detail": exc.detail}, status_code=exc.status_code)  # no-store, as every answer
 
     @app.get("/")
     def index() -> RedirectResponse:

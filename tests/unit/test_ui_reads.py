@@ -245,6 +245,11 @@ def test_the_plugins_json_is_never_cached(tmp_path: Path, monkeypatch: pytest.Mo
         assert response.headers["cache-control"] == "no-store", url
     monkeypatch.setattr(plugin, "readable_dags", lambda user: set())
     assert client.get("/api/run/s3_retention/r1").headers["cache-control"] == "no-store"  # a 403 too
+    missing = client.get("/nothing")  # an error of the plugin's own: a 404 of what exists is no-store as well
+    assert missing.status_code == 404 and missing.headers["cache-control"] == "no-store"
+    del app.dependency_overrides[plugin.require_user]  # no user: Airflow's 401, for a browser a login redirect
+    refused = client.get("/api/storage")
+    assert refused.status_code in (401, 403) and refused.headers["cache-control"] == "no-store"
 
 
 def test_a_finished_runs_audit_too_large_is_shown_from_the_index_not_as_in_progress(
