@@ -29,11 +29,13 @@ the run fails after recording if any key could not be deleted or a task failed).
 **Which targets.** A run with a `bucket` (typed in the form, in its conf, or the Variable's `bucket`)
 cleans that one target. A run without one — a scheduled run, daily — cleans every target listed in the
 Variable `s3ops_deploy_cleanup` (`targets`: a list of `{bucket, prefix, keep, older_than_days, min_keep,
-protect}`): `targets` → `dispatch` starts one run of this DAG per target (mapped), each with its own plan,
+protect, source}`): `targets` → `dispatch` starts one run of this DAG per target (mapped), each with its own plan,
 guard, approval request and audit; the dispatching run's own `plan` and gate are skipped.
 
 **Settings.** A value typed in the form > key of the Variable `s3ops_deploy_cleanup` > the built-in
-default. A bad setting or target fails `targets` once, before anything is listed, naming it.
+default. A Variable value its schema refuses, or a bad target, fails `targets` once; a one-target run whose
+settings the planner refuses (no `prefix`, neither `keep` nor `older_than_days`, a `protect` pattern that
+can never match) fails `plan` once. Either before anything is listed, naming the setting.
 
 Outputs: `<artifact root>/s3_deploy_cleanup/<run_id>/`. See docs/configuration.md and docs/deploy_cleanup.md.
 """

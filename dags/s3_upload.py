@@ -30,7 +30,8 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
    A run that found nothing leaves no run folder, only a one-line entry in the artifact index.
 4. **check** fails the run when files failed or conflicted (they stay in `base_dir`): the run is red and the
-   DAG's notification targets get the failure (at most once per 6 hours for the same counts).
+   DAG's notification targets get the failure (the same failure at most once per 6 hours, even as its
+   counts grow; docs/notifications.md).
 
 **Settings.** A value typed in the trigger form > key of the Airflow Variable `s3ops_upload` (JSON) >
 the built-in default; scheduled runs take everything from the Variable. A missing `base_dir`/`bucket`
