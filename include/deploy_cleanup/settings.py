@@ -53,10 +53,11 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
             "every entry of targets."),
     Setting("prefix", PREFIX, None, "Prefix",
             "Folder holding the deployments, ending with '/' (e.g. deploys/); '/' = the bucket root, where every "
-            "top-level folder is a deployment. Required: an omitted prefix would make it the root. Objects "
-            "directly under it are never touched."),
+            "top-level folder is a deployment. Required (never the root by omission): set it here, in the Variable or "
+            "in the target. Objects directly under it are never touched."),
     Setting("keep", KEEP, None, "Keep newest N",
-            "Every deployment except the newest N is a candidate; null = no count limit (then set older_than_days)."),
+            "Every deployment except the newest N is a candidate. Set nowhere: no count limit (then older_than_days "
+            "must be set)."),
     Setting("older_than_days", DAYS, None, "Older than (days)",
             f"Only deployments older than this many days (0 to {DAYS['maximum']}, at the run's logical time) are "
             "candidates. With keep, both must hold."),
