@@ -10,7 +10,8 @@ from include.housekeeping import tasks as housekeeping_tasks
 DOC_MD = """
 ### Keep the artifact store bounded
 
-Daily, for every DAG folder under the artifact root (local or `s3://`):
+Daily, for the folder of every s3ops DAG under the artifact root (local or `s3://`; any other folder
+there is kept and listed in the result, `foreign_folders_kept`):
 
 - run folders whose newest file is older than `artifact_retention_days` (default **30**) are removed;
   a run that deleted something keeps `audit.json` and `plan.json` until `audit_retention_days`
@@ -20,7 +21,8 @@ Daily, for every DAG folder under the artifact root (local or `s3://`):
 
 Both settings are read per DAG from its deployment-settings Variable (`s3ops_upload`, `s3ops_retention`, …),
 then from this DAG's Variable `s3ops_housekeeping`, then the defaults. A value that is not a whole number
-of days from 1 to 36500 fails the run naming the key and the Variable. `s3ops_housekeeping` is checked
+of days from 1 to 36500 fails the run naming the key and the Variable (that DAG's folder is left
+alone, the others are pruned). `s3ops_housekeeping` is checked
 whole, like every DAG's Variable: an unknown key (a typo) fails the run naming it, before anything is
 removed. `dry_run` reports without removing. See `docs/configuration.md`.
 """
