@@ -38,7 +38,7 @@ setting fails `plan` once, before anything is listed, naming it. See `docs/confi
 
 @dag(dag_id="s3_retention", schedule="@daily",
      # a newer run can start while an older plan waits for approval, and supersede it
-     **dag_args(max_active_runs=2, tags=["s3", "mysql", "retention", "deletes"], doc_md=DOC_MD,
+     **dag_args(max_active_runs=2, tags=["s3", "mysql", "retention", "deletion"], doc_md=DOC_MD,
                 params=params_of(retention_tasks.SETTINGS)))
 def s3_retention() -> None:
     @task

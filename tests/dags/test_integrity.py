@@ -80,3 +80,11 @@ def test_every_task_notifies_on_failure_and_approvals_notify_approvers(dagbag):
             assert callbacks == ["DeploymentNotifier"], f"{dag_id}.{t.task_id} on_failure_callback={callbacks}"
             if t.task_type.endswith("ApprovalOperator"):
                 assert [n.event for n in t.notifiers] == ["approval"], f"{dag_id}.{t.task_id}"
+
+
+def test_the_deleting_dags_share_one_tag(dagbag):
+    """A user filtering the DAG list by what deletes finds every deleting DAG under one tag."""
+    deleting = {dag_id for dag_id, dag in dagbag.dags.items() if "approve" in dag.task_ids}
+    assert deleting == {"s3_retention", "s3_deploy_cleanup"}
+    tagged = {dag_id for dag_id, dag in dagbag.dags.items() if "deletion" in dag.tags}
+    assert tagged == deleting
