@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
+from urllib.parse import quote, unquote
 
 from include.aws.listing import S3Object
 from include.core.settings import MAX_DAYS
@@ -287,12 +288,30 @@ def merge_join(
 Lookup = Callable[[list[str]], dict[str, list[JobRow]]]
 
 
+#: what may end a name typed or pasted into a job row (a CSV line's end, a tab, padding): no collation forgives
+#: them, and a ``_ci`` one's PAD SPACE only trailing spaces
+_LINE_ENDS = ("\r", "\n", "\r\n", "\t", " ")
+
+
+def spellings(name: str) -> list[str]:
+    """``name`` and the other ways a job row may spell the same file: with or without a leading ``/``,
+    percent-encoded or decoded (``a%20b`` for ``a b``), with a line end, a tab or a space around it. No
+    collation calls those equal, yet nobody can say a file so named is unused."""
+    bare = name.strip().lstrip("/")
+    found = [name]
+    for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/")]):
+        found += [core, "/" + core, " " + core, *(core + end for end in _LINE_ENDS)]
+    return list(dict.fromkeys(found))
+
+
 def lookup_forms(lookup: Lookup, names: Iterable[str]) -> dict[str, list[JobRow]]:
-    """``lookup`` of each name and of its NFC and NFD forms; rows found for any form are answered for
-    the name. ``utf8mb4_general_ci`` calls ``café`` (NFC) and ``cafe`` + U+0301 (NFD, as macOS names
-    files) different, yet they are the same name to a person: a row naming the other form makes the file
-    ambiguous (see :func:`protected_now`), never an orphan."""
-    forms = {name: dict.fromkeys([name, unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)])
+    """``lookup`` of each name's :func:`spellings` and of their NFC and NFD forms; rows found for any form
+    are answered for the name. ``utf8mb4_general_ci`` calls ``café`` (NFC) and ``cafe`` + U+0301 (NFD, as
+    macOS names files) different, and ``/a.dat`` or ``a.dat\\r`` different from ``a.dat``, yet they are the
+    same name to a person: a row naming another form makes the file ambiguous (see :func:`protected_now`),
+    never an orphan."""
+    forms = {name: dict.fromkeys(form for spelling in spellings(name) for form in
+                                 (spelling, unicodedata.normalize("NFC", spelling), unicodedata.normalize("NFD", spelling)))
              for name in names}
     found = lookup(sorted({form for each in forms.values() for form in each}))
     answer: dict[str, list[JobRow]] = {}

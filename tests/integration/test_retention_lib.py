@@ -404,3 +404,38 @@ def test_job_rows_with_only_null_source_data_are_refused(mysql_server, mysql_con
         check_guards(summary, max_delete_count=100, max_delete_fraction=None)
     summary, _, _ = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, allow_empty_jobs=True)
     assert summary["refusals"] == []
+
+
+def test_a_job_row_spelling_the_name_another_way_keeps_the_file_as_ambiguous(mysql_server, mysql_conn, s3, s3_server,
+                                                                            bucket, table, tmp_path):
+    """An OFFICIAL row naming a file with a leading slash, percent-encoded, or with a pasted line end, tab or
+    space around it (no collation forgives those) is no exact reference, but nobody can say the file is unused:
+    it was deleted as an orphan; it is kept as ambiguous, and the delete step's re-check says so too."""
+    spelled = {"p/k1.dat": "/k1.dat", "p/k2 x.dat": "k2%20x.dat", "p/k3.dat": "k3.dat\r", "p/k4.dat": "k4.dat\n",
+               "p/k5.dat": "k5.dat\t", "p/k6.dat": " k6.dat", "p/k7.dat": "k7.dat\r\n", "p//k8.dat": "k8.dat",
+               "p/k9%20y.dat": "k9 y.dat", "p/ k10.dat": "k10.dat"}
+    rows = [(f"j{i}", None, "OFFICIAL", name) for i, name in enumerate(spelled.values())]
+    rows += [("t", NOW - timedelta(days=200), "TRIAL", "t.dat"), ("o", None, "OFFICIAL", "kept.dat")]
+    seed_jobs(mysql_conn, rows, table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in [*spelled, "p/t.dat", "p/kept.dat", "p/gone.dat"]]})
+    policy = Policy.at(NOW, "P3M", 7)
+    stream, lookup_conn = conn_for(mysql_server), conn_for(mysql_server)
+    try:
+        def lookup(names):
+            return jobs_db.rows_for_sources(lookup_conn, table, names)
+
+        summary = write_plan(iter_objects(s3, bucket, "p/"), jobs_db.iter_job_rows(stream, table), tmp_path,
+                             key_prefix="p/", policy=policy, lookup=lookup, jobs_table=table, allow_empty_jobs=False)
+        recheck = make_recheck(lookup, "p/", policy)
+        from include.deletion.plan import PlanItem
+
+        again = recheck([PlanItem(k, 1, "orphan") for k in spelled])
+    finally:
+        stream.close()
+        lookup_conn.close()
+    plan_rows = [json.loads(line) for line in (tmp_path / "plan" / "00000.jsonl").read_text().splitlines()]
+    assert {r["key"]: r["reason"] for r in plan_rows} == {"p/t.dat": "trial_expired", "p/gone.dat": "orphan"}
+    assert summary["protected"]["by_cause"]["ambiguous"] == len(spelled)
+    assert sorted(summary["protected"]["ambiguous_samples"]) == sorted(spelled)
+    assert again == dict.fromkeys(spelled, "ambiguous")
