@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,9 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     login = dict(host=args.mysql_host, port=args.mysql_port, user=args.mysql_user,
                  password=os.environ.get("MYSQL_PWD", ""), database=args.mysql_database)
     try:
-        jobs_db.connect_direct(**login).close()  # a wrong login fails here, in one line, before anything is listed
+        conn = jobs_db.connect_direct(**login)  # a wrong login fails here, in one line, before anything is listed
     except MySQLdb.Error as exc:
         print(f"retention plan: cannot connect to {mysql}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with closing(conn):
+            jobs_db.check_readable(conn, args.jobs_table)  # and so does a table that cannot be read
+    except (jobs_db.TableUnreadable, MySQLdb.Error) as exc:
+        print(f"retention plan: {mysql}: {exc}", file=sys.stderr)
         return 2
     run_dir = args.out or Path(tempfile.mkdtemp(prefix="retention-plan-"))
     versions_too = args.include_versions

@@ -63,6 +63,35 @@ def connect_direct(*, host: str, port: int, user: str, password: str, database: 
                                    charset="utf8mb4", connect_timeout=10))
 
 
+class TableUnreadable(ValueError):
+    """The job query cannot run on the jobs table (missing, not a jobs table, or not readable by the user): no
+    retry fixes it."""
+
+
+#: MySQL errors no retry fixes: no such database (1049) or table (1146), a missing column (1054: not a jobs
+#: table), the user may not read it (1044, 1142, 1143)
+_UNREADABLE = {1044, 1049, 1054, 1142, 1143, 1146}
+
+
+def check_readable(conn: Any, table: str) -> None:
+    """Run the job query's columns on ``table`` reading no row (``LIMIT 0``): :class:`TableUnreadable` naming
+    the table when it cannot run, before anything is listed or downloaded. Other errors propagate."""
+    import MySQLdb
+
+    cur = conn.cursor()
+    try:
+        cur.execute(f"SELECT {_COLUMNS} FROM {quote_table(table)} LIMIT 0")
+    except MySQLdb.Error as exc:
+        if exc.args and exc.args[0] in _UNREADABLE:
+            raise TableUnreadable(
+                f"jobs_table {table!r} cannot be read ({exc.args[1]}): check the name (table or schema.table), "
+                "that it has the columns jobId, completedAt, type and sourceData, and that the MySQL user may "
+                "SELECT from it") from None
+        raise
+    finally:
+        cur.close()
+
+
 def _row(raw: tuple[Any, ...]) -> JobRow:
     job_id, completed_at, job_type, source = raw
     if isinstance(source, (bytes, bytearray)):

@@ -9,6 +9,7 @@ calendar or a bad table name fails the run once, without retries, naming the set
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from typing import Any
 
 from include.core.times import logical_now
@@ -46,6 +47,8 @@ def plan(context: Any) -> dict[str, Any]:
         )
     except InventoryError as exc:  # no usable inventory, or a damaged one: a retry reads the same files
         raise AirflowFailException(f"{SETTINGS.dag_id}: source inventory: {exc}") from None
+    except jobs_db.TableUnreadable as exc:  # a misspelt table or a missing grant: a retry reads the same
+        raise AirflowFailException(f"{SETTINGS.dag_id}: {exc}") from None
 
 
 def purge_job_rows(context: Any) -> dict[str, Any]:
@@ -98,7 +101,8 @@ def run_plan(
 
     jobs_db.quote_table(jobs_table)  # a bad name fails before anything is listed
     client = client_from_connection(aws_conn_id, mode="adaptive")
-    jobs_db.connect(mysql_conn_id).close()  # a wrong connection fails before an inventory's download, not after
+    with closing(jobs_db.connect(mysql_conn_id)) as conn:  # a wrong connection or table fails before an
+        jobs_db.check_readable(conn, jobs_table)  # inventory's download, not after
     return plan_bucket(
         client, lambda: jobs_db.connect(mysql_conn_id), run_dir, bucket=bucket, key_prefix=key_prefix,
         jobs_table=jobs_table, policy=policy, source=source, include_versions=include_versions,

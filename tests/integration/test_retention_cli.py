@@ -146,3 +146,24 @@ def test_a_role_without_list_all_my_buckets_can_plan_and_a_refusal_names_the_per
     assert "S3 refused HeadBucket (" in refused.stderr and "s3:ListBucket on the bucket" in refused.stderr
     missing = s3ops(*[a if a != bucket else f"{bucket}-gone" for a in base], env=env)
     assert missing.returncode == 2 and f"bucket '{bucket}-gone' does not exist" in missing.stderr
+
+
+def test_a_jobs_table_the_user_cannot_read_is_named_before_anything_is_listed(s3, s3_server, mysql_server,
+                                                                              mysql_conn, tmp_path):
+    """A login without SELECT on the table, or a misspelt table, got MySQL's bare error only once the plan
+    read the rows (after an inventory's download); it is one line naming jobs_table, before anything is listed."""
+    from tests.integration.test_retention_versions import select_only_login
+
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    for name in (table, f"{table}_other"):
+        seed_jobs(mysql_conn, [("1", None, "OFFICIAL", "kept")], table=name)
+    with select_only_login(mysql_server, f"{table}_other") as (user, password, _):
+        for login, name, pwd in ((user, table, password), (mysql_server.user, f"{table}_typo", mysql_server.password)):
+            result = s3ops("retention", "plan", "--bucket", bucket, "--jobs-table", name, "--endpoint-url",
+                           s3_server.endpoint_url, "--mysql-port", str(mysql_server.port), "--mysql-user", login,
+                           "--mysql-database", mysql_server.database, "--out", str(tmp_path),
+                           env={**os.environ, "MYSQL_PWD": pwd})
+            assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+            assert f"jobs_table {name!r} cannot be read" in result.stderr and len(result.stderr.splitlines()) == 1
+            assert not (tmp_path / "plan.json").exists()  # nothing was listed or planned

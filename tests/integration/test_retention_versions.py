@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -92,14 +95,9 @@ def test_an_existing_table_like_ndvr_job_status_with_the_documented_grants(
     """docs/retention.md: a deployment pointed at ``ndvr_job_status`` with a MySQL user holding SELECT
     only plans and deletes; asking for purge_job_rows without DELETE is refused before anything is
     deleted; with DELETE granted the rows are purged."""
-    table, user, password = "ndvr_job_status", f"ndvr_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    table = "ndvr_job_status"
     seed_jobs(mysql_conn, reference_job_rows(NOW), table=table)
-    root = mysql_server._root()
-    try:
-        cur = root.cursor()
-        for host in ("127.0.0.1", "localhost"):
-            cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (password,))
-            cur.execute(f"GRANT SELECT ON `{mysql_server.database}`.`{table}` TO '{user}'@'{host}'")
+    with select_only_login(mysql_server, table) as (user, password, grant):
         monkeypatch.setenv("AIRFLOW_CONN_MYSQL_NDVR", json.dumps({
             "conn_type": "mysql", "host": "127.0.0.1", "port": mysql_server.port, "login": user,
             "password": password, "schema": mysql_server.database}))
@@ -130,16 +128,33 @@ def test_an_existing_table_like_ndvr_job_status_with_the_documented_grants(
         count.execute(f"SELECT COUNT(*) FROM `{table}`")
         assert count.fetchone()[0] == rows
 
-        for host in ("127.0.0.1", "localhost"):
-            cur.execute(f"GRANT DELETE ON `{mysql_server.database}`.`{table}` TO '{user}'@'{host}'")
+        grant("DELETE")
         purged = run_dag("s3_retention", {**purging, "dry_run": False}, logical_date=NOW + timedelta(seconds=1))
         assert purged.state == "success", purged.task_states()
         assert purged.task_states()[("purge_job_rows", -1)] == "success"
         mysql_conn.commit()  # end the snapshot of the first count (REPEATABLE READ)
         count.execute(f"SELECT COUNT(*) FROM `{table}`")
         assert count.fetchone()[0] == rows - 22  # every expired TRIAL row
+
+
+@contextmanager
+def select_only_login(mysql_server: Any, table: str) -> Iterator[tuple[str, str, Callable[[str], None]]]:
+    """A new MySQL user with SELECT on ``table`` only: ``(user, password, grant)``, ``grant("DELETE")`` granting
+    more on the table; the user is dropped afterwards."""
+    user, password = f"ndvr_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    root = mysql_server._root()
+    cur = root.cursor()
+
+    def grant(privilege: str) -> None:
+        for host in ("127.0.0.1", "localhost"):
+            cur.execute(f"GRANT {privilege} ON `{mysql_server.database}`.`{table}` TO '{user}'@'{host}'")
+
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            cur.execute(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY %s", (password,))
+        grant("SELECT")
+        yield user, password, grant
     finally:
-        cur = root.cursor()
         for host in ("127.0.0.1", "localhost"):
             cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
         root.close()

@@ -286,3 +286,16 @@ def test_per_key_delete_errors_are_recorded_and_fail_the_run(run_dag, s3, world,
     audit = json.loads((result.artifacts() / "audit.json").read_text())
     assert audit["deleted_count"] == 19 and audit["error_count"] == 1
     assert audit["errors"][0]["key"] == refused and audit["errors"][0]["code"] == "AccessDenied"
+
+
+def test_a_jobs_table_that_cannot_be_read_fails_the_plan_once_naming_it(run_dag, s3, world, mysql_conn):
+    """A misspelt jobs_table, or a table without the job columns, is no outage a retry outlasts: the plan
+    failed only after every retry (minutes of backoff) with MySQL's bare error; it fails at once, naming it."""
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}_nocol` (jobId VARCHAR(64), completedAt TIMESTAMP NULL, type VARCHAR(32))")
+    for name in (f"{table}_missing", f"{table}_nocol"):
+        result = run_dag("s3_retention", conf(bucket, name), logical_date=NOW, retries=1)
+        assert result.state == "failed" and result.task_states()[("plan", -1)] == "failed"
+        assert result.try_numbers()[("plan", -1)] == 1  # a retryable error would have been tried twice
+    assert keys(s3, bucket) == sorted(reference_files())
