@@ -293,24 +293,26 @@ Lookup = Callable[[list[str]], dict[str, list[JobRow]]]
 _LINE_ENDS = ("\r", "\n", "\r\n", "\t", " ")
 
 
-def spellings(name: str) -> list[str]:
-    """``name`` and the other ways a job row may spell the same file: with or without a leading ``/``,
-    percent-encoded or decoded (``a%20b`` for ``a b``), with a line end, a tab or a space around it. No
-    collation calls those equal, yet nobody can say a file so named is unused."""
-    bare = name.strip().lstrip("/")
+def spellings(name: str, key_prefix: str = "") -> list[str]:
+    """``name`` (a key minus ``key_prefix``) and the other ways a job row may spell the same file: the whole
+    key (``key_prefix + name``), with or without a leading ``/``, percent-encoded or decoded (``a%20b`` for
+    ``a b``), with a line end, a tab or a space around it. No collation calls those equal, yet nobody can
+    say a file so named is unused."""
     found = [name]
-    for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/")]):
-        found += [core, "/" + core, " " + core, *(core + end for end in _LINE_ENDS)]
+    for whole in dict.fromkeys([name, key_prefix + name]):
+        bare = whole.strip().lstrip("/")
+        for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/")]):
+            found += [core, "/" + core, " " + core, *(core + end for end in _LINE_ENDS)]
     return list(dict.fromkeys(found))
 
 
-def lookup_forms(lookup: Lookup, names: Iterable[str]) -> dict[str, list[JobRow]]:
-    """``lookup`` of each name's :func:`spellings` and of their NFC and NFD forms; rows found for any form
-    are answered for the name. ``utf8mb4_general_ci`` calls ``café`` (NFC) and ``cafe`` + U+0301 (NFD, as
+def lookup_forms(lookup: Lookup, names: Iterable[str], key_prefix: str = "") -> dict[str, list[JobRow]]:
+    """``lookup`` of each name's :func:`spellings` (under ``key_prefix``) and of their NFC and NFD forms;
+    rows found for any form are answered for the name. ``utf8mb4_general_ci`` calls ``café`` (NFC) and ``cafe`` + U+0301 (NFD, as
     macOS names files) different, and ``/a.dat`` or ``a.dat\\r`` different from ``a.dat``, yet they are the
     same name to a person: a row naming another form makes the file ambiguous (see :func:`protected_now`),
     never an orphan."""
-    forms = {name: dict.fromkeys(form for spelling in spellings(name) for form in
+    forms = {name: dict.fromkeys(form for spelling in spellings(name, key_prefix) for form in
                                  (spelling, unicodedata.normalize("NFC", spelling), unicodedata.normalize("NFD", spelling)))
              for name in names}
     found = lookup(sorted({form for each in forms.values() for form in each}))
@@ -376,7 +378,8 @@ def plan_retention(
     pending: list[Candidate] = []
 
     def flush() -> None:
-        matched = lookup_forms(lookup, [c.remainder for c in pending]) if lookup is not None and pending else {}
+        matched = (lookup_forms(lookup, [c.remainder for c in pending], key_prefix) if lookup is not None and pending
+                   else {})
         for cand in pending:
             cause = protected_now(cand.remainder, matched.get(cand.remainder, ()), policy)
             if cause:
@@ -515,7 +518,7 @@ def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[l
 
     def recheck(items: list[Any]) -> dict[str, str]:
         names = {item.key: item.key[len(key_prefix):] for item in items if item.key.startswith(key_prefix)}
-        found = lookup_forms(lookup, sorted(set(names.values())))
+        found = lookup_forms(lookup, sorted(set(names.values())), key_prefix)
         why = {key: protected_now(name, found.get(name, ()), policy) for key, name in names.items()}
         outside = {item.key: "outside key_prefix" for item in items if item.key not in names}
         return {**{k: v for k, v in why.items() if v}, **outside}
