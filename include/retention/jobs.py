@@ -75,12 +75,15 @@ _UNREADABLE = {1044, 1049, 1054, 1142, 1143, 1146}
 
 def check_readable(conn: Any, table: str) -> None:
     """Run the job query's columns on ``table`` reading no row (``LIMIT 0``): :class:`TableUnreadable` naming
-    the table when it cannot run, before anything is listed or downloaded. Other errors propagate."""
+    the table when it cannot run, or when ``completedAt`` holds no times (a DATE or text column: the rule
+    needs the moment a job completed), before anything is listed or downloaded. Other errors propagate."""
     import MySQLdb
+    from MySQLdb.constants import FIELD_TYPE
 
     cur = conn.cursor()
     try:
         cur.execute(f"SELECT {_COLUMNS} FROM {quote_table(table)} LIMIT 0")
+        completed_type = cur.description[1][1]
     except MySQLdb.Error as exc:
         if exc.args and exc.args[0] in _UNREADABLE:
             raise TableUnreadable(
@@ -90,6 +93,11 @@ def check_readable(conn: Any, table: str) -> None:
         raise
     finally:
         cur.close()
+    if completed_type not in (FIELD_TYPE.TIMESTAMP, FIELD_TYPE.DATETIME):
+        names = {v: k for k, v in vars(FIELD_TYPE).items() if isinstance(v, int)}
+        raise TableUnreadable(
+            f"jobs_table {table!r}: completedAt is a {names.get(completed_type, completed_type)} column, not a "
+            "TIMESTAMP or DATETIME: the TRIAL expiry needs the time each job completed")
 
 
 def _row(raw: tuple[Any, ...]) -> JobRow:

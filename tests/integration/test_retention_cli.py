@@ -167,3 +167,29 @@ def test_a_jobs_table_the_user_cannot_read_is_named_before_anything_is_listed(s3
             assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
             assert f"jobs_table {name!r} cannot be read" in result.stderr and len(result.stderr.splitlines()) == 1
             assert not (tmp_path / "plan.json").exists()  # nothing was listed or planned
+
+
+def test_a_completed_at_column_that_holds_no_times_is_named_before_anything_is_listed(s3, s3_server, mysql_server,
+                                                                                      mysql_conn, tmp_path):
+    """completedAt as a DATE or a VARCHAR column crashed the plan at the first completed TRIAL row (a traceback:
+    'datetime.date' object has no attribute 'tzinfo'; the DAG retried it three times); it is one line naming
+    the column, before anything is listed."""
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    cur = mysql_conn.cursor()
+    for name, column, value in ((f"{table}_date", "DATE", "2019-01-01"), (f"{table}_text", "VARCHAR(40)",
+                                                                          "2019-01-01 10:00:00")):
+        cur.execute(f"CREATE TABLE `{name}` (jobId VARCHAR(64), completedAt {column} NULL, type VARCHAR(32), "
+                    "sourceData VARCHAR(64))")
+        cur.execute(f"INSERT INTO `{name}` VALUES ('1', %s, 'TRIAL', 'a'), ('2', NULL, 'OFFICIAL', 'b')", (value,))
+    mysql_conn.commit()
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": k, "size": 1, "last_modified": OLD}
+                                                                      for k in ("a", "b", "c")]})
+    for name in (f"{table}_date", f"{table}_text"):
+        result = s3ops("retention", "plan", "--bucket", bucket, "--jobs-table", name, "--endpoint-url",
+                       s3_server.endpoint_url, "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+                       "--mysql-database", mysql_server.database, "--out", str(tmp_path / name),
+                       env={**os.environ, "MYSQL_PWD": mysql_server.password})
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert f"jobs_table {name!r}: completedAt is" in result.stderr and len(result.stderr.splitlines()) == 1
+        assert not (tmp_path / name / "plan.json").exists()
