@@ -62,16 +62,21 @@ class Duration:
     delta: timedelta = field(default_factory=timedelta)  # weeks, days, hours, minutes, seconds
 
     def before(self, t: datetime) -> datetime:
-        """``t`` minus this duration; ValueError when that is before year 1 (the calendar's start)."""
-        index = t.year * 12 + (t.month - 1) - self.months
+        """``t`` minus this duration; ValueError when that is before year 1 (the calendar's start).
+
+        The weeks, days and time go first, then the months: the reverse of how ISO 8601 adds a duration
+        (months first, then the rest), so a time at or before the result plus the duration is at or before
+        ``t``. (Months first made 2019-03-01 minus P1M15D 2019-01-17, which plus P1M15D is 2019-03-04.)"""
+        try:
+            rest = t - self.delta
+        except OverflowError:  # the weeks, days and hours reach past year 1
+            raise self._off_calendar(t) from None
+        index = rest.year * 12 + (rest.month - 1) - self.months
         year, month = divmod(index, 12)
         if year < 1:
             raise self._off_calendar(t)
-        day = min(t.day, calendar.monthrange(year, month + 1)[1])
-        try:
-            return t.replace(year=year, month=month + 1, day=day) - self.delta
-        except OverflowError:  # the weeks, days and hours reach past year 1
-            raise self._off_calendar(t) from None
+        day = min(rest.day, calendar.monthrange(year, month + 1)[1])
+        return rest.replace(year=year, month=month + 1, day=day)
 
     def _off_calendar(self, t: datetime) -> ValueError:
         return ValueError(f"trial_retention {self.text} before {t.isoformat()} is before year 1: use a shorter one")

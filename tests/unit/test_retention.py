@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -53,6 +54,23 @@ def obj(key: str, size: int = 1, modified: datetime = NOW - timedelta(days=400))
 )
 def test_durations_subtract_calendar_units(text, now, expected):
     assert parse_duration(text).before(now) == expected
+
+
+def plus(t: datetime, text: str) -> datetime:
+    """``t`` + an ISO 8601 duration as ISO 8601 (and dateutil) add one: years and months first (the day clamped
+    to the month's end), then weeks, days and time."""
+    d = parse_duration(text)
+    year, month = divmod(t.year * 12 + t.month - 1 + d.months, 12)
+    return t.replace(year=year, month=month + 1, day=min(t.day, calendar.monthrange(year, month + 1)[1])) + d.delta
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.sampled_from(["P3M", "P1M15D", "P2M30D", "P1Y2M3W", "P1MT12H", "P90D", "P1M1D"]),
+       now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)).map(lambda t: t.replace(tzinfo=UTC)))
+def test_no_trial_expires_before_it_completed_plus_the_retention(text, now):
+    """A TRIAL completed at the cutoff was expired 3 days early under P1M15D (completed 2019-01-17, expired on
+    2019-03-01, not 2019-03-04): the cutoff subtracted the months first, then the days."""
+    assert plus(parse_duration(text).before(now), text) <= now
 
 
 @pytest.mark.parametrize("bad", ["", "P", "PT", "3M", "P3", "P-3M", "P1.5M", "P3MT", "three months", "P1D2M",
