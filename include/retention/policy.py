@@ -544,8 +544,9 @@ def headline(summary: dict[str, Any]) -> str:
     )
     by_cause = summary.get("protected", {}).get("by_cause", {})
     if by_cause.get("ambiguous"):
-        text += (f" {by_cause['ambiguous']} files are ambiguous (a job row names them only under the table's "
-                 "collation or another Unicode form; kept).")
+        text += (f" {by_cause['ambiguous']} files are ambiguous (a job row names them only loosely: under the "
+                 "table's collation, in another Unicode form or another spelling such as a leading '/', "
+                 "percent-encoding, a line end or the whole key; kept).")
     if by_cause.get("unmatchable"):
         text += (f" {by_cause['unmatchable']} files have names the jobs table's sourceData column cannot hold "
                  "(its character set, or its length), so no row can refer to them (kept).")

@@ -444,6 +444,7 @@ def test_a_job_row_spelling_the_name_another_way_keeps_the_file_as_ambiguous(mys
     assert planned == {"p/t.dat": "trial_expired", "p/gone.dat": "orphan"}
     assert summary["protected"]["by_cause"]["ambiguous"] == len(spelled)
     assert sorted(summary["protected"]["ambiguous_samples"]) == sorted(spelled)
+    assert f"{len(spelled)} files are ambiguous" in summary["headline"] and "another spelling" in summary["headline"]
     assert again == dict.fromkeys(spelled, "ambiguous")
 
 
