@@ -45,6 +45,17 @@ def _days(text: str) -> float:
     return days
 
 
+def _count(text: str) -> int:
+    """A whole number from 0 (how many planned files to print)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0")
+    return count
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
                                 epilog="The MySQL password is read from MYSQL_PWD (never from the command line).")
@@ -67,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mysql-user", default="root")
     p.add_argument("--mysql-database", required=True)
     p.add_argument("--out", type=Path, help="folder for plan.json and the plan chunks (default: a new temp folder)")
-    p.add_argument("--limit", type=int, default=1000, help="print at most this many planned files (default 1000)")
+    p.add_argument("--limit", type=_count, default=1000, help="print at most this many planned files (default 1000)")
     p.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
     return p

@@ -140,6 +140,16 @@ def test_a_cutoff_before_year_1_is_refused_not_an_overflow(now, text, days):
         Policy.at(now, text, days)
 
 
+@pytest.mark.parametrize("limit", ["-1", "x"])
+def test_the_command_line_refuses_a_negative_limit(limit, capsys):
+    """``--limit -5`` printed no file and then "… and N+5 more": a count of files that do not exist."""
+    from include.retention import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--bucket", "b-bucket", "--mysql-database", "d", "--limit", limit])
+    assert exit_.value.code == 2 and "--limit" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["--trial-retention", "P999999999D"], "trial_retention 'P999999999D' is out of range"),
     (["--now", "1800-01-01T00:00:00Z", "--trial-retention", "P999Y9999M"], "is before year 1"),
