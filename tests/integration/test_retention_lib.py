@@ -309,9 +309,10 @@ def test_the_purge_counts_matches_per_recorded_row_and_reads_other_charsets(mysq
     assert deleted == 2 and left == 0  # "j\u00e9"/"caf\u00e9" in latin1 and utf16 columns, and "a"
 
 
-def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_jobs=False, recheck_keys=()):
-    """Plan with the real lookup; returns the summary, {key: reason} and the delete re-check's answer
-    for ``recheck_keys``."""
+def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_jobs=False, recheck_keys=(),
+                     key_prefix=""):
+    """Plan ``key_prefix`` with the real lookup; returns the summary, {key: reason} and the delete re-check's
+    answer for ``recheck_keys``."""
     from include.deletion.plan import PlanItem
 
     stream, lookup_conn = conn_for(mysql_server), conn_for(mysql_server)
@@ -319,10 +320,11 @@ def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_j
         def lookup(names):
             return jobs_db.rows_for_sources(lookup_conn, table, names)
 
-        summary = write_plan(iter_objects(s3, bucket), jobs_db.iter_job_rows(stream, table), tmp_path,
-                             key_prefix="", policy=Policy.at(NOW, "P3M", 7), lookup=lookup, jobs_table=table,
+        summary = write_plan(iter_objects(s3, bucket, key_prefix), jobs_db.iter_job_rows(stream, table), tmp_path,
+                             key_prefix=key_prefix, policy=Policy.at(NOW, "P3M", 7), lookup=lookup, jobs_table=table,
                              allow_empty_jobs=allow_empty_jobs)
-        rechecked = make_recheck(lookup, "", Policy.at(NOW, "P3M", 7))([PlanItem(k, 1, "orphan") for k in recheck_keys])
+        rechecked = make_recheck(lookup, key_prefix, Policy.at(NOW, "P3M", 7))(
+            [PlanItem(k, 1, "orphan") for k in recheck_keys])
         plan_rows = [json.loads(line) for c in summary["chunks"]
                      for line in (tmp_path / "plan" / f"{c}.jsonl").read_text().splitlines()]
         return summary, {r["key"]: r["reason"] for r in plan_rows}, rechecked
@@ -406,27 +408,6 @@ def test_job_rows_with_only_null_source_data_are_refused(mysql_server, mysql_con
     assert summary["refusals"] == []
 
 
-def plan_and_recheck(mysql_server, s3, bucket, table, run_dir, keys):
-    """Plan ``bucket``'s ``p/`` against ``table`` at NOW (P3M, 7 days), then ask the delete step's re-check about
-    ``keys`` as orphans: ``({key: reason} planned, plan summary, {key: why kept now})``."""
-    from include.deletion.plan import PlanItem
-
-    policy = Policy.at(NOW, "P3M", 7)
-    stream, lookup_conn = conn_for(mysql_server), conn_for(mysql_server)
-    try:
-        def lookup(names):
-            return jobs_db.rows_for_sources(lookup_conn, table, names)
-
-        summary = write_plan(iter_objects(s3, bucket, "p/"), jobs_db.iter_job_rows(stream, table), run_dir,
-                             key_prefix="p/", policy=policy, lookup=lookup, jobs_table=table, allow_empty_jobs=False)
-        again = make_recheck(lookup, "p/", policy)([PlanItem(k, 1, "orphan") for k in keys])
-    finally:
-        stream.close()
-        lookup_conn.close()
-    plan_rows = [json.loads(line) for line in (run_dir / "plan" / "00000.jsonl").read_text().splitlines()]
-    return {r["key"]: r["reason"] for r in plan_rows}, summary, again
-
-
 def test_a_job_row_spelling_the_name_another_way_keeps_the_file_as_ambiguous(mysql_server, mysql_conn, s3, s3_server,
                                                                             bucket, table, tmp_path):
     """An OFFICIAL row naming a file with a leading slash, percent-encoded, or with a pasted line end, tab or
@@ -440,7 +421,8 @@ def test_a_job_row_spelling_the_name_another_way_keeps_the_file_as_ambiguous(mys
     seed_jobs(mysql_conn, rows, table=table)
     s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
         {"key": k, "size": 1, "last_modified": OLD} for k in [*spelled, "p/t.dat", "p/kept.dat", "p/gone.dat"]]})
-    planned, summary, again = plan_and_recheck(mysql_server, s3, bucket, table, tmp_path, list(spelled))
+    summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix="p/",
+                                               recheck_keys=list(spelled))
     assert planned == {"p/t.dat": "trial_expired", "p/gone.dat": "orphan"}
     assert summary["protected"]["by_cause"]["ambiguous"] == len(spelled)
     assert sorted(summary["protected"]["ambiguous_samples"]) == sorted(spelled)
@@ -456,7 +438,8 @@ def test_a_job_row_naming_the_whole_key_keeps_the_file_as_ambiguous(mysql_server
                            ("3", None, "OFFICIAL", "kept.dat")], table=table)
     s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
         {"key": k, "size": 1, "last_modified": OLD} for k in ("p/a.dat", "p/b.dat", "p/kept.dat", "p/gone.dat")]})
-    planned, summary, again = plan_and_recheck(mysql_server, s3, bucket, table, tmp_path, ["p/a.dat", "p/b.dat"])
+    summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix="p/",
+                                               recheck_keys=["p/a.dat", "p/b.dat"])
     assert planned == {"p/gone.dat": "orphan"}
     assert sorted(summary["protected"]["ambiguous_samples"]) == ["p/a.dat", "p/b.dat"]
     assert again == {"p/a.dat": "ambiguous", "p/b.dat": "ambiguous"}
