@@ -298,15 +298,25 @@ Lookup = Callable[[list[str]], dict[str, list[JobRow]]]
 _LINE_ENDS = ("\r", "\n", "\r\n", "\t", " ")
 
 
+#: MySQL's ``latin1`` is Windows-1252, whose five unassigned bytes it reads as the C1 controls of the same number
+_CP1252 = {b: bytes([b]).decode("cp1252") for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+
+
+def as_latin1(name: str) -> str:
+    """``name``'s UTF-8 bytes read as MySQL's latin1 (``café`` → ``cafÃ©``): how a name looks that an
+    application wrote as UTF-8 through a latin1 connection (into a latin1 column, or double-encoded)."""
+    return name.encode().decode("latin-1").translate(_CP1252)
+
+
 def spellings(name: str, key_prefix: str = "") -> list[str]:
     """``name`` (a key minus ``key_prefix``) and the other ways a job row may spell the same file: the whole
     key (``key_prefix + name``), with or without a leading ``/``, percent-encoded or decoded (``a%20b`` for
-    ``a b``), with a line end, a tab or a space around it. No collation calls those equal, yet nobody can
-    say a file so named is unused."""
+    ``a b``), its UTF-8 read as latin1 (:func:`as_latin1`), with a line end, a tab or a space around it.
+    No collation calls those equal, yet nobody can say a file so named is unused."""
     found = [name]
     for whole in dict.fromkeys([name, key_prefix + name]):
         bare = whole.strip().lstrip("/")
-        for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/")]):
+        for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/"), as_latin1(bare)]):
             found += [core, "/" + core, " " + core, *(core + end for end in _LINE_ENDS)]
     return list(dict.fromkeys(found))
 
@@ -546,7 +556,7 @@ def headline(summary: dict[str, Any]) -> str:
     if by_cause.get("ambiguous"):
         text += (f" {by_cause['ambiguous']} files are ambiguous (a job row names them only loosely: under the "
                  "table's collation, in another Unicode form or another spelling such as a leading '/', "
-                 "percent-encoding, a line end or the whole key; kept).")
+                 "percent-encoding, UTF-8 read as latin1, a line end or the whole key; kept).")
     if by_cause.get("unmatchable"):
         text += (f" {by_cause['unmatchable']} files have names the jobs table's sourceData column cannot hold "
                  "(its character set, or its length), so no row can refer to them (kept).")

@@ -443,3 +443,32 @@ def test_a_job_row_naming_the_whole_key_keeps_the_file_as_ambiguous(mysql_server
     assert planned == {"p/gone.dat": "orphan"}
     assert sorted(summary["protected"]["ambiguous_samples"]) == ["p/a.dat", "p/b.dat"]
     assert again == {"p/a.dat": "ambiguous", "p/b.dat": "ambiguous"}
+
+
+def test_a_utf8_name_stored_in_a_latin1_column_keeps_its_file_as_ambiguous(mysql_server, mysql_conn, s3, s3_server,
+                                                                           bucket, table, tmp_path):
+    """An application that wrote UTF-8 bytes into a latin1 column (a connection left at latin1: the row reads
+    back as ``cafÃ©.dat``) names ``café.dat`` all the same; the file went as an orphan. It is ambiguous, kept."""
+    import MySQLdb
+
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt TIMESTAMP NULL, "
+                "type VARCHAR(32) NULL, sourceData VARCHAR(64) NULL, KEY (sourceData)) CHARACTER SET latin1")
+    mysql_conn.commit()
+    names = ["caf\u00e9.dat", "\u20acuro.dat", "\u0142\u00f3d\u017a.dat", "na\u00efve\u2122.dat"]
+    legacy = MySQLdb.connect(host="127.0.0.1", port=mysql_server.port, user=mysql_server.user,
+                             password=mysql_server.password, database=mysql_server.database, charset="latin1")
+    try:  # the legacy writer: its UTF-8 bytes go in as latin1 characters, one per byte
+        legacy.cursor().executemany(f"INSERT INTO `{table}` VALUES (%s, NULL, 'OFFICIAL', %s)",
+                                    [(f"j{i}", name.encode()) for i, name in enumerate(names)])
+        legacy.cursor().execute(f"INSERT INTO `{table}` VALUES ('k', NULL, 'OFFICIAL', 'kept.dat')")
+        legacy.commit()
+    finally:
+        legacy.close()
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in [*names, "kept.dat", "gone.dat"]]})
+    summary, planned, rechecked = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, recheck_keys=names)
+    assert planned == {"gone.dat": "orphan"}
+    # łódź.dat: latin1 cannot hold it, but its row (in latin1 characters) names it: ambiguous, not unmatchable
+    assert summary["protected"]["by_cause"]["ambiguous"] == 4 and summary["protected"]["by_cause"]["unmatchable"] == 0
+    assert rechecked == dict.fromkeys(names, "ambiguous")
