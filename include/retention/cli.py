@@ -45,6 +45,16 @@ def _days(text: str) -> float:
     return days
 
 
+def _check_out(path: Path) -> None:
+    """Make the ``--out`` folder if missing; ValueError naming it when it cannot be made or written (known
+    before the bucket is listed, not at the plan's first chunk)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as exc:
+        raise ValueError(f"--out {str(path)!r} is no folder this user can write: {exc.strerror or exc}") from None
+
+
 def _count(text: str) -> int:
     """A whole number from 0 (how many planned files to print)."""
     try:
@@ -101,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         jobs_db.quote_table(args.jobs_table)  # a bad name fails before anything is listed
         policy = Policy.at(_now(args.now), args.trial_retention, args.orphan_min_age_days)
+        if args.out is not None:
+            _check_out(args.out)
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
         check_access(client, args.bucket)
     except (S3AccessError, ValueError, BotoCoreError, ClientError) as exc:  # e.g. an unknown --profile

@@ -193,3 +193,22 @@ def test_a_completed_at_column_that_holds_no_times_is_named_before_anything_is_l
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
         assert f"jobs_table {name!r}: completedAt is" in result.stderr and len(result.stderr.splitlines()) == 1
         assert not (tmp_path / name / "plan.json").exists()
+
+
+def test_an_out_folder_that_cannot_be_written_is_named_before_anything_is_listed(s3, s3_server, mysql_server,
+                                                                                 mysql_conn, tmp_path):
+    """``--out`` naming a file (or a folder the user may not write) ended in a traceback once the plan's first
+    chunk was written, after the bucket was listed; it is one line naming the folder, before anything is listed."""
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", "kept")], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": k, "size": 1, "last_modified": OLD}
+                                                                      for k in ("kept", "gone")]})
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    result = s3ops("retention", "plan", "--bucket", bucket, "--jobs-table", table, "--endpoint-url",
+                   s3_server.endpoint_url, "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+                   "--mysql-database", mysql_server.database, "--out", str(taken / "plan"),
+                   env={**os.environ, "MYSQL_PWD": mysql_server.password})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"--out {str(taken / 'plan')!r}" in result.stderr and len(result.stderr.splitlines()) == 1
