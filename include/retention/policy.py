@@ -210,6 +210,7 @@ class JobStats:
 
     rows: int = 0
     rows_without_source: int = 0
+    rows_with_empty_source: int = 0  # '' names no file either (a legacy NOT NULL DEFAULT '' column)
     sources: int = 0
     sources_without_object: int = 0
     by_class: dict[str, int] = field(default_factory=lambda: dict.fromkeys(JOB_CLASSES, 0))
@@ -217,7 +218,8 @@ class JobStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "rows": self.rows, "rows_without_source": self.rows_without_source, "sources": self.sources,
+            "rows": self.rows, "rows_without_source": self.rows_without_source,
+            "rows_with_empty_source": self.rows_with_empty_source, "sources": self.sources,
             "sources_without_object": self.sources_without_object, "by_class": dict(self.by_class),
         }
 
@@ -242,6 +244,8 @@ def group_rows(rows: Iterable[JobRow], policy: Policy, stats: JobStats, sample_s
         if row.source_data is None:
             stats.rows_without_source += 1
             continue
+        if row.source_data == "":
+            stats.rows_with_empty_source += 1
         if current is not None and row.source_data < current:
             raise OrderError(
                 f"job rows are not sorted in binary order ({row.source_data!r} after {current!r}): "
@@ -508,7 +512,8 @@ def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool
     turn every file into an orphan, and a listing that failed part way cannot be trusted."""
     found: list[str] = []
     jobs = summary.get("jobs", {})
-    rows, without_source = int(jobs.get("rows") or 0), int(jobs.get("rows_without_source") or 0)
+    rows = int(jobs.get("rows") or 0)
+    without_source = int(jobs.get("rows_without_source") or 0) + int(jobs.get("rows_with_empty_source") or 0)
     if not rows and not allow_empty_jobs:
         found.append(
             f"the job query on {jobs_table!r} returned no rows, so every file would look like an orphan; "
@@ -516,9 +521,9 @@ def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool
         )
     elif rows and rows == without_source and not allow_empty_jobs:
         found.append(
-            f"every one of the {rows} job rows in {jobs_table!r} has sourceData NULL, so no row names a file and "
-            "every file would look like an orphan; check the column and the data, or set allow_empty_jobs if no "
-            "job really refers to a file"
+            f"every one of the {rows} job rows in {jobs_table!r} has sourceData NULL or empty, so no row names a "
+            "file and every file would look like an orphan; check the column and the data, or set allow_empty_jobs "
+            "if no job really refers to a file"
         )
     if summary.get("listing_error"):
         found.append(f"listing the bucket failed: {summary['listing_error']}")
