@@ -116,7 +116,7 @@ def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, A
     summary = retention.write_plan(
         iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(rows_conn, table), run_dir,
         key_prefix=key_prefix, policy=retention.Policy.at(datetime.now(UTC)),
-        lookup=partial(jobs_db.rows_for_sources, lookup_conn, table), jobs_table=table, allow_empty_jobs=False)
+        lookup=partial(jobs_db.rows_for_names, lookup_conn, table), jobs_table=table, allow_empty_jobs=False)
     return {"delete_count": summary["delete_count"], "scanned_count": summary["scanned_count"],
             "by_reason": summary["by_reason"]}
 

@@ -46,7 +46,7 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
         summary = write_plan(
             found.objects(key_prefix, on_batch=progress.add), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
             key_prefix=key_prefix, policy=policy,
-            lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, jobs_table, names),
+            lookup=lambda names: jobs_db.rows_for_names(lookup_conn, jobs_table, names),
             jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
             versions=found.versions(key_prefix, on_batch=progress.add) if include_versions else None,
             run_settings=run_settings, expired_rows=expired if purge_job_rows else None,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
@@ -292,9 +292,9 @@ def merge_join(
 
 # ---------------------------------------------------------------------------------------- the plan
 
-#: ``lookup(remainders)`` → {remainder: job rows whose ``sourceData`` the table's collation calls equal,
-#: or :class:`Unmatchable` when the table cannot hold the name}.
-Lookup = Callable[[list[str]], dict[str, list[JobRow]]]
+#: ``lookup({name: its other spellings})`` → {name: the rows the table's collation calls equal to any of them}
+#: (:func:`include.retention.jobs.rows_for_names`); a name the table cannot hold answers :class:`Unmatchable`
+Lookup = Callable[[Mapping[str, Sequence[str]]], dict[str, list[JobRow]]]
 
 
 #: what may end a name typed or pasted into a job row (a CSV line's end, a tab, padding): no collation forgives
@@ -331,20 +331,11 @@ def lookup_forms(lookup: Lookup, names: Iterable[str], key_prefix: str = "") -> 
     macOS names files) different, and ``/a.dat`` or ``a.dat\\r`` different from ``a.dat``, yet they are the
     same name to a person: a row naming another form makes the file ambiguous (see :func:`protected_now`),
     never an orphan."""
-    forms = {name: dict.fromkeys(form for spelling in spellings(name, key_prefix) for form in
-                                 (spelling, unicodedata.normalize("NFC", spelling), unicodedata.normalize("NFD", spelling)))
+    forms = {name: list(dict.fromkeys(form for spelling in spellings(name, key_prefix) for form in
+                                      (spelling, unicodedata.normalize("NFC", spelling),
+                                       unicodedata.normalize("NFD", spelling))))
              for name in names}
-    found = lookup(sorted({form for each in forms.values() for form in each}))
-    answer: dict[str, list[JobRow]] = {}
-    for name, each in forms.items():
-        rows: dict[JobRow, None] = {}  # every distinct row: two rows may share a jobId (or have none)
-        for form in each:
-            rows.update((row, None) for row in found.get(form, ()))
-        if rows:
-            answer[name] = list(rows)
-        elif isinstance(found.get(name), Unmatchable):
-            answer[name] = found[name]
-    return answer
+    return {name: rows for name, rows in lookup(forms).items() if rows or isinstance(rows, Unmatchable)}
 
 
 class Candidate(NamedTuple):

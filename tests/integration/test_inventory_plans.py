@@ -67,7 +67,7 @@ def _plan(mysql_server: Any, s3: Any, world: dict[str, Any], run_dir: Any, *, ob
     try:
         summary = write_plan(objects, jobs_db.iter_job_rows(stream, world["table"]), run_dir, key_prefix=prefix,
                              policy=Policy.at(NOW, "P3M", 7), jobs_table=world["table"], allow_empty_jobs=False,
-                             lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, world["table"], names))
+                             lookup=lambda names: jobs_db.rows_for_names(lookup_conn, world["table"], names))
     finally:
         stream.close()
         lookup_conn.close()
@@ -114,7 +114,7 @@ def test_an_object_rewritten_after_the_inventory_is_kept_and_one_written_after_i
     policy = Policy.at(NOW, "P3M", 7)
     lookup_conn = jobs_db.prepare(mysql_server.connect())
     try:
-        recheck = make_recheck(lambda names: jobs_db.rows_for_sources(lookup_conn, world["table"], names), "jobs/",
+        recheck = make_recheck(lambda names: jobs_db.rows_for_names(lookup_conn, world["table"], names), "jobs/",
                                policy)
         done = [delete_chunk(s3, world["bucket"], tmp_path, chunk, recheck=recheck, dry_run=False)
                 for chunk in summary["chunks"]]
@@ -334,7 +334,7 @@ def test_retention_with_versions_from_an_inventory_of_every_version_equals_the_v
         try:
             summary = write_plan([], jobs_db.iter_job_rows(stream, world["table"]), run_dir, key_prefix="jobs/",
                                  policy=Policy.at(NOW, "P3M", 7), jobs_table=world["table"], allow_empty_jobs=False,
-                                 lookup=lambda names: jobs_db.rows_for_sources(lookup_conn, world["table"], names),
+                                 lookup=lambda names: jobs_db.rows_for_names(lookup_conn, world["table"], names),
                                  versions=versions)
         finally:
             stream.close()

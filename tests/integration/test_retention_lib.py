@@ -12,7 +12,7 @@ from include.aws.listing import iter_objects
 from include.deletion.plan import GuardRefused, check_guards, delete_chunk
 from include.retention import jobs as jobs_db
 from include.retention.expired_rows import EXPIRED_ROWS_DIR, ExpiredRowsWriter, planned_rows
-from include.retention.policy import Policy, make_recheck, refusals, write_plan
+from include.retention.policy import Policy, Unmatchable, make_recheck, refusals, write_plan
 from include.seed import seed_jobs
 
 NOW = datetime(2019, 6, 3, tzinfo=UTC)
@@ -65,10 +65,34 @@ def test_lookup_uses_the_table_collation_and_maps_rows_back(mysql_server, mysql_
               table=table)
     conn = conn_for(mysql_server)
     try:
-        found = jobs_db.rows_for_sources(conn, table, ["abc", "ABC", "abc ", "other", "nope"])
+        found = jobs_db.rows_for_names(conn, table, {n: () for n in ["abc", "ABC", "abc ", "other", "nope"]})
+        # a name's other spellings answer for the name; rows are found through any of them, in one query
+        grouped = jobs_db.rows_for_names(conn, table, {"q": ["/q", "x", "abc"], "z": ["/z"], "other": []})
     finally:
         conn.close()
     assert {k: [r.job_id for r in v] for k, v in found.items()} == {"abc": ["1"], "ABC": ["1"], "abc ": ["1"], "other": ["2"]}
+    assert {k: sorted(r.job_id for r in v) for k, v in grouped.items()} == {"q": ["1", "3"], "other": ["2"]}
+
+
+def test_lookup_of_a_name_the_column_cannot_hold(mysql_server, mysql_conn):
+    """A latin1 column: a name with 'ł' is Unmatchable unless another of its spellings found a row (the rows
+    win: the file is ambiguous then, kept either way); a spelling it cannot hold is not queried (MySQL would
+    refuse the whole query: "Illegal mix of collations")."""
+    cur = mysql_conn.cursor()
+    cur.execute("CREATE TABLE jobs_latin1 (jobId VARCHAR(64), completedAt DATETIME NULL, type VARCHAR(32), "
+                "sourceData VARCHAR(100)) CHARACTER SET latin1")
+    cur.execute("INSERT INTO jobs_latin1 VALUES ('1', NULL, 'OFFICIAL', 'cafe.dat')")
+    mysql_conn.commit()
+    conn = conn_for(mysql_server)
+    try:
+        found = jobs_db.rows_for_names(conn, "jobs_latin1", {"ł.dat": ["/ł.dat"], "łcafe.dat": ["cafe.dat", "/łcafe.dat"],
+                                                             "plain.dat": ["ł/plain.dat"]})
+    finally:
+        conn.close()
+        cur.execute("DROP TABLE jobs_latin1")
+    assert isinstance(found["ł.dat"], Unmatchable) and found["ł.dat"].charset == "latin1"
+    assert [r.job_id for r in found["łcafe.dat"]] == ["1"] and not isinstance(found["łcafe.dat"], Unmatchable)
+    assert "plain.dat" not in found
 
 
 def test_plan_then_a_new_job_row_saves_its_file(mysql_server, mysql_conn, s3, s3_server, bucket, table, tmp_path):
@@ -79,7 +103,7 @@ def test_plan_then_a_new_job_row_saves_its_file(mysql_server, mysql_conn, s3, s3
     stream, lookup_conn = conn_for(mysql_server), conn_for(mysql_server)
     try:
         def lookup(names):
-            return jobs_db.rows_for_sources(lookup_conn, table, names)
+            return jobs_db.rows_for_names(lookup_conn, table, names)
 
         summary = write_plan(iter_objects(s3, bucket), jobs_db.iter_job_rows(stream, table), tmp_path,
                              key_prefix="", policy=policy, lookup=lookup, jobs_table=table,
@@ -318,7 +342,7 @@ def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_j
     stream, lookup_conn = conn_for(mysql_server), conn_for(mysql_server)
     try:
         def lookup(names):
-            return jobs_db.rows_for_sources(lookup_conn, table, names)
+            return jobs_db.rows_for_names(lookup_conn, table, names)
 
         summary = write_plan(iter_objects(s3, bucket, key_prefix), jobs_db.iter_job_rows(stream, table), tmp_path,
                              key_prefix=key_prefix, policy=Policy.at(NOW, "P3M", 7), lookup=lookup, jobs_table=table,
