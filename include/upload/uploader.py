@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -573,14 +573,16 @@ def _abort(client: Any, bucket: str, upload: dict[str, Any]) -> dict[str, str]:
     return row
 
 
-def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datetime) -> AbandonedUploads:
+def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datetime, *,
+                            keys: Collection[str] | None = None) -> AbandonedUploads:
     """Abort the multipart uploads a killed worker of *this* ``base_dir`` left behind: under ``key_prefix``,
     at a key in the producer layout, started before ``before`` (this run's scan; with
     ``max_active_runs=1`` no earlier run is still uploading), and whose file is still in ``base_dir`` at
     the path the key maps to. That file is what makes aborting safe: the scan finds it and it is
     uploaded again, so nothing is lost. An upload whose file is not here is another uploader's with the
     same bucket and prefix (another host, a command line on another folder), maybe sending parts right
-    now: aborting it would break that upload, every minute. It is left alone and counted."""
+    now: aborting it would break that upload, every minute. It is left alone and counted. ``keys``: only
+    uploads at these keys are considered (a retried batch: its own files'; the others are not counted)."""
     result = AbandonedUploads()
     try:
         uploads = [u for page in client.get_paginator("list_multipart_uploads").paginate(
@@ -594,6 +596,8 @@ def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datet
     folders = Folders(settings.base_dir)
     try:
         for upload in uploads:
+            if keys is not None and upload["Key"] not in keys:
+                continue
             rel = upload["Key"][len(settings.key_prefix):]
             try:
                 parse_data_path(rel)
@@ -615,9 +619,11 @@ def abort_abandoned_uploads(client: Any, settings: UploadSettings, before: datet
 
 @dataclass
 class BatchResult:
-    """What a batch did: one row per file (the manifest rows), whatever happened to it."""
+    """What a batch did: one row per file (the manifest rows), whatever happened to it; on a retry, the
+    multipart uploads an earlier try left that it aborted (rows as in ``scan.json``)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
+    aborted_uploads: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, outcome: Outcome, base_dir: str) -> None:
         path = shown(os.path.join(base_dir, outcome.rel))
@@ -640,7 +646,7 @@ class BatchResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchResult:
-        return cls(rows=list(data.get("rows") or []))
+        return cls(rows=list(data.get("rows") or []), aborted_uploads=list(data.get("aborted_uploads") or []))
 
 
 class Answers:
@@ -917,9 +923,15 @@ def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch
     spec = artifacts.read_json(run_dir / "batches" / f"{batch}.json")
     scanned_at = datetime.fromisoformat(spec["scanned_at"].replace("Z", "+00:00"))
     uploader = Uploader(client, settings, scanned_at, credentials, retried=retried)
+    candidates = _candidates(spec["files"])
     with lock.holding(settings.base_dir, shared=True):  # shared with the run's other batches
-        result = upload_candidates(uploader, _candidates(spec["files"]), workers=workers,
-                                   what=f"uploading batch {batch}")
+        # An earlier try killed mid-multipart left its upload open. This try uploads the file and deletes it,
+        # so the next scan would find no file for that upload and leave it alone for ever: abort it now.
+        # Only at this batch's keys: the run's other batches may be sending theirs.
+        aborted = abort_abandoned_uploads(client, settings, _now(), keys={settings.key(c.rel) for c in candidates}
+                                          ).aborted if retried else []
+        result = upload_candidates(uploader, candidates, workers=workers, what=f"uploading batch {batch}")
+    result.aborted_uploads = aborted
     artifacts.write_json(run_dir / "results" / f"{batch}.json", asdict(result))
     counts = result.counts()
     log.info("batch %s: %s", batch, counts)
@@ -937,7 +949,9 @@ def record_failed_batch(run_dir: Any, batch: str, error: str) -> dict[str, int]:
 def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iterable[BatchResult],
               *, removed_folders: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run's ``summary.json`` and manifest rows (one per file the run tried) from the scan and the batches."""
+    results = list(results)
     manifest = [row for res in results for row in res.rows]
+    aborted = [u for res in results for u in res.aborted_uploads]  # by retried batches (the scan's: scan_info)
     scan_errors = list(scan_info.get("errors", []))
     counts = BatchResult(manifest).counts()
     failures = scan_errors + [{"path": r["path"], "error": r["error"]} for r in manifest if r["status"] in (FAILED, NOT_DELETED)]
@@ -949,7 +963,7 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
         "already_present": counts["already_present"],
         "local_delete_failed": sum(r["status"] == NOT_DELETED for r in manifest),
         "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders, "batches_failed": 0,
-        "aborted_uploads": sum(1 for u in scan_info.get("aborted_uploads", []) if not u.get("error")),
+        "aborted_uploads": sum(1 for u in [*scan_info.get("aborted_uploads", []), *aborted] if not u.get("error")),
         "uploads_left_alone": int(scan_info.get("uploads_left_alone", 0)),
         "malformed_paths": [m["path"] for m in malformed][:LIST_CAP],
         "conflict_keys": [r["key"] for r in manifest if r["status"] == CONFLICT][:LIST_CAP],

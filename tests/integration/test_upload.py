@@ -1138,6 +1138,35 @@ def test_a_dag_task_that_finds_the_folder_in_use_is_retried_not_failed_at_once(t
     assert tries == 2  # retried (a configuration error would fail at once, on try 1)
 
 
+def test_a_retried_batch_aborts_the_multipart_upload_its_killed_try_left(tmp_path, s3, bucket, client):
+    """A worker killed mid-multipart (SIGKILL, the OOM killer) is retried by Airflow within the same run. The
+    retry uploaded the file and deleted it, so the next run's scan found no file at the key and left the
+    killed try's upload alone for ever ("another uploader's"), its parts billed. The retry aborts it first."""
+    from include.upload.uploader import scan_task, upload_batch_task
+
+    rel = rel_at("oslo", NOW - timedelta(hours=1), "big")
+    body = os.urandom(6 * MIB)
+    write(tmp_path, rel, body)
+    conf = settings(tmp_path, bucket, key_prefix="in", multipart_threshold_mib=5)
+    run_dir = tmp_path.parent / f"{tmp_path.name}-run"
+    batches = scan_task(conf, run_dir, client=client)
+    # the batch's first try: its multipart upload started, a part sent, then the worker was killed
+    killed = s3.create_multipart_upload(Bucket=bucket, Key=f"in/{rel}", ChecksumAlgorithm="CRC64NVME",
+                                        ChecksumType="FULL_OBJECT")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key=f"in/{rel}", UploadId=killed, PartNumber=1, Body=body[: 5 * MIB])
+    time.sleep(1)
+
+    counts = upload_batch_task(client, conf, run_dir, batches[0], retried=True)
+    summary = tidy_task(conf, run_dir, batches)
+
+    assert counts["uploaded"] == 1 and body_of(s3, bucket, f"in/{rel}") == body and not (tmp_path / rel).exists()
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert (summary["aborted_uploads"], summary["uploads_left_alone"]) == (1, 0)
+    next_run = tmp_path.parent / f"{tmp_path.name}-run-2"
+    assert scan_task(conf, next_run, client=client) == []  # nothing left for it to leave alone
+    assert json.loads((next_run / "scan.json").read_text())["uploads_left_alone"] == 0
+
+
 def test_dag_scan_aborts_abandoned_uploads_and_records_them(tmp_path, s3, bucket, run_dag):
     key = rel_at("oslo", NOW - timedelta(hours=2), "killed")
     write(tmp_path, key, b"its upload was killed\n")  # still on disk, as a killed worker leaves it
