@@ -890,9 +890,17 @@ def _scan_report(base: Path, scan: Scan, now: datetime, uploads: AbandonedUpload
 
 
 def _existing_base(settings: UploadSettings) -> Path:
+    """``base_dir``, refused in words when it is no folder or cannot be opened (its lock and its scan open it):
+    a folder the uploader's user may not list (the producer's, mode 0700) was a traceback, and in the DAG
+    a scan retried for nothing."""
     base = Path(settings.base_dir)
     if not base.is_dir():
         raise UploadError(f"base_dir {settings.base_dir!r} is not an existing folder: create it or fix the setting")
+    try:
+        os.close(os.open(settings.base_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except OSError as exc:
+        raise UploadError(f"base_dir {settings.base_dir!r} cannot be read ({exc.strerror or exc}): give the user the "
+                          "uploader runs as read and write access to it (the producer's group, say)") from None
     return base
 
 

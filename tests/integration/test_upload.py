@@ -315,6 +315,38 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
         assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
+def _without_root_file_powers() -> None:
+    """In the child, before exec: root keeps its uid but not the capabilities that ignore file permissions
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, dropped from the bounding set), as a service account has none."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_base_dir_the_uploader_cannot_read_is_refused_in_one_line(tmp_path, bucket, s3_server):
+    """The producer's folder exists but the uploader's user may not list it (the producer's, mode 0700): that
+    was a traceback from the lock (exit 1), and in the DAG a scan retried three times for nothing."""
+    base = tmp_path / "base"
+    write(base, rel_at("berlin", NOW - timedelta(hours=1), "t"), b"stays\n")
+    root = os.geteuid() == 0
+    if root:
+        os.chown(base, 65534, 65534)  # nobody's
+    base.chmod(0o700 if root else 0o000)
+    try:
+        done = subprocess.run([sys.executable, "-m", "include.upload.uploader", "--base-dir", str(base), "--bucket",
+                               bucket, "--endpoint-url", s3_server.endpoint_url], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              preexec_fn=_without_root_file_powers if root else None)
+    finally:
+        base.chmod(0o700)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()] and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: base_dir {str(base)!r} cannot be read (Permission denied)"), done.stderr
+
+
 def upload_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``s3ops upload`` in a process of its own."""
     return subprocess.run([sys.executable, "-m", "include.upload.uploader", *args], cwd=ROOT, capture_output=True,
