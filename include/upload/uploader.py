@@ -566,7 +566,7 @@ def _abort(client: Any, bucket: str, upload: dict[str, Any]) -> dict[str, str]:
     try:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
         log.info("aborted an incomplete multipart upload of %s started %s", key, row["initiated"])
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:  # refused, or the network failed after retries: say so, go on
         if error_code(exc) != "NoSuchUpload":  # gone meanwhile: that is what we wanted
             row["error"] = error_text(exc)
             log.warning("cannot abort the incomplete upload of %s: %s", key, row["error"])

@@ -1050,6 +1050,25 @@ def test_the_next_run_aborts_uploads_a_killed_worker_left(tmp_path, s3, bucket, 
     assert body_of(s3, bucket, ours) == b"killed mid-upload\n" and not (tmp_path / rel).exists()
 
 
+def test_an_abort_the_network_drops_is_recorded_and_the_run_goes_on(tmp_path, s3, bucket, s3_server):
+    """AbortMultipartUpload whose connection drops on every attempt: a traceback that stopped the command line
+    (exit 1, nothing moved) and failed the DAG's scan. Like an abort S3 refuses, it is recorded (log,
+    scan.json) and the run goes on: the file goes up as a new upload."""
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"killed mid-upload\n")
+    s3.create_multipart_upload(Bucket=bucket, Key=rel)
+    time.sleep(1)
+    client = client_from_args(endpoint_url=s3_server.endpoint_url, region_name="us-east-1", max_attempts=2)
+    s3_server.control("POST", "faults", {"mode": "drop", "operation": "AbortMultipartUpload", "count": 2})
+    try:
+        summary, manifest = upload_tree(client, settings(tmp_path, bucket), tidy=False)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    assert (summary["uploaded"], summary["aborted_uploads"]) == (1, 0) and [r["status"] for r in manifest] == ["uploaded"]
+    assert body_of(s3, bucket, rel) == b"killed mid-upload\n" and not (tmp_path / rel).exists()
+    assert len(s3.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
+
+
 def test_another_uploaders_multipart_upload_is_never_aborted(tmp_path, s3, bucket, client, caplog):
     """Another host (or a command line on another folder) uploads to the same bucket and prefix: its
     upload in progress is not this base_dir's, whether its folder is missing here or only reachable
