@@ -1146,6 +1146,10 @@ def _set_up(args: argparse.Namespace) -> tuple[UploadSettings, Any, Any]:
     from include.aws.client import cli_session, client_from_args
     from include.upload.settings import SETTINGS, resolve_settings
 
+    for name, what in (("base_dir", "the producer's folder (--base-dir /data/outbox)"),
+                       ("bucket", "the bucket to upload to (--bucket NAME)")):
+        if not getattr(args, name):  # the settings would say "type it in the trigger form"
+            raise UploadError(f"{_option(name)} is required: {what}")
     conf = {k: getattr(args, k) for k in ("base_dir", "bucket", "key_prefix", "settle_seconds", "overwrite",
                                           "max_files", "multipart_threshold_mib", "throughput_target_gbps")}
     settings, _ = resolve_settings(conf, None, by_deployer=True)  # whoever runs the command line deploys it
@@ -1179,8 +1183,23 @@ def _setup_error(exc: Exception, args: argparse.Namespace) -> str:
     elif isinstance(exc, ClientError):  # HeadBucket answered neither 403 nor 404
         text = f"cannot check bucket {args.bucket!r}: {error_text(exc)}"
     else:
-        text = str(exc)
+        text = _in_options(str(exc))
     return " ".join(text.split())  # one line, whatever the message holds (a credential process's output)
+
+
+def _option(name: str) -> str:
+    """The command line's option for a setting: ``settle_seconds`` → ``--settle-seconds``."""
+    return "--" + name.replace("_", "-")
+
+
+def _in_options(text: str) -> str:
+    """A settings message in the command line's words: the options given, not "the run's param …" (the
+    trigger form's)."""
+    from include.upload.settings import SETTINGS
+
+    for name in SETTINGS.names:
+        text = text.replace(f"the run's param {name!r}", _option(name))
+    return text
 
 
 def _write_manifest(path: Path, rows: list[dict[str, Any]]) -> str | None:

@@ -304,7 +304,7 @@ def test_command_line_reports_and_exits_nonzero_on_conflict(tmp_path, s3, bucket
         cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    assert missing.returncode == 2 and "bucket is not set" in missing.stderr
+    assert missing.returncode == 2 and "--bucket is required" in missing.stderr
     base = [sys.executable, "-m", "include.upload.uploader", "--base-dir", str(tmp_path), "--bucket", bucket,
             "--endpoint-url", s3_server.endpoint_url]
     for extra, needle in ((["--throughput-target-gbps", "0"], "throughput_target_gbps"),  # the flag reaches the settings

@@ -77,3 +77,31 @@ def test_an_empty_endpoint_variable_means_aws(tmp_path):
     done = upload_cli(base, S3OPS_S3_ENDPOINT="", AWS_MAX_ATTEMPTS="1", AWS_ENDPOINT_URL_S3=NOWHERE)
     assert done.returncode == 2 and done.stderr.splitlines() == [done.stderr.strip()], done.stderr
     assert "is not a URL" not in done.stderr and "cannot reach the S3 endpoint" in done.stderr
+
+
+OPTION_CASES = {
+    "bucket-missing": (["--base-dir", "BASE"], "error: --bucket is required: the bucket to upload to (--bucket NAME)"),
+    "base-dir-missing": (["--bucket", "my-bucket"],
+                         "error: --base-dir is required: the producer's folder (--base-dir /data/outbox)"),
+    "settle-negative": (["--base-dir", "BASE", "--bucket", "my-bucket", "--settle-seconds", "-1"],
+                        "error: settle_seconds = -1 (from --settle-seconds) is invalid"),
+    "prefix-slash": (["--base-dir", "BASE", "--bucket", "my-bucket", "--key-prefix", "/raw"],
+                     "error: key_prefix '/raw' (from --key-prefix) must not start with '/'"),
+    "base-dir-relative": (["--base-dir", "data/outbox", "--bucket", "my-bucket"],
+                          "error: base_dir must be an absolute path, got 'data/outbox' from --base-dir"),
+}
+
+
+@pytest.mark.parametrize("case", OPTION_CASES)
+def test_a_bad_or_missing_option_is_named_as_the_command_line_spells_it(tmp_path, case):
+    """The settings' messages speak of the trigger form and the run's params: a command line user is told
+    the option to give, not to type a value in a form or set an Airflow Variable."""
+    args, start = OPTION_CASES[case]
+    base = tmp_path / "base"
+    base.mkdir()
+    args = [str(base) if a == "BASE" else a for a in args]
+    done = subprocess.run([sys.executable, "-m", "include.upload.uploader", *args, "--endpoint-url", NOWHERE], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and done.stderr.splitlines() == [done.stderr.strip()], done.stderr
+    assert done.stderr.startswith(start), done.stderr
+    assert "trigger form" not in done.stderr and "Airflow Variable" not in done.stderr and "param" not in done.stderr
