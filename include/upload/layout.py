@@ -222,7 +222,9 @@ def _list_folder(fd: int, root: str, rel: str, scan: Scan) -> Iterator[tuple[str
                 yield rel + entry.name, entry.stat(follow_symlinks=False)
             else:
                 scan.add_malformed(root + rel + entry.name, "not a regular file")
-        except OSError as exc:  # vanished or unreadable between listing and stat
+        except FileNotFoundError:  # gone since the listing (a producer's rename or delete): nothing to take, no error
+            continue
+        except OSError as exc:  # unreadable between listing and stat
             scan.add_error(root + rel + entry.name, f"cannot stat: {exc.strerror or exc}")
 
 
@@ -291,7 +293,7 @@ def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
                 if exc.errno in _NOT_A_FOLDER_NOW:
                     scan.add_malformed(root + parent_rel + name, "no longer a folder when opened (swapped for a "
                                                                  "symbolic link or a file?): never followed")
-                else:
+                elif exc.errno != errno.ENOENT:  # gone since its parent was listed: nothing in it to take
                     scan.add_error(root + parent_rel + name, f"cannot list folder: {exc.strerror or exc}")
     finally:
         for frame_fd, _, _ in stack:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -204,3 +205,54 @@ def test_tidy_waits_for_the_settle_time_after_the_hour(tmp_path):
     assert hour.is_dir()
     remove_empty_folders(tmp_path, datetime(2026, 3, 1, 12, 0, 31, tzinfo=UTC), 30)
     assert not hour.exists() and (tmp_path / "berlin/2026/03/01").is_dir()
+
+
+def _listing_then(monkeypatch: pytest.MonkeyPatch, folder: str, change: Callable[[], None]) -> None:
+    """``change`` runs right after the scan lists ``folder`` (its last part), before it looks at the entries."""
+    import include.upload.layout as layout
+
+    real = os.scandir
+
+    class Listed:
+        def __init__(self, fd: int) -> None:
+            with real(fd) as entries:
+                self.items = list(entries)
+            if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) == folder:
+                change()
+
+        def __enter__(self) -> list[os.DirEntry[str]]:
+            return self.items
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    monkeypatch.setattr(layout.os, "scandir", Listed)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names the listed folder through /proc")
+def test_a_file_that_vanishes_between_the_listing_and_its_stat_is_no_failure(tmp_path, monkeypatch):
+    """A producer that writes a temporary file and renames it to its name (an atomic write), or removes one,
+    at the instant the scan lists the folder: the entry is gone when the scan stats it. That was a scan
+    error, counted as a failed file: the run went red and notified for a file nobody lost."""
+    done = make(tmp_path, "berlin/2026/03/01/11/05-t.dat")
+    tmp = make(tmp_path, "berlin/2026/03/01/11/06-t.dat.tmp")
+    _listing_then(monkeypatch, "11", lambda: os.rename(tmp, tmp.with_name("06-t.dat")))
+
+    scan = scan_base_dir(tmp_path, NOW, 30, max_files=100)
+
+    assert (scan.errors, scan.errors_total) == ([], 0)
+    assert [c.rel for c in scan.eligible] == [done.relative_to(tmp_path).as_posix()]  # 06 waits for the next scan
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names the listed folder through /proc")
+def test_a_folder_removed_between_its_parents_listing_and_its_walk_is_no_failure(tmp_path, monkeypatch):
+    import shutil
+
+    done = make(tmp_path, "berlin/2026/03/01/11/05-t.dat")
+    gone = make(tmp_path, "berlin/2026/03/01/10/05-t.dat").parent  # the producer clears an hour it gave up on
+    _listing_then(monkeypatch, "01", lambda: shutil.rmtree(gone))
+
+    scan = scan_base_dir(tmp_path, NOW, 30, max_files=100)
+
+    assert (scan.errors, scan.errors_total, scan.malformed_total) == ([], 0, 0)
+    assert [c.rel for c in scan.eligible] == [done.relative_to(tmp_path).as_posix()]
