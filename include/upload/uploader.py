@@ -350,8 +350,12 @@ class Uploader:
             return Outcome(FAILED, cand.rel, key, cand.size, error=f"{type(exc).__name__}: {exc}")
 
     def _s3_error(self, code: str, text: str) -> str:
+        """A file's error from S3's code and text, with what to do where S3's own words do not say it."""
         if code == "NoSuchBucket":
             return f"bucket {self.settings.bucket!r} does not exist ({text})"
+        if code in ("AccessDenied", "403", "Forbidden"):  # HeadBucket passed: the upload or a check is denied
+            return (f"S3 denied access to bucket {self.settings.bucket!r} ({text}): the credentials need s3:PutObject, "
+                    "and s3:GetObject for the checks of an existing object and of a multipart upload (HeadObject)")
         return text
 
     def _prepare(self, cand: Candidate, key: str, path: str) -> Pending | Outcome:
@@ -402,7 +406,7 @@ class Uploader:
                                  f"uploading?) ({answer.error})")
         if answer.status == 0:
             return Outcome(FAILED, rel, key, local.size, error=f"no answer from S3 after retries: {answer.error}")
-        return Outcome(FAILED, rel, key, local.size, error=self._s3_error(answer.code, answer.error))
+        return Outcome(FAILED, rel, key, local.size, error=self._s3_error(answer.code or str(answer.status), answer.error))
 
     def _delete_local(self, pending: Pending, status: str) -> Outcome:
         """The object at the key is verified to hold the file (or conflicts): delete the file, unless it

@@ -198,6 +198,26 @@ def test_missing_bucket_keeps_every_file(tmp_path, client):
     assert all("does not exist" in f["error"] for f in summary["failures"])
 
 
+@pytest.mark.parametrize(("operation", "size", "needs"), [("PutObject", 100, "s3:PutObject"),
+                                                         ("HeadObject", 6 * MIB, "s3:GetObject")],
+                         ids=["put-denied", "head-denied"])
+def test_an_upload_s3_denies_says_which_permission_is_missing(tmp_path, s3, bucket, client, s3_server, operation,
+                                                              size, needs):
+    """A bucket that answers HeadBucket but denies the upload (a write-only role without s3:GetObject denies
+    the HeadObject a multipart upload needs): every file failed with a bare "AccessDenied: Access Denied" or
+    "403: Forbidden", which says neither what was refused nor what to grant."""
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    path = write(tmp_path, rel, os.urandom(size))
+    s3_server.control("POST", "faults", {"mode": "denied", "operation": operation, "bucket": bucket, "count": 1000})
+    try:
+        summary, manifest = upload_tree(client, settings(tmp_path, bucket, multipart_threshold_mib=5), tidy=False)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    assert (summary["uploaded"], summary["failed"]) == (0, 1) and path.exists()
+    error = manifest[0]["error"]
+    assert error.startswith(f"S3 denied access to bucket {bucket!r} (") and needs in error, error
+
+
 def test_vanished_and_changed_files_are_reported_not_lost(tmp_path, s3, bucket, client):
     cfg = settings(tmp_path, bucket)
     uploader = Uploader(client, cfg, datetime.now(UTC))
