@@ -143,6 +143,21 @@ def parse_data_path(rel: str) -> DataFile:
     return DataFile(rel=rel, location=location, minute=minute, topic=match["topic"])
 
 
+#: How far ahead of the clock a file's mtime or data minute may be and wait quietly (a writer's clock a little
+#: ahead); beyond, the scan names the file: it would wait unnoticed, for ever if far enough (``touch -d``).
+FUTURE_SLACK = timedelta(minutes=5)
+
+
+def future_dated(data: DataFile, mtime: float, now: datetime) -> str | None:
+    """Why a file that is not ready will stay so for longer than a clock's drift, or None."""
+    if data.minute > now + FUTURE_SLACK:
+        return f"not ready: its data minute {data.minute:%Y-%m-%d %H:%M} UTC has not begun (the writer's clock ahead?)"
+    if (ahead := mtime - now.timestamp()) > FUTURE_SLACK.total_seconds():
+        return (f"not ready: its mtime is {ahead:,.0f} s ahead of this host's clock (the writer's clock ahead, or "
+                "touch -d?); it waits until then, or touch it")
+    return None
+
+
 def is_eligible(data: DataFile, mtime: float, now: datetime, settle_seconds: float) -> bool:
     """Finished: the data minute ended, and the file was last written, at least ``settle_seconds`` ago."""
     settle = timedelta(seconds=settle_seconds)
@@ -172,8 +187,10 @@ class Scan:
     not_ready: int = 0
     malformed: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, reason): the first MALFORMED_CAP
     errors: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, error): unreadable folders
+    future: list[tuple[str, str]] = field(default_factory=list)  # (absolute path, why): not ready, dated ahead
     malformed_total: int = 0
     errors_total: int = 0
+    future_total: int = 0
 
     def add_malformed(self, path: str, reason: str) -> None:
         self.malformed_total += 1
@@ -184,6 +201,11 @@ class Scan:
         self.errors_total += 1
         if len(self.errors) < MALFORMED_CAP:
             self.errors.append((shown(path), error))
+
+    def add_future(self, path: str, why: str) -> None:
+        self.future_total += 1
+        if len(self.future) < MALFORMED_CAP:
+            self.future.append((shown(path), why))
 
     @property
     def deferred(self) -> int:
@@ -377,6 +399,8 @@ def scan_base_dir(base_dir: Path, now: datetime, settle_seconds: float, max_file
                 continue
             if not is_eligible(data, st.st_mtime, now, settle_seconds):
                 scan.not_ready += 1
+                if why := future_dated(data, st.st_mtime, now):
+                    scan.add_future(os.path.join(str(base_dir), rel), why)
                 continue
             scan.eligible_total += 1
             yield Candidate(data.minute, rel, st.st_size, st.st_mtime_ns, st.st_ino)

@@ -877,6 +877,8 @@ def _scan_report(base: Path, scan: Scan, now: datetime, uploads: AbandonedUpload
                     scan.malformed_total - LOG_CAP, len(scan.malformed))
     for path, error in scan.errors:
         log.warning("scan error: %s: %s", path, error)
+    for path, why in scan.future[:LOG_CAP]:
+        log.warning("dated in the future, left for later: %s (%s)", path, why)
     log.info("scan of %s: %d eligible (%d this run, %d deferred by max_files), %d not ready, %d malformed, "
              "%d abandoned multipart upload(s) aborted",
              shown(str(base)), scan.eligible_total, len(scan.eligible), scan.deferred, scan.not_ready, scan.malformed_total,
@@ -889,6 +891,7 @@ def _scan_report(base: Path, scan: Scan, now: datetime, uploads: AbandonedUpload
         "malformed_total": scan.malformed_total,
         "malformed": [{"path": p, "reason": r} for p, r in scan.malformed],
         "errors": [{"path": p, "error": e} for p, e in scan.errors], "errors_total": scan.errors_total,
+        "future_dated": [{"path": p, "reason": r} for p, r in scan.future], "future_dated_total": scan.future_total,
         "aborted_uploads": uploads.aborted, "uploads_left_alone": uploads.left_alone,
     }
 
@@ -977,7 +980,9 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
         "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders, "batches_failed": 0,
         "aborted_uploads": sum(1 for u in [*scan_info.get("aborted_uploads", []), *aborted] if not u.get("error")),
         "uploads_left_alone": int(scan_info.get("uploads_left_alone", 0)),
+        "future_dated": int(scan_info.get("future_dated_total", 0)),
         "malformed_paths": [m["path"] for m in malformed][:LIST_CAP],
+        "future_dated_paths": [f["path"] for f in scan_info.get("future_dated", [])][:LIST_CAP],
         "conflict_keys": [r["key"] for r in manifest if r["status"] == CONFLICT][:LIST_CAP],
         "failed_paths": [f["path"] for f in failures][:LIST_CAP],
         "failures": failures[:LIST_CAP],
@@ -993,8 +998,9 @@ FAILED_BATCH = ("its upload_batch task failed on its last try: which of its file
 
 
 def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:
-    """A run with no batch and nothing malformed or failed has nothing worth a run folder."""
-    return not batches and not any(summary[k] for k in ("uploaded", "malformed", "conflicts", "failed", "aborted_uploads"))
+    """A run with no batch and nothing malformed, failed or dated in the future has nothing worth a run folder."""
+    return not batches and not any(summary[k] for k in ("uploaded", "malformed", "conflicts", "failed", "aborted_uploads",
+                                                        "future_dated"))
 
 
 def problems(counts: dict[str, Any]) -> str | None:

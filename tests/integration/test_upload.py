@@ -218,6 +218,22 @@ def test_an_upload_s3_denies_says_which_permission_is_missing(tmp_path, s3, buck
     assert error.startswith(f"S3 denied access to bucket {bucket!r} (") and needs in error, error
 
 
+def test_a_file_dated_in_the_future_waits_and_is_named(tmp_path, s3, bucket, client):
+    """A file whose mtime (the writer's clock ahead, touch -d) or data minute lies in the future is not ready
+    until then: that was only one more "skipped_not_ready", every run, for ever if far enough. Beyond a
+    clock's drift it is named in the summary; a few seconds ahead waits quietly."""
+    hour_ago = NOW - timedelta(hours=1)
+    far = write(tmp_path, rel_at("berlin", hour_ago, "touched"), b"x\n", age_seconds=-3 * 86_400)
+    minute = write(tmp_path, rel_at("berlin", NOW + timedelta(days=365), "ahead"), b"y\n")
+    drift = write(tmp_path, rel_at("berlin", hour_ago, "drift"), b"z\n", age_seconds=-10)
+
+    summary, manifest = upload_tree(client, settings(tmp_path, bucket), tidy=False)
+
+    assert (summary["uploaded"], summary["skipped_not_ready"], summary["failed"]) == (0, 3, 0) and manifest == []
+    assert summary["future_dated"] == 2 and sorted(summary["future_dated_paths"]) == sorted([str(far), str(minute)])
+    assert far.exists() and minute.exists() and drift.exists() and keys_in(s3, bucket) == set()
+
+
 def test_vanished_and_changed_files_are_reported_not_lost(tmp_path, s3, bucket, client):
     cfg = settings(tmp_path, bucket)
     uploader = Uploader(client, cfg, datetime.now(UTC))
