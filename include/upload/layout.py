@@ -53,6 +53,10 @@ PRIVATE_NAME_BYTES = 200
 _LEFTOVER = re.compile(re.escape(PRIVATE_PREFIX) + r"[0-9a-f]{32}-(?P<name>.+)", re.S)
 _BASE_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # base_dir itself may be a link: the settings checked it
 _NOT_A_FOLDER_NOW = (errno.ELOOP, errno.ENOTDIR)  # O_NOFOLLOW's answer for a link; a file in its place
+#: The filesystem's own folder at the root of a volume (mkfs makes it, root's, mode 0700), in base_dir when
+#: base_dir is the mount point of the producer's volume. Walked where the uploader may (fsck's recovered files
+#: are listed as malformed); where it may not, it is no failure: it never holds a producer's file.
+LOST_AND_FOUND = "lost+found"
 #: The layout's folders: location, year, month, day, hour. A folder deeper than that is malformed and not
 #: walked, so the walk never holds more descriptors than this (plus base_dir) whatever the tree holds.
 LAYOUT_DEPTH = 5
@@ -276,6 +280,12 @@ def put_back(folder_fd: int, private: str, name: str) -> None:
         os.unlink(private, dir_fd=folder_fd)
 
 
+def _nothing_to_report(exc: OSError, parent_rel: str, name: str) -> bool:
+    """A subfolder the walk could not open that is no failure: gone since its parent was listed (nothing in it
+    to take), or the volume's own lost+found, which the uploader may not read (:data:`LOST_AND_FOUND`)."""
+    return exc.errno == errno.ENOENT or (exc.errno == errno.EACCES and not parent_rel and name == LOST_AND_FOUND)
+
+
 def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
     """Yield (relative path, lstat) for every regular file under ``base``; symlinks are malformed.
     Each folder is opened from its parent's descriptor without following a link (``_FOLDER_FLAGS``),
@@ -315,7 +325,7 @@ def _walk(base: Path, scan: Scan) -> Iterator[tuple[str, os.stat_result]]:
                 if exc.errno in _NOT_A_FOLDER_NOW:
                     scan.add_malformed(root + parent_rel + name, "no longer a folder when opened (swapped for a "
                                                                  "symbolic link or a file?): never followed")
-                elif exc.errno != errno.ENOENT:  # gone since its parent was listed: nothing in it to take
+                elif not _nothing_to_report(exc, parent_rel, name):
                     scan.add_error(root + parent_rel + name, f"cannot list folder: {exc.strerror or exc}")
     finally:
         for frame_fd, _, _ in stack:

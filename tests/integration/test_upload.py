@@ -383,6 +383,32 @@ def test_a_base_dir_the_uploader_cannot_read_is_refused_in_one_line(tmp_path, bu
     assert done.stderr.startswith(f"error: base_dir {str(base)!r} cannot be read (Permission denied)"), done.stderr
 
 
+def test_the_filesystems_lost_and_found_in_base_dir_is_not_a_failure(tmp_path, s3, bucket, s3_server):
+    """base_dir is the mount point of the producer's own volume: mkfs made lost+found there, root's, mode 0700.
+    The uploader (not root) could not list it: a scan error, counted as a failed file, so every run went red
+    and notified, every minute, for a folder that never holds a producer's file."""
+    base = tmp_path / "base"
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(base, rel, b"moves\n")
+    (base / "lost+found").mkdir(mode=0o700)
+    root = os.geteuid() == 0
+    if root:
+        os.chown(base / "lost+found", 65534, 65534)  # not the uploader's: as root's is to a service account
+    else:
+        (base / "lost+found").chmod(0o000)
+    try:
+        done = subprocess.run([sys.executable, "-m", "include.upload.uploader", "--base-dir", str(base), "--bucket",
+                               bucket, "--endpoint-url", s3_server.endpoint_url, "--no-tidy"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              preexec_fn=_without_root_file_powers if root else None)
+    finally:
+        (base / "lost+found").chmod(0o700)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert (summary["uploaded"], summary["failed"], summary["malformed"]) == (1, 0, 0) and summary["failures"] == []
+    assert keys_in(s3, bucket) == {rel}
+
+
 def upload_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``s3ops upload`` in a process of its own."""
     return subprocess.run([sys.executable, "-m", "include.upload.uploader", *args], cwd=ROOT, capture_output=True,
