@@ -425,7 +425,9 @@ class Uploader:
         st, now = local.stat, os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
         # ctime too: a rewrite that put the mtime back (cp -p, touch -r, rsync -t --inplace) still moves it
         if _identity(now) != _identity(st):
-            return Outcome(FAILED, rel, key, local.size, error=CHANGED_AFTER_UPLOAD)
+            if not _same_bytes_again(folder_fd, name, local, now):
+                return Outcome(FAILED, rel, key, local.size, error=CHANGED_AFTER_UPLOAD)
+            st = now  # only its metadata changed (a hard link, a chmod): the file S3 holds, to delete as it is now
         try:
             problem = _unlink_if_same(folder_fd, name, st)
         except FileNotFoundError:
@@ -466,6 +468,18 @@ class Uploader:
 def _identity(st: os.stat_result) -> tuple[int, ...]:
     """What must not change between the upload's read and the local delete."""
     return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _same_bytes_again(folder_fd: int, name: str, local: Local, now: os.stat_result) -> bool:
+    """The file's change time moved since the upload's read (``now``: its lstat): metadata only (a backup tool
+    hard-linking it, a chmod), or content rewritten with its mtime put back? The very file (inode, size and
+    mtime as read) is read again: the same CRC64NVME, and nothing moved while it was read."""
+    if _identity(now)[:4] != _identity(local.stat)[:4]:
+        return False
+    with open(name, "rb", buffering=0, opener=lambda n, flags: open_scanned(n, flags, folder_fd)) as fh:
+        again = read_local(fh)
+        after = os.fstat(fh.fileno())
+    return again.crc64nvme == local.crc64nvme and _identity(again.stat) == _identity(after) == _identity(now)
 
 
 def _unlink_if_same(folder_fd: int, name: str, st: os.stat_result) -> str | None:

@@ -1390,6 +1390,40 @@ def test_a_file_written_to_after_its_upload_is_kept_and_the_error_says_what_to_d
     assert body_of(s3, bucket, rel) == b"first part\n"
 
 
+@pytest.mark.parametrize("change", ["hard link", "chmod", "rewritten, mtime put back"])
+def test_only_a_change_of_content_after_the_upload_keeps_the_file(tmp_path, s3, bucket, client, monkeypatch, change):
+    """Between the upload and the delete the file's inode change time moves with its content, and also when
+    only its metadata changes: a backup tool hard-linking the outbox (cp -al, rsnapshot), a chmod. Those
+    failed the file ("changed after its upload … the next runs report a conflict", a red run) though S3
+    held exactly its bytes. The file is read again: the same bytes are deleted, other bytes kept."""
+    import include.upload.uploader as upload
+
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    path = write(tmp_path, rel, b"the minute's data\n")
+    st = path.stat()
+    real = upload.put_verified
+
+    def changed_then_verify(answer, local):
+        if change == "hard link":
+            os.link(path, tmp_path.parent / f"{tmp_path.name}-backup.dat")
+        elif change == "chmod":
+            path.chmod(0o640)
+        else:  # same size, other bytes, the mtime put back (cp -p, touch -r)
+            path.write_bytes(b"THE MINUTE'S DATA\n")
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return real(answer, local)
+
+    monkeypatch.setattr(upload, "put_verified", changed_then_verify)
+    outcome = Uploader(client, settings(tmp_path, bucket), datetime.now(UTC)).upload_one(
+        Candidate(NOW, rel, st.st_size, st.st_mtime_ns, st.st_ino))
+    assert body_of(s3, bucket, rel) == b"the minute's data\n"
+    if change == "rewritten, mtime put back":
+        assert outcome.status == "failed" and outcome.error.startswith("changed after its upload")
+        assert path.read_bytes() == b"THE MINUTE'S DATA\n"
+    else:
+        assert (outcome.status, outcome.error) == ("uploaded", "") and not path.exists()
+
+
 def test_an_endpoint_that_stops_answering_is_given_up_on_and_every_file_kept(tmp_path, s3, bucket, client,
                                                                             s3_server, monkeypatch):
     """With the real CRT client: uploads that get no answer for STALL_SECONDS are cancelled (the batch no
