@@ -9,7 +9,9 @@ memory. This module writes none of that; it only tells the CRT client what botoc
   (so endpoint rules, ``endpoint_url`` and the addressing style stay botocore's decision);
 - the signing region, and the credentials through s3transfer's maintained CRT credentials wrapper
   (refreshable credentials keep refreshing);
-- the CA bundle (``AWS_CA_BUNDLE``), as s3transfer's own CRT client factory does.
+- how to verify TLS, as botocore resolved it (:func:`tls_verify_of`): the Airflow connection's ``verify``
+  extra, the profile's ``ca_bundle``, ``AWS_CA_BUNDLE``, or no verification; s3transfer's own CRT client
+  factory takes the same value.
 
 A request header ``x-amz-checksum-crc64nvme`` is the whole object's checksum: a single PUT carries
 it, and a multipart upload sends it with ``x-amz-checksum-type: FULL_OBJECT`` on
@@ -116,8 +118,13 @@ class CrtPutter:
         tls_options = None
         if self.bucket.scheme == "https":
             ctx = TlsContextOptions()
-            if bundle := os.environ.get("AWS_CA_BUNDLE"):
-                ctx.override_default_trust_store_from_path(ca_filepath=bundle)
+            verify = tls_verify_of(client)
+            if verify is False:  # as the botocore client does (verify=False): the deployment chose it
+                ctx.verify_peer = False
+            elif isinstance(verify, str):
+                folder = os.path.isdir(verify)
+                ctx.override_default_trust_store_from_path(ca_dirpath=verify if folder else None,
+                                                           ca_filepath=None if folder else verify)
             tls_options = ClientTlsContext(ctx).new_connection_options()
         self.client = S3Client(
             bootstrap=_bootstrap(), region=region,
@@ -175,6 +182,19 @@ class CrtPutter:
         answers: queue.SimpleQueue[Answer] = queue.SimpleQueue()
         self.start(key, path, size, crc64nvme=crc64nvme, if_none_match=if_none_match, done=answers.put)
         return answers.get()
+
+
+def tls_verify_of(client: Any) -> bool | str:
+    """How the botocore ``client`` verifies TLS: True (the system's CAs), False (not at all) or a CA bundle's
+    path, as botocore resolved the ``verify`` it was made with (an Airflow connection's ``verify`` extra),
+    the profile's ``ca_bundle`` and ``AWS_CA_BUNDLE``. The CRT client must verify the same way: with only
+    ``AWS_CA_BUNDLE`` it refused the TLS of an endpoint behind a private CA given in the connection, while
+    botocore's HeadBucket passed, and every upload failed. botocore keeps the value in its endpoint's HTTP
+    session (not public), so it is read defensively, with ``AWS_CA_BUNDLE`` when it cannot be."""
+    verify = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_verify", None)
+    if isinstance(verify, bool | str) and verify != "":
+        return verify
+    return os.environ.get("AWS_CA_BUNDLE") or True
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import random
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1422,6 +1424,98 @@ def test_only_a_change_of_content_after_the_upload_keeps_the_file(tmp_path, s3, 
         assert path.read_bytes() == b"THE MINUTE'S DATA\n"
     else:
         assert (outcome.status, outcome.error) == ("uploaded", "") and not path.exists()
+
+
+def _private_ca(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA of its own and a certificate it signed for 127.0.0.1: (CA, certificate, key) as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now, day = datetime.now(UTC), timedelta(days=1)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "s3ops test CA")])
+
+    def signed(subject: Any, public_key: Any, *extensions: tuple[Any, bool]) -> Any:
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - day).not_valid_after(now + day))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(ca_key, hashes.SHA256())
+
+    ca = signed(ca_name, ca_key.public_key(), (x509.BasicConstraints(ca=True, path_length=None), True))
+    cert = signed(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), key.public_key(),
+                  (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False))
+    pem = serialization.Encoding.PEM
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(pem))
+    paths[1].write_bytes(cert.public_bytes(pem))
+    paths[2].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return paths
+
+
+def _tls_front(cert: Path, key: Path, backend: str) -> str:
+    """An https:// endpoint in front of the local S3 server (plain HTTP), with ``cert``: an S3-compatible
+    server behind a company CA. Daemon threads: they end with the test session."""
+    import socket
+    import ssl
+    import threading
+    from urllib.parse import urlsplit
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    target = urlsplit(backend)
+
+    def pump(source: Any, sink: Any) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve(raw: Any) -> None:
+        try:
+            tls = ctx.wrap_socket(raw, server_side=True)
+        except OSError:  # a client that refused our certificate
+            raw.close()
+            return
+        with tls, socket.create_connection((target.hostname, target.port)) as plain:
+            back = threading.Thread(target=pump, args=(tls, plain), daemon=True)
+            back.start()
+            pump(plain, tls)
+            back.join(10)
+
+    def accept() -> None:
+        while True:
+            threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"https://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("verify", ["the private CA", False], ids=["private-ca", "verify-off"])
+def test_the_crt_client_verifies_tls_as_the_connection_says(tmp_path, s3, bucket, s3_server, verify):
+    """An S3-compatible endpoint behind a private CA, given in the Airflow connection's ``verify`` extra (the
+    hook makes the botocore client with it; or no verification, verify: false). HeadBucket passed, and every
+    upload failed: the CRT client knew only AWS_CA_BUNDLE ("TLS (SSL) negotiation failed")."""
+    import botocore.session
+    from botocore.config import Config
+
+    ca, cert, key = _private_ca(tmp_path)
+    endpoint = _tls_front(cert, key, s3_server.endpoint_url)
+    client = botocore.session.Session().create_client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", verify=str(ca) if verify else False,
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 2}))
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(tmp_path / "base", rel, b"over TLS\n")
+
+    summary, manifest = upload_tree(client, settings(tmp_path / "base", bucket), tidy=False)
+
+    assert (summary["uploaded"], summary["failed"]) == (1, 0), manifest
+    assert body_of(s3, bucket, rel) == b"over TLS\n"
 
 
 def test_an_endpoint_that_stops_answering_is_given_up_on_and_every_file_kept(tmp_path, s3, bucket, client,
