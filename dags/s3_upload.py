@@ -23,7 +23,7 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
    echo of the checksum (HeadObject after a multipart upload) verifies the upload; then the local file
    is deleted. An identical object already there (a crash after upload) only costs the local delete; a
    different one is a **conflict**: the file stays. Any failure keeps the file for the next run; a
-   multipart upload left incomplete by a killed worker is aborted by the next scan.
+   multipart upload left incomplete by a killed worker is aborted by its retry or the next scan.
 3. **tidy** (also after a batch that failed on its last try: it is recorded, and fails the run) removes
    empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
