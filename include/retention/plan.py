@@ -40,13 +40,15 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
         stream = cleanup.enter_context(closing(connect()))
         lookup_conn = cleanup.enter_context(closing(connect()))
         purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
+        marks = jobs_db.spelling_marks(lookup_conn, jobs_table, key_prefix)  # the spellings worth asking for
         expired = ExpiredRowsWriter(run_dir, policy)  # always: it removes an earlier plan's rows
         progress = Progress(f"{found.reading} s3://{bucket}/{key_prefix} (retention plan)",
                             unit="versions" if include_versions else "objects")
         summary = write_plan(
             found.objects(key_prefix, on_batch=progress.add), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
             key_prefix=key_prefix, policy=policy,
-            lookup=lambda names: jobs_db.rows_for_names(lookup_conn, jobs_table, names),
+            lookup=lambda names: jobs_db.rows_for_names(lookup_conn, jobs_table, {
+                name: [form for form in forms if marks.allows(form)] for name, forms in names.items()}),
             jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
             versions=found.versions(key_prefix, on_batch=progress.add) if include_versions else None,
             run_settings=run_settings, expired_rows=expired if purge_job_rows else None,

@@ -212,3 +212,52 @@ def test_an_out_folder_that_cannot_be_written_is_named_before_anything_is_listed
                    env={**os.environ, "MYSQL_PWD": mysql_server.password})
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"--out {str(taken / 'plan')!r}" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_retention_plan_keeps_files_a_row_spells_another_way_on_a_table_with_and_without_such_rows(
+        s3, s3_server, mysql_server, mysql_conn, tmp_path):
+    """Through the command line's plan (``plan_bucket``), which asks the table once which added characters its
+    rows carry and looks up only those spellings: every loosely spelled OFFICIAL row still keeps its file, and
+    the orphan beside them is planned; on a table of clean rows the same files are orphans."""
+    bucket = f"rcli-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    keys = ["in/a.dat", "in/b.dat", "in/c.dat", "in/d.dat", "in/e.dat", "in/orphan.dat"]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": k, "size": 7, "last_modified": OLD}
+                                                                      for k in keys]})
+    odd = [("1", None, "OFFICIAL", "/a.dat"), ("2", None, "OFFICIAL", " b.dat"), ("3", None, "OFFICIAL", "c.dat\r"),
+           ("4", None, "OFFICIAL", "in/d.dat"), ("5", None, "OFFICIAL", "e.dat\t"), ("6", None, "OFFICIAL", "other")]
+    clean = [("1", None, "OFFICIAL", "other")]
+    planned = {}
+    for name, rows in (("odd", odd), ("clean", clean)):
+        table = f"jobs_{uuid.uuid4().hex[:10]}"
+        seed_jobs(mysql_conn, rows, table=table)
+        result = s3ops("retention", "plan", "--bucket", bucket, "--key-prefix", "in/", "--jobs-table", table,
+                       "--now", "2019-06-03T00:00:00Z", "--endpoint-url", s3_server.endpoint_url,
+                       "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+                       "--mysql-database", mysql_server.database, "--out", str(tmp_path / name),
+                       env={**os.environ, "MYSQL_PWD": mysql_server.password})
+        assert result.returncode == 0, result.stderr[-3000:]
+        planned[name] = {line.split()[-1] for line in result.stdout.splitlines() if line.startswith("DELETE")}
+    assert planned["odd"] == {"in/orphan.dat"}
+    assert planned["clean"] == set(keys)
+
+
+def test_the_spelling_marks_of_a_table(mysql_server, mysql_conn):
+    from include.retention import jobs as jobs_db
+
+    def marks(rows, key_prefix="p/"):
+        table = f"jobs_{uuid.uuid4().hex[:10]}"
+        seed_jobs(mysql_conn, [(str(i), None, "OFFICIAL", s) for i, s in enumerate(rows)], table=table)
+        found = jobs_db.spelling_marks(mysql_conn, table, key_prefix)
+        return {m for m in ("slash", "space", "end", "prefix") if getattr(found, m)}
+
+    assert marks(["a", "b/c", "x%y_z", "in/p"]) == set()  # "in/p" holds no "p/"; LIKE's % and _ are literal
+    assert marks([]) == set()
+    assert marks(["/a"]) == {"slash"} and marks([" a"]) == {"space"}
+    assert marks(["a\r"]) == marks(["a\n"]) == marks(["a\t"]) == marks(["a "]) == {"end"}
+    assert marks(["x/P/a"]) == {"prefix"}  # anywhere, in the table's case-insensitive collation
+    assert marks(["p/a"], key_prefix="") == set()  # no prefix: nothing to add
+    assert marks(["a%b"], key_prefix="%") == {"prefix"} and marks(["ab"], key_prefix="%") == set()
+    clean = jobs_db.SpellingMarks(False, False, False, False, "p/")
+    assert [s for s in ["a", "/a", " a", "a\r", "a ", "p/a", "P/a"] if clean.allows(s)] == ["a"]
+    assert all(jobs_db.SpellingMarks(key_prefix="p/").allows(s) for s in ["/a", " a", "a\r", "p/a"])
