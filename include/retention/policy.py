@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
-from urllib.parse import quote, unquote
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 from include.aws.listing import S3Object
 from include.core.settings import MAX_DAYS
@@ -315,12 +315,14 @@ def as_latin1(name: str) -> str:
 def spellings(name: str, key_prefix: str = "") -> list[str]:
     """``name`` (a key minus ``key_prefix``) and the other ways a job row may spell the same file: the whole
     key (``key_prefix + name``), with or without a leading ``/``, percent-encoded or decoded (``a%20b`` for
-    ``a b``), its UTF-8 read as latin1 (:func:`as_latin1`), with a line end, a tab or a space around it.
+    ``a b``), form-encoded or decoded as S3's event notifications give keys (``a+b`` for ``a b``), its UTF-8
+    read as latin1 (:func:`as_latin1`), with a line end, a tab or a space around it.
     No collation calls those equal, yet nobody can say a file so named is unused."""
     found = [name]
     for whole in dict.fromkeys([name, key_prefix + name]):
         bare = whole.strip().lstrip("/")
-        for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/"), as_latin1(bare)]):
+        for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/"), unquote_plus(bare),
+                                   quote_plus(bare, safe="/"), as_latin1(bare)]):
             found += [core, "/" + core, " " + core, *(core + end for end in _LINE_ENDS)]
     return list(dict.fromkeys(found))
 

@@ -468,6 +468,25 @@ def test_a_job_row_spelling_the_name_another_way_keeps_the_file_as_ambiguous(mys
     assert again == dict.fromkeys(spelled, "ambiguous")
 
 
+def test_a_job_row_spelling_the_name_as_an_s3_event_does_keeps_the_file_as_ambiguous(mysql_server, mysql_conn, s3,
+                                                                                     s3_server, bucket, table, tmp_path):
+    """S3's event notifications give the key form-encoded: a space as ``+`` (``red flower.jpg`` is
+    ``red+flower.jpg``), other bytes percent-encoded. A table filled from them names ``k x.dat`` as ``k+x.dat``,
+    which neither the collation nor the percent-encoded spelling (``k%20x.dat``) matched: the file went as an
+    orphan although an OFFICIAL row named it. It is ambiguous, kept (plan and re-check)."""
+    spelled = {"p/k x.dat": "k+x.dat", "p/caf\u00e9 y.dat": "caf%C3%A9+y.dat", "p/a+b.dat": "a b.dat",
+               "p/z z.dat": "p/z+z.dat"}
+    rows = [(f"j{i}", None, "OFFICIAL", name) for i, name in enumerate(spelled.values())]
+    seed_jobs(mysql_conn, [*rows, ("o", None, "OFFICIAL", "kept.dat")], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in [*spelled, "p/kept.dat", "p/gone.dat"]]})
+    summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix="p/",
+                                               recheck_keys=list(spelled))
+    assert planned == {"p/gone.dat": "orphan"}
+    assert sorted(summary["protected"]["ambiguous_samples"]) == sorted(spelled)
+    assert again == dict.fromkeys(spelled, "ambiguous")
+
+
 def test_a_job_row_naming_the_whole_key_keeps_the_file_as_ambiguous(mysql_server, mysql_conn, s3, s3_server, bucket,
                                                                     table, tmp_path):
     """A table whose rows hold whole keys (``p/a.dat``, ``/p/b.dat``) where the run's key_prefix ``p/`` expects
