@@ -419,6 +419,30 @@ def test_a_name_longer_than_the_source_data_column_is_unmatchable_and_kept(mysql
     assert rechecked == {long_name: "unmatchable"}
 
 
+def test_a_whole_key_longer_than_the_source_data_column_keeps_its_file_as_ambiguous(mysql_server, mysql_conn, s3,
+                                                                                     s3_server, bucket, table, tmp_path):
+    """A legacy table holding whole keys, without strict mode, in a column the name fits but the key does not:
+    the row holds the key cut short (``data/abcdefg`` for ``data/abcdefghij``). The whole-key spelling was not
+    looked up at all (too long for the column), so the file went as an orphan although an OFFICIAL row named it.
+    The spelling is looked up as such a table stores it, cut to the column's width: the file is ambiguous, kept."""
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt TIMESTAMP NULL, "
+                "type VARCHAR(32) NULL, sourceData VARCHAR(12) NULL, KEY (sourceData)) CHARACTER SET utf8mb4")
+    cur.execute("SET SESSION sql_mode = ''")  # the legacy writer: no strict mode, a long value is cut
+    cur.execute(f"INSERT INTO `{table}` VALUES ('1', NULL, 'OFFICIAL', 'data/abcdefghij'), "
+                "('2', NULL, 'OFFICIAL', 'data/zz')")
+    mysql_conn.commit()
+    cur.execute(f"SELECT sourceData FROM `{table}` ORDER BY jobId")
+    assert [r[0] for r in cur.fetchall()] == ["data/abcdefg", "data/zz"]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in ["data/abcdefghij", "data/zz", "data/gone"]]})
+    summary, planned, rechecked = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix="data/",
+                                                   recheck_keys=["data/abcdefghij"])
+    assert planned == {"data/gone": "orphan"}
+    assert sorted(summary["protected"]["ambiguous_samples"]) == ["data/abcdefghij", "data/zz"]
+    assert rechecked == {"data/abcdefghij": "ambiguous"}
+
+
 def test_job_rows_with_only_null_source_data_are_refused(mysql_server, mysql_conn, s3, s3_server, bucket, table,
                                                          tmp_path):
     seed_jobs(mysql_conn, [("1", None, "OFFICIAL", None), ("2", NOW - timedelta(days=300), "TRIAL", None)], table=table)

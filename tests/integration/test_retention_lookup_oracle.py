@@ -2,7 +2,8 @@
 LOOKUP_BATCH values) against a plain oracle on the real MariaDB: one ``=`` query per spelling. Many names over
 several queries, spellings shared by several names, latin1/utf8mb3 columns that cannot hold some spellings,
 columns too short for some, binary and CHAR columns: every name gets exactly the rows its own spellings match,
-and :class:`Unmatchable` exactly when none matched and the column cannot hold the name itself."""
+and :class:`Unmatchable` exactly when none matched and the column cannot hold the name itself (another spelling
+too long for the column is looked up cut to its width)."""
 
 from __future__ import annotations
 
@@ -18,20 +19,30 @@ from include.retention.policy import Unmatchable, lookup_forms
 def _oracle(conn, table, forms, width, charset):
     import MySQLdb
 
+    def ids_of(value):
+        """The rows ``sourceData = value`` finds; None when MySQL refuses the value (the column cannot hold it)."""
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT jobId FROM `{table}` WHERE sourceData = %s", (value,))
+            return {r[0] for r in cur.fetchall()}
+        except MySQLdb.Error:
+            return None
+        finally:
+            cur.close()
+
+    def too_long(value):
+        return width is not None and (len(value.encode()) if charset == "binary" else len(value)) > width
+
     answer = {}
     for name, each in forms.items():
+        name_held = not too_long(name) and ids_of(name) is not None
         ids = set()
         for v in dict.fromkeys((name, *each)):
-            if width is not None and (len(v.encode()) if charset == "binary" else len(v)) > width:
-                continue
-            cur = conn.cursor()
-            try:
-                cur.execute(f"SELECT jobId FROM `{table}` WHERE sourceData = %s", (v,))
-                ids |= {r[0] for r in cur.fetchall()}
-            except MySQLdb.Error:
-                pass
-            finally:
-                cur.close()
+            if too_long(v):
+                if not name_held:
+                    continue  # a name the column cannot hold is unmatchable: its spellings are not cut short
+                v = v.encode()[:width] if charset == "binary" else v[:width]  # as a table without strict mode holds it
+            ids |= ids_of(v) or set()
         answer[name] = ids
     return answer
 
@@ -59,8 +70,8 @@ def test_rows_for_names_answers_what_one_query_per_spelling_answers(mysql_server
         n = 0
         for name in names:
             for v in rng.sample(forms[name], min(2, len(forms[name]))):
-                if (len(v.encode()) if charset == "binary" else len(v)) > width:
-                    continue
+                if (len(v.encode()) if charset == "binary" else len(v)) > width:  # stored cut short, as without
+                    v = v.encode()[:width] if charset == "binary" else v[:width]  # strict mode
                 try:
                     cur.execute(f"INSERT INTO `{table}` VALUES (%s, NULL, 'OFFICIAL', %s)", (f"j{n}", v))
                     n += 1
