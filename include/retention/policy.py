@@ -210,7 +210,7 @@ class JobStats:
 
     rows: int = 0
     rows_without_source: int = 0
-    rows_with_empty_source: int = 0  # '' names no file either (a legacy NOT NULL DEFAULT '' column)
+    rows_with_empty_source: int = 0  # '' or blanks name no file either (a legacy NOT NULL DEFAULT '' column)
     sources: int = 0
     sources_without_object: int = 0
     by_class: dict[str, int] = field(default_factory=lambda: dict.fromkeys(JOB_CLASSES, 0))
@@ -244,7 +244,7 @@ def group_rows(rows: Iterable[JobRow], policy: Policy, stats: JobStats, sample_s
         if row.source_data is None:
             stats.rows_without_source += 1
             continue
-        if row.source_data == "":
+        if not row.source_data.strip():  # '', or only blanks and line ends
             stats.rows_with_empty_source += 1
         if current is not None and row.source_data < current:
             raise OrderError(

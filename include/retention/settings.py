@@ -33,7 +33,7 @@ SETTINGS = Settings("s3_retention", "retention", (
             "The guard refuses a plan deleting more than this fraction of the objects under the prefix.",
             tighten="lower"),
     Setting("allow_empty_jobs", {"type": "boolean"}, False, "Allow an empty jobs table",
-            "Without it, a job query returning no rows, or only rows whose sourceData is NULL or empty, is refused "
+            "Without it, a job query returning no rows, or only rows whose sourceData is NULL, empty or blank, is refused "
             "(either would make every file an orphan).", tighten="off"),
     Setting("purge_job_rows", {"type": "boolean"}, False, "Purge expired TRIAL rows",
             "After deleting, delete the expired TRIAL job rows the plan recorded (the approver sees their count)."),

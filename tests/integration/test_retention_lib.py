@@ -459,12 +459,14 @@ def test_job_rows_with_only_null_source_data_are_refused(mysql_server, mysql_con
 def test_job_rows_whose_source_data_is_empty_are_refused_like_null_ones(mysql_server, mysql_conn, s3, s3_server,
                                                                          bucket, table, tmp_path):
     """A legacy table writes '' where it means "no file" (NOT NULL DEFAULT ''): no row names a file, every file
-    looked like an orphan, and only max_delete_fraction stood in the way. Refused as with NULL."""
+    looked like an orphan, and only max_delete_fraction stood in the way. Refused as with NULL; so are rows of
+    blanks only (a space, a tab, a line end)."""
     seed_jobs(mysql_conn, [("1", None, "OFFICIAL", ""), ("2", NOW - timedelta(days=300), "TRIAL", None),
-                           ("3", None, "TRIAL", "")], table=table)
+                           ("3", None, "TRIAL", ""), ("4", None, "OFFICIAL", "  "), ("5", None, "OFFICIAL", "\t\r\n")],
+              table=table)
     s3_server.control("POST", "seed", {"bucket": bucket, "objects": [{"key": "a", "size": 1, "last_modified": OLD}]})
     summary, planned, _ = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path)
-    assert planned == {"a": "orphan"} and summary["jobs"]["rows_with_empty_source"] == 2
+    assert planned == {"a": "orphan"} and summary["jobs"]["rows_with_empty_source"] == 4
     assert len(summary["refusals"]) == 1 and "sourceData NULL or empty" in summary["refusals"][0]
     summary, _, _ = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, allow_empty_jobs=True)
     assert summary["refusals"] == []
