@@ -111,10 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         jobs_db.quote_table(args.jobs_table)  # a bad name fails before anything is listed
         policy = Policy.at(_now(args.now), args.trial_retention, args.orphan_min_age_days)
-        if args.out is not None:
-            _check_out(args.out)
         client = client_from_args(profile=args.profile, endpoint_url=args.endpoint_url, mode="adaptive")
         check_access(client, args.bucket)
+        if args.out is not None:  # made only for a bucket that can be read: a refused run leaves no folder
+            _check_out(args.out)
     except (S3AccessError, ValueError, BotoCoreError, ClientError) as exc:  # e.g. an unknown --profile
         print(f"retention plan: {exc}", file=sys.stderr)
         return 2

@@ -212,6 +212,13 @@ def test_an_out_folder_that_cannot_be_written_is_named_before_anything_is_listed
                    env={**os.environ, "MYSQL_PWD": mysql_server.password})
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"--out {str(taken / 'plan')!r}" in result.stderr and len(result.stderr.splitlines()) == 1
+    # a bucket that cannot be read is refused before --out is made: the refused run leaves no folder behind
+    fresh = tmp_path / "fresh"
+    missing = s3ops("retention", "plan", "--bucket", f"{bucket}-none", "--jobs-table", table, "--endpoint-url",
+                    s3_server.endpoint_url, "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+                    "--mysql-database", mysql_server.database, "--out", str(fresh),
+                    env={**os.environ, "MYSQL_PWD": mysql_server.password})
+    assert missing.returncode == 2 and f"{bucket}-none" in missing.stderr and not fresh.exists(), missing.stderr[-3000:]
 
 
 def test_retention_plan_keeps_files_a_row_spells_another_way_on_a_table_with_and_without_such_rows(
