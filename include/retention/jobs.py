@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeGuard
 
-from include.retention.policy import JobRow, Policy, Unmatchable
+from include.retention.policy import LINE_ENDS, JobRow, Policy, Unmatchable
 
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?")
 #: the one expression both the sort and the join use: sourceData as UTF-8 bytes, compared byte by byte
@@ -251,13 +251,9 @@ class SpellingMarks:
             return False
         if spelling.startswith(" ") and not self.space:
             return False
-        if spelling.endswith(_ADDED_ENDS) and not self.end:
+        if spelling.endswith(LINE_ENDS) and not self.end:
             return False
         return not (self.key_prefix and not self.prefix and self.key_prefix.casefold() in spelling.casefold())
-
-
-#: what a row's end may add to a name (:data:`include.retention.policy._LINE_ENDS`)
-_ADDED_ENDS = ("\r", "\n", "\t", " ")
 
 
 def _like_literal(text: str) -> str:
@@ -267,10 +263,10 @@ def _like_literal(text: str) -> str:
 
 def spelling_marks(conn: Any, table: str, key_prefix: str) -> SpellingMarks:
     """:class:`SpellingMarks` of ``table``, read in one scan of its rows (under its own collation)."""
-    ends = " OR ".join("sourceData LIKE %s ESCAPE '|'" for _ in _ADDED_ENDS)
+    ends = " OR ".join("sourceData LIKE %s ESCAPE '|'" for _ in LINE_ENDS)
     sql = (f"SELECT COALESCE(MAX(sourceData LIKE '/%%'), 0), COALESCE(MAX(sourceData LIKE ' %%'), 0), "
            f"COALESCE(MAX({ends}), 0), COALESCE(MAX(sourceData LIKE %s ESCAPE '|'), 0) FROM {quote_table(table)}")
-    params = [f"%{_like_literal(end)}" for end in _ADDED_ENDS] + [f"%{_like_literal(key_prefix)}%"]
+    params = [f"%{_like_literal(end)}" for end in LINE_ENDS] + [f"%{_like_literal(key_prefix)}%"]
     cur = conn.cursor()
     try:
         cur.execute(sql, params)

@@ -299,7 +299,7 @@ Lookup = Callable[[Mapping[str, Sequence[str]]], dict[str, list[JobRow]]]
 
 #: what may end a name typed or pasted into a job row (a CSV line's end, a tab, padding): no collation forgives
 #: them, and a ``_ci`` one's PAD SPACE only trailing spaces
-_LINE_ENDS = ("\r", "\n", "\r\n", "\t", " ")
+LINE_ENDS = ("\r", "\n", "\r\n", "\t", " ")
 
 
 #: MySQL's ``latin1`` is Windows-1252, whose five unassigned bytes it reads as the C1 controls of the same number
@@ -323,7 +323,7 @@ def spellings(name: str, key_prefix: str = "") -> list[str]:
         bare = whole.strip().lstrip("/")
         for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/"), unquote_plus(bare),
                                    quote_plus(bare, safe="/"), as_latin1(bare)]):
-            found += [core, "/" + core, " " + core, *(core + end for end in _LINE_ENDS)]
+            found += [core, "/" + core, " " + core, *(core + end for end in LINE_ENDS)]
     return list(dict.fromkeys(found))
 
 

@@ -47,7 +47,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from awscrt.checksums import crc64nvme
@@ -361,7 +361,7 @@ class Uploader:
     def _prepare(self, cand: Candidate, key: str, path: str) -> Pending | Outcome:
         folder, _, name = cand.rel.rpartition("/")
         folder_fd = self.folders.fd(folder)
-        fh = open(name, "rb", buffering=0, opener=lambda n, flags: open_scanned(n, flags, folder_fd))
+        fh = _open_scanned_file(folder_fd, name)
         handed_over = False
         try:
             local = read_local(fh)
@@ -465,6 +465,12 @@ class Uploader:
         return Outcome(FAILED, cand.rel, key, cand.size, error="vanished before upload")
 
 
+def _open_scanned_file(folder_fd: int, name: str) -> BinaryIO:
+    """``name`` in the folder the scan listed, opened unbuffered as :func:`open_scanned` opens it (no link
+    followed, still a regular file): the upload's read and the re-read before a local delete alike."""
+    return open(name, "rb", buffering=0, opener=lambda n, flags: open_scanned(n, flags, folder_fd))
+
+
 def _identity(st: os.stat_result) -> tuple[int, ...]:
     """What must not change between the upload's read and the local delete."""
     return st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns
@@ -476,7 +482,7 @@ def _same_bytes_again(folder_fd: int, name: str, local: Local, now: os.stat_resu
     mtime as read) is read again: the same CRC64NVME, and nothing moved while it was read."""
     if _identity(now)[:4] != _identity(local.stat)[:4]:
         return False
-    with open(name, "rb", buffering=0, opener=lambda n, flags: open_scanned(n, flags, folder_fd)) as fh:
+    with _open_scanned_file(folder_fd, name) as fh:
         again = read_local(fh)
         after = os.fstat(fh.fileno())
     return again.crc64nvme == local.crc64nvme and _identity(again.stat) == _identity(after) == _identity(now)
