@@ -101,22 +101,20 @@ def delete(client: Any, bucket: str, run_dir: Path) -> dict[str, Any]:
 
 def retention_plan(client: Any, bucket: str, key_prefix: str, mysql: dict[str, Any], table: str,
                    run_dir: Path) -> dict[str, Any]:
-    """The retention DAG's plan step: the bucket listing merged with the job rows, plan chunks written."""
+    """The retention DAG's plan step as ``s3ops retention plan`` runs it (``plan_bucket``): the bucket listing
+    merged with the job rows, candidates looked up under the spellings the table's rows allow, chunks written."""
     from datetime import datetime
-    from functools import partial
 
     import MySQLdb
 
-    from include.aws.listing import iter_objects
     from include.retention import jobs as jobs_db
-    from include.retention import policy as retention
+    from include.retention.plan import plan_bucket
+    from include.retention.policy import Policy
 
-    rows_conn = jobs_db.prepare(MySQLdb.connect(**mysql))  # streams the rows (SSCursor): its own connection
-    lookup_conn = jobs_db.prepare(MySQLdb.connect(**mysql))
-    summary = retention.write_plan(
-        iter_objects(client, bucket, key_prefix), jobs_db.iter_job_rows(rows_conn, table), run_dir,
-        key_prefix=key_prefix, policy=retention.Policy.at(datetime.now(UTC)),
-        lookup=partial(jobs_db.rows_for_names, lookup_conn, table), jobs_table=table, allow_empty_jobs=False)
+    summary = plan_bucket(
+        client, lambda: jobs_db.prepare(MySQLdb.connect(**mysql)), run_dir, bucket=bucket, key_prefix=key_prefix,
+        jobs_table=table, policy=Policy.at(datetime.now(UTC)), source="listing", include_versions=False,
+        allow_empty_jobs=False, trial_retention="P3M", orphan_min_age_days=7)
     return {"delete_count": summary["delete_count"], "scanned_count": summary["scanned_count"],
             "by_reason": summary["by_reason"]}
 

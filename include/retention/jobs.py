@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeGuard
 
-from include.retention.policy import LINE_ENDS, JobRow, Policy, Unmatchable
+from include.retention.policy import LINE_ENDS, JobRow, Policy, SpellingMarks, Unmatchable
 
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?")
 #: the one expression both the sort and the join use: sourceData as UTF-8 bytes, compared byte by byte
@@ -231,49 +230,28 @@ def rows_for_names(conn: Any, table: str, spellings: Mapping[str, Sequence[str]]
     return found
 
 
-@dataclass(frozen=True)
-class SpellingMarks:
-    """Which added characters some row of the jobs table carries (one scan when a plan starts): a leading
-    ``/`` or space, a line end, tab or space at its end, ``key_prefix`` anywhere. A spelling of a name
-    (:func:`include.retention.policy.spellings`) with an added character no row carries can equal no row, so
-    the plan need not ask for it: on a clean table a name costs one lookup again, not 8 or 16. Rows added
-    after the scan are no risk: the delete step's re-check asks for every spelling."""
-
-    slash: bool = True
-    space: bool = True
-    end: bool = True
-    prefix: bool = True
-    key_prefix: str = ""
-
-    def allows(self, spelling: str) -> bool:
-        """Could some row of the table equal ``spelling``?"""
-        if spelling.startswith("/") and not self.slash:
-            return False
-        if spelling.startswith(" ") and not self.space:
-            return False
-        if spelling.endswith(LINE_ENDS) and not self.end:
-            return False
-        return not (self.key_prefix and not self.prefix and self.key_prefix.casefold() in spelling.casefold())
-
-
 def _like_literal(text: str) -> str:
     """``text`` for a LIKE pattern with ``|`` as its escape character."""
     return text.replace("|", "||").replace("%", "|%").replace("_", "|_")
 
 
 def spelling_marks(conn: Any, table: str, key_prefix: str) -> SpellingMarks:
-    """:class:`SpellingMarks` of ``table``, read in one scan of its rows (under its own collation)."""
+    """:class:`~include.retention.policy.SpellingMarks` of ``table``, read in one scan of its rows (under its
+    own collation, as the lookups compare)."""
     ends = " OR ".join("sourceData LIKE %s ESCAPE '|'" for _ in LINE_ENDS)
     sql = (f"SELECT COALESCE(MAX(sourceData LIKE '/%%'), 0), COALESCE(MAX(sourceData LIKE ' %%'), 0), "
-           f"COALESCE(MAX({ends}), 0), COALESCE(MAX(sourceData LIKE %s ESCAPE '|'), 0) FROM {quote_table(table)}")
+           f"COALESCE(MAX({ends}), 0), COALESCE(MAX(sourceData LIKE %s ESCAPE '|'), 0), "
+           "COALESCE(MAX(sourceData LIKE '%%|%%%%' ESCAPE '|' OR sourceData LIKE '%%+%%'), 0), "
+           f"COALESCE(MAX(sourceData LIKE '%%://%%'), 0) FROM {quote_table(table)}")
     params = [f"%{_like_literal(end)}" for end in LINE_ENDS] + [f"%{_like_literal(key_prefix)}%"]
     cur = conn.cursor()
     try:
         cur.execute(sql, params)
-        slash, space, end, prefix = (bool(v) for v in cur.fetchone())
+        slash, space, end, prefix, encoded, uri = (bool(v) for v in cur.fetchone())
     finally:
         cur.close()
-    return SpellingMarks(slash, space, end, bool(key_prefix) and prefix, key_prefix)
+    return SpellingMarks(slash=slash, space=space, end=end, prefix=bool(key_prefix) and prefix, encoded=encoded,
+                         uri=uri)
 
 
 def _cut_short(value: str, width: int | None, binary: bool) -> str | bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack, closing
+from functools import partial
 from typing import Any
 
 from include.aws.client import versioning_state
@@ -47,8 +48,7 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
         summary = write_plan(
             found.objects(key_prefix, on_batch=progress.add), jobs_db.iter_job_rows(stream, jobs_table), run_dir,
             key_prefix=key_prefix, policy=policy,
-            lookup=lambda names: jobs_db.rows_for_names(lookup_conn, jobs_table, {
-                name: [form for form in forms if marks.allows(form)] for name, forms in names.items()}),
+            lookup=partial(jobs_db.rows_for_names, lookup_conn, jobs_table), bucket=bucket, marks=marks,
             jobs_table=jobs_table, allow_empty_jobs=allow_empty_jobs,
             versions=found.versions(key_prefix, on_batch=progress.add) if include_versions else None,
             run_settings=run_settings, expired_rows=expired if purge_job_rows else None,

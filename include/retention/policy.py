@@ -300,10 +300,35 @@ Lookup = Callable[[Mapping[str, Sequence[str]]], dict[str, list[JobRow]]]
 #: what may end a name typed or pasted into a job row (a CSV line's end, a tab, padding): no collation forgives
 #: them, and a ``_ci`` one's PAD SPACE only trailing spaces
 LINE_ENDS = ("\r", "\n", "\r\n", "\t", " ")
+#: how a job row may give the file as a URI (``s3a``: what Hadoop and Spark jobs write)
+S3_SCHEMES = ("s3://", "s3a://")
+
+
+@dataclass(frozen=True)
+class SpellingMarks:
+    """Which added characters some row of the jobs table carries, read in one scan when a plan starts
+    (:func:`include.retention.jobs.spelling_marks`): a leading ``/`` or space, a line end, tab or space at its
+    end, ``key_prefix`` anywhere, ``%`` or ``+`` (percent- or form-encoding), ``://`` (a URI).
+
+    :func:`spellings` makes no spelling that adds a character no row carries, as no row could equal it: on a
+    clean table a name costs one value again, not dozens. Rows written after the scan are no risk: the delete
+    step's re-check makes every spelling (:data:`EVERY_SPELLING`)."""
+
+    slash: bool = True
+    space: bool = True
+    end: bool = True
+    prefix: bool = True
+    encoded: bool = True
+    uri: bool = True
+
+
+#: the marks of a table that may hold anything: every spelling is made
+EVERY_SPELLING = SpellingMarks()
 
 
 #: MySQL's ``latin1`` is Windows-1252, whose five unassigned bytes it reads as the C1 controls of the same number
 _CP1252 = {b: bytes([b]).decode("cp1252") for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
+_CP1252_BYTES = {ord(c): b for b, c in _CP1252.items()}
 
 
 def as_latin1(name: str) -> str:
@@ -312,30 +337,63 @@ def as_latin1(name: str) -> str:
     return name.encode().decode("latin-1").translate(_CP1252)
 
 
-def spellings(name: str, key_prefix: str = "") -> list[str]:
+def from_latin1(name: str) -> list[str]:
+    """The name whose :func:`as_latin1` is ``name`` (``cafÃ©`` → ``café``), if there is one: a key uploaded
+    under the garbled name while the job row holds the real one. ``[]`` for a name no UTF-8 garbles into."""
+    if name.isascii():
+        return []
+    try:
+        raw = bytes(_CP1252_BYTES.get(ord(c), ord(c)) for c in name)  # ValueError past U+00FF
+        return [raw.decode()]  # UnicodeDecodeError: not UTF-8 read as latin1
+    except ValueError:
+        return []
+
+
+def spellings(name: str, key_prefix: str = "", *, bucket: str = "", marks: SpellingMarks = EVERY_SPELLING) -> list[str]:
     """``name`` (a key minus ``key_prefix``) and the other ways a job row may spell the same file: the whole
-    key (``key_prefix + name``), with or without a leading ``/``, percent-encoded or decoded (``a%20b`` for
-    ``a b``), form-encoded or decoded as S3's event notifications give keys (``a+b`` for ``a b``), its UTF-8
-    read as latin1 (:func:`as_latin1`), with a line end, a tab or a space around it.
-    No collation calls those equal, yet nobody can say a file so named is unused."""
+    key (``key_prefix + name``), with or without a leading ``/``, percent-encoded (slashes too, ``p%2Fa``) or
+    decoded (``a%20b`` for ``a b``), form-encoded or decoded as S3's event notifications give keys (``a+b`` for
+    ``a b``), its UTF-8 read as latin1 or the other way round (:func:`as_latin1`, :func:`from_latin1`), as an
+    S3 URI of ``bucket`` (``s3://bucket/key``, ``s3a://``), with a line end, a tab or a space around it. No collation
+    calls those equal, yet nobody can say a file so named is unused. Only the spellings some row of the table
+    could equal are made (``marks``)."""
     found = [name]
-    for whole in dict.fromkeys([name, key_prefix + name]):
+    whole_key = key_prefix + name
+    for whole in dict.fromkeys([name, whole_key] if marks.prefix else [name]):
         bare = whole.strip().lstrip("/")
-        for core in dict.fromkeys([bare, unquote(bare), quote(bare, safe="/"), unquote_plus(bare),
-                                   quote_plus(bare, safe="/"), as_latin1(bare)]):
-            found += [core, "/" + core, " " + core, *(core + end for end in LINE_ENDS)]
+        cores = [bare, unquote(bare), unquote_plus(bare), as_latin1(bare), *from_latin1(bare)]
+        if marks.encoded:
+            cores += [quote(bare, safe="/"), quote(bare, safe=""), quote_plus(bare, safe="/")]
+        cores = list(dict.fromkeys(cores))
+        uris = [f"{scheme}{bucket}/{core}" for scheme in S3_SCHEMES for core in cores] if (
+            marks.uri and bucket and whole == whole_key) else []
+        for core in cores + uris:
+            found.append(core)
+            if marks.slash and core not in uris:  # nobody writes /s3://
+                found.append("/" + core)
+            if marks.space:
+                found.append(" " + core)
+            if marks.end:
+                found += [core + end for end in LINE_ENDS]
     return list(dict.fromkeys(found))
 
 
-def lookup_forms(lookup: Lookup, names: Iterable[str], key_prefix: str = "") -> dict[str, list[JobRow]]:
-    """``lookup`` of each name's :func:`spellings` (under ``key_prefix``) and of their NFC and NFD forms;
-    rows found for any form are answered for the name. ``utf8mb4_general_ci`` calls ``café`` (NFC) and ``cafe`` + U+0301 (NFD, as
-    macOS names files) different, and ``/a.dat`` or ``a.dat\\r`` different from ``a.dat``, yet they are the
-    same name to a person: a row naming another form makes the file ambiguous (see :func:`protected_now`),
-    never an orphan."""
-    forms = {name: list(dict.fromkeys(form for spelling in spellings(name, key_prefix) for form in
-                                      (spelling, unicodedata.normalize("NFC", spelling),
-                                       unicodedata.normalize("NFD", spelling))))
+def _normal_forms(spelling: str) -> tuple[str, ...]:
+    """``spelling`` in NFC and NFD too (an ASCII one is both already)."""
+    if spelling.isascii():
+        return (spelling,)
+    return (spelling, unicodedata.normalize("NFC", spelling), unicodedata.normalize("NFD", spelling))
+
+
+def lookup_forms(lookup: Lookup, names: Iterable[str], key_prefix: str = "", *, bucket: str = "",
+                 marks: SpellingMarks = EVERY_SPELLING) -> dict[str, list[JobRow]]:
+    """``lookup`` of each name's :func:`spellings` (under ``key_prefix``, in ``bucket``, as far as ``marks``
+    allow) and of their NFC and NFD forms; rows found for any form are answered for the name.
+    ``utf8mb4_general_ci`` calls ``café`` (NFC) and ``cafe`` + U+0301 (NFD, as macOS names files) different,
+    and ``/a.dat`` or ``a.dat\\r`` different from ``a.dat``, yet they are the same name to a person: a row naming
+    another form makes the file ambiguous (see :func:`protected_now`), never an orphan."""
+    forms = {name: list(dict.fromkeys(form for spelling in spellings(name, key_prefix, bucket=bucket, marks=marks)
+                                      for form in _normal_forms(spelling)))
              for name in names}
     return {name: rows for name, rows in lookup(forms).items() if rows or isinstance(rows, Unmatchable)}
 
@@ -376,22 +434,25 @@ def plan_retention(
     add: Callable[[S3Object, str], None],
     note_scanned: Callable[[int], None],
     lookup: Lookup | None = None,
+    bucket: str = "",
+    marks: SpellingMarks = EVERY_SPELLING,
     batch: int = 1000,
     sample_size: int = 20,
 ) -> dict[str, Any]:
     """Run the merge join and hand every deletable object to ``add(obj, reason)``.
 
     Deletion candidates are confirmed in batches of ``batch`` with ``lookup`` (the table's own
-    collation): a row that refers to a key only loosely keeps it (``ambiguous``). Returns the counts
-    for plan.json; raises :class:`OrderError` if either stream is out of binary order.
+    collation), under each spelling ``marks`` allows (:func:`lookup_forms`): a row that refers to a key only
+    loosely keeps it (``ambiguous``). Returns the counts for plan.json; raises :class:`OrderError` if either
+    stream is out of binary order.
     """
     jobs = JobStats()
     stats = PlanStats()
     pending: list[Candidate] = []
 
     def flush() -> None:
-        matched = (lookup_forms(lookup, [c.remainder for c in pending], key_prefix) if lookup is not None and pending
-                   else {})
+        matched = (lookup_forms(lookup, [c.remainder for c in pending], key_prefix, bucket=bucket, marks=marks)
+                   if lookup is not None and pending else {})
         for cand in pending:
             cause = protected_now(cand.remainder, matched.get(cand.remainder, ()), policy)
             if cause:
@@ -452,11 +513,13 @@ class RowRecorder(Protocol):
 
 def write_plan(
     objects: Iterable[S3Object], rows: Iterable[JobRow], run_dir: Any, *, key_prefix: str, policy: Policy,
-    lookup: Lookup | None, jobs_table: str, allow_empty_jobs: bool, chunk_size: int = 1000,
-    extra: dict[str, Any] | None = None, versions: Iterable[Any] | None = None,
-    run_settings: Mapping[str, Any] | None = None, expired_rows: RowRecorder | None = None,
+    lookup: Lookup | None, jobs_table: str, allow_empty_jobs: bool, bucket: str = "",
+    marks: SpellingMarks = EVERY_SPELLING, chunk_size: int = 1000, extra: dict[str, Any] | None = None,
+    versions: Iterable[Any] | None = None, run_settings: Mapping[str, Any] | None = None,
+    expired_rows: RowRecorder | None = None,
 ) -> dict[str, Any]:
-    """Plan a retention run into ``run_dir`` (plan chunks + plan.json); returns the XCom summary.
+    """Plan a retention run of ``bucket`` into ``run_dir`` (plan chunks + plan.json); returns the XCom summary.
+    Candidates are looked up under the spellings ``marks`` (the jobs table's) allow.
 
     With ``versions`` (a ListObjectVersions stream, ``include_versions``) instead of ``objects``, a
     planned key's every version and delete marker is a plan item (see include.retention.versions).
@@ -485,8 +548,8 @@ def write_plan(
                                 last_modified=v.last_modified, etag=v.etag))
 
     counts = plan_retention(
-        guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup,
-        add=add, note_scanned=writer.note_scanned,
+        guarded_listing(objects, failure), rows, key_prefix=key_prefix, policy=policy, lookup=lookup, bucket=bucket,
+        marks=marks, add=add, note_scanned=writer.note_scanned,
     )
     if versions is not None:
         counts["versions"] = version_counts.as_dict()
@@ -525,13 +588,14 @@ def refusals(summary: dict[str, Any], *, jobs_table: str, allow_empty_jobs: bool
     return found
 
 
-def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy) -> Callable[[list[Any]], dict[str, str]]:
+def make_recheck(lookup: Lookup, key_prefix: str, policy: Policy, bucket: str = "") -> Callable[[list[Any]], dict[str, str]]:
     """The delete step's re-check: ``{key: why it is protected now}`` for plan items whose file a job
-    (inserted or changed since planning) now protects, or that the table now matches loosely."""
+    (inserted or changed since planning) now protects, or that the table now matches loosely under any
+    spelling (rows written since the plan's :class:`SpellingMarks` were read may carry anything)."""
 
     def recheck(items: list[Any]) -> dict[str, str]:
         names = {item.key: item.key[len(key_prefix):] for item in items if item.key.startswith(key_prefix)}
-        found = lookup_forms(lookup, sorted(set(names.values())), key_prefix)
+        found = lookup_forms(lookup, sorted(set(names.values())), key_prefix, bucket=bucket)
         why = {key: protected_now(name, found.get(name, ()), policy) for key, name in names.items()}
         outside = {item.key: "outside key_prefix" for item in items if item.key not in names}
         return {**{k: v for k, v in why.items() if v}, **outside}

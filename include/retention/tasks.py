@@ -84,7 +84,7 @@ def recheck(ctx: Any) -> Callable[[list[Any]], dict[str, str]]:
     table = ctx.plan["jobs_table"]
     conn = jobs_db.connect(ctx.params["mysql_conn_id"])  # autocommit: every chunk sees the latest rows
     return make_recheck(lambda names: jobs_db.rows_for_names(conn, table, names),
-                        ctx.plan["policy"]["key_prefix"], policy_of(ctx.plan))
+                        ctx.plan["policy"]["key_prefix"], policy_of(ctx.plan), bucket=ctx.bucket)
 
 
 def run_plan(

@@ -251,20 +251,38 @@ def test_retention_plan_keeps_files_a_row_spells_another_way_on_a_table_with_and
 
 def test_the_spelling_marks_of_a_table(mysql_server, mysql_conn):
     from include.retention import jobs as jobs_db
+    from include.retention.policy import SpellingMarks, spellings
+
+    marks_of = ("slash", "space", "end", "prefix", "encoded", "uri")
 
     def marks(rows, key_prefix="p/"):
         table = f"jobs_{uuid.uuid4().hex[:10]}"
         seed_jobs(mysql_conn, [(str(i), None, "OFFICIAL", s) for i, s in enumerate(rows)], table=table)
         found = jobs_db.spelling_marks(mysql_conn, table, key_prefix)
-        return {m for m in ("slash", "space", "end", "prefix") if getattr(found, m)}
+        return {m for m in marks_of if getattr(found, m)}
 
-    assert marks(["a", "b/c", "x%y_z", "in/p"]) == set()  # "in/p" holds no "p/"; LIKE's % and _ are literal
+    assert marks(["a", "b/c", "x_z", "in/p", "s3:/x", "a:b//c"]) == set()  # "in/p" holds no "p/"; LIKE's _ is literal
     assert marks([]) == set()
     assert marks(["/a"]) == {"slash"} and marks([" a"]) == {"space"}
     assert marks(["a\r"]) == marks(["a\n"]) == marks(["a\t"]) == marks(["a "]) == {"end"}
     assert marks(["x/P/a"]) == {"prefix"}  # anywhere, in the table's case-insensitive collation
     assert marks(["p/a"], key_prefix="") == set()  # no prefix: nothing to add
-    assert marks(["a%b"], key_prefix="%") == {"prefix"} and marks(["ab"], key_prefix="%") == set()
-    clean = jobs_db.SpellingMarks(False, False, False, False, "p/")
-    assert [s for s in ["a", "/a", " a", "a\r", "a ", "p/a", "P/a"] if clean.allows(s)] == ["a"]
-    assert all(jobs_db.SpellingMarks(key_prefix="p/").allows(s) for s in ["/a", " a", "a\r", "p/a"])
+    assert marks(["ab"], key_prefix="%") == set()
+    assert marks(["a%b"], key_prefix="%") == {"prefix", "encoded"}
+    assert marks(["a%20b"]) == marks(["a+b"]) == {"encoded"}
+    assert marks(["s3://b/a"]) == marks(["S3A://b/a"]) == {"uri"}
+
+    clean = SpellingMarks(**dict.fromkeys(marks_of, False))
+    assert spellings("a b/é", "p/", bucket="bk", marks=clean) == ["a b/é", "a b/Ã©"]
+    every = spellings("a b/é", "p/", bucket="bk")
+    assert {"/a b/é", " a b/é", "a b/é\r\n", "p/a b/é", "a%20b/%C3%A9", "a%20b%2F%C3%A9", "a+b/%C3%A9",
+            "s3://bk/p/a b/é", "s3a://bk/p/a%20b/%C3%A9", "s3a://bk/p/a b/é\n", " s3://bk/p/a b/é"} <= set(every)
+    assert not any(s.startswith("/s3") for s in every)
+
+    def only(*on):
+        return set(spellings("a b/é", "p/", bucket="bk", marks=SpellingMarks(**{m: m in on for m in marks_of})))
+
+    assert all(only(mark) > only() for mark in marks_of if mark != "uri")  # each mark adds spellings of its own
+    assert only("uri") == only()  # a URI holds the whole key, so no row can hold one where none holds key_prefix
+    assert only("uri", "prefix") - only("prefix") == {f"{scheme}bk/p/a b/{e}" for scheme in ("s3://", "s3a://")
+                                                      for e in ("é", "Ã©")}

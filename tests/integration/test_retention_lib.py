@@ -346,8 +346,9 @@ def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_j
 
         summary = write_plan(iter_objects(s3, bucket, key_prefix), jobs_db.iter_job_rows(stream, table), tmp_path,
                              key_prefix=key_prefix, policy=Policy.at(NOW, "P3M", 7), lookup=lookup, jobs_table=table,
-                             allow_empty_jobs=allow_empty_jobs)
-        rechecked = make_recheck(lookup, key_prefix, Policy.at(NOW, "P3M", 7))(
+                             allow_empty_jobs=allow_empty_jobs, bucket=bucket,
+                             marks=jobs_db.spelling_marks(lookup_conn, table, key_prefix))  # as plan_bucket does
+        rechecked = make_recheck(lookup, key_prefix, Policy.at(NOW, "P3M", 7), bucket=bucket)(
             [PlanItem(k, 1, "orphan") for k in recheck_keys])
         plan_rows = [json.loads(line) for c in summary["chunks"]
                      for line in (tmp_path / "plan" / f"{c}.jsonl").read_text().splitlines()]
@@ -509,6 +510,27 @@ def test_a_job_row_spelling_the_name_as_an_s3_event_does_keeps_the_file_as_ambig
     summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix="p/",
                                                recheck_keys=list(spelled))
     assert planned == {"p/gone.dat": "orphan"}
+    assert sorted(summary["protected"]["ambiguous_samples"]) == sorted(spelled)
+    assert again == dict.fromkeys(spelled, "ambiguous")
+
+
+def test_a_job_row_naming_the_file_as_a_uri_encoded_or_garbled_keeps_it_as_ambiguous(mysql_server, mysql_conn, s3,
+                                                                                      s3_server, bucket, table,
+                                                                                      tmp_path):
+    """An OFFICIAL row naming the file as an S3 URI (``s3://bucket/key``, or Hadoop's ``s3a://``), with its
+    slashes percent-encoded (``sub%2Fe.dat``), or by its real name where the key was uploaded garbled (``café``
+    under a key ``cafÃ©``): each file went as an orphan; it is ambiguous, kept (plan and re-check). A URI of
+    another bucket names another file: that one is still an orphan."""
+    spelled = {"p/u1.dat": f"s3://{bucket}/p/u1.dat", "p/u2 x.dat": f"s3a://{bucket}/p/u2%20x.dat",
+               "p/u3.dat": f"S3://{bucket}/p/u3.dat\n", "p/sub/e.dat": "sub%2Fe.dat",
+               "p/caf\u00c3\u00a9.dat": "caf\u00e9.dat"}
+    rows = [(f"j{i}", None, "OFFICIAL", name) for i, name in enumerate(spelled.values())]
+    seed_jobs(mysql_conn, [*rows, ("o", None, "OFFICIAL", f"s3://other-{bucket}/p/g.dat")], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in [*spelled, "p/g.dat"]]})
+    summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix="p/",
+                                               recheck_keys=[*spelled, "p/g.dat"])
+    assert planned == {"p/g.dat": "orphan"}
     assert sorted(summary["protected"]["ambiguous_samples"]) == sorted(spelled)
     assert again == dict.fromkeys(spelled, "ambiguous")
 
