@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from include.inventory.manifest import InventoryError
     from include.retention import jobs as jobs_db
     from include.retention.plan import plan_bucket
-    from include.retention.policy import Policy
+    from include.retention.policy import OrderError, Policy
 
     try:
         jobs_db.quote_table(args.jobs_table)  # a bad name fails before anything is listed
@@ -143,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except InventoryError as exc:
         print(f"retention plan: source inventory: {exc}", file=sys.stderr)
+        return 2
+    except OrderError as exc:
+        print(f"retention plan: {exc}", file=sys.stderr)
         return 2
     except MySQLdb.Error as exc:  # e.g. the server went away during a long inventory download
         print(f"retention plan: {mysql}: {exc}", file=sys.stderr)

@@ -274,7 +274,9 @@ def merge_join(
         if not obj.key.startswith(key_prefix):
             continue
         if previous is not None and obj.key <= previous:
-            raise OrderError(f"the S3 listing is not in key order ({obj.key!r} after {previous!r})")
+            raise OrderError(f"the S3 listing is not in key order ({obj.key!r} after {previous!r}): this server does "
+                             "not list keys in UTF-8 binary order as S3 does, so the merge join would be wrong and "
+                             "nothing is planned; plan from an S3 Inventory (source: inventory) instead")
         previous = obj.key
         remainder = obj.key[len(key_prefix):]
         while group is not None and group.source_data < remainder:

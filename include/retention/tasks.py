@@ -27,7 +27,7 @@ def plan(context: Any) -> dict[str, Any]:
     from include.deletion.airflow import plan_run_dir
     from include.inventory.manifest import InventoryError
     from include.retention import jobs as jobs_db
-    from include.retention.policy import Policy
+    from include.retention.policy import OrderError, Policy
 
     run_dir = plan_run_dir(context)  # first: settings.json is rewritten next
     s = resolve_run_settings(SETTINGS, context)
@@ -47,8 +47,8 @@ def plan(context: Any) -> dict[str, Any]:
         )
     except InventoryError as exc:  # no usable inventory, or a damaged one: a retry reads the same files
         raise AirflowFailException(f"{SETTINGS.dag_id}: source inventory: {exc}") from None
-    except jobs_db.TableUnreadable as exc:  # a misspelt table or a missing grant: a retry reads the same
-        raise AirflowFailException(f"{SETTINGS.dag_id}: {exc}") from None
+    except (jobs_db.TableUnreadable, OrderError) as exc:  # a misspelt table or a missing grant, a server that
+        raise AirflowFailException(f"{SETTINGS.dag_id}: {exc}") from None  # lists out of order: a retry reads the same
 
 
 def purge_job_rows(context: Any) -> dict[str, Any]:

@@ -286,3 +286,34 @@ def test_the_spelling_marks_of_a_table(mysql_server, mysql_conn):
     assert only("uri") == only()  # a URI holds the whole key, so no row can hold one where none holds key_prefix
     assert only("uri", "prefix") - only("prefix") == {f"{scheme}bk/p/a b/{e}" for scheme in ("s3://", "s3a://")
                                                       for e in ("é", "Ã©")}
+
+
+def listing_out_of_order(monkeypatch):
+    """The real listing, handed on in reverse: what a server that does not sort keys as S3 does gives."""
+    from include.inventory.read import ObjectSource
+
+    real = ObjectSource.objects
+    monkeypatch.setattr(ObjectSource, "objects", lambda self, prefix="", on_batch=None: iter(
+        sorted(real(self, prefix, on_batch), key=lambda o: o.key, reverse=True)))
+
+
+def test_a_listing_out_of_key_order_is_one_line_and_plans_nothing(s3, s3_server, mysql_server, mysql_conn, tmp_path,
+                                                                   monkeypatch, capsys):
+    """A non-conforming server's listing stops the merge join (its orphans would be wrong): that ended in a
+    traceback; it is one line saying why and what to do, exit 2, and no plan."""
+    from include.retention.cli import main
+
+    bucket, table = f"rcli-{uuid.uuid4().hex[:10]}", f"jobs_{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in ("a.dat", "b.dat")]})
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", "a.dat")], table=table)
+    listing_out_of_order(monkeypatch)
+    monkeypatch.setenv("MYSQL_PWD", mysql_server.password)
+    code = main(["--bucket", bucket, "--jobs-table", table, "--now", "2019-06-03T00:00:00Z", "--endpoint-url",
+                 s3_server.endpoint_url, "--mysql-port", str(mysql_server.port), "--mysql-user", mysql_server.user,
+                 "--mysql-database", mysql_server.database, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "not in key order ('a.dat' after 'b.dat')" in err and "source: inventory" in err
+    assert not (tmp_path / "out" / "plan.json").exists()

@@ -299,3 +299,16 @@ def test_a_jobs_table_that_cannot_be_read_fails_the_plan_once_naming_it(run_dag,
         assert result.state == "failed" and result.task_states()[("plan", -1)] == "failed"
         assert result.try_numbers()[("plan", -1)] == 1  # a retryable error would have been tried twice
     assert keys(s3, bucket) == sorted(reference_files())
+
+
+def test_a_listing_out_of_key_order_fails_the_plan_once(run_dag, s3, world, monkeypatch):
+    """A server that does not list in key order makes the merge join wrong: the plan stops, and a retry lists
+    the same, so it fails at once (it was retried with minutes of backoff) and deletes nothing."""
+    from tests.integration.test_retention_cli import listing_out_of_order
+
+    bucket, table = world(reference_files(), reference_job_rows(NOW))
+    listing_out_of_order(monkeypatch)
+    result = run_dag("s3_retention", conf(bucket, table), logical_date=NOW, retries=1)
+    assert result.state == "failed" and result.task_states()[("plan", -1)] == "failed"
+    assert result.try_numbers()[("plan", -1)] == 1
+    assert keys(s3, bucket) == sorted(reference_files())
