@@ -120,6 +120,7 @@ class PlanApprovalOperator(ApprovalOperator):
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.core import artifacts
+        from include.core.text import shown
         from include.dag_defaults import saved_run_settings
         from include.deletion import approval as gate
         from include.deletion.plan import read_plan
@@ -177,7 +178,7 @@ class PlanApprovalOperator(ApprovalOperator):
             description="The plan this request shows. An approval holds only for it: an answer from a page "
                         "loaded before the run planned again names another plan and deletes nothing.")})
         self.subject = (f"{ti.dag_id}: approve deleting the planned objects from "
-                        f"s3://{gate.shown(params.get('bucket') or '')}?")
+                        f"s3://{shown(params.get('bucket') or '')}?")
         self.body = approval_body(plan, params, plan_digest=digests["plan_digest"], timeout_at=timeout_at,
                                   superseded=superseded)
         self._ask(context, asked_at=asked_at)

@@ -37,12 +37,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from include.core import artifacts
+from include.core.text import shown
 from include.core.times import parse_time
 from include.core.units import format_size
 
@@ -436,25 +436,7 @@ def audit_outcome(verdict: str, *, has_chunks: bool, failed: bool, guard_failed:
 
 
 # The text the approver reads ----------------------------------------------------------------------
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _SAFE_WORD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-
-def shown(value: Any) -> str:
-    """``value`` as one line of plain text: backslash, control, format, separator, surrogate and combining
-    characters as escapes (so NFD ``é`` shows as ``e\\u0301``); everything else as it is."""
-    out = []
-    for ch in str(value):
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-            continue
-        cat = unicodedata.category(ch)
-        if ch != " " and (cat[0] in "CZ" or cat in ("Mn", "Me")):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def fenced(values: Iterable[Any]) -> str:

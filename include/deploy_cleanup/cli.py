@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.core import artifacts
-from include.deletion.approval import shown
+from include.core.text import shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,8 +47,9 @@ from include.aws.client import versioning_state
 from include.aws.listing import iter_objects
 from include.core import artifacts
 from include.core.progress import Progress
+from include.core.text import shown
 from include.core.times import format_time, parse_time
-from include.deletion.approval import DeleteRefused, bytes_digest, shown
+from include.deletion.approval import DeleteRefused, bytes_digest
 from include.deletion.plan import PLAN_FILE, PlanItem, PlanWriter, keep_earlier_record, null_versions_note
 from include.deletion.settings import PLAN_SOURCES
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.core.settings import MAX_DAYS
+from include.core.text import shown
 from include.core.times import parse_time
-from include.deletion.approval import shown
 from include.deletion.settings import PLAN_SOURCES
 
 PROG = "s3ops retention plan"

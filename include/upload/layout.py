@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from include.core.text import shown
+
 MINUTE = timedelta(minutes=1)
 #: The last minute whose end a datetime can hold (9999-12-31 23:58); a later one is malformed.
 LAST_MINUTE = datetime(9999, 12, 31, 23, 58, tzinfo=UTC)
@@ -39,9 +41,6 @@ YEAR_RE, TWO_DIGITS_RE = re.compile(r"[0-9]{4}"), re.compile(r"[0-9]{1,2}")  # m
 MALFORMED_CAP = 1000  # malformed paths (and scan errors) kept by name; the rest are counted
 # Location names are free-form, but never hidden or control characters.
 LOCATION_RE = re.compile(r"[^./\x00-\x1f][^/\x00-\x1f]*")
-# How shown() writes the characters it escapes without a code: the backslash itself too, so that an
-# escape in its output can never be confused with a name that holds a backslash.
-_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A folder inside base_dir is opened from its parent's descriptor, never by path, and never through a
 # symbolic link: one swapped in after its parent was listed (pointing at another tenant's folder that
 # holds files of the same names) is refused, where a path would have led into it.
@@ -60,32 +59,6 @@ LOST_AND_FOUND = "lost+found"
 #: The layout's folders: location, year, month, day, hour. A folder deeper than that is malformed and not
 #: walked, so the walk never holds more descriptors than this (plus base_dir) whatever the tree holds.
 LAYOUT_DEPTH = 5
-
-
-def shown(path: str) -> str:
-    """A path for reports and logs, always one printable line that says exactly what the name holds.
-
-    A byte that is not UTF-8 (kept by Python as a surrogate, U+DC80–U+DCFF) is shown as ``\\xe9``; a
-    character that is not printable (control, format, line or paragraph separator, …) as ``\\n``,
-    ``\\r``, ``\\t`` or its code point (``\\u0085``, ``\\u2028``, ``\\U000e0001``); a backslash as
-    ``\\\\``. So ``\\xNN`` always means a raw byte and ``\\uNNNN`` a character. Printable letters of
-    any script (``é``, ``日本``) are shown as they are.
-    """
-    if path.isprintable() and "\\" not in path:  # nearly every path: a C-speed check, nothing to escape
-        return path
-    return "".join(map(_shown_char, path))
-
-
-def _shown_char(ch: str) -> str:
-    """One character of :func:`shown`."""
-    if ch in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[ch]
-    if ch.isprintable():
-        return ch
-    code = ord(ch)
-    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape: the byte code - 0xDC00
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def is_location(name: str) -> bool:

@@ -57,6 +57,7 @@ from include.aws.crt import MIB, Answer, CrtPutter, credentials_from_args
 from include.core import artifacts
 from include.core.errors import error_code, error_text
 from include.core.progress import Progress
+from include.core.text import shown
 from include.core.times import format_time
 from include.upload import lock
 from include.upload.layout import (
@@ -71,7 +72,6 @@ from include.upload.layout import (
     put_back,
     remove_empty_folders,
     scan_base_dir,
-    shown,
     split_batches,
 )
 from include.upload.settings import DEFAULT_WORKERS, UploadSettings

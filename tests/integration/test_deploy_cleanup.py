@@ -990,7 +990,7 @@ def test_the_command_line_plan_shows_hostile_names_escaped_one_line_each(s3, s3_
     rows = [line for line in out.splitlines() if line.startswith(("DELETE", "keep"))]
     assert len(rows) == len(hostile)
     assert {line.split()[1] for line in rows if line.startswith("DELETE")} == {
-        "old\\rkeep", "x\\x1b[2K\\x1b[1Aold-2", "cafe\\u0301", "re\\u200blease"}
+        "old\\rkeep", "x\\u001b[2K\\u001b[1Aold-2", "cafe\\u0301", "re\\u200blease"}
     assert "protect patterns that matched no deployment: pr\\u200bod" in out
 
 

@@ -118,7 +118,7 @@ def test_retention_plan_shows_hostile_keys_escaped_one_line_each(s3, s3_server, 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\r" not in result.stdout and "\x1b" not in result.stdout
     planned = sorted(line.split("  ")[-1] for line in result.stdout.splitlines() if line.startswith("DELETE"))
-    assert planned == sorted(["in/orphan\\rKEPT in/kept", "in/\\x1b[2K\\x1b[1Agone", "in/line\\nbreak"])
+    assert planned == sorted(["in/orphan\\rKEPT in/kept", "in/\\u001b[2K\\u001b[1Agone", "in/line\\nbreak"])
 
 
 def test_a_role_without_list_all_my_buckets_can_plan_and_a_refusal_names_the_permission(

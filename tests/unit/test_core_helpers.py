@@ -1,5 +1,5 @@
-"""include.core.times and include.core.errors (the one timestamp form and the one S3 error reader), and the
-S3 clients' attempts from AWS_MAX_ATTEMPTS."""
+"""include.core.times, include.core.errors and include.core.text (the one timestamp form, the one S3 error reader and the
+one way a name is shown), and the S3 clients' attempts from AWS_MAX_ATTEMPTS."""
 
 from __future__ import annotations
 
@@ -69,3 +69,18 @@ def test_a_bad_aws_max_attempts_is_refused_by_name(monkeypatch, raw):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", raw)
     with pytest.raises(ValueError, match="AWS_MAX_ATTEMPTS must be a whole number"):
         client._max_attempts()
+
+
+def test_one_shown_for_paths_keys_and_rows_tells_twins_and_bytes_apart():
+    """Upload reports and approval texts showed names by two rules: the upload's kept NFD ``é`` looking like NFC
+    ``é`` (two local files, one name on screen), the approval's wrote a control character as ``\\x1b``, which in
+    the upload's meant a byte that is not UTF-8. One rule now: a combining mark and a control are code points, a
+    raw byte is ``\\xNN``."""
+    from include.core.text import shown
+    from include.deletion.approval import shown as approval_shown
+    from include.upload.layout import shown as layout_shown
+
+    assert layout_shown is approval_shown is shown
+    assert shown("2020/cafe\u0301.dat") == "2020/cafe\\u0301.dat" != shown("2020/caf\u00e9.dat") == "2020/caf\u00e9.dat"
+    assert shown("a\x1bb") == "a\\u001bb" and shown("a\udc9bb") == "a\\x9bb" and shown("a\\x9bb") == "a\\\\x9bb"
+    assert shown("Ünïcödé 日本 𝟎") == "Ünïcödé 日本 𝟎" and shown(42) == "42"

@@ -1,0 +1,50 @@
+"""How a name from outside (a local path, an S3 key, a job row, a deployment name) is shown to a person.
+
+Names are anyone's who can write a file, an object or a row: a line end, a terminal escape or a
+right-to-left override in one could forge a log line, hide a key from an approver or make two names look
+the same. Every report, log line and approval text shows them through :func:`shown`. Python's own
+``repr``/``ascii`` escape every non-ASCII letter (``café`` as ``caf\\xe9``) and do not tell an undecodable
+byte from a character, so this small rule is written here once.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+# How shown() writes the characters it escapes without a code: the backslash itself too, so that an
+# escape in its output can never be confused with a name that holds a backslash.
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_COMBINING = ("Mn", "Me")
+
+
+def shown(value: Any) -> str:
+    """``value`` as one printable line that says exactly what it holds.
+
+    A byte that is not UTF-8 (kept by ``os.fsdecode`` as a surrogate, U+DC80–U+DCFF) is shown as ``\\xe9``;
+    a character that is not printable (control, format such as a bidi override or a zero-width space, line
+    or paragraph separator, …) or a combining mark (so NFD ``é``, as macOS names files, shows as
+    ``e\\u0301`` and never looks like NFC ``é``) as ``\\n``, ``\\r``, ``\\t`` or its code point (``\\u0085``,
+    ``\\u2028``, ``\\U000e0001``); a backslash as ``\\\\``. So ``\\xNN`` always means a raw byte and
+    ``\\uNNNN`` a character. Printable letters of any script (``é``, ``日本``) and spaces are shown as they are.
+    """
+    text = str(value)
+    if text.isprintable() and "\\" not in text and (text.isascii() or not _has_combining(text)):
+        return text  # nearly every name: C-speed checks, nothing to escape
+    return "".join(map(_shown_char, text))
+
+
+def _has_combining(text: str) -> bool:
+    return any(unicodedata.category(ch) in _COMBINING for ch in text)
+
+
+def _shown_char(ch: str) -> str:
+    """One character of :func:`shown`."""
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    if ch.isprintable() and unicodedata.category(ch) not in _COMBINING:
+        return ch
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape: the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
