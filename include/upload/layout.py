@@ -22,6 +22,7 @@ import errno
 import heapq
 import os
 import re
+import stat
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import suppress
@@ -209,7 +210,8 @@ def _list_folder(fd: int, root: str, rel: str, scan: Scan) -> Iterator[tuple[str
         try:
             if deepest and entry.name.startswith(PRIVATE_PREFIX) and entry.is_file(follow_symlinks=False) and (
                     restored := _restore_leftover(fd, entry.name, names)):
-                yield rel + restored, os.stat(restored, dir_fd=fd, follow_symlinks=False)
+                if restored is not SECOND_LINK:  # a second link: its file is listed under its own name
+                    yield rel + restored, os.stat(restored, dir_fd=fd, follow_symlinks=False)
             elif entry.is_symlink():
                 scan.add_malformed(root + rel + entry.name, "symbolic link (never followed)")
             elif entry.is_dir(follow_symlinks=False) and deepest:
@@ -227,22 +229,54 @@ def _list_folder(fd: int, root: str, rel: str, scan: Scan) -> Iterator[tuple[str
             scan.add_error(root + rel + entry.name, f"cannot stat: {exc.strerror or exc}")
 
 
+#: what :func:`_restore_leftover` returns for a private name that was only a second link of its file
+SECOND_LINK = "\x00second link"
+
+
 def _restore_leftover(fd: int, private: str, names: set[str]) -> str | None:
     """A file the uploader renamed to delete it, left under that name by a run killed in that instant: give
     it its name back, so that this run decides it as any other (its object compared byte for byte). Returns
-    the name, or None (left as it is, and listed as malformed): a name cut to fit, or taken since."""
+    the name; :data:`SECOND_LINK` when the private name was a second link of the file under its name (a
+    put-back killed between its link and its unlink: removed, the file is decided under its name); or None
+    (left as it is, and listed as malformed): a name cut to fit, or taken since by another file."""
     match = _LEFTOVER.fullmatch(private)
     if match is None:
         return None
     name = match["name"]
-    if len(os.fsencode(name)) >= PRIVATE_NAME_BYTES or name in names or not FILE_RE.fullmatch(name):
+    if len(os.fsencode(name)) >= PRIVATE_NAME_BYTES or not FILE_RE.fullmatch(name):
         return None
+    if name in names:
+        return SECOND_LINK if _drop_second_link(fd, private, name) else None
     try:
         put_back(fd, private, name)
     except OSError:
         return None
     names.add(name)
     return name
+
+
+def _drop_second_link(fd: int, private: str, name: str) -> bool:
+    """Remove ``private`` if it is a second hard link of the very file at ``name`` (:func:`put_back` killed
+    after its link, before its unlink, or an unlink it could not do then): the file keeps its name, so
+    nothing is lost. Anything else (another file, a filesystem that reports no links, an unlink refused)
+    is kept and returns False: the private name is then listed as malformed, as before."""
+    try:
+        a = os.stat(private, dir_fd=fd, follow_symlinks=False)
+        b = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return False
+    # (inode, device) alone could match two files on a filesystem that makes its inode numbers up; a link
+    # count of 2 or more on both, the same size and mtime, and a regular file, say it is truly one file.
+    same = (stat.S_ISREG(a.st_mode) and a.st_ino != 0 and a.st_nlink >= 2
+            and (a.st_ino, a.st_dev, a.st_size, a.st_mtime_ns, a.st_nlink) == (b.st_ino, b.st_dev, b.st_size,
+                                                                               b.st_mtime_ns, b.st_nlink))
+    if not same:
+        return False
+    try:  # scan holds base_dir alone (include.upload.lock): no uploader moves either name meanwhile
+        os.unlink(private, dir_fd=fd)
+    except OSError:
+        return False
+    return True
 
 
 def put_back(folder_fd: int, private: str, name: str) -> None:

@@ -161,3 +161,28 @@ def test_a_leftover_that_cannot_be_given_its_name_back_is_kept_and_listed(tmp_pa
     assert [path for path, _ in scan.malformed] == [str(folder / leftover)]
     if also:
         assert (folder / also).read_bytes() == b"written since"
+
+
+def test_a_private_name_left_as_a_second_link_of_its_file_is_removed_not_listed_as_malformed(tmp_path):
+    """A run killed inside the put-back (the file linked back under its name, the private name not yet
+    unlinked) leaves two names for one file. The private one is no unknown data: it is that file. It was
+    listed as malformed on every run for ever; now it is removed and the file is decided under its name."""
+    folder = tmp_path / "berlin/2026/03/01/10"
+    _write(folder / "05-t.dat", b"minute 05")
+    os.link(folder / "05-t.dat", folder / (LEFTOVER + "05-t.dat"))
+    scan = scan_base_dir(tmp_path, NOW, 0, 100)
+    assert scan.malformed == [] and [c.rel for c in scan.eligible] == [REL]
+    assert os.listdir(folder) == ["05-t.dat"] and (folder / "05-t.dat").read_bytes() == b"minute 05"
+    assert (folder / "05-t.dat").stat().st_nlink == 1
+
+
+def test_a_private_name_that_is_another_file_than_its_name_is_still_kept_and_listed(tmp_path):
+    """Same name, same size, same mtime, but another file (a copy, not a link): never removed."""
+    base = tmp_path / "base"
+    folder = base / "berlin/2026/03/01/10"
+    _write(folder / "05-t.dat", b"minute 05")
+    _write(folder / (LEFTOVER + "05-t.dat"), b"minute 05")
+    os.link(folder / "05-t.dat", tmp_path / "backup")  # the name's file has 2 links, the private one 1
+    scan = scan_base_dir(base, NOW, 0, 100)
+    assert [path for path, _ in scan.malformed] == [str(folder / (LEFTOVER + "05-t.dat"))]
+    assert sorted(os.listdir(folder)) == [LEFTOVER + "05-t.dat", "05-t.dat"]
