@@ -39,7 +39,8 @@ SETTINGS = Settings("s3_upload", "upload", (
     Setting("key_prefix", {"type": "string", "maxLength": 1024}, "", "Key prefix",
             "Prefix for every key, e.g. 'incoming/' (a '/' is added if missing)."),
     Setting("settle_seconds", {"type": "integer", "minimum": 0, "maximum": 86_400}, 30, "Settle time (seconds)",
-            "A file is finished when its data minute ended and its mtime are at least this many seconds old."),
+            "A file is finished when its data minute ended and its mtime are at least this many seconds old "
+            "(1 or more; 0, which takes a file the producer may still be writing, only on the command line)."),
     Setting("overwrite", {"type": "boolean"}, False, "Overwrite",
             "Replace an existing object with different content (otherwise: a conflict, the local file is kept).",
             tighten="off"),
@@ -170,12 +171,31 @@ def check_key_prefix(prefix: str, where: str) -> None:
         )
 
 
-def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None) -> UploadSettings:
-    """Resolved values → :class:`UploadSettings`, after the checks a schema cannot express."""
+def check_settle_seconds(seconds: int, where: str, *, command_line: bool) -> None:
+    """Refuse ``settle_seconds`` 0 outside the command line. 0 switches the check that a file is finished
+    off: its mtime need not be any age, and its minute only just over, so a run takes a file the producer is
+    still writing the instant its minute ends; S3 then holds part of it, and the next runs report a conflict
+    at its key until someone uploads it with ``overwrite``. A DAG that runs every minute gains at most a
+    minute by it. The command line takes 0 from the person running it, on files known finished (the
+    benchmarks, the tests, a backlog copied in)."""
+    if seconds == 0 and not command_line:
+        raise SettingsError(
+            f"settle_seconds = 0 (from {where}) would take a file the instant its minute ends, while the producer "
+            f"may still be writing it (its mtime is then not checked at all): set 1 or more "
+            f"({SETTINGS['settle_seconds'].default} is the default; 1 suits a producer that renames finished files "
+            "into place). Only the command line takes 0 (s3ops upload --settle-seconds 0), for files known finished")
+
+
+def upload_settings(values: Mapping[str, Any], sources: Mapping[str, str] | None = None, *,
+                    command_line: bool = False) -> UploadSettings:
+    """Resolved values → :class:`UploadSettings`, after the checks a schema cannot express
+    (``command_line``: the values are the ``s3ops upload`` options, whose user deploys it)."""
     sources = sources or {}
 
     def where(name: str) -> str:
         return SETTINGS.where(name, sources.get(name, "param"))
+
+    check_settle_seconds(int(values["settle_seconds"]), where("settle_seconds"), command_line=command_line)
 
     base_dir = str(values["base_dir"])
     if not Path(base_dir).is_absolute():
@@ -201,6 +221,6 @@ def resolve_settings(
 ) -> tuple[UploadSettings, dict[str, str]]:
     """params > the Variable ``s3ops_upload`` > defaults, validated; returns the settings and, per
     setting, where its value came from (for the log). ``by_deployer``: the command line's options, which
-    may also loosen a safety setting (``--overwrite``)."""
+    may also loosen a safety setting (``--overwrite``) and take ``settle_seconds`` 0."""
     resolved = SETTINGS.resolve(params, variable, by_deployer=by_deployer)
-    return upload_settings(resolved, resolved.sources), dict(resolved.sources)
+    return upload_settings(resolved, resolved.sources, command_line=by_deployer), dict(resolved.sources)

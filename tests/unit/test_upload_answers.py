@@ -160,7 +160,8 @@ def _tree(base: Path, n: int) -> None:
 def test_every_file_gets_one_row_and_in_flight_stays_within_workers(tmp_path, workers):
     base = tmp_path / "producer"
     _tree(base, 37)
-    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None,
+                                   by_deployer=True)
     putter = FakePutter(refuse={"07-t7.dat"})
     uploader = Uploader(client=None, settings=settings, scanned_at=NOW, putter=putter)  # type: ignore[arg-type]
     result = upload_candidates(uploader, scan_base_dir(base, NOW, 0, 1000).eligible, workers=workers)
@@ -251,7 +252,8 @@ def _replace(path: Path, kind: str) -> None:
 def test_a_file_replaced_after_the_scan_by_no_regular_file_is_kept_and_never_waited_for(tmp_path, kind, shown):
     base = tmp_path / "producer"
     _tree(base, 5)
-    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None,
+                                   by_deployer=True)
     candidates = scan_base_dir(base, NOW, 0, 1000).eligible
     victim = base / candidates[2].rel
     _replace(victim, kind)
@@ -288,7 +290,8 @@ def test_a_stalled_upload_is_cancelled_and_its_file_kept_and_nothing_more_is_sen
     monkeypatch.setattr(upload, "STALL_SECONDS", 0.3)
     base = tmp_path / "producer"
     _tree(base, 12)
-    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None,
+                                   by_deployer=True)
     putter = FakePutter(silent={"03-t3.dat"}, deaf=deaf)
     uploader = Uploader(client=None, settings=settings, scanned_at=NOW, putter=putter)  # type: ignore[arg-type]
     eligible = scan_base_dir(base, NOW, 0, 1000).eligible
@@ -320,7 +323,8 @@ def test_a_refused_upload_with_nothing_at_the_key_is_a_failure_not_a_conflict(tm
     would be false, and the file must stay for the next run."""
     base = tmp_path / "producer"
     _tree(base, 2)
-    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None,
+                                   by_deployer=True)
 
     class Refusing(FakePutter):
         def start(self, key: str, path: str, size: int, *, crc64nvme: str, if_none_match: bool, done: Any,

@@ -37,7 +37,8 @@ def _write(path: Path, body: bytes) -> None:
 
 def _uploaded(base: Path) -> tuple[Uploader, Pending, Answer]:
     """The file read and sent; S3's answer in hand, its local delete not yet done."""
-    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None,
+                                   by_deployer=True)
     putter = FakePutter()
     uploader = Uploader(client=None, settings=settings, scanned_at=NOW, putter=putter)  # type: ignore[arg-type]
     step = uploader.prepare(scan_base_dir(base, NOW, 0, 100).eligible[0])

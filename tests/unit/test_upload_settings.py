@@ -218,3 +218,30 @@ def test_the_asset_is_the_whole_prefix_whatever_it_holds(prefix, uri):
 
     settings = resolve_settings({**BASE, "bucket": "bkt", "key_prefix": prefix}, None)[0]
     assert Asset(settings.asset_uri).uri == uri
+
+
+@pytest.mark.parametrize(("conf", "variable", "where"), [
+    ({**BASE, "settle_seconds": 0}, None, "the run's param 'settle_seconds'"),
+    (BASE, {"settle_seconds": 0}, "key 'settle_seconds' of the Airflow Variable 's3ops_upload'"),
+    (BASE, '{"settle_seconds": 0.0}', "key 'settle_seconds' of the Airflow Variable 's3ops_upload'"),
+])
+def test_a_dag_run_refuses_settle_seconds_0_saying_what_to_set(conf, variable, where):
+    """0 turns the check that a file is finished off (its mtime may be of this instant): a run every minute
+    would take a file the producer is still writing as its minute ends, and S3 would keep part of it (a
+    conflict at its key, run after run). The trigger form and the Variable are refused, in one line."""
+    with pytest.raises(SettingsError) as err:
+        resolve_settings(conf, variable)
+    text = str(err.value)
+    assert text.startswith(f"settle_seconds = 0 (from {where})") and "set 1 or more" in text
+    assert "\n" not in text and "s3ops upload --settle-seconds 0" in text
+
+
+def test_settle_seconds_1_in_the_dag_and_0_on_the_command_line_are_taken():
+    """The command line's user deploys it: 0 for files known finished (the benchmarks, the tests)."""
+    from include.upload.settings import SETTINGS, upload_settings
+
+    assert resolve_settings({**BASE, "settle_seconds": 1}, None)[0].settle_seconds == 1
+    assert resolve_settings({**BASE, "settle_seconds": 0}, None, by_deployer=True)[0].settle_seconds == 0
+    resolved = SETTINGS.resolve({**BASE, "settle_seconds": 0}, None)  # what the DAG's tasks do with it
+    with pytest.raises(SettingsError, match="settle_seconds = 0"):
+        upload_settings(resolved, resolved.sources)

@@ -77,7 +77,8 @@ def swap_after_listing(monkeypatch: pytest.MonkeyPatch, names: list[str], swap: 
 
 
 def _uploader(base: Path) -> tuple[Uploader, FakePutter]:
-    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None,
+                                   by_deployer=True)
     putter = FakePutter()
     return Uploader(client=None, settings=settings, scanned_at=NOW, putter=putter), putter  # type: ignore[arg-type]
 
@@ -304,7 +305,8 @@ def test_the_abort_check_never_takes_another_folders_file_for_ours(world, monkey
         (base / "berlin").symlink_to(victim / "berlin")
 
     swapped = swap_after_listing(monkeypatch, ["berlin"], swap)  # right after base_dir was listed
-    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None)
+    settings, _ = resolve_settings({"base_dir": str(base), "bucket": "my-bucket", "settle_seconds": 0}, None,
+                                   by_deployer=True)
     result = abort_abandoned_uploads(Client(), settings, NOW)
     assert swapped and (base / "berlin").is_symlink()  # the swap happened
     assert aborted == [] and result.aborted == [] and result.left_alone == 1
