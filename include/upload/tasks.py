@@ -40,7 +40,8 @@ def scan(context: Any) -> list[str]:
         client = client_from_connection(settings.aws_conn_id)
         check_bucket(client, settings.bucket)
         # with the client: abort the multipart uploads a killed worker left open
-        return scan_task(settings, artifacts.run_dir(DAG_ID, context["run_id"]), client=client)
+        return scan_task(settings, artifacts.run_dir(DAG_ID, context["run_id"]), client=client,
+                         attempt=context["ti"].try_number)
     except UploadError as exc:
         raise AirflowFailException(str(exc)) from exc  # a retry would not fix the configuration
 
@@ -58,7 +59,7 @@ def upload_batch(context: Any, batch: str) -> dict[str, int]:
         client = client_from_connection(settings.aws_conn_id, pool=client_pool_size(settings.workers))
         return upload_batch_task(client, settings, folder, batch, workers=settings.workers,
                                  credentials=credentials_from_connection(settings.aws_conn_id),
-                                 retried=ti.try_number > 1)
+                                 attempt=ti.try_number)
     except Exception as exc:
         if ti.try_number <= ti.max_tries:  # Airflow's own test: a retry is left, so retry (with backoff)
             raise

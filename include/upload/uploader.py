@@ -931,14 +931,42 @@ def _existing_base(settings: UploadSettings) -> Path:
     return base
 
 
-def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now: datetime | None = None) -> list[str]:
+ABORTS = "aborts"  # a run's folder of what each try of its tasks aborted (record_aborts)
+
+
+def record_aborts(run_dir: Any, task: str, attempt: int, rows: list[dict[str, str]]) -> None:
+    """``aborts/<task>.try<attempt>.json``: the multipart uploads one try of ``task`` (``scan`` or a batch)
+    aborted, or failed to, written as soon as it did, before it uploads anything. A try that is killed
+    afterwards, or fails, writes no result: its aborts would be in no summary (the next try finds those
+    uploads gone). Nothing is written for a try that found nothing to abort."""
+    if rows:
+        artifacts.write_json(run_dir / ABORTS / f"{task}.try{attempt}.json", {"aborted_uploads": rows})
+
+
+def recorded_aborts(run_dir: Any) -> dict[str, list[dict[str, str]]]:
+    """Every try's rows of :func:`record_aborts`, by task (``scan`` or the batch name)."""
+    folder = run_dir / ABORTS
+    if not artifacts.exists(folder):
+        return {}
+    found: dict[str, list[dict[str, str]]] = {}
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        task, sep, rest = path.name.partition(".try")
+        if sep and rest.endswith(".json"):
+            found.setdefault(task, []).extend(artifacts.read_json(path).get("aborted_uploads") or [])
+    return found
+
+
+def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now: datetime | None = None,
+              attempt: int = 1) -> list[str]:
     """Abort abandoned multipart uploads (with ``client``), walk ``base_dir``, write the batches and
     ``scan.json`` (with the run's resolved settings, so every task of the run uses the same ones);
-    return the batch names (the only thing in XCom)."""
+    return the batch names (the only thing in XCom). ``attempt``: the task's try number (its aborts'
+    record, :func:`record_aborts`)."""
     base = _existing_base(settings)
     now = now or _now()
     with lock.holding(settings.base_dir):  # no other uploader's in-flight upload is taken for abandoned
         uploads = abort_abandoned_uploads(client, settings, now) if client is not None else AbandonedUploads()
+        record_aborts(run_dir, "scan", attempt, uploads.aborted)
         scan = scan_base_dir(base, now, settings.settle_seconds, settings.max_files, key_room=settings.key_room)
     batches = split_batches(scan.eligible, BATCH_SIZE, MAX_BATCHES)
     names = [f"{i:05d}" for i in range(len(batches))]
@@ -952,11 +980,12 @@ def scan_task(settings: UploadSettings, run_dir: Any, *, client: Any = None, now
 
 
 def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch: str,
-                      *, workers: int = DEFAULT_WORKERS, credentials: Any = None, retried: bool = False) -> dict[str, int]:
-    """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry (``retried``: this is
-    a retry of the batch's task)."""
+                      *, workers: int = DEFAULT_WORKERS, credentials: Any = None, attempt: int = 1) -> dict[str, int]:
+    """Upload one batch, write ``results/<batch>.json``; return counts. Safe to retry (``attempt``: the
+    task's try number; above 1, a retry)."""
     spec = artifacts.read_json(run_dir / "batches" / f"{batch}.json")
     scanned_at = datetime.fromisoformat(spec["scanned_at"].replace("Z", "+00:00"))
+    retried = attempt > 1
     uploader = Uploader(client, settings, scanned_at, credentials, retried=retried)
     candidates = _candidates(spec["files"])
     with lock.holding(settings.base_dir, shared=True):  # shared with the run's other batches
@@ -965,6 +994,7 @@ def upload_batch_task(client: Any, settings: UploadSettings, run_dir: Any, batch
         # Only at this batch's keys: the run's other batches may be sending theirs.
         aborted = abort_abandoned_uploads(client, settings, _now(), keys={settings.key(c.rel) for c in candidates}
                                           ).aborted if retried else []
+        record_aborts(run_dir, batch, attempt, aborted)  # this try may die before its result: recorded now
         result = upload_candidates(uploader, candidates, workers=workers, what=f"uploading batch {batch}")
     result.aborted_uploads = aborted
     artifacts.write_json(run_dir / "results" / f"{batch}.json", asdict(result))
@@ -1040,12 +1070,19 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
               now: datetime | None = None) -> dict[str, Any]:
     """Remove finished empty folders, write ``manifest.jsonl`` and ``summary.json``; return the summary."""
     scan_info = artifacts.read_json(run_dir / "scan.json")
+    # what every try aborted (a result holds its own try's only; a killed or failed try left none)
+    tries = recorded_aborts(run_dir)
+    if "scan" in tries:
+        scan_info["aborted_uploads"] = tries["scan"]
     results: list[BatchResult] = []
     missing: list[tuple[str, str]] = []  # (batch, why) of the batches that failed
     for batch in batches:
         path = run_dir / "results" / f"{batch}.json"
         data = artifacts.read_json(path) if artifacts.exists(path) else {"failed": "it left no result"}
-        results.append(BatchResult.from_dict(data))
+        result = BatchResult.from_dict(data)
+        if batch in tries:
+            result.aborted_uploads = tries[batch]
+        results.append(result)
         if data.get("failed"):  # what the others moved is still recorded, and the run is not green
             log.warning("batch %s failed: %s", batch, data["failed"])
             missing.append((batch, str(data["failed"])))

@@ -1271,7 +1271,7 @@ def test_a_retried_batch_aborts_the_multipart_upload_its_killed_try_left(tmp_pat
     s3.upload_part(Bucket=bucket, Key=f"in/{rel}", UploadId=killed, PartNumber=1, Body=body[: 5 * MIB])
     time.sleep(1)
 
-    counts = upload_batch_task(client, conf, run_dir, batches[0], retried=True)
+    counts = upload_batch_task(client, conf, run_dir, batches[0], attempt=2)
     summary = tidy_task(conf, run_dir, batches)
 
     assert counts["uploaded"] == 1 and body_of(s3, bucket, f"in/{rel}") == body and not (tmp_path / rel).exists()
@@ -1280,6 +1280,63 @@ def test_a_retried_batch_aborts_the_multipart_upload_its_killed_try_left(tmp_pat
     next_run = tmp_path.parent / f"{tmp_path.name}-run-2"
     assert scan_task(conf, next_run, client=client) == []  # nothing left for it to leave alone
     assert json.loads((next_run / "scan.json").read_text())["uploads_left_alone"] == 0
+
+
+def test_every_trys_aborts_are_in_the_summary_even_of_a_try_that_died(tmp_path, s3, bucket, client, monkeypatch):
+    """A batch killed twice mid-upload: try 2 aborts try 1's upload, starts its own and is killed before its
+    result; try 3 aborts try 2's. The summary counted try 3's abort only (a result holds its own try's, and
+    try 2 wrote none). Each try records its aborts before it uploads: the summary counts both."""
+    from include.upload import uploader
+    from include.upload.uploader import scan_task, upload_batch_task
+
+    rel = rel_at("oslo", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"killed twice\n")
+    conf = settings(tmp_path, bucket)
+    run_dir = tmp_path.parent / f"{tmp_path.name}-run"
+    batches = scan_task(conf, run_dir, client=client)
+    s3.create_multipart_upload(Bucket=bucket, Key=rel)  # try 1's, killed
+    time.sleep(1)
+
+    def killed(*_: Any, **__: Any) -> Any:  # try 2 starts its own multipart upload, and dies
+        s3.create_multipart_upload(Bucket=bucket, Key=rel)
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(uploader, "upload_candidates", killed)
+        with pytest.raises(SystemExit):
+            upload_batch_task(client, conf, run_dir, batches[0], attempt=2)
+    time.sleep(1)
+    counts = upload_batch_task(client, conf, run_dir, batches[0], attempt=3)
+    summary = tidy_task(conf, run_dir, batches)
+
+    assert counts["uploaded"] == 1 and body_of(s3, bucket, rel) == b"killed twice\n"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert summary["aborted_uploads"] == 2
+    assert json.loads((run_dir / "summary.json").read_text())["aborted_uploads"] == 2
+
+
+def test_the_aborts_of_a_scan_that_died_are_in_the_summary(tmp_path, s3, bucket, client, monkeypatch):
+    """scan aborts the abandoned uploads, then dies before scan.json (a killed worker, a full disk): its retry
+    finds nothing left to abort, and the abort was in no record."""
+    from include.upload import uploader
+    from include.upload.uploader import scan_task, upload_batch_task
+
+    rel = rel_at("oslo", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"abandoned\n")
+    s3.create_multipart_upload(Bucket=bucket, Key=rel)
+    time.sleep(1)
+    conf = settings(tmp_path, bucket)
+    run_dir = tmp_path.parent / f"{tmp_path.name}-run"
+    with monkeypatch.context() as patch:
+        patch.setattr(uploader, "scan_base_dir", lambda *_, **__: (_ for _ in ()).throw(OSError("disk gone")))
+        with pytest.raises(OSError):
+            scan_task(conf, run_dir, client=client, attempt=1)
+    batches = scan_task(conf, run_dir, client=client, attempt=2)
+    for batch in batches:
+        upload_batch_task(client, conf, run_dir, batch)
+    summary = tidy_task(conf, run_dir, batches)
+    assert json.loads((run_dir / "scan.json").read_text())["aborted_uploads"] == []  # try 2's: nothing left
+    assert (summary["aborted_uploads"], summary["uploaded"]) == (1, 1)
 
 
 def test_dag_scan_aborts_abandoned_uploads_and_records_them(tmp_path, s3, bucket, run_dag):
