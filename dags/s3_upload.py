@@ -28,7 +28,8 @@ moves the *finished* ones to `s3://<bucket>/<key_prefix><location>/YYYY/MM/DD/HH
    empty hour/day/month/year folders whose period ended more than `settle_seconds`
    ago, writes `manifest.jsonl` and `summary.json` to `<artifact root>/s3_upload/<run_id>/`, and emits
    an asset event for `s3://<bucket>/<key_prefix>` (through the alias `s3_upload`) when files were uploaded.
-   A run that found nothing leaves no run folder, only a one-line entry in the artifact index.
+   A run that found nothing (no failed abort of a multipart upload either) leaves no run folder, only a
+   one-line entry in the artifact index.
 4. **check** fails the run when files failed or conflicted (they stay in `base_dir`): the run is red and the
    DAG's notification targets get the failure (the same failure at most once per 6 hours, even as its
    counts grow; docs/notifications.md).

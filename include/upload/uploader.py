@@ -534,6 +534,11 @@ REPLACED_AFTER_UPLOAD = ("replaced after its upload (another file was renamed ov
                          "producer finish files within settle_seconds, then upload the file with overwrite")
 
 
+#: what to do when incomplete uploads could not be listed or aborted (tidy's log line)
+ABORT_ADVICE = ("those uploads stay open and billed; give the credentials s3:ListBucketMultipartUploads and "
+                "s3:AbortMultipartUpload, or the bucket a lifecycle rule with AbortIncompleteMultipartUpload")
+
+
 #: why an incomplete upload at a layout key is not aborted (the scan report's log line, the docs)
 LEFT_ALONE_WHY = "no such file in base_dir: another uploader's (another host, or a command line on another folder)"
 
@@ -1016,7 +1021,8 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
     """The run's ``summary.json`` and manifest rows (one per file the run tried) from the scan and the batches."""
     results = list(results)
     manifest = [row for res in results for row in res.rows]
-    aborted = [u for res in results for u in res.aborted_uploads]  # by retried batches (the scan's: scan_info)
+    aborted = [*scan_info.get("aborted_uploads", []), *(u for res in results for u in res.aborted_uploads)]
+    abort_failures = abort_problems(aborted)
     scan_errors = list(scan_info.get("errors", []))
     counts = BatchResult(manifest).counts()
     failures = scan_errors + [{"path": r["path"], "error": r["error"]} for r in manifest if r["status"] in (FAILED, NOT_DELETED)]
@@ -1028,11 +1034,13 @@ def summarize(settings: UploadSettings, scan_info: dict[str, Any], results: Iter
         "already_present": counts["already_present"],
         "local_delete_failed": sum(r["status"] == NOT_DELETED for r in manifest),
         "deferred": int(scan_info.get("deferred", 0)), "removed_folders": removed_folders, "batches_failed": 0,
-        "aborted_uploads": sum(1 for u in [*scan_info.get("aborted_uploads", []), *aborted] if not u.get("error")),
+        "aborted_uploads": sum(1 for u in aborted if not u.get("error")),
         "uploads_left_alone": int(scan_info.get("uploads_left_alone", 0)),
+        "abort_failed": len(abort_failures),
         "future_dated": int(scan_info.get("future_dated_total", 0)),
         "malformed_paths": [m["path"] for m in malformed][:LIST_CAP],
         "future_dated_paths": [f["path"] for f in scan_info.get("future_dated", [])][:LIST_CAP],
+        "abort_failures": abort_failures[:LIST_CAP],
         "conflict_keys": [r["key"] for r in manifest if r["status"] == CONFLICT][:LIST_CAP],
         "failed_paths": [f["path"] for f in failures][:LIST_CAP],
         "failures": failures[:LIST_CAP],
@@ -1047,10 +1055,20 @@ FAILED_BATCH = ("its upload_batch task failed on its last try: which of its file
                 "those still in base_dir are uploaded by the next run")
 
 
+def abort_problems(rows: Iterable[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows of :func:`abort_abandoned_uploads` that failed, as ``summary.json``'s ``abort_failures``:
+    an AbortMultipartUpload refused or lost (``key``: the upload's), or the listing itself refused
+    (``key`` empty). Not a file's failure (every file is still on disk or in S3), so the run is not
+    failed for it; but the upload stays open and billed, so the run keeps its record to say so."""
+    return [{"key": str(r.get("key") or ""), "initiated": str(r.get("initiated") or ""), "error": str(r["error"])}
+            for r in rows if r.get("error")]
+
+
 def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:
-    """A run with no batch and nothing malformed, failed or dated in the future has nothing worth a run folder."""
+    """A run with no batch and nothing malformed, failed, dated in the future or left unaborted has nothing
+    worth a run folder."""
     return not batches and not any(summary[k] for k in ("uploaded", "malformed", "conflicts", "failed", "aborted_uploads",
-                                                        "future_dated"))
+                                                        "future_dated", "abort_failed"))
 
 
 def problems(counts: dict[str, Any]) -> str | None:
@@ -1107,6 +1125,9 @@ def tidy_task(settings: UploadSettings, run_dir: Any, batches: Sequence[str], *,
     artifacts.write_json(run_dir / "summary.json", summary)
     log.info("upload to s3://%s/%s: %s; removed %d empty folder(s); artifacts at %s", settings.bucket,
              settings.key_prefix, {k: summary[k] for k in RETURN_KEYS}, len(removed), artifacts.uri(run_dir))
+    if summary["abort_failed"]:
+        log.warning("%d abort(s) of incomplete multipart uploads failed (summary.json: abort_failures): %s",
+                    summary["abort_failed"], ABORT_ADVICE)
     return summary
 
 

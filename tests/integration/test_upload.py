@@ -1133,6 +1133,41 @@ def test_an_abort_the_network_drops_is_recorded_and_the_run_goes_on(tmp_path, s3
     assert len(s3.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
 
 
+@pytest.mark.parametrize(("operation", "error"), [
+    ("ListMultipartUploads", "cannot list incomplete multipart uploads: "),
+    ("AbortMultipartUpload", ""),
+])
+def test_a_quiet_run_whose_abort_failed_keeps_its_record_and_says_what_failed(tmp_path, s3, bucket, client, s3_server,
+                                                                              operation, error):
+    """A refused ListMultipartUploads (no s3:ListBucketMultipartUploads) or AbortMultipartUpload, in a run that
+    uploads nothing: the run folder of a quiet run is removed, so it was only in the task log. The run keeps
+    scan.json and summary.json, whose abort_failed and abort_failures say what failed; it is not failed."""
+    from include.upload.uploader import scan_task, tidy_task
+
+    rel = rel_at("oslo", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"still being written\n", age_seconds=0)  # not ready: nothing to upload this run
+    s3.create_multipart_upload(Bucket=bucket, Key=rel)
+    time.sleep(1)
+    conf = settings(tmp_path, bucket)
+    run_dir = tmp_path.parent / f"{tmp_path.name}-run"
+    s3_server.control("POST", "faults", {"mode": "denied", "operation": operation, "bucket": bucket, "count": 1})
+    try:
+        batches = scan_task(conf, run_dir, client=client)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    summary = tidy_task(conf, run_dir, batches)
+
+    assert batches == [] and (summary["uploaded"], summary["skipped_not_ready"], summary["failed"]) == (0, 1, 0)
+    assert (run_dir / "scan.json").exists() and (run_dir / "summary.json").exists()  # the run's record is kept
+    assert (summary["abort_failed"], summary["aborted_uploads"]) == (1, 0)
+    [failure] = summary["abort_failures"]
+    assert failure["key"] == ("" if error else rel) and failure["error"].startswith(error)
+    assert "AccessDenied" in failure["error"] or "Access Denied" in failure["error"]
+    assert json.loads((run_dir / "summary.json").read_text())["abort_failures"] == [failure]
+    assert problems(summary) is None  # recorded, not a red run: every file is still on disk or in S3
+    assert (tmp_path / rel).exists() and len(s3.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
+
+
 def test_another_uploaders_multipart_upload_is_never_aborted(tmp_path, s3, bucket, client, caplog):
     """Another host (or a command line on another folder) uploads to the same bucket and prefix: its
     upload in progress is not this base_dir's, whether its folder is missing here or only reachable

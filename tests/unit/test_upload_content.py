@@ -9,7 +9,15 @@ from awscrt.checksums import crc64nvme
 
 from include.aws.crt import Answer
 from include.upload.settings import resolve_settings
-from include.upload.uploader import BatchResult, Outcome, put_verified, read_local, same_content, summarize
+from include.upload.uploader import (
+    BatchResult,
+    Outcome,
+    found_nothing,
+    put_verified,
+    read_local,
+    same_content,
+    summarize,
+)
 
 BODY = b"berlin temperature 21.5\n" * 40
 CRC = base64.b64encode(crc64nvme(BODY).to_bytes(8, "big")).decode()
@@ -81,3 +89,21 @@ def test_summary_and_manifest_record_every_file():
         ("p/a", "uploaded"), ("p/b", "already_present"), ("p/c", "conflict"), ("p/f", "failed"), ("p/n", "not_ready"),
         ("p/u", "uploaded_not_deleted")]
     assert manifest[3]["error"] == "boom" and manifest[0]["checksum"] == "crc64nvme:x"
+
+
+def test_an_abort_that_failed_in_the_scan_or_a_retried_batch_is_reported_and_keeps_the_run():
+    """Rows with an error (the listing refused, an abort refused or lost) are no abort: they were counted
+    nowhere, and a run with nothing else left no folder. They are abort_failed / abort_failures now."""
+    settings = resolve_settings({"base_dir": "/d", "bucket": "b-1", "key_prefix": "p"}, None)[0]
+    scan = {"aborted_uploads": [{"key": "", "initiated": "", "error": "cannot list incomplete multipart uploads: "
+                                                                        "Access Denied"}]}
+    retried = BatchResult(aborted_uploads=[{"key": "p/a", "initiated": "t1"},
+                                           {"key": "p/b", "initiated": "t2", "error": "connection dropped"}])
+    summary, _ = summarize(settings, scan, [retried])
+    assert (summary["aborted_uploads"], summary["abort_failed"]) == (1, 2)
+    assert summary["abort_failures"] == [
+        {"key": "", "initiated": "", "error": "cannot list incomplete multipart uploads: Access Denied"},
+        {"key": "p/b", "initiated": "t2", "error": "connection dropped"}]
+    quiet, _ = summarize(settings, scan, [])
+    assert quiet["abort_failed"] == 1 and not found_nothing(quiet, [])
+    assert found_nothing(summarize(settings, {}, [])[0], [])
