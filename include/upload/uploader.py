@@ -1059,9 +1059,12 @@ def abort_problems(rows: Iterable[dict[str, str]]) -> list[dict[str, str]]:
     """The rows of :func:`abort_abandoned_uploads` that failed, as ``summary.json``'s ``abort_failures``:
     an AbortMultipartUpload refused or lost (``key``: the upload's), or the listing itself refused
     (``key`` empty). Not a file's failure (every file is still on disk or in S3), so the run is not
-    failed for it; but the upload stays open and billed, so the run keeps its record to say so."""
+    failed for it; but the upload stays open and billed, so the run keeps its record to say so. An upload
+    one try failed to abort and a later try aborted (the same key and start) is no failure any more."""
+    rows = list(rows)
+    done = {(r.get("key"), r.get("initiated")) for r in rows if not r.get("error")}
     return [{"key": str(r.get("key") or ""), "initiated": str(r.get("initiated") or ""), "error": str(r["error"])}
-            for r in rows if r.get("error")]
+            for r in rows if r.get("error") and (r.get("key"), r.get("initiated")) not in done]
 
 
 def found_nothing(summary: dict[str, Any], batches: Sequence[str]) -> bool:

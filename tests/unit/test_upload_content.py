@@ -107,3 +107,6 @@ def test_an_abort_that_failed_in_the_scan_or_a_retried_batch_is_reported_and_kee
     quiet, _ = summarize(settings, scan, [])
     assert quiet["abort_failed"] == 1 and not found_nothing(quiet, [])
     assert found_nothing(summarize(settings, {}, [])[0], [])
+    later = BatchResult(aborted_uploads=[{"key": "p/b", "initiated": "t2"}])  # the next try aborted it
+    assert summarize(settings, {}, [BatchResult(aborted_uploads=[*retried.aborted_uploads, *later.aborted_uploads])]
+                     )[0]["abort_failed"] == 0
