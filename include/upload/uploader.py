@@ -1175,7 +1175,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-dir", help="the producer's folder (required)")
     parser.add_argument("--bucket", help="target bucket (required)")
     parser.add_argument("--key-prefix", help="prefix for every key (default '')")
-    parser.add_argument("--settle-seconds", type=int, help=f"default {SETTINGS['settle_seconds'].default}")
+    parser.add_argument("--settle-seconds", type=int,
+                        help=f"default {SETTINGS['settle_seconds'].default}; 0 takes a file the moment its minute "
+                             "ends, unchecked: only for files known finished (the DAG refuses 0)")
     parser.add_argument("--overwrite", action="store_true", default=None, help="replace objects with different content")
     parser.add_argument("--max-files", type=int, help=f"default {SETTINGS['max_files'].default}")
     parser.add_argument("--multipart-threshold-mib", type=int,
