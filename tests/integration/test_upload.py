@@ -1350,6 +1350,23 @@ def test_every_trys_aborts_are_in_the_summary_even_of_a_try_that_died(tmp_path, 
     assert json.loads((run_dir / "summary.json").read_text())["aborted_uploads"] == 2
 
 
+def test_each_trys_aborts_are_read_back_from_an_s3_artifact_root(s3, monkeypatch):
+    """The record of every try's aborts lists a folder of the artifact store: on an s3:// root too."""
+    from include.core import artifacts
+    from include.upload.uploader import record_aborts, recorded_aborts
+
+    store = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=store)
+    monkeypatch.setenv(artifacts.ROOT_ENV, f"s3://{store}/store")
+    run = artifacts.run_dir("s3_upload", "r1")
+    assert recorded_aborts(run) == {}
+    for task, attempt, key in (("00000", 2, "a"), ("00000", 3, "b"), ("scan", 1, "c")):
+        record_aborts(run, task, attempt, [{"key": key, "initiated": "t"}])
+    record_aborts(run, "00001", 2, [])  # nothing aborted: nothing written
+    assert recorded_aborts(run) == {"00000": [{"key": "a", "initiated": "t"}, {"key": "b", "initiated": "t"}],
+                                    "scan": [{"key": "c", "initiated": "t"}]}
+
+
 def test_the_aborts_of_a_scan_that_died_are_in_the_summary(tmp_path, s3, bucket, client, monkeypatch):
     """scan aborts the abandoned uploads, then dies before scan.json (a killed worker, a full disk): its retry
     finds nothing left to abort, and the abort was in no record."""
