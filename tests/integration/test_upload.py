@@ -637,15 +637,19 @@ def test_untouched_trigger_form_runs_like_a_scheduled_run(tmp_path, s3, bucket, 
     assert body_of(s3, bucket, f"form/{rel}") == b"form\n"
 
 
-def test_invalid_variable_fails_the_run_once_naming_key_and_variable(tmp_path, bucket, run_dag, monkeypatch, capfd):
+@pytest.mark.parametrize(("settle", "says"), [(-5, "is invalid"), (0, "set 1 or more")])
+def test_invalid_variable_fails_the_run_once_naming_key_and_variable(tmp_path, bucket, run_dag, monkeypatch, capfd,
+                                                                     settle, says):
+    write(tmp_path, rel_at("oslo", NOW - timedelta(hours=1), "t"), b"x\n")
     monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps(
-        {"bucket": bucket, "base_dir": str(tmp_path), "settle_seconds": -5}))
+        {"bucket": bucket, "base_dir": str(tmp_path), "settle_seconds": settle}))
     result = run_dag("s3_upload", {})
     assert result.state == "failed"
     assert result.task_states()[("scan", -1)] == "failed"
     out = capfd.readouterr().out
-    assert "settle_seconds" in out and "Variable 's3ops_upload'" in out
+    assert "settle_seconds" in out and "Variable 's3ops_upload'" in out and says in out
     assert "up_for_retry" not in out.lower()
+    assert (tmp_path / rel_at("oslo", NOW - timedelta(hours=1), "t")).exists()  # nothing touched
 
 
 def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):
