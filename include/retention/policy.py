@@ -310,7 +310,8 @@ S3_SCHEMES = ("s3://", "s3a://")
 class SpellingMarks:
     """Which added characters some row of the jobs table carries, read in one scan when a plan starts
     (:func:`include.retention.jobs.spelling_marks`): a leading ``/`` or space, a line end, tab or space at its
-    end, ``key_prefix`` anywhere, ``%`` or ``+`` (percent- or form-encoding), ``://`` (a URI).
+    end, ``key_prefix`` anywhere, ``%`` or ``+`` (percent- or form-encoding), ``://`` (a URI). Without the
+    ``prefix`` mark only forms holding ``key_prefix`` as typed are left out: ``p%2Fa.dat`` is still made.
 
     :func:`spellings` makes no spelling that adds a character no row carries, as no row could equal it: on a
     clean table a name costs one value again, not dozens. Rows written after the scan are no risk: the delete
@@ -361,7 +362,7 @@ def spellings(name: str, key_prefix: str = "", *, bucket: str = "", marks: Spell
     could equal are made (``marks``)."""
     found = [name]
     whole_key = key_prefix + name
-    for whole in dict.fromkeys([name, whole_key] if marks.prefix else [name]):
+    for whole in dict.fromkeys([name, whole_key]):
         bare = whole.strip().lstrip("/")
         cores = [bare, unquote(bare), unquote_plus(bare), as_latin1(bare), *from_latin1(bare)]
         if marks.encoded:
@@ -377,7 +378,16 @@ def spellings(name: str, key_prefix: str = "", *, bucket: str = "", marks: Spell
                 found.append(" " + core)
             if marks.end:
                 found += [core + end for end in LINE_ENDS]
-    return list(dict.fromkeys(found))
+    return [s for s in dict.fromkeys(found)
+            if s == name or any(_may_equal_a_row(form, key_prefix, marks) for form in _normal_forms(s))]
+
+
+def _may_equal_a_row(form: str, key_prefix: str, marks: SpellingMarks) -> bool:
+    """Whether ``marks`` leave ``form`` worth asking for as far as ``key_prefix`` goes: a form holding
+    ``key_prefix`` as typed can equal no row where no row holds it (the ``prefix`` mark). Encoding, garbling or
+    normalizing the whole key changes its prefix too (``p%2Fa.dat``, ``my%20dir/``, ``cafÃ©/``, NFD), so only
+    the form itself tells, not where it came from."""
+    return marks.prefix or not key_prefix or key_prefix not in form
 
 
 def _normal_forms(spelling: str) -> tuple[str, ...]:
@@ -395,7 +405,8 @@ def lookup_forms(lookup: Lookup, names: Iterable[str], key_prefix: str = "", *, 
     and ``/a.dat`` or ``a.dat\\r`` different from ``a.dat``, yet they are the same name to a person: a row naming
     another form makes the file ambiguous (see :func:`protected_now`), never an orphan."""
     forms = {name: list(dict.fromkeys(form for spelling in spellings(name, key_prefix, bucket=bucket, marks=marks)
-                                      for form in _normal_forms(spelling)))
+                                      for form in _normal_forms(spelling)
+                                      if form == name or _may_equal_a_row(form, key_prefix, marks)))
              for name in names}
     return {name: rows for name, rows in lookup(forms).items() if rows or isinstance(rows, Unmatchable)}
 

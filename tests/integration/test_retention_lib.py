@@ -577,3 +577,31 @@ def test_a_utf8_name_stored_in_a_latin1_column_keeps_its_file_as_ambiguous(mysql
     # łódź.dat: latin1 cannot hold it, but its row (in latin1 characters) names it: ambiguous, not unmatchable
     assert summary["protected"]["by_cause"]["ambiguous"] == 4 and summary["protected"]["by_cause"]["unmatchable"] == 0
     assert rechecked == dict.fromkeys(names, "ambiguous")
+
+
+@pytest.mark.parametrize("key_prefix,key,row", [
+    ("p/", "p/a.dat", "p%2Fa.dat"),  # the whole key, its slash percent-encoded: no row holds "p/" literally
+    ("my dir/", "my dir/a.dat", "my%20dir/a.dat"),  # the whole key percent-encoded (found before 6b92526)
+    ("caf\u00e9/", "caf\u00e9/a.dat", "cafe\u0301/a.dat"),  # the whole key in NFD (found before 6b92526)
+    ("caf\u00e9/", "caf\u00e9/a.dat", "caf\u00c3\u00a9/a.dat"),  # the whole key's UTF-8 read as latin1 (likewise)
+])
+def test_a_whole_key_spelled_so_that_no_row_holds_key_prefix_keeps_its_file(mysql_server, mysql_conn, s3, s3_server,
+                                                                           bucket, table, tmp_path, key_prefix, key,
+                                                                           row):
+    """The plan skipped every spelling of the whole key when no row holds ``key_prefix`` as typed (the
+    ``prefix`` mark), although encoding the key, garbling it or normalizing it changes the prefix too: the
+    file went as an orphan while an OFFICIAL row named it. Only spellings holding ``key_prefix`` are skipped."""
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", row), ("2", None, "OFFICIAL", "other.dat")], table=table)
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in (key, key_prefix + "gone.dat")]})
+    conn = conn_for(mysql_server)
+    try:
+        assert not jobs_db.spelling_marks(conn, table, key_prefix).prefix  # the case: no row holds key_prefix
+    finally:
+        conn.close()
+    summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix=key_prefix,
+                                               recheck_keys=[key])
+    assert planned == {key_prefix + "gone.dat": "orphan"}
+    assert summary["protected"]["ambiguous_samples"] == [key]
+    assert again == {key: "ambiguous"}
+
