@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeGuard
 
-from include.retention.policy import LINE_ENDS, JobRow, Policy, SpellingMarks, Unmatchable
+from include.retention.policy import EVERY_SPELLING, LINE_ENDS, JobRow, Policy, SpellingMarks, Unmatchable
 
 _TABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?")
 #: the one expression both the sort and the join use: sourceData as UTF-8 bytes, compared byte by byte
@@ -235,9 +235,39 @@ def _like_literal(text: str) -> str:
     return text.replace("|", "||").replace("%", "|%").replace("_", "|_")
 
 
+#: collations whose ``=`` compares character by character, as ``LIKE`` does (binary, ``_bin``, ``general``,
+#: latin1's ``swedish``): a row that equals a spelling holds its characters. A UCA collation (``unicode_ci``,
+#: MariaDB 11.5's default ``uca1400_ai_ci``, MySQL 8's ``0900_ai_ci``) or ``latin1_german2_ci`` skips ignorable
+#: characters and expands others in ``=`` only: ``\u200b/a.dat`` equals ``/a.dat`` but is not ``LIKE '/%'``,
+#: ``STRASSE/`` equals ``straße/`` but is not ``LIKE '%straße/%'``.
+_LIKE_AS_EQUALS = re.compile(r"[a-z0-9]+_(?:(?:nopad_)?bin|general(?:_nopad|_mysql500)?_ci|general_cs)"
+                             r"|latin1_swedish(?:_nopad)?_ci")
+
+
+def source_collation(conn: Any, table: str) -> str | None:
+    """The collation of the table's ``sourceData`` column (None for a binary one, ``"unknown"`` when not found)."""
+    schema, _, name = table.rpartition(".")
+    cur = conn.cursor()
+    try:
+        cur.execute("SELECT COLLATION_NAME FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND COLUMN_NAME = 'sourceData'",
+                    (schema or None, name))
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    if row is None:
+        return "unknown"
+    collation = row[0].decode() if isinstance(row[0], bytes) else row[0]
+    return None if collation is None else str(collation)
+
+
 def spelling_marks(conn: Any, table: str, key_prefix: str) -> SpellingMarks:
     """:class:`~include.retention.policy.SpellingMarks` of ``table``, read in one scan of its rows (under its
-    own collation, as the lookups compare)."""
+    own collation, as the lookups compare). The scan asks ``LIKE``, which compares character by character:
+    where the column's collation does not (:data:`_LIKE_AS_EQUALS`), or is unknown, every spelling is made."""
+    collation = source_collation(conn, table)
+    if collation is not None and not _LIKE_AS_EQUALS.fullmatch(collation):
+        return EVERY_SPELLING
     ends = " OR ".join("sourceData LIKE %s ESCAPE '|'" for _ in LINE_ENDS)
     sql = (f"SELECT COALESCE(MAX(sourceData LIKE '/%%'), 0), COALESCE(MAX(sourceData LIKE ' %%'), 0), "
            f"COALESCE(MAX({ends}), 0), COALESCE(MAX(sourceData LIKE %s ESCAPE '|'), 0), "

@@ -605,3 +605,26 @@ def test_a_whole_key_spelled_so_that_no_row_holds_key_prefix_keeps_its_file(mysq
     assert summary["protected"]["ambiguous_samples"] == [key]
     assert again == {key: "ambiguous"}
 
+
+def test_a_row_a_unicode_collation_calls_equal_to_a_spelling_keeps_its_file(mysql_server, mysql_conn, s3, s3_server,
+                                                                          bucket, table, tmp_path):
+    """Under a UCA collation (``utf8mb4_unicode_ci``; MariaDB 11.5's default ``uca1400_ai_ci``, MySQL 8's
+    ``0900_ai_ci``) ``=`` skips ignorable characters and expands ``ß`` to ``ss``, ``LIKE`` compares character by
+    character: a row ``\\u200b/a.dat`` (a zero-width space pasted before it) equals ``/a.dat`` but is not
+    ``LIKE '/%'``, a row ``STRASSE/b.dat`` equals the whole key ``straße/b.dat`` but is not ``LIKE '%straße/%'``.
+    The marks said no row could equal those spellings, and both files went as orphans."""
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt TIMESTAMP NULL, "
+                "type VARCHAR(32), sourceData VARCHAR(64) NULL, KEY (sourceData)) "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    cur.close()
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", "\u200b/a.dat"), ("2", None, "OFFICIAL", "STRASSE/b.dat"),
+                           ("3", None, "OFFICIAL", "other.dat")], table=table)
+    keys = ["stra\u00dfe/a.dat", "stra\u00dfe/b.dat"]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in (*keys, "stra\u00dfe/gone.dat")]})
+    summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix="stra\u00dfe/",
+                                               recheck_keys=keys)
+    assert planned == {"stra\u00dfe/gone.dat": "orphan"}
+    assert sorted(summary["protected"]["ambiguous_samples"]) == keys
+    assert again == dict.fromkeys(keys, "ambiguous")
