@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from functools import partial
 
 import pytest
 
@@ -93,3 +94,54 @@ def test_rows_for_names_answers_what_one_query_per_spelling_answers(mysql_server
             assert isinstance(rows, Unmatchable), name
         else:
             assert not isinstance(rows, Unmatchable), name
+
+
+GATED_NAMES = ["a.dat", "a b.dat", "café.dat", "x/y.dat", "a+b.dat", "a%20b.dat", "p/in.dat"]
+GATED_PREFIXES = ["", "p/", "my dir/", "café/", "/lead/", "a_b%|\\/"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("column", ["VARCHAR(96) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+                                    "VARCHAR(96) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+                                    "CHAR(96) CHARACTER SET utf8mb4", "VARCHAR(96) CHARACTER SET latin1",
+                                    "VARBINARY(192)", "VARCHAR(96) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"])
+def test_the_plan_asks_for_every_spelling_a_lone_row_could_equal(mysql_server, mysql_conn, column):
+    """The plan asks only for the spellings its :class:`SpellingMarks` allow; the re-check asks for all. Against
+    a table holding one row at a time (so its marks are that row's): the row is any spelling of a name (or one in
+    other case, padded, or after a zero-width space), and the plan finds it exactly when asking for every
+    spelling finds it, over key prefixes that encoding, garbling, normalizing or stripping change."""
+    from include.retention.policy import EVERY_SPELLING
+
+    rng = random.Random(column)
+    table = f"jobs_g_{uuid.uuid4().hex[:8]}"
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt DATETIME NULL, "
+                f"type VARCHAR(32), sourceData {column} NULL, KEY (sourceData))")
+    conn = jobs_db.prepare(mysql_server.connect())
+    asked = tried = 0
+    try:
+        for prefix in GATED_PREFIXES:
+            for name in GATED_NAMES:
+                every: dict = {}
+                lookup_forms(lambda forms, into=every: into.update(forms) or {}, [name], prefix, bucket="my.bucket")
+                values = rng.sample(every[name], min(10, len(every[name])))
+                values += [v.upper() for v in values[:2]] + [values[0] + "  ", "\u200b" + rng.choice(every[name])]
+                for value in values:
+                    cur.execute(f"DELETE FROM `{table}`")
+                    try:
+                        cur.execute(f"INSERT INTO `{table}` VALUES ('j', NULL, 'OFFICIAL', %s)", (value,))
+                    except Exception:  # noqa: BLE001 - a value the column cannot hold
+                        continue
+                    finally:
+                        mysql_conn.commit()
+                    marks = jobs_db.spelling_marks(conn, table, prefix)
+                    lookup = partial(jobs_db.rows_for_names, conn, table)
+                    want = bool(lookup_forms(lookup, [name], prefix, bucket="my.bucket", marks=EVERY_SPELLING).get(name))
+                    got = bool(lookup_forms(lookup, [name], prefix, bucket="my.bucket", marks=marks).get(name))
+                    assert got == want, (prefix, name, value, marks)
+                    tried += 1
+                    asked += want
+    finally:
+        conn.close()
+        cur.execute(f"DROP TABLE `{table}`")
+    assert tried > 200 and asked > 100
