@@ -268,20 +268,24 @@ def spelling_marks(conn: Any, table: str, key_prefix: str) -> SpellingMarks:
     collation = source_collation(conn, table)
     if collation is not None and not _LIKE_AS_EQUALS.fullmatch(collation):
         return EVERY_SPELLING
+    # A key_prefix the column cannot hold (latin1 and ``łódź/``) is in no row, and comparing it would fail
+    # ("Illegal mix of collations"): it is not asked for.
+    holds_prefix = bool(key_prefix) and not unholdable(conn, source_charset(conn, table), [key_prefix])
     ends = " OR ".join("sourceData LIKE %s ESCAPE '|'" for _ in LINE_ENDS)
+    has_prefix = "sourceData LIKE %s ESCAPE '|'" if holds_prefix else "0"
     sql = (f"SELECT COALESCE(MAX(sourceData LIKE '/%%'), 0), COALESCE(MAX(sourceData LIKE ' %%'), 0), "
-           f"COALESCE(MAX({ends}), 0), COALESCE(MAX(sourceData LIKE %s ESCAPE '|'), 0), "
+           f"COALESCE(MAX({ends}), 0), COALESCE(MAX({has_prefix}), 0), "
            "COALESCE(MAX(sourceData LIKE '%%|%%%%' ESCAPE '|' OR sourceData LIKE '%%+%%'), 0), "
            f"COALESCE(MAX(sourceData LIKE '%%://%%'), 0) FROM {quote_table(table)}")
-    params = [f"%{_like_literal(end)}" for end in LINE_ENDS] + [f"%{_like_literal(key_prefix)}%"]
+    params = [f"%{_like_literal(end)}" for end in LINE_ENDS] + ([f"%{_like_literal(key_prefix)}%"] if holds_prefix
+                                                                  else [])
     cur = conn.cursor()
     try:
         cur.execute(sql, params)
         slash, space, end, prefix, encoded, uri = (bool(v) for v in cur.fetchone())
     finally:
         cur.close()
-    return SpellingMarks(slash=slash, space=space, end=end, prefix=bool(key_prefix) and prefix, encoded=encoded,
-                         uri=uri)
+    return SpellingMarks(slash=slash, space=space, end=end, prefix=prefix, encoded=encoded, uri=uri)
 
 
 def _cut_short(value: str, width: int | None, binary: bool) -> str | bytes:

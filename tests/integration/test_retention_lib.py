@@ -628,3 +628,24 @@ def test_a_row_a_unicode_collation_calls_equal_to_a_spelling_keeps_its_file(mysq
     assert planned == {"stra\u00dfe/gone.dat": "orphan"}
     assert sorted(summary["protected"]["ambiguous_samples"]) == keys
     assert again == dict.fromkeys(keys, "ambiguous")
+
+
+def test_a_key_prefix_a_latin1_column_cannot_hold_plans_and_keeps_what_it_cannot_hold(mysql_server, mysql_conn, s3,
+                                                                                      s3_server, bucket, table,
+                                                                                      tmp_path):
+    """The spelling marks asked ``sourceData LIKE '%łódź/%'`` of a latin1 column: "Illegal mix of collations", so
+    every run under such a prefix failed (with its retries) before planning. No row can hold the prefix: the plan goes
+    on, and names latin1 cannot hold are kept as unmatchable, as without a prefix."""
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt TIMESTAMP NULL, "
+                "type VARCHAR(32) NULL, sourceData VARCHAR(64) NULL, KEY (sourceData)) CHARACTER SET latin1")
+    cur.close()
+    seed_jobs(mysql_conn, [("1", None, "OFFICIAL", "a.dat")], table=table)
+    prefix = "\u0142\u00f3d\u017a/"
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": prefix + k, "size": 1, "last_modified": OLD} for k in ("a.dat", "gone.dat", "\u017c.dat")]})
+    summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix=prefix,
+                                               recheck_keys=[prefix + "\u017c.dat"])
+    assert planned == {prefix + "gone.dat": "orphan"}
+    assert summary["protected"]["unmatchable_samples"] == [prefix + "\u017c.dat"]
+    assert again == {prefix + "\u017c.dat": "unmatchable"}
