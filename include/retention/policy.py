@@ -364,7 +364,8 @@ def spellings(name: str, key_prefix: str = "", *, bucket: str = "", marks: Spell
     whole_key = key_prefix + name
     for whole in dict.fromkeys([name, whole_key]):
         bare = whole.strip().lstrip("/")
-        cores = [bare, unquote(bare), unquote_plus(bare), as_latin1(bare), *from_latin1(bare)]
+        plain = bare.isascii() and "%" not in bare and "+" not in bare  # decoding and garbling leave it as it is
+        cores = [bare] if plain else [bare, unquote(bare), unquote_plus(bare), as_latin1(bare), *from_latin1(bare)]
         if marks.encoded:
             cores += [quote(bare, safe="/"), quote(bare, safe=""), quote_plus(bare, safe="/")]
         cores = list(dict.fromkeys(cores))
