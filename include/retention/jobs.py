@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeGuard
 
@@ -261,16 +262,28 @@ def source_collation(conn: Any, table: str) -> str | None:
     return None if collation is None else str(collation)
 
 
-def spelling_marks(conn: Any, table: str, key_prefix: str) -> SpellingMarks:
+def spelling_marks(conn: Any, table: str, key_prefix: str, bucket: str = "") -> SpellingMarks:
     """:class:`~include.retention.policy.SpellingMarks` of ``table``, read in one scan of its rows (under its
     own collation, as the lookups compare). The scan asks ``LIKE``, which compares character by character:
-    where the column's collation does not (:data:`_LIKE_AS_EQUALS`), or is unknown, every spelling is made."""
+    where the column's collation does not (:data:`_LIKE_AS_EQUALS`), or is unknown, every spelling is made.
+    ``bucket``: the one whose S3 URIs the spellings hold."""
     collation = source_collation(conn, table)
     if collation is not None and not _LIKE_AS_EQUALS.fullmatch(collation):
         return EVERY_SPELLING
+    charset, width = source_column(conn, table)
+    lead = len(f" s3a://{bucket}/" if bucket else " ")  # the most a spelling puts before key_prefix
+    if key_prefix and width is not None and width < lead + len(key_prefix.encode()):  # bytes: at least characters
+        # A spelling too long for the column is looked up cut to its width (rows_for_names): a whole key or a
+        # URI cut inside key_prefix can equal a row that holds no key_prefix, so those spellings are all made.
+        return replace(_marks(conn, table, ""), prefix=True)
+    return _marks(conn, table, key_prefix, charset)
+
+
+def _marks(conn: Any, table: str, key_prefix: str, charset: str | None = None) -> SpellingMarks:
+    """The scan of :func:`spelling_marks`."""
     # A key_prefix the column cannot hold (latin1 and ``łódź/``) is in no row, and comparing it would fail
     # ("Illegal mix of collations"): it is not asked for.
-    holds_prefix = bool(key_prefix) and not unholdable(conn, source_charset(conn, table), [key_prefix])
+    holds_prefix = bool(key_prefix) and not unholdable(conn, charset, [key_prefix])
     ends = " OR ".join("sourceData LIKE %s ESCAPE '|'" for _ in LINE_ENDS)
     has_prefix = "sourceData LIKE %s ESCAPE '|'" if holds_prefix else "0"
     sql = (f"SELECT COALESCE(MAX(sourceData LIKE '/%%'), 0), COALESCE(MAX(sourceData LIKE ' %%'), 0), "

@@ -41,7 +41,7 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
         stream = cleanup.enter_context(closing(connect()))
         lookup_conn = cleanup.enter_context(closing(connect()))
         purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
-        marks = jobs_db.spelling_marks(lookup_conn, jobs_table, key_prefix)  # the spellings worth asking for
+        marks = jobs_db.spelling_marks(lookup_conn, jobs_table, key_prefix, bucket)  # the spellings worth asking for
         expired = ExpiredRowsWriter(run_dir, policy)  # always: it removes an earlier plan's rows
         progress = Progress(f"{found.reading} s3://{bucket}/{key_prefix} (retention plan)",
                             unit="versions" if include_versions else "objects")

@@ -347,7 +347,7 @@ def _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, *, allow_empty_j
         summary = write_plan(iter_objects(s3, bucket, key_prefix), jobs_db.iter_job_rows(stream, table), tmp_path,
                              key_prefix=key_prefix, policy=Policy.at(NOW, "P3M", 7), lookup=lookup, jobs_table=table,
                              allow_empty_jobs=allow_empty_jobs, bucket=bucket,
-                             marks=jobs_db.spelling_marks(lookup_conn, table, key_prefix))  # as plan_bucket does
+                             marks=jobs_db.spelling_marks(lookup_conn, table, key_prefix, bucket))  # as plan_bucket does
         rechecked = make_recheck(lookup, key_prefix, Policy.at(NOW, "P3M", 7), bucket=bucket)(
             [PlanItem(k, 1, "orphan") for k in recheck_keys])
         plan_rows = [json.loads(line) for c in summary["chunks"]
@@ -649,3 +649,31 @@ def test_a_key_prefix_a_latin1_column_cannot_hold_plans_and_keeps_what_it_cannot
     assert planned == {prefix + "gone.dat": "orphan"}
     assert summary["protected"]["unmatchable_samples"] == [prefix + "\u017c.dat"]
     assert again == {prefix + "\u017c.dat": "unmatchable"}
+
+
+@pytest.mark.parametrize("width,key_prefix,stored", [
+    (12, "datasets/input/", "datasets/input/abc.dat"),  # the whole key, cut inside key_prefix
+    (24, "data/", "s3://{bucket}/data/abc.dat"),  # the bucket's URI, cut inside key_prefix
+])
+def test_a_whole_key_cut_inside_key_prefix_keeps_its_file(mysql_server, mysql_conn, s3, s3_server, bucket, table,
+                                                          tmp_path, width, key_prefix, stored):
+    """A table without strict mode holds a whole key (or a URI) cut to the column's width, so short that the cut
+    falls inside ``key_prefix``: no row holds key_prefix whole, the ``prefix`` mark was off, and the plan left
+    out the whole-key spellings that, cut to the column as they are looked up, equal that row. The file went
+    as an orphan although an OFFICIAL row named it (as it stands, it names every file under the prefix)."""
+    stored = stored.format(bucket=bucket)
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt TIMESTAMP NULL, "
+                f"type VARCHAR(32) NULL, sourceData VARCHAR({width}) NULL, KEY (sourceData)) CHARACTER SET utf8mb4")
+    cur.execute("SET SESSION sql_mode = ''")  # the legacy writer: no strict mode, a long value is cut
+    cur.execute(f"INSERT INTO `{table}` VALUES ('1', NULL, 'OFFICIAL', %s)", (stored,))
+    mysql_conn.commit()
+    cur.execute(f"SELECT sourceData FROM `{table}`")
+    assert cur.fetchall()[0][0] == stored[:width] and key_prefix not in stored[:width]
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": key_prefix + "abc.dat", "size": 1, "last_modified": OLD}]})
+    summary, planned, again = _plan_with_mysql(mysql_server, s3, bucket, table, tmp_path, key_prefix=key_prefix,
+                                               recheck_keys=[key_prefix + "abc.dat"])
+    assert planned == {}
+    assert summary["protected"]["ambiguous_samples"] == [key_prefix + "abc.dat"]
+    assert again == {key_prefix + "abc.dat": "ambiguous"}

@@ -134,7 +134,7 @@ def test_the_plan_asks_for_every_spelling_a_lone_row_could_equal(mysql_server, m
                         continue
                     finally:
                         mysql_conn.commit()
-                    marks = jobs_db.spelling_marks(conn, table, prefix)
+                    marks = jobs_db.spelling_marks(conn, table, prefix, "my.bucket")
                     lookup = partial(jobs_db.rows_for_names, conn, table)
                     want = bool(lookup_forms(lookup, [name], prefix, bucket="my.bucket", marks=EVERY_SPELLING).get(name))
                     got = bool(lookup_forms(lookup, [name], prefix, bucket="my.bucket", marks=marks).get(name))
