@@ -308,14 +308,33 @@ _WHEN = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:
 #: name ("web-1", "v2"), a status in brackets or before one ("(403)", "500 (InternalError)", "2006 (HY000)")
 #: or a number with a unit glued on
 _COUNT = re.compile(r"(?<![\w.\-/:])\d[\d,]*(?= [a-z])")
+#: the word before a number that makes it a status or a code, not a count: "error 404 not found", "HTTP/1.1 503
+#: slow down", "status 500 internal error", "exit 2 ...", "errno 28 no space left" ("Error: 3 files" is a count)
+_STATUS_WORD = re.compile(r"(?:https?(?:/[\d.]+)?|errno|error|err|status|code|exit|signal|sqlstate)[=#]?", re.I)
+#: an HTTP reason phrase after a number from 100 to 599 makes it a status too: "got 403 forbidden"
+_REASON = re.compile(r" (?:not found|forbidden|unauthori[sz]ed|bad request|bad gateway|conflict|gone|internal|"
+                     r"service unavailable|gateway time-?out|too many requests|precondition failed|slow ?down|"
+                     r"not implemented|method not allowed|request time-?out|moved|redirect)\b", re.I)
+
+
+def _is_status(line: str, match: re.Match[str]) -> bool:
+    """Is the number ``match`` found in ``line`` a status or a code (kept in the duplicate key), not a count?"""
+    before = line[:match.start()].rstrip().rsplit(None, 1)
+    if before and _STATUS_WORD.fullmatch(before[-1]):
+        return True
+    digits = match.group().replace(",", "")
+    return len(digits) == 3 and 100 <= int(digits) <= 599 and _REASON.match(line, match.end()) is not None
 
 
 def failure_kind(error_line: str) -> str:
     """The error line with its counts, dates and times replaced by ``#``: what stays the same while one
     outage lasts. The upload's "12 file(s) failed" becomes "13 file(s) failed" a minute later, and a run id
     or a time in a message changes with every run; neither makes it a different failure. Other numbers are
-    kept: bucket ``web-1`` and ``web-2``, a 403 and a 500 are different failures."""
-    return _COUNT.sub("#", _WHEN.sub("#", error_line))
+    kept: bucket ``web-1`` and ``web-2``, a 403 and a 500 are different failures, and so are "error 404 not
+    found" and "error 500 internal error" (a status written like a count: after a status word such as
+    ``error``, ``HTTP``, ``status``, ``code``, or before an HTTP reason phrase)."""
+    line = _WHEN.sub("#", error_line)
+    return _COUNT.sub(lambda m: m.group() if _is_status(line, m) else "#", line)
 
 
 def dedupe_key(message: Message) -> str:

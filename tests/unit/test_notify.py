@@ -130,6 +130,26 @@ def test_the_duplicate_key_ignores_numbers_only():
     assert notify.failure_kind("500 (InternalError); 2006 (HY000)") == "500 (InternalError); 2006 (HY000)"
 
 
+def test_a_status_written_like_a_count_is_another_failure():
+    """"error 404 not found" and "error 500 internal error" shared one key (the status was taken for a count):
+    the second failure of a window was never sent. A status after a status word, or before an HTTP reason
+    phrase, stays in the key; the counts of one outage still do not."""
+    def key(error: str) -> str:
+        return notify.dedupe_key(notify.failure_message(dag_id="s3_upload", run_id="r", task_id="check",
+                                                        error=RuntimeError(error), link="/"))
+
+    distinct = ["error 404 not found", "error 500 internal error", "HTTP/1.1 503 slow down",
+                "HTTP/1.1 502 bad gateway", "status 403 forbidden", "exit 2 from the hook", "exit 1 from the hook",
+                "errno 28 no space left on device", "errno 13 no space left on device",
+                "got 401 unauthorized from the proxy", "got 407 unauthorized from the proxy"]
+    assert len({key(e) for e in distinct}) == len(distinct)
+    # true duplicates still share a key: counts, also after other words and in the status range
+    assert key("error 404 not found") == key("error 404 not found")
+    assert key("Error: 3 files failed") == key("Error: 4 files failed")
+    assert key("120 of 400 keys failed") == key("121 of 401 keys failed")
+    assert key("404 objects not deleted") == key("405 objects not deleted")
+
+
 def test_an_upload_outage_with_growing_counts_keeps_its_key_and_its_counts():
     """The upload's check names the counts, they grew every minute, and each minute was a new failure."""
     from include.upload.uploader import problems
