@@ -267,15 +267,50 @@ def _release_claim(path: Any) -> None:
                  None)
 
 
-def _plan_summary(dag_id: str, run_id: str) -> dict[str, Any] | None:
+def _plan_summary(dag_id: str, run_id: str) -> tuple[dict[str, Any] | None, str | None]:
+    """``plan.json`` of the run for the approval request's message, and None, or None and why it could not
+    be read. Best effort: the message only announces the request, which shows the plan itself, so any error
+    of the store (s3fs lets botocore's ``EndpointConnectionError`` through untranslated) is logged and named
+    in the message, never raised: it failed the approve task after its request was written."""
     from include.core import artifacts
 
-    path = artifacts.run_dir(dag_id, run_id) / artifacts.PLAN_FILE
+    def read() -> tuple[dict[str, Any] | None, str | None]:
+        path = artifacts.run_dir(dag_id, run_id) / artifacts.PLAN_FILE
+        if not artifacts.exists(path):
+            return None, f"{artifacts.PLAN_FILE} is missing"
+        plan = artifacts.read_json(path)
+        if not isinstance(plan, dict):
+            return None, f"{artifacts.PLAN_FILE} is not a JSON object"
+        return plan, None
+
     try:
-        plan = artifacts.read_json(path) if artifacts.exists(path) else None
-    except (OSError, ValueError):
-        return None
-    return plan if isinstance(plan, dict) else None
+        return read()
+    except Exception as exc:  # noqa: BLE001 - any error of the store, whatever its class (see above)
+        why = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+        log.warning("could not read the plan summary for the approval request's message: %s", why)
+        return None, why
+
+
+def _approval_message(dag_id: str, run_id: str, link: str) -> tuple[Any, Any]:
+    """The approval request's message and the plan id it announces (None when unknown), from ``plan.json``
+    (which the approval pins, not the plan task's XCom: anyone with task-instance edit rights can write
+    that one), under the settings the plan was made with. A summary that cannot be read or shown gives the
+    message saying so: the request goes out all the same."""
+    from include.core import notify
+
+    summary, unread = _plan_summary(dag_id, run_id)
+    pinned = (summary or {}).get("settings")
+    values = pinned if isinstance(pinned, dict) else run_values(dag_id, run_id)
+    limits = {k: values.get(k) for k in ("bucket", "max_delete_count", "max_delete_fraction")}
+    plan_id = (summary or {}).get("plan_id")
+    try:
+        return notify.approval_message(dag_id=dag_id, run_id=run_id, summary=summary, limits=limits, link=link,
+                                       unread=unread), plan_id
+    except Exception as exc:  # noqa: BLE001 - a plan.json nobody expected must not stop the request's message
+        why = f"it could not be shown: {type(exc).__name__}: {str(exc).strip()[:200]}"
+        log.warning("the plan summary of the approval request's message %s", why)
+        return notify.approval_message(dag_id=dag_id, run_id=run_id, summary=None, limits=limits, link=link,
+                                       unread=why), plan_id
 
 
 def _record_approval_notice(dag_id: str, run_id: str, plan_id: Any, sent: int, wanted: int) -> None:
@@ -344,17 +379,10 @@ class DeploymentNotifier(BaseNotifier):
         claim = None  # the failure's report mark, once this task claimed it
         map_index = getattr(ti, "map_index", -1)
         map_index = -1 if map_index is None else map_index
+        plan_id = None
         if self.event == notify.APPROVAL:
-            # plan.json, which the approval pins, not the plan task's XCom (anyone with task-instance edit
-            # rights can write that one): what the approvers are told is what they are asked to approve,
-            # under the settings the plan was made with
-            summary = _plan_summary(dag_id, run_id) or {}
-            pinned = summary.get("settings")
-            values = pinned if isinstance(pinned, dict) else run_values(dag_id, run_id)
-            limits = {k: values.get(k) for k in ("bucket", "max_delete_count", "max_delete_fraction")}
-            message = notify.approval_message(
-                dag_id=dag_id, run_id=run_id, summary=summary, limits=limits,
-                link=notify.required_actions_link(_base_url(), dag_id, run_id, ti.task_id, map_index))
+            message, plan_id = _approval_message(
+                dag_id, run_id, notify.required_actions_link(_base_url(), dag_id, run_id, ti.task_id, map_index))
         else:
             error = context.get("exception") or "the task failed without an exception (killed, timed out or " \
                                                  "marked failed)"
@@ -371,7 +399,7 @@ class DeploymentNotifier(BaseNotifier):
         if not sent and claim is not None:
             _release_claim(claim)
         if self.event == notify.APPROVAL:
-            _record_approval_notice(dag_id, run_id, summary.get("plan_id"), sent,
+            _record_approval_notice(dag_id, run_id, plan_id, sent,
                                     sum(1 for t in targets if t.wants(message.event)))
 
 

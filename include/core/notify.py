@@ -249,9 +249,16 @@ def _render(event: str, subject: str, heading: str, rows: list[tuple[str, str]],
                                                                             "link": link, **data})
 
 
-def approval_message(*, dag_id: str, run_id: str, summary: Mapping[str, Any], limits: Mapping[str, Any],
-                     link: str) -> Message:
-    """Approval needed: the plan's headline, counts, bytes, the guard limits and the Required Actions link."""
+def approval_message(*, dag_id: str, run_id: str, summary: Mapping[str, Any] | None, limits: Mapping[str, Any],
+                     link: str, unread: str | None = None) -> Message:
+    """Approval needed: the plan's headline, counts, bytes, the guard limits and the Required Actions link.
+
+    ``summary`` is ``plan.json``; None (with ``unread`` saying why) when it could not be read: the request
+    still goes out, saying so instead of showing counts it does not know (never "0 objects"). Fields of an
+    unexpected type are left out, never an error: the message only announces the request."""
+    if summary is None:
+        return _unread_approval_message(dag_id=dag_id, run_id=run_id, limits=limits, link=link,
+                                        unread=unread or "plan.json could not be read")
     bucket = clean(summary.get("bucket") or limits.get("bucket") or "?", 100)
     count, nbytes = _int(summary.get("delete_count")), _int(summary.get("delete_bytes"))
     headline = clean(summary.get("headline") or f"delete {count} objects from s3://{bucket}")
@@ -259,18 +266,43 @@ def approval_message(*, dag_id: str, run_id: str, summary: Mapping[str, Any], li
             ("Delete", f"{count} objects, {human_bytes(nbytes)} ({nbytes} bytes)"),
             ("Scanned", f"{_int(summary.get('scanned_count'))} objects, "
                         f"{human_bytes(summary.get('scanned_bytes'))}")]
-    for reason, slot in sorted((summary.get("by_reason") or {}).items()):
+    by_reason = summary.get("by_reason")
+    for reason, slot in sorted((by_reason if isinstance(by_reason, Mapping) else {}).items(), key=lambda kv: str(kv[0])):
         if isinstance(slot, Mapping):
             rows.append((f"  {clean(reason, 60)}", f"{_int(slot.get('count'))} objects, "
                                                     f"{human_bytes(slot.get('bytes'))}"))
-    shown = {k: limits.get(k) for k in ("max_delete_count", "max_delete_fraction") if limits.get(k) is not None}
+    shown = _limits_shown(limits)
     rows.append(("Guard limits", ", ".join(f"{k}={v}" for k, v in shown.items()) or "none"))
-    samples = [clean(s, 300) for s in list(summary.get("samples") or [])[:SAMPLES_MAX]]
+    samples = summary.get("samples")
+    samples = [clean(s, 300) for s in (samples if isinstance(samples, (list, tuple)) else [])[:SAMPLES_MAX]]
     return _render(
         APPROVAL, f"[s3ops] approval needed: {dag_id}: {headline}", f"Approval needed: {headline}", rows,
         samples, "Approve or reject in Required Actions", link,
         {"dag_id": dag_id, "run_id": run_id, "bucket": bucket, "headline": headline, "delete_count": count,
          "delete_bytes": nbytes, "limits": shown},
+    )
+
+
+def _limits_shown(limits: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: limits.get(k) for k in ("max_delete_count", "max_delete_fraction") if limits.get(k) is not None}
+
+
+def _unread_approval_message(*, dag_id: str, run_id: str, limits: Mapping[str, Any], link: str,
+                             unread: str) -> Message:
+    """The approval request's message when the plan summary could not be read: no counts (unknown), why, and
+    where the request shows the plan itself."""
+    bucket = clean(limits.get("bucket") or "?", 100)
+    why = clean(unread)
+    headline = "a deletion plan waits for approval (its summary could not be read for this message)"
+    shown = _limits_shown(limits)
+    rows = [("DAG", clean(dag_id)), ("Run", clean(run_id)), ("Bucket", bucket), ("Headline", headline),
+            ("Plan summary", f"could not be read: {why}; the request in Required Actions shows the plan"),
+            ("Guard limits", ", ".join(f"{k}={v}" for k, v in shown.items()) or "none")]
+    return _render(
+        APPROVAL, f"[s3ops] approval needed: {dag_id}: {headline}", f"Approval needed: {headline}", rows, [],
+        "Approve or reject in Required Actions", link,
+        {"dag_id": dag_id, "run_id": run_id, "bucket": bucket, "headline": headline, "delete_count": None,
+         "delete_bytes": None, "limits": shown, "summary_unread": why},
     )
 
 

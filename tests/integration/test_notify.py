@@ -110,6 +110,68 @@ def test_approval_request_mails_headline_counts_limits_and_link(mailbox, monkeyp
     assert "t/line\\nbreak.dat" in body
 
 
+def _unreachable_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``s3://`` artifact root on an endpoint nobody listens on (botocore raises EndpointConnectionError)."""
+    from include.core import artifacts
+    from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, free_port
+
+    monkeypatch.setenv("AIRFLOW_CONN_S3OPS_DOWN", json.dumps({
+        "conn_type": "aws", "login": LOCAL_AWS_KEY, "password": LOCAL_AWS_SECRET,
+        "extra": {"region_name": LOCAL_REGION, "endpoint_url": f"http://127.0.0.1:{free_port()}",  # nobody listens
+                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}))
+    monkeypatch.setenv(artifacts.CONN_ENV, "s3ops_down")
+    monkeypatch.setenv(artifacts.ROOT_ENV, "s3://artifacts-down/store")
+
+
+def _approval_context(run_id: str) -> dict[str, Any]:
+    ti = _TI(dag_id="s3_retention", run_id=run_id, task_id="approve", map_index=-1, try_number=1, xcoms={})
+    return {"ti": ti, "task_instance": ti, "task": SimpleNamespace(plan_task_id="plan"), "params": {}}
+
+
+def test_an_unreachable_store_does_not_stop_the_approval_request_mail(mailbox, monkeypatch):
+    """Reading plan.json for the message is best effort: botocore's EndpointConnectionError escaped the
+    notifier and failed the approve task after its request was written. The mail goes out and says the
+    summary could not be read, instead of counts it does not know."""
+    from include.dag_defaults import DeploymentNotifier
+
+    _unreachable_store(monkeypatch)
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({"notifications": ["approver@example.com"],
+                                                                  "bucket": "jobs-prod"}))
+    DeploymentNotifier("approval")(_approval_context("scheduled__2026-11-30T00:00:00+00:00"))
+    (mail,) = mailbox.wait_for(1)
+    assert mail["to"] == ["approver@example.com"]
+    assert "summary could not be read" in mail["subject"]
+    assert "could not be read: EndpointConnectionError" in mail["body"] and "0 objects" not in mail["body"]
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b'{"plan_id": "p1", "delete_count": 12', "JSONDecodeError"),  # cut short
+    (b'["not", "an", "object"]', "plan.json is not a JSON object"),
+    (json.dumps({"plan_id": "p1", "delete_count": 12, "by_reason": ["orphan"], "samples": 3}).encode(), None),
+])
+def test_a_plan_summary_that_cannot_be_read_or_shown_still_mails_the_request(mailbox, monkeypatch, tmp_path,
+                                                                             content, why):
+    """A plan.json cut short mailed "Delete: 0 objects" (as if nothing were planned); one whose by_reason
+    is a list failed the approve task (AttributeError) after its request was written. The request's mail
+    goes out: with what can be shown, or saying why the summary cannot be."""
+    from include.core import artifacts
+    from include.dag_defaults import DeploymentNotifier
+
+    monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_RETENTION", json.dumps({"notifications": ["approver@example.com"]}))
+    run_id = "manual__2026-11-30T00:00:00+00:00"
+    artifacts.write_bytes(artifacts.run_dir("s3_retention", run_id) / "plan.json", content)
+    DeploymentNotifier("approval")(_approval_context(run_id))
+    (mail,) = mailbox.wait_for(1)
+    if why is None:  # shown, odd fields left out
+        assert "12 objects" in mail["body"]
+    else:
+        assert "summary could not be read" in mail["subject"] and why in mail["body"]
+        assert "0 objects" not in mail["body"]
+    notified = artifacts.read_json(artifacts.run_dir("s3_retention", run_id) / artifacts.NOTIFIED_FILE)
+    assert notified["sent"] == 1 and notified["plan_id"] == ("p1" if why is None else None)
+
+
 def test_a_malformed_setting_fails_the_approval_and_only_logs_on_failure(mailbox, monkeypatch, capfd, caplog):
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -290,16 +352,9 @@ def test_an_unreachable_s3_artifact_store_does_not_silence_the_failure(mailbox, 
     """s3fs passes botocore's connection errors through untranslated: the failure callback raised
     EndpointConnectionError, the Variable's targets were never tried, and an outage of the store failed every
     task with nobody told."""
-    from include.core import artifacts
     from include.dag_defaults import DeploymentNotifier
-    from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET, LOCAL_REGION, free_port
 
-    monkeypatch.setenv("AIRFLOW_CONN_S3OPS_DOWN", json.dumps({
-        "conn_type": "aws", "login": LOCAL_AWS_KEY, "password": LOCAL_AWS_SECRET,
-        "extra": {"region_name": LOCAL_REGION, "endpoint_url": f"http://127.0.0.1:{free_port()}",  # nobody listens
-                  "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}))
-    monkeypatch.setenv(artifacts.CONN_ENV, "s3ops_down")
-    monkeypatch.setenv(artifacts.ROOT_ENV, "s3://artifacts-down/store")
+    _unreachable_store(monkeypatch)
     monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": ["ops@example.com"]}))
     ti = _TI(dag_id="s3_upload", run_id="scheduled__r1", task_id="scan", map_index=-1, try_number=4, xcoms={})
     DeploymentNotifier("failure")({"ti": ti, "exception": OSError("Could not connect to the endpoint URL")})
