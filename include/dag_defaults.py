@@ -187,18 +187,36 @@ def send(message: Any, targets: list[Any], context: Any) -> int:
     return sent
 
 
-def _report_mark(message: Any, slot: int) -> Any:
-    """``<root>/_notifications/<dedupe key>.<slot>.json``: the claim of one failure for one time slot."""
+def _marks_folder() -> Any:
     from include.core import artifacts
     from include.core.housekeeping import NOTIFICATIONS_DIR
+
+    return artifacts.artifact_root() / NOTIFICATIONS_DIR
+
+
+def _report_mark(message: Any, generation: int) -> Any:
+    """``<root>/_notifications/<dedupe key>.<generation>.json``: one report of a failure (0, 1, 2, … in turn)."""
     from include.core.notify import dedupe_key
 
-    return artifacts.artifact_root() / NOTIFICATIONS_DIR / f"{dedupe_key(message)}.{slot}.json"
+    return _marks_folder() / f"{dedupe_key(message)}.{generation}.json"
+
+
+def _last_generation(message: Any) -> int | None:
+    """The generation of the newest report mark of this failure (None: never reported, or forgotten by
+    housekeeping). An error of the store itself is raised."""
+    import re
+
+    from include.core import artifacts
+    from include.core.notify import dedupe_key
+
+    name = re.compile(re.escape(dedupe_key(message)) + r"\.(\d{1,18})\.json")
+    found = [int(m.group(1)) for n in artifacts.names_in(_marks_folder()) if (m := name.fullmatch(n))]
+    return max(found, default=None)
 
 
 def _mark(path: Any) -> dict[str, Any] | None:
-    """The report mark at ``path``, or None when there is none or it does not read as one (being written by
-    another task: empty; edited by hand). An error of the store itself is raised."""
+    """The report mark at ``path``, or None when there is none or it does not read as one (edited by hand).
+    An error of the store itself is raised."""
     from include.core import artifacts
 
     try:
@@ -220,11 +238,14 @@ def _sent_at(path: Any) -> float | None:
 def _claim_report(message: Any) -> tuple[bool, Any]:
     """Whether to send this failure, and the claim to release if it then reaches no target (None: none taken).
 
-    Time is cut into slots FAILURE_REPEAT_AFTER long. The first report of a failure in a slot claims the slot
-    by an atomic create (:func:`include.core.artifacts.create_exclusive`), so mapped tasks failing together
-    send one message, not one each. A claim in the previous slot less than FAILURE_REPEAT_AFTER old holds
-    too, so the window runs from the last report, not from the slot's start. When the store cannot tell, the
-    failure is sent: a repeated message beats a lost one."""
+    The reports of one failure (:func:`include.core.notify.dedupe_key`) are a chain of marks, generation 0, 1,
+    2, …. A failure is sent when the newest mark is older than FAILURE_REPEAT_AFTER (or there is none), by the
+    task that creates the next generation: an atomic create (:func:`include.core.artifacts.create_exclusive`),
+    so of the tasks that read the same newest mark, one creates the next and sends, the others lose and stand
+    back; one that read an older mark loses too (the next generation was created since: a report under way).
+    No clock slots: tasks failing together on either side of any boundary send one message, and the window
+    runs from the last report. When the store cannot tell, the failure is sent: a repeated message beats a
+    lost one."""
     import json
     import time
     import uuid
@@ -233,13 +254,14 @@ def _claim_report(message: Any) -> tuple[bool, Any]:
     from include.core.notify import should_send
 
     window = FAILURE_REPEAT_AFTER.total_seconds()
-    now = time.time()
-    slot = int(now // window)
 
     def claim() -> tuple[bool, Any]:
-        if not should_send(message, _sent_at(_report_mark(message, slot - 1)), now, window):
+        last = _last_generation(message)
+        sent_at = None if last is None else _sent_at(_report_mark(message, last))
+        now = time.time()  # after the read: a mark written meanwhile is not "from the future"
+        if not should_send(message, sent_at, now, window):
             return False, None
-        path = _report_mark(message, slot)
+        path = _report_mark(message, 0 if last is None else last + 1)
         token = uuid.uuid4().hex  # a retried conditional PUT whose first try landed answers 412: ours all the same
         mark = json.dumps({"sent_at": now, "subject": message.subject, "token": token}).encode()
         if artifacts.create_exclusive(path, mark) or _holds_token(path, token):

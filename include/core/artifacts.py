@@ -285,7 +285,27 @@ def create_exclusive(path: ArtifactPath, data: bytes) -> bool:
 
 
 def _create_local(path: Path, data: bytes) -> bool:
+    """Write ``data`` to a temporary file beside ``path``, then hard-link it to ``path`` (fails when ``path``
+    exists): a reader never sees the claim empty or half written, as a conditional PUT on S3 is never seen.
+    Where the file system has no hard links, ``O_EXCL`` (the claim is empty for the instant of its write)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        return _create_local_excl(path, data)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return True
+
+
+def _create_local_excl(path: Path, data: bytes) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -297,6 +317,22 @@ def _create_local(path: Path, data: bytes) -> bool:
         path.unlink(missing_ok=True)  # a claim left empty by a full disk must not hold
         raise
     return True
+
+
+def names_in(folder: ArtifactPath) -> list[str]:
+    """The names of the files in ``folder`` as the store holds them now ([] when there is no such folder):
+    an ``s3://`` folder is listed afresh, not from s3fs's listing cache, which another worker's writes do not
+    update. An error of the store is raised."""
+    if _is_local(folder):
+        try:
+            return [entry.name for entry in os.scandir(folder)]
+        except FileNotFoundError:
+            return []
+    try:
+        listed = folder.fs.ls(folder.path, detail=False, refresh=True)
+    except FileNotFoundError:
+        return []
+    return [str(name).rstrip("/").rsplit("/", 1)[-1] for name in listed]
 
 
 def _s3_error_code(exc: BaseException) -> str | None:

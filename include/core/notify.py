@@ -326,12 +326,17 @@ def settings_variable(dag_id: str) -> str:
     return "s3ops_" + dag_id.removeprefix("s3ops_").removeprefix("s3_")
 
 
+#: a report mark dated up to this far ahead of this worker's clock counts as sent now (another worker's clock
+#: a little ahead); one dated further ahead (a clock far off, a hand-written mark) mutes nothing
+CLOCK_SKEW_S = 60.0
+
+
 def should_send(message: Message, last_sent: float | None, now: float, repeat_after_s: float) -> bool:
     """Approval requests always go out; a failure of the same kind as one sent less than ``repeat_after_s``
     ago does not (see :func:`dedupe_key`)."""
     if message.event != FAILURE or last_sent is None:
         return True
-    return not (0 <= now - last_sent < repeat_after_s)
+    return not (-CLOCK_SKEW_S <= now - last_sent < repeat_after_s)
 
 
 #: a date or time (a run id holds one)

@@ -390,3 +390,36 @@ def test_mapped_tasks_failing_together_on_an_s3_store_mail_once(s3, mailbox, mon
     for t in threads:
         t.join()
     assert len(mailbox.wait_for(2, timeout=5)) == 1
+
+
+def test_the_report_marks_of_one_failure_on_an_s3_store_follow_each_other(s3, mailbox, monkeypatch):
+    """On an s3:// root: tasks failing on either side of a 6-hour slot boundary mail once (each claimed
+    its own slot's mark and both mailed), and the same failure a window after the report mails again."""
+    import time
+    import uuid
+
+    from include import dag_defaults
+    from include.core import artifacts
+    from include.dag_defaults import DeploymentNotifier
+
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    monkeypatch.setenv(artifacts.ROOT_ENV, f"s3://{bucket}/store")
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": ["ops@example.com"]}))
+    window = dag_defaults.FAILURE_REPEAT_AFTER.total_seconds()
+    clock = {"now": 0.0}
+    monkeypatch.setattr(time, "time", lambda: clock["now"])
+
+    def fail_at(now: float, run_id: str) -> int:
+        clock["now"] = now
+        ti = _TI(dag_id="s3_upload", run_id=run_id, task_id="check", map_index=-1, try_number=1, xcoms={})
+        DeploymentNotifier("failure")({"ti": ti, "exception": RuntimeError("3 file(s) failed")})
+        return len(mailbox.wait_for(9, timeout=0.3))
+
+    boundary = 100 * window
+    assert fail_at(boundary + 1, "r1") == 1  # just after the boundary, first to claim
+    assert fail_at(boundary - 1, "r2") == 1  # its clock read just before: held back, not a second mail
+    assert fail_at(boundary + window + 2, "r3") == 2  # a window after the report
+    assert fail_at(boundary + window + 3, "r4") == 2
+    marks = sorted(p.name for p in (artifacts.artifact_root() / "_notifications").iterdir())
+    assert [m.rsplit(".", 2)[1] for m in marks] == ["0", "1"]

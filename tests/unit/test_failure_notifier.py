@@ -130,6 +130,36 @@ def test_the_repeat_window_runs_from_the_last_report_across_slots(delivered, mon
     assert at(window + 60) == 2
 
 
+def test_tasks_failing_either_side_of_a_slot_boundary_send_once(delivered, monkeypatch):
+    """The marks were per 6-hour clock slot: a task whose clock read just before a slot's end and one just
+    after claimed different marks, and when each looked for the other's before it was written, both sent.
+    Both read here before either claims."""
+    window = dag_defaults.FAILURE_REPEAT_AFTER.total_seconds()
+    clocks = {"before": 100 * window - 1, "after": 100 * window + 1}
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: clocks.get(threading.current_thread().name) or wall())
+    both_read = threading.Barrier(2, timeout=10)
+    create = artifacts.create_exclusive
+
+    def create_once_both_have_read(path: Any, data: bytes) -> bool:
+        both_read.wait()
+        return create(path, data)
+
+    monkeypatch.setattr(artifacts, "create_exclusive", create_once_both_have_read)
+    threads = [threading.Thread(target=_fail, name=name, args=("s3_upload", "check", RuntimeError("3 file(s) failed")),
+                                kwargs={"run_id": f"scheduled__{name}"}) for name in clocks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(delivered) == 1
+    # the later task reads the earlier's clock as a little ahead of its own (another worker's): still held back
+    monkeypatch.setattr(artifacts, "create_exclusive", create)
+    clocks["MainThread"] = 100 * window - 30
+    _fail("s3_upload", "check", RuntimeError("4 file(s) failed"), run_id="scheduled__later")
+    assert len(delivered) == 1
+
+
 def test_an_outage_with_growing_counts_is_one_failure(delivered):
     """The upload's check names the counts, and the counts grew every minute: a new mail every minute."""
     from include.upload.uploader import problems
@@ -148,6 +178,7 @@ def test_create_exclusive_creates_once_on_a_local_root(tmp_path):
     assert artifacts.create_exclusive(path, b"first")
     assert not artifacts.create_exclusive(path, b"second")
     assert path.read_bytes() == b"first"
+    assert [p.name for p in path.parent.iterdir()] == ["k.json"]  # written aside, linked in: nothing left over
 
 
 class _FakeS3Path:
