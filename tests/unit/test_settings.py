@@ -213,6 +213,26 @@ def test_deploy_cleanup_dispatch_confs():
         dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b", "keep": 2}]}))
 
 
+def test_a_target_setting_a_key_to_null_is_refused_naming_the_target_and_the_key():
+    """{"keep": null} in a target read as "no count limit here", but the target's run took the Variable's keep
+    (a null param falls back to the Variable), and it overrode a keep typed for the dispatching run."""
+    from include.deploy_cleanup.tasks import dispatch_confs
+
+    variable = {"keep": 5, "targets": [{"bucket": "deploys-a", "prefix": "web/"},
+                                       {"bucket": "deploys-b", "prefix": "web/", "keep": None, "older_than_days": 30}]}
+    for params in ({}, {"keep": 9}, {"bucket": "deploys-c"}):  # whatever the run, the Variable is checked whole
+        with pytest.raises(SettingsError, match=r"targets\[1\] \(bucket 'deploys-b'\) sets 'keep' to null.*"
+                                                r"leave that key out of the target"):
+            DEPLOY_CLEANUP.resolve(params, variable)
+    both = {"targets": [{"bucket": "deploys-b", "prefix": "web/", "keep": None, "older_than_days": None}], "keep": 1}
+    with pytest.raises(SettingsError, match=r"targets\[0\] \(bucket 'deploys-b'\) sets 'keep', 'older_than_days'"):
+        DEPLOY_CLEANUP.resolve({}, both)
+    # the key left out takes the Variable's, as documented
+    variable["targets"][1].pop("keep")
+    assert dispatch_confs(DEPLOY_CLEANUP.resolve({}, variable))[1] == {"bucket": "deploys-b", "prefix": "web/",
+                                                                       "older_than_days": 30}
+
+
 def test_notification_targets_are_checked_with_the_notifier_parser():
     assert RETENTION.resolve({"bucket": "jobs-bucket"}, {"notifications": ["ops@example.com"]})["notifications"] == [
         "ops@example.com"]
