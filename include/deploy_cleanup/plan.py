@@ -29,7 +29,7 @@ marker) of the doomed ones to the plan. ``deployments.jsonl`` in the run folder 
 deployment's time, size and decision, and ``plan.json`` its digest; the re-check before delete reads it
 as planned (or refuses the chunk), compares against it and skips a
 deployment whose newest object changed since planning, and a whole chunk when a deployment kept for its
-rank is gone or emptied since.
+rank is gone or emptied since, or its planned newest object is gone or older (its time went back).
 """
 
 from __future__ import annotations
@@ -43,9 +43,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from include.aws.client import versioning_state
 from include.aws.listing import iter_objects
 from include.core import artifacts
+from include.core.errors import error_code
 from include.core.progress import Progress
 from include.core.text import shown
 from include.core.times import format_time, parse_time
@@ -317,6 +320,57 @@ def _emptied(client: S3Client, bucket: str, prefix: str, names: Sequence[str]) -
     return sorted(name for name, has in zip(names, held, strict=True) if not has)
 
 
+@dataclass(frozen=True)
+class NewestCheck:
+    """What one HeadObject of a kept deployment's planned newest object says (:func:`_newest_changed`)."""
+
+    why: str | None  # why the deployment is not as new as planned; None: it is
+    holds_content: bool  # its newest object is there and is content (not an empty "…/" marker)
+
+
+def _newest_changed(client: S3Client, bucket: str, prefix: str, row: Mapping[str, Any]) -> NewestCheck:
+    """Is the deployment of ``row`` (deployments.jsonl) still as new as planned: its planned newest object
+    still there and no older (one HeadObject)? Gone (its newest file deleted by hand, a version rolled back
+    to an older one) or older: the deployment's time went back, and a deployment planned for deletion may
+    now be newer than it. HeadObject denied: the deployment is listed instead, and its newest object now must
+    be no older than planned. A row without a newest key (created after the inventory the plan was made from)
+    is left to the emptied check."""
+    key, planned = row.get("newest_key"), row.get("newest")
+    if not key or not isinstance(planned, str):
+        return NewestCheck(None, False)
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return NewestCheck(f"its newest object {shown(key)!r} is gone since planning", False)
+        if code not in ("403", "AccessDenied"):
+            raise
+        name = str(row.get("name"))
+        now = _current_deployments(client, bucket, prefix, [name]).get(name)
+        if now is not None and now.newest >= planned:
+            return NewestCheck(None, False)  # whether it holds content: the emptied check lists it
+        return NewestCheck(f"its newest object is older now ({shown(now.newest_key)!r} at {now.newest}, planned "
+                           f"{shown(key)!r} at {planned})" if now is not None else "it is gone since planning", False)
+    # HeadObject's Last-Modified has whole seconds, the listing's milliseconds
+    if head["LastModified"] < parse_time(planned).replace(microsecond=0):
+        return NewestCheck(f"its newest object {shown(key)!r} is older now ({format_time(head['LastModified'])}, "
+                           f"planned {planned})", False)
+    return NewestCheck(None, bool(head.get("ContentLength")) or not str(key).endswith("/"))
+
+
+def _kept_newest(client: S3Client, bucket: str, prefix: str, planned: Mapping[str, Mapping[str, Any]],
+                 names: Sequence[str]) -> dict[str, NewestCheck]:
+    """:func:`_newest_changed` of each of the deployments ``names`` (kept for their rank; 16 in flight, one
+    request each)."""
+    rows = [planned[name] for name in names if name in planned]
+    if not rows:
+        return {}
+    with ThreadPoolExecutor(min(16, len(rows))) as pool:
+        checks = list(pool.map(lambda row: _newest_changed(client, bucket, prefix, row), rows))
+    return {str(row["name"]): check for row, check in zip(rows, checks, strict=True)}
+
+
 def _unrank_emptied(client: S3Client, bucket: str, settings: CleanupSettings, deployments: Mapping[str, Deployment],
                     now: datetime) -> None:
     """With an inventory, what a folder holds now is unknown where it changed since: a folder created since
@@ -513,13 +567,25 @@ def recheck_deployments(
     Every item is kept when a deployment the plan kept for its rank (``kept_by_rank``: the newest
     ``min_keep``/``keep``) is gone since, or emptied down to its folder marker: the ranking the plan was
     approved under no longer holds (a rollback removed a newer release), and deleting now would leave fewer
-    deployments than promised."""
+    deployments than promised. Likewise when such a deployment's newest object is gone or older since
+    (its newest file deleted by hand): the deployment is still there, so the count holds, but its time went
+    back and a deployment planned for deletion may be newer than it now."""
     if kept_by_rank:
-        gone = _emptied(client, bucket, prefix, kept_by_rank)  # a folder with nothing left at all is empty too
+        newest = _kept_newest(client, bucket, prefix, planned, kept_by_rank)
+        # listed only where HeadObject did not find content: usually one request per deployment in all
+        unconfirmed = [name for name in kept_by_rank if not (name in newest and newest[name].holds_content)]
+        gone = _emptied(client, bucket, prefix, unconfirmed)  # a folder with nothing left at all is empty too
         if gone:
             named = ", ".join(repr(shown(name)) for name in gone[:5])
             why = (f"deployments the plan kept as the newest are gone or emptied since planning ({named}"
                    f"{' …' if len(gone) > 5 else ''}): the ranking changed, nothing of this chunk is deleted; plan again")
+            return {item.key: why for item in items}
+        changed = sorted((name, check.why) for name, check in newest.items() if check.why is not None)
+        if changed:
+            named = "; ".join(f"{shown(name)!r}: {why}" for name, why in changed[:5])
+            why = (f"deployments the plan kept as the newest changed since planning ({named}"
+                   f"{' …' if len(changed) > 5 else ''}): the ranking may have changed, nothing of this chunk is "
+                   "deleted; plan again")
             return {item.key: why for item in items}
     protected: dict[str, str] = {}
     groups = sorted({i.group for i in items})

@@ -745,6 +745,47 @@ def test_a_deployment_kept_by_keep_and_emptied_before_the_delete_keeps_the_chunk
     assert reasons and all("gone or emptied since planning ('b')" in r["why"] for r in reasons)
 
 
+def test_a_kept_deployment_whose_newest_file_is_deleted_before_the_delete_keeps_the_chunk(s3, s3_server, bucket,
+                                                                                        tmp_path):
+    """keep=1 keeps a (newest file 1 day old, the others 15) and deletes b (10) and c (20). Someone deletes
+    only a's newest file while the approval waits: a is still there, so the count held and b went, though b
+    is now the newest deployment. Deleting another file of a changes nothing of the ranking: b and c go."""
+    def seed() -> None:
+        s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+            {"key": "deploys/a/index.html", "size": 10, "last_modified": _iso(1)},
+            {"key": "deploys/a/assets/app.js", "size": 10, "last_modified": _iso(15)},
+            *({"key": f"deploys/{name}/index.html", "size": 10, "last_modified": _iso(age)}
+              for name, age in (("b", 10), ("c", 20)))]})
+
+    seed()
+    summary = _plan(s3, bucket, tmp_path, keep=1)
+    assert summary["delete_sample"] == ["b", "c"]
+    s3.delete_object(Bucket=bucket, Key="deploys/a/index.html")
+    audit = _delete_all(s3, bucket, tmp_path, summary)
+    assert audit["deleted_count"] == 0 and _deployments_left(s3, bucket) == ["a", "b", "c"]
+    reasons = json.loads((tmp_path / "audit" / "00000.json").read_text())["skipped"]
+    assert reasons and all("kept as the newest changed since planning ('a': its newest object "
+                           "'deploys/a/index.html' is gone since planning)" in r["why"] for r in reasons)
+
+    seed()
+    again = tmp_path / "again"
+    summary = _plan(s3, bucket, again, keep=1)
+    s3.delete_object(Bucket=bucket, Key="deploys/a/assets/app.js")  # not its newest: a's time is unchanged
+    assert _delete_all(s3, bucket, again, summary)["deleted_count"] == 2 and _deployments_left(s3, bucket) == ["a"]
+
+    seed()  # HeadObject denied: a is listed instead
+    denied = tmp_path / "denied"
+    summary = _plan(s3, bucket, denied, keep=1)
+    s3.delete_object(Bucket=bucket, Key="deploys/a/index.html")
+    s3_server.control("POST", "faults", {"operation": "HeadObject", "bucket": bucket, "mode": "denied", "count": 100})
+    try:
+        audit = _delete_all(s3, bucket, denied, summary)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    assert audit["deleted_count"] == 0 and _deployments_left(s3, bucket) == ["a", "b", "c"]
+    assert "'a': its newest object is older now ('deploys/a/assets/app.js'" in audit["skipped_samples"][0]["why"]
+
+
 def test_the_root_prefix_is_refused_where_keys_start_with_a_slash(s3, s3_server, bucket, tmp_path):
     """'/' named the keys "/rel-1/…" before it named the bucket root: a Variable written then must not
     switch to cleaning the top-level folders (backups/, data/) in silence."""
