@@ -421,6 +421,9 @@ class DeploymentNotifier(BaseNotifier):
         if not sent and claim is not None:
             _release_claim(claim)
         if self.event == notify.APPROVAL:
+            # the plan the request asks about (PlanApprovalOperator.asked_plan_id), not only the summary's: an
+            # unreadable summary must not keep a request that reached nobody from failing its run at expiry
+            plan_id = getattr(context.get("task"), "asked_plan_id", None) or plan_id
             _record_approval_notice(dag_id, run_id, plan_id, sent,
                                     sum(1 for t in targets if t.wants(message.event)))
 

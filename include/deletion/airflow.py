@@ -113,6 +113,7 @@ class PlanApprovalOperator(ApprovalOperator):
     def __init__(self, *, plan_task_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.plan_task_id = plan_task_id
+        self.asked_plan_id: Any = None
 
     def execute(self, context: Any) -> Any:
         from airflow.sdk import Param
@@ -181,6 +182,7 @@ class PlanApprovalOperator(ApprovalOperator):
                         f"s3://{shown(params.get('bucket') or '')}?")
         self.body = approval_body(plan, params, plan_digest=digests["plan_digest"], timeout_at=timeout_at,
                                   superseded=superseded)
+        self.asked_plan_id = plan.get("plan_id")  # what the notifier records whom the request reached for
         self._ask(context, asked_at=asked_at)
 
     def _ask(self, context: Any, *, asked_at: datetime) -> None:

@@ -170,6 +170,11 @@ def test_a_plan_summary_that_cannot_be_read_or_shown_still_mails_the_request(mai
         assert "0 objects" not in mail["body"]
     notified = artifacts.read_json(artifacts.run_dir("s3_retention", run_id) / artifacts.NOTIFIED_FILE)
     assert notified["sent"] == 1 and notified["plan_id"] == ("p1" if why is None else None)
+    # whom the request reached is recorded for the plan approve asked about, whatever the summary says
+    context = _approval_context(run_id)
+    context["task"].asked_plan_id = "p2"
+    DeploymentNotifier("approval")(context)
+    assert artifacts.read_json(artifacts.run_dir("s3_retention", run_id) / artifacts.NOTIFIED_FILE)["plan_id"] == "p2"
 
 
 def test_a_malformed_setting_fails_the_approval_and_only_logs_on_failure(mailbox, monkeypatch, capfd, caplog):
