@@ -17,6 +17,8 @@ def utc(value: datetime) -> datetime:
     """A plain aware UTC ``datetime``. MySQL returns naive datetimes (the sessions run in UTC, so naive
     means UTC); Airflow hands out pendulum DateTimes, whose arithmetic can drop the zone: convert them."""
     t = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if type(t) is datetime:  # MySQL's rows, parsed strings: already plain (a plan makes one per row and object)
+        return t
     return datetime(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=UTC)
 
 

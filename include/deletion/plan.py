@@ -23,7 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +61,8 @@ class PlanItem:
     etag: str = ""  # the ETag the plan saw (unquoted): the delete is conditional on it
 
     def to_row(self) -> dict[str, Any]:
-        return asdict(self)
+        # not asdict(): it deep-copies every value, a third of a retention plan's own CPU; the fields are flat
+        return {name: getattr(self, name) for name in _ITEM_FIELDS}
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> PlanItem:
@@ -70,6 +71,9 @@ class PlanItem:
             version_id=row.get("version_id") or None, last_modified=row.get("last_modified", ""),
             group=row.get("group", ""), etag=row.get("etag") or "",
         )
+
+
+_ITEM_FIELDS = tuple(f.name for f in fields(PlanItem))
 
 
 def _reason_totals(items: Iterable[PlanItem]) -> dict[str, dict[str, int]]:

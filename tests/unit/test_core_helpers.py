@@ -37,6 +37,16 @@ def test_logical_now_prefers_the_logical_date_then_run_after() -> None:
     assert utc(datetime(2026, 1, 1)).tzinfo is UTC
 
 
+def test_utc_gives_a_plain_aware_datetime_whatever_it_is_given() -> None:
+    """MySQL's naive rows, another offset, and Airflow's pendulum DateTime (whose arithmetic can drop the zone)."""
+    import pendulum
+
+    paris = pendulum.datetime(2026, 1, 1, 1, tz="Europe/Paris")
+    for given in (datetime(2026, 1, 1), datetime(2026, 1, 1, 2, tzinfo=timezone(timedelta(hours=2))), paris):
+        got = utc(given)
+        assert type(got) is datetime and got.tzinfo is UTC and got == datetime(2026, 1, 1, tzinfo=UTC), given
+
+
 def test_error_code_and_text_read_s3_answers_and_name_other_errors() -> None:
     denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListObjectsV2")
     assert error_code(denied) == "AccessDenied" and error_text(denied) == "AccessDenied: no"
