@@ -25,30 +25,13 @@ TARGET = {
     "required": ["bucket"],
     "additionalProperties": False,
     "properties": {
-        "bucket": BUCKET, "prefix": PREFIX, "keep": {"type": ["integer", "null"], **{k: v for k, v in KEEP.items() if k != "type"}},
-        "older_than_days": {"type": ["number", "null"], **{k: v for k, v in DAYS.items() if k != "type"}},
+        # no null: a key a target leaves out takes the Variable's value, and null would read as "no limit"
+        "bucket": BUCKET, "prefix": PREFIX, "keep": KEEP, "older_than_days": DAYS,
         "min_keep": MIN_KEEP, "protect": PROTECT, "source": PLAN_SOURCE.schema,
     },
 }
 #: The per-target settings (a target's keys; the params of a manual run).
 TARGET_KEYS = ("bucket", "prefix", "keep", "older_than_days", "min_keep", "protect", "source")
-
-def refuse_null_target_keys(targets: Any, where: str) -> None:
-    """Refuse a target that sets one of its keys to ``null`` (``{"bucket": "b", "keep": null}``): it read as
-    "no count limit for this target" and silently took the Variable's ``keep`` instead (a key passed on
-    as null falls back to the Variable). Ambiguous, so refused, naming the target and the key: leave the key
-    out to take the Variable's value, or give one."""
-    for index, target in enumerate(targets if isinstance(targets, list) else ()):
-        if not isinstance(target, Mapping):
-            continue
-        nulls = [k for k in TARGET_KEYS if k in target and target[k] is None]
-        if nulls:
-            named = ", ".join(repr(k) for k in nulls)
-            raise ValueError(
-                f"{where}: targets[{index}] (bucket {target.get('bucket')!r}) sets {named} to null, which would "
-                f"not mean 'no limit' for this target but take the Variable's {named} (or the default): leave "
-                f"{'that key' if len(nulls) == 1 else 'those keys'} out of the target to take the Variable's value, "
-                "or give a value")
 
 
 def _a_target(params: Mapping[str, Any], variable: Mapping[str, Any]) -> frozenset[str]:
@@ -85,7 +68,7 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     Setting("targets", {"type": "array", "items": TARGET, "maxItems": MAX_TARGETS}, [], "Targets",
             "Scheduled runs: a list of {bucket, prefix, keep, older_than_days, min_keep, protect, source}, one plan per "
             "target; a key a target leaves out takes the setting of that name (a key set to null is refused).",
-            form=False, extra_check=refuse_null_target_keys),
+            form=False),
     *gate_settings(approval="auto", max_delete_count=10_000),
     Setting("include_versions", {"type": "boolean"}, False, "Include versions",
             "Also delete every noncurrent version and delete marker in the deleted deployments (versioned buckets)."),

@@ -221,12 +221,12 @@ def test_a_target_setting_a_key_to_null_is_refused_naming_the_target_and_the_key
     variable = {"keep": 5, "targets": [{"bucket": "deploys-a", "prefix": "web/"},
                                        {"bucket": "deploys-b", "prefix": "web/", "keep": None, "older_than_days": 30}]}
     for params in ({}, {"keep": 9}, {"bucket": "deploys-c"}):  # whatever the run, the Variable is checked whole
-        with pytest.raises(SettingsError, match=r"targets\[1\] \(bucket 'deploys-b'\) sets 'keep' to null.*"
-                                                r"leave that key out of the target"):
+        with pytest.raises(SettingsError, match=r"targets\[1\]\['keep'\] = null \(from key 'targets' of the Airflow "
+                                                r"Variable 's3ops_deploy_cleanup'\) is invalid: it is not of type 'integer'"):
             DEPLOY_CLEANUP.resolve(params, variable)
-    both = {"targets": [{"bucket": "deploys-b", "prefix": "web/", "keep": None, "older_than_days": None}], "keep": 1}
-    with pytest.raises(SettingsError, match=r"targets\[0\] \(bucket 'deploys-b'\) sets 'keep', 'older_than_days'"):
-        DEPLOY_CLEANUP.resolve({}, both)
+    age = {"targets": [{"bucket": "deploys-b", "prefix": "web/", "older_than_days": None}], "older_than_days": 9}
+    with pytest.raises(SettingsError, match=r"targets\[0\]\['older_than_days'\] = null .* not of type 'number'"):
+        DEPLOY_CLEANUP.resolve({}, age)
     # the key left out takes the Variable's, as documented
     variable["targets"][1].pop("keep")
     assert dispatch_confs(DEPLOY_CLEANUP.resolve({}, variable))[1] == {"bucket": "deploys-b", "prefix": "web/",
