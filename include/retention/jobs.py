@@ -135,21 +135,28 @@ _HOLDS_ALL = {None, "", "utf8mb4", "utf16", "utf16le", "utf32", "binary"}
 _CHARSET = re.compile(r"[a-z0-9_]{1,32}")
 
 
-def source_column(conn: Any, table: str) -> tuple[str | None, int | None]:
-    """The character set of the table's ``sourceData`` column (None when unknown or binary) and its
-    length (characters; bytes for a binary column; None when unknown or unbounded)."""
+def _source_info(conn: Any, table: str) -> tuple[Any, ...] | None:
+    """The ``sourceData`` column's character set, length and collation as information_schema gives them
+    (None when the column is not found)."""
     schema, _, name = table.rpartition(".")
     cur = conn.cursor()
     try:
         cur.execute(
-            "SELECT CHARACTER_SET_NAME, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS "
+            "SELECT CHARACTER_SET_NAME, CHARACTER_MAXIMUM_LENGTH, COLLATION_NAME FROM information_schema.COLUMNS "
             "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND COLUMN_NAME = 'sourceData'",
             (schema or None, name))
         row = cur.fetchone()
     finally:
         cur.close()
-    charset, width = (row[0], row[1]) if row else (None, None)
-    return (charset.decode() if isinstance(charset, bytes) else charset), (None if width is None else int(width))
+    return None if row is None else tuple(v.decode() if isinstance(v, bytes) else v for v in row)
+
+
+def source_column(conn: Any, table: str) -> tuple[str | None, int | None]:
+    """The character set of the table's ``sourceData`` column (None when unknown or binary) and its
+    length (characters; bytes for a binary column; None when unknown or unbounded)."""
+    info = _source_info(conn, table)
+    charset, width = (info[0], info[1]) if info else (None, None)
+    return charset, (None if width is None else int(width))
 
 
 def source_charset(conn: Any, table: str) -> str | None:
@@ -247,19 +254,10 @@ _LIKE_AS_EQUALS = re.compile(r"[a-z0-9]+_(?:(?:nopad_)?bin|general(?:_nopad|_mys
 
 def source_collation(conn: Any, table: str) -> str | None:
     """The collation of the table's ``sourceData`` column (None for a binary one, ``"unknown"`` when not found)."""
-    schema, _, name = table.rpartition(".")
-    cur = conn.cursor()
-    try:
-        cur.execute("SELECT COLLATION_NAME FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND COLUMN_NAME = 'sourceData'",
-                    (schema or None, name))
-        row = cur.fetchone()
-    finally:
-        cur.close()
-    if row is None:
+    info = _source_info(conn, table)
+    if info is None:
         return "unknown"
-    collation = row[0].decode() if isinstance(row[0], bytes) else row[0]
-    return None if collation is None else str(collation)
+    return None if info[2] is None else str(info[2])
 
 
 def spelling_marks(conn: Any, table: str, key_prefix: str, bucket: str = "") -> SpellingMarks:
