@@ -16,6 +16,11 @@ from typing import Any
 # escape in its output can never be confused with a name that holds a backslash.
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _COMBINING = ("Mn", "Me")
+# Letters and symbols that print as nothing: the Hangul fillers (a name of U+3164 alone looks empty and
+# U+3164 between two words looks like a space), the blank Braille cell, and U+FFFD (which would pass for
+# a byte shown badly rather than a character the name really holds). Unicode's other blank characters
+# are format or separator characters, which are not printable and are escaped already.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\ufffd")
 
 
 def shown(value: Any) -> str:
@@ -24,25 +29,28 @@ def shown(value: Any) -> str:
     A byte that is not UTF-8 (kept by ``os.fsdecode`` as a surrogate, U+DC80–U+DCFF) is shown as ``\\xe9``;
     a character that is not printable (control, format such as a bidi override or a zero-width space, line
     or paragraph separator, …) or a combining mark (so NFD ``é``, as macOS names files, shows as
-    ``e\\u0301`` and never looks like NFC ``é``) as ``\\n``, ``\\r``, ``\\t`` or its code point (``\\u0085``,
+    ``e\\u0301`` and never looks like NFC ``é``) or a letter that prints blank (the Hangul filler U+3164,
+    U+2800, U+FFFD) as ``\\n``, ``\\r``, ``\\t`` or its code point (``\\u0085``,
     ``\\u2028``, ``\\U000e0001``); a backslash as ``\\\\``. So ``\\xNN`` always means a raw byte and
-    ``\\uNNNN`` a character. Printable letters of any script (``é``, ``日本``) and spaces are shown as they are.
+    ``\\uNNNN`` a character. Printable letters of any script (``é``, ``日本``, ``שלום``) and spaces are shown as
+    they are: right-to-left letters included, since escaping them would make a Hebrew or Arabic name
+    unreadable to the people it belongs to, and the overrides that could reorder a line are escaped.
     """
     text = str(value)
-    if text.isprintable() and "\\" not in text and (text.isascii() or not _has_combining(text)):
+    if text.isprintable() and "\\" not in text and (text.isascii() or not _has_hidden(text)):
         return text  # nearly every name: C-speed checks, nothing to escape
     return "".join(map(_shown_char, text))
 
 
-def _has_combining(text: str) -> bool:
-    return any(unicodedata.category(ch) in _COMBINING for ch in text)
+def _has_hidden(text: str) -> bool:
+    return any(ch in _BLANK or unicodedata.category(ch) in _COMBINING for ch in text)
 
 
 def _shown_char(ch: str) -> str:
     """One character of :func:`shown`."""
     if ch in _SHORT_ESCAPES:
         return _SHORT_ESCAPES[ch]
-    if ch.isprintable() and unicodedata.category(ch) not in _COMBINING:
+    if ch.isprintable() and ch not in _BLANK and unicodedata.category(ch) not in _COMBINING:
         return ch
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape: the byte code - 0xDC00

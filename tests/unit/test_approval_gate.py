@@ -337,6 +337,7 @@ INJECTIONS = [
     "tab\there\rcr",
     "cafe\u0301",  # NFD: shown with the combining accent escaped
     "zero\u200bwidth\u202eevil",
+    "hangul\u3164filler",  # a letter that prints blank
     "nul\x00bell\x07",
     "surrogate\udce9",  # an undecodable byte kept by surrogateescape
     "back\\slash",

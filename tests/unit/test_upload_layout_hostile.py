@@ -172,13 +172,16 @@ def test_tidy_never_follows_a_linked_location_or_date_folder(tmp_path):
     ("a\U000e0001b", "a\\U000e0001b"),  # a language tag (a format character outside the BMP)
     ("caf\udce9.dat", "caf\\xe9.dat"),  # a byte that is not UTF-8 (os.fsdecode's surrogate)
     ("a\\nb", "a\\\\nb"), ("a\\xe9", "a\\\\xe9"),  # a real backslash: never mistaken for an escape
+    ("\u3164", "\\u3164"), ("a\u3164b", "a\\u3164b"), ("a\uffa0\u115f\u1160b", "a\\uffa0\\u115f\\u1160b"),  # Hangul fillers
+    ("a\u2800b", "a\\u2800b"), ("caf\ufffd.dat", "caf\\ufffd.dat"),  # a blank Braille cell; U+FFFD is not a byte
 ])
 def test_shown_escapes_what_is_not_printable(name, expected):
     assert shown(name) == expected
     assert shown(name).isprintable() and len(shown(name).splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["/data/café/05-日本.dat", "/d/Ünïcödé 𝟎/ok", "/plain/2020/1/1/0/05-t.dat"])
+@pytest.mark.parametrize("name", ["/data/café/05-日本.dat", "/d/Ünïcödé 𝟎/ok", "/plain/2020/1/1/0/05-t.dat",
+                                  "/d/שלום/05-مرحبا.dat", "/d/한글/ok"])
 def test_shown_keeps_printable_names_of_any_script_as_they_are(name):
     assert shown(name) == name
 
