@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InventoryError as exc:
         print(f"retention plan: source inventory: {exc}", file=sys.stderr)
         return 2
-    except OrderError as exc:
+    except (OrderError, jobs_db.TableUnreadable) as exc:  # the table changed since its check above
         print(f"retention plan: {exc}", file=sys.stderr)
         return 2
     except MySQLdb.Error as exc:  # e.g. the server went away during a long inventory download

@@ -74,10 +74,11 @@ class TableUnreadable(ValueError):
 _UNREADABLE = {1044, 1049, 1054, 1142, 1143, 1146}
 
 
-def check_readable(conn: Any, table: str) -> None:
+def check_readable(conn: Any, table: str) -> str:
     """Run the job query's columns on ``table`` reading no row (``LIMIT 0``): :class:`TableUnreadable` naming
     the table when it cannot run, or when ``completedAt`` holds no times (a DATE or text column: the rule
-    needs the moment a job completed), before anything is listed or downloaded. Other errors propagate."""
+    needs the moment a job completed), before anything is listed or downloaded. Other errors propagate.
+    Returns ``completedAt``'s type: ``"TIMESTAMP"`` (an instant) or ``"DATETIME"`` (a time of no zone)."""
     import MySQLdb
     from MySQLdb.constants import FIELD_TYPE
 
@@ -99,6 +100,7 @@ def check_readable(conn: Any, table: str) -> None:
         raise TableUnreadable(
             f"jobs_table {table!r}: completedAt is a {names.get(completed_type, completed_type)} column, not a "
             "TIMESTAMP or DATETIME: the TRIAL expiry needs the time each job completed")
+    return "TIMESTAMP" if completed_type == FIELD_TYPE.TIMESTAMP else "DATETIME"
 
 
 def _row(raw: tuple[Any, ...]) -> JobRow:

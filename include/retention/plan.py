@@ -33,7 +33,9 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
     ``connect`` opens a MySQL connection. Two are opened once the objects can be read (after an
     inventory's download, which can take minutes, so that no connection idles through it): one streams
     the job rows in name order, one answers lookups by name and, with ``purge_job_rows``, tells whether
-    this login may delete rows (the approver sees it before approving). Both are closed on return."""
+    this login may delete rows (the approver sees it before approving). Both are closed on return.
+    A ``completedAt`` of no time zone (``DATETIME``) moves the TRIAL cutoff 12 hours back
+    (:meth:`Policy.for_zoneless_times`): the plan, the delete step's re-check and the purge all decide by it."""
     keep_earlier_record(run_dir)  # before ExpiredRowsWriter removes an earlier plan's rows
     versioning = versioning_state(client, bucket)
     with ExitStack() as cleanup:
@@ -41,6 +43,9 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
         stream = cleanup.enter_context(closing(connect()))
         lookup_conn = cleanup.enter_context(closing(connect()))
         purge_denied = jobs_db.delete_denied(lookup_conn, jobs_table) if purge_job_rows else None
+        completed_type = jobs_db.check_readable(lookup_conn, jobs_table)
+        if completed_type == "DATETIME":
+            policy = policy.for_zoneless_times()
         marks = jobs_db.spelling_marks(lookup_conn, jobs_table, key_prefix, bucket)  # the spellings worth asking for
         expired = ExpiredRowsWriter(run_dir, policy)  # always: it removes an earlier plan's rows
         progress = Progress(f"{found.reading} s3://{bucket}/{key_prefix} (retention plan)",
@@ -55,7 +60,7 @@ def plan_bucket(client: Any, connect: Callable[[], Any], run_dir: Any, *, bucket
             extra={"bucket": bucket, "trial_retention": trial_retention, "orphan_min_age_days": orphan_min_age_days,
                    "purge_job_rows": purge_job_rows, "include_versions": include_versions, "versioning": versioning,
                    "purge_denied": purge_denied, "versioning_note": versioning_note(versioning, include_versions),
-                   "source": source, "inventory": found.describe()},
+                   "source": source, "inventory": found.describe(), "completed_at_type": completed_type},
         )
     progress.finish()
     return summary

@@ -22,7 +22,7 @@ import calendar
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
@@ -108,6 +108,11 @@ def parse_duration(text: str) -> Duration:
 # ---------------------------------------------------------------------------------------- the rule
 
 
+#: How much later than its face value (read as UTC) a ``completedAt`` without a time zone can mean: the
+#: westernmost zone in use is UTC-12.
+ZONELESS_SLACK = timedelta(hours=12)
+
+
 @dataclass(frozen=True)
 class Policy:
     """The rule's parameters, fixed for a run by its logical time."""
@@ -128,7 +133,18 @@ class Policy:
         except OverflowError:
             raise ValueError(f"orphan_min_age_days {orphan_min_age_days} before {now.isoformat()} is before "
                              "year 1") from None
+        if trial_cutoff - datetime.min.replace(tzinfo=trial_cutoff.tzinfo) < ZONELESS_SLACK:  # refused here,
+            raise ValueError(f"trial_retention {trial_retention} before {now.isoformat()}, less {ZONELESS_SLACK} "
+                             "for a completedAt of no time zone, is before year 1")  # not in the middle of a plan
         return cls(now, trial_cutoff, orphan_cutoff)
+
+    def for_zoneless_times(self) -> Policy:
+        """This policy for a ``completedAt`` without a time zone (a ``DATETIME`` column): the value may have
+        been written in any zone, so a TRIAL job expires only once even the latest instant it can mean (its
+        face value written in UTC-12, :data:`ZONELESS_SLACK` after it read as UTC) is at the cutoff. Written in
+        UTC, it expires 12 hours late; written in local time (MySQL's ``NOW()`` in a non-UTC server), never early.
+        (:meth:`at` refuses a cutoff too close to year 1 for this.)"""
+        return replace(self, trial_cutoff=self.trial_cutoff - ZONELESS_SLACK)
 
 
 def check_days(days: float, name: str = "orphan_min_age_days") -> float:
@@ -628,6 +644,9 @@ def headline(summary: dict[str, Any]) -> str:
         f"{policy.get('orphan_cutoff')} are orphans. {summary.get('protected', {}).get('count', 0)} objects are "
         f"kept; {summary.get('unknown_type_rows', {}).get('count', 0)} job rows have an unknown type (kept)."
     )
+    if summary.get("completed_at_type") == "DATETIME":
+        text += (" completedAt is a DATETIME (no time zone): the cutoff is 12 hours earlier than the retention "
+                 "alone says, so that a time written in any zone expires late, never early.")
     by_cause = summary.get("protected", {}).get("by_cause", {})
     if by_cause.get("ambiguous"):
         text += (f" {by_cause['ambiguous']} files are ambiguous (a job row names them only loosely: under the "

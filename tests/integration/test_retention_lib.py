@@ -677,3 +677,54 @@ def test_a_whole_key_cut_inside_key_prefix_keeps_its_file(mysql_server, mysql_co
     assert planned == {}
     assert summary["protected"]["ambiguous_samples"] == [key_prefix + "abc.dat"]
     assert again == {key_prefix + "abc.dat": "ambiguous"}
+
+
+@pytest.mark.parametrize("column", ["DATETIME", "TIMESTAMP"])
+def test_a_completed_at_of_no_time_zone_expires_late_never_early(mysql_server, mysql_conn, s3, s3_server, bucket,
+                                                                 table, tmp_path, column):
+    """A DATETIME completedAt has no zone: an application that wrote MySQL's NOW() on a server in UTC-8 stored
+    a job completed at 10:00 UTC as 02:00, which read as UTC expired it 8 hours early. The plan moves the TRIAL
+    cutoff 12 hours back for such a column (the westernmost zone is UTC-12), and records that cutoff, so the
+    delete step's re-check and the purge decide by it too. A TIMESTAMP is an instant: no slack."""
+    from include.deletion.plan import PlanItem
+    from include.retention.plan import plan_bucket
+    from include.retention.policy import policy_of
+
+    cutoff = Policy.at(NOW, "P3M", 7).trial_cutoff  # 2019-03-03T00:00Z
+    cur = mysql_conn.cursor()
+    cur.execute(f"CREATE TABLE `{table}` (jobId VARCHAR(64) NOT NULL PRIMARY KEY, completedAt {column} NULL, "
+                "type VARCHAR(32) NULL, sourceData VARCHAR(255) NULL, KEY (sourceData)) CHARACTER SET utf8mb4")
+    cur.execute("SET time_zone = '+00:00'")
+    cur.executemany(f"INSERT INTO `{table}` VALUES (%s, %s, 'TRIAL', %s)", [
+        ("near", (cutoff - timedelta(hours=6)).replace(tzinfo=None), "near.dat"),  # expired only if read as UTC
+        ("far", (cutoff - timedelta(hours=13)).replace(tzinfo=None), "far.dat"),  # expired in every zone
+    ])
+    mysql_conn.commit()
+    s3_server.control("POST", "seed", {"bucket": bucket, "objects": [
+        {"key": k, "size": 1, "last_modified": OLD} for k in ("near.dat", "far.dat")]})
+    summary = plan_bucket(s3, lambda: conn_for(mysql_server), tmp_path, bucket=bucket, key_prefix="", jobs_table=table,
+                          policy=Policy.at(NOW, "P3M", 7), source="listing", include_versions=False,
+                          allow_empty_jobs=False, trial_retention="P3M", orphan_min_age_days=7, purge_job_rows=True)
+    planned = sorted(json.loads(line)["key"] for c in summary["chunks"]
+                     for line in (tmp_path / "plan" / f"{c}.jsonl").read_text().splitlines())
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    conn = conn_for(mysql_server)
+    try:
+        rechecked = make_recheck(lambda names: jobs_db.rows_for_names(conn, table, names), "", policy_of(plan),
+                                 bucket=bucket)([PlanItem(k, 1, "trial_expired") for k in ("near.dat", "far.dat")])
+        purged = jobs_db.purge_planned_rows(conn, table, planned_rows(tmp_path, summary["expired_trial_rows_files"]),
+                                            policy_of(plan))
+    finally:
+        conn.close()
+    cur.execute(f"SELECT jobId FROM `{table}` ORDER BY jobId")
+    left = [r[0] for r in cur.fetchall()]
+    if column == "DATETIME":
+        assert planned == ["far.dat"] and summary["protected"]["by_cause"]["trial_recent"] == 1
+        assert policy_of(plan).trial_cutoff == cutoff - timedelta(hours=12)
+        assert "DATETIME (no time zone)" in summary["headline"]
+        assert rechecked == {"near.dat": "trial_recent"}  # the re-check keeps what the plan kept
+        assert purged["deleted"] == 1 and left == ["near"]
+    else:
+        assert planned == ["far.dat", "near.dat"] and policy_of(plan).trial_cutoff == cutoff
+        assert "DATETIME" not in summary["headline"]
+        assert rechecked == {} and purged["deleted"] == 2 and left == []

@@ -15,6 +15,7 @@ from include.retention.policy import (
     JobRow,
     OrderError,
     Policy,
+    classify_job,
     parse_duration,
     plan_retention,
     protected_now,
@@ -133,11 +134,22 @@ def test_durations_the_dag_refuses_are_refused_here_too(text):
     (datetime(1800, 1, 1, tzinfo=UTC), "P999Y9999M", 7),  # months alone (1,832 years)
     (datetime(1, 1, 1, tzinfo=UTC), "PT1S", 0),  # the day count (timedelta) part
     (datetime(1, 1, 1, tzinfo=UTC), "P0D", 1),  # the orphan cutoff
+    (datetime(1, 1, 1, 11, 59, tzinfo=UTC), "P0D", 0),  # the cutoff less 12 hours for a DATETIME completedAt
 ])
 def test_a_cutoff_before_year_1_is_refused_not_an_overflow(now, text, days):
     assert _dag_accepts("trial_retention", text)
     with pytest.raises(ValueError, match="before year 1"):
         Policy.at(now, text, days)
+
+
+def test_a_completed_at_of_no_time_zone_moves_the_trial_cutoff_12_hours_back_and_nothing_else():
+    policy = Policy.at(datetime(1, 1, 1, 12, tzinfo=UTC), "P0D", 0)  # the earliest time it can be done for
+    zoneless = policy.for_zoneless_times()
+    assert zoneless.trial_cutoff == datetime(1, 1, 1, tzinfo=UTC)
+    assert (zoneless.now, zoneless.orphan_cutoff) == (policy.now, policy.orphan_cutoff)
+    late = datetime(1, 1, 1, 6, tzinfo=UTC)  # before the cutoff read as UTC; after it in a zone west of UTC-6
+    assert classify_job("TRIAL", late, policy) == "trial_expired"
+    assert classify_job("TRIAL", late, zoneless) == "trial_recent"
 
 
 @pytest.mark.parametrize("limit", ["-1", "x"])
