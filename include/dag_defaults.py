@@ -201,38 +201,53 @@ def _report_mark(message: Any, generation: int) -> Any:
     return _marks_folder() / f"{dedupe_key(message)}.{generation}.json"
 
 
-def _last_generation(message: Any) -> int | None:
-    """The generation of the newest report mark of this failure (None: never reported, or forgotten by
-    housekeeping). An error of the store itself is raised."""
+def _generations(message: Any) -> set[int]:
+    """The generations of the report marks of this failure there are now (empty: never reported, or forgotten
+    by housekeeping). An error of the store itself is raised."""
     import re
 
     from include.core import artifacts
     from include.core.notify import dedupe_key
 
     name = re.compile(re.escape(dedupe_key(message)) + r"\.(\d{1,18})\.json")
-    found = [int(m.group(1)) for n in artifacts.names_in(_marks_folder()) if (m := name.fullmatch(n))]
-    return max(found, default=None)
+    return {int(m.group(1)) for n in artifacts.names_in(_marks_folder()) if (m := name.fullmatch(n))}
+
+
+def _mark_bytes(path: Any) -> bytes | None:
+    """The report mark at ``path`` as stored, None when there is none. An error of the store itself is raised."""
+    from include.core import artifacts
+
+    try:
+        return artifacts.read_bytes(path)
+    except FileNotFoundError:
+        return None
 
 
 def _mark(path: Any) -> dict[str, Any] | None:
     """The report mark at ``path``, or None when there is none or it does not read as one (edited by hand).
     An error of the store itself is raised."""
-    from include.core import artifacts
+    import json
 
+    data = _mark_bytes(path)
     try:
-        mark = artifacts.read_json(path) if artifacts.exists(path) else None
+        mark = json.loads(data) if data is not None else None
     except ValueError:
         return None
     return mark if isinstance(mark, dict) else None
 
 
-def _sent_at(path: Any) -> float | None:
-    """When the failure marked at ``path`` was claimed; None when there is no mark or it does not read as one.
-    An error of the store itself is raised: the caller cannot tell, and sends."""
+def _sent_at(data: bytes | None) -> float | None:
+    """When the failure marked by ``data`` was claimed; None when there is no mark or it does not read as one."""
+    import json
+
     try:
-        return float((_mark(path) or {})["sent_at"])
+        return float(json.loads(data or b"")["sent_at"])
     except (KeyError, ValueError, TypeError):
         return None
+
+
+#: how often a claim starts again when housekeeping forgot the chain under it; then it sends unclaimed
+CLAIM_ATTEMPTS = 3
 
 
 def _claim_report(message: Any) -> tuple[bool, Any]:
@@ -245,7 +260,14 @@ def _claim_report(message: Any) -> tuple[bool, Any]:
     back; one that read an older mark loses too (the next generation was created since: a report under way).
     No clock slots: tasks failing together on either side of any boundary send one message, and the window
     runs from the last report. When the store cannot tell, the failure is sent: a repeated message beats a
-    lost one."""
+    lost one.
+
+    Housekeeping forgets marks older than two days, the newest too, at any moment: a task that read mark n
+    before it went and one that found no mark after would create n + 1 and 0, different names, and both send.
+    So a claim of n + 1 holds only if mark n is still the very mark it read (same bytes: a new chain's 0 is not
+    the 0 read); otherwise it is withdrawn and taken again, contending on the same name as every task that
+    found the chain gone. A claim of 0 needs no such check: whoever found no mark listed after mark n went,
+    so after any n + 1 whose check found n still there."""
     import json
     import time
     import uuid
@@ -256,17 +278,22 @@ def _claim_report(message: Any) -> tuple[bool, Any]:
     window = FAILURE_REPEAT_AFTER.total_seconds()
 
     def claim() -> tuple[bool, Any]:
-        last = _last_generation(message)
-        sent_at = None if last is None else _sent_at(_report_mark(message, last))
-        now = time.time()  # after the read: a mark written meanwhile is not "from the future"
-        if not should_send(message, sent_at, now, window):
-            return False, None
-        path = _report_mark(message, 0 if last is None else last + 1)
-        token = uuid.uuid4().hex  # a retried conditional PUT whose first try landed answers 412: ours all the same
-        mark = json.dumps({"sent_at": now, "subject": message.subject, "token": token}).encode()
-        if artifacts.create_exclusive(path, mark) or _holds_token(path, token):
-            return True, path
-        return False, None
+        for _ in range(CLAIM_ATTEMPTS):
+            last = max(_generations(message), default=None)
+            read = None if last is None else _mark_bytes(_report_mark(message, last))
+            now = time.time()  # after the read: a mark written meanwhile is not "from the future"
+            if not should_send(message, _sent_at(read), now, window):
+                return False, None
+            path = _report_mark(message, 0 if last is None else last + 1)
+            token = uuid.uuid4().hex  # a retried conditional PUT whose first try landed answers 412: ours all the same
+            mark = json.dumps({"sent_at": now, "subject": message.subject, "token": token}).encode()
+            if not (artifacts.create_exclusive(path, mark) or _holds_token(path, token)):
+                return False, None
+            if last is None or (read is not None and _mark_bytes(_report_mark(message, last)) == read):
+                return True, path
+            log.info("the report marks of this failure were forgotten while it was claimed: claiming it again")
+            artifacts.remove(path)
+        return True, None
 
     return _best_effort("tell whether this failure was reported lately (it is sent)", claim, (True, None))
 

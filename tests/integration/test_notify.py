@@ -428,3 +428,47 @@ def test_the_report_marks_of_one_failure_on_an_s3_store_follow_each_other(s3, ma
     assert fail_at(boundary + window + 3, "r4") == 2
     marks = sorted(p.name for p in (artifacts.artifact_root() / "_notifications").iterdir())
     assert [m.rsplit(".", 2)[1] for m in marks] == ["0", "1"]
+
+
+def test_a_chain_forgotten_while_two_tasks_claim_on_an_s3_store_mails_once(s3, s3_server, mailbox, monkeypatch):
+    """On an s3:// root (conditional PUTs, fresh listings): housekeeping forgets a failure's two-day-old
+    mark after task A read it; B finds no mark; A creates mark 1, B mark 0, then A looks back. Both mailed."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from include.core import artifacts
+    from include.dag_defaults import DeploymentNotifier
+    from tests.unit.test_failure_notifier import Steps, reported_days_ago
+
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    monkeypatch.setenv(artifacts.ROOT_ENV, f"s3://{bucket}/store")
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps({"notifications": ["ops@example.com"]}))
+
+    def fails(run_id: str) -> Any:
+        ti = _TI(dag_id="s3_upload", run_id=run_id, task_id="check", map_index=-1, try_number=1, xcoms={})
+        return lambda: DeploymentNotifier("failure")({"ti": ti, "exception": RuntimeError("3 file(s) failed")})
+
+    def age_marks() -> None:
+        old = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+        s3_server.control("POST", "touch", {"bucket": bucket, "prefix": "store/_notifications/", "last_modified": old})
+
+    reported_days_ago(fails("scheduled__r0"), age_marks, monkeypatch)
+    assert len(mailbox.wait_for(1, timeout=5)) == 1
+    steps = Steps(monkeypatch, ("A", "create", 1), ("A", "created", 1), ("B", "create", 1))
+    a = steps.start("A", fails("scheduled__a"))
+    steps.reach("A", "create")
+    from include.core.housekeeping import housekeep
+
+    assert housekeep(artifacts.artifact_root(), {})["notification_marks_removed"] == 1
+    b = steps.start("B", fails("scheduled__b"))
+    steps.reach("B", "create")
+    steps.go("A", "create")
+    steps.reach("A", "created")
+    steps.go("B", "create")
+    b.join()
+    steps.go("A", "created")
+    a.join()
+    assert len(mailbox.wait_for(9, timeout=0.5)) == 2  # three days ago, and once now
+    marks = [k["Key"] for k in s3.list_objects_v2(Bucket=bucket, Prefix="store/_notifications/").get("Contents", [])]
+    assert [m.rsplit(".", 2)[1] for m in marks] == ["0"]

@@ -260,3 +260,121 @@ def test_a_mark_another_task_is_still_writing_is_not_taken_for_this_ones(deliver
     monkeypatch.setattr(artifacts, "create_exclusive", created_not_written)
     _fail("s3_upload", "check", RuntimeError("3 file(s) failed"))
     assert delivered == []
+
+
+class Steps:
+    """Holds the named threads at the points a test names (before and after each exclusive create of a
+    report mark) and lets each go on in the order the test drives: no sleeps, the interleaving as written."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *holds: tuple[str, str, int]) -> None:
+        self.holds = {h: (threading.Event(), threading.Event()) for h in holds}
+        self.seen: dict[tuple[str, str], int] = {}
+        real = artifacts.create_exclusive
+
+        def stepped(path: Any, data: bytes) -> bool:
+            self._at("create")
+            created = real(path, data)
+            self._at("created")
+            return created
+        monkeypatch.setattr(artifacts, "create_exclusive", stepped)
+
+    def _at(self, point: str) -> None:
+        key = (threading.current_thread().name, point)
+        self.seen[key] = self.seen.get(key, 0) + 1
+        hold = self.holds.get((*key, self.seen[key]))
+        if hold is not None:
+            hold[0].set()
+            assert hold[1].wait(30), f"{key} was never let go"
+
+    def reach(self, name: str, point: str, n: int = 1) -> None:
+        assert self.holds[(name, point, n)][0].wait(30), f"{name} never reached {point} #{n}"
+
+    def go(self, name: str, point: str, n: int = 1) -> None:
+        self.holds[(name, point, n)][1].set()
+
+    @staticmethod
+    def start(name: str, action: Any) -> threading.Thread:
+        thread = threading.Thread(target=action, name=name)
+        thread.start()
+        return thread
+
+
+#: the real clock, for tests that set time.time
+_wall = time.time
+
+
+def reported_days_ago(report: Any, age_marks: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``report()`` once, three days ago: its mark says so, and is as old to housekeeping (``age_marks``)."""
+    with monkeypatch.context() as m:
+        m.setattr(time, "time", lambda: _wall() - 3 * 86_400)
+        report()
+    age_marks()
+
+
+def _age_local_marks() -> None:
+    import os
+
+    old = _wall() - 3 * 86_400
+    for mark in (artifacts.artifact_root() / "_notifications").iterdir():
+        os.utime(mark, (old, old))
+
+
+def _housekeep() -> int:
+    from include.core.housekeeping import housekeep
+
+    return int(housekeep(artifacts.artifact_root(), {})["notification_marks_removed"])
+
+
+def _upload_check_fails(run_id: str) -> Any:
+    return lambda: _fail("s3_upload", "check", RuntimeError("3 file(s) failed"), run_id=run_id)
+
+
+def test_a_chain_forgotten_between_a_read_and_a_claim_sends_once(delivered, monkeypatch):
+    """Housekeeping forgets the two-day-old mark 0 after A read it: B, failing next, finds no mark, claims 0
+    again and sends; A then created 1, a different name, and sent too."""
+    reported_days_ago(_upload_check_fails("scheduled__r0"), _age_local_marks, monkeypatch)
+    steps = Steps(monkeypatch, ("A", "create", 1))
+    a = steps.start("A", _upload_check_fails("scheduled__a"))
+    steps.reach("A", "create")  # A read mark 0, three days old: it will send
+    assert _housekeep() == 1
+    steps.start("B", _upload_check_fails("scheduled__b")).join()  # no mark: B claims 0 and sends
+    steps.go("A", "create")
+    a.join()
+    assert len(delivered) == 2  # the report three days ago, and one now
+
+
+def test_a_chain_forgotten_while_both_claim_sends_once(delivered, monkeypatch):
+    """B lists after the chain was forgotten, A creates 1, B creates 0, then A looks back: one message."""
+    reported_days_ago(_upload_check_fails("scheduled__r0"), _age_local_marks, monkeypatch)
+    steps = Steps(monkeypatch, ("A", "create", 1), ("A", "created", 1), ("B", "create", 1))
+    a = steps.start("A", _upload_check_fails("scheduled__a"))
+    steps.reach("A", "create")
+    assert _housekeep() == 1
+    b = steps.start("B", _upload_check_fails("scheduled__b"))
+    steps.reach("B", "create")  # B found no mark
+    steps.go("A", "create")
+    steps.reach("A", "created")  # A holds mark 1
+    steps.go("B", "create")
+    b.join()  # B holds mark 0 and sent
+    steps.go("A", "created")
+    a.join()
+    assert len(delivered) == 2
+    names = sorted(p.name.rsplit(".", 2)[1] for p in (artifacts.artifact_root() / "_notifications").iterdir())
+    assert names == ["0"]  # A withdrew its mark: the chain goes on from B's
+
+
+def test_a_chain_forgotten_after_a_claim_sends_once(delivered, monkeypatch):
+    """A created mark 1, then housekeeping forgot mark 0: B sees A's fresh mark and stands back; A, finding
+    its predecessor gone, claims again (mark 0) and sends: one message, the chain starting afresh."""
+    reported_days_ago(_upload_check_fails("scheduled__r0"), _age_local_marks, monkeypatch)
+    steps = Steps(monkeypatch, ("A", "created", 1))
+    a = steps.start("A", _upload_check_fails("scheduled__a"))
+    steps.reach("A", "created")
+    assert _housekeep() == 1
+    steps.start("B", _upload_check_fails("scheduled__b")).join()
+    assert len(delivered) == 1  # B stood back behind A's claim
+    steps.go("A", "created")
+    a.join()
+    assert len(delivered) == 2
+    _fail("s3_upload", "check", RuntimeError("3 file(s) failed"), run_id="scheduled__c")
+    assert len(delivered) == 2  # the new chain holds the next failure back
