@@ -383,6 +383,69 @@ NOTIFIED_FILE = "approval_notified.json"
 TASK_RESULTS_DIR = "task_results"
 #: where a run planned again after it deleted keeps the earlier plan's record, one folder per plan id
 EARLIER_DIR = "earlier"
+#: the chunk audits of a deleting run (include.deletion.plan); moved last with the task results
+AUDIT_DIR = "audit"
+#: in ``earlier/``: the destination of a record move under way, written before the first file moves and
+#: removed after the last, so whoever finds it (the plan task again, or housekeeping) finishes the move
+EARLIER_MOVE_FILE = "moving.json"
+#: what stays in place when a run's record moves to ``earlier/``: its settings (written afresh) and the
+#: earlier records
+STAYS_IN_PLACE = ("settings.json", EARLIER_DIR)
+_EARLIER_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def earlier_name(plan_id: str) -> str:
+    """The folder under ``earlier/`` for the record of ``plan_id`` (a name that cannot be ``moving.json``)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", plan_id) or "unknown-plan"
+
+
+def move_record_to_earlier(run_dir: ArtifactPath, name: str) -> ArtifactPath:
+    """Move the run folder's record (everything but :data:`STAYS_IN_PLACE`) to ``earlier/<name>/``, file by
+    file (copy, then remove; the chunk audits and task results last). The destination is noted first
+    (:data:`EARLIER_MOVE_FILE`): an interrupted move is finished by :func:`finish_earlier_move` into the
+    same folder, whoever calls it, so no file is left at the top or kept twice. A move under way to another
+    folder is finished first. Returns the destination."""
+    note = run_dir / EARLIER_DIR / EARLIER_MOVE_FILE
+    if not exists(note):
+        if not _EARLIER_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} cannot name a folder of {EARLIER_DIR}/")
+        write_bytes(note, json.dumps({"to": name}).encode())
+    dest = finish_earlier_move(run_dir)
+    assert dest is not None  # noted above
+    return dest
+
+
+def finish_earlier_move(run_dir: ArtifactPath) -> ArtifactPath | None:
+    """Finish the record move under way in ``run_dir`` (None: there is none). A note that does not name a
+    folder raises ``ValueError`` naming it, and nothing moves: what it meant is unknown."""
+    note = run_dir / EARLIER_DIR / EARLIER_MOVE_FILE
+    try:
+        to = json.loads(read_bytes(note)).get("to")
+    except FileNotFoundError:
+        return None
+    except (ValueError, AttributeError):
+        to = None
+    if not isinstance(to, str) or not _EARLIER_NAME.fullmatch(to):
+        raise ValueError(f"{uri(note)} does not name the folder a record was being moved to: the move was not "
+                         "finished; move the run's files into the right earlier/<plan id>/ folder and remove the note")
+    dest = run_dir / EARLIER_DIR / to
+    base = str(run_dir).rstrip("/") + "/"  # relative_to cannot be printed on an s3:// ObjectStoragePath
+    children = [c for c in run_dir.iterdir() if c.name not in STAYS_IN_PLACE]
+    for child in sorted(children, key=lambda c: (c.name in (AUDIT_DIR, TASK_RESULTS_DIR), c.name)):
+        files = [child] if not child.is_dir() else sorted((p for p in child.rglob("*") if not p.is_dir()), key=str)
+        for path in files:
+            if not str(path).startswith(base):  # never flatten two folders' files onto one name
+                raise ValueError(f"cannot tell where {path} lies in {base}: the record was not moved")
+            try:
+                data = read_bytes(path)
+            except FileNotFoundError:  # moved by another caller finishing the same move
+                continue
+            write_bytes(dest / str(path)[len(base):], data)
+            remove(path)
+        if child.is_dir():
+            remove_empty_folder(child)
+    remove(note)
+    return dest
 #: The DAGs that write run folders under the root (``<root>/<dag_id>/<run_id>/``): what housekeeping prunes.
 DAG_FOLDERS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup", "s3ops_housekeeping")
 INDEX_DIR = "_index"

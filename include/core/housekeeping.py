@@ -46,6 +46,8 @@ KEEP_WITH_AUDIT = ("audit.json", "plan.json", "audit/", "task_results/", "expire
 #: of anything, and a daily run would store the whole expired set again every day for 400 days)
 KEEP_ONLY_WITH = {"expired_trial_rows/": "task_results/purge_job_rows.json"}
 NOTIFICATIONS_DIR = "_notifications"
+#: a record move to earlier/ under way (:func:`include.core.artifacts.move_record_to_earlier`)
+MOVE_NOTE = f"{EARLIER}{artifacts.EARLIER_MOVE_FILE}"
 #: a run folder holding none of these was not written by s3ops: never pruned
 S3OPS_RUN_FILES = frozenset({"settings.json", "plan.json", "audit.json", "scan.json", "summary.json", "buckets.json",
                              "report.json", "approval_request.json", "guard.json"})
@@ -100,15 +102,16 @@ def retention_from(artifact_days: Any, audit_days: Any, where: str) -> Retention
     return Retention(artifact, max(audit, artifact))
 
 
-def _run_files(root: ArtifactPath, dag_id: str) -> dict[str, dict[str, float]]:
-    """``{run_id: {file path relative to the run folder: mtime}}`` for every run folder of ``dag_id``."""
+def _run_files(root: ArtifactPath, dag_id: str, only: str | None = None) -> dict[str, dict[str, float]]:
+    """``{run_id: {file path relative to the run folder: mtime}}`` for every run folder of ``dag_id`` (``only``:
+    for that run folder alone)."""
     base = root / dag_id
     runs: dict[str, dict[str, float]] = {}
     if isinstance(base, Path):
         if not base.is_dir():
             return runs
         for run in os.scandir(base):
-            if not run.is_dir(follow_symlinks=False):
+            if not run.is_dir(follow_symlinks=False) or only not in (None, run.name):
                 continue
             files = runs.setdefault(run.name, {})
             for folder, _, names in os.walk(run.path):
@@ -120,7 +123,7 @@ def _run_files(root: ArtifactPath, dag_id: str) -> dict[str, dict[str, float]]:
                         continue
         return runs
     prefix = base.path.rstrip("/") + "/"
-    for key, info in base.fs.find(prefix, detail=True).items():
+    for key, info in base.fs.find(prefix + (f"{only}/" if only is not None else ""), detail=True).items():
         run_id, _, rel = key[len(prefix):].partition("/")
         if not rel:
             continue
@@ -157,10 +160,28 @@ def prune_dag(root: ArtifactPath, dag_id: str, retention: Retention, now: dateti
     audit_cutoff = (now - timedelta(days=retention.audit_days)).timestamp()
     pending_cutoff = (now - timedelta(days=PENDING_APPROVAL_DAYS)).timestamp()
     result: dict[str, Any] = {"dag_id": dag_id, "runs_removed": 0, "runs_trimmed": 0, "files_removed": 0, "runs_kept": 0,
-                              "index_periods_changed": 0, "unknown_folders_kept": []}
+                              "index_periods_changed": 0, "unknown_folders_kept": [], "record_moves_finished": [],
+                              "unfinished_record_moves_kept": []}
     removed: set[str] = set()
     for run_id, files in sorted((run_files if run_files is not None else _run_files(root, dag_id)).items()):
         newest = max(files.values(), default=0.0)
+        if MOVE_NOTE in files and newest < artifact_cutoff:
+            # A record move to earlier/ that stopped half way and was never resumed (its plan task killed, the
+            # run given up): finished first, so the record is kept whole, not pruned by halves (the rows of a
+            # purge in earlier/, its result still at the top). Untouched for a day at least: no task is moving it.
+            if dry_run:
+                result["record_moves_finished"].append(run_id)
+                result["runs_kept"] += 1
+                continue
+            try:
+                artifacts.finish_earlier_move(root / dag_id / run_id)
+            except ValueError as exc:  # what the note meant is unknown: the run folder is kept as it is
+                result["unfinished_record_moves_kept"].append(f"{run_id}: {exc}")
+                result["runs_kept"] += 1
+                continue
+            result["record_moves_finished"].append(run_id)
+            files = _run_files(root, dag_id, only=run_id).get(run_id, {})
+            newest = max(files.values(), default=0.0)
         if not S3OPS_RUN_FILES & set(files):
             result["unknown_folders_kept"].append(run_id)
             continue

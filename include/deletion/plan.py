@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 PLAN_FILE = artifacts.PLAN_FILE
 AUDIT_FILE = "audit.json"
 PLAN_DIR = "plan"
-AUDIT_DIR = "audit"
+AUDIT_DIR = artifacts.AUDIT_DIR
 TASK_RESULTS_DIR = artifacts.TASK_RESULTS_DIR
 _CHUNK_NAME = re.compile(r"^[0-9]{5,}$")
 
@@ -214,43 +214,30 @@ def refuse_after_deletions(run_dir: Any, what: str) -> None:
                              "under earlier/), or trigger a new run")
 
 
-EARLIER_DIR = artifacts.EARLIER_DIR
-#: what stays in place when a run is planned again: the run's settings (written afresh) and the earlier records
-_NOT_RECORD = ("settings.json", EARLIER_DIR)
-
-
 def keep_earlier_record(run_dir: Any) -> str | None:
     """Before a run that deleted is planned again (a rerun, a backfill that reprocesses its date, a cleared
     plan task), move its record (plan, approval, chunk audits, audit, task results) to
     ``earlier/<plan id>/``, so what was deleted, and under whose approval, is never overwritten. Returns
-    that folder's URI, or None when nothing was deleted. Moves file by file (copy, then remove), the
-    deletion records last: interrupted, the next attempt goes on into the same folder."""
+    that folder's URI, or None when nothing was deleted. A move an earlier attempt began is finished first
+    (:func:`include.core.artifacts.move_record_to_earlier`), whatever is left of it at the top."""
+    unfinished = artifacts.finish_earlier_move(run_dir)
     found = recorded_deletions(run_dir)
     if not found:
-        return None
+        if unfinished is not None:
+            log.info("this run deleted before: its record is kept in %s", artifacts.uri(unfinished))
+        return None if unfinished is None else str(artifacts.uri(unfinished))
+    # An error of the store is raised, not taken for "no plan id": the folder's name is noted for good below.
     plan_id = ""
     if artifacts.exists(run_dir / PLAN_FILE):
-        with suppress(OSError, ValueError):
+        with suppress(ValueError, AttributeError):
             plan_id = str(artifacts.read_json(run_dir / PLAN_FILE).get("plan_id") or "")
-    if not plan_id:  # plan.json already moved by an interrupted attempt: the records name the plan too
+    if not plan_id:  # plan.json already moved by an interrupted attempt of a version without the note
         for rel in found:
-            with suppress(OSError, ValueError, AttributeError):
+            with suppress(ValueError, AttributeError):
                 plan_id = str(artifacts.read_json(run_dir / rel).get("plan_id") or "")
             if plan_id:
                 break
-    dest = run_dir / EARLIER_DIR / (re.sub(r"[^A-Za-z0-9_-]", "_", plan_id) or "unknown-plan")
-    last = {AUDIT_DIR, TASK_RESULTS_DIR}
-    base = str(run_dir).rstrip("/") + "/"  # relative_to cannot be printed on an s3:// ObjectStoragePath
-    children = [c for c in run_dir.iterdir() if c.name not in _NOT_RECORD]
-    for child in sorted(children, key=lambda c: (c.name in last, c.name)):
-        files = [child] if not child.is_dir() else sorted((p for p in child.rglob("*") if not p.is_dir()), key=str)
-        for path in files:
-            if not str(path).startswith(base):  # never flatten two folders' files onto one name
-                raise ValueError(f"cannot tell where {path} lies in {base}: the record was not moved")
-            artifacts.write_bytes(dest / str(path)[len(base):], artifacts.read_bytes(path))
-            path.unlink()
-        if child.is_dir():
-            artifacts.remove_empty_folder(child)
+    dest = artifacts.move_record_to_earlier(run_dir, artifacts.earlier_name(plan_id))
     log.info("this run deleted before: its record is kept in %s", artifacts.uri(dest))
     return str(artifacts.uri(dest))
 

@@ -3,6 +3,7 @@ Airflow's ObjectStoragePath and the aws_default connection)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -104,3 +105,39 @@ def test_the_uis_bounded_read_on_an_s3_root(s3, s3_server, monkeypatch):
     view = views.storage_view(root)
     assert [b["name"] for b in view["latest"]["buckets"]] == ["a"]
     assert any("too large to read" in f for f in view["flags"])
+
+
+def test_a_record_move_given_up_half_way_on_an_s3_root_is_finished_not_pruned_by_halves(s3, s3_server, monkeypatch):
+    """Stopped just before the purge's result moved, and never planned again: housekeeping pruned the rows
+    moved to earlier/ as rows of no purge (their purge's result was still at the top)."""
+    from include.deletion.plan import keep_earlier_record
+    from tests.unit.test_deletion import DELETED_AND_PURGED, Interrupted
+
+    bucket = f"artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    monkeypatch.setenv(artifacts.ROOT_ENV, f"s3://{bucket}/store")
+    run = artifacts.run_dir("s3_retention", "r1")
+    for rel, doc in {**DELETED_AND_PURGED, "settings.json": {}}.items():
+        artifacts.write_bytes(run / rel, json.dumps(doc).encode())
+    before = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in _keys(s3, bucket)}
+    read, reads = artifacts.read_bytes, []
+
+    def stopped_before_the_purge_result_moves(path):
+        reads.append(str(path))
+        if str(path).endswith("task_results/purge_job_rows.json") and reads.count(str(path)) == 2:
+            raise Interrupted("the worker was lost")  # the first read: recorded_deletions; the second: the move
+        return read(path)
+    with monkeypatch.context() as m:
+        m.setattr(artifacts, "read_bytes", stopped_before_the_purge_result_moves)
+        with pytest.raises(Interrupted):
+            keep_earlier_record(run)
+    assert "store/s3_retention/r1/earlier/p1/expired_trial_rows/00000.jsonl" in _keys(s3, bucket)
+
+    now = datetime.now(UTC)
+    report = housekeeping.housekeep(artifacts.artifact_root(), {}, now=now + timedelta(days=31))
+    assert report["dags"][0]["record_moves_finished"] == ["r1"]
+    housekeeping.housekeep(artifacts.artifact_root(), {}, now=now + timedelta(days=62))  # trimmed
+    left = {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in _keys(s3, bucket)
+            if k.startswith("store/s3_retention/")}
+    assert left == {k.replace("/r1/", "/r1/earlier/p1/"): v for k, v in before.items()
+                    if k.startswith("store/s3_retention/") and not k.endswith("settings.json")}

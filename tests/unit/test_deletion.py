@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -151,6 +152,111 @@ def test_a_folder_that_records_deletions_keeps_that_record_when_planned_again(tm
     assert moved == {k: v for k, v in before.items() if str(k) != "settings.json"}
     assert (tmp_path / "settings.json").exists() and recorded_deletions(tmp_path) == []
     assert json.loads((tmp_path / "plan.json").read_text())["plan_id"] != "p1"
+
+
+class Interrupted(Exception):
+    """The process stopped here (a kill, a lost worker): nothing after it runs."""
+
+
+#: a retention run that deleted (audit/00000) and whose purge ran (and purged nothing): its whole record
+DELETED_AND_PURGED = {
+    "plan.json": {"plan_id": "p1", "chunks": ["00000", "00001"]}, "approval.json": {"approved_by": "ann"},
+    "audit.json": {"plan_id": "p1", "outcome": "deleted"}, "plan/00000.jsonl": {"key": "k"},
+    "audit/00000.json": {"plan_id": "p1", "deleted": [{"key": "k"}]}, "audit/00001.json": {"plan_id": "p1", "deleted": []},
+    "expired_trial_rows/00000.jsonl": {"jobId": "j1"}, "task_results/purge_job_rows.json": {"plan_id": "p1", "deleted": 0},
+}
+
+
+def _files(folder: Any) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int) -> list[int]:
+    """Make the ``step``-th read, write or removal of the artifact store stop the process; returns the count."""
+    from include.core import artifacts
+
+    count = [0]
+    for name in ("read_bytes", "write_bytes", "remove"):
+        real = getattr(artifacts, name)
+
+        def stepped(*args: Any, _real: Any = real) -> Any:
+            count[0] += 1
+            if count[0] == step:
+                raise Interrupted(f"stopped at step {step}")
+            return _real(*args)
+        monkeypatch.setattr(artifacts, name, stepped)
+    return count
+
+
+@pytest.mark.parametrize("then", ["planned again", "given up, then housekeeping"])
+def test_a_record_move_stopped_at_any_step_is_finished_by_whoever_comes_next(tmp_path, monkeypatch, then):
+    """The move to earlier/ went file by file with the deletion records last, and went on only while deletions
+    were left at the top. Stopped after the last of them moved, the next plan left the rest at the top; given
+    up, housekeeping pruned the moved purge's rows (its result still at the top) as rows of no purge."""
+    from datetime import UTC, datetime, timedelta
+
+    from include.core.housekeeping import housekeep
+    from include.deletion.plan import keep_earlier_record
+
+    step = 0
+    while True:
+        step += 1
+        root = tmp_path / f"step{step}"
+        run = root / "s3_retention" / "r1"
+        for rel, doc in {**DELETED_AND_PURGED, "settings.json": {}}.items():
+            (run / rel).parent.mkdir(parents=True, exist_ok=True)
+            (run / rel).write_text(json.dumps(doc))
+        record = {k: v for k, v in _files(run).items() if k != "settings.json"}
+        with monkeypatch.context() as m:
+            count = _interrupt_at(m, step)
+            try:
+                keep_earlier_record(run)
+                done = True
+            except Interrupted:
+                done = False
+        if then == "planned again":
+            keep_earlier_record(run)
+            assert _files(run / "earlier" / "p1") == record, f"step {step}"
+            assert set(_files(run)) == {"settings.json", *(f"earlier/p1/{k}" for k in record)}, f"step {step}"
+        else:
+            now = datetime.now(UTC)
+            for later in (31, 62):  # past the artifact retention: finished (a fresh write), then trimmed
+                housekeep(root, {}, now=now + timedelta(days=later))
+            left = _files(run)
+            moved = {k for k in left if k.startswith("earlier/p1/")}
+            if moved or any(k.startswith("earlier/") for k in left):  # the move had begun: all of it, once
+                assert left == {f"earlier/p1/{k}": v for k, v in record.items()}, f"step {step}"
+            else:  # it had not: the record as a run that was never planned again keeps it
+                assert left == {k: v for k, v in record.items() if not k.startswith(("plan/", "approval"))}, step
+        if done:
+            break
+    assert step > len(record) * 3  # every read, write and removal of the move was a stopping point
+    assert count[0] == step - 1
+
+
+@pytest.mark.parametrize("note", [b'{"to": "../../elsewhere"}', b'{"to": "moving.json"}', b'{"to": ""}', b"[1]",
+                                  b"{not json", b'{"to": ["p1"]}'])
+def test_a_record_move_whose_note_names_no_folder_is_left_as_it_is_and_named(tmp_path, note):
+    """What a damaged note meant is unknown: the plan task fails naming it, housekeeping keeps the folder."""
+    from datetime import UTC, datetime, timedelta
+
+    from include.core.housekeeping import housekeep
+    from include.deletion.plan import keep_earlier_record
+
+    run = tmp_path / "s3_retention" / "r1"
+    for rel, doc in DELETED_AND_PURGED.items():
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text(json.dumps(doc))
+    (run / "earlier").mkdir()
+    (run / "earlier" / "moving.json").write_bytes(note)
+    before = _files(run)
+    with pytest.raises(ValueError, match=r"moving\.json does not name the folder"):
+        keep_earlier_record(run)
+    report = housekeep(tmp_path, {}, now=datetime.now(UTC) + timedelta(days=450))
+    assert _files(run) == before
+    assert [d["unfinished_record_moves_kept"] for d in report["dags"]] == [
+        [f"r1: {run / 'earlier' / 'moving.json'} does not name the folder a record was being moved to: the move was "
+         "not finished; move the run's files into the right earlier/<plan id>/ folder and remove the note"]]
 
 
 def test_asking_again_after_deletions_is_refused(tmp_path):
