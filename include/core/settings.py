@@ -89,6 +89,8 @@ class Setting:
     title: str
     description: str
     form: bool = True  # shown in the trigger form as a param; False = deployment setting only
+    #: False: a run's param only, never a key of the Variable (a value that means something for one run alone)
+    variable: bool = True
     #: a check beyond JSON schema (raises ValueError with the reason); e.g. the notification targets' parser
     extra_check: Callable[[Any, str], object] | None = None
     #: a safety setting a run's param may only make stricter than the deployment's value (see :data:`TIGHTEN`)
@@ -301,6 +303,9 @@ class Settings:
         if unknown:
             raise SettingsError(f"the Airflow Variable {self.variable!r} has unknown keys {unknown}; "
                                 f"known: {', '.join(self.names)} (see docs/configuration.md)")
+        if per_run := sorted(k for k in raw if not self[k].variable):
+            raise SettingsError(f"the Airflow Variable {self.variable!r} sets {_shown_keys(per_run)}, which only a "
+                                "run's param may set (it means something for one run alone; see docs/configuration.md)")
         values = dict(raw)
         for name, value in values.items():
             if value is not None:
@@ -366,11 +371,12 @@ class Settings:
     def _pinned(self, from_variable: Mapping[str, Any]) -> set[str]:
         """The Variable's ``pinned`` names, each a setting a run could otherwise set (a typo would pin nothing)."""
         pinned = set(from_variable.get(PINNED.name) or ())
-        form = {s.name for s in self.entries if s.form}
+        form = {s.name for s in self.entries if s.form and s.variable}  # a param-only setting has no value to pin
         if stray := sorted(pinned - form):
             raise SettingsError(
                 f"key 'pinned' of the Airflow Variable {self.variable!r} names {_shown_keys(stray)}, which "
-                f"{'is' if len(stray) == 1 else 'are'} no setting a run may set; those are: {', '.join(sorted(form))}")
+                f"{'is' if len(stray) == 1 else 'are'} no setting a run may set and the Variable may pin; those are: "
+                f"{', '.join(sorted(form))}")
         return pinned
 
     def where(self, name: str, source: str) -> str:
@@ -445,7 +451,8 @@ def markdown_table(all_settings: Iterable[Settings]) -> str:
     for settings in all_settings:
         for s in settings.entries:
             param = f"`{s.name}`" if s.form else "— (Variable only)"
+            key = f"`{settings.variable}`.`{s.name}`" if s.variable else "— (param only)"
             default = _describe(s.default).replace("|", "\\|")
             text = s.description.replace("|", "\\|")
-            rows.append(f"| `{settings.dag_id}` | {param} | `{settings.variable}`.`{s.name}` | `{default}` | {text} |")
+            rows.append(f"| `{settings.dag_id}` | {param} | {key} | `{default}` | {text} |")
     return "\n".join(rows)

@@ -40,3 +40,24 @@ def logical_now(context: Mapping[str, Any]) -> datetime:
     run_after = context["dag_run"].run_after
     moment = utc(context.get("logical_date") or run_after)
     return min(moment, utc(run_after)) if run_after is not None else moment
+
+
+def given_time(text: str, what: str) -> datetime:
+    """A time typed by a person (ISO 8601; without an offset, UTC); ``ValueError`` naming ``what`` otherwise."""
+    try:
+        return parse_time(text)
+    except (ValueError, OverflowError) as exc:  # Overflow: 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"{what} {text[:64]!r} is not an ISO 8601 time such as 2026-11-30T00:00:00Z") from exc
+
+
+def decided_as_of(logical: datetime, given: str | None, what: str = "now") -> datetime:
+    """The time a run decides at: ``given`` (:func:`given_time`) or, when None, its logical time ``logical``.
+    Never later: a later time would make more old enough to delete than the run's own time does, so it is
+    refused (``ValueError`` naming ``what``); an earlier one only keeps more."""
+    if given is None:
+        return logical
+    at = given_time(given, what)
+    if at > logical:
+        raise ValueError(f"{what} = {given[:64]!r} is later than the run's logical time "
+                         f"{format_time(logical, 'seconds')}: a run decides as of its own time or an earlier one")
+    return at

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from include.core.settings import BUCKET, COMMON, DAYS, Setting, Settings
+from include.core.times import given_time
 from include.deletion.settings import PLAN_SOURCE, gate_settings
 
 PREFIX = {"type": "string", "maxLength": 1024, "pattern": "^$|/$"}
@@ -48,6 +49,11 @@ def _a_target(params: Mapping[str, Any], variable: Mapping[str, Any]) -> frozens
     return frozenset()
 
 
+def _a_time(value: Any, where: str) -> None:
+    """``now`` reads as a time (whether it is after the run's own is checked when the run plans)."""
+    given_time(value, where)
+
+
 SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     Setting("bucket", BUCKET, None, "Bucket",
             "Bucket that holds the deployment folders. Set: clean only this target. Not set anywhere: clean "
@@ -62,6 +68,10 @@ SETTINGS = Settings("s3_deploy_cleanup", "deploy_cleanup", (
     Setting("older_than_days", DAYS, None, "Older than (days)",
             f"Only deployments older than this many days (0 to {DAYS['maximum']}, at the run's logical time) are "
             "candidates. With keep, both must hold."),
+    Setting("now", {"type": "string", "minLength": 1, "maxLength": 64}, None, "Decide as of",
+            "The time older_than_days is judged at (ISO 8601, UTC without an offset); empty: the run's logical time. "
+            "Never later than that. A scheduled run passes its own to each target's run, so a backfill's targets "
+            "decide as that date's run would have.", variable=False, extra_check=_a_time),
     Setting("min_keep", MIN_KEEP, 1, "Always keep newest",
             "The newest min_keep deployments are never deleted, whatever else is set."),
     Setting("protect", PROTECT, [], "Protect", "Deployment names or globs (release-1.*) that are never deleted."),

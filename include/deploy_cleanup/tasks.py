@@ -14,9 +14,10 @@ recorded in ``settings.json``). Then:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from include.core.times import logical_now
+from include.core.times import decided_as_of, format_time, logical_now
 from include.deploy_cleanup.settings import MAX_TARGETS, SETTINGS, TARGET_KEYS
 
 #: every target's run may wait for its approval at once (deferred: no worker held), with the dispatching
@@ -49,11 +50,14 @@ def _cleanup_settings(values: Any, what: str) -> Any:
         raise _fail(f"{what}: {exc}") from None
 
 
-def dispatch_confs(resolved: Any) -> list[dict[str, Any]]:
+def dispatch_confs(resolved: Any, now: datetime) -> list[dict[str, Any]]:
     """The conf of one run per target (empty when this run has a bucket: it cleans only that target).
 
     A target's conf holds its own keys plus the params this run was given (e.g. ``dry_run``; a target's
-    own key wins); every other setting comes from the Variable, then the defaults, in the target's run."""
+    own key wins), and ``now``: this run's time (``now``, the time it decides at), so a target's run, which
+    has no logical date of its own and starts later, judges ``older_than_days`` as this run would have (a
+    backfill's targets as of its date, not of the day it ran). Every other setting comes from the Variable,
+    then the defaults, in the target's run."""
     if resolved["bucket"] is not None:
         if resolved.sources["bucket"] == "variable" and resolved["targets"]:
             raise _fail(f"the Variable {SETTINGS.variable!r} sets both bucket and targets: keep one (bucket = one "
@@ -66,7 +70,7 @@ def dispatch_confs(resolved: Any) -> list[dict[str, Any]]:
     confs = []
     for index, target in enumerate(resolved["targets"]):
         _cleanup_settings({**resolved, **target}, f"targets[{index}] (bucket {target['bucket']!r})")  # all checked first
-        confs.append({**given, **{k: target[k] for k in TARGET_KEYS if k in target}})
+        confs.append({**given, **{k: target[k] for k in TARGET_KEYS if k in target}, "now": format_time(now)})
     return confs
 
 
@@ -74,7 +78,16 @@ def targets(context: Any) -> list[dict[str, Any]]:
     """Resolve the run's settings; the confs of the runs to start (one per target), or [] for one target."""
     from include.dag_defaults import resolve_run_settings
 
-    return dispatch_confs(resolve_run_settings(SETTINGS, context))
+    resolved = resolve_run_settings(SETTINGS, context)
+    return dispatch_confs(resolved, _decided_as_of(context, resolved))
+
+
+def _decided_as_of(context: Any, resolved: Any) -> datetime:
+    """The run's time: its param ``now``, never later than its logical time, else its logical time."""
+    try:
+        return decided_as_of(logical_now(context), resolved["now"])
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def has_bucket(context: Any) -> bool:
@@ -95,7 +108,7 @@ def plan(context: Any) -> dict[str, Any]:
     run_dir = plan_run_dir(context)
     s = saved_run_settings(context)
     settings = _cleanup_settings(s, "invalid settings")
-    now = logical_now(context)
+    now = _decided_as_of(context, s)
     client = client_from_connection(s["aws_conn_id"], mode="adaptive")
     try:
         return plan_cleanup(client, s["bucket"], settings, run_dir, now, run_settings=s)

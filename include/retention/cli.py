@@ -19,7 +19,7 @@ from pathlib import Path
 
 from include.core.settings import MAX_DAYS
 from include.core.text import shown
-from include.core.times import parse_time
+from include.core.times import given_time
 from include.deletion.settings import PLAN_SOURCES
 
 PROG = "s3ops retention plan"
@@ -28,10 +28,7 @@ PROG = "s3ops retention plan"
 def _now(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
-    try:
-        return parse_time(text)
-    except (ValueError, OverflowError) as exc:  # Overflow: 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        raise ValueError(f"--now {text!r} is not an ISO 8601 time such as 2026-11-30T00:00:00Z") from exc
+    return given_time(text, "--now")
 
 
 def _days(text: str) -> float:

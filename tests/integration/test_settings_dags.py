@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from include.core import artifacts
+from include.core.times import format_time
 from include.seed import reference_files, reference_job_rows, seed_jobs
 
 NOW = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -158,9 +160,9 @@ def test_scheduled_deploy_cleanup_cleans_every_target_of_its_variable(run_dag, s
     states = scheduled.task_states()
     assert states[("dispatch", 0)] == states[("dispatch", 1)] == "success"
     assert all(states[(t, -1)] == "skipped" for t in ("plan", "guard", "approve", "audit"))
-    assert scheduled.xcom("targets") == targets
+    assert scheduled.xcom("targets") == [{**t, "now": format_time(NOW)} for t in targets]  # and the run's time
     runs = _triggered_runs("s3_deploy_cleanup", scheduled.run_id)
-    assert sorted(runs.values(), key=lambda c: c["bucket"]) == sorted(targets, key=lambda c: c["bucket"])
+    assert sorted(runs.values(), key=lambda c: c["bucket"]) == sorted(scheduled.xcom("targets"), key=lambda c: c["bucket"])
     assert keys(s3, web) and len(keys(s3, web)) == 4  # the dispatching run itself deletes nothing
 
     # each dispatched run is one target's full pipeline (plan, guard, approval, audit)
@@ -170,6 +172,30 @@ def test_scheduled_deploy_cleanup_cleans_every_target_of_its_variable(run_dag, s
         assert result.task_states()[("dispatch", -1)] == "skipped"  # no targets mapped: it is one of them
     assert keys(s3, web) == ["web/r4/index.html"]
     assert keys(s3, api) == ["api/r3/index.html", "api/r4/index.html"]
+
+
+def test_a_backfills_targets_judge_older_than_days_as_of_its_date(run_dag, s3, s3_server, monkeypatch):
+    """A target's run has no logical date of its own and starts when the dispatching run reaches it: it judged
+    the age of each deployment on that day, so a backfill of 20 days ago deleted a deployment of 30 days
+    that the original run would have kept (it was 10 days old then)."""
+    web = _seed(s3, s3_server, {"r1": 40, "r2": 30, "r3": 10, "r4": 1}, "web/")
+    targets = [{"bucket": web, "prefix": "web/", "older_than_days": 15}]
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_DEPLOY_CLEANUP", json.dumps({"targets": targets, "approval": "auto"}))
+    backfill = run_dag("s3_deploy_cleanup", {}, logical_date=NOW - timedelta(days=20))
+    assert backfill.state == "success", backfill.task_states()
+    [conf] = _triggered_runs("s3_deploy_cleanup", backfill.run_id).values()
+    assert conf["now"] == format_time(NOW - timedelta(days=20))
+
+    target = run_dag("s3_deploy_cleanup", conf)  # started today, as the scheduler starts it
+    assert target.state == "success", target.task_states()
+    assert keys(s3, web) == [f"web/r{i}/index.html" for i in (2, 3, 4)]  # r1 was 20 days old then; r2 10
+    plan = json.loads((artifacts.run_dir("s3_deploy_cleanup", target.run_id) / "plan.json").read_text())
+    assert plan["now"] == (NOW - timedelta(days=20)).isoformat()
+
+    # a time after the run's own is refused before anything is listed: it would make more old enough
+    later = run_dag("s3_deploy_cleanup", {**conf, "now": "2999-01-01T00:00:00Z"})
+    assert later.state == "failed" and later.task_states()[("targets", -1)] == "failed"
+    assert keys(s3, web) == [f"web/r{i}/index.html" for i in (2, 3, 4)]
 
 
 def test_manual_deploy_cleanup_with_a_bucket_cleans_only_that_target(run_dag, s3, s3_server, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -186,31 +187,39 @@ def test_storage_report_shards_and_prices_are_settings():
         STORAGE_REPORT.resolve({}, {"pricing": {"prices": {"eu-west-1": {"STANDARD": -1}}}})
 
 
+DAY = datetime(2026, 11, 1, tzinfo=UTC)
+DAY_TEXT = "2026-11-01T00:00:00.000Z"
+
+
 def test_deploy_cleanup_dispatch_confs():
     from airflow.sdk.exceptions import AirflowFailException
 
     from include.deploy_cleanup.tasks import dispatch_confs
 
+    def dispatch_confs_at_day(resolved):  # the dispatching run's time
+        return dispatch_confs(resolved, DAY)
+
     targets = [{"bucket": "deploys-a", "prefix": "web/", "keep": 2},
                {"bucket": "deploys-b", "prefix": "/", "older_than_days": 30}]
     variable = {"targets": targets, "min_keep": 2}
-    # scheduled: one conf per target, nothing else (the target's run reads the Variable itself)
-    assert dispatch_confs(DEPLOY_CLEANUP.resolve({}, variable)) == targets
+    # scheduled: one conf per target and the dispatching run's time, nothing else (the target's run
+    # reads the Variable itself)
+    assert dispatch_confs_at_day(DEPLOY_CLEANUP.resolve({}, variable)) == [{**t, "now": DAY_TEXT} for t in targets]
     # params typed for the dispatching run go to every target's run (but not over a target's own keys)
-    confs = dispatch_confs(DEPLOY_CLEANUP.resolve({"dry_run": True, "keep": 9}, variable))
-    assert confs == [{"dry_run": True, "keep": 9, **t} for t in targets]
+    confs = dispatch_confs_at_day(DEPLOY_CLEANUP.resolve({"dry_run": True, "keep": 9}, variable))
+    assert confs == [{"dry_run": True, "keep": 9, **t, "now": DAY_TEXT} for t in targets]
     assert [c["keep"] for c in confs] == [2, 9]
     # a run with a bucket cleans only that target
-    assert dispatch_confs(DEPLOY_CLEANUP.resolve({"bucket": "deploys-c", "keep": 1}, variable)) == []
+    assert dispatch_confs_at_day(DEPLOY_CLEANUP.resolve({"bucket": "deploys-c", "keep": 1}, variable)) == []
     with pytest.raises(AirflowFailException, match="nothing to clean"):
-        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {}))
+        dispatch_confs_at_day(DEPLOY_CLEANUP.resolve({}, {}))
     with pytest.raises(AirflowFailException, match="both bucket and targets"):
-        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {**variable, "bucket": "deploys-c"}))
+        dispatch_confs_at_day(DEPLOY_CLEANUP.resolve({}, {**variable, "bucket": "deploys-c"}))
     with pytest.raises(AirflowFailException, match=r"targets\[1\] \(bucket 'deploys-b'\).*set keep"):
-        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b", "prefix": "d/"}]}))
+        dispatch_confs_at_day(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b", "prefix": "d/"}]}))
     # a target without a prefix (and none in the Variable) is refused, not cleaned at the bucket root
     with pytest.raises(AirflowFailException, match=r"targets\[1\] \(bucket 'deploys-b'\).*prefix is not set"):
-        dispatch_confs(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b", "keep": 2}]}))
+        dispatch_confs_at_day(DEPLOY_CLEANUP.resolve({}, {"targets": [targets[0], {"bucket": "deploys-b", "keep": 2}]}))
 
 
 def test_a_target_setting_a_key_to_null_is_refused_naming_the_target_and_the_key():
@@ -229,8 +238,8 @@ def test_a_target_setting_a_key_to_null_is_refused_naming_the_target_and_the_key
         DEPLOY_CLEANUP.resolve({}, age)
     # the key left out takes the Variable's, as documented
     variable["targets"][1].pop("keep")
-    assert dispatch_confs(DEPLOY_CLEANUP.resolve({}, variable))[1] == {"bucket": "deploys-b", "prefix": "web/",
-                                                                       "older_than_days": 30}
+    assert dispatch_confs(DEPLOY_CLEANUP.resolve({}, variable), DAY)[1] == {"bucket": "deploys-b", "prefix": "web/",
+                                                                            "older_than_days": 30, "now": DAY_TEXT}
 
 
 def test_notification_targets_are_checked_with_the_notifier_parser():
@@ -384,7 +393,7 @@ def test_deploy_cleanups_dispatched_target_runs_pass_the_pins_and_no_other_targe
     variable = {"targets": [{"bucket": "web-a", "prefix": "deploys/", "keep": 2}, {"bucket": "web-b", "prefix": "d/", "keep": 3}],
                 "pinned": ["bucket", "prefix", "keep"]}
     dispatcher = DEPLOY_CLEANUP.resolve({}, variable)
-    for conf in dispatch_confs(dispatcher):
+    for conf in dispatch_confs(dispatcher, DAY):
         resolved = DEPLOY_CLEANUP.resolve(conf, variable)
         assert {k: resolved[k] for k in conf} == conf
     for conf in ({"bucket": "web-c", "prefix": "deploys/"}, {"bucket": "web-a", "prefix": "other/"},
@@ -393,7 +402,7 @@ def test_deploy_cleanups_dispatched_target_runs_pass_the_pins_and_no_other_targe
         with pytest.raises(SettingsError, match="is pinned by the deployment"):
             DEPLOY_CLEANUP.resolve(conf, variable)
     # a param the dispatching run was given (not pinned) reaches each target's run, which still passes
-    for conf in dispatch_confs(DEPLOY_CLEANUP.resolve({"min_keep": 3}, variable)):
+    for conf in dispatch_confs(DEPLOY_CLEANUP.resolve({"min_keep": 3}, variable), DAY):
         assert DEPLOY_CLEANUP.resolve(conf, variable)["min_keep"] == 3
 
 
@@ -405,3 +414,27 @@ def test_a_long_refused_value_is_not_quoted_whole_in_the_error():
     with pytest.raises(SettingsError) as err:
         REPORT.resolve({"buckets": [f"logs-{i}-*" for i in range(4000)]}, None)
     assert len(str(err.value)) < 400 and str(err.value).endswith("is invalid: it is too long")
+
+
+def test_deploy_cleanup_now_is_a_runs_param_only_and_never_later_than_its_time():
+    """A target's run judges older_than_days as of the dispatching run's time (its conf's ``now``): a value
+    for one run, so the Variable may not set or pin it, and a time after the run's own would delete more."""
+    from include.core.times import decided_as_of
+
+    base = {"bucket": "deploys-a", "prefix": "web/", "older_than_days": 30}
+    assert DEPLOY_CLEANUP.resolve({**base, "now": "2026-11-01T00:00:00Z"}, {})["now"] == "2026-11-01T00:00:00Z"
+    with pytest.raises(SettingsError, match=r"sets 'now', which only a run's param may set"):
+        DEPLOY_CLEANUP.resolve(base, {"now": "2026-11-01T00:00:00Z"})
+    with pytest.raises(SettingsError, match=r"names 'now', which is no setting a run may set and the Variable may pin"):
+        DEPLOY_CLEANUP.resolve(base, {"pinned": ["now"]})
+    for bad in ("yesterday", "2026-13-01T00:00:00Z", "0001-01-01T00:30:00+01:00", "2026-11-01T00:00:00Z\n",
+                "\u0662\u0660\u0662\u0666-11-01"):  # Arabic-Indic digits: fromisoformat takes them on some versions
+        with pytest.raises(SettingsError, match=r"now \(from the run's param 'now'\) .* is not an ISO 8601 time"):
+            DEPLOY_CLEANUP.resolve({**base, "now": bad}, {})
+
+    day = datetime(2026, 11, 30, tzinfo=UTC)
+    assert decided_as_of(day, None) == day
+    assert decided_as_of(day, "2026-11-01T00:00:00") == datetime(2026, 11, 1, tzinfo=UTC)  # no offset: UTC
+    assert decided_as_of(day, "2026-11-30T01:00:00+01:00") == day  # the same instant
+    with pytest.raises(ValueError, match=r"later than the run's logical time 2026-11-30T00:00:00Z"):
+        decided_as_of(day, "2026-11-30T00:00:01Z")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -52,5 +53,5 @@ def test_the_documented_variables_work_as_a_deployment_would_set_them():
     UPLOAD.resolve({}, examples["s3ops_upload"])
     STORAGE_REPORT.resolve({}, examples["s3ops_storage_report"])
     # a scheduled run checks every target as its plan would (an empty prefix is refused there: "/" is the root)
-    confs = dispatch_confs(DEPLOY_CLEANUP.resolve({}, examples["s3ops_deploy_cleanup"]))
+    confs = dispatch_confs(DEPLOY_CLEANUP.resolve({}, examples["s3ops_deploy_cleanup"]), datetime.now(UTC))
     assert [c["bucket"] for c in confs] == ["web-deploys", "api-deploys"]
