@@ -17,10 +17,12 @@ from typing import Any
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _COMBINING = ("Mn", "Me")
 # Letters and symbols that print as nothing: the Hangul fillers (a name of U+3164 alone looks empty and
-# U+3164 between two words looks like a space), the blank Braille cell, and U+FFFD (which would pass for
-# a byte shown badly rather than a character the name really holds). Unicode's other blank characters
-# are format or separator characters, which are not printable and are escaped already.
-_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\ufffd")
+# U+3164 between two words looks like a space), the blank Braille cell, the musical null notehead
+# (U+1D159, a symbol fonts draw as nothing), and U+FFFD (which would pass for a byte shown badly rather
+# than a character the name really holds). Unicode's other blank characters are format or separator
+# characters, which are not printable and are escaped already (every Default_Ignorable_Code_Point and
+# White_Space character but the ASCII space is escaped: tests/unit/test_upload_layout_hostile.py).
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\U0001d159\ufffd")
 
 
 def shown(value: Any) -> str:
@@ -30,7 +32,7 @@ def shown(value: Any) -> str:
     a character that is not printable (control, format such as a bidi override or a zero-width space, line
     or paragraph separator, …) or a combining mark (so NFD ``é``, as macOS names files, shows as
     ``e\\u0301`` and never looks like NFC ``é``) or a letter that prints blank (the Hangul filler U+3164,
-    U+2800, U+FFFD) as ``\\n``, ``\\r``, ``\\t`` or its code point (``\\u0085``,
+    U+2800, U+1D159, U+FFFD) as ``\\n``, ``\\r``, ``\\t`` or its code point (``\\u0085``,
     ``\\u2028``, ``\\U000e0001``); a backslash as ``\\\\``. So ``\\xNN`` always means a raw byte and
     ``\\uNNNN`` a character. Printable letters of any script (``é``, ``日本``, ``שלום``) and spaces are shown as
     they are: right-to-left letters included, since escaping them would make a Hebrew or Arabic name

@@ -174,10 +174,21 @@ def test_tidy_never_follows_a_linked_location_or_date_folder(tmp_path):
     ("a\\nb", "a\\\\nb"), ("a\\xe9", "a\\\\xe9"),  # a real backslash: never mistaken for an escape
     ("\u3164", "\\u3164"), ("a\u3164b", "a\\u3164b"), ("a\uffa0\u115f\u1160b", "a\\uffa0\\u115f\\u1160b"),  # Hangul fillers
     ("a\u2800b", "a\\u2800b"), ("caf\ufffd.dat", "caf\\ufffd.dat"),  # a blank Braille cell; U+FFFD is not a byte
+    ("a\U0001d159b", "a\\U0001d159b"),  # the musical null notehead: a symbol drawn as nothing
 ])
 def test_shown_escapes_what_is_not_printable(name, expected):
     assert shown(name) == expected
     assert shown(name).isprintable() and len(shown(name).splitlines()) == 1
+
+
+def test_shown_escapes_every_character_unicode_calls_ignorable_or_white_space():
+    """The blank characters Python calls printable (the Hangul fillers are letters) are found by Unicode's
+    own properties, not by a list written from memory: each one but the ASCII space is escaped."""
+    regex = pytest.importorskip("regex")
+    blank = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{White_Space}]")
+    missed = [f"U+{cp:04X}" for cp in range(0x110000)
+              if not 0xD800 <= cp <= 0xDFFF and cp != 0x20 and blank.match(chr(cp)) and shown(f"a{chr(cp)}b") == f"a{chr(cp)}b"]
+    assert missed == []
 
 
 @pytest.mark.parametrize("name", ["/data/café/05-日本.dat", "/d/Ünïcödé 𝟎/ok", "/plain/2020/1/1/0/05-t.dat",
