@@ -31,7 +31,8 @@ def shown(value: Any) -> str:
     A byte that is not UTF-8 (kept by ``os.fsdecode`` as a surrogate, U+DC80–U+DCFF) is shown as ``\\xe9``;
     a character that is not printable (control, format such as a bidi override or a zero-width space, line
     or paragraph separator, …) or a combining mark (so NFD ``é``, as macOS names files, shows as
-    ``e\\u0301`` and never looks like NFC ``é``) or a letter that prints blank (the Hangul filler U+3164,
+    ``e\\u0301`` and never looks like NFC ``é``; so does a letter or spacing mark NFC would join to the one
+    before it: NFD ``한`` shows as ``ᄒ\\u1161ᆫ``) or a letter that prints blank (the Hangul filler U+3164,
     U+2800, U+1D159, U+FFFD) as ``\\n``, ``\\r``, ``\\t`` or its code point (``\\u0085``,
     ``\\u2028``, ``\\U000e0001``); a backslash as ``\\\\``. So ``\\xNN`` always means a raw byte and
     ``\\uNNNN`` a character. Printable letters of any script (``é``, ``日本``, ``שלום``) and spaces are shown as
@@ -39,9 +40,19 @@ def shown(value: Any) -> str:
     unreadable to the people it belongs to, and the overrides that could reorder a line are escaped.
     """
     text = str(value)
-    if text.isprintable() and "\\" not in text and (text.isascii() or not _has_hidden(text)):
+    if text.isprintable() and "\\" not in text and (
+            text.isascii() or not _has_hidden(text) and unicodedata.is_normalized("NFC", text)):
         return text  # nearly every name: C-speed checks, nothing to escape
-    return "".join(map(_shown_char, text))
+    return "".join(_code_point(ch) if _joins(before, ch) else _shown_char(ch)
+                   for before, ch in zip(("", *text), text, strict=False))
+
+
+def _joins(before: str, ch: str) -> bool:
+    """Does NFC join ``ch`` to the character ``before`` it? (An NFD Hangul vowel to its initial consonant, a
+    final consonant to a composed syllable, the second part of a Tamil or Bengali two-part vowel: letters
+    and spacing marks, not combining ones, that look the same decomposed as composed.)"""
+    return (not ch.isascii() and before != "" and ch.isprintable()
+            and unicodedata.normalize("NFC", before + ch) != unicodedata.normalize("NFC", before) + ch)
 
 
 def _has_hidden(text: str) -> bool:
@@ -54,6 +65,11 @@ def _shown_char(ch: str) -> str:
         return _SHORT_ESCAPES[ch]
     if ch.isprintable() and ch not in _BLANK and unicodedata.category(ch) not in _COMBINING:
         return ch
+    return _code_point(ch)
+
+
+def _code_point(ch: str) -> str:
+    """``ch`` escaped: ``\\xNN`` for a byte kept by ``os.fsdecode``, else its code point."""
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's surrogateescape: the byte code - 0xDC00
         return f"\\x{code - 0xDC00:02x}"

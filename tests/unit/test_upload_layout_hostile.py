@@ -181,6 +181,22 @@ def test_shown_escapes_what_is_not_printable(name, expected):
     assert shown(name).isprintable() and len(shown(name).splitlines()) == 1
 
 
+@pytest.mark.parametrize(("name", "expected"), [
+    ("\u1112\u1161\u11ab\u1100\u1173\u11af", "\u1112\\u1161\u11ab\u1100\\u1173\u11af"),  # NFD 한글 (macOS)
+    ("\ud558\u11ab", "\ud558\\u11ab"),  # 하 and a trailing ᆫ: NFC makes them 한
+    ("\u0b95\u0bc6\u0bbe", "\u0b95\u0bc6\\u0bbe"),  # Tamil கொ with its vowel sign in two parts (NFD)
+    ("\u0995\u09c7\u09be", "\u0995\u09c7\\u09be"),  # Bengali কো likewise
+])
+def test_shown_tells_a_decomposed_name_from_its_nfc_form_in_every_script(name, expected):
+    """NFD é shows as e\\u0301 (a combining mark); NFD Hangul and the Indic two-part vowels decompose into
+    letters and spacing marks, not combining ones, and looked exactly like their NFC form: the character NFC
+    would join to the one before it is escaped. The NFC forms stay as they are."""
+    import unicodedata
+
+    assert shown(name) == expected
+    assert shown(unicodedata.normalize("NFC", name)) == unicodedata.normalize("NFC", name)
+
+
 def test_shown_escapes_every_character_unicode_calls_ignorable_or_white_space():
     """The blank characters Python calls printable (the Hangul fillers are letters) are found by Unicode's
     own properties, not by a list written from memory: each one but the ASCII space is escaped."""
@@ -192,7 +208,7 @@ def test_shown_escapes_every_character_unicode_calls_ignorable_or_white_space():
 
 
 @pytest.mark.parametrize("name", ["/data/café/05-日本.dat", "/d/Ünïcödé 𝟎/ok", "/plain/2020/1/1/0/05-t.dat",
-                                  "/d/שלום/05-مرحبا.dat", "/d/한글/ok"])
+                                  "/d/שלום/05-مرحبا.dat", "/d/한글/ok", "/d/கொ/কো/ᄀ"])
 def test_shown_keeps_printable_names_of_any_script_as_they_are(name):
     assert shown(name) == name
 
