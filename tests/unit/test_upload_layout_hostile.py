@@ -200,7 +200,7 @@ def test_shown_tells_a_decomposed_name_from_its_nfc_form_in_every_script(name, e
 def test_shown_escapes_every_character_unicode_calls_ignorable_or_white_space():
     """The blank characters Python calls printable (the Hangul fillers are letters) are found by Unicode's
     own properties, not by a list written from memory: each one but the ASCII space is escaped."""
-    regex = pytest.importorskip("regex")
+    import regex  # requirements-dev.txt pins it
     blank = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{White_Space}]")
     missed = [f"U+{cp:04X}" for cp in range(0x110000)
               if not 0xD800 <= cp <= 0xDFFF and cp != 0x20 and blank.match(chr(cp)) and shown(f"a{chr(cp)}b") == f"a{chr(cp)}b"]
