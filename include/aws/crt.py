@@ -9,9 +9,9 @@ memory. This module writes none of that; it only tells the CRT client what botoc
   (so endpoint rules, ``endpoint_url`` and the addressing style stay botocore's decision);
 - the signing region, and the credentials through s3transfer's maintained CRT credentials wrapper
   (refreshable credentials keep refreshing);
-- how to verify TLS, as botocore resolved it (:func:`tls_verify_of`): the Airflow connection's ``verify``
-  extra, the profile's ``ca_bundle``, ``AWS_CA_BUNDLE``, or no verification; s3transfer's own CRT client
-  factory takes the same value.
+- how to verify TLS, as botocore resolved it (:func:`tls_verify_of`): the CA bundle of the Airflow
+  connection's ``verify`` extra, the profile's ``ca_bundle`` or ``AWS_CA_BUNDLE``, else certifi's (what
+  botocore trusts, not the system's store), or no verification.
 
 A request header ``x-amz-checksum-crc64nvme`` is the whole object's checksum: a single PUT carries
 it, and a multipart upload sends it with ``x-amz-checksum-type: FULL_OBJECT`` on
@@ -29,7 +29,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 MIB = 1024 * 1024
@@ -121,7 +121,7 @@ class CrtPutter:
             verify = tls_verify_of(client)
             if verify is False:  # as the botocore client does (verify=False): the deployment chose it
                 ctx.verify_peer = False
-            elif isinstance(verify, str):
+            else:
                 folder = os.path.isdir(verify)
                 ctx.override_default_trust_store_from_path(ca_dirpath=verify if folder else None,
                                                            ca_filepath=None if folder else verify)
@@ -184,17 +184,23 @@ class CrtPutter:
         return answers.get()
 
 
-def tls_verify_of(client: Any) -> bool | str:
-    """How the botocore ``client`` verifies TLS: True (the system's CAs), False (not at all) or a CA bundle's
-    path, as botocore resolved the ``verify`` it was made with (an Airflow connection's ``verify`` extra),
-    the profile's ``ca_bundle`` and ``AWS_CA_BUNDLE``. The CRT client must verify the same way: with only
-    ``AWS_CA_BUNDLE`` it refused the TLS of an endpoint behind a private CA given in the connection, while
-    botocore's HeadBucket passed, and every upload failed. botocore keeps the value in its endpoint's HTTP
-    session (not public), so it is read defensively, with ``AWS_CA_BUNDLE`` when it cannot be."""
+def tls_verify_of(client: Any) -> Literal[False] | str:
+    """How the botocore ``client`` verifies TLS: False (not at all) or the path of the CA bundle it trusts, as
+    botocore resolved the ``verify`` it was made with (an Airflow connection's ``verify`` extra), the
+    profile's ``ca_bundle``, ``AWS_CA_BUNDLE`` and ``REQUESTS_CA_BUNDLE``, and with none of them certifi's
+    bundle (``botocore.httpsession.get_cert_path``). The CRT client must trust exactly that: with only
+    ``AWS_CA_BUNDLE`` it refused an endpoint behind a private CA given in the connection, while botocore's
+    HeadBucket passed, and every upload failed; left to the system's trust store it could refuse (or accept)
+    what botocore accepts (or refuses). botocore keeps the value in its endpoint's HTTP session (not
+    public), so it is read defensively, with the environment when it cannot be."""
+    from botocore.httpsession import get_cert_path
+
     verify = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_verify", None)
-    if isinstance(verify, bool | str) and verify != "":
-        return verify
-    return os.environ.get("AWS_CA_BUNDLE") or True
+    if not isinstance(verify, bool | str) or verify == "":
+        verify = os.environ.get("AWS_CA_BUNDLE") or os.environ.get("REQUESTS_CA_BUNDLE") or True
+    if verify is False:
+        return False
+    return verify if isinstance(verify, str) else str(get_cert_path(True))  # get_cert_path(True): certifi's
 
 
 @functools.cache

@@ -1631,6 +1631,35 @@ def test_the_crt_client_verifies_tls_as_the_connection_says(tmp_path, s3, bucket
     assert body_of(s3, bucket, rel) == b"over TLS\n"
 
 
+def test_with_verify_on_the_crt_client_trusts_the_bundle_botocore_trusts_not_the_systems(tmp_path, s3, bucket,
+                                                                                        s3_server, monkeypatch):
+    """With ``verify`` left on, botocore checks TLS against certifi's bundle (``botocore.httpsession.where``);
+    the CRT client checked against the system's trust store, so the two could disagree. Here "certifi's
+    bundle" is the private CA's (botocore's lookup pointed at it; the system's store does not hold it):
+    botocore's HeadBucket passed and every upload failed TLS negotiation."""
+    import botocore.httpsession
+    import certifi
+
+    from include.aws.crt import tls_verify_of
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)  # botocore honours it: some hosts set it
+    ca, cert, key = _private_ca(tmp_path)
+    default = client_from_args(endpoint_url="https://127.0.0.1:1", region_name="us-east-1")
+    assert tls_verify_of(default) == certifi.where()  # what botocore trusts when nothing is configured
+    monkeypatch.setattr(botocore.httpsession, "where", lambda: str(ca))
+    endpoint = _tls_front(cert, key, s3_server.endpoint_url)
+    client = client_from_args(endpoint_url=endpoint, region_name="us-east-1", max_attempts=2)
+    assert tls_verify_of(client) == str(ca)
+    client.head_bucket(Bucket=bucket)  # botocore trusts it
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    write(tmp_path / "base", rel, b"certifi's CAs\n")
+
+    summary, manifest = upload_tree(client, settings(tmp_path / "base", bucket), tidy=False)
+
+    assert (summary["uploaded"], summary["failed"]) == (1, 0), manifest
+    assert body_of(s3, bucket, rel) == b"certifi's CAs\n"
+
+
 def test_an_endpoint_that_stops_answering_is_given_up_on_and_every_file_kept(tmp_path, s3, bucket, client,
                                                                             s3_server, monkeypatch):
     """With the real CRT client: uploads that get no answer for STALL_SECONDS are cancelled (the batch no
