@@ -14,6 +14,9 @@ endpoints under ``/_s3ops/`` which real S3 does not have and tests need:
 - ``POST /_s3ops/latency`` ``{"seconds": 0.03}``: every S3 request waits that long before it is
   answered (requests in parallel wait in parallel), so a benchmark sees the round trip a LIST page
   costs on AWS instead of loopback's ~0.1 ms. ``0`` turns it off; ``GET`` says what is set.
+- ``POST /_s3ops/regions`` ``{"enforced": true}``: refuse a request signed for another region than its
+  bucket's, as S3 does (400 ``AuthorizationHeaderMalformed`` with the bucket's region in
+  ``x-amz-bucket-region``; a HEAD gets no body); moto takes any region. Off by default; ``GET`` says which.
 - ``POST /_s3ops/listing-index`` ``{"enabled": true}``: answer ListObjectsV2 without a delimiter from a
   sorted index of the bucket's keys (:class:`ListingIndex`). moto sorts the whole bucket on every page
   (~1 s per page at 300,000 keys), which would hide any client's own cost; the index answers a page
@@ -136,6 +139,7 @@ class ControlMiddleware:
         self.initiated: dict[str, str] = {}  # upload id → when CreateMultipartUpload answered (ISO 8601 UTC)
         self.latency = 0.0  # seconds every S3 request waits before it is answered
         self.index: ListingIndex | None = None  # set while the listing index is enabled
+        self.regions_enforced = False  # refuse requests signed for another region than the bucket's
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -191,6 +195,17 @@ class ControlMiddleware:
         if fault == "denied":
             start_response("403 Forbidden", [("Content-Type", "application/xml"), ("Content-Length", str(len(_DENIED)))])
             return [_DENIED]
+        if self.regions_enforced and op not in ("ListBuckets", "PutBucket"):
+            wrong = _wrong_region(environ)
+            if wrong is not None:
+                signed, region = wrong
+                headers = [("Content-Type", "application/xml"), ("x-amz-bucket-region", region)]
+                body = (b"" if environ.get("REQUEST_METHOD") == "HEAD" else
+                        (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AuthorizationHeaderMalformed</Code>'
+                         f"<Message>The authorization header is malformed; the region '{signed}' is wrong; expecting "
+                         f"'{region}'</Message><Region>{region}</Region></Error>").encode())
+                start_response("400 Bad Request", [*headers, ("Content-Length", str(len(body)))])
+                return [body]
         if op in ("PutObject", "CreateMultipartUpload") and _key_bytes(environ) > S3_KEY_BYTES:
             return _xml_error(start_response, "400 Bad Request", "KeyTooLongError", "Your key is too long")
         if op in ("PutObject", "UploadPart"):
@@ -331,6 +346,10 @@ class ControlMiddleware:
                 return {"faults": self.faults}
         if what == "latency" and method == "GET":
             return {"seconds": self.latency}
+        if what == "regions":
+            if method != "GET":
+                self.regions_enforced = bool(body.get("enforced"))
+            return {"enforced": self.regions_enforced}
         if what == "listing-index" and method == "GET":
             return {"enabled": self.index is not None, "pages": self.index.pages if self.index is not None else 0}
         if what == "latency":
@@ -477,6 +496,25 @@ def _key_bytes(environ: dict[str, Any]) -> int:
     Every client here addresses the local server path-style; a virtual-hosted request is not counted."""
     parts = environ.get("PATH_INFO", "").split("/", 2)
     return len(parts[2]) if len(parts) == 3 else 0
+
+
+_SIGNED_REGION = re.compile(r"Credential=[^/,]*/\d{8}/([^/,]+)/s3/")
+
+
+def _wrong_region(environ: dict[str, Any]) -> tuple[str, str] | None:
+    """(the region a request is signed for, its bucket's) when they differ; None when they agree or either is
+    unknown (no SigV4 signature, no such bucket: moto answers)."""
+    from urllib.parse import unquote
+
+    signed = _SIGNED_REGION.search(environ.get("HTTP_AUTHORIZATION", "") or unquote(environ.get("QUERY_STRING", "")))
+    name = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0]
+    if signed is None or not name:
+        return None
+    try:
+        region = str(_backend().get_bucket(name).region_name)
+    except Exception:  # noqa: BLE001 - no such bucket (moto's own error types): moto answers as it does
+        return None
+    return (signed[1], region) if signed[1] != region else None
 
 
 def _xml_text(text: str) -> str:

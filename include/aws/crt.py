@@ -114,7 +114,7 @@ class CrtPutter:
 
         self.bucket = BucketURL.of(client, bucket)
         self.pid = os.getpid()  # its threads are this process's: a forked child cannot use it
-        region = client.meta.region_name or "us-east-1"
+        region = signing_region(client)
         tls_options = None
         if self.bucket.scheme == "https":
             ctx = TlsContextOptions()
@@ -182,6 +182,11 @@ class CrtPutter:
         answers: queue.SimpleQueue[Answer] = queue.SimpleQueue()
         self.start(key, path, size, crc64nvme=crc64nvme, if_none_match=if_none_match, done=answers.put)
         return answers.get()
+
+
+def signing_region(client: Any) -> str:
+    """The region the CRT client signs uploads for: the botocore ``client``'s (us-east-1 when it has none)."""
+    return client.meta.region_name or "us-east-1"
 
 
 def tls_verify_of(client: Any) -> Literal[False] | str:

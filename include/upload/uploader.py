@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 from awscrt.checksums import crc64nvme
 from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
 
-from include.aws.crt import MIB, Answer, CrtPutter, credentials_from_args
+from include.aws.crt import MIB, Answer, CrtPutter, credentials_from_args, signing_region
 from include.core import artifacts
 from include.core.errors import error_code, error_text
 from include.core.progress import Progress
@@ -851,16 +851,48 @@ def _upload_all(uploader: Uploader, candidates: Sequence[Candidate], workers: in
 
 
 def check_bucket(client: Any, bucket: str) -> None:
-    """Fail the run early, in one line, when the bucket is missing or not ours to write."""
+    """Fail the run early, in one line, when the bucket is missing, not ours to write, or in another region
+    than the one the uploads are signed for."""
+    answers: list[tuple[int, str]] = []  # (status, x-amz-bucket-region) of every HTTP answer, redirects included
+
+    def answered(response_dict: dict[str, Any] | None = None, **_: Any) -> None:
+        if response_dict is not None:
+            headers = {str(k).lower(): str(v) for k, v in (response_dict.get("headers") or {}).items()}
+            answers.append((int(response_dict.get("status_code") or 0), headers.get("x-amz-bucket-region", "")))
+
+    event = "response-received.s3.HeadBucket"
+    client.meta.events.register(event, answered)
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as exc:
+        _check_region(client, bucket, answers)
         code = error_code(exc)
         if code in ("404", "NoSuchBucket", "NotFound"):
             raise UploadError(f"bucket {bucket!r} does not exist: create it or fix the 'bucket' setting") from exc
         if code in ("403", "AccessDenied", "Forbidden"):
             raise UploadError(f"access to bucket {bucket!r} denied: check the connection's credentials") from exc
         raise
+    finally:
+        client.meta.events.unregister(event, answered)
+    _check_region(client, bucket, answers)
+
+
+def _check_region(client: Any, bucket: str, answers: list[tuple[int, str]]) -> None:
+    """Refuse a bucket whose endpoint refused HeadBucket signed for the configured region and named another
+    (AWS: 301, or 400 AuthorizationHeaderMalformed, or 403, with ``x-amz-bucket-region``). botocore follows
+    such an answer to the right region by itself, so its requests pass; the CRT client signs every upload
+    for the configured region, so every file would fail with S3's own error, run after run. An endpoint that
+    accepted the configured region (a MinIO that ignores regions) and names another is only logged."""
+    configured = signing_region(client)
+    refused = next((r for status, r in answers if status >= 300 and r and r != configured), None)
+    if refused:
+        raise UploadError(f"bucket {bucket!r} is in region {refused!r}, not in the configured region {configured!r}: "
+                          f"set the region to {refused!r} (the connection's region_name extra; --region on the "
+                          "command line); every upload would be refused")
+    named = next((r for status, r in answers if status < 300 and r and r != configured), None)
+    if named:
+        log.warning("the endpoint names %r as bucket %r's region, and accepts requests signed for %r: uploads are "
+                    "signed for %r", named, bucket, configured, configured)
 
 
 def client_pool_size(workers: int) -> int:

@@ -220,6 +220,46 @@ def test_an_upload_s3_denies_says_which_permission_is_missing(tmp_path, s3, buck
     assert error.startswith(f"S3 denied access to bucket {bucket!r} (") and needs in error, error
 
 
+def test_a_bucket_in_another_region_is_refused_once_up_front(tmp_path, s3, s3_server, caplog):
+    """The region configured is not the bucket's: botocore follows S3's answer to the right region by itself
+    (its HeadBucket passed), but the CRT client signs every upload for the configured region, so every file
+    failed with S3's own error, run after run. The local server refuses a wrong region as S3 does (400 with
+    ``x-amz-bucket-region``; moto itself takes any region, and names the bucket's region in HeadBucket's
+    200 as S3 does)."""
+    from include.upload.uploader import UploadError, check_bucket
+
+    name = f"up-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"] == "eu-west-1"
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    path = write(tmp_path / "base", rel, b"stays\n")
+    args = ("--base-dir", str(tmp_path / "base"), "--bucket", name, "--endpoint-url", s3_server.endpoint_url)
+    # an endpoint that takes any region (moto as it is, a MinIO without a region) and names another: logged only
+    check_bucket(client_from_args(endpoint_url=s3_server.endpoint_url, region_name="us-east-1"), name)
+    assert "names 'eu-west-1' as bucket" in caplog.text
+    s3_server.control("POST", "regions", {"enforced": True})
+    try:
+        s3_server.control("POST", "stats/reset")
+        done = upload_cli(*args, "--region", "us-east-1")
+        stats = s3_server.control("GET", "stats")
+        with pytest.raises(UploadError) as refused:
+            check_bucket(client_from_args(endpoint_url=s3_server.endpoint_url, region_name="us-east-1"), name)
+        check_bucket(client_from_args(endpoint_url=s3_server.endpoint_url, region_name="eu-west-1"), name)
+        moved = upload_cli(*args, "--region", "eu-west-1")
+    finally:
+        s3_server.control("POST", "regions", {"enforced": False})
+
+    line = (f"error: bucket {name!r} is in region 'eu-west-1', not in the configured region 'us-east-1': set the "
+            "region to 'eu-west-1'")
+    assert done.returncode == 2 and done.stderr.splitlines() == [done.stderr.strip()], done.stderr
+    assert done.stderr.startswith(line) and done.stdout == "", done.stderr
+    assert str(refused.value).startswith(line[len("error: "):])
+    # once per run: HeadBucket, then botocore's own retry of it in the right region; no upload was tried
+    assert stats.get("HeadBucket", 0) <= 2 and not stats.get("PutObject") and not stats.get("ListMultipartUploads"), stats
+    assert moved.returncode == 0, moved.stderr
+    assert not path.exists() and body_of(s3, name, rel) == b"stays\n"
+
+
 def test_a_file_dated_in_the_future_waits_and_is_named(tmp_path, s3, bucket, client):
     """A file whose mtime (the writer's clock ahead, touch -d) or data minute lies in the future is not ready
     until then: that was only one more "skipped_not_ready", every run, for ever if far enough. Beyond a
