@@ -68,11 +68,13 @@ def client_config(mode: str = "standard", max_attempts: int | None = None, pool:
 def client_from_connection(
     conn_id: str = "aws_default", *, region_name: str | None = None, mode: str = "standard", pool: int = 32
 ) -> S3Client:
-    """A boto3 S3 client from an Airflow connection (its ``endpoint_url`` extra is honoured)."""
+    """A boto3 S3 client from an Airflow connection (its ``endpoint_url`` extra is honoured, and its
+    ``config_kwargs``: ``proxies`` and the like, under this project's retries, timeouts, pool and addressing).
+    A config given to the hook replaces the connection's ``config_kwargs`` whole: its proxies were dropped."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3", config=client_config(mode, pool=pool))
-    return hook.get_client_type(region_name=region_name)
+    hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
+    return hook.get_client_type(region_name=region_name, config=hook.config.merge(client_config(mode, pool=pool)))
 
 
 def client_from_args(

@@ -73,6 +73,10 @@ class BucketURL:
     def target(self, key: str) -> str:
         return self.path + quote(key, safe="/~")
 
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}{self.path}"
+
 
 def credentials_from_connection(conn_id: str) -> Any:
     """The botocore credentials of an Airflow AWS connection (refreshable ones keep refreshing)."""
@@ -113,6 +117,8 @@ class CrtPutter:
         from awscrt.s3 import S3Client, S3RequestTlsMode
 
         self.bucket = BucketURL.of(client, bucket)
+        if problem := proxy_problem(client, self.bucket.url):
+            raise ValueError(problem)
         self.pid = os.getpid()  # its threads are this process's: a forked child cannot use it
         region = signing_region(client)
         tls_options = None
@@ -182,6 +188,42 @@ class CrtPutter:
         answers: queue.SimpleQueue[Answer] = queue.SimpleQueue()
         self.start(key, path, size, crc64nvme=crc64nvme, if_none_match=if_none_match, done=answers.put)
         return answers.get()
+
+
+#: the environment variables the CRT's native code reads a proxy from, per scheme (and NO_PROXY), first set wins
+PROXY_VARIABLES = {"https": ("HTTPS_PROXY", "https_proxy"), "http": ("HTTP_PROXY", "http_proxy")}
+
+
+def proxy_problem(client: Any, url: str) -> str | None:
+    """Why the CRT client would not reach ``url`` the way the botocore ``client`` does, or None.
+
+    awscrt's S3Client (0.38) takes no proxy option: its signature has none. Its native code reads
+    ``HTTP_PROXY``/``HTTPS_PROXY`` (and ``NO_PROXY``) from the environment, as botocore does. So a proxy in
+    the environment reaches both clients, while one in the connection's ``config_kwargs`` (``proxies``) reaches
+    botocore alone: the uploads would go around it (or fail to connect), so that is refused, naming the fix.
+    botocore keeps its proxies in its endpoint's HTTP session (not public): read defensively."""
+    config: Any = getattr(getattr(getattr(client, "_endpoint", None), "http_session", None), "_proxy_config", None)
+    wanted = config.proxy_url_for(url) if hasattr(config, "proxy_url_for") else None
+    if not wanted:
+        return None
+    scheme = urlsplit(url).scheme
+    names = PROXY_VARIABLES.get(scheme, PROXY_VARIABLES["https"])
+    in_env = next((os.environ[n] for n in names if os.environ.get(n)), "")
+    if in_env and _proxy_address(in_env) == _proxy_address(wanted):
+        return None
+    return (f"the connection sends {scheme} requests to the bucket through the proxy {_proxy_address(wanted)}, which "
+            f"the CRT client that uploads cannot be given (awscrt reads a proxy only from the environment"
+            f"{f', where {names[0]} names another' if in_env else ''}): set {names[0]} in the workers' environment "
+            "instead (both clients use it) and remove proxies from the connection's config_kwargs")
+
+
+def _proxy_address(url: str) -> str:
+    """A proxy URL as compared and shown: with a scheme (botocore adds http:// to a bare host:port), without
+    a user or password (never shown) or a trailing slash."""
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
 
 
 def signing_region(client: Any) -> str:

@@ -53,7 +53,7 @@ from urllib.parse import urlsplit
 from awscrt.checksums import crc64nvme
 from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
 
-from include.aws.crt import MIB, Answer, CrtPutter, credentials_from_args, signing_region
+from include.aws.crt import MIB, Answer, BucketURL, CrtPutter, credentials_from_args, proxy_problem, signing_region
 from include.core import artifacts
 from include.core.errors import error_code, error_text
 from include.core.progress import Progress
@@ -851,8 +851,10 @@ def _upload_all(uploader: Uploader, candidates: Sequence[Candidate], workers: in
 
 
 def check_bucket(client: Any, bucket: str) -> None:
-    """Fail the run early, in one line, when the bucket is missing, not ours to write, or in another region
-    than the one the uploads are signed for."""
+    """Fail the run early, in one line, when the bucket is missing, not ours to write, in another region
+    than the one the uploads are signed for, or behind a proxy the CRT client cannot be given."""
+    if problem := proxy_problem(client, BucketURL.of(client, bucket).url):
+        raise UploadError(problem)
     answers: list[tuple[int, str]] = []  # (status, x-amz-bucket-region) of every HTTP answer, redirects included
 
     def answered(response_dict: dict[str, Any] | None = None, **_: Any) -> None:

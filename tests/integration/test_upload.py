@@ -1700,6 +1700,89 @@ def test_with_verify_on_the_crt_client_trusts_the_bundle_botocore_trusts_not_the
     assert body_of(s3, bucket, rel) == b"certifi's CAs\n"
 
 
+def _forwarding_proxy(target: str) -> tuple[str, list[bytes]]:
+    """An HTTP proxy for plain-HTTP requests to ``target`` (the local S3 server, which takes the absolute
+    request targets a proxy is sent): it relays every connection there and keeps the first line of each
+    request it sees. Daemon threads: they end with the test session."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    seen: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    back_to = urlsplit(target)
+
+    def pump(source: Any, sink: Any, record: bool) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                if record and data[:8].split(b" ")[0] in (b"GET", b"PUT", b"HEAD", b"POST", b"DELETE"):
+                    seen.append(data.split(b"\r\n", 1)[0])
+                sink.sendall(data)
+        for end in (source, sink):
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve(client: Any) -> None:
+        with client, socket.create_connection((back_to.hostname, back_to.port)) as server:
+            back = threading.Thread(target=pump, args=(server, client, False), daemon=True)
+            back.start()
+            pump(client, server, True)
+            back.join(10)
+
+    def accept() -> None:
+        while True:
+            threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", seen
+
+
+def test_a_proxy_only_the_connection_names_is_refused_one_in_the_environment_carries_both_clients(
+        tmp_path, s3, bucket, s3_server, monkeypatch):
+    """The connection's ``config_kwargs.proxies`` reached neither client: the hook's own config replaced the
+    connection's whole. botocore takes it now; the CRT client cannot be given a proxy (awscrt's S3Client has
+    no such option; its native code reads HTTP(S)_PROXY from the environment), so the run is refused in one
+    line, naming the fix, instead of uploading around the proxy. A proxy in the environment carries both."""
+    from include.aws.client import client_from_connection
+    from include.upload.uploader import UploadError, check_bucket
+    from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET
+
+    proxy, seen = _forwarding_proxy(s3_server.endpoint_url)
+    host = proxy.split("://")[1]
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_PROXIED", json.dumps({
+        "conn_type": "aws", "login": LOCAL_AWS_KEY, "password": LOCAL_AWS_SECRET,
+        "extra": {"region_name": "us-east-1", "endpoint_url": s3_server.endpoint_url,
+                  "config_kwargs": {"proxies": {"http": f"http://user:secret@{host}/"}}}}))
+    client = client_from_connection("aws_proxied")
+    client.head_bucket(Bucket=bucket)
+    assert seen == [f"HEAD {s3_server.endpoint_url}/{bucket} HTTP/1.1".encode()]  # botocore went through it
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 10}  # the project's, still
+
+    with pytest.raises(UploadError) as refused:
+        check_bucket(client, bucket)
+    assert str(refused.value) == (
+        f"the connection sends http requests to the bucket through the proxy {proxy}, which the CRT client that "
+        "uploads cannot be given (awscrt reads a proxy only from the environment): set HTTP_PROXY in the workers' "
+        "environment instead (both clients use it) and remove proxies from the connection's config_kwargs")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # another proxy in the environment: refused too
+    with pytest.raises(UploadError, match="where HTTP_PROXY names another"):
+        check_bucket(client, bucket)
+    monkeypatch.setenv("HTTP_PROXY", host)  # the same one (as a bare host:port): both clients use it
+    check_bucket(client, bucket)
+    monkeypatch.delenv("HTTP_PROXY")
+
+    seen.clear()
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    path = write(tmp_path / "base", rel, b"through the proxy\n")
+    done = upload_cli("--base-dir", str(tmp_path / "base"), "--bucket", bucket, "--endpoint-url",
+                      s3_server.endpoint_url, HTTP_PROXY=proxy)
+    assert done.returncode == 0, done.stderr
+    assert not path.exists() and body_of(s3, bucket, rel) == b"through the proxy\n"
+    assert f"PUT {s3_server.endpoint_url}/{bucket}/{rel} HTTP/1.1".encode() in seen, seen  # the CRT client's PUT
+
+
 def test_an_endpoint_that_stops_answering_is_given_up_on_and_every_file_kept(tmp_path, s3, bucket, client,
                                                                             s3_server, monkeypatch):
     """With the real CRT client: uploads that get no answer for STALL_SECONDS are cancelled (the batch no
