@@ -26,3 +26,8 @@ def error_text(exc: BaseException) -> str:
     if err is not None:
         return f"{err.get('Code') or 'Error'}: {err.get('Message') or ''}".strip()
     return f"{type(exc).__name__}: {exc}"
+
+
+#: what to do when S3 refused to list or abort incomplete multipart uploads (the uploader's log, the Uploads page)
+ABORT_ADVICE = ("those uploads stay open and billed; give the credentials s3:ListBucketMultipartUploads and "
+                "s3:AbortMultipartUpload, or the bucket a lifecycle rule with AbortIncompleteMultipartUpload")

@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 
 from include.core.dates import format_date
+from include.core.errors import ABORT_ADVICE
 from include.core.units import format_size
 from include.ui.views import required_actions_url
 
@@ -495,15 +496,17 @@ def uploads_body(view: dict[str, Any], *, title: str = "Uploads") -> str:
         flags_block(view.get("flags", [])),
         _cards([("uploaded", "Files uploaded", t["uploaded"]), ("bytes", "Bytes uploaded", t["bytes"]),
                 ("malformed", "Malformed", t["malformed"]), ("conflicts", "Conflicts", t["conflicts"]),
-                ("failed", "Failed", t["failed"])]),
+                ("failed", "Failed", t["failed"]), ("future_dated", "Dated in the future", t["future_dated"]),
+                ("abort_failed", "Aborts failed", t["abort_failed"])]),
         '<table class="sortable" id="uploads"><thead><tr><th>Run</th><th>Finished</th><th>Bucket</th>'
         '<th class="num">Uploaded</th><th class="num">Bytes</th><th class="num">Not ready</th>'
-        '<th class="num">Malformed</th><th class="num">Conflicts</th><th class="num">Failed</th><th>Details</th>'
+        '<th class="num">Malformed</th><th class="num">Conflicts</th><th class="num">Failed</th>'
+        '<th class="num">Future-dated</th><th class="num">Aborts failed</th><th>Details</th>'
         "</tr></thead><tbody>",
     ]
     for r in view["runs"]:
         if r["error"]:
-            body.append(f'<tr data-run="{_e(r["run_id"])}"><td>{_e(r["run_id"])}</td><td colspan="9" class="err">'
+            body.append(f'<tr data-run="{_e(r["run_id"])}"><td>{_e(r["run_id"])}</td><td colspan="11" class="err">'
                         f'{_e(r["error"])}</td></tr>')
             continue
         details = []
@@ -512,14 +515,38 @@ def uploads_body(view: dict[str, Any], *, title: str = "Uploads") -> str:
             if items:
                 details.append(f'<details><summary>{label}</summary><ul class="keys">'
                                + "".join(f"<li><code>{_e(i)}</code></li>" for i in items) + "</ul></details>")
+        details += _waiting_details(r)
         body.append(
             f'<tr data-run="{_e(r["run_id"])}"><td><code>{_e(r["run_id"])}</code></td><td>{_e(r["finished_at"])}</td>'
             f'<td>{_e(r["bucket"])}/{_e(r["key_prefix"] or "")}</td>{_num(r["uploaded"])}{_bytes_cell(r["bytes"])}'
             f'{_num(r["skipped_not_ready"])}{_num(r["malformed"])}{_num(r["conflicts"])}{_num(r["failed"])}'
-            f'<td>{"".join(details)}</td></tr>'
+            f'{_num(r["future_dated"])}{_num(r["abort_failed"])}<td>{"".join(details)}</td></tr>'
         )
     body.append("</tbody></table>")
     return "".join(body)
+
+
+#: what a future-dated file means and what to do (the upload's scan names them: FUTURE_SLACK in include.upload.layout)
+FUTURE_DATED_ADVICE = ("These files' modification time or folder date (the data minute) is ahead of the clock (the "
+                       "writer's clock is ahead, or touch -d). They wait, unnoticed, until that time comes: fix the "
+                       "writer's clock or the files' dates.")
+
+
+def _waiting_details(r: dict[str, Any]) -> list[str]:
+    """The details of what the run left waiting without failing: files dated in the future, and incomplete
+    multipart uploads it could not list or abort (they stay open and billed), each with what to do."""
+    out = []
+    if r["future_dated"]:
+        out.append('<details class="future-dated"><summary>future-dated</summary>'
+                   f'<p class="muted">{_e(FUTURE_DATED_ADVICE)}</p><ul class="keys">'
+                   + "".join(f"<li><code>{_e(p)}</code></li>" for p in r["future_dated_paths"]) + "</ul></details>")
+    if r["abort_failed"]:
+        rows = "".join(f'<li><code>{_e(a["key"] or "(listing the uploads)")}</code> {_e(a["initiated"])}: '
+                       f'<span class="err">{_e(a["error"])}</span></li>' for a in r["abort_failures"])
+        out.append('<details class="abort-failed"><summary>aborts failed</summary>'
+                   f'<p class="muted">Incomplete multipart uploads could not be listed or aborted: {_e(ABORT_ADVICE)}.'
+                   f'</p><ul class="keys">{rows}</ul></details>')
+    return out
 
 
 def render_run(view: dict[str, Any], base: str = "") -> str:

@@ -844,7 +844,7 @@ def upload_entry(root: ArtifactPath, run_id: str, folder: ArtifactPath, flags: l
     return entry
 
 
-UPLOAD_TOTALS = ("uploaded", "bytes", "malformed", "conflicts", "failed")
+UPLOAD_TOTALS = ("uploaded", "bytes", "malformed", "conflicts", "failed", "future_dated", "abort_failed")
 
 
 def _uploads_from_index(root: ArtifactPath, periods: list[Any], limit: int, flags: list[str]) -> dict[str, Any]:
@@ -893,7 +893,23 @@ def _upload_row(summary: dict[str, Any], f: Fields) -> dict[str, Any]:
         malformed_paths=[str(p) for p in f.items(summary.get("malformed_paths"), "malformed_paths")][:20],
         conflict_keys=[str(k) for k in f.items(summary.get("conflict_keys"), "conflict_keys")][:20],
         failed_paths=[str(p) for p in f.items(summary.get("failed_paths"), "failed_paths")][:20],
+        future_dated=f.count(summary.get("future_dated"), "future_dated"),
+        future_dated_paths=[str(p) for p in f.items(summary.get("future_dated_paths"), "future_dated_paths")][:20],
+        abort_failed=f.count(summary.get("abort_failed"), "abort_failed"),
+        abort_failures=_abort_failures(f, summary.get("abort_failures")),
     )
+
+
+def _abort_failures(f: Fields, rows: Any) -> list[dict[str, str]]:
+    """The first 20 of ``abort_failures`` (``key``, ``initiated``, ``error``; the listing's own failure has
+    an empty ``key``); a row of the wrong kind is flagged and left out."""
+    out = []
+    for i, row in enumerate(f.items(rows, "abort_failures")[:20]):
+        if isinstance(row, dict):
+            out.append({k: str(row.get(k) or "") for k in ("key", "initiated", "error")})
+        else:
+            f.flag(f"abort_failures[{i}]", row, "an object")
+    return out
 
 
 def _last_upload(root: ArtifactPath, folder: ArtifactPath) -> str | None:

@@ -55,7 +55,7 @@ from botocore.exceptions import BotoCoreError, ClientError, InvalidRegionError
 
 from include.aws.crt import MIB, Answer, BucketURL, CrtPutter, credentials_from_args, proxy_problem, signing_region
 from include.core import artifacts
-from include.core.errors import error_code, error_text
+from include.core.errors import ABORT_ADVICE, error_code, error_text
 from include.core.progress import Progress
 from include.core.text import shown
 from include.core.times import format_time
@@ -532,11 +532,6 @@ CHANGED_AFTER_UPLOAD = ("changed after its upload (written to after settle_secon
 REPLACED_AFTER_UPLOAD = ("replaced after its upload (another file was renamed over it): the new file is kept; S3 "
                          "holds the one read for the upload, so the next runs report a conflict at its key. Make the "
                          "producer finish files within settle_seconds, then upload the file with overwrite")
-
-
-#: what to do when incomplete uploads could not be listed or aborted (tidy's log line)
-ABORT_ADVICE = ("those uploads stay open and billed; give the credentials s3:ListBucketMultipartUploads and "
-                "s3:AbortMultipartUpload, or the bucket a lifecycle rule with AbortIncompleteMultipartUpload")
 
 
 #: why an incomplete upload at a layout key is not aborted (the scan report's log line, the docs)

@@ -118,9 +118,28 @@ def test_storage_page_shows_the_latest_report(browser_page, airflow, s3, s3_serv
     assert page.outside_requests == []
 
 
+def _run_left_waiting(airflow: Any, s3_server: Any, bucket: str, base: Path) -> str:
+    """An upload run that failed nothing but left something waiting: a file dated in 2099, and the incomplete
+    uploads it could not list (S3 refuses ListMultipartUploads once). Its id."""
+    (base / "x" / "2099" / "01" / "01" / "00").mkdir(parents=True)
+    (base / "x" / "2099" / "01" / "01" / "00" / "00-t.dat").write_bytes(b"later\n")
+    s3_server.control("POST", "faults", {"mode": "denied", "operation": "ListMultipartUploads", "bucket": bucket,
+                                         "count": 1})
+    try:
+        run_id = airflow.trigger("s3_upload", {"base_dir": str(base), "bucket": bucket})
+        try:
+            assert airflow.wait_run("s3_upload", run_id, timeout=240) == "success"
+        finally:
+            airflow.set_paused("s3_upload", True)
+    finally:
+        s3_server.control("POST", "faults", {"mode": "off"})
+    return run_id
+
+
 def test_uploads_page_matches_the_summaries(browser_page, airflow, s3, s3_server, demo_world, e2e_artifacts,
                                             screenshots, tmp_path):
     _ensure_runs(airflow, s3, s3_server, demo_world, e2e_artifacts, tmp_path)
+    waiting = _run_left_waiting(airflow, s3_server, demo_world.upload_bucket, tmp_path / "waiting")
     summaries = {p.parent.name: json.loads(p.read_text()) for p in (e2e_artifacts / "s3_upload").glob("*/summary.json")}
     # a run that found nothing leaves no folder, only its line in the run index: it counts too
     from include.core import artifacts
@@ -131,12 +150,22 @@ def test_uploads_page_matches_the_summaries(browser_page, airflow, s3, s3_server
     page = browser_page
     page.goto(page.url.split("/s3ops/")[0] + "/s3ops/uploads")
     assert page.inner_text("#run-count") == str(len(summaries))
-    for key in ("uploaded", "bytes", "malformed", "conflicts", "failed"):
+    for key in ("uploaded", "bytes", "malformed", "conflicts", "failed", "future_dated", "abort_failed"):
         assert page.get_attribute(f"[data-card={key}]", "data-value") == str(sum(s[key] for s in summaries.values()))
     for run_id, s in summaries.items():
         cells = page.locator(f'#uploads tr[data-run="{run_id}"] td')
         assert cells.nth(3).get_attribute("data-value") == str(s["uploaded"])
         assert cells.nth(6).get_attribute("data-value") == str(s["malformed"])
+        assert cells.nth(9).get_attribute("data-value") == str(s["future_dated"])
+        assert cells.nth(10).get_attribute("data-value") == str(s["abort_failed"])
+    assert (summaries[waiting]["future_dated"], summaries[waiting]["abort_failed"]) == (1, 1)
+    row = page.locator(f'#uploads tr[data-run="{waiting}"]')
+    row.locator("details.future-dated summary").click()
+    row.locator("details.abort-failed summary").click()
+    assert "00-t.dat" in row.locator("details.future-dated").inner_text()
+    assert "ahead of the clock" in row.locator("details.future-dated").inner_text()
+    advice = row.locator("details.abort-failed").inner_text()
+    assert "(listing the uploads)" in advice and "s3:ListBucketMultipartUploads" in advice, advice
     _shot(page, screenshots, "uploads")
 
 

@@ -208,7 +208,8 @@ def test_uploads_view_newest_first_with_totals(root: Path) -> None:
     view = ui_views.uploads_view(root)
     assert [r["run_id"] for r in view["runs"]] == ["u2", "u1"]
     assert view["runs"][1]["finished_at"] == "2026-11-21T10:00:05+00:00"
-    assert view["totals"] == {"uploaded": 10, "bytes": 1000, "malformed": 2, "conflicts": 1, "failed": 1}
+    assert view["totals"] == {"uploaded": 10, "bytes": 1000, "malformed": 2, "conflicts": 1, "failed": 1,
+                              "future_dated": 0, "abort_failed": 0}
     assert view["runs"][1]["malformed_paths"] == ["p/x.txt", "p/13/y.dat"]
 
 
@@ -693,3 +694,64 @@ def test_a_cost_under_a_hundredth_of_a_cent_is_not_shown_as_nothing() -> None:
     showed as 0.0000, the same as a bucket that costs nothing."""
     assert [ui_html._money(v) for v in (0.0, 0.00004492, 0.00005, 0.1234, 12.5)] == [
         "0.00", "<0.0001", "0.0001", "0.1234", "12.50"]
+
+
+def test_upload_runs_show_future_dated_files_and_failed_aborts_with_what_to_do(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """summary.json and the run index carry ``future_dated`` and ``abort_failed`` (a run keeps its record for
+    them), but the Uploads page showed neither: a file dated in the future waits unnoticed, an incomplete
+    upload S3 would not let the uploader abort stays billed. Built with the uploader's own ``summarize``;
+    the names and errors are hostile (markup, a newline)."""
+    from include.core import artifacts
+    from include.upload.settings import resolve_settings
+    from include.upload.uploader import summarize
+
+    monkeypatch.setenv(artifacts.ROOT_ENV, str(tmp_path))
+    settings = resolve_settings({"base_dir": "/data/outbox", "bucket": "sensor-data"}, None, by_deployer=True)[0]
+    odd = "/data/outbox/x/2099/01/01/00/00-<b>t\n.dat"
+    scan = {"future_dated": [{"path": odd, "reason": "mtime 2099"}, {"path": "/data/outbox/y/2099/1/1/0/1-t.dat",
+                                                                     "reason": "data minute"}],
+            "future_dated_total": 2,
+            "aborted_uploads": [{"key": "x/2026/01/01/00/00-<i>.dat", "initiated": "2026-01-01T00:00:00Z",
+                                 "error": "AccessDenied: <script>no</script>"},
+                                {"key": "", "initiated": "", "error": "ListMultipartUploads: AccessDenied"},
+                                {"key": "ok", "initiated": "2026-01-01T00:00:00Z", "error": ""}]}
+    summary, _ = summarize(settings, scan, [])
+    assert (summary["future_dated"], summary["abort_failed"]) == (2, 2)
+    artifacts.write_json(tmp_path / "s3_upload" / "r1" / "summary.json", summary)  # the run folder and its index entry
+    quiet, _ = summarize(settings, {}, [])
+    artifacts.write_json(tmp_path / "s3_upload" / "r0" / "summary.json", quiet)
+
+    def check(html: str) -> None:
+        row = html[html.index('data-run="r1"'):].split("</tr>")[0]
+        cells = re.findall(r'<td class="num" data-value="([^"]*)"', row)
+        assert cells[-2:] == ["2", "2"]  # Future-dated, Aborts failed
+        assert "<th class=\"num\">Future-dated</th><th class=\"num\">Aborts failed</th>" in html
+        assert "00-&lt;b&gt;t\n.dat" in row and "<b>" not in row and "<script>" not in row
+        assert "AccessDenied: &lt;script&gt;no&lt;/script&gt;" in row and "(listing the uploads)" in row
+        assert "s3:ListBucketMultipartUploads" in row and "s3:AbortMultipartUpload" in row
+        assert "ahead of the clock" in row
+        if 'data-run="r0"' in html:
+            quiet_row = html[html.index('data-run="r0"'):].split("</tr>")[0]
+            assert "future-dated" not in quiet_row and "aborts failed" not in quiet_row
+
+    view = ui_views.uploads_view(tmp_path)  # from the run index
+    assert view["totals"]["future_dated"] == 2 and view["totals"]["abort_failed"] == 2 and view["flags"] == []
+    page = ui_html.render_uploads(view)
+    check(page)
+    assert 'data-card="future_dated" data-value="2"' in page and 'data-card="abort_failed" data-value="2"' in page
+    check(ui_html.render_run(ui_views.run_view(tmp_path, "s3_upload", "r1")))  # the run's own page, from its folder
+    artifacts.roll_up_hours(tmp_path, "s3_upload", "9999-12-31T23")  # older periods: read from their sums
+    assert ui_views.uploads_view(tmp_path, limit=0)["totals"]["abort_failed"] == 2
+
+
+def test_odd_abort_failures_in_a_summary_are_flagged_not_fatal(tmp_path: Path) -> None:
+    _write(tmp_path / "s3_upload" / "u1" / "summary.json",
+           {"uploaded": 0, "abort_failed": "2", "abort_failures": ["junk", {"key": 5, "error": None}],
+            "future_dated": 1, "future_dated_paths": "not a list"})
+    view = ui_views.uploads_view(tmp_path)
+    (run,) = view["runs"]
+    assert run["abort_failed"] is None and run["abort_failures"] == [{"key": "5", "initiated": "", "error": ""}]
+    assert run["future_dated"] == 1 and run["future_dated_paths"] == []
+    assert any("abort_failures[0]" in f for f in view["flags"]) and any("future_dated_paths" in f for f in view["flags"])
+    ui_html.render_uploads(view).encode("utf-8")
