@@ -692,6 +692,41 @@ def test_invalid_variable_fails_the_run_once_naming_key_and_variable(tmp_path, b
     assert (tmp_path / rel_at("oslo", NOW - timedelta(hours=1), "t")).exists()  # nothing touched
 
 
+@pytest.mark.parametrize("refusal", ["region", "proxy"])
+def test_a_bucket_in_another_region_or_a_proxy_the_crt_cannot_take_fails_scan_once(tmp_path, s3, s3_server, run_dag,
+                                                                                     monkeypatch, capfd, refusal):
+    """The DAG says it as the command line does: scan fails at once (AirflowFailException, no retry), naming
+    the bucket and both regions, or the proxy and the variable to set; no file is touched."""
+    from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET
+
+    name = f"up-{uuid.uuid4().hex[:12]}"
+    rel = rel_at("oslo", NOW - timedelta(hours=1), "t")
+    write(tmp_path, rel, b"x\n")
+    extra: dict[str, Any] = {"region_name": "us-east-1", "endpoint_url": s3_server.endpoint_url}
+    if refusal == "region":
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        says = f"bucket {name!r} is in region 'eu-west-1', not in the configured region 'us-east-1'"
+    else:
+        s3.create_bucket(Bucket=name)
+        extra["config_kwargs"] = {"proxies": {"http": "http://127.0.0.1:9"}}
+        says = "through the proxy http://127.0.0.1:9, which the CRT client that uploads cannot be given"
+    for var in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_ODD", json.dumps({"conn_type": "aws", "login": LOCAL_AWS_KEY,
+                                                           "password": LOCAL_AWS_SECRET, "extra": extra}))
+    monkeypatch.setenv("AIRFLOW_VAR_S3OPS_UPLOAD", json.dumps(
+        {"bucket": name, "base_dir": str(tmp_path), "aws_conn_id": "aws_odd"}))
+    s3_server.control("POST", "regions", {"enforced": True})
+    try:
+        result = run_dag("s3_upload", {})
+    finally:
+        s3_server.control("POST", "regions", {"enforced": False})
+    assert result.state == "failed" and result.task_states()[("scan", -1)] == "failed"
+    out = capfd.readouterr().out
+    assert says in out and "up_for_retry" not in out.lower()
+    assert (tmp_path / rel).exists() and keys_in(s3, name) == set()
+
+
 def test_dag_run_with_nothing_to_do_succeeds_quietly(tmp_path, bucket, run_dag):
     from include.core import artifacts
 
