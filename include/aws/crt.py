@@ -190,8 +190,9 @@ class CrtPutter:
         return answers.get()
 
 
-#: the environment variables the CRT's native code reads a proxy from, per scheme (and NO_PROXY), first set wins
-PROXY_VARIABLES = {"https": ("HTTPS_PROXY", "https_proxy"), "http": ("HTTP_PROXY", "http_proxy")}
+#: the environment variables the CRT's native code reads a proxy from, per scheme (and NO_PROXY); the first
+#: set wins, lower case before upper case, as in botocore (urllib's getproxies): both checked with awscrt 0.38
+PROXY_VARIABLES = {"https": ("https_proxy", "HTTPS_PROXY"), "http": ("http_proxy", "HTTP_PROXY")}
 
 
 def proxy_problem(client: Any, url: str) -> str | None:
@@ -208,12 +209,12 @@ def proxy_problem(client: Any, url: str) -> str | None:
         return None
     scheme = urlsplit(url).scheme
     names = PROXY_VARIABLES.get(scheme, PROXY_VARIABLES["https"])
-    in_env = next((os.environ[n] for n in names if os.environ.get(n)), "")
-    if in_env and _proxy_address(in_env) == _proxy_address(wanted):
+    found = next((n for n in names if os.environ.get(n)), None)
+    if found and _proxy_address(os.environ[found]) == _proxy_address(wanted):
         return None
     return (f"the connection sends {scheme} requests to the bucket through the proxy {_proxy_address(wanted)}, which "
             f"the CRT client that uploads cannot be given (awscrt reads a proxy only from the environment"
-            f"{f', where {names[0]} names another' if in_env else ''}): set {names[0]} in the workers' environment "
+            f"{f', where {found} names another' if found else ''}): set {names[1]} in the workers' environment "
             "instead (both clients use it) and remove proxies from the connection's config_kwargs")
 
 

@@ -1804,9 +1804,10 @@ def test_a_proxy_only_the_connection_names_is_refused_one_in_the_environment_car
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # another proxy in the environment: refused too
     with pytest.raises(UploadError, match="where HTTP_PROXY names another"):
         check_bucket(client, bucket)
-    monkeypatch.setenv("HTTP_PROXY", host)  # the same one (as a bare host:port): both clients use it
+    monkeypatch.setenv("http_proxy", host)  # the same one (as a bare host:port), where lower case wins
     check_bucket(client, bucket)
     monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.delenv("http_proxy")
 
     seen.clear()
     rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
