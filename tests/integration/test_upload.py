@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1643,12 +1644,49 @@ def _private_ca(folder: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def _tls_front(cert: Path, key: Path, backend: str) -> str:
+_METHODS = (b"GET", b"PUT", b"HEAD", b"POST", b"DELETE")
+
+
+def _relay(source: Any, sink: Any, requests: list[bytes] | None = None) -> None:
+    """Copy ``source`` to ``sink`` until one end closes, then close both; keep in ``requests`` the first line
+    of each chunk that starts a request (enough to tell the requests of a test apart)."""
+    import socket
+
+    with suppress(OSError):
+        while data := source.recv(65536):
+            if requests is not None and data.split(b" ", 1)[0] in _METHODS:
+                requests.append(data.split(b"\r\n", 1)[0])
+            sink.sendall(data)
+    for end in (source, sink):
+        with suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+
+
+def _both_ways(client: Any, server: Any, requests: list[bytes] | None = None) -> None:
+    import threading
+
+    back = threading.Thread(target=_relay, args=(server, client), daemon=True)
+    back.start()
+    _relay(client, server, requests)
+    back.join(10)
+
+
+def _serving(listener: Any, serve: Callable[[Any], None]) -> None:
+    """Accept connections on ``listener`` for the rest of the session, each served on a daemon thread."""
+    import threading
+
+    def accept() -> None:
+        while True:
+            threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
+def _tls_front(cert: Path, key: Path, backend: str, requests: dict[int, list[bytes]] | None = None) -> str:
     """An https:// endpoint in front of the local S3 server (plain HTTP), with ``cert``: an S3-compatible
-    server behind a company CA. Daemon threads: they end with the test session."""
+    server behind a company CA. ``requests``: per client port, the request lines its connection carried."""
     import socket
     import ssl
-    import threading
     from urllib.parse import urlsplit
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -1656,31 +1694,17 @@ def _tls_front(cert: Path, key: Path, backend: str) -> str:
     listener = socket.create_server(("127.0.0.1", 0))
     target = urlsplit(backend)
 
-    def pump(source: Any, sink: Any) -> None:
-        with suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for end in (source, sink):
-            with suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
     def serve(raw: Any) -> None:
+        lines = None if requests is None else requests.setdefault(raw.getpeername()[1], [])
         try:
             tls = ctx.wrap_socket(raw, server_side=True)
         except OSError:  # a client that refused our certificate
             raw.close()
             return
         with tls, socket.create_connection((target.hostname, target.port)) as plain:
-            back = threading.Thread(target=pump, args=(tls, plain), daemon=True)
-            back.start()
-            pump(plain, tls)
-            back.join(10)
+            _both_ways(tls, plain, lines)
 
-    def accept() -> None:
-        while True:
-            threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
+    _serving(listener, serve)
     return f"https://127.0.0.1:{listener.getsockname()[1]}"
 
 
@@ -1735,41 +1759,40 @@ def test_with_verify_on_the_crt_client_trusts_the_bundle_botocore_trusts_not_the
     assert body_of(s3, bucket, rel) == b"certifi's CAs\n"
 
 
-def _forwarding_proxy(target: str) -> tuple[str, list[bytes]]:
-    """An HTTP proxy for plain-HTTP requests to ``target`` (the local S3 server, which takes the absolute
-    request targets a proxy is sent): it relays every connection there and keeps the first line of each
-    request it sees. Daemon threads: they end with the test session."""
+def _forwarding_proxy(target: str) -> tuple[str, list[bytes], set[int]]:
+    """An HTTP proxy: a plain-HTTP request is relayed to ``target`` (the local S3 server, which takes the
+    absolute request targets a proxy is sent), a ``CONNECT host:port`` tunnels to that address. Returns its
+    URL, the request lines it saw (a tunnel's CONNECT only: the rest is TLS) and the local ports of the
+    connections it opened (so an endpoint can tell that a connection came through it)."""
     import socket
-    import threading
     from urllib.parse import urlsplit
 
     seen: list[bytes] = []
+    opened: set[int] = set()
     listener = socket.create_server(("127.0.0.1", 0))
     back_to = urlsplit(target)
 
-    def pump(source: Any, sink: Any, record: bool) -> None:
-        with suppress(OSError):
-            while data := source.recv(65536):
-                if record and data[:8].split(b" ")[0] in (b"GET", b"PUT", b"HEAD", b"POST", b"DELETE"):
-                    seen.append(data.split(b"\r\n", 1)[0])
-                sink.sendall(data)
-        for end in (source, sink):
-            with suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
     def serve(client: Any) -> None:
-        with client, socket.create_connection((back_to.hostname, back_to.port)) as server:
-            back = threading.Thread(target=pump, args=(server, client, False), daemon=True)
-            back.start()
-            pump(client, server, True)
-            back.join(10)
+        with client:
+            first = client.recv(65536)
+            line = first.split(b"\r\n", 1)[0]
+            tunnel = line.startswith(b"CONNECT ")
+            if tunnel:
+                host, _, port = line.split(b" ")[1].decode().rpartition(":")
+                address = (host.strip("[]"), int(port))
+            else:
+                address = (str(back_to.hostname), int(back_to.port or 80))
+            with socket.create_connection(address) as server:
+                opened.add(server.getsockname()[1])
+                seen.append(line)
+                if tunnel:  # the request's headers end the first chunk: a CONNECT has no body
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                else:
+                    server.sendall(first)
+                _both_ways(client, server, None if tunnel else seen)
 
-    def accept() -> None:
-        while True:
-            threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return f"http://127.0.0.1:{listener.getsockname()[1]}", seen
+    _serving(listener, serve)
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", seen, opened
 
 
 def test_a_proxy_only_the_connection_names_is_refused_one_in_the_environment_carries_both_clients(
@@ -1782,7 +1805,7 @@ def test_a_proxy_only_the_connection_names_is_refused_one_in_the_environment_car
     from include.upload.uploader import UploadError, check_bucket
     from scripts.stack import LOCAL_AWS_KEY, LOCAL_AWS_SECRET
 
-    proxy, seen = _forwarding_proxy(s3_server.endpoint_url)
+    proxy, seen, _ = _forwarding_proxy(s3_server.endpoint_url)
     host = proxy.split("://")[1]
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
@@ -1817,6 +1840,28 @@ def test_a_proxy_only_the_connection_names_is_refused_one_in_the_environment_car
     assert done.returncode == 0, done.stderr
     assert not path.exists() and body_of(s3, bucket, rel) == b"through the proxy\n"
     assert f"PUT {s3_server.endpoint_url}/{bucket}/{rel} HTTP/1.1".encode() in seen, seen  # the CRT client's PUT
+
+
+def test_https_proxy_in_the_environment_carries_both_clients_through_a_tunnel(tmp_path, s3, bucket, s3_server):
+    """Over TLS (AWS's case), through ``HTTPS_PROXY``: botocore's HeadBucket and the CRT client's PUT both go
+    through the proxy's CONNECT tunnel; the endpoint sees no connection but the proxy's."""
+    ca, cert, key = _private_ca(tmp_path)
+    requests: dict[int, list[bytes]] = {}
+    endpoint = _tls_front(cert, key, s3_server.endpoint_url, requests)
+    proxy, seen, opened = _forwarding_proxy(s3_server.endpoint_url)
+    rel = rel_at("berlin", NOW - timedelta(hours=1), "t")
+    path = write(tmp_path / "base", rel, b"tunnelled\n")
+
+    done = upload_cli("--base-dir", str(tmp_path / "base"), "--bucket", bucket, "--endpoint-url", endpoint,
+                      HTTPS_PROXY=proxy, AWS_CA_BUNDLE=str(ca), NO_PROXY="", no_proxy="")
+
+    assert done.returncode == 0, done.stderr
+    assert not path.exists() and body_of(s3, bucket, rel) == b"tunnelled\n"
+    assert seen and all(line.startswith(f"CONNECT {endpoint.split('://')[1]} ".encode()) for line in seen), seen
+    assert requests and set(requests) <= opened, (requests, opened)  # every connection came through the proxy
+    lines = [line for conn in requests.values() for line in conn]
+    assert f"HEAD /{bucket} HTTP/1.1".encode() in lines, lines  # botocore's
+    assert f"PUT /{bucket}/{rel} HTTP/1.1".encode() in lines, lines  # the CRT client's
 
 
 def test_an_endpoint_that_stops_answering_is_given_up_on_and_every_file_kept(tmp_path, s3, bucket, client,
