@@ -79,7 +79,7 @@ def test_pages_read_the_index_like_the_folders(root, tmp_path):
     shutil.rmtree(root / "_index")  # the same runs, read from their folders
     from_folders = (views.uploads_view(root), views.plans_view(root), views.storage_view(root))
     assert from_index[0]["totals"] == from_folders[0]["totals"] == {
-        "uploaded": 3, "bytes": 300, "malformed": 0, "conflicts": 1, "failed": 0}
+        "uploaded": 3, "bytes": 300, "malformed": 0, "conflicts": 1, "failed": 0, "future_dated": 0, "abort_failed": 0}
     assert [r["run_id"] for r in from_index[0]["runs"]] == [r["run_id"] for r in from_folders[0]["runs"]] == [
         "u2", "u1", "u0"]
     strip = ("planned_at",)
