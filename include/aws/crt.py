@@ -220,11 +220,21 @@ def proxy_problem(client: Any, url: str) -> str | None:
 
 def _proxy_address(url: str) -> str:
     """A proxy URL as compared and shown: with a scheme (botocore adds http:// to a bare host:port), without
-    a user or password (never shown) or a trailing slash."""
-    parts = urlsplit(url if "://" in url else "http://" + url)
+    a user or password (never shown) or a trailing slash. The user and password end at the last ``@``: a
+    password left unencoded with a ``#``, ``?`` or ``/`` in it ends a URL's host part for urlsplit, which then
+    took part of the password for the host or the port (shown, or quoted by the ``ValueError`` of ``.port``)."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        scheme, rest = "http", url.strip()
+    address = re.split(r"[/?#]", rest.rpartition("@")[2], maxsplit=1)[0]  # no user, password, path or query
+    parts = urlsplit(f"{scheme}://{address}")
+    try:
+        port = parts.port
+    except ValueError:  # not a number: shown as written (it is past the password)
+        return f"{scheme.lower()}://{address.lower()}"
     host = parts.hostname or ""
     host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}"
 
 
 def signing_region(client: Any) -> str:
