@@ -72,9 +72,17 @@ def client_from_connection(
     ``config_kwargs``: ``proxies`` and the like, under this project's retries, timeouts, pool and addressing).
     A config given to the hook replaces the connection's ``config_kwargs`` whole: its proxies were dropped."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from botocore.exceptions import BotoCoreError
 
+    config = client_config(mode, pool=pool)
     hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
-    return hook.get_client_type(region_name=region_name, config=hook.config.merge(client_config(mode, pool=pool)))
+    try:  # the connection's config_kwargs become botocore's Config here (a key it does not know: TypeError)
+        theirs = hook.config
+    except (TypeError, ValueError, AttributeError, BotoCoreError) as exc:
+        raise ValueError(f"the Airflow connection {conn_id!r} cannot be read as an AWS connection ({exc}): its "
+                         "extra config_kwargs must be an object of botocore Config options (endpoint_url and "
+                         "region_name belong in the extra itself): fix or remove them") from None
+    return hook.get_client_type(region_name=region_name, config=theirs.merge(config))
 
 
 def client_from_args(
