@@ -431,11 +431,16 @@ def finish_earlier_move(run_dir: ArtifactPath) -> ArtifactPath | None:
     dest = run_dir / EARLIER_DIR / to
     base = str(run_dir).rstrip("/") + "/"  # relative_to cannot be printed on an s3:// ObjectStoragePath
     children = [c for c in run_dir.iterdir() if c.name not in STAYS_IN_PLACE]
+    moves: list[tuple[ArtifactPath, list[ArtifactPath]]] = []
     for child in sorted(children, key=lambda c: (c.name in (AUDIT_DIR, TASK_RESULTS_DIR), c.name)):
-        files = [child] if not child.is_dir() else sorted((p for p in child.rglob("*") if not p.is_dir()), key=str)
-        for path in files:
+        found = [child] if not child.is_dir() or _is_link(child) else sorted(child.rglob("*"), key=str)
+        for path in found:
             if not str(path).startswith(base):  # never flatten two folders' files onto one name
                 raise ValueError(f"cannot tell where {path} lies in {base}: the record was not moved")
+            _refuse_links(run_dir, path, dest / str(path)[len(base):], to)
+        moves.append((child, [p for p in found if not p.is_dir()]))
+    for child, files in moves:  # every path checked first: a refused move moves nothing
+        for path in files:
             try:
                 data = read_bytes(path)
             except FileNotFoundError:  # moved by another caller finishing the same move
@@ -446,6 +451,26 @@ def finish_earlier_move(run_dir: ArtifactPath) -> ArtifactPath | None:
             remove_empty_folder(child)
     remove(note)
     return dest
+
+
+def _is_link(path: ArtifactPath) -> bool:
+    return _is_local(path) and Path(path).is_symlink()
+
+
+def _refuse_links(run_dir: ArtifactPath, path: ArtifactPath, target: ArtifactPath, to: str) -> None:
+    """On a local root, a record file that is a symbolic link or lies behind one, or a destination behind one
+    (``earlier``, ``earlier/<to>`` or a folder in it a link to another run's folder), raises ``ValueError``:
+    moving it would read or overwrite, then remove, files outside the run folder (another run's record)."""
+    if not _is_local(path):
+        return
+    real = Path(run_dir).resolve()
+    outside = Path(path).is_symlink() or not Path(path).resolve().is_relative_to(real)
+    if outside or not Path(target).resolve().is_relative_to(real / EARLIER_DIR / to):
+        raise ValueError(f"{path if outside else target} is a symbolic link or lies behind one: the record was not "
+                         f"moved to {EARLIER_DIR}/{to}/ (its files would be read or written outside the run folder); "
+                         "replace the link with what it stands for, or remove it, and plan again")
+
+
 #: The DAGs that write run folders under the root (``<root>/<dag_id>/<run_id>/``): what housekeeping prunes.
 DAG_FOLDERS = ("s3_storage_report", "s3_upload", "s3_retention", "s3_deploy_cleanup", "s3ops_housekeeping")
 INDEX_DIR = "_index"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import pytest
@@ -256,6 +257,42 @@ def test_a_record_move_whose_note_names_no_folder_is_left_as_it_is_and_named(tmp
     assert [d["unfinished_record_moves_kept"] for d in report["dags"]] == [
         [f"r1: {run / 'earlier' / 'moving.json'} does not name the folder a record was being moved to: the move was "
          "not finished; move the run's files into the right earlier/<plan id>/ folder and remove the note"]]
+
+
+@pytest.mark.parametrize("link", ["task_results", "audit/00001.json", "earlier/p1", "earlier/p1/audit", "earlier"])
+def test_a_record_move_through_a_symbolic_link_touches_nothing_outside_the_run_folder(tmp_path, link):
+    """A link in the run folder (a record folder or file that is one, or earlier/, earlier/<plan id>/ or a folder
+    in it one to another run's folder) made the move read another run's record, write over it and remove it
+    (another run's purge rows lost, its audit overwritten): refused, naming the link, and nothing moves."""
+    from datetime import UTC, datetime, timedelta
+
+    from include.core.housekeeping import housekeep
+    from include.deletion.plan import keep_earlier_record
+
+    run, other = tmp_path / "s3_retention" / "r1", tmp_path / "elsewhere"
+    for rel, doc in DELETED_AND_PURGED.items():
+        for folder in (run, other):
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_text(json.dumps({**doc, "run": folder.name}))
+    for name in ("earlier/p1/audit", "earlier/p1", "earlier"):  # destinations that stand as links: none there yet
+        (other / name).mkdir(parents=True, exist_ok=True)
+    if (run / link).is_dir():
+        shutil.rmtree(run / link)
+    (run / link).unlink(missing_ok=True)
+    (run / link).parent.mkdir(parents=True, exist_ok=True)
+    (run / link).symlink_to(other / link if link.startswith(("task_results", "audit")) else other)
+    (run / "earlier").mkdir(exist_ok=True)
+    (run / "earlier" / "moving.json").write_bytes(b'{"to": "p1"}')
+    before, theirs = _files(run), _files(other)
+    with pytest.raises(ValueError, match="is a symbolic link or lies behind one: the record was not moved"):
+        keep_earlier_record(run)
+    assert _files(other) == theirs and _files(run) == before
+    report = housekeep(tmp_path, {}, now=datetime.now(UTC) + timedelta(days=40))  # past the artifacts' 30 days
+    assert _files(other) == theirs
+    if link != "earlier":  # a linked earlier/ is not followed: its note is not seen, the run is trimmed as any
+        assert _files(run) == before
+        assert ["is a symbolic link or lies behind one" in k for d in report["dags"]
+                for k in d["unfinished_record_moves_kept"]] == [True]
 
 
 def test_asking_again_after_deletions_is_refused(tmp_path):
