@@ -14,6 +14,7 @@ recorded in ``settings.json``). Then:
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -74,10 +75,34 @@ def dispatch_confs(resolved: Any, now: datetime) -> list[dict[str, Any]]:
     return confs
 
 
+#: the run id ``dispatch`` gives a target's run (the DAG file's ``trigger_run_id``): ``<its run id>__target<N>``
+DISPATCHED_RUN_ID = re.compile(r"__target[0-9]+\Z")
+#: the run type Airflow gives a run a task started (``TriggerDagRunOperator``); the REST API cannot give it
+DISPATCHED_RUN_TYPE = "operator_triggered"
+
+
+def require_dispatched(run_id: str, run_type: Any) -> None:
+    """Refuse a run named as ``dispatch`` names a target's run that ``dispatch`` did not start.
+
+    Anyone who may trigger the DAG can create a run through the REST API with any run id the default
+    ``allowed_run_id_pattern`` takes, and a scheduled run's id is known in advance: a run created as
+    ``scheduled__<tomorrow>__target0`` made that day's ``dispatch`` skip the target (``skip_when_already_exists``:
+    the task ``skipped``, the daily run successful), and the target was cleaned with that user's conf (a dry run,
+    another keep or protect) under the name of the deployment's run. Such a run now fails before anything else."""
+    kind = str(getattr(run_type, "value", run_type) or "")
+    if DISPATCHED_RUN_ID.search(run_id) and kind != DISPATCHED_RUN_TYPE:
+        raise _fail(f"run {run_id!r} is named as the daily run's dispatch names a target's run, but it was not "
+                    f"started by a dispatch (run type {kind or 'unknown'!r}, not {DISPATCHED_RUN_TYPE!r}): nothing "
+                    "is done. A run created under that name (through the REST API) would take the place of the "
+                    "target's run, which dispatch then skips; trigger a run under another id")
+
+
 def targets(context: Any) -> list[dict[str, Any]]:
     """Resolve the run's settings; the confs of the runs to start (one per target), or [] for one target."""
     from include.dag_defaults import resolve_run_settings
 
+    dag_run = context["dag_run"]
+    require_dispatched(str(dag_run.run_id), getattr(dag_run, "run_type", None))
     resolved = resolve_run_settings(SETTINGS, context)
     return dispatch_confs(resolved, _decided_as_of(context, resolved))
 

@@ -438,3 +438,30 @@ def test_deploy_cleanup_now_is_a_runs_param_only_and_never_later_than_its_time()
     assert decided_as_of(day, "2026-11-30T01:00:00+01:00") == day  # the same instant
     with pytest.raises(ValueError, match=r"later than the run's logical time 2026-11-30T00:00:00Z"):
         decided_as_of(day, "2026-11-30T00:00:01Z")
+
+
+def test_a_run_named_as_a_dispatched_targets_run_must_have_been_started_by_dispatch():
+    """Anyone who may trigger the DAG could create ``scheduled__<tomorrow>__target0`` through the REST API (the
+    default allowed_run_id_pattern takes it, a scheduled run's id is known in advance): the day's dispatch then
+    skipped that target (``skip_when_already_exists``) and the target was cleaned with that user's conf under the
+    name of the deployment's run. Such a run fails in its first task, before any setting is read."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.deploy_cleanup.tasks import require_dispatched, targets
+
+    forged = "scheduled__2026-12-09T00:00:00+00:00__target0"
+    for run_type in (DagRunType.MANUAL, "manual", DagRunType.SCHEDULED, DagRunType.BACKFILL, None):
+        with pytest.raises(AirflowFailException, match=r"was not started by a dispatch .* nothing is done"):
+            require_dispatched(forged, run_type)
+    # before anything else: no Variable, no artifact store is needed to refuse it
+    with pytest.raises(AirflowFailException, match=r"was not started by a dispatch"):
+        targets({"dag_run": SimpleNamespace(run_id=forged, run_type=DagRunType.MANUAL)})
+    for run_type in (DagRunType.OPERATOR_TRIGGERED, "operator_triggered"):
+        require_dispatched(forged, run_type)  # dispatch's own run
+        require_dispatched("backfill__2026-11-01T00:00:00+00:00__target12", run_type)
+    for run_id in ("manual__2026-12-08T01:00:00+00:00", "scheduled__2026-12-09T00:00:00+00:00",
+                   "my_run__target0_retry", "__targets"):
+        require_dispatched(run_id, DagRunType.MANUAL)  # any other id: a manual run as before
