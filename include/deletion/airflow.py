@@ -181,7 +181,7 @@ class PlanApprovalOperator(ApprovalOperator):
         self.subject = (f"{ti.dag_id}: approve deleting the planned objects from "
                         f"s3://{shown(params.get('bucket') or '')}?")
         self.body = approval_body(plan, params, plan_digest=digests["plan_digest"], timeout_at=timeout_at,
-                                  superseded=superseded)
+                                  superseded=superseded, triggered_by=triggered_by)
         self.asked_plan_id = plan.get("plan_id")  # what the notifier records whom the request reached for
         self._ask(context, asked_at=asked_at)
 

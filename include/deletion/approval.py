@@ -472,8 +472,21 @@ def made_with_settings(summary: Mapping[str, Any], params: Mapping[str, Any]) ->
             if name not in _NOT_LISTED and name not in secret]
 
 
+def set_by_the_run(summary: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    """The settings of :func:`made_with_settings` whose value came from the run's conf or trigger form, not from
+    the deployment (its Variable or the built-in defaults): ``params.sources`` (:class:`Resolved`) says where
+    each came from. Whoever triggered the run chose them; the approver must be able to tell them from the
+    deployment's among a dozen values."""
+    sources = getattr(params, "sources", None)
+    if not isinstance(sources, Mapping):
+        return []
+    shown_names = {line.split(" = ", 1)[0] for line in made_with_settings(summary, params)}
+    return sorted(name for name, source in sources.items()
+                  if source == "param" and (name in shown_names or name == "bucket"))
+
+
 def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any], *, plan_digest: str = "",
-                  timeout_at: str = "", superseded: Iterable[str] = ()) -> str:
+                  timeout_at: str = "", superseded: Iterable[str] = (), triggered_by: str | None = None) -> str:
     """The Markdown the approver reads: what, how much, why, examples and where the full plan is.
 
     Only numbers we computed and fixed words are Markdown; every value from S3, MySQL or a param is in a
@@ -497,6 +510,13 @@ def approval_body(summary: Mapping[str, Any], params: Mapping[str, Any], *, plan
     made_with = made_with_settings(summary, params)
     if made_with:
         lines += ["", "Made with these settings (the delete re-checks under the same ones):", "", fenced(made_with)]
+    overridden = set_by_the_run(summary, params)
+    if overridden:
+        lines += ["", f"**{len(overridden)} of them given by this run's conf or trigger form**, not taken from the "
+                      "deployment's Variable or the defaults (a run that the daily run's dispatch started gets its "
+                      "target's keys and `now` this way):", "", fenced(overridden)]
+    if triggered_by:
+        lines += ["", "Run triggered by:", "", fenced([triggered_by])]
     lines += ["", f"Full plan ({len(summary.get('chunks') or [])} chunks):", "", fenced([summary.get("plan_uri") or ""])]
     if plan_digest:
         lines += ["", f"Plan digest `{plan_digest}`: the approval holds for exactly this plan."]

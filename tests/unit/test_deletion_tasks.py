@@ -211,3 +211,26 @@ def test_the_audit_records_the_plan_its_run_worked_on_and_only_then(states, has_
     guarded = states.pop("guarded", True)
     refusal = unauditable("plan", states, has_plan=has_plan, has_audit=has_audit, deleted=deleted, guarded=guarded)
     assert (None if refusal is None else type(refusal).__name__) == expected
+
+
+def test_the_approver_sees_which_settings_the_run_gave_and_who_triggered_it():
+    """A run's conf may change a policy setting (another key_prefix, protect emptied, keep lowered): the request
+    listed every value, but nothing told the approver which of a dozen the person who triggered the run chose
+    rather than the deployment, nor who that person was. Both are shown, escaped."""
+    from include.core.settings import Resolved
+
+    values = {"bucket": "b1", "key_prefix": "jobs/", "jobs_table": "jobs", "aws_conn_id": "aws_default",
+              "max_delete_count": 10, "notifications": ["https://hooks.example/secret"]}
+    sources = {"bucket": "param", "key_prefix": "param", "jobs_table": "variable", "aws_conn_id": "default",
+               "max_delete_count": "param", "notifications": "param"}
+    params = Resolved(values, sources)
+    body = approval_body({"delete_count": 1, "settings": values, "chunks": ["00000"]}, params,
+                         triggered_by="mallory`\n**ok**")
+    given = body.split("given by this run's conf or trigger form")[1].split("Run triggered by")[0]
+    assert "```text\nbucket\nkey_prefix\nmax_delete_count\n```" in given  # a secret's name neither
+    assert "**3 of them given" in body
+    assert "```text\nmallory`\\n**ok**\n```" in body.split("Run triggered by:")[1]
+    # the deployment's own values only, or a scheduled run: no such lines
+    plain = approval_body({"delete_count": 1, "settings": values, "chunks": ["00000"]},
+                          Resolved(values, {k: "variable" for k in values}))
+    assert "given by this run" not in plain and "triggered by" not in plain
