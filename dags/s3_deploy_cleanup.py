@@ -64,7 +64,11 @@ def s3_deploy_cleanup():
     confs = targets()
     TriggerDagRunOperator.partial(
         task_id="dispatch", trigger_dag_id="s3_deploy_cleanup", logical_date=None,
-        trigger_run_id="{{ run_id }}__target{{ ti.map_index }}", skip_when_already_exists=True,
+        trigger_run_id="{{ run_id }}__target{{ ti.map_index }}",
+        # a run already under that name was not started by this dispatch (anyone who may trigger can create one
+        # through the REST API ahead of the daily run, even dated to start years later): fail, naming it, rather
+        # than skip the target silently and leave it to that run's conf
+        skip_when_already_exists=False,
     ).expand(conf=confs)
     summary = plan()
     confs >> has_bucket() >> summary

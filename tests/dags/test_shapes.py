@@ -85,4 +85,7 @@ def test_s3_deploy_cleanup_shape():
                            "plan": ["guard"], **DELETION_GATE, "delete": ["audit"], "audit": []}
     dispatch = dag.get_task("dispatch")
     assert dispatch.task_type == "TriggerDagRunOperator" and dispatch.partial_kwargs["trigger_dag_id"] == dag.dag_id
+    # a target's run that already exists was not started by this dispatch (a run created ahead of it through the
+    # REST API under the id it gives): skipping it left the target silently to that run's conf
+    assert dispatch.partial_kwargs.get("skip_when_already_exists", False) is False
     assert dag.get_task("has_bucket").task_type == "_ShortCircuitDecoratedOperator"
