@@ -71,13 +71,50 @@ def ranges(boundaries: Sequence[str]) -> list[tuple[str | None, str | None]]:
 
 
 def probe_count(client: S3Client, bucket: str, threshold: int, *, on_more: Callable[[], None] | None = None,
-                proven_big: Callable[[int, str], bool] | None = None) -> int | None:
+                proven_big: Callable[[int, str], bool] | None = None, versions: bool = False) -> int | None:
     """The bucket's object count when it holds at most ``threshold`` objects, else None (big).
     Lists at most ``threshold`` keys; ``on_more()`` is called once the first page is full;
-    ``proven_big(seen, last_key)`` ends the probe early (see :func:`count_floor`)."""
+    ``proven_big(seen, last_key)`` ends the probe early (see :func:`count_floor`). With ``versions`` it
+    counts what ListObjectVersions lists (versions and delete markers), as a listing of versions will: a
+    bucket of few current objects but many versions (everything deleted: delete markers only) is big."""
     from include.aws.listing import count_objects
 
-    return count_objects(client, bucket, threshold, on_more=on_more, proven_more=proven_big)
+    if not versions:
+        return count_objects(client, bucket, threshold, on_more=on_more, proven_more=proven_big)
+    kwargs: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, threshold)}
+    seen = 0
+    while True:
+        page = client.list_object_versions(**kwargs)
+        keys = _version_keys(page)
+        seen += len(keys)
+        if not page.get("IsTruncated"):
+            return seen
+        if on_more is not None and "KeyMarker" not in kwargs:
+            on_more()
+        if seen >= threshold or (proven_big is not None and keys and proven_big(seen, max(keys))):
+            return None
+        kwargs.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page.get("NextVersionIdMarker", ""),
+                      MaxKeys=min(1000, threshold - seen))
+
+
+def _version_keys(page: Any) -> list[str]:
+    """The keys of a ListObjectVersions page's versions and delete markers."""
+    return [v["Key"] for v in page.get("Versions", [])] + [m["Key"] for m in page.get("DeleteMarkers", [])]
+
+
+def _first_key(client: S3Client, bucket: str, prefix: str, after: str | None, versions: bool) -> str | None:
+    """The first key under ``prefix`` after ``after``: of a current object, or with ``versions`` of any
+    version or delete marker (a key whose every version is noncurrent is listed by versions too)."""
+    if versions:
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1}
+        if after is not None:
+            kwargs["KeyMarker"] = after
+        return min(_version_keys(client.list_object_versions(**kwargs)), default=None)
+    kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1}
+    if after is not None:
+        kwargs["StartAfter"] = after
+    contents = client.list_objects_v2(**kwargs).get("Contents") or []
+    return contents[0]["Key"] if contents else None
 
 
 def range_heads(client: S3Client, bucket: str, cuts: Sequence[str], threads: int = PROBE_THREADS
@@ -106,44 +143,52 @@ def count_floor(seen: int, last_key: str, heads: Sequence[tuple[str, int]]) -> i
     return seen + sum(count for lo, count in heads if lo >= last_key)
 
 
-def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:
+def _common_prefixes(client: S3Client, bucket: str, prefix: str, cap: int, versions: bool = False) -> list[str]:
     """About ``cap`` of the ``/`` folders right under ``prefix``: no more pages once ``cap`` are found,
     and spread evenly over every folder of the pages read (the first ``cap`` only would leave the key
-    space after them to one huge last range)."""
+    space after them to one huge last range). With ``versions``, folders of versions and delete markers too."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
     found: list[str] = []
     while len(found) < cap:
-        page = client.list_objects_v2(**kwargs)
+        page: dict[str, Any] = dict(client.list_object_versions(**kwargs) if versions
+                                    else client.list_objects_v2(**kwargs))
         found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
         if not page.get("IsTruncated"):
             break
-        kwargs["ContinuationToken"] = page["NextContinuationToken"]
-    return pick_evenly(found, cap)
+        if not versions:
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        elif any(p["Prefix"] == page["NextKeyMarker"] for p in page.get("CommonPrefixes", [])):
+            kwargs["KeyMarker"] = page["NextKeyMarker"] + _PAST_PREFIX  # it ended at a folder: past all of it
+            kwargs.pop("VersionIdMarker", None)
+        else:  # it ended at a key's versions
+            kwargs.update(KeyMarker=page["NextKeyMarker"], VersionIdMarker=page.get("NextVersionIdMarker", ""))
+    return pick_evenly(list(dict.fromkeys(found)), cap)
 
 
-def _next_chars(client: S3Client, bucket: str, prefix: str, cap: int) -> list[str]:
+def _next_chars(client: S3Client, bucket: str, prefix: str, cap: int, versions: bool = False) -> list[str]:
     """The distinct ``prefix + c`` that keys under ``prefix`` start with: one MaxKeys=1 request per
     child, each starting after every key of the previous child (for folders without sub-folders)."""
     found: list[str] = []
     after = prefix
     while len(found) < cap:
-        page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, StartAfter=after, MaxKeys=1)
-        contents = page.get("Contents") or []
-        if not contents:
+        key = _first_key(client, bucket, prefix, after, versions)
+        if key is None:
             break
-        child = contents[0]["Key"][: len(prefix) + 1]
+        child = key[: len(prefix) + 1]
         found.append(child)
         after = child + _PAST_PREFIX
     return found
 
 
-def prefix_tree(client: S3Client, bucket: str, want: int, threads: int = PROBE_THREADS) -> list[str]:
+def prefix_tree(client: S3Client, bucket: str, want: int, threads: int = PROBE_THREADS, versions: bool = False
+                ) -> list[str]:
     """Sorted prefixes that cut the bucket into at least ``want`` pieces where the keys allow,
     descending level by level: into ``/`` folders (CommonPrefixes), and where a prefix has none, by its
     next character. A prefix with nothing under it stays as it is. Every prefix of a level is divided
     (a level holds fewer than ``want``), each into at most about ``want * 8 / len(level)`` children, so
     every part of the key space keeps its share of the cuts. The prefixes of a level are asked
-    ``threads`` at a time: on S3 each request is a round trip."""
+    ``threads`` at a time: on S3 each request is a round trip. With ``versions`` the keys of versions
+    and delete markers count too (ListObjectVersions)."""
     level = [""]
     flat: set[str] = set()  # prefixes with no "/" below them: their children are flat too
     with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -151,10 +196,10 @@ def prefix_tree(client: S3Client, bucket: str, want: int, threads: int = PROBE_T
             cap = max(2, math.ceil(want * 8 / len(level)))
 
             def children_of(prefix: str, cap: int = cap) -> tuple[list[str], bool]:
-                children = [] if prefix in flat else _common_prefixes(client, bucket, prefix, cap=cap)
+                children = [] if prefix in flat else _common_prefixes(client, bucket, prefix, cap=cap, versions=versions)
                 if children:
                     return children, False
-                return [c for c in _next_chars(client, bucket, prefix, cap=cap) if c != prefix], True
+                return [c for c in _next_chars(client, bucket, prefix, cap=cap, versions=versions) if c != prefix], True
 
             deeper: list[str] = []
             grew = False
@@ -180,17 +225,17 @@ def pick_evenly(items: Sequence[str], count: int) -> list[str]:
 
 
 def boundaries(client: S3Client, bucket: str, parts: int, threads: int = PROBE_THREADS,
-               prefixes: Sequence[str] | None = None) -> list[str]:
+               prefixes: Sequence[str] | None = None, versions: bool = False) -> list[str]:
     """Boundary keys that split ``bucket`` into at most ``parts`` key ranges (``prefixes``: the bucket's
-    :func:`prefix_tree` when already walked, for at least ``parts`` pieces)."""
+    :func:`prefix_tree` when already walked, for at least ``parts`` pieces; ``versions``: cut where
+    versions and delete markers are, for a listing of versions)."""
     if parts < 2:
         return []
     if prefixes is None:
-        prefixes = prefix_tree(client, bucket, parts, threads)
+        prefixes = prefix_tree(client, bucket, parts, threads, versions=versions)
 
     def first_key(prefix: str) -> str | None:
-        page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
-        return page["Contents"][0]["Key"] if page.get("Contents") else None
+        return _first_key(client, bucket, prefix, None, versions)
 
     # The first prefix starts the first range anyway; each later one starts a new range.
     with ThreadPoolExecutor(max(1, threads)) as pool:

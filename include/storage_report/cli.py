@@ -136,7 +136,8 @@ def run_local(
     check_patterns(patterns)
     check_regions(regions)
     buckets = list_buckets(client_for("us-east-1"), patterns, regions, as_bucket_error=as_bucket_error)
-    listing_plan = partial(plan, threshold=shard_objects, parts_per_bucket=shard_parts, as_bucket_error=as_bucket_error)
+    listing_plan = partial(plan, threshold=shard_objects, parts_per_bucket=shard_parts, as_bucket_error=as_bucket_error,
+                           include_versions=include_versions)
     if source == "inventory":
         planned = inventory.plan(client_for, buckets, max_shards=1024, include_versions=include_versions,
                                  fallback=inventory_fallback, listing_plan=listing_plan,

@@ -480,7 +480,8 @@ def plan(
     ``cloudwatch`` every bucket is one part; with ``inventory`` parts are groups of inventory data
     files (planned by include.storage_report.inventory, not here). A bucket whose probe fails with what
     ``as_bucket_error`` names gets one part (its listing will then record the error); so does a big
-    bucket whose cut points cannot be read."""
+    bucket whose cut points cannot be read. With ``include_versions`` a bucket's size is what
+    ListObjectVersions lists (versions and delete markers), and its cuts are keys of those."""
 
     if source not in ("listing", "cloudwatch"):
         raise ValueError(f"plan() lists or reads CloudWatch; source {source!r} is planned by its own module")
@@ -501,10 +502,10 @@ def plan(
     def speculate(client: Any, name: str) -> tuple[list[str] | None, list[str] | None, list[tuple[str, int]]]:
         if name in probed:  # it waited in the queue until its probe ended
             return None, None, []
-        prefixes = shards.prefix_tree(client, name, parts_per_bucket)
+        prefixes = shards.prefix_tree(client, name, parts_per_bucket, versions=include_versions)
         if name in probed:
             return prefixes, None, []
-        cuts = shards.boundaries(client, name, parts_per_bucket, prefixes=prefixes)
+        cuts = shards.boundaries(client, name, parts_per_bucket, prefixes=prefixes, versions=include_versions)
         if name in probed:
             return prefixes, cuts, []
         return prefixes, cuts, shards.range_heads(client, name, cuts)
@@ -521,7 +522,8 @@ def plan(
                 return False
             return shards.count_floor(seen, last_key, ahead.result()[2]) > threshold
         try:
-            return shards.probe_count(client, name, threshold, on_more=walk, proven_big=proven_big)
+            return shards.probe_count(client, name, threshold, on_more=walk, proven_big=proven_big,
+                                      versions=include_versions)
         except s3_failures() as exc:
             if as_bucket_error(exc) is None:
                 raise
@@ -538,7 +540,8 @@ def plan(
             prefixes, made, _ = (None, None, []) if ahead is None or ahead.exception() else ahead.result()
             try:
                 cuts = made if made is not None and budget == parts_per_bucket else shards.boundaries(
-                    client_for(bucket["region"]), bucket["name"], budget, prefixes=prefixes)
+                    client_for(bucket["region"]), bucket["name"], budget, prefixes=prefixes,
+                    versions=include_versions)
             except s3_failures() as exc:
                 if as_bucket_error(exc) is None:
                     raise

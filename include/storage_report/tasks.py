@@ -124,6 +124,7 @@ def plan_shards(context: Any) -> list[dict[str, Any]]:
                                  fallback=params["inventory_fallback"],
                                  listing_plan=partial(storage_report.plan, threshold=params["shard_objects"],
                                                       parts_per_bucket=params["shard_parts"],
+                                                      include_versions=params["include_versions"],
                                                       as_bucket_error=as_bucket_error),
                                  as_bucket_error=as_bucket_error)
     else:

@@ -68,10 +68,10 @@ class FakeS3:
         return out
 
     def list_object_versions(self, Bucket: str, KeyMarker: str = "", VersionIdMarker: str = "",
-                             MaxKeys: int = 1000) -> dict[str, Any]:
+                             MaxKeys: int = 1000, Prefix: str = "", Delimiter: str = "") -> dict[str, Any]:
         self.calls += 1
-        ordered = []  # key order, newest version first within a key
-        for key in sorted({v.key for v in self.versions}, key=lambda k: k.encode()):
+        ordered: list[tuple[str, str, Any, bool]] = []  # key order, newest version first within a key
+        for key in sorted({v.key for v in self.versions if v.key.startswith(Prefix)}, key=lambda k: k.encode()):
             mine = [v for v in self.versions if v.key == key]
             for n, v in enumerate(reversed(mine)):
                 ordered.append((key, f"{key}#{len(mine) - n}", v, n == 0))
@@ -80,8 +80,24 @@ class FakeS3:
             start = next(i for i, o in enumerate(ordered) if o[1] == VersionIdMarker) + 1
         elif KeyMarker:
             start = next((i for i, o in enumerate(ordered) if o[0].encode() > KeyMarker.encode()), len(ordered))
-        page = ordered[start : start + MaxKeys]
-        more = start + MaxKeys < len(ordered)
+        page: list[tuple[str, str, Any, bool]] = []
+        prefixes: list[str] = []
+        rest = ordered[start:]
+        i = 0
+        while i < len(rest) and len(page) + len(prefixes) < MaxKeys:
+            key = rest[i][0]
+            cut = key.find(Delimiter, len(Prefix)) if Delimiter else -1
+            if cut >= 0:  # rolled up into one CommonPrefix, which counts as one entry
+                common = key[: cut + len(Delimiter)]
+                prefixes.append(common)
+                while i < len(rest) and rest[i][0].startswith(common):
+                    i += 1
+                last: tuple[str, str | None] = (common, None)
+                continue
+            page.append(rest[i])
+            last = (rest[i][0], rest[i][1])
+            i += 1
+        more = i < len(rest)
         out: dict[str, Any] = {
             "Versions": [{"Key": k, "VersionId": vid, "Size": v.size, "LastModified": v.last_modified,
                           "StorageClass": v.storage_class, "IsLatest": latest}
@@ -90,8 +106,12 @@ class FakeS3:
                               for k, vid, v, latest in page if v.delete_marker],
             "IsTruncated": more,
         }
+        if prefixes:
+            out["CommonPrefixes"] = [{"Prefix": p} for p in prefixes]
         if more:
-            out["NextKeyMarker"], out["NextVersionIdMarker"] = page[-1][0], page[-1][1]
+            out["NextKeyMarker"] = last[0]
+            if last[1] is not None:
+                out["NextVersionIdMarker"] = last[1]
         return out
 
     def list_multipart_uploads(self, Bucket: str, **_: Any) -> dict[str, Any]:

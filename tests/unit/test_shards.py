@@ -52,7 +52,7 @@ def sequential(fake: FakeS3, classes: tuple[str, ...] = ()) -> dict:
 def sharded(fake: FakeS3, *, versions: bool, threshold: int, parts: int, classes: tuple[str, ...] = ()):
     bucket = {"name": "b", "region": "us-east-1", "creation_date": "2026-01-01T00:00:00Z", "error": None}
     planned = storage_report.plan(lambda region: fake, [bucket], max_shards=64, threshold=threshold,
-                                  parts_per_bucket=parts)
+                                  parts_per_bucket=parts, include_versions=versions)
     results = [storage_report.summarize_part(fake, p, include_versions=versions, storage_classes=classes)
                for s in planned for p in s["parts"]]
     total = storage_report.Totals()
@@ -98,6 +98,32 @@ def test_small_bucket_is_one_part_and_a_big_flat_bucket_is_cut_by_characters():
     assert len(cuts) == 7 and cuts == sorted(cuts)
     assert (total.object_count, total.total_bytes) == (300, sum(range(300)))
     assert fake.calls < 75  # probe, ~2 hops per level (+1 per child at the last), cut keys, the listing
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_with_versions_a_bucket_of_few_current_objects_but_many_versions_is_split(flat):
+    """The probe counts what a listing of versions lists: a bucket whose every key was deleted (delete
+    markers and noncurrent versions only) or overwritten many times is big, and is cut at keys of
+    versions (it had been one range: ListObjectsV2 saw no object, or a few)."""
+    fake = FakeS3()
+    for i in range(400):
+        key = f"k{i:04d}" if flat else f"d{i % 10}/k{i:04d}"
+        fake.put(key, i)
+        fake.put(key, i + 1)
+        if i % 100:  # all but 4 keys deleted
+            fake.delete(key)
+    planned, total = sharded(fake, versions=True, threshold=100, parts=6)
+    parts = [p for s in planned for p in s["parts"]]
+    assert 1 < len(parts) <= 6
+    truth = sequential(fake)
+    assert truth["object_count"] == 4 and truth["delete_markers"] == 396
+    assert (total.object_count, total.total_bytes, total.last_modified) == \
+        (truth["object_count"], truth["total_bytes"], truth["last_modified"])
+    assert (sum(n for n, _ in total.noncurrent.values()), sum(b for _, b in total.noncurrent.values())) \
+        == truth["noncurrent"]
+    assert total.delete_markers == truth["delete_markers"]
+    planned, _ = sharded(fake, versions=False, threshold=100, parts=6)  # 4 current objects: small
+    assert [len(s["parts"]) for s in planned] == [1]
 
 
 def test_ranges_partition_the_key_space():
