@@ -42,8 +42,9 @@ STORAGE_CLASSES = (
     "STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
     "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW",
 )
-#: An AWS region name (eu-west-1, us-gov-west-1, ap-southeast-4): price table keys and the ``regions`` filter.
-REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"
+#: An AWS region name (eu-west-1, us-gov-west-1, ap-southeast-4, the European Sovereign Cloud's
+#: eusc-de-east-1): price table keys and the ``regions`` filter.
+REGION_PATTERN = r"^[a-z]{2,4}(-[a-z]+)+-[0-9]+$"
 GB = 1024**3
 FALLBACK_REGION = "us-east-1"
 

@@ -526,6 +526,24 @@ def test_a_region_that_is_no_region_name_is_refused(region, says):
     check_regions(["us-east-1", "us-gov-west-1", "ap-southeast-4"])
 
 
+def test_every_region_botocore_knows_is_a_region_name():
+    """The regions filter and a price override take every region of botocore's endpoint data, of every
+    partition: the European Sovereign Cloud's eusc-de-east-1 was refused (its first part has 4 letters)."""
+    import json
+    from pathlib import Path
+
+    import botocore
+
+    from include.storage_report.pricing import check_pricing
+
+    data = json.loads((Path(botocore.__file__).parent / "data" / "endpoints.json").read_text())
+    regions = sorted({r for partition in data["partitions"] for r in partition["regions"]})
+    assert "eusc-de-east-1" in regions and "us-gov-west-1" in regions
+    check_regions(regions[:100])
+    check_regions(regions[100:])
+    check_pricing({"prices": {r: {"STANDARD": 0.025} for r in regions}})
+
+
 @pytest.mark.parametrize(("setting", "value", "says"), [
     ("buckets", ["["], "'[' can match no bucket"), ("buckets", [""], "buckets"),
     ("regions", ["eu-west-1\n"], "is not a region name"), ("regions", [""], "regions"),
