@@ -37,10 +37,12 @@ MAX_PRICE = 1_000_000
 MAX_FILE_BYTES = 1 << 20
 #: ``as_of`` and ``source`` are printed in every report: short, printable text.
 MAX_TEXT = 200
-#: Storage classes as ListObjectsV2 names them (the ``storage_classes`` param's enum).
+#: Storage classes as ListObjectsV2 names them (the ``storage_classes`` param's enum; every one of botocore's
+#: ``ObjectStorageClass``, so that a class S3 lists can be filtered for and priced by an override).
 STORAGE_CLASSES = (
     "STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE",
-    "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW",
+    "REDUCED_REDUNDANCY", "EXPRESS_ONEZONE", "OUTPOSTS", "SNOW", "FSX_OPENZFS", "FSX_ONTAP", "AWS_BACKUP_WARM",
+    "AWS_BACKUP_LOW_COST_WARM",
 )
 #: An AWS region name (eu-west-1, us-gov-west-1, ap-southeast-4, the European Sovereign Cloud's
 #: eusc-de-east-1): price table keys and the ``regions`` filter.

@@ -190,3 +190,18 @@ def test_a_class_an_override_leaves_out_of_a_new_region_is_priced_as_us_east_1()
     assert prices.monthly_cost("ap-south-1", "GLACIER", GB) == pytest.approx(load_prices().price("us-east-1", "GLACIER"))
     assert prices.describe()["fallback_regions"] == {"ap-south-1/GLACIER": "us-east-1"}
     assert prices.describe()["unpriced"] == []
+
+
+def test_every_storage_class_s3_lists_can_be_priced_and_filtered():
+    """A class ListObjectsV2 can name (botocore's ObjectStorageClass) is one an override may price and the
+    storage_classes filter may name: FSX_OPENZFS, FSX_ONTAP and the AWS Backup classes were refused, so
+    objects in them stayed unpriced (cost 0) whatever the override said."""
+    import botocore.session
+
+    from include.storage_report.pricing import STORAGE_CLASSES, load_prices
+
+    listed = botocore.session.get_session().get_service_model("s3").shape_for("ObjectStorageClass").enum
+    assert set(listed) <= set(STORAGE_CLASSES)
+    prices = load_prices({"prices": {"us-east-1": {cls: 0.05 for cls in listed}}})
+    assert prices.monthly_cost("us-east-1", "FSX_OPENZFS", 2 * 1024**3) == 0.1
+    assert prices.describe()["unpriced"] == []
