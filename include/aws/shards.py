@@ -175,8 +175,13 @@ def _next_chars(client: S3Client, bucket: str, prefix: str, cap: int, versions: 
         if key is None:
             break
         child = key[: len(prefix) + 1]
-        found.append(child)
-        after = child + _PAST_PREFIX
+        if not found or found[-1] != child:
+            found.append(child)
+        # Past every key under child: a key that goes on with U+10FFFF sorts after child + U+10FFFF, so
+        # the hop is past its whole run of them (else each request found child again, and the walk never
+        # reached the characters after it).
+        rest = key[len(child):]
+        after = child + _PAST_PREFIX * (len(rest) - len(rest.lstrip(_PAST_PREFIX)) + 1)
     return found
 
 

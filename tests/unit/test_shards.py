@@ -126,6 +126,24 @@ def test_with_versions_a_bucket_of_few_current_objects_but_many_versions_is_spli
     assert [len(s["parts"]) for s in planned] == [1]
 
 
+def test_a_key_going_on_with_the_highest_code_point_does_not_stop_the_walk_by_characters():
+    """U+10FFFF sorts after every other character, so ``child + U+10FFFF`` is not past a key such as
+    ``a\U0010ffff1``: the walk found ``a`` again on every request up to its cap and never reached ``b``…``j``,
+    so every cut fell among the ``a`` keys and one range held the rest of the bucket."""
+    fake = FakeS3()
+    for key in ["a\U0010ffff1", "a\U0010ffff\U0010ffff2", "a\U0010ffff\U0010ffff"]:
+        fake.put(key, 1)
+    for c in "bcdefghij":
+        for i in range(50):
+            fake.put(f"{c}{i:03d}", 1)
+    assert shards._next_chars(fake, "b", "", 64) == list("abcdefghij")
+    fake.calls = 0
+    cuts = shards.boundaries(fake, "b", 8)
+    assert len(cuts) == 7 and len({c[0] for c in cuts}) == 7, cuts
+    planned, total = sharded(fake, versions=False, threshold=100, parts=8)
+    assert len([p for s in planned for p in s["parts"]]) == 8 and total.object_count == 453
+
+
 def test_ranges_partition_the_key_space():
     assert shards.ranges([]) == [(None, None)]
     assert shards.ranges(["m", "c", "m"]) == [(None, "c"), ("c", "m"), ("m", None)]
